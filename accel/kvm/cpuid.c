@@ -1,0 +1,143 @@
+/*
+ * The CPUID table each vCPU sees: KVM's supported set, with the -smp
+ * topology (APIC ids, leaves 1, 4, 0xB, 0x1F), the hypervisor bit, and
+ * cache leaves that are either QEMU's fixed legacy ones or, with
+ * host-cache-info=on, the host's own.  Pure apart from reading KVM's table.
+ */
+#include <cpuid.h>
+#include <string.h>
+
+#include "hw/machine.h"
+#include "sysemu/kvm.h"
+#include "util/error.h"
+
+/* Bits needed to hold n distinct ids (0 for n <= 1). */
+static unsigned bits_for(unsigned n)
+{
+    unsigned bits = 0;
+
+    while ((1u << bits) < n) {
+        bits++;
+    }
+    return bits;
+}
+
+unsigned cpu_apic_id(const Machine *m, unsigned index)
+{
+    const SmpConfig *smp = &m->cfg->smp;
+    unsigned thread_bits = bits_for(smp->threads);
+    unsigned core_bits = bits_for(smp->cores);
+    unsigned thread = index % smp->threads;
+    unsigned core = (index / smp->threads) % smp->cores;
+    unsigned socket = index / (smp->threads * smp->cores);
+
+    return (socket << (core_bits + thread_bits)) | (core << thread_bits) | thread;
+}
+
+/*
+ * QEMU's legacy cache description (used without host-cache-info):
+ * L1d/L1i 32 KiB 8-way, L2 4 MiB 16-way, L3 16 MiB 16-way, 64-byte lines.
+ */
+static void legacy_cache_leaf4(unsigned sub, uint32_t *eax, uint32_t *ebx,
+                               uint32_t *ecx, uint32_t *edx)
+{
+    static const struct {
+        unsigned type, level, ways, sets;
+        bool self_init, inclusive;
+    } caches[] = {
+        { 1, 1, 8, 64, true, false },       /* L1 data */
+        { 2, 1, 8, 64, true, false },       /* L1 instruction */
+        { 3, 2, 16, 4096, true, false },    /* L2 unified */
+        { 3, 3, 16, 16384, true, true },    /* L3 unified */
+    };
+
+    *eax = *ebx = *ecx = *edx = 0;
+    if (sub >= G_N_ELEMENTS(caches)) {
+        return;
+    }
+    *eax = caches[sub].type | (caches[sub].level << 5) |
+           (caches[sub].self_init ? 1u << 8 : 0);
+    *ebx = (64 - 1) | ((caches[sub].ways - 1) << 22);
+    *ecx = caches[sub].sets - 1;
+    *edx = caches[sub].inclusive ? 1u << 1 : 0;
+}
+
+static void fix_leaf4_topology(const SmpConfig *smp, uint32_t *eax)
+{
+    unsigned level = (*eax >> 5) & 7;
+    unsigned sharing = level >= 3 ? smp->cores * smp->threads : smp->threads;
+
+    if ((*eax & 0x1f) == 0) {
+        return;     /* no cache: leave the terminator alone */
+    }
+    *eax &= 0x3fff;
+    *eax |= ((1u << bits_for(smp->cores)) - 1) << 26;
+    *eax |= ((1u << bits_for(sharing)) - 1) << 14;
+}
+
+static void fix_topology_leaf(const SmpConfig *smp, unsigned apic_id,
+                              struct kvm_cpuid_entry2 *e)
+{
+    unsigned thread_bits = bits_for(smp->threads);
+    unsigned core_bits = bits_for(smp->cores);
+
+    e->edx = apic_id;
+    switch (e->index) {
+    case 0: /* SMT level */
+        e->eax = thread_bits;
+        e->ebx = smp->threads;
+        e->ecx = 0 | (1u << 8);
+        break;
+    case 1: /* core level */
+        e->eax = thread_bits + core_bits;
+        e->ebx = smp->cores * smp->threads;
+        e->ecx = 1 | (2u << 8);
+        break;
+    default:
+        e->eax = e->ebx = 0;
+        e->ecx = e->index;
+        break;
+    }
+}
+
+struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
+                               GError **errp)
+{
+    const struct kvm_cpuid2 *sup = kvm->supported_cpuid;
+    const SmpConfig *smp = &m->cfg->smp;
+    struct kvm_cpuid2 *c;
+    unsigned logical = smp->cores * smp->threads;
+
+    c = g_malloc0(sizeof(*c) + (sup->nent + 8) * sizeof(struct kvm_cpuid_entry2));
+    for (unsigned i = 0; i < sup->nent; i++) {
+        struct kvm_cpuid_entry2 e = sup->entries[i];
+
+        switch (e.function) {
+        case 1:
+            e.ebx &= 0x0000ffff;
+            e.ebx |= apic_id << 24;
+            if (logical > 1) {
+                e.ebx |= (1u << bits_for(logical)) << 16;
+                e.edx |= 1u << 28; /* HTT: the package holds several CPUs */
+            }
+            e.ecx |= 1u << 31;     /* running under a hypervisor */
+            break;
+        case 4:
+            if (!m->cfg->host_cache_info) {
+                legacy_cache_leaf4(e.index, &e.eax, &e.ebx, &e.ecx, &e.edx);
+            } else {
+                __cpuid_count(4, e.index, e.eax, e.ebx, e.ecx, e.edx);
+            }
+            fix_leaf4_topology(smp, &e.eax);
+            break;
+        case 0xb:
+        case 0x1f:
+            fix_topology_leaf(smp, apic_id, &e);
+            break;
+        default:
+            break;
+        }
+        c->entries[c->nent++] = e;
+    }
+    return c;
+}

@@ -1,0 +1,363 @@
+/*
+ * vCPUs: one thread each, running KVM_RUN and dispatching its exits to the
+ * buses.  Each thread is a small state machine (paused / running /
+ * finished) fed by requests from the main thread under cpu->lock; a kick
+ * (immediate_exit plus SIGUSR1) takes it out of KVM_RUN.  Exit dispatch
+ * holds the machine lock.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hw/machine.h"
+#include "sysemu/kvm.h"
+#include "util/error.h"
+
+#define SIG_VCPU_KICK SIGUSR1
+
+/* MSRs restored at reset (their power-on values are read at creation). */
+static const uint32_t reset_msrs[] = {
+    0x174, 0x175, 0x176,                 /* SYSENTER_CS/ESP/EIP */
+    0x277,                               /* PAT */
+    0xc0000081, 0xc0000082, 0xc0000083,  /* STAR, LSTAR, CSTAR */
+    0xc0000084,                          /* SFMASK */
+    0xc0000100, 0xc0000101, 0xc0000102,  /* FS/GS/KERNEL_GS base */
+};
+
+static void vcpu_kick_handler(int sig)
+{
+    (void)sig;
+}
+
+static void vcpu_install_kick_handler(void)
+{
+    static gsize once;
+
+    if (g_once_init_enter(&once)) {
+        struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIG_VCPU_KICK, &sa, NULL);   /* no SA_RESTART */
+        g_once_init_leave(&once, 1);
+    }
+}
+
+static bool vcpu_capture_initial(VCpu *cpu, GError **errp)
+{
+    VCpuInitialState *s = &cpu->initial;
+
+    s->msrs.hdr.nmsrs = G_N_ELEMENTS(reset_msrs);
+    for (size_t i = 0; i < G_N_ELEMENTS(reset_msrs); i++) {
+        s->msrs.entries[i].index = reset_msrs[i];
+    }
+    if (ioctl(cpu->fd, KVM_GET_REGS, &s->regs) < 0 ||
+        ioctl(cpu->fd, KVM_GET_SREGS, &s->sregs) < 0 ||
+        ioctl(cpu->fd, KVM_GET_FPU, &s->fpu) < 0 ||
+        ioctl(cpu->fd, KVM_GET_LAPIC, &s->lapic) < 0 ||
+        ioctl(cpu->fd, KVM_GET_MP_STATE, &s->mp_state) < 0) {
+        error_setg_errno(errp, errno, "reading vCPU %u state failed", cpu->index);
+        return false;
+    }
+    /* KVM returns how many it read; keep only those. */
+    int n = ioctl(cpu->fd, KVM_GET_MSRS, &s->msrs);
+    s->msrs.hdr.nmsrs = n > 0 ? n : 0;
+    return true;
+}
+
+VCpu *vcpu_create(Machine *m, unsigned index, GError **errp)
+{
+    VCpu *cpu = g_new0(VCpu, 1);
+    struct kvm_cpuid2 *cpuid;
+
+    cpu->machine = m;
+    cpu->index = index;
+    cpu->apic_id = cpu_apic_id(m, index);
+    cpu->state = VCPU_STATE_PAUSED;
+    cpu->want_pause = true;
+    pthread_mutex_init(&cpu->lock, NULL);
+    pthread_cond_init(&cpu->cond, NULL);
+    cpu->fd = ioctl(m->kvm.vm_fd, KVM_CREATE_VCPU, (unsigned long)cpu->apic_id);
+    if (cpu->fd < 0) {
+        error_setg_errno(errp, errno, "KVM_CREATE_VCPU %u failed", index);
+        g_free(cpu);
+        return NULL;
+    }
+    cpu->run = mmap(NULL, m->kvm.vcpu_mmap_size, PROT_READ | PROT_WRITE,
+                    MAP_SHARED, cpu->fd, 0);
+    if (cpu->run == MAP_FAILED) {
+        error_setg_errno(errp, errno, "mapping vCPU %u's kvm_run failed", index);
+        goto fail;
+    }
+    cpuid = cpuid_build(&m->kvm, m, cpu->apic_id, errp);
+    if (!cpuid) {
+        goto fail;
+    }
+    if (ioctl(cpu->fd, KVM_SET_CPUID2, cpuid) < 0) {
+        error_setg_errno(errp, errno, "KVM_SET_CPUID2 on vCPU %u failed", index);
+        g_free(cpuid);
+        goto fail;
+    }
+    g_free(cpuid);
+    if (!vcpu_capture_initial(cpu, errp)) {
+        goto fail;
+    }
+    return cpu;
+fail:
+    if (cpu->run && cpu->run != MAP_FAILED) {
+        munmap(cpu->run, m->kvm.vcpu_mmap_size);
+    }
+    close(cpu->fd);
+    g_free(cpu);
+    return NULL;
+}
+
+bool vcpu_reset(VCpu *cpu, GError **errp)
+{
+    VCpuInitialState *s = &cpu->initial;
+
+    if (ioctl(cpu->fd, KVM_SET_SREGS, &s->sregs) < 0 ||
+        ioctl(cpu->fd, KVM_SET_REGS, &s->regs) < 0 ||
+        ioctl(cpu->fd, KVM_SET_FPU, &s->fpu) < 0 ||
+        ioctl(cpu->fd, KVM_SET_LAPIC, &s->lapic) < 0 ||
+        ioctl(cpu->fd, KVM_SET_MP_STATE, &s->mp_state) < 0 ||
+        (s->msrs.hdr.nmsrs &&
+         ioctl(cpu->fd, KVM_SET_MSRS, &s->msrs) < 0)) {
+        error_setg_errno(errp, errno, "resetting vCPU %u failed", cpu->index);
+        return false;
+    }
+    return true;
+}
+
+static void vcpu_count_exit(VCpu *cpu, VCpuExitKind kind)
+{
+    __atomic_add_fetch(&cpu->exits[kind], 1, __ATOMIC_RELAXED);
+}
+
+static void vcpu_handle_io(VCpu *cpu)
+{
+    Machine *m = cpu->machine;
+    struct kvm_run *run = cpu->run;
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+
+    machine_lock(m);
+    for (uint32_t i = 0; i < run->io.count; i++) {
+        bus_dispatch(&m->io_bus, run->io.port, data, run->io.size, is_write);
+        data += run->io.size;
+    }
+    machine_unlock(m);
+}
+
+static void vcpu_handle_mmio(VCpu *cpu)
+{
+    Machine *m = cpu->machine;
+    struct kvm_run *run = cpu->run;
+    unsigned len = run->mmio.len <= 8 ? run->mmio.len : 8;
+
+    machine_lock(m);
+    bus_dispatch(&m->mmio_bus, run->mmio.phys_addr, run->mmio.data, len,
+                 run->mmio.is_write);
+    machine_unlock(m);
+}
+
+/* Returns false when the vCPU must stop running (the VM is going down). */
+static bool vcpu_handle_exit(VCpu *cpu)
+{
+    Machine *m = cpu->machine;
+    struct kvm_run *run = cpu->run;
+
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        vcpu_count_exit(cpu, VCPU_EXIT_IO);
+        vcpu_handle_io(cpu);
+        return true;
+    case KVM_EXIT_MMIO:
+        vcpu_count_exit(cpu, VCPU_EXIT_MMIO);
+        vcpu_handle_mmio(cpu);
+        return true;
+    case KVM_EXIT_INTR:
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+        vcpu_count_exit(cpu, VCPU_EXIT_INTR);
+        return true;
+    case KVM_EXIT_SHUTDOWN:
+        /* a triple fault resets the PC (or ends it under -no-reboot) */
+        vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
+        machine_request_reset(m);
+        return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+        vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+            machine_request_reset(m);
+        } else {
+            machine_request_shutdown(m);
+        }
+        return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+        vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
+        machine_report_internal_error(
+            m, cpu, run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                        ? "emulation failure" : "internal error");
+        return false;
+    case KVM_EXIT_FAIL_ENTRY:
+        vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
+        machine_report_internal_error(m, cpu, "entry failed");
+        return false;
+    default: {
+        char *what = g_strdup_printf("unhandled exit reason %u", run->exit_reason);
+        vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
+        machine_report_internal_error(m, cpu, what);
+        g_free(what);
+        return false;
+    }
+    }
+}
+
+/* Park while a pause is requested; returns false when the thread must end. */
+static bool vcpu_wait_for_go(VCpu *cpu)
+{
+    bool go;
+
+    pthread_mutex_lock(&cpu->lock);
+    while (cpu->want_pause && !cpu->want_exit) {
+        if (cpu->state != VCPU_STATE_PAUSED) {
+            cpu->state = VCPU_STATE_PAUSED;
+            pthread_cond_broadcast(&cpu->cond);
+        }
+        pthread_cond_wait(&cpu->cond, &cpu->lock);
+    }
+    go = !cpu->want_exit;
+    cpu->state = go ? VCPU_STATE_RUNNING : VCPU_STATE_FINISHED;
+    pthread_cond_broadcast(&cpu->cond);
+    pthread_mutex_unlock(&cpu->lock);
+    return go;
+}
+
+/* Park this vCPU by its own decision (fatal exit, reset request). */
+static void vcpu_self_pause(VCpu *cpu)
+{
+    pthread_mutex_lock(&cpu->lock);
+    cpu->want_pause = true;
+    pthread_mutex_unlock(&cpu->lock);
+}
+
+static void *vcpu_thread_main(void *opaque)
+{
+    VCpu *cpu = opaque;
+    char name[16];
+    unsigned backoff_us = 50;
+
+    snprintf(name, sizeof(name), "CPU %u/KVM", cpu->index);
+    pthread_setname_np(pthread_self(), name);
+    pthread_mutex_lock(&cpu->lock);
+    cpu->tid = syscall(SYS_gettid);
+    pthread_cond_broadcast(&cpu->cond);
+    pthread_mutex_unlock(&cpu->lock);
+
+    while (vcpu_wait_for_go(cpu)) {
+        int ret = ioctl(cpu->fd, KVM_RUN, 0);
+
+        if (ret < 0) {
+            if (errno == EINTR) {
+                cpu->run->immediate_exit = 0;
+                vcpu_count_exit(cpu, VCPU_EXIT_INTR);
+                continue;
+            }
+            if (errno == EAGAIN) {
+                /*
+                 * PVM returns EAGAIN for an AP still waiting for INIT/SIPI
+                 * instead of blocking in the kernel: retry, backing off.
+                 */
+                struct timespec ts = { 0, backoff_us * 1000L };
+                nanosleep(&ts, NULL);
+                backoff_us = backoff_us < 5000 ? backoff_us * 2 : 5000;
+                continue;
+            }
+            machine_report_internal_error(cpu->machine, cpu, g_strerror(errno));
+            vcpu_self_pause(cpu);
+            continue;
+        }
+        backoff_us = 50;
+        if (!vcpu_handle_exit(cpu)) {
+            vcpu_self_pause(cpu);
+        }
+    }
+    return NULL;
+}
+
+bool vcpu_start_thread(VCpu *cpu, GError **errp)
+{
+    int err;
+
+    vcpu_install_kick_handler();
+    err = pthread_create(&cpu->thread, NULL, vcpu_thread_main, cpu);
+    if (err) {
+        error_setg_errno(errp, err, "creating the thread of vCPU %u failed",
+                         cpu->index);
+        return false;
+    }
+    cpu->thread_started = true;
+    pthread_mutex_lock(&cpu->lock);
+    while (cpu->tid == 0) {
+        pthread_cond_wait(&cpu->cond, &cpu->lock);
+    }
+    pthread_mutex_unlock(&cpu->lock);
+    return true;
+}
+
+static void vcpu_kick(VCpu *cpu)
+{
+    __atomic_store_n(&cpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    if (cpu->thread_started) {
+        pthread_kill(cpu->thread, SIG_VCPU_KICK);
+    }
+}
+
+void vcpu_request_pause(VCpu *cpu)
+{
+    pthread_mutex_lock(&cpu->lock);
+    cpu->want_pause = true;
+    pthread_mutex_unlock(&cpu->lock);
+    vcpu_kick(cpu);
+}
+
+void vcpu_wait_paused(VCpu *cpu)
+{
+    pthread_mutex_lock(&cpu->lock);
+    while (cpu->thread_started && cpu->state == VCPU_STATE_RUNNING) {
+        pthread_cond_wait(&cpu->cond, &cpu->lock);
+    }
+    pthread_mutex_unlock(&cpu->lock);
+}
+
+void vcpu_resume(VCpu *cpu)
+{
+    pthread_mutex_lock(&cpu->lock);
+    cpu->want_pause = false;
+    pthread_cond_broadcast(&cpu->cond);
+    pthread_mutex_unlock(&cpu->lock);
+}
+
+void vcpu_destroy(VCpu *cpu)
+{
+    if (!cpu) {
+        return;
+    }
+    if (cpu->thread_started) {
+        pthread_mutex_lock(&cpu->lock);
+        cpu->want_exit = true;
+        pthread_cond_broadcast(&cpu->cond);
+        pthread_mutex_unlock(&cpu->lock);
+        vcpu_kick(cpu);
+        pthread_join(cpu->thread, NULL);
+    }
+    munmap(cpu->run, (size_t)cpu->machine->kvm.vcpu_mmap_size);
+    close(cpu->fd);
+    pthread_mutex_destroy(&cpu->lock);
+    pthread_cond_destroy(&cpu->cond);
+    g_free(cpu);
+}

@@ -1,0 +1,185 @@
+/*
+ * The KVM VM: /dev/kvm, the VM fd, the in-kernel irqchip and PIT, memory
+ * slots.  Main thread only, except kvm_irq_line_set (any thread: the
+ * ioctl is thread-safe).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "hw/machine.h"
+#include "sysemu/kvm.h"
+#include "util/error.h"
+
+int kvm_check_extension(KvmVm *kvm, int cap)
+{
+    int ret = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, cap);
+
+    return ret < 0 ? 0 : ret;
+}
+
+static bool kvm_get_supported_cpuid(KvmVm *kvm, GError **errp)
+{
+    for (int nent = 128; nent <= 4096; nent *= 2) {
+        struct kvm_cpuid2 *c = g_malloc0(sizeof(*c) +
+                                         nent * sizeof(struct kvm_cpuid_entry2));
+        c->nent = nent;
+        if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+            kvm->supported_cpuid = c;
+            return true;
+        }
+        g_free(c);
+        if (errno != E2BIG) {
+            error_setg_errno(errp, errno, "KVM_GET_SUPPORTED_CPUID failed");
+            return false;
+        }
+    }
+    error_setg(errp, "KVM_GET_SUPPORTED_CPUID: table too large");
+    return false;
+}
+
+bool kvm_vm_init(KvmVm *kvm, GError **errp)
+{
+    static const struct {
+        int cap;
+        const char *name;
+    } required[] = {
+        { KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+        { KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+        { KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+        { KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+        { KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+        { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+        { KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE" },
+    };
+    /* the dummy speaker port 0x61 gates PIT channel 2, which guests use
+     * to calibrate the TSC */
+    struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+    int ret;
+
+    memset(kvm, 0, sizeof(*kvm));
+    kvm->vm_fd = -1;
+    kvm->sys_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm->sys_fd < 0) {
+        error_setg(errp, "this VMM needs KVM: could not access /dev/kvm: %s",
+                   g_strerror(errno));
+        return false;
+    }
+    ret = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
+    if (ret != KVM_API_VERSION) {
+        error_setg(errp, "this VMM needs KVM API version %d, /dev/kvm has %d",
+                   KVM_API_VERSION, ret);
+        goto fail;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(required); i++) {
+        if (!kvm_check_extension(kvm, required[i].cap)) {
+            error_set_class(errp, ERROR_CLASS_KVM_MISSING_CAP,
+                            "this VMM needs KVM capability %s, which this "
+                            "kernel lacks", required[i].name);
+            goto fail;
+        }
+    }
+    kvm->vcpu_mmap_size = ioctl(kvm->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (kvm->vcpu_mmap_size <= 0) {
+        error_setg_errno(errp, errno, "KVM_GET_VCPU_MMAP_SIZE failed");
+        goto fail;
+    }
+    do {
+        kvm->vm_fd = ioctl(kvm->sys_fd, KVM_CREATE_VM, 0);
+    } while (kvm->vm_fd < 0 && errno == EINTR);
+    if (kvm->vm_fd < 0) {
+        error_setg_errno(errp, errno, "KVM_CREATE_VM failed");
+        goto fail;
+    }
+    if (ioctl(kvm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+        error_setg_errno(errp, errno, "KVM_SET_TSS_ADDR failed");
+        goto fail;
+    }
+    if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        error_setg_errno(errp, errno, "KVM_CREATE_IRQCHIP failed");
+        goto fail;
+    }
+    if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+        error_setg_errno(errp, errno, "KVM_CREATE_PIT2 failed");
+        goto fail;
+    }
+    if (!kvm_get_supported_cpuid(kvm, errp)) {
+        goto fail;
+    }
+    return true;
+fail:
+    kvm_vm_destroy(kvm);
+    return false;
+}
+
+void kvm_vm_destroy(KvmVm *kvm)
+{
+    if (kvm->vm_fd >= 0) {
+        close(kvm->vm_fd);
+    }
+    if (kvm->sys_fd >= 0) {
+        close(kvm->sys_fd);
+    }
+    kvm->vm_fd = kvm->sys_fd = -1;
+    g_free(kvm->supported_cpuid);
+    kvm->supported_cpuid = NULL;
+}
+
+bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                    GError **errp)
+{
+    struct kvm_userspace_memory_region region = {
+        .slot = kvm->nr_slots_used,
+        .guest_phys_addr = gpa,
+        .memory_size = size,
+        .userspace_addr = (uintptr_t)host,
+    };
+
+    if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+        error_setg_errno(errp, errno, "KVM_SET_USER_MEMORY_REGION at 0x%"
+                         G_GINT64_MODIFIER "x failed", gpa);
+        return false;
+    }
+    kvm->nr_slots_used++;
+    return true;
+}
+
+void kvm_irq_line_set(void *opaque_kvm, int gsi, int level)
+{
+    KvmVm *kvm = opaque_kvm;
+    struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+    /* Can only fail for a bad gsi, which board wiring never produces. */
+    if (ioctl(kvm->vm_fd, KVM_IRQ_LINE, &irq) < 0) {
+        g_warning("KVM_IRQ_LINE %d failed: %s", gsi, g_strerror(errno));
+    }
+}
+
+bool kvm_irqchip_capture(KvmVm *kvm, GError **errp)
+{
+    kvm->initial_pic[0].chip_id = KVM_IRQCHIP_PIC_MASTER;
+    kvm->initial_pic[1].chip_id = KVM_IRQCHIP_PIC_SLAVE;
+    kvm->initial_ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+    if (ioctl(kvm->vm_fd, KVM_GET_IRQCHIP, &kvm->initial_pic[0]) < 0 ||
+        ioctl(kvm->vm_fd, KVM_GET_IRQCHIP, &kvm->initial_pic[1]) < 0 ||
+        ioctl(kvm->vm_fd, KVM_GET_IRQCHIP, &kvm->initial_ioapic) < 0 ||
+        ioctl(kvm->vm_fd, KVM_GET_PIT2, &kvm->initial_pit) < 0) {
+        error_setg_errno(errp, errno, "reading the in-kernel irqchip state failed");
+        return false;
+    }
+    return true;
+}
+
+bool kvm_irqchip_restore(KvmVm *kvm, GError **errp)
+{
+    if (ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &kvm->initial_pic[0]) < 0 ||
+        ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &kvm->initial_pic[1]) < 0 ||
+        ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &kvm->initial_ioapic) < 0 ||
+        ioctl(kvm->vm_fd, KVM_SET_PIT2, &kvm->initial_pit) < 0) {
+        error_setg_errno(errp, errno, "resetting the in-kernel irqchip failed");
+        return false;
+    }
+    return true;
+}

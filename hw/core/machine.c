@@ -1,0 +1,284 @@
+/*
+ * The pc machine's life cycle: memory map and e820, creation of the VM,
+ * its vCPUs and board, start/pause/resume, and the reset and shutdown
+ * requests that vCPU threads raise and the main loop carries out.
+ * Locking: see include/hw/machine.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "hw/i386/pc.h"
+#include "hw/machine.h"
+#include "util/error.h"
+
+const char *runstate_name(RunState state)
+{
+    static const char *const names[RUN_STATE__MAX] = {
+        [RUN_STATE_PRELAUNCH] = "prelaunch",
+        [RUN_STATE_RUNNING] = "running",
+        [RUN_STATE_PAUSED] = "paused",
+        [RUN_STATE_SHUTDOWN] = "shutdown",
+        [RUN_STATE_INTERNAL_ERROR] = "internal-error",
+    };
+
+    return state < RUN_STATE__MAX ? names[state] : "debug";
+}
+
+static void e820_add(Machine *m, uint64_t addr, uint64_t size, uint32_t type)
+{
+    if (size && m->nr_e820 < E820_MAX) {
+        m->e820[m->nr_e820++] = (E820Entry){ addr, size, type };
+    }
+}
+
+bool machine_plan_memory(Machine *m, uint64_t ram_size, GError **errp)
+{
+    if (ram_size < (2ULL << 20)) {
+        error_setg(errp, "guest RAM must be at least 2 MiB");
+        return false;
+    }
+    m->ram_size = ram_size;
+    m->below_4g = ram_size >= PCI_HOLE_START ? LOW_RAM_SPLIT : ram_size;
+    m->above_4g = ram_size - m->below_4g;
+    m->nr_e820 = 0;
+    e820_add(m, 0, 0x9fc00, E820_RAM);
+    e820_add(m, 0x9fc00, 0x400, E820_RESERVED);          /* EBDA */
+    e820_add(m, BIOS_AREA_START, 0x100000 - BIOS_AREA_START, E820_RESERVED);
+    e820_add(m, 0x100000, m->below_4g - 0x100000, E820_RAM);
+    e820_add(m, HIGH_RAM_START, m->above_4g, E820_RAM);
+    return true;
+}
+
+void *machine_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len)
+{
+    uint64_t end = gpa + len;
+
+    if (end < gpa) {
+        return NULL;
+    }
+    if (end <= m->below_4g) {
+        return m->ram + gpa;
+    }
+    if (gpa >= HIGH_RAM_START && end - HIGH_RAM_START <= m->above_4g) {
+        return m->ram + m->below_4g + (gpa - HIGH_RAM_START);
+    }
+    return NULL;
+}
+
+static bool machine_init_ram(Machine *m, GError **errp)
+{
+    m->ram = mmap(NULL, m->ram_size, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m->ram == MAP_FAILED) {
+        m->ram = NULL;
+        error_setg_errno(errp, errno, "cannot allocate %" G_GUINT64_FORMAT
+                         " MiB of guest RAM", m->ram_size >> 20);
+        return false;
+    }
+    madvise(m->ram, m->ram_size, MADV_HUGEPAGE);
+    if (!kvm_vm_add_ram(&m->kvm, 0, m->below_4g, m->ram, errp)) {
+        return false;
+    }
+    return !m->above_4g ||
+           kvm_vm_add_ram(&m->kvm, HIGH_RAM_START, m->above_4g,
+                          m->ram + m->below_4g, errp);
+}
+
+/* Everything that a reset puts back: boot image, tables, BSP entry. */
+static bool machine_load_boot(Machine *m, GError **errp)
+{
+    if (!m->cfg->kernel) {
+        error_setg(errp, "no -kernel given: firmware boot from -drive is not "
+                   "supported yet, so there is nothing to boot");
+        return false;
+    }
+    return linux_boot_load(m, errp) && mptable_write(m, MPTABLE_ADDR, errp) &&
+           linux_boot_setup_bsp(m, m->vcpus[0], errp);
+}
+
+bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
+{
+    memset(m, 0, sizeof(*m));
+    m->cfg = cfg;
+    m->kvm.vm_fd = m->kvm.sys_fd = -1;
+    pthread_mutex_init(&m->lock, NULL);
+    bus_init(&m->io_bus, "io");
+    bus_init(&m->mmio_bus, "mmio");
+    m->chardevs = chardev_set_new();
+    m->runstate = RUN_STATE_PRELAUNCH;
+
+    if (!machine_plan_memory(m, cfg->ram_size, errp) ||
+        !kvm_vm_init(&m->kvm, errp) || !machine_init_ram(m, errp)) {
+        return false;
+    }
+    m->nr_vcpus = cfg->smp.cpus;
+    m->vcpus = g_new0(VCpu *, m->nr_vcpus);
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        m->vcpus[i] = vcpu_create(m, i, errp);
+        if (!m->vcpus[i]) {
+            return false;
+        }
+    }
+    for (guint i = 0; i < cfg->chardevs->len; i++) {
+        if (!chardev_new_from_opts(m->chardevs, g_ptr_array_index(cfg->chardevs, i),
+                                   errp)) {
+            return false;
+        }
+    }
+    return kvm_irqchip_capture(&m->kvm, errp) && pc_board_init(m, errp) &&
+           machine_load_boot(m, errp);
+}
+
+void machine_cleanup(Machine *m)
+{
+    for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++) {
+        vcpu_destroy(m->vcpus[i]);
+    }
+    g_free(m->vcpus);
+    m->vcpus = NULL;
+    if (m->board) {
+        pc_board_cleanup(m);
+    }
+    if (m->chardevs) {
+        chardev_set_free(m->chardevs);
+        m->chardevs = NULL;
+    }
+    kvm_vm_destroy(&m->kvm);
+    if (m->ram) {
+        munmap(m->ram, m->ram_size);
+        m->ram = NULL;
+    }
+    if (m->kernel_image) {
+        g_bytes_unref(m->kernel_image);
+    }
+    if (m->initrd_image) {
+        g_bytes_unref(m->initrd_image);
+    }
+    bus_destroy(&m->io_bus);
+    bus_destroy(&m->mmio_bus);
+}
+
+bool machine_start(Machine *m, GError **errp)
+{
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        if (!vcpu_start_thread(m->vcpus[i], errp)) {
+            return false;
+        }
+    }
+    if (m->cfg->start_paused) {
+        m->runstate = RUN_STATE_PAUSED;
+    } else {
+        machine_resume(m);
+    }
+    return true;
+}
+
+void machine_pause(Machine *m)
+{
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        vcpu_request_pause(m->vcpus[i]);
+    }
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        vcpu_wait_paused(m->vcpus[i]);
+    }
+    if (m->runstate == RUN_STATE_RUNNING) {
+        m->runstate = RUN_STATE_PAUSED;
+    }
+}
+
+void machine_resume(Machine *m)
+{
+    m->runstate = RUN_STATE_RUNNING;
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        vcpu_resume(m->vcpus[i]);
+    }
+}
+
+/* Put the whole machine back to power-on state; vCPUs are paused. */
+static bool machine_reset(Machine *m, GError **errp)
+{
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        if (!vcpu_reset(m->vcpus[i], errp)) {
+            return false;
+        }
+    }
+    if (!kvm_irqchip_restore(&m->kvm, errp)) {
+        return false;
+    }
+    machine_lock(m);
+    pc_board_reset(m);
+    machine_unlock(m);
+    return machine_load_boot(m, errp);
+}
+
+/* Main loop: carry out what vCPU threads asked for. */
+static gboolean machine_handle_requests(gpointer opaque)
+{
+    Machine *m = opaque;
+    bool reset, shutdown;
+    GError *err = NULL;
+
+    reset = __atomic_exchange_n(&m->reset_pending, false, __ATOMIC_SEQ_CST);
+    shutdown = __atomic_exchange_n(&m->shutdown_pending, false, __ATOMIC_SEQ_CST);
+
+    if (shutdown || (reset && m->cfg->no_reboot)) {
+        machine_pause(m);
+        m->runstate = RUN_STATE_SHUTDOWN;
+        if (m->main_loop) {
+            g_main_loop_quit(m->main_loop);
+        }
+        return G_SOURCE_REMOVE;
+    }
+    if (reset) {
+        RunState before = m->runstate;
+
+        machine_pause(m);
+        if (!machine_reset(m, &err)) {
+            error_report_err(err, "system reset");
+            m->runstate = RUN_STATE_INTERNAL_ERROR;
+        } else if (before == RUN_STATE_RUNNING) {
+            machine_resume(m);
+        } else {
+            m->runstate = before;
+        }
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* Park every vCPU without waiting (safe from a vCPU thread). */
+static void machine_request_pause_all(Machine *m)
+{
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        vcpu_request_pause(m->vcpus[i]);
+    }
+}
+
+void machine_request_reset(Machine *m)
+{
+    __atomic_store_n(&m->reset_pending, true, __ATOMIC_SEQ_CST);
+    machine_request_pause_all(m);
+    g_idle_add(machine_handle_requests, m);
+}
+
+void machine_request_shutdown(Machine *m)
+{
+    __atomic_store_n(&m->shutdown_pending, true, __ATOMIC_SEQ_CST);
+    machine_request_pause_all(m);
+    g_idle_add(machine_handle_requests, m);
+}
+
+void machine_report_internal_error(Machine *m, VCpu *cpu, const char *what)
+{
+    struct kvm_regs regs;
+
+    error_report("KVM internal error on vCPU %u: %s", cpu->index, what);
+    if (ioctl(cpu->fd, KVM_GET_REGS, &regs) == 0) {
+        fprintf(stderr, "RIP=%016llx RSP=%016llx RAX=%016llx RFL=%08llx\n",
+                regs.rip, regs.rsp, regs.rax, regs.rflags);
+    }
+    machine_request_pause_all(m);
+    m->runstate = RUN_STATE_INTERNAL_ERROR;
+}

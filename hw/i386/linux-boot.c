@@ -1,0 +1,331 @@
+/*
+ * Direct Linux boot (boot protocol 2.12+, 64-bit entry): check the bzImage
+ * header, place kernel, initrd and command line in guest RAM, build
+ * boot_params with the e820 map, and start the BSP in long mode on an
+ * identity map of the low 4 GiB.  Runs on the main thread with vCPUs
+ * paused (start and system_reset).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "hw/i386/pc.h"
+#include "hw/machine.h"
+#include "util/error.h"
+
+/* Offsets in the setup header / boot_params (Documentation/x86/boot). */
+#define HDR_SETUP_SECTS      0x1f1
+#define HDR_SYSSIZE          0x1f4
+#define HDR_BOOT_FLAG        0x1fe
+#define HDR_JUMP             0x200
+#define HDR_MAGIC            0x202
+#define HDR_VERSION          0x206
+#define HDR_TYPE_OF_LOADER   0x210
+#define HDR_LOADFLAGS        0x211
+#define HDR_CODE32_START     0x214
+#define HDR_RAMDISK_IMAGE    0x218
+#define HDR_RAMDISK_SIZE     0x21c
+#define HDR_CMD_LINE_PTR     0x228
+#define HDR_INITRD_ADDR_MAX  0x22c
+#define HDR_KERNEL_ALIGNMENT 0x230
+#define HDR_RELOCATABLE      0x234
+#define HDR_XLOADFLAGS       0x236
+#define HDR_CMDLINE_SIZE     0x238
+#define HDR_PREF_ADDRESS     0x258
+#define HDR_INIT_SIZE        0x260
+#define BP_E820_ENTRIES      0x1e8
+#define BP_E820_TABLE        0x2d0
+#define BP_E820_MAX          128
+#define BP_SIZE              0x1000
+
+#define LOADED_HIGH          0x01
+#define XLF_KERNEL_64        0x01
+
+static uint16_t rd16(const uint8_t *p)
+{
+    return p[0] | (p[1] << 8);
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return rd16(p) | ((uint32_t)rd16(p + 2) << 16);
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    return rd32(p) | ((uint64_t)rd32(p + 4) << 32);
+}
+
+static void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = v;
+    p[1] = v >> 8;
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    wr16(p, v);
+    wr16(p + 2, v >> 16);
+}
+
+static void wr64(uint8_t *p, uint64_t v)
+{
+    wr32(p, v);
+    wr32(p + 4, v >> 32);
+}
+
+bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
+                   GError **errp)
+{
+    uint64_t syssize_bytes;
+
+    memset(info, 0, sizeof(*info));
+    if (size < 1024) {
+        error_setg(errp, "not a Linux bzImage: file is only %zu bytes", size);
+        return false;
+    }
+    if (rd32(image + HDR_MAGIC) != 0x53726448 /* "HdrS" */) {
+        error_setg(errp, "not a Linux bzImage: no 'HdrS' boot header");
+        return false;
+    }
+    if (rd16(image + HDR_BOOT_FLAG) != 0xaa55) {
+        error_setg(errp, "not a Linux bzImage: bad boot flag 0x%04x",
+                   rd16(image + HDR_BOOT_FLAG));
+        return false;
+    }
+    info->protocol = rd16(image + HDR_VERSION);
+    if (info->protocol < 0x20c) {
+        error_setg(errp, "Linux boot protocol %u.%02u is too old: the 64-bit "
+                   "entry needs 2.12 or later", info->protocol >> 8,
+                   info->protocol & 0xff);
+        return false;
+    }
+    info->setup_sects = image[HDR_SETUP_SECTS] ? image[HDR_SETUP_SECTS] : 4;
+    info->loaded_high = image[HDR_LOADFLAGS] & LOADED_HIGH;
+    info->kernel_64 = rd16(image + HDR_XLOADFLAGS) & XLF_KERNEL_64;
+    info->relocatable = image[HDR_RELOCATABLE];
+    info->initrd_addr_max = rd32(image + HDR_INITRD_ADDR_MAX);
+    info->cmdline_size = rd32(image + HDR_CMDLINE_SIZE);
+    info->pref_address = rd64(image + HDR_PREF_ADDRESS);
+    info->init_size = rd32(image + HDR_INIT_SIZE);
+    if (!info->loaded_high) {
+        error_setg(errp, "not a bzImage: a zImage (loaded below 1 MiB) is not "
+                   "supported");
+        return false;
+    }
+    if (!info->kernel_64) {
+        error_setg(errp, "kernel has no 64-bit entry point (XLF_KERNEL_64)");
+        return false;
+    }
+    info->payload_offset = (uint64_t)(info->setup_sects + 1) * 512;
+    if (info->payload_offset >= size) {
+        error_setg(errp, "truncated bzImage: %u setup sectors run past the "
+                   "end of the %zu-byte file", info->setup_sects, size);
+        return false;
+    }
+    info->payload_size = size - info->payload_offset;
+    syssize_bytes = (uint64_t)rd32(image + HDR_SYSSIZE) * 16;
+    if (syssize_bytes > info->payload_size) {
+        error_setg(errp, "truncated bzImage: the header promises %" G_GUINT64_FORMAT
+                   " bytes of kernel, the file holds %" G_GUINT64_FORMAT,
+                   syssize_bytes, info->payload_size);
+        return false;
+    }
+    if (info->init_size < info->payload_size) {
+        info->init_size = info->payload_size;
+    }
+    return true;
+}
+
+/* Where the protected-mode kernel goes. */
+static uint64_t kernel_load_addr(const BzImageInfo *info)
+{
+    if (info->relocatable && info->pref_address >= KERNEL_LOAD_ADDR) {
+        return info->pref_address;
+    }
+    return KERNEL_LOAD_ADDR;
+}
+
+static bool load_files(Machine *m, GError **errp)
+{
+    gchar *data = NULL;
+    gsize len = 0;
+    GError *err = NULL;
+
+    if (!m->kernel_image) {
+        if (!g_file_get_contents(m->cfg->kernel, &data, &len, &err)) {
+            error_setg(errp, "-kernel %s: could not read the kernel: %s",
+                       m->cfg->kernel, err->message);
+            g_error_free(err);
+            return false;
+        }
+        m->kernel_image = g_bytes_new_take(data, len);
+    }
+    if (m->cfg->initrd && !m->initrd_image) {
+        if (!g_file_get_contents(m->cfg->initrd, &data, &len, &err)) {
+            error_setg(errp, "-initrd %s: could not read the initial ram disk: %s",
+                       m->cfg->initrd, err->message);
+            g_error_free(err);
+            return false;
+        }
+        m->initrd_image = g_bytes_new_take(data, len);
+    }
+    return true;
+}
+
+static void write_boot_page_tables(Machine *m)
+{
+    uint64_t *pml4 = machine_gpa_to_hva(m, BOOT_PML4_ADDR, 4096);
+    uint64_t *pdpt = machine_gpa_to_hva(m, BOOT_PDPT_ADDR, 4096);
+    uint64_t *pd = machine_gpa_to_hva(m, BOOT_PD_ADDR, 4 * 4096);
+    uint64_t *gdt = machine_gpa_to_hva(m, BOOT_GDT_ADDR, 4 * 8);
+
+    memset(pml4, 0, 4096);
+    memset(pdpt, 0, 4096);
+    pml4[0] = BOOT_PDPT_ADDR | 0x3;            /* present, writable */
+    for (int i = 0; i < 4; i++) {
+        pdpt[i] = (BOOT_PD_ADDR + i * 4096) | 0x3;
+    }
+    for (int i = 0; i < 4 * 512; i++) {
+        pd[i] = ((uint64_t)i << 21) | 0x83;    /* present, writable, 2 MiB */
+    }
+    gdt[0] = 0;
+    gdt[1] = 0;
+    gdt[2] = 0x00af9b000000ffffULL;            /* 0x10: 64-bit code */
+    gdt[3] = 0x00cf93000000ffffULL;            /* 0x18: data */
+}
+
+static void write_boot_params(Machine *m, const uint8_t *image, uint64_t load,
+                              uint64_t initrd_addr, uint64_t initrd_size,
+                              size_t cmdline_len)
+{
+    uint8_t *bp = machine_gpa_to_hva(m, BOOT_PARAMS_ADDR, BP_SIZE);
+    size_t hdr_end = 0x202 + image[HDR_JUMP + 1];
+
+    memset(bp, 0, BP_SIZE);
+    if (hdr_end > BP_SIZE || hdr_end < HDR_INIT_SIZE + 4) {
+        hdr_end = HDR_INIT_SIZE + 4;
+    }
+    memcpy(bp + HDR_SETUP_SECTS, image + HDR_SETUP_SECTS, hdr_end - HDR_SETUP_SECTS);
+    bp[HDR_TYPE_OF_LOADER] = 0xff;
+    wr32(bp + HDR_CODE32_START, load);
+    wr32(bp + HDR_CMD_LINE_PTR, cmdline_len ? BOOT_CMDLINE_ADDR : 0);
+    wr32(bp + HDR_RAMDISK_IMAGE, initrd_addr);
+    wr32(bp + HDR_RAMDISK_SIZE, initrd_size);
+    bp[BP_E820_ENTRIES] = m->nr_e820;
+    for (unsigned i = 0; i < m->nr_e820 && i < BP_E820_MAX; i++) {
+        uint8_t *e = bp + BP_E820_TABLE + i * 20;
+        wr64(e, m->e820[i].addr);
+        wr64(e + 8, m->e820[i].size);
+        wr32(e + 16, m->e820[i].type);
+    }
+}
+
+bool linux_boot_load(Machine *m, GError **errp)
+{
+    const uint8_t *image;
+    size_t size;
+    BzImageInfo info;
+    GError *err = NULL;
+    const char *append = m->cfg->append ? m->cfg->append : "";
+    size_t cmdline_len = strlen(append);
+    uint64_t load, end, initrd_addr = 0, initrd_size = 0;
+    uint32_t cmdline_max;
+
+    if (!load_files(m, errp)) {
+        return false;
+    }
+    image = g_bytes_get_data(m->kernel_image, &size);
+    if (!bzimage_parse(image, size, &info, &err)) {
+        error_setg(errp, "-kernel %s: %s", m->cfg->kernel, err->message);
+        g_error_free(err);
+        return false;
+    }
+    load = kernel_load_addr(&info);
+    end = load + info.init_size;
+    if (end > m->below_4g || !machine_gpa_to_hva(m, load, info.init_size)) {
+        error_setg(errp, "-kernel %s: the kernel needs RAM up to 0x%"
+                   G_GINT64_MODIFIER "x, the guest has 0x%" G_GINT64_MODIFIER "x",
+                   m->cfg->kernel, end, m->below_4g);
+        return false;
+    }
+    cmdline_max = info.cmdline_size ? info.cmdline_size : 255;
+    if (cmdline_len > cmdline_max || cmdline_len >= BOOT_CMDLINE_MAX) {
+        error_setg(errp, "-append: kernel command line is %zu bytes, the "
+                   "kernel takes at most %u", cmdline_len, cmdline_max);
+        return false;
+    }
+    if (m->initrd_image) {
+        const uint8_t *rd = g_bytes_get_data(m->initrd_image, &size);
+        uint64_t top = MIN((uint64_t)info.initrd_addr_max + 1, m->below_4g);
+
+        initrd_size = size;
+        initrd_addr = initrd_size <= top ? (top - initrd_size) & ~0xfffULL : 0;
+        if (initrd_size > top || initrd_addr < end) {
+            error_setg(errp, "-initrd %s: the initial ram disk (%" G_GUINT64_FORMAT
+                       " bytes) does not fit in guest RAM beside the kernel",
+                       m->cfg->initrd, initrd_size);
+            return false;
+        }
+        memcpy(machine_gpa_to_hva(m, initrd_addr, initrd_size), rd, initrd_size);
+    }
+    memcpy(machine_gpa_to_hva(m, load, info.payload_size),
+           image + info.payload_offset, info.payload_size);
+    memcpy(machine_gpa_to_hva(m, BOOT_CMDLINE_ADDR, cmdline_len + 1), append,
+           cmdline_len + 1);
+    write_boot_page_tables(m);
+    write_boot_params(m, image, load, initrd_addr, initrd_size, cmdline_len + 1);
+    return true;
+}
+
+static void set_segment(struct kvm_segment *seg, uint16_t selector, uint8_t type,
+                        bool code64)
+{
+    *seg = (struct kvm_segment){
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = selector,
+        .type = type,
+        .present = 1,
+        .dpl = 0,
+        .db = code64 ? 0 : 1,
+        .s = 1,
+        .l = code64,
+        .g = 1,
+    };
+}
+
+bool linux_boot_setup_bsp(Machine *m, VCpu *bsp, GError **errp)
+{
+    const uint8_t *image = g_bytes_get_data(m->kernel_image, NULL);
+    struct kvm_sregs sregs;
+    struct kvm_regs regs = { 0 };
+    BzImageInfo info;
+
+    if (!bzimage_parse(image, g_bytes_get_size(m->kernel_image), &info, errp)) {
+        return false;
+    }
+    if (ioctl(bsp->fd, KVM_GET_SREGS, &sregs) < 0) {
+        error_setg_errno(errp, errno, "KVM_GET_SREGS failed");
+        return false;
+    }
+    set_segment(&sregs.cs, 0x10, 0xb, true);
+    set_segment(&sregs.ds, 0x18, 0x3, false);
+    sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+    sregs.gdt.base = BOOT_GDT_ADDR;
+    sregs.gdt.limit = 4 * 8 - 1;
+    sregs.cr0 = 0x80000011;         /* PG | ET | PE */
+    sregs.cr3 = BOOT_PML4_ADDR;
+    sregs.cr4 = 0x20;               /* PAE */
+    sregs.efer = 0x500;             /* LMA | LME */
+    regs.rflags = 0x2;
+    regs.rip = kernel_load_addr(&info) + 0x200;
+    regs.rsi = BOOT_PARAMS_ADDR;
+    regs.rsp = BOOT_PARAMS_ADDR;
+    if (ioctl(bsp->fd, KVM_SET_SREGS, &sregs) < 0 ||
+        ioctl(bsp->fd, KVM_SET_REGS, &regs) < 0) {
+        error_setg_errno(errp, errno, "setting up the boot vCPU failed");
+        return false;
+    }
+    return true;
+}

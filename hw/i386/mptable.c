@@ -1,0 +1,116 @@
+/*
+ * Intel MultiProcessor Specification 1.4 table: tells an SMP guest which
+ * CPUs exist (by APIC id), where the IOAPIC is and how ISA IRQs reach it.
+ * Written into guest RAM at start and at reset; no state.
+ */
+#include <cpuid.h>
+#include <string.h>
+
+#include "hw/i386/pc.h"
+#include "hw/machine.h"
+#include "util/error.h"
+
+#define MP_IOAPIC_ADDR  0xfec00000u
+#define MP_LAPIC_ADDR   0xfee00000u
+
+static uint8_t mp_checksum(const uint8_t *p, size_t len)
+{
+    uint8_t sum = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        sum += p[i];
+    }
+    return (uint8_t)-sum;
+}
+
+static uint8_t *put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);     /* x86 hosts only: little-endian */
+    return p + 4;
+}
+
+static uint8_t *put_irq(uint8_t *p, uint8_t type, uint8_t irqtype,
+                        uint8_t src_irq, uint8_t dst_id, uint8_t dst_pin)
+{
+    p[0] = type;
+    p[1] = irqtype;
+    p[2] = 0;            /* polarity and trigger conform to the bus */
+    p[3] = 0;
+    p[4] = 0;            /* source bus: ISA */
+    p[5] = src_irq;
+    p[6] = dst_id;
+    p[7] = dst_pin;
+    return p + 8;
+}
+
+bool mptable_write(Machine *m, uint64_t addr, GError **errp)
+{
+    size_t size = 16 + 44 + m->nr_vcpus * 20 + 8 + 8 + 17 * 8 + 2 * 8;
+    uint8_t *base = machine_gpa_to_hva(m, addr, size);
+    uint8_t *hdr, *p;
+    unsigned eax, ebx, ecx, edx, entries = 0, ioapic_id = 0;
+
+    if (!base || addr + size > 0x100000) {
+        error_setg(errp, "MP table for %u CPUs does not fit in the BIOS area",
+                   m->nr_vcpus);
+        return false;
+    }
+    memset(base, 0, size);
+    __cpuid(1, eax, ebx, ecx, edx);
+
+    hdr = base + 16;
+    p = hdr + 44;
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        unsigned apic_id = cpu_apic_id(m, i);
+        p[0] = 0;                       /* processor */
+        p[1] = apic_id;
+        p[2] = 0x14;                    /* local APIC version */
+        p[3] = 1 | (i == 0 ? 2 : 0);    /* enabled, BSP */
+        put32(p + 4, eax);              /* signature */
+        put32(p + 8, edx);              /* features */
+        p += 20;
+        entries++;
+        ioapic_id = MAX(ioapic_id, apic_id + 1);
+    }
+    p[0] = 1;                           /* bus 0: ISA */
+    memcpy(p + 2, "ISA   ", 6);
+    p += 8;
+    entries++;
+    p[0] = 2;                           /* I/O APIC */
+    p[1] = ioapic_id;
+    p[2] = 0x11;
+    p[3] = 1;
+    put32(p + 4, MP_IOAPIC_ADDR);
+    p += 8;
+    entries++;
+    p = put_irq(p, 3, 3, 0, ioapic_id, 0);          /* ExtINT on pin 0 */
+    entries++;
+    for (unsigned irq = 0; irq < 16; irq++) {
+        if (irq == 2) {
+            continue;                   /* the PIC cascade */
+        }
+        p = put_irq(p, 3, 0, irq, ioapic_id, irq == 0 ? 2 : irq);
+        entries++;
+    }
+    p = put_irq(p, 4, 3, 0, 0xff, 0);               /* ExtINT -> LINT0 */
+    p = put_irq(p, 4, 1, 0, 0xff, 1);               /* NMI -> LINT1 */
+    entries += 2;
+
+    memcpy(hdr, "PCMP", 4);
+    hdr[4] = (p - hdr) & 0xff;
+    hdr[5] = (p - hdr) >> 8;
+    hdr[6] = 4;                         /* spec revision 1.4 */
+    memcpy(hdr + 8, "DVISOR  ", 8);
+    memcpy(hdr + 16, "PC          ", 12);
+    hdr[34] = entries & 0xff;
+    hdr[35] = entries >> 8;
+    put32(hdr + 36, MP_LAPIC_ADDR);
+    hdr[7] = mp_checksum(hdr, p - hdr);
+
+    memcpy(base, "_MP_", 4);
+    put32(base + 4, addr + 16);
+    base[8] = 1;                        /* length in 16-byte units */
+    base[9] = 4;
+    base[10] = mp_checksum(base, 16);
+    return true;
+}

@@ -1,0 +1,174 @@
+/*
+ * The pc board's legacy ports: POST code port 0x80, the i8042's reset
+ * line (ports 0x60/0x64), System Control Port A (0x92), and the COM ports
+ * built from -serial.  Handlers run with the machine lock held.
+ */
+#include <string.h>
+
+#include "hw/i386/pc.h"
+#include "hw/machine.h"
+#include "hw/serial.h"
+#include "util/error.h"
+
+/*
+ * The i8042 does only what a guest needs to reset the machine (no keyboard
+ * is attached): command 0xfe pulses the reset line, and command 0xd1
+ * followed by a data byte with bit 0 clear does the same through the
+ * output port.
+ */
+typedef struct PcBoard {
+    Machine *machine;
+    uint8_t post_code;
+    uint8_t i8042_command;   /* command awaiting its data byte, or 0 */
+    uint8_t port92;
+} PcBoard;
+
+static void post_port_io(void *opaque, uint64_t offset, uint8_t *data,
+                         unsigned len, bool is_write)
+{
+    PcBoard *b = opaque;
+
+    if (is_write) {
+        b->post_code = data[0];
+    } else {
+        memset(data, 0xff, len);
+    }
+}
+
+static void i8042_data_io(void *opaque, uint64_t offset, uint8_t *data,
+                          unsigned len, bool is_write)
+{
+    PcBoard *b = opaque;
+
+    if (!is_write) {
+        memset(data, 0, len);          /* no keyboard: no data */
+        return;
+    }
+    if (b->i8042_command == 0xd1 && !(data[0] & 1)) {
+        machine_request_reset(b->machine);
+    }
+    b->i8042_command = 0;
+}
+
+static void i8042_command_io(void *opaque, uint64_t offset, uint8_t *data,
+                             unsigned len, bool is_write)
+{
+    PcBoard *b = opaque;
+
+    if (!is_write) {
+        /* status: system flag set, keyboard unlocked, buffers empty */
+        memset(data, 0, len);
+        data[0] = 0x14;
+        return;
+    }
+    b->i8042_command = data[0] == 0xd1 ? 0xd1 : 0;
+    if (data[0] == 0xfe) {
+        machine_request_reset(b->machine);
+    }
+}
+
+static void port92_io(void *opaque, uint64_t offset, uint8_t *data,
+                      unsigned len, bool is_write)
+{
+    PcBoard *b = opaque;
+
+    if (!is_write) {
+        memset(data, 0, len);
+        data[0] = b->port92;
+        return;
+    }
+    if ((data[0] & 1) && !(b->port92 & 1)) {
+        b->port92 = data[0] & ~1;
+        machine_request_reset(b->machine);
+        return;
+    }
+    b->port92 = data[0] & ~1;
+}
+
+/* The -serial list after QEMU's defaults: "none" entries skipped. */
+static GPtrArray *serial_specs(const VmConfig *cfg)
+{
+    GPtrArray *specs = g_ptr_array_new();
+
+    for (guint i = 0; i < cfg->serials->len; i++) {
+        const char *spec = g_ptr_array_index(cfg->serials, i);
+        if (strcmp(spec, "none") != 0) {
+            g_ptr_array_add(specs, (gpointer)spec);
+        }
+    }
+    if (cfg->serials->len == 0 && !cfg->nodefaults && cfg->nographic) {
+        g_ptr_array_add(specs, (gpointer)"mon:stdio");
+    }
+    return specs;
+}
+
+static bool pc_serial_init(Machine *m, GError **errp)
+{
+    GPtrArray *specs = serial_specs(m->cfg);
+    bool ok = true;
+
+    for (guint i = 0; i < specs->len && ok; i++) {
+        const char *spec = g_ptr_array_index(specs, i);
+        char *id = g_strdup_printf("serial%u", i);
+        GError *err = NULL;
+        Chardev *chr = NULL;
+        IrqLine irq = { kvm_irq_line_set, &m->kvm, serial_isa_irq(i) };
+
+        if (strcmp(spec, "vc") != 0) {
+            chr = chardev_new_from_legacy(m->chardevs, spec, id, &err);
+        }
+        if (err) {
+            error_setg(errp, "-serial %s: %s", spec, err->message);
+            g_error_free(err);
+            ok = false;
+        } else {
+            m->serial[i] = serial_new(&m->io_bus, serial_isa_base(i), irq, chr,
+                                      &m->lock, errp);
+            ok = m->serial[i] != NULL;
+        }
+        g_free(id);
+    }
+    g_ptr_array_free(specs, TRUE);
+    return ok;
+}
+
+bool pc_board_init(Machine *m, GError **errp)
+{
+    PcBoard *b = g_new0(PcBoard, 1);
+
+    b->machine = m;
+    m->board = b;
+    if (!bus_register(&m->io_bus, 0x80, 1, post_port_io, b, "post", errp) ||
+        !bus_register(&m->io_bus, 0x60, 1, i8042_data_io, b, "i8042", errp) ||
+        !bus_register(&m->io_bus, 0x64, 1, i8042_command_io, b, "i8042", errp) ||
+        !bus_register(&m->io_bus, 0x92, 1, port92_io, b, "port92", errp)) {
+        return false;
+    }
+    return pc_serial_init(m, errp);
+}
+
+void pc_board_reset(Machine *m)
+{
+    PcBoard *b = m->board;
+
+    b->post_code = 0;
+    b->i8042_command = 0;
+    b->port92 = 0;
+    for (unsigned i = 0; i < G_N_ELEMENTS(m->serial); i++) {
+        if (m->serial[i]) {
+            serial_reset(m->serial[i]);
+        }
+    }
+}
+
+void pc_board_cleanup(Machine *m)
+{
+    for (unsigned i = 0; i < G_N_ELEMENTS(m->serial); i++) {
+        if (m->serial[i]) {
+            serial_free(m->serial[i]);
+            m->serial[i] = NULL;
+        }
+    }
+    g_free(m->board);
+    m->board = NULL;
+}

@@ -1,0 +1,65 @@
+/*
+ * The pc board's small devices and boot paths (hw/i386/): the Linux boot
+ * protocol loader, the MP table, and the legacy ports (POST port 0x80,
+ * i8042 reset line, port 0x92).  Called with the machine lock held or
+ * before vCPUs run.
+ */
+#ifndef HW_I386_PC_H
+#define HW_I386_PC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+typedef struct Machine Machine;
+typedef struct VCpu VCpu;
+
+/* Guest-physical addresses the direct Linux boot uses. */
+#define BOOT_GDT_ADDR        0x500
+#define BOOT_PARAMS_ADDR     0x7000
+#define BOOT_PML4_ADDR       0x9000
+#define BOOT_PDPT_ADDR       0xa000
+#define BOOT_PD_ADDR         0xb000   /* four pages: 0-4 GiB in 2 MiB pages */
+#define BOOT_CMDLINE_ADDR    0x20000
+#define BOOT_CMDLINE_MAX     0x10000
+#define KERNEL_LOAD_ADDR     0x100000
+#define MPTABLE_ADDR         0xf0000
+#define BIOS_AREA_START      0xf0000
+
+/* What a bzImage header says, checked (hw/i386/linux-boot.c). */
+typedef struct BzImageInfo {
+    uint16_t protocol;       /* e.g. 0x020c */
+    unsigned setup_sects;
+    uint64_t payload_offset; /* file offset of the protected-mode code */
+    uint64_t payload_size;
+    uint32_t init_size;
+    uint32_t initrd_addr_max;
+    uint32_t cmdline_size;
+    uint64_t pref_address;
+    bool relocatable;
+    bool loaded_high;
+    bool kernel_64;          /* XLF_KERNEL_64: the 64-bit entry exists */
+} BzImageInfo;
+
+/* Check a kernel image in memory; a clear error for anything off. */
+bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
+                   GError **errp);
+
+/*
+ * Load cfg->kernel/initrd/append into guest RAM, write boot_params, the
+ * boot GDT and page tables, and point the BSP at the 64-bit entry.
+ * Called at start and again at every system_reset.
+ */
+bool linux_boot_load(Machine *m, GError **errp);
+bool linux_boot_setup_bsp(Machine *m, VCpu *bsp, GError **errp);
+
+/* Write the Intel MP table (processors, ISA bus, IOAPIC, routing). */
+bool mptable_write(Machine *m, uint64_t addr, GError **errp);
+
+/* Register the legacy ports and COM ports on the machine's buses. */
+bool pc_board_init(Machine *m, GError **errp);
+void pc_board_reset(Machine *m);
+void pc_board_cleanup(Machine *m);
+
+#endif

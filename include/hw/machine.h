@@ -1,0 +1,113 @@
+/*
+ * The pc machine: guest RAM and its memory map, the I/O and MMIO buses,
+ * the vCPUs and the board devices.  Locking: `lock` (the machine lock)
+ * protects device state and the buses; vCPU threads take it around each
+ * exit's dispatch, the main thread around device work.  Never hold it
+ * while pausing vCPUs.
+ */
+#ifndef HW_MACHINE_H
+#define HW_MACHINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "chardev/chardev.h"
+#include "hw/bus.h"
+#include "hw/serial.h"
+#include "sysemu/kvm.h"
+#include "system/config.h"
+
+/* Guest-physical layout of the pc machine. */
+#define PCI_HOLE_START      0xe0000000ULL   /* RAM below this stays low */
+#define LOW_RAM_SPLIT       0xc0000000ULL   /* low RAM end when RAM is split */
+#define HIGH_RAM_START      0x100000000ULL
+#define KVM_TSS_ADDR        0xfffbd000ULL
+
+typedef enum RunState {
+    RUN_STATE_PRELAUNCH,
+    RUN_STATE_RUNNING,
+    RUN_STATE_PAUSED,
+    RUN_STATE_SHUTDOWN,
+    RUN_STATE_INTERNAL_ERROR,
+    RUN_STATE__MAX,
+} RunState;
+
+/* QEMU's name of a run state ("running", "paused", ...). */
+const char *runstate_name(RunState state);
+
+typedef struct E820Entry {
+    uint64_t addr, size;
+    uint32_t type;
+} E820Entry;
+
+#define E820_RAM      1
+#define E820_RESERVED 2
+#define E820_MAX      16
+
+typedef struct Machine {
+    VmConfig *cfg;
+    KvmVm kvm;
+    pthread_mutex_t lock;
+    Bus io_bus, mmio_bus;
+
+    uint8_t *ram;                /* host mapping of all guest RAM */
+    uint64_t ram_size;
+    uint64_t below_4g, above_4g; /* RAM bytes below 4 GiB and above it */
+    E820Entry e820[E820_MAX];
+    unsigned nr_e820;
+
+    VCpu **vcpus;
+    unsigned nr_vcpus;
+
+    ChardevSet *chardevs;
+    SerialPort *serial[4];
+    void *board;                 /* hw/i386 board devices (pc.c) */
+    GBytes *kernel_image;        /* -kernel and -initrd contents, kept */
+    GBytes *initrd_image;        /* for reloading at system_reset */
+
+    RunState runstate;
+    bool reset_pending, shutdown_pending;
+    int exit_status;
+    GMainLoop *main_loop;
+} Machine;
+
+/* Lay out RAM and the e820 map for cfg (pure; no KVM). */
+bool machine_plan_memory(Machine *m, uint64_t ram_size, GError **errp);
+/*
+ * Guest-physical [gpa, gpa+len) as a host pointer, or NULL when any part
+ * of it is outside guest RAM.  Every guest-supplied address goes through
+ * this check.
+ */
+void *machine_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len);
+
+/* Create the VM: KVM, RAM, vCPUs, board devices, boot image. */
+bool machine_init(Machine *m, VmConfig *cfg, GError **errp);
+void machine_cleanup(Machine *m);
+
+/* Start vCPU threads (paused) and, unless -S, run them. */
+bool machine_start(Machine *m, GError **errp);
+void machine_pause(Machine *m);       /* all vCPUs parked on return */
+void machine_resume(Machine *m);
+
+/*
+ * Called from any thread (a vCPU exit, a monitor command): ask the main
+ * loop to reset or shut down the VM.  The calling vCPU parks at once.
+ */
+void machine_request_reset(Machine *m);
+void machine_request_shutdown(Machine *m);
+void machine_report_internal_error(Machine *m, VCpu *cpu, const char *what);
+
+/* Lock helpers for the machine lock. */
+static inline void machine_lock(Machine *m)
+{
+    pthread_mutex_lock(&m->lock);
+}
+
+static inline void machine_unlock(Machine *m)
+{
+    pthread_mutex_unlock(&m->lock);
+}
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * The KVM accelerator: the VM file descriptor and its set-up (irqchip,
+ * memory slots, capabilities), and the vCPUs with their threads.
+ * Functions here are called on the main thread unless they say otherwise.
+ */
+#ifndef SYSEMU_KVM_H
+#define SYSEMU_KVM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/kvm.h>
+#include <glib.h>
+
+typedef struct Machine Machine;
+
+typedef struct KvmVm {
+    int sys_fd;                 /* /dev/kvm */
+    int vm_fd;
+    int vcpu_mmap_size;
+    int nr_slots_used;
+    struct kvm_cpuid2 *supported_cpuid;
+    /* in-kernel irqchip state at power-on, restored by system_reset */
+    struct kvm_irqchip initial_pic[2];
+    struct kvm_irqchip initial_ioapic;
+    struct kvm_pit_state2 initial_pit;
+} KvmVm;
+
+/*
+ * Open /dev/kvm, check the API, create the VM with the in-kernel irqchip
+ * (PIC, IOAPIC, LAPICs) and PIT.  A missing or unusable /dev/kvm gives one
+ * clear error.
+ */
+bool kvm_vm_init(KvmVm *kvm, GError **errp);
+void kvm_vm_destroy(KvmVm *kvm);
+int kvm_check_extension(KvmVm *kvm, int cap);
+/* Map host memory at guest-physical gpa as the next memory slot. */
+bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                    GError **errp);
+/* Drive an irqchip input line (IrqSetFn signature; thread-safe). */
+void kvm_irq_line_set(void *opaque_kvm, int gsi, int level);
+/* Save the irqchip's power-on state / restore it (system_reset). */
+bool kvm_irqchip_capture(KvmVm *kvm, GError **errp);
+bool kvm_irqchip_restore(KvmVm *kvm, GError **errp);
+
+/* Build the CPUID table vCPU apic_id sees (kvm/cpuid.c). */
+struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
+                               GError **errp);
+/* xAPIC id of vCPU index with QEMU's socket/core/thread bit packing. */
+unsigned cpu_apic_id(const Machine *m, unsigned index);
+
+typedef enum VCpuState {
+    VCPU_STATE_PAUSED,      /* thread parked, waiting for a resume */
+    VCPU_STATE_RUNNING,     /* in or around KVM_RUN */
+    VCPU_STATE_FINISHED,    /* thread has exited */
+} VCpuState;
+
+/* Userspace exits counted by the VMM, by reason. */
+typedef enum VCpuExitKind {
+    VCPU_EXIT_IO,
+    VCPU_EXIT_MMIO,
+    VCPU_EXIT_INTR,
+    VCPU_EXIT_OTHER,
+    VCPU_EXIT__MAX,
+} VCpuExitKind;
+
+typedef struct VCpuInitialState {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_fpu fpu;
+    struct kvm_lapic_state lapic;
+    struct kvm_mp_state mp_state;
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry entries[16];
+    } msrs;
+} VCpuInitialState;
+
+typedef struct VCpu {
+    Machine *machine;
+    unsigned index;
+    unsigned apic_id;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool thread_started;
+    pid_t tid;                  /* kernel thread id, for query-cpus */
+
+    /* Requests from the main thread; protected by lock, signalled by cond. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool want_pause;
+    bool want_exit;
+    VCpuState state;
+
+    VCpuInitialState initial;
+    uint64_t exits[VCPU_EXIT__MAX];   /* atomically updated */
+} VCpu;
+
+/* Create vCPU index (KVM vCPU, CPUID, MSRs) and capture its reset state. */
+VCpu *vcpu_create(Machine *m, unsigned index, GError **errp);
+/* Start its thread, parked in the paused state. */
+bool vcpu_start_thread(VCpu *cpu, GError **errp);
+/* Ask the thread to park, kick it out of KVM_RUN; vcpu_wait_paused waits. */
+void vcpu_request_pause(VCpu *cpu);
+void vcpu_wait_paused(VCpu *cpu);
+void vcpu_resume(VCpu *cpu);
+/* Stop and join the thread, close the vCPU. */
+void vcpu_destroy(VCpu *cpu);
+/* Back to power-on state; the vCPU must be paused. */
+bool vcpu_reset(VCpu *cpu, GError **errp);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * VmConfig: everything the command line asked for, filled in by
+ * system/options.c from the option table (system/options.def) and read by
+ * machine set-up.  Owned by main(); never changed after start-up.
+ */
+#ifndef SYSTEM_CONFIG_H
+#define SYSTEM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+typedef struct SmpConfig {
+    unsigned cpus, sockets, dies, cores, threads, maxcpus;
+} SmpConfig;
+
+/* The most vCPUs the pc machine takes (xAPIC ids fit in 8 bits). */
+#define MACHINE_MAX_CPUS 255
+
+typedef struct VmConfig {
+    bool accel_kvm_seen;      /* -enable-kvm, -accel kvm, accel=kvm */
+    char *cpu_model;          /* "host" (the only model) */
+    bool host_cache_info;
+    SmpConfig smp;
+    char *smp_arg;            /* the last -smp, parsed after argv */
+    uint64_t ram_size;
+    char *machine_type;
+    char *kernel, *initrd, *append;
+    bool no_reboot, nographic, nodefaults, display_none, daemonize;
+    bool start_paused;        /* -S */
+    char *name, *pidfile;
+    GPtrArray *serials;       /* -serial specs, in order ("none" kept) */
+    GPtrArray *chardevs;      /* -chardev option strings */
+    GPtrArray *drives, *devices, *netdevs, *monitors, *qmps, *mons;
+    char *cpumap;             /* -osnet_cpumap sub-options */
+    char *incoming;
+    GPtrArray *overcommit;
+} VmConfig;
+
+VmConfig *vm_config_new(void);
+void vm_config_free(VmConfig *cfg);
+
+/*
+ * Parse argv into cfg.  On a bad option, returns false with errp set to
+ * the message QEMU would print ("-foo: invalid option"); *exit_now is set
+ * for -help and -version, which print and succeed.
+ */
+bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
+                          bool *exit_now, GError **errp);
+
+/*
+ * Parse -smp's argument with QEMU 7.2's rules (omitted members computed,
+ * cores preferred over sockets) and check the topology.
+ */
+bool smp_parse(SmpConfig *smp, const char *arg, GError **errp);
+
+/* Print the option table's help text to stdout. */
+void vm_config_print_help(void);
+
+#endif

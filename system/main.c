@@ -1,0 +1,222 @@
+/*
+ * qemu-system-x86_64: start-up order.  Parse the command line, create the
+ * VM and its devices, open the chardevs, start the vCPUs, then run the
+ * GLib main loop on this thread until the VM shuts down.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <glib-unix.h>
+
+#include "hw/machine.h"
+#include "system/config.h"
+#include "util/error.h"
+
+typedef struct SignalContext {
+    Machine *machine;
+    int signo;
+} SignalContext;
+
+static gboolean on_terminate_signal(gpointer opaque)
+{
+    SignalContext *sc = opaque;
+
+    error_report("terminating on signal %d", sc->signo);
+    machine_request_shutdown(sc->machine);
+    return G_SOURCE_CONTINUE;
+}
+
+/* Options whose subsystem a later release brings: refused by name. */
+static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
+{
+    static const struct {
+        size_t offset;
+        const char *option, *what;
+    } lists[] = {
+        { offsetof(VmConfig, drives), "-drive", "disks (virtio-blk)" },
+        { offsetof(VmConfig, devices), "-device", "devices" },
+        { offsetof(VmConfig, netdevs), "-netdev", "network backends" },
+        { offsetof(VmConfig, monitors), "-monitor", "the human monitor (HMP)" },
+        { offsetof(VmConfig, qmps), "-qmp", "the QMP monitor" },
+        { offsetof(VmConfig, mons), "-mon", "monitors" },
+        { offsetof(VmConfig, overcommit), "-overcommit", "cpu-pm" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
+        GPtrArray *arr = *(GPtrArray **)((char *)cfg + lists[i].offset);
+        if (arr->len) {
+            const char *arg = g_ptr_array_index(arr, 0);
+            if (strcmp(lists[i].option, "-monitor") == 0 && !strcmp(arg, "none")) {
+                continue;
+            }
+            error_setg(errp, "%s %s: %s are not supported by this build yet",
+                       lists[i].option, arg, lists[i].what);
+            return false;
+        }
+    }
+    if (cfg->cpumap) {
+        error_setg(errp, "-osnet_cpumap %s: dedicated-core pinning is not "
+                   "supported by this build yet", cfg->cpumap);
+        return false;
+    }
+    if (cfg->incoming) {
+        error_setg(errp, "-incoming %s: migration is not supported by this "
+                   "build yet", cfg->incoming);
+        return false;
+    }
+    return true;
+}
+
+/* Fork for -daemonize; the parent waits for the child's verdict. */
+static int daemonize_start(void)
+{
+    int fds[2];
+    pid_t pid;
+
+    if (pipe(fds) < 0) {
+        error_report("-daemonize: pipe: %s", g_strerror(errno));
+        exit(1);
+    }
+    pid = fork();
+    if (pid < 0) {
+        error_report("-daemonize: fork: %s", g_strerror(errno));
+        exit(1);
+    }
+    if (pid > 0) {
+        char status = 1;
+        close(fds[1]);
+        if (read(fds[0], &status, 1) != 1) {
+            status = 1;
+        }
+        _exit(status);
+    }
+    close(fds[0]);
+    setsid();
+    return fds[1];
+}
+
+static void daemonize_finish(int fd, bool ok)
+{
+    char status = ok ? 0 : 1;
+    int null_fd;
+
+    if (fd < 0) {
+        return;
+    }
+    if (ok) {
+        null_fd = open("/dev/null", O_RDWR);
+        if (null_fd >= 0) {
+            dup2(null_fd, 0);
+            dup2(null_fd, 1);
+            dup2(null_fd, 2);
+            close(null_fd);
+        }
+    }
+    if (write(fd, &status, 1) != 1) {
+        /* the parent is gone: nothing to tell */
+    }
+    close(fd);
+}
+
+static bool pidfile_write(const char *path, GError **errp)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    char buf[32];
+    int len;
+
+    if (fd < 0) {
+        error_setg(errp, "cannot create PID file: %s", g_strerror(errno));
+        return false;
+    }
+    if (lockf(fd, F_TLOCK, 0) < 0) {
+        error_setg(errp, "cannot lock PID file: %s", g_strerror(errno));
+        close(fd);
+        return false;
+    }
+    len = snprintf(buf, sizeof(buf), "%d\n", getpid());
+    if (ftruncate(fd, 0) < 0 || write(fd, buf, len) != len) {
+        error_setg(errp, "cannot write PID file: %s", g_strerror(errno));
+        close(fd);
+        return false;
+    }
+    /* the fd stays open (and locked) for the life of the process */
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    VmConfig *cfg = vm_config_new();
+    Machine machine;
+    SignalContext sig_ctx[3];
+    static const int term_signals[] = { SIGINT, SIGTERM, SIGHUP };
+    GError *err = NULL;
+    bool exit_now = false;
+    int daemon_fd = -1;
+    int status = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (!vm_config_parse_argv(cfg, argc, argv, &exit_now, &err)) {
+        error_report_err(err, NULL);
+        vm_config_free(cfg);
+        return 1;
+    }
+    if (exit_now) {
+        vm_config_free(cfg);
+        return 0;
+    }
+    if (!refuse_unimplemented(cfg, &err)) {
+        error_report_err(err, NULL);
+        vm_config_free(cfg);
+        return 1;
+    }
+    if (cfg->daemonize) {
+        if (cfg->nographic) {
+            error_report("-nographic cannot be used with -daemonize");
+            vm_config_free(cfg);
+            return 1;
+        }
+        daemon_fd = daemonize_start();
+    }
+    if (cfg->pidfile && !pidfile_write(cfg->pidfile, &err)) {
+        error_report_err(err, cfg->pidfile);
+        daemonize_finish(daemon_fd, false);
+        vm_config_free(cfg);
+        return 1;
+    }
+    if (!machine_init(&machine, cfg, &err) ||
+        !chardev_set_open_all(machine.chardevs, &err) ||
+        !machine_start(&machine, &err)) {
+        error_report_err(err, NULL);
+        daemonize_finish(daemon_fd, false);
+        machine_cleanup(&machine);
+        if (cfg->pidfile) {
+            unlink(cfg->pidfile);
+        }
+        vm_config_free(cfg);
+        return 1;
+    }
+    daemonize_finish(daemon_fd, true);
+
+    machine.main_loop = g_main_loop_new(NULL, FALSE);
+    for (size_t i = 0; i < G_N_ELEMENTS(term_signals); i++) {
+        sig_ctx[i] = (SignalContext){ &machine, term_signals[i] };
+        g_unix_signal_add(term_signals[i], on_terminate_signal, &sig_ctx[i]);
+    }
+    g_main_loop_run(machine.main_loop);
+    status = machine.exit_status;
+
+    machine_pause(&machine);
+    if (cfg->pidfile) {
+        unlink(cfg->pidfile);
+    }
+    g_main_loop_unref(machine.main_loop);
+    machine.main_loop = NULL;
+    machine_cleanup(&machine);
+    vm_config_free(cfg);
+    return status;
+}

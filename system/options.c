@@ -1,0 +1,497 @@
+/*
+ * Command-line parsing driven by the option table in system/options.def.
+ * Fills a VmConfig; reports errors the way QEMU words them.  Runs once on
+ * the main thread before anything else exists.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "system/config.h"
+#include "util/error.h"
+#include "util/subopt.h"
+
+typedef bool (*OptHandler)(VmConfig *cfg, const char *arg, GError **errp);
+
+typedef struct OptionDef {
+    const char *name;
+    bool has_arg;
+    OptHandler handler;
+    const char *help;
+} OptionDef;
+
+static bool set_string(char **slot, const char *arg);
+
+/* Set by -help / -version: print, then exit 0. */
+static bool opt_exit_now;
+
+static bool opt_help(VmConfig *cfg, const char *arg, GError **errp)
+{
+    vm_config_print_help();
+    opt_exit_now = true;
+    return true;
+}
+
+static bool opt_version(VmConfig *cfg, const char *arg, GError **errp)
+{
+    printf("QEMU emulator version 4.2.0 (directvisor %s)\n"
+           "Directvisor VMM: a KVM virtual machine monitor compatible with "
+           "qemu-system-x86_64\n", DIRECTVISOR_VERSION);
+    opt_exit_now = true;
+    return true;
+}
+
+static bool opt_enable_kvm(VmConfig *cfg, const char *arg, GError **errp)
+{
+    cfg->accel_kvm_seen = true;
+    return true;
+}
+
+static bool check_accel(const char *accel, GError **errp)
+{
+    if (strcmp(accel, "kvm") == 0) {
+        return true;
+    }
+    if (strcmp(accel, "tcg") == 0 || strcmp(accel, "qtest") == 0 ||
+        strcmp(accel, "xen") == 0) {
+        error_setg(errp, "accelerator '%s' is not available: this VMM needs "
+                   "KVM (/dev/kvm) and has no emulator", accel);
+        return false;
+    }
+    error_setg(errp, "invalid accelerator %s", accel);
+    return false;
+}
+
+static bool opt_accel(VmConfig *cfg, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "accel", errp);
+    const char *accel;
+    bool ok;
+
+    if (!o) {
+        return false;
+    }
+    accel = subopts_get(o, "accel");
+    ok = accel && check_accel(accel, errp) && subopts_check_unused(o, errp);
+    if (!accel) {
+        error_setg(errp, "Parameter 'accel' is missing");
+    }
+    cfg->accel_kvm_seen |= ok;
+    subopts_free(o);
+    return ok;
+}
+
+static bool opt_machine(VmConfig *cfg, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "type", errp);
+    const char *type, *accel;
+    bool ok = false;
+
+    if (!o) {
+        return false;
+    }
+    type = subopts_get(o, "type");
+    accel = subopts_get(o, "accel");
+    if (type && strcmp(type, "pc") != 0 && strcmp(type, "pc-i440fx-4.2") != 0 &&
+        strcmp(type, "q35") != 0) {
+        error_setg(errp, "unsupported machine type '%s': this VMM offers 'pc'",
+                   type);
+        goto out;
+    }
+    if (type && strcmp(type, "q35") == 0) {
+        error_setg(errp, "machine type 'q35' is not supported yet: use 'pc'");
+        goto out;
+    }
+    if (accel) {
+        /* QEMU allows a ':'-separated fallback list; kvm must be first. */
+        char **list = g_strsplit(accel, ":", -1);
+        ok = check_accel(list[0], errp);
+        g_strfreev(list);
+        if (!ok) {
+            goto out;
+        }
+        cfg->accel_kvm_seen = true;
+    }
+    ok = subopts_check_unused(o, errp);
+    if (ok && type) {
+        g_free(cfg->machine_type);
+        cfg->machine_type = g_strdup(type);
+    }
+out:
+    subopts_free(o);
+    return ok;
+}
+
+static bool opt_cpu(VmConfig *cfg, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "model", errp);
+    const char *model;
+    bool ok = false;
+
+    if (!o) {
+        return false;
+    }
+    model = subopts_get(o, "model");
+    if (!model || (strcmp(model, "host") != 0 && strcmp(model, "max") != 0)) {
+        error_setg(errp, "unable to find CPU model '%s': this VMM offers "
+                   "'host' (and 'max', the same)", model ? model : "");
+        goto out;
+    }
+    if (!subopts_get_bool(o, "host-cache-info", &cfg->host_cache_info, errp)) {
+        goto out;
+    }
+    ok = subopts_check_unused(o, errp);
+    g_free(cfg->cpu_model);
+    cfg->cpu_model = g_strdup("host");
+out:
+    subopts_free(o);
+    return ok;
+}
+
+/* Checked after the whole command line is read, unprefixed, as QEMU does. */
+static bool opt_smp(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->smp_arg, arg);
+}
+
+static bool opt_memory(VmConfig *cfg, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "size", errp);
+    const char *size;
+    uint64_t bytes;
+    bool ok = false;
+
+    if (!o) {
+        return false;
+    }
+    size = subopts_get(o, "size");
+    if (subopts_has(o, "slots") || subopts_has(o, "maxmem")) {
+        error_setg(errp, "memory hotplug (slots, maxmem) is not supported");
+        goto out;
+    }
+    if (!size) {
+        error_setg(errp, "missing 'size' option value");
+        goto out;
+    }
+    if (!parse_size_value("size", size, 'M', &bytes, errp) ||
+        !subopts_check_unused(o, errp)) {
+        goto out;
+    }
+    if (bytes < (1 << 20)) {
+        error_setg(errp, "ram size too small (at least 1 MiB)");
+        goto out;
+    }
+    /* 1 TiB: well beyond what the memory map below handles today */
+    if (bytes > (1ULL << 40)) {
+        error_setg(errp, "ram size too large (at most 1T)");
+        goto out;
+    }
+    cfg->ram_size = bytes & ~0xfffULL;
+    ok = true;
+out:
+    subopts_free(o);
+    return ok;
+}
+
+static bool set_string(char **slot, const char *arg)
+{
+    g_free(*slot);
+    *slot = g_strdup(arg);
+    return true;
+}
+
+static bool opt_kernel(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->kernel, arg);
+}
+
+static bool opt_initrd(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->initrd, arg);
+}
+
+static bool opt_append(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->append, arg);
+}
+
+static bool opt_serial(VmConfig *cfg, const char *arg, GError **errp)
+{
+    if (cfg->serials->len >= 4) {
+        error_setg(errp, "too many serial ports (at most 4)");
+        return false;
+    }
+    g_ptr_array_add(cfg->serials, g_strdup(arg));
+    return true;
+}
+
+static bool opt_chardev(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->chardevs, g_strdup(arg));
+    return true;
+}
+
+/* Options whose only supported value is "none". */
+static bool only_none(const char *what, const char *arg, GError **errp)
+{
+    if (strcmp(arg, "none") == 0) {
+        return true;
+    }
+    error_setg(errp, "'%s' is not supported: this VMM has no %s (use 'none')",
+               arg, what);
+    return false;
+}
+
+static bool opt_parallel(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return only_none("parallel port", arg, errp);
+}
+
+static bool opt_net(VmConfig *cfg, const char *arg, GError **errp)
+{
+    if (strcmp(arg, "none") == 0) {
+        return true;
+    }
+    error_setg(errp, "legacy -net '%s' is not supported: use -netdev and "
+               "-device virtio-net-pci", arg);
+    return false;
+}
+
+static bool opt_vga(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return only_none("display adapter", arg, errp);
+}
+
+static bool opt_display(VmConfig *cfg, const char *arg, GError **errp)
+{
+    if (strcmp(arg, "none") == 0 || g_str_has_prefix(arg, "none,")) {
+        cfg->display_none = true;
+        return true;
+    }
+    return only_none("display", arg, errp);
+}
+
+static bool opt_nographic(VmConfig *cfg, const char *arg, GError **errp)
+{
+    cfg->nographic = true;
+    return true;
+}
+
+static bool opt_nodefaults(VmConfig *cfg, const char *arg, GError **errp)
+{
+    cfg->nodefaults = true;
+    return true;
+}
+
+static bool opt_no_reboot(VmConfig *cfg, const char *arg, GError **errp)
+{
+    cfg->no_reboot = true;
+    return true;
+}
+
+static bool opt_start_paused(VmConfig *cfg, const char *arg, GError **errp)
+{
+    cfg->start_paused = true;
+    return true;
+}
+
+static bool opt_name(VmConfig *cfg, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "guest", errp);
+    bool debug_threads = false, ok;
+
+    if (!o) {
+        return false;
+    }
+    set_string(&cfg->name, subopts_get(o, "guest"));
+    ok = subopts_get_bool(o, "debug-threads", &debug_threads, errp) &&
+         subopts_check_unused(o, errp);
+    subopts_free(o);
+    return ok;
+}
+
+static bool opt_pidfile(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->pidfile, arg);
+}
+
+static bool opt_daemonize(VmConfig *cfg, const char *arg, GError **errp)
+{
+    cfg->daemonize = true;
+    return true;
+}
+
+static bool opt_drive(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->drives, g_strdup(arg));
+    return true;
+}
+
+static bool opt_device(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->devices, g_strdup(arg));
+    return true;
+}
+
+static bool opt_netdev(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->netdevs, g_strdup(arg));
+    return true;
+}
+
+static bool opt_monitor(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->monitors, g_strdup(arg));
+    return true;
+}
+
+static bool opt_qmp(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->qmps, g_strdup(arg));
+    return true;
+}
+
+static bool opt_mon(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->mons, g_strdup(arg));
+    return true;
+}
+
+static bool opt_osnet_cpumap(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->cpumap, arg);
+}
+
+static bool opt_overcommit(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_ptr_array_add(cfg->overcommit, g_strdup(arg));
+    return true;
+}
+
+static bool opt_incoming(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->incoming, arg);
+}
+
+static const OptionDef option_table[] = {
+#define OPT(name, has_arg, handler, help) { name, has_arg, opt_##handler, help },
+#include "options.def"
+#undef OPT
+};
+
+void vm_config_print_help(void)
+{
+    printf("usage: qemu-system-x86_64 [options]\n"
+           "Directvisor VMM %s: KVM virtual machines on dedicated cores\n\n",
+           DIRECTVISOR_VERSION);
+    for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
+        const OptionDef *o = &option_table[i];
+        printf("-%-14s %s\n", o->name, o->help);
+    }
+}
+
+VmConfig *vm_config_new(void)
+{
+    VmConfig *cfg = g_new0(VmConfig, 1);
+
+    cfg->smp = (SmpConfig){ 1, 1, 1, 1, 1, 1 };
+    cfg->ram_size = 128ULL << 20;
+    cfg->serials = g_ptr_array_new_with_free_func(g_free);
+    cfg->chardevs = g_ptr_array_new_with_free_func(g_free);
+    cfg->drives = g_ptr_array_new_with_free_func(g_free);
+    cfg->devices = g_ptr_array_new_with_free_func(g_free);
+    cfg->netdevs = g_ptr_array_new_with_free_func(g_free);
+    cfg->monitors = g_ptr_array_new_with_free_func(g_free);
+    cfg->qmps = g_ptr_array_new_with_free_func(g_free);
+    cfg->mons = g_ptr_array_new_with_free_func(g_free);
+    cfg->overcommit = g_ptr_array_new_with_free_func(g_free);
+    return cfg;
+}
+
+void vm_config_free(VmConfig *cfg)
+{
+    if (!cfg) {
+        return;
+    }
+    g_free(cfg->cpu_model);
+    g_free(cfg->machine_type);
+    g_free(cfg->kernel);
+    g_free(cfg->initrd);
+    g_free(cfg->append);
+    g_free(cfg->name);
+    g_free(cfg->pidfile);
+    g_free(cfg->cpumap);
+    g_free(cfg->incoming);
+    g_free(cfg->smp_arg);
+    g_ptr_array_free(cfg->serials, TRUE);
+    g_ptr_array_free(cfg->chardevs, TRUE);
+    g_ptr_array_free(cfg->drives, TRUE);
+    g_ptr_array_free(cfg->devices, TRUE);
+    g_ptr_array_free(cfg->netdevs, TRUE);
+    g_ptr_array_free(cfg->monitors, TRUE);
+    g_ptr_array_free(cfg->qmps, TRUE);
+    g_ptr_array_free(cfg->mons, TRUE);
+    g_ptr_array_free(cfg->overcommit, TRUE);
+    g_free(cfg);
+}
+
+static const OptionDef *option_lookup(const char *name)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
+        if (strcmp(option_table[i].name, name) == 0) {
+            return &option_table[i];
+        }
+    }
+    return NULL;
+}
+
+bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
+                          bool *exit_now, GError **errp)
+{
+    opt_exit_now = false;
+    for (int i = 1; i < argc; i++) {
+        const char *word = argv[i];
+        const char *name;
+        const OptionDef *def;
+        GError *err = NULL;
+        const char *arg = NULL;
+
+        if (word[0] != '-') {
+            /* QEMU treats a bare word as the disk image (-hda) */
+            error_setg(errp, "%s: a bare disk image is not supported: use "
+                       "-drive file=%s,if=virtio", word, word);
+            return false;
+        }
+        /* QEMU accepts --opt as -opt */
+        name = word + 1 + (word[1] == '-');
+        def = option_lookup(name);
+        if (!def) {
+            error_setg(errp, "%s: invalid option", word);
+            return false;
+        }
+        if (def->has_arg) {
+            if (i + 1 >= argc) {
+                error_setg(errp, "%s: requires an argument", word);
+                return false;
+            }
+            arg = argv[++i];
+        }
+        if (!def->handler(cfg, arg, &err)) {
+            if (arg) {
+                g_set_error(errp, err->domain, err->code, "%s %s: %s", word, arg,
+                            err->message);
+            } else {
+                g_set_error(errp, err->domain, err->code, "%s: %s", word,
+                            err->message);
+            }
+            g_error_free(err);
+            return false;
+        }
+        if (opt_exit_now) {
+            *exit_now = true;
+            return true;
+        }
+    }
+    *exit_now = false;
+    return !cfg->smp_arg || smp_parse(&cfg->smp, cfg->smp_arg, errp);
+}

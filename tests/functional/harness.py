@@ -1,0 +1,169 @@
+"""Shared helpers for the functional tests: start the VMM (or Debian's QEMU)
+with a command line, talk to its serial port over telnet, wait for lines."""
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+VMM = os.path.join(BUILD, "qemu-system-x86_64")
+TESTOS = os.path.join(BUILD, "tests", "guest", "testos")
+QEMU = shutil.which("qemu-system-x86_64", path="/usr/bin")
+
+IAC = 255
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kvm_usable():
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def seed_args(port, vcpu=2, memory="2G"):
+    """The boot command line of the user's guide, less -drive, -device,
+    -qmp, -monitor and -osnet_cpumap."""
+    return [
+        "-enable-kvm",
+        "-cpu", "host,host-cache-info=on",
+        "-smp", f"cpus={vcpu},sockets=1,threads=1,maxcpus={vcpu}",
+        "-m", memory,
+        "-serial", f"telnet:127.0.0.1:{port},server,nowait",
+        "-parallel", "none",
+        "-serial", "none",
+        "-net", "none",
+        "-vga", "none",
+        "-nographic",
+        "-nodefaults",
+    ]
+
+
+def strip_telnet(data):
+    """Drop telnet commands (IAC sequences) from a byte string."""
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        b = data[i]
+        if b != IAC:
+            out.append(b)
+            i += 1
+            continue
+        if i + 1 >= len(data):
+            break
+        cmd = data[i + 1]
+        if cmd == IAC:
+            out.append(IAC)
+            i += 2
+        elif cmd in (251, 252, 253, 254):      # WILL WONT DO DONT + option
+            i += 3
+        elif cmd == 250:                       # SB ... IAC SE
+            end = data.find(bytes([IAC, 240]), i + 2)
+            i = len(data) if end < 0 else end + 2
+        else:
+            i += 2
+    return bytes(out)
+
+
+class Vmm:
+    """A running VMM process with its stderr captured."""
+
+    def __init__(self, args, binary=VMM, env=None):
+        self.args = [binary] + list(args)
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait(self, timeout=60):
+        out, err = self.proc.communicate(timeout=timeout)
+        self.stdout = out.decode(errors="replace")
+        self.stderr = err.decode(errors="replace")
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe:
+                pipe.close()
+
+
+class SerialClient:
+    """A telnet-speaking client on a serial port; collects guest output."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=20):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.sock = socket.create_connection((host, port), timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.002)
+        self.buf = b""
+
+    def read_some(self, timeout):
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return False
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("serial connection closed")
+        self.buf += strip_telnet(data)
+        return True
+
+    def text(self):
+        return self.buf.decode(errors="replace")
+
+    def wait_for(self, pattern, timeout=60):
+        """Wait until pattern (a regex) appears; return the match."""
+        deadline = time.time() + timeout
+        rx = re.compile(pattern)
+        while True:
+            m = rx.search(self.text())
+            if m:
+                return m
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError(f"no {pattern!r} in serial output:\n{self.text()}")
+            try:
+                self.read_some(left)
+            except EOFError:
+                m = rx.search(self.text())
+                if m:
+                    return m
+                raise AssertionError(f"serial closed before {pattern!r}:\n{self.text()}")
+
+    def read_until_closed(self, timeout=60):
+        deadline = time.time() + timeout
+        try:
+            while time.time() < deadline:
+                self.read_some(deadline - time.time())
+        except (EOFError, ConnectionResetError):
+            pass
+        return self.text()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        self.sock.close()

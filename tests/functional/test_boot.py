@@ -1,0 +1,246 @@
+"""Booting testos under the VMM from the user's guide's command line, with
+the usual QEMU spellings, and clear failures for bad input."""
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from harness import (QEMU, TESTOS, VMM, SerialClient, Vmm, free_port, kvm_usable,
+                     seed_args)
+
+pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
+
+
+def run_seed(scenario, vcpu=2, memory="2G", extra=()):
+    """Boot testos with the seed's command line; return (serial text, rc)."""
+    port = free_port()
+    args = seed_args(port, vcpu, memory) + [
+        "-kernel", TESTOS, "-append", f"testos.run={scenario}", "-no-reboot",
+        *extra]
+    with Vmm(args) as vm:
+        client = SerialClient(port)
+        text = client.read_until_closed(timeout=120)
+        client.close()
+        rc = vm.wait(timeout=60)
+        return text, rc, vm.stderr
+
+
+def test_seed_command_line_boots_smp_over_telnet():
+    text, rc, err = run_seed("smp")
+    assert "testos: cpu 0 online" in text
+    assert "testos: cpu 1 online" in text
+    assert "testos: ready cpus=2 mem=2048" in text
+    assert "testos: done" in text
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("vcpu", [1, 2, 4])
+def test_smp_counts(vcpu):
+    text, rc, err = run_seed("smp", vcpu=vcpu, memory="128M")
+    assert f"testos: ready cpus={vcpu} mem=128" in text, text + err
+    for i in range(vcpu):
+        assert f"testos: cpu {i} online" in text
+    assert rc == 0
+
+
+@pytest.mark.parametrize("memory,mib", [("64M", 64), ("4G", 4096)])
+def test_memory_sizes(memory, mib):
+    text, rc, err = run_seed("hello", vcpu=1, memory=memory)
+    assert f"testos: ready cpus=1 mem={mib}" in text, text + err
+    assert "testos: hello" in text
+    assert rc == 0
+
+
+def test_vcpu_threads_are_named_like_qemu():
+    port = free_port()
+    args = seed_args(port, 2, "128M") + ["-kernel", TESTOS, "-append",
+                                          "testos.run=idle"]
+    with Vmm(args) as vm:
+        client = SerialClient(port)
+        client.wait_for("testos: idle")
+        names = {}
+        for tid in os.listdir(f"/proc/{vm.pid}/task"):
+            with open(f"/proc/{vm.pid}/task/{tid}/comm") as f:
+                names[f.read().strip()] = int(tid)
+        assert "CPU 0/KVM" in names and "CPU 1/KVM" in names
+        client.close()
+
+
+def test_reset_reboots_the_guest():
+    """Without -no-reboot the i8042 reset starts the guest again."""
+    port = free_port()
+    args = seed_args(port, 2, "128M") + ["-kernel", TESTOS, "-append",
+                                          "testos.run=hello"]
+    with Vmm(args) as vm:
+        client = SerialClient(port)
+        client.wait_for(r"(testos: hello[\s\S]*){3}")
+        assert vm.proc.poll() is None
+        client.close()
+
+
+def test_telnet_client_can_reconnect():
+    port = free_port()
+    args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-append",
+                                         "testos.run=hello"]
+    with Vmm(args) as vm:
+        for _ in range(3):
+            client = SerialClient(port)
+            client.wait_for("testos: hello")
+            client.close()
+            time.sleep(0.05)
+        assert vm.proc.poll() is None
+
+
+def test_nographic_puts_com1_on_stdio():
+    args = ["-enable-kvm", "-nographic", "-m", "64M", "-kernel", TESTOS,
+            "-append", "testos.run=hello", "-no-reboot"]
+    proc = subprocess.run([VMM] + args, capture_output=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    out = proc.stdout.decode(errors="replace")
+    assert "testos: hello" in out
+    assert proc.returncode == 0
+
+
+def test_serial_file_backend_and_pidfile():
+    with tempfile.TemporaryDirectory() as d:
+        log = os.path.join(d, "serial.log")
+        pidfile = os.path.join(d, "vm.pid")
+        args = ["-accel", "kvm", "-display", "none", "-nodefaults",
+                "-serial", f"file:{log}", "-pidfile", pidfile, "-name", "t1",
+                "-machine", "pc,accel=kvm", "-kernel", TESTOS,
+                "-append", "testos.run=hello", "-no-reboot"]
+        with Vmm(args) as vm:
+            deadline = time.time() + 20
+            while not os.path.exists(pidfile) and time.time() < deadline:
+                time.sleep(0.01)
+            with open(pidfile) as f:
+                assert int(f.read()) == vm.pid
+            assert vm.wait(60) == 0
+        with open(log) as f:
+            assert "testos: hello" in f.read()
+        assert not os.path.exists(pidfile)
+
+
+def test_daemonize_detaches_and_runs():
+    with tempfile.TemporaryDirectory() as d:
+        log = os.path.join(d, "serial.log")
+        pidfile = os.path.join(d, "vm.pid")
+        args = ["-enable-kvm", "-display", "none", "-nodefaults", "-daemonize",
+                "-serial", f"file:{log}", "-pidfile", pidfile, "-kernel", TESTOS,
+                "-append", "testos.run=idle"]
+        proc = subprocess.run([VMM] + args, capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        with open(pidfile) as f:
+            pid = int(f.read())
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                with open(log) as f:
+                    if "testos: idle" in f.read():
+                        break
+                time.sleep(0.05)
+            with open(log) as f:
+                assert "testos: idle" in f.read()
+        finally:
+            os.kill(pid, 15)
+
+
+def one_error_line(args):
+    proc = subprocess.run([VMM] + args, capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    lines = proc.stderr.decode().strip().splitlines()
+    return proc.returncode, lines
+
+
+def test_unknown_option_exits_1_with_qemu_wording():
+    rc, lines = one_error_line(["-foo"])
+    assert rc == 1
+    assert lines == ["qemu-system-x86_64: -foo: invalid option"]
+
+
+def test_tcg_is_refused():
+    rc, lines = one_error_line(["-accel", "tcg", "-kernel", TESTOS])
+    assert rc == 1 and len(lines) == 1
+    assert "needs KVM" in lines[0]
+
+
+def test_bad_smp_is_refused():
+    rc, lines = one_error_line(["-smp", "4,sockets=1,cores=2,threads=1"])
+    assert rc == 1
+    assert lines == ["qemu-system-x86_64: Invalid CPU topology: product of the "
+                     "hierarchy must match maxcpus: sockets (1) * dies (1) * "
+                     "cores (2) * threads (1) != maxcpus (4)"]
+
+
+@pytest.mark.parametrize("cut", [100, 700, 2048, -1000])
+def test_truncated_kernel_is_refused(cut):
+    with open(TESTOS, "rb") as f:
+        image = f.read()
+    with tempfile.NamedTemporaryFile(suffix=".bz") as bad:
+        bad.write(image[:cut])
+        bad.flush()
+        rc, lines = one_error_line(["-enable-kvm", "-nodefaults", "-kernel",
+                                    bad.name])
+    assert rc == 1
+    assert len(lines) == 1 and bad.name in lines[0], lines
+
+
+def test_non_bzimage_kernel_is_refused():
+    with tempfile.NamedTemporaryFile() as bad:
+        bad.write(os.urandom(64 * 1024))
+        bad.flush()
+        rc, lines = one_error_line(["-enable-kvm", "-nodefaults", "-kernel",
+                                    bad.name])
+    assert rc == 1
+    assert len(lines) == 1 and "not a Linux bzImage" in lines[0]
+
+
+def test_missing_kernel_and_initrd_are_refused():
+    rc, lines = one_error_line(["-enable-kvm", "-kernel", "/nonexistent/k"])
+    assert rc == 1 and len(lines) == 1 and "/nonexistent/k" in lines[0]
+    rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS,
+                                "-initrd", "/nonexistent/initrd"])
+    assert rc == 1 and len(lines) == 1 and "/nonexistent/initrd" in lines[0]
+
+
+def test_later_features_are_refused_by_name():
+    rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-device",
+                                "vfio-pci,host=07:10.1,id=pnic"])
+    assert rc == 1 and len(lines) == 1 and "vfio-pci" in lines[0]
+
+
+def test_initrd_is_loaded():
+    """A kernel that fits with an initrd boots; one too big for RAM is refused."""
+    with tempfile.NamedTemporaryFile() as rd:
+        rd.write(b"\0" * (1 << 20))
+        rd.flush()
+        port = free_port()
+        args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-initrd", rd.name,
+                                             "-append", "testos.run=hello",
+                                             "-no-reboot"]
+        with Vmm(args) as vm:
+            client = SerialClient(port)
+            assert "testos: hello" in client.read_until_closed(60)
+            assert vm.wait(60) == 0
+    with tempfile.NamedTemporaryFile() as rd:
+        rd.truncate(80 << 20)
+        rc, lines = one_error_line(["-enable-kvm", "-m", "64M", "-kernel", TESTOS,
+                                    "-initrd", rd.name])
+        assert rc == 1 and len(lines) == 1 and "does not fit" in lines[0]
+
+
+@pytest.mark.skipif(QEMU is None, reason="Debian's qemu-system-x86_64 not installed")
+def test_testos_boots_under_debian_qemu():
+    """The same guest boots through SeaBIOS and the real-mode setup entry."""
+    proc = subprocess.run(
+        [QEMU, "-enable-kvm", "-kernel", TESTOS, "-append", "testos.run=smp",
+         "-smp", "2", "-m", "128M", "-display", "none", "-nodefaults",
+         "-serial", "stdio", "-no-reboot"],
+        capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    out = proc.stdout.decode(errors="replace")
+    assert "testos: ready cpus=2 mem=128" in out, out
+    assert "testos: done" in out
+    assert proc.returncode == 0

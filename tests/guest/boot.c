@@ -1,0 +1,141 @@
+/* boot.c: the BSP's boot sequence (kmain) and what it learns from the loader:
+ * boot_params (e820 map -> memory size, command line -> testos.* parameters)
+ * and the MP table. The parsing runs in ring 3, where it is native speed. */
+#include "testos.h"
+
+#define BP_E820_COUNT 0x1e8
+#define BP_CMD_LINE_PTR 0x228
+#define BP_E820_TABLE 0x2d0
+#define E820_MAX 128
+#define E820_USABLE 1
+#define FOUR_GIB 0x100000000UL
+
+BootInfo boot_info;
+
+static u64 parse_u64(const char *s, size_t len)
+{
+    u64 v = 0;
+    for (size_t i = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        v = v * 10 + (u64)(s[i] - '0');
+    }
+    return v;
+}
+
+/* Applies one "key=value" word of the command line. */
+static void param_apply(const char *word, size_t len)
+{
+    static const char run[] = "testos.run=", hz[] = "testos.hz=", n[] = "testos.n=";
+
+    if (len >= sizeof(run) - 1 && !strncmp(word, run, sizeof(run) - 1)) {
+        size_t vlen = len - (sizeof(run) - 1);
+        if (vlen >= sizeof(boot_info.scenario)) {
+            vlen = sizeof(boot_info.scenario) - 1;
+        }
+        memcpy(boot_info.scenario, word + sizeof(run) - 1, vlen);
+        boot_info.scenario[vlen] = '\0';
+    } else if (len >= sizeof(hz) - 1 && !strncmp(word, hz, sizeof(hz) - 1)) {
+        boot_info.hz = parse_u64(word + sizeof(hz) - 1, len - (sizeof(hz) - 1));
+    } else if (len >= sizeof(n) - 1 && !strncmp(word, n, sizeof(n) - 1)) {
+        boot_info.n = parse_u64(word + sizeof(n) - 1, len - (sizeof(n) - 1));
+    }
+}
+
+static void cmdline_parse(void)
+{
+    const char *p = boot_info.cmdline;
+
+    memcpy(boot_info.scenario, "hello", 6);
+    boot_info.hz = 1000;
+    while (*p) {
+        while (*p == ' ') {
+            p++;
+        }
+        const char *word = p;
+        while (*p && *p != ' ') {
+            p++;
+        }
+        if (p > word) {
+            param_apply(word, p - word);
+        }
+    }
+    if (!boot_info.hz) {
+        boot_info.hz = 1000;
+    }
+}
+
+/* round_up_MiB(highest usable end below 4 GiB) + usable MiB above 4 GiB. */
+static u64 e820_mem_mib(const u8 *bp)
+{
+    u32 count = bp[BP_E820_COUNT];
+    u64 low_top = 0, high_top = FOUR_GIB;
+
+    for (u32 i = 0; i < count && i < E820_MAX; i++) {
+        const u8 *e = bp + BP_E820_TABLE + 20 * i;
+        u64 base, size;
+        u32 type;
+        memcpy(&base, e, 8);
+        memcpy(&size, e + 8, 8);
+        memcpy(&type, e + 16, 4);
+        u64 end = base + size;
+        if (type != E820_USABLE || !size) {
+            continue;
+        }
+        if (base < FOUR_GIB) {
+            u64 low_end = end < FOUR_GIB ? end : FOUR_GIB;
+            low_top = low_end > low_top ? low_end : low_top;
+        }
+        if (end > high_top) {
+            high_top = end;
+        }
+    }
+    return (low_top + MIB - 1) / MIB + (high_top - FOUR_GIB) / MIB;
+}
+
+/* Ring 3: copies everything testos needs out of boot_params and low memory. */
+static u64 boot_parse(u64 boot_params)
+{
+    const u8 *bp = (const u8 *)boot_params;
+    u32 cmdline_ptr;
+
+    memcpy(&cmdline_ptr, bp + BP_CMD_LINE_PTR, 4);
+    if (cmdline_ptr) {
+        const char *src = (const char *)(u64)cmdline_ptr;
+        size_t i = 0;
+        for (; i < sizeof(boot_info.cmdline) - 1 && src[i]; i++) {
+            boot_info.cmdline[i] = src[i];
+        }
+        boot_info.cmdline[i] = '\0';
+    }
+    cmdline_parse();
+    boot_info.mem_mib = e820_mem_mib(bp);
+    firmware_find_cpus(0);
+    return 0;
+}
+
+void kmain(u64 boot_params)
+{
+    Cpu *bsp = &cpus[0];
+
+    cpu_assign(bsp, 0);
+    cpu_init(bsp);
+    outb(0x21, 0xFF); /* mask both 8259 PICs: only the LAPIC interrupts */
+    outb(0xA1, 0xFF);
+    console_init();
+    boot_info.apic_ids[0] = bsp->apic_id;
+    run_user(bsp, boot_parse, boot_params);
+
+    if (!scenario_known(boot_info.scenario)) {
+        kprintf("unknown scenario %s", boot_info.scenario);
+        machine_reset();
+    }
+    tsc_calibrate();
+    int announce = !strncmp(boot_info.scenario, "smp", 4);
+    if (announce) {
+        kprintf("cpu 0 online");
+    }
+    smp_start_aps(announce);
+    kprintf("ready cpus=%u mem=%lu", cpus_online, boot_info.mem_mib);
+    scenario_run(bsp);
+    kprintf("done");
+    machine_reset();
+}

@@ -1,0 +1,249 @@
+/*
+ * Command-line parsing: the option table, sub-options, sizes and -smp
+ * topology rules with QEMU's error texts.
+ */
+#include "system/config.h"
+#include "unit.h"
+#include "util/error.h"
+#include "util/subopt.h"
+
+/* Parse a NULL-terminated argument list; return the error text or NULL. */
+static char *parse(VmConfig *cfg, const char *const *args)
+{
+    char *argv[32] = { "qemu-system-x86_64" };
+    int argc = 1;
+    GError *err = NULL;
+    bool exit_now;
+    char *msg = NULL;
+
+    while (*args && argc < 31) {
+        argv[argc++] = (char *)*args++;
+    }
+    if (!vm_config_parse_argv(cfg, argc, argv, &exit_now, &err)) {
+        msg = g_strdup(err->message);
+        g_error_free(err);
+    }
+    return msg;
+}
+
+static char *parse_one(const char *const *args)
+{
+    VmConfig *cfg = vm_config_new();
+    char *msg = parse(cfg, args);
+
+    vm_config_free(cfg);
+    return msg;
+}
+
+UNIT_TEST(seed_command_line)
+{
+    static const char *const args[] = {
+        "-enable-kvm", "-cpu", "host,host-cache-info=on",
+        "-smp", "cpus=2,sockets=1,threads=1,maxcpus=2", "-m", "2G",
+        "-serial", "telnet:127.0.0.1:7000,server,nowait",
+        "-parallel", "none", "-serial", "none", "-net", "none",
+        "-vga", "none", "-nographic", "-nodefaults", NULL
+    };
+    VmConfig *cfg = vm_config_new();
+    char *msg = parse(cfg, args);
+
+    CHECK(msg == NULL);
+    CHECK(cfg->accel_kvm_seen);
+    CHECK(cfg->host_cache_info);
+    CHECK_EQ(cfg->smp.cpus, 2);
+    CHECK_EQ(cfg->smp.cores, 2);
+    CHECK_EQ(cfg->smp.sockets, 1);
+    CHECK_EQ(cfg->ram_size, 2ULL << 30);
+    CHECK_EQ(cfg->serials->len, 2);
+    CHECK_STR(g_ptr_array_index(cfg->serials, 1), "none");
+    CHECK(cfg->nographic && cfg->nodefaults);
+    g_free(msg);
+    vm_config_free(cfg);
+}
+
+UNIT_TEST(unknown_option_uses_qemu_wording)
+{
+    static const char *const args[] = { "-foo", NULL };
+    char *msg = parse_one(args);
+
+    CHECK_STR(msg, "-foo: invalid option");
+    g_free(msg);
+}
+
+UNIT_TEST(missing_argument)
+{
+    static const char *const args[] = { "-m", NULL };
+    char *msg = parse_one(args);
+
+    CHECK_STR(msg, "-m: requires an argument");
+    g_free(msg);
+}
+
+UNIT_TEST(tcg_is_refused_with_reason)
+{
+    static const char *const a1[] = { "-accel", "tcg", NULL };
+    static const char *const a2[] = { "-machine", "pc,accel=tcg", NULL };
+    static const char *const a3[] = { "-machine", "type=pc,accel=kvm", NULL };
+    char *m1 = parse_one(a1), *m2 = parse_one(a2), *m3 = parse_one(a3);
+
+    CHECK(m1 && strstr(m1, "needs KVM"));
+    CHECK(m2 && strstr(m2, "needs KVM"));
+    CHECK(m3 == NULL);
+    g_free(m1);
+    g_free(m2);
+    g_free(m3);
+}
+
+UNIT_TEST(memory_sizes)
+{
+    static const struct {
+        const char *arg;
+        uint64_t bytes;
+    } ok[] = {
+        { "64M", 64ULL << 20 }, { "4G", 4ULL << 30 }, { "128", 128ULL << 20 },
+        { "size=1G", 1ULL << 30 }, { "1.5G", 3ULL << 29 }, { "2048k", 2ULL << 20 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
+        const char *args[] = { "-m", ok[i].arg, NULL };
+        VmConfig *cfg = vm_config_new();
+        char *msg = parse(cfg, args);
+        CHECK(msg == NULL);
+        CHECK_EQ(cfg->ram_size, ok[i].bytes);
+        g_free(msg);
+        vm_config_free(cfg);
+    }
+    static const char *const bad[] = { "2X", "", "-1", "G", "1GG", "slots=2", "0" };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        const char *args[] = { "-m", bad[i], NULL };
+        char *msg = parse_one(args);
+        CHECK(msg != NULL);
+        CHECK(msg && g_str_has_prefix(msg, "-m "));
+        g_free(msg);
+    }
+}
+
+static char *smp_error(const char *arg, SmpConfig *out)
+{
+    GError *err = NULL;
+    char *msg = NULL;
+
+    *out = (SmpConfig){ 0 };
+    if (!smp_parse(out, arg, &err)) {
+        msg = g_strdup(err->message);
+        g_error_free(err);
+    }
+    return msg;
+}
+
+UNIT_TEST(smp_topology_computed_like_qemu)
+{
+    SmpConfig s;
+    char *msg;
+
+    msg = smp_error("4", &s);
+    CHECK(msg == NULL);
+    CHECK_EQ(s.cpus, 4);
+    CHECK_EQ(s.cores, 4);     /* cores preferred over sockets */
+    CHECK_EQ(s.sockets, 1);
+    CHECK_EQ(s.threads, 1);
+    msg = smp_error("cpus=4,sockets=2", &s);
+    CHECK(msg == NULL);
+    CHECK_EQ(s.cores, 2);
+    msg = smp_error("sockets=2,cores=2,threads=2", &s);
+    CHECK(msg == NULL);
+    CHECK_EQ(s.cpus, 8);
+    CHECK_EQ(s.maxcpus, 8);
+}
+
+UNIT_TEST(smp_errors_match_qemu)
+{
+    SmpConfig s;
+    char *msg;
+
+    msg = smp_error("4,sockets=1,cores=2,threads=1", &s);
+    CHECK_STR(msg, "Invalid CPU topology: product of the hierarchy must match "
+              "maxcpus: sockets (1) * dies (1) * cores (2) * threads (1) != "
+              "maxcpus (4)");
+    g_free(msg);
+    msg = smp_error("cpus=2,maxcpus=1", &s);
+    CHECK_STR(msg, "Invalid CPU topology: maxcpus must be equal to or greater "
+              "than smp: sockets (1) * dies (1) * cores (1) * threads (1) == "
+              "maxcpus (1) < smp_cpus (2)");
+    g_free(msg);
+    msg = smp_error("foo", &s);
+    CHECK_STR(msg, "Parameter 'smp.cpus' expects integer");
+    g_free(msg);
+    msg = smp_error("2,bogus=1", &s);
+    CHECK_STR(msg, "Parameter 'smp.bogus' is unexpected");
+    g_free(msg);
+    msg = smp_error("300", &s);
+    CHECK_STR(msg, "Invalid SMP CPUs 300. The max CPUs supported by machine "
+              "'pc' is 255");
+    g_free(msg);
+}
+
+UNIT_TEST(subopts_quirks)
+{
+    GError *err = NULL;
+    SubOpts *o = subopts_parse("pc,accel=kvm,server,nowait,path=a,,b", "type", &err);
+    bool b = false;
+
+    CHECK(o != NULL);
+    CHECK_STR(subopts_get(o, "type"), "pc");
+    CHECK_STR(subopts_get(o, "accel"), "kvm");
+    CHECK_STR(subopts_get(o, "server"), "on");
+    CHECK_STR(subopts_get(o, "wait"), "off");
+    CHECK_STR(subopts_get(o, "path"), "a,b");
+    CHECK(subopts_get_bool(o, "server", &b, &err) && b);
+    CHECK(subopts_check_unused(o, &err));
+    subopts_free(o);
+
+    o = subopts_parse("x=1,y=2", NULL, &err);
+    subopts_get(o, "x");
+    CHECK(!subopts_check_unused(o, &err));
+    CHECK(err && strcmp(err->message, "Invalid parameter 'y'") == 0);
+    g_clear_error(&err);
+    subopts_free(o);
+
+    o = subopts_parse("flag=maybe", NULL, &err);
+    CHECK(!subopts_get_bool(o, "flag", &b, &err));
+    CHECK(err != NULL);
+    g_clear_error(&err);
+    subopts_free(o);
+}
+
+UNIT_TEST(option_table_spellings)
+{
+    static const char *const args[] = {
+        "--enable-kvm", "-machine", "pc", "-display", "none", "-no-reboot",
+        "-name", "vm0", "-kernel", "k", "-initrd", "i", "-append", "a b",
+        "-pidfile", "/tmp/p", "-S", NULL
+    };
+    VmConfig *cfg = vm_config_new();
+    char *msg = parse(cfg, args);
+
+    CHECK(msg == NULL);
+    CHECK(cfg->no_reboot && cfg->display_none && cfg->start_paused);
+    CHECK_STR(cfg->name, "vm0");
+    CHECK_STR(cfg->kernel, "k");
+    CHECK_STR(cfg->append, "a b");
+    g_free(msg);
+    vm_config_free(cfg);
+}
+
+UNIT_TEST(only_none_values)
+{
+    static const char *const a1[] = { "-vga", "std", NULL };
+    static const char *const a2[] = { "-parallel", "stdio", NULL };
+    static const char *const a3[] = { "-cpu", "qemu64", NULL };
+    char *m1 = parse_one(a1), *m2 = parse_one(a2), *m3 = parse_one(a3);
+
+    CHECK(m1 && g_str_has_prefix(m1, "-vga std: "));
+    CHECK(m2 && g_str_has_prefix(m2, "-parallel stdio: "));
+    CHECK(m3 && strstr(m3, "qemu64"));
+    g_free(m1);
+    g_free(m2);
+    g_free(m3);
+}
+
+UNIT_MAIN()
