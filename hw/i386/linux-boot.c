@@ -125,7 +125,8 @@ bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
     }
     info->payload_size = size - info->payload_offset;
     syssize_bytes = (uint64_t)rd32(image + HDR_SYSSIZE) * 16;
-    if (syssize_bytes > info->payload_size) {
+    /* syssize counts 16-byte paragraphs, so the last one may be partial */
+    if (syssize_bytes > info->payload_size + 15) {
         error_setg(errp, "truncated bzImage: the header promises %" G_GUINT64_FORMAT
                    " bytes of kernel, the file holds %" G_GUINT64_FORMAT,
                    syssize_bytes, info->payload_size);
