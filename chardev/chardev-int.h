@@ -16,6 +16,8 @@
 
 /* Output queued for a slow peer; beyond this the newest bytes are dropped. */
 #define CHARDEV_OUT_BUF_SIZE (64 * 1024)
+/* Output a console frontend keeps for the next client (newest bytes). */
+#define CHARDEV_BACKLOG_SIZE (64 * 1024)
 /* Largest single read from a peer. */
 #define CHARDEV_READ_CHUNK 4096
 
@@ -95,6 +97,7 @@ struct Chardev {
     size_t out_start;     /* [lock] */
     size_t out_len;       /* [lock] */
     uint64_t out_dropped; /* [lock] bytes lost to overflow */
+    GByteArray *backlog;  /* [lock] output kept while disconnected, or NULL */
     guint out_idle;       /* [lock] main-thread flush scheduled */
     guint out_watch;      /* main thread: waiting for the fd to be writable */
     bool in_paused;       /* [lock] frontend said can_read() == 0 */

@@ -109,6 +109,9 @@ void chardev_destroy(Chardev *chr)
     if (chr->own_out_fd >= 0) {
         close(chr->own_out_fd);
     }
+    if (chr->backlog) {
+        g_byte_array_free(chr->backlog, TRUE);
+    }
     g_mutex_clear(&chr->lock);
     g_free(chr->out_buf);
     g_free(chr->id);
@@ -374,6 +377,16 @@ void chardev_write(Chardev *chr, const void *buf, size_t len)
         return;
     }
     g_mutex_lock(&chr->lock);
+    if (chr->out_fd < 0 && chr->backlog) {
+        g_byte_array_append(chr->backlog, p, len);
+        /* trim in big steps, so a byte-at-a-time guest costs little */
+        if (chr->backlog->len > 2 * CHARDEV_BACKLOG_SIZE) {
+            g_byte_array_remove_range(chr->backlog, 0,
+                                      chr->backlog->len - CHARDEV_BACKLOG_SIZE);
+        }
+        g_mutex_unlock(&chr->lock);
+        return;
+    }
     if (chr->out_fd < 0 || chr->out_failed) {
         g_mutex_unlock(&chr->lock);
         return;
@@ -394,6 +407,35 @@ void chardev_write(Chardev *chr, const void *buf, size_t len)
         chardev_out_schedule_locked(chr);
     }
     g_mutex_unlock(&chr->lock);
+}
+
+void chardev_keep_backlog(Chardev *chr)
+{
+    g_mutex_lock(&chr->lock);
+    if (!chr->backlog) {
+        chr->backlog = g_byte_array_new();
+    }
+    g_mutex_unlock(&chr->lock);
+}
+
+void chardev_replay_backlog(Chardev *chr)
+{
+    GByteArray *old = NULL;
+
+    g_mutex_lock(&chr->lock);
+    if (chr->backlog && chr->backlog->len) {
+        if (chr->backlog->len > CHARDEV_BACKLOG_SIZE) {
+            g_byte_array_remove_range(chr->backlog, 0,
+                                      chr->backlog->len - CHARDEV_BACKLOG_SIZE);
+        }
+        old = chr->backlog;
+        chr->backlog = g_byte_array_new();
+    }
+    g_mutex_unlock(&chr->lock);
+    if (old) {
+        chardev_write(chr, old->data, old->len);
+        g_byte_array_free(old, TRUE);
+    }
 }
 
 void chardev_set_output(Chardev *chr, int fd, bool is_socket)

@@ -103,6 +103,7 @@ static void socket_attach_client(Chardev *chr, int fd)
     if (chr->sock.telnet) {
         chardev_write(chr, chardev_telnet_greeting, sizeof(chardev_telnet_greeting));
     }
+    chardev_replay_backlog(chr);
     chardev_socket_update_filename(chr);
 }
 

@@ -432,6 +432,10 @@ SerialPort *serial_new(Bus *io_bus, uint16_t base, IrqLine irq, Chardev *chr,
         g_free(s);
         return NULL;
     }
+    if (chr) {
+        /* a console connected after boot still shows the boot messages */
+        chardev_keep_backlog(chr);
+    }
     return s;
 }
 

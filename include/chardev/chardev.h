@@ -68,7 +68,20 @@ bool chardev_attach(Chardev *chr, const ChardevHandlers *handlers,
 /* Detach the frontend (its handlers are not called again); NULL is a no-op. */
 void chardev_detach(Chardev *chr);
 
-/* Queue bytes for the peer; dropped while nobody is connected. */
+/*
+ * A console frontend (the UART) asks to keep up to 64 KiB of the newest
+ * output while no client is connected and to replay it to the next client,
+ * so a telnet console opened after boot still shows the boot messages.
+ * Monitors do not: a new QMP client must start with the greeting.
+ */
+void chardev_keep_backlog(Chardev *chr);
+/* Internal to chardev/: send the kept output to a client just connected. */
+void chardev_replay_backlog(Chardev *chr);
+
+/*
+ * Queue bytes for the peer; while nobody is connected they are dropped,
+ * or kept for the next client after chardev_keep_backlog().
+ */
 void chardev_write(Chardev *chr, const void *buf, size_t len);
 
 /*

@@ -244,3 +244,16 @@ def test_testos_boots_under_debian_qemu():
     assert "testos: ready cpus=2 mem=128" in out, out
     assert "testos: done" in out
     assert proc.returncode == 0
+
+
+def test_console_opened_after_boot_shows_boot_messages():
+    """Output made before any client connects is kept (64 KiB) for the first."""
+    port = free_port()
+    args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-append",
+                                         "testos.run=idle"]
+    with Vmm(args) as vm:
+        time.sleep(1.5)          # testos is idle long before this
+        client = SerialClient(port)
+        client.wait_for("testos: ready cpus=1 mem=64[\\s\\S]*testos: idle")
+        client.close()
+        assert vm.proc.poll() is None

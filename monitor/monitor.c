@@ -1,0 +1,225 @@
+/*
+ * Monitor endpoints: each -qmp, -monitor or -mon becomes a Monitor bound
+ * to a chardev; a client connecting starts a fresh session (QMP greeting
+ * or HMP banner).  Events go to every negotiated QMP client.  Main thread
+ * only.
+ */
+#include <stdarg.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "hw/machine.h"
+#include "monitor-int.h"
+#include "util/error.h"
+#include "util/subopt.h"
+
+QmpContext monitor_qmp_context(Monitor *mon)
+{
+    return (QmpContext){ mon->set->machine, mon->set, mon };
+}
+
+static size_t monitor_can_read(void *opaque)
+{
+    return 4096;
+}
+
+static void monitor_read(void *opaque, const uint8_t *buf, size_t len)
+{
+    Monitor *mon = opaque;
+
+    if (!mon->connected) {
+        return;
+    }
+    if (mon->control) {
+        qmp_session_input(mon, buf, len);
+    } else {
+        hmp_session_input(mon, buf, len);
+    }
+}
+
+static void monitor_event(void *opaque, ChardevEvent event)
+{
+    Monitor *mon = opaque;
+
+    if (event == CHARDEV_EVENT_OPENED) {
+        mon->connected = true;
+        if (mon->control) {
+            qmp_session_reset(&mon->qmp);
+            qmp_session_greet(mon);
+        } else {
+            hmp_session_reset(&mon->hmp);
+            hmp_session_greet(mon);
+        }
+    } else {
+        mon->connected = false;
+    }
+}
+
+static const ChardevHandlers monitor_handlers = {
+    .can_read = monitor_can_read,
+    .read = monitor_read,
+    .event = monitor_event,
+};
+
+MonitorSet *monitor_set_new(Machine *m)
+{
+    MonitorSet *set = g_new0(MonitorSet, 1);
+
+    set->machine = m;
+    set->monitors = g_ptr_array_new();
+    return set;
+}
+
+void monitor_set_free(MonitorSet *set)
+{
+    if (!set) {
+        return;
+    }
+    for (guint i = 0; i < set->monitors->len; i++) {
+        Monitor *mon = g_ptr_array_index(set->monitors, i);
+        qmp_session_free(&mon->qmp);
+        hmp_session_free(&mon->hmp);
+        g_free(mon);
+    }
+    g_ptr_array_free(set->monitors, TRUE);
+    g_free(set);
+}
+
+Monitor *monitor_add(MonitorSet *set, Chardev *chr, bool control, GError **errp)
+{
+    Monitor *mon = g_new0(Monitor, 1);
+
+    mon->set = set;
+    mon->chr = chr;
+    mon->control = control;
+    qmp_session_reset(&mon->qmp);
+    hmp_session_reset(&mon->hmp);
+    if (!chardev_attach(chr, &monitor_handlers, mon, errp)) {
+        qmp_session_free(&mon->qmp);
+        hmp_session_free(&mon->hmp);
+        g_free(mon);
+        return NULL;
+    }
+    g_ptr_array_add(set->monitors, mon);
+    return mon;
+}
+
+static bool monitor_add_legacy(MonitorSet *set, ChardevSet *chardevs,
+                               const char *option, const char *spec, bool control,
+                               GError **errp)
+{
+    char *id = g_strdup_printf("compat_monitor%u", set->next_compat_id++);
+    GError *err = NULL;
+    Chardev *chr = chardev_new_from_legacy(chardevs, spec, id, &err);
+
+    g_free(id);
+    if (!chr) {
+        error_setg(errp, "%s %s: %s", option, spec, err->message);
+        g_error_free(err);
+        return false;
+    }
+    return monitor_add(set, chr, control, errp) != NULL;
+}
+
+static bool monitor_add_mon(MonitorSet *set, ChardevSet *chardevs, const char *arg,
+                            GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "chardev", errp);
+    const char *id, *mode;
+    bool pretty = false, ok = false;
+    Chardev *chr;
+
+    if (!o) {
+        return false;
+    }
+    id = subopts_get(o, "chardev");
+    mode = subopts_get(o, "mode");
+    if (!subopts_get_bool(o, "pretty", &pretty, errp) ||
+        !subopts_check_unused(o, errp)) {
+        goto out;
+    }
+    if (!id) {
+        error_setg(errp, "-mon %s: Parameter 'chardev' is missing", arg);
+        goto out;
+    }
+    if (mode && strcmp(mode, "control") && strcmp(mode, "readline")) {
+        error_setg(errp, "-mon %s: Parameter 'mode' does not accept value '%s'",
+                   arg, mode);
+        goto out;
+    }
+    chr = chardev_find(chardevs, id);
+    if (!chr) {
+        error_setg(errp, "-mon %s: chardev \"%s\" not found", arg, id);
+        goto out;
+    }
+    ok = monitor_add(set, chr, mode && !strcmp(mode, "control"), errp) != NULL;
+out:
+    subopts_free(o);
+    return ok;
+}
+
+bool monitor_set_configure(MonitorSet *set, ChardevSet *chardevs, GError **errp)
+{
+    const VmConfig *cfg = set->machine->cfg;
+
+    for (guint i = 0; i < cfg->monitor_opts->len; i++) {
+        const MonitorOpt *opt = g_ptr_array_index(cfg->monitor_opts, i);
+        bool ok;
+
+        if (opt->kind == MONITOR_OPT_MON) {
+            ok = monitor_add_mon(set, chardevs, opt->arg, errp);
+        } else if (!strcmp(opt->arg, "none")) {
+            ok = true;
+        } else {
+            ok = monitor_add_legacy(set, chardevs,
+                                    opt->kind == MONITOR_OPT_QMP ? "-qmp" : "-monitor",
+                                    opt->arg, opt->kind == MONITOR_OPT_QMP, errp);
+        }
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void monitor_emit_event(MonitorSet *set, const char *event, json_t *data)
+{
+    struct timeval tv;
+    json_t *msg;
+
+    gettimeofday(&tv, NULL);
+    msg = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds", (json_int_t)tv.tv_sec,
+                    "microseconds", (json_int_t)tv.tv_usec, "event", event);
+    if (data) {
+        json_object_set_new(msg, "data", data);
+    }
+    for (guint i = 0; set && i < set->monitors->len; i++) {
+        Monitor *mon = g_ptr_array_index(set->monitors, i);
+        if (mon->control && mon->connected && mon->qmp.negotiated) {
+            monitor_send_json(mon, msg);
+        }
+    }
+    json_decref(msg);
+}
+
+void monitor_printf(Monitor *mon, const char *fmt, ...)
+{
+    va_list ap;
+    char *raw, *text;
+    char **lines;
+
+    va_start(ap, fmt);
+    raw = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    /* HMP speaks "\r\n", over telnet and in human-monitor-command alike */
+    lines = g_strsplit(raw, "\n", -1);
+    text = g_strjoinv("\r\n", lines);
+    g_strfreev(lines);
+    g_free(raw);
+    if (mon->capture) {
+        g_string_append(mon->capture, text);
+    } else if (mon->chr) {
+        chardev_write(mon->chr, text, strlen(text));
+    }
+    g_free(text);
+}
