@@ -10,16 +10,26 @@ PYTHON ?= /usr/bin/python3
 WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
         -Wformat=2 -Wshadow=local -Wstrict-prototypes
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) \
+ALL_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. \
               $(DEPS_CFLAGS) -MMD -MP
 LDLIBS := $(DEPS_LIBS)
 
 # Every subsystem's sources; system/main.c holds main() and stays out of
 # the library that unit tests link against.
 LIB_SRCS := $(wildcard util/*.c accel/kvm/*.c hw/core/*.c hw/i386/*.c \
-              hw/char/*.c chardev/*.c system/*.c)
+              hw/char/*.c chardev/*.c monitor/*.c system/*.c)
 LIB_SRCS := $(filter-out system/main.c,$(LIB_SRCS))
-LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o) $(B)/qapi/qapi-commands.o
+
+# The QMP command table, generated from the schema.
+QAPI_SCHEMA := $(wildcard qapi/*.json)
+$(B)/qapi/qapi-commands.h $(B)/qapi/qapi-commands.c: $(QAPI_SCHEMA) scripts/qapi-gen.py
+	$(PYTHON) scripts/qapi-gen.py $(B)/qapi $(QAPI_SCHEMA)
+
+$(B)/qapi/qapi-commands.o: $(B)/qapi/qapi-commands.c
+	$(CC) $(ALL_CFLAGS) -Imonitor -c -o $@ $<
+
+$(LIB_OBJS) $(B)/system/main.o: | $(B)/qapi/qapi-commands.h
 VMM := $(B)/qemu-system-x86_64
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     struct kvm_run *run;
     int kvm, vm, cpu, size;
     uint8_t *ram;
-    uint64_t start, elapsed;
+    uint64_t start = 0, elapsed;
 
     kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm < 0) {

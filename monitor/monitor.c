@@ -223,3 +223,26 @@ void monitor_printf(Monitor *mon, const char *fmt, ...)
     }
     g_free(text);
 }
+
+/* The machine's run-state changes, as QMP events. */
+void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause)
+{
+    MonitorSet *set = opaque;
+    json_t *data;
+
+    switch (event) {
+    case MACHINE_EVENT_STOP:
+        monitor_emit_event(set, "STOP", NULL);
+        break;
+    case MACHINE_EVENT_RESUME:
+        monitor_emit_event(set, "RESUME", NULL);
+        break;
+    case MACHINE_EVENT_RESET:
+    case MACHINE_EVENT_SHUTDOWN:
+        data = json_pack("{s:b,s:s}", "guest", shutdown_cause_is_guest(cause),
+                         "reason", shutdown_cause_name(cause));
+        monitor_emit_event(set, event == MACHINE_EVENT_RESET ? "RESET" : "SHUTDOWN",
+                           data);
+        break;
+    }
+}

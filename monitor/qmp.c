@@ -115,7 +115,7 @@ void qmp_session_input(Monitor *mon, const uint8_t *buf, size_t len)
                            JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
                            JSON_ALLOW_NUL, &jerr);
         if (value) {
-            g_byte_array_remove_range(s->input, 0, MIN(jerr.position, s->input->len));
+            g_byte_array_remove_range(s->input, 0, MIN((guint)jerr.position, s->input->len));
             qmp_handle_value(mon, value);
             json_decref(value);
             continue;

@@ -14,6 +14,7 @@
 #include <glib-unix.h>
 
 #include "hw/machine.h"
+#include "monitor/monitor.h"
 #include "system/config.h"
 #include "util/error.h"
 
@@ -27,7 +28,7 @@ static gboolean on_terminate_signal(gpointer opaque)
     SignalContext *sc = opaque;
 
     error_report("terminating on signal %d", sc->signo);
-    machine_request_shutdown(sc->machine);
+    machine_request_shutdown(sc->machine, SHUTDOWN_CAUSE_HOST_SIGNAL);
     return G_SOURCE_CONTINUE;
 }
 
@@ -41,9 +42,6 @@ static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
         { offsetof(VmConfig, drives), "-drive", "disks (virtio-blk)" },
         { offsetof(VmConfig, devices), "-device", "devices" },
         { offsetof(VmConfig, netdevs), "-netdev", "network backends" },
-        { offsetof(VmConfig, monitors), "-monitor", "the human monitor (HMP)" },
-        { offsetof(VmConfig, qmps), "-qmp", "the QMP monitor" },
-        { offsetof(VmConfig, mons), "-mon", "monitors" },
         { offsetof(VmConfig, overcommit), "-overcommit", "cpu-pm" },
     };
 
@@ -51,9 +49,6 @@ static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
         GPtrArray *arr = *(GPtrArray **)((char *)cfg + lists[i].offset);
         if (arr->len) {
             const char *arg = g_ptr_array_index(arr, 0);
-            if (strcmp(lists[i].option, "-monitor") == 0 && !strcmp(arg, "none")) {
-                continue;
-            }
             error_setg(errp, "%s %s: %s are not supported by this build yet",
                        lists[i].option, arg, lists[i].what);
             return false;
@@ -152,6 +147,7 @@ int main(int argc, char **argv)
 {
     VmConfig *cfg = vm_config_new();
     Machine machine;
+    MonitorSet *monitors;
     SignalContext sig_ctx[3];
     static const int term_signals[] = { SIGINT, SIGTERM, SIGHUP };
     GError *err = NULL;
@@ -188,12 +184,16 @@ int main(int argc, char **argv)
         vm_config_free(cfg);
         return 1;
     }
+    monitors = monitor_set_new(&machine);
     if (!machine_init(&machine, cfg, &err) ||
+        !(machine.event_fn = monitor_machine_event, machine.event_opaque = monitors,
+          monitor_set_configure(monitors, machine.chardevs, &err)) ||
         !chardev_set_open_all(machine.chardevs, &err) ||
         !machine_start(&machine, &err)) {
         error_report_err(err, NULL);
         daemonize_finish(daemon_fd, false);
         machine_cleanup(&machine);
+        monitor_set_free(monitors);
         if (cfg->pidfile) {
             unlink(cfg->pidfile);
         }
@@ -217,6 +217,7 @@ int main(int argc, char **argv)
     g_main_loop_unref(machine.main_loop);
     machine.main_loop = NULL;
     machine_cleanup(&machine);
+    monitor_set_free(monitors);
     vm_config_free(cfg);
     return status;
 }

@@ -339,22 +339,37 @@ static bool opt_netdev(VmConfig *cfg, const char *arg, GError **errp)
     return true;
 }
 
+static void monitor_opt_free(gpointer p)
+{
+    MonitorOpt *opt = p;
+
+    g_free(opt->arg);
+    g_free(opt);
+}
+
+static bool add_monitor_opt(VmConfig *cfg, MonitorOptKind kind, const char *arg)
+{
+    MonitorOpt *opt = g_new0(MonitorOpt, 1);
+
+    opt->kind = kind;
+    opt->arg = g_strdup(arg);
+    g_ptr_array_add(cfg->monitor_opts, opt);
+    return true;
+}
+
 static bool opt_monitor(VmConfig *cfg, const char *arg, GError **errp)
 {
-    g_ptr_array_add(cfg->monitors, g_strdup(arg));
-    return true;
+    return add_monitor_opt(cfg, MONITOR_OPT_HMP, arg);
 }
 
 static bool opt_qmp(VmConfig *cfg, const char *arg, GError **errp)
 {
-    g_ptr_array_add(cfg->qmps, g_strdup(arg));
-    return true;
+    return add_monitor_opt(cfg, MONITOR_OPT_QMP, arg);
 }
 
 static bool opt_mon(VmConfig *cfg, const char *arg, GError **errp)
 {
-    g_ptr_array_add(cfg->mons, g_strdup(arg));
-    return true;
+    return add_monitor_opt(cfg, MONITOR_OPT_MON, arg);
 }
 
 static bool opt_osnet_cpumap(VmConfig *cfg, const char *arg, GError **errp)
@@ -401,9 +416,7 @@ VmConfig *vm_config_new(void)
     cfg->drives = g_ptr_array_new_with_free_func(g_free);
     cfg->devices = g_ptr_array_new_with_free_func(g_free);
     cfg->netdevs = g_ptr_array_new_with_free_func(g_free);
-    cfg->monitors = g_ptr_array_new_with_free_func(g_free);
-    cfg->qmps = g_ptr_array_new_with_free_func(g_free);
-    cfg->mons = g_ptr_array_new_with_free_func(g_free);
+    cfg->monitor_opts = g_ptr_array_new_with_free_func(monitor_opt_free);
     cfg->overcommit = g_ptr_array_new_with_free_func(g_free);
     return cfg;
 }
@@ -428,9 +441,7 @@ void vm_config_free(VmConfig *cfg)
     g_ptr_array_free(cfg->drives, TRUE);
     g_ptr_array_free(cfg->devices, TRUE);
     g_ptr_array_free(cfg->netdevs, TRUE);
-    g_ptr_array_free(cfg->monitors, TRUE);
-    g_ptr_array_free(cfg->qmps, TRUE);
-    g_ptr_array_free(cfg->mons, TRUE);
+    g_ptr_array_free(cfg->monitor_opts, TRUE);
     g_ptr_array_free(cfg->overcommit, TRUE);
     g_free(cfg);
 }

@@ -187,14 +187,14 @@ static bool vcpu_handle_exit(VCpu *cpu)
     case KVM_EXIT_SHUTDOWN:
         /* a triple fault resets the PC (or ends it under -no-reboot) */
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
-        machine_request_reset(m);
+        machine_request_reset(m, SHUTDOWN_CAUSE_GUEST_RESET);
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
         if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
-            machine_request_reset(m);
+            machine_request_reset(m, SHUTDOWN_CAUSE_GUEST_RESET);
         } else {
-            machine_request_shutdown(m);
+            machine_request_shutdown(m, SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
         }
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
@@ -217,18 +217,31 @@ static bool vcpu_handle_exit(VCpu *cpu)
     }
 }
 
+/* Run work the main thread queued; cpu->lock held. */
+static void vcpu_do_work_locked(VCpu *cpu)
+{
+    if (cpu->work_fn) {
+        cpu->work_fn(cpu, cpu->work_opaque);
+        cpu->work_fn = NULL;
+        cpu->work_done = true;
+        pthread_cond_broadcast(&cpu->cond);
+    }
+}
+
 /* Park while a pause is requested; returns false when the thread must end. */
 static bool vcpu_wait_for_go(VCpu *cpu)
 {
     bool go;
 
     pthread_mutex_lock(&cpu->lock);
+    vcpu_do_work_locked(cpu);
     while (cpu->want_pause && !cpu->want_exit) {
         if (cpu->state != VCPU_STATE_PAUSED) {
             cpu->state = VCPU_STATE_PAUSED;
             pthread_cond_broadcast(&cpu->cond);
         }
         pthread_cond_wait(&cpu->cond, &cpu->lock);
+        vcpu_do_work_locked(cpu);
     }
     go = !cpu->want_exit;
     cpu->state = go ? VCPU_STATE_RUNNING : VCPU_STATE_FINISHED;
@@ -340,6 +353,42 @@ void vcpu_resume(VCpu *cpu)
     cpu->want_pause = false;
     pthread_cond_broadcast(&cpu->cond);
     pthread_mutex_unlock(&cpu->lock);
+}
+
+void vcpu_run_on(VCpu *cpu, void (*fn)(VCpu *cpu, void *opaque), void *opaque)
+{
+    pthread_mutex_lock(&cpu->lock);
+    if (!cpu->thread_started || cpu->state != VCPU_STATE_RUNNING) {
+        /* parked (or never started): not inside KVM_RUN, safe to call here */
+        fn(cpu, opaque);
+        pthread_mutex_unlock(&cpu->lock);
+        return;
+    }
+    cpu->work_fn = fn;
+    cpu->work_opaque = opaque;
+    cpu->work_done = false;
+    pthread_mutex_unlock(&cpu->lock);
+    vcpu_kick(cpu);
+    pthread_mutex_lock(&cpu->lock);
+    while (!cpu->work_done) {
+        pthread_cond_wait(&cpu->cond, &cpu->lock);
+    }
+    pthread_mutex_unlock(&cpu->lock);
+}
+
+static void vcpu_snapshot_work(VCpu *cpu, void *opaque)
+{
+    VCpuSnapshot *snap = opaque;
+
+    snap->valid = ioctl(cpu->fd, KVM_GET_REGS, &snap->regs) == 0 &&
+                  ioctl(cpu->fd, KVM_GET_SREGS, &snap->sregs) == 0 &&
+                  ioctl(cpu->fd, KVM_GET_MP_STATE, &snap->mp_state) == 0;
+}
+
+void vcpu_snapshot(VCpu *cpu, VCpuSnapshot *snap)
+{
+    memset(snap, 0, sizeof(*snap));
+    vcpu_run_on(cpu, vcpu_snapshot_work, snap);
 }
 
 void vcpu_destroy(VCpu *cpu)

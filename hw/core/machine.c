@@ -27,6 +27,30 @@ const char *runstate_name(RunState state)
     return state < RUN_STATE__MAX ? names[state] : "debug";
 }
 
+const char *shutdown_cause_name(ShutdownCause cause)
+{
+    static const char *const names[SHUTDOWN_CAUSE__MAX] = {
+        "none", "host-error", "host-qmp-quit", "host-qmp-system-reset",
+        "host-signal", "host-ui", "guest-shutdown", "guest-reset",
+        "guest-panic", "subsystem-reset",
+    };
+
+    return cause < SHUTDOWN_CAUSE__MAX ? names[cause] : "none";
+}
+
+bool shutdown_cause_is_guest(ShutdownCause cause)
+{
+    return cause >= SHUTDOWN_CAUSE_GUEST_SHUTDOWN &&
+           cause <= SHUTDOWN_CAUSE_GUEST_PANIC;
+}
+
+static void machine_notify(Machine *m, MachineEvent event, ShutdownCause cause)
+{
+    if (m->event_fn) {
+        m->event_fn(m->event_opaque, event, cause);
+    }
+}
+
 static void e820_add(Machine *m, uint64_t addr, uint64_t size, uint32_t type)
 {
     if (size && m->nr_e820 < E820_MAX) {
@@ -214,36 +238,76 @@ static bool machine_reset(Machine *m, GError **errp)
     return machine_load_boot(m, errp);
 }
 
-/* Main loop: carry out what vCPU threads asked for. */
+void machine_vm_stop(Machine *m)
+{
+    if (m->runstate != RUN_STATE_RUNNING) {
+        return;
+    }
+    machine_pause(m);
+    m->runstate = RUN_STATE_PAUSED;
+    machine_notify(m, MACHINE_EVENT_STOP, SHUTDOWN_CAUSE_NONE);
+}
+
+bool machine_vm_cont(Machine *m, GError **errp)
+{
+    switch (m->runstate) {
+    case RUN_STATE_RUNNING:
+        return true;
+    case RUN_STATE_INTERNAL_ERROR:
+    case RUN_STATE_SHUTDOWN:
+        error_setg(errp, "Resetting the Virtual Machine is required");
+        return false;
+    default:
+        break;
+    }
+    machine_resume(m);
+    machine_notify(m, MACHINE_EVENT_RESUME, SHUTDOWN_CAUSE_NONE);
+    return true;
+}
+
+void machine_system_reset(Machine *m, ShutdownCause cause)
+{
+    RunState before = m->runstate;
+    GError *err = NULL;
+
+    machine_pause(m);
+    if (!machine_reset(m, &err)) {
+        error_report_err(err, "system reset");
+        m->runstate = RUN_STATE_INTERNAL_ERROR;
+        return;
+    }
+    machine_notify(m, MACHINE_EVENT_RESET, cause);
+    /* a reset clears a guest error, as on QEMU; a paused VM stays paused */
+    if (before == RUN_STATE_RUNNING || before == RUN_STATE_INTERNAL_ERROR) {
+        machine_resume(m);
+    } else {
+        m->runstate = before;
+    }
+}
+
+void machine_shutdown(Machine *m, ShutdownCause cause)
+{
+    machine_pause(m);
+    m->runstate = RUN_STATE_SHUTDOWN;
+    machine_notify(m, MACHINE_EVENT_SHUTDOWN, cause);
+    if (m->main_loop) {
+        g_main_loop_quit(m->main_loop);
+    }
+}
+
+/* Main loop: carry out what vCPU threads (or signals) asked for. */
 static gboolean machine_handle_requests(gpointer opaque)
 {
     Machine *m = opaque;
-    bool reset, shutdown;
-    GError *err = NULL;
+    int reset = __atomic_exchange_n(&m->reset_pending, 0, __ATOMIC_SEQ_CST);
+    int shutdown = __atomic_exchange_n(&m->shutdown_pending, 0, __ATOMIC_SEQ_CST);
 
-    reset = __atomic_exchange_n(&m->reset_pending, false, __ATOMIC_SEQ_CST);
-    shutdown = __atomic_exchange_n(&m->shutdown_pending, false, __ATOMIC_SEQ_CST);
-
-    if (shutdown || (reset && m->cfg->no_reboot)) {
-        machine_pause(m);
-        m->runstate = RUN_STATE_SHUTDOWN;
-        if (m->main_loop) {
-            g_main_loop_quit(m->main_loop);
-        }
-        return G_SOURCE_REMOVE;
-    }
-    if (reset) {
-        RunState before = m->runstate;
-
-        machine_pause(m);
-        if (!machine_reset(m, &err)) {
-            error_report_err(err, "system reset");
-            m->runstate = RUN_STATE_INTERNAL_ERROR;
-        } else if (before == RUN_STATE_RUNNING) {
-            machine_resume(m);
-        } else {
-            m->runstate = before;
-        }
+    if (shutdown) {
+        machine_shutdown(m, shutdown - 1);
+    } else if (reset && m->cfg->no_reboot) {
+        machine_shutdown(m, reset - 1);
+    } else if (reset) {
+        machine_system_reset(m, reset - 1);
     }
     return G_SOURCE_REMOVE;
 }
@@ -256,16 +320,16 @@ static void machine_request_pause_all(Machine *m)
     }
 }
 
-void machine_request_reset(Machine *m)
+void machine_request_reset(Machine *m, ShutdownCause cause)
 {
-    __atomic_store_n(&m->reset_pending, true, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&m->reset_pending, cause + 1, __ATOMIC_SEQ_CST);
     machine_request_pause_all(m);
     g_idle_add(machine_handle_requests, m);
 }
 
-void machine_request_shutdown(Machine *m)
+void machine_request_shutdown(Machine *m, ShutdownCause cause)
 {
-    __atomic_store_n(&m->shutdown_pending, true, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&m->shutdown_pending, cause + 1, __ATOMIC_SEQ_CST);
     machine_request_pause_all(m);
     g_idle_add(machine_handle_requests, m);
 }

@@ -45,7 +45,7 @@ static void i8042_data_io(void *opaque, uint64_t offset, uint8_t *data,
         return;
     }
     if (b->i8042_command == 0xd1 && !(data[0] & 1)) {
-        machine_request_reset(b->machine);
+        machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
     }
     b->i8042_command = 0;
 }
@@ -63,7 +63,7 @@ static void i8042_command_io(void *opaque, uint64_t offset, uint8_t *data,
     }
     b->i8042_command = data[0] == 0xd1 ? 0xd1 : 0;
     if (data[0] == 0xfe) {
-        machine_request_reset(b->machine);
+        machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
     }
 }
 
@@ -79,7 +79,7 @@ static void port92_io(void *opaque, uint64_t offset, uint8_t *data,
     }
     if ((data[0] & 1) && !(b->port92 & 1)) {
         b->port92 = data[0] & ~1;
-        machine_request_reset(b->machine);
+        machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
         return;
     }
     b->port92 = data[0] & ~1;

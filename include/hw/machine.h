@@ -37,6 +37,36 @@ typedef enum RunState {
 /* QEMU's name of a run state ("running", "paused", ...). */
 const char *runstate_name(RunState state);
 
+/* Why the VM reset or shut down (QAPI ShutdownCause, same order). */
+typedef enum ShutdownCause {
+    SHUTDOWN_CAUSE_NONE,
+    SHUTDOWN_CAUSE_HOST_ERROR,
+    SHUTDOWN_CAUSE_HOST_QMP_QUIT,
+    SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET,
+    SHUTDOWN_CAUSE_HOST_SIGNAL,
+    SHUTDOWN_CAUSE_HOST_UI,
+    SHUTDOWN_CAUSE_GUEST_SHUTDOWN,
+    SHUTDOWN_CAUSE_GUEST_RESET,
+    SHUTDOWN_CAUSE_GUEST_PANIC,
+    SHUTDOWN_CAUSE_SUBSYSTEM_RESET,
+    SHUTDOWN_CAUSE__MAX,
+} ShutdownCause;
+
+const char *shutdown_cause_name(ShutdownCause cause);
+/* True for causes that come from the guest (the events' "guest" field). */
+bool shutdown_cause_is_guest(ShutdownCause cause);
+
+/* What the machine tells its listener (the monitors turn these into events). */
+typedef enum MachineEvent {
+    MACHINE_EVENT_STOP,
+    MACHINE_EVENT_RESUME,
+    MACHINE_EVENT_RESET,
+    MACHINE_EVENT_SHUTDOWN,
+} MachineEvent;
+
+typedef void (*MachineEventFn)(void *opaque, MachineEvent event,
+                               ShutdownCause cause);
+
 typedef struct E820Entry {
     uint64_t addr, size;
     uint32_t type;
@@ -68,7 +98,9 @@ typedef struct Machine {
     GBytes *initrd_image;        /* for reloading at system_reset */
 
     RunState runstate;
-    bool reset_pending, shutdown_pending;
+    int reset_pending, shutdown_pending;   /* ShutdownCause + 1, or 0 */
+    MachineEventFn event_fn;
+    void *event_opaque;
     int exit_status;
     GMainLoop *main_loop;
 } Machine;
@@ -91,12 +123,20 @@ bool machine_start(Machine *m, GError **errp);
 void machine_pause(Machine *m);       /* all vCPUs parked on return */
 void machine_resume(Machine *m);
 
+/* The monitor's stop and cont: run state, vCPUs and STOP/RESUME events. */
+void machine_vm_stop(Machine *m);
+bool machine_vm_cont(Machine *m, GError **errp);
+/* Reset now, on the main thread (QMP system_reset), with a RESET event. */
+void machine_system_reset(Machine *m, ShutdownCause cause);
+/* Shut down now, on the main thread: SHUTDOWN event, main loop ends. */
+void machine_shutdown(Machine *m, ShutdownCause cause);
+
 /*
- * Called from any thread (a vCPU exit, a monitor command): ask the main
- * loop to reset or shut down the VM.  The calling vCPU parks at once.
+ * Called from any thread (a vCPU exit, a signal): ask the main loop to
+ * reset or shut down the VM.  Every vCPU parks at once.
  */
-void machine_request_reset(Machine *m);
-void machine_request_shutdown(Machine *m);
+void machine_request_reset(Machine *m, ShutdownCause cause);
+void machine_request_shutdown(Machine *m, ShutdownCause cause);
 void machine_report_internal_error(Machine *m, VCpu *cpu, const char *what);
 
 /* Lock helpers for the machine lock. */

@@ -10,8 +10,8 @@
 #include <jansson.h>
 
 #include "chardev/chardev.h"
+#include "hw/machine.h"
 
-typedef struct Machine Machine;
 typedef struct Monitor Monitor;
 typedef struct MonitorSet MonitorSet;
 
@@ -29,6 +29,9 @@ Monitor *monitor_add(MonitorSet *set, Chardev *chr, bool control, GError **errp)
 
 /* Send {"timestamp", "event", "data"} to every negotiated QMP client. */
 void monitor_emit_event(MonitorSet *set, const char *event, json_t *data);
+
+/* A MachineEventFn: run-state changes become STOP/RESUME/RESET/SHUTDOWN. */
+void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause);
 
 /* Run one HMP command line; returns its output (QEMU's "\r\n" lines). */
 char *hmp_run_command(MonitorSet *set, Monitor *mon, const char *line);

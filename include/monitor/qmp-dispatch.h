@@ -1,6 +1,6 @@
 /*
  * QMP command dispatch: the types of the generated command table
- * (build/qapi/qapi-commands.c, from qapi/*.json) and the dispatcher that
+ * (build/qapi/qapi-commands.c, from qapi/ schema files) and the dispatcher that
  * validates a request against it.  Main thread only.
  */
 #ifndef MONITOR_QMP_DISPATCH_H

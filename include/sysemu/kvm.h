@@ -94,6 +94,11 @@ typedef struct VCpu {
     bool want_exit;
     VCpuState state;
 
+    /* Work the main thread asked this thread to run (vcpu_run_on). */
+    void (*work_fn)(struct VCpu *cpu, void *opaque);
+    void *work_opaque;
+    bool work_done;
+
     VCpuInitialState initial;
     uint64_t exits[VCPU_EXIT__MAX];   /* atomically updated */
 } VCpu;
@@ -108,6 +113,22 @@ void vcpu_wait_paused(VCpu *cpu);
 void vcpu_resume(VCpu *cpu);
 /* Stop and join the thread, close the vCPU. */
 void vcpu_destroy(VCpu *cpu);
+/*
+ * Run fn(cpu, opaque) where the vCPU's registers may be touched: on its
+ * own thread between two KVM_RUNs (kicking it out of the guest), or right
+ * here when the vCPU is parked.  Returns when fn has run.  Main thread.
+ */
+void vcpu_run_on(VCpu *cpu, void (*fn)(VCpu *cpu, void *opaque), void *opaque);
+
+/* Registers and MP state, read safely while the vCPU runs. */
+typedef struct VCpuSnapshot {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_mp_state mp_state;
+    bool valid;
+} VCpuSnapshot;
+void vcpu_snapshot(VCpu *cpu, VCpuSnapshot *snap);
+
 /* Back to power-on state; the vCPU must be paused. */
 bool vcpu_reset(VCpu *cpu, GError **errp);
 

@@ -17,6 +17,18 @@ typedef struct SmpConfig {
 /* The most vCPUs the pc machine takes (xAPIC ids fit in 8 bits). */
 #define MACHINE_MAX_CPUS 255
 
+typedef enum MonitorOptKind {
+    MONITOR_OPT_HMP,        /* -monitor SPEC */
+    MONITOR_OPT_QMP,        /* -qmp SPEC */
+    MONITOR_OPT_MON,        /* -mon chardev=ID,mode=... */
+} MonitorOptKind;
+
+/* One monitor option, kept in command-line order (QEMU numbers them). */
+typedef struct MonitorOpt {
+    MonitorOptKind kind;
+    char *arg;
+} MonitorOpt;
+
 typedef struct VmConfig {
     bool accel_kvm_seen;      /* -enable-kvm, -accel kvm, accel=kvm */
     char *cpu_model;          /* "host" (the only model) */
@@ -31,7 +43,8 @@ typedef struct VmConfig {
     char *name, *pidfile;
     GPtrArray *serials;       /* -serial specs, in order ("none" kept) */
     GPtrArray *chardevs;      /* -chardev option strings */
-    GPtrArray *drives, *devices, *netdevs, *monitors, *qmps, *mons;
+    GPtrArray *drives, *devices, *netdevs;
+    GPtrArray *monitor_opts;  /* of MonitorOpt, in order */
     char *cpumap;             /* -osnet_cpumap sub-options */
     char *incoming;
     GPtrArray *overcommit;
