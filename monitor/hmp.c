@@ -30,12 +30,16 @@ typedef struct HmpCommand {
 static const HmpCommand hmp_commands[];
 static const HmpCommand hmp_info_commands[];
 
-/* Call a QMP handler for this monitor; print the error, if any. */
+/* Call a QMP handler (taking args) for this monitor; print any error. */
 static json_t *hmp_qmp(Monitor *mon, QmpHandler fn, json_t *args)
 {
     QmpContext ctx = monitor_qmp_context(mon);
     GError *err = NULL;
-    json_t *ret = fn(&ctx, args ? args : json_object(), &err);
+    json_t *ret;
+
+    args = args ? args : json_object();
+    ret = fn(&ctx, args, &err);
+    json_decref(args);
 
     if (!ret) {
         monitor_printf(mon, "Error: %s\n", err->message);
@@ -162,6 +166,75 @@ static void hmp_info_registers(Monitor *mon, const char *args)
                    s.sregs.cr2, s.sregs.cr3, s.sregs.cr4, s.sregs.efer);
 }
 
+static void hmp_info_osnet(Monitor *mon, const char *args)
+{
+    json_t *map = hmp_qmp(mon, qmp_query_osnet_cpumap, NULL);
+    json_t *did = map ? hmp_qmp(mon, qmp_query_osnet_did, NULL) : NULL;
+    json_t *stats = did ? hmp_qmp(mon, qmp_query_osnet_stats, NULL) : NULL;
+    size_t i;
+    json_t *e;
+
+    if (!stats) {
+        json_decref(map);
+        json_decref(did);
+        return;
+    }
+    monitor_printf(mon, "DID: %s (mode %s, did at start: %s), exits disabled:%s%s%s%s, "
+                   "halt-poll-ns %" JSON_INTEGER_FORMAT "\n",
+                   json_is_true(json_object_get(did, "active")) ? "on" : "off",
+                   json_string_value(json_object_get(did, "mode")),
+                   json_is_true(json_object_get(did, "did-at-start")) ? "yes" : "no",
+                   json_is_true(json_object_get(did, "hlt-exits-disabled")) ? " hlt" : "",
+                   json_is_true(json_object_get(did, "pause-exits-disabled")) ? " pause" : "",
+                   json_is_true(json_object_get(did, "mwait-exits-disabled")) ? " mwait" : "",
+                   json_is_true(json_object_get(did, "cstate-exits-disabled")) ? " cstate"
+                                                                                : "",
+                   json_integer_value(json_object_get(did, "halt-poll-ns")));
+    monitor_printf(mon, "vcpu pcpu thread_id  exits/s   halt/s    irq/s   mmio/s  "
+                   "user/s   exits(total)\n");
+    json_array_foreach(stats, i, e) {
+        json_t *rate = json_object_get(e, "per-second");
+        json_t *total = json_object_get(e, "total");
+        monitor_printf(mon, "%4" JSON_INTEGER_FORMAT " %4" JSON_INTEGER_FORMAT
+                       " %9" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT
+                       " %8" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT
+                       " %8" JSON_INTEGER_FORMAT " %7" JSON_INTEGER_FORMAT
+                       " %14" JSON_INTEGER_FORMAT "\n",
+                       json_integer_value(json_object_get(e, "cpu-index")),
+                       json_integer_value(json_object_get(e, "pcpu")),
+                       json_integer_value(json_object_get(e, "thread-id")),
+                       json_integer_value(json_object_get(rate, "exits")),
+                       json_integer_value(json_object_get(rate, "halt-exits")),
+                       json_integer_value(json_object_get(rate, "irq-exits")),
+                       json_integer_value(json_object_get(rate, "mmio-exits")),
+                       json_integer_value(json_object_get(rate, "userspace-exits")),
+                       json_integer_value(json_object_get(total, "exits")));
+    }
+    json_decref(map);
+    json_decref(did);
+    json_decref(stats);
+}
+
+static void hmp_osnet_set_cpumap(Monitor *mon, const char *args)
+{
+    if (!*args) {
+        monitor_printf(mon, "osnet_set_cpumap: a path is required\n");
+        return;
+    }
+    json_decref(hmp_qmp(mon, qmp_osnet_set_cpumap, json_pack("{s:s}", "path", args)));
+}
+
+static void hmp_osnet_did(Monitor *mon, const char *args)
+{
+    if (strcmp(args, "on") == 0) {
+        json_decref(hmp_qmp(mon, qmp_osnet_did_enable, NULL));
+    } else if (strcmp(args, "off") == 0) {
+        json_decref(hmp_qmp(mon, qmp_osnet_did_disable, NULL));
+    } else {
+        monitor_printf(mon, "osnet_did: expected 'on' or 'off'\n");
+    }
+}
+
 static void hmp_stop(Monitor *mon, const char *args)
 {
     json_decref(hmp_qmp(mon, qmp_stop, NULL));
@@ -257,6 +330,10 @@ static const HmpCommand hmp_commands[] = {
     { "cont|c", "", "resume emulation", hmp_cont, false },
     { "system_reset", "", "reset the system", hmp_system_reset, false },
     { "quit|q", "", "quit the emulator", hmp_quit, false },
+    { "osnet_set_cpumap", "path", "load a new vCPU->pCPU map and move the vCPUs",
+      hmp_osnet_set_cpumap, true },
+    { "osnet_did", "on|off", "switch direct interrupt delivery on or off",
+      hmp_osnet_did, true },
     { NULL },
 };
 
@@ -265,6 +342,8 @@ static const HmpCommand hmp_info_commands[] = {
     { "cpus", "", "show infos for each CPU", hmp_info_cpus, false },
     { "kvm", "", "show KVM information", hmp_info_kvm, false },
     { "name", "", "show the current VM name", hmp_info_name, false },
+    { "osnet", "", "show dedicated cores, DID state and exit rates", hmp_info_osnet,
+      false },
     { "registers", "", "show the cpu registers", hmp_info_registers, false },
     { "status", "", "show the current VM status (running|paused)", hmp_info_status,
       false },

@@ -42,7 +42,6 @@ static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
         { offsetof(VmConfig, drives), "-drive", "disks (virtio-blk)" },
         { offsetof(VmConfig, devices), "-device", "devices" },
         { offsetof(VmConfig, netdevs), "-netdev", "network backends" },
-        { offsetof(VmConfig, overcommit), "-overcommit", "cpu-pm" },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
@@ -53,11 +52,6 @@ static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
                        lists[i].option, arg, lists[i].what);
             return false;
         }
-    }
-    if (cfg->cpumap) {
-        error_setg(errp, "-osnet_cpumap %s: dedicated-core pinning is not "
-                   "supported by this build yet", cfg->cpumap);
-        return false;
     }
     if (cfg->incoming) {
         error_setg(errp, "-incoming %s: migration is not supported by this "

@@ -121,6 +121,15 @@ struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
                 e.edx |= 1u << 28; /* HTT: the package holds several CPUs */
             }
             e.ecx |= 1u << 31;     /* running under a hypervisor */
+            if (m->osnet.did.exits_disabled & KVM_X86_DISABLE_EXITS_MWAIT) {
+                e.ecx |= 1u << 3;  /* MONITOR/MWAIT: the guest may idle in it */
+            }
+            if (m->osnet.did.requested) {
+                e.ecx |= 1u << 21; /* x2APIC, emulated by the in-kernel LAPIC */
+                if (kvm_check_extension(kvm, KVM_CAP_TSC_DEADLINE_TIMER)) {
+                    e.ecx |= 1u << 24; /* TSC-deadline timer */
+                }
+            }
             break;
         case 4:
             if (!m->cfg->host_cache_info) {

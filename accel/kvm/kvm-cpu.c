@@ -79,6 +79,7 @@ VCpu *vcpu_create(Machine *m, unsigned index, GError **errp)
     cpu->apic_id = cpu_apic_id(m, index);
     cpu->state = VCPU_STATE_PAUSED;
     cpu->want_pause = true;
+    cpu->pin_pcpu = osnet_vcpu_pcpu(&m->osnet, index);
     pthread_mutex_init(&cpu->lock, NULL);
     pthread_cond_init(&cpu->cond, NULL);
     cpu->fd = ioctl(m->kvm.vm_fd, KVM_CREATE_VCPU, (unsigned long)cpu->apic_id);
@@ -266,6 +267,15 @@ static void *vcpu_thread_main(void *opaque)
 
     snprintf(name, sizeof(name), "CPU %u/KVM", cpu->index);
     pthread_setname_np(pthread_self(), name);
+    if (cpu->pin_pcpu >= 0) {
+        /* a dedicated core from the cpumap: bound before the first KVM_RUN */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu->pin_pcpu, &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+            warn_report("vCPU %u: cannot pin to pCPU %d", cpu->index, cpu->pin_pcpu);
+        }
+    }
     pthread_mutex_lock(&cpu->lock);
     cpu->tid = syscall(SYS_gettid);
     pthread_cond_broadcast(&cpu->cond);

@@ -135,7 +135,8 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
     m->runstate = RUN_STATE_PRELAUNCH;
 
     if (!machine_plan_memory(m, cfg->ram_size, errp) ||
-        !kvm_vm_init(&m->kvm, errp) || !machine_init_ram(m, errp)) {
+        !osnet_configure(&m->osnet, m, errp) || !kvm_vm_init(&m->kvm, errp) ||
+        !osnet_setup_vm(&m->osnet, errp) || !machine_init_ram(m, errp)) {
         return false;
     }
     m->nr_vcpus = cfg->smp.cpus;
@@ -145,6 +146,9 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
         if (!m->vcpus[i]) {
             return false;
         }
+    }
+    if (!osnet_setup_vcpus(&m->osnet, errp)) {
+        return false;
     }
     for (guint i = 0; i < cfg->chardevs->len; i++) {
         if (!chardev_new_from_opts(m->chardevs, g_ptr_array_index(cfg->chardevs, i),
@@ -158,6 +162,9 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
 
 void machine_cleanup(Machine *m)
 {
+    if (m->osnet.machine) {
+        osnet_cleanup(&m->osnet);
+    }
     for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++) {
         vcpu_destroy(m->vcpus[i]);
     }
@@ -192,6 +199,7 @@ bool machine_start(Machine *m, GError **errp)
             return false;
         }
     }
+    osnet_place_main_thread(&m->osnet);
     if (m->cfg->start_paused) {
         m->runstate = RUN_STATE_PAUSED;
     } else {

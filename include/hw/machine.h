@@ -15,6 +15,7 @@
 
 #include "chardev/chardev.h"
 #include "hw/bus.h"
+#include "hw/osnet.h"
 #include "hw/serial.h"
 #include "sysemu/kvm.h"
 #include "system/config.h"
@@ -91,6 +92,7 @@ typedef struct Machine {
     VCpu **vcpus;
     unsigned nr_vcpus;
 
+    OsnetState osnet;            /* dedicated cores, DID, exit statistics */
     ChardevSet *chardevs;
     SerialPort *serial[4];
     void *board;                 /* hw/i386 board devices (pc.c) */

@@ -86,6 +86,7 @@ typedef struct VCpu {
     pthread_t thread;
     bool thread_started;
     pid_t tid;                  /* kernel thread id, for query-cpus */
+    int pin_pcpu;               /* pCPU from the cpumap, or -1 */
 
     /* Requests from the main thread; protected by lock, signalled by cond. */
     pthread_mutex_t lock;

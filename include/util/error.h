@@ -34,6 +34,7 @@ const char *error_class_name(int code);
 /* Print "qemu-system-x86_64: MSG" to stderr, as QEMU does. */
 void error_report(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 void warn_report(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+void info_report(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 /* Report err (prefixed with prefix when non-NULL) and free it. */
 void error_report_err(GError *err, const char *prefix);
 
