@@ -276,7 +276,7 @@ bool osnet_setup_vcpus(OsnetState *os, GError **errp)
         return false;
     }
     osnet_sample(os);
-    os->sample_timer = g_timeout_add_seconds(1, osnet_sample_cb, os);
+    os->sample_timer = g_timeout_add(1000, osnet_sample_cb, os);
     return true;
 }
 
