@@ -40,6 +40,176 @@ static bool kvm_get_supported_cpuid(KvmVm *kvm, GError **errp)
     return false;
 }
 
+static void route_append(KvmVm *kvm, const struct kvm_irq_routing_entry *e)
+{
+    if (kvm->nr_routes == kvm->route_capacity) {
+        kvm->route_capacity = kvm->route_capacity ? kvm->route_capacity * 2 : 64;
+        kvm->routes = g_renew(struct kvm_irq_routing_entry, kvm->routes,
+                              kvm->route_capacity);
+    }
+    kvm->routes[kvm->nr_routes++] = *e;
+}
+
+/*
+ * The pc's routes, as the MP table describes them: GSIs 0-15 to the PICs
+ * (but GSI 2, the cascade), GSI 0 (the PIT) to IOAPIC pin 2, the others to
+ * their own IOAPIC pin.  KVM_SET_GSI_ROUTING replaces the whole table, so
+ * it is kept here and committed at start.
+ */
+static void kvm_routes_init_default(KvmVm *kvm)
+{
+    pthread_mutex_init(&kvm->route_lock, NULL);
+    kvm->nr_routes = 0;
+    for (uint32_t gsi = 0; gsi < 24; gsi++) {
+        struct kvm_irq_routing_entry e = { .gsi = gsi,
+                                           .type = KVM_IRQ_ROUTING_IRQCHIP };
+        if (gsi < 16 && gsi != 2) {
+            e.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+            e.u.irqchip.pin = gsi % 8;
+            route_append(kvm, &e);
+        }
+        if (gsi != 2) {
+            e.u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+            e.u.irqchip.pin = gsi == 0 ? 2 : gsi;
+            route_append(kvm, &e);
+        }
+    }
+    kvm->next_msi_gsi = 24;
+}
+
+/* Hand the whole table to KVM; route_lock held. */
+static bool routes_commit_locked(KvmVm *kvm, GError **errp)
+{
+    struct kvm_irq_routing *table = g_malloc0(
+        sizeof(*table) + kvm->nr_routes * sizeof(struct kvm_irq_routing_entry));
+    bool ok;
+
+    table->nr = kvm->nr_routes;
+    memcpy(table->entries, kvm->routes,
+           kvm->nr_routes * sizeof(struct kvm_irq_routing_entry));
+    ok = ioctl(kvm->vm_fd, KVM_SET_GSI_ROUTING, table) == 0;
+    if (!ok) {
+        error_setg_errno(errp, errno, "KVM_SET_GSI_ROUTING failed");
+    }
+    g_free(table);
+    return ok;
+}
+
+int kvm_msi_route_add(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp)
+{
+    struct kvm_irq_routing_entry e = { .type = KVM_IRQ_ROUTING_MSI };
+    int gsi;
+
+    pthread_mutex_lock(&kvm->route_lock);
+    gsi = kvm->next_msi_gsi++;
+    e.gsi = gsi;
+    e.u.msi.address_lo = (uint32_t)addr;
+    e.u.msi.address_hi = addr >> 32;
+    e.u.msi.data = data;
+    route_append(kvm, &e);
+    if (!routes_commit_locked(kvm, errp)) {
+        kvm->nr_routes--;
+        gsi = -1;
+    }
+    pthread_mutex_unlock(&kvm->route_lock);
+    return gsi;
+}
+
+static struct kvm_irq_routing_entry *route_find(KvmVm *kvm, int gsi)
+{
+    for (unsigned i = 0; i < kvm->nr_routes; i++) {
+        if ((int)kvm->routes[i].gsi == gsi && kvm->routes[i].type == KVM_IRQ_ROUTING_MSI) {
+            return &kvm->routes[i];
+        }
+    }
+    return NULL;
+}
+
+bool kvm_msi_route_update(KvmVm *kvm, int gsi, uint64_t addr, uint32_t data,
+                          GError **errp)
+{
+    struct kvm_irq_routing_entry *e;
+    bool ok = false;
+
+    pthread_mutex_lock(&kvm->route_lock);
+    e = route_find(kvm, gsi);
+    if (!e) {
+        error_setg(errp, "no MSI route for GSI %d", gsi);
+    } else if (e->u.msi.address_lo == (uint32_t)addr &&
+               e->u.msi.address_hi == addr >> 32 && e->u.msi.data == data) {
+        ok = true;      /* unchanged: spare KVM the table reload */
+    } else {
+        e->u.msi.address_lo = (uint32_t)addr;
+        e->u.msi.address_hi = addr >> 32;
+        e->u.msi.data = data;
+        ok = routes_commit_locked(kvm, errp);
+    }
+    pthread_mutex_unlock(&kvm->route_lock);
+    return ok;
+}
+
+void kvm_msi_route_del(KvmVm *kvm, int gsi)
+{
+    struct kvm_irq_routing_entry *e;
+
+    pthread_mutex_lock(&kvm->route_lock);
+    e = route_find(kvm, gsi);
+    if (e) {
+        *e = kvm->routes[--kvm->nr_routes];
+        routes_commit_locked(kvm, NULL);
+    }
+    pthread_mutex_unlock(&kvm->route_lock);
+}
+
+bool kvm_irqfd(KvmVm *kvm, int fd, int gsi, bool assign, GError **errp)
+{
+    struct kvm_irqfd irqfd = {
+        .fd = fd,
+        .gsi = gsi,
+        .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+    };
+
+    if (ioctl(kvm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+        error_setg_errno(errp, errno, "KVM_IRQFD (gsi %d)", gsi);
+        return false;
+    }
+    return true;
+}
+
+bool kvm_ioeventfd(KvmVm *kvm, int fd, uint64_t addr, unsigned len, bool is_pio,
+                   bool assign, GError **errp)
+{
+    struct kvm_ioeventfd ev = {
+        .addr = addr,
+        .len = len,
+        .fd = fd,
+        .flags = (is_pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+                 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+
+    if (ioctl(kvm->vm_fd, KVM_IOEVENTFD, &ev) < 0) {
+        error_setg_errno(errp, errno, "KVM_IOEVENTFD at 0x%" G_GINT64_MODIFIER "x",
+                         addr);
+        return false;
+    }
+    return true;
+}
+
+bool kvm_signal_msi(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp)
+{
+    struct kvm_msi msi = {
+        .address_lo = (uint32_t)addr,
+        .address_hi = addr >> 32,
+        .data = data,
+    };
+
+    if (ioctl(kvm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0) {
+        error_setg_errno(errp, errno, "KVM_SIGNAL_MSI");
+        return false;
+    }
+    return true;
+}
+
 bool kvm_vm_init(KvmVm *kvm, GError **errp)
 {
     static const struct {
@@ -108,6 +278,10 @@ bool kvm_vm_init(KvmVm *kvm, GError **errp)
     if (!kvm_get_supported_cpuid(kvm, errp)) {
         goto fail;
     }
+    kvm_routes_init_default(kvm);
+    if (!routes_commit_locked(kvm, errp)) {
+        goto fail;
+    }
     return true;
 fail:
     kvm_vm_destroy(kvm);
@@ -125,6 +299,9 @@ void kvm_vm_destroy(KvmVm *kvm)
     kvm->vm_fd = kvm->sys_fd = -1;
     g_free(kvm->supported_cpuid);
     kvm->supported_cpuid = NULL;
+    g_free(kvm->routes);
+    kvm->routes = NULL;
+    kvm->nr_routes = kvm->route_capacity = 0;
 }
 
 bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,

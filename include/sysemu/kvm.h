@@ -25,6 +25,11 @@ typedef struct KvmVm {
     struct kvm_irqchip initial_pic[2];
     struct kvm_irqchip initial_ioapic;
     struct kvm_pit_state2 initial_pit;
+    /* GSI routing: the irqchip's default routes plus MSI routes; [route_lock] */
+    pthread_mutex_t route_lock;
+    struct kvm_irq_routing_entry *routes;
+    unsigned nr_routes, route_capacity;
+    uint32_t next_msi_gsi;
 } KvmVm;
 
 /*
@@ -40,6 +45,25 @@ bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
                     GError **errp);
 /* Drive an irqchip input line (IrqSetFn signature; thread-safe). */
 void kvm_irq_line_set(void *opaque_kvm, int gsi, int level);
+/*
+ * MSI routes and eventfds (virtio, VFIO).  Thread-safe: a guest writing an
+ * MSI-X table entry updates its route from a vCPU thread.
+ *   kvm_msi_route_add: a new GSI that raises MSI (addr, data); -1 on error
+ *   kvm_msi_route_update / _del: change or drop it
+ *   kvm_irqfd: writing to fd raises gsi in the kernel (assign=false undoes)
+ *   kvm_ioeventfd: a guest write of len bytes to addr signals fd instead of
+ *     exiting (len 0 matches any size; is_pio for port I/O)
+ */
+int kvm_msi_route_add(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp);
+bool kvm_msi_route_update(KvmVm *kvm, int gsi, uint64_t addr, uint32_t data,
+                          GError **errp);
+void kvm_msi_route_del(KvmVm *kvm, int gsi);
+bool kvm_irqfd(KvmVm *kvm, int fd, int gsi, bool assign, GError **errp);
+bool kvm_ioeventfd(KvmVm *kvm, int fd, uint64_t addr, unsigned len, bool is_pio,
+                   bool assign, GError **errp);
+/* Inject one MSI directly (no route needed). */
+bool kvm_signal_msi(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp);
+
 /* Save the irqchip's power-on state / restore it (system_reset). */
 bool kvm_irqchip_capture(KvmVm *kvm, GError **errp);
 bool kvm_irqchip_restore(KvmVm *kvm, GError **errp);
