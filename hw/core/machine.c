@@ -132,6 +132,7 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
     bus_init(&m->io_bus, "io");
     bus_init(&m->mmio_bus, "mmio");
     m->chardevs = chardev_set_new();
+    device_state_list_init(&m->device_states);
     m->runstate = RUN_STATE_PRELAUNCH;
 
     if (!machine_plan_memory(m, cfg->ram_size, errp) ||
@@ -190,6 +191,7 @@ void machine_cleanup(Machine *m)
     }
     bus_destroy(&m->io_bus);
     bus_destroy(&m->mmio_bus);
+    device_state_list_destroy(&m->device_states);
 }
 
 bool machine_start(Machine *m, GError **errp)

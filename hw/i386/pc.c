@@ -85,6 +85,23 @@ static void port92_io(void *opaque, uint64_t offset, uint8_t *data,
     b->port92 = data[0] & ~1;
 }
 
+static bool serial_state_save(void *opaque, GByteArray *out, GError **errp)
+{
+    return serial_save(opaque, out);
+}
+
+static bool serial_state_load(void *opaque, const uint8_t *buf, size_t len,
+                              uint32_t version, GError **errp)
+{
+    /* the blob carries its own version byte, which serial_load checks */
+    return serial_load(opaque, buf, len, errp);
+}
+
+static const DeviceStateOps serial_state_ops = {
+    .save = serial_state_save,
+    .load = serial_state_load,
+};
+
 /* The -serial list after QEMU's defaults: "none" entries skipped. */
 static GPtrArray *serial_specs(const VmConfig *cfg)
 {
@@ -124,7 +141,9 @@ static bool pc_serial_init(Machine *m, GError **errp)
         } else {
             m->serial[i] = serial_new(&m->io_bus, serial_isa_base(i), irq, chr,
                                       &m->lock, errp);
-            ok = m->serial[i] != NULL;
+            ok = m->serial[i] != NULL &&
+                 device_state_register(&m->device_states, id, 1, &serial_state_ops,
+                                       m->serial[i], errp);
         }
         g_free(id);
     }

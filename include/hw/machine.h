@@ -16,6 +16,7 @@
 #include "chardev/chardev.h"
 #include "hw/bus.h"
 #include "hw/osnet.h"
+#include "migration/vmstate.h"
 #include "hw/serial.h"
 #include "sysemu/kvm.h"
 #include "system/config.h"
@@ -93,6 +94,8 @@ typedef struct Machine {
     unsigned nr_vcpus;
 
     OsnetState osnet;            /* dedicated cores, DID, exit statistics */
+    DeviceStateList device_states; /* every device's save/load, for migration */
+    void *pci;                   /* hw/pci: the host bridge and bus, or NULL */
     ChardevSet *chardevs;
     SerialPort *serial[4];
     void *board;                 /* hw/i386 board devices (pc.c) */

@@ -1,0 +1,41 @@
+/*
+ * The device-state interface migration uses: every device registers one
+ * save/load pair under a unique name with a version.  save appends the
+ * device's state to out; load refuses (with errp set and the device left
+ * as it was) any blob it does not fully understand.  Both run with the VM
+ * paused and the machine lock held.
+ */
+#ifndef MIGRATION_VMSTATE_H
+#define MIGRATION_VMSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+typedef struct DeviceStateOps {
+    bool (*save)(void *opaque, GByteArray *out, GError **errp);
+    bool (*load)(void *opaque, const uint8_t *buf, size_t len, uint32_t version,
+                 GError **errp);
+} DeviceStateOps;
+
+typedef struct DeviceStateEntry {
+    char *name;              /* unique: "serial0", "virtio-blk@00:03.0", ... */
+    uint32_t version;
+    const DeviceStateOps *ops;
+    void *opaque;
+} DeviceStateEntry;
+
+typedef struct DeviceStateList {
+    GPtrArray *entries;      /* of DeviceStateEntry */
+} DeviceStateList;
+
+void device_state_list_init(DeviceStateList *list);
+void device_state_list_destroy(DeviceStateList *list);
+/* Register a device; a duplicate name is refused. */
+bool device_state_register(DeviceStateList *list, const char *name, uint32_t version,
+                           const DeviceStateOps *ops, void *opaque, GError **errp);
+void device_state_unregister(DeviceStateList *list, void *opaque);
+DeviceStateEntry *device_state_find(DeviceStateList *list, const char *name);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * The registry of device save/load pairs (see include/migration/vmstate.h).
+ * Main thread only.
+ */
+#include <string.h>
+
+#include "migration/vmstate.h"
+#include "util/error.h"
+
+static void entry_free(gpointer p)
+{
+    DeviceStateEntry *e = p;
+
+    g_free(e->name);
+    g_free(e);
+}
+
+void device_state_list_init(DeviceStateList *list)
+{
+    list->entries = g_ptr_array_new_with_free_func(entry_free);
+}
+
+void device_state_list_destroy(DeviceStateList *list)
+{
+    if (list->entries) {
+        g_ptr_array_free(list->entries, TRUE);
+        list->entries = NULL;
+    }
+}
+
+DeviceStateEntry *device_state_find(DeviceStateList *list, const char *name)
+{
+    for (guint i = 0; i < list->entries->len; i++) {
+        DeviceStateEntry *e = g_ptr_array_index(list->entries, i);
+        if (strcmp(e->name, name) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+bool device_state_register(DeviceStateList *list, const char *name, uint32_t version,
+                           const DeviceStateOps *ops, void *opaque, GError **errp)
+{
+    DeviceStateEntry *e;
+
+    if (device_state_find(list, name)) {
+        error_setg(errp, "device state '%s' is registered twice", name);
+        return false;
+    }
+    e = g_new0(DeviceStateEntry, 1);
+    e->name = g_strdup(name);
+    e->version = version;
+    e->ops = ops;
+    e->opaque = opaque;
+    g_ptr_array_add(list->entries, e);
+    return true;
+}
+
+void device_state_unregister(DeviceStateList *list, void *opaque)
+{
+    for (guint i = list->entries->len; i-- > 0;) {
+        DeviceStateEntry *e = g_ptr_array_index(list->entries, i);
+        if (e->opaque == opaque) {
+            g_ptr_array_remove_index(list->entries, i);
+        }
+    }
+}
