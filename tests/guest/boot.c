@@ -25,6 +25,7 @@ static u64 parse_u64(const char *s, size_t len)
 static void param_apply(const char *word, size_t len)
 {
     static const char run[] = "testos.run=", hz[] = "testos.hz=", n[] = "testos.n=";
+    static const char period[] = "testos.period_us=", seconds[] = "testos.seconds=";
 
     if (len >= sizeof(run) - 1 && !strncmp(word, run, sizeof(run) - 1)) {
         size_t vlen = len - (sizeof(run) - 1);
@@ -37,6 +38,13 @@ static void param_apply(const char *word, size_t len)
         boot_info.hz = parse_u64(word + sizeof(hz) - 1, len - (sizeof(hz) - 1));
     } else if (len >= sizeof(n) - 1 && !strncmp(word, n, sizeof(n) - 1)) {
         boot_info.n = parse_u64(word + sizeof(n) - 1, len - (sizeof(n) - 1));
+    } else if (len >= sizeof(period) - 1 && !strncmp(word, period, sizeof(period) - 1)) {
+        boot_info.period_us =
+            parse_u64(word + sizeof(period) - 1, len - (sizeof(period) - 1));
+    } else if (len >= sizeof(seconds) - 1 &&
+               !strncmp(word, seconds, sizeof(seconds) - 1)) {
+        boot_info.seconds =
+            parse_u64(word + sizeof(seconds) - 1, len - (sizeof(seconds) - 1));
     }
 }
 
@@ -46,6 +54,8 @@ static void cmdline_parse(void)
 
     memcpy(boot_info.scenario, "hello", 6);
     boot_info.hz = 1000;
+    boot_info.period_us = 1000;
+    boot_info.seconds = 5;
     while (*p) {
         while (*p == ' ') {
             p++;
@@ -60,6 +70,9 @@ static void cmdline_parse(void)
     }
     if (!boot_info.hz) {
         boot_info.hz = 1000;
+    }
+    if (!boot_info.period_us) {
+        boot_info.period_us = 1000;
     }
 }
 

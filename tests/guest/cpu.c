@@ -27,7 +27,7 @@ static u64 idt[256 * 2] __attribute__((aligned(16)));
 extern u64 gdt[];
 extern u8 kernel_stacks[], entry_stacks[], user_stacks[];
 extern u8 vector_stubs[];
-extern void ud_entry(void), timer_entry(void), spurious_entry(void);
+extern void ud_entry(void), timer_entry(void), latency_entry(void), spurious_entry(void);
 
 static void idt_set(unsigned vector, u64 handler)
 {
@@ -43,6 +43,7 @@ static void idt_fill(void)
     }
     idt_set(6, (u64)ud_entry); /* #UD: also ring 3's way into ring 0 */
     idt_set(VEC_TIMER, (u64)timer_entry);
+    idt_set(VEC_LATENCY, (u64)latency_entry);
     idt_set(VEC_SPURIOUS, (u64)spurious_entry);
 }
 

@@ -1,6 +1,6 @@
 /* entry.S: every crossing between ring 0 and ring 3: run_user() (iretq into
  * ring 3), requests from ring 3 (a ud2 at user_trap, returned from with
- * iretq), the interrupt/exception stubs and the timer handler. */
+ * iretq), the interrupt/exception stubs and the timer handlers. */
 #include "testos.h"
 
 #define LAPIC_EOI (LAPIC_BASE + 0xB0)
@@ -115,6 +115,21 @@ timer_entry:
     incq timer_ticks(%rip)
     mov $LAPIC_EOI, %eax
     movl $0, (%rax)
+    pop %rax
+    iretq
+
+/* LAPIC timer for `latency`: the TSC first, then store and EOI. The
+ * scenario clears latency_stamp before arming and waits for it to be set. */
+    .globl latency_entry
+latency_entry:
+    push %rax
+    push %rdx
+    rdtsc
+    mov %eax, latency_stamp(%rip)
+    mov %edx, latency_stamp+4(%rip)
+    mov $LAPIC_EOI, %eax
+    movl $0, (%rax)
+    pop %rdx
     pop %rax
     iretq
 

@@ -20,7 +20,8 @@
 #define GDT_ENTRIES (6 + 2 * MAX_CPUS)
 
 /* Interrupt vectors testos uses (everything else is "unexpected"). */
-#define VEC_TIMER 0x40
+#define VEC_TIMER 0x40   /* timer_entry: counts timer_ticks */
+#define VEC_LATENCY 0x41 /* latency_entry: stores the TSC in latency_stamp */
 #define VEC_SPURIOUS 0xFF
 
 /* Requests from ring 3 to ring 0 (user_request: a ud2 at user_trap; entry.S). */
@@ -65,10 +66,12 @@ typedef struct Cpu {
 typedef struct BootInfo {
     char cmdline[2048];
     char scenario[64];
-    u64 hz;      /* testos.hz, default 1000 */
-    u64 n;       /* testos.n, 0 = per-ring default */
-    u64 mem_mib; /* from the e820 map */
-    u32 ncpus;   /* CPUs the firmware tables list (at least 1) */
+    u64 hz;        /* testos.hz, default 1000 */
+    u64 n;         /* testos.n, 0 = the scenario's default */
+    u64 period_us; /* testos.period_us, default 1000 */
+    u64 seconds;   /* testos.seconds, default 5; 0 = forever */
+    u64 mem_mib;   /* from the e820 map */
+    u32 ncpus;     /* CPUs the firmware tables list (at least 1) */
     u32 apic_ids[MAX_CPUS];
     u64 tsc_khz; /* TSC ticks per millisecond */
 } BootInfo;
