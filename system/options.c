@@ -215,6 +215,11 @@ static bool opt_append(VmConfig *cfg, const char *arg, GError **errp)
     return set_string(&cfg->append, arg);
 }
 
+static bool opt_bios(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return set_string(&cfg->bios, arg);
+}
+
 static bool opt_serial(VmConfig *cfg, const char *arg, GError **errp)
 {
     if (cfg->serials->len >= 4) {
@@ -431,6 +436,7 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->kernel);
     g_free(cfg->initrd);
     g_free(cfg->append);
+    g_free(cfg->bios);
     g_free(cfg->name);
     g_free(cfg->pidfile);
     g_free(cfg->cpumap);

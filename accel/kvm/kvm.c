@@ -304,11 +304,12 @@ void kvm_vm_destroy(KvmVm *kvm)
     kvm->nr_routes = kvm->route_capacity = 0;
 }
 
-bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
-                    GError **errp)
+static bool kvm_vm_add_slot(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                            uint32_t flags, GError **errp)
 {
     struct kvm_userspace_memory_region region = {
         .slot = kvm->nr_slots_used,
+        .flags = flags,
         .guest_phys_addr = gpa,
         .memory_size = size,
         .userspace_addr = (uintptr_t)host,
@@ -321,6 +322,20 @@ bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
     }
     kvm->nr_slots_used++;
     return true;
+}
+
+bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                    GError **errp)
+{
+    return kvm_vm_add_slot(kvm, gpa, size, host, 0, errp);
+}
+
+bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                    GError **errp)
+{
+    uint32_t flags = kvm_check_extension(kvm, KVM_CAP_READONLY_MEM) ? KVM_MEM_READONLY : 0;
+
+    return kvm_vm_add_slot(kvm, gpa, size, host, flags, errp);
 }
 
 void kvm_irq_line_set(void *opaque_kvm, int gsi, int level)

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "hw/i386/pc.h"
+#include "config.h"
 #include "hw/machine.h"
 #include "util/error.h"
 
@@ -115,9 +116,9 @@ static bool machine_init_ram(Machine *m, GError **errp)
 static bool machine_load_boot(Machine *m, GError **errp)
 {
     if (!m->cfg->kernel) {
-        error_setg(errp, "no -kernel given: firmware boot from -drive is not "
-                   "supported yet, so there is nothing to boot");
-        return false;
+        /* SeaBIOS starts at the reset vector, where vcpu_reset left the BSP */
+        firmware_reset(m);
+        return true;
     }
     return linux_boot_load(m, errp) && mptable_write(m, MPTABLE_ADDR, errp) &&
            linux_boot_setup_bsp(m, m->vcpus[0], errp);
@@ -157,8 +158,13 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
             return false;
         }
     }
-    return kvm_irqchip_capture(&m->kvm, errp) && pc_board_init(m, errp) &&
-           machine_load_boot(m, errp);
+    if (!kvm_irqchip_capture(&m->kvm, errp) || !pc_board_init(m, errp)) {
+        return false;
+    }
+    if (!cfg->kernel && !firmware_init(m, cfg->bios ? cfg->bios : SEABIOS_PATH, errp)) {
+        return false;
+    }
+    return machine_load_boot(m, errp);
 }
 
 void machine_cleanup(Machine *m)
@@ -174,6 +180,7 @@ void machine_cleanup(Machine *m)
     if (m->board) {
         pc_board_cleanup(m);
     }
+    firmware_cleanup(m);
     if (m->chardevs) {
         chardev_set_free(m->chardevs);
         m->chardevs = NULL;

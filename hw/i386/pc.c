@@ -18,6 +18,7 @@
  */
 typedef struct PcBoard {
     Machine *machine;
+    Rtc *rtc;
     uint8_t post_code;
     uint8_t i8042_command;   /* command awaiting its data byte, or 0 */
     uint8_t port92;
@@ -163,6 +164,10 @@ bool pc_board_init(Machine *m, GError **errp)
         !bus_register(&m->io_bus, 0x92, 1, port92_io, b, "port92", errp)) {
         return false;
     }
+    b->rtc = rtc_new(m, errp);
+    if (!b->rtc) {
+        return false;
+    }
     return pc_serial_init(m, errp);
 }
 
@@ -188,6 +193,7 @@ void pc_board_cleanup(Machine *m)
             m->serial[i] = NULL;
         }
     }
+    rtc_free(((PcBoard *)m->board)->rtc);
     g_free(m->board);
     m->board = NULL;
 }

@@ -96,6 +96,7 @@ typedef struct Machine {
     OsnetState osnet;            /* dedicated cores, DID, exit statistics */
     DeviceStateList device_states; /* every device's save/load, for migration */
     void *pci;                   /* hw/pci: the host bridge and bus, or NULL */
+    void *firmware;              /* hw/i386/firmware.c, without -kernel */
     ChardevSet *chardevs;
     SerialPort *serial[4];
     void *board;                 /* hw/i386 board devices (pc.c) */

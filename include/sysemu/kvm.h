@@ -43,6 +43,9 @@ int kvm_check_extension(KvmVm *kvm, int cap);
 /* Map host memory at guest-physical gpa as the next memory slot. */
 bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
                     GError **errp);
+/* The same, read-only (a ROM): guest writes exit as MMIO writes. */
+bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                    GError **errp);
 /* Drive an irqchip input line (IrqSetFn signature; thread-safe). */
 void kvm_irq_line_set(void *opaque_kvm, int gsi, int level);
 /*

@@ -38,6 +38,7 @@ typedef struct VmConfig {
     uint64_t ram_size;
     char *machine_type;
     char *kernel, *initrd, *append;
+    char *bios;               /* -bios: firmware image (default SeaBIOS) */
     bool no_reboot, nographic, nodefaults, display_none, daemonize;
     bool start_paused;        /* -S */
     char *name, *pidfile;

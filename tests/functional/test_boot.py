@@ -257,3 +257,15 @@ def test_console_opened_after_boot_shows_boot_messages():
         client.wait_for("testos: ready cpus=1 mem=64[\\s\\S]*testos: idle")
         client.close()
         assert vm.proc.poll() is None
+
+
+def test_without_kernel_seabios_runs_and_finds_no_disk():
+    """No -kernel: Debian's SeaBIOS boots from the reset vector over fw_cfg."""
+    port = free_port()
+    args = seed_args(port, 1, "64M")
+    with Vmm(args) as vm:
+        client = SerialClient(port)
+        client.wait_for("SeaBIOS \\(version", timeout=60)
+        client.wait_for("No bootable device", timeout=60)
+        client.close()
+        assert vm.proc.poll() is None

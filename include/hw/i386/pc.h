@@ -57,6 +57,21 @@ bool linux_boot_setup_bsp(Machine *m, VCpu *bsp, GError **errp);
 /* Write the Intel MP table (processors, ISA bus, IOAPIC, routing). */
 bool mptable_write(Machine *m, uint64_t addr, GError **errp);
 
+/* The RTC and CMOS memory (hw/i386/rtc.c). */
+typedef struct Rtc Rtc;
+Rtc *rtc_new(Machine *m, GError **errp);
+uint8_t rtc_cmos_read(Rtc *rtc, uint8_t reg);   /* as the guest would */
+void rtc_free(Rtc *rtc);
+
+/*
+ * Firmware boot (hw/i386/firmware.c): map SeaBIOS below 4 GiB and into the
+ * BIOS area, and give it fw_cfg.  Called when there is no -kernel.
+ */
+bool firmware_init(Machine *m, const char *bios_path, GError **errp);
+/* Copy the BIOS back into 0xE0000-0xFFFFF (start and every reset). */
+void firmware_reset(Machine *m);
+void firmware_cleanup(Machine *m);
+
 /* Register the legacy ports and COM ports on the machine's buses. */
 bool pc_board_init(Machine *m, GError **errp);
 void pc_board_reset(Machine *m);
