@@ -9,6 +9,7 @@
 #include <sys/time.h>
 
 #include "hw/machine.h"
+#include "migration/migration.h"
 #include "monitor-int.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -244,5 +245,21 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
         monitor_emit_event(set, event == MACHINE_EVENT_RESET ? "RESET" : "SHUTDOWN",
                            data);
         break;
+    }
+}
+
+void monitor_migration_event(void *opaque, int status, int pass)
+{
+    MonitorSet *set = opaque;
+    MigrationState *ms = set->machine->migration;
+
+    if (!ms || !migration_events_enabled(ms)) {
+        return;
+    }
+    if (pass) {
+        monitor_emit_event(set, "MIGRATION_PASS", json_pack("{s:i}", "pass", pass));
+    } else {
+        monitor_emit_event(set, "MIGRATION",
+                           json_pack("{s:s}", "status", migration_status_name(status)));
     }
 }

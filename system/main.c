@@ -14,6 +14,7 @@
 #include <glib-unix.h>
 
 #include "hw/machine.h"
+#include "migration/migration.h"
 #include "monitor/monitor.h"
 #include "system/config.h"
 #include "util/error.h"
@@ -52,11 +53,6 @@ static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
                        lists[i].option, arg, lists[i].what);
             return false;
         }
-    }
-    if (cfg->incoming) {
-        error_setg(errp, "-incoming %s: migration is not supported by this "
-                   "build yet", cfg->incoming);
-        return false;
     }
     return true;
 }
@@ -194,6 +190,18 @@ int main(int argc, char **argv)
         vm_config_free(cfg);
         return 1;
     }
+    machine.migration = migration_new(&machine, monitor_migration_event, monitors);
+    if (cfg->incoming && strcmp(cfg->incoming, "defer") != 0 &&
+        !migration_incoming(machine.migration, cfg->incoming, &err)) {
+        error_report("-incoming %s: %s", cfg->incoming, err->message);
+        g_error_free(err);
+        daemonize_finish(daemon_fd, false);
+        migration_free(machine.migration);
+        machine_cleanup(&machine);
+        monitor_set_free(monitors);
+        vm_config_free(cfg);
+        return 1;
+    }
     daemonize_finish(daemon_fd, true);
 
     machine.main_loop = g_main_loop_new(NULL, FALSE);
@@ -205,6 +213,8 @@ int main(int argc, char **argv)
     status = machine.exit_status;
 
     machine_pause(&machine);
+    migration_free(machine.migration);
+    machine.migration = NULL;
     if (cfg->pidfile) {
         unlink(cfg->pidfile);
     }

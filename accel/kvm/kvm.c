@@ -320,7 +320,58 @@ static bool kvm_vm_add_slot(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
                          G_GINT64_MODIFIER "x failed", gpa);
         return false;
     }
+    if (kvm->nr_slots_used < (int)G_N_ELEMENTS(kvm->slots)) {
+        kvm->slots[kvm->nr_slots_used] = region;
+    }
     kvm->nr_slots_used++;
+    return true;
+}
+
+static struct kvm_userspace_memory_region *slot_at(KvmVm *kvm, uint64_t gpa)
+{
+    for (int i = 0; i < kvm->nr_slots_used && i < (int)G_N_ELEMENTS(kvm->slots); i++) {
+        if (kvm->slots[i].guest_phys_addr == gpa && kvm->slots[i].memory_size) {
+            return &kvm->slots[i];
+        }
+    }
+    return NULL;
+}
+
+bool kvm_dirty_log_enable(KvmVm *kvm, uint64_t gpa, bool on, GError **errp)
+{
+    struct kvm_userspace_memory_region *slot = slot_at(kvm, gpa);
+    struct kvm_userspace_memory_region changed;
+
+    if (!slot) {
+        error_setg(errp, "no memory slot at 0x%" G_GINT64_MODIFIER "x", gpa);
+        return false;
+    }
+    changed = *slot;
+    changed.flags = on ? changed.flags | KVM_MEM_LOG_DIRTY_PAGES
+                       : changed.flags & ~KVM_MEM_LOG_DIRTY_PAGES;
+    if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &changed) < 0) {
+        error_setg_errno(errp, errno, "dirty logging on slot %u", changed.slot);
+        return false;
+    }
+    *slot = changed;
+    return true;
+}
+
+bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp)
+{
+    struct kvm_userspace_memory_region *slot = slot_at(kvm, gpa);
+    struct kvm_dirty_log log = { 0 };
+
+    if (!slot) {
+        error_setg(errp, "no memory slot at 0x%" G_GINT64_MODIFIER "x", gpa);
+        return false;
+    }
+    log.slot = slot->slot;
+    log.dirty_bitmap = bitmap;
+    if (ioctl(kvm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+        error_setg_errno(errp, errno, "KVM_GET_DIRTY_LOG on slot %u", slot->slot);
+        return false;
+    }
     return true;
 }
 

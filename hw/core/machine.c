@@ -23,6 +23,9 @@ const char *runstate_name(RunState state)
         [RUN_STATE_PAUSED] = "paused",
         [RUN_STATE_SHUTDOWN] = "shutdown",
         [RUN_STATE_INTERNAL_ERROR] = "internal-error",
+        [RUN_STATE_INMIGRATE] = "inmigrate",
+        [RUN_STATE_FINISH_MIGRATE] = "finish-migrate",
+        [RUN_STATE_POSTMIGRATE] = "postmigrate",
     };
 
     return state < RUN_STATE__MAX ? names[state] : "debug";
@@ -209,7 +212,9 @@ bool machine_start(Machine *m, GError **errp)
         }
     }
     osnet_place_main_thread(&m->osnet);
-    if (m->cfg->start_paused) {
+    if (m->cfg->incoming) {
+        m->runstate = RUN_STATE_INMIGRATE;   /* the stream brings the state */
+    } else if (m->cfg->start_paused) {
         m->runstate = RUN_STATE_PAUSED;
     } else {
         machine_resume(m);

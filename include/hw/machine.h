@@ -33,6 +33,9 @@ typedef enum RunState {
     RUN_STATE_PAUSED,
     RUN_STATE_SHUTDOWN,
     RUN_STATE_INTERNAL_ERROR,
+    RUN_STATE_INMIGRATE,
+    RUN_STATE_FINISH_MIGRATE,
+    RUN_STATE_POSTMIGRATE,
     RUN_STATE__MAX,
 } RunState;
 
@@ -97,6 +100,7 @@ typedef struct Machine {
     DeviceStateList device_states; /* every device's save/load, for migration */
     void *pci;                   /* hw/pci: the host bridge and bus, or NULL */
     void *firmware;              /* hw/i386/firmware.c, without -kernel */
+    struct MigrationState *migration;
     ChardevSet *chardevs;
     SerialPort *serial[4];
     void *board;                 /* hw/i386 board devices (pc.c) */

@@ -33,6 +33,10 @@ void monitor_emit_event(MonitorSet *set, const char *event, json_t *data);
 /* A MachineEventFn: run-state changes become STOP/RESUME/RESET/SHUTDOWN. */
 void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause);
 
+/* A MigrationEventFn: MIGRATION (with the events capability) and
+ * MIGRATION_PASS events. */
+void monitor_migration_event(void *opaque, int status, int pass);
+
 /* Run one HMP command line; returns its output (QEMU's "\r\n" lines). */
 char *hmp_run_command(MonitorSet *set, Monitor *mon, const char *line);
 

@@ -20,6 +20,7 @@ typedef struct KvmVm {
     int vm_fd;
     int vcpu_mmap_size;
     int nr_slots_used;
+    struct kvm_userspace_memory_region slots[8];   /* as registered */
     struct kvm_cpuid2 *supported_cpuid;
     /* in-kernel irqchip state at power-on, restored by system_reset */
     struct kvm_irqchip initial_pic[2];
@@ -43,6 +44,14 @@ int kvm_check_extension(KvmVm *kvm, int cap);
 /* Map host memory at guest-physical gpa as the next memory slot. */
 bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
                     GError **errp);
+/*
+ * Dirty-page logging for migration: turn it on or off for the slot that
+ * starts at gpa, and fetch-and-clear its bitmap (one bit per 4 KiB page,
+ * bitmap sized for the slot, 64-bit aligned).
+ */
+bool kvm_dirty_log_enable(KvmVm *kvm, uint64_t gpa, bool on, GError **errp);
+bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp);
+
 /* The same, read-only (a ROM): guest writes exit as MMIO writes. */
 bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
                     GError **errp);

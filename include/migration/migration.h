@@ -1,0 +1,63 @@
+/*
+ * Live migration: QEMU's QMP surface (migrate, migrate_cancel,
+ * query-migrate, parameters, capabilities, migrate-incoming, MIGRATION and
+ * MIGRATION_PASS events) over this project's own versioned stream.  The
+ * source sends RAM in pre-copy passes over KVM's dirty log from a
+ * migration thread, then stops the VM for the final pass and the machine
+ * state; the destination validates everything before its guest runs and
+ * acknowledges, and only then does the source complete.  Main thread API.
+ */
+#ifndef MIGRATION_MIGRATION_H
+#define MIGRATION_MIGRATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include <jansson.h>
+
+typedef struct Machine Machine;
+typedef struct MigrationState MigrationState;
+
+typedef enum MigrationStatus {
+    MIGRATION_STATUS_NONE,
+    MIGRATION_STATUS_SETUP,
+    MIGRATION_STATUS_CANCELLING,
+    MIGRATION_STATUS_CANCELLED,
+    MIGRATION_STATUS_ACTIVE,
+    MIGRATION_STATUS_WAIT_UNPLUG,   /* the passthrough NIC leaves first */
+    MIGRATION_STATUS_DEVICE,        /* VM stopped: final pass and state */
+    MIGRATION_STATUS_COMPLETED,
+    MIGRATION_STATUS_FAILED,
+    MIGRATION_STATUS__MAX,
+} MigrationStatus;
+
+const char *migration_status_name(MigrationStatus status);
+
+/* Notified on every status change and every RAM pass (main thread). */
+typedef void (*MigrationEventFn)(void *opaque, int status, int pass);
+
+MigrationState *migration_new(Machine *m, MigrationEventFn fn, void *opaque);
+void migration_free(MigrationState *ms);
+
+/* Whether the "events" capability is on (MIGRATION events are sent). */
+bool migration_events_enabled(MigrationState *ms);
+
+/* Source side. */
+bool migration_start(MigrationState *ms, const char *uri, GError **errp);
+void migration_cancel(MigrationState *ms);
+/* The query-migrate reply (a new JSON object). */
+json_t *migration_query(MigrationState *ms);
+bool migration_set_parameters(MigrationState *ms, json_t *args, GError **errp);
+json_t *migration_query_parameters(MigrationState *ms);
+bool migration_set_capabilities(MigrationState *ms, json_t *caps, GError **errp);
+json_t *migration_query_capabilities(MigrationState *ms);
+
+/*
+ * Destination side: listen on (or run) uri and load the stream.  On success
+ * the guest runs (or stays paused under -S); a stream that fails to load
+ * ends the process with status 1, as QEMU's destination does.
+ */
+bool migration_incoming(MigrationState *ms, const char *uri, GError **errp);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * Whole-VM KVM state for migration: each vCPU's registers, MSRs, LAPIC,
+ * XSAVE, pending events and MP state, and the VM's in-kernel PIC, IOAPIC,
+ * PIT and KVM clock.  The blobs are tagged records of the kernel's own
+ * structures (versioned by tag and length), checked in full before anything
+ * is applied.  All vCPUs must be paused; main thread.
+ */
+#ifndef SYSEMU_KVM_STATE_H
+#define SYSEMU_KVM_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+typedef struct VCpu VCpu;
+typedef struct KvmVm KvmVm;
+
+bool vcpu_state_save(VCpu *cpu, GByteArray *out, GError **errp);
+/* Check the blob fully, then apply it; on error the vCPU is unchanged. */
+bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp);
+
+bool kvm_vm_state_save(KvmVm *kvm, GByteArray *out, GError **errp);
+bool kvm_vm_state_load(KvmVm *kvm, const uint8_t *buf, size_t len, GError **errp);
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * The incoming side of live migration: accept one connection (or run the
+ * exec: command), read the stream on a thread, write RAM straight into the
+ * paused guest, keep every other section, and at END hand them to the main
+ * thread, which checks them all before applying any, answers the source
+ * and starts the guest.  A stream that does not load ends the process with
+ * status 1.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <glib-unix.h>
+
+#include "hw/machine.h"
+#include "migration-int.h"
+#include "sysemu/kvm-state.h"
+#include "util/error.h"
+
+typedef struct Incoming {
+    MigrationState *ms;
+    int fd;
+    GPtrArray *sections;     /* kept sections (KVM, CPU, DEVICE) */
+    char *error;
+    pthread_t thread;
+} Incoming;
+
+json_t *migration_machine_config(Machine *m)
+{
+    const SmpConfig *smp = &m->cfg->smp;
+
+    return json_pack("{s:I,s:I,s:I,s:i,s:i,s:i,s:i}", "ram-size", (json_int_t)m->ram_size,
+                     "below-4g", (json_int_t)m->below_4g, "above-4g",
+                     (json_int_t)m->above_4g, "cpus", (int)m->nr_vcpus, "sockets",
+                     (int)smp->sockets, "cores", (int)smp->cores, "threads",
+                     (int)smp->threads);
+}
+
+static bool check_config(Machine *m, const MigSection *s, GError **errp)
+{
+    json_t *mine = migration_machine_config(m);
+    json_error_t jerr;
+    json_t *theirs = json_loadb((const char *)s->payload->data, s->payload->len, 0, &jerr);
+    bool ok = theirs && json_equal(mine, theirs);
+
+    if (!ok) {
+        char *a = json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS);
+        char *b = theirs ? json_dumps(theirs, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        error_setg(errp, "the source machine %s does not match this one %s",
+                   b ? b : "(unreadable)", a);
+        free(a);
+        free(b);
+    }
+    json_decref(mine);
+    json_decref(theirs);
+    return ok;
+}
+
+static bool load_ram(Machine *m, const MigSection *s, GError **errp)
+{
+    const uint8_t *p = s->payload->data, *end = p + s->payload->len;
+
+    while (p < end) {
+        uint64_t rec, gpa;
+        uint8_t *dst;
+
+        if (end - p < 8) {
+            goto bad;
+        }
+        memcpy(&rec, p, 8);
+        rec = GUINT64_FROM_LE(rec);
+        p += 8;
+        gpa = rec & ~RAM_FLAG_MASK;
+        dst = machine_gpa_to_hva(m, gpa, MIG_PAGE_SIZE);
+        if (!dst) {
+            error_setg(errp, "migration stream: page 0x%" G_GINT64_MODIFIER "x is "
+                       "outside this guest's RAM", gpa);
+            return false;
+        }
+        if ((rec & RAM_FLAG_MASK) == RAM_FLAG_ZERO) {
+            memset(dst, 0, MIG_PAGE_SIZE);
+        } else if ((rec & RAM_FLAG_MASK) == RAM_FLAG_PAGE) {
+            if ((size_t)(end - p) < MIG_PAGE_SIZE) {
+                goto bad;
+            }
+            memcpy(dst, p, MIG_PAGE_SIZE);
+            p += MIG_PAGE_SIZE;
+        } else {
+            goto bad;
+        }
+    }
+    return true;
+bad:
+    error_setg(errp, "migration stream: malformed RAM section");
+    return false;
+}
+
+static gboolean incoming_done_cb(gpointer opaque);
+
+static void *incoming_thread(void *opaque)
+{
+    Incoming *in = opaque;
+    Machine *m = in->ms->machine;
+    GError *err = NULL;
+    bool seen_config = false, ok = mig_read_header(in->fd, &err);
+
+    while (ok) {
+        MigSection *s = mig_read_section(in->fd, &err);
+        if (!s) {
+            ok = false;
+            break;
+        }
+        if (!seen_config && s->type != SEC_CONFIG) {
+            error_setg(&err, "migration stream: no machine description first");
+            ok = false;
+        } else if (s->type == SEC_CONFIG) {
+            ok = check_config(m, s, &err);
+            seen_config = true;
+        } else if (s->type == SEC_RAM) {
+            ok = load_ram(m, s, &err);
+        } else if (s->type == SEC_END) {
+            mig_section_free(s);
+            break;
+        } else {
+            g_ptr_array_add(in->sections, s);
+            continue;
+        }
+        mig_section_free(s);
+    }
+    if (!ok) {
+        in->error = g_strdup(err->message);
+        g_error_free(err);
+    }
+    g_idle_add(incoming_done_cb, in);
+    return NULL;
+}
+
+static MigSection *find_section(Incoming *in, uint8_t type, const char *name)
+{
+    for (guint i = 0; i < in->sections->len; i++) {
+        MigSection *s = g_ptr_array_index(in->sections, i);
+        if (s->type == type && strcmp(s->name, name) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* Every section known, every vCPU and device present, before applying. */
+static bool check_sections(Incoming *in, GError **errp)
+{
+    Machine *m = in->ms->machine;
+
+    if (!find_section(in, SEC_KVM, "kvm")) {
+        error_setg(errp, "migration stream: the interrupt controllers' state is missing");
+        return false;
+    }
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "cpu%u", i);
+        if (!find_section(in, SEC_CPU, name)) {
+            error_setg(errp, "migration stream: the state of vCPU %u is missing", i);
+            return false;
+        }
+    }
+    for (guint i = 0; i < in->sections->len; i++) {
+        MigSection *s = g_ptr_array_index(in->sections, i);
+        DeviceStateEntry *e;
+        if (s->type != SEC_DEVICE) {
+            continue;
+        }
+        e = device_state_find(&m->device_states, s->name);
+        if (!e) {
+            error_setg(errp, "migration stream: unknown device '%s'", s->name);
+            return false;
+        }
+        if (s->version > e->version) {
+            error_setg(errp, "migration stream: device '%s' state version %u is newer "
+                       "than this VMM's %u", s->name, s->version, e->version);
+            return false;
+        }
+    }
+    for (guint i = 0; i < m->device_states.entries->len; i++) {
+        DeviceStateEntry *e = g_ptr_array_index(m->device_states.entries, i);
+        if (!find_section(in, SEC_DEVICE, e->name)) {
+            error_setg(errp, "migration stream: device '%s' is missing", e->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool apply_sections(Incoming *in, GError **errp)
+{
+    Machine *m = in->ms->machine;
+    MigSection *kvm = find_section(in, SEC_KVM, "kvm");
+    bool ok = kvm_vm_state_load(&m->kvm, kvm->payload->data, kvm->payload->len, errp);
+
+    for (unsigned i = 0; ok && i < m->nr_vcpus; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "cpu%u", i);
+        MigSection *s = find_section(in, SEC_CPU, name);
+        ok = vcpu_state_load(m->vcpus[i], s->payload->data, s->payload->len, errp);
+    }
+    for (guint i = 0; ok && i < in->sections->len; i++) {
+        MigSection *s = g_ptr_array_index(in->sections, i);
+        DeviceStateEntry *e;
+        if (s->type != SEC_DEVICE) {
+            continue;
+        }
+        e = device_state_find(&m->device_states, s->name);
+        machine_lock(m);
+        ok = e->ops->load(e->opaque, s->payload->data, s->payload->len, s->version, errp);
+        machine_unlock(m);
+    }
+    return ok;
+}
+
+static void incoming_free(Incoming *in)
+{
+    g_ptr_array_free(in->sections, TRUE);
+    g_free(in->error);
+    g_free(in);
+}
+
+static gboolean incoming_done_cb(gpointer opaque)
+{
+    Incoming *in = opaque;
+    MigrationState *ms = in->ms;
+    Machine *m = ms->machine;
+    GError *err = NULL;
+    bool ok;
+    uint8_t ack;
+
+    pthread_join(in->thread, NULL);
+    ok = !in->error && check_sections(in, &err) && apply_sections(in, &err);
+    ack = ok ? MIG_ACK_OK : MIG_ACK_FAIL;
+    if (in->fd >= 0 && !ms->incoming_child) {
+        chan_write(in->fd, &ack, 1, NULL);
+    }
+    if (in->fd >= 0) {
+        close(in->fd);
+    }
+    if (!ok) {
+        error_report("load of migration failed: %s", in->error ? in->error : err->message);
+        g_clear_error(&err);
+        migration_set_status(ms, MIGRATION_STATUS_FAILED);
+        incoming_free(in);
+        m->exit_status = 1;
+        machine_shutdown(m, SHUTDOWN_CAUSE_HOST_ERROR);
+        return G_SOURCE_REMOVE;
+    }
+    incoming_free(in);
+    migration_set_status(ms, MIGRATION_STATUS_COMPLETED);
+    if (m->cfg->start_paused) {
+        m->runstate = RUN_STATE_PAUSED;
+    } else {
+        m->runstate = RUN_STATE_PAUSED;
+        machine_vm_cont(m, NULL);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void incoming_start(MigrationState *ms, int fd)
+{
+    Incoming *in = g_new0(Incoming, 1);
+
+    in->ms = ms;
+    in->fd = fd;
+    in->sections = g_ptr_array_new_with_free_func((GDestroyNotify)mig_section_free);
+    migration_set_status(ms, MIGRATION_STATUS_ACTIVE);
+    pthread_create(&in->thread, NULL, incoming_thread, in);
+}
+
+static gboolean incoming_accept_cb(gint fd, GIOCondition cond, gpointer opaque)
+{
+    MigrationState *ms = opaque;
+    int conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+
+    if (conn < 0) {
+        return G_SOURCE_CONTINUE;
+    }
+    /* one migration per process, as QEMU: stop listening */
+    close(ms->listen_fd);
+    ms->listen_fd = -1;
+    ms->listen_watch = 0;
+    incoming_start(ms, conn);
+    return G_SOURCE_REMOVE;
+}
+
+bool migration_incoming(MigrationState *ms, const char *uri, GError **errp)
+{
+    MigrationUri parsed;
+    pid_t child = 0;
+    int fd;
+
+    if (ms->listen_fd >= 0 || ms->machine->runstate != RUN_STATE_INMIGRATE) {
+        error_setg(errp, "The incoming migration has already been started");
+        return false;
+    }
+    if (!migration_uri_parse(uri, &parsed, errp)) {
+        return false;
+    }
+    fd = migration_listen(&parsed, &child, errp);
+    if (fd < 0) {
+        return false;
+    }
+    if (parsed.kind == MIG_URI_EXEC) {
+        ms->incoming_child = child;
+        incoming_start(ms, fd);
+        return true;
+    }
+    ms->listen_fd = fd;
+    ms->listen_watch = g_unix_fd_add(fd, G_IO_IN, incoming_accept_cb, ms);
+    migration_set_status(ms, MIGRATION_STATUS_SETUP);
+    return true;
+}

@@ -1,0 +1,139 @@
+/*
+ * Migration internals: channels, the stream format, and the state shared
+ * by the source thread, the incoming thread and the main thread.
+ *
+ * Stream (version 1, all integers little-endian):
+ *   header:  "DVMIGRAT" u32 version u32 flags
+ *   section: u8 type, u16 name length, name, u32 section version,
+ *            u64 payload length, payload, u32 CRC-32 of all the above
+ *   types:   CONFIG (the machine shape), RAM (page records), KVM (in-kernel
+ *            irqchip, PIT, clock), CPU (one per vCPU), DEVICE (one per
+ *            registered device state), END
+ *   RAM payload: records of u64 (gpa | flags): ZERO (no data) or PAGE
+ *            (4096 bytes of data follow)
+ * After END the destination answers one byte on the same connection: 'A'
+ * when everything loaded, 'N' otherwise (exec: has no way back).
+ */
+#ifndef MIGRATION_INT_H
+#define MIGRATION_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <glib.h>
+#include <jansson.h>
+
+#include "migration/migration.h"
+
+#define MIG_MAGIC "DVMIGRAT"
+#define MIG_VERSION 1
+#define MIG_PAGE_SIZE 4096ULL
+#define MIG_MAX_SECTION (64ULL << 20)
+#define MIG_ACK_OK 'A'
+#define MIG_ACK_FAIL 'N'
+
+enum {
+    SEC_CONFIG = 1,
+    SEC_RAM = 2,
+    SEC_KVM = 3,
+    SEC_CPU = 4,
+    SEC_DEVICE = 5,
+    SEC_END = 6,
+};
+
+#define RAM_FLAG_ZERO 1ULL
+#define RAM_FLAG_PAGE 2ULL
+#define RAM_FLAG_MASK 0xfffULL
+
+typedef enum MigUriKind { MIG_URI_TCP, MIG_URI_UNIX, MIG_URI_EXEC } MigUriKind;
+
+typedef struct MigrationUri {
+    MigUriKind kind;
+    const char *rest;       /* points into the caller's string */
+} MigrationUri;
+
+bool migration_uri_parse(const char *uri, MigrationUri *out, GError **errp);
+int migration_connect(const MigrationUri *uri, pid_t *child, GError **errp);
+int migration_listen(const MigrationUri *uri, pid_t *child, GError **errp);
+bool chan_write(int fd, const void *buf, size_t len, GError **errp);
+bool chan_read(int fd, void *buf, size_t len, GError **errp);
+bool chan_wait_readable(int fd, int timeout_ms);
+
+/* One section on the wire (stream.c). */
+typedef struct MigSection {
+    uint8_t type;
+    char *name;
+    uint32_t version;
+    GByteArray *payload;
+} MigSection;
+
+bool mig_write_header(int fd, GError **errp);
+bool mig_read_header(int fd, GError **errp);
+bool mig_write_section(int fd, uint8_t type, const char *name, uint32_t version,
+                       const uint8_t *payload, size_t len, GError **errp);
+/* Read one section and check its CRC; NULL with errp set otherwise. */
+MigSection *mig_read_section(int fd, GError **errp);
+void mig_section_free(MigSection *s);
+
+/* RAM (ram.c): dirty tracking and page records. */
+typedef struct RamRegion {
+    uint64_t gpa, size;
+    uint8_t *hva;
+    uint64_t *bitmap;       /* dirty pages still to send */
+    uint64_t *scratch;      /* KVM's fresh bitmap */
+} RamRegion;
+
+typedef struct RamState {
+    RamRegion region[2];
+    unsigned nr_regions;
+    uint64_t total_pages;
+    uint64_t dirty_pages;   /* set bits in all bitmaps */
+} RamState;
+
+bool ram_state_init(RamState *rs, Machine *m, GError **errp);
+void ram_state_destroy(RamState *rs, Machine *m);
+/* Fold KVM's dirty log into the bitmaps. */
+bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp);
+
+struct MigrationState {
+    Machine *machine;
+    MigrationEventFn event_fn;
+    void *event_opaque;
+
+    /* parameters and capabilities (main thread) */
+    uint64_t max_bandwidth;     /* bytes/s */
+    uint64_t downtime_limit_ms;
+    bool cap_events;
+    GHashTable *caps;           /* name -> GINT_TO_POINTER(bool) */
+
+    /* the current or last outgoing migration; [lock] */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    MigrationStatus status;
+    bool cancel_requested;
+    bool stop_requested, vm_stopped, was_running;
+    pthread_t thread;
+    bool thread_running;
+    char *uri;
+    char *error_desc;
+    int fd;
+    pid_t child;
+    int64_t start_ms, setup_ms, total_ms, downtime_ms, expected_downtime_ms;
+    uint64_t transferred, duplicate, normal, dirty_sync_count, remaining;
+    uint64_t total_ram;
+    double mbps, dirty_pages_rate, pages_per_second;
+
+    /* incoming */
+    int listen_fd;
+    guint listen_watch;
+    pid_t incoming_child;
+};
+
+/* Source thread (migration.c) and incoming (incoming.c). */
+void *migration_thread(void *opaque);
+void migration_set_status(MigrationState *ms, MigrationStatus status);
+/* The machine's shape, for CONFIG (same JSON on both sides to compare). */
+json_t *migration_machine_config(Machine *m);
+
+#endif

@@ -1,0 +1,456 @@
+/*
+ * The outgoing side of live migration: the state machine, the migration
+ * thread that sends RAM in pre-copy passes and then the machine state, and
+ * the hand-offs with the main thread, which alone stops and resumes the VM
+ * and emits events.  ms->lock protects the status and the statistics.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hw/machine.h"
+#include "migration-int.h"
+#include "sysemu/kvm-state.h"
+#include "util/error.h"
+
+#define PAGES_PER_SECTION 256
+#define MAX_PASSES 30
+
+const char *migration_status_name(MigrationStatus status)
+{
+    static const char *const names[MIGRATION_STATUS__MAX] = {
+        "none", "setup", "cancelling", "cancelled", "active", "wait-unplug",
+        "device", "completed", "failed",
+    };
+
+    return status < MIGRATION_STATUS__MAX ? names[status] : "none";
+}
+
+static int64_t now_ms(void)
+{
+    return g_get_monotonic_time() / 1000;
+}
+
+/* ---- main-thread hand-offs ---- */
+
+typedef struct MigEvent {
+    MigrationState *ms;
+    MigrationStatus status;
+    int pass;
+} MigEvent;
+
+static gboolean migration_event_cb(gpointer opaque)
+{
+    MigEvent *ev = opaque;
+
+    if (ev->ms->event_fn) {
+        ev->ms->event_fn(ev->ms->event_opaque, ev->status, ev->pass);
+    }
+    g_free(ev);
+    return G_SOURCE_REMOVE;
+}
+
+static void migration_notify(MigrationState *ms, MigrationStatus status, int pass)
+{
+    MigEvent *ev = g_new0(MigEvent, 1);
+
+    ev->ms = ms;
+    ev->status = status;
+    ev->pass = pass;
+    g_idle_add(migration_event_cb, ev);
+}
+
+void migration_set_status(MigrationState *ms, MigrationStatus status)
+{
+    pthread_mutex_lock(&ms->lock);
+    ms->status = status;
+    pthread_mutex_unlock(&ms->lock);
+    migration_notify(ms, status, 0);
+}
+
+static gboolean stop_vm_cb(gpointer opaque)
+{
+    MigrationState *ms = opaque;
+    Machine *m = ms->machine;
+
+    ms->was_running = m->runstate == RUN_STATE_RUNNING;
+    machine_vm_stop(m);
+    m->runstate = RUN_STATE_FINISH_MIGRATE;
+    pthread_mutex_lock(&ms->lock);
+    ms->vm_stopped = true;
+    pthread_cond_broadcast(&ms->cond);
+    pthread_mutex_unlock(&ms->lock);
+    return G_SOURCE_REMOVE;
+}
+
+/* Ask the main thread to stop the VM and wait until it has. */
+static void migration_stop_vm(MigrationState *ms)
+{
+    g_idle_add(stop_vm_cb, ms);
+    pthread_mutex_lock(&ms->lock);
+    while (!ms->vm_stopped) {
+        pthread_cond_wait(&ms->cond, &ms->lock);
+    }
+    pthread_mutex_unlock(&ms->lock);
+}
+
+static gboolean finish_cb(gpointer opaque)
+{
+    MigrationState *ms = opaque;
+    Machine *m = ms->machine;
+    MigrationStatus status;
+
+    pthread_join(ms->thread, NULL);
+    ms->thread_running = false;
+    pthread_mutex_lock(&ms->lock);
+    status = ms->status;
+    pthread_mutex_unlock(&ms->lock);
+    if (status == MIGRATION_STATUS_COMPLETED) {
+        m->runstate = RUN_STATE_POSTMIGRATE;
+    } else if (ms->vm_stopped) {
+        /* the guest goes on here as if nothing had happened */
+        m->runstate = RUN_STATE_PAUSED;
+        if (ms->was_running) {
+            machine_vm_cont(m, NULL);
+        }
+    }
+    if (ms->error_desc && status == MIGRATION_STATUS_FAILED) {
+        error_report("migration failed: %s", ms->error_desc);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* ---- the RAM passes ---- */
+
+static bool page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)p;
+
+    for (size_t i = 0; i < MIG_PAGE_SIZE / 8; i++) {
+        if (w[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool cancelled(MigrationState *ms)
+{
+    bool c;
+
+    pthread_mutex_lock(&ms->lock);
+    c = ms->cancel_requested;
+    pthread_mutex_unlock(&ms->lock);
+    return c;
+}
+
+/* Sleep as needed to keep under max-bandwidth since t0 (ms). */
+static void throttle(MigrationState *ms, uint64_t sent, int64_t t0)
+{
+    if (ms->max_bandwidth) {
+        int64_t due = t0 + (int64_t)(sent * 1000 / ms->max_bandwidth);
+        int64_t now = now_ms();
+        if (due > now) {
+            g_usleep((due - now) * 1000);
+        }
+    }
+}
+
+/* Send every page whose bit is set, clearing the bits. */
+static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final, GError **errp)
+{
+    GByteArray *buf = g_byte_array_new();
+    unsigned in_section = 0;
+    uint64_t sent = 0;
+    int64_t t0 = now_ms();
+    bool ok = true;
+
+    for (unsigned i = 0; ok && i < rs->nr_regions; i++) {
+        RamRegion *r = &rs->region[i];
+        uint64_t pages = r->size / MIG_PAGE_SIZE;
+        for (uint64_t p = 0; ok && p < pages; p++) {
+            uint64_t bit = 1ULL << (p % 64), rec;
+            const uint8_t *page;
+            if (!(r->bitmap[p / 64] & bit)) {
+                continue;
+            }
+            r->bitmap[p / 64] &= ~bit;
+            page = r->hva + p * MIG_PAGE_SIZE;
+            if (page_is_zero(page)) {
+                rec = GUINT64_TO_LE((r->gpa + p * MIG_PAGE_SIZE) | RAM_FLAG_ZERO);
+                g_byte_array_append(buf, (guint8 *)&rec, 8);
+                ms->duplicate++;
+            } else {
+                rec = GUINT64_TO_LE((r->gpa + p * MIG_PAGE_SIZE) | RAM_FLAG_PAGE);
+                g_byte_array_append(buf, (guint8 *)&rec, 8);
+                g_byte_array_append(buf, page, MIG_PAGE_SIZE);
+                ms->normal++;
+            }
+            if (++in_section == PAGES_PER_SECTION) {
+                ok = mig_write_section(ms->fd, SEC_RAM, "ram", 1, buf->data, buf->len, errp);
+                sent += buf->len;
+                pthread_mutex_lock(&ms->lock);
+                ms->transferred += buf->len;
+                pthread_mutex_unlock(&ms->lock);
+                g_byte_array_set_size(buf, 0);
+                in_section = 0;
+                if (!final) {
+                    throttle(ms, sent, t0);
+                    if (cancelled(ms)) {
+                        error_setg(errp, "cancelled");
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    if (ok && buf->len) {
+        ok = mig_write_section(ms->fd, SEC_RAM, "ram", 1, buf->data, buf->len, errp);
+        pthread_mutex_lock(&ms->lock);
+        ms->transferred += buf->len;
+        pthread_mutex_unlock(&ms->lock);
+    }
+    g_byte_array_free(buf, TRUE);
+    return ok;
+}
+
+static bool send_config(MigrationState *ms, GError **errp)
+{
+    json_t *cfg = migration_machine_config(ms->machine);
+    char *text = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+    bool ok = mig_write_section(ms->fd, SEC_CONFIG, "config", 1, (uint8_t *)text,
+                                strlen(text), errp);
+
+    free(text);
+    json_decref(cfg);
+    return ok;
+}
+
+/* Everything but RAM, with the VM stopped. */
+static bool send_machine_state(MigrationState *ms, GError **errp)
+{
+    Machine *m = ms->machine;
+    GByteArray *buf = g_byte_array_new();
+    bool ok = kvm_vm_state_save(&m->kvm, buf, errp) &&
+              mig_write_section(ms->fd, SEC_KVM, "kvm", 1, buf->data, buf->len, errp);
+
+    for (unsigned i = 0; ok && i < m->nr_vcpus; i++) {
+        char name[32];
+        g_byte_array_set_size(buf, 0);
+        snprintf(name, sizeof(name), "cpu%u", i);
+        ok = vcpu_state_save(m->vcpus[i], buf, errp) &&
+             mig_write_section(ms->fd, SEC_CPU, name, 1, buf->data, buf->len, errp);
+    }
+    for (guint i = 0; ok && i < m->device_states.entries->len; i++) {
+        DeviceStateEntry *e = g_ptr_array_index(m->device_states.entries, i);
+        g_byte_array_set_size(buf, 0);
+        machine_lock(m);
+        ok = e->ops->save(e->opaque, buf, errp);
+        machine_unlock(m);
+        ok = ok && mig_write_section(ms->fd, SEC_DEVICE, e->name, e->version, buf->data,
+                                     buf->len, errp);
+    }
+    g_byte_array_free(buf, TRUE);
+    return ok && mig_write_section(ms->fd, SEC_END, "end", 1, NULL, 0, errp);
+}
+
+/* The destination's verdict: 'A' once it has loaded everything. */
+static bool wait_for_ack(MigrationState *ms, GError **errp)
+{
+    uint8_t ack = 0;
+
+    if (ms->child) {
+        return true;       /* exec: a one-way pipe, no verdict to wait for */
+    }
+    if (!chan_wait_readable(ms->fd, 120000) || !chan_read(ms->fd, &ack, 1, errp)) {
+        if (errp && !*errp) {
+            error_setg(errp, "the destination did not answer");
+        }
+        return false;
+    }
+    if (ack != MIG_ACK_OK) {
+        error_setg(errp, "the destination could not load the machine state");
+        return false;
+    }
+    return true;
+}
+
+static bool run_passes(MigrationState *ms, RamState *rs, GError **errp)
+{
+    for (int pass = 1;; pass++) {
+        int64_t t0 = now_ms();
+        uint64_t before = ms->transferred;
+        double bw;
+
+        migration_notify(ms, MIGRATION_STATUS_ACTIVE, pass);
+        if (!send_dirty_pages(ms, rs, false, errp) || !ram_sync_dirty(rs, ms->machine, errp)) {
+            return false;
+        }
+        bw = (double)(ms->transferred - before) / MAX(now_ms() - t0, 1); /* bytes/ms */
+        pthread_mutex_lock(&ms->lock);
+        ms->dirty_sync_count++;
+        ms->remaining = rs->dirty_pages * MIG_PAGE_SIZE;
+        ms->mbps = bw * 1000 * 8 / 1e6;
+        ms->dirty_pages_rate = rs->dirty_pages * 1000.0 / MAX(now_ms() - t0, 1);
+        ms->pages_per_second = (ms->normal + ms->duplicate) * 1000.0 /
+                               MAX(now_ms() - ms->start_ms, 1);
+        ms->expected_downtime_ms = bw > 0 ? ms->remaining / bw : 0;
+        pthread_mutex_unlock(&ms->lock);
+        if ((uint64_t)ms->expected_downtime_ms <= ms->downtime_limit_ms ||
+            pass >= MAX_PASSES) {
+            return true;
+        }
+        if (cancelled(ms)) {
+            error_setg(errp, "cancelled");
+            return false;
+        }
+    }
+}
+
+void *migration_thread(void *opaque)
+{
+    MigrationState *ms = opaque;
+    Machine *m = ms->machine;
+    RamState rs = { 0 };
+    GError *err = NULL;
+    MigrationUri uri;
+    int64_t stop_at;
+    bool ok;
+
+    ok = migration_uri_parse(ms->uri, &uri, &err) &&
+         (ms->fd = migration_connect(&uri, &ms->child, &err)) >= 0 &&
+         mig_write_header(ms->fd, &err) && send_config(ms, &err) &&
+         ram_state_init(&rs, m, &err);
+    ms->setup_ms = now_ms() - ms->start_ms;
+    if (ok) {
+        migration_set_status(ms, MIGRATION_STATUS_ACTIVE);
+        ok = run_passes(ms, &rs, &err);
+    }
+    if (ok) {
+        migration_stop_vm(ms);
+        stop_at = now_ms();
+        migration_set_status(ms, MIGRATION_STATUS_DEVICE);
+        ok = ram_sync_dirty(&rs, m, &err) && send_dirty_pages(ms, &rs, true, &err) &&
+             send_machine_state(ms, &err) && wait_for_ack(ms, &err);
+        ms->downtime_ms = now_ms() - stop_at;
+    }
+    ms->total_ms = now_ms() - ms->start_ms;
+    if (rs.nr_regions) {
+        ram_state_destroy(&rs, m);
+    }
+    if (ms->fd >= 0) {
+        close(ms->fd);
+        ms->fd = -1;
+    }
+    if (ms->child > 0) {
+        waitpid(ms->child, NULL, 0);
+        ms->child = 0;
+    }
+    pthread_mutex_lock(&ms->lock);
+    g_free(ms->error_desc);
+    ms->error_desc = err ? g_strdup(err->message) : NULL;
+    pthread_mutex_unlock(&ms->lock);
+    migration_set_status(ms, ok ? MIGRATION_STATUS_COMPLETED
+                         : cancelled(ms) ? MIGRATION_STATUS_CANCELLED
+                                         : MIGRATION_STATUS_FAILED);
+    g_clear_error(&err);
+    g_idle_add(finish_cb, ms);
+    return NULL;
+}
+
+/* ---- main-thread API ---- */
+
+MigrationState *migration_new(Machine *m, MigrationEventFn fn, void *opaque)
+{
+    MigrationState *ms = g_new0(MigrationState, 1);
+
+    ms->machine = m;
+    ms->event_fn = fn;
+    ms->event_opaque = opaque;
+    ms->max_bandwidth = 128ULL << 20;     /* QEMU's default, 128 MiB/s */
+    ms->downtime_limit_ms = 300;          /* QEMU's default */
+    ms->caps = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    ms->fd = -1;
+    ms->listen_fd = -1;
+    pthread_mutex_init(&ms->lock, NULL);
+    pthread_cond_init(&ms->cond, NULL);
+    return ms;
+}
+
+void migration_free(MigrationState *ms)
+{
+    if (!ms) {
+        return;
+    }
+    if (ms->thread_running) {
+        migration_cancel(ms);
+        pthread_join(ms->thread, NULL);
+    }
+    if (ms->listen_watch) {
+        g_source_remove(ms->listen_watch);
+    }
+    if (ms->listen_fd >= 0) {
+        close(ms->listen_fd);
+    }
+    g_hash_table_destroy(ms->caps);
+    g_free(ms->uri);
+    g_free(ms->error_desc);
+    g_free(ms);
+}
+
+bool migration_start(MigrationState *ms, const char *uri, GError **errp)
+{
+    MigrationUri parsed;
+    Machine *m = ms->machine;
+
+    if (ms->thread_running) {
+        error_setg(errp, "There's a migration process in progress");
+        return false;
+    }
+    if (m->runstate == RUN_STATE_INMIGRATE || m->runstate == RUN_STATE_POSTMIGRATE) {
+        error_setg(errp, "Guest is waiting for an incoming migration");
+        return false;
+    }
+    if (!migration_uri_parse(uri, &parsed, errp)) {
+        return false;
+    }
+    g_free(ms->uri);
+    ms->uri = g_strdup(uri);
+    ms->cancel_requested = ms->vm_stopped = false;
+    ms->transferred = ms->duplicate = ms->normal = ms->dirty_sync_count = 0;
+    ms->remaining = ms->downtime_ms = ms->total_ms = ms->expected_downtime_ms = 0;
+    ms->total_ram = m->ram_size;
+    ms->start_ms = now_ms();
+    g_clear_pointer(&ms->error_desc, g_free);
+    migration_set_status(ms, MIGRATION_STATUS_SETUP);
+    if (pthread_create(&ms->thread, NULL, migration_thread, ms) != 0) {
+        error_setg(errp, "cannot start the migration thread");
+        migration_set_status(ms, MIGRATION_STATUS_FAILED);
+        return false;
+    }
+    ms->thread_running = true;
+    return true;
+}
+
+void migration_cancel(MigrationState *ms)
+{
+    bool notify = false;
+
+    pthread_mutex_lock(&ms->lock);
+    if (ms->thread_running && (ms->status == MIGRATION_STATUS_SETUP ||
+                               ms->status == MIGRATION_STATUS_ACTIVE)) {
+        ms->cancel_requested = true;
+        ms->status = MIGRATION_STATUS_CANCELLING;
+        notify = true;
+        if (ms->fd >= 0) {
+            shutdown(ms->fd, SHUT_RDWR);   /* unblock a blocked write */
+        }
+    }
+    pthread_mutex_unlock(&ms->lock);
+    if (notify) {
+        migration_notify(ms, MIGRATION_STATUS_CANCELLING, 0);
+    }
+}

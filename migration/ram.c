@@ -1,0 +1,78 @@
+/*
+ * Guest RAM for migration: the regions (below and above 4 GiB), KVM's dirty
+ * log folded into per-region bitmaps of pages still to send.  Used by the
+ * source migration thread only.
+ */
+#include <string.h>
+
+#include "hw/machine.h"
+#include "migration-int.h"
+#include "util/error.h"
+
+static size_t bitmap_words(uint64_t size)
+{
+    return (size / MIG_PAGE_SIZE + 63) / 64;
+}
+
+bool ram_state_init(RamState *rs, Machine *m, GError **errp)
+{
+    const uint64_t gpa[2] = { 0, HIGH_RAM_START };
+    const uint64_t size[2] = { m->below_4g, m->above_4g };
+
+    memset(rs, 0, sizeof(*rs));
+    for (int i = 0; i < 2; i++) {
+        RamRegion *r;
+        if (!size[i]) {
+            continue;
+        }
+        r = &rs->region[rs->nr_regions++];
+        r->gpa = gpa[i];
+        r->size = size[i];
+        r->hva = machine_gpa_to_hva(m, gpa[i], size[i]);
+        r->bitmap = g_new(uint64_t, bitmap_words(size[i]));
+        r->scratch = g_new0(uint64_t, bitmap_words(size[i]));
+        /* every page is "dirty" for the first pass */
+        memset(r->bitmap, 0xff, bitmap_words(size[i]) * 8);
+        if (size[i] / MIG_PAGE_SIZE % 64) {
+            r->bitmap[bitmap_words(size[i]) - 1] = (1ULL << (size[i] / MIG_PAGE_SIZE % 64)) - 1;
+        }
+        rs->total_pages += size[i] / MIG_PAGE_SIZE;
+        if (!kvm_dirty_log_enable(&m->kvm, gpa[i], true, errp) ||
+            !kvm_dirty_log_get(&m->kvm, gpa[i], r->scratch, errp)) {
+            return false;
+        }
+    }
+    rs->dirty_pages = rs->total_pages;
+    return true;
+}
+
+void ram_state_destroy(RamState *rs, Machine *m)
+{
+    for (unsigned i = 0; i < rs->nr_regions; i++) {
+        kvm_dirty_log_enable(&m->kvm, rs->region[i].gpa, false, NULL);
+        g_free(rs->region[i].bitmap);
+        g_free(rs->region[i].scratch);
+    }
+    memset(rs, 0, sizeof(*rs));
+}
+
+bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp)
+{
+    uint64_t dirty = 0;
+
+    for (unsigned i = 0; i < rs->nr_regions; i++) {
+        RamRegion *r = &rs->region[i];
+        size_t words = bitmap_words(r->size);
+
+        memset(r->scratch, 0, words * 8);
+        if (!kvm_dirty_log_get(&m->kvm, r->gpa, r->scratch, errp)) {
+            return false;
+        }
+        for (size_t w = 0; w < words; w++) {
+            r->bitmap[w] |= r->scratch[w];
+            dirty += __builtin_popcountll(r->bitmap[w]);
+        }
+    }
+    rs->dirty_pages = dirty;
+    return true;
+}
