@@ -12,6 +12,7 @@
 #include "hw/machine.h"
 #include "monitor-int.h"
 #include "util/error.h"
+#include "util/subopt.h"
 
 #define HMP_PROMPT "(qemu) "
 #define HMP_MAX_LINE 4096
@@ -235,6 +236,93 @@ static void hmp_osnet_did(Monitor *mon, const char *args)
     }
 }
 
+static void hmp_migrate(Monitor *mon, const char *args)
+{
+    const char *uri = args;
+
+    /* -d (detach) is how QEMU's HMP always behaves now: return at once */
+    if (g_str_has_prefix(uri, "-d ")) {
+        uri = g_strchug((char *)uri + 3);
+    }
+    if (!*uri) {
+        monitor_printf(mon, "migrate: a URI is required\n");
+        return;
+    }
+    json_decref(hmp_qmp(mon, qmp_migrate, json_pack("{s:s}", "uri", uri)));
+}
+
+static void hmp_migrate_cancel(Monitor *mon, const char *args)
+{
+    json_decref(hmp_qmp(mon, qmp_migrate_cancel, NULL));
+}
+
+/* "32M", "1G", or a bare number of bytes per second, as QEMU's HMP takes */
+static void hmp_migrate_set_speed(Monitor *mon, const char *args)
+{
+    uint64_t bytes;
+    GError *err = NULL;
+
+    if (!parse_size_value("speed", args, 'B', &bytes, &err)) {
+        monitor_printf(mon, "%s\n", err->message);
+        g_error_free(err);
+        return;
+    }
+    json_decref(hmp_qmp(mon, qmp_migrate_set_parameters,
+                        json_pack("{s:I}", "max-bandwidth", (json_int_t)bytes)));
+}
+
+static void hmp_migrate_set_downtime(Monitor *mon, const char *args)
+{
+    char *end;
+    double seconds = g_ascii_strtod(args, &end);
+
+    if (end == args || *end || seconds < 0) {
+        monitor_printf(mon, "migrate_set_downtime: expected seconds, e.g. 0.3\n");
+        return;
+    }
+    json_decref(hmp_qmp(mon, qmp_migrate_set_parameters,
+                        json_pack("{s:I}", "downtime-limit",
+                                  (json_int_t)(seconds * 1000 + 0.5))));
+}
+
+static void hmp_info_migrate(Monitor *mon, const char *args)
+{
+    json_t *info = hmp_qmp(mon, qmp_query_migrate, NULL);
+    json_t *caps = hmp_qmp(mon, qmp_query_migrate_capabilities, NULL);
+    json_t *ram = json_object_get(info, "ram");
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    monitor_printf(mon, "capabilities:");
+    json_array_foreach(caps, i, v) {
+        monitor_printf(mon, " %s: %s", json_string_value(json_object_get(v, "capability")),
+                       json_is_true(json_object_get(v, "state")) ? "on" : "off");
+    }
+    monitor_printf(mon, "\n");
+    if (json_object_get(info, "status")) {
+        monitor_printf(mon, "Migration status: %s\n",
+                       json_string_value(json_object_get(info, "status")));
+    }
+    json_object_foreach(info, key, v) {
+        if (json_is_integer(v)) {
+            monitor_printf(mon, "%s: %" JSON_INTEGER_FORMAT " ms\n", key,
+                           json_integer_value(v));
+        } else if (json_is_string(v) && strcmp(key, "status")) {
+            monitor_printf(mon, "%s: %s\n", key, json_string_value(v));
+        }
+    }
+    json_object_foreach(ram, key, v) {
+        if (json_is_integer(v)) {
+            monitor_printf(mon, "%s: %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(v));
+        } else if (json_is_real(v)) {
+            monitor_printf(mon, "%s: %.2f\n", key, json_real_value(v));
+        }
+    }
+    json_decref(info);
+    json_decref(caps);
+}
+
 static void hmp_stop(Monitor *mon, const char *args)
 {
     json_decref(hmp_qmp(mon, qmp_stop, NULL));
@@ -330,6 +418,13 @@ static const HmpCommand hmp_commands[] = {
     { "cont|c", "", "resume emulation", hmp_cont, false },
     { "system_reset", "", "reset the system", hmp_system_reset, false },
     { "quit|q", "", "quit the emulator", hmp_quit, false },
+    { "migrate", "[-d] uri", "migrate to uri (tcp:HOST:PORT, unix:PATH, exec:CMD)",
+      hmp_migrate, true },
+    { "migrate_cancel", "", "cancel the current migration", hmp_migrate_cancel, false },
+    { "migrate_set_speed", "value", "set the migration speed limit (bytes/s, "
+      "suffixes k M G)", hmp_migrate_set_speed, true },
+    { "migrate_set_downtime", "seconds", "set the largest tolerated downtime",
+      hmp_migrate_set_downtime, true },
     { "osnet_set_cpumap", "path", "load a new vCPU->pCPU map and move the vCPUs",
       hmp_osnet_set_cpumap, true },
     { "osnet_did", "on|off", "switch direct interrupt delivery on or off",
@@ -341,6 +436,7 @@ static const HmpCommand hmp_info_commands[] = {
     { "chardev", "", "show the character devices", hmp_info_chardev, false },
     { "cpus", "", "show infos for each CPU", hmp_info_cpus, false },
     { "kvm", "", "show KVM information", hmp_info_kvm, false },
+    { "migrate", "", "show migration status", hmp_info_migrate, false },
     { "name", "", "show the current VM name", hmp_info_name, false },
     { "osnet", "", "show dedicated cores, DID state and exit rates", hmp_info_osnet,
       false },
