@@ -21,6 +21,7 @@
 typedef struct Incoming {
     MigrationState *ms;
     int fd;
+    RamState ram;            /* only the regions' untouched bitmaps are used */
     GPtrArray *sections;     /* kept sections (KVM, CPU, DEVICE) */
     char *error;
     pthread_t thread;
@@ -57,7 +58,44 @@ static bool check_config(Machine *m, const MigSection *s, GError **errp)
     return ok;
 }
 
-static bool load_ram(Machine *m, const MigSection *s, GError **errp)
+/* Pages of this (fresh) guest that still read as zeros without a write. */
+static void incoming_find_untouched(Incoming *in, Machine *m)
+{
+    const uint64_t gpa[2] = { 0, HIGH_RAM_START };
+    const uint64_t size[2] = { m->below_4g, m->above_4g };
+
+    for (int i = 0; i < 2; i++) {
+        RamRegion *r;
+        if (!size[i]) {
+            continue;
+        }
+        r = &in->ram.region[in->ram.nr_regions++];
+        r->gpa = gpa[i];
+        r->size = size[i];
+        r->hva = machine_gpa_to_hva(m, gpa[i], size[i]);
+        r->untouched = g_new0(uint64_t, (size[i] / MIG_PAGE_SIZE + 63) / 64);
+        ram_find_untouched(r);
+    }
+}
+
+/* True (and the bit cleared) when gpa's page is still untouched here. */
+static bool take_untouched(Incoming *in, uint64_t gpa, bool clear)
+{
+    for (unsigned i = 0; i < in->ram.nr_regions; i++) {
+        RamRegion *r = &in->ram.region[i];
+        if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+            uint64_t p = (gpa - r->gpa) / MIG_PAGE_SIZE, bit = 1ULL << (p % 64);
+            bool was = r->untouched[p / 64] & bit;
+            if (clear) {
+                r->untouched[p / 64] &= ~bit;
+            }
+            return was;
+        }
+    }
+    return false;
+}
+
+static bool load_ram(Incoming *in, Machine *m, const MigSection *s, GError **errp)
 {
     const uint8_t *p = s->payload->data, *end = p + s->payload->len;
 
@@ -79,11 +117,15 @@ static bool load_ram(Machine *m, const MigSection *s, GError **errp)
             return false;
         }
         if ((rec & RAM_FLAG_MASK) == RAM_FLAG_ZERO) {
-            memset(dst, 0, MIG_PAGE_SIZE);
+            /* a page never touched here is zero already: leave it unallocated */
+            if (!take_untouched(in, gpa, false)) {
+                memset(dst, 0, MIG_PAGE_SIZE);
+            }
         } else if ((rec & RAM_FLAG_MASK) == RAM_FLAG_PAGE) {
             if ((size_t)(end - p) < MIG_PAGE_SIZE) {
                 goto bad;
             }
+            take_untouched(in, gpa, true);
             memcpy(dst, p, MIG_PAGE_SIZE);
             p += MIG_PAGE_SIZE;
         } else {
@@ -105,6 +147,7 @@ static void *incoming_thread(void *opaque)
     GError *err = NULL;
     bool seen_config = false, ok = mig_read_header(in->fd, &err);
 
+    incoming_find_untouched(in, m);
     while (ok) {
         MigSection *s = mig_read_section(in->fd, &err);
         if (!s) {
@@ -118,7 +161,7 @@ static void *incoming_thread(void *opaque)
             ok = check_config(m, s, &err);
             seen_config = true;
         } else if (s->type == SEC_RAM) {
-            ok = load_ram(m, s, &err);
+            ok = load_ram(in, m, s, &err);
         } else if (s->type == SEC_END) {
             mig_section_free(s);
             break;
@@ -219,6 +262,9 @@ static bool apply_sections(Incoming *in, GError **errp)
 
 static void incoming_free(Incoming *in)
 {
+    for (unsigned i = 0; i < in->ram.nr_regions; i++) {
+        g_free(in->ram.region[i].untouched);
+    }
     g_ptr_array_free(in->sections, TRUE);
     g_free(in->error);
     g_free(in);

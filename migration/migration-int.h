@@ -82,6 +82,7 @@ typedef struct RamRegion {
     uint8_t *hva;
     uint64_t *bitmap;       /* dirty pages still to send */
     uint64_t *scratch;      /* KVM's fresh bitmap */
+    uint64_t *untouched;    /* pages never touched, for the first pass */
 } RamRegion;
 
 typedef struct RamState {
@@ -92,6 +93,13 @@ typedef struct RamState {
 } RamState;
 
 bool ram_state_init(RamState *rs, Machine *m, GError **errp);
+/*
+ * Mark in r->untouched the pages the guest never touched (neither in
+ * memory nor swapped out, per /proc/self/pagemap): they read as zeros,
+ * and reading them would only fault in the zero page.  Best effort: a page
+ * whose entry cannot be read counts as touched.
+ */
+void ram_find_untouched(RamRegion *r);
 void ram_state_destroy(RamState *rs, Machine *m);
 /* Fold KVM's dirty log into the bitmaps. */
 bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp);

@@ -5,6 +5,7 @@
  * and emits events.  ms->lock protects the status and the statistics.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -160,7 +161,8 @@ static void throttle(MigrationState *ms, uint64_t sent, int64_t t0)
 }
 
 /* Send every page whose bit is set, clearing the bits. */
-static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final, GError **errp)
+static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
+                             bool first_pass, GError **errp)
 {
     GByteArray *buf = g_byte_array_new();
     unsigned in_section = 0;
@@ -179,7 +181,7 @@ static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final, GErro
             }
             r->bitmap[p / 64] &= ~bit;
             page = r->hva + p * MIG_PAGE_SIZE;
-            if (page_is_zero(page)) {
+            if ((first_pass && (r->untouched[p / 64] & bit)) || page_is_zero(page)) {
                 rec = GUINT64_TO_LE((r->gpa + p * MIG_PAGE_SIZE) | RAM_FLAG_ZERO);
                 g_byte_array_append(buf, (guint8 *)&rec, 8);
                 ms->duplicate++;
@@ -286,7 +288,14 @@ static bool run_passes(MigrationState *ms, RamState *rs, GError **errp)
         double bw;
 
         migration_notify(ms, MIGRATION_STATUS_ACTIVE, pass);
-        if (!send_dirty_pages(ms, rs, false, errp) || !ram_sync_dirty(rs, ms->machine, errp)) {
+        if (pass == 1) {
+            /* only the first pass sees pages the guest never touched */
+            for (unsigned i = 0; i < rs->nr_regions; i++) {
+                ram_find_untouched(&rs->region[i]);
+            }
+        }
+        if (!send_dirty_pages(ms, rs, false, pass == 1, errp) ||
+            !ram_sync_dirty(rs, ms->machine, errp)) {
             return false;
         }
         bw = (double)(ms->transferred - before) / MAX(now_ms() - t0, 1); /* bytes/ms */
@@ -333,7 +342,7 @@ void *migration_thread(void *opaque)
         migration_stop_vm(ms);
         stop_at = now_ms();
         migration_set_status(ms, MIGRATION_STATUS_DEVICE);
-        ok = ram_sync_dirty(&rs, m, &err) && send_dirty_pages(ms, &rs, true, &err) &&
+        ok = ram_sync_dirty(&rs, m, &err) && send_dirty_pages(ms, &rs, true, false, &err) &&
              send_machine_state(ms, &err) && wait_for_ack(ms, &err);
         ms->downtime_ms = now_ms() - stop_at;
     }

@@ -3,7 +3,9 @@
  * log folded into per-region bitmaps of pages still to send.  Used by the
  * source migration thread only.
  */
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hw/machine.h"
 #include "migration-int.h"
@@ -31,6 +33,7 @@ bool ram_state_init(RamState *rs, Machine *m, GError **errp)
         r->hva = machine_gpa_to_hva(m, gpa[i], size[i]);
         r->bitmap = g_new(uint64_t, bitmap_words(size[i]));
         r->scratch = g_new0(uint64_t, bitmap_words(size[i]));
+        r->untouched = g_new0(uint64_t, bitmap_words(size[i]));
         /* every page is "dirty" for the first pass */
         memset(r->bitmap, 0xff, bitmap_words(size[i]) * 8);
         if (size[i] / MIG_PAGE_SIZE % 64) {
@@ -52,8 +55,34 @@ void ram_state_destroy(RamState *rs, Machine *m)
         kvm_dirty_log_enable(&m->kvm, rs->region[i].gpa, false, NULL);
         g_free(rs->region[i].bitmap);
         g_free(rs->region[i].scratch);
+        g_free(rs->region[i].untouched);
     }
     memset(rs, 0, sizeof(*rs));
+}
+
+void ram_find_untouched(RamRegion *r)
+{
+    enum { CHUNK = 8192 };
+    uint64_t pages = r->size / MIG_PAGE_SIZE;
+    uint64_t *entries = g_new(uint64_t, CHUNK);
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+    for (uint64_t first = 0; fd >= 0 && first < pages; first += CHUNK) {
+        uint64_t n = MIN(CHUNK, pages - first);
+        off_t off = (off_t)((uintptr_t)r->hva / MIG_PAGE_SIZE + first) * 8;
+        if (pread(fd, entries, n * 8, off) != (ssize_t)(n * 8)) {
+            break;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            if (!(entries[i] & (3ULL << 62))) {      /* not present, not swapped */
+                r->untouched[(first + i) / 64] |= 1ULL << ((first + i) % 64);
+            }
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    g_free(entries);
 }
 
 bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp)
