@@ -3,6 +3,7 @@
  * topology rules with QEMU's error texts.
  */
 #include "system/config.h"
+#include "system/drive.h"
 #include "unit.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -244,6 +245,67 @@ UNIT_TEST(only_none_values)
     g_free(m1);
     g_free(m2);
     g_free(m3);
+}
+
+static char *drive_error(const char *arg, DriveConfig *d)
+{
+    GError *err = NULL;
+    char *msg = NULL;
+
+    if (!drive_parse(arg, 0, d, &err)) {
+        msg = g_strdup(err->message);
+        g_error_free(err);
+    }
+    return msg;
+}
+
+UNIT_TEST(drive_seed_spelling)
+{
+    DriveConfig d;
+    char *msg = drive_error("file=vm.qcow2,if=virtio", &d);
+
+    CHECK(msg == NULL);
+    CHECK_STR(d.file, "vm.qcow2");
+    CHECK(d.format == NULL);          /* probed */
+    CHECK_STR(d.id, "virtio0");
+    CHECK_EQ(d.cache, BLOCK_CACHE_WRITEBACK);
+    drive_config_clear(&d);
+    msg = drive_error("file=a,,b.img,if=virtio,format=raw,cache=none,readonly=on,"
+                      "id=disk1,discard=unmap,serial=S1", &d);
+    CHECK(msg == NULL);
+    CHECK_STR(d.file, "a,b.img");
+    CHECK_STR(d.format, "raw");
+    CHECK_EQ(d.cache, BLOCK_CACHE_NONE);
+    CHECK(d.read_only && d.discard_unmap);
+    CHECK_STR(d.id, "disk1");
+    CHECK_STR(d.serial, "S1");
+    drive_config_clear(&d);
+}
+
+UNIT_TEST(drive_errors)
+{
+    static const struct {
+        const char *arg, *error;
+    } cases[] = {
+        { "file=x", "add if=virtio" },
+        { "file=x,if=ide", "if=ide is not supported" },
+        { "if=virtio", "must be specified for \"file\"" },
+        { "file=x,if=virtio,format=vmdk", "Unknown driver 'vmdk'" },
+        { "file=x,if=virtio,cache=fast", "invalid cache option" },
+        { "file=x,if=virtio,readonly=maybe", "expects 'on' or 'off'" },
+        { "file=x,if=virtio,media=cdrom", "media=cdrom" },
+        { "file=x,if=virtio,bogus=1", "Invalid parameter 'bogus'" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        DriveConfig d;
+        char *msg = drive_error(cases[i].arg, &d);
+        CHECK(msg && strstr(msg, cases[i].error));
+        if (!msg || !strstr(msg, cases[i].error)) {
+            fprintf(stderr, "  %s -> %s\n", cases[i].arg, msg ? msg : "(ok)");
+        }
+        g_free(msg);
+    }
 }
 
 UNIT_MAIN()

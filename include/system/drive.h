@@ -1,0 +1,30 @@
+/*
+ * -drive: QEMU's option parsed into what the block layer and the disk
+ * device need.  Pure parsing; main thread before the machine exists.
+ */
+#ifndef SYSTEM_DRIVE_H
+#define SYSTEM_DRIVE_H
+
+#include <stdbool.h>
+#include <glib.h>
+
+#include "block/block.h"
+
+typedef struct DriveConfig {
+    char *id;                /* id=, or "virtio0", "virtio1"... as QEMU names them */
+    char *file;
+    char *format;            /* NULL: probe */
+    char *serial;            /* serial=, the disk's ID string */
+    BlockCacheMode cache;
+    bool read_only;
+    bool discard_unmap;
+    bool has_media;          /* media=disk (default); cdrom is refused */
+} DriveConfig;
+
+/* Parse one -drive argument; index numbers drives of the same interface. */
+bool drive_parse(const char *arg, unsigned index, DriveConfig *out, GError **errp);
+void drive_config_clear(DriveConfig *d);
+/* The BlockOptions for bdrv_open (pointers into d). */
+BlockOptions drive_block_options(const DriveConfig *d);
+
+#endif
