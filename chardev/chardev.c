@@ -331,6 +331,8 @@ static gboolean chardev_out_writable_cb(gint fd, GIOCondition cond, gpointer dat
         chardev_output_failed(chr);
     } else if (close_now) {
         chardev_disconnect(chr, true);
+    } else if (done) {
+        chardev_update_input(chr); /* drained: read the peer again */
     }
     return done ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
@@ -339,7 +341,7 @@ static gboolean chardev_out_writable_cb(gint fd, GIOCondition cond, gpointer dat
 static gboolean chardev_out_idle_cb(gpointer data)
 {
     Chardev *chr = data;
-    bool failed, close_now = false;
+    bool failed, close_now = false, drained = false;
 
     g_mutex_lock(&chr->lock);
     chr->out_idle = 0;
@@ -351,12 +353,15 @@ static gboolean chardev_out_idle_cb(gpointer data)
                 g_unix_fd_add(chr->out_fd, G_IO_OUT, chardev_out_writable_cb, chr);
         }
         close_now = !failed && !chr->out_len && chr->closing;
+        drained = !failed && !chr->out_len;
     }
     g_mutex_unlock(&chr->lock);
     if (failed) {
         chardev_output_failed(chr);
     } else if (close_now) {
         chardev_disconnect(chr, true);
+    } else if (drained) {
+        chardev_update_input(chr); /* read the peer again */
     }
     return G_SOURCE_REMOVE;
 }
@@ -479,7 +484,21 @@ void chardev_accept_input(Chardev *chr)
 static size_t chardev_input_room(Chardev *chr)
 {
     size_t room;
+    bool backlogged;
 
+    /*
+     * While output to the peer is queued (it is not reading what it is
+     * sent), its input is not read either; chardev_out_writable_cb() reads
+     * again once the queue has drained.  So what a frontend writes in
+     * answer to one read always finds the whole queue free: a QMP client
+     * sending a long batch gets every reply, never a truncated stream.
+     */
+    g_mutex_lock(&chr->lock);
+    backlogged = chr->out_len > 0 && chr->out_fd >= 0 && !chr->out_failed;
+    g_mutex_unlock(&chr->lock);
+    if (backlogged) {
+        return 0;
+    }
     if (!chr->handlers) {
         return CHARDEV_READ_CHUNK;
     }

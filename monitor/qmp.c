@@ -9,6 +9,9 @@
 #include "monitor-int.h"
 #include "util/error.h"
 
+/* Junk outside any brackets is awaited this long for its end ('{', '[' or newline). */
+#define QMP_MAX_JUNK_WAIT 4096
+
 void qmp_session_reset(QmpSession *s)
 {
     if (!s->input) {
@@ -30,20 +33,28 @@ void qmp_session_free(QmpSession *s)
 void monitor_send_json(Monitor *mon, const json_t *value)
 {
     char *text = qmp_dumps(value);
+    char *line;
 
     if (text) {
-        chardev_write(mon->chr, text, strlen(text));
-        chardev_write(mon->chr, "\r\n", 2);
+        /* one write per message: a reply is queued whole or not at all */
+        line = g_strconcat(text, "\r\n", NULL);
+        chardev_write(mon->chr, line, strlen(line));
+        g_free(line);
         free(text);
     }
 }
 
+/*
+ * No capabilities are offered: this monitor has no out-of-band execution,
+ * and clients (Python's qemu.qmp among them) enable whatever the greeting
+ * offers, so offering "oob" made their negotiation fail.  QEMU's own
+ * monitors without an I/O thread greet the same way.
+ */
 void qmp_session_greet(Monitor *mon)
 {
-    json_t *greeting = json_pack(
-        "{s:{s:{s:{s:i,s:i,s:i},s:s},s:[s]}}", "QMP", "version", "qemu", "micro", 0,
-        "minor", 2, "major", 4, "package", "directvisor " DIRECTVISOR_VERSION,
-        "capabilities", "oob");
+    json_t *greeting = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version",
+                                 "qemu", "micro", 0, "minor", 2, "major", 4, "package",
+                                 "directvisor " DIRECTVISOR_VERSION, "capabilities");
 
     monitor_send_json(mon, greeting);
     json_decref(greeting);
@@ -51,8 +62,8 @@ void qmp_session_greet(Monitor *mon)
 
 static void qmp_send_error(Monitor *mon, const char *desc)
 {
-    json_t *resp = json_pack("{s:{s:s,s:s}}", "error", "class", "GenericError",
-                             "desc", desc);
+    json_t *resp =
+        json_pack("{s:{s:s,s:s}}", "error", "class", "GenericError", "desc", desc);
 
     monitor_send_json(mon, resp);
     json_decref(resp);
@@ -80,62 +91,148 @@ static bool qmp_skip_line(QmpSession *s)
     return true;
 }
 
-/* Whitespace only (nothing to parse yet)? */
-static bool only_space(const guint8 *p, size_t len)
+/* Bytes of leading whitespace. */
+static size_t leading_space(const char *p, size_t len)
 {
+    size_t i = 0;
+
+    while (i < len && g_ascii_isspace(p[i])) {
+        i++;
+    }
+    return i;
+}
+
+/* Bytes that may continue a literal, a number or an escape. */
+static bool is_token_byte(char c)
+{
+    return g_ascii_isalnum(c) || c == '+' || c == '-' || c == '.' || c == '\\';
+}
+
+/*
+ * Could this parse error only be the end of the input cutting a token
+ * short ("tru", "-1.", "\u00", half a UTF-8 character)?  A read may end
+ * anywhere inside a request, so the rest is awaited before calling it junk.
+ */
+static bool qmp_error_at_cut(const char *p, size_t len, const json_error_t *jerr)
+{
+    size_t pos = jerr->position, tail = 0;
+
+    switch (json_error_code(jerr)) {
+    case json_error_premature_end_of_input:
+        return true;
+    case json_error_invalid_utf8:
+        return pos < len && g_utf8_get_char_validated(p + pos, len - pos) == (gunichar)-2;
+    default:
+        break;
+    }
+    if (pos != len) {
+        return false;
+    }
+    while (tail < len && tail <= 64 && is_token_byte(p[len - 1 - tail])) {
+        tail++;
+    }
+    return tail > 0 && tail <= 64;
+}
+
+/*
+ * Where does the bad value at p end?  A bracketed one at its closing
+ * bracket (strings respected), anything else before the next '{' or '[';
+ * a newline ends either.  0 when the end has not arrived yet.
+ */
+static size_t qmp_bad_value_end(const char *p, size_t len)
+{
+    bool bracketed = p[0] == '{' || p[0] == '[';
+    bool in_string = false, escaped = false;
+    int depth = 0;
+
     for (size_t i = 0; i < len; i++) {
-        if (!g_ascii_isspace(p[i])) {
-            return false;
+        char c = p[i];
+
+        if (c == '\n') {
+            return i + 1;
+        }
+        if (!bracketed) {
+            if (i > 0 && (c == '{' || c == '[')) {
+                return i;
+            }
+            continue;
+        }
+        if (in_string) {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            return i + 1;
         }
     }
-    return true;
+    return 0;
+}
+
+/*
+ * Parse and run the complete values at the head of the input; returns the
+ * bytes consumed.  After a parse error the bad value is reported once and
+ * skipped, so the requests behind it, on the same line or not, still run.
+ */
+static size_t qmp_parse_input(Monitor *mon)
+{
+    QmpSession *s = &mon->qmp;
+    size_t done = 0;
+
+    while (done < s->input->len && mon->connected) {
+        const char *p = (const char *)s->input->data + done;
+        size_t left = s->input->len - done, end;
+        bool cut;
+        json_error_t jerr;
+        json_t *value;
+        char *desc;
+
+        if (g_ascii_isspace(*p)) {
+            done += leading_space(p, left);
+            continue;
+        }
+        value = json_loadb(
+            p, left, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (value) {
+            done += MIN((size_t)jerr.position, left);
+            qmp_handle_value(mon, value);
+            json_decref(value);
+            continue;
+        }
+        cut = qmp_error_at_cut(p, left, &jerr);
+        end = cut ? 0 : qmp_bad_value_end(p, left);
+        if (!end && left <= (cut || *p == '{' || *p == '[' ? QMP_MAX_PENDING_INPUT
+                                                           : QMP_MAX_JUNK_WAIT)) {
+            break; /* wait for the rest */
+        }
+        desc =
+            g_strdup_printf("JSON parse error, %s", cut ? "input too long" : jerr.text);
+        qmp_send_error(mon, desc);
+        g_free(desc);
+        if (!end) {
+            s->discarding = true; /* the rest of this line is lost */
+            return s->input->len;
+        }
+        done += end;
+    }
+    return done;
 }
 
 void qmp_session_input(Monitor *mon, const uint8_t *buf, size_t len)
 {
     QmpSession *s = &mon->qmp;
+    size_t done;
 
     g_byte_array_append(s->input, buf, len);
-    while (s->input->len && mon->connected) {
-        json_error_t jerr;
-        json_t *value;
-
-        if (s->discarding) {
-            if (!qmp_skip_line(s)) {
-                return;
-            }
-            s->discarding = false;
-            continue;
-        }
-        if (only_space(s->input->data, s->input->len)) {
-            g_byte_array_set_size(s->input, 0);
+    if (s->discarding) {
+        if (!qmp_skip_line(s)) {
             return;
         }
-        value = json_loadb((const char *)s->input->data, s->input->len,
-                           JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
-                           JSON_ALLOW_NUL, &jerr);
-        if (value) {
-            g_byte_array_remove_range(s->input, 0, MIN((guint)jerr.position, s->input->len));
-            qmp_handle_value(mon, value);
-            json_decref(value);
-            continue;
-        }
-        if (json_error_code(&jerr) == json_error_premature_end_of_input) {
-            if (s->input->len <= QMP_MAX_PENDING_INPUT) {
-                return;    /* wait for the rest */
-            }
-            qmp_send_error(mon, "JSON parse error, input too long");
-            g_byte_array_set_size(s->input, 0);
-            s->discarding = true;
-            return;
-        }
-        /*
-         * Garbage: report it once and resynchronise at the next line, so a
-         * megabyte of junk costs one error, not one per byte.
-         */
-        char *desc = g_strdup_printf("JSON parse error, %s", jerr.text);
-        qmp_send_error(mon, desc);
-        g_free(desc);
-        s->discarding = true;
+        s->discarding = false;
     }
+    done = qmp_parse_input(mon);
+    /* a session reset while a command ran has emptied the input already */
+    g_byte_array_remove_range(s->input, 0, MIN(done, s->input->len));
 }

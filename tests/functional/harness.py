@@ -167,3 +167,123 @@ class SerialClient:
 
     def close(self):
         self.sock.close()
+
+
+# ---- monitors (QMP clients, process bookkeeping) ----
+
+import json  # noqa: E402
+
+
+def wait_for_path(path, timeout=20):
+    """Wait until path exists (a unix socket a VMM is about to create)."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.005)
+
+
+def fd_count(pid):
+    """Number of open file descriptors of process pid."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_fd_count(pid, expected, timeout=10):
+    """Wait until pid has `expected` fds open; return the last count seen."""
+    deadline = time.time() + timeout
+    while True:
+        n = fd_count(pid)
+        if n == expected or time.time() > deadline:
+            return n
+        time.sleep(0.01)
+
+
+class QmpClient:
+    """A small QMP client: one JSON value per line each way.  Events that
+    arrive while waiting for a reply are kept in .events."""
+
+    def __init__(self, address, negotiate=True, timeout=20):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if isinstance(address, str):
+                    self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    self.sock.connect(address)
+                else:
+                    self.sock = socket.create_connection(address, timeout=1)
+                break
+            except OSError:
+                self.sock.close()
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.005)
+        self.sock.settimeout(None)
+        self.buf = b""
+        self.events = []
+        self.greeting = self.recv()
+        if negotiate:
+            reply = self.cmd("qmp_capabilities")
+            assert reply == {"return": {}}, reply
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, obj):
+        self.sock.sendall(json.dumps(obj).encode() + b"\n")
+
+    def recv_line(self, timeout=20):
+        """The next line (without its line ending); None when closed."""
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError(f"no reply; have {self.buf[:200]!r}")
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if not ready:
+                continue
+            data = self.sock.recv(1 << 20)
+            if not data:
+                return None
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+    def recv(self, timeout=20):
+        line = self.recv_line(timeout)
+        if line is None:
+            raise EOFError("QMP connection closed")
+        return json.loads(line)
+
+    def reply(self, timeout=20):
+        """The next message that is not an event."""
+        while True:
+            msg = self.recv(timeout)
+            if "event" in msg:
+                self.events.append(msg)
+            else:
+                return msg
+
+    def cmd(self, name, arguments=None, **extra):
+        req = {"execute": name}
+        if arguments is not None:
+            req["arguments"] = arguments
+        req.update(extra)
+        self.send(req)
+        return self.reply()
+
+    def wait_event(self, name, timeout=20):
+        deadline = time.time() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev.get("event") == name:
+                    return self.events.pop(i)
+            self.events.append(self.recv(max(0.01, deadline - time.time())))
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
