@@ -33,6 +33,12 @@ static gboolean on_terminate_signal(gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
+/* Ctrl-A x on a mon:stdio console: quit, as QEMU does. */
+static void on_console_quit(void *opaque)
+{
+    machine_request_shutdown(opaque, SHUTDOWN_CAUSE_HOST_UI);
+}
+
 /* Options whose subsystem a later release brings: refused by name. */
 static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
 {
@@ -190,6 +196,7 @@ int main(int argc, char **argv)
         vm_config_free(cfg);
         return 1;
     }
+    chardev_set_quit_handler(machine.chardevs, on_console_quit, &machine);
     machine.migration = migration_new(&machine, monitor_migration_event, monitors);
     if (cfg->incoming && strcmp(cfg->incoming, "defer") != 0 &&
         !migration_incoming(machine.migration, cfg->incoming, &err)) {

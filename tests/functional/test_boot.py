@@ -269,3 +269,23 @@ def test_without_kernel_seabios_runs_and_finds_no_disk():
         client.wait_for("No bootable device", timeout=60)
         client.close()
         assert vm.proc.poll() is None
+
+
+def test_ctrl_a_x_on_the_stdio_console_quits():
+    proc = subprocess.Popen([VMM, "-enable-kvm", "-m", "64M", "-nographic", "-kernel",
+                             TESTOS, "-append", "testos.run=idle"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        buf = b""
+        deadline = time.time() + 30
+        while b"testos: idle" not in buf and time.time() < deadline:
+            buf += proc.stdout.read1(4096)
+        proc.stdin.write(b"\x01x")
+        proc.stdin.flush()
+        out, _ = proc.communicate(timeout=30)
+        assert b"QEMU: Terminated" in buf + out
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
