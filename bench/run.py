@@ -140,6 +140,16 @@ def main():
     write_doc("core", table)
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import qmp_rate
+    rates = qmp_rate.measure(PEERS, 2000, REPEAT)
+    results["qmp_rps"] = {k: statistics.median(v) for k, v in rates.items()}
+    rows = ["| peer | QMP query-status round trips/s (median) |", "|---|---|"]
+    rows += [f"| {k} | {v:.0f} |" for k, v in results["qmp_rps"].items()]
+    if "qemu" in results["qmp_rps"]:
+        rows.append(f"| ratio | {results['qmp_rps']['directvisor'] / results['qmp_rps']['qemu']:.2f} |")
+    print("\n".join(rows))
+    write_doc("qmp", "\n".join(rows))
+
     import exits
     results["exits"] = exits.run(min(REPEAT, 3))
     table = exits.render(results["exits"])
