@@ -61,6 +61,11 @@ struct Chardev {
     bool file_append;
     bool stdio_signal; /* keep ISIG: Ctrl-C reaches the VMM, not the guest */
     bool mux;          /* Ctrl-A escapes (mon:stdio, mux=on) */
+    bool wants_monitor; /* "mon:": a human monitor shares this chardev */
+    /* A mux serves up to two frontends; Ctrl-A c moves the input focus. */
+    const ChardevHandlers *mux_handlers[2];
+    void *mux_opaque[2];
+    int mux_count, mux_focus;
 
     /* Frontend. */
     const ChardevHandlers *handlers;
@@ -139,5 +144,7 @@ void chardev_stdio_close(Chardev *chr);
 /* filter.c: decode input in place; returns the bytes left for the frontend. */
 size_t chardev_telnet_decode(TelnetState *state, uint8_t *buf, size_t len);
 size_t chardev_mux_filter(Chardev *chr, uint8_t *buf, size_t len);
+/* Ctrl-A c: give the input to the other frontend of a mux. */
+void chardev_mux_switch_focus(Chardev *chr);
 
 #endif

@@ -155,6 +155,26 @@ bool chardev_set_open_all(ChardevSet *set, GError **errp)
     return true;
 }
 
+bool chardev_wants_monitor(const Chardev *chr)
+{
+    return chr->wants_monitor;
+}
+
+void chardev_mux_switch_focus(Chardev *chr)
+{
+    if (chr->mux_count < 2) {
+        return;
+    }
+    chr->mux_focus = 1 - chr->mux_focus;
+    chr->handlers = chr->mux_handlers[chr->mux_focus];
+    chr->opaque = chr->mux_opaque[chr->mux_focus];
+    /* the frontend that now has the input greets (the monitor's prompt) */
+    if (chr->handlers && chr->handlers->event) {
+        chr->handlers->event(chr->opaque, CHARDEV_EVENT_OPENED);
+    }
+    chardev_update_input(chr);
+}
+
 const char *chardev_id(const Chardev *chr)
 {
     return chr->id;
@@ -205,9 +225,16 @@ static void chardev_schedule_opened(Chardev *chr)
 bool chardev_attach(Chardev *chr, const ChardevHandlers *handlers, void *opaque,
                     GError **errp)
 {
-    if (chr->handlers) {
+    if (chr->handlers && !(chr->mux && chr->mux_count < 2)) {
         error_setg(errp, "chardev '%s' is already in use", chr->id);
         return false;
+    }
+    if (chr->mux) {
+        chr->mux_handlers[chr->mux_count] = handlers;
+        chr->mux_opaque[chr->mux_count++] = opaque;
+        if (chr->mux_count > 1) {
+            return true;       /* the first frontend keeps the focus */
+        }
     }
     chr->handlers = handlers;
     chr->opaque = opaque;
@@ -224,6 +251,7 @@ void chardev_detach(Chardev *chr)
     }
     chr->handlers = NULL;
     chr->opaque = NULL;
+    chr->mux_count = chr->mux_focus = 0;
     remove_source(&chr->opened_idle);
     g_mutex_lock(&chr->lock);
     chr->in_paused = false;

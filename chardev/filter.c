@@ -73,6 +73,7 @@ size_t chardev_telnet_decode(TelnetState *state, uint8_t *buf, size_t len)
 static const char mux_help[] = "\r\n"
                                "C-a h    print this help\r\n"
                                "C-a x    exit emulator\r\n"
+                               "C-a c    switch between console and monitor\r\n"
                                "C-a C-a  sends C-a\r\n";
 
 static void mux_quit(Chardev *chr)
@@ -113,6 +114,9 @@ size_t chardev_mux_filter(Chardev *chr, uint8_t *buf, size_t len)
             break;
         case 'x':
             mux_quit(chr);
+            break;
+        case 'c':
+            chardev_mux_switch_focus(chr);
             break;
         default:
             break; /* unknown escapes are swallowed */

@@ -409,7 +409,11 @@ Chardev *chardev_new_from_legacy(ChardevSet *set, const char *spec, const char *
         return chr;
     }
     if (g_str_has_prefix(spec, "mon:")) {
-        return legacy_new(set, spec + 4, id, true, errp);
+        Chardev *chr = legacy_new(set, spec + 4, id, true, errp);
+        if (chr) {
+            chr->wants_monitor = true;
+        }
+        return chr;
     }
     return legacy_new(set, spec, id, false, errp);
 }

@@ -159,9 +159,31 @@ out:
     return ok;
 }
 
+typedef struct MuxMonitors {
+    MonitorSet *set;
+    GError **errp;
+    bool ok;
+} MuxMonitors;
+
+static void add_mux_monitor(Chardev *chr, void *opaque)
+{
+    MuxMonitors *mm = opaque;
+
+    if (mm->ok && chardev_wants_monitor(chr)) {
+        mm->ok = monitor_add(mm->set, chr, false, mm->errp) != NULL;
+    }
+}
+
 bool monitor_set_configure(MonitorSet *set, ChardevSet *chardevs, GError **errp)
 {
     const VmConfig *cfg = set->machine->cfg;
+    MuxMonitors mm = { set, errp, true };
+
+    /* "mon:stdio" (and -nographic's default console): HMP behind Ctrl-A c */
+    chardev_set_foreach(chardevs, add_mux_monitor, &mm);
+    if (!mm.ok) {
+        return false;
+    }
 
     for (guint i = 0; i < cfg->monitor_opts->len; i++) {
         const MonitorOpt *opt = g_ptr_array_index(cfg->monitor_opts, i);

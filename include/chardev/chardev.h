@@ -99,6 +99,8 @@ void chardev_set_quit_handler(ChardevSet *set, void (*fn)(void *opaque),
                               void *opaque);
 
 const char *chardev_id(const Chardev *chr);
+/* Was it given as "mon:...": a human monitor shares it (Ctrl-A c)? */
+bool chardev_wants_monitor(const Chardev *chr);
 /* QEMU's "filename" string for query-chardev, e.g. "telnet:127.0.0.1:7000,server". */
 const char *chardev_filename(const Chardev *chr);
 bool chardev_is_connected(const Chardev *chr);

@@ -289,3 +289,34 @@ def test_ctrl_a_x_on_the_stdio_console_quits():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ctrl_a_c_switches_the_stdio_console_to_the_monitor():
+    """-nographic's default console is mon:stdio: Ctrl-A c reaches HMP."""
+    proc = subprocess.Popen([VMM, "-enable-kvm", "-m", "64M", "-nographic", "-kernel",
+                             TESTOS, "-append", "testos.run=idle"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+    def read_until(marker):
+        buf = b""
+        deadline = time.time() + 30
+        while marker not in buf and time.time() < deadline:
+            buf += proc.stdout.read1(4096)
+        return buf
+
+    try:
+        assert b"testos: idle" in read_until(b"testos: idle")
+        proc.stdin.write(b"\x01c")
+        proc.stdin.flush()
+        assert b"(qemu) " in read_until(b"(qemu) ")
+        proc.stdin.write(b"info status\r")
+        proc.stdin.flush()
+        assert b"VM status: running" in read_until(b"VM status: running")
+        proc.stdin.write(b"\x01cq\r\x01x")     # back to the console: 'q' is the guest's
+        proc.stdin.flush()
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
