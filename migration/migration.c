@@ -79,6 +79,7 @@ static gboolean stop_vm_cb(gpointer opaque)
 
     ms->was_running = m->runstate == RUN_STATE_RUNNING;
     machine_vm_stop(m);
+    machine_settle_reset(m);
     m->runstate = RUN_STATE_FINISH_MIGRATE;
     pthread_mutex_lock(&ms->lock);
     ms->vm_stopped = true;

@@ -317,6 +317,18 @@ void machine_shutdown(Machine *m, ShutdownCause cause)
     }
 }
 
+void machine_settle_reset(Machine *m)
+{
+    int reset = __atomic_exchange_n(&m->reset_pending, 0, __ATOMIC_SEQ_CST);
+
+    if (reset && !m->cfg->no_reboot) {
+        /* runstate is not "running": the reset leaves the vCPUs parked */
+        machine_system_reset(m, reset - 1);
+    } else if (reset) {
+        __atomic_store_n(&m->reset_pending, reset, __ATOMIC_SEQ_CST);
+    }
+}
+
 /* Main loop: carry out what vCPU threads (or signals) asked for. */
 static gboolean machine_handle_requests(gpointer opaque)
 {

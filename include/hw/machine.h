@@ -138,6 +138,12 @@ void machine_vm_stop(Machine *m);
 bool machine_vm_cont(Machine *m, GError **errp);
 /* Reset now, on the main thread (QMP system_reset), with a RESET event. */
 void machine_system_reset(Machine *m, ShutdownCause cause);
+/*
+ * With the VM stopped: carry out a reset a vCPU asked for just before, so
+ * that a snapshot of the machine (migration) never catches a guest that
+ * has pulled the reset line but not been reset.
+ */
+void machine_settle_reset(Machine *m);
 /* Shut down now, on the main thread: SHUTDOWN event, main loop ends. */
 void machine_shutdown(Machine *m, ShutdownCause cause);
 
