@@ -6,8 +6,6 @@
 #define BP_E820_COUNT 0x1e8
 #define BP_CMD_LINE_PTR 0x228
 #define BP_E820_TABLE 0x2d0
-#define E820_MAX 128
-#define E820_USABLE 1
 #define FOUR_GIB 0x100000000UL
 
 BootInfo boot_info;
@@ -21,11 +19,29 @@ static u64 parse_u64(const char *s, size_t len)
     return v;
 }
 
+/* The numeric testos.* parameters: "testos.NAME=" and where the value goes. */
+static const struct {
+    const char *key;
+    u64 *value;
+} params[] = {
+    {"testos.hz=", &boot_info.hz},
+    {"testos.n=", &boot_info.n},
+    {"testos.period_us=", &boot_info.period_us},
+    {"testos.seconds=", &boot_info.seconds},
+    {"testos.sectors=", &boot_info.sectors},
+    {"testos.wstart=", &boot_info.wstart},
+    {"testos.mib=", &boot_info.mib},
+    {"testos.ops=", &boot_info.ops},
+    {"testos.irq=", &boot_info.irq},
+    {"testos.blkdev=", &boot_info.blkdev},
+    {"testos.evidx=", &boot_info.evidx},
+    {"testos.indirect=", &boot_info.indirect},
+};
+
 /* Applies one "key=value" word of the command line. */
 static void param_apply(const char *word, size_t len)
 {
-    static const char run[] = "testos.run=", hz[] = "testos.hz=", n[] = "testos.n=";
-    static const char period[] = "testos.period_us=", seconds[] = "testos.seconds=";
+    static const char run[] = "testos.run=";
 
     if (len >= sizeof(run) - 1 && !strncmp(word, run, sizeof(run) - 1)) {
         size_t vlen = len - (sizeof(run) - 1);
@@ -34,17 +50,14 @@ static void param_apply(const char *word, size_t len)
         }
         memcpy(boot_info.scenario, word + sizeof(run) - 1, vlen);
         boot_info.scenario[vlen] = '\0';
-    } else if (len >= sizeof(hz) - 1 && !strncmp(word, hz, sizeof(hz) - 1)) {
-        boot_info.hz = parse_u64(word + sizeof(hz) - 1, len - (sizeof(hz) - 1));
-    } else if (len >= sizeof(n) - 1 && !strncmp(word, n, sizeof(n) - 1)) {
-        boot_info.n = parse_u64(word + sizeof(n) - 1, len - (sizeof(n) - 1));
-    } else if (len >= sizeof(period) - 1 && !strncmp(word, period, sizeof(period) - 1)) {
-        boot_info.period_us =
-            parse_u64(word + sizeof(period) - 1, len - (sizeof(period) - 1));
-    } else if (len >= sizeof(seconds) - 1 &&
-               !strncmp(word, seconds, sizeof(seconds) - 1)) {
-        boot_info.seconds =
-            parse_u64(word + sizeof(seconds) - 1, len - (sizeof(seconds) - 1));
+        return;
+    }
+    for (u32 i = 0; i < ARRAY_SIZE(params); i++) {
+        size_t klen = strlen(params[i].key);
+        if (len >= klen && !strncmp(word, params[i].key, klen)) {
+            *params[i].value = parse_u64(word + klen, len - klen);
+            return;
+        }
     }
 }
 
@@ -56,6 +69,14 @@ static void cmdline_parse(void)
     boot_info.hz = 1000;
     boot_info.period_us = 1000;
     boot_info.seconds = 5;
+    boot_info.sectors = 64;
+    boot_info.wstart = 128;
+    boot_info.mib = 64;
+    boot_info.ops = 2000;
+    boot_info.irq = PARAM_UNSET;
+    boot_info.blkdev = PARAM_UNSET;
+    boot_info.evidx = 1;
+    boot_info.indirect = 1;
     while (*p) {
         while (*p == ' ') {
             p++;
@@ -76,24 +97,33 @@ static void cmdline_parse(void)
     }
 }
 
-/* round_up_MiB(highest usable end below 4 GiB) + usable MiB above 4 GiB. */
-static u64 e820_mem_mib(const u8 *bp)
+/* Copies the e820 map out of boot_params into boot_info.e820. */
+static void e820_copy(const u8 *bp)
 {
     u32 count = bp[BP_E820_COUNT];
-    u64 low_top = 0, high_top = FOUR_GIB;
 
+    boot_info.e820_count = 0;
     for (u32 i = 0; i < count && i < E820_MAX; i++) {
         const u8 *e = bp + BP_E820_TABLE + 20 * i;
-        u64 base, size;
-        u32 type;
-        memcpy(&base, e, 8);
-        memcpy(&size, e + 8, 8);
-        memcpy(&type, e + 16, 4);
-        u64 end = base + size;
-        if (type != E820_USABLE || !size) {
+        E820Entry *out = &boot_info.e820[boot_info.e820_count++];
+        memcpy(&out->base, e, 8);
+        memcpy(&out->size, e + 8, 8);
+        memcpy(&out->type, e + 16, 4);
+    }
+}
+
+/* round_up_MiB(highest usable end below 4 GiB) + usable MiB above 4 GiB. */
+static u64 e820_mem_mib(void)
+{
+    u64 low_top = 0, high_top = FOUR_GIB;
+
+    for (u32 i = 0; i < boot_info.e820_count; i++) {
+        const E820Entry *e = &boot_info.e820[i];
+        u64 end = e->base + e->size;
+        if (e->type != E820_USABLE || !e->size) {
             continue;
         }
-        if (base < FOUR_GIB) {
+        if (e->base < FOUR_GIB) {
             u64 low_end = end < FOUR_GIB ? end : FOUR_GIB;
             low_top = low_end > low_top ? low_end : low_top;
         }
@@ -120,7 +150,8 @@ static u64 boot_parse(u64 boot_params)
         boot_info.cmdline[i] = '\0';
     }
     cmdline_parse();
-    boot_info.mem_mib = e820_mem_mib(bp);
+    e820_copy(bp);
+    boot_info.mem_mib = e820_mem_mib();
     firmware_find_cpus(0);
     return 0;
 }

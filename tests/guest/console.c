@@ -1,5 +1,6 @@
-/* console.c: COM1 (16550 at 0x3f8) output, one whole "testos: ..." line at a
- * time under console_lock so lines from different CPUs never interleave.
+/* console.c: serial output (16550 UARTs: COM1, and COM2-COM4 where present),
+ * one whole "testos: ..." line at a time under console_lock so lines from
+ * different CPUs never interleave.
  * The port I/O happens in ring 0 (cheaper exits); ring 3 prints through user_request. */
 #include "testos.h"
 
@@ -9,23 +10,49 @@
 
 static volatile u32 console_lock;
 
+/* The UARTs every line goes to: COM1 always; COM2-COM4 where one answers
+ * (its LSR reads neither 0xff, as an unclaimed port does, nor without the
+ * THR-empty bit an idle UART shows: a VMM that reads unclaimed ports as 0
+ * must not make every character wait). QEMU numbers
+ * -serial options in order and `-serial none` keeps its place, so the
+ * seed's `-serial none ... -serial stdio` puts stdio on COM2. */
+static const u16 com_ports[] = {0x3f8, 0x2f8, 0x3e8, 0x2e8};
+static u16 ports[ARRAY_SIZE(com_ports)];
+static u32 nports;
+
+static void uart_init(u16 base)
+{
+    outb(base + 1, 0x00); /* no UART interrupts */
+    outb(base + 3, 0x80); /* DLAB: divisor 1 = 115200 baud */
+    outb(base + 0, 0x01);
+    outb(base + 1, 0x00);
+    outb(base + 3, 0x03); /* 8N1 */
+    outb(base + 2, 0x07); /* FIFOs on and cleared */
+    outb(base + 4, 0x03); /* DTR, RTS */
+}
+
 void console_init(void)
 {
-    outb(COM1 + 1, 0x00); /* no UART interrupts */
-    outb(COM1 + 3, 0x80); /* DLAB: divisor 1 = 115200 baud */
-    outb(COM1 + 0, 0x01);
-    outb(COM1 + 1, 0x00);
-    outb(COM1 + 3, 0x03); /* 8N1 */
-    outb(COM1 + 2, 0x07); /* FIFOs on and cleared */
-    outb(COM1 + 4, 0x03); /* DTR, RTS */
+    nports = 0;
+    for (u32 i = 0; i < ARRAY_SIZE(com_ports); i++) {
+        u16 base = com_ports[i];
+        u8 lsr = inb(base + 5);
+        if (base == COM1 || (lsr != 0xFF && (lsr & LSR_THR_EMPTY))) {
+            uart_init(base);
+            ports[nports++] = base;
+        }
+    }
 }
 
 static void console_putc(char c)
 {
-    while (!(inb(COM1 + 5) & LSR_THR_EMPTY)) {
-        cpu_relax();
+    for (u32 i = 0; i < nports; i++) {
+        u16 base = ports[i];
+        for (u32 spin = 0; !(inb(base + 5) & LSR_THR_EMPTY) && spin < 1000000; spin++) {
+            cpu_relax();
+        }
+        outb(base, (u8)c);
     }
-    outb(COM1, (u8)c);
 }
 
 /* Writes text (without prefix or newline) as one line, ring 0. */

@@ -28,6 +28,7 @@ extern u64 gdt[];
 extern u8 kernel_stacks[], entry_stacks[], user_stacks[];
 extern u8 vector_stubs[];
 extern void ud_entry(void), timer_entry(void), latency_entry(void), spurious_entry(void);
+extern void blk_irq_entry(void);
 
 static void idt_set(unsigned vector, u64 handler)
 {
@@ -44,6 +45,7 @@ static void idt_fill(void)
     idt_set(6, (u64)ud_entry); /* #UD: also ring 3's way into ring 0 */
     idt_set(VEC_TIMER, (u64)timer_entry);
     idt_set(VEC_LATENCY, (u64)latency_entry);
+    idt_set(VEC_BLK, (u64)blk_irq_entry);
     idt_set(VEC_SPURIOUS, (u64)spurious_entry);
 }
 

@@ -133,6 +133,16 @@ latency_entry:
     pop %rax
     iretq
 
+/* virtio-blk MSI-X (blk.c): count and EOI. */
+    .globl blk_irq_entry
+blk_irq_entry:
+    push %rax
+    incq blk_irqs(%rip)
+    mov $LAPIC_EOI, %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
+
     .globl spurious_entry
 spurious_entry:                 /* no EOI for a spurious interrupt */
     iretq

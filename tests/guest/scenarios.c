@@ -270,10 +270,11 @@ static const struct {
     const char *name;
     void (*run)(Cpu *bsp);
 } scenarios[] = {
-    {"hello", scenario_hello},     {"smp", scenario_smp},
-    {"idle", scenario_idle},       {"ticks", scenario_ticks},
-    {"pio", scenario_pio},         {"ticks-idle", scenario_ticks_idle},
-    {"latency", scenario_latency},
+    {"hello", scenario_hello},       {"smp", scenario_smp},
+    {"idle", scenario_idle},         {"ticks", scenario_ticks},
+    {"pio", scenario_pio},           {"ticks-idle", scenario_ticks_idle},
+    {"latency", scenario_latency},   {"blk", scenario_blk},
+    {"blk-perf", scenario_blk_perf}, {"blk-hostile", scenario_blk_hostile},
 };
 
 static int scenario_find(const char *name)

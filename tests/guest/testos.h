@@ -10,6 +10,11 @@
 #define LAPIC_BASE 0xFEE00000
 #define MAX_CPUS 64
 
+/* The boot disk image (bootdisk.S): sector 1 begins with this 16-byte magic,
+ * then the 256-byte command-line area. */
+#define BOOTDISK_MAGIC "TESTOS-CMDLINE-1"
+#define BOOTDISK_CMDLINE_SIZE 256
+
 /* GDT selectors (gdt in head64.S). */
 #define KERNEL_CS 0x08 /* 64-bit code, DPL 0 */
 #define KERNEL_DS 0x10 /* flat data, DPL 0 (also the 32-bit boot data segment) */
@@ -22,6 +27,7 @@
 /* Interrupt vectors testos uses (everything else is "unexpected"). */
 #define VEC_TIMER 0x40   /* timer_entry: counts timer_ticks */
 #define VEC_LATENCY 0x41 /* latency_entry: stores the TSC in latency_stamp */
+#define VEC_BLK 0x42     /* blk_irq_entry: counts blk_irqs (virtio-blk MSI-X) */
 #define VEC_SPURIOUS 0xFF
 
 /* Requests from ring 3 to ring 0 (user_request: a ud2 at user_trap; entry.S). */
@@ -62,6 +68,16 @@ typedef struct Cpu {
     u8 pad[CPU_SIZE - 44];
 } Cpu;
 
+#define E820_MAX 128
+#define E820_USABLE 1
+#define PARAM_UNSET (~0UL) /* a testos.* parameter not on the command line */
+
+typedef struct E820Entry {
+    u64 base;
+    u64 size;
+    u32 type;
+} E820Entry;
+
 /* What the boot path learned; filled once by the BSP (boot.c). */
 typedef struct BootInfo {
     char cmdline[2048];
@@ -70,8 +86,19 @@ typedef struct BootInfo {
     u64 n;         /* testos.n, 0 = the scenario's default */
     u64 period_us; /* testos.period_us, default 1000 */
     u64 seconds;   /* testos.seconds, default 5; 0 = forever */
-    u64 mem_mib;   /* from the e820 map */
-    u32 ncpus;     /* CPUs the firmware tables list (at least 1) */
+    /* virtio-blk scenarios (blk.c); see README.md */
+    u64 sectors;  /* testos.sectors, default 64 */
+    u64 wstart;   /* testos.wstart, default 128 */
+    u64 mib;      /* testos.mib, default 64 */
+    u64 ops;      /* testos.ops, default 2000 */
+    u64 irq;      /* testos.irq (0/1), PARAM_UNSET = the scenario's default */
+    u64 blkdev;   /* testos.blkdev, PARAM_UNSET = first non-boot virtio-blk */
+    u64 evidx;    /* testos.evidx (0/1), default 1 */
+    u64 indirect; /* testos.indirect (0/1), default 1 */
+    u64 mem_mib;  /* from the e820 map */
+    u32 e820_count;
+    E820Entry e820[E820_MAX]; /* copied from boot_params */
+    u32 ncpus;                /* CPUs the firmware tables list (at least 1) */
     u32 apic_ids[MAX_CPUS];
     u64 tsc_khz; /* TSC ticks per millisecond */
 } BootInfo;
@@ -132,6 +159,12 @@ void ap_main(Cpu *cpu) __attribute__((noreturn));
 int scenario_known(const char *name);
 void scenario_run(Cpu *bsp); /* returns when the scenario is done */
 
+/* blk.c: the virtio-blk scenarios (driver in virtio.c, PCI in pci.c) */
+void scenario_blk(Cpu *bsp);
+void scenario_blk_perf(Cpu *bsp);
+void scenario_blk_hostile(Cpu *bsp);
+extern volatile u64 blk_irqs; /* incremented by blk_irq_entry (entry.S) */
+
 /* A pointer to physical address addr (identity mapped). The empty asm keeps
  * the compiler from reasoning about small constant addresses. */
 static inline void *phys(u64 addr)
@@ -156,6 +189,30 @@ static inline u8 inb(u16 port)
 {
     u8 value;
     __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+    return value;
+}
+
+static inline void outw(u16 port, u16 value)
+{
+    __asm__ volatile("outw %0, %1" : : "a"(value), "Nd"(port));
+}
+
+static inline u16 inw(u16 port)
+{
+    u16 value;
+    __asm__ volatile("inw %1, %0" : "=a"(value) : "Nd"(port));
+    return value;
+}
+
+static inline void outl(u16 port, u32 value)
+{
+    __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port));
+}
+
+static inline u32 inl(u16 port)
+{
+    u32 value;
+    __asm__ volatile("inl %1, %0" : "=a"(value) : "Nd"(port));
     return value;
 }
 
