@@ -32,12 +32,12 @@ static bool parse_cache(const char *v, BlockCacheMode *out, GError **errp)
 
 static bool check_interface(const char *iface, GError **errp)
 {
-    if (!iface || strcmp(iface, "virtio") == 0) {
+    if (!iface || strcmp(iface, "virtio") == 0 || strcmp(iface, "none") == 0) {
         return true;
     }
     if (!strcmp(iface, "ide") || !strcmp(iface, "scsi") || !strcmp(iface, "floppy") ||
         !strcmp(iface, "sd") || !strcmp(iface, "pflash") || !strcmp(iface, "mtd") ||
-        !strcmp(iface, "none") || !strcmp(iface, "xen")) {
+        !strcmp(iface, "xen")) {
         error_setg(errp, "if=%s is not supported by this VMM: use if=virtio", iface);
         return false;
     }
@@ -66,6 +66,7 @@ bool drive_parse(const char *arg, unsigned index, DriveConfig *out, GError **err
     if (!check_interface(v, errp)) {
         goto out;
     }
+    out->if_none = strcmp(v, "none") == 0;
     v = subopts_get(o, "file");
     if (!v || !*v) {
         error_setg(errp, "A block device must be specified for \"file\"");

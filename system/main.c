@@ -46,8 +46,6 @@ static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
         size_t offset;
         const char *option, *what;
     } lists[] = {
-        { offsetof(VmConfig, drives), "-drive", "disks (virtio-blk)" },
-        { offsetof(VmConfig, devices), "-device", "devices" },
         { offsetof(VmConfig, netdevs), "-netdev", "network backends" },
     };
 

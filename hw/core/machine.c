@@ -10,7 +10,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include "hw/devices.h"
 #include "hw/i386/pc.h"
+#include "hw/pci.h"
 #include "config.h"
 #include "hw/machine.h"
 #include "util/error.h"
@@ -161,7 +163,8 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
             return false;
         }
     }
-    if (!kvm_irqchip_capture(&m->kvm, errp) || !pc_board_init(m, errp)) {
+    if (!kvm_irqchip_capture(&m->kvm, errp) || !pc_board_init(m, errp) ||
+        !machine_devices_init(m, errp)) {
         return false;
     }
     if (!cfg->kernel && !firmware_init(m, cfg->bios ? cfg->bios : SEABIOS_PATH, errp)) {
@@ -180,6 +183,7 @@ void machine_cleanup(Machine *m)
     }
     g_free(m->vcpus);
     m->vcpus = NULL;
+    machine_devices_cleanup(m);
     if (m->board) {
         pc_board_cleanup(m);
     }
@@ -230,6 +234,10 @@ void machine_pause(Machine *m)
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
         vcpu_wait_paused(m->vcpus[i]);
     }
+    if (m->pci) {
+        /* finish in-flight I/O: nothing writes RAM or images from here */
+        pci_pc_pause(m);
+    }
     if (m->runstate == RUN_STATE_RUNNING) {
         m->runstate = RUN_STATE_PAUSED;
     }
@@ -238,6 +246,9 @@ void machine_pause(Machine *m)
 void machine_resume(Machine *m)
 {
     m->runstate = RUN_STATE_RUNNING;
+    if (m->pci) {
+        pci_pc_resume(m);
+    }
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
         vcpu_resume(m->vcpus[i]);
     }
@@ -256,6 +267,12 @@ static bool machine_reset(Machine *m, GError **errp)
     }
     machine_lock(m);
     pc_board_reset(m);
+    if (m->pci) {
+        pci_pc_reset(m);
+        if (m->cfg->kernel) {
+            pci_pc_assign_resources(m);
+        }
+    }
     machine_unlock(m);
     return machine_load_boot(m, errp);
 }

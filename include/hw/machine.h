@@ -101,6 +101,7 @@ typedef struct Machine {
     void *pci;                   /* hw/pci: the host bridge and bus, or NULL */
     void *firmware;              /* hw/i386/firmware.c, without -kernel */
     struct MigrationState *migration;
+    GPtrArray *drives;           /* hw/core/devices.c: -drive images */
     ChardevSet *chardevs;
     SerialPort *serial[4];
     void *board;                 /* hw/i386 board devices (pc.c) */

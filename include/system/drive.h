@@ -19,6 +19,7 @@ typedef struct DriveConfig {
     bool read_only;
     bool discard_unmap;
     bool has_media;          /* media=disk (default); cdrom is refused */
+    bool if_none;            /* if=none: only a -device drive= uses it */
 } DriveConfig;
 
 /* Parse one -drive argument; index numbers drives of the same interface. */

@@ -1,0 +1,163 @@
+/*
+ * -drive and -device: open the images (inactive on a migration
+ * destination, as QEMU does, until the source lets go), create the
+ * virtio-blk devices, and hand the image locks over at switch-over.
+ * Main thread only.
+ */
+#include <string.h>
+
+#include "block/block.h"
+#include "hw/devices.h"
+#include "hw/machine.h"
+#include "hw/pci.h"
+#include "hw/virtio.h"
+#include "system/drive.h"
+#include "util/error.h"
+#include "util/subopt.h"
+
+typedef struct MachineDrive {
+    DriveConfig cfg;
+    BlockDriverState *bs;
+    bool attached;
+} MachineDrive;
+
+static void drive_free(gpointer p)
+{
+    MachineDrive *d = p;
+
+    if (d->bs) {
+        bdrv_close(d->bs);
+    }
+    drive_config_clear(&d->cfg);
+    g_free(d);
+}
+
+static BlockDriverState *lookup_drive(void *opaque, const char *id, GError **errp)
+{
+    Machine *m = opaque;
+
+    for (guint i = 0; m->drives && i < m->drives->len; i++) {
+        MachineDrive *d = g_ptr_array_index(m->drives, i);
+        if (strcmp(d->cfg.id, id) == 0) {
+            if (d->attached) {
+                error_setg(errp, "Drive '%s' is already in use by another device", id);
+                return NULL;
+            }
+            d->attached = true;
+            return d->bs;
+        }
+    }
+    error_setg(errp, "Property 'drive' can't find value '%s'", id);
+    return NULL;
+}
+
+static bool open_drives(Machine *m, GError **errp)
+{
+    const VmConfig *cfg = m->cfg;
+
+    m->drives = g_ptr_array_new_with_free_func(drive_free);
+    for (guint i = 0; i < cfg->drives->len; i++) {
+        const char *arg = g_ptr_array_index(cfg->drives, i);
+        MachineDrive *d = g_new0(MachineDrive, 1);
+        BlockOptions opts;
+        GError *err = NULL;
+
+        g_ptr_array_add(m->drives, d);
+        if (!drive_parse(arg, i, &d->cfg, &err)) {
+            error_setg(errp, "-drive %s: %s", arg, err->message);
+            g_error_free(err);
+            return false;
+        }
+        opts = drive_block_options(&d->cfg);
+        opts.inactive = cfg->incoming != NULL;
+        d->bs = bdrv_open(&opts, &err);
+        if (!d->bs) {
+            error_setg(errp, "-drive %s: %s", arg, err->message);
+            g_error_free(err);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool create_devices(Machine *m, GError **errp)
+{
+    const VmConfig *cfg = m->cfg;
+
+    for (guint i = 0; i < m->drives->len; i++) {
+        MachineDrive *d = g_ptr_array_index(m->drives, i);
+        if (d->cfg.if_none) {
+            continue;
+        }
+        if (!virtio_blk_pci_create(m, d->bs, NULL, d->cfg.serial, errp)) {
+            return false;
+        }
+        d->attached = true;
+    }
+    for (guint i = 0; i < cfg->devices->len; i++) {
+        const char *arg = g_ptr_array_index(cfg->devices, i);
+        SubOpts *o = subopts_parse(arg, "driver", errp);
+        const char *driver = o ? subopts_get(o, "driver") : NULL;
+        GError *err = NULL;
+        bool ok;
+
+        if (!o) {
+            return false;
+        }
+        ok = driver && pci_device_create(m, driver, o, lookup_drive, m, &err);
+        if (!driver) {
+            error_setg(errp, "-device %s: Parameter 'driver' is missing", arg);
+        } else if (!ok) {
+            error_setg(errp, "-device %s: %s", arg, err->message);
+            g_error_free(err);
+        }
+        subopts_free(o);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool machine_devices_init(Machine *m, GError **errp)
+{
+    if (!pci_pc_init(m, errp) || !open_drives(m, errp) || !create_devices(m, errp)) {
+        return false;
+    }
+    if (m->cfg->kernel) {
+        /* no firmware to place the BARs: do what SeaBIOS would */
+        pci_pc_assign_resources(m);
+    }
+    return true;
+}
+
+void machine_devices_cleanup(Machine *m)
+{
+    if (m->pci) {
+        pci_pc_cleanup(m);
+    }
+    if (m->drives) {
+        g_ptr_array_free(m->drives, TRUE);
+        m->drives = NULL;
+    }
+}
+
+void machine_drives_release(Machine *m)
+{
+    for (guint i = 0; m->drives && i < m->drives->len; i++) {
+        MachineDrive *d = g_ptr_array_index(m->drives, i);
+        bdrv_flush(d->bs);
+        bdrv_unlock(d->bs);
+    }
+}
+
+bool machine_drives_acquire(Machine *m, GError **errp)
+{
+    for (guint i = 0; m->drives && i < m->drives->len; i++) {
+        MachineDrive *d = g_ptr_array_index(m->drives, i);
+        if (!bdrv_lock(d->bs, errp)) {
+            return false;
+        }
+    }
+    return true;
+}

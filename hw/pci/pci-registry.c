@@ -1,0 +1,199 @@
+/*
+ * The -device registry: PCI device models by driver name, each created
+ * from its sub-options with QEMU's property names and error wording.
+ * Main thread, before the VM runs (hotplug will call it too, under the
+ * machine lock).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/machine.h"
+#include "hw/pci.h"
+#include "hw/virtio.h"
+#include "util/error.h"
+#include "util/subopt.h"
+
+typedef struct PciCreateContext {
+    const char *driver;
+    PciDriveLookupFn lookup;
+    void *lookup_opaque;
+} PciCreateContext;
+
+typedef PciDevice *(*PciCreateFn)(Machine *m, SubOpts *opts, const PciCreateContext *ctx,
+                                  GError **errp);
+
+bool pci_parse_devfn(const char *addr, int *devfn, GError **errp)
+{
+    char *end;
+    unsigned long slot, fn = 0;
+
+    errno = 0;
+    slot = strtoul(addr, &end, 16);
+    if (!errno && end != addr && *end == '.') {
+        const char *f = end + 1;
+        fn = strtoul(f, &end, 16);
+        if (end == f) {
+            end = (char *)addr;       /* "3." is malformed */
+        }
+    }
+    if (errno || end == addr || *end || slot >= PCI_SLOT_COUNT || fn > 7 ||
+        !g_ascii_isxdigit(addr[0])) {
+        error_setg(errp, "Property 'addr' doesn't take value '%s'", addr);
+        return false;
+    }
+    *devfn = PCI_MAKE_DEVFN(slot, fn);
+    return true;
+}
+
+/* The properties every PCI device takes: addr=, bootindex=, bus=. */
+static bool pci_common_options(SubOpts *opts, const PciCreateContext *ctx, int *devfn,
+                               int *bootindex, GError **errp)
+{
+    const char *addr = subopts_get(opts, "addr");
+    const char *boot = subopts_get(opts, "bootindex");
+    const char *bus = subopts_get(opts, "bus");
+    char *end;
+    long v;
+
+    *devfn = PCI_DEVFN_AUTO;
+    *bootindex = -1;
+    subopts_get(opts, "driver");                /* the implied key, if kept */
+    if (bus && strcmp(bus, "pci.0") != 0) {
+        error_setg(errp, "Bus '%s' not found", bus);
+        return false;
+    }
+    if (addr && !pci_parse_devfn(addr, devfn, errp)) {
+        return false;
+    }
+    if (boot) {
+        errno = 0;
+        v = strtol(boot, &end, 10);
+        if (errno || end == boot || *end || v < -1 || v > 0x7fffffff) {
+            error_setg(errp, "Property '%s.bootindex' doesn't take value '%s'",
+                       ctx->driver, boot);
+            return false;
+        }
+        *bootindex = v;
+    }
+    return true;
+}
+
+/* Every key must have been read: QEMU's message for the first stray one. */
+static bool pci_check_unused(SubOpts *opts, const PciCreateContext *ctx, GError **errp)
+{
+    for (guint i = 0; i < opts->items->len; i++) {
+        SubOpt *item = &g_array_index(opts->items, SubOpt, i);
+        if (!item->used) {
+            error_setg(errp, "Property '%s.%s' not found", ctx->driver, item->key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Modern-only devices: the legacy interface cannot be switched on. */
+static bool virtio_pci_legacy_options(SubOpts *opts, const PciCreateContext *ctx,
+                                      GError **errp)
+{
+    const char *legacy = subopts_get(opts, "disable-legacy");
+    bool modern_off = false;
+
+    if (!subopts_get_bool(opts, "disable-modern", &modern_off, errp)) {
+        return false;
+    }
+    if ((legacy && strcmp(legacy, "on") != 0 && strcmp(legacy, "auto") != 0) ||
+        modern_off) {
+        error_setg(errp, "%s: only the modern (virtio 1.x) interface is supported: "
+                   "use disable-legacy=on,disable-modern=off", ctx->driver);
+        return false;
+    }
+    return true;
+}
+
+static PciDevice *virtio_blk_pci_from_opts(Machine *m, SubOpts *opts,
+                                           const PciCreateContext *ctx, GError **errp)
+{
+    VirtioBlkOptions o = { .id = subopts_get(opts, "id"),
+                           .serial = subopts_get(opts, "serial") };
+    const char *drive = subopts_get(opts, "drive");
+    uint64_t num_queues = 1, queue_size = 256;
+    int bootindex;
+    PciDevice *dev;
+
+    if (!pci_common_options(opts, ctx, &o.devfn, &bootindex, errp) ||
+        !virtio_pci_legacy_options(opts, ctx, errp) ||
+        !subopts_get_uint(opts, "num-queues", &num_queues, errp) ||
+        !subopts_get_uint(opts, "queue-size", &queue_size, errp) ||
+        !pci_check_unused(opts, ctx, errp)) {
+        return NULL;
+    }
+    if (!drive) {
+        error_setg(errp, "%s: drive property not set", ctx->driver);
+        return NULL;
+    }
+    o.bs = ctx->lookup ? ctx->lookup(ctx->lookup_opaque, drive, errp) : NULL;
+    if (!o.bs) {
+        if (errp && !*errp) {
+            error_setg(errp, "Property '%s.drive' can't find value '%s'", ctx->driver,
+                       drive);
+        }
+        return NULL;
+    }
+    o.num_queues = num_queues > 0xffff ? 0xffff : num_queues;
+    o.queue_size = queue_size > 0xffff ? 0xffff : queue_size;
+    dev = virtio_blk_pci_create_opts(m, &o, errp);
+    if (dev) {
+        dev->bootindex = bootindex;
+    }
+    return dev;
+}
+
+static const struct {
+    const char *name;
+    const char *desc;
+    PciCreateFn create;
+} pci_drivers[] = {
+    { "virtio-blk-pci", "Virtio block device (modern)", virtio_blk_pci_from_opts },
+};
+
+bool pci_driver_exists(const char *driver)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
+        if (strcmp(pci_drivers[i].name, driver) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+char *pci_driver_list(void)
+{
+    GString *out = g_string_new(NULL);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
+        g_string_append_printf(out, "name \"%s\", bus PCI, desc \"%s\"\n",
+                               pci_drivers[i].name, pci_drivers[i].desc);
+    }
+    return g_string_free(out, FALSE);
+}
+
+PciDevice *pci_device_create(Machine *m, const char *driver, SubOpts *opts,
+                             PciDriveLookupFn lookup, void *lookup_opaque,
+                             GError **errp)
+{
+    PciCreateContext ctx = { driver, lookup, lookup_opaque };
+    const char *id = subopts_get(opts, "id");
+
+    if (id && pci_find_device_by_id(m, id)) {
+        error_setg(errp, "Duplicate device ID '%s'", id);
+        return NULL;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
+        if (strcmp(pci_drivers[i].name, driver) == 0) {
+            return pci_drivers[i].create(m, opts, &ctx, errp);
+        }
+    }
+    error_setg(errp, "'%s' is not a valid device model name", driver);
+    return NULL;
+}

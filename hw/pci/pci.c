@@ -1,0 +1,583 @@
+/*
+ * Generic PCI device support: type-0 config space with write masks, BAR
+ * sizing and placement onto the machine's io/mmio buses, INTx levels
+ * through the PIIX3 PIRQ routes, and device-state save/load.
+ * Locking: machine lock for config and BARs; the bus's intx_lock for INTx.
+ */
+#include <string.h>
+
+#include "hw/machine.h"
+#include "hw/pci/pci-internal.h"
+#include "util/error.h"
+
+/* Command bits a guest may change (the others are hardwired to zero). */
+#define PCI_COMMAND_WRITABLE                                                           \
+    (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY |   \
+     PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE)
+/* Status bits that a write of 1 clears (error reporting). */
+#define PCI_STATUS_W1C                                                                 \
+    (PCI_STATUS_PARITY | PCI_STATUS_SIG_TARGET_ABORT | PCI_STATUS_REC_TARGET_ABORT |   \
+     PCI_STATUS_REC_MASTER_ABORT | PCI_STATUS_SIG_SYSTEM_ERROR |                       \
+     PCI_STATUS_DETECTED_PARITY)
+/* Memory BARs live below this (no guest has more physical address bits). */
+#define PCI_MEM_LIMIT       (1ULL << 48)
+#define PCI_LOW_MEM_LIMIT   0x100000ULL       /* legacy area below 1 MiB */
+#define PCI_RESERVED_START  0xfec00000ULL     /* IOAPIC, LAPIC, BIOS flash */
+#define PCI_RESERVED_END    0x100000000ULL
+#define PCI_IO_SPACE_END    0x10000ULL
+#define PCI_IO_SPACE_MIN    0x1000ULL         /* ISA ports stay ISA's */
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+PciDevice *pci_device_new(const char *name, uint16_t vendor, uint16_t device,
+                          uint32_t class_code, uint8_t revision)
+{
+    PciDevice *dev = g_new0(PciDevice, 1);
+
+    dev->name = g_strdup(name);
+    dev->devfn = -1;
+    dev->bootindex = -1;
+    dev->next_cap = 0x40;
+    for (int i = 0; i < PCI_BAR_COUNT; i++) {
+        dev->bars[i].mapped_addr = PCI_BAR_UNMAPPED;
+    }
+    pci_set_word(dev->config + PCI_VENDOR_ID, vendor);
+    pci_set_word(dev->config + PCI_DEVICE_ID, device);
+    dev->config[PCI_REVISION_ID] = revision;
+    dev->config[PCI_CLASS_PROG] = class_code & 0xff;
+    pci_set_word(dev->config + PCI_CLASS_DEVICE, class_code >> 8);
+    pci_set_word(dev->config + PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_REDHAT_QUMRANET);
+    pci_set_word(dev->config + PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_ID_QEMU);
+    pci_set_word(dev->wmask + PCI_COMMAND, PCI_COMMAND_WRITABLE);
+    pci_set_word(dev->w1cmask + PCI_STATUS, PCI_STATUS_W1C);
+    dev->wmask[PCI_CACHE_LINE_SIZE] = 0xff;
+    dev->wmask[PCI_LATENCY_TIMER] = 0xff;
+    dev->wmask[PCI_INTERRUPT_LINE] = 0xff;
+    return dev;
+}
+
+void pci_device_set_bar(PciDevice *dev, int bar, PciBarKind kind, bool prefetch,
+                        uint64_t size, BusIoFn fn, void *opaque)
+{
+    uint8_t *reg = dev->config + PCI_BASE_ADDRESS_0 + 4 * bar;
+    uint8_t *mask = dev->wmask + PCI_BASE_ADDRESS_0 + 4 * bar;
+    uint64_t addr_mask = ~(size - 1);
+
+    g_assert(bar >= 0 && bar < PCI_BAR_COUNT && size && !(size & (size - 1)));
+    g_assert(kind != PCI_BAR_MEM64 || bar + 1 < PCI_BAR_COUNT);
+    dev->bars[bar] = (PciBar){ kind, prefetch, size, fn, opaque, PCI_BAR_UNMAPPED };
+    switch (kind) {
+    case PCI_BAR_IO:
+        g_assert(size >= 4);
+        pci_set_long(reg, PCI_BASE_ADDRESS_SPACE_IO);
+        pci_set_long(mask, (uint32_t)addr_mask & ~3u);
+        break;
+    case PCI_BAR_MEM32:
+    case PCI_BAR_MEM64:
+        g_assert(size >= 16 && (kind == PCI_BAR_MEM64 || size <= (1ULL << 31)));
+        pci_set_long(reg, (kind == PCI_BAR_MEM64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) |
+                              (prefetch ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0));
+        pci_set_long(mask, (uint32_t)addr_mask & ~0xfu);
+        if (kind == PCI_BAR_MEM64) {
+            pci_set_long(mask + 4, addr_mask >> 32);
+            dev->bars[bar + 1] = (PciBar){ .mapped_addr = PCI_BAR_UNMAPPED };
+        }
+        break;
+    case PCI_BAR_NONE:
+        break;
+    }
+}
+
+uint8_t pci_device_add_capability(PciDevice *dev, uint8_t cap_id, uint8_t offset,
+                                  uint8_t size)
+{
+    uint8_t *link = dev->config + PCI_CAPABILITY_LIST;
+
+    if (!offset) {
+        offset = dev->next_cap;
+    }
+    g_assert(offset >= 0x40 && offset + size <= PCI_CONFIG_SIZE && !(offset & 3));
+    /* keep the list in ascending order of offsets */
+    while (*link && *link < offset) {
+        link = dev->config + *link + PCI_CAP_LIST_NEXT;
+    }
+    dev->config[offset + PCI_CAP_LIST_ID] = cap_id;
+    dev->config[offset + PCI_CAP_LIST_NEXT] = *link;
+    *link = offset;
+    dev->config[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
+    if (offset + size > dev->next_cap) {
+        dev->next_cap = (offset + size + 3) & ~3;
+    }
+    return offset;
+}
+
+void pci_device_set_intx_pin(PciDevice *dev, uint8_t pin)
+{
+    dev->config[PCI_INTERRUPT_PIN] = pin;
+}
+
+uint64_t pci_bar_programmed_address(PciDevice *dev, int bar)
+{
+    const uint8_t *reg = dev->config + PCI_BASE_ADDRESS_0 + 4 * bar;
+
+    switch (dev->bars[bar].kind) {
+    case PCI_BAR_IO:
+        return pci_get_long(reg) & PCI_BASE_ADDRESS_IO_MASK;
+    case PCI_BAR_MEM32:
+        return pci_get_long(reg) & PCI_BASE_ADDRESS_MEM_MASK;
+    case PCI_BAR_MEM64:
+        return (pci_get_long(reg) & PCI_BASE_ADDRESS_MEM_MASK) |
+               (uint64_t)pci_get_long(reg + 4) << 32;
+    default:
+        return PCI_BAR_UNMAPPED;
+    }
+}
+
+/* Does [addr, addr+size) hit guest RAM or a range no BAR may take? */
+static bool pci_mem_range_forbidden(Machine *m, uint64_t addr, uint64_t size)
+{
+    return addr < PCI_LOW_MEM_LIMIT || addr + size < addr ||
+           addr + size > PCI_MEM_LIMIT ||
+           ranges_overlap(addr, size, 0, m->below_4g) ||
+           ranges_overlap(addr, size, HIGH_RAM_START, m->above_4g) ||
+           ranges_overlap(addr, size, PCI_RESERVED_START,
+                          PCI_RESERVED_END - PCI_RESERVED_START);
+}
+
+/* Where the BAR should decode now, or PCI_BAR_UNMAPPED. */
+static uint64_t pci_bar_target(PciDevice *dev, int bar)
+{
+    const PciBar *b = &dev->bars[bar];
+    uint16_t cmd = pci_get_word(dev->config + PCI_COMMAND);
+    uint64_t addr = pci_bar_programmed_address(dev, bar);
+
+    switch (b->kind) {
+    case PCI_BAR_IO:
+        if (!(cmd & PCI_COMMAND_IO) || addr < PCI_IO_SPACE_MIN ||
+            addr + b->size > PCI_IO_SPACE_END) {
+            return PCI_BAR_UNMAPPED;
+        }
+        return addr;
+    case PCI_BAR_MEM32:
+    case PCI_BAR_MEM64:
+        if (!(cmd & PCI_COMMAND_MEMORY) ||
+            pci_mem_range_forbidden(dev->machine, addr, b->size)) {
+            return PCI_BAR_UNMAPPED;
+        }
+        return addr;
+    default:
+        return PCI_BAR_UNMAPPED;
+    }
+}
+
+static Bus *pci_bar_bus(PciDevice *dev, int bar)
+{
+    return dev->bars[bar].kind == PCI_BAR_IO ? &dev->machine->io_bus
+                                             : &dev->machine->mmio_bus;
+}
+
+static void pci_bar_unmap(PciDevice *dev, int bar)
+{
+    PciBar *b = &dev->bars[bar];
+    uint64_t addr = b->mapped_addr;
+
+    if (addr == PCI_BAR_UNMAPPED) {
+        return;
+    }
+    bus_unregister(pci_bar_bus(dev, bar), addr);
+    b->mapped_addr = PCI_BAR_UNMAPPED;
+    if (dev->ops && dev->ops->bar_moved) {
+        dev->ops->bar_moved(dev, bar, addr, false);
+    }
+}
+
+/* Map at target when the bus has room; a clash leaves it unmapped. */
+static void pci_bar_try_map(PciDevice *dev, int bar, uint64_t target)
+{
+    PciBar *b = &dev->bars[bar];
+
+    if (target == PCI_BAR_UNMAPPED || b->mapped_addr != PCI_BAR_UNMAPPED) {
+        return;
+    }
+    if (!bus_register(pci_bar_bus(dev, bar), target, b->size, b->fn, b->opaque,
+                      dev->bus_name, NULL)) {
+        return;
+    }
+    b->mapped_addr = target;
+    if (dev->ops && dev->ops->bar_moved) {
+        dev->ops->bar_moved(dev, bar, target, true);
+    }
+}
+
+void pci_device_unmap_all(PciDevice *dev)
+{
+    for (int i = 0; i < PCI_BAR_COUNT; i++) {
+        pci_bar_unmap(dev, i);
+    }
+}
+
+/*
+ * Bring every BAR of the bus in line with its registers: first remove the
+ * ones that moved or lost decode, then map every one that should decode,
+ * so that a BAR refused for a clash is retried once the clash is gone.
+ */
+void pci_bus_update_all_mappings(PciBus *bus)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (int devfn = 0; devfn < PCI_DEVFN_COUNT; devfn++) {
+            PciDevice *dev = bus->devices[devfn];
+            for (int i = 0; dev && i < PCI_BAR_COUNT; i++) {
+                uint64_t target = pci_bar_target(dev, i);
+                if (pass == 0 && dev->bars[i].mapped_addr != target) {
+                    pci_bar_unmap(dev, i);
+                } else if (pass == 1) {
+                    pci_bar_try_map(dev, i, target);
+                }
+            }
+        }
+    }
+}
+
+void pci_device_update_mappings(PciDevice *dev)
+{
+    if (dev->bus) {
+        pci_bus_update_all_mappings(dev->bus);
+    }
+}
+
+int pci_pirq_to_irq(uint8_t route)
+{
+    unsigned irq = route & PIIX3_PIRQ_IRQ_MASK;
+
+    if (route & PIIX3_PIRQ_DISABLE) {
+        return -1;
+    }
+    /* IRQ 0-2, 8 and 13 are reserved on the PIIX3 */
+    return irq < 3 || irq == 8 || irq == 13 ? -1 : (int)irq;
+}
+
+unsigned pci_slot_pirq(unsigned slot, unsigned pin)
+{
+    return (slot + pin - 2) & 3;
+}
+
+/* The ISA IRQ dev's pin reaches through the PIRQ routes, or -1; intx_lock. */
+static int pci_device_irq_locked(PciBus *bus, PciDevice *dev)
+{
+    uint8_t pin = dev->config[PCI_INTERRUPT_PIN];
+
+    if (pin < 1 || pin > 4) {
+        return -1;
+    }
+    return pci_pirq_to_irq(bus->pirq[pci_slot_pirq(PCI_DEVFN_SLOT(dev->devfn), pin)]);
+}
+
+void pci_bus_update_intx_locked(PciBus *bus)
+{
+    uint8_t level[PCI_ISA_IRQ_COUNT] = { 0 };
+
+    for (int devfn = 0; devfn < PCI_DEVFN_COUNT; devfn++) {
+        PciDevice *dev = bus->devices[devfn];
+        uint16_t cmd;
+        int irq;
+
+        if (!dev || !dev->intx_level) {
+            continue;
+        }
+        cmd = pci_get_word(dev->config + PCI_COMMAND);
+        irq = pci_device_irq_locked(bus, dev);
+        if (irq >= 0 && !(cmd & PCI_COMMAND_INTX_DISABLE)) {
+            level[irq] = 1;
+        }
+    }
+    for (int irq = 0; irq < PCI_ISA_IRQ_COUNT; irq++) {
+        if (level[irq] != bus->line_level[irq]) {
+            bus->line_level[irq] = level[irq];
+            bus->ops->set_irq(bus->ops_opaque, irq, level[irq]);
+        }
+    }
+}
+
+void pci_set_irq(PciDevice *dev, int level)
+{
+    PciBus *bus = dev->bus;
+
+    level = level ? 1 : 0;
+    if (!bus || !dev->config[PCI_INTERRUPT_PIN]) {
+        return;
+    }
+    pthread_mutex_lock(&bus->intx_lock);
+    if (dev->intx_level != level) {
+        dev->intx_level = level;
+        pci_bus_update_intx_locked(bus);
+    }
+    pthread_mutex_unlock(&bus->intx_lock);
+}
+
+uint32_t pci_config_read(PciDevice *dev, unsigned offset, unsigned len)
+{
+    uint32_t val = 0;
+
+    if ((len != 1 && len != 2 && len != 4) || offset + len > PCI_CONFIG_SIZE) {
+        return UINT32_MAX;
+    }
+    if (dev->ops && dev->ops->config_read &&
+        dev->ops->config_read(dev, offset, len, &val)) {
+        return val;
+    }
+    for (unsigned i = 0; i < len; i++) {
+        uint8_t byte = dev->config[offset + i];
+        if (offset + i == PCI_STATUS &&
+            __atomic_load_n(&dev->intx_level, __ATOMIC_RELAXED)) {
+            byte |= PCI_STATUS_INTERRUPT;
+        }
+        val |= (uint32_t)byte << (8 * i);
+    }
+    return val;
+}
+
+void pci_config_write(PciDevice *dev, unsigned offset, unsigned len, uint32_t val)
+{
+    if ((len != 1 && len != 2 && len != 4) || offset + len > PCI_CONFIG_SIZE) {
+        return;
+    }
+    for (unsigned i = 0; i < len; i++) {
+        unsigned o = offset + i;
+        uint8_t byte = val >> (8 * i);
+        uint8_t v = (dev->config[o] & ~dev->wmask[o]) | (byte & dev->wmask[o]);
+        dev->config[o] = v & ~(byte & dev->w1cmask[o]);
+    }
+    if (ranges_overlap(offset, len, PCI_COMMAND, 2) ||
+        ranges_overlap(offset, len, PCI_BASE_ADDRESS_0, 4 * PCI_BAR_COUNT)) {
+        pci_device_update_mappings(dev);
+    }
+    if (dev->bus && ranges_overlap(offset, len, PCI_COMMAND + 1, 1)) {
+        pthread_mutex_lock(&dev->bus->intx_lock);      /* INTx disable bit */
+        pci_bus_update_intx_locked(dev->bus);
+        pthread_mutex_unlock(&dev->bus->intx_lock);
+    }
+    if (dev->msix) {
+        msix_config_written(dev, offset, len);
+    }
+    if (dev->ops && dev->ops->config_write) {
+        dev->ops->config_write(dev, offset, len, val);
+    }
+}
+
+static int pci_find_free_slot(PciBus *bus)
+{
+    for (int slot = 2; slot < PCI_SLOT_COUNT; slot++) {
+        bool used = false;
+        for (int fn = 0; fn < 8; fn++) {
+            used |= bus->devices[PCI_MAKE_DEVFN(slot, fn)] != NULL;
+        }
+        if (!used) {
+            return PCI_MAKE_DEVFN(slot, 0);
+        }
+    }
+    return -1;
+}
+
+bool pci_device_realize(Machine *m, PciDevice *dev, int devfn, GError **errp)
+{
+    PciBus *bus = m->pci;
+
+    if (!bus) {
+        error_setg(errp, "%s: this machine has no PCI bus", dev->name);
+        return false;
+    }
+    if (devfn == PCI_DEVFN_AUTO) {
+        devfn = pci_find_free_slot(bus);
+        if (devfn < 0) {
+            error_setg(errp, "PCI: no slot/function available for %s, all in use",
+                       dev->name);
+            return false;
+        }
+    } else if (devfn < 0 || devfn >= PCI_DEVFN_COUNT) {
+        error_setg(errp, "PCI: invalid devfn %d for %s", devfn, dev->name);
+        return false;
+    } else if (bus->devices[devfn]) {
+        error_setg(errp, "PCI: slot %d function %d not available for %s, in use by %s",
+                   PCI_DEVFN_SLOT(devfn), PCI_DEVFN_FUNC(devfn), dev->name,
+                   bus->devices[devfn]->name);
+        return false;
+    } else if (PCI_DEVFN_FUNC(devfn) != 0) {
+        error_setg(errp, "PCI: %s: multifunction devices are not supported "
+                   "(function %d)", dev->name, PCI_DEVFN_FUNC(devfn));
+        return false;
+    }
+    dev->machine = m;
+    dev->bus = bus;
+    dev->devfn = devfn;
+    dev->bus_name = g_strdup_printf("%s@00:%02x.%x", dev->name, PCI_DEVFN_SLOT(devfn),
+                                    PCI_DEVFN_FUNC(devfn));
+    memcpy(dev->reset_config, dev->config, PCI_CONFIG_SIZE);
+    bus->devices[devfn] = dev;
+    return true;
+}
+
+void pci_device_reset(PciDevice *dev)
+{
+    pci_device_unmap_all(dev);
+    memcpy(dev->config, dev->reset_config, PCI_CONFIG_SIZE);
+    if (dev->msix) {
+        msix_reset(dev);
+    }
+    if (dev->bus) {
+        pthread_mutex_lock(&dev->bus->intx_lock);
+        dev->intx_level = 0;
+        pci_bus_update_intx_locked(dev->bus);
+        pthread_mutex_unlock(&dev->bus->intx_lock);
+    }
+    if (dev->ops && dev->ops->reset) {
+        dev->ops->reset(dev);
+    }
+}
+
+void pci_device_free(PciDevice *dev)
+{
+    if (!dev) {
+        return;
+    }
+    if (dev->bus) {
+        pci_device_unmap_all(dev);
+        pthread_mutex_lock(&dev->bus->intx_lock);
+        dev->intx_level = 0;
+        pci_bus_update_intx_locked(dev->bus);
+        dev->bus->devices[dev->devfn] = NULL;
+        pthread_mutex_unlock(&dev->bus->intx_lock);
+    }
+    if (dev->ops && dev->ops->destroy) {
+        dev->ops->destroy(dev);
+    }
+    if (dev->msix) {
+        msix_free(dev);
+    }
+    g_free(dev->name);
+    g_free(dev->qdev_id);
+    g_free(dev->bus_name);
+    g_free(dev);
+}
+
+PciDevice *pci_find_device(Machine *m, unsigned bus, unsigned devfn)
+{
+    PciBus *b = m->pci;
+
+    return b && bus == 0 && devfn < PCI_DEVFN_COUNT ? b->devices[devfn] : NULL;
+}
+
+PciDevice *pci_find_device_by_id(Machine *m, const char *qdev_id)
+{
+    PciBus *b = m->pci;
+
+    for (int devfn = 0; b && qdev_id && devfn < PCI_DEVFN_COUNT; devfn++) {
+        PciDevice *dev = b->devices[devfn];
+        if (dev && dev->qdev_id && strcmp(dev->qdev_id, qdev_id) == 0) {
+            return dev;
+        }
+    }
+    return NULL;
+}
+
+void pci_foreach_device(Machine *m, void (*fn)(PciDevice *dev, void *opaque),
+                        void *opaque)
+{
+    PciBus *b = m->pci;
+
+    for (int devfn = 0; b && devfn < PCI_DEVFN_COUNT; devfn++) {
+        if (b->devices[devfn]) {
+            fn(b->devices[devfn], opaque);
+        }
+    }
+}
+
+unsigned pci_intx_routes(Machine *m, PciIntxRoute *routes, unsigned max)
+{
+    PciBus *b = m->pci;
+    unsigned n = 0;
+
+    if (!b) {
+        return 0;
+    }
+    pthread_mutex_lock(&b->intx_lock);
+    for (int devfn = 0; devfn < PCI_DEVFN_COUNT && n < max; devfn++) {
+        PciDevice *dev = b->devices[devfn];
+        uint8_t pin = dev ? dev->config[PCI_INTERRUPT_PIN] : 0;
+        if (pin >= 1 && pin <= 4) {
+            unsigned slot = PCI_DEVFN_SLOT(devfn);
+            unsigned pirq = pci_slot_pirq(slot, pin);
+            routes[n++] = (PciIntxRoute){ slot, pin, pirq,
+                                          pci_pirq_to_irq(b->pirq[pirq]) };
+        }
+    }
+    pthread_mutex_unlock(&b->intx_lock);
+    return n;
+}
+
+#define PCI_STATE_MAGIC 0x50434931u    /* "PCI1" */
+
+void pci_device_save(PciDevice *dev, GByteArray *out)
+{
+    blob_put_u32(out, PCI_STATE_MAGIC);
+    blob_put_bytes(out, dev->config, PCI_CONFIG_SIZE);
+    blob_put_u8(out, __atomic_load_n(&dev->intx_level, __ATOMIC_RELAXED));
+    if (dev->msix) {
+        msix_save(dev, out);
+    } else {
+        blob_put_u32(out, 0);
+    }
+}
+
+void pci_device_snapshot_clear(PciDeviceSnapshot *snap)
+{
+    g_free(snap->msix_table);
+    g_free(snap->msix_pba);
+    memset(snap, 0, sizeof(*snap));
+}
+
+bool pci_device_parse(PciDevice *dev, StateReader *r, PciDeviceSnapshot *snap,
+                      GError **errp)
+{
+    memset(snap, 0, sizeof(*snap));
+    if (blob_get_u32(r) != PCI_STATE_MAGIC || !blob_get_bytes(r, snap->config,
+                                                              PCI_CONFIG_SIZE)) {
+        error_setg(errp, "%s: bad PCI state", dev->name);
+        return false;
+    }
+    snap->intx_level = blob_get_u8(r) ? 1 : 0;
+    /* the read-only bits say which device this is: they must match */
+    for (int i = 0; i < PCI_CONFIG_SIZE; i++) {
+        uint8_t ro = ~dev->wmask[i] & ~dev->w1cmask[i];
+        if ((snap->config[i] & ro) != (dev->reset_config[i] & ro)) {
+            error_setg(errp, "%s: PCI config byte 0x%02x differs (0x%02x, this "
+                       "device has 0x%02x): not the same device", dev->name, i,
+                       snap->config[i], dev->reset_config[i]);
+            return false;
+        }
+    }
+    if (!msix_parse(dev, r, snap) || r->error) {
+        error_setg(errp, "%s: bad MSI-X state", dev->name);
+        pci_device_snapshot_clear(snap);
+        return false;
+    }
+    return true;
+}
+
+void pci_device_apply(PciDevice *dev, PciDeviceSnapshot *snap)
+{
+    pci_device_unmap_all(dev);
+    memcpy(dev->config, snap->config, PCI_CONFIG_SIZE);
+    if (dev->msix) {
+        msix_apply(dev, snap);
+    }
+    pci_device_update_mappings(dev);
+    pci_set_irq(dev, snap->intx_level);
+    if (dev->bus) {
+        pthread_mutex_lock(&dev->bus->intx_lock);
+        pci_bus_update_intx_locked(dev->bus);
+        pthread_mutex_unlock(&dev->bus->intx_lock);
+    }
+}

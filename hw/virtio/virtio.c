@@ -1,0 +1,421 @@
+/*
+ * The virtio device core: feature negotiation (VERSION_1 required), the
+ * status state machine, queue enable, reset, the per-device I/O thread
+ * that waits on the queues' kick eventfds, and popping and completing
+ * requests for device models.  Locking: see include/hw/virtio.h; the
+ * I/O thread holds busy_lock while a model handles a queue, so reset and
+ * pause wait for it, then for in-flight requests (vq->inflight).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "hw/machine.h"
+#include "hw/virtio.h"
+#include "util/error.h"
+
+static void eventfd_signal(int fd)
+{
+    uint64_t one = 1;
+
+    if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        g_warning("eventfd write: %s", g_strerror(errno));
+    }
+}
+
+static void eventfd_drain(int fd)
+{
+    uint64_t count;
+
+    while (read(fd, &count, sizeof(count)) == sizeof(count)) {
+    }
+}
+
+/* Wake the I/O thread: it re-reads every queue (or exits). */
+static void virtio_wake(VirtioDevice *vdev)
+{
+    eventfd_signal(vdev->ctl_fd);
+}
+
+void virtio_device_init(VirtioDevice *vdev, Machine *m, const char *name,
+                        uint16_t device_id, unsigned nr_queues, uint16_t queue_size,
+                        uint64_t host_features, unsigned config_len,
+                        const VirtioDeviceOps *ops)
+{
+    memset(vdev, 0, sizeof(*vdev));
+    vdev->name = g_strdup(name);
+    vdev->device_id = device_id;
+    vdev->machine = m;
+    vdev->ops = ops;
+    vdev->host_features = host_features | (1ULL << VIRTIO_F_VERSION_1);
+    vdev->config_vector = VIRTIO_NO_VECTOR;
+    vdev->config_len = config_len;
+    vdev->config = g_malloc0(config_len);
+    vdev->nr_queues = nr_queues;
+    vdev->vqs = g_new0(VirtQueue, nr_queues);
+    for (unsigned i = 0; i < nr_queues; i++) {
+        virtqueue_init(&vdev->vqs[i], m, vdev, i, queue_size);
+    }
+    vdev->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&vdev->busy_lock, NULL);
+}
+
+static void virtio_process_queue(VirtioDevice *vdev, VirtQueue *vq)
+{
+    pthread_mutex_lock(&vdev->busy_lock);
+    if (!vdev->paused && !vdev->resetting && vdev->ops->handle_queue &&
+        (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
+        vdev->ops->handle_queue(vdev, vq);
+    }
+    pthread_mutex_unlock(&vdev->busy_lock);
+}
+
+/* Wait on the control eventfd and every queue's kick; process what fired. */
+static void *virtio_io_thread(void *opaque)
+{
+    VirtioDevice *vdev = opaque;
+    unsigned n = vdev->nr_queues + 1;
+    struct pollfd *fds = g_new0(struct pollfd, n);
+
+    fds[0] = (struct pollfd){ .fd = vdev->ctl_fd, .events = POLLIN };
+    for (unsigned q = 0; q < vdev->nr_queues; q++) {
+        fds[q + 1] = (struct pollfd){ .fd = vdev->vqs[q].kick_fd, .events = POLLIN };
+    }
+    while (!__atomic_load_n(&vdev->exiting, __ATOMIC_ACQUIRE)) {
+        bool rescan;
+        if (poll(fds, n, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            error_report("%s: I/O thread: poll: %s", vdev->name, g_strerror(errno));
+            break;
+        }
+        rescan = fds[0].revents & POLLIN;
+        if (rescan) {
+            eventfd_drain(vdev->ctl_fd);
+        }
+        for (unsigned q = 0; q < vdev->nr_queues; q++) {
+            if (fds[q + 1].revents & POLLIN) {
+                eventfd_drain(fds[q + 1].fd);
+            } else if (!rescan) {
+                continue;
+            }
+            virtio_process_queue(vdev, &vdev->vqs[q]);
+        }
+    }
+    g_free(fds);
+    return NULL;
+}
+
+bool virtio_device_start(VirtioDevice *vdev, GError **errp)
+{
+    sigset_t all, old;
+    int err;
+
+    if (vdev->ctl_fd < 0 || vdev->vqs[0].kick_fd < 0) {
+        error_setg(errp, "%s: cannot create eventfds", vdev->name);
+        return false;
+    }
+    /* signals belong to the vCPU and main threads, never to this one */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&vdev->thread, NULL, virtio_io_thread, vdev);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        error_setg(errp, "%s: cannot start its I/O thread: %s", vdev->name,
+                   g_strerror(err));
+        return false;
+    }
+    vdev->thread_started = true;
+    return true;
+}
+
+/* Wait until no popped request is left on any queue. */
+static void virtio_wait_idle(VirtioDevice *vdev)
+{
+    for (unsigned q = 0; q < vdev->nr_queues; q++) {
+        VirtQueue *vq = &vdev->vqs[q];
+        pthread_mutex_lock(&vq->lock);
+        while (vq->inflight) {
+            pthread_cond_wait(&vq->idle, &vq->lock);
+        }
+        pthread_mutex_unlock(&vq->lock);
+    }
+}
+
+void virtio_device_cleanup(VirtioDevice *vdev)
+{
+    if (vdev->thread_started) {
+        __atomic_store_n(&vdev->exiting, true, __ATOMIC_RELEASE);
+        virtio_wake(vdev);
+        pthread_join(vdev->thread, NULL);
+        vdev->thread_started = false;
+    }
+    virtio_wait_idle(vdev);
+    if (vdev->ops && vdev->ops->stop) {
+        vdev->ops->stop(vdev);
+    }
+    for (unsigned i = 0; vdev->vqs && i < vdev->nr_queues; i++) {
+        virtqueue_destroy(&vdev->vqs[i]);
+    }
+    if (vdev->ctl_fd >= 0) {
+        close(vdev->ctl_fd);
+    }
+    pthread_mutex_destroy(&vdev->busy_lock);
+    g_free(vdev->vqs);
+    g_free(vdev->config);
+    g_free(vdev->name);
+    vdev->vqs = NULL;
+    vdev->config = NULL;
+    vdev->name = NULL;
+}
+
+void virtio_device_pause(VirtioDevice *vdev)
+{
+    pthread_mutex_lock(&vdev->busy_lock);     /* the thread is between queues */
+    vdev->paused = true;
+    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_wait_idle(vdev);
+}
+
+void virtio_device_resume(VirtioDevice *vdev)
+{
+    pthread_mutex_lock(&vdev->busy_lock);
+    vdev->paused = false;
+    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_wake(vdev);
+}
+
+uint32_t virtio_get_device_features(VirtioDevice *vdev)
+{
+    switch (vdev->device_feature_select) {
+    case 0:
+        return (uint32_t)vdev->host_features;
+    case 1:
+        return vdev->host_features >> 32;
+    default:
+        return 0;
+    }
+}
+
+uint32_t virtio_get_driver_features(VirtioDevice *vdev)
+{
+    switch (vdev->driver_feature_select) {
+    case 0:
+        return (uint32_t)vdev->guest_features;
+    case 1:
+        return vdev->guest_features >> 32;
+    default:
+        return 0;
+    }
+}
+
+void virtio_set_driver_features(VirtioDevice *vdev, uint32_t value)
+{
+    unsigned shift = vdev->driver_feature_select == 0 ? 0 : 32;
+
+    if ((virtio_get_status(vdev) & VIRTIO_CONFIG_S_FEATURES_OK) ||
+        vdev->driver_feature_select > 1) {
+        return;         /* negotiation is over, or no such feature word */
+    }
+    vdev->guest_features &= ~(0xffffffffULL << shift);
+    vdev->guest_features |= (uint64_t)value << shift;
+}
+
+uint8_t virtio_get_status(VirtioDevice *vdev)
+{
+    return __atomic_load_n(&vdev->status, __ATOMIC_ACQUIRE);
+}
+
+/* A subset of what we offer, and modern: anything else is refused. */
+static bool virtio_features_acceptable(VirtioDevice *vdev)
+{
+    return !(vdev->guest_features & ~vdev->host_features) &&
+           (vdev->guest_features & (1ULL << VIRTIO_F_VERSION_1));
+}
+
+/*
+ * Bits only ever get set (a driver must not clear them; 0 resets).
+ * FEATURES_OK sticks only for an acceptable feature set, and DRIVER_OK
+ * only after FEATURES_OK: legacy drivers never get a working device.
+ */
+void virtio_set_status(VirtioDevice *vdev, uint8_t val)
+{
+    uint8_t old, new;
+
+    if (val == 0) {
+        virtio_reset(vdev);
+        return;
+    }
+    old = virtio_get_status(vdev);
+    if ((val & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK) &&
+        !virtio_features_acceptable(vdev)) {
+        val &= ~VIRTIO_CONFIG_S_FEATURES_OK;
+    }
+    val &= ~VIRTIO_CONFIG_S_NEEDS_RESET;              /* the device's bit */
+    do {
+        new = old | val;
+        if (!(new & VIRTIO_CONFIG_S_FEATURES_OK)) {
+            new &= ~VIRTIO_CONFIG_S_DRIVER_OK;
+        }
+    } while (!__atomic_compare_exchange_n(&vdev->status, &old, new, false,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    if ((new & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK)) {
+        virtio_wake(vdev);
+    }
+}
+
+void virtio_reset(VirtioDevice *vdev)
+{
+    pthread_mutex_lock(&vdev->busy_lock);
+    vdev->resetting = true;
+    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_wait_idle(vdev);
+    for (unsigned q = 0; q < vdev->nr_queues; q++) {
+        VirtQueue *vq = &vdev->vqs[q];
+        pthread_mutex_lock(&vq->lock);
+        virtqueue_reset_rings(vq);
+        vq->size = vq->max_size;
+        vq->msix_vector = VIRTIO_NO_VECTOR;
+        vq->enabled = false;
+        vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
+        pthread_mutex_unlock(&vq->lock);
+    }
+    vdev->guest_features = 0;
+    vdev->device_feature_select = vdev->driver_feature_select = 0;
+    vdev->config_vector = VIRTIO_NO_VECTOR;
+    vdev->queue_select = 0;
+    __atomic_store_n(&vdev->isr, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&vdev->status, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&vdev->error_reported, false, __ATOMIC_RELEASE);
+    if (vdev->ops->reset) {
+        vdev->ops->reset(vdev);
+    }
+    pthread_mutex_lock(&vdev->busy_lock);
+    vdev->resetting = false;
+    pthread_mutex_unlock(&vdev->busy_lock);
+}
+
+void virtio_queue_enable(VirtioDevice *vdev, unsigned index)
+{
+    VirtQueue *vq = &vdev->vqs[index];
+    const char *why = NULL;
+    bool ok;
+
+    if (vq->enabled) {
+        return;
+    }
+    pthread_mutex_lock(&vq->lock);
+    virtqueue_reset_rings(vq);
+    ok = virtqueue_map_rings(vq, vdev->guest_features, &why);
+    pthread_mutex_unlock(&vq->lock);
+    if (!ok) {
+        virtio_error(vdev, NULL, "queue %u: %s", index, why);
+        return;
+    }
+    vq->enabled = true;
+    if (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) {
+        virtio_wake(vdev);
+    }
+}
+
+void virtio_queue_kick(VirtQueue *vq)
+{
+    eventfd_signal(vq->kick_fd);
+}
+
+bool virtio_queue_pop(VirtQueue *vq, VirtQueueElement *elem)
+{
+    const char *why = NULL;
+    int r;
+
+    pthread_mutex_lock(&vq->lock);
+    r = virtqueue_pop(vq, elem, &why);
+    if (r == 0 && vq->ready && !vq->broken && !vq->notification_on) {
+        /* empty: ask for kicks again, then look once more (no lost kick) */
+        virtqueue_set_notification(vq, true);
+        r = virtqueue_pop(vq, elem, &why);
+    }
+    if (r > 0) {
+        if (vq->notification_on) {
+            virtqueue_set_notification(vq, false);
+        }
+        vq->inflight++;
+    } else if (r < 0) {
+        vq->broken = true;
+    }
+    pthread_mutex_unlock(&vq->lock);
+    if (r < 0) {
+        virtio_error(vq->vdev, NULL, "queue %u: %s", vq->index, why);
+    }
+    return r > 0;
+}
+
+/* Guest memory the device wrote: the used ring and the writable buffers. */
+static void virtio_mark_dirty(VirtQueue *vq, const VirtQueueElement *elem)
+{
+    VirtioDevice *vdev = vq->vdev;
+
+    if (!vdev || !vdev->transport || !vdev->transport->mark_dirty) {
+        return;
+    }
+    for (unsigned i = elem->out_num; i < elem->out_num + elem->in_num; i++) {
+        vdev->transport->mark_dirty(vdev, elem->gpa[i], elem->iov[i].iov_len);
+    }
+    vdev->transport->mark_dirty(vdev, vq->used_gpa, 6 + 8ULL * vq->size);
+}
+
+void virtio_queue_complete(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
+{
+    VirtioDevice *vdev = vq->vdev;
+    bool notify = false;
+
+    pthread_mutex_lock(&vq->lock);
+    if (vq->ready) {
+        virtqueue_push(vq, elem, len);
+        notify = virtqueue_should_notify(vq);
+        virtio_mark_dirty(vq, elem);
+    }
+    pthread_mutex_unlock(&vq->lock);
+    if (notify && vdev && vdev->transport) {
+        vdev->transport->notify_queue(vdev, vq);
+    }
+    /* last: once inflight reaches 0 a reset or clean-up may go ahead */
+    pthread_mutex_lock(&vq->lock);
+    if (vq->inflight && --vq->inflight == 0) {
+        pthread_cond_broadcast(&vq->idle);
+    }
+    pthread_mutex_unlock(&vq->lock);
+}
+
+void virtio_error(VirtioDevice *vdev, VirtQueue *vq, const char *fmt, ...)
+{
+    uint8_t old;
+    va_list ap;
+    char *msg;
+
+    if (vq) {
+        pthread_mutex_lock(&vq->lock);
+        vq->broken = true;
+        pthread_mutex_unlock(&vq->lock);
+    }
+    if (!vdev) {
+        return;
+    }
+    old = __atomic_fetch_or(&vdev->status, VIRTIO_CONFIG_S_NEEDS_RESET, __ATOMIC_ACQ_REL);
+    if (!__atomic_exchange_n(&vdev->error_reported, true, __ATOMIC_ACQ_REL)) {
+        va_start(ap, fmt);
+        msg = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        warn_report("%s: %s; the device needs a reset", vdev->name, msg);
+        g_free(msg);
+    }
+    if (!(old & VIRTIO_CONFIG_S_NEEDS_RESET) && (old & VIRTIO_CONFIG_S_DRIVER_OK) &&
+        vdev->transport) {
+        vdev->transport->notify_config(vdev);
+    }
+}

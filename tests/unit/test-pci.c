@@ -1,0 +1,778 @@
+/*
+ * PCI on the pc machine without KVM: configuration mechanism #1 through
+ * the port bus, BAR sizing and placement on the buses, clashes refused,
+ * MSI-X table writes turning into routes (a fake KVM records them), PIRQ
+ * routing of INTx, the reset control port, PAM, state and query-pci.
+ */
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "build/qapi/qapi-commands.h"
+#include "hw/machine.h"
+#include "hw/pci.h"
+#include "unit.h"
+
+UNIT_MAIN()
+
+/* ---- a fake KVM: what PCI asked of it ---- */
+
+typedef struct FakeKvm {
+    pthread_mutex_t lock;
+    int level[24];
+    int line_calls;
+    struct {
+        bool used;
+        uint64_t addr;
+        uint32_t data;
+        int irqfd;
+    } routes[32];
+    int adds, updates, dels, signals;
+    uint64_t signal_addr;
+    uint32_t signal_data;
+} FakeKvm;
+
+#define FAKE_GSI_BASE 24
+
+static void fake_set_irq(void *opaque, int gsi, int level)
+{
+    FakeKvm *k = opaque;
+
+    pthread_mutex_lock(&k->lock);
+    k->level[gsi] = level;
+    k->line_calls++;
+    pthread_mutex_unlock(&k->lock);
+}
+
+static int fake_route_add(void *opaque, uint64_t addr, uint32_t data, GError **errp)
+{
+    FakeKvm *k = opaque;
+
+    for (int i = 0; i < 32; i++) {
+        if (!k->routes[i].used) {
+            k->routes[i].used = true;
+            k->routes[i].addr = addr;
+            k->routes[i].data = data;
+            k->routes[i].irqfd = -1;
+            k->adds++;
+            return FAKE_GSI_BASE + i;
+        }
+    }
+    return -1;
+}
+
+static bool fake_route_update(void *opaque, int gsi, uint64_t addr, uint32_t data,
+                              GError **errp)
+{
+    FakeKvm *k = opaque;
+
+    k->routes[gsi - FAKE_GSI_BASE].addr = addr;
+    k->routes[gsi - FAKE_GSI_BASE].data = data;
+    k->updates++;
+    return true;
+}
+
+static void fake_route_del(void *opaque, int gsi)
+{
+    FakeKvm *k = opaque;
+
+    k->routes[gsi - FAKE_GSI_BASE].used = false;
+    k->dels++;
+}
+
+static bool fake_irqfd(void *opaque, int fd, int gsi, bool assign, GError **errp)
+{
+    FakeKvm *k = opaque;
+
+    k->routes[gsi - FAKE_GSI_BASE].irqfd = assign ? fd : -1;
+    return true;
+}
+
+static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len,
+                           bool is_pio, bool assign, GError **errp)
+{
+    return true;
+}
+
+static bool fake_signal_msi(void *opaque, uint64_t addr, uint32_t data, GError **errp)
+{
+    FakeKvm *k = opaque;
+
+    k->signals++;
+    k->signal_addr = addr;
+    k->signal_data = data;
+    return true;
+}
+
+static const PciKvmOps fake_ops = {
+    fake_set_irq,     fake_route_add, fake_route_update, fake_route_del,
+    fake_irqfd,       fake_ioeventfd, fake_signal_msi,
+};
+
+/* ---- a machine with buses and no KVM ---- */
+
+static FakeKvm kvm;
+
+static void machine_setup(Machine *m, uint64_t ram_size)
+{
+    GError *err = NULL;
+
+    memset(m, 0, sizeof(*m));
+    memset(&kvm, 0, sizeof(kvm));
+    pthread_mutex_init(&kvm.lock, NULL);
+    pthread_mutex_init(&m->lock, NULL);
+    bus_init(&m->io_bus, "io");
+    bus_init(&m->mmio_bus, "mmio");
+    device_state_list_init(&m->device_states);
+    CHECK(machine_plan_memory(m, ram_size, NULL));
+    CHECK(pci_pc_init_with_ops(m, &fake_ops, &kvm, &err));
+    CHECK(err == NULL);
+}
+
+static void machine_teardown(Machine *m)
+{
+    pci_pc_cleanup(m);
+    CHECK(m->pci == NULL);
+    CHECK_EQ(m->device_states.entries->len, 0);
+    bus_destroy(&m->io_bus);
+    bus_destroy(&m->mmio_bus);
+    device_state_list_destroy(&m->device_states);
+}
+
+static void io_write(Machine *m, uint16_t port, unsigned len, uint32_t val)
+{
+    uint8_t d[4];
+
+    for (unsigned i = 0; i < len; i++) {
+        d[i] = val >> (8 * i);
+    }
+    bus_dispatch(&m->io_bus, port, d, len, true);
+}
+
+static uint32_t io_read(Machine *m, uint16_t port, unsigned len)
+{
+    uint8_t d[4] = { 0 };
+    uint32_t v = 0;
+
+    bus_dispatch(&m->io_bus, port, d, len, false);
+    for (unsigned i = 0; i < len; i++) {
+        v |= (uint32_t)d[i] << (8 * i);
+    }
+    return v;
+}
+
+static uint32_t conf_read(Machine *m, int devfn, int reg, unsigned len)
+{
+    io_write(m, 0xcf8, 4, 0x80000000u | devfn << 8 | (reg & 0xfc));
+    return io_read(m, 0xcfc + (reg & 3), len);
+}
+
+static void conf_write(Machine *m, int devfn, int reg, unsigned len, uint32_t val)
+{
+    io_write(m, 0xcf8, 4, 0x80000000u | devfn << 8 | (reg & 0xfc));
+    io_write(m, 0xcfc + (reg & 3), len, val);
+}
+
+static void mmio_write(Machine *m, uint64_t addr, unsigned len, uint64_t val)
+{
+    uint8_t d[8];
+
+    for (unsigned i = 0; i < len; i++) {
+        d[i] = val >> (8 * i);
+    }
+    bus_dispatch(&m->mmio_bus, addr, d, len, true);
+}
+
+static uint64_t mmio_read(Machine *m, uint64_t addr, unsigned len)
+{
+    uint8_t d[8] = { 0 };
+    uint64_t v = 0;
+
+    bus_dispatch(&m->mmio_bus, addr, d, len, false);
+    for (unsigned i = 0; i < len; i++) {
+        v |= (uint64_t)d[i] << (8 * i);
+    }
+    return v;
+}
+
+/* ---- a device with one BAR of each kind ---- */
+
+typedef struct TestDev {
+    uint64_t last_offset;
+    int accesses;
+} TestDev;
+
+static void test_bar_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
+                        bool is_write)
+{
+    TestDev *td = opaque;
+
+    td->last_offset = offset;
+    td->accesses++;
+    if (!is_write) {
+        memset(data, 0xab, len);
+    }
+}
+
+static PciDevice *test_device(Machine *m, int slot, TestDev *td)
+{
+    PciDevice *dev = pci_device_new("test-dev", 0x1234, 0x5678, 0xff0000, 1);
+    GError *err = NULL;
+
+    pci_device_set_bar(dev, 0, PCI_BAR_IO, false, 32, test_bar_io, td);
+    pci_device_set_bar(dev, 1, PCI_BAR_MEM32, false, 4096, test_bar_io, td);
+    pci_device_set_bar(dev, 2, PCI_BAR_MEM64, true, 16384, test_bar_io, td);
+    pci_device_set_intx_pin(dev, 1);
+    CHECK(pci_device_realize(m, dev, PCI_MAKE_DEVFN(slot, 0), &err));
+    CHECK(err == NULL);
+    return dev;
+}
+
+UNIT_TEST(conf1_finds_the_bridges)
+{
+    Machine m;
+
+    machine_setup(&m, 256 << 20);
+    CHECK_EQ(conf_read(&m, 0, PCI_VENDOR_ID, 4), 0x12378086);
+    CHECK_EQ(conf_read(&m, 0, PCI_CLASS_DEVICE, 2), 0x0600);
+    CHECK_EQ(conf_read(&m, 8, PCI_VENDOR_ID, 4), 0x70008086);
+    CHECK_EQ(conf_read(&m, 8, PCI_CLASS_DEVICE, 2), 0x0601);
+    CHECK_EQ(conf_read(&m, 8, PCI_SUBSYSTEM_VENDOR_ID, 4), 0x11001af4);
+    /* an empty slot, another bus: all ones */
+    CHECK_EQ(conf_read(&m, PCI_MAKE_DEVFN(5, 0), 0, 4), 0xffffffff);
+    io_write(&m, 0xcf8, 4, 0x80010000u);
+    CHECK_EQ(io_read(&m, 0xcfc, 4), 0xffffffff);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(conf1_address_register_and_odd_sizes)
+{
+    Machine m;
+
+    machine_setup(&m, 256 << 20);
+    /* reserved bits 30:24 and 1:0 read back as zero */
+    io_write(&m, 0xcf8, 4, 0xff000003u);
+    CHECK_EQ(io_read(&m, 0xcf8, 4), 0x80000000u);
+    /* byte and word reads at every data port offset */
+    CHECK_EQ(conf_read(&m, 0, 0, 1), 0x86);
+    CHECK_EQ(conf_read(&m, 0, 1, 1), 0x80);
+    CHECK_EQ(conf_read(&m, 0, 2, 2), 0x1237);
+    CHECK_EQ(conf_read(&m, 0, 3, 1), 0x12);
+    /* a dword at 0xcfd covers three register bytes and one stray byte */
+    io_write(&m, 0xcf8, 4, 0x80000000u);
+    CHECK_EQ(io_read(&m, 0xcfd, 4), 0xff123780u);
+    /* byte accesses to 0xcf8..0xcfb are not the address register */
+    io_write(&m, 0xcf8, 1, 0x00);
+    CHECK_EQ(io_read(&m, 0xcf8, 4), 0x80000000u);
+    CHECK_EQ(io_read(&m, 0xcfa, 2), 0xffff);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(conf1_enable_bit_clear_reads_ones_drops_writes)
+{
+    Machine m;
+
+    machine_setup(&m, 256 << 20);
+    io_write(&m, 0xcf8, 4, 0x00000800u | 0x60);       /* PIIX3 PIRQRC, no enable */
+    CHECK_EQ(io_read(&m, 0xcfc, 4), 0xffffffff);
+    io_write(&m, 0xcfc, 1, 10);
+    CHECK_EQ(conf_read(&m, 8, 0x60, 1), 0x80);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(ids_are_read_only)
+{
+    Machine m;
+
+    machine_setup(&m, 256 << 20);
+    conf_write(&m, 0, PCI_VENDOR_ID, 4, 0xdeadbeef);
+    conf_write(&m, 0, PCI_CLASS_REVISION, 4, 0);
+    CHECK_EQ(conf_read(&m, 0, PCI_VENDOR_ID, 4), 0x12378086);
+    CHECK_EQ(conf_read(&m, 0, PCI_CLASS_DEVICE, 2), 0x0600);
+    /* the ROM BAR is not implemented */
+    conf_write(&m, 0, PCI_ROM_ADDRESS, 4, 0xffffffff);
+    CHECK_EQ(conf_read(&m, 0, PCI_ROM_ADDRESS, 4), 0);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(bar_sizing_by_writing_ones)
+{
+    Machine m;
+    TestDev td = { 0 };
+    int devfn = PCI_MAKE_DEVFN(3, 0);
+
+    machine_setup(&m, 256 << 20);
+    test_device(&m, 3, &td);
+    for (int bar = 0; bar < 4; bar++) {
+        conf_write(&m, devfn, PCI_BASE_ADDRESS_0 + 4 * bar, 4, 0xffffffff);
+    }
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_0, 4), 0xffffffe1);  /* 32 ports */
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_1, 4), 0xfffff000);  /* 4 KiB */
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_2, 4), 0xffffc00c);  /* 64-bit pf */
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_3, 4), 0xffffffff);
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_4, 4), 0);           /* none */
+    /* decode is off: nothing was mapped while sizing */
+    CHECK_EQ(m.mmio_bus.nr_ranges, 0);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(bar_mapping_follows_the_registers)
+{
+    Machine m;
+    TestDev td = { 0 };
+    int devfn = PCI_MAKE_DEVFN(3, 0);
+    const BusRange *r;
+
+    machine_setup(&m, 256 << 20);
+    test_device(&m, 3, &td);
+    conf_write(&m, devfn, PCI_BASE_ADDRESS_1, 4, 0xe0000000);
+    conf_write(&m, devfn, PCI_BASE_ADDRESS_0, 4, 0xc000);
+    CHECK(bus_find(&m.mmio_bus, 0xe0000000) == NULL);          /* decode off */
+    conf_write(&m, devfn, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
+    r = bus_find(&m.mmio_bus, 0xe0000010);
+    CHECK(r && r->base == 0xe0000000 && r->len == 4096 && r->opaque == &td);
+    CHECK_EQ(mmio_read(&m, 0xe0000010, 4), 0xabababab);
+    CHECK_EQ(td.last_offset, 0x10);
+    CHECK_EQ(io_read(&m, 0xc004, 2), 0xabab);
+    CHECK_EQ(td.last_offset, 4);
+    /* move it: the old range goes, the new one comes */
+    conf_write(&m, devfn, PCI_BASE_ADDRESS_1, 4, 0xe0100000);
+    CHECK(bus_find(&m.mmio_bus, 0xe0000000) == NULL);
+    CHECK(bus_find(&m.mmio_bus, 0xe0100000) != NULL);
+    /* a 64-bit BAR above 4 GiB */
+    conf_write(&m, devfn, PCI_BASE_ADDRESS_2, 4, 0);
+    conf_write(&m, devfn, PCI_BASE_ADDRESS_3, 4, 0x8);
+    CHECK(bus_find(&m.mmio_bus, 0x800000000ULL) != NULL);
+    /* memory decode off: both memory BARs leave, the port BAR stays */
+    conf_write(&m, devfn, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    CHECK_EQ(m.mmio_bus.nr_ranges, 0);
+    CHECK(bus_find(&m.io_bus, 0xc000) != NULL);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(bar_refused_over_ram_reserved_or_another_bar)
+{
+    Machine m;
+    TestDev a = { 0 }, b = { 0 };
+    int da = PCI_MAKE_DEVFN(3, 0), db = PCI_MAKE_DEVFN(4, 0);
+
+    machine_setup(&m, 256 << 20);
+    test_device(&m, 3, &a);
+    test_device(&m, 4, &b);
+    conf_write(&m, da, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
+    conf_write(&m, db, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
+    /* over guest RAM, the LAPIC page, the BIOS, below 1 MiB: not mapped */
+    static const uint32_t bad[] = { 0x01000000, 0xfee00000, 0xfffff000, 0xa0000 };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        conf_write(&m, da, PCI_BASE_ADDRESS_1, 4, bad[i]);
+        CHECK(bus_find(&m.mmio_bus, bad[i]) == NULL);
+    }
+    /* I/O over the config ports or legacy ISA: not mapped */
+    conf_write(&m, da, PCI_BASE_ADDRESS_0, 4, 0xce0);
+    CHECK(bus_find(&m.io_bus, 0xce0) == NULL);
+    CHECK(bus_find(&m.io_bus, 0xcf8)->opaque != &a);
+    /* two BARs at one address: the first keeps it... */
+    conf_write(&m, da, PCI_BASE_ADDRESS_1, 4, 0xe0000000);
+    conf_write(&m, db, PCI_BASE_ADDRESS_1, 4, 0xe0000000);
+    CHECK(bus_find(&m.mmio_bus, 0xe0000000)->opaque == &a);
+    mmio_write(&m, 0xe0000000, 4, 1);
+    CHECK_EQ(a.accesses, 1);
+    CHECK_EQ(b.accesses, 0);
+    /* ...and the second decodes once the first moves away */
+    conf_write(&m, da, PCI_BASE_ADDRESS_1, 4, 0xe0001000);
+    CHECK(bus_find(&m.mmio_bus, 0xe0000000)->opaque == &b);
+    CHECK(bus_find(&m.mmio_bus, 0xe0001000)->opaque == &a);
+    machine_teardown(&m);
+}
+
+/* Program the MSI-X BAR of dev (BAR 1) at addr and switch MSI-X on. */
+static uint8_t msix_device_setup(Machine *m, PciDevice *dev, uint64_t addr)
+{
+    uint8_t cap = dev->config[PCI_CAPABILITY_LIST];
+
+    while (cap && dev->config[cap] != PCI_CAP_ID_MSIX) {
+        cap = dev->config[cap + 1];
+    }
+    CHECK(cap != 0);
+    conf_write(m, dev->devfn, PCI_BASE_ADDRESS_1, 4, addr);
+    conf_write(m, dev->devfn, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    conf_write(m, dev->devfn, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+    return cap;
+}
+
+static PciDevice *msix_device(Machine *m, int vectors)
+{
+    PciDevice *dev = pci_device_new("msix-dev", 0x1234, 0x1111, 0xff0000, 0);
+    GError *err = NULL;
+
+    CHECK(msix_init(dev, vectors, 1, 0, &err));
+    CHECK(pci_device_realize(m, dev, PCI_MAKE_DEVFN(5, 0), &err));
+    CHECK(err == NULL);
+    return dev;
+}
+
+static uint64_t eventfd_count(int fd)
+{
+    uint64_t v = 0;
+
+    return fd >= 0 && read(fd, &v, sizeof(v)) == sizeof(v) ? v : 0;
+}
+
+UNIT_TEST(msix_capability_layout)
+{
+    Machine m;
+    PciDevice *dev;
+    uint8_t cap;
+
+    machine_setup(&m, 256 << 20);
+    dev = msix_device(&m, 3);
+    cap = msix_device_setup(&m, dev, 0xe0000000);
+    CHECK_EQ(conf_read(&m, dev->devfn, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST,
+             PCI_STATUS_CAP_LIST);
+    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2),
+             PCI_MSIX_FLAGS_ENABLE | 2);
+    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_TABLE, 4), 1);       /* BAR 1, 0 */
+    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_PBA, 4), 0x801);     /* BAR 1 */
+    /* the table size is read-only */
+    conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2, 0x07ff);
+    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2) & 0x7ff, 2);
+    /* every vector starts masked */
+    CHECK_EQ(mmio_read(&m, 0xe0000000 + 12, 4), 1);
+    CHECK_EQ(mmio_read(&m, 0xe0000000 + 2 * 16 + 12, 4), 1);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(msix_table_writes_make_routes)
+{
+    Machine m;
+    PciDevice *dev;
+    uint64_t table = 0xe0000000;
+    int fd;
+
+    machine_setup(&m, 256 << 20);
+    dev = msix_device(&m, 4);
+    msix_device_setup(&m, dev, table);
+    mmio_write(&m, table + 16, 4, 0xfee01000);       /* vector 1 */
+    mmio_write(&m, table + 16 + 4, 4, 0);
+    mmio_write(&m, table + 16 + 8, 4, 0x4041);
+    CHECK_EQ(kvm.adds, 0);                            /* still masked */
+    mmio_write(&m, table + 16 + 12, 4, 0);            /* unmask */
+    CHECK_EQ(kvm.adds, 1);
+    CHECK_EQ(kvm.routes[0].addr, 0xfee01000);
+    CHECK_EQ(kvm.routes[0].data, 0x4041);
+    fd = kvm.routes[0].irqfd;
+    CHECK(fd >= 0);
+    /* a changed message while unmasked updates the route */
+    mmio_write(&m, table + 16 + 8, 4, 0x4042);
+    CHECK_EQ(kvm.updates, 1);
+    CHECK_EQ(kvm.routes[0].data, 0x4042);
+    /* a notify writes the irqfd */
+    CHECK(msix_notify(dev, 1));
+    CHECK_EQ(eventfd_count(fd), 1);
+    /* 8-byte table accesses work too */
+    mmio_write(&m, table + 16, 8, 0xfee02000);
+    CHECK_EQ(kvm.routes[0].addr, 0xfee02000);
+    CHECK_EQ(mmio_read(&m, table + 16, 8), 0xfee02000);
+    machine_teardown(&m);
+    CHECK_EQ(kvm.dels, 1);
+}
+
+UNIT_TEST(msix_masked_vector_sets_pending_bit)
+{
+    Machine m;
+    PciDevice *dev;
+    uint64_t table = 0xe0000000, pba = table + 0x800;
+    uint8_t cap;
+    int fd;
+
+    machine_setup(&m, 256 << 20);
+    dev = msix_device(&m, 4);
+    cap = msix_device_setup(&m, dev, table);
+    mmio_write(&m, table + 0, 4, 0xfee00000);
+    mmio_write(&m, table + 8, 4, 0x30);
+    mmio_write(&m, table + 12, 4, 0);
+    fd = kvm.routes[0].irqfd;
+    mmio_write(&m, table + 12, 4, 1);                  /* mask vector 0 */
+    CHECK(msix_notify(dev, 0));
+    CHECK_EQ(eventfd_count(fd), 0);
+    CHECK_EQ(mmio_read(&m, pba, 8), 1);
+    mmio_write(&m, pba, 8, 0);                          /* the PBA is read-only */
+    CHECK_EQ(mmio_read(&m, pba, 8), 1);
+    mmio_write(&m, table + 12, 4, 0);                   /* unmask: delivered */
+    CHECK_EQ(eventfd_count(fd), 1);
+    CHECK_EQ(mmio_read(&m, pba, 8), 0);
+    /* the function mask holds every vector */
+    conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2,
+               PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+    CHECK(msix_notify(dev, 0));
+    CHECK_EQ(eventfd_count(fd), 0);
+    conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+    CHECK_EQ(eventfd_count(fd), 1);
+    /* MSI-X off: the caller must use INTx */
+    conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2, 0);
+    CHECK(!msix_notify(dev, 0));
+    CHECK(!msix_enabled(dev));
+    machine_teardown(&m);
+}
+
+UNIT_TEST(msix_bad_address_and_vector_go_nowhere)
+{
+    Machine m;
+    PciDevice *dev;
+    uint64_t table = 0xe0000000;
+
+    machine_setup(&m, 256 << 20);
+    dev = msix_device(&m, 2);
+    msix_device_setup(&m, dev, table);
+    mmio_write(&m, table + 0, 4, 0x12345678);         /* not the LAPIC window */
+    mmio_write(&m, table + 12, 4, 0);
+    CHECK_EQ(kvm.adds, 0);
+    CHECK(msix_notify(dev, 0));
+    CHECK(msix_notify(dev, 1000));                    /* no such vector */
+    CHECK_EQ(kvm.signals, 0);
+    /* beyond the table and PBA the BAR reads zero and ignores writes */
+    mmio_write(&m, table + 0x400, 4, 0xffffffff);
+    CHECK_EQ(mmio_read(&m, table + 0x400, 4), 0);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(pirq_routing_drives_isa_lines)
+{
+    Machine m;
+    TestDev a = { 0 }, b = { 0 };
+    PciDevice *d3, *d7;
+
+    machine_setup(&m, 256 << 20);
+    d3 = test_device(&m, 3, &a);     /* INTA of slot 3 -> PIRQC */
+    d7 = test_device(&m, 7, &b);     /* INTA of slot 7 -> PIRQC too */
+    CHECK_EQ(pci_slot_pirq(2, 1), 1);
+    CHECK_EQ(pci_slot_pirq(3, 1), 2);
+    CHECK_EQ(pci_slot_pirq(3, 4), 1);
+    pci_set_irq(d3, 1);
+    CHECK_EQ(kvm.line_calls, 0);                       /* PIRQC disabled */
+    CHECK_EQ(conf_read(&m, d3->devfn, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT,
+             PCI_STATUS_INTERRUPT);
+    conf_write(&m, 8, 0x62, 1, 11);                    /* PIRQC -> IRQ 11 */
+    CHECK_EQ(kvm.level[11], 1);
+    pci_set_irq(d7, 1);
+    pci_set_irq(d3, 0);
+    CHECK_EQ(kvm.level[11], 1);                        /* shared: still d7 */
+    pci_set_irq(d7, 0);
+    CHECK_EQ(kvm.level[11], 0);
+    /* rerouting an asserted line moves the level */
+    pci_set_irq(d3, 1);
+    conf_write(&m, 8, 0x62, 1, 5);
+    CHECK_EQ(kvm.level[11], 0);
+    CHECK_EQ(kvm.level[5], 1);
+    /* reserved IRQs and the disable bit route nowhere */
+    conf_write(&m, 8, 0x62, 1, 2);
+    CHECK_EQ(kvm.level[5], 0);
+    CHECK_EQ(kvm.level[2], 0);
+    conf_write(&m, 8, 0x62, 1, 0x8b);
+    CHECK_EQ(kvm.level[11], 0);
+    /* the command register's INTx disable */
+    conf_write(&m, 8, 0x62, 1, 11);
+    CHECK_EQ(kvm.level[11], 1);
+    conf_write(&m, d3->devfn, PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
+    CHECK_EQ(kvm.level[11], 0);
+    conf_write(&m, d3->devfn, PCI_COMMAND, 2, 0);
+    CHECK_EQ(kvm.level[11], 1);
+    machine_teardown(&m);
+    CHECK_EQ(kvm.level[11], 0);
+}
+
+UNIT_TEST(assign_resources_like_firmware)
+{
+    Machine m;
+    TestDev a = { 0 }, b = { 0 };
+    PciIntxRoute routes[8];
+    PciDevice *d2, *d3;
+
+    machine_setup(&m, 256 << 20);
+    d2 = test_device(&m, 2, &a);
+    d3 = test_device(&m, 3, &b);
+    pci_pc_assign_resources(&m);
+    for (int i = 0; i < 2; i++) {
+        PciDevice *d = i ? d3 : d2;
+        uint64_t mem1 = pci_bar_programmed_address(d, 1);
+        uint64_t mem2 = pci_bar_programmed_address(d, 2);
+        uint64_t io = pci_bar_programmed_address(d, 0);
+        CHECK(mem1 >= PCI_DEFAULT_MMIO_START && mem1 + 4096 <= PCI_DEFAULT_MMIO_END);
+        CHECK(mem2 >= PCI_DEFAULT_MMIO_START && mem2 % 16384 == 0);
+        CHECK(io >= PCI_DEFAULT_IO_START && io % 32 == 0);
+        CHECK(bus_find(&m.mmio_bus, mem1) && bus_find(&m.mmio_bus, mem2));
+        CHECK(bus_find(&m.io_bus, io) != NULL);
+        CHECK_EQ(pci_get_word(d->config + PCI_COMMAND) & 7, 7);
+    }
+    /* PIRQA-D = 10, 10, 11, 11 as on QEMU: slot 2 gets 10, slot 3 gets 11 */
+    CHECK_EQ(conf_read(&m, 8, 0x60, 4), 0x0b0b0a0a);
+    CHECK_EQ(d2->config[PCI_INTERRUPT_LINE], 10);
+    CHECK_EQ(d3->config[PCI_INTERRUPT_LINE], 11);
+    CHECK_EQ(pci_intx_routes(&m, routes, 8), 2);
+    CHECK(routes[0].slot == 2 && routes[0].pin == 1 && routes[0].irq == 10);
+    CHECK(routes[1].slot == 3 && routes[1].pirq == 2 && routes[1].irq == 11);
+    /* reset puts everything back */
+    pci_pc_reset(&m);
+    CHECK_EQ(m.mmio_bus.nr_ranges, 0);
+    CHECK_EQ(conf_read(&m, 8, 0x60, 4), 0x80808080);
+    CHECK_EQ(conf_read(&m, d2->devfn, PCI_BASE_ADDRESS_1, 4), 0);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(slot_allocation_and_clashes)
+{
+    Machine m;
+    GError *err = NULL;
+    PciDevice *a = pci_device_new("a", 1, 1, 0, 0), *b = pci_device_new("b", 1, 2, 0, 0);
+    PciDevice *c = pci_device_new("c", 1, 3, 0, 0);
+    int devfn = -1;
+
+    machine_setup(&m, 256 << 20);
+    CHECK(pci_device_realize(&m, a, PCI_DEVFN_AUTO, &err));
+    CHECK_EQ(a->devfn, PCI_MAKE_DEVFN(2, 0));
+    CHECK(!pci_device_realize(&m, b, a->devfn, &err));
+    CHECK(err && strstr(err->message, "slot 2 function 0 not available"));
+    g_clear_error(&err);
+    pci_device_free(b);
+    CHECK(!pci_device_realize(&m, c, PCI_MAKE_DEVFN(4, 1), &err));
+    g_clear_error(&err);
+    pci_device_free(c);
+    CHECK(pci_parse_devfn("0x1f", &devfn, NULL) && devfn == PCI_MAKE_DEVFN(31, 0));
+    CHECK(pci_parse_devfn("03.0", &devfn, NULL) && devfn == PCI_MAKE_DEVFN(3, 0));
+    CHECK(!pci_parse_devfn("20", &devfn, NULL));
+    CHECK(!pci_parse_devfn("3.8", &devfn, NULL));
+    CHECK(!pci_parse_devfn("3.", &devfn, NULL));
+    CHECK(!pci_parse_devfn("", &devfn, NULL));
+    CHECK(!pci_parse_devfn("-1", &devfn, NULL));
+    machine_teardown(&m);
+}
+
+static uint8_t pam_seen[7];
+static int pam_calls;
+
+static void pam_changed(void *opaque, const uint8_t pam[7])
+{
+    memcpy(pam_seen, pam, 7);
+    pam_calls++;
+}
+
+UNIT_TEST(pam_registers_are_plain_registers)
+{
+    Machine m;
+
+    machine_setup(&m, 256 << 20);
+    pam_calls = 0;
+    pci_set_pam_notifier(&m, pam_changed, NULL);
+    for (int i = 1; i < 7; i++) {
+        conf_write(&m, 0, 0x59 + i, 1, 0xff);          /* as SeaBIOS does, wider */
+    }
+    conf_write(&m, 0, 0x59, 1, 0xff);
+    CHECK_EQ(conf_read(&m, 0, 0x59, 1), 0x30);
+    CHECK_EQ(conf_read(&m, 0, 0x5c, 4), 0x33333333);
+    CHECK_EQ(conf_read(&m, 0, 0x5a, 2), 0x3333);
+    CHECK_EQ(pam_calls, 7);
+    CHECK_EQ(pam_seen[0], 0x30);
+    CHECK_EQ(pam_seen[6], 0x33);
+    pci_pc_reset(&m);
+    CHECK_EQ(conf_read(&m, 0, 0x59, 1), 0);
+    CHECK_EQ(pam_seen[3], 0);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(reset_control_register_resets)
+{
+    Machine m;
+
+    machine_setup(&m, 256 << 20);
+    io_write(&m, 0xcf9, 1, 0x02);
+    CHECK_EQ(m.reset_pending, 0);
+    CHECK_EQ(io_read(&m, 0xcf9, 1), 0x02);
+    io_write(&m, 0xcf9, 1, 0x06);
+    CHECK_EQ(m.reset_pending, SHUTDOWN_CAUSE_GUEST_RESET + 1);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(host_state_round_trip_and_refusals)
+{
+    Machine m;
+    DeviceStateEntry *e;
+    GByteArray *blob = g_byte_array_new();
+    GError *err = NULL;
+
+    machine_setup(&m, 256 << 20);
+    e = device_state_find(&m.device_states, "pci-host");
+    CHECK(e != NULL);
+    conf_write(&m, 8, 0x60, 4, 0x0b0a0b0a);
+    conf_write(&m, 0, 0x5a, 1, 0x11);
+    CHECK(e->ops->save(e->opaque, blob, &err));
+    conf_write(&m, 8, 0x60, 4, 0x80808080);
+    conf_write(&m, 0, 0x5a, 1, 0);
+    /* truncated, or with a changed read-only byte: refused, nothing changes */
+    CHECK(!e->ops->load(e->opaque, blob->data, blob->len - 1, e->version, &err));
+    g_clear_error(&err);
+    blob->data[4 + 1 + 4 + PCI_DEVICE_ID] ^= 1;
+    CHECK(!e->ops->load(e->opaque, blob->data, blob->len, e->version, &err));
+    CHECK(err && strstr(err->message, "not the same device"));
+    g_clear_error(&err);
+    CHECK_EQ(conf_read(&m, 8, 0x60, 4), 0x80808080);
+    blob->data[4 + 1 + 4 + PCI_DEVICE_ID] ^= 1;
+    CHECK(e->ops->load(e->opaque, blob->data, blob->len, e->version, &err));
+    CHECK(err == NULL);
+    CHECK_EQ(conf_read(&m, 8, 0x60, 4), 0x0b0a0b0a);
+    CHECK_EQ(conf_read(&m, 0, 0x5a, 1), 0x11);
+    g_byte_array_free(blob, TRUE);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(query_pci_has_qemus_shape)
+{
+    Machine m;
+    TestDev td = { 0 };
+    QmpContext ctx = { 0 };
+    PciDevice *dev;
+    json_t *ret, *devs, *d, *regions;
+    char *text;
+
+    machine_setup(&m, 256 << 20);
+    dev = test_device(&m, 3, &td);
+    dev->qdev_id = g_strdup("disk1");
+    conf_write(&m, dev->devfn, PCI_BASE_ADDRESS_1, 4, 0xfebf1000);
+    conf_write(&m, dev->devfn, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    conf_write(&m, dev->devfn, PCI_INTERRUPT_LINE, 1, 11);
+    ctx.machine = &m;
+    ret = qmp_query_pci(&ctx, NULL, NULL);
+    CHECK(json_is_array(ret) && json_array_size(ret) == 1);
+    devs = json_object_get(json_array_get(ret, 0), "devices");
+    CHECK_EQ(json_array_size(devs), 3);
+    d = json_array_get(devs, 0);
+    CHECK_STR(json_string_value(
+                  json_object_get(json_object_get(d, "class_info"), "desc")),
+              "Host bridge");
+    CHECK_EQ(json_integer_value(json_object_get(json_object_get(d, "id"), "device")),
+             0x1237);
+    CHECK(json_object_get(d, "irq") == NULL);           /* no pin, no irq */
+    d = json_array_get(devs, 2);
+    CHECK_STR(json_string_value(json_object_get(d, "qdev_id")), "disk1");
+    CHECK_EQ(json_integer_value(json_object_get(d, "slot")), 3);
+    CHECK_EQ(json_integer_value(json_object_get(d, "irq")), 11);
+    CHECK_EQ(json_integer_value(json_object_get(d, "irq_pin")), 1);
+    regions = json_object_get(d, "regions");
+    CHECK_EQ(json_array_size(regions), 3);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(regions, 0), "type")),
+              "io");
+    CHECK_EQ(json_integer_value(json_object_get(json_array_get(regions, 0), "address")),
+             -1);
+    CHECK_EQ(json_integer_value(json_object_get(json_array_get(regions, 1), "address")),
+             0xfebf1000);
+    CHECK(json_is_true(json_object_get(json_array_get(regions, 2), "mem_type_64")));
+    text = pci_format_info(ret);
+    CHECK(strstr(text, "  Bus  0, device   0, function 0:\n    Host bridge: PCI device "
+                       "8086:1237\n      PCI subsystem 1af4:1100\n      id \"\"\n"));
+    CHECK(strstr(text, "      IRQ 11, pin A\n"));
+    CHECK(strstr(text, "      BAR1: 32 bit memory at 0xfebf1000 [0xfebf1fff].\n"));
+    /* an unnamed class is printed in decimal, as QEMU does */
+    CHECK(strstr(text, "    Class 65280: PCI device 1234:5678\n"));
+    g_free(text);
+    json_decref(ret);
+    machine_teardown(&m);
+}
