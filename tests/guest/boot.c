@@ -36,6 +36,9 @@ static const struct {
     {"testos.blkdev=", &boot_info.blkdev},
     {"testos.evidx=", &boot_info.evidx},
     {"testos.indirect=", &boot_info.indirect},
+    {"testos.mibps=", &boot_info.mibps},
+    {"testos.wss_mib=", &boot_info.wss_mib},
+    {"testos.period_ms=", &boot_info.period_ms},
 };
 
 /* Applies one "key=value" word of the command line. */
@@ -68,7 +71,7 @@ static void cmdline_parse(void)
     memcpy(boot_info.scenario, "hello", 6);
     boot_info.hz = 1000;
     boot_info.period_us = 1000;
-    boot_info.seconds = 5;
+    boot_info.seconds = PARAM_UNSET;
     boot_info.sectors = 64;
     boot_info.wstart = 128;
     boot_info.mib = 64;
@@ -77,6 +80,9 @@ static void cmdline_parse(void)
     boot_info.blkdev = PARAM_UNSET;
     boot_info.evidx = 1;
     boot_info.indirect = 1;
+    boot_info.mibps = 50;
+    boot_info.wss_mib = PARAM_UNSET;
+    boot_info.period_ms = 10;
     while (*p) {
         while (*p == ' ') {
             p++;
@@ -94,6 +100,9 @@ static void cmdline_parse(void)
     }
     if (!boot_info.period_us) {
         boot_info.period_us = 1000;
+    }
+    if (!boot_info.period_ms) {
+        boot_info.period_ms = 10;
     }
 }
 

@@ -164,7 +164,7 @@ static void halt_until(u64 start, u64 ticks)
 static void scenario_ticks_idle(Cpu *bsp)
 {
     u64 hz = boot_info.hz;
-    u64 seconds = boot_info.seconds;
+    u64 seconds = boot_info.seconds == PARAM_UNSET ? 5 : boot_info.seconds;
     u64 per_ms = lapic_timer_calibrate();
     u64 initial = per_ms * 1000 / hz;
     u64 first = timer_ticks;
@@ -275,6 +275,7 @@ static const struct {
     {"pio", scenario_pio},           {"ticks-idle", scenario_ticks_idle},
     {"latency", scenario_latency},   {"blk", scenario_blk},
     {"blk-perf", scenario_blk_perf}, {"blk-hostile", scenario_blk_hostile},
+    {"dirty", scenario_dirty},
 };
 
 static int scenario_find(const char *name)

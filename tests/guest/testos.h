@@ -85,7 +85,7 @@ typedef struct BootInfo {
     u64 hz;        /* testos.hz, default 1000 */
     u64 n;         /* testos.n, 0 = the scenario's default */
     u64 period_us; /* testos.period_us, default 1000 */
-    u64 seconds;   /* testos.seconds, default 5; 0 = forever */
+    u64 seconds;   /* testos.seconds, PARAM_UNSET = the scenario's default; 0 = forever */
     /* virtio-blk scenarios (blk.c); see README.md */
     u64 sectors;  /* testos.sectors, default 64 */
     u64 wstart;   /* testos.wstart, default 128 */
@@ -95,6 +95,10 @@ typedef struct BootInfo {
     u64 blkdev;   /* testos.blkdev, PARAM_UNSET = first non-boot virtio-blk */
     u64 evidx;    /* testos.evidx (0/1), default 1 */
     u64 indirect; /* testos.indirect (0/1), default 1 */
+    /* the dirty scenario (dirty.c); see README.md */
+    u64 mibps;     /* testos.mibps, default 50; 0 = no dirtying */
+    u64 wss_mib;   /* testos.wss_mib, PARAM_UNSET = all the RAM dirty.c can use */
+    u64 period_ms; /* testos.period_ms, default 10 */
     u64 mem_mib;  /* from the e820 map */
     u32 e820_count;
     E820Entry e820[E820_MAX]; /* copied from boot_params */
@@ -164,6 +168,9 @@ void scenario_blk(Cpu *bsp);
 void scenario_blk_perf(Cpu *bsp);
 void scenario_blk_hostile(Cpu *bsp);
 extern volatile u64 blk_irqs; /* incremented by blk_irq_entry (entry.S) */
+
+/* dirty.c: the live-migration workload */
+void scenario_dirty(Cpu *bsp);
 
 /* A pointer to physical address addr (identity mapped). The empty asm keeps
  * the compiler from reasoning about small constant addresses. */
