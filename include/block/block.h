@@ -29,6 +29,8 @@ typedef struct BlockOptions {
     bool read_only;
     BlockCacheMode cache;
     bool discard_unmap;        /* discard=unmap: pass guest discards down */
+    bool inactive;             /* -incoming: open unlocked and refuse writes
+                                  until bdrv_lock() (QEMU's inactive mode) */
 } BlockOptions;
 
 /*
