@@ -200,7 +200,7 @@ static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
                 pthread_mutex_unlock(&ms->lock);
                 g_byte_array_set_size(buf, 0);
                 in_section = 0;
-                if (!final) {
+                if (ok && !final) {
                     throttle(ms, sent, t0);
                     if (cancelled(ms)) {
                         error_setg(errp, "cancelled");
