@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "hw/devices.h"
 #include "hw/machine.h"
 #include "migration-int.h"
 #include "sysemu/kvm-state.h"
@@ -280,7 +281,9 @@ static gboolean incoming_done_cb(gpointer opaque)
     uint8_t ack;
 
     pthread_join(in->thread, NULL);
-    ok = !in->error && check_sections(in, &err) && apply_sections(in, &err);
+    /* the source let go of the images before its last section */
+    ok = !in->error && check_sections(in, &err) && apply_sections(in, &err) &&
+         machine_drives_acquire(m, &err);
     ack = ok ? MIG_ACK_OK : MIG_ACK_FAIL;
     if (in->fd >= 0 && !ms->incoming_child) {
         chan_write(in->fd, &ack, 1, NULL);

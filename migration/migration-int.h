@@ -101,6 +101,8 @@ bool ram_state_init(RamState *rs, Machine *m, GError **errp);
  */
 void ram_find_untouched(RamRegion *r);
 void ram_state_destroy(RamState *rs, Machine *m);
+/* Mark guest memory a device wrote by DMA (any thread). */
+void ram_mark_dirty(RamState *rs, uint64_t gpa, uint64_t len);
 /* Fold KVM's dirty log into the bitmaps. */
 bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp);
 
@@ -133,6 +135,8 @@ struct MigrationState {
     double mbps, dirty_pages_rate, pages_per_second;
 
     /* incoming */
+    RamState *ram;              /* while RAM is tracked: device DMA marks it */
+
     int listen_fd;
     guint listen_watch;
     pid_t incoming_child;

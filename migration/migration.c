@@ -12,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hw/devices.h"
 #include "hw/machine.h"
+#include "hw/pci.h"
 #include "migration-int.h"
 #include "sysemu/kvm-state.h"
 #include "util/error.h"
@@ -80,6 +82,9 @@ static gboolean stop_vm_cb(gpointer opaque)
     ms->was_running = m->runstate == RUN_STATE_RUNNING;
     machine_vm_stop(m);
     machine_settle_reset(m);
+    /* disks on shared storage: flushed, and the image locks let go so the
+     * destination can take them */
+    machine_drives_release(m);
     m->runstate = RUN_STATE_FINISH_MIGRATE;
     pthread_mutex_lock(&ms->lock);
     ms->vm_stopped = true;
@@ -114,8 +119,12 @@ static gboolean finish_cb(gpointer opaque)
         m->runstate = RUN_STATE_POSTMIGRATE;
     } else if (ms->vm_stopped) {
         /* the guest goes on here as if nothing had happened */
+        GError *err = NULL;
         m->runstate = RUN_STATE_PAUSED;
-        if (ms->was_running) {
+        if (!machine_drives_acquire(m, &err)) {
+            error_report_err(err, "migration failed and the disks cannot be taken "
+                             "back; the VM stays paused");
+        } else if (ms->was_running) {
             machine_vm_cont(m, NULL);
         }
     }
@@ -177,10 +186,10 @@ static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
         for (uint64_t p = 0; ok && p < pages; p++) {
             uint64_t bit = 1ULL << (p % 64), rec;
             const uint8_t *page;
-            if (!(r->bitmap[p / 64] & bit)) {
+            if (!(__atomic_load_n(&r->bitmap[p / 64], __ATOMIC_RELAXED) & bit)) {
                 continue;
             }
-            r->bitmap[p / 64] &= ~bit;
+            __atomic_and_fetch(&r->bitmap[p / 64], ~bit, __ATOMIC_RELAXED);
             page = r->hva + p * MIG_PAGE_SIZE;
             if ((first_pass && (r->untouched[p / 64] & bit)) || page_is_zero(page)) {
                 rec = GUINT64_TO_LE((r->gpa + p * MIG_PAGE_SIZE) | RAM_FLAG_ZERO);
@@ -320,6 +329,19 @@ static bool run_passes(MigrationState *ms, RamState *rs, GError **errp)
     }
 }
 
+/* Device DMA into guest RAM, which KVM's dirty log does not see. */
+static void migration_dma_dirty(void *opaque, uint64_t gpa, uint64_t len)
+{
+    MigrationState *ms = opaque;
+
+    /* under the lock: the thread may be letting go of the bitmaps */
+    pthread_mutex_lock(&ms->lock);
+    if (ms->ram) {
+        ram_mark_dirty(ms->ram, gpa, len);
+    }
+    pthread_mutex_unlock(&ms->lock);
+}
+
 void *migration_thread(void *opaque)
 {
     MigrationState *ms = opaque;
@@ -335,6 +357,12 @@ void *migration_thread(void *opaque)
          mig_write_header(ms->fd, &err) && send_config(ms, &err) &&
          ram_state_init(&rs, m, &err);
     ms->setup_ms = now_ms() - ms->start_ms;
+    if (ok && m->pci) {
+        pthread_mutex_lock(&ms->lock);
+        ms->ram = &rs;
+        pthread_mutex_unlock(&ms->lock);
+        pci_set_dma_dirty_log(m, migration_dma_dirty, ms);
+    }
     if (ok) {
         migration_set_status(ms, MIGRATION_STATUS_ACTIVE);
         ok = run_passes(ms, &rs, &err);
@@ -348,6 +376,12 @@ void *migration_thread(void *opaque)
         ms->downtime_ms = now_ms() - stop_at;
     }
     ms->total_ms = now_ms() - ms->start_ms;
+    if (m->pci) {
+        pthread_mutex_lock(&ms->lock);
+        ms->ram = NULL;
+        pthread_mutex_unlock(&ms->lock);
+        pci_set_dma_dirty_log(m, NULL, NULL);
+    }
     if (rs.nr_regions) {
         ram_state_destroy(&rs, m);
     }

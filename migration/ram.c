@@ -85,6 +85,23 @@ void ram_find_untouched(RamRegion *r)
     g_free(entries);
 }
 
+void ram_mark_dirty(RamState *rs, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < rs->nr_regions && len; i++) {
+        RamRegion *r = &rs->region[i];
+        uint64_t first, last;
+
+        if (gpa + len <= r->gpa || gpa >= r->gpa + r->size) {
+            continue;
+        }
+        first = (MAX(gpa, r->gpa) - r->gpa) / MIG_PAGE_SIZE;
+        last = (MIN(gpa + len, r->gpa + r->size) - 1 - r->gpa) / MIG_PAGE_SIZE;
+        for (uint64_t p = first; p <= last; p++) {
+            __atomic_or_fetch(&r->bitmap[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
+        }
+    }
+}
+
 bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp)
 {
     uint64_t dirty = 0;
@@ -98,8 +115,10 @@ bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp)
             return false;
         }
         for (size_t w = 0; w < words; w++) {
-            r->bitmap[w] |= r->scratch[w];
-            dirty += __builtin_popcountll(r->bitmap[w]);
+            /* atomic: device threads mark their DMA here too */
+            uint64_t now = __atomic_or_fetch(&r->bitmap[w], r->scratch[w],
+                                             __ATOMIC_RELAXED);
+            dirty += __builtin_popcountll(now);
         }
     }
     rs->dirty_pages = dirty;

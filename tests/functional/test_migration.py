@@ -318,3 +318,43 @@ def test_back_and_forth_ten_times():
             q.close()
             for vm in vms:
                 vm.kill()
+
+
+def test_migrate_with_disk_io_and_the_image_lock_moves():
+    """testos blk loops (read pattern, write, flush, verify, reset) on a
+    shared raw image while the VM migrates; the data verifies afterwards
+    and the destination holds the image lock."""
+    with tempfile.TemporaryDirectory() as d:
+        img = os.path.join(d, "disk.img")
+        blkimage = os.path.join(ROOT, "tests", "guest", "blkimage.py")
+        subprocess.run(["qemu-img", "create", "-f", "raw", img, "16M"], check=True,
+                       capture_output=True)
+        subprocess.run([sys.executable, blkimage, "pattern", img], check=True)
+        drive = ["-drive", f"file={img},if=virtio,format=raw"]
+        uri = f"unix:{os.path.join(d, 'm.sock')}"
+        with Vmm(vm_args(d, "src", drive, append="testos.run=blk")):
+            q_src = Qmp(os.path.join(d, "src.sock"))
+            assert wait_line(d, "src", "write-ok=64 flush=ok")
+            dst = Vmm(vm_args(d, "dst", drive + ["-incoming", uri],
+                              append="testos.run=blk"))
+            with dst:
+                q_dst = Qmp(os.path.join(d, "dst.sock"))
+                q_src.ok("migrate", uri=uri)
+                assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
+                n = log(d, "dst").count("write-ok=64 flush=ok")
+                deadline = time.time() + 30
+                while log(d, "dst").count("write-ok=64 flush=ok") < n + 2:
+                    assert time.time() < deadline, log(d, "dst")
+                    time.sleep(0.05)
+                assert "FAIL" not in log(d, "src") + log(d, "dst")
+                # a third opener for writing is refused: the destination has it
+                third = subprocess.run(
+                    [VMM] + vm_args(d, "third", drive), capture_output=True, text=True,
+                    timeout=30)
+                assert third.returncode == 1 and "lock" in third.stderr
+                q_dst.ok("quit")
+                dst.wait(30)
+            q_src.close()
+        check = subprocess.run([sys.executable, blkimage, "check", img],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
