@@ -81,7 +81,8 @@ static bool firmware_fill_fw_cfg(Firmware *fw, Machine *m, GError **errp)
         g_byte_array_append(e820, (guint8 *)&len, 8);
         g_byte_array_append(e820, (guint8 *)&type, 4);
     }
-    ok = fw_cfg_add_file(fw->fw_cfg, "etc/e820", e820->data, e820->len, errp);
+    ok = fw_cfg_add_file(fw->fw_cfg, "etc/e820", e820->data, e820->len, errp) &&
+         acpi_build(m, fw->fw_cfg, errp);
     g_byte_array_free(e820, TRUE);
     return ok;
 }

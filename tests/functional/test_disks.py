@@ -1,0 +1,154 @@
+"""Disks: the seed's command line booting testos's disk image through
+SeaBIOS, and testos's virtio-blk driver on raw and qcow2 images (v2, v3,
+a backing file, compressed clusters), checked afterwards with qemu-img."""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from harness import BUILD, ROOT, TESTOS, VMM, kvm_usable
+
+pytestmark = [
+    pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm"),
+    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
+]
+
+GUEST = os.path.join(BUILD, "tests", "guest")
+BLKIMAGE = os.path.join(ROOT, "tests", "guest", "blkimage.py")
+
+
+def seed_disk_args(image):
+    return ["-enable-kvm", "-cpu", "host,host-cache-info=on",
+            "-smp", "cpus=2,sockets=1,threads=1,maxcpus=2", "-m", "2G",
+            "-drive", f"file={image},if=virtio", "-parallel", "none",
+            "-serial", "stdio", "-serial", "none", "-net", "none", "-vga", "none",
+            "-nographic", "-nodefaults", "-no-reboot"]
+
+
+def run(args, timeout=120):
+    return subprocess.run([VMM] + args, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("name", ["testos.qcow2", "testos.img"])
+def test_seed_command_line_boots_the_disk_image(name):
+    with tempfile.TemporaryDirectory() as d:
+        image = os.path.join(d, name)
+        shutil.copy(os.path.join(GUEST, name), image)
+        proc = run(seed_disk_args(image))
+        assert "SeaBIOS" in proc.stdout
+        assert "testos: ready cpus=2 mem=2048" in proc.stdout, proc.stdout + proc.stderr
+        assert "testos: hello" in proc.stdout
+        assert proc.returncode == 0
+        if name.endswith(".qcow2"):
+            check = subprocess.run(["qemu-img", "check", image], capture_output=True,
+                                   text=True)
+            assert check.returncode == 0, check.stdout
+
+
+def make_disk(d, kind):
+    """A 64 MiB data disk holding testos's read pattern, in the given form."""
+    raw = os.path.join(d, "pattern.raw")
+    subprocess.run([sys.executable, BLKIMAGE, "pattern", raw], check=True)
+    if kind == "raw":
+        return raw, "raw"
+    path = os.path.join(d, "disk.qcow2")
+    if kind in ("qcow2-v2", "qcow2-v3"):
+        compat = "0.10" if kind == "qcow2-v2" else "1.1"
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o",
+                        f"compat={compat}", raw, path], check=True)
+    elif kind == "qcow2-compressed":
+        subprocess.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw,
+                        path], check=True)
+    elif kind == "qcow2-backing":
+        base = os.path.join(d, "base.qcow2")
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, base],
+                       check=True)
+        # a relative backing name, resolved against the overlay's directory
+        subprocess.run(["qemu-img", "create", "-f", "qcow2", "-b", "base.qcow2", "-F",
+                        "qcow2", path], check=True, capture_output=True, cwd=d)
+    return path, "qcow2"
+
+
+@pytest.mark.parametrize("kind", ["raw", "qcow2-v2", "qcow2-v3", "qcow2-compressed",
+                                  "qcow2-backing"])
+def test_blk_scenario_reads_writes_and_flushes(kind):
+    with tempfile.TemporaryDirectory() as d:
+        image, fmt = make_disk(d, kind)
+        proc = run(["-enable-kvm", "-m", "128M", "-display", "none", "-nodefaults",
+                    "-serial", "stdio", "-no-reboot", "-kernel", TESTOS, "-append",
+                    "testos.run=blk", "-drive", f"file={image},if=virtio,format={fmt}"])
+        assert "testos: blk capacity=131072 read-ok=64 write-ok=64 flush=ok" in \
+            proc.stdout, proc.stdout + proc.stderr
+        assert proc.returncode == 0
+        if fmt == "qcow2":
+            check = subprocess.run(["qemu-img", "check", image], capture_output=True,
+                                   text=True)
+            assert check.returncode == 0, check.stdout + check.stderr
+        # the host's view of what the guest wrote
+        flat = os.path.join(d, "flat.raw")
+        subprocess.run(["qemu-img", "convert", "-O", "raw", image, flat], check=True)
+        verify = subprocess.run([sys.executable, BLKIMAGE, "check", flat],
+                                capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_hostile_guest_gets_errors_and_the_image_is_untouched():
+    with tempfile.TemporaryDirectory() as d:
+        image, _ = make_disk(d, "raw")
+        before = digest(image)
+        proc = run(["-enable-kvm", "-m", "128M", "-display", "none", "-nodefaults",
+                    "-serial", "stdio", "-no-reboot", "-kernel", TESTOS, "-append",
+                    "testos.run=blk-hostile", "-drive", f"file={image},if=virtio,format=raw"])
+        assert "testos: blk-hostile survived" in proc.stdout, proc.stdout + proc.stderr
+        assert "timeout" not in proc.stdout
+        assert proc.returncode == 0
+        assert digest(image) == before
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"QFI\xfb" + b"\x00\x00\x00\x09" + b"\x00" * 504, "version"),
+    (b"QFI\xfb" + b"\xff" * 508, None),
+])
+def test_corrupt_image_is_refused_with_one_line(content, words):
+    with tempfile.TemporaryDirectory() as d:
+        image = os.path.join(d, "bad.qcow2")
+        with open(image, "wb") as f:
+            f.write(content)
+        proc = run(["-enable-kvm", "-nodefaults", "-kernel", TESTOS, "-drive",
+                    f"file={image},if=virtio,format=qcow2"], timeout=30)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1
+        assert len(lines) == 1 and image in lines[0], lines
+        if words:
+            assert words in lines[0]
+
+
+def test_second_writer_is_refused():
+    with tempfile.TemporaryDirectory() as d:
+        image, _ = make_disk(d, "qcow2-v3")
+        first = subprocess.Popen([VMM, "-enable-kvm", "-m", "64M", "-display", "none",
+                                  "-nodefaults", "-kernel", TESTOS, "-append",
+                                  "testos.run=idle", "-drive",
+                                  f"file={image},if=virtio,format=qcow2"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            import time
+            time.sleep(1.0)
+            proc = run(["-enable-kvm", "-nodefaults", "-kernel", TESTOS, "-drive",
+                        f"file={image},if=virtio,format=qcow2"], timeout=30)
+            assert proc.returncode == 1
+            assert 'Failed to get "write" lock' in proc.stderr
+            assert first.poll() is None
+        finally:
+            first.kill()
+            first.wait()
