@@ -156,6 +156,18 @@ def main():
     print(table)
     write_doc("exits", table)
 
+    import disk
+    results["disk"] = disk.run(min(REPEAT, 3))
+    table = disk.render(results["disk"])
+    print(table)
+    write_doc("disk", table)
+
+    import migration
+    results["migration"] = migration.run(1)
+    table = migration.render(results["migration"])
+    print(table)
+    write_doc("migration", table)
+
     os.makedirs(os.path.join(BUILD, "bench"), exist_ok=True)
     with open(os.path.join(BUILD, "bench", "results.json"), "w") as f:
         json.dump(results, f, indent=2)
