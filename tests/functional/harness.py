@@ -287,3 +287,15 @@ class QmpClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Qmp(QmpClient):
+    """QmpClient with keyword arguments: q.ok("migrate", uri=...)."""
+
+    def execute(self, name, **args):
+        return self.cmd(name, args or None)
+
+    def ok(self, name, **args):
+        reply = self.execute(name, **args)
+        assert "return" in reply, reply
+        return reply["return"]

@@ -2,10 +2,8 @@
 dead destination, corrupt and truncated streams; state arriving paused;
 back and forth.  The guest's own output on a file serial port shows it
 going on."""
-import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,7 +13,7 @@ import sys
 
 import pytest
 
-from harness import ROOT, TESTOS, VMM, Vmm, free_port, kvm_usable
+from harness import ROOT, TESTOS, VMM, Qmp, Vmm, free_port, kvm_usable
 
 
 pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
@@ -23,49 +21,6 @@ pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
 # testos's hello scenario resets and starts again forever without
 # -no-reboot: a guest that keeps printing, on both sides of a migration.
 WORKLOAD = "testos.run=hello"
-
-
-class Qmp:
-    def __init__(self, path, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.02)
-        self.file = self.sock.makefile("rb")
-        self.events = []
-        json.loads(self.file.readline())
-        self.ok("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode())
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise EOFError("QMP closed")
-            reply = json.loads(line)
-            if "event" in reply:
-                self.events.append(reply)
-            else:
-                return reply
-
-    def ok(self, name, **args):
-        reply = self.cmd(name, **args)
-        assert "return" in reply, reply
-        return reply["return"]
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
 
 
 def vm_args(d, name, extra=(), mem="128M", append=WORKLOAD):
@@ -217,7 +172,7 @@ def test_bad_uri_is_refused():
     with tempfile.TemporaryDirectory() as d:
         with Vmm(vm_args(d, "src")):
             q = Qmp(os.path.join(d, "src.sock"))
-            err = q.cmd("migrate", uri="ftp:x")["error"]
+            err = q.execute("migrate", uri="ftp:x")["error"]
             assert "unknown migration protocol" in err["desc"]
             assert q.ok("query-status")["status"] == "running"
             q.close()

@@ -1,58 +1,17 @@
 """osnet: dedicated cores from map.txt, DID controls and exit statistics,
 driven the way a user drives them (command line, QMP, /proc, taskset)."""
-import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, Vmm, free_port, kvm_usable
+from harness import QEMU, TESTOS, VMM, Qmp, Vmm, free_port, kvm_usable
 
 pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
 
 NCPU = os.cpu_count()
-
-
-class Qmp:
-    """A minimal QMP client over a unix socket."""
-
-    def __init__(self, path, timeout=20):
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.02)
-        self.file = self.sock.makefile("rb")
-        self.greeting = json.loads(self.file.readline())
-        assert "return" in self.cmd("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode())
-        while True:
-            reply = json.loads(self.file.readline())
-            if "event" not in reply:
-                return reply
-
-    def ok(self, name, **args):
-        reply = self.cmd(name, **args)
-        assert "return" in reply, reply
-        return reply["return"]
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
 
 
 def write_map(d, text, name="map.txt"):
@@ -192,9 +151,9 @@ def test_qmp_reload_moves_threads_and_failed_reload_changes_nothing():
             q.ok("osnet-set-cpumap", path=swapped)
             assert [affinity(vm.pid, t) for t in tids] == ["1", "0"]
             assert [e["pcpu"] for e in q.ok("query-osnet-cpumap")] == [1, 0]
-            reply = q.cmd("osnet-set-cpumap", path=bad)
+            reply = q.execute("osnet-set-cpumap", path=bad)
             assert "bad.txt:3: vCPU 0 is listed twice" in reply["error"]["desc"]
-            reply = q.cmd("osnet-set-cpumap", path=os.path.join(d, "missing.txt"))
+            reply = q.execute("osnet-set-cpumap", path=os.path.join(d, "missing.txt"))
             assert "cannot read" in reply["error"]["desc"]
             assert [affinity(vm.pid, t) for t in tids] == ["1", "0"]
             assert [e["pcpu"] for e in q.ok("query-osnet-cpumap")] == [1, 0]
@@ -244,7 +203,7 @@ def test_overcommit_cpu_pm_is_did_and_did_needs_it_at_start():
             assert did["did-at-start"] is False and did["active"] is False
             assert not did["hlt-exits-disabled"]
             if did["exits-supported"]:
-                err = q.cmd("osnet-did-enable")["error"]["desc"]
+                err = q.execute("osnet-did-enable")["error"]["desc"]
                 assert "did=on" in err
                 assert q.ok("query-osnet-did")["active"] is False
             q.close()
