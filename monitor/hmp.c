@@ -10,6 +10,7 @@
 #include "build/qapi/qapi-commands.h"
 #include "config.h"
 #include "hw/machine.h"
+#include "hw/pci.h"
 #include "monitor-int.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -323,6 +324,49 @@ static void hmp_info_migrate(Monitor *mon, const char *args)
     json_decref(caps);
 }
 
+static void hmp_info_block(Monitor *mon, const char *args)
+{
+    json_t *list = hmp_qmp(mon, qmp_query_block, NULL);
+    size_t i;
+    json_t *b;
+
+    json_array_foreach(list, i, b) {
+        json_t *ins = json_object_get(b, "inserted");
+        json_t *cache = json_object_get(ins, "cache");
+        const char *mode = json_is_true(json_object_get(cache, "no-flush")) ? "writeback, ignore flushes"
+                           : json_is_true(json_object_get(cache, "direct"))
+                               ? (json_is_true(json_object_get(cache, "writeback")) ? "writeback, direct"
+                                                                                   : "writethrough, direct")
+                               : (json_is_true(json_object_get(cache, "writeback")) ? "writeback"
+                                                                                   : "writethrough");
+        monitor_printf(mon, "%s (%s): %s (%s%s)\n    Attached to:      %s\n"
+                       "    Cache mode:       %s\n",
+                       json_string_value(json_object_get(b, "device")),
+                       json_string_value(json_object_get(ins, "node-name")),
+                       json_string_value(json_object_get(ins, "file")),
+                       json_string_value(json_object_get(ins, "drv")),
+                       json_is_true(json_object_get(ins, "ro")) ? ", read-only" : "",
+                       json_string_value(json_object_get(b, "qdev")), mode);
+        if (json_object_get(ins, "backing_file")) {
+            monitor_printf(mon, "    Backing file:     %s\n",
+                           json_string_value(json_object_get(ins, "backing_file")));
+        }
+    }
+    json_decref(list);
+}
+
+static void hmp_info_pci(Monitor *mon, const char *args)
+{
+    json_t *ret = hmp_qmp(mon, qmp_query_pci, NULL);
+    char *text = ret ? pci_format_info(ret) : NULL;
+
+    if (text) {
+        monitor_printf(mon, "%s", text);
+    }
+    g_free(text);
+    json_decref(ret);
+}
+
 static void hmp_stop(Monitor *mon, const char *args)
 {
     json_decref(hmp_qmp(mon, qmp_stop, NULL));
@@ -433,6 +477,7 @@ static const HmpCommand hmp_commands[] = {
 };
 
 static const HmpCommand hmp_info_commands[] = {
+    { "block", "", "show the block devices", hmp_info_block, false },
     { "chardev", "", "show the character devices", hmp_info_chardev, false },
     { "cpus", "", "show infos for each CPU", hmp_info_cpus, false },
     { "kvm", "", "show KVM information", hmp_info_kvm, false },
@@ -440,6 +485,7 @@ static const HmpCommand hmp_info_commands[] = {
     { "name", "", "show the current VM name", hmp_info_name, false },
     { "osnet", "", "show dedicated cores, DID state and exit rates", hmp_info_osnet,
       false },
+    { "pci", "", "show PCI info", hmp_info_pci, false },
     { "registers", "", "show the cpu registers", hmp_info_registers, false },
     { "status", "", "show the current VM status (running|paused)", hmp_info_status,
       false },

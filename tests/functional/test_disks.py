@@ -152,3 +152,56 @@ def test_second_writer_is_refused():
         finally:
             first.kill()
             first.wait()
+
+
+def shape(value):
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def subset_shape(ours, theirs, path="reply"):
+    """Every key we send, QEMU sends too, with the same JSON type."""
+    if isinstance(ours, dict):
+        assert isinstance(theirs, dict), path
+        for k, v in ours.items():
+            assert k in theirs, f"{path}.{k} is not in QEMU's reply"
+            subset_shape(v, theirs[k], f"{path}.{k}")
+    elif isinstance(ours, list):
+        assert isinstance(theirs, list), path
+        if ours and theirs:
+            subset_shape(ours[0], theirs[0], path + "[0]")
+    else:
+        assert ours == theirs, f"{path}: {ours} vs {theirs}"
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64", path="/usr/bin") is None,
+                    reason="Debian's QEMU not installed")
+def test_query_block_and_info_block_look_like_qemus():
+    from harness import QEMU, Qmp, Vmm
+    with tempfile.TemporaryDirectory() as d:
+        a, b = os.path.join(d, "a.qcow2"), os.path.join(d, "b.qcow2")
+        for p in (a, b):
+            shutil.copy(os.path.join(GUEST, "testos.qcow2"), p)
+        common = ["-enable-kvm", "-S", "-m", "64M", "-display", "none", "-nodefaults"]
+        ours = Vmm(common + ["-qmp", f"unix:{d}/o.sock,server,nowait", "-drive",
+                             f"file={a},if=virtio"])
+        theirs = Vmm(common + ["-qmp", f"unix:{d}/t.sock,server,nowait", "-drive",
+                               f"file={b},if=virtio"], binary=QEMU)
+        with ours, theirs:
+            qa, qb = Qmp(f"{d}/o.sock"), Qmp(f"{d}/t.sock", timeout=60)
+            ra, rb = qa.ok("query-block"), qb.ok("query-block")
+            assert len(ra) == len(rb) == 1
+            assert ra[0]["device"] == rb[0]["device"] == "virtio0"
+            assert ra[0]["inserted"]["drv"] == "qcow2"
+            assert ra[0]["inserted"]["image"]["virtual-size"] == \
+                rb[0]["inserted"]["image"]["virtual-size"]
+            subset_shape(shape(ra[0]), shape(rb[0]))
+            text = qa.ok("human-monitor-command", **{"command-line": "info block"})
+            assert text.startswith(f"virtio0 (#block") and a in text
+            pci = qa.ok("human-monitor-command", **{"command-line": "info pci"})
+            assert "1af4:1042" in pci and "8086:1237" in pci
+            qa.close()
+            qb.close()
