@@ -7,6 +7,7 @@
 #define BLOCK_BLOCK_INT_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -34,7 +35,7 @@ typedef struct BlockFile {
     bool no_flush;        /* cache=unsafe: flushes are no-ops */
     bool is_blockdev;
     size_t align;         /* request and memory alignment, 1 when buffered */
-    GMutex rmw_lock;      /* serialises read-modify-write of partial blocks */
+    pthread_mutex_t rmw_lock;      /* serialises read-modify-write of partial blocks */
     int discard_ok;       /* 1 until PUNCH_HOLE is known not to work */
     int zero_range_ok;    /* 1 until ZERO_RANGE is known not to work */
     /* Image locking (lock.c): the permission bits whose bytes we hold. */
@@ -119,7 +120,7 @@ struct BlockDriverState {
     char *backing_file;         /* as stored in the image, or NULL */
     char *backing_format;       /* from the image's header, or NULL */
     BlockDriverState *backing;
-    GMutex sector0_lock;        /* serialises the probed-raw check */
+    pthread_mutex_t sector0_lock;        /* serialises the probed-raw check */
 };
 
 /* True when cached metadata must reach the disk in order (not unsafe). */

@@ -163,7 +163,7 @@ static BlockDriverState *open_node(const char *filename, const char *format,
     bs->cache = opts->cache;
     bs->discard_unmap = opts->discard_unmap;
     bs->inactive = opts->inactive;
-    g_mutex_init(&bs->sector0_lock);
+    pthread_mutex_init(&bs->sector0_lock, NULL);
     bs->file = block_file_open(filename, read_only, opts->cache, errp);
     if (!bs->file) {
         goto fail;
@@ -219,7 +219,7 @@ void bdrv_close(BlockDriverState *bs)
     }
     bdrv_close(bs->backing);
     block_file_close(bs->file);
-    g_mutex_clear(&bs->sector0_lock);
+    pthread_mutex_destroy(&bs->sector0_lock);
     g_free(bs->filename);
     g_free(bs->backing_file);
     g_free(bs->backing_format);

@@ -92,7 +92,7 @@ BlockFile *block_file_open(const char *filename, bool read_only,
     file->align = direct ? probe_direct_alignment(fd, file->is_blockdev) : 1;
     file->discard_ok = 1;
     file->zero_range_ok = 1;
-    g_mutex_init(&file->rmw_lock);
+    pthread_mutex_init(&file->rmw_lock, NULL);
     return file;
 }
 
@@ -103,7 +103,7 @@ void block_file_close(BlockFile *file)
     }
     block_lock_release(file);
     close(file->fd);
-    g_mutex_clear(&file->rmw_lock);
+    pthread_mutex_destroy(&file->rmw_lock);
     g_free(file->filename);
     g_free(file);
 }
@@ -210,7 +210,7 @@ static int bounce_write(BlockFile *file, uint64_t offset, const struct iovec *io
     int ret = 0;
 
     if (rmw) {
-        g_mutex_lock(&file->rmw_lock);
+        pthread_mutex_lock(&file->rmw_lock);
         if (head) {
             ret = block_file_pread(file, start, buf, align);
         }
@@ -227,7 +227,7 @@ static int bounce_write(BlockFile *file, uint64_t offset, const struct iovec *io
         ret = rw_full(file, start, &biov, 1, true);
     }
     if (rmw) {
-        g_mutex_unlock(&file->rmw_lock);
+        pthread_mutex_unlock(&file->rmw_lock);
     }
     block_file_free_buffer(buf);
     return ret;

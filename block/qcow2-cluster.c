@@ -329,11 +329,11 @@ int qcow2_zero_or_discard(Qcow2State *s, uint64_t offset, uint64_t bytes,
     if (dropped->len > 0) {
         int r = qcow2_cache_flush(s->l2_cache);
 
-        g_rw_lock_writer_lock(&s->free_lock);
+        pthread_rwlock_wrlock(&s->free_lock);
         for (guint i = 0; i < dropped->len && r == 0; i++) {
             r = qcow2_free_l2_entry(s, g_array_index(dropped, uint64_t, i));
         }
-        g_rw_lock_writer_unlock(&s->free_lock);
+        pthread_rwlock_unlock(&s->free_lock);
         ret = ret < 0 ? ret : r;
     }
     g_array_free(dropped, TRUE);

@@ -88,7 +88,7 @@ static int read_compressed_part(Qcow2State *s, uint64_t l2_entry,
 {
     int ret = 0;
 
-    g_mutex_lock(&s->zcache_lock);
+    pthread_mutex_lock(&s->zcache_lock);
     if (!s->zcache_data) {
         s->zcache_data = g_malloc(s->cluster_size);
     }
@@ -99,7 +99,7 @@ static int read_compressed_part(Qcow2State *s, uint64_t l2_entry,
     if (ret == 0) {
         iov_from_buf(iov, iovcnt, 0, s->zcache_data + in_cluster, bytes);
     }
-    g_mutex_unlock(&s->zcache_lock);
+    pthread_mutex_unlock(&s->zcache_lock);
     return ret;
 }
 
@@ -134,12 +134,12 @@ int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes,
         IovSlice slice;
         int ret;
 
-        g_mutex_lock(&s->lock);
+        pthread_mutex_lock(&s->lock);
         ret = qcow2_get_mapping(s, offset + done, bytes - done, &map);
         if (ret == 0 && needs_free_lock(&map)) {
-            g_rw_lock_reader_lock(&s->free_lock);
+            pthread_rwlock_rdlock(&s->free_lock);
         }
-        g_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->lock);
         if (ret < 0) {
             return ret;
         }
@@ -147,7 +147,7 @@ int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes,
         ret = read_mapped(s, &map, offset + done, slice.iov, slice.iovcnt);
         iov_slice_destroy(&slice);
         if (needs_free_lock(&map)) {
-            g_rw_lock_reader_unlock(&s->free_lock);
+            pthread_rwlock_unlock(&s->free_lock);
         }
         if (ret < 0) {
             return ret;
@@ -207,11 +207,11 @@ static int link_clusters(Qcow2State *s, uint64_t guest, uint64_t host,
     }
     if (ret == 0 && dropped->len > 0) {
         ret = qcow2_cache_flush(s->l2_cache);
-        g_rw_lock_writer_lock(&s->free_lock);
+        pthread_rwlock_wrlock(&s->free_lock);
         for (guint i = 0; ret == 0 && i < dropped->len; i++) {
             ret = qcow2_free_l2_entry(s, g_array_index(dropped, uint64_t, i));
         }
-        g_rw_lock_writer_unlock(&s->free_lock);
+        pthread_rwlock_unlock(&s->free_lock);
     }
     g_array_free(dropped, TRUE);
     return ret;
@@ -297,15 +297,15 @@ int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes,
         IovSlice slice;
         int ret;
 
-        g_mutex_lock(&s->lock);
+        pthread_mutex_lock(&s->lock);
         ret = qcow2_get_mapping(s, offset + done, bytes - done, &map);
         iov_slice_init(&slice, iov, iovcnt, done, ret == 0 ? map.bytes : 0);
         if (ret == 0 && map.type == QCOW2_CLUSTER_NORMAL && map.copied) {
-            g_rw_lock_reader_lock(&s->free_lock);
-            g_mutex_unlock(&s->lock);
+            pthread_rwlock_rdlock(&s->free_lock);
+            pthread_mutex_unlock(&s->lock);
             ret = block_file_pwritev(s->file, map.host_offset, slice.iov,
                                      slice.iovcnt);
-            g_rw_lock_reader_unlock(&s->free_lock);
+            pthread_rwlock_unlock(&s->free_lock);
         } else {
             if (ret == 0) {
                 int64_t written = allocating_write(s, &map, offset + done,
@@ -314,7 +314,7 @@ int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes,
                 ret = written < 0 ? written : 0;
                 map.bytes = written < 0 ? 0 : written;
             }
-            g_mutex_unlock(&s->lock);
+            pthread_mutex_unlock(&s->lock);
         }
         iov_slice_destroy(&slice);
         if (ret < 0) {

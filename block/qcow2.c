@@ -28,9 +28,9 @@ static void qcow2_free_state(Qcow2State *s)
     g_free(s->backing_file);
     g_free(s->backing_format);
     g_free(s->zcache_data);
-    g_mutex_clear(&s->lock);
-    g_mutex_clear(&s->zcache_lock);
-    g_rw_lock_clear(&s->free_lock);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->zcache_lock);
+    pthread_rwlock_destroy(&s->free_lock);
     g_free(s);
 }
 
@@ -54,9 +54,9 @@ static Qcow2State *qcow2_load(BlockDriverState *bs, GError **errp)
 
     s->bs = bs;
     s->file = bs->file;
-    g_mutex_init(&s->lock);
-    g_mutex_init(&s->zcache_lock);
-    g_rw_lock_init(&s->free_lock);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->zcache_lock, NULL);
+    pthread_rwlock_init(&s->free_lock, NULL);
     s->meta = g_hash_table_new(g_direct_hash, g_direct_equal);
     if (!qcow2_read_header(s, errp)) {
         goto fail;
@@ -114,9 +114,9 @@ static int qcow2_flush(BlockDriverState *bs)
     Qcow2State *s = bs->opaque;
     int ret;
 
-    g_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     ret = qcow2_flush_locked(s);
-    g_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -182,10 +182,10 @@ static int zero_clusters(Qcow2State *s, uint64_t start, uint64_t end,
     if (s->version < 3 && (s->bs->backing || !may_unmap)) {
         return write_zero_bytes(s, start, MIN(end, s->size) - start);
     }
-    g_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     /* v2 without a backing file: unallocated clusters read as zeros. */
     ret = qcow2_zero_or_discard(s, start, end - start, s->version < 3, may_unmap);
-    g_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -222,9 +222,9 @@ static int qcow2_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
     if (start >= end) {
         return 0;                   /* partial clusters: nothing to free */
     }
-    g_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     ret = qcow2_zero_or_discard(s, start, end - start, true, true);
-    g_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 

@@ -71,8 +71,8 @@ typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2State {
     BlockDriverState *bs;
     BlockFile *file;
-    GMutex lock;
-    GRWLock free_lock;
+    pthread_mutex_t lock;
+    pthread_rwlock_t free_lock;
 
     int version;
     int cluster_bits;
@@ -108,7 +108,7 @@ typedef struct Qcow2State {
     Qcow2Cache *l2_cache;
     Qcow2Cache *refblock_cache;
 
-    GMutex zcache_lock;         /* the last decompressed cluster */
+    pthread_mutex_t zcache_lock;         /* the last decompressed cluster */
     uint64_t zcache_entry;
     uint8_t *zcache_data;
 } Qcow2State;

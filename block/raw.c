@@ -63,12 +63,12 @@ static int raw_pwritev(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     if (!bs->probed_raw || offset >= BDRV_PROBE_BUF_SIZE) {
         return block_file_pwritev(bs->file, offset, iov, iovcnt);
     }
-    g_mutex_lock(&bs->sector0_lock);
+    pthread_mutex_lock(&bs->sector0_lock);
     ret = raw_check_sector0(bs, offset, bytes, iov, iovcnt);
     if (ret == 0) {
         ret = block_file_pwritev(bs->file, offset, iov, iovcnt);
     }
-    g_mutex_unlock(&bs->sector0_lock);
+    pthread_mutex_unlock(&bs->sector0_lock);
     return ret;
 }
 
