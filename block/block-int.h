@@ -18,8 +18,8 @@
 
 /* Rounding for power-of-two (ROUND_*) and any (DIV_ROUND_UP) divisors. */
 #define ROUND_DOWN(n, d) ((n) & -(uint64_t)(d))
-#define ROUND_UP(n, d) ROUND_DOWN((n) + (d) - 1, (d))
-#define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
+#define ROUND_UP(n, d) ROUND_DOWN((n) + (d)-1, (d))
+#define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
 /* Images in a chain, top included; more is refused (QEMU has no limit). */
 #define BDRV_MAX_BACKING_DEPTH 32
 /* How much of an image probing looks at (QEMU's BLOCK_PROBE_BUF_SIZE). */
@@ -31,21 +31,21 @@ typedef struct BlockFile {
     int fd;
     char *filename;
     bool read_only;
-    bool direct;          /* opened with O_DIRECT */
-    bool no_flush;        /* cache=unsafe: flushes are no-ops */
+    bool direct;   /* opened with O_DIRECT */
+    bool no_flush; /* cache=unsafe: flushes are no-ops */
     bool is_blockdev;
-    size_t align;         /* request and memory alignment, 1 when buffered */
-    pthread_mutex_t rmw_lock;      /* serialises read-modify-write of partial blocks */
-    int discard_ok;       /* 1 until PUNCH_HOLE is known not to work */
-    int zero_range_ok;    /* 1 until ZERO_RANGE is known not to work */
+    size_t align;             /* request and memory alignment, 1 when buffered */
+    pthread_mutex_t rmw_lock; /* serialises read-modify-write of partial blocks */
+    int discard_ok;           /* 1 until PUNCH_HOLE is known not to work */
+    int zero_range_ok;        /* 1 until ZERO_RANGE is known not to work */
     /* Image locking (lock.c): the permission bits whose bytes we hold. */
     uint64_t locked_perm;
     uint64_t locked_unshared;
 } BlockFile;
 
 /* Open a host file for an image; errors read "Could not open 'F': why". */
-BlockFile *block_file_open(const char *filename, bool read_only,
-                           BlockCacheMode cache, GError **errp);
+BlockFile *block_file_open(const char *filename, bool read_only, BlockCacheMode cache,
+                           GError **errp);
 void block_file_close(BlockFile *file);
 /* File size in bytes (block devices through BLKGETSIZE64), or -errno. */
 int64_t block_file_length(BlockFile *file);
@@ -55,8 +55,7 @@ int block_file_preadv(BlockFile *file, uint64_t offset, const struct iovec *iov,
 int block_file_pwritev(BlockFile *file, uint64_t offset, const struct iovec *iov,
                        int iovcnt);
 int block_file_pread(BlockFile *file, uint64_t offset, void *buf, size_t len);
-int block_file_pwrite(BlockFile *file, uint64_t offset, const void *buf,
-                      size_t len);
+int block_file_pwrite(BlockFile *file, uint64_t offset, const void *buf, size_t len);
 /* fdatasync, unless cache=unsafe. */
 int block_file_flush(BlockFile *file);
 /* Deallocate a range (reads back as zeros); -ENOTSUP when impossible. */
@@ -72,8 +71,7 @@ void block_file_free_buffer(void *buf);
 
 /* Take QEMU's lock bytes for this file: read, plus write (and resize when
  * resizable) for a writer; refuse others' writers (and resizers). */
-bool block_lock_take(BlockFile *file, bool writable, bool resizable,
-                     GError **errp);
+bool block_lock_take(BlockFile *file, bool writable, bool resizable, GError **errp);
 void block_lock_release(BlockFile *file);
 
 /* ---- format probing (probe.c) ---- */
@@ -108,19 +106,19 @@ extern const BlockDriver bdrv_qcow2;
 
 struct BlockDriverState {
     const BlockDriver *drv;
-    void *opaque;               /* the driver's state */
+    void *opaque; /* the driver's state */
     BlockFile *file;
-    char *filename;             /* as given (backing files: as resolved) */
+    char *filename; /* as given (backing files: as resolved) */
     BlockCacheMode cache;
     bool read_only;
     bool discard_unmap;
-    bool probed_raw;            /* raw was guessed: guard sector 0 */
-    bool inactive;              /* unlocked for migration: no writes */
+    bool probed_raw; /* raw was guessed: guard sector 0 */
+    bool inactive;   /* unlocked for migration: no writes */
     uint64_t total_size;
-    char *backing_file;         /* as stored in the image, or NULL */
-    char *backing_format;       /* from the image's header, or NULL */
+    char *backing_file;   /* as stored in the image, or NULL */
+    char *backing_format; /* from the image's header, or NULL */
     BlockDriverState *backing;
-    pthread_mutex_t sector0_lock;        /* serialises the probed-raw check */
+    pthread_mutex_t sector0_lock; /* serialises the probed-raw check */
 };
 
 /* True when cached metadata must reach the disk in order (not unsafe). */
@@ -132,12 +130,11 @@ static inline bool bdrv_barriers_enabled(BlockDriverState *bs)
 /* ---- scatter/gather helpers (iov.c) ---- */
 
 size_t iov_total(const struct iovec *iov, int iovcnt);
-void iov_memset(const struct iovec *iov, int iovcnt, size_t offset, int c,
-                size_t bytes);
+void iov_memset(const struct iovec *iov, int iovcnt, size_t offset, int c, size_t bytes);
 size_t iov_to_buf(const struct iovec *iov, int iovcnt, size_t offset, void *buf,
                   size_t bytes);
-size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t offset,
-                    const void *buf, size_t bytes);
+size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t offset, const void *buf,
+                    size_t bytes);
 
 /* A window [offset, offset + bytes) of an iovec array, as an iovec array. */
 typedef struct IovSlice {
@@ -146,8 +143,8 @@ typedef struct IovSlice {
     struct iovec inline_iov[8];
 } IovSlice;
 
-void iov_slice_init(IovSlice *slice, const struct iovec *iov, int iovcnt,
-                    size_t offset, size_t bytes);
+void iov_slice_init(IovSlice *slice, const struct iovec *iov, int iovcnt, size_t offset,
+                    size_t bytes);
 void iov_slice_destroy(IovSlice *slice);
 
 #endif

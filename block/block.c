@@ -34,10 +34,10 @@ static const BlockDriver *find_driver(const char *format)
 }
 
 /* Pick the driver: the one named, or the one the first bytes suggest. */
-static const BlockDriver *choose_driver(BlockFile *file, const char *format,
-                                        bool *probed, GError **errp)
+static const BlockDriver *choose_driver(BlockFile *file, const char *format, bool *probed,
+                                        GError **errp)
 {
-    uint8_t buf[BDRV_PROBE_BUF_SIZE] = { 0 };
+    uint8_t buf[BDRV_PROBE_BUF_SIZE] = {0};
     int64_t size;
     const char *guess;
     int ret;
@@ -54,7 +54,8 @@ static const BlockDriver *choose_driver(BlockFile *file, const char *format,
     size = block_file_length(file);
     ret = size < 0 ? (int)size : block_file_pread(file, 0, buf, sizeof(buf));
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not read image for determining its "
+        error_setg_errno(errp, -ret,
+                         "Could not read image for determining its "
                          "format");
         return NULL;
     }
@@ -83,8 +84,7 @@ static void warn_probed_raw(const char *filename)
  * ones against the directory of the image naming them (QEMU's rule); a
  * "file:" prefix is dropped and other protocols are refused.
  */
-static char *resolve_backing_path(const char *image, const char *backing,
-                                  GError **errp)
+static char *resolve_backing_path(const char *image, const char *backing, GError **errp)
 {
     const char *colon = strchr(backing, ':');
     const char *slash = strchr(backing, '/');
@@ -114,8 +114,7 @@ static bool chain_add(BackingChain *chain, const char *path, GError **errp)
     }
     for (int i = 0; i < chain->depth; i++) {
         if (chain->dev[i] == st.st_dev && chain->ino[i] == st.st_ino) {
-            error_setg(errp, "Backing chain loop: '%s' is already in the chain",
-                       path);
+            error_setg(errp, "Backing chain loop: '%s' is already in the chain", path);
             return false;
         }
     }
@@ -133,12 +132,10 @@ static bool open_backing(BlockDriverState *bs, const BlockOptions *opts,
                          BackingChain *chain, GError **errp)
 {
     GError *err = NULL;
-    g_autofree char *path = resolve_backing_path(bs->filename,
-                                                 bs->backing_file, &err);
+    g_autofree char *path = resolve_backing_path(bs->filename, bs->backing_file, &err);
 
     if (path && chain_add(chain, path, &err)) {
-        bs->backing = open_node(path, bs->backing_format, true, opts, chain,
-                                &err);
+        bs->backing = open_node(path, bs->backing_format, true, opts, chain, &err);
     }
     if (!bs->backing) {
         if (g_str_has_prefix(err->message, "Could not open backing file: ")) {
@@ -196,7 +193,7 @@ fail:
 
 BlockDriverState *bdrv_open(const BlockOptions *opts, GError **errp)
 {
-    BackingChain chain = { .depth = 0 };
+    BackingChain chain = {.depth = 0};
 
     if (!opts->filename || !opts->filename[0]) {
         error_setg(errp, "A block device must be specified for \"file\"");
@@ -205,8 +202,7 @@ BlockDriverState *bdrv_open(const BlockOptions *opts, GError **errp)
     if (!chain_add(&chain, opts->filename, errp)) {
         return NULL;
     }
-    return open_node(opts->filename, opts->format, opts->read_only, opts, &chain,
-                     errp);
+    return open_node(opts->filename, opts->format, opts->read_only, opts, &chain, errp);
 }
 
 void bdrv_close(BlockDriverState *bs)
@@ -250,8 +246,8 @@ static int check_write(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 /* Writethrough and directsync: make every completed write stable. */
 static int write_done(BlockDriverState *bs, int ret)
 {
-    if (ret == 0 && (bs->cache == BLOCK_CACHE_WRITETHROUGH ||
-                     bs->cache == BLOCK_CACHE_DIRECTSYNC)) {
+    if (ret == 0 &&
+        (bs->cache == BLOCK_CACHE_WRITETHROUGH || bs->cache == BLOCK_CACHE_DIRECTSYNC)) {
         ret = bs->drv->flush(bs);
     }
     return ret;
@@ -283,14 +279,14 @@ int bdrv_pwritev(BlockDriverState *bs, uint64_t offset, const struct iovec *iov,
 
 int bdrv_pread(BlockDriverState *bs, uint64_t offset, void *buf, size_t len)
 {
-    struct iovec iov = { buf, len };
+    struct iovec iov = {buf, len};
 
     return bdrv_preadv(bs, offset, &iov, 1);
 }
 
 int bdrv_pwrite(BlockDriverState *bs, uint64_t offset, const void *buf, size_t len)
 {
-    struct iovec iov = { (void *)buf, len };
+    struct iovec iov = {(void *)buf, len};
 
     return bdrv_pwritev(bs, offset, &iov, 1);
 }
@@ -313,8 +309,7 @@ int bdrv_discard(BlockDriverState *bs, uint64_t offset, uint64_t len)
     return bs->drv->discard(bs, offset, len);
 }
 
-int bdrv_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t len,
-                      bool may_unmap)
+int bdrv_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t len, bool may_unmap)
 {
     int ret = check_write(bs, offset, len);
 

@@ -43,8 +43,7 @@ static size_t probe_direct_alignment(int fd, bool is_blockdev)
     void *buf = NULL;
     ssize_t ret;
 
-    if (is_blockdev && ioctl(fd, BLKSSZGET, &sector_size) == 0 &&
-        sector_size >= 512) {
+    if (is_blockdev && ioctl(fd, BLKSSZGET, &sector_size) == 0 && sector_size >= 512) {
         return sector_size;
     }
     if (posix_memalign(&buf, 4096, 4096) != 0) {
@@ -55,8 +54,8 @@ static size_t probe_direct_alignment(int fd, bool is_blockdev)
     return ret == 512 ? 512 : 4096;
 }
 
-BlockFile *block_file_open(const char *filename, bool read_only,
-                           BlockCacheMode cache, GError **errp)
+BlockFile *block_file_open(const char *filename, bool read_only, BlockCacheMode cache,
+                           GError **errp)
 {
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     bool direct = cache == BLOCK_CACHE_NONE || cache == BLOCK_CACHE_DIRECTSYNC;
@@ -125,8 +124,8 @@ int64_t block_file_length(BlockFile *file)
     return st.st_size;
 }
 
-static bool request_aligned(BlockFile *file, uint64_t offset,
-                            const struct iovec *iov, int iovcnt)
+static bool request_aligned(BlockFile *file, uint64_t offset, const struct iovec *iov,
+                            int iovcnt)
 {
     if (!file->direct) {
         return true;
@@ -135,8 +134,7 @@ static bool request_aligned(BlockFile *file, uint64_t offset,
         return false;
     }
     for (int i = 0; i < iovcnt; i++) {
-        if ((uintptr_t)iov[i].iov_base % file->align ||
-            iov[i].iov_len % file->align) {
+        if ((uintptr_t)iov[i].iov_base % file->align || iov[i].iov_len % file->align) {
             return false;
         }
     }
@@ -147,8 +145,8 @@ static bool request_aligned(BlockFile *file, uint64_t offset,
  * preadv/pwritev until everything is transferred.  A read that hits the end
  * of the file (or, with O_DIRECT, ends short of a block) zero-fills the rest.
  */
-static int rw_full(BlockFile *file, uint64_t offset, const struct iovec *iov,
-                   int iovcnt, bool is_write)
+static int rw_full(BlockFile *file, uint64_t offset, const struct iovec *iov, int iovcnt,
+                   bool is_write)
 {
     size_t total = iov_total(iov, iovcnt), done = 0;
 
@@ -186,7 +184,7 @@ static int bounce_read(BlockFile *file, uint64_t offset, const struct iovec *iov
     uint64_t start = ROUND_DOWN(offset, file->align);
     uint64_t end = ROUND_UP(offset + len, file->align);
     uint8_t *buf = block_file_alloc_buffer(file, end - start);
-    struct iovec biov = { buf, end - start };
+    struct iovec biov = {buf, end - start};
     int ret = rw_full(file, start, &biov, 1, false);
 
     if (ret == 0) {
@@ -216,12 +214,11 @@ static int bounce_write(BlockFile *file, uint64_t offset, const struct iovec *io
         }
         /* The tail block, unless it is the head block read just above. */
         if (ret == 0 && tail && !(head && end - align == start)) {
-            ret = block_file_pread(file, end - align, buf + (end - align - start),
-                                   align);
+            ret = block_file_pread(file, end - align, buf + (end - align - start), align);
         }
     }
     if (ret == 0) {
-        struct iovec biov = { buf, end - start };
+        struct iovec biov = {buf, end - start};
 
         iov_to_buf(iov, iovcnt, 0, buf + (offset - start), len);
         ret = rw_full(file, start, &biov, 1, true);
@@ -256,15 +253,14 @@ int block_file_pwritev(BlockFile *file, uint64_t offset, const struct iovec *iov
 
 int block_file_pread(BlockFile *file, uint64_t offset, void *buf, size_t len)
 {
-    struct iovec iov = { buf, len };
+    struct iovec iov = {buf, len};
 
     return block_file_preadv(file, offset, &iov, 1);
 }
 
-int block_file_pwrite(BlockFile *file, uint64_t offset, const void *buf,
-                      size_t len)
+int block_file_pwrite(BlockFile *file, uint64_t offset, const void *buf, size_t len)
 {
-    struct iovec iov = { (void *)buf, len };
+    struct iovec iov = {(void *)buf, len};
 
     return block_file_pwritev(file, offset, &iov, 1);
 }
@@ -288,8 +284,8 @@ static bool fallocate_unsupported(int err)
 }
 
 /* fallocate with a mode; -ENOTSUP (and the flag cleared) when unsupported. */
-static int try_fallocate(BlockFile *file, int *supported, int mode,
-                         uint64_t offset, uint64_t len)
+static int try_fallocate(BlockFile *file, int *supported, int mode, uint64_t offset,
+                         uint64_t len)
 {
     if (!g_atomic_int_get(supported)) {
         return -ENOTSUP;

@@ -22,8 +22,8 @@ size_t iov_total(const struct iovec *iov, int iovcnt)
  */
 typedef void (*IovPieceFn)(void *base, size_t len, size_t done, void *opaque);
 
-static size_t iov_walk(const struct iovec *iov, int iovcnt, size_t offset,
-                       size_t bytes, IovPieceFn fn, void *opaque)
+static size_t iov_walk(const struct iovec *iov, int iovcnt, size_t offset, size_t bytes,
+                       IovPieceFn fn, void *opaque)
 {
     size_t done = 0;
 
@@ -45,8 +45,7 @@ static void piece_memset(void *base, size_t len, size_t done, void *opaque)
     memset(base, *(int *)opaque, len);
 }
 
-void iov_memset(const struct iovec *iov, int iovcnt, size_t offset, int c,
-                size_t bytes)
+void iov_memset(const struct iovec *iov, int iovcnt, size_t offset, int c, size_t bytes)
 {
     iov_walk(iov, iovcnt, offset, bytes, piece_memset, &c);
 }
@@ -67,14 +66,14 @@ static void piece_from_buf(void *base, size_t len, size_t done, void *opaque)
     memcpy(base, (const uint8_t *)opaque + done, len);
 }
 
-size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t offset,
-                    const void *buf, size_t bytes)
+size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t offset, const void *buf,
+                    size_t bytes)
 {
     return iov_walk(iov, iovcnt, offset, bytes, piece_from_buf, (void *)buf);
 }
 
-void iov_slice_init(IovSlice *slice, const struct iovec *iov, int iovcnt,
-                    size_t offset, size_t bytes)
+void iov_slice_init(IovSlice *slice, const struct iovec *iov, int iovcnt, size_t offset,
+                    size_t bytes)
 {
     int first = 0, n = 0;
 

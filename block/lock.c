@@ -19,13 +19,19 @@
 #define PERM_BITS 4
 
 static const char *const perm_names[PERM_BITS] = {
-    "consistent read", "write", "write unchanged", "resize",
+    "consistent read",
+    "write",
+    "write unchanged",
+    "resize",
 };
 
 static int set_lock(int fd, off_t start, off_t len, short type)
 {
     struct flock fl = {
-        .l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len,
+        .l_type = type,
+        .l_whence = SEEK_SET,
+        .l_start = start,
+        .l_len = len,
     };
 
     while (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
@@ -40,7 +46,10 @@ static int set_lock(int fd, off_t start, off_t len, short type)
 static bool byte_locked_by_other(int fd, off_t byte)
 {
     struct flock fl = {
-        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1,
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = byte,
+        .l_len = 1,
     };
 
     if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
@@ -64,16 +73,16 @@ static int apply_lock_bytes(BlockFile *file, uint64_t perm, uint64_t unshared,
             uint64_t want, *held;
             off_t byte;
         } sets[2] = {
-            { perm & bit, &file->locked_perm, LOCK_PERM_BASE + i },
-            { unshared & bit, &file->locked_unshared, LOCK_SHARED_BASE + i },
+            {perm & bit, &file->locked_perm, LOCK_PERM_BASE + i},
+            {unshared & bit, &file->locked_unshared, LOCK_SHARED_BASE + i},
         };
 
         for (int j = 0; j < 2; j++) {
             if (!sets[j].want == !(*sets[j].held & bit)) {
                 continue;
             }
-            int ret = set_lock(file->fd, sets[j].byte, 1,
-                               sets[j].want ? F_RDLCK : F_UNLCK);
+            int ret =
+                set_lock(file->fd, sets[j].byte, 1, sets[j].want ? F_RDLCK : F_UNLCK);
             if (ret < 0) {
                 *failed_byte = sets[j].byte;
                 return ret;
@@ -111,8 +120,7 @@ static bool check_lock_bytes(BlockFile *file, uint64_t perm, uint64_t unshared,
     return true;
 }
 
-bool block_lock_take(BlockFile *file, bool writable, bool resizable,
-                     GError **errp)
+bool block_lock_take(BlockFile *file, bool writable, bool resizable, GError **errp)
 {
     uint64_t perm = PERM_CONSISTENT_READ;
     uint64_t unshared = PERM_WRITE | (resizable ? PERM_RESIZE : 0);
@@ -145,8 +153,8 @@ bool block_lock_take(BlockFile *file, bool writable, bool resizable,
 void block_lock_release(BlockFile *file)
 {
     if (file->locked_perm || file->locked_unshared) {
-        set_lock(file->fd, LOCK_PERM_BASE,
-                 LOCK_SHARED_BASE + PERM_BITS - LOCK_PERM_BASE, F_UNLCK);
+        set_lock(file->fd, LOCK_PERM_BASE, LOCK_SHARED_BASE + PERM_BITS - LOCK_PERM_BASE,
+                 F_UNLCK);
     }
     file->locked_perm = 0;
     file->locked_unshared = 0;

@@ -15,7 +15,10 @@ typedef struct FormatMagic {
     size_t len;
 } FormatMagic;
 
-#define MAGIC(name, offset, str) { name, offset, str, sizeof(str) - 1 }
+#define MAGIC(name, offset, str)                                                         \
+    {                                                                                    \
+        name, offset, str, sizeof(str) - 1                                               \
+    }
 
 static const FormatMagic format_magics[] = {
     MAGIC("qed", 0, "QED\0"),
@@ -34,16 +37,14 @@ static const FormatMagic format_magics[] = {
 const char *block_probe_format(const uint8_t *buf, size_t len)
 {
     if (len >= 8 && memcmp(buf, "QFI\xfb", 4) == 0) {
-        uint32_t version = (uint32_t)buf[4] << 24 | buf[5] << 16 | buf[6] << 8 |
-                           buf[7];
+        uint32_t version = (uint32_t)buf[4] << 24 | buf[5] << 16 | buf[6] << 8 | buf[7];
 
         return version >= 2 ? "qcow2" : "qcow";
     }
     for (size_t i = 0; i < G_N_ELEMENTS(format_magics); i++) {
         const FormatMagic *m = &format_magics[i];
 
-        if (len >= m->offset + m->len &&
-            memcmp(buf + m->offset, m->magic, m->len) == 0) {
+        if (len >= m->offset + m->len && memcmp(buf + m->offset, m->magic, m->len) == 0) {
             return m->name;
         }
     }

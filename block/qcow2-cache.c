@@ -11,7 +11,7 @@
 #include "block/qcow2.h"
 
 typedef struct CacheEntry {
-    uint64_t offset;            /* 0: empty */
+    uint64_t offset; /* 0: empty */
     uint64_t lru;
     int pins;
     bool dirty;
@@ -22,12 +22,12 @@ struct Qcow2Cache {
     Qcow2MetaKind kind;
     int size;
     CacheEntry *entries;
-    uint8_t *tables;            /* size clusters, one per entry */
-    GHashTable *index;          /* offset -> entry number + 1 */
+    uint8_t *tables;   /* size clusters, one per entry */
+    GHashTable *index; /* offset -> entry number + 1 */
     uint64_t lru_clock;
     int dirty_count;
-    Qcow2Cache *depends;        /* write and sync this one first */
-    bool depends_on_flush;      /* sync the file first */
+    Qcow2Cache *depends;   /* write and sync this one first */
+    bool depends_on_flush; /* sync the file first */
 };
 
 Qcow2Cache *qcow2_cache_new(Qcow2State *s, int entries, Qcow2MetaKind kind)
@@ -39,8 +39,8 @@ Qcow2Cache *qcow2_cache_new(Qcow2State *s, int entries, Qcow2MetaKind kind)
     c->size = entries;
     c->entries = g_new0(CacheEntry, entries);
     /* Not zeroed: pages are only touched as tables are loaded. */
-    if (posix_memalign((void **)&c->tables, 4096,
-                       (size_t)entries * s->cluster_size) != 0) {
+    if (posix_memalign((void **)&c->tables, 4096, (size_t)entries * s->cluster_size) !=
+        0) {
         g_error("qcow2: out of memory for a %d-table cache", entries);
     }
     c->index = g_hash_table_new(g_int64_hash, g_int64_equal);
@@ -119,7 +119,7 @@ static int find_slot(Qcow2Cache *c, uint64_t offset, bool *hit)
         }
     }
     if (victim < 0) {
-        return -ENOSPC;             /* every table pinned: a bug */
+        return -ENOSPC; /* every table pinned: a bug */
     }
     ret = write_entry(c, victim);
     if (ret < 0) {

@@ -61,8 +61,7 @@ static int check_l2_entry(Qcow2State *s, uint64_t entry)
     if (type == QCOW2_CLUSTER_COMPRESSED) {
         return check_compressed(s, entry);
     }
-    if ((entry & QCOW2_L2E_RESERVED) ||
-        (s->version < 3 && (entry & QCOW2_OFLAG_ZERO))) {
+    if ((entry & QCOW2_L2E_RESERVED) || (s->version < 3 && (entry & QCOW2_OFLAG_ZERO))) {
         return -EIO;
     }
     switch (type) {
@@ -88,9 +87,9 @@ static int l2_table_offset(Qcow2State *s, uint64_t l1_index, uint64_t *offset)
     if (entry & L1E_RESERVED) {
         return -EIO;
     }
-    if (*offset && (qcow2_offset_into_cluster(s, *offset) ||
-                    *offset >= qcow2_file_size(s) ||
-                    qcow2_meta_kind(s, *offset) != QCOW2_META_L2)) {
+    if (*offset &&
+        (qcow2_offset_into_cluster(s, *offset) || *offset >= qcow2_file_size(s) ||
+         qcow2_meta_kind(s, *offset) != QCOW2_META_L2)) {
         return -EIO;
     }
     return 0;
@@ -127,16 +126,14 @@ static void fill_mapping(Qcow2State *s, uint64_t entry, uint64_t in_cluster,
     map->copied = entry & QCOW2_OFLAG_COPIED;
 }
 
-int qcow2_get_mapping(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                      Qcow2Mapping *map)
+int qcow2_get_mapping(Qcow2State *s, uint64_t offset, uint64_t bytes, Qcow2Mapping *map)
 {
     uint64_t in_cluster = qcow2_offset_into_cluster(s, offset);
     uint64_t l2_index = (offset >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
     uint64_t l2_offset, first, n = 1, *l2;
-    uint64_t max = MIN(bytes, ((qcow2_l2_entries(s) - l2_index) << s->cluster_bits) -
-                                  in_cluster);
-    int ret = l2_table_offset(s, offset >> (s->cluster_bits + s->l2_bits),
-                              &l2_offset);
+    uint64_t max =
+        MIN(bytes, ((qcow2_l2_entries(s) - l2_index) << s->cluster_bits) - in_cluster);
+    int ret = l2_table_offset(s, offset >> (s->cluster_bits + s->l2_bits), &l2_offset);
 
     if (ret < 0 || l2_offset == 0) {
         fill_mapping(s, 0, in_cluster, max, map);
@@ -157,8 +154,8 @@ int qcow2_get_mapping(Qcow2State *s, uint64_t offset, uint64_t bytes,
         n++;
     }
     qcow2_cache_put(s->l2_cache, (void **)&l2);
-    fill_mapping(s, first, in_cluster,
-                 MIN(max, (n << s->cluster_bits) - in_cluster), map);
+    fill_mapping(s, first, in_cluster, MIN(max, (n << s->cluster_bits) - in_cluster),
+                 map);
     return ret;
 }
 
@@ -217,8 +214,7 @@ static int new_l2_table(Qcow2State *s, uint64_t l1_index, uint64_t old_offset)
     return ret;
 }
 
-int qcow2_get_l2_for_write(Qcow2State *s, uint64_t offset, uint64_t **l2,
-                           unsigned *index)
+int qcow2_get_l2_for_write(Qcow2State *s, uint64_t offset, uint64_t **l2, unsigned *index)
 {
     uint64_t l1_index = offset >> (s->cluster_bits + s->l2_bits);
     uint64_t l2_offset;
@@ -240,8 +236,8 @@ int qcow2_get_l2_for_write(Qcow2State *s, uint64_t offset, uint64_t **l2,
 
 /* The entry a cluster gets when zeroed or discarded; *drop says whether
  * its host cluster loses our reference. */
-static uint64_t zeroed_entry(Qcow2State *s, uint64_t entry, bool discard,
-                             bool may_unmap, bool *drop)
+static uint64_t zeroed_entry(Qcow2State *s, uint64_t entry, bool discard, bool may_unmap,
+                             bool *drop)
 {
     Qcow2ClusterType type = qcow2_entry_type(s, entry);
     bool backing = s->bs->backing != NULL;
@@ -250,15 +246,15 @@ static uint64_t zeroed_entry(Qcow2State *s, uint64_t entry, bool discard,
             type == QCOW2_CLUSTER_ZERO_ALLOC;
     if (discard) {
         if (s->version < 3 && backing) {
-            *drop = false;          /* v2 can't hide the backing file */
+            *drop = false; /* v2 can't hide the backing file */
             return entry;
         }
         return (s->version >= 3 && backing) ? QCOW2_OFLAG_ZERO : 0;
     }
-    if (!may_unmap && (type == QCOW2_CLUSTER_NORMAL ||
-                       type == QCOW2_CLUSTER_ZERO_ALLOC) &&
+    if (!may_unmap &&
+        (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) &&
         (entry & QCOW2_OFLAG_COPIED)) {
-        *drop = false;              /* keep the allocation, read zeros */
+        *drop = false; /* keep the allocation, read zeros */
         return (entry & QCOW2_OFFSET_MASK) | QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO;
     }
     if (type == QCOW2_CLUSTER_ZERO_PLAIN) {
@@ -268,8 +264,8 @@ static uint64_t zeroed_entry(Qcow2State *s, uint64_t entry, bool discard,
 }
 
 /* Zero or discard the whole clusters of one L2 table's range. */
-static int zero_in_l2(Qcow2State *s, uint64_t offset, uint64_t clusters,
-                      bool discard, bool may_unmap, GArray *dropped)
+static int zero_in_l2(Qcow2State *s, uint64_t offset, uint64_t clusters, bool discard,
+                      bool may_unmap, GArray *dropped)
 {
     uint64_t *l2;
     unsigned index;
@@ -306,22 +302,22 @@ static bool chunk_untouched(Qcow2State *s, uint64_t offset)
     return s->l1_table[l1_index] == 0 && !s->bs->backing;
 }
 
-int qcow2_zero_or_discard(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                          bool discard, bool may_unmap)
+int qcow2_zero_or_discard(Qcow2State *s, uint64_t offset, uint64_t bytes, bool discard,
+                          bool may_unmap)
 {
     GArray *dropped = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     uint64_t per_l2 = s->cluster_size << s->l2_bits;
     int ret = 0;
 
     if (discard && s->version < 3 && s->bs->backing) {
-        bytes = 0;                  /* nothing we could do is a discard */
+        bytes = 0; /* nothing we could do is a discard */
     }
     while (bytes > 0 && ret == 0) {
         uint64_t chunk = MIN(bytes, per_l2 - (offset & (per_l2 - 1)));
 
         if (!chunk_untouched(s, offset)) {
-            ret = zero_in_l2(s, offset, chunk >> s->cluster_bits, discard,
-                             may_unmap, dropped);
+            ret = zero_in_l2(s, offset, chunk >> s->cluster_bits, discard, may_unmap,
+                             dropped);
         }
         offset += chunk;
         bytes -= chunk;

@@ -17,8 +17,8 @@ typedef struct HeaderBuf {
 } HeaderBuf;
 
 static const char *const known_incompat_names[] = {
-    "dirty bit", "corrupt bit", "external data file", "compression type",
-    "extended L2 entries",
+    "dirty bit",        "corrupt bit",         "external data file",
+    "compression type", "extended L2 entries",
 };
 
 static bool parse_fixed_fields(Qcow2State *s, const uint8_t *h, GError **errp)
@@ -44,7 +44,7 @@ static bool parse_fixed_fields(Qcow2State *s, const uint8_t *h, GError **errp)
     s->l1_size = qcow2_be32(h + 36);
     s->l1_offset = qcow2_be64(h + 40);
     s->reftable_offset = qcow2_be64(h + 48);
-    s->reftable_size = qcow2_be32(h + 56);     /* clusters, for now */
+    s->reftable_size = qcow2_be32(h + 56); /* clusters, for now */
     s->nb_snapshots = qcow2_be32(h + 60);
     s->snapshots_offset = qcow2_be64(h + 64);
     s->refcount_order = 4;
@@ -77,7 +77,7 @@ static bool check_header_length(Qcow2State *s, const uint8_t *h, GError **errp)
     }
     if ((uint32_t)s->refcount_order > 6) {
         error_setg(errp, "Reference count entry width too large; may not "
-                   "exceed 64 bits");
+                         "exceed 64 bits");
         return false;
     }
     return true;
@@ -117,10 +117,10 @@ static char *feature_names(uint64_t bits, const uint8_t *table, size_t len)
     return g_string_free(names, FALSE);
 }
 
-static bool check_features(Qcow2State *s, const uint8_t *table, size_t len,
-                           GError **errp)
+static bool check_features(Qcow2State *s, const uint8_t *table, size_t len, GError **errp)
 {
-    uint64_t unsupported = s->incompatible &
+    uint64_t unsupported =
+        s->incompatible &
         ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_COMPRESSION);
 
     if (unsupported) {
@@ -132,16 +132,20 @@ static bool check_features(Qcow2State *s, const uint8_t *table, size_t len,
     if (s->incompatible & QCOW2_INCOMPAT_COMPRESSION) {
         if (s->compression_type == 0) {
             error_setg(errp, "qcow2: Compression type incompatible feature bit "
-                       "must not be set");
+                             "must not be set");
         } else {
-            error_setg(errp, "Unsupported qcow2 compression type %u (only zlib "
-                       "is supported)", s->compression_type);
+            error_setg(errp,
+                       "Unsupported qcow2 compression type %u (only zlib "
+                       "is supported)",
+                       s->compression_type);
         }
         return false;
     }
     if (s->compression_type != 0) {
-        error_setg(errp, "qcow2: Invalid compression type %u without the "
-                   "compression type feature bit", s->compression_type);
+        error_setg(errp,
+                   "qcow2: Invalid compression type %u without the "
+                   "compression type feature bit",
+                   s->compression_type);
         return false;
     }
     if (!s->bs->read_only && (s->incompatible & QCOW2_INCOMPAT_CORRUPT)) {
@@ -150,7 +154,7 @@ static bool check_features(Qcow2State *s, const uint8_t *table, size_t len,
     }
     if (!s->bs->read_only && (s->incompatible & QCOW2_INCOMPAT_DIRTY)) {
         error_setg(errp, "qcow2: Image is dirty (lazy refcounts); repair it with "
-                   "'qemu-img check -r all' before opening it read/write");
+                         "'qemu-img check -r all' before opening it read/write");
         return false;
     }
     return true;
@@ -164,7 +168,7 @@ static bool check_crypt_and_size(Qcow2State *s, const uint8_t *h, GError **errp)
 
     if (crypt == 1) {
         error_setg(errp, "Use of AES-CBC encrypted qcow2 images is no longer "
-                   "supported in system emulators");
+                         "supported in system emulators");
         return false;
     }
     if (crypt == 2) {
@@ -191,8 +195,8 @@ static bool check_crypt_and_size(Qcow2State *s, const uint8_t *h, GError **errp)
 }
 
 /* A table [offset, offset + bytes) must be aligned and inside the file. */
-static bool check_table(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                        const char *what, GError **errp)
+static bool check_table(Qcow2State *s, uint64_t offset, uint64_t bytes, const char *what,
+                        GError **errp)
 {
     if (qcow2_offset_into_cluster(s, offset) || offset >= (1ull << 56)) {
         error_setg(errp, "%s offset invalid", what);
@@ -229,12 +233,11 @@ static bool check_tables(Qcow2State *s, GError **errp)
         return false;
     }
     if (!check_table(s, s->l1_offset, l1_bytes, "Active L1 table", errp) ||
-        !check_table(s, s->reftable_offset, reftable_bytes,
-                     "Reference count table", errp)) {
+        !check_table(s, s->reftable_offset, reftable_bytes, "Reference count table",
+                     errp)) {
         return false;
     }
-    if (ranges_overlap(s->l1_offset, l1_bytes, s->reftable_offset,
-                       reftable_bytes)) {
+    if (ranges_overlap(s->l1_offset, l1_bytes, s->reftable_offset, reftable_bytes)) {
         error_setg(errp, "Active L1 table overlaps the reference count table");
         return false;
     }
@@ -263,9 +266,8 @@ static bool read_backing_format(Qcow2State *s, const uint8_t *data, uint32_t len
 }
 
 /* Walk the header extensions in [start, end); remember the feature table. */
-static bool read_extensions(Qcow2State *s, HeaderBuf *hb, uint64_t start,
-                            uint64_t end, const uint8_t **features,
-                            size_t *features_len, GError **errp)
+static bool read_extensions(Qcow2State *s, HeaderBuf *hb, uint64_t start, uint64_t end,
+                            const uint8_t **features, size_t *features_len, GError **errp)
 {
     uint64_t off = start;
 
@@ -278,8 +280,10 @@ static bool read_extensions(Qcow2State *s, HeaderBuf *hb, uint64_t start,
             break;
         }
         if (len > end - off) {
-            error_setg(errp, "Invalid qcow2 header extension 0x%08x: length %u "
-                       "exceeds the header area", type, len);
+            error_setg(errp,
+                       "Invalid qcow2 header extension 0x%08x: length %u "
+                       "exceeds the header area",
+                       type, len);
             return false;
         }
         if (type == QCOW2_EXT_BACKING_FORMAT &&
@@ -295,8 +299,8 @@ static bool read_extensions(Qcow2State *s, HeaderBuf *hb, uint64_t start,
     return true;
 }
 
-static bool read_backing_name(Qcow2State *s, HeaderBuf *hb, uint64_t offset,
-                              uint32_t len, GError **errp)
+static bool read_backing_name(Qcow2State *s, HeaderBuf *hb, uint64_t offset, uint32_t len,
+                              GError **errp)
 {
     if (offset == 0 || len == 0) {
         return true;
@@ -329,8 +333,8 @@ static bool parse_header_cluster(Qcow2State *s, HeaderBuf *hb, GError **errp)
     if (backing_offset > s->header_length && backing_offset < ext_end) {
         ext_end = backing_offset;
     }
-    if (!read_extensions(s, hb, s->header_length, ext_end, &features,
-                         &features_len, errp) ||
+    if (!read_extensions(s, hb, s->header_length, ext_end, &features, &features_len,
+                         errp) ||
         !check_features(s, features, features_len, errp) ||
         !check_crypt_and_size(s, h, errp) || !check_tables(s, errp)) {
         return false;
@@ -340,9 +344,9 @@ static bool parse_header_cluster(Qcow2State *s, HeaderBuf *hb, GError **errp)
 
 bool qcow2_read_header(Qcow2State *s, GError **errp)
 {
-    uint8_t fixed[QCOW2_V3_HEADER_SIZE + 8] = { 0 };
+    uint8_t fixed[QCOW2_V3_HEADER_SIZE + 8] = {0};
     int64_t file_size = block_file_length(s->file);
-    HeaderBuf hb = { NULL, 0 };
+    HeaderBuf hb = {NULL, 0};
     bool ok;
     int ret;
 
@@ -356,8 +360,7 @@ bool qcow2_read_header(Qcow2State *s, GError **errp)
         error_setg_errno(errp, -ret, "Could not read qcow2 header");
         return false;
     }
-    if (!parse_fixed_fields(s, fixed, errp) ||
-        !check_header_length(s, fixed, errp)) {
+    if (!parse_fixed_fields(s, fixed, errp) || !check_header_length(s, fixed, errp)) {
         return false;
     }
     hb.len = s->cluster_size;
@@ -436,8 +439,7 @@ bool qcow2_load_tables(Qcow2State *s, GError **errp)
     return true;
 }
 
-int qcow2_write_reftable_location(Qcow2State *s, uint64_t offset,
-                                  uint32_t clusters)
+int qcow2_write_reftable_location(Qcow2State *s, uint64_t offset, uint32_t clusters)
 {
     uint8_t buf[12];
     uint64_t off_be = GUINT64_TO_BE(offset);

@@ -34,10 +34,9 @@ static int read_backing(Qcow2State *s, uint64_t offset, uint64_t bytes,
     return ret;
 }
 
-static int inflate_cluster(Qcow2State *s, uint8_t *in, size_t in_len,
-                           uint8_t *out)
+static int inflate_cluster(Qcow2State *s, uint8_t *in, size_t in_len, uint8_t *out)
 {
-    z_stream z = { 0 };
+    z_stream z = {0};
     int ret;
     bool full;
 
@@ -82,9 +81,8 @@ int qcow2_read_compressed(Qcow2State *s, uint64_t l2_entry, uint8_t *out)
 }
 
 /* Copy part of a compressed cluster out, through a one-cluster cache. */
-static int read_compressed_part(Qcow2State *s, uint64_t l2_entry,
-                                uint64_t in_cluster, uint64_t bytes,
-                                const struct iovec *iov, int iovcnt)
+static int read_compressed_part(Qcow2State *s, uint64_t l2_entry, uint64_t in_cluster,
+                                uint64_t bytes, const struct iovec *iov, int iovcnt)
 {
     int ret = 0;
 
@@ -116,8 +114,8 @@ static int read_mapped(Qcow2State *s, const Qcow2Mapping *map, uint64_t offset,
         return block_file_preadv(s->file, map->host_offset, iov, iovcnt);
     case QCOW2_CLUSTER_COMPRESSED:
         return read_compressed_part(s, map->l2_entry,
-                                    qcow2_offset_into_cluster(s, offset),
-                                    map->bytes, iov, iovcnt);
+                                    qcow2_offset_into_cluster(s, offset), map->bytes, iov,
+                                    iovcnt);
     case QCOW2_CLUSTER_UNALLOCATED:
         return read_backing(s, offset, map->bytes, iov, iovcnt);
     default:
@@ -126,8 +124,8 @@ static int read_mapped(Qcow2State *s, const Qcow2Mapping *map, uint64_t offset,
     }
 }
 
-int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes,
-               const struct iovec *iov, int iovcnt)
+int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes, const struct iovec *iov,
+               int iovcnt)
 {
     for (uint64_t done = 0; done < bytes;) {
         Qcow2Mapping map;
@@ -162,17 +160,17 @@ int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes,
 static int read_old(Qcow2State *s, const Qcow2Mapping *map, uint64_t map_offset,
                     uint64_t guest, uint8_t *buf, uint64_t len)
 {
-    struct iovec iov = { buf, len };
+    struct iovec iov = {buf, len};
 
     switch (map->type) {
     case QCOW2_CLUSTER_UNALLOCATED:
         return read_backing(s, guest, len, &iov, 1);
     case QCOW2_CLUSTER_COMPRESSED:
-        return read_compressed_part(s, map->l2_entry,
-                                    qcow2_offset_into_cluster(s, guest), len, &iov, 1);
+        return read_compressed_part(s, map->l2_entry, qcow2_offset_into_cluster(s, guest),
+                                    len, &iov, 1);
     case QCOW2_CLUSTER_NORMAL:
-        return block_file_pread(s->file, map->host_offset + (guest - map_offset),
-                                buf, len);
+        return block_file_pread(s->file, map->host_offset + (guest - map_offset), buf,
+                                len);
     default:
         memset(buf, 0, len);
         return 0;
@@ -181,8 +179,8 @@ static int read_old(Qcow2State *s, const Qcow2Mapping *map, uint64_t map_offset,
 
 /* Point the run's L2 entries at its new clusters; the old ones (shared or
  * compressed) lose our reference once the L2 table is on disk. */
-static int link_clusters(Qcow2State *s, uint64_t guest, uint64_t host,
-                         uint64_t clusters, bool reuse)
+static int link_clusters(Qcow2State *s, uint64_t guest, uint64_t host, uint64_t clusters,
+                         bool reuse)
 {
     GArray *dropped = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     uint64_t *l2;
@@ -197,12 +195,12 @@ static int link_clusters(Qcow2State *s, uint64_t guest, uint64_t host,
             type != QCOW2_CLUSTER_ZERO_PLAIN) {
             g_array_append_val(dropped, old);
         }
-        l2[index + j] = GUINT64_TO_BE((host + (j << s->cluster_bits)) |
-                                      QCOW2_OFLAG_COPIED);
+        l2[index + j] =
+            GUINT64_TO_BE((host + (j << s->cluster_bits)) | QCOW2_OFLAG_COPIED);
     }
     if (ret == 0) {
         qcow2_cache_mark_dirty(s->l2_cache, l2);
-        qcow2_cache_depends_on_flush(s->l2_cache);  /* data first */
+        qcow2_cache_depends_on_flush(s->l2_cache); /* data first */
         qcow2_cache_put(s->l2_cache, (void **)&l2);
     }
     if (ret == 0 && dropped->len > 0) {
@@ -228,7 +226,7 @@ static int write_with_cow(Qcow2State *s, const Qcow2Mapping *map, uint64_t offse
     uint8_t *head_buf = g_malloc(MAX(in_cluster, 1));
     uint8_t *tail_buf = g_malloc(MAX(tail, 1));
     GArray *vec = g_array_new(FALSE, FALSE, sizeof(struct iovec));
-    struct iovec head_iov = { head_buf, in_cluster }, tail_iov = { tail_buf, tail };
+    struct iovec head_iov = {head_buf, in_cluster}, tail_iov = {tail_buf, tail};
     IovSlice slice;
     int ret = read_old(s, map, offset, offset - in_cluster, head_buf, in_cluster);
 
@@ -259,9 +257,8 @@ static int write_with_cow(Qcow2State *s, const Qcow2Mapping *map, uint64_t offse
  * the run when only a shorter stretch of free clusters was found).
  * Called and returns with s->lock held.
  */
-static int64_t allocating_write(Qcow2State *s, const Qcow2Mapping *run,
-                                uint64_t offset, const struct iovec *iov,
-                                int iovcnt)
+static int64_t allocating_write(Qcow2State *s, const Qcow2Mapping *run, uint64_t offset,
+                                const struct iovec *iov, int iovcnt)
 {
     uint64_t in_cluster = qcow2_offset_into_cluster(s, offset);
     uint64_t clusters = DIV_ROUND_UP(in_cluster + run->bytes, s->cluster_size);
@@ -289,8 +286,8 @@ static int64_t allocating_write(Qcow2State *s, const Qcow2Mapping *run,
     return ret < 0 ? ret : (int64_t)map.bytes;
 }
 
-int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                const struct iovec *iov, int iovcnt)
+int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes, const struct iovec *iov,
+                int iovcnt)
 {
     for (uint64_t done = 0; done < bytes;) {
         Qcow2Mapping map;
@@ -303,13 +300,12 @@ int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes,
         if (ret == 0 && map.type == QCOW2_CLUSTER_NORMAL && map.copied) {
             pthread_rwlock_rdlock(&s->free_lock);
             pthread_mutex_unlock(&s->lock);
-            ret = block_file_pwritev(s->file, map.host_offset, slice.iov,
-                                     slice.iovcnt);
+            ret = block_file_pwritev(s->file, map.host_offset, slice.iov, slice.iovcnt);
             pthread_rwlock_unlock(&s->free_lock);
         } else {
             if (ret == 0) {
-                int64_t written = allocating_write(s, &map, offset + done,
-                                                   slice.iov, slice.iovcnt);
+                int64_t written =
+                    allocating_write(s, &map, offset + done, slice.iov, slice.iovcnt);
 
                 ret = written < 0 ? written : 0;
                 map.bytes = written < 0 ? 0 : written;

@@ -28,8 +28,7 @@ static Qcow2MetaKind merge_kinds(Qcow2MetaKind old, Qcow2MetaKind new)
     return QCOW2_META_CONFLICT;
 }
 
-void qcow2_meta_add(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                    Qcow2MetaKind kind)
+void qcow2_meta_add(Qcow2State *s, uint64_t offset, uint64_t bytes, Qcow2MetaKind kind)
 {
     if (bytes == 0) {
         return;
@@ -113,8 +112,8 @@ static bool add_snapshot_l1(Qcow2State *s, uint32_t n, uint64_t l1_offset,
 }
 
 /* Walk the snapshot table, with every length checked against its bounds. */
-static bool parse_snapshot_table(Qcow2State *s, const uint8_t *table,
-                                 uint64_t len, uint64_t *used, GError **errp)
+static bool parse_snapshot_table(Qcow2State *s, const uint8_t *table, uint64_t len,
+                                 uint64_t *used, GError **errp)
 {
     uint64_t off = 0, budget = MAX_SNAPSHOT_L1_BYTES;
 
@@ -132,8 +131,8 @@ static bool parse_snapshot_table(Qcow2State *s, const uint8_t *table,
             error_setg(errp, "Snapshot table is truncated");
             return false;
         }
-        if (!add_snapshot_l1(s, n, qcow2_be64(table + off),
-                             qcow2_be32(table + off + 8), &budget, errp)) {
+        if (!add_snapshot_l1(s, n, qcow2_be64(table + off), qcow2_be32(table + off + 8),
+                             &budget, errp)) {
             return false;
         }
         *used = off + entry_len;

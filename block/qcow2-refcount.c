@@ -82,8 +82,7 @@ static int refblock_lookup(Qcow2State *s, uint64_t table_index, uint64_t *offset
     if (entry & QCOW2_REFT_RESERVED) {
         return -EIO;
     }
-    if (entry && (qcow2_offset_into_cluster(s, entry) ||
-                  entry >= qcow2_file_size(s) ||
+    if (entry && (qcow2_offset_into_cluster(s, entry) || entry >= qcow2_file_size(s) ||
                   qcow2_meta_kind(s, entry) != QCOW2_META_REFBLOCK)) {
         return -EIO;
     }
@@ -105,15 +104,14 @@ int qcow2_get_refcount(Qcow2State *s, uint64_t cluster, uint64_t *refcount)
     if (ret < 0) {
         return ret;
     }
-    *refcount = refcount_read(block, cluster & (refblock_entries(s) - 1),
-                              s->refcount_order);
+    *refcount =
+        refcount_read(block, cluster & (refblock_entries(s) - 1), s->refcount_order);
     qcow2_cache_put(s->refblock_cache, &block);
     return 0;
 }
 
 /* Set a refcount whose block exists; returns the old value in *old. */
-static int set_refcount(Qcow2State *s, uint64_t cluster, uint64_t value,
-                        uint64_t *old)
+static int set_refcount(Qcow2State *s, uint64_t cluster, uint64_t value, uint64_t *old)
 {
     uint64_t block_offset, index = cluster & (refblock_entries(s) - 1);
     void *block;
@@ -178,18 +176,18 @@ static int write_reftable_entry(Qcow2State *s, uint64_t index, uint64_t value)
 /* Where the refcount table grows to: a new table at the end, followed by
  * the refcount blocks that cover the table and themselves. */
 typedef struct GrowPlan {
-    uint64_t start;             /* first cluster of the new region */
+    uint64_t start; /* first cluster of the new region */
     uint64_t table_clusters;
     uint64_t new_blocks;
-    uint64_t new_size;          /* entries */
+    uint64_t new_size; /* entries */
 } GrowPlan;
 
 static uint64_t count_missing_blocks(Qcow2State *s, uint64_t first, uint64_t end)
 {
     uint64_t missing = 0;
 
-    for (uint64_t ti = first >> s->refblock_bits;
-         ti <= (end - 1) >> s->refblock_bits; ti++) {
+    for (uint64_t ti = first >> s->refblock_bits; ti <= (end - 1) >> s->refblock_bits;
+         ti++) {
         missing += refblock_missing(s, ti);
     }
     return missing;
@@ -201,27 +199,27 @@ static int plan_growth(Qcow2State *s, uint64_t needed, GrowPlan *p)
     uint64_t file_end = DIV_ROUND_UP(qcow2_file_size(s), s->cluster_size);
 
     p->start = MAX(file_end, (uint64_t)s->reftable_size << s->refblock_bits);
-    p->new_size = ROUND_UP(MAX(needed + 1, (uint64_t)s->reftable_size * 2),
-                           per_cluster);
+    p->new_size = ROUND_UP(MAX(needed + 1, (uint64_t)s->reftable_size * 2), per_cluster);
     for (;;) {
         uint64_t n, last_index;
 
         p->table_clusters = p->new_size / per_cluster;
         p->new_blocks = 0;
-        while ((n = count_missing_blocks(s, p->start, p->start + p->table_clusters +
-                                                          p->new_blocks)) !=
+        while ((n = count_missing_blocks(s, p->start,
+                                         p->start + p->table_clusters + p->new_blocks)) !=
                p->new_blocks) {
             p->new_blocks = n;
         }
-        last_index = (p->start + p->table_clusters + p->new_blocks - 1) >>
-                     s->refblock_bits;
+        last_index =
+            (p->start + p->table_clusters + p->new_blocks - 1) >> s->refblock_bits;
         if (last_index < p->new_size) {
             break;
         }
         p->new_size = ROUND_UP(last_index + 1, per_cluster);
     }
     if (p->new_size * 8 > QCOW2_MAX_REFTABLE_BYTES ||
-        (p->start + p->table_clusters + p->new_blocks) > (1ull << 56) >> s->cluster_bits) {
+        (p->start + p->table_clusters + p->new_blocks) > (1ull << 56) >>
+            s->cluster_bits) {
         return -EFBIG;
     }
     return 0;
@@ -233,14 +231,14 @@ static int fill_new_blocks(Qcow2State *s, const GrowPlan *p, uint64_t *table)
     uint64_t end = p->start + p->table_clusters + p->new_blocks;
     uint64_t next = p->start + p->table_clusters, entries = refblock_entries(s);
 
-    for (uint64_t ti = p->start >> s->refblock_bits;
-         ti <= (end - 1) >> s->refblock_bits; ti++) {
+    for (uint64_t ti = p->start >> s->refblock_bits; ti <= (end - 1) >> s->refblock_bits;
+         ti++) {
         uint64_t first = ti << s->refblock_bits, offset = next++ << s->cluster_bits;
         void *block;
         int ret;
 
         if (!refblock_missing(s, ti)) {
-            return -EIO;            /* the region is past every block */
+            return -EIO; /* the region is past every block */
         }
         ret = qcow2_cache_get_empty(s->refblock_cache, offset, &block);
         if (ret < 0) {
@@ -263,8 +261,8 @@ static int commit_new_reftable(Qcow2State *s, const GrowPlan *p, uint64_t *table
     uint64_t offset = p->start << s->cluster_bits;
     uint64_t old_offset = s->reftable_offset;
     uint64_t old_bytes = ROUND_UP((uint64_t)s->reftable_size * 8, s->cluster_size);
-    int ret = block_file_pwrite(s->file, offset, table,
-                                p->table_clusters << s->cluster_bits);
+    int ret =
+        block_file_pwrite(s->file, offset, table, p->table_clusters << s->cluster_bits);
 
     if (ret == 0) {
         ret = qcow2_cache_flush(s->refblock_cache);
@@ -300,8 +298,7 @@ static int grow_reftable(Qcow2State *s, uint64_t needed)
     if (ret < 0) {
         return ret;
     }
-    if (qcow2_meta_overlaps(s, p.start << s->cluster_bits,
-                            region << s->cluster_bits)) {
+    if (qcow2_meta_overlaps(s, p.start << s->cluster_bits, region << s->cluster_bits)) {
         return -EIO;
     }
     qcow2_note_file_end(s, (p.start + region) << s->cluster_bits);

@@ -42,8 +42,8 @@ static void qcow2_create_caches(Qcow2State *s)
     int l2_tables = CLAMP(needed, MIN(16, max), max);
 
     s->l2_cache = qcow2_cache_new(s, l2_tables, QCOW2_META_L2);
-    s->refblock_cache = qcow2_cache_new(s, CLAMP(l2_tables / 4, 8, 256),
-                                        QCOW2_META_REFBLOCK);
+    s->refblock_cache =
+        qcow2_cache_new(s, CLAMP(l2_tables / 4, 8, 256), QCOW2_META_REFBLOCK);
 }
 
 /* Read and check everything; on success s is ready for I/O. */
@@ -151,7 +151,7 @@ static int write_zero_bytes(Qcow2State *s, uint64_t offset, uint64_t bytes)
 
     while (bytes > 0 && ret == 0) {
         uint64_t chunk = MIN(bytes, ZERO_CHUNK);
-        struct iovec iov = { zeroes, chunk };
+        struct iovec iov = {zeroes, chunk};
 
         ret = qcow2_write(s, offset, chunk, &iov, 1);
         offset += chunk;
@@ -174,8 +174,7 @@ static void whole_clusters(Qcow2State *s, uint64_t offset, uint64_t bytes,
     }
 }
 
-static int zero_clusters(Qcow2State *s, uint64_t start, uint64_t end,
-                         bool may_unmap)
+static int zero_clusters(Qcow2State *s, uint64_t start, uint64_t end, bool may_unmap)
 {
     int ret;
 
@@ -189,8 +188,8 @@ static int zero_clusters(Qcow2State *s, uint64_t start, uint64_t end,
     return ret;
 }
 
-static int qcow2_write_zeroes(BlockDriverState *bs, uint64_t offset,
-                              uint64_t bytes, bool may_unmap)
+static int qcow2_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                              bool may_unmap)
 {
     Qcow2State *s = bs->opaque;
     uint64_t start, end;
@@ -220,7 +219,7 @@ static int qcow2_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 
     whole_clusters(s, offset, bytes, &start, &end);
     if (start >= end) {
-        return 0;                   /* partial clusters: nothing to free */
+        return 0; /* partial clusters: nothing to free */
     }
     pthread_mutex_lock(&s->lock);
     ret = qcow2_zero_or_discard(s, start, end - start, true, true);

@@ -12,12 +12,12 @@
 
 #include "block/block-int.h"
 
-#define QCOW2_MAGIC 0x514649fbu             /* "QFI\xfb" */
+#define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
 #define QCOW2_V2_HEADER_SIZE 72
 #define QCOW2_V3_HEADER_SIZE 104
 #define QCOW2_MIN_CLUSTER_BITS 9
 #define QCOW2_MAX_CLUSTER_BITS 21
-#define QCOW2_MAX_L1_BYTES (32u * 1024 * 1024)      /* QEMU's limits */
+#define QCOW2_MAX_L1_BYTES (32u * 1024 * 1024) /* QEMU's limits */
 #define QCOW2_MAX_REFTABLE_BYTES (8u * 1024 * 1024)
 #define QCOW2_MAX_SNAPSHOTS 65536
 #define QCOW2_MAX_BACKING_NAME 1023
@@ -36,7 +36,7 @@
 #define QCOW2_EXT_FEATURE_TABLE 0x6803f857u
 
 /* Table entries. */
-#define QCOW2_OFFSET_MASK 0x00fffffffffffe00ull     /* bits 9-55 */
+#define QCOW2_OFFSET_MASK 0x00fffffffffffe00ull /* bits 9-55 */
 #define QCOW2_L1E_RESERVED 0x7f000000000001ffull
 #define QCOW2_L2E_RESERVED 0x3f000000000001feull
 #define QCOW2_REFT_RESERVED 0x00000000000001ffull
@@ -55,13 +55,13 @@ typedef enum Qcow2MetaKind {
     QCOW2_META_SNAPSHOT_TABLE,
     QCOW2_META_SNAPSHOT_L1,
     QCOW2_META_SNAPSHOT_L2,
-    QCOW2_META_CONFLICT,        /* claimed twice: any use is -EIO */
+    QCOW2_META_CONFLICT, /* claimed twice: any use is -EIO */
 } Qcow2MetaKind;
 
 typedef enum Qcow2ClusterType {
     QCOW2_CLUSTER_UNALLOCATED,
-    QCOW2_CLUSTER_ZERO_PLAIN,   /* reads zeros, no host cluster */
-    QCOW2_CLUSTER_ZERO_ALLOC,   /* reads zeros, host cluster preallocated */
+    QCOW2_CLUSTER_ZERO_PLAIN, /* reads zeros, no host cluster */
+    QCOW2_CLUSTER_ZERO_ALLOC, /* reads zeros, host cluster preallocated */
     QCOW2_CLUSTER_NORMAL,
     QCOW2_CLUSTER_COMPRESSED,
 } Qcow2ClusterType;
@@ -77,7 +77,7 @@ typedef struct Qcow2State {
     int version;
     int cluster_bits;
     uint64_t cluster_size;
-    int l2_bits;                /* log2 of entries per L2 table */
+    int l2_bits; /* log2 of entries per L2 table */
     uint64_t size;
     uint64_t incompatible, compatible, autoclear;
     uint32_t header_length;
@@ -85,30 +85,30 @@ typedef struct Qcow2State {
 
     uint32_t l1_size;
     uint64_t l1_offset;
-    uint64_t *l1_table;         /* host byte order */
+    uint64_t *l1_table; /* host byte order */
 
     int refcount_order;
-    int refblock_bits;          /* log2 of entries per refcount block */
+    int refblock_bits; /* log2 of entries per refcount block */
     uint64_t reftable_offset;
-    uint32_t reftable_size;     /* entries */
-    uint64_t *reftable;         /* host byte order */
-    uint64_t free_hint;         /* no free cluster below this index */
+    uint32_t reftable_size; /* entries */
+    uint64_t *reftable;     /* host byte order */
+    uint64_t free_hint;     /* no free cluster below this index */
 
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
-    char *backing_file;         /* from the header, or NULL */
-    char *backing_format;       /* from the header extension, or NULL */
+    char *backing_file;   /* from the header, or NULL */
+    char *backing_format; /* from the header extension, or NULL */
 
-    int csize_shift;            /* compressed descriptors */
+    int csize_shift; /* compressed descriptors */
     uint64_t csize_mask;
     uint64_t coffset_mask;
 
-    GHashTable *meta;           /* cluster index -> Qcow2MetaKind */
-    uint64_t file_size;         /* bytes; grows as clusters are written */
+    GHashTable *meta;   /* cluster index -> Qcow2MetaKind */
+    uint64_t file_size; /* bytes; grows as clusters are written */
     Qcow2Cache *l2_cache;
     Qcow2Cache *refblock_cache;
 
-    pthread_mutex_t zcache_lock;         /* the last decompressed cluster */
+    pthread_mutex_t zcache_lock; /* the last decompressed cluster */
     uint64_t zcache_entry;
     uint8_t *zcache_data;
 } Qcow2State;
@@ -116,10 +116,10 @@ typedef struct Qcow2State {
 /* One run of guest clusters mapped alike, from qcow2_get_mapping(). */
 typedef struct Qcow2Mapping {
     Qcow2ClusterType type;
-    uint64_t bytes;             /* from the guest offset asked for */
-    uint64_t host_offset;       /* NORMAL/ZERO_ALLOC: of that guest offset */
-    uint64_t l2_entry;          /* COMPRESSED: the descriptor */
-    bool copied;                /* refcount 1: may be written in place */
+    uint64_t bytes;       /* from the guest offset asked for */
+    uint64_t host_offset; /* NORMAL/ZERO_ALLOC: of that guest offset */
+    uint64_t l2_entry;    /* COMPRESSED: the descriptor */
+    bool copied;          /* refcount 1: may be written in place */
 } Qcow2Mapping;
 
 static inline uint32_t qcow2_be32(const void *p)
@@ -158,13 +158,11 @@ void qcow2_note_file_end(Qcow2State *s, uint64_t end);
 /* qcow2-header.c: parsing and validation at open; header updates. */
 bool qcow2_read_header(Qcow2State *s, GError **errp);
 bool qcow2_load_tables(Qcow2State *s, GError **errp);
-int qcow2_write_reftable_location(Qcow2State *s, uint64_t offset,
-                                  uint32_t clusters);
+int qcow2_write_reftable_location(Qcow2State *s, uint64_t offset, uint32_t clusters);
 int qcow2_clear_autoclear(Qcow2State *s);
 
 /* qcow2-meta.c: the map of metadata clusters. */
-void qcow2_meta_add(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                    Qcow2MetaKind kind);
+void qcow2_meta_add(Qcow2State *s, uint64_t offset, uint64_t bytes, Qcow2MetaKind kind);
 void qcow2_meta_remove(Qcow2State *s, uint64_t offset, uint64_t bytes);
 Qcow2MetaKind qcow2_meta_kind(Qcow2State *s, uint64_t offset);
 bool qcow2_meta_overlaps(Qcow2State *s, uint64_t offset, uint64_t bytes);
@@ -193,19 +191,18 @@ int qcow2_barrier(Qcow2State *s);
 
 /* qcow2-cluster.c: guest-to-host mapping and L2 updates. */
 Qcow2ClusterType qcow2_entry_type(Qcow2State *s, uint64_t l2_entry);
-int qcow2_get_mapping(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                      Qcow2Mapping *map);
+int qcow2_get_mapping(Qcow2State *s, uint64_t offset, uint64_t bytes, Qcow2Mapping *map);
 int qcow2_get_l2_for_write(Qcow2State *s, uint64_t offset, uint64_t **l2,
                            unsigned *index);
 int qcow2_check_data_range(Qcow2State *s, uint64_t host_offset, uint64_t bytes);
-int qcow2_zero_or_discard(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                          bool discard, bool may_unmap);
+int qcow2_zero_or_discard(Qcow2State *s, uint64_t offset, uint64_t bytes, bool discard,
+                          bool may_unmap);
 
 /* qcow2-io.c: guest reads and writes. */
-int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes,
-               const struct iovec *iov, int iovcnt);
-int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes,
-                const struct iovec *iov, int iovcnt);
+int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes, const struct iovec *iov,
+               int iovcnt);
+int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes, const struct iovec *iov,
+                int iovcnt);
 int qcow2_read_compressed(Qcow2State *s, uint64_t l2_entry, uint8_t *out);
 
 #endif

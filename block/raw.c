@@ -34,10 +34,10 @@ static int raw_preadv(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 
 /* Would sector 0, after this write, still probe as raw?  Caller holds
  * sector0_lock. */
-static int raw_check_sector0(BlockDriverState *bs, uint64_t offset,
-                             uint64_t bytes, const struct iovec *iov, int iovcnt)
+static int raw_check_sector0(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                             const struct iovec *iov, int iovcnt)
 {
-    uint8_t sector[BDRV_PROBE_BUF_SIZE] = { 0 };
+    uint8_t sector[BDRV_PROBE_BUF_SIZE] = {0};
     size_t have = MIN(sizeof(sector), bs->total_size);
     size_t len = MIN(bytes, have - offset);
     int ret = 0;
@@ -85,8 +85,8 @@ static int raw_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
     return ret == -ENOTSUP ? 0 : ret;
 }
 
-static int raw_write_zeroes(BlockDriverState *bs, uint64_t offset,
-                            uint64_t bytes, bool may_unmap)
+static int raw_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                            bool may_unmap)
 {
     return block_file_write_zeroes(bs->file, offset, bytes, may_unmap);
 }

@@ -17,8 +17,8 @@ static void fuzz_exercise_io(BlockDriverState *bs)
 {
     static uint8_t buf[3 * 65536 + 7];
     uint64_t size = bdrv_getlength(bs);
-    const uint64_t lens[] = { 512, 4096, 65536 + 3, sizeof(buf) };
-    const uint64_t offsets[] = { 0, 511, size / 3, size / 2 + 4093, size - 1 };
+    const uint64_t lens[] = {512, 4096, 65536 + 3, sizeof(buf)};
+    const uint64_t offsets[] = {0, 511, size / 3, size / 2 + 4093, size - 1};
 
     for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
         for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++) {
@@ -46,7 +46,7 @@ static void fuzz_exercise_io(BlockDriverState *bs)
 /* Returns whether the image opened at all. */
 static bool fuzz_exercise_image(const char *path)
 {
-    const char *formats[] = { "qcow2", NULL };
+    const char *formats[] = {"qcow2", NULL};
     bool opened = false;
 
     for (int f = 0; f < 2; f++) {
@@ -55,7 +55,7 @@ static bool fuzz_exercise_image(const char *path)
             .format = formats[f],
             .cache = BLOCK_CACHE_UNSAFE,
             .discard_unmap = true,
-            .read_only = f == 1,    /* probed, read-only: no raw warning */
+            .read_only = f == 1, /* probed, read-only: no raw warning */
         };
         GError *err = NULL;
         BlockDriverState *bs = bdrv_open(&opts, &err);

@@ -16,8 +16,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "block/block.h"
 #include "../fuzz/qcow2-exercise.h"
+#include "block/block.h"
 #include "unit.h"
 
 /* ---- helpers ---- */
@@ -40,8 +40,7 @@ static void fill_pattern(uint8_t *buf, uint64_t offset, size_t len, uint64_t see
     }
 }
 
-static bool check_pattern(const uint8_t *buf, uint64_t offset, size_t len,
-                          uint64_t seed)
+static bool check_pattern(const uint8_t *buf, uint64_t offset, size_t len, uint64_t seed)
 {
     for (size_t i = 0; i < len; i++) {
         if (buf[i] != pattern_byte(offset + i, seed)) {
@@ -73,12 +72,14 @@ static char *make_file(const char *dir, const char *name, uint64_t size)
 }
 
 static BlockDriverState *open_image(const char *path, const char *format,
-                                    BlockCacheMode cache, bool read_only,
-                                    GError **errp)
+                                    BlockCacheMode cache, bool read_only, GError **errp)
 {
     BlockOptions opts = {
-        .filename = path, .format = format, .cache = cache,
-        .read_only = read_only, .discard_unmap = true,
+        .filename = path,
+        .format = format,
+        .cache = cache,
+        .read_only = read_only,
+        .discard_unmap = true,
     };
 
     return bdrv_open(&opts, errp);
@@ -118,7 +119,8 @@ UNIT_TEST(open_errors_are_one_line)
     g_autofree char *raw = make_file(dir, "x.img", 1 << 20);
     g_autofree char *missing = g_build_filename(dir, "nope.img", NULL);
     g_autofree char *want = g_strdup_printf("Could not open '%s': No such file or "
-                                            "directory", missing);
+                                            "directory",
+                                            missing);
     GError *err = NULL;
 
     CHECK(!open_image(missing, NULL, BLOCK_CACHE_WRITEBACK, false, &err));
@@ -148,8 +150,8 @@ static void open_job(void *opaque)
 {
     OpenJob *job = opaque;
 
-    job->bs = open_image(job->path, job->format, BLOCK_CACHE_WRITEBACK,
-                         job->read_only, &job->err);
+    job->bs = open_image(job->path, job->format, BLOCK_CACHE_WRITEBACK, job->read_only,
+                         &job->err);
 }
 
 UNIT_TEST(probing_warns_like_qemu_when_raw_is_guessed)
@@ -162,7 +164,7 @@ UNIT_TEST(probing_warns_like_qemu_when_raw_is_guessed)
         "write operations on block 0 will be restricted.\n"
         "         Specify the 'raw' format explicitly to remove the restrictions.\n",
         raw);
-    OpenJob job = { .path = raw };
+    OpenJob job = {.path = raw};
     g_autofree char *out = capture_stderr(open_job, &job);
 
     CHECK(job.bs);
@@ -170,12 +172,12 @@ UNIT_TEST(probing_warns_like_qemu_when_raw_is_guessed)
     CHECK_STR(out, want);
     bdrv_close(job.bs);
     /* Read-only or explicit: QEMU says nothing. */
-    job = (OpenJob){ .path = raw, .read_only = true };
+    job = (OpenJob){.path = raw, .read_only = true};
     g_free(out);
     out = capture_stderr(open_job, &job);
     CHECK(job.bs && out && out[0] == 0);
     bdrv_close(job.bs);
-    job = (OpenJob){ .path = raw, .format = "raw" };
+    job = (OpenJob){.path = raw, .format = "raw"};
     g_free(out);
     out = capture_stderr(open_job, &job);
     CHECK(job.bs && out && out[0] == 0);
@@ -207,7 +209,7 @@ static void raw_roundtrip(const char *path, BlockCacheMode cache)
     GError *err = NULL;
     BlockDriverState *bs = open_image(path, "raw", cache, false, &err);
     uint8_t *a = g_malloc(70000), *b = g_malloc0(70001);
-    struct iovec iov[3] = { { a + 1, 999 }, { a + 1000, 1 }, { a + 1001, 60000 } };
+    struct iovec iov[3] = {{a + 1, 999}, {a + 1000, 1}, {a + 1001, 60000}};
 
     CHECK(bs);
     if (!bs) {
@@ -217,7 +219,7 @@ static void raw_roundtrip(const char *path, BlockCacheMode cache)
     CHECK_EQ(bdrv_cache_mode(bs), cache);
     CHECK_EQ(bdrv_getlength(bs), 1 << 20);
     fill_pattern(a + 1, 4097, 61000, cache + 1);
-    CHECK_EQ(bdrv_pwritev(bs, 4097, iov, 3), 0);       /* unaligned everything */
+    CHECK_EQ(bdrv_pwritev(bs, 4097, iov, 3), 0); /* unaligned everything */
     CHECK_EQ(bdrv_pread(bs, 4097, b + 1, 61000), 0);
     CHECK(check_pattern(b + 1, 4097, 61000, cache + 1));
     CHECK_EQ(bdrv_pread(bs, 0, b, 4097), 0);
@@ -234,9 +236,9 @@ static void raw_roundtrip(const char *path, BlockCacheMode cache)
 UNIT_TEST(raw_read_write_in_every_cache_mode)
 {
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
-    BlockCacheMode modes[] = { BLOCK_CACHE_WRITEBACK, BLOCK_CACHE_NONE,
-                               BLOCK_CACHE_WRITETHROUGH, BLOCK_CACHE_DIRECTSYNC,
-                               BLOCK_CACHE_UNSAFE };
+    BlockCacheMode modes[] = {BLOCK_CACHE_WRITEBACK, BLOCK_CACHE_NONE,
+                              BLOCK_CACHE_WRITETHROUGH, BLOCK_CACHE_DIRECTSYNC,
+                              BLOCK_CACHE_UNSAFE};
 
     for (size_t i = 0; i < G_N_ELEMENTS(modes); i++) {
         g_autofree char *path = make_file(dir, "x.img", 1 << 20);
@@ -251,7 +253,7 @@ UNIT_TEST(read_only_images_refuse_writes)
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
     g_autofree char *path = make_file(dir, "x.img", 65536);
     BlockDriverState *bs = open_image(path, "raw", BLOCK_CACHE_WRITEBACK, true, NULL);
-    uint8_t buf[512] = { 1 };
+    uint8_t buf[512] = {1};
 
     CHECK(bs && bdrv_is_read_only(bs));
     CHECK_EQ(bdrv_pwrite(bs, 0, buf, 512), -EPERM);
@@ -267,16 +269,16 @@ UNIT_TEST(probed_raw_guards_sector_zero)
 {
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
     g_autofree char *path = make_file(dir, "x.img", 65536);
-    OpenJob job = { .path = path };
+    OpenJob job = {.path = path};
     g_autofree char *out = capture_stderr(open_job, &job);
     uint8_t sector[512] = "QFI\xfb\0\0\0\3", buf[512];
 
     CHECK(job.bs);
     CHECK_EQ(bdrv_pwrite(job.bs, 0, sector, 512), -EPERM);
-    CHECK_EQ(bdrv_pwrite(job.bs, 0, "QFI", 3), 0);       /* still raw */
+    CHECK_EQ(bdrv_pwrite(job.bs, 0, "QFI", 3), 0); /* still raw */
     CHECK_EQ(bdrv_pwrite(job.bs, 3, "\xfb\0\0\0\3", 5), -EPERM);
     CHECK_EQ(bdrv_pwrite(job.bs, 0, "KDMV", 4), -EPERM);
-    CHECK_EQ(bdrv_pwrite(job.bs, 512, sector, 512), 0);  /* sector 1 is free */
+    CHECK_EQ(bdrv_pwrite(job.bs, 512, sector, 512), 0); /* sector 1 is free */
     CHECK_EQ(bdrv_pread(job.bs, 0, buf, 8), 0);
     CHECK(memcmp(buf, "QFI\0\0\0\0\0", 8) == 0);
     bdrv_close(job.bs);
@@ -300,7 +302,7 @@ UNIT_TEST(raw_write_zeroes_and_discard)
     g_autofree char *path = make_file(dir, "x.img", 4 << 20);
     BlockDriverState *bs = open_image(path, "raw", BLOCK_CACHE_WRITEBACK, false, NULL);
     uint8_t *buf = g_malloc(4 << 20);
-    BlockOptions opts = { .filename = path, .format = "raw" };
+    BlockOptions opts = {.filename = path, .format = "raw"};
 
     fill_pattern(buf, 0, 4 << 20, 9);
     CHECK_EQ(bdrv_pwrite(bs, 0, buf, 4 << 20), 0);
@@ -315,7 +317,7 @@ UNIT_TEST(raw_write_zeroes_and_discard)
     CHECK(check_pattern(buf + 71000, 71000, (2 << 20) - 71000, 9) ||
           all_zero(buf + (1 << 20), 1 << 20));
     CHECK(all_zero(buf + (3 << 20), 1 << 20));
-    CHECK(allocated_bytes(path) <= (3 << 20));            /* holes punched */
+    CHECK(allocated_bytes(path) <= (3 << 20)); /* holes punched */
     bdrv_close(bs);
     /* Without discard=unmap, discards are ignored. */
     bs = bdrv_open(&opts, NULL);
@@ -357,7 +359,7 @@ static void concurrent_writers(BlockDriverState *bs, int threads)
     WriterArgs args[8];
 
     for (int i = 0; i < threads; i++) {
-        args[i] = (WriterArgs){ .bs = bs, .base = (uint64_t)i * (1 << 20) };
+        args[i] = (WriterArgs){.bs = bs, .base = (uint64_t)i * (1 << 20)};
         pthread_create(&tid[i], NULL, writer_thread, &args[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -385,11 +387,11 @@ UNIT_TEST(second_writer_is_refused_with_qemus_message)
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
     g_autofree char *path = make_file(dir, "x.img", 65536);
     g_autofree char *want = g_strdup_printf(
-        "Failed to get \"write\" lock: Is another process using the image [%s]?",
-        path);
+        "Failed to get \"write\" lock: Is another process using the image [%s]?", path);
     g_autofree char *want_shared = g_strdup_printf(
         "Failed to get shared \"write\" lock: Is another process using the image "
-        "[%s]?", path);
+        "[%s]?",
+        path);
     BlockDriverState *a = open_image(path, "raw", BLOCK_CACHE_WRITEBACK, false, NULL);
     BlockDriverState *b;
     GError *err = NULL;
@@ -419,13 +421,13 @@ UNIT_TEST(unlock_hands_the_image_over_for_migration)
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
     g_autofree char *path = make_file(dir, "x.img", 65536);
     BlockDriverState *src = open_image(path, "raw", BLOCK_CACHE_WRITEBACK, false, NULL);
-    BlockOptions dst_opts = { .filename = path, .format = "raw", .inactive = true };
+    BlockOptions dst_opts = {.filename = path, .format = "raw", .inactive = true};
     BlockDriverState *dst = bdrv_open(&dst_opts, NULL);
     GError *err = NULL;
 
     CHECK(src && dst);
-    CHECK_EQ(bdrv_pwrite(dst, 0, "x", 1), -EPERM);       /* inactive */
-    CHECK(!bdrv_lock(dst, &err));                         /* src holds it */
+    CHECK_EQ(bdrv_pwrite(dst, 0, "x", 1), -EPERM); /* inactive */
+    CHECK(!bdrv_lock(dst, &err));                  /* src holds it */
     CHECK(err && strstr(err->message, "Failed to get \"write\" lock"));
     g_clear_error(&err);
     CHECK_EQ(bdrv_pwrite(src, 0, "src", 3), 0);
@@ -433,10 +435,10 @@ UNIT_TEST(unlock_hands_the_image_over_for_migration)
     CHECK_EQ(bdrv_pwrite(src, 0, "x", 1), -EPERM);
     CHECK(bdrv_lock(dst, &err));
     CHECK_EQ(bdrv_pwrite(dst, 3, "dst", 3), 0);
-    CHECK(!bdrv_lock(src, &err));                          /* dst holds it now */
+    CHECK(!bdrv_lock(src, &err)); /* dst holds it now */
     g_clear_error(&err);
     bdrv_close(dst);
-    CHECK(bdrv_lock(src, NULL));                           /* migration failed */
+    CHECK(bdrv_lock(src, NULL)); /* migration failed */
     CHECK_EQ(bdrv_pwrite(src, 0, "S", 1), 0);
     bdrv_close(src);
     rm_rf(dir);
@@ -459,8 +461,7 @@ static void usage(void)
 
 static bool parse_cache(const char *name, BlockCacheMode *mode)
 {
-    const char *names[] = { "writeback", "none", "writethrough", "directsync",
-                            "unsafe" };
+    const char *names[] = {"writeback", "none", "writethrough", "directsync", "unsafe"};
 
     for (int i = 0; i < 5; i++) {
         if (strcmp(name, names[i]) == 0) {
@@ -484,8 +485,8 @@ static int io_write_pattern(BlockDriverState *bs, uint64_t off, uint64_t len,
         if (verify) {
             ret = bdrv_pread(bs, off + done, buf, chunk);
             if (ret == 0 && !check_pattern(buf, off + done, chunk, seed)) {
-                fprintf(stderr, "verify: mismatch in [%" PRIu64 ", +%zu)\n",
-                        off + done, chunk);
+                fprintf(stderr, "verify: mismatch in [%" PRIu64 ", +%zu)\n", off + done,
+                        chunk);
                 ret = -EILSEQ;
             }
         } else {
@@ -525,8 +526,8 @@ static uint64_t xorshift(uint64_t *state)
 }
 
 /* Write random blocks forever (until killed), for crash tests. */
-static int io_writeloop(BlockDriverState *bs, uint64_t off, uint64_t len,
-                        uint64_t bs_len, uint64_t seed)
+static int io_writeloop(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t bs_len,
+                        uint64_t seed)
 {
     uint8_t *buf = g_malloc(bs_len);
     uint64_t state = seed | 1;
@@ -585,8 +586,8 @@ static void *bench_thread(void *opaque)
     memset(buf, 0x5a, t->block);
     while (now_seconds() < t->deadline) {
         for (int i = 0; i < 16; i++) {
-            uint64_t off = rand ? xorshift(&t->seed) % (t->span / t->block) * t->block
-                                : pos;
+            uint64_t off =
+                rand ? xorshift(&t->seed) % (t->span / t->block) * t->block : pos;
             int ret = write ? bdrv_pwrite(t->bs, off, buf, t->block)
                             : bdrv_pread(t->bs, off, buf, t->block);
 
@@ -612,8 +613,8 @@ static int io_bench(BlockDriverState *bs, char **args)
 
     threads = CLAMP(threads, 1, 64);
     for (int i = 0; i < threads; i++) {
-        t[i] = (BenchThread){ bs, args[0], block, span, 0, start + seconds,
-                              0x1234567ull * (i + 1), 0 };
+        t[i] = (BenchThread){
+            bs, args[0], block, span, 0, start + seconds, 0x1234567ull * (i + 1), 0};
         pthread_create(&tid[i], NULL, bench_thread, &t[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -622,8 +623,8 @@ static int io_bench(BlockDriverState *bs, char **args)
         errors += t[i].errors;
     }
     seconds = now_seconds() - start;
-    printf("%s bs=%" PRIu64 " threads=%d iops=%.0f mbps=%.1f errors=%d\n", args[0],
-           block, threads, ops / seconds, ops * block / seconds / 1e6, errors);
+    printf("%s bs=%" PRIu64 " threads=%d iops=%.0f mbps=%.1f errors=%d\n", args[0], block,
+           threads, ops / seconds, ops * block / seconds / 1e6, errors);
     return errors ? -EIO : 0;
 }
 
@@ -655,7 +656,8 @@ static int io_command(BlockDriverState *bs, char **a, int n)
         printf("format=%s size=%" PRIu64 " backing=%s\n", bdrv_format_name(bs),
                bdrv_getlength(bs), bdrv_backing_filename(bs) ?: "");
     } else if (!strcmp(cmd, "writeloop")) {
-        ret = n < 5 ? -EINVAL : io_writeloop(bs, x, y, z, g_ascii_strtoull(a[4], NULL, 0));
+        ret =
+            n < 5 ? -EINVAL : io_writeloop(bs, x, y, z, g_ascii_strtoull(a[4], NULL, 0));
         used = 5;
     } else if (!strcmp(cmd, "hold")) {
         printf("locked\n");
@@ -683,7 +685,7 @@ static int io_command(BlockDriverState *bs, char **a, int n)
 
 static int io_main(int argc, char **argv)
 {
-    BlockOptions opts = { .cache = BLOCK_CACHE_WRITEBACK };
+    BlockOptions opts = {.cache = BLOCK_CACHE_WRITEBACK};
     BlockDriverState *bs;
     GError *err = NULL;
     int i = 1, status = 0;
