@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "block/block.h"
+#include "util/iov.h"
 
 #define BDRV_SECTOR_SIZE 512
 
@@ -127,24 +128,6 @@ static inline bool bdrv_barriers_enabled(BlockDriverState *bs)
     return bs->cache != BLOCK_CACHE_UNSAFE;
 }
 
-/* ---- scatter/gather helpers (iov.c) ---- */
-
-size_t iov_total(const struct iovec *iov, int iovcnt);
-void iov_memset(const struct iovec *iov, int iovcnt, size_t offset, int c, size_t bytes);
-size_t iov_to_buf(const struct iovec *iov, int iovcnt, size_t offset, void *buf,
-                  size_t bytes);
-size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t offset, const void *buf,
-                    size_t bytes);
-
-/* A window [offset, offset + bytes) of an iovec array, as an iovec array. */
-typedef struct IovSlice {
-    struct iovec *iov;
-    int iovcnt;
-    struct iovec inline_iov[8];
-} IovSlice;
-
-void iov_slice_init(IovSlice *slice, const struct iovec *iov, int iovcnt, size_t offset,
-                    size_t bytes);
-void iov_slice_destroy(IovSlice *slice);
+/* scatter/gather helpers: util/iov.h */
 
 #endif

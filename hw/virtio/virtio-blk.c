@@ -106,7 +106,7 @@ static uint8_t blk_get_id(VirtioBlk *blk, VirtQueueElement *elem, uint32_t *used
 {
     size_t n = MIN(elem->in_len - 1, (size_t)VIRTIO_BLK_ID_BYTES);
 
-    *used_len += virtio_iov_from_buf(elem->iov + elem->out_num, elem->in_num, 0,
+    *used_len += iov_from_buf(elem->iov + elem->out_num, elem->in_num, 0,
                                      blk->serial, n);
     return VIRTIO_BLK_S_OK;
 }
@@ -130,7 +130,7 @@ static uint8_t blk_discard_write_zeroes(VirtioBlk *blk, VirtQueueElement *elem,
         return VIRTIO_BLK_S_IOERR;
     }
     seg = g_malloc(len);
-    if (virtio_iov_to_buf(elem->iov, elem->out_num, BLK_REQ_HEADER_SIZE, seg, len) !=
+    if (iov_to_buf(elem->iov, elem->out_num, BLK_REQ_HEADER_SIZE, seg, len) !=
         len) {
         status = VIRTIO_BLK_S_IOERR;
     }
@@ -199,7 +199,7 @@ int virtio_blk_execute(VirtioBlk *blk, VirtQueueElement *elem, uint32_t *used_le
         return -EINVAL;
     }
     if (elem->bad_address || elem->out_len < BLK_REQ_HEADER_SIZE ||
-        virtio_iov_to_buf(elem->iov, elem->out_num, 0, header, sizeof(header)) !=
+        iov_to_buf(elem->iov, elem->out_num, 0, header, sizeof(header)) !=
             sizeof(header)) {
         status = VIRTIO_BLK_S_IOERR;
     } else {

@@ -42,44 +42,6 @@ void virtqueue_element_free(VirtQueueElement *elem)
     virtqueue_element_init(elem);
 }
 
-/* Copy between a flat buffer and an iovec from offset; stops at a hole. */
-static size_t iov_copy(const struct iovec *iov, unsigned cnt, size_t offset,
-                       uint8_t *buf, size_t len, bool to_iov)
-{
-    size_t done = 0;
-
-    for (unsigned i = 0; i < cnt && done < len; i++) {
-        if (offset >= iov[i].iov_len) {
-            offset -= iov[i].iov_len;
-            continue;
-        }
-        size_t n = MIN(iov[i].iov_len - offset, len - done);
-        uint8_t *base = iov[i].iov_base;
-        if (!base) {
-            break;
-        }
-        if (to_iov) {
-            memcpy(base + offset, buf + done, n);
-        } else {
-            memcpy(buf + done, base + offset, n);
-        }
-        done += n;
-        offset = 0;
-    }
-    return done;
-}
-
-size_t virtio_iov_to_buf(const struct iovec *iov, unsigned cnt, size_t offset,
-                         void *buf, size_t len)
-{
-    return iov_copy(iov, cnt, offset, buf, len, false);
-}
-
-size_t virtio_iov_from_buf(const struct iovec *iov, unsigned cnt, size_t offset,
-                           const void *buf, size_t len)
-{
-    return iov_copy(iov, cnt, offset, (uint8_t *)buf, len, true);
-}
 
 int virtio_iov_slice(const struct iovec *iov, unsigned cnt, size_t offset, size_t len,
                      struct iovec *dst, unsigned dst_max)

@@ -23,6 +23,8 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_ring.h>
 
+#include "util/iov.h"
+
 typedef struct Machine Machine;
 typedef struct PciDevice PciDevice;
 typedef struct VirtioDevice VirtioDevice;
@@ -51,11 +53,6 @@ typedef struct VirtQueueElement {
 void virtqueue_element_init(VirtQueueElement *elem);
 void virtqueue_element_free(VirtQueueElement *elem);
 
-/* Bytes between iovecs and a buffer, from offset; return bytes copied. */
-size_t virtio_iov_to_buf(const struct iovec *iov, unsigned cnt, size_t offset,
-                         void *buf, size_t len);
-size_t virtio_iov_from_buf(const struct iovec *iov, unsigned cnt, size_t offset,
-                           const void *buf, size_t len);
 /*
  * Describe [offset, offset+len) of iov in dst (at most dst_max entries);
  * returns the entry count, or -1 when dst is too small or a NULL segment

@@ -1,10 +1,11 @@
 /*
- * Scatter/gather helpers for the block layer: sizes, copies in and out of
- * iovec arrays and windows onto them.  Pure functions, no locking.
+ * Scatter/gather helpers (include/util/iov.h) for the block layer and the
+ * virtio devices.  Pure functions, no locking.
  */
+#include <stdint.h>
 #include <string.h>
 
-#include "block/block-int.h"
+#include "util/iov.h"
 
 size_t iov_total(const struct iovec *iov, int iovcnt)
 {
@@ -33,6 +34,9 @@ static size_t iov_walk(const struct iovec *iov, int iovcnt, size_t offset, size_
             continue;
         }
         size_t len = MIN(iov[i].iov_len - offset, bytes - done);
+        if (!iov[i].iov_base) {
+            break;
+        }
         fn((uint8_t *)iov[i].iov_base + offset, len, done, opaque);
         done += len;
         offset = 0;
