@@ -7,6 +7,9 @@ PREFIX ?= /usr/local
 B := build
 PYTHON ?= /usr/bin/python3
 
+# Plain `make` builds what `make all` builds, whatever rule comes first.
+.DEFAULT_GOAL := all
+
 WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
         -Wformat=2 -Wshadow=local -Wstrict-prototypes
 CFLAGS ?= -O2 -g
@@ -30,7 +33,6 @@ $(B)/qapi/qapi-commands.h $(B)/qapi/qapi-commands.c: $(QAPI_SCHEMA) scripts/qapi
 $(B)/qapi/qapi-commands.o: $(B)/qapi/qapi-commands.c
 	$(CC) $(ALL_CFLAGS) -Imonitor -c -o $@ $<
 
-$(LIB_OBJS) $(B)/system/main.o: | $(B)/qapi/qapi-commands.h
 VMM := $(B)/qemu-system-x86_64
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
@@ -38,6 +40,10 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
+
+# Every C object may include the generated header: build it first.
+$(LIB_OBJS) $(B)/system/main.o $(UNIT_BINS:%=%.o) $(BENCH_BINS:%=%.o): \
+	| $(B)/qapi/qapi-commands.h
 
 all: $(VMM) guest
 
