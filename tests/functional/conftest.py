@@ -1,4 +1,35 @@
+"""Where each functional test may run, by marker.
+
+  vm       needs a working /dev/kvm (testos is enough).
+  hwkvm    needs a hardware-like KVM (a stock Linux guest, an IOMMU, VFIO,
+           vhost): AMD SVM or Intel VMX, not PVM.
+  rig_too  runs natively and, in `make check`, inside the rig as well.
+
+scripts/check.py picks which tests run natively and which in the rig.  A
+test whose KVM is missing here is not skipped: it fails with the reason, so
+a machine that cannot run it never passes quietly."""
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(__file__))
+
+from harness import kvm_kind  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: needs a working /dev/kvm (testos)")
+    config.addinivalue_line("markers", "hwkvm: needs a hardware-like KVM (SVM/VMX, not PVM)")
+    config.addinivalue_line("markers", "rig_too: also run inside the nested rig by make check")
+
+
+def pytest_runtest_setup(item):
+    kind = kvm_kind()
+    if item.get_closest_marker("hwkvm") and kind != "hardware":
+        pytest.fail(f"needs a hardware-like /dev/kvm, this one is {kind}: "
+                    "run it through `make check`, which runs it in the nested rig "
+                    "(tests/rig/rig.sh)", pytrace=False)
+    if item.get_closest_marker("vm") and kind == "none":
+        pytest.fail("no usable /dev/kvm: run it through `make check`, which runs it "
+                    "in the nested rig (tests/rig/rig.sh)", pytrace=False)

@@ -28,6 +28,19 @@ def kvm_usable():
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
+def kvm_kind():
+    """What /dev/kvm is here: "none" (absent or not usable), "pvm" (the
+    Pagetable-based VM module: guest kernel code emulated, no stock Linux
+    guest, no IOMMU) or "hardware" (kvm_amd or kvm_intel)."""
+    if not kvm_usable():
+        return "none"
+    if os.path.isdir("/sys/module/kvm_pvm"):
+        return "pvm"
+    if os.path.isdir("/sys/module/kvm_amd") or os.path.isdir("/sys/module/kvm_intel"):
+        return "hardware"
+    return "pvm"
+
+
 def seed_args(port, vcpu=2, memory="2G"):
     """The boot command line of the user's guide, less -drive, -device,
     -qmp, -monitor and -osnet_cpumap."""

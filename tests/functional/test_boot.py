@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from harness import (QEMU, TESTOS, VMM, SerialClient, Vmm, free_port, kvm_usable,
+from harness import (QEMU, TESTOS, VMM, SerialClient, Vmm, free_port,
                      seed_args)
 
-pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
+pytestmark = pytest.mark.vm
 
 
 def run_seed(scenario, vcpu=2, memory="2G", extra=()):

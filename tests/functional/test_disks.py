@@ -10,10 +10,10 @@ import tempfile
 
 import pytest
 
-from harness import BUILD, ROOT, TESTOS, VMM, kvm_usable
+from harness import BUILD, ROOT, TESTOS, VMM
 
 pytestmark = [
-    pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm"),
+    pytest.mark.vm,
     pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
 ]
 

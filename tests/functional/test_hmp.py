@@ -7,9 +7,9 @@ import pexpect
 import pytest
 
 from harness import (TESTOS, QmpClient, SerialClient, Vmm, fd_count, free_port,
-                     kvm_usable, seed_args, wait_fd_count, wait_for_path)
+                     seed_args, wait_fd_count, wait_for_path)
 
-pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
+pytestmark = pytest.mark.vm
 
 PROMPT = "(qemu) "
 BANNER = "QEMU 4.2.0 monitor - type 'help' for more information\r\n(qemu) "

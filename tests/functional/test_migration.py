@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from harness import ROOT, TESTOS, VMM, Qmp, Vmm, free_port, kvm_usable
+from harness import ROOT, TESTOS, VMM, Qmp, Vmm, free_port
 
 
-pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
+pytestmark = pytest.mark.vm
 
 # testos's hello scenario resets and starts again forever without
 # -no-reboot: a guest that keeps printing, on both sides of a migration.

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, Qmp, Vmm, free_port, kvm_usable
+from harness import QEMU, TESTOS, VMM, Qmp, Vmm, free_port
 
-pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
+pytestmark = pytest.mark.vm
 
 NCPU = os.cpu_count()
 

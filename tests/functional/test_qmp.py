@@ -14,9 +14,9 @@ import time
 import pytest
 
 from harness import (QEMU, TESTOS, QmpClient, SerialClient, Vmm, fd_count, free_port,
-                     kvm_usable, seed_args, wait_fd_count, wait_for_path)
+                     seed_args, wait_fd_count, wait_for_path)
 
-pytestmark = pytest.mark.skipif(not kvm_usable(), reason="no usable /dev/kvm")
+pytestmark = pytest.mark.vm
 
 IDLE = ["-kernel", TESTOS, "-append", "testos.run=idle"]
 NEGOTIATION_FIRST = "Expecting capabilities negotiation with 'qmp_capabilities'"
