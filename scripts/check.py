@@ -30,6 +30,10 @@ RESULTS = os.path.join(ROOT, "build", "test-results")
 PYTEST = ["/usr/bin/python3", "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider"]
 # The rig's whole share must finish well inside CI's budget.
 RIG_TIMEOUT = int(os.environ.get("DV_RIG_TIMEOUT", "2400"))
+# No test may hang: pytest-timeout fails one that runs longer than this
+# (nested TCG in the rig is slow, hence the larger bound there).
+NATIVE_TEST_TIMEOUT = 300
+RIG_TEST_TIMEOUT = 900
 
 PLANS = {
     "hardware": (None, None),
@@ -93,7 +97,7 @@ def main():
 
     if not args.rig_only:
         xml = os.path.join(RESULTS, "native.xml")
-        argv = PYTEST + [f"--junitxml={xml}"]
+        argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}"]
         if native_sel:
             argv += ["-m", native_sel]
         for i, n in enumerate(run_part("native", argv + tests, xml)):
@@ -102,7 +106,8 @@ def main():
     if rig_sel and not args.native_only:
         xml = os.path.join(RESULTS, "rig.xml")
         rel = os.path.relpath(xml, ROOT)
-        inner = shlex.join(PYTEST + [f"--junitxml={rel}", "-m", rig_sel] + tests)
+        inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}",
+                                     "-m", rig_sel] + tests)
         argv = ["bash", "tests/rig/rig.sh", "--share", ROOT, "--timeout", str(RIG_TIMEOUT),
                 "--", inner]
         for i, n in enumerate(run_part("rig", argv, xml)):
