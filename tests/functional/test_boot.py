@@ -113,11 +113,17 @@ def test_serial_file_backend_and_pidfile():
                 "-machine", "pc,accel=kvm", "-kernel", TESTOS,
                 "-append", "testos.run=hello", "-no-reboot"]
         with Vmm(args) as vm:
+            # like QEMU, the VMM creates, locks, then writes the file: wait
+            # for the whole line, not just the file
             deadline = time.time() + 20
-            while not os.path.exists(pidfile) and time.time() < deadline:
+            content = ""
+            while not content.endswith("\n") and time.time() < deadline:
+                if os.path.exists(pidfile):
+                    with open(pidfile) as f:
+                        content = f.read()
                 time.sleep(0.01)
-            with open(pidfile) as f:
-                assert int(f.read()) == vm.pid
+            assert content.endswith("\n"), f"PID file after 20 s: {content!r}"
+            assert int(content) == vm.pid
             assert vm.wait(60) == 0
         with open(log) as f:
             assert "testos: hello" in f.read()
