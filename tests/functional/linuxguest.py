@@ -1,0 +1,183 @@
+"""The Linux test guest (tests/guest/linux/README.md) for functional tests:
+Debian's stock kernel from the rig's cache with the small initramfs that
+tests/guest/linux/mkinitramfs.sh builds, driven over a serial port that
+goes to a file.  The same command line boots it under this VMM and under
+Debian's QEMU (the peer)."""
+import glob
+import os
+import re
+import stat
+import subprocess
+import time
+
+from harness import BUILD, QEMU, ROOT, VMM, Vmm
+
+KERNEL_DIR = os.path.join(BUILD, "rig", "kernel")
+KERNEL = os.path.join(KERNEL_DIR, "vmlinuz")
+GUEST_SRC = os.path.join(ROOT, "tests", "guest", "linux")
+INITRAMFS = os.path.join(BUILD, "tests", "guest", "linux", "initramfs.cpio")
+BINARIES = {"vmm": VMM, "peer": QEMU}
+
+# The guest's kernel command line, besides dv.* words.  Measured in L2
+# (README.md, "Boot time"): quiet keeps the kernel's messages off the
+# 8250 (each character a port write, costly nested; dmesg still has them
+# all); the others skip nothing a test looks at.
+BASE_APPEND = "console=ttyS0 quiet panic=-1"
+
+
+def sources():
+    return ([os.path.join(GUEST_SRC, n)
+             for n in ("init", "lib.sh", "dirty.c", "mkinitramfs.sh")]
+            + glob.glob(os.path.join(GUEST_SRC, "scenarios", "*.sh")))
+
+
+def missing():
+    """Why the guest cannot boot here, or None."""
+    if not os.path.exists(KERNEL):
+        return f"{KERNEL} missing: run bash tests/rig/rig.sh --build-only"
+    return None
+
+
+def ensure_initramfs():
+    """Builds the initramfs when it is missing or older than its sources."""
+    if os.path.exists(INITRAMFS):
+        built = os.path.getmtime(INITRAMFS)
+        if all(os.path.getmtime(s) <= built for s in sources()):
+            return INITRAMFS
+    subprocess.run(["bash", os.path.join(GUEST_SRC, "mkinitramfs.sh")], check=True)
+    return INITRAMFS
+
+
+def newc(files):
+    """A cpio archive (newc) of files: {path: text or bytes}, mode 0755."""
+    out = bytearray()
+    ino = 0x7000
+
+    def entry(name, mode, data):
+        nonlocal ino
+        ino += 1
+        name_b = name.encode() + b"\0"
+        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name_b), 0]
+        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + name_b)
+        out.extend(b"\0" * (-len(out) % 4))
+        out.extend(data)
+        out.extend(b"\0" * (-len(out) % 4))
+
+    dirs = sorted({os.path.dirname(p.strip("/")) for p in files} - {""})
+    for d in dirs:
+        entry(d, stat.S_IFDIR | 0o755, b"")
+    for path, data in sorted(files.items()):
+        entry(path.strip("/"), stat.S_IFREG | 0o755,
+              data.encode() if isinstance(data, str) else data)
+    entry("TRAILER!!!", 0, b"")
+    return bytes(out)
+
+
+def initrd(directory, scenarios=None):
+    """The initramfs to boot: the built one, plus (when scenarios, a dict
+    {name: shell text}, is given) an appended archive with
+    /scenarios/NAME.sh for each, run by dv.run=NAME.  Returns the path."""
+    base = ensure_initramfs()
+    if not scenarios:
+        return base
+    path = os.path.join(directory, "initrd.cpio")
+    with open(base, "rb") as f, open(path, "wb") as out:
+        out.write(f.read())
+        out.write(newc({f"scenarios/{n}.sh": s for n, s in scenarios.items()}))
+    return path
+
+
+def append(run="", extra=""):
+    words = [BASE_APPEND]
+    if run:
+        words.append(f"dv.run={run}")
+    if extra:
+        words.append(extra)
+    return " ".join(words)
+
+
+def vm_args(log, smp=1, mem="256M", run="", extra_append="", initrd_path=None,
+            extra=(), reboot=False):
+    """The command line both VMMs take: KVM, -cpu host, COM1 to file log."""
+    args = ["-enable-kvm", "-cpu", "host", "-smp", str(smp), "-m", mem,
+            "-nodefaults", "-display", "none",
+            "-serial", f"file:{log}",
+            "-kernel", KERNEL, "-initrd", initrd_path or ensure_initramfs(),
+            "-append", append(run, extra_append)]
+    if not reboot:
+        args.append("-no-reboot")
+    return args + list(extra)
+
+
+class Guest:
+    """One VMM process running the Linux guest, its COM1 in a file."""
+
+    def __init__(self, which, directory, name, **kw):
+        self.which = which
+        self.log = os.path.join(directory, name + ".log")
+        open(self.log, "wb").close()
+        self.args = vm_args(self.log, **kw)
+        self.started = time.time()
+        self.vmm = Vmm(self.args, binary=BINARIES[which])
+
+    def text(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode(errors="replace").replace("\r", "")
+
+    def wait_for(self, pattern, timeout=180, count=1):
+        """Waits until pattern (a regex) has matched count times in the log;
+        returns the last match.  Fails at once if the VMM exits first."""
+        deadline = time.time() + timeout
+        rx = re.compile(pattern, re.M)
+        while True:
+            found = list(rx.finditer(self.text()))
+            if len(found) >= count:
+                return found[count - 1]
+            if self.vmm.proc.poll() is not None:
+                found = list(rx.finditer(self.text()))
+                if len(found) >= count:
+                    return found[count - 1]
+                raise AssertionError(
+                    f"{self.which} exited ({self.vmm.proc.returncode}) before "
+                    f"{pattern!r} x{count}:\n{self.tail()}\nstderr: "
+                    f"{self.vmm.proc.stderr.read().decode(errors='replace')}")
+            if time.time() > deadline:
+                raise AssertionError(
+                    f"no {pattern!r} x{count} from {self.which} in {timeout} s:\n"
+                    f"{self.tail()}")
+            time.sleep(0.1)
+
+    def tail(self, n=40):
+        return "\n".join(self.text().splitlines()[-n:])
+
+    def ready(self, timeout=180, count=1):
+        """(cpus, MemTotal in MiB) of the count-th `linux: ready` line."""
+        m = self.wait_for(r"^linux: ready cpus=(\d+) mem=(\d+)$", timeout, count)
+        self.ready_s = time.time() - self.started
+        return int(m.group(1)), int(m.group(2))
+
+    def wait_exit(self, timeout=120):
+        """The VMM's exit status once it has ended by itself."""
+        try:
+            return self.vmm.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.which} still running after {timeout} s:\n"
+                                 f"{self.tail()}")
+
+    def fails(self):
+        return re.findall(r"^linux: fail .*$", self.text(), re.M)
+
+    def kill(self):
+        self.vmm.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.vmm.__exit__(*exc)
+
+
+def kmsg(text):
+    """[(level, message)] of a `dmesg` scenario's output."""
+    return [(int(m.group(1)), m.group(2))
+            for m in re.finditer(r"^linux: kmsg (\d) (.*)$", text, re.M)]
