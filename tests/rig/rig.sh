@@ -1,85 +1,116 @@
 #!/bin/bash
-# rig.sh -- a nested-KVM test rig for machines without /dev/kvm.
+# rig.sh -- the project's nested-KVM rig: run one command where /dev/kvm is
+# real, on a machine whose own /dev/kvm is missing or PVM.  tests/rig/README.md
+# tells why, what L1 holds, the timings and the limits.
 #
-# Debian's qemu-system-x86_64 runs in pure TCG (software emulation) as an
-# "L1" machine whose emulated CPU has AMD SVM with nested paging (-cpu max:
-# QEMU's TCG implements SVM incl. NPT, but not Intel VMX).  L1 boots Debian's
-# stock kernel (package linux-image-amd64) with a small busybox initramfs that
-# loads kvm + kvm_amd, so /dev/kvm exists inside L1 and a VMM can run L2
-# guests there.  Optionally (--iommu) L1 gets an emulated Intel IOMMU (VT-d,
-# interrupt remapping) and an emulated e1000e NIC with no route outside this
-# machine, so VFIO passthrough (vfio-pci) can be exercised in L1.
-#
-# Inside L1:
-#   /usr     host /usr, read-only over 9p (all host binaries and libraries:
-#            Debian's qemu, python3, pytest, bash, the VMM's glib/jansson...)
-#   /share   --share DIR, read-write over 9p (default cwd of the command)
-#   /tmp     ext4 on a fresh sparse scratch disk (--scratch; O_DIRECT works,
-#            unlike tmpfs in 6.1); /run /var/tmp /dev/shm tmpfs; lo is up
-#   /etc     minimal + the host's /etc/alternatives and ld.so.cache
-#   /dev/kvm (mode 666), /dev/vfio/vfio
-#   modprobe works for the modules packed (e1000e, igb, vfio-pci, tun, ...)
-#   nk-vfio-bind [BDF|VENDOR:DEVICE...]  binds devices (default: every
-#            Ethernet controller) to vfio-pci, prints "BDF /dev/vfio/GROUP"
+# Debian's qemu-system-x86_64 emulates (TCG, -cpu max: AMD SVM with nested
+# paging) an "L1" machine that boots Debian's stock kernel with kvm_amd, so
+# /dev/kvm works in L1 and a VMM there runs L2 guests.  L1 is built from
+# Debian packages only (linux-image-amd64 and busybox-static, fetched with
+# `apt-get download` into build/rig/debs, unpacked into build/rig/kernel,
+# never installed); the host's /dev/kvm is never used.
 #
 # Usage:
-#   rig.sh [options] [-- 'shell command']
-#     --share DIR     share DIR at /share (rw, 9p); the command starts there
-#     --iommu         q35 + intel-iommu(intremap,caching-mode) + an e1000e NIC
-#                     (netdev: user,restrict=on -> no external route);
-#                     L1 cmdline gets intel_iommu=on iommu=pt
-#     --nic MODEL     NIC model for --iommu (default e1000e; QEMU 7.2 has no igb)
-#     --cpu MODEL     L1 CPU model (default max; e.g. EPYC,+svm,+npt)
-#     --smp N         L1 vCPUs (default: host CPUs)       --mem SIZE (4G)
-#     --append ARGS   extra L1 kernel command-line words (e.g. loglevel=7)
-#     --qemu-arg ARG  extra argument for the L1 QEMU (repeatable), e.g.
-#                     --qemu-arg -drive --qemu-arg file=x.img,if=virtio
-#     --timeout SEC   kill L1 after SEC seconds (default 1800)
-#     --scratch SIZE  size of the sparse scratch disk for /tmp (default 16G;
-#                     0 = /tmp on tmpfs); recreated empty on every run
-#     --shell         interactive L1 shell on this terminal (no command)
-#     --build-only    just build kernel + initramfs      --rebuild  force it
-#     --work DIR      cache/log dir (default ${TMPDIR:-/tmp}/nested-kvm, or $NK_WORK)
-#     -q              no rig progress messages on stderr
-#   The command runs as root under /usr/bin/bash (busybox sh if none) with
-#   stdin /dev/null; its stdout+stderr are streamed to this stdout (through
-#   L1's second serial port) and its exit status is this script's exit status.
-#   NK_QEMU=/path/to/qemu-system-x86_64 picks the L0 emulator.
-#   Rig failures exit 125 (no status came back; see WORK/console.log, the L1
-#   kernel log) or 124 (timeout).
+#   rig.sh [options] -- 'shell command'
+#   rig.sh [options] --shell | --build-only
+#
+# The command runs as root under bash in L1, in /share when --share is given,
+# with DV_RIG=1 exported and stdin /dev/null; its stdout and stderr stream to
+# this stdout and its exit status is this script's.  Rig failures: 124 (the
+# --timeout ran out), 125 (L1 did not boot or died: a one-line message names
+# the log), 128+N when this script got signal N (L1 is stopped).
+#
+# Options:
+#   --share DIR        share DIR read-write at /share (9p); the command's cwd
+#   --forward-tcp PORT forward the host's 127.0.0.1:PORT to L1's 127.0.0.1:PORT
+#                      (repeatable)
+#   --forward-unix PATH  forward the unix socket PATH on the host to PATH in
+#                      L1 (repeatable); the host's socket appears once L1's
+#                      exists and is removed when the rig ends
+#   --iommu            q35 + intel-iommu (intremap, caching-mode) and two e1000e
+#                      NICs joined only to each other; L1 boots with
+#                      intel_iommu=on iommu=pt; rig-vfio-bind binds the NICs
+#   --nic MODEL        NIC model for --iommu (default e1000e; QEMU 7.2 has no igb)
+#   --cpu MODEL        L1 CPU model (default max; e.g. EPYC,+svm,+npt)
+#   --smp N            L1 vCPUs (default: the host's CPUs)
+#   --mem SIZE         L1 memory (default 4G)
+#   --append WORDS     extra L1 kernel command-line words (e.g. loglevel=7)
+#   --qemu-arg ARG     extra argument for the L1 QEMU (repeatable)
+#   --timeout SEC      stop L1 after SEC seconds, exit 124 (default 1800; 0: none)
+#   --scratch SIZE     sparse scratch disk holding L1's /tmp as ext4 (default
+#                      16G; 0: /tmp on tmpfs); empty on every run
+#   --shell            an interactive L1 shell on this terminal (Ctrl-A x quits)
+#   --build-only       build the kernel cache and stop;  --rebuild: force it
+#   --work DIR         cache and logs (default build/rig, or $RIG_WORK)
+#   -q                 no progress messages (errors are still printed)
+#   RIG_QEMU=PATH      the emulator for L1 (default qemu-system-x86_64)
+#
+# Inside L1: host /usr read-only (9p; every host binary and library), /share,
+# /tmp on ext4, /dev/kvm (mode 666), /dev/vfio/vfio, modprobe for the modules
+# in MODULES below, rig-vfio-bind [BDF|VENDOR:DEVICE ...] (alias nk-vfio-bind)
+# printing "BDF /dev/vfio/GROUP" per device bound to vfio-pci.
+#
+# Files: build/rig/kernel/{vmlinuz,busybox,kver,initrd.cpio} and
+# root/lib/modules/<kver>/ (built under a lock, rebuilt when the recipe
+# changes); each run in build/rig/runs/run.XXXXXX (console.log: L1's kernel
+# log, out.log: the command's output, qemu.log), the newest 10 kept.
 #
 # Examples:
 #   rig.sh -- 'ls -l /dev/kvm; dmesg | grep -i svm'
-#   rig.sh --share . -- './build/qemu-system-x86_64 -enable-kvm \
-#       -smp 2 -m 128M -kernel build/tests/guest/testos -append testos.run=smp \
-#       -nographic -no-reboot'
-#   rig.sh --iommu -- 'nk-vfio-bind && qemu-system-x86_64 -enable-kvm \
-#       -device vfio-pci,host=0000:00:02.0 ...'       (Debian's QEMU as the L1 VMM)
+#   rig.sh --share . -- './build/qemu-system-x86_64 -enable-kvm -smp 2 -m 128M
+#       -kernel build/tests/guest/testos -append testos.run=smp -nographic -no-reboot'
+#   rig.sh --iommu -- 'rig-vfio-bind && qemu-system-x86_64 -enable-kvm ...'
 #
-# Needs: root (or read access to /usr), qemu-system-x86 (Debian 12: 7.2),
-# apt-get + dpkg-deb (downloads linux-image-amd64 + busybox-static .debs once;
-# nothing is installed on the host), coreutils, util-linux (flock), awk.
+# Needs root, qemu-system-x86, apt-get and dpkg-deb (first build only),
+# util-linux (flock), coreutils; socat for the forwards (host and L1 use it).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+RIG_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$RIG_DIR/../.." && pwd)
 WORK=${RIG_WORK:-$ROOT/build/rig}
+QEMU=${RIG_QEMU:-qemu-system-x86_64}
+KEEP_RUNS=10
+# L1's end of the forwards: slirp's network, L1's address on it and the MAC
+# its init finds the NIC by (tests/rig/l1-init); 198.18.0.0/15 is reserved
+# for tests, and restrict=on keeps L1 off every network but these forwards.
+FWD_NET=198.19.255.0/24 FWD_ADDR=198.19.255.15 FWD_MAC=52:54:00:52:49:47
+
+# Modules packed into the initramfs with their dependencies (l1-init loads
+# the KVM and device ones; the NIC drivers stay unloaded so the --iommu NICs
+# are free for vfio-pci: modprobe e1000e to use them in L1).
+MODULES="kvm kvm_amd kvm_intel vfio vfio_iommu_type1 vfio_pci virtio_pci
+virtio_blk virtio_net virtio_console 9p 9pnet_virtio e1000 e1000e igb
+overlay tun vhost_net loop ext4 crc32c_generic crc32c_intel af_packet
+bonding net_failover failover bridge veth"
+
 SHARE="" IOMMU=0 NIC=e1000e CPU=max SMP=$(nproc) MEM=4G APPEND="" TIMEOUT=1800
-SCRATCH=16G SHELL_MODE=0 BUILD_ONLY=0 REBUILD=0 QUIET=0 CMD="" EXTRA=()
-QEMU=${NK_QEMU:-qemu-system-x86_64}
+SCRATCH=16G SHELL_MODE=0 BUILD_ONLY=0 REBUILD=0 QUIET=0 CMD=""
+QEMU_EXTRA=() FWD_TCP=() FWD_UNIX=()
 
 die() { echo "rig: $*" >&2; exit 125; }
 say() { [ "$QUIET" = 1 ] || echo "rig: $*" >&2; }
 
-while [ $# -gt 0 ]; do
-    case "$1" in
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+parse_args() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
         --share) SHARE=$(realpath "$2"); shift 2 ;;
+        --forward-tcp)
+            [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge 1 ] && [ "$2" -le 65535 ] ||
+                die "--forward-tcp $2: not a port number"
+            FWD_TCP+=("$2"); shift 2 ;;
+        --forward-unix)
+            [[ "$2" =~ ^/[A-Za-z0-9_./+-]+$ ]] ||
+                die "--forward-unix $2: give an absolute path of [A-Za-z0-9_./+-]"
+            FWD_UNIX+=("$2"); shift 2 ;;
         --iommu) IOMMU=1; shift ;;
         --nic) NIC=$2; shift 2 ;;
         --cpu) CPU=$2; shift 2 ;;
         --smp) SMP=$2; shift 2 ;;
         --mem) MEM=$2; shift 2 ;;
         --append) APPEND="$APPEND $2"; shift 2 ;;
-        --qemu-arg) EXTRA+=("$2"); shift 2 ;;
+        --qemu-arg) QEMU_EXTRA+=("$2"); shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --scratch) SCRATCH=$2; shift 2 ;;
         --shell) SHELL_MODE=1; shift ;;
@@ -88,264 +119,350 @@ while [ $# -gt 0 ]; do
         --work) WORK=$2; shift 2 ;;
         -q) QUIET=1; shift ;;
         --) shift; CMD="$*"; break ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d;s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
-    esac
-done
-[ -n "$CMD" ] || [ "$SHELL_MODE" = 1 ] || [ "$BUILD_ONLY" = 1 ] ||
-    die "no command: give -- 'command', --shell or --build-only"
-[ -z "$SHARE" ] || [ -d "$SHARE" ] || die "--share $SHARE: not a directory"
-case "$SHARE" in *,*) die "--share path must not contain a comma (QEMU option syntax)";; esac
-command -v "$QEMU" >/dev/null || die "$QEMU not found (apt-get install qemu-system-x86)"
-mkdir -p "$WORK"
-exec 9>"$WORK/.lock"            # one build at a time; runs go in parallel
-flock -w 600 9 || die "another rig.sh holds $WORK/.lock for 10 minutes"
-
-# Modules packed into the initramfs (with their dependencies).  Loaded at
-# boot: see BOOT_MODS in /init.  The NIC drivers are packed but not loaded,
-# so the NIC stays free for vfio-pci (modprobe e1000e to use it in L1).
-MODS="kvm kvm_amd kvm_intel vfio vfio_iommu_type1 vfio_pci virtio_pci
-virtio_blk virtio_net virtio_console 9p 9pnet_virtio e1000 e1000e igb
-overlay tun vhost_net loop ext4 crc32c_generic crc32c_intel af_packet
-bonding net_failover failover bridge veth"
+        esac
+    done
+    [ -n "$CMD" ] || [ "$SHELL_MODE" = 1 ] || [ "$BUILD_ONLY" = 1 ] ||
+        die "no command: give -- 'command', --shell or --build-only"
+    [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout $TIMEOUT: not a number of seconds"
+    [ -z "$SHARE" ] || [ -d "$SHARE" ] || die "--share $SHARE: not a directory"
+    case "$SHARE" in *,*) die "--share: the path must not hold a comma" ;; esac
+    if [ "$SHELL_MODE" = 1 ] && [ ${#FWD_UNIX[@]} -gt 0 ]; then
+        die "--forward-unix does not go with --shell"
+    fi
+    command -v "$QEMU" > /dev/null || die "$QEMU not found (apt-get install qemu-system-x86)"
+    if [ $((${#FWD_TCP[@]} + ${#FWD_UNIX[@]})) -gt 0 ]; then
+        [ -x /usr/bin/socat ] || die "forwarding needs /usr/bin/socat (apt-get install socat)"
+    fi
+}
 
 # ---------------------------------------------------------------- build ----
-build() {
-    local b=$WORK/build; rm -rf "$b"; mkdir -p "$WORK/debs" "$b/pkg" "$b/root"
-    local kpkg
-    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-           sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
-    if [ -z "$kpkg" ]; then            # no apt lists yet: update once
-        apt-get update -qq >/dev/null 2>&1 || true
-        kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-               sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+# The cache: the kernel, busybox and the module closure of $MODULES in a
+# cpio archive.  What changes often (init, helpers, /etc, the command) goes
+# in each run's own archive instead, so editing those rebuilds nothing.
+
+# Prints the Debian package name of the kernel linux-image-amd64 depends on.
+kernel_package() {
+    local pkg
+    pkg=$(apt-cache depends linux-image-amd64 2> /dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+    if [ -z "$pkg" ]; then                  # no apt lists yet
+        apt-get update -qq > /dev/null 2>&1 || true
+        pkg=$(apt-cache depends linux-image-amd64 2> /dev/null |
+            sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
     fi
-    if [ -z "$kpkg" ]; then            # offline: whatever kernel .deb is cached
-        kpkg=$(ls "$WORK"/debs/linux-image-[0-9]*.deb 2>/dev/null | head -1 |
-               sed 's|.*/||; s|_.*||')
+    if [ -z "$pkg" ]; then                  # offline: a cached .deb
+        pkg=$(ls "$WORK"/debs/linux-image-[0-9]*.deb 2> /dev/null | head -1 |
+            sed 's|.*/||; s|_.*||')
     fi
-    [ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?)"
-    if ! ls "$WORK/debs/${kpkg}_"*.deb "$WORK/debs/busybox-static_"*.deb >/dev/null 2>&1; then
-        say "downloading $kpkg + busybox-static (apt-get download; nothing installed)"
-        rm -f "$WORK"/debs/*.deb
-        ( cd "$WORK/debs" && apt-get -q -o APT::Sandbox::User=root download \
-              "$kpkg" busybox-static >/dev/null ) || die "apt-get download failed"
-    fi
-    for d in "$WORK"/debs/*.deb; do dpkg-deb -x "$d" "$b/pkg"; done
-    local kver; kver=$(ls "$b/pkg/lib/modules" | head -1)
-    cp "$b/pkg/boot/vmlinuz-$kver" "$b/vmlinuz"
-    local r=$b/root bb=$b/pkg/bin/busybox
-    # --- busybox at /nk/busybox, applet links in /bin (until host /usr is
-    # mounted; then /bin and /sbin become links to usr/bin, usr/sbin as on
-    # the host, and the applets stay reachable in /nk/bb, last in PATH)
-    mkdir -p "$r"/{bin,sbin,dev,proc,sys,tmp,run,etc,usr,share,mnt,root,var/tmp,nk/bin}
-    cp "$bb" "$r/nk/busybox"
-    for a in $("$bb" --list); do ln -s /nk/busybox "$r/bin/$a"; done
-    ln -sf /nk/busybox "$r/bin/busybox"
-    # tools that must be busybox's even when host /usr has its own (host's
-    # poweroff is systemctl; host's kmod wants modules.dep.bin): first in PATH
-    for a in modprobe insmod rmmod lsmod depmod modinfo poweroff reboot halt; do
-        ln -s /nk/busybox "$r/nk/bin/$a"
-    done
-    # host libraries are under /usr (merged-usr): ld.so finds them through
-    # these links; /lib itself stays real to hold /lib/modules
-    mkdir -p "$r/lib"; ln -s usr/lib64 "$r/lib64"
-    ln -s ../usr/lib/x86_64-linux-gnu "$r/lib/x86_64-linux-gnu"
-    # --- kernel modules: closure of $MODS over the modinfo "depends=" field
-    local src=$b/pkg/lib/modules/$kver dst=$r/lib/modules/$kver
-    mkdir -p "$dst"; cp "$src"/modules.builtin* "$src"/modules.order "$dst"/
-    declare -A path=() seen=()
-    local f n
-    while read -r f; do n=${f##*/}; n=${n%.ko}; path[${n//-/_}]=$f; done \
-        < <(cd "$src" && find kernel -name '*.ko')
-    local todo=() m
-    for m in $MODS; do todo+=("${m//-/_}"); done
+    [ -n "$pkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?)"
+    echo "$pkg"
+}
+
+# Copies the modules $MODULES and their dependencies (modinfo "depends=")
+# from the unpacked package tree $1 to the initramfs tree $2, runs depmod.
+copy_modules() {
+    local src=$1/lib/modules/$KVER dst=$2/lib/modules/$KVER
+    local -A path=() seen=()
+    local file name m dep todo=()
+    mkdir -p "$dst"
+    cp "$src"/modules.builtin* "$src"/modules.order "$dst"/
+    while read -r file; do
+        name=${file##*/}; name=${name%.ko}; path[${name//-/_}]=$file
+    done < <(cd "$src" && find kernel -name '*.ko')
+    for m in $MODULES; do todo+=("${m//-/_}"); done
     while [ ${#todo[@]} -gt 0 ]; do
         m=${todo[0]}; todo=("${todo[@]:1}")
-        [ -z "${seen[$m]:-}" ] || continue; seen[$m]=1
-        if [ -z "${path[$m]:-}" ]; then   # builtin or absent
+        [ -z "${seen[$m]:-}" ] || continue
+        seen[$m]=1
+        if [ -z "${path[$m]:-}" ]; then     # built in, or absent
             grep -q "/${m//_/[-_]}\.ko$" "$src/modules.builtin" ||
-                say "warning: module $m not found"; continue
+                say "warning: module $m not found"
+            continue
         fi
         mkdir -p "$dst/$(dirname "${path[$m]}")"
         cp "$src/${path[$m]}" "$dst/${path[$m]}"
-        for n in $(tr '\0' '\n' < "$src/${path[$m]}" |
-                   sed -n 's/^depends=//p' | head -1 | tr ',' ' '); do
-            todo+=("${n//-/_}")
+        for dep in $(tr '\0' '\n' < "$src/${path[$m]}" |
+            sed -n 's/^depends=//p' | head -1 | tr ',' ' '); do
+            todo+=("${dep//-/_}")
         done
     done
-    "$bb" depmod -b "$r" "$kver"
-    cat > "$r/nk/bin/nk-vfio-bind" <<'EOF'
-#!/nk/busybox sh
-# nk-vfio-bind [BDF|VENDOR:DEVICE ...]: bind PCI devices to vfio-pci (default:
-# every Ethernet controller, class 0x0200); prints "BDF /dev/vfio/GROUP".
-/nk/bin/modprobe vfio-pci || exit 1
-n=0
-for d in /sys/bus/pci/devices/*; do
-    bdf=${d##*/}; id=$(sed 's/^0x//' $d/vendor):$(sed 's/^0x//' $d/device)
-    if [ $# = 0 ]; then case $(cat $d/class) in 0x0200*) ;; *) continue ;; esac
-    else echo " $* " | grep -qiF -e " $bdf " -e " ${bdf#0000:} " -e " $id " || continue; fi
-    [ -e $d/iommu_group ] || { echo "$bdf: no IOMMU group (L1 needs --iommu)" >&2; exit 1; }
-    [ -e $d/driver ] && echo $bdf > $d/driver/unbind
-    echo vfio-pci > $d/driver_override; echo $bdf > /sys/bus/pci/drivers_probe
-    [ "$(basename $(readlink $d/driver))" = vfio-pci ] || { echo "$bdf: bind failed" >&2; exit 1; }
-    echo "$bdf /dev/vfio/$(basename $(readlink $d/iommu_group))"; n=$((n+1))
-done
-[ $n -gt 0 ] || { echo "nk-vfio-bind: no matching device" >&2; exit 1; }
-EOF
-    chmod 755 "$r/nk/bin/nk-vfio-bind"
-    # --- /etc and /init
+    "$2/rig/busybox" depmod -b "$2" "$KVER"
+}
+
+build() {
+    local new=$WORK/kernel.new kpkg deb
+    rm -rf "$new"
+    mkdir -p "$WORK/debs" "$new/pkg" "$new/root"
+    kpkg=$(kernel_package)
+    if ! ls "$WORK/debs/${kpkg}_"*.deb "$WORK/debs/busybox-static_"*.deb > /dev/null 2>&1; then
+        say "downloading $kpkg and busybox-static (apt-get download; nothing is installed)"
+        rm -f "$WORK"/debs/*.deb
+        (cd "$WORK/debs" && apt-get -q -o APT::Sandbox::User=root download \
+            "$kpkg" busybox-static > /dev/null) || die "apt-get download failed"
+    fi
+    for deb in "$WORK/debs/${kpkg}_"*.deb "$WORK/debs/busybox-static_"*.deb; do
+        dpkg-deb -x "$deb" "$new/pkg"
+    done
+    KVER=$(ls "$new/pkg/lib/modules" | head -1)
+    cp "$new/pkg/boot/vmlinuz-$KVER" "$new/vmlinuz"
+    cp "$new/pkg/bin/busybox" "$new/busybox"
+    echo "$KVER" > "$new/kver"
+
+    # busybox at /rig/busybox with its applets in /bin (l1-init makes /bin
+    # the host's usr/bin once /usr is mounted, and keeps these in /rig/bb);
+    # /rig/bin, first in PATH, holds the applets that must win over the
+    # host's (its poweroff is systemd's, its kmod wants modules.dep.bin)
+    local r=$new/root a
+    mkdir -p "$r"/{bin,sbin,dev,proc,sys,tmp,run,etc,usr,share,mnt,root,var/tmp,rig/bin,lib}
+    cp "$new/busybox" "$r/rig/busybox"
+    for a in $("$r/rig/busybox" --list); do ln -s /rig/busybox "$r/bin/$a"; done
+    for a in modprobe insmod rmmod lsmod depmod modinfo poweroff reboot halt; do
+        ln -s /rig/busybox "$r/rig/bin/$a"
+    done
+    # the host's libraries come with /usr (merged-usr): ld.so finds them
+    # through these links; /lib stays a real directory for /lib/modules
+    ln -s usr/lib64 "$r/lib64"
+    ln -s ../usr/lib/x86_64-linux-gnu "$r/lib/x86_64-linux-gnu"
+    copy_modules "$new/pkg" "$r"
+
+    (cd "$r" && find . | sort | "$new/busybox" cpio -o -H newc 2> /dev/null) > "$new/initrd.cpio"
+    rm -rf "$new/pkg"
+    build_stamp > "$new/stamp"
+    rm -rf "$WORK/kernel"
+    mv "$new" "$WORK/kernel"
+    say "built $WORK/kernel (kernel $KVER)"
+}
+
+# What the cache was built from: a change to the recipe rebuilds it.
+build_stamp() { { declare -f build copy_modules; echo "$MODULES"; } | sha256sum | cut -c1-16; }
+
+cache_ready() {
+    local k=$WORK/kernel
+    [ -s "$k/vmlinuz" ] && [ -s "$k/initrd.cpio" ] && [ -x "$k/busybox" ] &&
+        [ "$(cat "$k/stamp" 2> /dev/null)" = "$(build_stamp)" ]
+}
+
+# ------------------------------------------------------------- one run ----
+
+# Removes old run directories beyond the newest $KEEP_RUNS; one whose lock
+# is held belongs to a rig still running and stays, and so does one without
+# a lock file (an older rig.sh's) that changed in the last hour.
+prune_runs() {
+    local dir old
+    old=$(ls -1dt "$WORK"/runs/run.* 2> /dev/null | tail -n +$((KEEP_RUNS + 1)) || true)
+    for dir in $old; do
+        if [ ! -e "$dir/lock" ] && [ -n "$(find "$dir" -mmin -60 | head -1)" ]; then
+            continue
+        fi
+        flock -n "$dir/lock" rm -rf "$dir" 2> /dev/null || true
+    done
+}
+
+# Prints a TCP port nothing on this host listens on or uses, below the
+# ephemeral range; for the host end of a forwarded unix socket.
+free_port() {
+    local used p addr
+    used=" $(tail -q -n +2 /proc/net/tcp /proc/net/tcp6 2> /dev/null |
+        while read -r _ addr _; do echo $((16#${addr##*:})); done | tr '\n' ' ') "
+    for _ in $(seq 50); do
+        p=$((20000 + RANDOM % 12000))
+        case "$used" in *" $p "*) continue ;; esac
+        echo "$p"
+        return
+    done
+    die "no free TCP port found for a forward"
+}
+
+# Fills $RUN/root with this run's part of the initramfs: /init, the helpers,
+# /etc, the command and the forwards; appends it to the cached archive.
+make_run_initrd() {
+    local r=$RUN/root
+    mkdir -p "$r/etc/rig" "$r/rig/bin"
+    install -m 755 "$RIG_DIR/l1-init" "$r/init"
+    install -m 755 "$RIG_DIR/rig-vfio-bind" "$r/rig/bin/rig-vfio-bind"
+    ln -s rig-vfio-bind "$r/rig/bin/nk-vfio-bind"
     printf 'root:x:0:0:root:/root:/bin/sh\n' > "$r/etc/passwd"
     printf 'root:x:0:\nkvm:x:104:\n' > "$r/etc/group"
     printf '127.0.0.1 localhost\n::1 localhost\n' > "$r/etc/hosts"
     printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$r/etc/nsswitch.conf"
-    echo nested-l1 > "$r/etc/hostname"
-    cat > "$r/init" <<'EOF'
-#!/nk/busybox sh
-# L1 init (rig.sh): mounts, modules, shares; runs /etc/nk/cmd.sh with
-# output on ttyS1 followed by "@@NK_RC=<status>", then powers off.
-export PATH=/nk/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/nk/bb
-export HOME=/root TERM=dumb LANG=C.UTF-8
-/nk/busybox mount -t proc proc /proc
-/nk/busybox mount -t sysfs sysfs /sys
-/nk/busybox mount -t devtmpfs devtmpfs /dev
-echo /nk/bin/modprobe > /proc/sys/kernel/modprobe
-mkdir -p /dev/pts /dev/shm /dev/hugepages
-mount -t devpts devpts /dev/pts; mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-mount -t tmpfs tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /var/tmp
-ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/mounts /etc/mtab
-hostname nested-l1; ip link set lo up
-log() { echo "nk: [$(cut -d' ' -f1 /proc/uptime)] $*" > /dev/console; }
-arg() { sed -n "s/.*\bnk\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
-log "init started"
-BOOT_MODS="virtio_pci virtio_blk 9pnet_virtio 9p vfio vfio_iommu_type1 vfio_pci tun overlay af_packet"
-if grep -qw svm /proc/cpuinfo; then BOOT_MODS="kvm_amd $BOOT_MODS";
-elif grep -qw vmx /proc/cpuinfo; then BOOT_MODS="kvm_intel $BOOT_MODS"; fi
-for m in $BOOT_MODS; do modprobe $m || log "modprobe $m failed"; done
-[ -e /dev/kvm ] && chmod 666 /dev/kvm
-log "modules loaded; /dev/kvm: $(ls -l /dev/kvm 2>&1)"
-if [ "$(arg usr)" = 1 ]; then
-    if mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro \
-        hostusr /usr; then
-        # merged-usr like the host: /etc/alternatives etc. point into /bin
-        mv /bin /nk/bb; ln -s usr/bin /bin; rm -rf /sbin; ln -s usr/sbin /sbin
-        [ -x /bin/sh ] || { rm /bin; mv /nk/bb /bin; }   # no host shell: undo
-    else log "mount host /usr failed"; fi
-fi
-# /tmp: ext4 (host mkfs.ext4; else busybox's ext2) on the scratch disk, the
-# virtio disk with serial nk-scratch, if there is one; else tmpfs
-SCR=$(grep -l '^nk-scratch$' /sys/block/*/serial 2>/dev/null | head -1 | cut -d/ -f4)
-if [ -n "$SCR" ] && { modprobe crc32c_generic || :; } && modprobe ext4 &&
-   { if [ -x /usr/sbin/mkfs.ext4 ]; then /usr/sbin/mkfs.ext4 -q -F -O ^has_journal /dev/$SCR
-     else /nk/busybox mke2fs -F /dev/$SCR >/dev/null; fi; } &&
-   /nk/busybox mount -o noatime /dev/$SCR /tmp; then chmod 1777 /tmp
-else /nk/busybox mount -t tmpfs -o mode=1777 tmpfs /tmp; fi
-cd /
-if [ "$(arg share)" = 1 ]; then
-    mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=mmap,access=any \
-        share /share && cd /share || log "mount /share failed"
-fi
-if [ "$(arg shell)" = 1 ]; then
-    log "interactive shell (exit or poweroff -f to stop L1)"
-    SH="/nk/busybox sh"; [ -x /usr/bin/bash ] && SH=/usr/bin/bash
-    /nk/busybox setsid /nk/busybox cttyhack $SH -l
-else
-    /nk/busybox stty -F /dev/ttyS1 raw -echo 2>/dev/null
-    SH="/nk/busybox sh"; [ -x /usr/bin/bash ] && SH=/usr/bin/bash
-    log "running command"
-    $SH /etc/nk/cmd.sh > /dev/ttyS1 2>&1 < /dev/null
-    rc=$?
-    log "command exited with status $rc"
-    echo "@@NK_RC=$rc" > /dev/ttyS1
-fi
-cd /; sync
-/nk/busybox umount /share 2>/dev/null
-/nk/busybox poweroff -f
-EOF
-    chmod 755 "$r/init"
-    ( cd "$r" && find . | sort | "$bb" cpio -o -H newc 2>/dev/null ) > "$b/initrd.cpio"
-    echo "$kver" > "$b/kver"; cp "$bb" "$b/busybox"   # busybox cpio for per-run archives
-    rm -rf "$WORK/kernel"; mv "$b" "$WORK/kernel"
-    rm -rf "$WORK/kernel/pkg"          # keep vmlinuz, cpio, busybox (+ root/)
-    say "built $WORK/kernel/{vmlinuz,initrd.cpio} (kernel $kver)"
+    echo rig-l1 > "$r/etc/hostname"
+    [ ! -r /etc/ld.so.cache ] || cp /etc/ld.so.cache "$r/etc/"
+    [ ! -d /etc/alternatives ] || cp -a /etc/alternatives "$r/etc/"
+    printf '%s\n' "$CMD" > "$r/etc/rig/cmd.sh"
+    cp "$RUN/forwards" "$r/etc/rig/forwards"
+    (cd "$r" && find . | sort | "$WORK/kernel/busybox" cpio -o -H newc 2> /dev/null) \
+        > "$RUN/run.cpio"
+    cat "$WORK/kernel/initrd.cpio" "$RUN/run.cpio" > "$RUN/initrd"
+    cp "$WORK/kernel/vmlinuz" "$RUN/vmlinuz"
+    rm -rf "$r" "$RUN/run.cpio"
 }
 
-if [ "$REBUILD" = 1 ] || [ ! -s "$WORK/kernel/initrd.cpio" ] ||
-   [ ! -s "$WORK/kernel/vmlinuz" ] || [ "$WORK/kernel/initrd.cpio" -ot "$0" ]; then
-    t0=$(date +%s); build; say "build took $(( $(date +%s) - t0 ))s"
-fi
-exec 9>&-                       # the cache is ready: release the lock
-[ "$BUILD_ONLY" = 1 ] && exit 0
-
-# ------------------------------------------------------------------ run ----
-# Per-run initramfs: the cached one plus an appended cpio with the command and
-# the host's current ld.so.cache (the kernel unpacks concatenated archives).
-mkdir -p "$WORK/runs"
-RUN=$(mktemp -d "$WORK/runs/run.XXXXXX"); mkdir -p "$RUN/root/etc/nk"
-printf '%s\n' "$CMD" > "$RUN/root/etc/nk/cmd.sh"
-[ -r /etc/ld.so.cache ] && cp /etc/ld.so.cache "$RUN/root/etc/"
-# Debian's alternatives (awk, nc, telnet, editor... are links through them)
-[ -d /etc/alternatives ] && cp -a /etc/alternatives "$RUN/root/etc/"
-( cd "$RUN/root" && find . | sort | "$WORK/kernel/busybox" cpio -o -H newc 2>/dev/null ) \
-    > "$RUN/extra.cpio"
-cat "$WORK/kernel/initrd.cpio" "$RUN/extra.cpio" > "$RUN/initrd"
-
-KAPPEND="console=ttyS0 panic=-1 nk.usr=1 quiet loglevel=4"
-QARGS=(-accel tcg -cpu "$CPU" -smp "$SMP" -m "$MEM" -nodefaults -display none
-       -no-reboot -kernel "$WORK/kernel/vmlinuz" -initrd "$RUN/initrd"
-       -virtfs "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on")
-if [ "$IOMMU" = 1 ]; then
-    # VT-d with interrupt remapping (VFIO wants IR); caching-mode is harmless
-    # for emulated devices.  The NIC's backend is user-mode networking with
-    # restrict=on: the NIC exists, nothing it sends can leave this machine.
-    QARGS+=(-machine q35,kernel-irqchip=split
+# Sets QARGS and KAPPEND for L1; writes $RUN/forwards for l1-init.
+make_qemu_args() {
+    local i fwd="" gport hport
+    KAPPEND="console=ttyS0 panic=-1 rig.usr=1 quiet loglevel=4"
+    QARGS=(-accel tcg -cpu "$CPU" -smp "$SMP" -m "$MEM" -nodefaults -display none
+        -no-reboot -kernel "$RUN/vmlinuz" -initrd "$RUN/initrd"
+        -virtfs "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on")
+    if [ "$IOMMU" = 1 ]; then
+        # VT-d with interrupt remapping (VFIO wants it).  The two NICs are the
+        # only ports of hub 0: a frame one sends reaches the other and
+        # nothing else, so no traffic leaves L1.
+        QARGS+=(-machine q35,kernel-irqchip=split
             -device intel-iommu,intremap=on,caching-mode=on
-            -netdev hubport,id=n0,hubid=0 -device "$NIC,netdev=n0"
-            -netdev hubport,id=n1,hubid=0 -device "$NIC,netdev=n1")
-    KAPPEND="$KAPPEND intel_iommu=on iommu=pt"
-else
-    QARGS+=(-machine q35)
-fi
-if [ -n "$SHARE" ]; then
-    QARGS+=(-virtfs "local,path=$SHARE,mount_tag=share,security_model=none")
-    KAPPEND="$KAPPEND nk.share=1"
-fi
-if [ "$SCRATCH" != 0 ]; then
-    rm -f "$RUN/scratch.img"; truncate -s "$SCRATCH" "$RUN/scratch.img"
-    QARGS+=(-drive "file=$RUN/scratch.img,if=none,id=nkscratch,format=raw,cache=unsafe"
-            -device virtio-blk-pci,drive=nkscratch,serial=nk-scratch)
-fi
-QARGS+=(${EXTRA[@]+"${EXTRA[@]}"})
-if [ "$SHELL_MODE" = 1 ]; then
-    KAPPEND="$KAPPEND nk.shell=1"
-    say "interactive L1 shell; Ctrl-A X quits QEMU"
-    exec "$QEMU" "${QARGS[@]}" -append "$KAPPEND $APPEND" -serial mon:stdio
-fi
+            -netdev hubport,id=rignic0,hubid=0 -device "$NIC,netdev=rignic0"
+            -netdev hubport,id=rignic1,hubid=0 -device "$NIC,netdev=rignic1")
+        KAPPEND="$KAPPEND intel_iommu=on iommu=pt"
+    else
+        QARGS+=(-machine q35)
+    fi
+    : > "$RUN/forwards"
+    FWD_UNIX_HOSTPORT=()
+    for i in "${!FWD_TCP[@]}"; do
+        gport=$((40000 + i))
+        fwd="$fwd,hostfwd=tcp:127.0.0.1:${FWD_TCP[i]}-$FWD_ADDR:$gport"
+        echo "tcp $gport ${FWD_TCP[i]}" >> "$RUN/forwards"
+    done
+    for i in "${!FWD_UNIX[@]}"; do
+        gport=$((41000 + i)) hport=$(free_port)
+        FWD_UNIX_HOSTPORT+=("$hport")
+        fwd="$fwd,hostfwd=tcp:127.0.0.1:$hport-$FWD_ADDR:$gport"
+        echo "unix $gport $i ${FWD_UNIX[i]}" >> "$RUN/forwards"
+    done
+    if [ -n "$fwd" ]; then
+        QARGS+=(-netdev "user,id=rigfwd,restrict=on,net=$FWD_NET,ipv6=off$fwd"
+            -device "virtio-net-pci,netdev=rigfwd,mac=$FWD_MAC")
+    fi
+    if [ -n "$SHARE" ]; then
+        QARGS+=(-virtfs "local,path=$SHARE,mount_tag=share,security_model=none")
+        KAPPEND="$KAPPEND rig.share=1"
+    fi
+    if [ "$SCRATCH" != 0 ]; then
+        truncate -s "$SCRATCH" "$RUN/scratch.img"
+        QARGS+=(-drive "file=$RUN/scratch.img,if=none,id=rigscratch,format=raw,cache=unsafe"
+            -device virtio-blk-pci,drive=rigscratch,serial=rig-scratch)
+    fi
+    QARGS+=(${QEMU_EXTRA[@]+"${QEMU_EXTRA[@]}"})
+    KAPPEND="$KAPPEND $APPEND"
+}
 
-: > "$RUN/console.log"; : > "$RUN/out.log"
-QARGS+=(-serial "file:$RUN/console.log" -serial "file:$RUN/out.log")
-say "booting L1 ($CPU, smp $SMP, $MEM$([ "$IOMMU" = 1 ] && echo ', iommu+nic')); L1 kernel log: $RUN/console.log"
-t0=$(date +%s.%N)
-timeout -k 10 "$TIMEOUT" "$QEMU" "${QARGS[@]}" -append "$KAPPEND $APPEND" \
-    > "$RUN/qemu.log" 2>&1 &
-QPID=$!
-# Ctrl-C / kill of this script must not leave L1 running (background jobs of a
-# non-interactive shell ignore SIGINT): stop it through timeout, by PID
-trap 'kill $QPID 2>/dev/null; wait $QPID 2>/dev/null; exit 130' INT TERM HUP
-# stream the command's output (ttyS1) while L1 runs, minus the status line
-tail -n +1 -s 0.2 -f --pid=$QPID "$RUN/out.log" |
-    sed -u -e '/^@@NK_RC=[0-9]*$/d' -e 's/@@NK_RC=[0-9]*$//' || true
-set +e; wait $QPID; qrc=$?; set -e
-trap - INT TERM HUP
-secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
-rc=$(tr -d '\r' < "$RUN/out.log" | sed -n 's/.*@@NK_RC=\([0-9]*\)$/\1/p' | tail -1)
-if [ -z "$rc" ]; then
-    [ "$qrc" = 124 ] && { say "TIMEOUT after ${TIMEOUT}s"; rc=124; } || rc=125
-    say "no exit status from L1 (qemu rc=$qrc); last L1 console lines:"
-    tail -n 25 "$RUN/console.log" | tr -d '\r' | sed 's/^/  | /' >&2
-    cat "$RUN/qemu.log" >&2
-fi
-rm -rf "$RUN/scratch.img" "$RUN/initrd" "$RUN/extra.cpio" "$RUN/root"
-say "L1 wall time ${secs}s; command status $rc (logs: $RUN)"
-exit "$rc"
+# Creates the host's end of forwarded unix socket N once L1 announces its
+# own ("@@RIG_UNIX_READY N" on L1's console); runs until L1 stops.
+serve_unix_forwards() {
+    local _ i
+    tail -n +1 -s 0.2 -f --pid="$QPID" "$RUN/console.log" |
+        grep --line-buffered -ao '@@RIG_UNIX_READY [0-9]*' |
+        while read -r _ i; do
+            socat -t 60 UNIX-LISTEN:"${FWD_UNIX[i]}",fork,unlink-early \
+                TCP:127.0.0.1:"${FWD_UNIX_HOSTPORT[i]}" < /dev/null >> "$RUN/socat.log" 2>&1 &
+            echo $! >> "$RUN/helpers"
+        done
+}
+
+# Stops L1 and the host-side helpers, removes the forwarded unix sockets.
+# Runs on every exit, Ctrl-C and kill included.
+cleanup() {
+    local pid
+    set +e
+    if [ -n "${QPID:-}" ]; then
+        kill "$QPID" 2> /dev/null
+        wait "$QPID" 2> /dev/null
+        QPID=""
+    fi
+    if [ -n "${RUN:-}" ] && [ -s "$RUN/helpers" ]; then
+        for pid in $(cat "$RUN/helpers"); do
+            kill $(ps -o pid= --ppid "$pid" 2> /dev/null) "$pid" 2> /dev/null
+        done
+        : > "$RUN/helpers"
+    fi
+    for pid in "${FWD_UNIX[@]}"; do [ ! -S "$pid" ] || rm -f "$pid"; done
+    [ -z "${RUN:-}" ] || rm -f "$RUN/scratch.img" "$RUN/initrd" "$RUN/vmlinuz"
+}
+
+# One line on why no exit status came back from L1.
+explain_failure() {
+    local qrc=$1 last
+    last=$(tr -d '\r' < "$RUN/console.log" | grep -E 'Kernel panic|BUG:|Oops' | head -n 1 || true)
+    [ -n "$last" ] ||
+        last=$(tr -d '\r' < "$RUN/console.log" | grep -v '^\s*$' | tail -n 1 || true)
+    last=${last:0:160}
+    if [ ! -s "$RUN/console.log" ] && [ -s "$RUN/qemu.log" ]; then
+        echo "rig: L1's QEMU did not start: $(head -n 1 "$RUN/qemu.log") (log: $RUN/qemu.log)" >&2
+    elif grep -q 'running the command' "$RUN/console.log"; then
+        echo "rig: L1 stopped before the command ended (QEMU status $qrc; last L1 line: \"$last\"; L1 kernel log: $RUN/console.log)" >&2
+    else
+        echo "rig: L1 did not boot (QEMU status $qrc; last L1 line: \"$last\"; L1 kernel log: $RUN/console.log)" >&2
+    fi
+}
+
+main() {
+    parse_args "$@"
+    mkdir -p "$WORK/runs"
+    # The cache is built, and each run's files copied out of it, under one
+    # lock; the L1s themselves run in parallel, each in its own directory.
+    exec {lock}> "$WORK/.lock"
+    flock -w 900 "$lock" || die "another rig.sh has held $WORK/.lock for 15 minutes"
+    if [ "$REBUILD" = 1 ] || ! cache_ready; then
+        local t0=$SECONDS
+        build
+        say "build took $((SECONDS - t0)) s"
+    fi
+    KVER=$(cat "$WORK/kernel/kver")
+    if [ "$BUILD_ONLY" = 1 ]; then exit 0; fi
+    prune_runs
+    RUN=$(mktemp -d "$WORK/runs/run.XXXXXX")
+    exec {runlock}> "$RUN/lock"
+    flock "$runlock"
+    make_qemu_args
+    make_run_initrd
+    exec {lock}>&-
+
+    if [ "$SHELL_MODE" = 1 ]; then
+        say "interactive L1 shell; Ctrl-A x quits"
+        exec "$QEMU" "${QARGS[@]}" -append "$KAPPEND rig.shell=1" -serial mon:stdio
+    fi
+
+    : > "$RUN/console.log"
+    : > "$RUN/out.log"
+    : > "$RUN/helpers"
+    QARGS+=(-serial "file:$RUN/console.log" -serial "file:$RUN/out.log")
+    say "booting L1 ($CPU, smp $SMP, $MEM$([ "$IOMMU" = 0 ] || echo ', iommu + 2 NICs')); logs in $RUN"
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+    local start=${EPOCHREALTIME/./} timeout=()
+    [ "$TIMEOUT" = 0 ] || timeout=(timeout --foreground -k 10 "$TIMEOUT")
+    # --foreground keeps L1 in this process group: whoever kills the group
+    # kills L1 too
+    "${timeout[@]}" "$QEMU" "${QARGS[@]}" -append "$KAPPEND" > "$RUN/qemu.log" 2>&1 &
+    QPID=$!
+    if [ ${#FWD_UNIX[@]} -gt 0 ]; then
+        serve_unix_forwards &
+        echo $! >> "$RUN/helpers"
+    fi
+    # the command's output (L1's ttyS1) as it comes, less the status line
+    tail -n +1 -s 0.2 -f --pid="$QPID" "$RUN/out.log" |
+        sed -u -e '/^@@RIG_RC=[0-9]*$/d' -e 's/@@RIG_RC=[0-9]*$//' &
+    local streamer=$! qrc=0 rc secs
+    wait "$QPID" || qrc=$?
+    QPID=""
+    wait "$streamer" || true
+    secs=$(((${EPOCHREALTIME/./} - start) / 100000))
+    secs=$((secs / 10)).$((secs % 10))
+    rc=$(sed -n 's/.*@@RIG_RC=\([0-9]*\)$/\1/p' "$RUN/out.log" | tail -n 1)
+    if [ -z "$rc" ]; then
+        if [ "$TIMEOUT" != 0 ] && [ "$qrc" = 124 ]; then
+            echo "rig: timed out after $TIMEOUT s; L1 stopped (L1 kernel log: $RUN/console.log)" >&2
+            exit 124
+        fi
+        explain_failure "$qrc"
+        exit 125
+    fi
+    say "L1 ran ${secs} s; the command's exit status: $rc (logs in $RUN)"
+    exit "$rc"
+}
+
+main "$@"
