@@ -229,12 +229,69 @@ static void vcpu_do_work_locked(VCpu *cpu)
     }
 }
 
-/* Park while a pause is requested; returns false when the thread must end. */
-static bool vcpu_wait_for_go(VCpu *cpu)
+/* Park this vCPU by its own decision (fatal exit, reset request). */
+static void vcpu_self_pause(VCpu *cpu)
+{
+    pthread_mutex_lock(&cpu->lock);
+    cpu->want_pause = true;
+    pthread_mutex_unlock(&cpu->lock);
+}
+
+/* An exit whose instruction KVM finishes only in the next KVM_RUN. */
+static bool vcpu_exit_needs_completion(const struct kvm_run *run)
+{
+    return run->exit_reason == KVM_EXIT_IO || run->exit_reason == KVM_EXIT_MMIO;
+}
+
+/*
+ * After KVM_EXIT_IO or KVM_EXIT_MMIO the guest's instruction is finished
+ * (RIP moved past an OUT, an IN's value put in RAX) only when KVM_RUN is
+ * entered again: until then the registers userspace reads still point at
+ * the instruction.  Saved like that, a destination would execute an OUT to
+ * the UART a second time (one byte twice) and an IN a second time (a read
+ * with side effects, such as the IIR read that acknowledges THRE, repeated).
+ * The KVM API asks userspace to complete the operation before migrating:
+ * re-enter with immediate_exit set, so KVM finishes the instruction and
+ * returns EINTR without running the guest.  A string I/O or MMIO may exit
+ * again for its next part: dispatch it and go on.  (PVM emulates a guest's
+ * ring-0 code and moves RIP before the exit, which hid this there.)
+ */
+static void vcpu_complete_exit(VCpu *cpu)
+{
+    struct kvm_run *run = cpu->run;
+
+    for (;;) {
+        __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        if (ioctl(cpu->fd, KVM_RUN, 0) < 0) {
+            break; /* EINTR: done (any other error shows at the next run) */
+        }
+        if (!vcpu_handle_exit(cpu)) {
+            vcpu_self_pause(cpu);
+            break;
+        }
+        if (!vcpu_exit_needs_completion(run)) {
+            break;
+        }
+    }
+    __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Park while a pause is requested; returns false when the thread must end.
+ * *exit_pending: the last exit still needs a KVM_RUN to finish (see
+ * vcpu_complete_exit), done here before parking or running queued work.
+ */
+static bool vcpu_wait_for_go(VCpu *cpu, bool *exit_pending)
 {
     bool go;
 
     pthread_mutex_lock(&cpu->lock);
+    if (*exit_pending && (cpu->want_pause || cpu->work_fn) && !cpu->want_exit) {
+        pthread_mutex_unlock(&cpu->lock);
+        vcpu_complete_exit(cpu);
+        *exit_pending = false;
+        pthread_mutex_lock(&cpu->lock);
+    }
     vcpu_do_work_locked(cpu);
     while (cpu->want_pause && !cpu->want_exit) {
         if (cpu->state != VCPU_STATE_PAUSED) {
@@ -251,19 +308,12 @@ static bool vcpu_wait_for_go(VCpu *cpu)
     return go;
 }
 
-/* Park this vCPU by its own decision (fatal exit, reset request). */
-static void vcpu_self_pause(VCpu *cpu)
-{
-    pthread_mutex_lock(&cpu->lock);
-    cpu->want_pause = true;
-    pthread_mutex_unlock(&cpu->lock);
-}
-
 static void *vcpu_thread_main(void *opaque)
 {
     VCpu *cpu = opaque;
     char name[16];
     unsigned backoff_us = 50;
+    bool exit_pending = false;
 
     snprintf(name, sizeof(name), "CPU %u/KVM", cpu->index);
     pthread_setname_np(pthread_self(), name);
@@ -281,9 +331,10 @@ static void *vcpu_thread_main(void *opaque)
     pthread_cond_broadcast(&cpu->cond);
     pthread_mutex_unlock(&cpu->lock);
 
-    while (vcpu_wait_for_go(cpu)) {
+    while (vcpu_wait_for_go(cpu, &exit_pending)) {
         int ret = ioctl(cpu->fd, KVM_RUN, 0);
 
+        exit_pending = false;
         if (ret < 0) {
             if (errno == EINTR) {
                 cpu->run->immediate_exit = 0;
@@ -307,6 +358,8 @@ static void *vcpu_thread_main(void *opaque)
         backoff_us = 50;
         if (!vcpu_handle_exit(cpu)) {
             vcpu_self_pause(cpu);
+        } else {
+            exit_pending = vcpu_exit_needs_completion(cpu->run);
         }
     }
     return NULL;

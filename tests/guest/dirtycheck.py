@@ -55,11 +55,17 @@ HEADER = re.compile(rb"testos: dirty pages=(\d+) wss_mib=\d+ mibps=(\d+) period_
 SEQ = re.compile(rb"testos: seq (\d+) sum ([0-9a-f]+)$")
 
 
+def around(lines, n, before=3, after=1):
+    """The raw lines around line n, to see what the guest really wrote."""
+    shown = lines[max(n - before, 0):n + after + 1]
+    return "; around it: " + " | ".join(repr(x)[2:-1] for x in shown)
+
+
 def check(data):
     lines = data.split(b"\n")[:-1]  # the last is empty or a line cut off
     header = None
     seqs = []
-    for line in lines:
+    for n, line in enumerate(lines):
         line = line.rstrip(b"\r")
         if line.startswith(b"testos: CORRUPT") or line.startswith(b"testos: exception"):
             return f"FAIL {line.decode(errors='replace')}"
@@ -71,18 +77,19 @@ def check(data):
             continue
         m = SEQ.match(line)
         if m:
-            seqs.append((int(m.group(1)), int(m.group(2), 16)))
+            seqs.append((int(m.group(1)), int(m.group(2), 16), n))
     if header is None:
         return "FAIL no 'testos: dirty pages=' header"
     if not seqs:
         return "FAIL no seq lines"
-    for i, (seq, _) in enumerate(seqs):
+    for i, (seq, _, _) in enumerate(seqs):
         if seq != i:
-            return f"FAIL seq line {i} says seq {seq} (after {seqs[i - 1][0] if i else None})"
+            return (f"FAIL seq line {i} says seq {seq} (after {seqs[i - 1][0] if i else None})"
+                    + around(lines, seqs[i][2]))
     pages, mibps, period_ms = header
-    for (seq, got), (_, want) in zip(seqs, expected_sums(pages, mibps, period_ms, len(seqs) - 1)):
+    for (seq, got, n), (_, want) in zip(seqs, expected_sums(pages, mibps, period_ms, len(seqs) - 1)):
         if got != want:
-            return f"FAIL seq {seq} sum {got:x}, expected {want:x}"
+            return f"FAIL seq {seq} sum {got:x}, expected {want:x}" + around(lines, n)
     return f"ok seq=0..{len(seqs) - 1} lines={len(seqs)}"
 
 
