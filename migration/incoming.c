@@ -3,7 +3,8 @@
  * exec: command), read the stream on a thread, write RAM straight into the
  * paused guest, keep every other section, and at END hand them to the main
  * thread, which checks them all before applying any, answers the source
- * and starts the guest.  A stream that does not load ends the process with
+ * and starts the guest (or leaves it in the run state it left in: paused
+ * stays paused).  A stream that does not load ends the process with
  * status 1.
  */
 #include <errno.h>
@@ -23,7 +24,8 @@ typedef struct Incoming {
     MigrationState *ms;
     int fd;
     RamState ram;            /* only the regions' untouched bitmaps are used */
-    GPtrArray *sections;     /* kept sections (KVM, CPU, DEVICE) */
+    GPtrArray *sections;     /* kept sections (KVM, CPU, DEVICE, GLOBAL) */
+    RunState arrives;        /* the source's run state (GLOBAL), or RUNNING */
     char *error;
     pthread_t thread;
 } Incoming;
@@ -191,10 +193,54 @@ static MigSection *find_section(Incoming *in, uint8_t type, const char *name)
     return NULL;
 }
 
+/*
+ * The run state the source had ("globalstate", as QEMU's section of that
+ * name): the states a source can migrate from.  A stream without it (from
+ * before it was sent) arrives as a running guest.
+ */
+static bool check_global_state(Incoming *in, GError **errp)
+{
+    static const RunState allowed[] = {
+        RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_PRELAUNCH,
+        RUN_STATE_SHUTDOWN, RUN_STATE_INTERNAL_ERROR,
+    };
+    MigSection *s = find_section(in, SEC_GLOBAL, "globalstate");
+    const char *name = NULL;
+    json_t *global;
+
+    in->arrives = RUN_STATE_RUNNING;
+    if (!s) {
+        return true;
+    }
+    if (s->version > MIG_GLOBAL_VERSION) {
+        error_setg(errp, "migration stream: global state version %u is newer than this "
+                   "VMM's %u", s->version, MIG_GLOBAL_VERSION);
+        return false;
+    }
+    global = json_loadb((const char *)s->payload->data, s->payload->len, 0, NULL);
+    if (global && json_unpack(global, "{s:s}", "runstate", &name) == 0) {
+        for (size_t i = 0; i < G_N_ELEMENTS(allowed); i++) {
+            if (strcmp(name, runstate_name(allowed[i])) == 0) {
+                in->arrives = allowed[i];
+                json_decref(global);
+                return true;
+            }
+        }
+    }
+    error_setg(errp, "migration stream: unknown run state %s%s%s", name ? "'" : "",
+               name ? name : "(unreadable)", name ? "'" : "");
+    json_decref(global);
+    return false;
+}
+
 /* Every section known, every vCPU and device present, before applying. */
 static bool check_sections(Incoming *in, GError **errp)
 {
     Machine *m = in->ms->machine;
+
+    if (!check_global_state(in, errp)) {
+        return false;
+    }
 
     if (!find_section(in, SEC_KVM, "kvm")) {
         error_setg(errp, "migration stream: the interrupt controllers' state is missing");
@@ -300,14 +346,14 @@ static gboolean incoming_done_cb(gpointer opaque)
         machine_shutdown(m, SHUTDOWN_CAUSE_HOST_ERROR);
         return G_SOURCE_REMOVE;
     }
-    incoming_free(in);
-    migration_set_status(ms, MIGRATION_STATUS_COMPLETED);
-    if (m->cfg->start_paused) {
-        m->runstate = RUN_STATE_PAUSED;
-    } else {
-        m->runstate = RUN_STATE_PAUSED;
+    /* As QEMU: a guest that was running runs on unless -S; any other state
+     * (paused, say) is the state it arrives in, -S or not. */
+    m->runstate = in->arrives == RUN_STATE_RUNNING ? RUN_STATE_PAUSED : in->arrives;
+    if (in->arrives == RUN_STATE_RUNNING && !m->cfg->start_paused) {
         machine_vm_cont(m, NULL);
     }
+    incoming_free(in);
+    migration_set_status(ms, MIGRATION_STATUS_COMPLETED);
     return G_SOURCE_REMOVE;
 }
 

@@ -8,7 +8,10 @@
  *            u64 payload length, payload, u32 CRC-32 of all the above
  *   types:   CONFIG (the machine shape), RAM (page records), KVM (in-kernel
  *            irqchip, PIT, clock), CPU (one per vCPU), DEVICE (one per
- *            registered device state), END
+ *            registered device state), GLOBAL ("globalstate": the run state
+ *            the source was in, JSON {"runstate": NAME}), END.  GLOBAL came
+ *            later: a stream without it arrives as if running; a VMM that
+ *            predates it refuses a stream with it (unknown section type)
  *   RAM payload: records of u64 (gpa | flags): ZERO (no data) or PAGE
  *            (4096 bytes of data follow)
  * After END the destination answers one byte on the same connection: 'A'
@@ -24,6 +27,7 @@
 #include <glib.h>
 #include <jansson.h>
 
+#include "hw/machine.h"
 #include "migration/migration.h"
 
 #define MIG_MAGIC "DVMIGRAT"
@@ -40,7 +44,11 @@ enum {
     SEC_CPU = 4,
     SEC_DEVICE = 5,
     SEC_END = 6,
+    SEC_GLOBAL = 7,
+    SEC__MAX = SEC_GLOBAL,
 };
+
+#define MIG_GLOBAL_VERSION 1
 
 #define RAM_FLAG_ZERO 1ULL
 #define RAM_FLAG_PAGE 2ULL
@@ -123,6 +131,7 @@ struct MigrationState {
     MigrationStatus status;
     bool cancel_requested;
     bool stop_requested, vm_stopped, was_running;
+    RunState state_before;      /* run state when the VM was stopped for the end */
     pthread_t thread;
     bool thread_running;
     char *uri;

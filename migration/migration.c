@@ -80,6 +80,7 @@ static gboolean stop_vm_cb(gpointer opaque)
     Machine *m = ms->machine;
 
     ms->was_running = m->runstate == RUN_STATE_RUNNING;
+    ms->state_before = m->runstate;
     machine_vm_stop(m);
     machine_settle_reset(m);
     /* disks on shared storage: flushed, and the image locks let go so the
@@ -120,7 +121,7 @@ static gboolean finish_cb(gpointer opaque)
     } else if (ms->vm_stopped) {
         /* the guest goes on here as if nothing had happened */
         GError *err = NULL;
-        m->runstate = RUN_STATE_PAUSED;
+        m->runstate = ms->was_running ? RUN_STATE_PAUSED : ms->state_before;
         if (!machine_drives_acquire(m, &err)) {
             error_report_err(err, "migration failed and the disks cannot be taken "
                              "back; the VM stays paused");
@@ -241,6 +242,20 @@ static bool send_config(MigrationState *ms, GError **errp)
     return ok;
 }
 
+/* The run state the guest had before the final stop, so that a paused
+ * guest arrives paused (QEMU's "globalstate" section). */
+static bool send_global_state(MigrationState *ms, GError **errp)
+{
+    json_t *global = json_pack("{s:s}", "runstate", runstate_name(ms->state_before));
+    char *text = json_dumps(global, JSON_COMPACT);
+    bool ok = mig_write_section(ms->fd, SEC_GLOBAL, "globalstate", MIG_GLOBAL_VERSION,
+                                (uint8_t *)text, strlen(text), errp);
+
+    free(text);
+    json_decref(global);
+    return ok;
+}
+
 /* Everything but RAM, with the VM stopped. */
 static bool send_machine_state(MigrationState *ms, GError **errp)
 {
@@ -266,7 +281,8 @@ static bool send_machine_state(MigrationState *ms, GError **errp)
                                      buf->len, errp);
     }
     g_byte_array_free(buf, TRUE);
-    return ok && mig_write_section(ms->fd, SEC_END, "end", 1, NULL, 0, errp);
+    return ok && send_global_state(ms, errp) &&
+           mig_write_section(ms->fd, SEC_END, "end", 1, NULL, 0, errp);
 }
 
 /* The destination's verdict: 'A' once it has loaded everything. */

@@ -41,6 +41,16 @@ bool mig_read_header(int fd, GError **errp)
     return true;
 }
 
+/*
+ * The CRC's last step.  A section without payload (END) has always carried
+ * 0: zlib's crc32() answers 0 for a NULL buffer, which is what an empty
+ * payload was.  Kept that way, on purpose now, so streams stay readable.
+ */
+static uint32_t section_crc_end(uint32_t crc, const uint8_t *payload, size_t len)
+{
+    return len ? crc32(crc, payload, len) : 0;
+}
+
 bool mig_write_section(int fd, uint8_t type, const char *name, uint32_t version,
                        const uint8_t *payload, size_t len, GError **errp)
 {
@@ -56,7 +66,7 @@ bool mig_write_section(int fd, uint8_t type, const char *name, uint32_t version,
     g_byte_array_append(head, (guint8 *)&v, 4);
     g_byte_array_append(head, (guint8 *)&l, 8);
     crc = crc32(0, head->data, head->len);
-    crc = crc32(crc, payload, len);
+    crc = section_crc_end(crc, payload, len);
     crc = GUINT32_TO_LE(crc);
     ok = chan_write(fd, head->data, head->len, errp) &&
          chan_write(fd, payload, len, errp) && chan_write(fd, &crc, 4, errp);
@@ -95,7 +105,7 @@ MigSection *mig_read_section(int fd, GError **errp)
     memcpy(&len, fixed + 4, 8);
     s->version = GUINT32_FROM_LE(s->version);
     len = GUINT64_FROM_LE(len);
-    if (s->type < SEC_CONFIG || s->type > SEC_END || len > MIG_MAX_SECTION) {
+    if (s->type < SEC_CONFIG || s->type > SEC__MAX || len > MIG_MAX_SECTION) {
         error_setg(errp, "migration stream: bad section (type %u, %" G_GUINT64_FORMAT
                    " bytes)", s->type, len);
         goto fail;
@@ -110,7 +120,7 @@ MigSection *mig_read_section(int fd, GError **errp)
     crc = crc32(crc, (uint8_t *)&name_len, 2);
     crc = crc32(crc, (uint8_t *)s->name, strlen(s->name));
     crc = crc32(crc, fixed, 12);
-    crc = crc32(crc, s->payload->data, len);
+    crc = section_crc_end(crc, s->payload->data, len);
     if (crc != GUINT32_FROM_LE(want)) {
         error_setg(errp, "migration stream: checksum mismatch in section '%s'", s->name);
         goto fail;
