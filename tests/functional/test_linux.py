@@ -54,6 +54,21 @@ def workdir():
     # /tmp: ext4 in the rig (O_DIRECT for cache=none), not the 9p checkout
     d = tempfile.mkdtemp(prefix="dv-linux-", dir="/tmp")
     yield d
+    keep = os.environ.get("DV_LINUX_LOGS")  # a folder to copy the guests' logs to
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        with open(os.path.join(keep, "boot-times.txt"), "w") as f:
+            for (smp, mem), pair in _boots.items():
+                for which, b in (pair.items() if isinstance(pair, dict) else ()):
+                    up = re.search(r"^linux: uptime ([\d.]+)", b.text, re.M)
+                    f.write(f"{which} -smp {smp} -m {mem}: ready after {b.ready_s:.1f} s"
+                            f" (kernel uptime {up and up.group(1)} s)\n")
+        for root, _, files in os.walk(d):
+            for f in files:
+                if f.endswith(".log"):
+                    shutil.copy(os.path.join(root, f),
+                                os.path.join(keep, os.path.relpath(root, d).replace("/", "_")
+                                             .replace(".", "") + f))
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -286,8 +301,9 @@ TIMING_NOISE = [
 
 
 def normalise(line):
+    """Numbers, addresses and hex words (a trace's code bytes) become #."""
     line = re.sub(r"0x[0-9a-fA-F]+", "#", line)
-    line = re.sub(r"\b[0-9a-fA-F]*\d[0-9a-fA-F]*\b", "#", line)
+    line = re.sub(r"\b[0-9a-fA-F]*\d[0-9a-fA-F]*\b|\b[0-9a-fA-F]{2,}\b", "#", line)
     return re.sub(r"\s+", " ", line).strip()
 
 
