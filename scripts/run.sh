@@ -32,7 +32,8 @@ qsock="/tmp/qmp${index}.sock"
 cpumap=build/map.txt
 
 # /dev/kvm works when it opens read-write (PVM's counts)
-if [ "${DV_RIG:-}" != 1 ] && { [ "${DV_RUN_IN_RIG:-}" = 1 ] || ! { : <> /dev/kvm; } 2> /dev/null; }; then
+kvm_opens() { [ -c /dev/kvm ] && { : <> /dev/kvm; } 2> /dev/null; }
+if [ "${DV_RIG:-}" != 1 ] && { [ "${DV_RUN_IN_RIG:-}" = 1 ] || ! kvm_opens; }; then
     if [ "${DV_RUN_IN_RIG:-}" = 1 ]; then why="DV_RUN_IN_RIG=1"
     else why="/dev/kvm does not open read-write here"; fi
     # L1 needs the VMM's memory and 2 GiB for itself
@@ -54,7 +55,7 @@ for i in $(seq 0 $(( vcpu - 1 ))); do echo "$i $(( (ncpu - vcpu + i) % ncpu ))";
 echo "run: serial console: telnet 127.0.0.1 $tport"
 echo "run: monitor (HMP):  telnet 127.0.0.1 $mport"
 echo "run: QMP:            nc -N -U $qsock"
-echo "run: vCPU threads:   echo '{\"execute\":\"qmp_capabilities\"}{\"execute\":\"query-cpus\"}' | nc -N -U $qsock | tail -n 1 | tr ',{}[]' '\\n' | awk '/thread_id/ {print \$2}'"
+printf '%s\n' "run: vCPU threads:   echo '{\"execute\":\"qmp_capabilities\"}{\"execute\":\"query-cpus\"}' | nc -N -U $qsock | tail -n 1 | tr ',{}[]' '\\n' | awk '/thread_id/ {print \$2}'"
 exec ./build/qemu-system-x86_64 \
     -enable-kvm \
     -cpu host,host-cache-info=on \

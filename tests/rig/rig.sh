@@ -24,9 +24,10 @@
 #   --share DIR        share DIR read-write at /share (9p); the command's cwd
 #   --forward-tcp PORT forward the host's 127.0.0.1:PORT to L1's 127.0.0.1:PORT
 #                      (repeatable)
-#   --forward-unix PATH  forward the unix socket PATH on the host to PATH in
-#                      L1 (repeatable); the host's socket appears once L1's
-#                      exists and is removed when the rig ends
+#   --forward-unix PATH  forward a unix socket PATH on the host to PATH in L1
+#                      (repeatable); removed when the rig ends
+#                      A client of a forward closes at once while L1 boots;
+#                      once L1 is up it waits until L1's end listens.
 #   --iommu            q35 + intel-iommu (intremap, caching-mode) and two e1000e
 #                      NICs joined only to each other; L1 boots with
 #                      intel_iommu=on iommu=pt; rig-vfio-bind binds the NICs
@@ -50,10 +51,11 @@
 # in MODULES below, rig-vfio-bind [BDF|VENDOR:DEVICE ...] (alias nk-vfio-bind)
 # printing "BDF /dev/vfio/GROUP" per device bound to vfio-pci.
 #
-# Files: build/rig/kernel/{vmlinuz,busybox,kver,initrd.cpio} and
+# Files: build/rig/kernel/{vmlinuz,vmlinux,busybox,kver,initrd.cpio} and
 # root/lib/modules/<kver>/ (built under a lock, rebuilt when the recipe
-# changes); each run in build/rig/runs/run.XXXXXX (console.log: L1's kernel
-# log, out.log: the command's output, qemu.log), the newest 10 kept.
+# changes; L1 boots vmlinux, the ELF inside vmlinuz, through its PVH entry);
+# each run in build/rig/runs/run.XXXXXX (console.log: L1's kernel log,
+# out.log: the command's output, qemu.log), the newest 10 kept.
 #
 # Examples:
 #   rig.sh -- 'ls -l /dev/kvm; dmesg | grep -i svm'
@@ -61,7 +63,8 @@
 #       -kernel build/tests/guest/testos -append testos.run=smp -nographic -no-reboot'
 #   rig.sh --iommu -- 'rig-vfio-bind && qemu-system-x86_64 -enable-kvm ...'
 #
-# Needs root, qemu-system-x86, apt-get and dpkg-deb (first build only),
+# Needs root, qemu-system-x86, apt-get and dpkg-deb (first build only), xz-utils
+# and binutils (readelf) for the PVH kernel (else L1 boots vmlinuz, slower),
 # util-linux (flock), coreutils; socat for the forwards (host and L1 use it).
 set -euo pipefail
 
@@ -191,6 +194,25 @@ copy_modules() {
     "$2/rig/busybox" depmod -b "$2" "$KVER"
 }
 
+# Writes to $2 the ELF kernel inside the compressed bzImage $1, if it has a
+# PVH entry (XEN_ELFNOTE_PHYS32_ENTRY, note type 0x12): QEMU boots that
+# directly, which spares L1 the decompression (seconds under TCG).
+extract_vmlinux() {
+    local magic tool offset
+    for magic in '\xfd7zXZ\x00:xz -dc' '\x28\xb5\x2f\xfd:zstd -dcq' '\x1f\x8b\x08:gzip -dc'; do
+        tool=${magic#*:}
+        command -v "${tool%% *}" > /dev/null || continue
+        for offset in $(LC_ALL=C grep -obUaP "${magic%%:*}" "$1" | head -n 3 | cut -d: -f1); do
+            tail -c +$((offset + 1)) "$1" | $tool > "$2" 2> /dev/null || true
+            if readelf -n "$2" 2> /dev/null | grep -q '(0x00000012)'; then
+                return 0
+            fi
+        done
+    done
+    rm -f "$2"
+    return 1
+}
+
 build() {
     local new=$WORK/kernel.new kpkg deb
     rm -rf "$new"
@@ -207,6 +229,8 @@ build() {
     done
     KVER=$(ls "$new/pkg/lib/modules" | head -1)
     cp "$new/pkg/boot/vmlinuz-$KVER" "$new/vmlinuz"
+    extract_vmlinux "$new/vmlinuz" "$new/vmlinux" ||
+        say "no PVH kernel in vmlinuz (readelf missing?): L1 boots the compressed one"
     cp "$new/pkg/bin/busybox" "$new/busybox"
     echo "$KVER" > "$new/kver"
 
@@ -236,7 +260,9 @@ build() {
 }
 
 # What the cache was built from: a change to the recipe rebuilds it.
-build_stamp() { { declare -f build copy_modules; echo "$MODULES"; } | sha256sum | cut -c1-16; }
+build_stamp() {
+    { declare -f build copy_modules extract_vmlinux; echo "$MODULES"; } | sha256sum | cut -c1-16
+}
 
 cache_ready() {
     local k=$WORK/kernel
@@ -295,7 +321,12 @@ make_run_initrd() {
     (cd "$r" && find . | sort | "$WORK/kernel/busybox" cpio -o -H newc 2> /dev/null) \
         > "$RUN/run.cpio"
     cat "$WORK/kernel/initrd.cpio" "$RUN/run.cpio" > "$RUN/initrd"
-    cp "$WORK/kernel/vmlinuz" "$RUN/vmlinuz"
+    # a link: a rebuild of the cache leaves this run's kernel alone
+    if [ -e "$WORK/kernel/vmlinux" ]; then
+        ln "$WORK/kernel/vmlinux" "$RUN/kernel"
+    else
+        ln "$WORK/kernel/vmlinuz" "$RUN/kernel"
+    fi
     rm -rf "$r" "$RUN/run.cpio"
 }
 
@@ -304,7 +335,7 @@ make_qemu_args() {
     local i fwd="" gport hport
     KAPPEND="console=ttyS0 panic=-1 rig.usr=1 quiet loglevel=4"
     QARGS=(-accel tcg -cpu "$CPU" -smp "$SMP" -m "$MEM" -nodefaults -display none
-        -no-reboot -kernel "$RUN/vmlinuz" -initrd "$RUN/initrd"
+        -no-reboot -kernel "$RUN/kernel" -initrd "$RUN/initrd"
         -virtfs "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on")
     if [ "$IOMMU" = 1 ]; then
         # VT-d with interrupt remapping (VFIO wants it).  The two NICs are the
@@ -329,7 +360,7 @@ make_qemu_args() {
         gport=$((41000 + i)) hport=$(free_port)
         FWD_UNIX_HOSTPORT+=("$hport")
         fwd="$fwd,hostfwd=tcp:127.0.0.1:$hport-$FWD_ADDR:$gport"
-        echo "unix $gport $i ${FWD_UNIX[i]}" >> "$RUN/forwards"
+        echo "unix $gport ${FWD_UNIX[i]}" >> "$RUN/forwards"
     done
     if [ -n "$fwd" ]; then
         QARGS+=(-netdev "user,id=rigfwd,restrict=on,net=$FWD_NET,ipv6=off$fwd"
@@ -348,17 +379,17 @@ make_qemu_args() {
     KAPPEND="$KAPPEND $APPEND"
 }
 
-# Creates the host's end of forwarded unix socket N once L1 announces its
-# own ("@@RIG_UNIX_READY N" on L1's console); runs until L1 stops.
+# The host's ends of the forwarded unix sockets: each connection goes to
+# the slirp port forwarded to L1's relay (l1-init).  socat -t: the time a
+# half-closed connection waits for the other way (`nc -N`: the reply).
 serve_unix_forwards() {
-    local _ i
-    tail -n +1 -s 0.2 -f --pid="$QPID" "$RUN/console.log" |
-        grep --line-buffered -ao '@@RIG_UNIX_READY [0-9]*' |
-        while read -r _ i; do
-            socat -t 60 UNIX-LISTEN:"${FWD_UNIX[i]}",fork,unlink-early \
-                TCP:127.0.0.1:"${FWD_UNIX_HOSTPORT[i]}" < /dev/null >> "$RUN/socat.log" 2>&1 &
-            echo $! >> "$RUN/helpers"
-        done
+    local i
+    for i in "${!FWD_UNIX[@]}"; do
+        socat -t 60 UNIX-LISTEN:"${FWD_UNIX[i]}",fork,unlink-early \
+            TCP:127.0.0.1:"${FWD_UNIX_HOSTPORT[i]}",retry=100,interval=0.1 \
+            < /dev/null >> "$RUN/socat.log" 2>&1 &
+        echo $! >> "$RUN/helpers"
+    done
 }
 
 # Stops L1 and the host-side helpers, removes the forwarded unix sockets.
@@ -378,7 +409,7 @@ cleanup() {
         : > "$RUN/helpers"
     fi
     for pid in "${FWD_UNIX[@]}"; do [ ! -S "$pid" ] || rm -f "$pid"; done
-    [ -z "${RUN:-}" ] || rm -f "$RUN/scratch.img" "$RUN/initrd" "$RUN/vmlinuz"
+    [ -z "${RUN:-}" ] || rm -f "$RUN/scratch.img" "$RUN/initrd" "$RUN/kernel"
 }
 
 # One line on why no exit status came back from L1.
@@ -439,10 +470,7 @@ main() {
     # kills L1 too
     "${timeout[@]}" "$QEMU" "${QARGS[@]}" -append "$KAPPEND" > "$RUN/qemu.log" 2>&1 &
     QPID=$!
-    if [ ${#FWD_UNIX[@]} -gt 0 ]; then
-        serve_unix_forwards &
-        echo $! >> "$RUN/helpers"
-    fi
+    serve_unix_forwards
     # the command's output (L1's ttyS1) as it comes, less the status line
     tail -n +1 -s 0.2 -f --pid="$QPID" "$RUN/out.log" |
         sed -u -e '/^@@RIG_RC=[0-9]*$/d' -e 's/@@RIG_RC=[0-9]*$//' &
