@@ -26,8 +26,8 @@
 #                      (repeatable)
 #   --forward-unix PATH  forward a unix socket PATH on the host to PATH in L1
 #                      (repeatable); removed when the rig ends
-#                      A client of a forward closes at once while L1 boots;
-#                      once L1 is up it waits until L1's end listens.
+#                      A forward's client is closed at once while L1 boots;
+#                      once L1 is up, it waits up to 5 s for L1's end to listen.
 #   --iommu            q35 + intel-iommu (intremap, caching-mode) and two e1000e
 #                      NICs joined only to each other; L1 boots with
 #                      intel_iommu=on iommu=pt; rig-vfio-bind binds the NICs
