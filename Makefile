@@ -68,12 +68,13 @@ $(B)/bench/%: $(B)/bench/%.o $(B)/libvmm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 -include tests/guest/guest.mk
+-include tests/guest/linux/linux.mk
 
 unit: $(UNIT_BINS)
 
 # Natively what this /dev/kvm can run, the rest in the nested rig
 # (scripts/check.py says which); the last line counts both.
-check: all unit $(BENCH_BINS)
+check: all unit $(BENCH_BINS) linux-guest
 	$(PYTHON) scripts/check.py
 
 bench: all $(BENCH_BINS)
