@@ -395,7 +395,7 @@ serve_unix_forwards() {
 # Stops L1 and the host-side helpers, removes the forwarded unix sockets.
 # Runs on every exit, Ctrl-C and kill included.
 cleanup() {
-    local pid
+    local pid path
     set +e
     if [ -n "${QPID:-}" ]; then
         kill "$QPID" 2> /dev/null
@@ -408,7 +408,7 @@ cleanup() {
         done
         : > "$RUN/helpers"
     fi
-    for pid in "${FWD_UNIX[@]}"; do [ ! -S "$pid" ] || rm -f "$pid"; done
+    for path in "${FWD_UNIX[@]}"; do [ ! -S "$path" ] || rm -f "$path"; done
     [ -z "${RUN:-}" ] || rm -f "$RUN/scratch.img" "$RUN/initrd" "$RUN/kernel"
 }
 
