@@ -59,7 +59,9 @@ def workdir():
         os.makedirs(keep, exist_ok=True)
         with open(os.path.join(keep, "boot-times.txt"), "w") as f:
             for (smp, mem), pair in _boots.items():
-                for which, b in (pair.items() if isinstance(pair, dict) else ()):
+                for which, b in pair.items():
+                    if isinstance(b, Exception):
+                        continue
                     up = re.search(r"^linux: uptime ([\d.]+)", b.text, re.M)
                     f.write(f"{which} -smp {smp} -m {mem}: ready after {b.ready_s:.1f} s"
                             f" (kernel uptime {up and up.group(1)} s)\n")
@@ -85,18 +87,17 @@ class Boot:
 _boots = {}
 
 
-def boots(workdir, cfg):
-    """{which: Boot} for cfg = (smp, mem): both VMMs boot the guest at the
-    same time (dmesg scenario; the disk scenario first for DISK_CONFIG),
-    which then reboots, under -no-reboot: the VMM exits.  Done once."""
+def boots(workdir, cfg, which=None):
+    """{which: Boot} for cfg = (smp, mem), or the Boot of which: both VMMs
+    boot the guest at the same time (dmesg scenario; the disk scenario
+    first for DISK_CONFIG), which then reboots, under -no-reboot: the VMM
+    exits.  Done once; a boot that failed fails every test that needs it."""
     if cfg not in _boots:
-        try:
-            _boots[cfg] = _boot_pair(workdir, cfg)
-        except Exception as e:  # every test of this config fails the same way
-            _boots[cfg] = e
-    if isinstance(_boots[cfg], Exception):
-        raise AssertionError(f"boot of {cfg} failed: {_boots[cfg]}")
-    return _boots[cfg]
+        _boots[cfg] = _boot_pair(workdir, cfg)
+    for w in [which] if which else WHICH:
+        if isinstance(_boots[cfg][w], Exception):
+            raise AssertionError(f"{w}'s boot with {cfg} failed: {_boots[cfg][w]}")
+    return _boots[cfg][which] if which else _boots[cfg]
 
 
 def _boot_pair(workdir, cfg):
@@ -119,11 +120,14 @@ def _boot_pair(workdir, cfg):
                                   mem=mem, run=run, extra=extra)
         result = {}
         for which, g in guests.items():
-            ready = g.ready(BOOT_TIMEOUT)
-            g.wait_for(r"^linux: done$", timeout=300)
-            rc = g.wait_exit(60)
-            result[which] = Boot(which, g.text(), rc, ready, g.ready_s,
-                                 images.get(which, {}))
+            try:
+                ready = g.ready(BOOT_TIMEOUT)
+                g.wait_for(r"^linux: done$", timeout=300)
+                rc = g.wait_exit(60)
+                result[which] = Boot(which, g.text(), rc, ready, g.ready_s,
+                                     images.get(which, {}))
+            except AssertionError as e:
+                result[which] = e
         return result
     finally:
         for g in guests.values():
@@ -144,7 +148,7 @@ def test_guest_sees_the_cpus_and_memory_asked_for(workdir, cfg, which):
     freed), the page array (64 bytes per 4 KiB page: M/64) and early
     allocations (page tables, per-CPU areas, logs: a few MiB).  So
     M - 64 MiB - M/32 <= MemTotal <= M - 32 MiB."""
-    b = boots(workdir, cfg)[which]
+    b = boots(workdir, cfg, which)
     smp, mem = cfg
     asked = mib(mem)
     assert b.cpus == smp, b.text
@@ -172,7 +176,7 @@ def test_disk_write_reaches_the_image(workdir, fmt, which):
     back (O_DIRECT, caches dropped) and prints both checksums; after the
     VMM exits, the image holds the same bytes there and (qcow2) qemu-img
     check finds nothing wrong."""
-    b = boots(workdir, DISK_CONFIG)[which]
+    b = boots(workdir, DISK_CONFIG, which)
     dev = "vda" if fmt == "raw" else "vdb"  # -drive order: raw first
     m = re.search(rf"^linux: disk {dev} offset=(\d+) bytes=(\d+) wrote=(\w+) read=(\w+)$",
                   b.text, re.M)
@@ -199,7 +203,7 @@ def test_reboot_under_no_reboot_ends_the_vmm(workdir, which):
     """Every boot above ends with the guest's reboot -f under -no-reboot:
     the VMM exits with status 0 after `linux: done`, the guest never
     boots a second time."""
-    b = boots(workdir, CONFIGS[0])[which]
+    b = boots(workdir, CONFIGS[0], which)
     assert b.rc == 0, b.text
     assert "linux: done" in b.text
     assert b.text.count("linux: ready ") == 1, b.text
