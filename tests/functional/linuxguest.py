@@ -40,6 +40,7 @@ def missing():
 
 def ensure_initramfs():
     """Builds the initramfs when it is missing or older than its sources."""
+    assert missing() is None, missing()
     if os.path.exists(INITRAMFS):
         built = os.path.getmtime(INITRAMFS)
         if all(os.path.getmtime(s) <= built for s in sources()):
