@@ -258,6 +258,25 @@ static bool vcpu_set(VCpu *cpu, GArray *recs, uint32_t tag, unsigned long req,
     return ok;
 }
 
+/*
+ * Pending events.  KVM_GET_VCPU_EVENTS does not flag its NMI-pending count
+ * and SIPI vector as valid, so KVM_SET_VCPU_EVENTS would drop them (an NMI
+ * raised just before the switch, an AP's SIPI not yet taken): say they are.
+ */
+static bool vcpu_set_events(VCpu *cpu, GArray *recs, GError **errp)
+{
+    const Record *r = find_record(recs, TAG_EVENTS);
+    struct kvm_vcpu_events events;
+
+    memcpy(&events, r->data, sizeof(events));
+    events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
+    if (ioctl(cpu->fd, KVM_SET_VCPU_EVENTS, &events) < 0) {
+        error_setg_errno(errp, errno, "vCPU %u: KVM_SET_VCPU_EVENTS", cpu->index);
+        return false;
+    }
+    return true;
+}
+
 bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp)
 {
     GArray *recs = parse_records(buf, len, errp);
@@ -276,8 +295,7 @@ bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp)
          vcpu_set(cpu, recs, TAG_MSRS, KVM_SET_MSRS, "KVM_SET_MSRS", errp) &&
          vcpu_set(cpu, recs, TAG_MP_STATE, KVM_SET_MP_STATE, "KVM_SET_MP_STATE", errp) &&
          vcpu_set(cpu, recs, TAG_LAPIC, KVM_SET_LAPIC, "KVM_SET_LAPIC", errp) &&
-         vcpu_set(cpu, recs, TAG_EVENTS, KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS",
-                  errp) &&
+         vcpu_set_events(cpu, recs, errp) &&
          vcpu_set(cpu, recs, TAG_DEBUGREGS, KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS",
                   errp);
     g_array_free(recs, TRUE);
