@@ -152,6 +152,15 @@ def test_guest_sees_the_cpus_and_memory_asked_for(workdir, cfg, which):
         f"{which}: MemTotal {b.mem} MiB for -m {mem}"
 
 
+@pytest.mark.parametrize("which", WHICH)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"smp{c[0]}-{c[1]}")
+def test_guest_init_reports_no_failure(workdir, cfg, which):
+    """Every module loads, every scenario runs to its end: no `linux: fail`."""
+    b = boots(workdir, cfg, which)
+    fails = re.findall(r"^linux: fail .*$", b.text, re.M)
+    assert not fails, "\n".join(fails)
+
+
 # ---- b) virtio-blk ----
 
 def region_sha256(path, offset, length):
