@@ -1,12 +1,15 @@
 /*
  * The CPUID table each vCPU sees: KVM's supported set, with the -smp
- * topology (APIC ids, leaves 1, 4, 0xB, 0x1F), the hypervisor bit, and
- * cache leaves that are either QEMU's fixed legacy ones or, with
- * host-cache-info=on, the host's own.  Pure apart from reading KVM's table.
+ * topology (APIC ids, leaves 1, 4, 0xB, 0x1F), the hypervisor bit, x2APIC
+ * and the TSC-deadline timer, KVM's paravirtual leaves trimmed to what the
+ * VMM saves and resets, and cache leaves that are either QEMU's fixed
+ * legacy ones or, with host-cache-info=on, the host's own.  Pure apart
+ * from reading KVM's table.
  */
 #include <cpuid.h>
 #include <string.h>
 
+#include "accel/kvm/cpuid.h"
 #include "hw/machine.h"
 #include "sysemu/kvm.h"
 #include "util/error.h"
@@ -100,13 +103,43 @@ static void fix_topology_leaf(const SmpConfig *smp, unsigned apic_id,
     }
 }
 
-struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
-                               GError **errp)
+/* "KVMKVMKVM\0\0\0" in EBX, ECX, EDX, as KVM and QEMU spell it. */
+static void set_kvm_signature(struct kvm_cpuid_entry2 *e)
 {
-    const struct kvm_cpuid2 *sup = kvm->supported_cpuid;
-    const SmpConfig *smp = &m->cfg->smp;
+    static const char sig[12] = "KVMKVMKVM\0\0";
+
+    e->eax = KVM_CPUID_FEATURES;    /* the highest paravirtual leaf */
+    memcpy(&e->ebx, sig, 4);
+    memcpy(&e->ecx, sig + 4, 4);
+    memcpy(&e->edx, sig + 8, 4);
+}
+
+static void fix_leaf1(const CpuidOptions *opt, unsigned apic_id,
+                      struct kvm_cpuid_entry2 *e)
+{
+    unsigned logical = opt->smp->cores * opt->smp->threads;
+
+    e->ebx &= 0x0000ffff;
+    e->ebx |= apic_id << 24;
+    if (logical > 1) {
+        e->ebx |= (1u << bits_for(logical)) << 16;
+        e->edx |= 1u << 28;     /* HTT: the package holds several CPUs */
+    }
+    e->ecx |= 1u << 31;         /* running under a hypervisor */
+    e->ecx |= 1u << 21;         /* x2APIC, emulated by the in-kernel LAPIC */
+    if (opt->tsc_deadline) {
+        /* not in KVM's supported set: KVM_CAP_TSC_DEADLINE_TIMER says it */
+        e->ecx |= 1u << 24;
+    }
+    if (opt->mwait) {
+        e->ecx |= 1u << 3;      /* MONITOR/MWAIT: the guest may idle in it */
+    }
+}
+
+struct kvm_cpuid2 *cpuid_build_table(const struct kvm_cpuid2 *sup,
+                                     const CpuidOptions *opt, unsigned apic_id)
+{
     struct kvm_cpuid2 *c;
-    unsigned logical = smp->cores * smp->threads;
 
     c = g_malloc0(sizeof(*c) + (sup->nent + 8) * sizeof(struct kvm_cpuid_entry2));
     for (unsigned i = 0; i < sup->nent; i++) {
@@ -114,34 +147,34 @@ struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
 
         switch (e.function) {
         case 1:
-            e.ebx &= 0x0000ffff;
-            e.ebx |= apic_id << 24;
-            if (logical > 1) {
-                e.ebx |= (1u << bits_for(logical)) << 16;
-                e.edx |= 1u << 28; /* HTT: the package holds several CPUs */
-            }
-            e.ecx |= 1u << 31;     /* running under a hypervisor */
-            if (m->osnet.did.exits_disabled & KVM_X86_DISABLE_EXITS_MWAIT) {
-                e.ecx |= 1u << 3;  /* MONITOR/MWAIT: the guest may idle in it */
-            }
-            if (m->osnet.did.requested) {
-                e.ecx |= 1u << 21; /* x2APIC, emulated by the in-kernel LAPIC */
-                if (kvm_check_extension(kvm, KVM_CAP_TSC_DEADLINE_TIMER)) {
-                    e.ecx |= 1u << 24; /* TSC-deadline timer */
-                }
-            }
+            fix_leaf1(opt, apic_id, &e);
             break;
         case 4:
-            if (!m->cfg->host_cache_info) {
+            if (!opt->host_cache_info) {
                 legacy_cache_leaf4(e.index, &e.eax, &e.ebx, &e.ecx, &e.edx);
             } else {
                 __cpuid_count(4, e.index, e.eax, e.ebx, e.ecx, e.edx);
             }
-            fix_leaf4_topology(smp, &e.eax);
+            fix_leaf4_topology(opt->smp, &e.eax);
             break;
         case 0xb:
         case 0x1f:
-            fix_topology_leaf(smp, apic_id, &e);
+            fix_topology_leaf(opt->smp, apic_id, &e);
+            break;
+        case KVM_CPUID_SIGNATURE:
+            set_kvm_signature(&e);
+            break;
+        case KVM_CPUID_FEATURES:
+            e.eax &= CPUID_KVM_FEATURES_OFFERED;
+            e.ebx = e.ecx = 0;
+            e.edx = 0;      /* no hints (KVM_HINTS_REALTIME), as QEMU's default */
+            break;
+        case 0x80000007:
+            /*
+             * Invariant TSC: QEMU's -cpu host leaves it out (it would make
+             * the guest prefer a TSC whose rate changes on migration).
+             */
+            e.edx &= ~(1u << 8);
             break;
         default:
             break;
@@ -149,4 +182,34 @@ struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
         c->entries[c->nent++] = e;
     }
     return c;
+}
+
+struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
+                               GError **errp)
+{
+    CpuidOptions opt = {
+        .smp = &m->cfg->smp,
+        .host_cache_info = m->cfg->host_cache_info,
+        /* the LAPIC is always in the kernel here */
+        .tsc_deadline = kvm_check_extension(kvm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
+        .mwait = (m->osnet.did.exits_disabled & KVM_X86_DISABLE_EXITS_MWAIT) != 0,
+    };
+
+    return cpuid_build_table(kvm->supported_cpuid, &opt, apic_id);
+}
+
+static const uint32_t pv_msrs[] = {
+    MSR_KVM_SYSTEM_TIME, MSR_KVM_WALL_CLOCK,            /* kvmclock */
+    MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_WALL_CLOCK_NEW,    /* kvmclock2 */
+    MSR_KVM_ASYNC_PF_EN, MSR_KVM_ASYNC_PF_INT,          /* async PF */
+    MSR_KVM_STEAL_TIME,
+    MSR_KVM_PV_EOI_EN,
+    MSR_KVM_POLL_CONTROL,
+    MSR_IA32_TSC_DEADLINE,
+};
+
+const uint32_t *cpuid_pv_msrs(size_t *count)
+{
+    *count = G_N_ELEMENTS(pv_msrs);
+    return pv_msrs;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accel/kvm/cpuid.h"
 #include "hw/machine.h"
 #include "sysemu/kvm.h"
 #include "util/error.h"
@@ -28,7 +29,7 @@ static const uint32_t reset_msrs[] = {
     0xc0000081, 0xc0000082, 0xc0000083,  /* STAR, LSTAR, CSTAR */
     0xc0000084,                          /* SFMASK */
     0xc0000100, 0xc0000101, 0xc0000102,  /* FS/GS/KERNEL_GS base */
-};
+};  /* then cpuid_pv_msrs(): kvmclock, steal time, PV EOI, TSC deadline... */
 
 static void vcpu_kick_handler(int sig)
 {
@@ -47,13 +48,38 @@ static void vcpu_install_kick_handler(void)
     }
 }
 
+/*
+ * Keep msr's power-on value in s if KVM lets us read it and write it back
+ * (KVM_SET_MSRS at reset stops at the first MSR KVM refuses, such as steal
+ * time on a host without scheduler statistics).
+ */
+static void vcpu_capture_msr(VCpu *cpu, VCpuInitialState *s, uint32_t msr)
+{
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry entry;
+    } one = { .hdr.nmsrs = 1, .entry.index = msr };
+
+    if (s->msrs.hdr.nmsrs < G_N_ELEMENTS(s->msrs.entries) &&
+        ioctl(cpu->fd, KVM_GET_MSRS, &one) == 1 &&
+        ioctl(cpu->fd, KVM_SET_MSRS, &one) == 1) {
+        s->msrs.entries[s->msrs.hdr.nmsrs++] = one.entry;
+    }
+}
+
 static bool vcpu_capture_initial(VCpu *cpu, GError **errp)
 {
     VCpuInitialState *s = &cpu->initial;
+    size_t nr_pv;
+    const uint32_t *pv = cpuid_pv_msrs(&nr_pv);
 
-    s->msrs.hdr.nmsrs = G_N_ELEMENTS(reset_msrs);
+    /* one by one: KVM_GET_MSRS stops at the first MSR it cannot read */
+    s->msrs.hdr.nmsrs = 0;
     for (size_t i = 0; i < G_N_ELEMENTS(reset_msrs); i++) {
-        s->msrs.entries[i].index = reset_msrs[i];
+        vcpu_capture_msr(cpu, s, reset_msrs[i]);
+    }
+    for (size_t i = 0; i < nr_pv; i++) {
+        vcpu_capture_msr(cpu, s, pv[i]);
     }
     if (ioctl(cpu->fd, KVM_GET_REGS, &s->regs) < 0 ||
         ioctl(cpu->fd, KVM_GET_SREGS, &s->sregs) < 0 ||
@@ -63,9 +89,6 @@ static bool vcpu_capture_initial(VCpu *cpu, GError **errp)
         error_setg_errno(errp, errno, "reading vCPU %u state failed", cpu->index);
         return false;
     }
-    /* KVM returns how many it read; keep only those. */
-    int n = ioctl(cpu->fd, KVM_GET_MSRS, &s->msrs);
-    s->msrs.hdr.nmsrs = n > 0 ? n : 0;
     return true;
 }
 

@@ -109,7 +109,7 @@ typedef struct VCpuInitialState {
     struct kvm_mp_state mp_state;
     struct {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry entries[16];
+        struct kvm_msr_entry entries[32];
     } msrs;
 } VCpuInitialState;
 
