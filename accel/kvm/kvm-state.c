@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 
+#include "accel/kvm/cpuid.h"
 #include "hw/machine.h"
 #include "sysemu/kvm-state.h"
 #include "util/error.h"
@@ -259,6 +260,37 @@ static bool vcpu_set(VCpu *cpu, GArray *recs, uint32_t tag, unsigned long req,
 }
 
 /*
+ * KVM ignores a TSC deadline written while the LAPIC timer is not in
+ * TSC-deadline mode, and KVM_SET_LAPIC entering that mode clears it: write
+ * the saved deadline again once the LAPIC and the TSC (an MSR) are back,
+ * or a guest idling on its deadline timer never wakes on the destination.
+ */
+static bool vcpu_set_tsc_deadline(VCpu *cpu, GArray *recs, GError **errp)
+{
+    const Record *r = find_record(recs, TAG_MSRS);
+    struct kvm_msrs hdr;
+
+    memcpy(&hdr, r->data, sizeof(hdr));
+    for (uint32_t i = 0; i < hdr.nmsrs; i++) {
+        struct {
+            struct kvm_msrs hdr;
+            struct kvm_msr_entry entry;
+        } one = { .hdr.nmsrs = 1 };
+
+        memcpy(&one.entry, r->data + sizeof(hdr) + i * sizeof(one.entry),
+               sizeof(one.entry));
+        if (one.entry.index != MSR_IA32_TSC_DEADLINE) {
+            continue;
+        }
+        if (ioctl(cpu->fd, KVM_SET_MSRS, &one) != 1) {
+            error_setg(errp, "vCPU %u: restoring the TSC deadline failed", cpu->index);
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * Pending events.  KVM_GET_VCPU_EVENTS does not flag its NMI-pending count
  * and SIPI vector as valid, so KVM_SET_VCPU_EVENTS would drop them (an NMI
  * raised just before the switch, an AP's SIPI not yet taken): say they are.
@@ -285,7 +317,10 @@ bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp)
     if (!recs) {
         return false;
     }
-    /* order matters: sregs (modes) before regs, MSRs before the LAPIC */
+    /*
+     * order matters: sregs (modes, APIC base) before regs, MSRs before the
+     * LAPIC, the TSC deadline after both
+     */
     ok = check_vcpu_records(recs, errp) &&
          vcpu_set(cpu, recs, TAG_SREGS, KVM_SET_SREGS, "KVM_SET_SREGS", errp) &&
          vcpu_set(cpu, recs, TAG_REGS, KVM_SET_REGS, "KVM_SET_REGS", errp) &&
@@ -295,6 +330,7 @@ bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp)
          vcpu_set(cpu, recs, TAG_MSRS, KVM_SET_MSRS, "KVM_SET_MSRS", errp) &&
          vcpu_set(cpu, recs, TAG_MP_STATE, KVM_SET_MP_STATE, "KVM_SET_MP_STATE", errp) &&
          vcpu_set(cpu, recs, TAG_LAPIC, KVM_SET_LAPIC, "KVM_SET_LAPIC", errp) &&
+         vcpu_set_tsc_deadline(cpu, recs, errp) &&
          vcpu_set_events(cpu, recs, errp) &&
          vcpu_set(cpu, recs, TAG_DEBUGREGS, KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS",
                   errp);
