@@ -3,6 +3,7 @@ Debian's stock kernel from the rig's cache with the small initramfs that
 tests/guest/linux/mkinitramfs.sh builds, driven over a serial port that
 goes to a file.  The same command line boots it under this VMM and under
 Debian's QEMU (the peer)."""
+import base64
 import glob
 import os
 import re
@@ -88,23 +89,29 @@ def initrd(directory, scenarios=None):
     return path
 
 
-def append(run="", extra=""):
+def append(run="", extra="", sh=None):
+    """The kernel command line: run (scenarios, comma-separated), extra
+    words, and sh, a shell snippet the guest runs after the scenarios
+    (base64 on the command line: it must stay under the kernel's 2048
+    bytes in all)."""
     words = [BASE_APPEND]
     if run:
         words.append(f"dv.run={run}")
     if extra:
         words.append(extra)
+    if sh:
+        words.append("dv.sh=" + base64.b64encode(sh.encode()).decode())
     return " ".join(words)
 
 
 def vm_args(log, smp=1, mem="256M", run="", extra_append="", initrd_path=None,
-            extra=(), reboot=False):
+            extra=(), reboot=False, sh=None):
     """The command line both VMMs take: KVM, -cpu host, COM1 to file log."""
     args = ["-enable-kvm", "-cpu", "host", "-smp", str(smp), "-m", mem,
             "-nodefaults", "-display", "none",
             "-serial", f"file:{log}",
             "-kernel", KERNEL, "-initrd", initrd_path or ensure_initramfs(),
-            "-append", append(run, extra_append)]
+            "-append", append(run, extra_append, sh)]
     if not reboot:
         args.append("-no-reboot")
     return args + list(extra)
