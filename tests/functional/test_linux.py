@@ -239,6 +239,46 @@ def test_reboot_boots_the_guest_again(reboots, which):
     assert len(re.findall(r"^linux: ready cpus=1 mem=\d+$", text, re.M)) >= 2, text
 
 
+POWEROFF_WAIT = 30  # seconds after `linux: done` for the VMM to end
+
+
+@pytest.fixture(scope="module")
+def poweroffs(workdir):
+    """Both VMMs (no -no-reboot) with the guest ending in poweroff -f:
+    {which: (exit status or None if still running, log)}."""
+    guests = {w: Guest(w, workdir, f"poweroff-{w}", smp=1, mem="256M",
+                       extra_append="dv.end=poweroff", reboot=True) for w in WHICH}
+    result = {}
+    try:
+        for w, g in guests.items():
+            try:
+                g.wait_for(r"^linux: done$", BOOT_TIMEOUT)
+                try:
+                    rc = g.vmm.wait(POWEROFF_WAIT)
+                except subprocess.TimeoutExpired:
+                    rc = None
+                result[w] = (rc, g.text())
+            except AssertionError as e:
+                result[w] = (g.vmm.proc.poll(), str(e))
+    finally:
+        for g in guests.values():
+            g.kill()
+            g.__exit__(None, None, None)
+    return result
+
+
+@pytest.mark.parametrize("which", WHICH)
+def test_poweroff_ends_the_vmm(poweroffs, which):
+    """The guest's poweroff -f: the VMM exits with status 0 (no -no-reboot
+    needed).  A kernel without ACPI cannot power off and halts instead
+    (this VMM's -kernel boot has no ACPI tables yet)."""
+    rc, text = poweroffs[which]
+    tail = "\n".join(text.splitlines()[-8:])
+    assert rc == 0, (f"{which} still running {POWEROFF_WAIT} s after the guest's "
+                     f"poweroff -f (exit status {rc}):\n{tail}")
+    assert text.count("linux: ready ") == 1, text
+
+
 # ---- d) live migration ----
 
 def wait_status(q, want, timeout=240):
