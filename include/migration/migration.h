@@ -55,8 +55,9 @@ json_t *migration_query_capabilities(MigrationState *ms);
 
 /*
  * Destination side: listen on (or run) uri and load the stream.  On success
- * the guest runs (or stays paused under -S); a stream that fails to load
- * ends the process with status 1, as QEMU's destination does.
+ * the guest runs (or stays paused: under -S, or paused at the source, as
+ * QEMU); a stream that fails to load ends the process with status 1, as
+ * QEMU's destination does.
  */
 bool migration_incoming(MigrationState *ms, const char *uri, GError **errp);
 
