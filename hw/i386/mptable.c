@@ -83,8 +83,12 @@ bool mptable_write(Machine *m, uint64_t addr, GError **errp)
     put32(p + 4, MP_IOAPIC_ADDR);
     p += 8;
     entries++;
-    p = put_irq(p, 3, 3, 0, ioapic_id, 0);          /* ExtINT on pin 0 */
-    entries++;
+    /*
+     * No ExtINT I/O interrupt entry for IOAPIC pin 0: the pin is not wired
+     * to the 8259 in ExtINT mode, and Linux warns ("ExtINT not setup in
+     * hardware but reported by MP table") when the table says it is.  The
+     * 8259 reaches the CPUs through LINT0 below, as SeaBIOS's table says.
+     */
     for (unsigned irq = 0; irq < 16; irq++) {
         if (irq == 2) {
             continue;                   /* the PIC cascade */

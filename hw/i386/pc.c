@@ -1,26 +1,22 @@
 /*
- * The pc board's legacy ports: POST code port 0x80, the i8042's reset
- * line (ports 0x60/0x64), System Control Port A (0x92), and the COM ports
- * built from -serial.  Handlers run with the machine lock held.
+ * The pc board's legacy ports: POST code port 0x80, the i8042 keyboard
+ * controller (ports 0x60/0x64, hw/i386/i8042.c), System Control Port A
+ * (0x92), and the COM ports built from -serial.  Handlers run with the
+ * machine lock held.
  */
 #include <string.h>
 
+#include "hw/i386/i8042.h"
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/serial.h"
 #include "util/error.h"
 
-/*
- * The i8042 does only what a guest needs to reset the machine (no keyboard
- * is attached): command 0xfe pulses the reset line, and command 0xd1
- * followed by a data byte with bit 0 clear does the same through the
- * output port.
- */
 typedef struct PcBoard {
     Machine *machine;
     Rtc *rtc;
+    I8042 *i8042;
     uint8_t post_code;
-    uint8_t i8042_command;   /* command awaiting its data byte, or 0 */
     uint8_t port92;
 } PcBoard;
 
@@ -36,36 +32,11 @@ static void post_port_io(void *opaque, uint64_t offset, uint8_t *data,
     }
 }
 
-static void i8042_data_io(void *opaque, uint64_t offset, uint8_t *data,
-                          unsigned len, bool is_write)
+static void pc_i8042_reset_line(void *opaque)
 {
     PcBoard *b = opaque;
 
-    if (!is_write) {
-        memset(data, 0, len);          /* no keyboard: no data */
-        return;
-    }
-    if (b->i8042_command == 0xd1 && !(data[0] & 1)) {
-        machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
-    }
-    b->i8042_command = 0;
-}
-
-static void i8042_command_io(void *opaque, uint64_t offset, uint8_t *data,
-                             unsigned len, bool is_write)
-{
-    PcBoard *b = opaque;
-
-    if (!is_write) {
-        /* status: system flag set, keyboard unlocked, buffers empty */
-        memset(data, 0, len);
-        data[0] = 0x14;
-        return;
-    }
-    b->i8042_command = data[0] == 0xd1 ? 0xd1 : 0;
-    if (data[0] == 0xfe) {
-        machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
-    }
+    machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
 }
 
 static void port92_io(void *opaque, uint64_t offset, uint8_t *data,
@@ -159,9 +130,11 @@ bool pc_board_init(Machine *m, GError **errp)
     b->machine = m;
     m->board = b;
     if (!bus_register(&m->io_bus, 0x80, 1, post_port_io, b, "post", errp) ||
-        !bus_register(&m->io_bus, 0x60, 1, i8042_data_io, b, "i8042", errp) ||
-        !bus_register(&m->io_bus, 0x64, 1, i8042_command_io, b, "i8042", errp) ||
         !bus_register(&m->io_bus, 0x92, 1, port92_io, b, "port92", errp)) {
+        return false;
+    }
+    b->i8042 = i8042_new(&m->io_bus, &m->device_states, pc_i8042_reset_line, b, errp);
+    if (!b->i8042) {
         return false;
     }
     b->rtc = rtc_new(m, errp);
@@ -176,7 +149,7 @@ void pc_board_reset(Machine *m)
     PcBoard *b = m->board;
 
     b->post_code = 0;
-    b->i8042_command = 0;
+    i8042_reset(b->i8042);
     b->port92 = 0;
     for (unsigned i = 0; i < G_N_ELEMENTS(m->serial); i++) {
         if (m->serial[i]) {
@@ -194,6 +167,7 @@ void pc_board_cleanup(Machine *m)
         }
     }
     rtc_free(((PcBoard *)m->board)->rtc);
+    i8042_free(((PcBoard *)m->board)->i8042);
     g_free(m->board);
     m->board = NULL;
 }

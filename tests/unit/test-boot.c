@@ -185,7 +185,7 @@ UNIT_TEST(mptable_lists_every_cpu)
     VmConfig *cfg = vm_config_new();
     Machine m = { 0 };
     uint8_t *fp, *hdr, *p;
-    unsigned cpus = 0, bsp = 0, entries;
+    unsigned cpus = 0, bsp = 0, entries, io_extint = 0, lint_extint = 0;
 
     cfg->smp = (SmpConfig){ 6, 1, 1, 3, 2, 6 };
     m.cfg = cfg;
@@ -212,11 +212,16 @@ UNIT_TEST(mptable_lists_every_cpu)
             }
             p += 20;
         } else {
+            io_extint += p[0] == 3 && p[1] == 3;
+            lint_extint += p[0] == 4 && p[1] == 3 && p[7] == 0;
             p += 8;
         }
     }
     CHECK_EQ(cpus, 6);
     CHECK_EQ(bsp, 1);
+    /* the 8259 reaches LINT0; no IOAPIC pin claims ExtINT (Linux warns) */
+    CHECK_EQ(io_extint, 0);
+    CHECK_EQ(lint_extint, 1);
     g_free(m.ram);
     vm_config_free(cfg);
 }

@@ -1,7 +1,7 @@
 /*
  * The pc board's small devices and boot paths (hw/i386/): the Linux boot
  * protocol loader, the MP table, and the legacy ports (POST port 0x80,
- * i8042 reset line, port 0x92).  Called with the machine lock held or
+ * i8042 controller, port 0x92).  Called with the machine lock held or
  * before vCPUs run.
  */
 #ifndef HW_I386_PC_H
