@@ -11,7 +11,7 @@ import stat
 import subprocess
 import time
 
-from harness import BUILD, QEMU, ROOT, VMM, Vmm
+from harness import BUILD, QEMU, ROOT, VMM, Qmp, Vmm
 
 KERNEL_DIR = os.path.join(BUILD, "rig", "kernel")
 KERNEL = os.path.join(KERNEL_DIR, "vmlinuz")
@@ -171,6 +171,21 @@ class Guest:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{self.which} still running after {timeout} s:\n"
                                  f"{self.tail()}")
+
+    def qmp(self, path, timeout=60):
+        """A Qmp client on the unix socket path this VMM was told to create;
+        fails with the VMM's stderr if it exits first."""
+        deadline = time.time() + timeout
+        while not os.path.exists(path):
+            if self.vmm.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.which} exited ({self.vmm.proc.returncode}) before "
+                    f"creating {path}: "
+                    f"{self.vmm.proc.stderr.read().decode(errors='replace')}")
+            if time.time() > deadline:
+                raise AssertionError(f"{self.which} did not create {path} in {timeout} s")
+            time.sleep(0.05)
+        return Qmp(path)
 
     def fails(self):
         return re.findall(r"^linux: fail .*$", self.text(), re.M)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from harness import ROOT, Qmp, free_port
+from harness import ROOT, free_port
 from linuxguest import Guest, kmsg
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "guest"))
@@ -313,7 +313,7 @@ def test_migration_keeps_the_guest_running(workdir, which):
         with Guest(which, d, "dst", extra=["-qmp", f"unix:{dst_sock},server,nowait",
                                            "-incoming", f"tcp:127.0.0.1:{port}"],
                    **common) as dst:
-            q_src, q_dst = Qmp(src_sock), Qmp(dst_sock)
+            q_src, q_dst = src.qmp(src_sock), dst.qmp(dst_sock)
             try:
                 q_src.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
                 info = wait_status(q_src, {"completed", "failed", "cancelled"})
