@@ -129,6 +129,7 @@ struct MigrationState {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     MigrationStatus status;
+    MigrationStatus outcome;    /* the thread's verdict, for finish_cb */
     bool cancel_requested;
     bool stop_requested, vm_stopped, was_running;
     RunState state_before;      /* run state when the VM was stopped for the end */

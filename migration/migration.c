@@ -105,6 +105,21 @@ static void migration_stop_vm(MigrationState *ms)
     pthread_mutex_unlock(&ms->lock);
 }
 
+static bool cancelled(MigrationState *ms)
+{
+    bool c;
+
+    pthread_mutex_lock(&ms->lock);
+    c = ms->cancel_requested;
+    pthread_mutex_unlock(&ms->lock);
+    return c;
+}
+
+/*
+ * The end, on the main thread: the final status and the source's run state
+ * change together, so no QMP client sees "completed" while the VM is still
+ * in finish-migrate, or "failed" before the guest runs again.
+ */
 static gboolean finish_cb(gpointer opaque)
 {
     MigrationState *ms = opaque;
@@ -113,9 +128,10 @@ static gboolean finish_cb(gpointer opaque)
 
     pthread_join(ms->thread, NULL);
     ms->thread_running = false;
-    pthread_mutex_lock(&ms->lock);
-    status = ms->status;
-    pthread_mutex_unlock(&ms->lock);
+    status = ms->outcome;
+    if (status == MIGRATION_STATUS_FAILED && cancelled(ms)) {
+        status = MIGRATION_STATUS_CANCELLED;
+    }
     if (status == MIGRATION_STATUS_COMPLETED) {
         m->runstate = RUN_STATE_POSTMIGRATE;
     } else if (ms->vm_stopped) {
@@ -132,6 +148,7 @@ static gboolean finish_cb(gpointer opaque)
     if (ms->error_desc && status == MIGRATION_STATUS_FAILED) {
         error_report("migration failed: %s", ms->error_desc);
     }
+    migration_set_status(ms, status);
     return G_SOURCE_REMOVE;
 }
 
@@ -147,16 +164,6 @@ static bool page_is_zero(const uint8_t *p)
         }
     }
     return true;
-}
-
-static bool cancelled(MigrationState *ms)
-{
-    bool c;
-
-    pthread_mutex_lock(&ms->lock);
-    c = ms->cancel_requested;
-    pthread_mutex_unlock(&ms->lock);
-    return c;
 }
 
 /* Sleep as needed to keep under max-bandwidth since t0 (ms). */
@@ -413,9 +420,8 @@ void *migration_thread(void *opaque)
     g_free(ms->error_desc);
     ms->error_desc = err ? g_strdup(err->message) : NULL;
     pthread_mutex_unlock(&ms->lock);
-    migration_set_status(ms, ok ? MIGRATION_STATUS_COMPLETED
-                         : cancelled(ms) ? MIGRATION_STATUS_CANCELLED
-                                         : MIGRATION_STATUS_FAILED);
+    /* the main thread makes it the status together with the run state */
+    ms->outcome = ok ? MIGRATION_STATUS_COMPLETED : MIGRATION_STATUS_FAILED;
     g_clear_error(&err);
     g_idle_add(finish_cb, ms);
     return NULL;

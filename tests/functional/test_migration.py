@@ -70,6 +70,20 @@ def wait_runstate_settles(q, timeout=30):
     raise TimeoutError(f"still inmigrate after {timeout * SLOW} s")
 
 
+def migration_events(q, timeout=10):
+    """The MIGRATION events' statuses, once the last one has come (the
+    event follows the status query-migrate shows)."""
+    deadline = time.time() + timeout * SLOW
+    while True:
+        statuses = [e["data"]["status"] for e in q.events if e["event"] == "MIGRATION"]
+        if statuses and statuses[-1] in ("completed", "failed", "cancelled"):
+            return statuses
+        if time.time() > deadline:
+            return statuses
+        q.ok("query-status")   # reading a reply collects events
+        time.sleep(0.05)
+
+
 def seqs(d, name):
     return [int(n) for n in re.findall(r"testos: seq (\d+) ", log(d, name))]
 
@@ -161,9 +175,8 @@ def test_migrate_and_the_guest_goes_on(kind):
                 assert info["ram"]["transferred"] > 0
                 assert info["downtime"] >= 0 and info["total-time"] >= info["downtime"]
                 assert q_src.ok("query-status")["status"] == "postmigrate"
-                statuses = [e["data"]["status"] for e in q_src.events
-                            if e["event"] == "MIGRATION"]
-                assert statuses[-1] == "completed" and "active" in statuses
+                statuses = migration_events(q_src)
+                assert statuses[-1] == "completed" and "active" in statuses, statuses
                 assert any(e["event"] == "MIGRATION_PASS" for e in q_src.events)
                 assert q_dst.ok("query-status")["status"] == "running"
                 last_src = max(seqs(d, "src"))
