@@ -33,7 +33,7 @@ WHICH = ["vmm", "peer"]
 CONFIGS = [(1, "256M"), (2, "2G"), (4, "256M")]
 DISK_CONFIG = (2, "2G")  # this one also gets the two disks
 DISK_MIB = 4             # written by the disk scenario from 1 MiB on
-BOOT_TIMEOUT = 300       # to `linux: ready`, nested, two guests at once
+BOOT_TIMEOUT = 180       # to `linux: ready`, nested, two guests at once (seen: 59 s)
 
 
 def mib(size):
