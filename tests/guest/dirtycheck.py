@@ -72,7 +72,8 @@ def check(data):
         m = HEADER.match(line)
         if m:
             if header is not None:
-                return "FAIL a second dirty header (the guest started again?)"
+                return ("FAIL a second dirty header (the guest started again?)"
+                        + around(lines, n, before=6))
             header = tuple(int(x) for x in m.groups())
             continue
         m = SEQ.match(line)
