@@ -1,17 +1,40 @@
 /*
  * Intel MultiProcessor Specification 1.4 table: tells an SMP guest which
- * CPUs exist (by APIC id), where the IOAPIC is and how ISA IRQs reach it.
- * Written into guest RAM at start and at reset; no state.
+ * CPUs exist (by APIC id), where the IOAPIC is, and how ISA IRQs and PCI
+ * slots' INTx pins reach it.  Written into guest RAM at start and at
+ * reset (-kernel boots; SeaBIOS writes its own); no state.
  */
 #include <cpuid.h>
 #include <string.h>
 
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
+#include "hw/pci.h"
 #include "util/error.h"
 
 #define MP_IOAPIC_ADDR  0xfec00000u
 #define MP_LAPIC_ADDR   0xfee00000u
+
+/*
+ * Bus ids: Linux matches a PCI device's bus number against the MP bus id
+ * of its interrupt entries, so PCI bus 0 must be MP bus 0; ISA comes next
+ * (as in SeaBIOS's table).
+ */
+#define MP_BUS_PCI      0
+#define MP_BUS_ISA      1
+#define MP_PCI_SLOTS    32
+
+/* Entry types and interrupt types (MP spec 1.4, tables 4-8 and 4-10). */
+#define MP_IOINT        3
+#define MP_LOCALINT     4
+#define MP_INT          0
+#define MP_NMI          1
+#define MP_EXTINT       3
+#define MP_FLAGS_BUS    0x00   /* polarity and trigger conform to the bus */
+#define MP_FLAGS_PCI    0x0d   /* active high, level: as KVM's IOAPIC sees INTx */
+
+/* ISA IRQs that PCI routes may take (PIRQ): no ISA entry, as SeaBIOS. */
+#define MP_PCI_IRQS     ((1u << 5) | (1u << 9) | (1u << 10) | (1u << 11))
 
 static uint8_t mp_checksum(const uint8_t *p, size_t len)
 {
@@ -29,14 +52,14 @@ static uint8_t *put32(uint8_t *p, uint32_t v)
     return p + 4;
 }
 
-static uint8_t *put_irq(uint8_t *p, uint8_t type, uint8_t irqtype,
-                        uint8_t src_irq, uint8_t dst_id, uint8_t dst_pin)
+static uint8_t *put_irq(uint8_t *p, uint8_t type, uint8_t irqtype, uint8_t flags,
+                        uint8_t src_bus, uint8_t src_irq, uint8_t dst_id, uint8_t dst_pin)
 {
     p[0] = type;
     p[1] = irqtype;
-    p[2] = 0;            /* polarity and trigger conform to the bus */
+    p[2] = flags;
     p[3] = 0;
-    p[4] = 0;            /* source bus: ISA */
+    p[4] = src_bus;
     p[5] = src_irq;
     p[6] = dst_id;
     p[7] = dst_pin;
@@ -45,7 +68,8 @@ static uint8_t *put_irq(uint8_t *p, uint8_t type, uint8_t irqtype,
 
 bool mptable_write(Machine *m, uint64_t addr, GError **errp)
 {
-    size_t size = 16 + 44 + m->nr_vcpus * 20 + 8 + 8 + 17 * 8 + 2 * 8;
+    size_t size = 16 + 44 + m->nr_vcpus * 20 + 2 * 8 + 8 + MP_PCI_SLOTS * 4 * 8 +
+                  16 * 8 + 2 * 8;
     uint8_t *base = machine_gpa_to_hva(m, addr, size);
     uint8_t *hdr, *p;
     unsigned eax, ebx, ecx, edx, entries = 0, ioapic_id = 0;
@@ -72,10 +96,15 @@ bool mptable_write(Machine *m, uint64_t addr, GError **errp)
         entries++;
         ioapic_id = MAX(ioapic_id, apic_id + 1);
     }
-    p[0] = 1;                           /* bus 0: ISA */
+    p[0] = 1;                           /* bus */
+    p[1] = MP_BUS_PCI;
+    memcpy(p + 2, "PCI   ", 6);
+    p += 8;
+    p[0] = 1;
+    p[1] = MP_BUS_ISA;
     memcpy(p + 2, "ISA   ", 6);
     p += 8;
-    entries++;
+    entries += 2;
     p[0] = 2;                           /* I/O APIC */
     p[1] = ioapic_id;
     p[2] = 0x11;
@@ -89,15 +118,28 @@ bool mptable_write(Machine *m, uint64_t addr, GError **errp)
      * hardware but reported by MP table") when the table says it is.  The
      * 8259 reaches the CPUs through LINT0 below, as SeaBIOS's table says.
      */
-    for (unsigned irq = 0; irq < 16; irq++) {
-        if (irq == 2) {
-            continue;                   /* the PIC cascade */
+    /* every slot's pins, present or hot-plugged later, to its PIRQ's IRQ */
+    for (unsigned slot = 0; slot < MP_PCI_SLOTS; slot++) {
+        for (unsigned pin = 1; pin <= 4; pin++) {
+            int irq = pci_pc_default_irq(slot, pin);
+            if (irq < 0) {
+                continue;
+            }
+            p = put_irq(p, MP_IOINT, MP_INT, MP_FLAGS_PCI, MP_BUS_PCI,
+                        (slot << 2) | (pin - 1), ioapic_id, irq);
+            entries++;
         }
-        p = put_irq(p, 3, 0, irq, ioapic_id, irq == 0 ? 2 : irq);
+    }
+    for (unsigned irq = 0; irq < 16; irq++) {
+        if (irq == 2 || (MP_PCI_IRQS & (1u << irq))) {
+            continue;                   /* the PIC cascade; PCI's IRQs */
+        }
+        p = put_irq(p, MP_IOINT, MP_INT, MP_FLAGS_BUS, MP_BUS_ISA, irq, ioapic_id,
+                    irq == 0 ? 2 : irq);
         entries++;
     }
-    p = put_irq(p, 4, 3, 0, 0xff, 0);               /* ExtINT -> LINT0 */
-    p = put_irq(p, 4, 1, 0, 0xff, 1);               /* NMI -> LINT1 */
+    p = put_irq(p, MP_LOCALINT, MP_EXTINT, MP_FLAGS_BUS, MP_BUS_ISA, 0, 0xff, 0);
+    p = put_irq(p, MP_LOCALINT, MP_NMI, MP_FLAGS_BUS, MP_BUS_ISA, 0, 0xff, 1);
     entries += 2;
 
     memcpy(hdr, "PCMP", 4);

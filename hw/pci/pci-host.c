@@ -27,6 +27,14 @@
 /* The four default PIRQ routes (PIRQA..D), what SeaBIOS programs too. */
 static const uint8_t pci_default_pirq_irqs[4] = { 10, 10, 11, 11 };
 
+int pci_pc_default_irq(unsigned slot, unsigned pin)
+{
+    if (slot >= 32 || pin < 1 || pin > 4) {
+        return -1;
+    }
+    return pci_default_pirq_irqs[pci_slot_pirq(slot, pin)];
+}
+
 static void kvm_ops_set_irq(void *opaque, int gsi, int level)
 {
     kvm_irq_line_set(opaque, gsi, level);

@@ -137,6 +137,12 @@ bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
  * write each device's interrupt line.  Main thread, vCPUs not running.
  */
 void pci_pc_assign_resources(Machine *m);
+/*
+ * The ISA IRQ (= IOAPIC pin) a slot's pin (1 = INTA .. 4 = INTD) reaches
+ * through the default PIRQ routes that pci_pc_assign_resources installs;
+ * -1 for a slot or pin out of range.  For the MP table of -kernel boots.
+ */
+int pci_pc_default_irq(unsigned slot, unsigned pin);
 /* Power-on state for every device (system_reset); machine lock held. */
 void pci_pc_reset(Machine *m);
 /* Tear down every device, then the bus; before KVM and RAM go away. */

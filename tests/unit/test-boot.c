@@ -186,6 +186,7 @@ UNIT_TEST(mptable_lists_every_cpu)
     Machine m = { 0 };
     uint8_t *fp, *hdr, *p;
     unsigned cpus = 0, bsp = 0, entries, io_extint = 0, lint_extint = 0;
+    unsigned pci_ints = 0, slot3_inta_irq = 0, isa_irq4 = 0, isa_irq10 = 0;
 
     cfg->smp = (SmpConfig){ 6, 1, 1, 3, 2, 6 };
     m.cfg = cfg;
@@ -214,6 +215,19 @@ UNIT_TEST(mptable_lists_every_cpu)
         } else {
             io_extint += p[0] == 3 && p[1] == 3;
             lint_extint += p[0] == 4 && p[1] == 3 && p[7] == 0;
+            if (p[0] == 1) {
+                /* Linux matches PCI bus 0 against MP bus id 0 */
+                CHECK(memcmp(p + 2, p[1] == 0 ? "PCI   " : "ISA   ", 6) == 0);
+            }
+            if (p[0] == 3 && p[4] == 0) {
+                pci_ints++;
+                CHECK_EQ(p[2], 0x0d);   /* active high, level */
+                if (p[5] == (3 << 2)) {
+                    slot3_inta_irq = p[7];
+                }
+            }
+            isa_irq4 += p[0] == 3 && p[4] == 1 && p[5] == 4 && p[7] == 4;
+            isa_irq10 += p[0] == 3 && p[4] == 1 && p[5] == 10;
             p += 8;
         }
     }
@@ -222,6 +236,11 @@ UNIT_TEST(mptable_lists_every_cpu)
     /* the 8259 reaches LINT0; no IOAPIC pin claims ExtINT (Linux warns) */
     CHECK_EQ(io_extint, 0);
     CHECK_EQ(lint_extint, 1);
+    /* every slot's four pins; slot 3 INTA is PIRQC = IRQ 11 on this board */
+    CHECK_EQ(pci_ints, 32 * 4);
+    CHECK_EQ(slot3_inta_irq, 11);
+    CHECK_EQ(isa_irq4, 1);
+    CHECK_EQ(isa_irq10, 0);             /* PCI's IRQs have no ISA entry */
     g_free(m.ram);
     vm_config_free(cfg);
 }
