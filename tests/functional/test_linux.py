@@ -267,7 +267,13 @@ def poweroffs(workdir):
     return result
 
 
-@pytest.mark.parametrize("which", WHICH)
+# Known gap, kept visible: until the ACPI issue gives -kernel boots ACPI
+# tables and a PM device, a Linux guest cannot power this VMM off.  Strict:
+# the day it works, this test fails until the mark goes.
+@pytest.mark.parametrize("which", [
+    pytest.param("vmm", marks=pytest.mark.xfail(
+        strict=True, reason="no ACPI power-off for -kernel boots yet (the ACPI issue)")),
+    "peer"])
 def test_poweroff_ends_the_vmm(poweroffs, which):
     """The guest's poweroff -f: the VMM exits with status 0 (no -no-reboot
     needed).  A kernel without ACPI cannot power off and halts instead
