@@ -109,7 +109,13 @@ class Vmm:
     def kill(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                # seen in the nested rig: a VMM stuck in the kernel (KVM_RUN)
+                # ignores SIGKILL; fail the test rather than hang the suite
+                raise AssertionError(f"VMM pid {self.proc.pid} still alive 60 s "
+                                     "after SIGKILL") from None
 
     def __enter__(self):
         return self
