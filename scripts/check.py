@@ -33,7 +33,7 @@ RIG_TIMEOUT = int(os.environ.get("DV_RIG_TIMEOUT", "2400"))
 # No test may hang: pytest-timeout fails one that runs longer than this
 # (nested TCG in the rig is slow, hence the larger bound there).
 NATIVE_TEST_TIMEOUT = 300
-RIG_TEST_TIMEOUT = 900
+RIG_TEST_TIMEOUT = 420
 
 PLANS = {
     "hardware": (None, None),
@@ -52,6 +52,57 @@ def count(xml_path):
         failed += int(s.get("failures", 0)) + int(s.get("errors", 0))
         skipped += int(s.get("skipped", 0))
     return tests - failed - skipped, failed, skipped
+
+
+def failed_ids(xml_path):
+    """Node ids of the failed or erroring tests in a JUnit XML file."""
+    ids = []
+    for case in ET.parse(xml_path).getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            path = case.get("classname", "").replace(".", "/") + ".py"
+            ids.append(f"{path}::{case.get('name')}")
+    return ids
+
+
+def rig_argv(inner):
+    return ["bash", "tests/rig/rig.sh", "--share", ROOT, "--timeout", str(RIG_TIMEOUT),
+            "--", inner]
+
+
+def run_rig(rig_sel, tests):
+    """The rig's share, then one retry in a fresh L1 of whatever failed.
+
+    TCG's emulation of AMD SVM (the rig's L1) has bugs of its own: an L2
+    that stops being scheduled, registers of L1 leaking into an L2 (see
+    docs/migration.md), an L1 whose CPUs stall.  A test that fails in the
+    rig is run once more in a new L1; one that passes then is counted as
+    passed but named as flaky, so the flakiness stays visible; one that
+    fails twice counts as failed."""
+    xml = os.path.join(RESULTS, "rig.xml")
+    rel = os.path.relpath(xml, ROOT)
+    inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}",
+                                 "-m", rig_sel] + tests)
+    passed, failed, skipped = run_part("rig", rig_argv(inner), xml)
+    if not failed:
+        return passed, failed, skipped
+    again = failed_ids(xml) if os.path.exists(xml) else []
+    retry_xml = os.path.join(RESULTS, "rig-retry.xml")
+    rel = os.path.relpath(retry_xml, ROOT)
+    if again:
+        inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}"]
+                           + again)
+    else:                            # no report at all: the whole share again
+        inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}",
+                                     "-m", rig_sel] + tests)
+        passed, failed, skipped = 0, 0, 0
+    print(f"check: rig: retrying {len(again) or 'every'} test(s) in a fresh L1", flush=True)
+    r_passed, r_failed, r_skipped = run_part("rig retry", rig_argv(inner), retry_xml)
+    if again:
+        for nodeid in again:
+            if os.path.exists(retry_xml) and nodeid not in failed_ids(retry_xml):
+                print(f"check: FLAKY in the rig (failed, then passed): {nodeid}", flush=True)
+        return passed + r_passed, r_failed, skipped + r_skipped
+    return r_passed, r_failed, r_skipped
 
 
 def run_part(name, argv, xml_path):
@@ -104,13 +155,7 @@ def main():
             totals[i] += n
 
     if rig_sel and not args.native_only:
-        xml = os.path.join(RESULTS, "rig.xml")
-        rel = os.path.relpath(xml, ROOT)
-        inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}",
-                                     "-m", rig_sel] + tests)
-        argv = ["bash", "tests/rig/rig.sh", "--share", ROOT, "--timeout", str(RIG_TIMEOUT),
-                "--", inner]
-        for i, n in enumerate(run_part("rig", argv, xml)):
+        for i, n in enumerate(run_rig(rig_sel, tests)):
             totals[i] += n
 
     passed, failed, skipped = totals
