@@ -24,12 +24,12 @@ import xml.etree.ElementTree as ET
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "functional"))
 
-from harness import kvm_kind  # noqa: E402
+from harness import RIG_WEDGED, kvm_kind  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "build", "test-results")
 PYTEST = ["/usr/bin/python3", "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider"]
 # The rig's whole share must finish well inside CI's budget.
-RIG_TIMEOUT = int(os.environ.get("DV_RIG_TIMEOUT", "2400"))
+RIG_TIMEOUT = int(os.environ.get("DV_RIG_TIMEOUT", "1500"))
 # No test may hang: pytest-timeout fails one that runs longer than this
 # (nested TCG in the rig is slow, hence the larger bound there).
 NATIVE_TEST_TIMEOUT = 300
@@ -82,10 +82,14 @@ def run_rig(rig_sel, tests):
     rel = os.path.relpath(xml, ROOT)
     inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}",
                                  "-m", rig_sel] + tests)
-    passed, failed, skipped = run_part("rig", rig_argv(inner), xml)
+    passed, failed, skipped, rc = run_part("rig", rig_argv(inner), xml)
     if not failed:
         return passed, failed, skipped
-    again = failed_ids(xml) if os.path.exists(xml) else []
+    # a wedged L1 or no report: the tests that never ran must run too
+    whole = rc == RIG_WEDGED or not os.path.exists(xml)
+    if rc == RIG_WEDGED:
+        print("check: rig: L1 wedged; its tests run again in a fresh L1", flush=True)
+    again = [] if whole else failed_ids(xml)
     retry_xml = os.path.join(RESULTS, "rig-retry.xml")
     rel = os.path.relpath(retry_xml, ROOT)
     if again:
@@ -96,7 +100,7 @@ def run_rig(rig_sel, tests):
                                      "-m", rig_sel] + tests)
         passed, failed, skipped = 0, 0, 0
     print(f"check: rig: retrying {len(again) or 'every'} test(s) in a fresh L1", flush=True)
-    r_passed, r_failed, r_skipped = run_part("rig retry", rig_argv(inner), retry_xml)
+    r_passed, r_failed, r_skipped, _ = run_part("rig retry", rig_argv(inner), retry_xml)
     if again:
         for nodeid in again:
             if os.path.exists(retry_xml) and nodeid not in failed_ids(retry_xml):
@@ -116,11 +120,11 @@ def run_part(name, argv, xml_path):
     took = time.time() - t0
     if rc == 5:                      # pytest: no test selected
         print(f"check: {name}: no tests selected ({took:.0f} s)", flush=True)
-        return 0, 0, 0
+        return 0, 0, 0, rc
     if not os.path.exists(xml_path):
         print(f"check: {name}: FAILED: exit status {rc} and no test report "
               f"({took:.0f} s)", flush=True)
-        return 0, 1, 0
+        return 0, 1, 0, rc
     passed, failed, skipped = count(xml_path)
     if rc != 0 and failed == 0:
         print(f"check: {name}: exit status {rc} with no failed test: counted as one failure",
@@ -128,7 +132,7 @@ def run_part(name, argv, xml_path):
         failed = 1
     print(f"check: {name}: {passed} passed, {failed} failed, {skipped} skipped "
           f"in {took:.0f} s", flush=True)
-    return passed, failed, skipped
+    return passed, failed, skipped, rc
 
 
 def main():
@@ -151,7 +155,7 @@ def main():
         argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}"]
         if native_sel:
             argv += ["-m", native_sel]
-        for i, n in enumerate(run_part("native", argv + tests, xml)):
+        for i, n in enumerate(run_part("native", argv + tests, xml)[:3]):
             totals[i] += n
 
     if rig_sel and not args.native_only:
