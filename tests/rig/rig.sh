@@ -17,7 +17,7 @@
 # The command runs as root under bash in L1, in /share when --share is given,
 # with DV_RIG=1 exported and stdin /dev/null; its stdout and stderr stream to
 # this stdout and its exit status is this script's.  Rig failures: 124 (the
-# --timeout ran out), 125 (L1 did not boot or died: a one-line message names
+# --timeout ran out, or L1 wedged: no heartbeat for --wedge seconds), 125 (L1 did not boot or died: a one-line message names
 # the log), 128+N when this script got signal N (L1 is stopped).
 #
 # Options:
@@ -38,6 +38,9 @@
 #   --append WORDS     extra L1 kernel command-line words (e.g. loglevel=7)
 #   --qemu-arg ARG     extra argument for the L1 QEMU (repeatable)
 #   --timeout SEC      stop L1 after SEC seconds, exit 124 (default 1800; 0: none)
+#   --wedge SEC        stop L1 once its heartbeat (a line on its ttyS2 every
+#                      10 s while the command runs) has been missing for SEC
+#                      seconds, exit 124 (default 180; 0: never)
 #   --scratch SIZE     sparse scratch disk holding L1's /tmp as ext4 (default
 #                      16G; 0: /tmp on tmpfs); empty on every run
 #   --shell            an interactive L1 shell on this terminal (Ctrl-A x quits)
@@ -86,7 +89,7 @@ virtio_blk virtio_net virtio_console 9p 9pnet_virtio e1000 e1000e igb
 overlay tun vhost_net loop ext4 crc32c_generic crc32c_intel af_packet
 bonding net_failover failover bridge veth"
 
-SHARE="" IOMMU=0 NIC=e1000e CPU=max SMP=$(nproc) MEM=4G APPEND="" TIMEOUT=1800
+SHARE="" IOMMU=0 NIC=e1000e CPU=max SMP=$(nproc) MEM=4G APPEND="" TIMEOUT=1800 WEDGE=180
 SCRATCH=16G SHELL_MODE=0 BUILD_ONLY=0 REBUILD=0 QUIET=0 CMD=""
 QEMU_EXTRA=() FWD_TCP=() FWD_UNIX=()
 
@@ -115,6 +118,7 @@ parse_args() {
         --append) APPEND="$APPEND $2"; shift 2 ;;
         --qemu-arg) QEMU_EXTRA+=("$2"); shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
+        --wedge) WEDGE=$2; shift 2 ;;
         --scratch) SCRATCH=$2; shift 2 ;;
         --shell) SHELL_MODE=1; shift ;;
         --build-only) BUILD_ONLY=1; shift ;;
@@ -129,6 +133,7 @@ parse_args() {
     [ -n "$CMD" ] || [ "$SHELL_MODE" = 1 ] || [ "$BUILD_ONLY" = 1 ] ||
         die "no command: give -- 'command', --shell or --build-only"
     [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout $TIMEOUT: not a number of seconds"
+    [[ "$WEDGE" =~ ^[0-9]+$ ]] || die "--wedge $WEDGE: not a number of seconds"
     [ -z "$SHARE" ] || [ -d "$SHARE" ] || die "--share $SHARE: not a directory"
     case "$SHARE" in *,*) die "--share: the path must not hold a comma" ;; esac
     if [ "$SHELL_MODE" = 1 ] && [ ${#FWD_UNIX[@]} -gt 0 ]; then
@@ -394,6 +399,27 @@ serve_unix_forwards() {
 
 # Stops L1 and the host-side helpers, removes the forwarded unix sockets.
 # Runs on every exit, Ctrl-C and kill included.
+# L1's heartbeat (l1-init writes its uptime to ttyS2 every 10 s while the
+# command runs): once it has started, WEDGE seconds without a beat mean
+# L1's CPUs no longer run its tasks (seen under TCG's SVM emulation: soft
+# lockups, a VMM SIGKILL cannot end); stop L1 rather than wait for --timeout.
+watch_heartbeat() {
+    local size last=-1 since=$SECONDS
+    while kill -0 "$QPID" 2> /dev/null; do
+        sleep 5
+        size=$(stat -c %s "$RUN/heartbeat.log" 2> /dev/null || echo 0)
+        if [ "$size" != "$last" ]; then
+            last=$size since=$SECONDS
+        elif [ "$size" -gt 0 ] && [ $((SECONDS - since)) -ge "$WEDGE" ]; then
+            echo "$((SECONDS - since))" > "$RUN/wedged"
+            kill -TERM "$QPID" 2> /dev/null
+            sleep 15
+            kill -KILL $(ps -o pid= --ppid "$QPID") "$QPID" 2> /dev/null
+            return
+        fi
+    done
+}
+
 cleanup() {
     local pid path
     set +e
@@ -458,7 +484,9 @@ main() {
     : > "$RUN/console.log"
     : > "$RUN/out.log"
     : > "$RUN/helpers"
-    QARGS+=(-serial "file:$RUN/console.log" -serial "file:$RUN/out.log")
+    : > "$RUN/heartbeat.log"
+    QARGS+=(-serial "file:$RUN/console.log" -serial "file:$RUN/out.log"
+            -serial "file:$RUN/heartbeat.log")
     say "booting L1 ($CPU, smp $SMP, $MEM$([ "$IOMMU" = 0 ] || echo ', iommu + 2 NICs')); logs in $RUN"
     trap cleanup EXIT
     trap 'exit 130' INT
@@ -470,6 +498,7 @@ main() {
     # kills L1 too
     "${timeout[@]}" "$QEMU" "${QARGS[@]}" -append "$KAPPEND" > "$RUN/qemu.log" 2>&1 &
     QPID=$!
+    [ "$WEDGE" = 0 ] || { watch_heartbeat & echo $! >> "$RUN/helpers"; }
     serve_unix_forwards
     # the command's output (L1's ttyS1) as it comes, less the status line
     tail -n +1 -s 0.2 -f --pid="$QPID" "$RUN/out.log" |
@@ -482,6 +511,10 @@ main() {
     secs=$((secs / 10)).$((secs % 10))
     rc=$(sed -n 's/.*@@RIG_RC=\([0-9]*\)$/\1/p' "$RUN/out.log" | tail -n 1)
     if [ -z "$rc" ]; then
+        if [ -s "$RUN/wedged" ]; then
+            echo "rig: L1 wedged: no heartbeat for $(cat "$RUN/wedged") s; L1 stopped (L1 kernel log: $RUN/console.log)" >&2
+            exit 124
+        fi
         if [ "$TIMEOUT" != 0 ] && [ "$qrc" = 124 ]; then
             echo "rig: timed out after $TIMEOUT s; L1 stopped (L1 kernel log: $RUN/console.log)" >&2
             exit 124
