@@ -233,18 +233,24 @@ class QmpClient:
     def __init__(self, address, negotiate=True, timeout=20):
         deadline = time.time() + timeout
         while True:
+            # a fresh socket each try: a failed connect leaves none to reuse
+            # (create_connection makes and closes its own)
+            sock = None
             try:
                 if isinstance(address, str):
-                    self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    self.sock.connect(address)
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.connect(address)
                 else:
-                    self.sock = socket.create_connection(address, timeout=1)
+                    sock = socket.create_connection(address, timeout=1)
                 break
-            except OSError:
-                self.sock.close()
+            except OSError as e:
+                if sock is not None:
+                    sock.close()
                 if time.time() > deadline:
-                    raise
+                    raise TimeoutError(f"no QMP server at {address!r} after "
+                                       f"{timeout} s: {e}") from e
                 time.sleep(0.005)
+        self.sock = sock
         self.sock.settimeout(None)
         self.buf = b""
         self.events = []
