@@ -67,6 +67,90 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(B)/libvmm.a
 $(B)/bench/%: $(B)/bench/%.o $(B)/libvmm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# ---- sanitizers and fuzzing ----
+# build/san/: the library, the VMM, the unit tests and the fuzz targets'
+# corpus replays (tests/fuzz/replay-main.c) built with ASan + UBSan by the
+# same compiler; build/fuzz/: the targets under libFuzzer (clang).
+SAN := $(B)/san
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+             -fno-omit-frame-pointer
+SAN_CFLAGS := -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. \
+              $(DEPS_CFLAGS) -MMD -MP $(SAN_FLAGS)
+SAN_LIB_OBJS := $(LIB_SRCS:%.c=$(SAN)/%.o) $(SAN)/qapi/qapi-commands.o
+SAN_VMM := $(SAN)/qemu-system-x86_64
+SAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(SAN)/tests/unit/%)
+
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz-%.c=%)
+REPLAY_BINS := $(FUZZ_NAMES:%=$(SAN)/tests/fuzz/replay-%)
+
+FUZZ := $(B)/fuzz
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. $(DEPS_CFLAGS) \
+               -MMD -MP $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link \
+               -Wno-gnu-variable-sized-type-not-at-end
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ)/obj/%.o) $(FUZZ)/obj/qapi/qapi-commands.o
+FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ)/fuzz-%)
+
+$(SAN_LIB_OBJS) $(SAN)/system/main.o $(SAN_UNIT_BINS:%=%.o) $(FUZZ_LIB_OBJS): \
+	| $(B)/qapi/qapi-commands.h
+
+$(SAN)/%.o: %.c $(B)/config.mak
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -c -o $@ $<
+
+$(SAN)/qapi/qapi-commands.o: $(B)/qapi/qapi-commands.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -Imonitor -c -o $@ $<
+
+$(SAN)/libvmm.a: $(SAN_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SAN_VMM): $(SAN)/system/main.o $(SAN)/libvmm.a
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(SAN)/tests/unit/%: $(SAN)/tests/unit/%.o $(SAN)/libvmm.a
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(SAN)/tests/fuzz/replay-%: $(SAN)/tests/fuzz/fuzz-%.o $(SAN)/tests/fuzz/replay-main.o \
+		$(SAN)/libvmm.a
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(FUZZ)/obj/%.o: %.c $(B)/config.mak
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ)/obj/qapi/qapi-commands.o: $(B)/qapi/qapi-commands.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Imonitor -c -o $@ $<
+
+$(FUZZ)/libvmm.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ)/fuzz-%: $(FUZZ)/obj/tests/fuzz/fuzz-%.o $(FUZZ)/obj/tests/fuzz/libfuzzer-main.o \
+		$(FUZZ)/libvmm.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Every fuzz target under libFuzzer: tests/fuzz/README.md says how to run them.
+fuzz: $(FUZZ_BINS)
+
+# Every target's corpus replay under ASan + UBSan (make check runs them).
+fuzz-replay: $(REPLAY_BINS)
+
+# The ASan + UBSan build of everything: make check runs its unit tests,
+# the corpus replays and the functional tests that need no VM.
+sanitize-build: $(SAN_VMM) $(SAN_UNIT_BINS) fuzz-replay
+
+sanitize: sanitize-build fuzz
+	$(PYTHON) scripts/check.py --sanitized-only
+
+-include $(SAN_LIB_OBJS:.o=.d) $(SAN)/system/main.d $(SAN_UNIT_BINS:%=%.d) \
+	$(REPLAY_BINS:$(SAN)/tests/fuzz/replay-%=$(SAN)/tests/fuzz/fuzz-%.d) \
+	$(FUZZ_LIB_OBJS:.o=.d)
+
 -include tests/guest/guest.mk
 -include tests/guest/linux/linux.mk
 
@@ -74,7 +158,7 @@ unit: $(UNIT_BINS)
 
 # Natively what this /dev/kvm can run, the rest in the nested rig
 # (scripts/check.py says which); the last line counts both.
-check: all unit $(BENCH_BINS) linux-guest
+check: all unit $(BENCH_BINS) linux-guest sanitize-build fuzz
 	$(PYTHON) scripts/check.py
 
 bench: all $(BENCH_BINS)
@@ -90,6 +174,6 @@ format-check:
 clean:
 	rm -rf $(B)/*/ $(B)/*.a $(VMM)
 
-.PHONY: all unit check bench install clean guest format-check
+.PHONY: all unit check bench install clean guest format-check fuzz fuzz-replay sanitize sanitize-build
 -include $(LIB_OBJS:.o=.d) $(B)/system/main.d
 .SECONDARY:

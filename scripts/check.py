@@ -10,6 +10,9 @@ this machine's /dev/kvm is decides the split:
   pvm        natively all but hwkvm; in the rig: hwkvm and rig_too
   none       natively what needs no KVM; in the rig: vm and hwkvm
 
+and everywhere, the tests that need no VM once more against the ASan +
+UBSan build in build/san (`make sanitize` runs that part alone).
+
 The rig (tests/rig/rig.sh) is Debian's QEMU in TCG running Debian's kernel
 with a real (SVM) /dev/kvm: nothing is skipped for lack of KVM.  The last
 line printed is "N passed, N failed" over both runs."""
@@ -173,14 +176,14 @@ def run_rig(rig_sel, tests):
     return tuple(totals)
 
 
-def run_part(name, argv, xml_path):
+def run_part(name, argv, xml_path, env=None):
     """Run one pytest invocation; return its counts.  A part that produced
     no report (the rig did not boot, a timeout) counts as one failure."""
     if os.path.exists(xml_path):
         os.unlink(xml_path)
     print(f"check: {name}: {' '.join(argv)}", flush=True)
     t0 = time.time()
-    rc = subprocess.call(argv, cwd=ROOT)
+    rc = subprocess.call(argv, cwd=ROOT, env=env)
     took = time.time() - t0
     if rc == 5:                      # pytest: no test selected
         print(f"check: {name}: no tests selected ({took:.0f} s)", flush=True)
@@ -204,6 +207,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--native-only", action="store_true", help="skip the rig's share")
     ap.add_argument("--rig-only", action="store_true", help="skip the native share")
+    ap.add_argument("--sanitized-only", action="store_true",
+                    help="only the tests that need no VM, against the ASan+UBSan build")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = ap.parse_args()
 
@@ -215,6 +220,15 @@ def main():
     tests = ["tests/functional"] + args.pytest_args
 
     if not args.rig_only:
+        xml = os.path.join(RESULTS, "sanitized.xml")
+        argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}",
+                         "-m", "not vm and not hwkvm",
+                         "--ignore=tests/functional/test_fuzz_corpus.py"]
+        env = dict(os.environ, DV_SANITIZED="1")
+        for i, n in enumerate(run_part("sanitized", argv + tests, xml, env)[:3]):
+            totals[i] += n
+
+    if not args.rig_only and not args.sanitized_only:
         xml = os.path.join(RESULTS, "native.xml")
         argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}"]
         if native_sel:
@@ -222,7 +236,7 @@ def main():
         for i, n in enumerate(run_part("native", argv + tests, xml)[:3]):
             totals[i] += n
 
-    if rig_sel and not args.native_only:
+    if rig_sel and not args.native_only and not args.sanitized_only:
         for i, n in enumerate(run_rig(rig_sel, tests)):
             totals[i] += n
 

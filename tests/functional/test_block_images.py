@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from harness import BUILD
+from harness import TOOLS
 
-DRIVER = os.path.join(BUILD, "tests", "unit", "test-block")
+DRIVER = os.path.join(TOOLS, "tests", "unit", "test-block")
 QEMU_IMG = shutil.which("qemu-img")
 QEMU_IO = shutil.which("qemu-io")
 QEMU = shutil.which("qemu-system-x86_64", path="/usr/bin")

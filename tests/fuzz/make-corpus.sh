@@ -48,5 +48,21 @@ poke dirty.qcow2 72 '\0\0\0\0\0\0\0\1'
 poke l1-past-end.qcow2 40 '\0\0\0\1\0\0\0\0'
 poke reftable-unaligned.qcow2 48 '\0\0\0\0\0\0\2\10'
 poke l1-huge.qcow2 36 '\0\100\0\0'
+# Two images in one input (fuzz-qcow2.c): a top whose backing file is
+# base.qcow2, with the base holding data of its own; and a chain header
+# whose top length runs past the input.
+q compat=1.1 base-data.qcow2
+io base-data.qcow2 "write -P 7 0 8k" "write -P 9 200k 4k"
+chain() { # name top base [length]
+    python3 - "$out/$1" "$2" "$3" "${4:-}" <<'PY'
+import struct, sys
+top = open(sys.argv[2], "rb").read()
+base = open(sys.argv[3], "rb").read() if sys.argv[3] != "-" else b""
+n = int(sys.argv[4]) if sys.argv[4] else len(top)
+open(sys.argv[1], "wb").write(b"QCOW2CHAIN\n" + struct.pack("<I", n) + top + base)
+PY
+}
+chain chain-backing.qcow2 backing.qcow2 base-data.qcow2
+chain chain-truncated.qcow2 backing.qcow2 - 1005120
 # Inputs that crashed the fuzzer once (regress-*) are kept in the directory.
 ls -l "$out"

@@ -2,8 +2,7 @@
  * Block layer tests: opening (errors, probing, QEMU's raw warning), raw
  * I/O in every cache mode, the probed-raw sector 0 guard, discard and
  * write-zeroes, image locking and its migration hand-over.  The binary is
- * also the test driver of tests/functional/test_block_images.py (--io) and
- * the corpus replay of tests/functional/test_fuzz_corpus.py (--open-corpus);
+ * also the test driver of tests/functional/test_block_images.py (--io);
  * see usage() below.
  */
 #include <errno.h>
@@ -16,7 +15,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../fuzz/qcow2-exercise.h"
 #include "block/block.h"
 #include "unit.h"
 
@@ -455,8 +453,7 @@ static void usage(void)
             "         write OFF LEN SEED | verify OFF LEN SEED | read OFF LEN |\n"
             "         zero OFF LEN UNMAP | discard OFF LEN | flush | info |\n"
             "         writeloop OFF LEN BS SEED | hold SECONDS | unlock | lock |\n"
-            "         bench randread|randwrite|seqread|seqwrite BS SECONDS THREADS SPAN\n"
-            "       test-block --open-corpus FILE...\n");
+            "         bench randread|randwrite|seqread|seqwrite BS SECONDS THREADS SPAN\n");
 }
 
 static bool parse_cache(const char *name, BlockCacheMode *mode)
@@ -725,32 +722,6 @@ static int io_main(int argc, char **argv)
     return status;
 }
 
-/* Replay fuzz corpus files through the fuzz target's code. */
-static int open_corpus_main(int argc, char **argv)
-{
-    g_autofree char *dir = g_dir_make_tmp("block-corpus-XXXXXX", NULL);
-    g_autofree char *copy = g_build_filename(dir, "image", NULL);
-    int opened = 0;
-
-    for (int i = 1; i < argc; i++) {
-        gchar *data = NULL;
-        gsize len = 0;
-
-        if (!g_file_get_contents(argv[i], &data, &len, NULL) ||
-            !g_file_set_contents(copy, data, len, NULL)) {
-            fprintf(stderr, "test-block: cannot copy %s\n", argv[i]);
-            g_free(data);
-            continue;
-        }
-        g_free(data);
-        opened += fuzz_exercise_image(copy);
-    }
-    printf("%d files, %d opened\n", argc - 1, opened);
-    unlink(copy);
-    rmdir(dir);
-    return 0;
-}
-
 #define main unit_main
 UNIT_MAIN()
 #undef main
@@ -759,9 +730,6 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--io")) {
         return io_main(argc - 1, argv + 1);
-    }
-    if (argc > 1 && !strcmp(argv[1], "--open-corpus")) {
-        return open_corpus_main(argc - 1, argv + 1);
     }
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage();
