@@ -124,6 +124,12 @@ void chardev_connected(Chardev *chr, int in_fd, bool in_is_socket);
 void chardev_disconnect(Chardev *chr, bool notify);
 void chardev_update_input(Chardev *chr);
 void chardev_set_filename(Chardev *chr, const char *filename);
+/*
+ * Bytes read from the peer (at most the frontend's can_read()): telnet
+ * commands and mux escapes are filtered out in place, the rest goes to the
+ * frontend.  The fuzz targets feed client bytes through here too.
+ */
+void chardev_deliver_input(Chardev *chr, uint8_t *buf, size_t len);
 
 /* parse.c */
 bool chardev_valid_id(const char *id);

@@ -611,17 +611,22 @@ static gboolean chardev_in_ready_cb(gint fd, GIOCondition cond, gpointer data)
         chardev_input_ended(chr);
         return G_SOURCE_CONTINUE;
     }
-    if (chr->sock.telnet) {
-        n = chardev_telnet_decode(&chr->telnet_state, buf, n);
-    }
-    if (chr->mux) {
-        n = chardev_mux_filter(chr, buf, n);
-    }
-    if (n > 0 && chr->handlers && chr->handlers->read) {
-        chr->handlers->read(chr->opaque, buf, n);
-    }
+    chardev_deliver_input(chr, buf, n);
     chardev_update_input(chr);
     return G_SOURCE_CONTINUE;
+}
+
+void chardev_deliver_input(Chardev *chr, uint8_t *buf, size_t len)
+{
+    if (chr->sock.telnet) {
+        len = chardev_telnet_decode(&chr->telnet_state, buf, len);
+    }
+    if (chr->mux) {
+        len = chardev_mux_filter(chr, buf, len);
+    }
+    if (len > 0 && chr->handlers && chr->handlers->read) {
+        chr->handlers->read(chr->opaque, buf, len);
+    }
 }
 
 /* ---- connection life cycle (main thread) ---- */
