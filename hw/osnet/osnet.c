@@ -397,8 +397,13 @@ bool osnet_did_disable(OsnetState *os, GError **errp)
 
 KvmStatsFd *osnet_vcpu_stats(OsnetState *os, unsigned index, GError **errp)
 {
-    KvmStatsFd *s = &os->vcpu_stats[index];
+    KvmStatsFd *s;
 
+    if (!os->vcpu_stats || index >= os->machine->nr_vcpus) {
+        error_setg(errp, "vCPU %u does not exist", index);
+        return NULL;
+    }
+    s = &os->vcpu_stats[index];
     if (s->fd < 0 && !kvm_stats_open(s, os->machine->vcpus[index]->fd, errp)) {
         return NULL;
     }
