@@ -140,16 +140,44 @@ fuzz: $(FUZZ_BINS)
 # Every target's corpus replay under ASan + UBSan (make check runs them).
 fuzz-replay: $(REPLAY_BINS)
 
+# ThreadSanitizer over the threaded code (the block layer's I/O threads,
+# virtio's I/O thread and workers): those unit tests in build/tsan.  Every
+# lock there is a pthread mutex, which TSan sees; GLib's are not used.
+TSAN := $(B)/tsan
+TSAN_FLAGS := -fsanitize=thread
+TSAN_CFLAGS := -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. \
+               $(DEPS_CFLAGS) -MMD -MP $(TSAN_FLAGS)
+TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(TSAN)/%.o) $(TSAN)/qapi/qapi-commands.o
+TSAN_UNIT_BINS := $(TSAN)/tests/unit/test-block $(TSAN)/tests/unit/test-qcow2 \
+                  $(TSAN)/tests/unit/test-virtio
+
+$(TSAN_LIB_OBJS) $(TSAN_UNIT_BINS:%=%.o): | $(B)/qapi/qapi-commands.h
+
+$(TSAN)/%.o: %.c $(B)/config.mak
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_CFLAGS) -c -o $@ $<
+
+$(TSAN)/qapi/qapi-commands.o: $(B)/qapi/qapi-commands.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_CFLAGS) -Imonitor -c -o $@ $<
+
+$(TSAN)/libvmm.a: $(TSAN_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(TSAN)/tests/unit/%: $(TSAN)/tests/unit/%.o $(TSAN)/libvmm.a
+	$(CC) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS)
+
 # The ASan + UBSan build of everything: make check runs its unit tests,
 # the corpus replays and the functional tests that need no VM.
-sanitize-build: $(SAN_VMM) $(SAN_UNIT_BINS) fuzz-replay
+sanitize-build: $(SAN_VMM) $(SAN_UNIT_BINS) fuzz-replay $(TSAN_UNIT_BINS)
 
 sanitize: sanitize-build fuzz
 	$(PYTHON) scripts/check.py --sanitized-only
 
 -include $(SAN_LIB_OBJS:.o=.d) $(SAN)/system/main.d $(SAN_UNIT_BINS:%=%.d) \
 	$(REPLAY_BINS:$(SAN)/tests/fuzz/replay-%=$(SAN)/tests/fuzz/fuzz-%.d) \
-	$(FUZZ_LIB_OBJS:.o=.d)
+	$(FUZZ_LIB_OBJS:.o=.d) $(TSAN_LIB_OBJS:.o=.d) $(TSAN_UNIT_BINS:%=%.d)
 
 -include tests/guest/guest.mk
 -include tests/guest/linux/linux.mk

@@ -223,7 +223,8 @@ def main():
         xml = os.path.join(RESULTS, "sanitized.xml")
         argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}",
                          "-m", "not vm and not hwkvm",
-                         "--ignore=tests/functional/test_fuzz_corpus.py"]
+                         "--ignore=tests/functional/test_fuzz_corpus.py",
+                         "--ignore=tests/functional/test_tsan.py"]
         env = dict(os.environ, DV_SANITIZED="1")
         for i, n in enumerate(run_part("sanitized", argv + tests, xml, env)[:3]):
             totals[i] += n

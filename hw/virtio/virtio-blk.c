@@ -3,7 +3,7 @@
  * WRITE_ZEROES on an image of the block layer.
  *
  * I/O runs off the vCPU threads on a small pool of worker threads (16 per
- * device, fed through a GAsyncQueue), not on io_uring: the block layer's
+ * device, fed through a mutex-protected queue), not on io_uring: the block layer's
  * API is synchronous (bdrv_preadv and friends, thread-safe, with qcow2
  * metadata updates inside), so threads calling it are what gives queue
  * depth; io_uring would need an asynchronous block layer underneath to
@@ -227,14 +227,29 @@ static void virtio_blk_run(VirtioBlkRequest *req)
     g_free(req);
 }
 
-/* A worker: run requests until it pops the stop marker. */
+static void virtio_blk_push(VirtioBlk *blk, VirtioBlkRequest *req)
+{
+    pthread_mutex_lock(&blk->work_lock);
+    g_queue_push_tail(&blk->work, req);
+    pthread_cond_signal(&blk->work_cond);
+    pthread_mutex_unlock(&blk->work_lock);
+}
+
+/* A worker: run requests until the device stops and the queue is empty. */
 static void *virtio_blk_worker(void *opaque)
 {
     VirtioBlk *blk = opaque;
 
     for (;;) {
-        VirtioBlkRequest *req = g_async_queue_pop(blk->work);
-        if (req == (VirtioBlkRequest *)&blk->work) {
+        VirtioBlkRequest *req;
+
+        pthread_mutex_lock(&blk->work_lock);
+        while (g_queue_is_empty(&blk->work) && !blk->stopping) {
+            pthread_cond_wait(&blk->work_cond, &blk->work_lock);
+        }
+        req = g_queue_pop_head(&blk->work);
+        pthread_mutex_unlock(&blk->work_lock);
+        if (!req) {
             return NULL;
         }
         virtio_blk_run(req);
@@ -247,7 +262,10 @@ static bool virtio_blk_workers_start(VirtioBlk *blk, GError **errp)
     sigset_t all, old;
     int err = 0;
 
-    blk->work = g_async_queue_new();
+    pthread_mutex_init(&blk->work_lock, NULL);
+    pthread_cond_init(&blk->work_cond, NULL);
+    g_queue_init(&blk->work);
+    blk->stopping = false;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     while (blk->nr_workers < VIRTIO_BLK_WORKERS && !err) {
@@ -277,7 +295,7 @@ static void virtio_blk_handle_queue(VirtioDevice *vdev, VirtQueue *vq)
             break;
         }
         if (last) {
-            g_async_queue_push(blk->work, last);
+            virtio_blk_push(blk, last);
         }
         last = req;
     }
@@ -313,22 +331,24 @@ static bool virtio_blk_load_check(VirtioDevice *vdev, StateReader *r, GError **e
     return true;
 }
 
-/* Nothing is in flight: one stop marker per worker, then join them. */
+/* Nothing is in flight: wake every worker to end, then join them. */
 static void virtio_blk_stop(VirtioDevice *vdev)
 {
     VirtioBlk *blk = (VirtioBlk *)vdev;
 
-    for (unsigned i = 0; i < blk->nr_workers; i++) {
-        g_async_queue_push(blk->work, &blk->work);
+    if (!blk->nr_workers) {
+        return;
     }
+    pthread_mutex_lock(&blk->work_lock);
+    blk->stopping = true;
+    pthread_cond_broadcast(&blk->work_cond);
+    pthread_mutex_unlock(&blk->work_lock);
     for (unsigned i = 0; i < blk->nr_workers; i++) {
         pthread_join(blk->workers[i], NULL);
     }
     blk->nr_workers = 0;
-    if (blk->work) {
-        g_async_queue_unref(blk->work);
-        blk->work = NULL;
-    }
+    pthread_cond_destroy(&blk->work_cond);
+    pthread_mutex_destroy(&blk->work_lock);
 }
 
 static void virtio_blk_destroy(VirtioDevice *vdev)

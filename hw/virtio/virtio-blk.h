@@ -20,7 +20,15 @@ typedef struct VirtioBlk {
     uint64_t capacity;              /* in 512-byte sectors */
     bool read_only;
     char serial[VIRTIO_BLK_ID_BYTES]; /* NUL-padded, not terminated at 20 */
-    GAsyncQueue *work;              /* requests for the workers */
+    /*
+     * Requests for the workers, under a pthread mutex and condition, which
+     * ThreadSanitizer sees (GLib's GAsyncQueue locks with futexes it
+     * cannot, so every hand-off looked like a race).
+     */
+    pthread_mutex_t work_lock;
+    pthread_cond_t work_cond;
+    GQueue work;
+    bool stopping;                  /* the workers end once it is empty */
     pthread_t workers[VIRTIO_BLK_WORKERS];
     unsigned nr_workers;
 } VirtioBlk;

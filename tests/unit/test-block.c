@@ -609,6 +609,11 @@ static int io_bench(BlockDriverState *bs, char **args)
     int errors = 0;
 
     threads = CLAMP(threads, 1, 64);
+    if (block == 0 || span < block) {
+        fprintf(stderr, "bench: SPAN (%" PRIu64 " bytes here) must hold one BS block\n",
+                span);
+        return -EINVAL;
+    }
     for (int i = 0; i < threads; i++) {
         t[i] = (BenchThread){
             bs, args[0], block, span, 0, start + seconds, 0x1234567ull * (i + 1), 0};

@@ -118,11 +118,12 @@ static void desc_set(uint64_t table, unsigned i, uint64_t addr, uint32_t len,
 
 static uint16_t avail_idx;
 
+/* Publish a chain as a driver does: the ring entry, then (release) the index. */
 static void avail_add(uint16_t head)
 {
     put16(AVAIL_GPA + 4 + 2 * (avail_idx % QSIZE), head);
     avail_idx++;
-    put16(AVAIL_GPA + 2, avail_idx);
+    __atomic_store_n((uint16_t *)(m.ram + AVAIL_GPA + 2), avail_idx, __ATOMIC_RELEASE);
 }
 
 static uint16_t used_idx(void)
