@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 import time
 
 from harness import BUILD, QEMU, ROOT, VMM, Qmp, Vmm
@@ -127,6 +128,24 @@ class Guest:
         self.args = vm_args(self.log, **kw)
         self.started = time.time()
         self.vmm = Vmm(self.args, binary=BINARIES[which])
+        self.rebooted_silent = False
+
+    def _silent_reset_in_rig(self):
+        """In the rig, TCG's SVM emulation now and then resets an L2 before
+        its kernel prints a byte, under Debian's QEMU as under this VMM
+        (tests/rig/README.md): under -no-reboot the VMM exits 0 with an
+        empty log.  Boot such a guest once more (once: a VMM that does it
+        every time still fails); anywhere else it is a failure."""
+        if (os.environ.get("DV_RIG") != "1" or self.rebooted_silent
+                or self.vmm.proc.returncode != 0 or self.text()):
+            return False
+        print(f"rig: {self.which} reset before its first output byte (TCG): "
+              "booting it once more", file=sys.stderr, flush=True)
+        self.rebooted_silent = True
+        self.vmm.__exit__(None, None, None)
+        open(self.log, "wb").close()
+        self.vmm = Vmm(self.args, binary=BINARIES[self.which])
+        return True
 
     def text(self):
         with open(self.log, "rb") as f:
@@ -145,6 +164,8 @@ class Guest:
                 found = list(rx.finditer(self.text()))
                 if len(found) >= count:
                     return found[count - 1]
+                if self._silent_reset_in_rig():
+                    continue
                 raise AssertionError(
                     f"{self.which} exited ({self.vmm.proc.returncode}) before "
                     f"{pattern!r} x{count}:\n{self.tail()}\nstderr: "
