@@ -144,6 +144,7 @@ class Guest:
         self.rebooted_silent = True
         self.vmm.__exit__(None, None, None)
         open(self.log, "wb").close()
+        self.started = time.time()
         self.vmm = Vmm(self.args, binary=BINARIES[self.which])
         return True
 
