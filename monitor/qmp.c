@@ -172,6 +172,36 @@ static size_t qmp_bad_value_end(const char *p, size_t len)
 }
 
 /*
+ * A number or a literal (true, false, null) has no closing delimiter: one
+ * that ends exactly where the input does may go on in the next read, and
+ * is awaited like any cut token (up to the same limit).
+ */
+static bool qmp_value_may_go_on(const json_t *value, size_t used, size_t left)
+{
+    return used == left && left <= QMP_MAX_PENDING_INPUT && !json_is_object(value) &&
+           !json_is_array(value) && !json_is_string(value);
+}
+
+/*
+ * The parse error of the bad value p[0, end) alone.  The parser's text
+ * quotes what follows the bad token ("near '...'"), which may reach past
+ * the value into whatever the same read happened to bring: taken from the
+ * value's own bytes, the reply is the same however the input was split.
+ */
+static void qmp_error_within(const char *p, size_t end, json_error_t *jerr)
+{
+    json_error_t own;
+    json_t *value = json_loadb(p, end, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
+                               JSON_ALLOW_NUL, &own);
+
+    if (value) {
+        json_decref(value); /* cannot happen: the whole failed within end */
+        return;
+    }
+    *jerr = own;
+}
+
+/*
  * Parse and run the complete values at the head of the input; returns the
  * bytes consumed.  After a parse error the bad value is reported once and
  * skipped, so the requests behind it, on the same line or not, still run.
@@ -195,6 +225,10 @@ static size_t qmp_parse_input(Monitor *mon)
         }
         value = json_loadb(
             p, left, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (value && qmp_value_may_go_on(value, MIN((size_t)jerr.position, left), left)) {
+            json_decref(value);
+            break; /* "12" may be "123" once the next read comes */
+        }
         if (value) {
             done += MIN((size_t)jerr.position, left);
             qmp_handle_value(mon, value);
@@ -206,6 +240,9 @@ static size_t qmp_parse_input(Monitor *mon)
         if (!end && left <= (cut || *p == '{' || *p == '[' ? QMP_MAX_PENDING_INPUT
                                                            : QMP_MAX_JUNK_WAIT)) {
             break; /* wait for the rest */
+        }
+        if (end) {
+            qmp_error_within(p, end, &jerr);
         }
         desc =
             g_strdup_printf("JSON parse error, %s", cut ? "input too long" : jerr.text);
