@@ -1,6 +1,7 @@
 /*
  * A machine without KVM for the monitor fuzz targets (fuzz-qmp.c,
- * fuzz-hmp.c): no vCPUs, no RAM, no board, vm_fd -1, one monitor on a
+ * fuzz-hmp.c): one vCPU that never ran (fd -1: reading its registers or
+ * statistics fails), no RAM, no board, vm_fd -1, one monitor on a
  * "null" chardev that keeps what the monitor writes in its backlog (the
  * output a client would read).  Client bytes go in through the chardev's
  * real input path (chardev_deliver_input: telnet decoding, then the
@@ -31,6 +32,7 @@
 typedef struct FakeVmm {
     VmConfig *cfg;
     Machine m;
+    VCpu *cpu;
     MonitorSet *monitors;
     Monitor *mon;
     Chardev *chr;
@@ -55,7 +57,21 @@ static void fake_vmm_init(FakeVmm *f, bool control, bool telnet)
     f->m.chardevs = chardev_set_new();
     f->m.drives = g_ptr_array_new();
     f->m.runstate = RUN_STATE_RUNNING;
+    /* vCPU 0, never started: fd -1, so its ioctls fail as on a lost VM */
+    f->cpu = g_new0(VCpu, 1);
+    f->cpu->machine = &f->m;
+    f->cpu->fd = -1;
+    f->cpu->pin_pcpu = -1;
+    f->cpu->run = g_new0(struct kvm_run, 1);
+    pthread_mutex_init(&f->cpu->lock, NULL);
+    pthread_cond_init(&f->cpu->cond, NULL);
+    f->m.vcpus = &f->cpu;
+    f->m.nr_vcpus = 1;
     f->m.osnet.machine = &f->m;
+    f->m.osnet.vcpu_stats = g_new0(KvmStatsFd, 1);
+    f->m.osnet.vcpu_stats[0].fd = -1;
+    f->m.osnet.vm_stats.fd = -1;
+    f->m.osnet.rates = g_new0(OsnetVcpuRate, 1);
     f->monitors = monitor_set_new(&f->m);
     f->m.event_fn = monitor_machine_event;
     f->m.event_opaque = f->monitors;
@@ -114,7 +130,11 @@ static void fake_vmm_free(FakeVmm *f)
     monitor_set_free(f->monitors);
     chardev_set_free(f->m.chardevs);
     fake_vmm_settle();
-    osnet_cpumap_clear(&f->m.osnet.map);
+    osnet_cleanup(&f->m.osnet);
+    pthread_mutex_destroy(&f->cpu->lock);
+    pthread_cond_destroy(&f->cpu->cond);
+    g_free(f->cpu->run);
+    g_free(f->cpu);
     g_ptr_array_free(f->m.drives, TRUE);
     pthread_mutex_destroy(&f->m.lock);
     vm_config_free(f->cfg);
