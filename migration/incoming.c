@@ -23,9 +23,7 @@
 typedef struct Incoming {
     MigrationState *ms;
     int fd;
-    RamState ram;            /* only the regions' untouched bitmaps are used */
-    GPtrArray *sections;     /* kept sections (KVM, CPU, DEVICE, GLOBAL) */
-    RunState arrives;        /* the source's run state (GLOBAL), or RUNNING */
+    IncomingLoad load;
     char *error;
     pthread_t thread;
 } Incoming;
@@ -62,7 +60,7 @@ static bool check_config(Machine *m, const MigSection *s, GError **errp)
 }
 
 /* Pages of this (fresh) guest that still read as zeros without a write. */
-static void incoming_find_untouched(Incoming *in, Machine *m)
+static void incoming_find_untouched(IncomingLoad *in, Machine *m)
 {
     const uint64_t gpa[2] = { 0, HIGH_RAM_START };
     const uint64_t size[2] = { m->below_4g, m->above_4g };
@@ -82,7 +80,7 @@ static void incoming_find_untouched(Incoming *in, Machine *m)
 }
 
 /* True (and the bit cleared) when gpa's page is still untouched here. */
-static bool take_untouched(Incoming *in, uint64_t gpa, bool clear)
+static bool take_untouched(IncomingLoad *in, uint64_t gpa, bool clear)
 {
     for (unsigned i = 0; i < in->ram.nr_regions; i++) {
         RamRegion *r = &in->ram.region[i];
@@ -98,20 +96,21 @@ static bool take_untouched(Incoming *in, uint64_t gpa, bool clear)
     return false;
 }
 
-static bool load_ram(Incoming *in, Machine *m, const MigSection *s, GError **errp)
+static bool load_ram(IncomingLoad *in, Machine *m, const MigSection *s, GError **errp)
 {
-    const uint8_t *p = s->payload->data, *end = p + s->payload->len;
+    const uint8_t *payload = s->payload->data;
+    size_t len = s->payload->len, pos = 0;
 
-    while (p < end) {
+    while (pos < len) {
         uint64_t rec, gpa;
         uint8_t *dst;
 
-        if (end - p < 8) {
+        if (len - pos < 8) {
             goto bad;
         }
-        memcpy(&rec, p, 8);
+        memcpy(&rec, payload + pos, 8);
         rec = GUINT64_FROM_LE(rec);
-        p += 8;
+        pos += 8;
         gpa = rec & ~RAM_FLAG_MASK;
         dst = machine_gpa_to_hva(m, gpa, MIG_PAGE_SIZE);
         if (!dst) {
@@ -125,19 +124,71 @@ static bool load_ram(Incoming *in, Machine *m, const MigSection *s, GError **err
                 memset(dst, 0, MIG_PAGE_SIZE);
             }
         } else if ((rec & RAM_FLAG_MASK) == RAM_FLAG_PAGE) {
-            if ((size_t)(end - p) < MIG_PAGE_SIZE) {
+            if (len - pos < MIG_PAGE_SIZE) {
                 goto bad;
             }
             take_untouched(in, gpa, true);
-            memcpy(dst, p, MIG_PAGE_SIZE);
-            p += MIG_PAGE_SIZE;
+            memcpy(dst, payload + pos, MIG_PAGE_SIZE);
+            pos += MIG_PAGE_SIZE;
         } else {
             goto bad;
         }
+        in->ram_pages++;
     }
     return true;
 bad:
     error_setg(errp, "migration stream: malformed RAM section");
+    return false;
+}
+
+void incoming_load_init(IncomingLoad *ld, Machine *m)
+{
+    memset(ld, 0, sizeof(*ld));
+    ld->machine = m;
+    ld->sections = g_ptr_array_new_with_free_func((GDestroyNotify)mig_section_free);
+    ld->arrives = RUN_STATE_RUNNING;
+    incoming_find_untouched(ld, m);
+}
+
+void incoming_load_destroy(IncomingLoad *ld)
+{
+    for (unsigned i = 0; i < ld->ram.nr_regions; i++) {
+        g_free(ld->ram.region[i].untouched);
+    }
+    if (ld->sections) {
+        g_ptr_array_free(ld->sections, TRUE);
+    }
+    memset(ld, 0, sizeof(*ld));
+}
+
+bool incoming_load_stream(IncomingLoad *ld, int fd, GError **errp)
+{
+    Machine *m = ld->machine;
+    bool seen_config = false, ok = mig_read_header(fd, errp);
+
+    while (ok) {
+        MigSection *s = mig_read_section(fd, errp);
+        if (!s) {
+            return false;
+        }
+        ld->nr_sections++;
+        if (!seen_config && s->type != SEC_CONFIG) {
+            error_setg(errp, "migration stream: no machine description first");
+            ok = false;
+        } else if (s->type == SEC_CONFIG) {
+            ok = check_config(m, s, errp);
+            seen_config = true;
+        } else if (s->type == SEC_RAM) {
+            ok = load_ram(ld, m, s, errp);
+        } else if (s->type == SEC_END) {
+            mig_section_free(s);
+            return true;
+        } else {
+            g_ptr_array_add(ld->sections, s);
+            continue;
+        }
+        mig_section_free(s);
+    }
     return false;
 }
 
@@ -146,35 +197,10 @@ static gboolean incoming_done_cb(gpointer opaque);
 static void *incoming_thread(void *opaque)
 {
     Incoming *in = opaque;
-    Machine *m = in->ms->machine;
     GError *err = NULL;
-    bool seen_config = false, ok = mig_read_header(in->fd, &err);
 
-    incoming_find_untouched(in, m);
-    while (ok) {
-        MigSection *s = mig_read_section(in->fd, &err);
-        if (!s) {
-            ok = false;
-            break;
-        }
-        if (!seen_config && s->type != SEC_CONFIG) {
-            error_setg(&err, "migration stream: no machine description first");
-            ok = false;
-        } else if (s->type == SEC_CONFIG) {
-            ok = check_config(m, s, &err);
-            seen_config = true;
-        } else if (s->type == SEC_RAM) {
-            ok = load_ram(in, m, s, &err);
-        } else if (s->type == SEC_END) {
-            mig_section_free(s);
-            break;
-        } else {
-            g_ptr_array_add(in->sections, s);
-            continue;
-        }
-        mig_section_free(s);
-    }
-    if (!ok) {
+    incoming_load_init(&in->load, in->ms->machine);
+    if (!incoming_load_stream(&in->load, in->fd, &err)) {
         in->error = g_strdup(err->message);
         g_error_free(err);
     }
@@ -182,7 +208,7 @@ static void *incoming_thread(void *opaque)
     return NULL;
 }
 
-static MigSection *find_section(Incoming *in, uint8_t type, const char *name)
+static MigSection *find_section(IncomingLoad *in, uint8_t type, const char *name)
 {
     for (guint i = 0; i < in->sections->len; i++) {
         MigSection *s = g_ptr_array_index(in->sections, i);
@@ -198,7 +224,7 @@ static MigSection *find_section(Incoming *in, uint8_t type, const char *name)
  * name): the states a source can migrate from.  A stream without it (from
  * before it was sent) arrives as a running guest.
  */
-static bool check_global_state(Incoming *in, GError **errp)
+static bool check_global_state(IncomingLoad *in, GError **errp)
 {
     static const RunState allowed[] = {
         RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_PRELAUNCH,
@@ -233,24 +259,38 @@ static bool check_global_state(Incoming *in, GError **errp)
     return false;
 }
 
-/* Every section known, every vCPU and device present, before applying. */
-static bool check_sections(Incoming *in, GError **errp)
+/*
+ * Every section known, every vCPU and device present, and the KVM records
+ * well formed, before applying any.
+ */
+bool incoming_load_check(IncomingLoad *in, GError **errp)
 {
-    Machine *m = in->ms->machine;
+    Machine *m = in->machine;
+    MigSection *kvm;
 
     if (!check_global_state(in, errp)) {
         return false;
     }
 
-    if (!find_section(in, SEC_KVM, "kvm")) {
+    kvm = find_section(in, SEC_KVM, "kvm");
+    if (!kvm) {
         error_setg(errp, "migration stream: the interrupt controllers' state is missing");
+        return false;
+    }
+    if (!kvm_vm_state_check(kvm->payload->data, kvm->payload->len, errp)) {
         return false;
     }
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
         char name[32];
+        MigSection *s;
         snprintf(name, sizeof(name), "cpu%u", i);
-        if (!find_section(in, SEC_CPU, name)) {
+        s = find_section(in, SEC_CPU, name);
+        if (!s) {
             error_setg(errp, "migration stream: the state of vCPU %u is missing", i);
+            return false;
+        }
+        if (!vcpu_state_check(s->payload->data, s->payload->len, errp)) {
+            g_prefix_error(errp, "vCPU %u: ", i);
             return false;
         }
     }
@@ -281,18 +321,11 @@ static bool check_sections(Incoming *in, GError **errp)
     return true;
 }
 
-static bool apply_sections(Incoming *in, GError **errp)
+bool incoming_load_apply_devices(IncomingLoad *in, GError **errp)
 {
-    Machine *m = in->ms->machine;
-    MigSection *kvm = find_section(in, SEC_KVM, "kvm");
-    bool ok = kvm_vm_state_load(&m->kvm, kvm->payload->data, kvm->payload->len, errp);
+    Machine *m = in->machine;
+    bool ok = true;
 
-    for (unsigned i = 0; ok && i < m->nr_vcpus; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "cpu%u", i);
-        MigSection *s = find_section(in, SEC_CPU, name);
-        ok = vcpu_state_load(m->vcpus[i], s->payload->data, s->payload->len, errp);
-    }
     for (guint i = 0; ok && i < in->sections->len; i++) {
         MigSection *s = g_ptr_array_index(in->sections, i);
         DeviceStateEntry *e;
@@ -307,12 +340,24 @@ static bool apply_sections(Incoming *in, GError **errp)
     return ok;
 }
 
+static bool apply_sections(IncomingLoad *in, GError **errp)
+{
+    Machine *m = in->machine;
+    MigSection *kvm = find_section(in, SEC_KVM, "kvm");
+    bool ok = kvm_vm_state_load(&m->kvm, kvm->payload->data, kvm->payload->len, errp);
+
+    for (unsigned i = 0; ok && i < m->nr_vcpus; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "cpu%u", i);
+        MigSection *s = find_section(in, SEC_CPU, name);
+        ok = vcpu_state_load(m->vcpus[i], s->payload->data, s->payload->len, errp);
+    }
+    return ok && incoming_load_apply_devices(in, errp);
+}
+
 static void incoming_free(Incoming *in)
 {
-    for (unsigned i = 0; i < in->ram.nr_regions; i++) {
-        g_free(in->ram.region[i].untouched);
-    }
-    g_ptr_array_free(in->sections, TRUE);
+    incoming_load_destroy(&in->load);
     g_free(in->error);
     g_free(in);
 }
@@ -328,7 +373,8 @@ static gboolean incoming_done_cb(gpointer opaque)
 
     pthread_join(in->thread, NULL);
     /* the source let go of the images before its last section */
-    ok = !in->error && check_sections(in, &err) && apply_sections(in, &err) &&
+    ok = !in->error && incoming_load_check(&in->load, &err) &&
+         apply_sections(&in->load, &err) &&
          machine_drives_acquire(m, &err);
     ack = ok ? MIG_ACK_OK : MIG_ACK_FAIL;
     if (in->fd >= 0 && !ms->incoming_child) {
@@ -348,8 +394,9 @@ static gboolean incoming_done_cb(gpointer opaque)
     }
     /* As QEMU: a guest that was running runs on unless -S; any other state
      * (paused, say) is the state it arrives in, -S or not. */
-    m->runstate = in->arrives == RUN_STATE_RUNNING ? RUN_STATE_PAUSED : in->arrives;
-    if (in->arrives == RUN_STATE_RUNNING && !m->cfg->start_paused) {
+    m->runstate = in->load.arrives == RUN_STATE_RUNNING ? RUN_STATE_PAUSED
+                                                        : in->load.arrives;
+    if (in->load.arrives == RUN_STATE_RUNNING && !m->cfg->start_paused) {
         machine_vm_cont(m, NULL);
     }
     incoming_free(in);
@@ -363,7 +410,6 @@ static void incoming_start(MigrationState *ms, int fd)
 
     in->ms = ms;
     in->fd = fd;
-    in->sections = g_ptr_array_new_with_free_func((GDestroyNotify)mig_section_free);
     migration_set_status(ms, MIGRATION_STATUS_ACTIVE);
     pthread_create(&in->thread, NULL, incoming_thread, in);
 }

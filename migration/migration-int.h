@@ -114,6 +114,34 @@ void ram_mark_dirty(RamState *rs, uint64_t gpa, uint64_t len);
 /* Fold KVM's dirty log into the bitmaps. */
 bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp);
 
+/*
+ * Loading an incoming stream (incoming.c), in steps that need neither a
+ * socket nor a vCPU until the KVM records are applied, so that bytes can
+ * be fed to it directly (tests/fuzz/fuzz-migration.c):
+ *   incoming_load_stream  reads the header and the sections up to END from
+ *                         fd, checks CONFIG, writes RAM into the guest at
+ *                         once and keeps the other sections;
+ *   incoming_load_check   checks every kept section against the machine
+ *                         (run state, KVM and vCPU records, the devices);
+ *   incoming_load_apply_devices  hands each device its blob (a device's
+ *                         load refuses a blob it does not understand).
+ * The KVM and vCPU records are applied by incoming.c itself.
+ */
+typedef struct IncomingLoad {
+    Machine *machine;
+    RamState ram;            /* only the regions' untouched bitmaps are used */
+    GPtrArray *sections;     /* kept sections (KVM, CPU, DEVICE, GLOBAL) */
+    RunState arrives;        /* the source's run state (GLOBAL), or RUNNING */
+    unsigned nr_sections;    /* sections read, END included */
+    uint64_t ram_pages;      /* RAM page records loaded (data or zero) */
+} IncomingLoad;
+
+void incoming_load_init(IncomingLoad *ld, Machine *m);
+bool incoming_load_stream(IncomingLoad *ld, int fd, GError **errp);
+bool incoming_load_check(IncomingLoad *ld, GError **errp);
+bool incoming_load_apply_devices(IncomingLoad *ld, GError **errp);
+void incoming_load_destroy(IncomingLoad *ld);
+
 struct MigrationState {
     Machine *machine;
     MigrationEventFn event_fn;

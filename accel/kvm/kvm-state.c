@@ -309,6 +309,17 @@ static bool vcpu_set_events(VCpu *cpu, GArray *recs, GError **errp)
     return true;
 }
 
+bool vcpu_state_check(const uint8_t *buf, size_t len, GError **errp)
+{
+    GArray *recs = parse_records(buf, len, errp);
+    bool ok = recs && check_vcpu_records(recs, errp);
+
+    if (recs) {
+        g_array_free(recs, TRUE);
+    }
+    return ok;
+}
+
 bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp)
 {
     GArray *recs = parse_records(buf, len, errp);
@@ -366,28 +377,45 @@ bool kvm_vm_state_save(KvmVm *kvm, GByteArray *out, GError **errp)
     return true;
 }
 
+static bool check_vm_records(GArray *recs, GError **errp)
+{
+    for (int i = 0; i < 3; i++) {
+        struct kvm_irqchip chip;
+        if (!check_fixed(recs, TAG_PIC_MASTER + i, sizeof(chip), true, "irqchip", errp)) {
+            return false;
+        }
+        memcpy(&chip, find_record(recs, TAG_PIC_MASTER + i)->data, sizeof(chip));
+        if (chip.chip_id != (uint32_t)i) {
+            error_setg(errp, "KVM state: irqchip record %d names chip %u", i, chip.chip_id);
+            return false;
+        }
+    }
+    return check_fixed(recs, TAG_PIT, sizeof(struct kvm_pit_state2), true, "PIT", errp) &&
+           check_fixed(recs, TAG_CLOCK, sizeof(struct kvm_clock_data), false, "clock",
+                       errp);
+}
+
+bool kvm_vm_state_check(const uint8_t *buf, size_t len, GError **errp)
+{
+    GArray *recs = parse_records(buf, len, errp);
+    bool ok = recs && check_vm_records(recs, errp);
+
+    if (recs) {
+        g_array_free(recs, TRUE);
+    }
+    return ok;
+}
+
 bool kvm_vm_state_load(KvmVm *kvm, const uint8_t *buf, size_t len, GError **errp)
 {
     GArray *recs = parse_records(buf, len, errp);
     const Record *r;
-    bool ok = recs != NULL;
+    bool ok = recs && check_vm_records(recs, errp);
 
     for (int i = 0; ok && i < 3; i++) {
-        ok = check_fixed(recs, TAG_PIC_MASTER + i, sizeof(struct kvm_irqchip), true,
-                         "irqchip", errp);
-    }
-    ok = ok && check_fixed(recs, TAG_PIT, sizeof(struct kvm_pit_state2), true, "PIT",
-                           errp) &&
-         check_fixed(recs, TAG_CLOCK, sizeof(struct kvm_clock_data), false, "clock",
-                     errp);
-    for (int i = 0; ok && i < 3; i++) {
         struct kvm_irqchip chip;
-        r = find_record(recs, TAG_PIC_MASTER + i);
-        memcpy(&chip, r->data, sizeof(chip));
-        if (chip.chip_id != (uint32_t)i) {
-            error_setg(errp, "KVM state: irqchip record %d names chip %u", i, chip.chip_id);
-            ok = false;
-        } else if (ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0) {
+        memcpy(&chip, find_record(recs, TAG_PIC_MASTER + i)->data, sizeof(chip));
+        if (ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0) {
             error_setg_errno(errp, errno, "KVM_SET_IRQCHIP");
             ok = false;
         }

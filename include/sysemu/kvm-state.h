@@ -23,4 +23,8 @@ bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp);
 bool kvm_vm_state_save(KvmVm *kvm, GByteArray *out, GError **errp);
 bool kvm_vm_state_load(KvmVm *kvm, const uint8_t *buf, size_t len, GError **errp);
 
+/* The check half of the loads above, without a vCPU or a VM (no ioctl). */
+bool vcpu_state_check(const uint8_t *buf, size_t len, GError **errp);
+bool kvm_vm_state_check(const uint8_t *buf, size_t len, GError **errp);
+
 #endif
