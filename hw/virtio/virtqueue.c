@@ -186,13 +186,19 @@ static int elem_add(VirtQueue *vq, VirtQueueElement *elem, const VringDesc *d,
     return 0;
 }
 
-/* Switch the walk to the indirect table that d describes. */
-static int chain_enter_indirect(VirtQueue *vq, const VringDesc *d, const uint8_t **table,
-                                unsigned *table_size, const char **why)
+/*
+ * Switch the walk to the indirect table that d describes.  Whether the walk
+ * is in a table already is a flag, not a comparison of the table with the
+ * ring: a table the guest places on the descriptor ring itself is still a
+ * table (comparing pointers, it could enter itself forever).
+ */
+static int chain_enter_indirect(VirtQueue *vq, const VringDesc *d, bool *in_table,
+                                const uint8_t **table, unsigned *table_size,
+                                const char **why)
 {
     if (!vq->indirect) {
         *why = "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
-    } else if (*table != vq->desc) {
+    } else if (*in_table) {
         *why = "indirect table inside an indirect table";
     } else if (d->flags & VRING_DESC_F_NEXT) {
         *why = "indirect descriptor with NEXT set";
@@ -202,6 +208,7 @@ static int chain_enter_indirect(VirtQueue *vq, const VringDesc *d, const uint8_t
         *why = "indirect table outside guest RAM";
     } else {
         *table_size = d->len / DESC_SIZE;
+        *in_table = true;
         return 0;
     }
     return -EINVAL;
@@ -216,12 +223,13 @@ static int chain_walk(VirtQueue *vq, uint16_t head, VirtQueueElement *elem,
 {
     const uint8_t *table = vq->desc;
     unsigned table_size = vq->size, steps = 0, i = head;
+    bool in_table = false;
     VringDesc d;
 
     for (;;) {
         desc_read(table, i, &d);
         if (d.flags & VRING_DESC_F_INDIRECT) {
-            if (chain_enter_indirect(vq, &d, &table, &table_size, why) < 0) {
+            if (chain_enter_indirect(vq, &d, &in_table, &table, &table_size, why) < 0) {
                 return -EINVAL;
             }
             i = steps = 0;
