@@ -230,11 +230,11 @@ bool chardev_attach(Chardev *chr, const ChardevHandlers *handlers, void *opaque,
         return false;
     }
     if (chr->mux) {
+        /* the newest frontend takes the focus, as on QEMU: the monitor is
+         * set up before the UART, and the console starts on the guest */
+        chr->mux_focus = chr->mux_count;
         chr->mux_handlers[chr->mux_count] = handlers;
         chr->mux_opaque[chr->mux_count++] = opaque;
-        if (chr->mux_count > 1) {
-            return true;       /* the first frontend keeps the focus */
-        }
     }
     chr->handlers = handlers;
     chr->opaque = opaque;

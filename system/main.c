@@ -179,9 +179,11 @@ int main(int argc, char **argv)
         return 1;
     }
     monitors = monitor_set_new(&machine);
-    if (!machine_init(&machine, cfg, &err) ||
+    /* the whole command line is checked before /dev/kvm is opened */
+    if (!machine_prepare(&machine, cfg, &err) ||
+        !monitor_set_configure(monitors, machine.chardevs, &err) ||
         !(machine.event_fn = monitor_machine_event, machine.event_opaque = monitors,
-          monitor_set_configure(monitors, machine.chardevs, &err)) ||
+          machine_init(&machine, &err)) ||
         !chardev_set_open_all(machine.chardevs, &err) ||
         !machine_start(&machine, &err)) {
         error_report_err(err, NULL);

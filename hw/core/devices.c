@@ -82,6 +82,53 @@ static bool open_drives(Machine *m, GError **errp)
     return true;
 }
 
+/*
+ * Every -device's options against the drives just opened, with no VM: the
+ * errors create_devices would give, on a machine without KVM too.
+ */
+static bool check_devices(Machine *m, GError **errp)
+{
+    const VmConfig *cfg = m->cfg;
+    GHashTable *ids = g_hash_table_new(g_str_hash, g_str_equal);
+    bool ok = true;
+
+    for (guint i = 0; i < m->drives->len; i++) {
+        MachineDrive *d = g_ptr_array_index(m->drives, i);
+        d->attached = !d->cfg.if_none;
+    }
+    for (guint i = 0; ok && i < cfg->devices->len; i++) {
+        const char *arg = g_ptr_array_index(cfg->devices, i);
+        SubOpts *o = subopts_parse(arg, "driver", errp);
+        const char *driver = o ? subopts_get(o, "driver") : NULL;
+        const char *id = o ? subopts_get(o, "id") : NULL;
+        GError *err = NULL;
+
+        if (!o) {
+            ok = false;
+            break;
+        }
+        if (!driver) {
+            error_setg(errp, "-device %s: Parameter 'driver' is missing", arg);
+            ok = false;
+        } else if (id && g_hash_table_contains(ids, id)) {
+            error_setg(errp, "-device %s: Duplicate device ID '%s'", arg, id);
+            ok = false;
+        } else if (!pci_device_check(driver, o, lookup_drive, m, &err)) {
+            error_setg(errp, "-device %s: %s", arg, err->message);
+            g_error_free(err);
+            ok = false;
+        } else if (id) {
+            g_hash_table_add(ids, (gpointer)g_intern_string(id));
+        }
+        subopts_free(o);
+    }
+    for (guint i = 0; i < m->drives->len; i++) {
+        ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached = false;
+    }
+    g_hash_table_destroy(ids);
+    return ok;
+}
+
 static bool create_devices(Machine *m, GError **errp)
 {
     const VmConfig *cfg = m->cfg;
@@ -121,9 +168,14 @@ static bool create_devices(Machine *m, GError **errp)
     return true;
 }
 
+bool machine_devices_prepare(Machine *m, GError **errp)
+{
+    return open_drives(m, errp) && check_devices(m, errp);
+}
+
 bool machine_devices_init(Machine *m, GError **errp)
 {
-    if (!pci_pc_init(m, errp) || !open_drives(m, errp) || !create_devices(m, errp)) {
+    if (!pci_pc_init(m, errp) || !create_devices(m, errp)) {
         return false;
     }
     if (m->cfg->kernel) {

@@ -129,7 +129,7 @@ static bool machine_load_boot(Machine *m, GError **errp)
            linux_boot_setup_bsp(m, m->vcpus[0], errp);
 }
 
-bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
+bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
 {
     memset(m, 0, sizeof(*m));
     m->cfg = cfg;
@@ -142,8 +142,30 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
     m->runstate = RUN_STATE_PRELAUNCH;
 
     if (!machine_plan_memory(m, cfg->ram_size, errp) ||
-        !osnet_configure(&m->osnet, m, errp) || !kvm_vm_init(&m->kvm, errp) ||
-        !osnet_setup_vm(&m->osnet, errp) || !machine_init_ram(m, errp)) {
+        !osnet_configure(&m->osnet, m, errp)) {
+        return false;
+    }
+    for (guint i = 0; i < cfg->chardevs->len; i++) {
+        if (!chardev_new_from_opts(m->chardevs, g_ptr_array_index(cfg->chardevs, i),
+                                   errp)) {
+            return false;
+        }
+    }
+    if (!pc_serial_prepare(m, errp) || !machine_devices_prepare(m, errp)) {
+        return false;
+    }
+    if (cfg->kernel) {
+        return linux_boot_prepare(m, errp);
+    }
+    return firmware_prepare(m, cfg->bios ? cfg->bios : SEABIOS_PATH, errp);
+}
+
+bool machine_init(Machine *m, GError **errp)
+{
+    const VmConfig *cfg = m->cfg;
+
+    if (!kvm_vm_init(&m->kvm, errp) || !osnet_setup_vm(&m->osnet, errp) ||
+        !machine_init_ram(m, errp)) {
         return false;
     }
     m->nr_vcpus = cfg->smp.cpus;
@@ -157,17 +179,11 @@ bool machine_init(Machine *m, VmConfig *cfg, GError **errp)
     if (!osnet_setup_vcpus(&m->osnet, errp)) {
         return false;
     }
-    for (guint i = 0; i < cfg->chardevs->len; i++) {
-        if (!chardev_new_from_opts(m->chardevs, g_ptr_array_index(cfg->chardevs, i),
-                                   errp)) {
-            return false;
-        }
-    }
     if (!kvm_irqchip_capture(&m->kvm, errp) || !pc_board_init(m, errp) ||
         !machine_devices_init(m, errp)) {
         return false;
     }
-    if (!cfg->kernel && !firmware_init(m, cfg->bios ? cfg->bios : SEABIOS_PATH, errp)) {
+    if (!cfg->kernel && !firmware_init(m, errp)) {
         return false;
     }
     return machine_load_boot(m, errp);

@@ -87,13 +87,19 @@ static bool firmware_fill_fw_cfg(Firmware *fw, Machine *m, GError **errp)
     return ok;
 }
 
-bool firmware_init(Machine *m, const char *bios_path, GError **errp)
+bool firmware_prepare(Machine *m, const char *bios_path, GError **errp)
 {
     Firmware *fw = g_new0(Firmware, 1);
 
     m->firmware = fw;
-    if (!firmware_load_image(fw, bios_path, errp) ||
-        !kvm_vm_add_rom(&m->kvm, HIGH_RAM_START - fw->size, fw->size, fw->rom, errp)) {
+    return firmware_load_image(fw, bios_path, errp);
+}
+
+bool firmware_init(Machine *m, GError **errp)
+{
+    Firmware *fw = m->firmware;
+
+    if (!kvm_vm_add_rom(&m->kvm, HIGH_RAM_START - fw->size, fw->size, fw->rom, errp)) {
         return false;
     }
     fw->fw_cfg = fw_cfg_new(m, errp);

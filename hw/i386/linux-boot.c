@@ -222,60 +222,92 @@ static void write_boot_params(Machine *m, const uint8_t *image, uint64_t load,
     }
 }
 
-bool linux_boot_load(Machine *m, GError **errp)
-{
+/* Where everything goes, worked out from the files and the memory plan. */
+typedef struct LinuxBootPlan {
     const uint8_t *image;
-    size_t size;
     BzImageInfo info;
+    const char *append;
+    size_t cmdline_len;
+    uint64_t load, end, initrd_addr, initrd_size;
+} LinuxBootPlan;
+
+static bool linux_boot_plan(Machine *m, LinuxBootPlan *p, GError **errp)
+{
+    size_t size;
     GError *err = NULL;
-    const char *append = m->cfg->append ? m->cfg->append : "";
-    size_t cmdline_len = strlen(append);
-    uint64_t load, end, initrd_addr = 0, initrd_size = 0;
     uint32_t cmdline_max;
 
+    memset(p, 0, sizeof(*p));
     if (!load_files(m, errp)) {
         return false;
     }
-    image = g_bytes_get_data(m->kernel_image, &size);
-    if (!bzimage_parse(image, size, &info, &err)) {
+    p->image = g_bytes_get_data(m->kernel_image, &size);
+    if (!bzimage_parse(p->image, size, &p->info, &err)) {
         error_setg(errp, "-kernel %s: %s", m->cfg->kernel, err->message);
         g_error_free(err);
         return false;
     }
-    load = kernel_load_addr(&info);
-    end = load + info.init_size;
-    if (end > m->below_4g || !machine_gpa_to_hva(m, load, info.init_size)) {
+    p->append = m->cfg->append ? m->cfg->append : "";
+    p->cmdline_len = strlen(p->append);
+    p->load = kernel_load_addr(&p->info);
+    p->end = p->load + p->info.init_size;
+    if (p->end > m->below_4g) {
         error_setg(errp, "-kernel %s: the kernel needs RAM up to 0x%"
                    G_GINT64_MODIFIER "x, the guest has 0x%" G_GINT64_MODIFIER "x",
-                   m->cfg->kernel, end, m->below_4g);
+                   m->cfg->kernel, p->end, m->below_4g);
         return false;
     }
-    cmdline_max = info.cmdline_size ? info.cmdline_size : 255;
-    if (cmdline_len > cmdline_max || cmdline_len >= BOOT_CMDLINE_MAX) {
+    cmdline_max = p->info.cmdline_size ? p->info.cmdline_size : 255;
+    if (p->cmdline_len > cmdline_max || p->cmdline_len >= BOOT_CMDLINE_MAX) {
         error_setg(errp, "-append: kernel command line is %zu bytes, the "
-                   "kernel takes at most %u", cmdline_len, cmdline_max);
+                   "kernel takes at most %u", p->cmdline_len, cmdline_max);
         return false;
     }
     if (m->initrd_image) {
-        const uint8_t *rd = g_bytes_get_data(m->initrd_image, &size);
-        uint64_t top = MIN((uint64_t)info.initrd_addr_max + 1, m->below_4g);
+        uint64_t top = MIN((uint64_t)p->info.initrd_addr_max + 1, m->below_4g);
 
-        initrd_size = size;
-        initrd_addr = initrd_size <= top ? (top - initrd_size) & ~0xfffULL : 0;
-        if (initrd_size > top || initrd_addr < end) {
+        p->initrd_size = g_bytes_get_size(m->initrd_image);
+        p->initrd_addr = p->initrd_size <= top ? (top - p->initrd_size) & ~0xfffULL : 0;
+        if (p->initrd_size > top || p->initrd_addr < p->end) {
             error_setg(errp, "-initrd %s: the initial ram disk (%" G_GUINT64_FORMAT
                        " bytes) does not fit in guest RAM beside the kernel",
-                       m->cfg->initrd, initrd_size);
+                       m->cfg->initrd, p->initrd_size);
             return false;
         }
-        memcpy(machine_gpa_to_hva(m, initrd_addr, initrd_size), rd, initrd_size);
     }
-    memcpy(machine_gpa_to_hva(m, load, info.payload_size),
-           image + info.payload_offset, info.payload_size);
-    memcpy(machine_gpa_to_hva(m, BOOT_CMDLINE_ADDR, cmdline_len + 1), append,
-           cmdline_len + 1);
+    return true;
+}
+
+bool linux_boot_prepare(Machine *m, GError **errp)
+{
+    LinuxBootPlan plan;
+
+    return linux_boot_plan(m, &plan, errp);
+}
+
+bool linux_boot_load(Machine *m, GError **errp)
+{
+    LinuxBootPlan p;
+
+    if (!linux_boot_plan(m, &p, errp)) {
+        return false;
+    }
+    if (!machine_gpa_to_hva(m, p.load, p.info.init_size)) {
+        error_setg(errp, "-kernel %s: the kernel does not fit in guest RAM",
+                   m->cfg->kernel);
+        return false;
+    }
+    if (p.initrd_size) {
+        memcpy(machine_gpa_to_hva(m, p.initrd_addr, p.initrd_size),
+               g_bytes_get_data(m->initrd_image, NULL), p.initrd_size);
+    }
+    memcpy(machine_gpa_to_hva(m, p.load, p.info.payload_size),
+           p.image + p.info.payload_offset, p.info.payload_size);
+    memcpy(machine_gpa_to_hva(m, BOOT_CMDLINE_ADDR, p.cmdline_len + 1), p.append,
+           p.cmdline_len + 1);
     write_boot_page_tables(m);
-    write_boot_params(m, image, load, initrd_addr, initrd_size, cmdline_len + 1);
+    write_boot_params(m, p.image, p.load, p.initrd_addr, p.initrd_size,
+                      p.cmdline_len + 1);
     return true;
 }
 

@@ -91,7 +91,7 @@ static GPtrArray *serial_specs(const VmConfig *cfg)
     return specs;
 }
 
-static bool pc_serial_init(Machine *m, GError **errp)
+bool pc_serial_prepare(Machine *m, GError **errp)
 {
     GPtrArray *specs = serial_specs(m->cfg);
     bool ok = true;
@@ -100,27 +100,45 @@ static bool pc_serial_init(Machine *m, GError **errp)
         const char *spec = g_ptr_array_index(specs, i);
         char *id = g_strdup_printf("serial%u", i);
         GError *err = NULL;
-        Chardev *chr = NULL;
-        IrqLine irq = { kvm_irq_line_set, &m->kvm, serial_isa_irq(i) };
 
+        m->serial_used[i] = true;
         if (strcmp(spec, "vc") != 0) {
-            chr = chardev_new_from_legacy(m->chardevs, spec, id, &err);
+            m->serial_chr[i] = chardev_new_from_legacy(m->chardevs, spec, id, &err);
         }
         if (err) {
             error_setg(errp, "-serial %s: %s", spec, err->message);
             g_error_free(err);
             ok = false;
-        } else {
-            m->serial[i] = serial_new(&m->io_bus, serial_isa_base(i), irq, chr,
-                                      &m->lock, errp);
-            ok = m->serial[i] != NULL &&
-                 device_state_register(&m->device_states, id, 1, &serial_state_ops,
-                                       m->serial[i], errp);
         }
         g_free(id);
     }
     g_ptr_array_free(specs, TRUE);
     return ok;
+}
+
+/* The COM ports whose backends pc_serial_prepare made. */
+static bool pc_serial_init(Machine *m, GError **errp)
+{
+    for (unsigned i = 0; i < G_N_ELEMENTS(m->serial); i++) {
+        char *id;
+        IrqLine irq = { kvm_irq_line_set, &m->kvm, serial_isa_irq(i) };
+        bool ok;
+
+        if (!m->serial_used[i]) {
+            continue;
+        }
+        id = g_strdup_printf("serial%u", i);
+        m->serial[i] = serial_new(&m->io_bus, serial_isa_base(i), irq,
+                                  m->serial_chr[i], &m->lock, errp);
+        ok = m->serial[i] != NULL &&
+             device_state_register(&m->device_states, id, 1, &serial_state_ops,
+                                   m->serial[i], errp);
+        g_free(id);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
 }
 
 bool pc_board_init(Machine *m, GError **errp)

@@ -111,37 +111,58 @@ static bool virtio_pci_legacy_options(SubOpts *opts, const PciCreateContext *ctx
     return true;
 }
 
-static PciDevice *virtio_blk_pci_from_opts(Machine *m, SubOpts *opts,
-                                           const PciCreateContext *ctx, GError **errp)
+/* The options of a virtio-blk-pci, checked; the drive looked up. */
+static bool virtio_blk_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
+                                 VirtioBlkOptions *o, int *bootindex, GError **errp)
 {
-    VirtioBlkOptions o = { .id = subopts_get(opts, "id"),
-                           .serial = subopts_get(opts, "serial") };
     const char *drive = subopts_get(opts, "drive");
     uint64_t num_queues = 1, queue_size = 256;
-    int bootindex;
-    PciDevice *dev;
 
-    if (!pci_common_options(opts, ctx, &o.devfn, &bootindex, errp) ||
+    *o = (VirtioBlkOptions){ .id = subopts_get(opts, "id"),
+                             .serial = subopts_get(opts, "serial") };
+    if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
         !virtio_pci_legacy_options(opts, ctx, errp) ||
         !subopts_get_uint(opts, "num-queues", &num_queues, errp) ||
         !subopts_get_uint(opts, "queue-size", &queue_size, errp) ||
         !pci_check_unused(opts, ctx, errp)) {
-        return NULL;
+        return false;
     }
     if (!drive) {
         error_setg(errp, "%s: drive property not set", ctx->driver);
-        return NULL;
+        return false;
     }
-    o.bs = ctx->lookup ? ctx->lookup(ctx->lookup_opaque, drive, errp) : NULL;
-    if (!o.bs) {
+    o->bs = ctx->lookup ? ctx->lookup(ctx->lookup_opaque, drive, errp) : NULL;
+    if (!o->bs) {
         if (errp && !*errp) {
             error_setg(errp, "Property '%s.drive' can't find value '%s'", ctx->driver,
                        drive);
         }
+        return false;
+    }
+    o->num_queues = num_queues > 0xffff ? 0xffff : num_queues;
+    o->queue_size = queue_size > 0xffff ? 0xffff : queue_size;
+    return virtio_blk_options_check(o, errp);
+}
+
+static bool virtio_blk_pci_check(SubOpts *opts, const PciCreateContext *ctx,
+                                 GError **errp)
+{
+    VirtioBlkOptions o;
+    int bootindex;
+
+    return virtio_blk_pci_parse(opts, ctx, &o, &bootindex, errp);
+}
+
+static PciDevice *virtio_blk_pci_from_opts(Machine *m, SubOpts *opts,
+                                           const PciCreateContext *ctx, GError **errp)
+{
+    VirtioBlkOptions o;
+    int bootindex;
+    PciDevice *dev;
+
+    if (!virtio_blk_pci_parse(opts, ctx, &o, &bootindex, errp)) {
         return NULL;
     }
-    o.num_queues = num_queues > 0xffff ? 0xffff : num_queues;
-    o.queue_size = queue_size > 0xffff ? 0xffff : queue_size;
     dev = virtio_blk_pci_create_opts(m, &o, errp);
     if (dev) {
         dev->bootindex = bootindex;
@@ -149,12 +170,16 @@ static PciDevice *virtio_blk_pci_from_opts(Machine *m, SubOpts *opts,
     return dev;
 }
 
+typedef bool (*PciCheckFn)(SubOpts *opts, const PciCreateContext *ctx, GError **errp);
+
 static const struct {
     const char *name;
     const char *desc;
+    PciCheckFn check;        /* the options alone, before the VM exists */
     PciCreateFn create;
 } pci_drivers[] = {
-    { "virtio-blk-pci", "Virtio block device (modern)", virtio_blk_pci_from_opts },
+    { "virtio-blk-pci", "Virtio block device (modern)", virtio_blk_pci_check,
+      virtio_blk_pci_from_opts },
 };
 
 bool pci_driver_exists(const char *driver)
@@ -176,6 +201,20 @@ char *pci_driver_list(void)
                                pci_drivers[i].name, pci_drivers[i].desc);
     }
     return g_string_free(out, FALSE);
+}
+
+bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup,
+                      void *lookup_opaque, GError **errp)
+{
+    PciCreateContext ctx = { driver, lookup, lookup_opaque };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
+        if (strcmp(pci_drivers[i].name, driver) == 0) {
+            return pci_drivers[i].check(opts, &ctx, errp);
+        }
+    }
+    error_setg(errp, "'%s' is not a valid device model name", driver);
+    return false;
 }
 
 PciDevice *pci_device_create(Machine *m, const char *driver, SubOpts *opts,

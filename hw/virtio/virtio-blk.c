@@ -424,6 +424,13 @@ static bool virtio_blk_check_options(const VirtioBlkOptions *o, unsigned *num_qu
     return false;
 }
 
+bool virtio_blk_options_check(const VirtioBlkOptions *o, GError **errp)
+{
+    unsigned num_queues, queue_size;
+
+    return virtio_blk_check_options(o, &num_queues, &queue_size, errp);
+}
+
 PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *o,
                                       GError **errp)
 {

@@ -11,7 +11,9 @@
 
 typedef struct Machine Machine;
 
-/* After the board exists: the PCI bus, every drive and device. */
+/* Before KVM: open every -drive image, check every -device's options. */
+bool machine_devices_prepare(Machine *m, GError **errp);
+/* After the board exists: the PCI bus and every device. */
 bool machine_devices_init(Machine *m, GError **errp);
 void machine_devices_cleanup(Machine *m);
 

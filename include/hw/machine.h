@@ -104,6 +104,8 @@ typedef struct Machine {
     GPtrArray *drives;           /* hw/core/devices.c: -drive images */
     ChardevSet *chardevs;
     SerialPort *serial[4];
+    bool serial_used[4];         /* COMn wanted by -serial (or the default) */
+    Chardev *serial_chr[4];      /* its backend (NULL for "vc"), made before KVM */
     void *board;                 /* hw/i386 board devices (pc.c) */
     GBytes *kernel_image;        /* -kernel and -initrd contents, kept */
     GBytes *initrd_image;        /* for reloading at system_reset */
@@ -125,8 +127,15 @@ bool machine_plan_memory(Machine *m, uint64_t ram_size, GError **errp);
  */
 void *machine_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len);
 
-/* Create the VM: KVM, RAM, vCPUs, board devices, boot image. */
-bool machine_init(Machine *m, VmConfig *cfg, GError **errp);
+/*
+ * Everything cfg names, checked and opened with no KVM: memory plan,
+ * cpumap, chardevs, -serial backends, -drive images, -device options,
+ * kernel and initrd (or the BIOS).  A bad command line fails here, with
+ * its one-line error, whether or not this machine has /dev/kvm.
+ */
+bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp);
+/* Then create the VM: KVM, RAM, vCPUs, board devices, boot image. */
+bool machine_init(Machine *m, GError **errp);
 void machine_cleanup(Machine *m);
 
 /* Start vCPU threads (paused) and, unless -S, run them. */

@@ -275,6 +275,10 @@ void pci_device_snapshot_clear(PciDeviceSnapshot *snap);
  */
 typedef BlockDriverState *(*PciDriveLookupFn)(void *opaque, const char *drive_id,
                                               GError **errp);
+/* The same options checked with no VM: every error pci_device_create would
+ * give for them, short of those of a VM's resources (slots, KVM). */
+bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup,
+                      void *lookup_opaque, GError **errp);
 PciDevice *pci_device_create(Machine *m, const char *driver, SubOpts *opts,
                              PciDriveLookupFn lookup, void *lookup_opaque,
                              GError **errp);

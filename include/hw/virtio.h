@@ -264,6 +264,8 @@ typedef struct VirtioBlkOptions {
 /* A virtio-blk-pci disk on bs (-drive if=virtio, -device virtio-blk-pci). */
 PciDevice *virtio_blk_pci_create(Machine *m, BlockDriverState *bs, const char *id,
                                  const char *serial, GError **errp);
+/* The checks virtio_blk_pci_create_opts makes, with no VM (before KVM). */
+bool virtio_blk_options_check(const VirtioBlkOptions *opts, GError **errp);
 PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *opts,
                                       GError **errp);
 

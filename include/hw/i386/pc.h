@@ -47,6 +47,12 @@ bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
                    GError **errp);
 
 /*
+ * Before KVM: read cfg->kernel and cfg->initrd, check the bzImage header,
+ * that kernel, initrd and command line fit the memory plan.  Every
+ * problem with them is reported here, on any machine.
+ */
+bool linux_boot_prepare(Machine *m, GError **errp);
+/*
  * Load cfg->kernel/initrd/append into guest RAM, write boot_params, the
  * boot GDT and page tables, and point the BSP at the 64-bit entry.
  * Called at start and again at every system_reset.
@@ -67,11 +73,16 @@ void rtc_free(Rtc *rtc);
  * Firmware boot (hw/i386/firmware.c): map SeaBIOS below 4 GiB and into the
  * BIOS area, and give it fw_cfg.  Called when there is no -kernel.
  */
-bool firmware_init(Machine *m, const char *bios_path, GError **errp);
+/* Before KVM: read and check the BIOS image (-bios, or SeaBIOS). */
+bool firmware_prepare(Machine *m, const char *bios_path, GError **errp);
+/* Map the image firmware_prepare read, and set up fw_cfg. */
+bool firmware_init(Machine *m, GError **errp);
 /* Copy the BIOS back into 0xE0000-0xFFFFF (start and every reset). */
 void firmware_reset(Machine *m);
 void firmware_cleanup(Machine *m);
 
+/* Before KVM: the chardevs behind -serial (COM1-COM4), checked. */
+bool pc_serial_prepare(Machine *m, GError **errp);
 /* Register the legacy ports and COM ports on the machine's buses. */
 bool pc_board_init(Machine *m, GError **errp);
 void pc_board_reset(Machine *m);
