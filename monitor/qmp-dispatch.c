@@ -45,10 +45,11 @@ static const char *arg_type_name(QmpArgType type)
     }
 }
 
-static bool arg_type_ok(const QmpArgDef *def, json_t *v)
+static bool arg_type_ok(QmpArgType type, json_t *v)
 {
-    switch (def->type) {
+    switch (type) {
     case QMP_ARG_STR:
+    case QMP_ARG_ENUM:
         return json_is_string(v);
     case QMP_ARG_INT:
         return json_is_integer(v);
@@ -60,11 +61,55 @@ static bool arg_type_ok(const QmpArgDef *def, json_t *v)
         return json_is_array(v);
     case QMP_ARG_OBJECT:
         return json_is_object(v);
-    case QMP_ARG_ENUM:
-        return json_is_string(v);
     default:
         return true;
     }
+}
+
+/* One value against its schema type; name is how QEMU names it in errors. */
+static bool check_value(QmpArgType type, const char *const *enum_values,
+                        const char *name, json_t *value, GError **errp)
+{
+    if (!arg_type_ok(type, value)) {
+        error_setg(errp, "Invalid parameter type for '%s', expected: %s", name,
+                   arg_type_name(type));
+        return false;
+    }
+    if (type == QMP_ARG_ENUM) {
+        for (const char *const *v = enum_values; *v; v++) {
+            if (strcmp(*v, json_string_value(value)) == 0) {
+                return true;
+            }
+        }
+        error_setg(errp, "Parameter '%s' does not accept value '%s'", name,
+                   json_string_value(value));
+        return false;
+    }
+    return true;
+}
+
+static bool check_arg(const QmpArgDef *def, const char *key, json_t *value,
+                      GError **errp)
+{
+    size_t i;
+    json_t *elem;
+
+    if (!check_value(def->type, def->enum_values, key, value, errp)) {
+        return false;
+    }
+    if (def->type != QMP_ARG_ARRAY) {
+        return true;
+    }
+    json_array_foreach(value, i, elem) {
+        char *name = g_strdup_printf("%s[%zu]", key, i);
+        bool ok = check_value(def->element, def->enum_values, name, elem, errp);
+
+        g_free(name);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool check_args(const QmpCommandDef *cmd, json_t *args, GError **errp)
@@ -83,21 +128,8 @@ static bool check_args(const QmpCommandDef *cmd, json_t *args, GError **errp)
             error_setg(errp, "Parameter '%s' is unexpected", key);
             return false;
         }
-        if (!arg_type_ok(def, value)) {
-            error_setg(errp, "Invalid parameter type for '%s', expected: %s", key,
-                       arg_type_name(def->type));
+        if (!check_arg(def, key, value, errp)) {
             return false;
-        }
-        if (def->type == QMP_ARG_ENUM) {
-            bool found = false;
-            for (const char *const *v = def->enum_values; *v; v++) {
-                found |= strcmp(*v, json_string_value(value)) == 0;
-            }
-            if (!found) {
-                error_setg(errp, "Parameter '%s' does not accept value '%s'", key,
-                           json_string_value(value));
-                return false;
-            }
         }
     }
     for (size_t i = 0; i < cmd->nargs; i++) {
@@ -130,16 +162,12 @@ static const char *check_envelope(json_t *request, json_t **args, GError **errp)
         return NULL;
     }
     json_object_foreach(request, key, value) {
-        if (strcmp(key, "execute") && strcmp(key, "arguments") && strcmp(key, "id") &&
-            strcmp(key, "exec-oob")) {
+        /* "exec-oob" too: out-of-band execution is never enabled here, and
+         * QEMU 7.2 calls the member unexpected on such a session */
+        if (strcmp(key, "execute") && strcmp(key, "arguments") && strcmp(key, "id")) {
             error_setg(errp, "QMP input member '%s' is unexpected", key);
             return NULL;
         }
-    }
-    if (json_object_get(request, "exec-oob")) {
-        error_setg(errp, "QMP input member 'exec-oob' is not supported: "
-                   "out-of-band execution was not enabled");
-        return NULL;
     }
     execute = json_object_get(request, "execute");
     if (!execute) {
@@ -175,13 +203,6 @@ json_t *qmp_dispatch(QmpContext *ctx, json_t *request, bool *negotiated)
         resp = error_response(err);
         goto out;
     }
-    if (*negotiated && strcmp(name, "qmp_capabilities") == 0) {
-        error_set_class(&err, ERROR_CLASS_COMMAND_NOT_FOUND,
-                        "Capabilities negotiation is already complete, command "
-                        "ignored");
-        resp = error_response(err);
-        goto out;
-    }
     cmd = qmp_find_command(name);
     if (!cmd) {
         error_set_class(&err, ERROR_CLASS_COMMAND_NOT_FOUND,
@@ -192,6 +213,15 @@ json_t *qmp_dispatch(QmpContext *ctx, json_t *request, bool *negotiated)
     args = args ? json_incref(args) : json_object();
     if (!check_args(cmd, args, &err)) {
         json_decref(args);
+        resp = error_response(err);
+        goto out;
+    }
+    /* after the arguments' checks, as in QEMU, where the command says it */
+    if (*negotiated && strcmp(name, "qmp_capabilities") == 0) {
+        json_decref(args);
+        error_set_class(&err, ERROR_CLASS_COMMAND_NOT_FOUND,
+                        "Capabilities negotiation is already complete, command "
+                        "ignored");
         resp = error_response(err);
         goto out;
     }

@@ -46,8 +46,14 @@ def main(out_dir, files):
     events = [e for e in exprs if "event" in e]
 
     def arg_type(t):
+        """(kind, enum values, element kind) of a schema type; a list's
+        element is validated like an argument of its own type."""
         if isinstance(t, list):
-            return "QMP_ARG_ARRAY", "NULL"
+            elem, values, _ = arg_type(t[0])
+            return "QMP_ARG_ARRAY", values, elem
+        return scalar_type(t) + ("QMP_ARG_ANY",)
+
+    def scalar_type(t):
         if t in BUILTIN:
             return BUILTIN[t], "NULL"
         if t in enums:
@@ -72,8 +78,9 @@ def main(out_dir, files):
         rows = []
         for key, t in cmd.get("data", {}).items():
             optional = key.startswith("*")
-            kind, values = arg_type(t)
-            rows.append(f'    {{ "{key.lstrip("*")}", {kind}, {str(optional).lower()}, {values} }},')
+            kind, values, elem = arg_type(t)
+            rows.append(f'    {{ "{key.lstrip("*")}", {kind}, {str(optional).lower()}, '
+                        f'{values}, {elem} }},')
         if rows:
             c.append(f"static const QmpArgDef args_{c_name(cmd['command'])}[] = {{")
             c += rows

@@ -39,7 +39,9 @@ typedef struct QmpArgDef {
     const char *name;
     QmpArgType type;
     bool optional;
-    const char *const *enum_values;   /* QMP_ARG_ENUM: NULL-terminated */
+    const char *const *enum_values;   /* QMP_ARG_ENUM, or an array of enums:
+                                       * NULL-terminated */
+    QmpArgType element;               /* QMP_ARG_ARRAY: each element's type */
 } QmpArgDef;
 
 typedef struct QmpCommandDef {
