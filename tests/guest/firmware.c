@@ -7,6 +7,8 @@
 #define MP_CPU_ENABLED 0x01
 #define MADT_LOCAL_APIC 0
 #define MADT_ENABLED 0x01
+#define ACPI_HEADER_LEN 36
+#define ACPI_TABLE_MAX 0x100000
 
 static u8 checksum(const u8 *p, u32 len)
 {
@@ -113,10 +115,23 @@ static u32 mptable_cpus(u32 *ids)
     return n;
 }
 
+/* A table at address whose length is sane (a header at least, at most
+ * 1 MiB: a stray pointer must not send the checksum through gigabytes of
+ * unbacked addresses) and whose checksum holds; else NULL. */
 static const u8 *acpi_table(u64 address)
 {
-    const u8 *t = phys(address);
-    return checksum(t, load32(t + 4)) == 0 ? t : NULL;
+    const u8 *t;
+    u32 len;
+
+    if (!address) {
+        return NULL;
+    }
+    t = phys(address);
+    len = load32(t + 4);
+    if (len < ACPI_HEADER_LEN || len > ACPI_TABLE_MAX) {
+        return NULL;
+    }
+    return checksum(t, len) == 0 ? t : NULL;
 }
 
 /* Enabled Local APIC entries of the ACPI MADT into ids[1..]; returns the count
@@ -124,14 +139,26 @@ static const u8 *acpi_table(u64 address)
 static u32 madt_cpus(u32 *ids)
 {
     const u8 *rsdp = scan_low_memory("RSD PTR ", 8, 20, 0xE0000);
-    const u8 *rsdt, *madt = NULL;
-    u32 n = 1;
+    const u8 *rsdt = NULL, *madt = NULL;
+    u32 n = 1, entry = 4;
 
-    if (!rsdp || !(rsdt = acpi_table(load32(rsdp + 16)))) {
+    if (!rsdp) {
         return 0;
     }
-    for (u32 off = 36; off + 4 <= load32(rsdt + 4) && !madt; off += 4) {
-        const u8 *t = acpi_table(load32(rsdt + off));
+    /* ACPI 2.0+ (revision 2) may give only an XSDT (QEMU's microvm does:
+     * RSDT address 0): its entries are 64-bit. */
+    if (rsdp[15] >= 2 && !checksum(rsdp, load32(rsdp + 20)) &&
+        (rsdt = acpi_table(load32(rsdp + 24) | (u64)load32(rsdp + 28) << 32))) {
+        entry = 8;
+    } else if (!(rsdt = acpi_table(load32(rsdp + 16)))) {
+        return 0;
+    }
+    for (u32 off = ACPI_HEADER_LEN; off + entry <= load32(rsdt + 4) && !madt; off += entry) {
+        u64 address = load32(rsdt + off);
+        if (entry == 8) {
+            address |= (u64)load32(rsdt + off + 4) << 32;
+        }
+        const u8 *t = acpi_table(address);
         if (t && !strncmp((const char *)t, "APIC", 4)) {
             madt = t;
         }

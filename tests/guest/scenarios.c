@@ -266,6 +266,45 @@ static void scenario_pio(Cpu *bsp)
     kprintf("pio ring=3 n=%lu ns=%lu", n3, run_user(bsp, pio_user, n3));
 }
 
+static void cpuid_count(u32 leaf, u32 sub, u32 r[4])
+{
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
+}
+
+/* Leaves whose ECX picks a subleaf: their first 16 subleaves are printed. */
+static int cpuid_has_subleaves(u32 leaf)
+{
+    static const u32 subleafed[] = {4, 7, 0xb, 0xd, 0xf, 0x10, 0x12, 0x14, 0x17, 0x18, 0x1d, 0x1f};
+
+    for (u32 i = 0; i < ARRAY_SIZE(subleafed); i++) {
+        if (subleafed[i] == leaf) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Every CPUID leaf the vCPU reports, in the basic, hypervisor and extended
+ * ranges (each range up to its own maximum, at most 64 leaves). */
+static void scenario_cpuid(Cpu *bsp)
+{
+    static const u32 bases[] = {0, 0x40000000, 0x80000000};
+
+    for (u32 b = 0; b < ARRAY_SIZE(bases); b++) {
+        u32 r[4];
+
+        cpuid_count(bases[b], 0, r);
+        u32 max = r[0] >= bases[b] && r[0] - bases[b] < 64 ? r[0] : bases[b];
+        for (u32 leaf = bases[b]; leaf <= max; leaf++) {
+            u32 subs = cpuid_has_subleaves(leaf) ? 16 : 1;
+            for (u32 sub = 0; sub < subs; sub++) {
+                cpuid_count(leaf, sub, r);
+                kprintf("cpuid %x.%x %x %x %x %x", leaf, sub, r[0], r[1], r[2], r[3]);
+            }
+        }
+    }
+}
+
 static const struct {
     const char *name;
     void (*run)(Cpu *bsp);
@@ -275,7 +314,7 @@ static const struct {
     {"pio", scenario_pio},           {"ticks-idle", scenario_ticks_idle},
     {"latency", scenario_latency},   {"blk", scenario_blk},
     {"blk-perf", scenario_blk_perf}, {"blk-hostile", scenario_blk_hostile},
-    {"dirty", scenario_dirty},
+    {"dirty", scenario_dirty},       {"cpuid", scenario_cpuid},
 };
 
 static int scenario_find(const char *name)
