@@ -2,16 +2,19 @@
 the usual QEMU spellings, and clear failures for bad input."""
 import os
 import re
+import select
+import signal
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from harness import (QEMU, TESTOS, VMM, SerialClient, Vmm, free_port,
-                     seed_args)
+from harness import (QEMU, TESTOS, VMM, Qmp, SerialClient, Vmm, free_port,
+                     seed_args, wait_for_path)
 
-pytestmark = pytest.mark.vm
+# A bad command line is refused before /dev/kvm is opened: those tests carry
+# no marker and run on any machine.  The others boot testos: marked vm.
 
 
 def run_seed(scenario, vcpu=2, memory="2G", extra=()):
@@ -28,6 +31,7 @@ def run_seed(scenario, vcpu=2, memory="2G", extra=()):
         return text, rc, vm.stderr
 
 
+@pytest.mark.vm
 def test_seed_command_line_boots_smp_over_telnet():
     text, rc, err = run_seed("smp")
     assert "testos: cpu 0 online" in text
@@ -37,6 +41,7 @@ def test_seed_command_line_boots_smp_over_telnet():
     assert rc == 0, err
 
 
+@pytest.mark.vm
 @pytest.mark.parametrize("vcpu", [1, 2, 4])
 def test_smp_counts(vcpu):
     text, rc, err = run_seed("smp", vcpu=vcpu, memory="128M")
@@ -46,6 +51,7 @@ def test_smp_counts(vcpu):
     assert rc == 0
 
 
+@pytest.mark.vm
 @pytest.mark.parametrize("memory,mib", [("64M", 64), ("4G", 4096)])
 def test_memory_sizes(memory, mib):
     text, rc, err = run_seed("hello", vcpu=1, memory=memory)
@@ -54,6 +60,7 @@ def test_memory_sizes(memory, mib):
     assert rc == 0
 
 
+@pytest.mark.vm
 def test_vcpu_threads_are_named_like_qemu():
     port = free_port()
     args = seed_args(port, 2, "128M") + ["-kernel", TESTOS, "-append",
@@ -69,6 +76,7 @@ def test_vcpu_threads_are_named_like_qemu():
         client.close()
 
 
+@pytest.mark.vm
 def test_reset_reboots_the_guest():
     """Without -no-reboot the i8042 reset starts the guest again."""
     port = free_port()
@@ -81,6 +89,7 @@ def test_reset_reboots_the_guest():
         client.close()
 
 
+@pytest.mark.vm
 def test_telnet_client_can_reconnect():
     port = free_port()
     args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-append",
@@ -94,6 +103,7 @@ def test_telnet_client_can_reconnect():
         assert vm.proc.poll() is None
 
 
+@pytest.mark.vm
 def test_nographic_puts_com1_on_stdio():
     args = ["-enable-kvm", "-nographic", "-m", "64M", "-kernel", TESTOS,
             "-append", "testos.run=hello", "-no-reboot"]
@@ -104,6 +114,7 @@ def test_nographic_puts_com1_on_stdio():
     assert proc.returncode == 0
 
 
+@pytest.mark.vm
 def test_serial_file_backend_and_pidfile():
     with tempfile.TemporaryDirectory() as d:
         log = os.path.join(d, "serial.log")
@@ -130,6 +141,7 @@ def test_serial_file_backend_and_pidfile():
         assert not os.path.exists(pidfile)
 
 
+@pytest.mark.vm
 def test_daemonize_detaches_and_runs():
     with tempfile.TemporaryDirectory() as d:
         log = os.path.join(d, "serial.log")
@@ -218,8 +230,18 @@ def test_later_features_are_refused_by_name():
     assert rc == 1 and len(lines) == 1 and "vfio-pci" in lines[0]
 
 
+def test_netdev_is_refused_by_name():
+    """No network backends yet: -netdev names itself and the missing part."""
+    rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev",
+                                "tap,id=net0,ifname=tap0"])
+    assert rc == 1
+    assert lines == ["qemu-system-x86_64: -netdev tap,id=net0,ifname=tap0: network "
+                     "backends are not supported by this build yet"]
+
+
+@pytest.mark.vm
 def test_initrd_is_loaded():
-    """A kernel that fits with an initrd boots; one too big for RAM is refused."""
+    """A kernel that fits with an initrd boots."""
     with tempfile.NamedTemporaryFile() as rd:
         rd.write(b"\0" * (1 << 20))
         rd.flush()
@@ -231,6 +253,9 @@ def test_initrd_is_loaded():
             client = SerialClient(port)
             assert "testos: hello" in client.read_until_closed(60)
             assert vm.wait(60) == 0
+
+
+def test_initrd_too_big_for_ram_is_refused():
     with tempfile.NamedTemporaryFile() as rd:
         rd.truncate(80 << 20)
         rc, lines = one_error_line(["-enable-kvm", "-m", "64M", "-kernel", TESTOS,
@@ -238,6 +263,7 @@ def test_initrd_is_loaded():
         assert rc == 1 and len(lines) == 1 and "does not fit" in lines[0]
 
 
+@pytest.mark.vm
 @pytest.mark.skipif(QEMU is None, reason="Debian's qemu-system-x86_64 not installed")
 def test_testos_boots_under_debian_qemu():
     """The same guest boots through SeaBIOS and the real-mode setup entry."""
@@ -252,19 +278,31 @@ def test_testos_boots_under_debian_qemu():
     assert proc.returncode == 0
 
 
+@pytest.mark.vm
 def test_console_opened_after_boot_shows_boot_messages():
     """Output made before any client connects is kept (64 KiB) for the first."""
     port = free_port()
     args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-append",
                                          "testos.run=idle"]
-    with Vmm(args) as vm:
-        time.sleep(1.5)          # testos is idle long before this
-        client = SerialClient(port)
-        client.wait_for("testos: ready cpus=1 mem=64[\\s\\S]*testos: idle")
-        client.close()
-        assert vm.proc.poll() is None
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "qmp.sock")
+        with Vmm(args + ["-qmp", f"unix:{sock},server,nowait"]) as vm:
+            wait_for_path(sock)
+            q = Qmp(sock)
+            # testos's only vCPU halts for good right after "testos: idle":
+            # by then every line is in the backlog, with no client yet
+            deadline = time.time() + 30
+            while not q.ok("query-cpus")[0]["halted"]:
+                assert time.time() < deadline, "testos never went idle (halted)"
+                time.sleep(0.01)
+            q.close()
+            client = SerialClient(port)
+            client.wait_for("testos: ready cpus=1 mem=64[\\s\\S]*testos: idle")
+            client.close()
+            assert vm.proc.poll() is None
 
 
+@pytest.mark.vm
 def test_without_kernel_seabios_runs_and_finds_no_disk():
     """No -kernel: Debian's SeaBIOS boots from the reset vector over fw_cfg."""
     port = free_port()
@@ -277,16 +315,32 @@ def test_without_kernel_seabios_runs_and_finds_no_disk():
         assert vm.proc.poll() is None
 
 
+def read_until(proc, marker, timeout=30):
+    """Read proc's stdout until marker appears; bounded, never blocks past
+    the deadline.  Returns everything read."""
+    buf = b""
+    deadline = time.time() + timeout
+    fd = proc.stdout.fileno()
+    while marker not in buf:
+        left = deadline - time.time()
+        assert left > 0, f"no {marker!r} on stdout after {timeout} s: {buf[-2000:]!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            buf += data
+    return buf
+
+
+@pytest.mark.vm
 def test_ctrl_a_x_on_the_stdio_console_quits():
     proc = subprocess.Popen([VMM, "-enable-kvm", "-m", "64M", "-nographic", "-kernel",
                              TESTOS, "-append", "testos.run=idle"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
-        buf = b""
-        deadline = time.time() + 30
-        while b"testos: idle" not in buf and time.time() < deadline:
-            buf += proc.stdout.read1(4096)
+        buf = read_until(proc, b"testos: idle")
         proc.stdin.write(b"\x01x")
         proc.stdin.flush()
         out, _ = proc.communicate(timeout=30)
@@ -297,6 +351,7 @@ def test_ctrl_a_x_on_the_stdio_console_quits():
             proc.kill()
 
 
+@pytest.mark.vm
 def test_ctrl_a_c_switches_the_stdio_console_to_the_monitor():
     """-nographic's default console is mon:stdio: Ctrl-A c reaches HMP."""
     proc = subprocess.Popen([VMM, "-enable-kvm", "-m", "64M", "-nographic", "-kernel",
@@ -304,21 +359,14 @@ def test_ctrl_a_c_switches_the_stdio_console_to_the_monitor():
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
-    def read_until(marker):
-        buf = b""
-        deadline = time.time() + 30
-        while marker not in buf and time.time() < deadline:
-            buf += proc.stdout.read1(4096)
-        return buf
-
     try:
-        assert b"testos: idle" in read_until(b"testos: idle")
+        assert b"testos: idle" in read_until(proc, b"testos: idle")
         proc.stdin.write(b"\x01c")
         proc.stdin.flush()
-        assert b"(qemu) " in read_until(b"(qemu) ")
+        assert b"(qemu) " in read_until(proc, b"(qemu) ")
         proc.stdin.write(b"info status\r")
         proc.stdin.flush()
-        assert b"VM status: running" in read_until(b"VM status: running")
+        assert b"VM status: running" in read_until(proc, b"VM status: running")
         proc.stdin.write(b"\x01cq\r\x01x")     # back to the console: 'q' is the guest's
         proc.stdin.flush()
         proc.communicate(timeout=30)
@@ -326,3 +374,28 @@ def test_ctrl_a_c_switches_the_stdio_console_to_the_monitor():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("binary", ["vmm", "qemu"])
+def test_termination_signal_shuts_down_with_status_0(binary, signo):
+    """SIGINT, SIGTERM and SIGHUP end the VM cleanly, with status 0 and a
+    SHUTDOWN event (reason host-signal), under this VMM as under QEMU."""
+    if binary == "qemu":
+        assert QEMU, "Debian's qemu-system-x86_64 is not installed"
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "qmp.sock")
+        args = ["-enable-kvm", "-m", "64M", "-display", "none", "-nodefaults",
+                "-qmp", f"unix:{sock},server,nowait", "-kernel", TESTOS,
+                "-append", "testos.run=idle"]
+        with Vmm(args, binary=VMM if binary == "vmm" else QEMU) as vm:
+            q = Qmp(sock, timeout=60)
+            assert q.ok("query-status")["status"] == "running"
+            vm.proc.send_signal(signo)
+            event = q.wait_event("SHUTDOWN")
+            assert event["data"] == {"guest": False, "reason": "host-signal"}
+            assert vm.wait(30) == 0, vm.stderr
+            assert f"terminating on signal {int(signo)}" in vm.stderr
+            q.close()
