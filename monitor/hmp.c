@@ -612,7 +612,7 @@ static void hmp_enter(Monitor *mon)
     s->history_pos = -1;
     hmp_execute(mon, line);
     g_free(line);
-    if (mon->connected && mon->set->machine->runstate != RUN_STATE_SHUTDOWN) {
+    if (monitor_takes_input(mon)) {
         monitor_printf(mon, HMP_PROMPT);
     }
 }
@@ -698,7 +698,7 @@ static void hmp_key(Monitor *mon, uint8_t c)
 
 void hmp_session_input(Monitor *mon, const uint8_t *buf, size_t len)
 {
-    for (size_t i = 0; i < len && mon->connected; i++) {
+    for (size_t i = 0; i < len && monitor_takes_input(mon); i++) {
         hmp_key(mon, buf[i]);
     }
 }

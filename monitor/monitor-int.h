@@ -43,6 +43,12 @@ struct MonitorSet {
 };
 
 QmpContext monitor_qmp_context(Monitor *mon);
+/*
+ * Does the monitor take input?  Not once the VMM is quitting (quit, or
+ * the guest shut down): the rest of a read that carried quit is dropped,
+ * never run on a machine that is being torn down.
+ */
+bool monitor_takes_input(const Monitor *mon);
 
 void qmp_session_reset(QmpSession *s);
 void qmp_session_free(QmpSession *s);

@@ -19,6 +19,11 @@ QmpContext monitor_qmp_context(Monitor *mon)
     return (QmpContext){ mon->set->machine, mon->set, mon };
 }
 
+bool monitor_takes_input(const Monitor *mon)
+{
+    return mon->connected && mon->set->machine->runstate != RUN_STATE_SHUTDOWN;
+}
+
 static size_t monitor_can_read(void *opaque)
 {
     return 4096;

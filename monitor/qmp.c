@@ -211,7 +211,7 @@ static size_t qmp_parse_input(Monitor *mon)
     QmpSession *s = &mon->qmp;
     size_t done = 0;
 
-    while (done < s->input->len && mon->connected) {
+    while (done < s->input->len && monitor_takes_input(mon)) {
         const char *p = (const char *)s->input->data + done;
         size_t left = s->input->len - done, end;
         bool cut;
