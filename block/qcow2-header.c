@@ -29,7 +29,8 @@ static bool parse_fixed_fields(Qcow2State *s, const uint8_t *h, GError **errp)
     }
     s->version = qcow2_be32(h + 4);
     if (s->version < 2 || s->version > 3) {
-        error_setg(errp, "Unsupported qcow2 version %d", s->version);
+        /* unsigned, as QEMU prints it: 0xffffffff is 4294967295 */
+        error_setg(errp, "Unsupported qcow2 version %u", qcow2_be32(h + 4));
         return false;
     }
     s->cluster_bits = qcow2_be32(h + 20);

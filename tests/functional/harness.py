@@ -220,6 +220,28 @@ def wait_for_path(path, timeout=20):
         time.sleep(0.005)
 
 
+def image_write_locked(image):
+    """Does some process hold QEMU's "no other writers" byte (201) of
+    image, as QEMU and this VMM do while they may write it?"""
+    st = os.stat(image)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as f:
+        return any(dev in line and line.split()[-2:] == ["201", "201"] for line in f)
+
+
+def wait_image_write_locked(image, proc, timeout=30):
+    """Wait until proc (a Popen) holds image's write lock; fail with its
+    stderr if it exits first."""
+    deadline = time.time() + timeout
+    while not image_write_locked(image):
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"exited ({proc.returncode}) before locking {image}: {err}")
+        if time.time() > deadline:
+            raise TimeoutError(f"{image} not write-locked after {timeout} s")
+        time.sleep(0.01)
+
+
 def fd_count(pid):
     """Number of open file descriptors of process pid."""
     return len(os.listdir(f"/proc/{pid}/fd"))
