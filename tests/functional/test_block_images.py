@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import TOOLS
+from harness import TOOLS, wait_image_write_locked
 
 DRIVER = os.path.join(TOOLS, "tests", "unit", "test-block")
 QEMU_IMG = shutil.which("qemu-img")
@@ -22,10 +22,13 @@ QEMU_IO = shutil.which("qemu-io")
 QEMU = shutil.which("qemu-system-x86_64", path="/usr/bin")
 MiB = 1024 * 1024
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(DRIVER), reason="build/tests/unit/test-block not built"),
-    pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (qemu-utils) not installed"),
-]
+
+@pytest.fixture(autouse=True)
+def driver_and_oracles():
+    """The driver and Debian's QEMU tools (qemu-utils), the oracles here:
+    a missing one fails the test, it never skips it."""
+    assert os.path.exists(DRIVER), f"{DRIVER} is not built: run make unit"
+    assert QEMU_IMG and QEMU_IO, "qemu-img and qemu-io (Debian's qemu-utils) are needed"
 
 # A workload: commands for the driver, applied to the image and a raw copy.
 WORKLOAD = [
@@ -210,8 +213,6 @@ def test_corrupt_image_is_one_clear_line(tmp_path, offset, data, message):
 
 
 def test_probed_raw_warning_matches_qemu(tmp_path):
-    if QEMU_IO is None:
-        pytest.skip("qemu-io not installed")
     image = str(tmp_path / "x.img")
     with open(image, "wb") as f:
         f.truncate(MiB)
@@ -241,40 +242,40 @@ def test_second_writer_refused_both_ways_with_qemu_tools(tmp_path, fmt):
         assert proc.stderr.strip() == (
             f'test-block: Failed to get "write" lock: Is another process using the '
             f"image [{image}]?")
-        if fmt == "qcow2":  # qemu-img info reads raw images without a lock
-            info = qemu_img("info", image, check=False)
-            assert 'Failed to get shared "write" lock' in info.stderr
-        if QEMU_IO:
-            io = subprocess.run([QEMU_IO, "-f", fmt, "-c", "write 0 512", image],
-                                capture_output=True, text=True)
-            assert 'Failed to get "write" lock' in io.stderr
+        io = subprocess.run([QEMU_IO, "-f", fmt, "-c", "write 0 512", image],
+                            capture_output=True, text=True)
+        assert 'Failed to get "write" lock' in io.stderr
     finally:
         holder.kill()
         holder.wait()
     drive(image, "write", 0, 512, 1, fmt=fmt)
 
 
-def write_locked(image):
-    """Does some process hold QEMU's "no other writers" byte (201)?"""
-    st = os.stat(image)
-    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    with open("/proc/locks") as f:
-        return any(dev in line and line.split()[-2:] == ["201", "201"] for line in f)
+def test_qemu_img_info_refused_while_a_qcow2_is_held(tmp_path):
+    """qemu-img info wants the shared lock on a qcow2 (a raw image it reads
+    without one, so there is nothing to refuse)."""
+    image = str(tmp_path / "l.qcow2")
+    qemu_img("create", "-q", "-f", "qcow2", image, 16 * MiB)
+    holder = hold(image)
+    try:
+        info = qemu_img("info", image, check=False)
+        assert info.returncode == 1
+        assert 'Failed to get shared "write" lock' in info.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "virtual size: 16 MiB" in qemu_img("info", image).stdout
 
 
 def test_debian_qemu_and_this_vmm_exclude_each_other(tmp_path):
-    if QEMU is None:
-        pytest.skip("Debian's qemu-system-x86_64 not installed")
+    assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
     image = str(tmp_path / "q.qcow2")
     qemu_img("create", "-q", "-f", "qcow2", image, 16 * MiB)
     qemu = subprocess.Popen([QEMU, "-S", "-display", "none", "-nodefaults", "-machine",
                              "accel=tcg", "-drive", f"file={image},if=virtio,format=qcow2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline and not write_locked(image):
-            assert qemu.poll() is None, qemu.stderr.read()
-            time.sleep(0.1)
+        wait_image_write_locked(image, qemu)
         proc = drive(image, "write", 0, 512, 1, check=False)
         assert proc.returncode == 1
         assert 'Failed to get "write" lock' in proc.stderr
