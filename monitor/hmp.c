@@ -50,6 +50,21 @@ static json_t *hmp_qmp(Monitor *mon, QmpHandler fn, json_t *args)
     return ret;
 }
 
+/*
+ * {key: value} for a QMP handler, or NULL (said to the user) when value
+ * is not UTF-8: a JSON string cannot carry it, and a handler must never
+ * see its required argument missing.
+ */
+static json_t *hmp_str_arg(Monitor *mon, const char *cmd, const char *key,
+                           const char *value)
+{
+    if (!g_utf8_validate(value, -1, NULL)) {
+        monitor_printf(mon, "%s: the %s is not valid UTF-8\n", cmd, key);
+        return NULL;
+    }
+    return json_pack("{s:s}", key, value);
+}
+
 static void hmp_info_status(Monitor *mon, const char *args)
 {
     json_t *ret = hmp_qmp(mon, qmp_query_status, NULL);
@@ -219,11 +234,16 @@ static void hmp_info_osnet(Monitor *mon, const char *args)
 
 static void hmp_osnet_set_cpumap(Monitor *mon, const char *args)
 {
+    json_t *qargs;
+
     if (!*args) {
         monitor_printf(mon, "osnet_set_cpumap: a path is required\n");
         return;
     }
-    json_decref(hmp_qmp(mon, qmp_osnet_set_cpumap, json_pack("{s:s}", "path", args)));
+    qargs = hmp_str_arg(mon, "osnet_set_cpumap", "path", args);
+    if (qargs) {
+        json_decref(hmp_qmp(mon, qmp_osnet_set_cpumap, qargs));
+    }
 }
 
 static void hmp_osnet_did(Monitor *mon, const char *args)
@@ -240,6 +260,7 @@ static void hmp_osnet_did(Monitor *mon, const char *args)
 static void hmp_migrate(Monitor *mon, const char *args)
 {
     const char *uri = args;
+    json_t *qargs;
 
     /* -d (detach) is how QEMU's HMP always behaves now: return at once */
     if (g_str_has_prefix(uri, "-d ")) {
@@ -249,7 +270,10 @@ static void hmp_migrate(Monitor *mon, const char *args)
         monitor_printf(mon, "migrate: a URI is required\n");
         return;
     }
-    json_decref(hmp_qmp(mon, qmp_migrate, json_pack("{s:s}", "uri", uri)));
+    qargs = hmp_str_arg(mon, "migrate", "uri", uri);
+    if (qargs) {
+        json_decref(hmp_qmp(mon, qmp_migrate, qargs));
+    }
 }
 
 static void hmp_migrate_cancel(Monitor *mon, const char *args)
