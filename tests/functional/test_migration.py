@@ -464,3 +464,97 @@ def test_migrate_with_disk_io_and_the_image_lock_moves():
         check = subprocess.run([sys.executable, blkimage, "check", img],
                                capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def hmp(q, line):
+    return q.ok("human-monitor-command", **{"command-line": line})
+
+
+def deferred_incoming_errors(binary, d):
+    """migrate-incoming without -incoming, then twice with -incoming defer:
+    the replies, from this VMM or Debian's QEMU (no guest needed)."""
+    replies = []
+    port = free_port()
+    for name, extra in (("plain", []), ("defer", ["-incoming", "defer"])):
+        sock = os.path.join(d, f"{binary}-{name}.sock")
+        args = ["-S", "-m", "64M", "-display", "none", "-nodefaults",
+                "-qmp", f"unix:{sock},server,nowait", *extra]
+        args = (["-machine", "accel=tcg"] if binary == "qemu" else ["-enable-kvm"]) + args
+        with Vmm(args, binary=QEMU if binary == "qemu" else VMM):
+            q = Qmp(sock, timeout=60)
+            for _ in range(1 if name == "plain" else 2):
+                replies.append(q.execute("migrate-incoming", uri=f"tcp:127.0.0.1:{port}"))
+            q.close()
+    return replies
+
+
+@pytest.mark.rig_too
+def test_incoming_defer_waits_for_migrate_incoming():
+    """-incoming defer: the destination waits, in state inmigrate, until
+    migrate-incoming names where to listen; then a migration arrives and
+    the guest goes on there.  The errors around it are QEMU 7.2's."""
+    assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
+    with tempfile.TemporaryDirectory() as d:
+        ours = deferred_incoming_errors("vmm", d)
+        theirs = deferred_incoming_errors("qemu", d)
+        assert ours[0] == theirs[0] == {"error": {
+            "class": "GenericError",
+            "desc": "'-incoming' was not specified on the command line"}}
+        assert ours[1] == theirs[1] == {"return": {}}
+        assert ours[2] == theirs[2] == {"error": {
+            "class": "GenericError",
+            "desc": "The incoming migration has already been started"}}
+
+        uri = f"tcp:127.0.0.1:{free_port()}"
+        with Vmm(vm_args(d, "src")) as src, \
+                Vmm(vm_args(d, "dst", ["-incoming", "defer"])) as dst:
+            q_src = Qmp(os.path.join(d, "src.sock"))
+            q_dst = Qmp(os.path.join(d, "dst.sock"))
+            assert q_dst.ok("query-status")["status"] == "inmigrate"
+            assert wait_line(d, "src", "testos: hello")
+            q_dst.ok("migrate-incoming", uri=uri)
+            q_src.ok("migrate", uri=uri)
+            assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
+            assert wait_runstate_settles(q_dst) == "running"
+            before = log(d, "dst").count("testos: hello")
+            assert wait_grows(d, "dst", before), log(d, "dst")[-500:]
+            q_src.close()
+            q_dst.close()
+
+
+@pytest.mark.rig_too
+def test_hmp_migrate_set_speed_downtime_and_info_migrate():
+    """QEMU 4.2's HMP spellings set what migrate-set-parameters sets, and
+    info migrate shows the capabilities, then the status and counters."""
+    with tempfile.TemporaryDirectory() as d:
+        uri = f"unix:{os.path.join(d, 'mig.sock')}"
+        with Vmm(vm_args(d, "src")) as src:
+            q = Qmp(os.path.join(d, "src.sock"))
+            assert hmp(q, "migrate_set_speed 32M") == ""
+            assert hmp(q, "migrate_set_downtime 0.3") == ""
+            params = q.ok("query-migrate-parameters")
+            assert params["max-bandwidth"] == 32 << 20
+            assert params["downtime-limit"] == 300
+            assert hmp(q, "migrate_set_downtime abc") == \
+                "migrate_set_downtime: expected seconds, e.g. 0.3\r\n"
+            assert "expects a size value" in hmp(q, "migrate_set_speed x")
+            assert q.ok("query-migrate-parameters") == params     # unchanged
+            before = hmp(q, "info migrate")
+            assert before.startswith("capabilities: xbzrle: off ")
+            assert "events: off" in before and "Migration status" not in before
+            q.ok("migrate-set-capabilities",
+                 capabilities=[{"capability": "events", "state": True}])
+            assert "events: on" in hmp(q, "info migrate")
+
+            dst, q_dst, info = migrate_once(d, "src", "dst", uri, src_q=q)
+            with dst:
+                assert info["status"] == "completed", info
+                text = hmp(q, "info migrate")
+                lines = dict(l.split(": ", 1) for l in text.split("\r\n")[1:] if l)
+                assert lines["Migration status"] == "completed"
+                assert int(lines["total"]) == 128 << 20
+                assert int(lines["transferred"]) == info["ram"]["transferred"] > 0
+                assert lines["downtime"] == f"{info['downtime']} ms"
+                assert "Migration status: completed" in hmp(q_dst, "info migrate")
+                q_dst.close()
+            q.close()
