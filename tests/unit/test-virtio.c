@@ -346,6 +346,14 @@ static void hostile_nested_indirect(void)
     avail_add(0);
 }
 
+/* a "table" that is the descriptor ring itself: its entry 0 is the same
+ * indirect descriptor (a walker comparing tables with the ring loops) */
+static void hostile_indirect_table_is_the_ring(void)
+{
+    desc_set(DESC_GPA, 0, DESC_GPA, QSIZE * 16, INDIRECT, 0);
+    avail_add(0);
+}
+
 static void hostile_indirect_with_next(void)
 {
     desc_set(BUF_GPA + 0x10000, 0, BUF_GPA, 16, 0, 0);
@@ -418,6 +426,7 @@ UNIT_TEST(ring_hostile_chains_are_errors)
     expect_ring_error(hostile_readable_after_writable, 0, "after a device-writable");
     expect_ring_error(hostile_nested_indirect, F_INDIRECT, "inside an indirect");
     expect_ring_error(hostile_nested_indirect, 0, "without VIRTIO_RING_F_INDIRECT");
+    expect_ring_error(hostile_indirect_table_is_the_ring, F_INDIRECT, "inside an indirect");
     expect_ring_error(hostile_indirect_with_next, F_INDIRECT, "NEXT set");
     expect_ring_error(hostile_indirect_len_zero, F_INDIRECT, "length");
     expect_ring_error(hostile_indirect_len_odd, F_INDIRECT, "length");
