@@ -161,6 +161,57 @@ void incoming_load_destroy(IncomingLoad *ld)
     memset(ld, 0, sizeof(*ld));
 }
 
+static MigSection *find_section(IncomingLoad *in, uint8_t type, const char *name)
+{
+    for (guint i = 0; i < in->sections->len; i++) {
+        MigSection *s = g_ptr_array_index(in->sections, i);
+        if (s->type == type && strcmp(s->name, name) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * A section kept until END must be one this machine has a place for, seen
+ * once: a peer cannot make this side hold more than one copy of each (at
+ * most MIG_MAX_SECTION bytes), nor sections nobody would look at.  The
+ * device list does not change once the machine is built, so this thread
+ * may look names up in it.
+ */
+static bool section_expected(IncomingLoad *in, const MigSection *s, GError **errp)
+{
+    Machine *m = in->machine;
+    bool known = false;
+
+    if (find_section(in, s->type, s->name)) {
+        error_setg(errp, "migration stream: section '%s' appears twice", s->name);
+        return false;
+    }
+    if (s->type == SEC_DEVICE && !device_state_find(&m->device_states, s->name)) {
+        error_setg(errp, "migration stream: unknown device '%s'", s->name);
+        return false;
+    }
+    if (s->type == SEC_KVM) {
+        known = strcmp(s->name, "kvm") == 0;
+    } else if (s->type == SEC_GLOBAL) {
+        known = strcmp(s->name, "globalstate") == 0;
+    } else if (s->type == SEC_CPU) {
+        for (unsigned i = 0; !known && i < m->nr_vcpus; i++) {
+            char name[32];
+            snprintf(name, sizeof(name), "cpu%u", i);
+            known = strcmp(s->name, name) == 0;
+        }
+    } else {
+        known = s->type == SEC_DEVICE;
+    }
+    if (!known) {
+        error_setg(errp, "migration stream: unexpected section '%s' (type %u)", s->name,
+                   s->type);
+    }
+    return known;
+}
+
 bool incoming_load_stream(IncomingLoad *ld, int fd, GError **errp)
 {
     Machine *m = ld->machine;
@@ -183,9 +234,11 @@ bool incoming_load_stream(IncomingLoad *ld, int fd, GError **errp)
         } else if (s->type == SEC_END) {
             mig_section_free(s);
             return true;
-        } else {
+        } else if (section_expected(ld, s, errp)) {
             g_ptr_array_add(ld->sections, s);
             continue;
+        } else {
+            ok = false;
         }
         mig_section_free(s);
     }
@@ -205,17 +258,6 @@ static void *incoming_thread(void *opaque)
         g_error_free(err);
     }
     g_idle_add(incoming_done_cb, in);
-    return NULL;
-}
-
-static MigSection *find_section(IncomingLoad *in, uint8_t type, const char *name)
-{
-    for (guint i = 0; i < in->sections->len; i++) {
-        MigSection *s = g_ptr_array_index(in->sections, i);
-        if (s->type == type && strcmp(s->name, name) == 0) {
-            return s;
-        }
-    }
     return NULL;
 }
 

@@ -1,6 +1,7 @@
 /*
  * The registry of device save/load pairs (see include/migration/vmstate.h).
- * Main thread only.
+ * Main thread only; the incoming migration thread looks names up too, which
+ * is safe because the list does not change once the machine is built.
  */
 #include <string.h>
 
