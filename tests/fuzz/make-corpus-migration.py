@@ -216,6 +216,11 @@ def main():
     stream["cpu-lapic-short"] = join(header, base(cpu_sec=cpu_recs(
         lambda r: [[t, p[:100]] if t == TAG_LAPIC else [t, p] for t, p in r])))
     # devices
+    stream["section-twice"] = join(header, base(extra=[cpu_small]))
+    stream["section-cpu-unexpected"] = join(header, base(extra=[[SEC_CPU, b"cpu1", 1,
+                                                                 cpu_small[3]]]))
+    stream["section-kvm-other-name"] = join(header, base(extra=[[SEC_KVM, b"kvm2", 1,
+                                                                 kvm[3]]]))
     stream["device-unknown"] = join(header, base(extra=[[SEC_DEVICE, b"floppy", 1, b"\0"]]))
     stream["device-missing"] = join(header, base(devs=[d for d in devices
                                                        if d[1] != b"rtc"]))
