@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "migration-int.h"
+#include "migration/migration.h"
 #include "util/error.h"
 
 static bool split_host_port(const char *spec, char **host, char **port, GError **errp)
@@ -158,6 +159,13 @@ bool migration_uri_parse(const char *uri, MigrationUri *out, GError **errp)
         return false;
     }
     return true;
+}
+
+bool migration_uri_check(const char *uri, GError **errp)
+{
+    MigrationUri parsed;
+
+    return migration_uri_parse(uri, &parsed, errp);
 }
 
 int migration_connect(const MigrationUri *uri, pid_t *child, GError **errp)

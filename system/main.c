@@ -164,6 +164,13 @@ int main(int argc, char **argv)
         vm_config_free(cfg);
         return 1;
     }
+    if (cfg->incoming && strcmp(cfg->incoming, "defer") != 0 &&
+        !migration_uri_check(cfg->incoming, &err)) {
+        error_report("-incoming %s: %s", cfg->incoming, err->message);
+        g_error_free(err);
+        vm_config_free(cfg);
+        return 1;
+    }
     if (cfg->daemonize) {
         if (cfg->nographic) {
             error_report("-nographic cannot be used with -daemonize");

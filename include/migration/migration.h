@@ -60,5 +60,8 @@ json_t *migration_query_capabilities(MigrationState *ms);
  * QEMU's destination does.
  */
 bool migration_incoming(MigrationState *ms, const char *uri, GError **errp);
+/* Is uri a migration URI this VMM knows (tcp:, unix:, exec:)?  Nothing is
+ * opened: start-up checks -incoming with it before /dev/kvm. */
+bool migration_uri_check(const char *uri, GError **errp);
 
 #endif

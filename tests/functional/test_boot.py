@@ -230,6 +230,21 @@ def test_later_features_are_refused_by_name():
     assert rc == 1 and len(lines) == 1 and "vfio-pci" in lines[0]
 
 
+def test_bad_incoming_uri_is_refused_as_qemu_words_it():
+    rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-incoming",
+                                "ftp:host:1"])
+    assert rc == 1
+    assert lines == ["qemu-system-x86_64: -incoming ftp:host:1: unknown migration "
+                     "protocol: ftp:host:1"]
+    assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
+    qemu = subprocess.run([QEMU, "-machine", "accel=tcg", "-display", "none",
+                           "-nodefaults", "-incoming", "ftp:host:1"],
+                          capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert qemu.returncode == 1
+    assert qemu.stderr.strip().splitlines() == lines
+
+
 def test_netdev_is_refused_by_name():
     """No network backends yet: -netdev names itself and the missing part."""
     rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev",
