@@ -300,14 +300,16 @@ static void hmp_migrate_set_downtime(Monitor *mon, const char *args)
 {
     char *end;
     double seconds = g_ascii_strtod(args, &end);
+    json_int_t ms;
 
-    if (end == args || *end || seconds < 0) {
+    if (end == args || *end || !(seconds >= 0)) { /* NaN too */
         monitor_printf(mon, "migrate_set_downtime: expected seconds, e.g. 0.3\n");
         return;
     }
+    /* beyond the largest limit: converted only once it fits (1e300, inf) */
+    ms = seconds < 1e12 ? (json_int_t)(seconds * 1000 + 0.5) : (json_int_t)1e15;
     json_decref(hmp_qmp(mon, qmp_migrate_set_parameters,
-                        json_pack("{s:I}", "downtime-limit",
-                                  (json_int_t)(seconds * 1000 + 0.5))));
+                        json_pack("{s:I}", "downtime-limit", ms)));
 }
 
 static void hmp_info_migrate(Monitor *mon, const char *args)
