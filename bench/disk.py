@@ -10,6 +10,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchenv  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTOS = os.path.join(ROOT, "build", "tests", "guest", "testos")
 PEERS = {"directvisor": os.path.join(ROOT, "build", "qemu-system-x86_64"),
@@ -27,7 +30,8 @@ def make_image(d, fmt):
 
 def run_once(binary, image, fmt):
     proc = subprocess.run(
-        [binary, "-enable-kvm", "-m", "256M", "-smp", "1", "-display", "none",
+        [binary, "-enable-kvm", *benchenv.cpu_args(binary), "-m", "256M", "-smp", "1",
+         "-display", "none",
          "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", TESTOS, "-append",
          APPEND, "-drive", f"file={image},if=virtio,format={fmt},cache=none"],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)

@@ -12,6 +12,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchenv  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTOS = os.path.join(ROOT, "build", "tests", "guest", "testos")
 VMM = os.path.join(ROOT, "build", "qemu-system-x86_64")
@@ -61,7 +64,8 @@ def measure(binary, extra, append):
     scen = next(x for x in SCENARIOS if x[1] == append)
     with tempfile.TemporaryDirectory() as d:
         sock = os.path.join(d, "q.sock")
-        args = [binary, "-enable-kvm", "-display", "none", "-nodefaults", "-m", "128M",
+        args = [binary, "-enable-kvm", *benchenv.cpu_args(binary), "-display", "none",
+                "-nodefaults", "-m", "128M",
                 "-smp", "1", "-serial", "stdio", "-qmp",
                 f"unix:{sock},server,nowait", "-kernel", TESTOS, "-append", append,
                 *extra]

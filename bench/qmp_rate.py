@@ -77,12 +77,14 @@ def pin_process(pid, cpu):
 
 
 class Peer:
-    """One VMM booting testos idle, with a negotiated QMP connection."""
+    """One VMM booting testos idle, with a negotiated QMP connection; binary
+    is a path or [path, extra arguments...] (bench/run.py passes -cpu)."""
 
     def __init__(self, name, binary, tmpdir, cpu=None):
         self.name = name
         path = os.path.join(tmpdir, f"{name}.sock")
-        args = [binary, "-enable-kvm", "-display", "none", "-nodefaults",
+        binary, *extra = binary if isinstance(binary, (list, tuple)) else [binary]
+        args = [binary, "-enable-kvm", *extra, "-display", "none", "-nodefaults",
                 "-m", "128M", "-smp", "1", "-kernel", TESTOS,
                 "-append", "testos.run=idle",
                 "-qmp", f"unix:{path},server=on,wait=off"]
@@ -148,9 +150,11 @@ def main():
     for path in (VMM, TESTOS):
         if not os.path.exists(path):
             sys.exit(f"{path} is missing: run make first")
-    peers = {"directvisor": VMM}
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import benchenv
+    peers = {"directvisor": [VMM, *benchenv.cpu_args(VMM)]}
     if QEMU:
-        peers["qemu"] = QEMU
+        peers["qemu"] = [QEMU, *benchenv.cpu_args(QEMU)]
     else:
         print("Debian's qemu-system-x86_64 is not installed: measuring this VMM only")
 
