@@ -397,6 +397,12 @@ void *migration_thread(void *opaque)
         ok = ram_sync_dirty(&rs, m, &err) && send_dirty_pages(ms, &rs, true, false, &err) &&
              send_machine_state(ms, &err) && wait_for_ack(ms, &err);
         ms->downtime_ms = now_ms() - stop_at;
+        if (ok) {
+            /* everything went in the stop-and-copy: nothing remains (QEMU: 0) */
+            pthread_mutex_lock(&ms->lock);
+            ms->remaining = 0;
+            pthread_mutex_unlock(&ms->lock);
+        }
     }
     ms->total_ms = now_ms() - ms->start_ms;
     if (m->pci) {
