@@ -5,31 +5,20 @@ Input: QEMU's QAPI schema syntax (Python-like literals, '#' comments).
 Output: build/qapi/qapi-commands.h with one prototype per command and
 build/qapi/qapi-commands.c with the command table (name, handler, argument
 types for validation) and the event table.  Adding a command means one
-schema entry and one qmp_* handler: nothing else."""
-import ast
+schema entry and one qmp_* handler: nothing else.
+
+The schema is read by scripts/qapi_schema.py, which the functional tests
+use too (to check every reply and event); here it is compiled whole, so a
+'returns' or an event 'data' naming an unknown type fails the build."""
 import os
 import re
 import sys
 
+from qapi_schema import Schema, SchemaError, parse
+
 BUILTIN = {"str": "QMP_ARG_STR", "int": "QMP_ARG_INT", "bool": "QMP_ARG_BOOL",
            "number": "QMP_ARG_NUMBER", "any": "QMP_ARG_ANY", "size": "QMP_ARG_INT",
            "uint64": "QMP_ARG_INT", "int64": "QMP_ARG_INT"}
-
-
-def parse(path):
-    text = open(path).read()
-    text = re.sub(r"#[^\n]*", "", text)
-    exprs, depth, start = [], 0, None
-    for i, ch in enumerate(text):
-        if ch == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                exprs.append(ast.literal_eval(text[start:i + 1]))
-    return exprs
 
 
 def c_name(name):
@@ -37,6 +26,10 @@ def c_name(name):
 
 
 def main(out_dir, files):
+    try:
+        Schema(files)
+    except SchemaError as e:
+        sys.exit(f"qapi-gen: {e}")
     exprs = []
     for f in files:
         exprs += parse(f)
