@@ -104,24 +104,26 @@ def run(repeat=3):
         ("QEMU", QEMU, []),
         ("QEMU cpu-pm=on", QEMU, ["-overcommit", "cpu-pm=on"]),
     ]
-    results = {}
-    for name, binary, extra in peers:
-        if not os.path.exists(binary):
-            continue
-        results[name] = {}
+    peers = [p for p in peers if os.path.exists(p[1])]
+    rates = {(p[0], s[0]): [] for p in peers for s in SCENARIOS}
+    lat = {}
+    for _ in range(repeat):             # the peers take turns, run by run
         for scen, append, _, _ in SCENARIOS:
-            rates, lat = [], None
-            for _ in range(repeat):
+            for name, binary, extra in peers:
                 rate, lines = measure(binary, extra, append)
-                rates.append(rate)
+                rates[name, scen].append(rate)
                 for l in lines:
                     m = re.search(r"min_us=(-?\d+) avg_us=(-?\d+) max_us=(-?\d+)", l)
                     if m:
-                        lat = [int(x) for x in m.groups()]
-            rates.sort()
-            results[name][scen] = {"exits_per_s": rates[len(rates) // 2]}
-            if lat:
-                results[name][scen]["latency_us"] = lat
+                        lat[name, scen] = [int(x) for x in m.groups()]
+    results = {}
+    for name, _, _ in peers:
+        results[name] = {}
+        for scen, _, _, _ in SCENARIOS:
+            r = sorted(rates[name, scen])
+            results[name][scen] = {"exits_per_s": r[len(r) // 2]}
+            if (name, scen) in lat:
+                results[name][scen]["latency_us"] = lat[name, scen]
     os.unlink(cpumap)
     return results
 

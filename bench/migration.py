@@ -202,18 +202,20 @@ def run(repeat=3):
     """Each figure is the median over `repeat` runs (at least 3) per VMM and
     rate; the runs themselves are kept too."""
     repeat = max(3, repeat)
+    peers = [(n, b) for n, b in (("directvisor", VMM), ("qemu", QEMU)) if os.path.exists(b)]
+    all_runs = {(n, rate): [] for n, _ in peers for rate in RATES}
+    for _ in range(repeat):             # the VMMs take turns, run by run
+        for rate in RATES:
+            for name, binary in peers:
+                try:
+                    all_runs[name, rate].append(migrate_once(binary, rate))
+                except RuntimeError as e:
+                    all_runs[name, rate].append({"status": f"error: {e}"})
     results = {}
-    for name, binary in (("directvisor", VMM), ("qemu", QEMU)):
-        if not os.path.exists(binary):
-            continue
+    for name, _ in peers:
         results[name] = {}
         for rate in RATES:
-            runs = []
-            for _ in range(repeat):
-                try:
-                    runs.append(migrate_once(binary, rate))
-                except RuntimeError as e:
-                    runs.append({"status": f"error: {e}"})
+            runs = all_runs[name, rate]
             ok = [r for r in runs if r.get("status") == "completed"]
             med = {k: median(r.get(k) for r in ok) for k in FIGURES}
             med["completed"] = f"{len(ok)}/{len(runs)}"
