@@ -210,6 +210,8 @@ class SerialClient:
 
 import json  # noqa: E402
 
+from qmpcheck import QmpChecker  # noqa: E402
+
 
 def wait_for_path(path, timeout=20):
     """Wait until path exists (a unix socket a VMM is about to create)."""
@@ -259,9 +261,15 @@ def wait_fd_count(pid, expected, timeout=10):
 
 class QmpClient:
     """A small QMP client: one JSON value per line each way.  Events that
-    arrive while waiting for a reply are kept in .events."""
+    arrive while waiting for a reply are kept in .events.
 
-    def __init__(self, address, negotiate=True, timeout=20):
+    Every message from this VMM is checked against qapi/*.json as it
+    arrives (qmpcheck.py): a reply or event that drifts from the schema
+    fails the test.  Debian's QEMU, known by its greeting, is not checked;
+    schema_check=False turns the checks off for one connection."""
+
+    def __init__(self, address, negotiate=True, timeout=20, schema_check=None):
+        self.checker = QmpChecker(None if schema_check is None else bool(schema_check))
         deadline = time.time() + timeout
         while True:
             # a fresh socket each try: a failed connect leaves none to reuse
@@ -291,13 +299,21 @@ class QmpClient:
             assert reply == {"return": {}}, reply
 
     def send_raw(self, data):
+        self.checker.sent_raw(data)
         self.sock.sendall(data)
 
     def send(self, obj):
+        self.checker.sent(obj)
         self.sock.sendall(json.dumps(obj).encode() + b"\n")
 
     def recv_line(self, timeout=20):
         """The next line (without its line ending); None when closed."""
+        line = self._next_line(timeout)
+        if line is not None and self.checker.check is not False:
+            self.checker.received(json.loads(line))
+        return line
+
+    def _next_line(self, timeout):
         deadline = time.time() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.time()
@@ -314,10 +330,12 @@ class QmpClient:
         return line.rstrip(b"\r")
 
     def recv(self, timeout=20):
-        line = self.recv_line(timeout)
+        line = self._next_line(timeout)
         if line is None:
             raise EOFError("QMP connection closed")
-        return json.loads(line)
+        msg = json.loads(line)
+        self.checker.received(msg)
+        return msg
 
     def reply(self, timeout=20):
         """The next message that is not an event."""
