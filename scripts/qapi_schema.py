@@ -277,7 +277,9 @@ class Schema:
         by_json = {}
         for spec in t["data"].values():
             bt = member_type(spec)
-            if bt in self.enums or bt == "str":
+            if isinstance(bt, list):
+                kinds = ("array",)
+            elif bt in self.enums or bt == "str":
                 kinds = ("str",)
             elif bt in INT_RANGES:
                 kinds = ("int",)
@@ -285,8 +287,6 @@ class Schema:
                 kinds = ("int", "number")
             elif bt in ("bool", "null"):
                 kinds = (bt,)
-            elif isinstance(bt, list):
-                kinds = ("array",)
             else:
                 kinds = ("object",)
             for k in kinds:

@@ -40,8 +40,8 @@ def _load_schema_module():
 
 qapi_schema = _load_schema_module()
 
-# What the checks saw in this process: greetings, returns, errors, events
-# checked (returns and events also per command and event name), and
+# What passed the checks in this process: greetings, returns, errors,
+# events (returns and events also per command and event name), and the
 # messages from Debian's QEMU left unchecked.
 # DV_QMP_CHECK_STATS=FILE writes the counts there (JSON) at exit.
 STATS = collections.Counter()
@@ -168,9 +168,11 @@ class RawRequests:
 class QmpChecker:
     """The checks of one QMP connection (see the module's comment)."""
 
-    def __init__(self, check=None):
-        """check: None decides from the greeting; False checks nothing."""
+    def __init__(self, check=None, stats=STATS):
+        """check: None decides from the greeting; False checks nothing.
+        stats: where the counts go (the process's STATS by default)."""
         self.check = check
+        self.stats = stats
         self.greeted = False
         self.pending = collections.deque()
         self.raw = None
@@ -207,24 +209,25 @@ class QmpChecker:
             self.greeted = True
             return self.greeting(msg)
         if self.check is False:
-            STATS["qemu-unchecked"] += 1
+            self.stats["qemu-unchecked"] += 1
             return
         if isinstance(msg, dict) and "event" in msg:
-            STATS["events"] += 1
-            STATS[f"event {msg.get('event')}"] += 1
             errors = self.schema.check_event(msg)
             if errors:
                 fail(f"event {msg.get('event')}", errors, msg)
+            self.stats["events"] += 1
+            self.stats[f"event {msg['event']}"] += 1
             return
         name = self.pair(msg)
-        kind = "errors" if isinstance(msg, dict) and "error" in msg else "returns"
-        STATS[kind] += 1
-        if kind == "returns":
-            STATS[f"return {name}"] += 1
         errors = self.schema.check_reply(name, msg) if isinstance(msg, dict) \
             else [f"a reply that is not an object: {msg!r}"]
         if errors:
             fail(f"reply to {name or 'a request naming no command'}", errors, msg)
+        if "error" in msg:
+            self.stats["errors"] += 1
+        else:
+            self.stats["returns"] += 1
+            self.stats[f"return {name}"] += 1
 
     def greeting(self, msg):
         qmp = msg.get("QMP") if isinstance(msg, dict) else None
@@ -240,12 +243,12 @@ class QmpChecker:
                 fail("greeting", ["neither this VMM's (package 'directvisor ...') "
                                   "nor Debian QEMU's (package 'Debian ...')"], msg)
         if self.check:
-            STATS["greetings"] += 1
             errors = self.schema.check_greeting(msg)
             if errors:
                 fail("greeting", errors, msg)
+            self.stats["greetings"] += 1
         else:
-            STATS["qemu-unchecked"] += 1
+            self.stats["qemu-unchecked"] += 1
 
     def pair(self, msg):
         """The command a reply answers (None: a request naming none), and

@@ -3,6 +3,7 @@ drifts from qapi/*.json fails, with the command or event and the path
 named; Debian's QEMU is left alone; raw input is paired like the VMM
 pairs it.  Most of these need no VM: a fake QMP server on a unix socket
 answers what each test scripts."""
+import collections
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ import threading
 
 import pytest
 
-from harness import TESTOS, QmpClient, Vmm, wait_for_path
+from harness import BUILD, QEMU, TESTOS, QmpClient, Vmm, wait_for_path
 from qmpcheck import JUNK, QmpChecker, QmpDrift, RawRequests, qapi_schema
 
 OURS = {"QMP": {"version": {"qemu": {"major": 4, "minor": 2, "micro": 0},
@@ -28,7 +29,9 @@ STATS = {"transferred": 1, "remaining": 0, "total": 2, "duplicate": 0, "skipped"
 
 
 def checker():
-    c = QmpChecker()
+    """A checker of this VMM's connection that counts apart from the
+    suite's real traffic."""
+    c = QmpChecker(stats=collections.Counter())
     c.received(OURS)
     return c
 
@@ -136,15 +139,15 @@ def checker_with(request):
 
 
 def test_an_unknown_peer_fails_and_debian_qemu_is_not_checked():
-    c = QmpChecker()
+    c = QmpChecker(stats=collections.Counter())
     with pytest.raises(QmpDrift, match="neither this VMM"):
         c.received({"QMP": {"version": {"package": "someone else"}, "capabilities": []}})
-    c = QmpChecker()
+    c = QmpChecker(stats=collections.Counter())
     c.received(DEBIAN)
     c.sent({"execute": "query-status"})
     c.received({"return": {"running": True, "status": "running"}})    # no singlestep
     c.received({"event": "DEVICE_DELETED", "timestamp": TS, "data": {}})
-    off = QmpChecker(False)
+    off = QmpChecker(False, stats=collections.Counter())
     off.received(OURS)
     off.received({"return": {"anything": 1}})
 
@@ -286,3 +289,120 @@ def test_query_commands_lists_exactly_the_schema_commands():
             with QmpClient(sock) as c:
                 names = {x["name"] for x in c.cmd("query-commands")["return"]}
     assert names == set(qapi_schema.load().commands)
+
+
+# The arguments each query needs (more than one call: each argument set).
+QUERY_ARGS = {
+    "query-stats": [{"target": "vm"}, {"target": "vcpu"},
+                    {"target": "vcpu", "providers": [{"provider": "kvm",
+                                                      "names": ["exits"]}]}],
+    "query-stats-schemas": [{}, {"provider": "kvm"}],
+}
+
+
+@pytest.mark.vm
+def test_every_query_reply_matches_the_schema():
+    """Each query-* command of the schema, on a VM with a drive, a name and
+    two vCPUs: the client checks every reply, so a query no other test
+    sends still cannot drift unseen."""
+    schema = qapi_schema.load()
+    queries = sorted(c for c in schema.commands if c.startswith("query-"))
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "qmp.sock")
+        image = os.path.join(d, "disk.qcow2")
+        with open(os.path.join(BUILD, "tests", "guest", "testos.qcow2"), "rb") as src, \
+                open(image, "wb") as dst:
+            dst.write(src.read())
+        with Vmm(["-enable-kvm", "-display", "none", "-nodefaults", "-m", "64M",
+                  "-smp", "2", "-name", "schema", "-drive", f"file={image},if=virtio",
+                  "-qmp", f"unix:{sock},server=on,wait=off",
+                  "-kernel", TESTOS, "-append", "testos.run=idle"]):
+            wait_for_path(sock)
+            with QmpClient(sock) as c:
+                for name in queries:
+                    for args in QUERY_ARGS.get(name, [None]):
+                        reply = c.cmd(name, args)
+                        assert "return" in reply, (name, args, reply)
+                blocks = c.cmd("query-block")["return"]
+                assert blocks and "inserted" in blocks[0]
+                assert c.cmd("query-pci")["return"][0]["devices"]
+
+
+# ---- the schema against Debian QEMU 7.2's own (query-qmp-schema) ----
+
+def compare_with_qemu(schema, ours, theirs, qemu, path, out, seen=frozenset()):
+    """Lines where type ours (our schema) is not a subset of QEMU's type
+    theirs (a name in QEMU's introspection): a member QEMU lacks, one
+    optional here but required there, another JSON type, an enum value
+    QEMU does not know."""
+    e = qemu[theirs]
+    kind = e["meta-type"]
+    if isinstance(ours, list):
+        if kind != "array":
+            out.append(f"{path}: an array here, {kind} in QEMU")
+        else:
+            compare_with_qemu(schema, ours[0], e["element-type"], qemu, path + "[]", out, seen)
+        return
+    if isinstance(ours, str) and ours in qapi_schema.BUILTINS:
+        want = {"str": "string", "bool": "boolean", "number": "number",
+                "null": "null", "any": None}.get(ours, "int")
+        if want and (kind != "builtin" or e["json-type"] != want):
+            out.append(f"{path}: {ours} here, {e.get('json-type', kind)} in QEMU")
+        return
+    if isinstance(ours, str) and ours in schema.enums:
+        extra = set(schema.enums[ours]["data"]) - set(e.get("values", []))
+        if kind != "enum" or extra:
+            out.append(f"{path}: enum {ours} has {sorted(extra)} QEMU's has not")
+        return
+    if isinstance(ours, str) and schema.types[ours]["kind"] == "alternate":
+        if kind != "alternate":
+            out.append(f"{path}: an alternate here, {kind} in QEMU")
+        return
+    members = schema._members(ours, path)
+    if kind != "object":
+        out.append(f"{path}: an object here, {kind} in QEMU")
+        return
+    if (str(ours), theirs) in seen:
+        return
+    seen = seen | {(str(ours), theirs)}
+    qm = {m["name"]: m for m in e["members"]}
+    for v in e.get("variants", []):
+        for m in qemu[v["type"]]["members"]:
+            qm.setdefault(m["name"], m)
+    for key, t in members.items():
+        name = key.lstrip("*")
+        if name not in qm:
+            out.append(f"{path}.{name}: QEMU has no such member")
+        elif key.startswith("*") and "default" not in qm[name]:
+            out.append(f"{path}.{name}: optional here, required in QEMU")
+        else:
+            compare_with_qemu(schema, t, qm[name]["type"], qemu, f"{path}.{name}", out, seen)
+
+
+# commands of this VMM that QEMU 7.2 does not have
+OWN_COMMANDS = {"query-cpus", "query-osnet-cpumap", "osnet-set-cpumap", "osnet-did-enable",
+                "osnet-did-disable", "query-osnet-did", "query-osnet-stats"}
+
+
+def test_the_schema_is_a_subset_of_debian_qemus():
+    """Every command and event both have: what this VMM promises to return
+    is what QEMU 7.2's schema allows, member by member, so a client written
+    for QEMU reads our replies."""
+    assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "qemu.sock")
+        with Vmm(["-machine", "accel=tcg", "-S", "-display", "none", "-nodefaults",
+                  "-qmp", f"unix:{sock},server=on,wait=off"], binary=QEMU):
+            with QmpClient(sock, timeout=60) as c:
+                qemu = {e["name"]: e for e in c.cmd("query-qmp-schema")["return"]}
+    schema = qapi_schema.load()
+    out = []
+    assert set(schema.commands) - set(qemu) == OWN_COMMANDS
+    for name, cmd in schema.commands.items():
+        if name not in OWN_COMMANDS:
+            compare_with_qemu(schema, cmd.get("returns", {}), qemu[name]["ret-type"],
+                              qemu, name, out)
+    for name, ev in schema.events.items():
+        assert name in qemu, f"event {name} is not QEMU's"
+        compare_with_qemu(schema, ev.get("data", {}), qemu[name]["arg-type"], qemu, name, out)
+    assert out == []
