@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -113,10 +114,8 @@ class RawRequests:
             pos = self.SPACE.match(text, pos).end()
             if pos >= len(text):
                 break
-            try:
-                value, end = self.json.raw_decode(text, pos)
-            except json.JSONDecodeError as e:
-                cut = e.pos >= len(text) or e.msg.startswith("Unterminated string")
+            value, end, cut = self.decode_at(text, pos)
+            if end is None:
                 bad_end = None if cut else self.bad_value_end(text, pos)
                 if bad_end is None:
                     bracketed = text[pos] in "{["
@@ -135,6 +134,28 @@ class RawRequests:
             pos = end
         self.text = text[pos:]
         return out
+
+    def decode_at(self, text, pos):
+        """(value, end, None) for the value at pos, or (None, None, cut):
+        cut when the error may only be the input ending too early.  Decoded
+        through a growing window: the decoder's error costs a count of the
+        lines before it, which over megabytes of junk adds up."""
+        size = 4096
+        while True:
+            window = text[pos:pos + size]
+            truncated = pos + size < len(text)
+            try:
+                value, end = self.json.raw_decode(window)
+            except json.JSONDecodeError as e:
+                cut = e.pos >= len(window) or e.msg.startswith("Unterminated string")
+                if truncated and (cut or e.pos >= len(window) - 64):
+                    size *= 4
+                    continue
+                return None, None, cut
+            if truncated and end >= len(window) - 64:
+                size *= 4                      # a number may go on
+                continue
+            return value, pos + end, None
 
     def bad_value_end(self, text, pos):
         if text[pos] not in "{[":
@@ -173,6 +194,8 @@ class QmpChecker:
         stats: where the counts go (the process's STATS by default)."""
         self.check = check
         self.stats = stats
+        # a test may read replies in one thread while it writes in another
+        self.lock = threading.Lock()
         self.greeted = False
         self.pending = collections.deque()
         self.raw = None
@@ -184,6 +207,10 @@ class QmpChecker:
         """A value written as one JSON text: one request."""
         if self.check is False:
             return
+        with self.lock:
+            self.expect(value)
+
+    def expect(self, value):
         if isinstance(value, dict):
             name = value.get("execute")
             self.pending.append((name if isinstance(name, str) else None,
@@ -196,11 +223,13 @@ class QmpChecker:
             return
         if self.raw is None:
             self.raw = RawRequests()
-        for value in self.raw.feed(data):
-            if value is JUNK:
-                self.pending.append((JUNK, NO_ID))
-            else:
-                self.sent(value)
+        values = self.raw.feed(data)
+        with self.lock:
+            for value in values:
+                if value is JUNK:
+                    self.pending.append((JUNK, NO_ID))
+                else:
+                    self.expect(value)
 
     # ---- what arrived ----
 
@@ -218,7 +247,8 @@ class QmpChecker:
             self.stats["events"] += 1
             self.stats[f"event {msg['event']}"] += 1
             return
-        name = self.pair(msg)
+        with self.lock:
+            name = self.pair(msg)
         errors = self.schema.check_reply(name, msg) if isinstance(msg, dict) \
             else [f"a reply that is not an object: {msg!r}"]
         if errors:
