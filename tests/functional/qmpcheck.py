@@ -308,3 +308,12 @@ class QmpChecker:
         if rid is not NO_ID:
             fail(f"reply to {name}", ["the request's id is missing"], msg)
         return name
+
+
+def check_exchange(sent, lines, stats=STATS):
+    """Check an exchange made without QmpClient (nc, a bare socket): the
+    bytes written and every line read back, the greeting first."""
+    c = QmpChecker(stats=stats)
+    c.sent_raw(sent)
+    for line in lines:
+        c.received(json.loads(line))

@@ -15,6 +15,7 @@ import pytest
 
 from harness import (QEMU, TESTOS, QmpClient, SerialClient, Vmm, fd_count, free_port,
                      seed_args, wait_fd_count, wait_for_path)
+from qmpcheck import check_exchange
 
 pytestmark = pytest.mark.vm
 
@@ -103,6 +104,7 @@ def python_guide_client(sock):
         data = b""
         while chunk := s.recv(65536):
             data += chunk
+    check_exchange(GUIDE_REQUEST.encode(), data.decode().strip().splitlines())
     last = data.decode().strip().splitlines()[-1]
     return [str(cpu["thread_id"]) for cpu in json.loads(last)["return"]]
 
@@ -149,6 +151,7 @@ def test_half_close_gets_every_reply_then_the_server_closes(seed_vm):
     assert proc.returncode == 0        # nc ended: the server closed
     lines = proc.stdout.decode().split("\r\n")
     assert lines[-1] == "" and len(lines) == 1 + len(requests) + 1, lines
+    check_exchange("".join(requests).encode(), lines[:-1])
     replies = [json.loads(l) for l in lines[1:-1]]
     assert replies[0] == {"return": {}}
     assert replies[1]["return"]["running"] is True

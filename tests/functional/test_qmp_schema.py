@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from harness import BUILD, QEMU, TESTOS, QmpClient, Vmm, wait_for_path
-from qmpcheck import JUNK, QmpChecker, QmpDrift, RawRequests, qapi_schema
+from qmpcheck import JUNK, QmpChecker, QmpDrift, RawRequests, check_exchange, qapi_schema
 
 OURS = {"QMP": {"version": {"qemu": {"major": 4, "minor": 2, "micro": 0},
                             "package": "directvisor 0.1"}, "capabilities": []}}
@@ -187,6 +187,17 @@ def test_unions_alternates_and_sized_ints():
     assert s.check_return("r", True) == ["r: bool fits no branch of Alt"]
     assert s.check_event({"event": "E", "timestamp": TS, "data": {"n": -1}}) == [
         "E.data.n: -1 is out of range for uint8"]
+
+
+def test_an_exchange_made_without_the_client_is_checked_too():
+    sent = b'{"execute":"qmp_capabilities"}{"execute":"query-kvm","id":1}'
+    good = [json.dumps(OURS), '{"return": {}}',
+            '{"return": {"enabled": true, "present": true}, "id": 1}']
+    counts = collections.Counter()
+    check_exchange(sent, good, counts)
+    assert counts["returns"] == 2 and counts["greetings"] == 1
+    with pytest.raises(QmpDrift, match="query-kvm: missing member 'present'"):
+        check_exchange(sent, good[:2] + ['{"return": {"enabled": true}, "id": 1}'], counts)
 
 
 # ---- raw input, cut as monitor/qmp.c cuts it ----
