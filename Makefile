@@ -203,5 +203,5 @@ clean:
 	rm -rf $(B)/*/ $(B)/*.a $(VMM)
 
 .PHONY: all unit check bench install clean guest format-check fuzz fuzz-replay sanitize sanitize-build
--include $(LIB_OBJS:.o=.d) $(B)/system/main.d
+-include $(LIB_OBJS:.o=.d) $(B)/system/main.d $(UNIT_BINS:%=%.d) $(BENCH_BINS:%=%.d)
 .SECONDARY:
