@@ -102,10 +102,35 @@ static size_t leading_space(const char *p, size_t len)
     return i;
 }
 
-/* Bytes that may continue a literal, a number or an escape. */
+/* Bytes that may continue a literal, a number or a \u escape. */
 static bool is_token_byte(char c)
 {
-    return g_ascii_isalnum(c) || c == '+' || c == '-' || c == '.' || c == '\\';
+    return g_ascii_isalnum(c) || c == '+' || c == '-' || c == '.';
+}
+
+/*
+ * Is p[0, len) the start of a UTF-8 sequence that more bytes could
+ * complete: a lead byte and only continuation bytes, fewer than it needs?
+ * (GLib's g_utf8_get_char_validated says "partial" for some sequences
+ * holding a NUL, so one answer could turn into the other as bytes came.)
+ */
+static bool utf8_cut_short(const char *p, size_t len)
+{
+    uint8_t lead = p[0];
+    size_t need = lead >= 0xc2 && lead <= 0xdf   ? 2
+                  : lead >= 0xe0 && lead <= 0xef ? 3
+                  : lead >= 0xf0 && lead <= 0xf4 ? 4
+                                                 : 0;
+
+    if (!need || len >= need) {
+        return false;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if (((uint8_t)p[i] & 0xc0) != 0x80) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /*
@@ -121,7 +146,7 @@ static bool qmp_error_at_cut(const char *p, size_t len, const json_error_t *jerr
     case json_error_premature_end_of_input:
         return true;
     case json_error_invalid_utf8:
-        return pos < len && g_utf8_get_char_validated(p + pos, len - pos) == (gunichar)-2;
+        return pos < len && utf8_cut_short(p + pos, len - pos);
     default:
         break;
     }
@@ -130,6 +155,10 @@ static bool qmp_error_at_cut(const char *p, size_t len, const json_error_t *jerr
     }
     while (tail < len && tail <= 64 && is_token_byte(p[len - 1 - tail])) {
         tail++;
+    }
+    /* an escape cut short (a lone backslash, or one and "u00"), whatever came before */
+    if (tail < len && p[len - 1 - tail] == '\\') {
+        return tail <= 5;
     }
     return tail > 0 && tail <= 64;
 }
