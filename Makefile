@@ -73,7 +73,8 @@ $(B)/bench/%: $(B)/bench/%.o $(B)/libvmm.a
 # corpus replays (tests/fuzz/replay-main.c) built with ASan + UBSan by the
 # same compiler; build/fuzz/: the targets under libFuzzer (clang).
 SAN := $(B)/san
-SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+SAN_FLAGS := -fsanitize=address,undefined,float-cast-overflow \
+             -fno-sanitize-recover=undefined,float-cast-overflow \
              -fno-omit-frame-pointer
 SAN_CFLAGS := -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. \
               $(DEPS_CFLAGS) -MMD -MP $(SAN_FLAGS)
