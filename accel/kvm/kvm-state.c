@@ -309,15 +309,22 @@ static bool vcpu_set_events(VCpu *cpu, GArray *recs, GError **errp)
     return true;
 }
 
-bool vcpu_state_check(const uint8_t *buf, size_t len, GError **errp)
+/* Parse and check a blob without applying it (the loader's first pass). */
+static bool check_blob(const uint8_t *buf, size_t len,
+                       bool (*check)(GArray *recs, GError **errp), GError **errp)
 {
     GArray *recs = parse_records(buf, len, errp);
-    bool ok = recs && check_vcpu_records(recs, errp);
+    bool ok = recs && check(recs, errp);
 
     if (recs) {
         g_array_free(recs, TRUE);
     }
     return ok;
+}
+
+bool vcpu_state_check(const uint8_t *buf, size_t len, GError **errp)
+{
+    return check_blob(buf, len, check_vcpu_records, errp);
 }
 
 bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp)
@@ -397,13 +404,7 @@ static bool check_vm_records(GArray *recs, GError **errp)
 
 bool kvm_vm_state_check(const uint8_t *buf, size_t len, GError **errp)
 {
-    GArray *recs = parse_records(buf, len, errp);
-    bool ok = recs && check_vm_records(recs, errp);
-
-    if (recs) {
-        g_array_free(recs, TRUE);
-    }
-    return ok;
+    return check_blob(buf, len, check_vm_records, errp);
 }
 
 bool kvm_vm_state_load(KvmVm *kvm, const uint8_t *buf, size_t len, GError **errp)

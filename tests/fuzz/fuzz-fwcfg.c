@@ -29,22 +29,6 @@
 #define FUZZ_RAM_SIZE (2u << 20)
 #define FW_CFG_PORT_SEL 0x510
 
-typedef struct Reader {
-    const uint8_t *data;
-    size_t size, pos;
-} Reader;
-
-static bool take(Reader *r, void *out, size_t len)
-{
-    if (r->size - r->pos < len) {
-        r->pos = r->size;
-        return false;
-    }
-    memcpy(out, r->data + r->pos, len);
-    r->pos += len;
-    return true;
-}
-
 static uint32_t le32(const uint8_t *p)
 {
     return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;

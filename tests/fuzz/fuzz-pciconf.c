@@ -32,22 +32,6 @@
 #define FUZZ_RAM_SIZE (2u << 20)
 #define CONFIG_PORT 0xcf8
 
-typedef struct Reader {
-    const uint8_t *data;
-    size_t size, pos;
-} Reader;
-
-static bool take(Reader *r, void *out, size_t len)
-{
-    if (r->size - r->pos < len) {
-        r->pos = r->size;
-        return false;
-    }
-    memcpy(out, r->data + r->pos, len);
-    r->pos += len;
-    return true;
-}
-
 typedef struct Run {
     Machine *m;
     PciDevice *disk;

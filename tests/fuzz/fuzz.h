@@ -12,10 +12,30 @@
 #ifndef TESTS_FUZZ_FUZZ_H
 #define TESTS_FUZZ_FUZZ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 void fuzz_target(const uint8_t *data, size_t size, FILE *report);
+
+/* An input read front to back as a stream of fields. */
+typedef struct Reader {
+    const uint8_t *data;
+    size_t size, pos;
+} Reader;
+
+/* The next len bytes into out; false (and the input used up) when short. */
+static inline bool take(Reader *r, void *out, size_t len)
+{
+    if (r->size - r->pos < len) {
+        r->pos = r->size;
+        return false;
+    }
+    memcpy(out, r->data + r->pos, len);
+    r->pos += len;
+    return true;
+}
 
 #endif
