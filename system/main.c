@@ -187,11 +187,12 @@ int main(int argc, char **argv)
     }
     monitors = monitor_set_new(&machine);
     /* the whole command line is checked before /dev/kvm is opened */
+    /* (chardevs open before KVM too, as QEMU's do: wait=on waits there) */
     if (!machine_prepare(&machine, cfg, &err) ||
         !monitor_set_configure(monitors, machine.chardevs, &err) ||
+        !chardev_set_open_all(machine.chardevs, &err) ||
         !(machine.event_fn = monitor_machine_event, machine.event_opaque = monitors,
           machine_init(&machine, &err)) ||
-        !chardev_set_open_all(machine.chardevs, &err) ||
         !machine_start(&machine, &err)) {
         error_report_err(err, NULL);
         daemonize_finish(daemon_fd, false);
