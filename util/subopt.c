@@ -225,14 +225,6 @@ bool subopts_get_uint(SubOpts *opts, const char *key, uint64_t *out,
     return !v || parse_uint_value(key, v, out, errp);
 }
 
-bool subopts_get_size(SubOpts *opts, const char *key, uint64_t *out,
-                      GError **errp)
-{
-    const char *v = subopts_get(opts, key);
-
-    return !v || parse_size_value(key, v, 0, out, errp);
-}
-
 bool subopts_check_unused(SubOpts *opts, GError **errp)
 {
     for (guint i = 0; i < opts->items->len; i++) {

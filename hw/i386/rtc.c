@@ -206,15 +206,6 @@ Rtc *rtc_new(Machine *m, GError **errp)
     return rtc;
 }
 
-uint8_t rtc_cmos_read(Rtc *rtc, uint8_t reg)
-{
-    uint8_t v;
-
-    rtc_io(rtc, 0, &reg, 1, true);
-    rtc_io(rtc, 1, &v, 1, false);
-    return v;
-}
-
 void rtc_free(Rtc *rtc)
 {
     g_free(rtc);

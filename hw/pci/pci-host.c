@@ -323,13 +323,6 @@ void pci_set_pam_notifier(Machine *m, PciPamFn fn, void *opaque)
     bus->pam_opaque = opaque;
 }
 
-void pci_get_pam(Machine *m, uint8_t pam[7])
-{
-    PciBus *bus = m->pci;
-
-    memcpy(pam, bus->host->config + I440FX_PAM0, I440FX_PAM_COUNT);
-}
-
 typedef struct BarSlot {
     PciDevice *dev;
     int bar;

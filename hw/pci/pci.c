@@ -462,13 +462,6 @@ void pci_device_free(PciDevice *dev)
     g_free(dev);
 }
 
-PciDevice *pci_find_device(Machine *m, unsigned bus, unsigned devfn)
-{
-    PciBus *b = m->pci;
-
-    return b && bus == 0 && devfn < PCI_DEVFN_COUNT ? b->devices[devfn] : NULL;
-}
-
 PciDevice *pci_find_device_by_id(Machine *m, const char *qdev_id)
 {
     PciBus *b = m->pci;

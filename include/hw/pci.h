@@ -167,7 +167,6 @@ void pci_dma_mark_dirty(PciDevice *dev, uint64_t gpa, uint64_t len);
 /* PAM0-PAM6 (host bridge 0x59-0x5f) changed: the memory side reacts. */
 typedef void (*PciPamFn)(void *opaque, const uint8_t pam[7]);
 void pci_set_pam_notifier(Machine *m, PciPamFn fn, void *opaque);
-void pci_get_pam(Machine *m, uint8_t pam[7]);
 
 /* A device's INTx route, for firmware tables (MP table, ACPI). */
 typedef struct PciIntxRoute {
@@ -227,7 +226,6 @@ void pci_config_write(PciDevice *dev, unsigned offset, unsigned len, uint32_t va
 /* Drive the INTx pin (any thread); ignored without a pin. */
 void pci_set_irq(PciDevice *dev, int level);
 
-PciDevice *pci_find_device(Machine *m, unsigned bus, unsigned devfn);
 PciDevice *pci_find_device_by_id(Machine *m, const char *qdev_id);
 /* Every device in devfn order. */
 void pci_foreach_device(Machine *m, void (*fn)(PciDevice *dev, void *opaque),

@@ -41,8 +41,6 @@ bool subopts_has(SubOpts *opts, const char *key);
 bool subopts_get_bool(SubOpts *opts, const char *key, bool *out, GError **errp);
 bool subopts_get_uint(SubOpts *opts, const char *key, uint64_t *out,
                       GError **errp);
-bool subopts_get_size(SubOpts *opts, const char *key, uint64_t *out,
-                      GError **errp);
 
 /* "Invalid parameter 'KEY'" for the first key no getter asked for. */
 bool subopts_check_unused(SubOpts *opts, GError **errp);

@@ -66,7 +66,6 @@ bool mptable_write(Machine *m, uint64_t addr, GError **errp);
 /* The RTC and CMOS memory (hw/i386/rtc.c). */
 typedef struct Rtc Rtc;
 Rtc *rtc_new(Machine *m, GError **errp);
-uint8_t rtc_cmos_read(Rtc *rtc, uint8_t reg);   /* as the guest would */
 void rtc_free(Rtc *rtc);
 
 /*
