@@ -166,11 +166,19 @@ def test_daemonize_detaches_and_runs():
             os.kill(pid, 15)
 
 
-def one_error_line(args):
-    proc = subprocess.run([VMM] + args, capture_output=True, timeout=60,
+def one_error_line(args, binary=VMM):
+    proc = subprocess.run([binary] + args, capture_output=True, timeout=60,
                           stdin=subprocess.DEVNULL)
     lines = proc.stderr.decode().strip().splitlines()
     return proc.returncode, lines
+
+
+def qemu_error_lines(args):
+    """Debian QEMU's exit status and stderr lines for args (TCG, no
+    display, no default devices): the reference for error texts."""
+    assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
+    return one_error_line(["-machine", "accel=tcg", "-display", "none", "-nodefaults"]
+                          + args, binary=QEMU)
 
 
 def test_unknown_option_exits_1_with_qemu_wording():
@@ -236,13 +244,7 @@ def test_bad_incoming_uri_is_refused_as_qemu_words_it():
     assert rc == 1
     assert lines == ["qemu-system-x86_64: -incoming ftp:host:1: unknown migration "
                      "protocol: ftp:host:1"]
-    assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
-    qemu = subprocess.run([QEMU, "-machine", "accel=tcg", "-display", "none",
-                           "-nodefaults", "-incoming", "ftp:host:1"],
-                          capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-    assert qemu.returncode == 1
-    assert qemu.stderr.strip().splitlines() == lines
+    assert qemu_error_lines(["-incoming", "ftp:host:1"]) == (1, lines)
 
 
 def test_monitor_socket_that_cannot_bind_is_refused_before_kvm():
@@ -254,13 +256,7 @@ def test_monitor_socket_that_cannot_bind_is_refused_before_kvm():
     why = "Failed to bind socket to /nonexistent/dir/x.sock: No such file or directory"
     assert rc == 1
     assert lines == [f"qemu-system-x86_64: {why}"]
-    assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
-    qemu = subprocess.run([QEMU, "-machine", "accel=tcg", "-display", "none",
-                           "-nodefaults", "-qmp", spec],
-                          capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-    assert qemu.returncode == 1
-    assert qemu.stderr.strip().splitlines() == [f"qemu-system-x86_64: -qmp {spec}: {why}"]
+    assert qemu_error_lines(["-qmp", spec]) == (1, [f"qemu-system-x86_64: -qmp {spec}: {why}"])
 
 
 def test_netdev_is_refused_by_name():
