@@ -59,16 +59,6 @@ def count(xml_path):
     return tests - failed - skipped, failed, skipped
 
 
-def failed_ids(xml_path):
-    """Node ids of the failed or erroring tests in a JUnit XML file."""
-    ids = []
-    for case in ET.parse(xml_path).getroot().iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
-            path = case.get("classname", "").replace(".", "/") + ".py"
-            ids.append(f"{path}::{case.get('name')}")
-    return ids
-
-
 def rig_argv(inner, timeout):
     return ["bash", "tests/rig/rig.sh", "--share", ROOT, "--timeout", str(int(timeout)),
             "--", inner]
