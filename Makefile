@@ -13,7 +13,14 @@ PYTHON ?= /usr/bin/python3
 WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
         -Wformat=2 -Wshadow=local -Wstrict-prototypes
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. \
+# Public headers live under include/, private ones beside their .c files
+# (found by the quotes' own folder), generated ones under build/.  Only the
+# tests and benchmarks may reach a subsystem's private header, by its path
+# from the top (-I.); scripts/check-layers.py holds the rest to the layers.
+INC = -Iinclude -I$(B) -I$(B)/qapi $(INC_PRIVATE)
+$(B)/tests/%.o $(B)/bench/%.o $(B)/san/tests/%.o $(B)/tsan/tests/%.o \
+$(B)/fuzz/obj/tests/%.o: INC_PRIVATE := -I.
+ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE $(INC) \
               $(DEPS_CFLAGS) -MMD -MP
 LDLIBS := $(DEPS_LIBS)
 
@@ -76,7 +83,7 @@ SAN := $(B)/san
 SAN_FLAGS := -fsanitize=address,undefined,float-cast-overflow \
              -fno-sanitize-recover=undefined,float-cast-overflow \
              -fno-omit-frame-pointer
-SAN_CFLAGS := -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. \
+SAN_CFLAGS = -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE $(INC) \
               $(DEPS_CFLAGS) -MMD -MP $(SAN_FLAGS)
 SAN_LIB_OBJS := $(LIB_SRCS:%.c=$(SAN)/%.o) $(SAN)/qapi/qapi-commands.o
 SAN_VMM := $(SAN)/qemu-system-x86_64
@@ -89,7 +96,7 @@ REPLAY_BINS := $(FUZZ_NAMES:%=$(SAN)/tests/fuzz/replay-%)
 FUZZ := $(B)/fuzz
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_CFLAGS := -O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. $(DEPS_CFLAGS) \
+FUZZ_CFLAGS = -O1 -g -std=gnu11 -D_GNU_SOURCE $(INC) $(DEPS_CFLAGS) \
                -MMD -MP $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link \
                -Wno-gnu-variable-sized-type-not-at-end
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ)/obj/%.o) $(FUZZ)/obj/qapi/qapi-commands.o
@@ -147,7 +154,7 @@ fuzz-replay: $(REPLAY_BINS)
 # lock there is a pthread mutex, which TSan sees; GLib's are not used.
 TSAN := $(B)/tsan
 TSAN_FLAGS := -fsanitize=thread
-TSAN_CFLAGS := -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(B) -I. \
+TSAN_CFLAGS = -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE $(INC) \
                $(DEPS_CFLAGS) -MMD -MP $(TSAN_FLAGS)
 TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(TSAN)/%.o) $(TSAN)/qapi/qapi-commands.o
 TSAN_UNIT_BINS := $(TSAN)/tests/unit/test-block $(TSAN)/tests/unit/test-qcow2 \

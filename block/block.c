@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "block/block-int.h"
+#include "block-int.h"
 #include "util/error.h"
 
 /* The images already open in one chain, to refuse loops. */

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "block/block-int.h"
+#include "block-int.h"
 #include "util/error.h"
 
 #define ZERO_CHUNK (1024 * 1024)

@@ -8,7 +8,7 @@
 #include <fcntl.h>
 #include <string.h>
 
-#include "block/block-int.h"
+#include "block-int.h"
 #include "util/error.h"
 
 #define LOCK_PERM_BASE 100

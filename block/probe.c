@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "block/block-int.h"
+#include "block-int.h"
 
 typedef struct FormatMagic {
     const char *name;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "qcow2.h"
 
 typedef struct CacheEntry {
     uint64_t offset; /* 0: empty */

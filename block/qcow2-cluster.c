@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "qcow2.h"
 
 #define L1E_RESERVED 0x7f000000000001ffull
 

@@ -7,7 +7,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "qcow2.h"
 #include "util/error.h"
 
 /* The header cluster as read from the file, zero-filled past its end. */

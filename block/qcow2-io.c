@@ -8,7 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "block/qcow2.h"
+#include "qcow2.h"
 
 /* Guest bytes no cluster of ours holds: the backing file's, zeros past it. */
 static int read_backing(Qcow2State *s, uint64_t offset, uint64_t bytes,

@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "qcow2.h"
 #include "util/error.h"
 
 /* Snapshot L1 tables read at open, in all: more is refused. */

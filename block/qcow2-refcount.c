@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "qcow2.h"
 
 static uint64_t refblock_entries(Qcow2State *s)
 {

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "block/qcow2.h"
+#include "qcow2.h"
 #include "util/error.h"
 
 #define L2_CACHE_MAX_BYTES (32u * 1024 * 1024)

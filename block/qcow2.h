@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "block/block-int.h"
+#include "block-int.h"
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
 #define QCOW2_V2_HEADER_SIZE 72

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "block/block-int.h"
+#include "block-int.h"
 #include "util/error.h"
 
 static bool raw_open(BlockDriverState *bs, GError **errp)

@@ -17,7 +17,7 @@
 #include "hw/devices.h"
 #include "hw/machine.h"
 #include "migration-int.h"
-#include "sysemu/kvm-state.h"
+#include "accel/kvm/kvm-state.h"
 #include "util/error.h"
 
 typedef struct Incoming {

@@ -16,7 +16,7 @@
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "migration-int.h"
-#include "sysemu/kvm-state.h"
+#include "accel/kvm/kvm-state.h"
 #include "util/error.h"
 
 #define PAGES_PER_SECTION 256

@@ -7,8 +7,8 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "build/qapi/qapi-commands.h"
-#include "config.h"
+#include "qapi-commands.h"
+#include "config-host.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "monitor-int.h"

@@ -5,8 +5,8 @@
  */
 #include <string.h>
 
-#include "build/qapi/qapi-commands.h"
-#include "config.h"
+#include "qapi-commands.h"
+#include "config-host.h"
 #include "hw/machine.h"
 #include "monitor-int.h"
 #include "util/error.h"

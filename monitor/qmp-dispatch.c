@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "build/qapi/qapi-commands.h"
+#include "qapi-commands.h"
 #include "monitor/qmp-dispatch.h"
 #include "util/error.h"
 

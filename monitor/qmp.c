@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "config.h"
+#include "config-host.h"
 #include "monitor-int.h"
 #include "util/error.h"
 

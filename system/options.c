@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "config-host.h"
 #include "system/config.h"
 #include "util/error.h"
 #include "util/subopt.h"

@@ -9,9 +9,9 @@
 #include <cpuid.h>
 #include <string.h>
 
-#include "accel/kvm/cpuid.h"
+#include "cpuid.h"
 #include "hw/machine.h"
-#include "sysemu/kvm.h"
+#include "accel/kvm/kvm.h"
 #include "util/error.h"
 
 /* Bits needed to hold n distinct ids (0 for n <= 1). */

@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "accel/kvm/cpuid.h"
+#include "cpuid.h"
 #include "hw/machine.h"
-#include "sysemu/kvm.h"
+#include "accel/kvm/kvm.h"
 #include "util/error.h"
 
 #define SIG_VCPU_KICK SIGUSR1

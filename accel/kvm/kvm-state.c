@@ -8,9 +8,9 @@
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 
-#include "accel/kvm/cpuid.h"
+#include "cpuid.h"
 #include "hw/machine.h"
-#include "sysemu/kvm-state.h"
+#include "accel/kvm/kvm-state.h"
 #include "util/error.h"
 
 enum {

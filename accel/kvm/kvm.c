@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "hw/machine.h"
-#include "sysemu/kvm.h"
+#include "accel/kvm/kvm.h"
 #include "util/error.h"
 
 int kvm_check_extension(KvmVm *kvm, int cap)

@@ -8,12 +8,12 @@
 #include <sys/stat.h>
 
 #include "block/block.h"
-#include "build/qapi/qapi-commands.h"
+#include "qapi-commands.h"
 #include "hw/devices.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/virtio.h"
-#include "system/drive.h"
+#include "block/drive.h"
 #include "util/error.h"
 #include "util/subopt.h"
 

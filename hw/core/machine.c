@@ -13,7 +13,7 @@
 #include "hw/devices.h"
 #include "hw/i386/pc.h"
 #include "hw/pci.h"
-#include "config.h"
+#include "config-host.h"
 #include "hw/machine.h"
 #include "util/error.h"
 

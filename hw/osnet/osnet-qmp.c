@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "build/qapi/qapi-commands.h"
+#include "qapi-commands.h"
 #include "hw/machine.h"
 #include "hw/osnet.h"
 #include "util/error.h"

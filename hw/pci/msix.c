@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "hw/pci/pci-internal.h"
+#include "pci-int.h"
 #include "util/error.h"
 
 #define MSIX_ENTRY_SIZE      16

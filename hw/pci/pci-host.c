@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "hw/machine.h"
-#include "hw/pci/pci-internal.h"
-#include "sysemu/kvm.h"
+#include "pci-int.h"
+#include "accel/kvm/kvm.h"
 #include "util/error.h"
 
 #define PCI_CONFIG_ADDRESS_PORT  0xcf8
@@ -508,4 +508,12 @@ void pci_dma_mark_dirty(PciDevice *dev, uint64_t gpa, uint64_t len)
     if (fn && len) {
         fn(__atomic_load_n(&bus->dirty_opaque, __ATOMIC_RELAXED), gpa, len);
     }
+}
+
+bool pci_device_ioeventfd(PciDevice *dev, int fd, uint64_t addr, unsigned len,
+                          bool assign)
+{
+    PciBus *bus = dev->bus;
+
+    return bus->ops->ioeventfd(bus->ops_opaque, fd, addr, len, false, assign, NULL);
 }

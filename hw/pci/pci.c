@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "hw/machine.h"
-#include "hw/pci/pci-internal.h"
+#include "pci-int.h"
 #include "util/error.h"
 
 /* Command bits a guest may change (the others are hardwired to zero). */

@@ -21,9 +21,9 @@
 #include "block/block.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
-#include "hw/pci/state-blob.h"
+#include "hw/state-blob.h"
 #include "hw/virtio.h"
-#include "hw/virtio/virtio-blk.h"
+#include "virtio-blk.h"
 #include "util/error.h"
 
 #define SECTOR_SIZE             512

@@ -11,7 +11,7 @@
 
 #include "hw/machine.h"
 #include "hw/pci.h"
-#include "hw/pci/pci-internal.h"
+#include "hw/state-blob.h"
 #include "hw/virtio.h"
 #include "util/error.h"
 
@@ -305,8 +305,6 @@ static const VirtioTransportOps virtio_pci_transport = {
 /* Kicks go straight to the queue's eventfd; without one they exit to us. */
 static void virtio_pci_ioeventfds(VirtioPci *vp, uint64_t base, bool assign)
 {
-    PciBus *bus = vp->pci->bus;
-
     for (unsigned q = 0; q < vp->vdev->nr_queues; q++) {
         uint64_t addr = base + VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * q;
         int fd = vp->vdev->vqs[q].kick_fd;
@@ -314,12 +312,12 @@ static void virtio_pci_ioeventfds(VirtioPci *vp, uint64_t base, bool assign)
             if (vp->ioeventfd_len[q]) {
                 unsigned len = vp->ioeventfd_len[q] == IOEVENTFD_ANY_LEN
                                    ? 0 : vp->ioeventfd_len[q];
-                bus->ops->ioeventfd(bus->ops_opaque, fd, addr, len, false, false, NULL);
+                pci_device_ioeventfd(vp->pci, fd, addr, len, false);
             }
             vp->ioeventfd_len[q] = 0;
-        } else if (bus->ops->ioeventfd(bus->ops_opaque, fd, addr, 0, false, true, NULL)) {
+        } else if (pci_device_ioeventfd(vp->pci, fd, addr, 0, true)) {
             vp->ioeventfd_len[q] = IOEVENTFD_ANY_LEN;
-        } else if (bus->ops->ioeventfd(bus->ops_opaque, fd, addr, 2, false, true, NULL)) {
+        } else if (pci_device_ioeventfd(vp->pci, fd, addr, 2, true)) {
             vp->ioeventfd_len[q] = 2;
         }
     }

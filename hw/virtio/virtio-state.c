@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "hw/machine.h"
-#include "hw/pci/state-blob.h"
+#include "hw/state-blob.h"
 #include "hw/virtio.h"
 #include "util/error.h"
 

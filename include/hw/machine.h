@@ -18,7 +18,7 @@
 #include "hw/osnet.h"
 #include "migration/vmstate.h"
 #include "hw/serial.h"
-#include "sysemu/kvm.h"
+#include "accel/kvm/kvm.h"
 #include "system/config.h"
 
 /* Guest-physical layout of the pc machine. */

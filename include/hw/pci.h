@@ -52,7 +52,7 @@ typedef struct BlockDriverState BlockDriverState;
 #define PCI_DEFAULT_IO_END        0x10000
 
 /*
- * How PCI reaches KVM: the real calls (sysemu/kvm.h) by default, fakes in
+ * How PCI reaches KVM: the real calls (accel/kvm/kvm.h) by default, fakes in
  * unit tests.  All may be called from any thread.
  */
 typedef struct PciKvmOps {
@@ -163,6 +163,14 @@ void pci_pc_resume(Machine *m);
 typedef void (*PciDirtyFn)(void *opaque, uint64_t gpa, uint64_t len);
 void pci_set_dma_dirty_log(Machine *m, PciDirtyFn fn, void *opaque);
 void pci_dma_mark_dirty(PciDevice *dev, uint64_t gpa, uint64_t len);
+
+/*
+ * Assign (or remove) an ioeventfd: a guest MMIO write of len bytes (0: any
+ * length) to addr signals fd without an exit.  False when KVM refuses it;
+ * the device then handles the write in its BAR callback.
+ */
+bool pci_device_ioeventfd(PciDevice *dev, int fd, uint64_t addr, unsigned len,
+                          bool assign);
 
 /* PAM0-PAM6 (host bridge 0x59-0x5f) changed: the memory side reacts. */
 typedef void (*PciPamFn)(void *opaque, const uint8_t pam[7]);

@@ -3,7 +3,7 @@
  * topology rules with QEMU's error texts.
  */
 #include "system/config.h"
-#include "system/drive.h"
+#include "block/drive.h"
 #include "unit.h"
 #include "util/error.h"
 #include "util/subopt.h"

@@ -8,7 +8,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "build/qapi/qapi-commands.h"
+#include "qapi-commands.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "unit.h"

@@ -2,8 +2,8 @@
  * -drive: QEMU's option parsed into what the block layer and the disk
  * device need.  Pure parsing; main thread before the machine exists.
  */
-#ifndef SYSTEM_DRIVE_H
-#define SYSTEM_DRIVE_H
+#ifndef BLOCK_DRIVE_H
+#define BLOCK_DRIVE_H
 
 #include <stdbool.h>
 #include <glib.h>

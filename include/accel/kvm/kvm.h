@@ -3,8 +3,8 @@
  * memory slots, capabilities), and the vCPUs with their threads.
  * Functions here are called on the main thread unless they say otherwise.
  */
-#ifndef SYSEMU_KVM_H
-#define SYSEMU_KVM_H
+#ifndef ACCEL_KVM_KVM_H
+#define ACCEL_KVM_KVM_H
 
 #include <pthread.h>
 #include <stdbool.h>

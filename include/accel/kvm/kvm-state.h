@@ -5,8 +5,8 @@
  * structures (versioned by tag and length), checked in full before anything
  * is applied.  All vCPUs must be paused; main thread.
  */
-#ifndef SYSEMU_KVM_STATE_H
-#define SYSEMU_KVM_STATE_H
+#ifndef ACCEL_KVM_KVM_STATE_H
+#define ACCEL_KVM_KVM_STATE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -4,13 +4,13 @@
  * host bridge (pci-host.c).  Locking as in include/hw/pci.h: `intx_lock`
  * guards INTx levels and the PIRQ routes, everything else the machine lock.
  */
-#ifndef HW_PCI_INTERNAL_H
-#define HW_PCI_INTERNAL_H
+#ifndef HW_PCI_PCI_INT_H
+#define HW_PCI_PCI_INT_H
 
 #include <pthread.h>
 
 #include "hw/pci.h"
-#include "hw/pci/state-blob.h"
+#include "hw/state-blob.h"
 
 #define PCI_ISA_IRQ_COUNT 16
 

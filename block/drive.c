@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "system/drive.h"
+#include "block/drive.h"
 #include "util/error.h"
 #include "util/subopt.h"
 
