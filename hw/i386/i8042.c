@@ -12,7 +12,7 @@
 
 #include "hw/bus.h"
 #include "hw/i386/i8042.h"
-#include "migration/vmstate.h"
+#include "hw/vmstate.h"
 #include "util/error.h"
 
 #define I8042_STATE_VERSION 1

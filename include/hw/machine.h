@@ -16,8 +16,8 @@
 #include "chardev/chardev.h"
 #include "hw/bus.h"
 #include "hw/osnet.h"
-#include "migration/vmstate.h"
 #include "hw/serial.h"
+#include "hw/vmstate.h"
 #include "accel/kvm/kvm.h"
 #include "system/config.h"
 

@@ -5,7 +5,7 @@
  */
 #include "hw/bus.h"
 #include "hw/i386/i8042.h"
-#include "migration/vmstate.h"
+#include "hw/vmstate.h"
 #include "unit.h"
 
 typedef struct Rig {

@@ -9,7 +9,7 @@
 #include <glib.h>
 
 #include "hw/bus.h"
-#include "migration/vmstate.h"
+#include "hw/vmstate.h"
 
 typedef struct I8042 I8042;
 

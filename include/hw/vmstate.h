@@ -1,12 +1,14 @@
 /*
- * The device-state interface migration uses: every device registers one
- * save/load pair under a unique name with a version.  save appends the
+ * The device-state registry: every device registers one save/load pair
+ * under a unique name with a version; migration/ walks the list to save
+ * and load the machine (the registry lives in hw/ so that devices need no
+ * header of the higher migration layer).  save appends the
  * device's state to out; load refuses (with errp set and the device left
  * as it was) any blob it does not fully understand.  Both run with the VM
  * paused and the machine lock held.
  */
-#ifndef MIGRATION_VMSTATE_H
-#define MIGRATION_VMSTATE_H
+#ifndef HW_VMSTATE_H
+#define HW_VMSTATE_H
 
 #include <stdbool.h>
 #include <stddef.h>

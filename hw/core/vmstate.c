@@ -1,11 +1,11 @@
 /*
- * The registry of device save/load pairs (see include/migration/vmstate.h).
+ * The registry of device save/load pairs (see include/hw/vmstate.h).
  * Main thread only; the incoming migration thread looks names up too, which
  * is safe because the list does not change once the machine is built.
  */
 #include <string.h>
 
-#include "migration/vmstate.h"
+#include "hw/vmstate.h"
 #include "util/error.h"
 
 static void entry_free(gpointer p)
