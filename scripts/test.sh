@@ -7,6 +7,6 @@
 set -e
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-./configure
+./configure --enable-werror
 make -j"$(nproc)"
 exec make -j"$(nproc)" check

@@ -736,7 +736,7 @@ typedef struct WriterArgs {
 static void *writer_thread(void *opaque)
 {
     WriterArgs *args = opaque;
-    char record[11];
+    char record[32];         /* "<I:NNNNNN>" is 10 bytes */
 
     for (int i = 0; i < 1000; i++) {
         snprintf(record, sizeof(record), "<%d:%06d>", args->index, i);
