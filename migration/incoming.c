@@ -28,37 +28,6 @@ typedef struct Incoming {
     pthread_t thread;
 } Incoming;
 
-json_t *migration_machine_config(Machine *m)
-{
-    const SmpConfig *smp = &m->cfg->smp;
-
-    return json_pack("{s:I,s:I,s:I,s:i,s:i,s:i,s:i}", "ram-size", (json_int_t)m->ram_size,
-                     "below-4g", (json_int_t)m->below_4g, "above-4g",
-                     (json_int_t)m->above_4g, "cpus", (int)m->nr_vcpus, "sockets",
-                     (int)smp->sockets, "cores", (int)smp->cores, "threads",
-                     (int)smp->threads);
-}
-
-static bool check_config(Machine *m, const MigSection *s, GError **errp)
-{
-    json_t *mine = migration_machine_config(m);
-    json_error_t jerr;
-    json_t *theirs = json_loadb((const char *)s->payload->data, s->payload->len, 0, &jerr);
-    bool ok = theirs && json_equal(mine, theirs);
-
-    if (!ok) {
-        char *a = json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS);
-        char *b = theirs ? json_dumps(theirs, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        error_setg(errp, "the source machine %s does not match this one %s",
-                   b ? b : "(unreadable)", a);
-        free(a);
-        free(b);
-    }
-    json_decref(mine);
-    json_decref(theirs);
-    return ok;
-}
-
 /* Pages of this (fresh) guest that still read as zeros without a write. */
 static void incoming_find_untouched(IncomingLoad *in, Machine *m)
 {
@@ -227,7 +196,7 @@ bool incoming_load_stream(IncomingLoad *ld, int fd, GError **errp)
             error_setg(errp, "migration stream: no machine description first");
             ok = false;
         } else if (s->type == SEC_CONFIG) {
-            ok = check_config(m, s, errp);
+            ok = migration_config_check(m, s, errp);
             seen_config = true;
         } else if (s->type == SEC_RAM) {
             ok = load_ram(ld, m, s, errp);

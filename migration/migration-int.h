@@ -183,7 +183,11 @@ struct MigrationState {
 /* Source thread (migration.c) and incoming (incoming.c). */
 void *migration_thread(void *opaque);
 void migration_set_status(MigrationState *ms, MigrationStatus status);
-/* The machine's shape, for CONFIG (same JSON on both sides to compare). */
-json_t *migration_machine_config(Machine *m);
+/*
+ * The CONFIG section (machine-config.c): the source writes the machine's
+ * shape; the destination refuses a shape that differs from its own.
+ */
+bool migration_config_write(int fd, Machine *m, GError **errp);
+bool migration_config_check(Machine *m, const MigSection *s, GError **errp);
 
 #endif

@@ -237,18 +237,6 @@ static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
     return ok;
 }
 
-static bool send_config(MigrationState *ms, GError **errp)
-{
-    json_t *cfg = migration_machine_config(ms->machine);
-    char *text = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
-    bool ok = mig_write_section(ms->fd, SEC_CONFIG, "config", 1, (uint8_t *)text,
-                                strlen(text), errp);
-
-    free(text);
-    json_decref(cfg);
-    return ok;
-}
-
 /* The run state the guest had before the final stop, so that a paused
  * guest arrives paused (QEMU's "globalstate" section). */
 static bool send_global_state(MigrationState *ms, GError **errp)
@@ -377,7 +365,8 @@ void *migration_thread(void *opaque)
 
     ok = migration_uri_parse(ms->uri, &uri, &err) &&
          (ms->fd = migration_connect(&uri, &ms->child, &err)) >= 0 &&
-         mig_write_header(ms->fd, &err) && send_config(ms, &err) &&
+         mig_write_header(ms->fd, &err) &&
+         migration_config_write(ms->fd, m, &err) &&
          ram_state_init(&rs, m, &err);
     ms->setup_ms = now_ms() - ms->start_ms;
     if (ok && m->pci) {
