@@ -104,13 +104,13 @@ static const char *blk_select(Blk *b, int irq, const char *who)
     }
     int by_testos = 0;
     for (u32 i = 0; i < 6; i++) {
-        by_testos |= b->bars[i].assigned_by_testos;
+        by_testos |= b->dev.bars[i].assigned_by_testos;
     }
-    bdf_text(b->bdf, where);
+    bdf_text(b->dev.bdf, where);
     uprintf("%s device %s 1af4:%x capacity=%lu features=0x%lx queue=%u slots=%u "
             "seg_max=%u msix=%s indirect=%s event-idx=%s bars=%s",
-            who, where, b->device_id, b->capacity, b->features, b->qsize, b->nslots,
-            b->seg_max, b->msix_ok ? "on" : "off",
+            who, where, b->dev.device_id, b->capacity, b->dev.features, b->vq.qsize, b->nslots,
+            b->seg_max, b->vq.msix_ok ? "on" : "off",
             blk_has(b, VIRTIO_F_INDIRECT_DESC) ? "yes" : "no",
             blk_has(b, VIRTIO_F_EVENT_IDX) ? "yes" : "no",
             by_testos ? "testos" : "firmware");
@@ -486,11 +486,11 @@ static void chain3(Hostile *h, u64 data, u32 len, u16 hdr_flags, u16 data_flags,
     BlkSlot *s = &b->slots[0];
     u16 d = s->head;
 
-    b->desc[d] =
+    b->vq.desc[d] =
         (VirtqDesc){(u64)s->hdr, 16, (u16)(hdr_flags | VIRTQ_DESC_F_NEXT), (u16)(d + 1)};
-    b->desc[d + 1] =
+    b->vq.desc[d + 1] =
         (VirtqDesc){data, len, (u16)(data_flags | VIRTQ_DESC_F_NEXT), (u16)(d + 2)};
-    b->desc[d + 2] = (VirtqDesc){(u64)s->status, 1, status_flags, status_next};
+    b->vq.desc[d + 2] = (VirtqDesc){(u64)s->status, 1, status_flags, status_next};
 }
 
 static int c_bad_type(Hostile *h)
@@ -498,9 +498,9 @@ static int c_bad_type(Hostile *h)
     Blk *b = h->b;
     BlkSlot *s = &b->slots[0];
     hdr_set(b, 0x7F, 0);
-    b->desc[s->head] =
+    b->vq.desc[s->head] =
         (VirtqDesc){(u64)s->hdr, 16, VIRTQ_DESC_F_NEXT, (u16)(s->head + 1)};
-    b->desc[s->head + 1] = (VirtqDesc){(u64)s->status, 1, VIRTQ_DESC_F_WRITE, 0};
+    b->vq.desc[s->head + 1] = (VirtqDesc){(u64)s->status, 1, VIRTQ_DESC_F_WRITE, 0};
     return H_PUBLISH;
 }
 
@@ -572,8 +572,8 @@ static int c_loop(Hostile *h)
     /* header -> data -> header -> ...: all device-readable (a write), so
      * only loop detection stops it, not the readable-before-writable rule */
     hdr_set(b, VIRTIO_BLK_T_OUT, 0);
-    b->desc[d] = (VirtqDesc){(u64)s->hdr, 16, VIRTQ_DESC_F_NEXT, (u16)(d + 1)};
-    b->desc[d + 1] = (VirtqDesc){(u64)h->buf, 512, VIRTQ_DESC_F_NEXT, d};
+    b->vq.desc[d] = (VirtqDesc){(u64)s->hdr, 16, VIRTQ_DESC_F_NEXT, (u16)(d + 1)};
+    b->vq.desc[d + 1] = (VirtqDesc){(u64)h->buf, 512, VIRTQ_DESC_F_NEXT, d};
     return H_PUBLISH;
 }
 
@@ -586,7 +586,7 @@ static int c_nested_indirect(Hostile *h)
     h->it2[1] = (VirtqDesc){(u64)h->buf, 512, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2};
     h->it2[2] = (VirtqDesc){(u64)s->status, 1, VIRTQ_DESC_F_WRITE, 0};
     h->it1[0] = (VirtqDesc){(u64)h->it2, 3 * 16, VIRTQ_DESC_F_INDIRECT, 0};
-    b->desc[s->head] = (VirtqDesc){(u64)h->it1, 16, VIRTQ_DESC_F_INDIRECT, 0};
+    b->vq.desc[s->head] = (VirtqDesc){(u64)h->it1, 16, VIRTQ_DESC_F_INDIRECT, 0};
     return H_PUBLISH;
 }
 
@@ -603,7 +603,7 @@ static int c_next_oob(Hostile *h)
     Blk *b = h->b;
     hdr_set(b, VIRTIO_BLK_T_IN, 0);
     chain3(h, (u64)h->buf, 512, 0, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_WRITE, 0);
-    b->desc[b->slots[0].head].next = (u16)(b->qsize + 3);
+    b->vq.desc[b->slots[0].head].next = (u16)(b->vq.qsize + 3);
     return H_PUBLISH;
 }
 
@@ -611,7 +611,7 @@ static int c_head_oob(Hostile *h)
 {
     Blk *b = h->b;
     hdr_set(b, VIRTIO_BLK_T_IN, 0);
-    blk_publish(b, (u16)(b->qsize + 1));
+    blk_publish(b, (u16)(b->vq.qsize + 1));
     return H_RAW;
 }
 
@@ -620,12 +620,12 @@ static int c_avail_jump(Hostile *h)
     Blk *b = h->b;
     hdr_set(b, VIRTIO_BLK_T_IN, 0);
     chain3(h, (u64)h->buf, 512, 0, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_WRITE, 0);
-    for (u32 i = 0; i <= b->qsize; i++) {
-        b->avail[2 + (b->avail_idx + i) % b->qsize] = b->slots[0].head;
+    for (u32 i = 0; i <= b->vq.qsize; i++) {
+        b->vq.avail[2 + (b->vq.avail_idx + i) % b->vq.qsize] = b->slots[0].head;
     }
-    b->avail_idx = (u16)(b->avail_idx + b->qsize + 1);
+    b->vq.avail_idx = (u16)(b->vq.avail_idx + b->vq.qsize + 1);
     __asm__ volatile("" ::: "memory");
-    b->avail[1] = b->avail_idx;
+    b->vq.avail[1] = b->vq.avail_idx;
     return H_RAW;
 }
 

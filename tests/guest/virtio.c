@@ -1,7 +1,8 @@
-/* virtio.c: a modern (virtio 1.x) virtio-pci block driver, all in ring 3:
- * capabilities, feature negotiation, one split virtqueue in guest RAM from the
- * DMA pool, requests as descriptor chains (direct or indirect), completions
- * by polling the used ring, MSI-X vector 0 -> VEC_BLK when asked for. Also
+/* virtio.c: modern (virtio 1.x) virtio-pci, all in ring 3: capabilities,
+ * feature negotiation, split virtqueues in guest RAM from the DMA pool,
+ * completions by polling the used ring, MSI-X vector 0 when asked for (the
+ * generic part, which net.c's virtio-net driver uses too); the virtio-blk
+ * driver on top (requests as descriptor chains, direct or indirect). Also
  * the DMA pool itself (RAM above testos's image, from the e820 map). */
 #include "virtio.h"
 
@@ -177,7 +178,253 @@ static void wr64(volatile u8 *base, u32 off, u64 v)
     wr32(base, off + 4, (u32)(v >> 32));
 }
 
-/* ---- device ---- */
+/* ---- generic modern virtio-pci ---- */
+
+int virtio_has(const VirtioDev *d, u32 feature_bit)
+{
+    return (d->features >> feature_bit) & 1;
+}
+
+u8 virtio_status(VirtioDev *d)
+{
+    return rd8(d->common, CC_DEVICE_STATUS);
+}
+
+void virtio_reset(VirtioDev *d)
+{
+    u64 start = rdtsc();
+
+    wr8(d->common, CC_DEVICE_STATUS, 0);
+    while (rd8(d->common, CC_DEVICE_STATUS) != 0 &&
+           rdtsc() - start < 1000 * boot_info.tsc_khz) {
+        cpu_relax();
+    }
+}
+
+static void status_set(VirtioDev *d, u8 bits)
+{
+    wr8(d->common, CC_DEVICE_STATUS, rd8(d->common, CC_DEVICE_STATUS) | bits);
+}
+
+/* Maps the virtio vendor capabilities onto the BARs. */
+static const char *caps_map(VirtioDev *d, u32 devcfg_min)
+{
+    volatile u8 *isr = NULL;
+
+    for (u32 cap = pci_find_cap(d->bdf, PCI_CAP_VENDOR, 0); cap;
+         cap = pci_find_cap(d->bdf, PCI_CAP_VENDOR, cap)) {
+        u32 type = pci_read(d->bdf, cap + 3, 1);
+        u32 bar = pci_read(d->bdf, cap + 4, 1);
+        u32 offset = pci_read(d->bdf, cap + 8, 4);
+        u32 length = pci_read(d->bdf, cap + 12, 4);
+        if (bar > 5 || d->bars[bar].io || !d->bars[bar].size ||
+            (u64)offset + length > d->bars[bar].size) {
+            continue;
+        }
+        volatile u8 *at = phys(d->bars[bar].addr + offset);
+        if (type == CAP_COMMON && !d->common && length >= 0x38) {
+            d->common = at;
+        } else if (type == CAP_NOTIFY && !d->notify_base && length >= 2) {
+            d->notify_base = at;
+            d->notify_mult = pci_read(d->bdf, cap + 16, 4);
+        } else if (type == CAP_ISR && !isr) {
+            isr = at;
+        } else if (type == CAP_DEVICE && !d->devcfg && length >= devcfg_min) {
+            d->devcfg = at;
+        }
+    }
+    if (!d->common || !d->notify_base || !d->devcfg) {
+        return "no modern virtio-pci capabilities (common, notify, device config)";
+    }
+    return NULL;
+}
+
+/* MSI-X: table entry 0 -> the BSP's LAPIC, vector; MSI-X enabled. */
+static void msix_setup(VirtioDev *d, u8 vector)
+{
+    u32 cap = pci_find_cap(d->bdf, PCI_CAP_MSIX, 0);
+
+    d->msix_table = NULL;
+    if (!cap) {
+        return;
+    }
+    u32 table = pci_read(d->bdf, cap + 4, 4);
+    u32 bir = table & 7;
+    if (bir > 5 || d->bars[bir].io || !d->bars[bir].size) {
+        return;
+    }
+    d->msix_cap = cap;
+    d->msix_table = phys(d->bars[bir].addr + (table & ~7u));
+    u32 apic_id = boot_info.apic_ids[0];
+    d->msix_table[0] = 0xFEE00000u | apic_id << 12; /* address: fixed, physical */
+    d->msix_table[1] = 0;
+    d->msix_table[2] = vector; /* data: edge, fixed delivery */
+    d->msix_table[3] = 0;      /* unmasked */
+    u32 ctrl = pci_read(d->bdf, cap + 2, 2);
+    pci_write(d->bdf, cap + 2, 2, (ctrl | MSIX_CTRL_ENABLE) & ~MSIX_CTRL_MASKALL);
+}
+
+const char *virtio_open(VirtioDev *d, u32 bdf, u32 devcfg_min, u8 vector)
+{
+    d->bdf = bdf;
+    d->device_id = (u16)(pci_read(bdf, 0, 4) >> 16);
+    d->common = d->notify_base = d->devcfg = NULL;
+    if (pci_enable(bdf, d->bars) < 0) {
+        return "no room for its BARs in 0xE0000000-0xFEC00000";
+    }
+    const char *err = caps_map(d, devcfg_min);
+    if (err) {
+        return err;
+    }
+    msix_setup(d, vector);
+    return NULL;
+}
+
+const char *virtio_negotiate(VirtioDev *d, u64 wanted)
+{
+    virtio_reset(d);
+    if (virtio_status(d) != 0) {
+        return "device status does not read 0 after reset";
+    }
+    status_set(d, STATUS_ACKNOWLEDGE);
+    status_set(d, STATUS_DRIVER);
+    wr32(d->common, CC_DEVICE_FEATURE_SELECT, 0);
+    d->offered = rd32(d->common, CC_DEVICE_FEATURE);
+    wr32(d->common, CC_DEVICE_FEATURE_SELECT, 1);
+    d->offered |= (u64)rd32(d->common, CC_DEVICE_FEATURE) << 32;
+    if (!(d->offered >> VIRTIO_F_VERSION_1 & 1)) {
+        status_set(d, STATUS_FAILED);
+        return "device does not offer VIRTIO_F_VERSION_1";
+    }
+    d->features = d->offered & (wanted | 1UL << VIRTIO_F_VERSION_1);
+    wr32(d->common, CC_DRIVER_FEATURE_SELECT, 0);
+    wr32(d->common, CC_DRIVER_FEATURE, (u32)d->features);
+    wr32(d->common, CC_DRIVER_FEATURE_SELECT, 1);
+    wr32(d->common, CC_DRIVER_FEATURE, (u32)(d->features >> 32));
+    status_set(d, STATUS_FEATURES_OK);
+    if (!(virtio_status(d) & STATUS_FEATURES_OK)) {
+        status_set(d, STATUS_FAILED);
+        return "device did not keep FEATURES_OK";
+    }
+    wr16(d->common, CC_MSIX_CONFIG, NO_VECTOR);
+    return NULL;
+}
+
+const char *virtq_setup(VirtioDev *d, Virtq *q, u16 index, u32 max_qsize, int irq)
+{
+    if (rd16(d->common, CC_NUM_QUEUES) <= index) {
+        return "device has too few queues";
+    }
+    q->dev = d;
+    q->index = index;
+    q->irq = irq;
+    wr16(d->common, CC_QUEUE_SELECT, index);
+    u32 qmax = rd16(d->common, CC_QUEUE_SIZE);
+    if (qmax < 4) {
+        return "queue size below 4";
+    }
+    if (max_qsize > VIRTQ_MAX_QSIZE) {
+        max_qsize = VIRTQ_MAX_QSIZE;
+    }
+    u32 qsize = 4;
+    while (qsize * 2 <= qmax && qsize * 2 <= max_qsize) {
+        qsize *= 2; /* a power of 2, at most the device's and ours */
+    }
+    q->qsize = (u16)qsize;
+    wr16(d->common, CC_QUEUE_SIZE, q->qsize);
+
+    /* desc (16 * qsize), avail (6 + 2 * qsize), used (6 + 8 * qsize): one
+     * 4 KiB page each at VIRTQ_MAX_QSIZE = 256. */
+    if (!q->ring_mem && !(q->ring_mem = dma_alloc(3 * 4096, 4096))) {
+        return "DMA pool too small";
+    }
+    memset(q->ring_mem, 0, 3 * 4096);
+    q->desc = q->ring_mem;
+    q->avail = (volatile u16 *)((u8 *)q->ring_mem + 4096);
+    q->used = (volatile u8 *)q->ring_mem + 8192;
+    wr64(d->common, CC_QUEUE_DESC, (u64)q->desc);
+    wr64(d->common, CC_QUEUE_DRIVER, (u64)q->avail);
+    wr64(d->common, CC_QUEUE_DEVICE, (u64)q->used);
+    q->msix_ok = 0;
+    if (d->msix_table && irq) {
+        wr16(d->common, CC_QUEUE_MSIX_VECTOR, 0);
+        q->msix_ok = rd16(d->common, CC_QUEUE_MSIX_VECTOR) == 0;
+    } else {
+        wr16(d->common, CC_QUEUE_MSIX_VECTOR, NO_VECTOR);
+    }
+    u32 notify_off = rd16(d->common, CC_QUEUE_NOTIFY_OFF);
+    q->notify = (volatile u16 *)(d->notify_base + notify_off * d->notify_mult);
+    wr16(d->common, CC_QUEUE_ENABLE, 1);
+    q->avail_idx = q->kicked_idx = q->used_idx = 0;
+    /* Interrupt suppression: none wanted unless irq (with EVENT_IDX the
+     * used_event field says it, else the NO_INTERRUPT flag). */
+    q->avail[0] = irq ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
+    q->avail[2 + q->qsize] = irq ? 0 : 0xFFFF;
+    return NULL;
+}
+
+const char *virtio_driver_ok(VirtioDev *d)
+{
+    status_set(d, STATUS_DRIVER_OK);
+    if (virtio_status(d) & VIRTIO_STATUS_NEEDS_RESET) {
+        return "device set NEEDS_RESET at DRIVER_OK";
+    }
+    return NULL;
+}
+
+void virtq_publish(Virtq *q, u16 head)
+{
+    q->avail[2 + q->avail_idx % q->qsize] = head;
+    barrier(); /* x86 keeps stores in order: the entry before the index */
+    q->avail[1] = ++q->avail_idx;
+}
+
+void virtq_kick(Virtq *q)
+{
+    u16 old = q->kicked_idx, now = q->avail_idx;
+    int need;
+
+    mb(); /* the avail index before reading the device's suppression state */
+    if (old == now) {
+        return;
+    }
+    q->kicked_idx = now;
+    if (virtio_has(q->dev, VIRTIO_F_EVENT_IDX)) {
+        u16 event = *(volatile u16 *)(q->used + 4 + 8 * q->qsize);
+        need = (u16)(now - event - 1) < (u16)(now - old);
+    } else {
+        need = !(*(volatile u16 *)q->used & VIRTQ_USED_F_NO_NOTIFY);
+    }
+    if (need) {
+        *q->notify = q->index;
+    }
+}
+
+int virtq_reap(Virtq *q, u32 *id, u32 *len)
+{
+    u16 idx = *(volatile u16 *)(q->used + 2);
+
+    if (idx == q->used_idx) {
+        return -1;
+    }
+    barrier(); /* x86 keeps loads in order: the entry after the index */
+    volatile u8 *elem = q->used + 4 + 8 * (q->used_idx % q->qsize);
+    *id = *(volatile u32 *)elem;
+    *len = *(volatile u32 *)(elem + 4);
+    q->used_idx++;
+    if (virtio_has(q->dev, VIRTIO_F_EVENT_IDX)) {
+        /* the next completion interrupts (irq), or practically never */
+        q->avail[2 + q->qsize] = q->irq ? q->used_idx : (u16)(q->used_idx - 1);
+    }
+    return 0;
+}
+
+u16 virtq_used_pending(Virtq *q)
+{
+    return (u16)(*(volatile u16 *)(q->used + 2) - q->used_idx);
+}
+
+/* ---- virtio-blk ---- */
 
 u32 blk_find(u32 *bdfs, u32 max)
 {
@@ -188,86 +435,17 @@ u32 blk_find(u32 *bdfs, u32 max)
 
 int blk_has(const Blk *b, u32 feature_bit)
 {
-    return (b->features >> feature_bit) & 1;
+    return virtio_has(&b->dev, feature_bit);
 }
 
 u8 blk_status(Blk *b)
 {
-    return rd8(b->common, CC_DEVICE_STATUS);
+    return virtio_status(&b->dev);
 }
 
 void blk_reset(Blk *b)
 {
-    u64 start = rdtsc();
-
-    wr8(b->common, CC_DEVICE_STATUS, 0);
-    while (rd8(b->common, CC_DEVICE_STATUS) != 0 &&
-           rdtsc() - start < 1000 * boot_info.tsc_khz) {
-        cpu_relax();
-    }
-}
-
-static void status_set(Blk *b, u8 bits)
-{
-    wr8(b->common, CC_DEVICE_STATUS, rd8(b->common, CC_DEVICE_STATUS) | bits);
-}
-
-/* Maps the virtio vendor capabilities onto the BARs. */
-static const char *caps_map(Blk *b)
-{
-    volatile u8 *isr = NULL;
-
-    for (u32 cap = pci_find_cap(b->bdf, PCI_CAP_VENDOR, 0); cap;
-         cap = pci_find_cap(b->bdf, PCI_CAP_VENDOR, cap)) {
-        u32 type = pci_read(b->bdf, cap + 3, 1);
-        u32 bar = pci_read(b->bdf, cap + 4, 1);
-        u32 offset = pci_read(b->bdf, cap + 8, 4);
-        u32 length = pci_read(b->bdf, cap + 12, 4);
-        if (bar > 5 || b->bars[bar].io || !b->bars[bar].size ||
-            (u64)offset + length > b->bars[bar].size) {
-            continue;
-        }
-        volatile u8 *at = phys(b->bars[bar].addr + offset);
-        if (type == CAP_COMMON && !b->common && length >= 0x38) {
-            b->common = at;
-        } else if (type == CAP_NOTIFY && !b->notify_base && length >= 2) {
-            b->notify_base = at;
-            b->notify_mult = pci_read(b->bdf, cap + 16, 4);
-        } else if (type == CAP_ISR && !isr) {
-            isr = at;
-        } else if (type == CAP_DEVICE && !b->devcfg && length >= 0x18) {
-            b->devcfg = at;
-        }
-    }
-    if (!b->common || !b->notify_base || !b->devcfg) {
-        return "no modern virtio-pci capabilities (common, notify, device config)";
-    }
-    return NULL;
-}
-
-/* MSI-X: table entry 0 -> this CPU's LAPIC, VEC_BLK; MSI-X enabled. */
-static void msix_setup(Blk *b)
-{
-    u32 cap = pci_find_cap(b->bdf, PCI_CAP_MSIX, 0);
-
-    b->msix_table = NULL;
-    if (!cap) {
-        return;
-    }
-    u32 table = pci_read(b->bdf, cap + 4, 4);
-    u32 bir = table & 7;
-    if (bir > 5 || b->bars[bir].io || !b->bars[bir].size) {
-        return;
-    }
-    b->msix_cap = cap;
-    b->msix_table = phys(b->bars[bir].addr + (table & ~7u));
-    u32 apic_id = boot_info.apic_ids[0];
-    b->msix_table[0] = 0xFEE00000u | apic_id << 12; /* address: fixed, physical */
-    b->msix_table[1] = 0;
-    b->msix_table[2] = VEC_BLK; /* data: edge, fixed delivery */
-    b->msix_table[3] = 0;       /* unmasked */
-    u32 ctrl = pci_read(b->bdf, cap + 2, 2);
-    pci_write(b->bdf, cap + 2, 2, (ctrl | MSIX_CTRL_ENABLE) & ~MSIX_CTRL_MASKALL);
+    virtio_reset(&b->dev);
 }
 
 static u64 capacity_read(Blk *b)
@@ -276,10 +454,10 @@ static u64 capacity_read(Blk *b)
     u8 gen;
 
     do {
-        gen = rd8(b->common, CC_CONFIG_GENERATION);
-        lo = rd32(b->devcfg, BLKCFG_CAPACITY);
-        hi = rd32(b->devcfg, BLKCFG_CAPACITY + 4);
-    } while (gen != rd8(b->common, CC_CONFIG_GENERATION));
+        gen = rd8(b->dev.common, CC_CONFIG_GENERATION);
+        lo = rd32(b->dev.devcfg, BLKCFG_CAPACITY);
+        hi = rd32(b->dev.devcfg, BLKCFG_CAPACITY + 4);
+    } while (gen != rd8(b->dev.common, CC_CONFIG_GENERATION));
     return (u64)hi << 32 | lo;
 }
 
@@ -288,6 +466,7 @@ const char *blk_reinit(Blk *b)
     u64 wanted = 1UL << VIRTIO_F_VERSION_1 | 1UL << VIRTIO_F_BLK_SEG_MAX |
                  1UL << VIRTIO_F_BLK_BLK_SIZE | 1UL << VIRTIO_F_BLK_FLUSH |
                  1UL << VIRTIO_F_BLK_RO;
+    const char *err;
 
     if (boot_info.indirect) {
         wanted |= 1UL << VIRTIO_F_INDIRECT_DESC;
@@ -295,76 +474,18 @@ const char *blk_reinit(Blk *b)
     if (boot_info.evidx) {
         wanted |= 1UL << VIRTIO_F_EVENT_IDX;
     }
-    blk_reset(b);
-    if (blk_status(b) != 0) {
-        return "device status does not read 0 after reset";
+    if ((err = virtio_negotiate(&b->dev, wanted)) ||
+        (err = virtq_setup(&b->dev, &b->vq, 0, VIRTQ_MAX_QSIZE, b->irq))) {
+        return err;
     }
-    status_set(b, STATUS_ACKNOWLEDGE);
-    status_set(b, STATUS_DRIVER);
-    wr32(b->common, CC_DEVICE_FEATURE_SELECT, 0);
-    b->offered = rd32(b->common, CC_DEVICE_FEATURE);
-    wr32(b->common, CC_DEVICE_FEATURE_SELECT, 1);
-    b->offered |= (u64)rd32(b->common, CC_DEVICE_FEATURE) << 32;
-    if (!(b->offered >> VIRTIO_F_VERSION_1 & 1)) {
-        status_set(b, STATUS_FAILED);
-        return "device does not offer VIRTIO_F_VERSION_1";
-    }
-    b->features = b->offered & wanted;
-    wr32(b->common, CC_DRIVER_FEATURE_SELECT, 0);
-    wr32(b->common, CC_DRIVER_FEATURE, (u32)b->features);
-    wr32(b->common, CC_DRIVER_FEATURE_SELECT, 1);
-    wr32(b->common, CC_DRIVER_FEATURE, (u32)(b->features >> 32));
-    status_set(b, STATUS_FEATURES_OK);
-    if (!(blk_status(b) & STATUS_FEATURES_OK)) {
-        status_set(b, STATUS_FAILED);
-        return "device did not keep FEATURES_OK";
-    }
-
-    wr16(b->common, CC_MSIX_CONFIG, NO_VECTOR);
-    if (rd16(b->common, CC_NUM_QUEUES) < 1) {
-        return "device has no queues";
-    }
-    wr16(b->common, CC_QUEUE_SELECT, 0);
-    u32 qmax = rd16(b->common, CC_QUEUE_SIZE);
-    if (qmax < 4) {
-        return "queue 0 size below 4";
-    }
-    u32 qsize = 4;
-    while (qsize * 2 <= qmax && qsize * 2 <= BLK_MAX_QSIZE) {
-        qsize *= 2; /* a power of 2, at most the device's and ours */
-    }
-    b->qsize = (u16)qsize;
-    wr16(b->common, CC_QUEUE_SIZE, b->qsize);
-
-    /* desc (16 * qsize), avail (6 + 2 * qsize), used (6 + 8 * qsize): one
-     * 4 KiB page each at BLK_MAX_QSIZE = 256. */
-    if (!b->ring_mem && !(b->ring_mem = dma_alloc(3 * 4096, 4096))) {
-        return "DMA pool too small";
-    }
-    memset(b->ring_mem, 0, 3 * 4096);
-    b->desc = b->ring_mem;
-    b->avail = (volatile u16 *)((u8 *)b->ring_mem + 4096);
-    b->used = (volatile u8 *)b->ring_mem + 8192;
-    wr64(b->common, CC_QUEUE_DESC, (u64)b->desc);
-    wr64(b->common, CC_QUEUE_DRIVER, (u64)b->avail);
-    wr64(b->common, CC_QUEUE_DEVICE, (u64)b->used);
-    b->msix_ok = 0;
-    if (b->msix_table && b->irq) {
-        wr16(b->common, CC_QUEUE_MSIX_VECTOR, 0);
-        b->msix_ok = rd16(b->common, CC_QUEUE_MSIX_VECTOR) == 0;
-    } else {
-        wr16(b->common, CC_QUEUE_MSIX_VECTOR, NO_VECTOR);
-    }
-    u32 notify_off = rd16(b->common, CC_QUEUE_NOTIFY_OFF);
-    b->notify = (volatile u16 *)(b->notify_base + notify_off * b->notify_mult);
-    wr16(b->common, CC_QUEUE_ENABLE, 1);
 
     /* Request slots: each owns a range of descriptors, its head the first;
      * four each (header, two data, status) unless indirect tables take the
      * longer chains (blk_submit turns to one then). */
+    u32 qsize = b->vq.qsize;
     u32 per = blk_has(b, VIRTIO_F_INDIRECT_DESC) ? 1 : 4;
-    b->nslots = b->qsize / per < BLK_MAX_SLOTS ? b->qsize / per : BLK_MAX_SLOTS;
-    b->descs_per_slot = b->qsize / b->nslots;
+    b->nslots = qsize / per < BLK_MAX_SLOTS ? qsize / per : BLK_MAX_SLOTS;
+    b->descs_per_slot = qsize / b->nslots;
     if (!b->slot_mem &&
         !(b->slot_mem =
               dma_alloc(BLK_MAX_SLOTS * (SLOT_BLOCK + 16 * BLK_ITABLE_ENTRIES), 4096))) {
@@ -378,37 +499,24 @@ const char *blk_reinit(Blk *b)
         s->head = (u16)(i * b->descs_per_slot);
         s->busy = 0;
     }
-    b->avail_idx = b->kicked_idx = b->used_idx = 0;
-    /* Interrupt suppression: none wanted unless irq (with EVENT_IDX the
-     * used_event field says it, else the NO_INTERRUPT flag). */
-    b->avail[0] = b->irq ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
-    b->avail[2 + b->qsize] = b->irq ? 0 : 0xFFFF;
-
-    status_set(b, STATUS_DRIVER_OK);
-    if (blk_status(b) & VIRTIO_STATUS_NEEDS_RESET) {
-        return "device set NEEDS_RESET at DRIVER_OK";
+    if ((err = virtio_driver_ok(&b->dev))) {
+        return err;
     }
     b->capacity = capacity_read(b);
-    b->seg_max = blk_has(b, VIRTIO_F_BLK_SEG_MAX) ? rd32(b->devcfg, BLKCFG_SEG_MAX) : 0;
+    b->seg_max =
+        blk_has(b, VIRTIO_F_BLK_SEG_MAX) ? rd32(b->dev.devcfg, BLKCFG_SEG_MAX) : 0;
     b->blk_size =
-        blk_has(b, VIRTIO_F_BLK_BLK_SIZE) ? rd32(b->devcfg, BLKCFG_BLK_SIZE) : 512;
+        blk_has(b, VIRTIO_F_BLK_BLK_SIZE) ? rd32(b->dev.devcfg, BLKCFG_BLK_SIZE) : 512;
     return NULL;
 }
 
 const char *blk_open(Blk *b, u32 bdf, int irq)
 {
-    b->bdf = bdf;
-    b->device_id = (u16)(pci_read(bdf, 0, 4) >> 16);
     b->irq = irq;
-    b->common = b->notify_base = b->devcfg = NULL;
-    if (pci_enable(bdf, b->bars) < 0) {
-        return "no room for its BARs in 0xE0000000-0xFEC00000";
-    }
-    const char *err = caps_map(b);
+    const char *err = virtio_open(&b->dev, bdf, 0x18, VEC_BLK);
     if (err) {
         return err;
     }
-    msix_setup(b);
     return blk_reinit(b);
 }
 
@@ -416,9 +524,7 @@ const char *blk_open(Blk *b, u32 bdf, int irq)
 
 void blk_publish(Blk *b, u16 head)
 {
-    b->avail[2 + b->avail_idx % b->qsize] = head;
-    barrier(); /* x86 keeps stores in order: the entry before the index */
-    b->avail[1] = ++b->avail_idx;
+    virtq_publish(&b->vq, head);
 }
 
 int blk_submit(Blk *b, u32 slot, u32 type, u64 sector, const BlkSeg *segs, u32 nsegs,
@@ -426,7 +532,7 @@ int blk_submit(Blk *b, u32 slot, u32 type, u64 sector, const BlkSeg *segs, u32 n
 {
     BlkSlot *s = &b->slots[slot];
     u32 n = nsegs + 2;
-    u32 itable_max = b->qsize < BLK_ITABLE_ENTRIES ? b->qsize : BLK_ITABLE_ENTRIES;
+    u32 itable_max = b->vq.qsize < BLK_ITABLE_ENTRIES ? b->vq.qsize : BLK_ITABLE_ENTRIES;
     int can_indirect = blk_has(b, VIRTIO_F_INDIRECT_DESC) && n <= itable_max;
     u16 data_flags = type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0;
 
@@ -445,7 +551,7 @@ int blk_submit(Blk *b, u32 slot, u32 type, u64 sector, const BlkSeg *segs, u32 n
     memcpy(s->hdr + 8, &sector, 8);
     *s->status = 0xFF;
 
-    VirtqDesc *chain = indirect ? s->itable : &b->desc[s->head];
+    VirtqDesc *chain = indirect ? s->itable : &b->vq.desc[s->head];
     u16 base = indirect ? 0 : s->head;
     chain[0] = (VirtqDesc){(u64)s->hdr, 16, VIRTQ_DESC_F_NEXT, (u16)(base + 1)};
     for (u32 i = 0; i < nsegs; i++) {
@@ -455,7 +561,8 @@ int blk_submit(Blk *b, u32 slot, u32 type, u64 sector, const BlkSeg *segs, u32 n
     }
     chain[n - 1] = (VirtqDesc){(u64)s->status, 1, VIRTQ_DESC_F_WRITE, 0};
     if (indirect) {
-        b->desc[s->head] = (VirtqDesc){(u64)s->itable, 16 * n, VIRTQ_DESC_F_INDIRECT, 0};
+        b->vq.desc[s->head] =
+            (VirtqDesc){(u64)s->itable, 16 * n, VIRTQ_DESC_F_INDIRECT, 0};
     }
     s->busy = 1;
     blk_publish(b, s->head);
@@ -464,40 +571,15 @@ int blk_submit(Blk *b, u32 slot, u32 type, u64 sector, const BlkSeg *segs, u32 n
 
 void blk_kick(Blk *b)
 {
-    u16 old = b->kicked_idx, now = b->avail_idx;
-    int need;
-
-    mb(); /* the avail index before reading the device's suppression state */
-    if (old == now) {
-        return;
-    }
-    b->kicked_idx = now;
-    if (blk_has(b, VIRTIO_F_EVENT_IDX)) {
-        u16 event = *(volatile u16 *)(b->used + 4 + 8 * b->qsize);
-        need = (u16)(now - event - 1) < (u16)(now - old);
-    } else {
-        need = !(*(volatile u16 *)b->used & VIRTQ_USED_F_NO_NOTIFY);
-    }
-    if (need) {
-        *b->notify = 0; /* queue 0 */
-    }
+    virtq_kick(&b->vq);
 }
 
 int blk_reap(Blk *b, u32 *len)
 {
-    u16 idx = *(volatile u16 *)(b->used + 2);
+    u32 id;
 
-    if (idx == b->used_idx) {
+    if (virtq_reap(&b->vq, &id, len) < 0) {
         return -1;
-    }
-    barrier(); /* x86 keeps loads in order: the entry after the index */
-    volatile u8 *elem = b->used + 4 + 8 * (b->used_idx % b->qsize);
-    u32 id = *(volatile u32 *)elem;
-    *len = *(volatile u32 *)(elem + 4);
-    b->used_idx++;
-    if (blk_has(b, VIRTIO_F_EVENT_IDX)) {
-        /* the next completion interrupts (irq), or practically never */
-        b->avail[2 + b->qsize] = b->irq ? b->used_idx : (u16)(b->used_idx - 1);
     }
     if (id % b->descs_per_slot || id / b->descs_per_slot >= b->nslots) {
         return -2;

@@ -63,7 +63,6 @@ int pci_enable(u32 bdf, PciBar bars[6]);
 #define VIRTIO_F_VERSION_1 32
 
 #define BLK_MAX_SLOTS 32      /* requests in flight at most */
-#define BLK_MAX_QSIZE 256     /* the queue size testos asks for at most */
 #define BLK_ITABLE_ENTRIES 64 /* per-slot indirect table */
 
 typedef struct VirtqDesc {
@@ -86,7 +85,8 @@ typedef struct BlkSlot {
     u8 busy;
 } BlkSlot;
 
-typedef struct Blk {
+/* One modern virtio-pci function: its BARs, capabilities and features. */
+typedef struct VirtioDev {
     u32 bdf;
     u16 device_id;
     PciBar bars[6];
@@ -95,10 +95,13 @@ typedef struct Blk {
     volatile u32 *msix_table; /* NULL: no MSI-X */
     u32 msix_cap;
     u64 offered, features;
-    u64 capacity; /* 512-byte sectors */
-    u32 seg_max;  /* data descriptors per request the device takes (0 = no limit) */
-    u32 blk_size;
-    /* queue 0 */
+} VirtioDev;
+
+/* One split virtqueue of a VirtioDev, polled (completions interrupt only
+ * with irq and a vector the device took). */
+typedef struct Virtq {
+    VirtioDev *dev;
+    u16 index;
     u16 qsize;
     volatile u16 *notify;
     VirtqDesc *desc;
@@ -107,12 +110,23 @@ typedef struct Blk {
     u16 avail_idx;       /* next avail index to publish */
     u16 kicked_idx;      /* avail index at the last notification decision */
     u16 used_idx;        /* next used entry to consume */
+    int irq;             /* completions should interrupt */
+    int msix_ok;         /* the device took MSI-X vector 0 for this queue */
+    void *ring_mem;      /* desc, avail, used: 3 pages, allocated once */
+} Virtq;
+
+#define VIRTQ_MAX_QSIZE 256 /* the queue size testos asks for at most */
+
+typedef struct Blk {
+    VirtioDev dev;
+    Virtq vq; /* queue 0 */
+    u64 capacity; /* 512-byte sectors */
+    u32 seg_max;  /* data descriptors per request the device takes (0 = no limit) */
+    u32 blk_size;
     u32 nslots, descs_per_slot;
-    int irq;     /* completions interrupt (MSI-X vector 0 -> VEC_BLK) */
-    int msix_ok; /* the device took MSI-X vector 0 for queue 0 */
+    int irq; /* completions interrupt (MSI-X vector 0 -> VEC_BLK) */
     BlkSlot slots[BLK_MAX_SLOTS];
-    void *ring_mem; /* queue memory (desc, avail, used), allocated once */
-    u8 *slot_mem;   /* headers, status bytes, indirect tables, allocated once */
+    u8 *slot_mem; /* headers, status bytes, indirect tables, allocated once */
 } Blk;
 
 /* The DMA pool: guest RAM above testos's image, from the e820 map. */
@@ -120,6 +134,31 @@ void dma_init(void);
 void *dma_alloc(u64 size, u64 align); /* NULL when the pool is used up */
 u64 dma_pool_end(void);               /* end of the usable region the pool is in */
 u64 e820_ram_top(void); /* first address past low RAM (and adjacent reserved) */
+
+/* Generic modern virtio-pci (virtio 1.x 4.1) and split-virtqueue code. */
+/* BARs placed and enabled, capabilities mapped (device config at least
+ * devcfg_min bytes), MSI-X table entry 0 -> the BSP at vector (if any). */
+const char *virtio_open(VirtioDev *d, u32 bdf, u32 devcfg_min, u8 vector);
+void virtio_reset(VirtioDev *d); /* status 0, waits (at most 1 s) for it to read 0 */
+u8 virtio_status(VirtioDev *d);
+int virtio_has(const VirtioDev *d, u32 feature_bit);
+/* Reset, ACKNOWLEDGE, DRIVER, features = offered & wanted (VERSION_1
+ * required), FEATURES_OK checked. */
+const char *virtio_negotiate(VirtioDev *d, u64 wanted);
+/* Queue index: size a power of 2, at most the device's and max_qsize (<=
+ * VIRTQ_MAX_QSIZE); rings from the DMA pool (once per q); irq: MSI-X vector
+ * 0 for it (q->msix_ok says if the device took it); enabled. */
+const char *virtq_setup(VirtioDev *d, Virtq *q, u16 index, u32 max_qsize, int irq);
+/* DRIVER_OK; an error if the device answers with NEEDS_RESET. */
+const char *virtio_driver_ok(VirtioDev *d);
+/* Publishes head at the next avail slot (no notification yet). */
+void virtq_publish(Virtq *q, u16 head);
+/* Notifies the device if the event index (or NO_NOTIFY) says it wants it. */
+void virtq_kick(Virtq *q);
+/* One used entry: 0 with its id and len, -1 if none is there. */
+int virtq_reap(Virtq *q, u32 *id, u32 *len);
+/* The number of used entries not reaped yet (what the device says). */
+u16 virtq_used_pending(Virtq *q);
 
 /* Finds the virtio-blk functions on bus 0 (modern 0x1042, transitional 0x1001). */
 u32 blk_find(u32 *bdfs, u32 max);
