@@ -3,6 +3,7 @@
  * Fills a VmConfig; reports errors the way QEMU words them.  Runs once on
  * the main thread before anything else exists.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,10 +14,20 @@
 
 typedef bool (*OptHandler)(VmConfig *cfg, const char *arg, GError **errp);
 
+/* How a row of options.def stores its value (see there). */
+typedef enum OptKind {
+    OPT_KIND_FLAG,
+    OPT_KIND_STRING,
+    OPT_KIND_LIST,
+    OPT_KIND_PARSE,
+    OPT_KIND_ACTION,
+} OptKind;
+
 typedef struct OptionDef {
     const char *name;
-    bool has_arg;
-    OptHandler handler;
+    OptKind kind;
+    size_t offset;          /* FLAG, STRING, LIST: the VmConfig field */
+    OptHandler handler;     /* PARSE, ACTION */
     const char *help;
 } OptionDef;
 
@@ -38,12 +49,6 @@ static bool opt_version(VmConfig *cfg, const char *arg, GError **errp)
            "Directvisor VMM: a KVM virtual machine monitor compatible with "
            "qemu-system-x86_64\n", DIRECTVISOR_VERSION);
     opt_exit_now = true;
-    return true;
-}
-
-static bool opt_enable_kvm(VmConfig *cfg, const char *arg, GError **errp)
-{
-    cfg->accel_kvm_seen = true;
     return true;
 }
 
@@ -200,26 +205,6 @@ static bool set_string(char **slot, const char *arg)
     return true;
 }
 
-static bool opt_kernel(VmConfig *cfg, const char *arg, GError **errp)
-{
-    return set_string(&cfg->kernel, arg);
-}
-
-static bool opt_initrd(VmConfig *cfg, const char *arg, GError **errp)
-{
-    return set_string(&cfg->initrd, arg);
-}
-
-static bool opt_append(VmConfig *cfg, const char *arg, GError **errp)
-{
-    return set_string(&cfg->append, arg);
-}
-
-static bool opt_bios(VmConfig *cfg, const char *arg, GError **errp)
-{
-    return set_string(&cfg->bios, arg);
-}
-
 static bool opt_serial(VmConfig *cfg, const char *arg, GError **errp)
 {
     if (cfg->serials->len >= 4) {
@@ -227,12 +212,6 @@ static bool opt_serial(VmConfig *cfg, const char *arg, GError **errp)
         return false;
     }
     g_ptr_array_add(cfg->serials, g_strdup(arg));
-    return true;
-}
-
-static bool opt_chardev(VmConfig *cfg, const char *arg, GError **errp)
-{
-    g_ptr_array_add(cfg->chardevs, g_strdup(arg));
     return true;
 }
 
@@ -276,30 +255,6 @@ static bool opt_display(VmConfig *cfg, const char *arg, GError **errp)
     return only_none("display", arg, errp);
 }
 
-static bool opt_nographic(VmConfig *cfg, const char *arg, GError **errp)
-{
-    cfg->nographic = true;
-    return true;
-}
-
-static bool opt_nodefaults(VmConfig *cfg, const char *arg, GError **errp)
-{
-    cfg->nodefaults = true;
-    return true;
-}
-
-static bool opt_no_reboot(VmConfig *cfg, const char *arg, GError **errp)
-{
-    cfg->no_reboot = true;
-    return true;
-}
-
-static bool opt_start_paused(VmConfig *cfg, const char *arg, GError **errp)
-{
-    cfg->start_paused = true;
-    return true;
-}
-
 static bool opt_name(VmConfig *cfg, const char *arg, GError **errp)
 {
     SubOpts *o = subopts_parse(arg, "guest", errp);
@@ -315,32 +270,9 @@ static bool opt_name(VmConfig *cfg, const char *arg, GError **errp)
     return ok;
 }
 
-static bool opt_pidfile(VmConfig *cfg, const char *arg, GError **errp)
-{
-    return set_string(&cfg->pidfile, arg);
-}
-
-static bool opt_daemonize(VmConfig *cfg, const char *arg, GError **errp)
-{
-    cfg->daemonize = true;
-    return true;
-}
-
 static bool opt_drive(VmConfig *cfg, const char *arg, GError **errp)
 {
     g_ptr_array_add(cfg->drives, g_strdup(arg));
-    return true;
-}
-
-static bool opt_device(VmConfig *cfg, const char *arg, GError **errp)
-{
-    g_ptr_array_add(cfg->devices, g_strdup(arg));
-    return true;
-}
-
-static bool opt_netdev(VmConfig *cfg, const char *arg, GError **errp)
-{
-    g_ptr_array_add(cfg->netdevs, g_strdup(arg));
     return true;
 }
 
@@ -388,16 +320,59 @@ static bool opt_overcommit(VmConfig *cfg, const char *arg, GError **errp)
     return true;
 }
 
-static bool opt_incoming(VmConfig *cfg, const char *arg, GError **errp)
-{
-    return set_string(&cfg->incoming, arg);
-}
+/* A FLAG, STRING or LIST row's field must have the type its kind stores. */
+#define FIELD_IS(field, type) _Generic(((VmConfig *)0)->field, type: 1, default: 0)
+#define OPT_CHECK_FLAG(f) _Static_assert(FIELD_IS(f, bool), "FLAG " #f " is not bool");
+#define OPT_CHECK_STRING(f) \
+    _Static_assert(FIELD_IS(f, char *), "STRING " #f " is not char *");
+#define OPT_CHECK_LIST(f) \
+    _Static_assert(FIELD_IS(f, GPtrArray *), "LIST " #f " is not GPtrArray *");
+#define OPT_CHECK_PARSE(h)
+#define OPT_CHECK_ACTION(h)
+#define OPT(name, kind, where, help) OPT_CHECK_##kind(where)
+#include "options.def"
+#undef OPT
 
+#define OPT_AT_FLAG(f) offsetof(VmConfig, f), NULL
+#define OPT_AT_STRING(f) offsetof(VmConfig, f), NULL
+#define OPT_AT_LIST(f) offsetof(VmConfig, f), NULL
+#define OPT_AT_PARSE(h) 0, opt_##h
+#define OPT_AT_ACTION(h) 0, opt_##h
 static const OptionDef option_table[] = {
-#define OPT(name, has_arg, handler, help) { name, has_arg, opt_##handler, help },
+#define OPT(name, kind, where, help) { name, OPT_KIND_##kind, OPT_AT_##kind(where), help },
 #include "options.def"
 #undef OPT
 };
+
+static void *option_field(const OptionDef *def, VmConfig *cfg)
+{
+    return (char *)cfg + def->offset;
+}
+
+static bool option_takes_argument(const OptionDef *def)
+{
+    return def->kind != OPT_KIND_FLAG && def->kind != OPT_KIND_ACTION;
+}
+
+/* Store arg (NULL for FLAG and ACTION rows) as def's kind says. */
+static bool option_store(const OptionDef *def, VmConfig *cfg, const char *arg,
+                         GError **errp)
+{
+    switch (def->kind) {
+    case OPT_KIND_FLAG:
+        *(bool *)option_field(def, cfg) = true;
+        return true;
+    case OPT_KIND_STRING:
+        return set_string(option_field(def, cfg), arg);
+    case OPT_KIND_LIST:
+        g_ptr_array_add(*(GPtrArray **)option_field(def, cfg), g_strdup(arg));
+        return true;
+    case OPT_KIND_PARSE:
+    case OPT_KIND_ACTION:
+        return def->handler(cfg, arg, errp);
+    }
+    return false;
+}
 
 void vm_config_print_help(void)
 {
@@ -417,12 +392,19 @@ VmConfig *vm_config_new(void)
     cfg->smp = (SmpConfig){ 1, 1, 1, 1, 1, 1 };
     cfg->ram_size = 128ULL << 20;
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
-    cfg->chardevs = g_ptr_array_new_with_free_func(g_free);
     cfg->drives = g_ptr_array_new_with_free_func(g_free);
-    cfg->devices = g_ptr_array_new_with_free_func(g_free);
-    cfg->netdevs = g_ptr_array_new_with_free_func(g_free);
     cfg->monitor_opts = g_ptr_array_new_with_free_func(monitor_opt_free);
     cfg->overcommit = g_ptr_array_new_with_free_func(g_free);
+    for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
+        const OptionDef *def = &option_table[i];
+
+        if (def->kind == OPT_KIND_LIST) {
+            GPtrArray **list = option_field(def, cfg);
+            if (!*list) {
+                *list = g_ptr_array_new_with_free_func(g_free);
+            }
+        }
+    }
     return cfg;
 }
 
@@ -431,22 +413,26 @@ void vm_config_free(VmConfig *cfg)
     if (!cfg) {
         return;
     }
+    for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
+        const OptionDef *def = &option_table[i];
+
+        if (def->kind == OPT_KIND_STRING) {
+            g_clear_pointer((char **)option_field(def, cfg), g_free);
+        } else if (def->kind == OPT_KIND_LIST) {
+            GPtrArray **list = option_field(def, cfg);
+            if (*list) {
+                g_ptr_array_free(*list, TRUE);
+                *list = NULL;
+            }
+        }
+    }
     g_free(cfg->cpu_model);
     g_free(cfg->machine_type);
-    g_free(cfg->kernel);
-    g_free(cfg->initrd);
-    g_free(cfg->append);
-    g_free(cfg->bios);
     g_free(cfg->name);
-    g_free(cfg->pidfile);
     g_free(cfg->cpumap);
-    g_free(cfg->incoming);
     g_free(cfg->smp_arg);
     g_ptr_array_free(cfg->serials, TRUE);
-    g_ptr_array_free(cfg->chardevs, TRUE);
     g_ptr_array_free(cfg->drives, TRUE);
-    g_ptr_array_free(cfg->devices, TRUE);
-    g_ptr_array_free(cfg->netdevs, TRUE);
     g_ptr_array_free(cfg->monitor_opts, TRUE);
     g_ptr_array_free(cfg->overcommit, TRUE);
     g_free(cfg);
@@ -486,14 +472,15 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
             error_setg(errp, "%s: invalid option", word);
             return false;
         }
-        if (def->has_arg) {
+        if (option_takes_argument(def)) {
             if (i + 1 >= argc) {
                 error_setg(errp, "%s: requires an argument", word);
                 return false;
             }
             arg = argv[++i];
         }
-        if (!def->handler(cfg, arg, &err)) {
+        /* the one place an option's error gets QEMU's "-opt arg: " */
+        if (!option_store(def, cfg, arg, &err)) {
             if (arg) {
                 g_set_error(errp, err->domain, err->code, "%s %s: %s", word, arg,
                             err->message);
