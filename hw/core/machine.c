@@ -64,12 +64,18 @@ static void e820_add(Machine *m, uint64_t addr, uint64_t size, uint32_t type)
     }
 }
 
+static void *machine_mem_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
+{
+    return machine_gpa_to_hva(opaque, gpa, len);
+}
+
 bool machine_plan_memory(Machine *m, uint64_t ram_size, GError **errp)
 {
     if (ram_size < (2ULL << 20)) {
         error_setg(errp, "guest RAM must be at least 2 MiB");
         return false;
     }
+    m->mem = (GuestMemory){ machine_mem_gpa_to_hva, m };
     m->ram_size = ram_size;
     m->below_4g = ram_size >= PCI_HOLE_START ? LOW_RAM_SPLIT : ram_size;
     m->above_4g = ram_size - m->below_4g;

@@ -102,7 +102,7 @@ bool firmware_init(Machine *m, GError **errp)
     if (!kvm_vm_add_rom(&m->kvm, HIGH_RAM_START - fw->size, fw->size, fw->rom, errp)) {
         return false;
     }
-    fw->fw_cfg = fw_cfg_new(m, errp);
+    fw->fw_cfg = fw_cfg_new(&m->io_bus, &m->mem, errp);
     if (!fw->fw_cfg || !firmware_fill_fw_cfg(fw, m, errp)) {
         return false;
     }

@@ -2,13 +2,12 @@
  * fw_cfg: a selector register (0x510, 16-bit), a data register (0x511,
  * byte by byte) and the DMA interface (0x514: the guest writes the
  * big-endian address of a {control, length, address} descriptor, high half
- * first).  Every guest address goes through machine_gpa_to_hva.  Handlers
- * run with the machine lock held.
+ * first).  Every guest address goes through the GuestMemory it was given.
+ * Handlers run with the machine lock held.
  */
 #include <string.h>
 
 #include "hw/i386/fw_cfg.h"
-#include "hw/machine.h"
 #include "util/error.h"
 
 #define FW_CFG_PORT_SEL   0x510
@@ -33,7 +32,7 @@ typedef struct FwCfgItem {
 } FwCfgItem;
 
 struct FwCfg {
-    Machine *machine;
+    GuestMemory mem;             /* where DMA descriptors and buffers are */
     GArray *items;               /* of FwCfgItem */
     uint16_t next_file_key;
     uint16_t selector;
@@ -163,8 +162,7 @@ static void fw_cfg_select(FwCfg *fw, uint16_t key)
 /* Carry out the DMA descriptor at guest address addr. */
 static void fw_cfg_dma(FwCfg *fw, uint64_t addr)
 {
-    Machine *m = fw->machine;
-    uint8_t *desc = machine_gpa_to_hva(m, addr, 16);
+    uint8_t *desc = guest_memory_hva(&fw->mem, addr, 16);
     uint32_t control, length;
     uint64_t target;
     FwCfgItem *it;
@@ -186,7 +184,7 @@ static void fw_cfg_dma(FwCfg *fw, uint64_t addr)
         uint32_t avail = it && fw->offset < it->len ? it->len - fw->offset : 0;
         uint32_t n = MIN(avail, length);
         if (control & DMA_CTL_READ) {
-            uint8_t *dst = machine_gpa_to_hva(m, target, length);
+            uint8_t *dst = guest_memory_hva(&fw->mem, target, length);
             if (!dst) {
                 control = DMA_CTL_ERROR;
                 goto done;
@@ -252,15 +250,15 @@ static void fw_cfg_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len
     }
 }
 
-FwCfg *fw_cfg_new(Machine *m, GError **errp)
+FwCfg *fw_cfg_new(Bus *io_bus, const GuestMemory *mem, GError **errp)
 {
     FwCfg *fw = g_new0(FwCfg, 1);
     uint32_t id = 3;    /* traditional interface and DMA */
 
-    fw->machine = m;
+    fw->mem = *mem;
     fw->items = g_array_new(FALSE, TRUE, sizeof(FwCfgItem));
     fw->next_file_key = FW_CFG_FILE_FIRST;
-    if (!bus_register(&m->io_bus, FW_CFG_PORT_SEL, FW_CFG_PORT_DMA + 8 - FW_CFG_PORT_SEL,
+    if (!bus_register(io_bus, FW_CFG_PORT_SEL, FW_CFG_PORT_DMA + 8 - FW_CFG_PORT_SEL,
                       fw_cfg_io, fw, "fw_cfg", errp)) {
         fw_cfg_free(fw);
         return NULL;

@@ -15,6 +15,7 @@
 
 #include "chardev/chardev.h"
 #include "hw/bus.h"
+#include "hw/guest-memory.h"
 #include "hw/osnet.h"
 #include "hw/serial.h"
 #include "hw/vmstate.h"
@@ -90,6 +91,7 @@ typedef struct Machine {
     uint8_t *ram;                /* host mapping of all guest RAM */
     uint64_t ram_size;
     uint64_t below_4g, above_4g; /* RAM bytes below 4 GiB and above it */
+    GuestMemory mem;             /* RAM as devices reach it (machine_gpa_to_hva) */
     E820Entry e820[E820_MAX];
     unsigned nr_e820;
 

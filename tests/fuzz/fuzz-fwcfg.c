@@ -157,7 +157,7 @@ static FwCfg *fw_cfg_build(Machine *m)
         abort();
     }
     m->ram = g_malloc0(FUZZ_RAM_SIZE);
-    fw = fw_cfg_new(m, NULL);
+    fw = fw_cfg_new(&m->io_bus, &m->mem, NULL);
     for (size_t i = 0; i < sizeof(rom); i++) {
         rom[i] = i * 7;
     }

@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "hw/bus.h"
+#include "hw/guest-memory.h"
+
 typedef struct Machine Machine;
 typedef struct FwCfg FwCfg;
 
@@ -29,7 +32,8 @@ typedef struct FwCfg FwCfg;
 #define FW_CFG_FILE_FIRST   0x20
 #define FW_CFG_IRQ0_OVERRIDE 0x8002
 
-FwCfg *fw_cfg_new(Machine *m, GError **errp);
+/* Ports 0x510-0x51b on io_bus; DMA reads and writes guest RAM through mem. */
+FwCfg *fw_cfg_new(Bus *io_bus, const GuestMemory *mem, GError **errp);
 void fw_cfg_free(FwCfg *fw);
 /* Add a numbered item; data is copied. */
 void fw_cfg_add_bytes(FwCfg *fw, uint16_t key, const void *data, size_t len);
