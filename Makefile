@@ -45,13 +45,17 @@ VMM := $(B)/qemu-system-x86_64
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
+# The virtio tests share a fake guest and a memory disk
+# (tests/unit/virtio-fakes.c), linked into each of them.
+VIRTIO_UNIT := test-virtqueue test-virtio-blk test-virtio-pci
+VIRTIO_FAKES := tests/unit/virtio-fakes.o
 
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
 
 # Every C object may include the generated header: build it first.
-$(LIB_OBJS) $(B)/system/main.o $(UNIT_BINS:%=%.o) $(BENCH_BINS:%=%.o): \
-	| $(B)/qapi/qapi-commands.h
+$(LIB_OBJS) $(B)/system/main.o $(UNIT_BINS:%=%.o) $(B)/$(VIRTIO_FAKES) \
+	$(BENCH_BINS:%=%.o): | $(B)/qapi/qapi-commands.h
 
 all: $(VMM) guest
 
@@ -69,8 +73,11 @@ $(B)/libvmm.a: $(LIB_OBJS)
 $(VMM): $(B)/system/main.o $(B)/libvmm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Objects before the library, whatever order the prerequisites come in.
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(B)/libvmm.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+
+$(VIRTIO_UNIT:%=$(B)/tests/unit/%): $(B)/$(VIRTIO_FAKES)
 
 $(B)/bench/%: $(B)/bench/%.o $(B)/libvmm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -102,8 +109,8 @@ FUZZ_CFLAGS = -O1 -g -std=gnu11 -D_GNU_SOURCE $(INC) $(DEPS_CFLAGS) \
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ)/obj/%.o) $(FUZZ)/obj/qapi/qapi-commands.o
 FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ)/fuzz-%)
 
-$(SAN_LIB_OBJS) $(SAN)/system/main.o $(SAN_UNIT_BINS:%=%.o) $(FUZZ_LIB_OBJS): \
-	| $(B)/qapi/qapi-commands.h
+$(SAN_LIB_OBJS) $(SAN)/system/main.o $(SAN_UNIT_BINS:%=%.o) $(SAN)/$(VIRTIO_FAKES) \
+	$(FUZZ_LIB_OBJS): | $(B)/qapi/qapi-commands.h
 
 $(SAN)/%.o: %.c $(B)/config.mak
 	@mkdir -p $(dir $@)
@@ -121,7 +128,9 @@ $(SAN_VMM): $(SAN)/system/main.o $(SAN)/libvmm.a
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
 $(SAN)/tests/unit/%: $(SAN)/tests/unit/%.o $(SAN)/libvmm.a
-	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(SAN_FLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+
+$(VIRTIO_UNIT:%=$(SAN)/tests/unit/%): $(SAN)/$(VIRTIO_FAKES)
 
 $(SAN)/tests/fuzz/replay-%: $(SAN)/tests/fuzz/fuzz-%.o $(SAN)/tests/fuzz/replay-main.o \
 		$(SAN)/libvmm.a
@@ -160,9 +169,9 @@ TSAN_CFLAGS = -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE $(INC) \
                $(DEPS_CFLAGS) -MMD -MP $(TSAN_FLAGS)
 TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(TSAN)/%.o) $(TSAN)/qapi/qapi-commands.o
 TSAN_UNIT_BINS := $(TSAN)/tests/unit/test-block $(TSAN)/tests/unit/test-qcow2 \
-                  $(TSAN)/tests/unit/test-virtio
+                  $(TSAN)/tests/unit/test-virtio-pci
 
-$(TSAN_LIB_OBJS) $(TSAN_UNIT_BINS:%=%.o): | $(B)/qapi/qapi-commands.h
+$(TSAN_LIB_OBJS) $(TSAN_UNIT_BINS:%=%.o) $(TSAN)/$(VIRTIO_FAKES): | $(B)/qapi/qapi-commands.h
 
 $(TSAN)/%.o: %.c $(B)/config.mak
 	@mkdir -p $(dir $@)
@@ -177,7 +186,9 @@ $(TSAN)/libvmm.a: $(TSAN_LIB_OBJS)
 	ar rcs $@ $^
 
 $(TSAN)/tests/unit/%: $(TSAN)/tests/unit/%.o $(TSAN)/libvmm.a
-	$(CC) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(TSAN_FLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+
+$(TSAN)/tests/unit/test-virtio-pci: $(TSAN)/$(VIRTIO_FAKES)
 
 # The ASan + UBSan build of everything: make check runs its unit tests,
 # the corpus replays and the functional tests that need no VM.
@@ -188,7 +199,8 @@ sanitize: sanitize-build fuzz
 
 -include $(SAN_LIB_OBJS:.o=.d) $(SAN)/system/main.d $(SAN_UNIT_BINS:%=%.d) \
 	$(REPLAY_BINS:$(SAN)/tests/fuzz/replay-%=$(SAN)/tests/fuzz/fuzz-%.d) \
-	$(FUZZ_LIB_OBJS:.o=.d) $(TSAN_LIB_OBJS:.o=.d) $(TSAN_UNIT_BINS:%=%.d)
+	$(FUZZ_LIB_OBJS:.o=.d) $(TSAN_LIB_OBJS:.o=.d) $(TSAN_UNIT_BINS:%=%.d) \
+	$(SAN)/$(VIRTIO_FAKES:.o=.d) $(TSAN)/$(VIRTIO_FAKES:.o=.d)
 
 -include tests/guest/guest.mk
 -include tests/guest/linux/linux.mk
@@ -214,5 +226,6 @@ clean:
 	rm -rf $(B)/*/ $(B)/*.a $(VMM)
 
 .PHONY: all unit check bench install clean guest format-check fuzz fuzz-replay sanitize sanitize-build
--include $(LIB_OBJS:.o=.d) $(B)/system/main.d $(UNIT_BINS:%=%.d) $(BENCH_BINS:%=%.d)
+-include $(LIB_OBJS:.o=.d) $(B)/system/main.d $(UNIT_BINS:%=%.d) $(BENCH_BINS:%=%.d) \
+	$(B)/$(VIRTIO_FAKES:.o=.d)
 .SECONDARY:

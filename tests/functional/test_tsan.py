@@ -23,7 +23,7 @@ def run(argv, **kw):
     return proc, reports
 
 
-@pytest.mark.parametrize("name", ["test-block", "test-qcow2", "test-virtio"])
+@pytest.mark.parametrize("name", ["test-block", "test-qcow2", "test-virtio-pci"])
 def test_unit_cases_have_no_data_race(name):
     binary = os.path.join(TSAN, name)
     assert os.path.exists(binary), f"{binary} missing: `make sanitize-build` builds it"
