@@ -153,10 +153,24 @@ out:
     return ok;
 }
 
-/* Checked after the whole command line is read, unprefixed, as QEMU does. */
+/*
+ * -smp's topology error, reported after the whole command line is read and
+ * without the option's prefix, as QEMU does; the last -smp counts.
+ */
+static GError *smp_error;
+
+/* Split when read (a syntax error names the option, as in QEMU). */
 static bool opt_smp(VmConfig *cfg, const char *arg, GError **errp)
 {
-    return set_string(&cfg->smp_arg, arg);
+    SubOpts *o = subopts_parse(arg, "cpus", errp);
+
+    if (!o) {
+        return false;
+    }
+    g_clear_error(&smp_error);
+    smp_parse_opts(&cfg->smp, o, &smp_error);
+    subopts_free(o);
+    return true;
 }
 
 static bool opt_memory(VmConfig *cfg, const char *arg, GError **errp)
@@ -430,7 +444,6 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->machine_type);
     g_free(cfg->name);
     g_free(cfg->cpumap);
-    g_free(cfg->smp_arg);
     g_ptr_array_free(cfg->serials, TRUE);
     g_ptr_array_free(cfg->drives, TRUE);
     g_ptr_array_free(cfg->monitor_opts, TRUE);
@@ -452,6 +465,7 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
                           bool *exit_now, GError **errp)
 {
     opt_exit_now = false;
+    g_clear_error(&smp_error);
     for (int i = 1; i < argc; i++) {
         const char *word = argv[i];
         const char *name;
@@ -489,13 +503,19 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
                             err->message);
             }
             g_error_free(err);
+            g_clear_error(&smp_error);
             return false;
         }
         if (opt_exit_now) {
             *exit_now = true;
+            g_clear_error(&smp_error);
             return true;
         }
     }
     *exit_now = false;
-    return !cfg->smp_arg || smp_parse(&cfg->smp, cfg->smp_arg, errp);
+    if (smp_error) {
+        g_propagate_error(errp, g_steal_pointer(&smp_error));
+        return false;
+    }
+    return true;
 }

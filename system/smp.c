@@ -28,29 +28,24 @@ static bool smp_get(SubOpts *o, const char *key, unsigned *out, bool *zero,
     return true;
 }
 
-bool smp_parse(SmpConfig *smp, const char *arg, GError **errp)
+bool smp_parse_opts(SmpConfig *smp, SubOpts *o, GError **errp)
 {
     static const char *const keys[] = { "cpus", "sockets", "dies", "cores",
                                         "threads", "maxcpus" };
-    SubOpts *o = subopts_parse(arg, "cpus", errp);
     unsigned cpus, sockets, dies, cores, threads, maxcpus;
     unsigned *slots[] = { &cpus, &sockets, &dies, &cores, &threads, &maxcpus };
     bool zero = false;
-    bool ok = false;
 
-    if (!o) {
-        return false;
-    }
     for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
         if (!smp_get(o, keys[i], slots[i], &zero, errp)) {
-            goto out;
+            return false;
         }
     }
     for (guint i = 0; i < o->items->len; i++) {
         SubOpt *item = &g_array_index(o->items, SubOpt, i);
         if (!item->used) {
             error_setg(errp, "Parameter 'smp.%s' is unexpected", item->key);
-            goto out;
+            return false;
         }
     }
     if (zero) {
@@ -60,7 +55,7 @@ bool smp_parse(SmpConfig *smp, const char *arg, GError **errp)
     }
     if (dies > 1) {
         error_setg(errp, "dies not supported by this machine's CPU topology");
-        goto out;
+        return false;
     }
     dies = 1;
     if (cpus == 0 && maxcpus == 0) {
@@ -89,33 +84,41 @@ bool smp_parse(SmpConfig *smp, const char *arg, GError **errp)
                    "match maxcpus: sockets (%u) * dies (%u) * cores (%u) * "
                    "threads (%u) != maxcpus (%u)",
                    sockets, dies, cores, threads, maxcpus);
-        goto out;
+        return false;
     }
     if (maxcpus < cpus) {
         error_setg(errp, "Invalid CPU topology: maxcpus must be equal to or "
                    "greater than smp: sockets (%u) * dies (%u) * cores (%u) * "
                    "threads (%u) == maxcpus (%u) < smp_cpus (%u)",
                    sockets, dies, cores, threads, maxcpus, cpus);
-        goto out;
+        return false;
     }
     if (cpus > MACHINE_MAX_CPUS) {
         error_setg(errp, "Invalid SMP CPUs %u. The max CPUs supported by "
                    "machine 'pc' is %d", cpus, MACHINE_MAX_CPUS);
-        goto out;
+        return false;
     }
     if (maxcpus > MACHINE_MAX_CPUS) {
         error_setg(errp, "Invalid SMP CPUs %u. The max CPUs supported by "
                    "machine 'pc' is %d", maxcpus, MACHINE_MAX_CPUS);
-        goto out;
+        return false;
     }
     if (maxcpus != cpus) {
         error_setg(errp, "CPU hotplug is not supported: maxcpus (%u) must "
                    "equal cpus (%u)", maxcpus, cpus);
-        goto out;
+        return false;
     }
     *smp = (SmpConfig){ cpus, sockets, dies, cores, threads, maxcpus };
-    ok = true;
-out:
-    subopts_free(o);
+    return true;
+}
+
+bool smp_parse(SmpConfig *smp, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "cpus", errp);
+    bool ok = o && smp_parse_opts(smp, o, errp);
+
+    if (o) {
+        subopts_free(o);
+    }
     return ok;
 }

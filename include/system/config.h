@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "util/subopt.h"
+
 typedef struct SmpConfig {
     unsigned cpus, sockets, dies, cores, threads, maxcpus;
 } SmpConfig;
@@ -33,8 +35,7 @@ typedef struct VmConfig {
     bool accel_kvm_seen;      /* -enable-kvm, -accel kvm, accel=kvm */
     char *cpu_model;          /* "host" (the only model) */
     bool host_cache_info;
-    SmpConfig smp;
-    char *smp_arg;            /* the last -smp, parsed after argv */
+    SmpConfig smp;            /* the last -smp */
     uint64_t ram_size;
     char *machine_type;
     char *kernel, *initrd, *append;
@@ -64,9 +65,11 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
 
 /*
  * Parse -smp's argument with QEMU 7.2's rules (omitted members computed,
- * cores preferred over sockets) and check the topology.
+ * cores preferred over sockets) and check the topology.  smp_parse_opts
+ * does it for sub-options already split (and marks those it uses).
  */
 bool smp_parse(SmpConfig *smp, const char *arg, GError **errp);
+bool smp_parse_opts(SmpConfig *smp, SubOpts *opts, GError **errp);
 
 /* Print the option table's help text to stdout. */
 void vm_config_print_help(void);

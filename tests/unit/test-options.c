@@ -183,6 +183,28 @@ UNIT_TEST(smp_errors_match_qemu)
     g_free(msg);
 }
 
+UNIT_TEST(smp_syntax_named_when_read_topology_after_the_line)
+{
+    static const char *const a1[] = { "-smp", "4,=b", NULL };
+    static const char *const a2[] = { "-smp", "2", "-smp", "foo", NULL };
+    static const char *const a3[] = { "-smp", "foo", "-smp", "3", NULL };
+    static const char *const a4[] = { "-smp", "foo", "-m", "2X", NULL };
+    VmConfig *cfg = vm_config_new();
+    char *m1 = parse_one(a1), *m2 = parse_one(a2), *m3 = parse(cfg, a3);
+    char *m4 = parse_one(a4);
+
+    CHECK_STR(m1, "-smp 4,=b: Invalid parameter ''");
+    CHECK_STR(m2, "Parameter 'smp.cpus' expects integer");
+    CHECK(m3 == NULL);
+    CHECK_EQ(cfg->smp.cpus, 3);
+    CHECK(m4 && g_str_has_prefix(m4, "-m 2X: "));
+    g_free(m1);
+    g_free(m2);
+    g_free(m3);
+    g_free(m4);
+    vm_config_free(cfg);
+}
+
 UNIT_TEST(subopts_quirks)
 {
     GError *err = NULL;
