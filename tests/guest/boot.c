@@ -39,7 +39,96 @@ static const struct {
     {"testos.mibps=", &boot_info.mibps},
     {"testos.wss_mib=", &boot_info.wss_mib},
     {"testos.period_ms=", &boot_info.period_ms},
+    {"testos.frame=", &boot_info.frame},
 };
+
+/* "A.B.C.D" -> host-order u32; *ok = 0 if it is not one. */
+static u32 parse_ip(const char *s, size_t len, int *ok)
+{
+    u32 ip = 0, part = 0, parts = 0, digits = 0;
+
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == '.') {
+            if (!digits || part > 255) {
+                *ok = 0;
+                return 0;
+            }
+            ip = ip << 8 | part;
+            parts++;
+            part = digits = 0;
+        } else if (s[i] >= '0' && s[i] <= '9' && digits < 3) {
+            part = part * 10 + (u32)(s[i] - '0');
+            digits++;
+        } else {
+            *ok = 0;
+            return 0;
+        }
+    }
+    *ok = parts == 4;
+    return ip;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+        return (c | 0x20) - 'a' + 10;
+    }
+    return -1;
+}
+
+/* "XX:XX:XX:XX:XX:XX" -> mac; 0 if it is not one (mac untouched). */
+static int parse_mac(const char *s, size_t len, u8 mac[6])
+{
+    u8 out[6];
+
+    if (len != 17) {
+        return 0;
+    }
+    for (u32 i = 0; i < 6; i++) {
+        int hi = hex_digit(s[3 * i]), lo = hex_digit(s[3 * i + 1]);
+        if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':')) {
+            return 0;
+        }
+        out[i] = (u8)(hi << 4 | lo);
+    }
+    memcpy(mac, out, 6);
+    return 1;
+}
+
+/* The address-valued testos.* parameters (a malformed value keeps the default). */
+static int param_apply_addr(const char *word, size_t len)
+{
+    static const struct {
+        const char *key;
+        u32 *ip;
+        u8 *mac;
+    } addrs[] = {
+        {"testos.ip=", &boot_info.ip, NULL},
+        {"testos.dst_ip=", &boot_info.dst_ip, NULL},
+        {"testos.dst_mac=", NULL, boot_info.dst_mac},
+    };
+
+    for (u32 i = 0; i < ARRAY_SIZE(addrs); i++) {
+        size_t klen = strlen(addrs[i].key);
+        if (len < klen || strncmp(word, addrs[i].key, klen)) {
+            continue;
+        }
+        if (addrs[i].ip) {
+            int ok;
+            u32 ip = parse_ip(word + klen, len - klen, &ok);
+            if (ok) {
+                *addrs[i].ip = ip;
+            }
+        } else {
+            parse_mac(word + klen, len - klen, addrs[i].mac);
+        }
+        return 1;
+    }
+    return 0;
+}
 
 /* Applies one "key=value" word of the command line. */
 static void param_apply(const char *word, size_t len)
@@ -53,6 +142,9 @@ static void param_apply(const char *word, size_t len)
         }
         memcpy(boot_info.scenario, word + sizeof(run) - 1, vlen);
         boot_info.scenario[vlen] = '\0';
+        return;
+    }
+    if (param_apply_addr(word, len)) {
         return;
     }
     for (u32 i = 0; i < ARRAY_SIZE(params); i++) {
@@ -83,6 +175,10 @@ static void cmdline_parse(void)
     boot_info.mibps = 50;
     boot_info.wss_mib = PARAM_UNSET;
     boot_info.period_ms = 10;
+    boot_info.ip = 198u << 24 | 18u << 16 | 2;     /* 198.18.0.2 */
+    boot_info.dst_ip = 198u << 24 | 18u << 16 | 1; /* 198.18.0.1 */
+    memset(boot_info.dst_mac, 0xFF, 6);
+    boot_info.frame = 60;
     while (*p) {
         while (*p == ' ') {
             p++;

@@ -315,6 +315,8 @@ static const struct {
     {"latency", scenario_latency},   {"blk", scenario_blk},
     {"blk-perf", scenario_blk_perf}, {"blk-hostile", scenario_blk_hostile},
     {"dirty", scenario_dirty},       {"cpuid", scenario_cpuid},
+    {"net", scenario_net},           {"net-blast", scenario_net_blast},
+    {"net-hostile", scenario_net_hostile},
 };
 
 static int scenario_find(const char *name)

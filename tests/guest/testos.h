@@ -99,6 +99,11 @@ typedef struct BootInfo {
     u64 mibps;     /* testos.mibps, default 50; 0 = no dirtying */
     u64 wss_mib;   /* testos.wss_mib, PARAM_UNSET = all the RAM dirty.c can use */
     u64 period_ms; /* testos.period_ms, default 10 */
+    /* the virtio-net scenarios (net.c); see README.md */
+    u32 ip;          /* testos.ip=A.B.C.D (host order), default 198.18.0.2 */
+    u32 dst_ip;      /* testos.dst_ip=A.B.C.D (net-blast), default 198.18.0.1 */
+    u8 dst_mac[6];   /* testos.dst_mac=XX:XX:XX:XX:XX:XX (net-blast), default broadcast */
+    u64 frame;       /* testos.frame (net-blast frame bytes, 60..9014), default 60 */
     u64 mem_mib;  /* from the e820 map */
     u32 e820_count;
     E820Entry e820[E820_MAX]; /* copied from boot_params */
@@ -168,6 +173,11 @@ void scenario_blk(Cpu *bsp);
 void scenario_blk_perf(Cpu *bsp);
 void scenario_blk_hostile(Cpu *bsp);
 extern volatile u64 blk_irqs; /* incremented by blk_irq_entry (entry.S) */
+
+/* net.c: the virtio-net scenarios (driver there, generic part in virtio.c) */
+void scenario_net(Cpu *bsp);
+void scenario_net_blast(Cpu *bsp);
+void scenario_net_hostile(Cpu *bsp);
 
 /* dirty.c: the live-migration workload */
 void scenario_dirty(Cpu *bsp);
