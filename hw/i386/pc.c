@@ -155,7 +155,8 @@ bool pc_board_init(Machine *m, GError **errp)
     if (!b->i8042) {
         return false;
     }
-    b->rtc = rtc_new(m, errp);
+    b->rtc = rtc_new(&m->io_bus, &m->device_states,
+                     &(RtcMachineInfo){ m->below_4g, m->above_4g, m->nr_vcpus }, errp);
     if (!b->rtc) {
         return false;
     }

@@ -8,7 +8,6 @@
 #include <time.h>
 
 #include "hw/i386/pc.h"
-#include "hw/machine.h"
 #include "util/error.h"
 
 #define RTC_REG_A   0x0a
@@ -138,11 +137,12 @@ static void cmos_put16(Rtc *rtc, uint8_t reg, unsigned v)
 }
 
 /* The CMOS bytes QEMU's pc machine fills for its firmware. */
-static void rtc_fill_cmos(Rtc *rtc, Machine *m)
+static void rtc_fill_cmos(Rtc *rtc, const RtcMachineInfo *info)
 {
-    uint64_t ext = m->below_4g > (1 << 20) ? (m->below_4g - (1 << 20)) >> 10 : 0;
-    uint64_t above16 = m->below_4g > (16 << 20) ? (m->below_4g - (16 << 20)) >> 16 : 0;
-    uint64_t high = m->above_4g >> 16;
+    uint64_t below_4g = info->below_4g;
+    uint64_t ext = below_4g > (1 << 20) ? (below_4g - (1 << 20)) >> 10 : 0;
+    uint64_t above16 = below_4g > (16 << 20) ? (below_4g - (16 << 20)) >> 16 : 0;
+    uint64_t high = info->above_4g >> 16;
 
     memset(rtc->cmos, 0, sizeof(rtc->cmos));
     rtc->cmos[RTC_REG_A] = 0x26;
@@ -156,7 +156,7 @@ static void rtc_fill_cmos(Rtc *rtc, Machine *m)
     rtc->cmos[0x5b] = high & 0xff;
     rtc->cmos[0x5c] = (high >> 8) & 0xff;
     rtc->cmos[0x5d] = (high >> 16) & 0xff;
-    rtc->cmos[0x5f] = m->nr_vcpus - 1;
+    rtc->cmos[0x5f] = info->nr_cpus - 1;
     rtc->cmos[0x3d] = 0x02;             /* boot from the hard disk first */
     rtc->cmos[0x38] = 0x01;             /* no floppy signature check */
 }
@@ -192,13 +192,14 @@ static bool rtc_load(void *opaque, const uint8_t *buf, size_t len, uint32_t vers
 
 static const DeviceStateOps rtc_state_ops = { .save = rtc_save, .load = rtc_load };
 
-Rtc *rtc_new(Machine *m, GError **errp)
+Rtc *rtc_new(Bus *io_bus, DeviceStateList *states, const RtcMachineInfo *info,
+             GError **errp)
 {
     Rtc *rtc = g_new0(Rtc, 1);
 
-    rtc_fill_cmos(rtc, m);
-    if (!bus_register(&m->io_bus, 0x70, 2, rtc_io, rtc, "rtc", errp) ||
-        !device_state_register(&m->device_states, "rtc", RTC_STATE_VERSION,
+    rtc_fill_cmos(rtc, info);
+    if (!bus_register(io_bus, 0x70, 2, rtc_io, rtc, "rtc", errp) ||
+        !device_state_register(states, "rtc", RTC_STATE_VERSION,
                                &rtc_state_ops, rtc, errp)) {
         g_free(rtc);
         return NULL;

@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "hw/bus.h"
+#include "hw/vmstate.h"
+
 typedef struct Machine Machine;
 typedef struct VCpu VCpu;
 
@@ -65,7 +68,14 @@ bool mptable_write(Machine *m, uint64_t addr, GError **errp);
 
 /* The RTC and CMOS memory (hw/i386/rtc.c). */
 typedef struct Rtc Rtc;
-Rtc *rtc_new(Machine *m, GError **errp);
+/* What the CMOS bytes tell firmware about the machine. */
+typedef struct RtcMachineInfo {
+    uint64_t below_4g, above_4g;    /* RAM bytes below 4 GiB and above it */
+    unsigned nr_cpus;
+} RtcMachineInfo;
+/* Ports 0x70/0x71 on io_bus; its state registered in states as "rtc". */
+Rtc *rtc_new(Bus *io_bus, DeviceStateList *states, const RtcMachineInfo *info,
+             GError **errp);
 void rtc_free(Rtc *rtc);
 
 /*
