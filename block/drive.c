@@ -103,6 +103,7 @@ bool drive_parse(const char *arg, unsigned index, DriveConfig *out, GError **err
     subopts_get(o, "index");      /* accepted for compatibility */
     subopts_get(o, "aio");        /* threads/native/io_uring: one engine here */
     ok = subopts_check_unused(o, errp);
+    out->arg = g_strdup(arg);
 out:
     if (!ok) {
         drive_config_clear(out);
@@ -113,11 +114,18 @@ out:
 
 void drive_config_clear(DriveConfig *d)
 {
+    g_free(d->arg);
     g_free(d->id);
     g_free(d->file);
     g_free(d->format);
     g_free(d->serial);
     memset(d, 0, sizeof(*d));
+}
+
+void drive_config_free(gpointer d)
+{
+    drive_config_clear(d);
+    g_free(d);
 }
 
 BlockOptions drive_block_options(const DriveConfig *d)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "block/drive.h"
 #include "config-host.h"
 #include "system/config.h"
 #include "util/error.h"
@@ -286,7 +287,14 @@ static bool opt_name(VmConfig *cfg, const char *arg, GError **errp)
 
 static bool opt_drive(VmConfig *cfg, const char *arg, GError **errp)
 {
-    g_ptr_array_add(cfg->drives, g_strdup(arg));
+    DriveConfig *d = g_new0(DriveConfig, 1);
+
+    /* the index numbers the drives, as QEMU's default ids "virtio0"... do */
+    if (!drive_parse(arg, cfg->drives->len, d, errp)) {
+        g_free(d);
+        return false;
+    }
+    g_ptr_array_add(cfg->drives, d);
     return true;
 }
 
@@ -406,7 +414,7 @@ VmConfig *vm_config_new(void)
     cfg->smp = (SmpConfig){ 1, 1, 1, 1, 1, 1 };
     cfg->ram_size = 128ULL << 20;
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
-    cfg->drives = g_ptr_array_new_with_free_func(g_free);
+    cfg->drives = g_ptr_array_new_with_free_func(drive_config_free);
     cfg->monitor_opts = g_ptr_array_new_with_free_func(monitor_opt_free);
     cfg->overcommit = g_ptr_array_new_with_free_func(g_free);
     for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {

@@ -18,7 +18,7 @@
 #include "util/subopt.h"
 
 typedef struct MachineDrive {
-    DriveConfig cfg;
+    DriveConfig cfg;            /* the -drive's, parsed; its strings are the VmConfig's */
     BlockDriverState *bs;
     bool attached;
 } MachineDrive;
@@ -30,7 +30,6 @@ static void drive_free(gpointer p)
     if (d->bs) {
         bdrv_close(d->bs);
     }
-    drive_config_clear(&d->cfg);
     g_free(d);
 }
 
@@ -59,23 +58,17 @@ static bool open_drives(Machine *m, GError **errp)
 
     m->drives = g_ptr_array_new_with_free_func(drive_free);
     for (guint i = 0; i < cfg->drives->len; i++) {
-        const char *arg = g_ptr_array_index(cfg->drives, i);
+        const DriveConfig *drive = g_ptr_array_index(cfg->drives, i);
         MachineDrive *d = g_new0(MachineDrive, 1);
         BlockOptions opts;
-        GError *err = NULL;
 
         g_ptr_array_add(m->drives, d);
-        if (!drive_parse(arg, i, &d->cfg, &err)) {
-            error_setg(errp, "-drive %s: %s", arg, err->message);
-            g_error_free(err);
-            return false;
-        }
+        d->cfg = *drive;
         opts = drive_block_options(&d->cfg);
         opts.inactive = cfg->incoming != NULL;
-        d->bs = bdrv_open(&opts, &err);
+        d->bs = bdrv_open(&opts, errp);
         if (!d->bs) {
-            error_setg(errp, "-drive %s: %s", arg, err->message);
-            g_error_free(err);
+            g_prefix_error(errp, "-drive %s: ", drive->arg);
             return false;
         }
     }

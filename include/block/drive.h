@@ -11,6 +11,7 @@
 #include "block/block.h"
 
 typedef struct DriveConfig {
+    char *arg;               /* the option's argument, for errors found later */
     char *id;                /* id=, or "virtio0", "virtio1"... as QEMU names them */
     char *file;
     char *format;            /* NULL: probe */
@@ -25,6 +26,8 @@ typedef struct DriveConfig {
 /* Parse one -drive argument; index numbers drives of the same interface. */
 bool drive_parse(const char *arg, unsigned index, DriveConfig *out, GError **errp);
 void drive_config_clear(DriveConfig *d);
+/* Clear and free a DriveConfig of the heap (a GDestroyNotify). */
+void drive_config_free(gpointer d);
 /* The BlockOptions for bdrv_open (pointers into d). */
 BlockOptions drive_block_options(const DriveConfig *d);
 

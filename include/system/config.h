@@ -45,7 +45,8 @@ typedef struct VmConfig {
     char *name, *pidfile;
     GPtrArray *serials;       /* -serial specs, in order ("none" kept) */
     GPtrArray *chardevs;      /* -chardev option strings */
-    GPtrArray *drives, *devices, *netdevs;
+    GPtrArray *drives;        /* of DriveConfig (block/drive.h), parsed when read */
+    GPtrArray *devices, *netdevs;
     GPtrArray *monitor_opts;  /* of MonitorOpt, in order */
     char *cpumap;             /* -osnet_cpumap sub-options */
     char *incoming;
