@@ -12,7 +12,6 @@
 #include "migration/migration.h"
 #include "monitor-int.h"
 #include "util/error.h"
-#include "util/subopt.h"
 
 QmpContext monitor_qmp_context(Monitor *mon)
 {
@@ -127,41 +126,17 @@ static bool monitor_add_legacy(MonitorSet *set, ChardevSet *chardevs,
     return monitor_add(set, chr, control, errp) != NULL;
 }
 
-static bool monitor_add_mon(MonitorSet *set, ChardevSet *chardevs, const char *arg,
+/* -mon, parsed when read: its chardev is the one thing left to find. */
+static bool monitor_add_mon(MonitorSet *set, ChardevSet *chardevs, const MonitorOpt *opt,
                             GError **errp)
 {
-    SubOpts *o = subopts_parse(arg, "chardev", errp);
-    const char *id, *mode;
-    bool pretty = false, ok = false;
-    Chardev *chr;
+    Chardev *chr = chardev_find(chardevs, opt->chardev);
 
-    if (!o) {
+    if (!chr) {
+        error_setg(errp, "-mon %s: chardev \"%s\" not found", opt->arg, opt->chardev);
         return false;
     }
-    id = subopts_get(o, "chardev");
-    mode = subopts_get(o, "mode");
-    if (!subopts_get_bool(o, "pretty", &pretty, errp) ||
-        !subopts_check_unused(o, errp)) {
-        goto out;
-    }
-    if (!id) {
-        error_setg(errp, "-mon %s: Parameter 'chardev' is missing", arg);
-        goto out;
-    }
-    if (mode && strcmp(mode, "control") && strcmp(mode, "readline")) {
-        error_setg(errp, "-mon %s: Parameter 'mode' does not accept value '%s'",
-                   arg, mode);
-        goto out;
-    }
-    chr = chardev_find(chardevs, id);
-    if (!chr) {
-        error_setg(errp, "-mon %s: chardev \"%s\" not found", arg, id);
-        goto out;
-    }
-    ok = monitor_add(set, chr, mode && !strcmp(mode, "control"), errp) != NULL;
-out:
-    subopts_free(o);
-    return ok;
+    return monitor_add(set, chr, opt->control, errp) != NULL;
 }
 
 typedef struct MuxMonitors {
@@ -195,7 +170,7 @@ bool monitor_set_configure(MonitorSet *set, ChardevSet *chardevs, GError **errp)
         bool ok;
 
         if (opt->kind == MONITOR_OPT_MON) {
-            ok = monitor_add_mon(set, chardevs, opt->arg, errp);
+            ok = monitor_add_mon(set, chardevs, opt, errp);
         } else if (!strcmp(opt->arg, "none")) {
             ok = true;
         } else {

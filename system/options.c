@@ -303,32 +303,66 @@ static void monitor_opt_free(gpointer p)
     MonitorOpt *opt = p;
 
     g_free(opt->arg);
+    g_free(opt->chardev);
     g_free(opt);
 }
 
-static bool add_monitor_opt(VmConfig *cfg, MonitorOptKind kind, const char *arg)
+static MonitorOpt *add_monitor_opt(VmConfig *cfg, MonitorOptKind kind, const char *arg)
 {
     MonitorOpt *opt = g_new0(MonitorOpt, 1);
 
     opt->kind = kind;
     opt->arg = g_strdup(arg);
+    opt->control = kind == MONITOR_OPT_QMP;
     g_ptr_array_add(cfg->monitor_opts, opt);
-    return true;
+    return opt;
 }
 
+/* -monitor and -qmp name a chardev spec, which the chardevs' set parses. */
 static bool opt_monitor(VmConfig *cfg, const char *arg, GError **errp)
 {
-    return add_monitor_opt(cfg, MONITOR_OPT_HMP, arg);
+    add_monitor_opt(cfg, MONITOR_OPT_HMP, arg);
+    return true;
 }
 
 static bool opt_qmp(VmConfig *cfg, const char *arg, GError **errp)
 {
-    return add_monitor_opt(cfg, MONITOR_OPT_QMP, arg);
+    add_monitor_opt(cfg, MONITOR_OPT_QMP, arg);
+    return true;
 }
 
+/* -mon chardev=ID[,mode=readline|control][,pretty=on|off]; pretty is ignored. */
 static bool opt_mon(VmConfig *cfg, const char *arg, GError **errp)
 {
-    return add_monitor_opt(cfg, MONITOR_OPT_MON, arg);
+    SubOpts *o = subopts_parse(arg, "chardev", errp);
+    const char *id, *mode;
+    bool pretty = false, ok = false;
+    MonitorOpt *opt;
+
+    if (!o) {
+        return false;
+    }
+    id = subopts_get(o, "chardev");
+    mode = subopts_get(o, "mode");
+    if (!subopts_get_bool(o, "pretty", &pretty, errp) ||
+        !subopts_check_unused(o, errp)) {
+        goto out;
+    }
+    if (!id) {
+        error_setg(errp, "Parameter 'chardev' is missing");
+        goto out;
+    }
+    if (mode && strcmp(mode, "control") && strcmp(mode, "readline")) {
+        error_setg(errp, "Parameter 'mode' does not accept value '%s'", mode);
+        goto out;
+    }
+    opt = add_monitor_opt(cfg, MONITOR_OPT_MON, arg);
+    opt->chardev = g_strdup(id);
+    opt->control = mode && strcmp(mode, "control") == 0;
+    ok = true;
+out:
+    subopts_free(o);
+    return ok;
 }
 
 static bool opt_osnet_cpumap(VmConfig *cfg, const char *arg, GError **errp)

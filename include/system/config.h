@@ -28,7 +28,9 @@ typedef enum MonitorOptKind {
 /* One monitor option, kept in command-line order (QEMU numbers them). */
 typedef struct MonitorOpt {
     MonitorOptKind kind;
-    char *arg;
+    char *arg;              /* as given: -monitor's and -qmp's chardev spec */
+    char *chardev;          /* -mon chardev=, found when monitors are created */
+    bool control;           /* QMP: -qmp, or -mon mode=control */
 } MonitorOpt;
 
 typedef struct VmConfig {

@@ -205,6 +205,34 @@ UNIT_TEST(smp_syntax_named_when_read_topology_after_the_line)
     vm_config_free(cfg);
 }
 
+UNIT_TEST(mon_parsed_when_read)
+{
+    static const char *const args[] = {
+        "-mon", "chardev=c0,mode=control", "-qmp", "unix:/tmp/q,server=on,wait=off",
+        "-mon", "c1", NULL
+    };
+    static const char *const bad[] = { "-mon", "chardev=a,pretty=maybe", NULL };
+    VmConfig *cfg = vm_config_new();
+    char *msg = parse(cfg, args), *m2 = parse_one(bad);
+    const MonitorOpt *o0, *o1, *o2;
+
+    CHECK(msg == NULL);
+    CHECK_EQ(cfg->monitor_opts->len, 3);
+    o0 = g_ptr_array_index(cfg->monitor_opts, 0);
+    o1 = g_ptr_array_index(cfg->monitor_opts, 1);
+    o2 = g_ptr_array_index(cfg->monitor_opts, 2);
+    CHECK(o0->kind == MONITOR_OPT_MON && o0->control);
+    CHECK_STR(o0->chardev, "c0");
+    CHECK(o1->kind == MONITOR_OPT_QMP && o1->control);
+    CHECK_STR(o1->arg, "unix:/tmp/q,server=on,wait=off");
+    CHECK(o2->kind == MONITOR_OPT_MON && !o2->control);
+    CHECK_STR(o2->chardev, "c1");
+    CHECK_STR(m2, "-mon chardev=a,pretty=maybe: Parameter 'pretty' expects 'on' or 'off'");
+    g_free(msg);
+    g_free(m2);
+    vm_config_free(cfg);
+}
+
 UNIT_TEST(subopts_quirks)
 {
     GError *err = NULL;
