@@ -449,7 +449,7 @@ PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *o,
     if (o->serial) {        /* NUL-padded; 20 bytes long means no NUL */
         memcpy(blk->serial, o->serial, strlen(o->serial));
     }
-    virtio_device_init(&blk->vdev, m, "virtio-blk", VIRTIO_ID_BLOCK, num_queues,
+    virtio_device_init(&blk->vdev, &m->mem, "virtio-blk", VIRTIO_ID_BLOCK, num_queues,
                        queue_size, virtio_blk_features(blk, num_queues),
                        sizeof(struct virtio_blk_config), &virtio_blk_ops);
     virtio_blk_fill_config(blk, num_queues, queue_size);

@@ -6,7 +6,6 @@
  */
 #include <string.h>
 
-#include "hw/machine.h"
 #include "hw/state-blob.h"
 #include "hw/virtio.h"
 #include "util/error.h"
@@ -98,7 +97,7 @@ static bool virtqueue_snapshot_check(VirtioDevice *vdev, unsigned index,
                                      const VirtQueueSnapshot *s, uint64_t features,
                                      GError **errp)
 {
-    VirtQueue probe = { .machine = vdev->machine, .max_size = vdev->vqs[index].max_size,
+    VirtQueue probe = { .mem = vdev->mem, .max_size = vdev->vqs[index].max_size,
                         .size = s->size, .desc_gpa = s->desc, .avail_gpa = s->avail,
                         .used_gpa = s->used };
     const char *why = NULL;

@@ -14,7 +14,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "hw/machine.h"
 #include "hw/virtio.h"
 #include "util/error.h"
 
@@ -41,7 +40,7 @@ static void virtio_wake(VirtioDevice *vdev)
     eventfd_signal(vdev->ctl_fd);
 }
 
-void virtio_device_init(VirtioDevice *vdev, Machine *m, const char *name,
+void virtio_device_init(VirtioDevice *vdev, const GuestMemory *mem, const char *name,
                         uint16_t device_id, unsigned nr_queues, uint16_t queue_size,
                         uint64_t host_features, unsigned config_len,
                         const VirtioDeviceOps *ops)
@@ -49,7 +48,7 @@ void virtio_device_init(VirtioDevice *vdev, Machine *m, const char *name,
     memset(vdev, 0, sizeof(*vdev));
     vdev->name = g_strdup(name);
     vdev->device_id = device_id;
-    vdev->machine = m;
+    vdev->mem = *mem;
     vdev->ops = ops;
     vdev->host_features = host_features | (1ULL << VIRTIO_F_VERSION_1);
     vdev->config_vector = VIRTIO_NO_VECTOR;
@@ -58,7 +57,7 @@ void virtio_device_init(VirtioDevice *vdev, Machine *m, const char *name,
     vdev->nr_queues = nr_queues;
     vdev->vqs = g_new0(VirtQueue, nr_queues);
     for (unsigned i = 0; i < nr_queues; i++) {
-        virtqueue_init(&vdev->vqs[i], m, vdev, i, queue_size);
+        virtqueue_init(&vdev->vqs[i], mem, vdev, i, queue_size);
     }
     vdev->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&vdev->busy_lock, NULL);

@@ -1,7 +1,7 @@
 /*
  * Split virtqueues (virtio 1.x, 2.7): descriptor chains with indirect
  * tables, the used ring, and event-index notification suppression both
- * ways.  Every guest address goes through machine_gpa_to_hva, every
+ * ways.  Every guest address goes through the queue's GuestMemory, every
  * descriptor is copied once before it is looked at, and every walk is
  * bounded.  Locking: the caller holds vq->lock (include/hw/virtio.h).
  */
@@ -10,7 +10,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "hw/machine.h"
 #include "hw/virtio.h"
 
 /* Layout of the three rings (2.7.5 - 2.7.8). */
@@ -65,11 +64,11 @@ int virtio_iov_slice(const struct iovec *iov, unsigned cnt, size_t offset, size_
     return len ? -1 : (int)n;
 }
 
-void virtqueue_init(VirtQueue *vq, Machine *m, VirtioDevice *vdev, unsigned index,
-                    uint16_t max_size)
+void virtqueue_init(VirtQueue *vq, const GuestMemory *mem, VirtioDevice *vdev,
+                    unsigned index, uint16_t max_size)
 {
     memset(vq, 0, sizeof(*vq));
-    vq->machine = m;
+    vq->mem = *mem;
     vq->vdev = vdev;
     vq->index = index;
     vq->max_size = vq->size = max_size;
@@ -102,10 +101,9 @@ bool virtqueue_map_rings(VirtQueue *vq, uint64_t features, const char **why)
         *why = "virtqueue rings are misaligned";
         return false;
     }
-    vq->desc = machine_gpa_to_hva(vq->machine, vq->desc_gpa, DESC_SIZE * n);
-    vq->avail = machine_gpa_to_hva(vq->machine, vq->avail_gpa, AVAIL_RING + 2 * n + 2);
-    vq->used = machine_gpa_to_hva(vq->machine, vq->used_gpa,
-                                  USED_RING + USED_ELEM_SIZE * n + 2);
+    vq->desc = guest_memory_hva(&vq->mem, vq->desc_gpa, DESC_SIZE * n);
+    vq->avail = guest_memory_hva(&vq->mem, vq->avail_gpa, AVAIL_RING + 2 * n + 2);
+    vq->used = guest_memory_hva(&vq->mem, vq->used_gpa, USED_RING + USED_ELEM_SIZE * n + 2);
     if (!vq->desc || !vq->avail || !vq->used) {
         vq->desc = vq->avail = vq->used = NULL;
         *why = "virtqueue rings lie outside guest RAM";
@@ -172,7 +170,7 @@ static int elem_add(VirtQueue *vq, VirtQueueElement *elem, const VringDesc *d,
         elem->gpa = g_renew(uint64_t, elem->gpa, elem->capacity);
     }
     elem->iov[n].iov_len = d->len;
-    elem->iov[n].iov_base = d->len ? machine_gpa_to_hva(vq->machine, d->addr, d->len)
+    elem->iov[n].iov_base = d->len ? guest_memory_hva(&vq->mem, d->addr, d->len)
                                    : NULL;
     elem->gpa[n] = d->addr;
     elem->bad_address |= d->len && !elem->iov[n].iov_base;
@@ -204,7 +202,7 @@ static int chain_enter_indirect(VirtQueue *vq, const VringDesc *d, bool *in_tabl
         *why = "indirect descriptor with NEXT set";
     } else if (d->len == 0 || d->len % DESC_SIZE || d->len / DESC_SIZE > vq->max_size) {
         *why = "indirect table length is zero, not a multiple of 16 or too long";
-    } else if (!(*table = machine_gpa_to_hva(vq->machine, d->addr, d->len))) {
+    } else if (!(*table = guest_memory_hva(&vq->mem, d->addr, d->len))) {
         *why = "indirect table outside guest RAM";
     } else {
         *table_size = d->len / DESC_SIZE;

@@ -23,6 +23,7 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_ring.h>
 
+#include "hw/guest-memory.h"
 #include "util/iov.h"
 
 typedef struct Machine Machine;
@@ -63,7 +64,7 @@ int virtio_iov_slice(const struct iovec *iov, unsigned cnt, size_t offset, size_
 
 struct VirtQueue {
     VirtioDevice *vdev;           /* NULL for a bare ring (unit tests) */
-    Machine *machine;
+    GuestMemory mem;              /* where the rings and buffers are */
     unsigned index;
     uint16_t max_size;
 
@@ -90,9 +91,12 @@ struct VirtQueue {
     int kick_fd;                  /* eventfd: ioeventfd or the notify handler */
 };
 
-/* A queue of up to max_size entries; no rings until virtqueue_map_rings. */
-void virtqueue_init(VirtQueue *vq, Machine *m, VirtioDevice *vdev, unsigned index,
-                    uint16_t max_size);
+/*
+ * A queue of up to max_size entries in guest memory mem; no rings until
+ * virtqueue_map_rings.
+ */
+void virtqueue_init(VirtQueue *vq, const GuestMemory *mem, VirtioDevice *vdev,
+                    unsigned index, uint16_t max_size);
 void virtqueue_destroy(VirtQueue *vq);
 
 /*
@@ -147,7 +151,7 @@ typedef struct VirtioTransportOps {
 struct VirtioDevice {
     char *name;                   /* for messages: "virtio-blk@00:02.0" */
     uint16_t device_id;           /* VIRTIO_ID_BLOCK, ... */
-    Machine *machine;
+    GuestMemory mem;              /* guest RAM, for the queues */
     const VirtioDeviceOps *ops;
     const VirtioTransportOps *transport;
     void *transport_opaque;
@@ -178,11 +182,12 @@ struct VirtioDevice {
 };
 
 /*
- * Set up the core: nr_queues queues of queue_size entries, config_len
+ * Set up the core: nr_queues queues of queue_size entries in guest memory
+ * mem, config_len
  * bytes of device config (filled by the model), the host features (with
  * VIRTIO_F_VERSION_1 added).  virtio_device_start runs the I/O thread.
  */
-void virtio_device_init(VirtioDevice *vdev, Machine *m, const char *name,
+void virtio_device_init(VirtioDevice *vdev, const GuestMemory *mem, const char *name,
                         uint16_t device_id, unsigned nr_queues, uint16_t queue_size,
                         uint64_t host_features, unsigned config_len,
                         const VirtioDeviceOps *ops);

@@ -103,7 +103,7 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
             abort();
         }
         m.ram = g_malloc0(FUZZ_RAM_SIZE);
-        virtqueue_init(&vq, &m, NULL, 0, VIRTQUEUE_MAX_SIZE);
+        virtqueue_init(&vq, &m.mem, NULL, 0, VIRTQUEUE_MAX_SIZE);
     }
     if (size < HEADER_SIZE) {
         if (report) {

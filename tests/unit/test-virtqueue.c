@@ -316,7 +316,7 @@ UNIT_TEST(ring_setup_checks_size_alignment_and_ram)
     const char *why = NULL;
 
     machine_setup();
-    virtqueue_init(&vq, &m, NULL, 0, 256);
+    virtqueue_init(&vq, &m.mem, NULL, 0, 256);
     vq.desc_gpa = DESC_GPA;
     vq.avail_gpa = AVAIL_GPA;
     vq.used_gpa = USED_GPA;

@@ -116,7 +116,7 @@ void vq_setup(VirtQueue *vq, uint64_t features)
     const char *why = NULL;
 
     avail_idx = 0;
-    virtqueue_init(vq, &m, NULL, 0, 256);
+    virtqueue_init(vq, &m.mem, NULL, 0, 256);
     vq->size = QSIZE;
     vq->desc_gpa = DESC_GPA;
     vq->avail_gpa = AVAIL_GPA;
