@@ -144,6 +144,16 @@ static void param_apply(const char *word, size_t len)
         boot_info.scenario[vlen] = '\0';
         return;
     }
+    static const char skip[] = "testos.skip=";
+    if (len >= sizeof(skip) - 1 && !strncmp(word, skip, sizeof(skip) - 1)) {
+        size_t vlen = len - (sizeof(skip) - 1);
+        if (vlen >= sizeof(boot_info.skip)) {
+            vlen = sizeof(boot_info.skip) - 1;
+        }
+        memcpy(boot_info.skip, word + sizeof(skip) - 1, vlen);
+        boot_info.skip[vlen] = '\0';
+        return;
+    }
     if (param_apply_addr(word, len)) {
         return;
     }

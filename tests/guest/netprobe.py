@@ -14,6 +14,11 @@ The probe speaks as a host of its own (PROBE_MAC, --probe-ip, default
       from --min to --max (Ethernet header included, FCS not); each answer
       must come back whole with right IP, ICMP and UDP checksums. Prints
       `ok echo icmp=N udp=N retries=R` or `FAIL ...` (exit 1).
+  badsum TAP GUEST_IP
+      a UDP datagram with a wrong IP header checksum, an ICMP echo request
+      with a wrong ICMP checksum and a UDP datagram to port 7 with a wrong
+      UDP checksum: none may be answered; then a good one must be. Prints
+      `ok badsum ip icmp udp`.
   kernel-udp GUEST_IP SIZE...
       UDP datagrams of SIZE payload bytes to port 7 through the host's own
       stack (its ARP, its checksum checks): each echo must come back equal;
@@ -243,6 +248,44 @@ def cmd_echo(a):
     return 0
 
 
+def cmd_badsum(a):
+    tap = Tap(a.tap)
+    probe_ip, guest_ip = ip4(a.probe_ip), ip4(a.guest_ip)
+    guest_mac = arp_resolve(tap, probe_ip, guest_ip)
+    if not guest_mac:
+        print(f"FAIL no ARP reply from {a.guest_ip}")
+        return 1
+    bad = {}
+    for kind in ("ip", "icmp", "udp"):
+        proto = "udp" if kind == "ip" else kind
+        frame, _ = request(proto, 100, guest_mac, probe_ip, guest_ip)
+        f = bytearray(frame)
+        at = {"ip": 14 + 10, "icmp": 34 + 2, "udp": 34 + 6}[kind]
+        f[at] ^= 0x5A   # the checksum field, now wrong
+        bad[kind] = bytes(f)
+    for kind, f in bad.items():
+        tap.send(f)
+        while True:
+            r = tap.recv(0.5)
+            if r is None:
+                break
+            reply = parse_reply(r, guest_mac, probe_ip, guest_ip)
+            if reply and reply[0] != "bad":
+                print(f"FAIL a frame with a wrong {kind} checksum was answered")
+                return 1
+    frame, _ = request("udp", 100, guest_mac, probe_ip, guest_ip)
+    tap.send(frame)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        r = tap.recv(deadline - time.monotonic())
+        reply = r and parse_reply(r, guest_mac, probe_ip, guest_ip)
+        if reply and reply[0] == "udp":
+            print("ok badsum ip icmp udp")
+            return 0
+    print("FAIL no answer to a good frame after the bad ones")
+    return 1
+
+
 def cmd_kernel_udp(a):
     """UDP echo through the host's own stack (its ARP, its checksum checks)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -325,7 +368,7 @@ def main():
     k.add_argument("guest_ip")
     k.add_argument("sizes", type=int, nargs="+")
     k.add_argument("--timeout", type=float, default=2.0)
-    for name in ("arp", "echo", "blast", "flood"):
+    for name in ("arp", "echo", "badsum", "blast", "flood"):
         s = sub.add_parser(name)
         s.add_argument("tap")
         if name != "flood":
@@ -346,6 +389,7 @@ def main():
     if a.cmd == "echo" and not 60 <= a.min <= a.max <= 9014:
         p.error("sizes must lie in 60..9014")
     return {"arp": cmd_arp, "echo": cmd_echo, "kernel-udp": cmd_kernel_udp,
+            "badsum": cmd_badsum,
             "blast": cmd_blast, "flood": cmd_flood}[a.cmd](a)
 
 
