@@ -365,15 +365,48 @@ out:
     return ok;
 }
 
+/* -osnet_cpumap path=FILE[,did=on]: the file is read at machine set-up. */
 static bool opt_osnet_cpumap(VmConfig *cfg, const char *arg, GError **errp)
 {
-    return set_string(&cfg->cpumap, arg);
+    SubOpts *o = subopts_parse(arg, "path", errp);
+    const char *path;
+    bool did = false, ok;
+
+    if (!o) {
+        return false;
+    }
+    path = subopts_get(o, "path");
+    ok = subopts_get_bool(o, "did", &did, errp) && subopts_check_unused(o, errp);
+    if (ok && (!path || !*path)) {
+        error_setg(errp, "Parameter 'path' is missing");
+        ok = false;
+    }
+    if (ok) {
+        set_string(&cfg->cpumap, path);
+        cfg->cpumap_did = did;
+    }
+    subopts_free(o);
+    return ok;
 }
 
 static bool opt_overcommit(VmConfig *cfg, const char *arg, GError **errp)
 {
-    g_ptr_array_add(cfg->overcommit, g_strdup(arg));
-    return true;
+    SubOpts *o = subopts_parse(arg, NULL, errp);
+    bool cpu_pm = false, mem_lock = false, ok;
+
+    if (!o) {
+        return false;
+    }
+    ok = subopts_get_bool(o, "cpu-pm", &cpu_pm, errp) &&
+         subopts_get_bool(o, "mem-lock", &mem_lock, errp) &&
+         subopts_check_unused(o, errp);
+    if (ok && mem_lock) {
+        error_setg(errp, "mem-lock=on is not supported");
+        ok = false;
+    }
+    cfg->overcommit_cpu_pm |= ok && cpu_pm;
+    subopts_free(o);
+    return ok;
 }
 
 /* A FLAG, STRING or LIST row's field must have the type its kind stores. */
@@ -450,7 +483,6 @@ VmConfig *vm_config_new(void)
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
     cfg->drives = g_ptr_array_new_with_free_func(drive_config_free);
     cfg->monitor_opts = g_ptr_array_new_with_free_func(monitor_opt_free);
-    cfg->overcommit = g_ptr_array_new_with_free_func(g_free);
     for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
         const OptionDef *def = &option_table[i];
 
@@ -489,7 +521,6 @@ void vm_config_free(VmConfig *cfg)
     g_ptr_array_free(cfg->serials, TRUE);
     g_ptr_array_free(cfg->drives, TRUE);
     g_ptr_array_free(cfg->monitor_opts, TRUE);
-    g_ptr_array_free(cfg->overcommit, TRUE);
     g_free(cfg);
 }
 

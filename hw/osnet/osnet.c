@@ -16,7 +16,6 @@
 #include "hw/machine.h"
 #include "hw/osnet.h"
 #include "util/error.h"
-#include "util/subopt.h"
 
 #define DID_EXIT_BITS (KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_PAUSE | \
                        KVM_X86_DISABLE_EXITS_MWAIT | KVM_X86_DISABLE_EXITS_CSTATE)
@@ -35,87 +34,32 @@ static void read_online_cpus(cpu_set_t *online)
     sched_getaffinity(0, sizeof(*online), online);
 }
 
-static bool parse_cpumap_option(OsnetState *os, const char *arg, char **path,
-                                GError **errp)
-{
-    SubOpts *o = subopts_parse(arg, "path", errp);
-    bool did = false, ok;
-
-    if (!o) {
-        return false;
-    }
-    *path = g_strdup(subopts_get(o, "path"));
-    ok = subopts_get_bool(o, "did", &did, errp) && subopts_check_unused(o, errp);
-    if (ok && (!*path || !**path)) {
-        error_setg(errp, "Parameter 'path' is missing");
-        ok = false;
-    }
-    os->did.requested |= did;
-    subopts_free(o);
-    return ok;
-}
-
-static bool parse_overcommit(OsnetState *os, const char *arg, GError **errp)
-{
-    SubOpts *o = subopts_parse(arg, NULL, errp);
-    bool cpu_pm = false, mem_lock = false, ok;
-
-    if (!o) {
-        return false;
-    }
-    ok = subopts_get_bool(o, "cpu-pm", &cpu_pm, errp) &&
-         subopts_get_bool(o, "mem-lock", &mem_lock, errp) &&
-         subopts_check_unused(o, errp);
-    if (ok && mem_lock) {
-        error_setg(errp, "mem-lock=on is not supported");
-        ok = false;
-    }
-    os->did.requested |= cpu_pm;
-    subopts_free(o);
-    return ok;
-}
-
 bool osnet_configure(OsnetState *os, Machine *m, GError **errp)
 {
     const VmConfig *cfg = m->cfg;
     cpu_set_t allowed, online;
     GString *warnings;
-    GError *err = NULL;
-    char *path = NULL;
     bool ok;
 
     memset(os, 0, sizeof(*os));
     os->machine = m;
     os->did.halt_poll_ns = -1;
     os->vm_stats.fd = -1;
-    for (guint i = 0; i < cfg->overcommit->len; i++) {
-        const char *arg = g_ptr_array_index(cfg->overcommit, i);
-        if (!parse_overcommit(os, arg, &err)) {
-            error_setg(errp, "-overcommit %s: %s", arg, err->message);
-            g_error_free(err);
-            return false;
-        }
-    }
+    /* the options were parsed when read; the map file is read here */
+    os->did.requested = cfg->overcommit_cpu_pm || cfg->cpumap_did;
     if (!cfg->cpumap) {
         return true;
-    }
-    if (!parse_cpumap_option(os, cfg->cpumap, &path, &err)) {
-        error_setg(errp, "-osnet_cpumap %s: %s", cfg->cpumap, err->message);
-        g_error_free(err);
-        g_free(path);
-        return false;
     }
     sched_getaffinity(0, sizeof(allowed), &allowed);
     read_online_cpus(&online);
     warnings = g_string_new(NULL);
-    ok = osnet_cpumap_parse(path, cfg->smp.cpus, &allowed, &online, &os->map,
+    ok = osnet_cpumap_parse(cfg->cpumap, cfg->smp.cpus, &allowed, &online, &os->map,
                             warnings, errp);
     if (ok && warnings->len) {
         g_strchomp(warnings->str);
         warn_report("%s", warnings->str);
     }
     g_string_free(warnings, TRUE);
-    g_free(path);
     return ok;
 }
 

@@ -50,9 +50,10 @@ typedef struct VmConfig {
     GPtrArray *drives;        /* of DriveConfig (block/drive.h), parsed when read */
     GPtrArray *devices, *netdevs;
     GPtrArray *monitor_opts;  /* of MonitorOpt, in order */
-    char *cpumap;             /* -osnet_cpumap sub-options */
+    char *cpumap;             /* -osnet_cpumap path=: the map file */
+    bool cpumap_did;          /* -osnet_cpumap did=on */
     char *incoming;
-    GPtrArray *overcommit;
+    bool overcommit_cpu_pm;   /* -overcommit cpu-pm=on (any of them) */
 } VmConfig;
 
 VmConfig *vm_config_new(void);

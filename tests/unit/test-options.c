@@ -233,6 +233,28 @@ UNIT_TEST(mon_parsed_when_read)
     vm_config_free(cfg);
 }
 
+UNIT_TEST(cpumap_and_overcommit_parsed_when_read)
+{
+    static const char *const args[] = {
+        "-osnet_cpumap", "map.txt,did=on", "-overcommit", "cpu-pm=on",
+        "-overcommit", "cpu-pm=off", NULL
+    };
+    static const char *const b1[] = { "-osnet_cpumap", "did=on", NULL };
+    static const char *const b2[] = { "-overcommit", "mem-lock=on", NULL };
+    VmConfig *cfg = vm_config_new();
+    char *msg = parse(cfg, args), *m1 = parse_one(b1), *m2 = parse_one(b2);
+
+    CHECK(msg == NULL);
+    CHECK_STR(cfg->cpumap, "map.txt");
+    CHECK(cfg->cpumap_did && cfg->overcommit_cpu_pm);
+    CHECK_STR(m1, "-osnet_cpumap did=on: Parameter 'path' is missing");
+    CHECK_STR(m2, "-overcommit mem-lock=on: mem-lock=on is not supported");
+    g_free(msg);
+    g_free(m1);
+    g_free(m2);
+    vm_config_free(cfg);
+}
+
 UNIT_TEST(subopts_quirks)
 {
     GError *err = NULL;
