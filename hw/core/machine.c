@@ -152,8 +152,10 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
         return false;
     }
     for (guint i = 0; i < cfg->chardevs->len; i++) {
-        if (!chardev_new_from_opts(m->chardevs, g_ptr_array_index(cfg->chardevs, i),
-                                   errp)) {
+        const char *arg = g_ptr_array_index(cfg->chardevs, i);
+
+        if (!chardev_new_from_opts(m->chardevs, arg, errp)) {
+            g_prefix_error(errp, "-chardev %s: ", arg);   /* as QEMU names it */
             return false;
         }
     }
