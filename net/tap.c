@@ -251,8 +251,14 @@ ssize_t net_tap_receive(NetTap *tap, const struct iovec *iov, int iovcnt)
         return -EINVAL;
     }
     if (tap->vnet_hdr) {
+        static const uint16_t no_buffers;
         n = readv(tap->fd, iov, iovcnt);
-        return n < 0 ? -errno : n;
+        if (n < 0) {
+            return -errno;
+        }
+        /* The kernel writes the first 10 bytes and skips num_buffers. */
+        iov_from_buf(iov, iovcnt, 10, &no_buffers, sizeof(no_buffers));
+        return n;
     }
     iov_slice_init(&frame, iov, iovcnt, NET_VNET_HDR_LEN, total - NET_VNET_HDR_LEN);
     n = readv(tap->fd, frame.iov, frame.iovcnt);

@@ -78,8 +78,8 @@ int net_tap_fd(NetTap *tap);
 ssize_t net_tap_send(NetTap *tap, const struct iovec *iov, int iovcnt);
 
 /*
- * Receive one frame into iov: the virtio_net_hdr (num_buffers left 0 for
- * the device to fill), then the frame.  Returns its length, header
+ * Receive one frame into iov: the virtio_net_hdr (num_buffers 0, for the
+ * device to fill), then the frame.  Returns its length, header
  * included, or -EAGAIN when none waits, or another -errno.  iov should hold
  * NET_TAP_MAX_FRAME bytes: the kernel drops a frame that does not fit
  * (-EFAULT or -EINVAL), so a device with small guest buffers receives into
