@@ -9,6 +9,23 @@
  * thread.  A NetTap queue and a VhostNet are used by one thread at a time
  * (the device's I/O thread); different queues may be used by different
  * threads at once.
+ *
+ * How a virtio-net device drives a netdev (netdev=ID):
+ *  - netdev_find() + netdev_claim(); queue pair i uses netdev_tap(nd, i).
+ *  - vhost=off: watch net_tap_fd() for input and call net_tap_receive()
+ *    until -EAGAIN; net_tap_send() each transmitted chain (header
+ *    included).  On FEATURES_OK, net_tap_set_offload() from the GUEST_*
+ *    bits, on every queue.
+ *  - vhost=on (netdev_vhost(nd, i) != NULL): on DRIVER_OK,
+ *    vhost_net_set_features() (the guest's features; VHOST_NET_F_VIRTIO_NET_HDR
+ *    only when !net_tap_has_vnet_hdr()), vhost_net_set_mem_table(),
+ *    vhost_net_set_ring() for rings 0 (rx) and 1 (tx) with the queue's
+ *    ioeventfd and irqfd, then vhost_net_set_backend(tap fd); the device
+ *    then leaves the rings and the tap alone.  On reset or before saving
+ *    state: vhost_net_set_backend(-1) and vhost_net_get_ring_base().  On a
+ *    RAM layout change, vhost_net_set_mem_table() again.  Migration:
+ *    vhost_net_log_start() with the end of guest RAM, vhost_net_log_sync()
+ *    each dirty-bitmap pass, vhost_net_log_stop() at the end or on cancel.
  */
 #ifndef NET_NET_H
 #define NET_NET_H
