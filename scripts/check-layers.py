@@ -9,6 +9,7 @@ same layer:
     1 config       include/system/config.h: the parsed command line, plain data
     2 chardev      chardev/, include/chardev/
     2 block        block/, include/block/
+    2 net          net/, include/net/ (the tap backend, vhost-net)
     3 accel        accel/kvm/, include/accel/
     4 hw           hw/*/, include/hw/ (hw's folders share one layer)
     5 migration    migration/, include/migration/
@@ -32,7 +33,7 @@ import re
 import subprocess
 import sys
 
-RANK = {"util": 0, "config": 1, "chardev": 2, "block": 2, "accel": 3,
+RANK = {"util": 0, "config": 1, "chardev": 2, "block": 2, "net": 2, "accel": 3,
         "hw": 4, "migration": 5, "monitor": 6, "system": 7}
 
 # Generated headers (found through -Ibuild and -Ibuild/qapi) and their layer.
