@@ -89,7 +89,8 @@ def check_include(root, src, inc):
 def tracked(root):
     out = subprocess.run(["git", "ls-files", "*.c", "*.h"], cwd=root,
                          capture_output=True, text=True, check=True).stdout
-    return [p for p in out.split() if not p.startswith(("tests/", "bench/"))]
+    return [p for p in out.split() if not p.startswith(("tests/", "bench/"))
+            and os.path.exists(os.path.join(root, p))]
 
 
 def main():
