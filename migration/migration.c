@@ -373,7 +373,7 @@ void *migration_thread(void *opaque)
         pthread_mutex_lock(&ms->lock);
         ms->ram = &rs;
         pthread_mutex_unlock(&ms->lock);
-        pci_set_dma_dirty_log(m, migration_dma_dirty, ms);
+        pci_set_dma_dirty_log(m->pci, migration_dma_dirty, ms);
     }
     if (ok) {
         migration_set_status(ms, MIGRATION_STATUS_ACTIVE);
@@ -398,7 +398,7 @@ void *migration_thread(void *opaque)
         pthread_mutex_lock(&ms->lock);
         ms->ram = NULL;
         pthread_mutex_unlock(&ms->lock);
-        pci_set_dma_dirty_log(m, NULL, NULL);
+        pci_set_dma_dirty_log(m->pci, NULL, NULL);
     }
     if (rs.nr_regions) {
         ram_state_destroy(&rs, m);

@@ -10,6 +10,7 @@
 #include "block/block.h"
 #include "qapi-commands.h"
 #include "hw/devices.h"
+#include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/virtio.h"
@@ -131,7 +132,7 @@ static bool create_devices(Machine *m, GError **errp)
         if (d->cfg.if_none) {
             continue;
         }
-        if (!virtio_blk_pci_create(m, d->bs, NULL, d->cfg.serial, errp)) {
+        if (!virtio_blk_pci_create(m->pci, d->bs, NULL, d->cfg.serial, errp)) {
             return false;
         }
         d->attached = true;
@@ -146,7 +147,7 @@ static bool create_devices(Machine *m, GError **errp)
         if (!o) {
             return false;
         }
-        ok = driver && pci_device_create(m, driver, o, lookup_drive, m, &err);
+        ok = driver && pci_device_create(m->pci, driver, o, lookup_drive, m, &err);
         if (!driver) {
             error_setg(errp, "-device %s: Parameter 'driver' is missing", arg);
         } else if (!ok) {
@@ -173,7 +174,7 @@ bool machine_devices_init(Machine *m, GError **errp)
     }
     if (m->cfg->kernel) {
         /* no firmware to place the BARs: do what SeaBIOS would */
-        pci_pc_assign_resources(m);
+        pci_pc_assign_resources(m->pci);
     }
     return true;
 }

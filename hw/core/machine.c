@@ -260,7 +260,7 @@ void machine_pause(Machine *m)
     }
     if (m->pci) {
         /* finish in-flight I/O: nothing writes RAM or images from here */
-        pci_pc_pause(m);
+        pci_pc_pause(m->pci);
     }
     if (m->runstate == RUN_STATE_RUNNING) {
         m->runstate = RUN_STATE_PAUSED;
@@ -271,7 +271,7 @@ void machine_resume(Machine *m)
 {
     m->runstate = RUN_STATE_RUNNING;
     if (m->pci) {
-        pci_pc_resume(m);
+        pci_pc_resume(m->pci);
     }
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
         vcpu_resume(m->vcpus[i]);
@@ -292,9 +292,9 @@ static bool machine_reset(Machine *m, GError **errp)
     machine_lock(m);
     pc_board_reset(m);
     if (m->pci) {
-        pci_pc_reset(m);
+        pci_pc_reset(m->pci);
         if (m->cfg->kernel) {
-            pci_pc_assign_resources(m);
+            pci_pc_assign_resources(m->pci);
         }
     }
     machine_unlock(m);

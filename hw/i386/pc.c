@@ -1,14 +1,15 @@
 /*
  * The pc board's legacy ports: POST code port 0x80, the i8042 keyboard
  * controller (ports 0x60/0x64, hw/i386/i8042.c), System Control Port A
- * (0x92), and the COM ports built from -serial.  Handlers run with the
- * machine lock held.
+ * (0x92), the COM ports built from -serial, and the PCI bus wired to the
+ * machine.  Handlers run with the machine lock held.
  */
 #include <string.h>
 
 #include "hw/i386/i8042.h"
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
+#include "hw/pci.h"
 #include "hw/serial.h"
 #include "util/error.h"
 
@@ -37,6 +38,43 @@ static void pc_i8042_reset_line(void *opaque)
     PcBoard *b = opaque;
 
     machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
+}
+
+/* The PIIX3's reset control register asks for a reset. */
+static void pc_pci_reset_request(void *opaque)
+{
+    machine_request_reset(opaque, SHUTDOWN_CAUSE_GUEST_RESET);
+}
+
+bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
+                          GError **errp)
+{
+    PciBusConfig cfg = {
+        .io_bus = &m->io_bus,
+        .mmio_bus = &m->mmio_bus,
+        .mem = m->mem,
+        .states = &m->device_states,
+        .ram_below_4g = m->below_4g,
+        .ram_above_4g = m->above_4g,
+        .ops = ops,
+        .ops_opaque = ops_opaque,
+        .request_reset = pc_pci_reset_request,
+        .reset_opaque = m,
+    };
+
+    m->pci = pci_pc_new(&cfg, errp);
+    return m->pci != NULL;
+}
+
+bool pci_pc_init(Machine *m, GError **errp)
+{
+    return pci_pc_init_with_ops(m, &pci_kvm_ops, &m->kvm, errp);
+}
+
+void pci_pc_cleanup(Machine *m)
+{
+    pci_pc_free(m->pci);
+    m->pci = NULL;
 }
 
 static void port92_io(void *opaque, uint64_t offset, uint8_t *data,

@@ -78,8 +78,8 @@ static void msix_warn(PciDevice *dev, GError *err)
 /* Make the vector's KVM route say what its table entry says; lock held. */
 static void msix_vector_sync_route(PciDevice *dev, unsigned n)
 {
-    const PciKvmOps *ops = dev->bus->ops;
-    void *kvm = dev->bus->ops_opaque;
+    const PciKvmOps *ops = dev->bus->cfg.ops;
+    void *kvm = dev->bus->cfg.ops_opaque;
     MsixVector *v = &dev->msix->vectors[n];
     uint64_t addr = msix_vector_addr(v);
     uint32_t data = v->entry[MSIX_ENTRY_DATA];
@@ -114,12 +114,12 @@ static void msix_vector_drop_route(PciDevice *dev, unsigned n)
     MsixVector *v = &dev->msix->vectors[n];
 
     if (v->fd >= 0) {
-        dev->bus->ops->irqfd(dev->bus->ops_opaque, v->fd, v->gsi, false, NULL);
+        dev->bus->cfg.ops->irqfd(dev->bus->cfg.ops_opaque, v->fd, v->gsi, false, NULL);
         close(v->fd);
         v->fd = -1;
     }
     if (v->gsi >= 0) {
-        dev->bus->ops->msi_route_del(dev->bus->ops_opaque, v->gsi);
+        dev->bus->cfg.ops->msi_route_del(dev->bus->cfg.ops_opaque, v->gsi);
         v->gsi = -1;
     }
 }
@@ -139,7 +139,7 @@ static void msix_vector_deliver(PciDevice *dev, unsigned n)
             return;
         }
     }
-    dev->bus->ops->signal_msi(dev->bus->ops_opaque, msix_vector_addr(v),
+    dev->bus->cfg.ops->signal_msi(dev->bus->cfg.ops_opaque, msix_vector_addr(v),
                               v->entry[MSIX_ENTRY_DATA], NULL);
 }
 

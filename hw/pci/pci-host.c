@@ -7,7 +7,6 @@
  */
 #include <string.h>
 
-#include "hw/machine.h"
 #include "pci-int.h"
 #include "accel/kvm/kvm.h"
 #include "util/error.h"
@@ -74,7 +73,7 @@ static bool kvm_ops_signal_msi(void *opaque, uint64_t addr, uint32_t data,
     return kvm_signal_msi(opaque, addr, data, errp);
 }
 
-static const PciKvmOps pci_kvm_ops = {
+const PciKvmOps pci_kvm_ops = {
     .set_irq = kvm_ops_set_irq,
     .msi_route_add = kvm_ops_msi_route_add,
     .msi_route_update = kvm_ops_msi_route_update,
@@ -102,7 +101,9 @@ static void pci_config_address_io(void *opaque, uint64_t offset, uint8_t *data,
         } else if ((data[0] & PIIX3_RCR_RST_CPU) &&
                    !(bus->reset_control & PIIX3_RCR_RST_CPU)) {
             bus->reset_control = data[0] & PIIX3_RCR_SYS_RST;
-            machine_request_reset(bus->machine, SHUTDOWN_CAUSE_GUEST_RESET);
+            if (bus->cfg.request_reset) {
+                bus->cfg.request_reset(bus->cfg.reset_opaque);
+            }
         } else {
             bus->reset_control = data[0] & (PIIX3_RCR_SYS_RST | PIIX3_RCR_RST_CPU);
         }
@@ -283,42 +284,31 @@ static const DeviceStateOps pci_host_state_ops = {
     .load = pci_host_state_load,
 };
 
-bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
-                          GError **errp)
+PciBus *pci_pc_new(const PciBusConfig *cfg, GError **errp)
 {
     PciBus *bus = g_new0(PciBus, 1);
 
-    bus->machine = m;
-    bus->ops = ops;
-    bus->ops_opaque = ops_opaque;
+    bus->cfg = *cfg;
     pthread_mutex_init(&bus->intx_lock, NULL);
     memset(bus->pirq, PIIX3_PIRQ_DISABLE, sizeof(bus->pirq));
-    m->pci = bus;
     bus->host = i440fx_new();
     bus->isa = piix3_new();
-    if (!pci_device_realize(m, bus->host, PCI_MAKE_DEVFN(0, 0), errp) ||
-        !pci_device_realize(m, bus->isa, PCI_MAKE_DEVFN(1, 0), errp) ||
-        !bus_register(&m->io_bus, PCI_CONFIG_ADDRESS_PORT, 4, pci_config_address_io,
+    if (!pci_device_realize(bus, bus->host, PCI_MAKE_DEVFN(0, 0), errp) ||
+        !pci_device_realize(bus, bus->isa, PCI_MAKE_DEVFN(1, 0), errp) ||
+        !bus_register(cfg->io_bus, PCI_CONFIG_ADDRESS_PORT, 4, pci_config_address_io,
                       bus, "pci-conf-addr", errp) ||
-        !bus_register(&m->io_bus, PCI_CONFIG_DATA_PORT, 4, pci_config_data_io, bus,
+        !bus_register(cfg->io_bus, PCI_CONFIG_DATA_PORT, 4, pci_config_data_io, bus,
                       "pci-conf-data", errp) ||
-        !device_state_register(&m->device_states, "pci-host", PCI_HOST_STATE_VERSION,
+        !device_state_register(cfg->states, "pci-host", PCI_HOST_STATE_VERSION,
                                &pci_host_state_ops, bus, errp)) {
-        pci_pc_cleanup(m);
-        return false;
+        pci_pc_free(bus);
+        return NULL;
     }
-    return true;
+    return bus;
 }
 
-bool pci_pc_init(Machine *m, GError **errp)
+void pci_set_pam_notifier(PciBus *bus, PciPamFn fn, void *opaque)
 {
-    return pci_pc_init_with_ops(m, &pci_kvm_ops, &m->kvm, errp);
-}
-
-void pci_set_pam_notifier(Machine *m, PciPamFn fn, void *opaque)
-{
-    PciBus *bus = m->pci;
-
     bus->pam_fn = fn;
     bus->pam_opaque = opaque;
 }
@@ -393,9 +383,8 @@ static void pci_enable_device(PciBus *bus, PciDevice *dev)
     }
 }
 
-void pci_pc_assign_resources(Machine *m)
+void pci_pc_assign_resources(PciBus *bus)
 {
-    PciBus *bus = m->pci;
     GArray *mem = g_array_new(FALSE, FALSE, sizeof(BarSlot));
     GArray *io = g_array_new(FALSE, FALSE, sizeof(BarSlot));
 
@@ -425,10 +414,8 @@ void pci_pc_assign_resources(Machine *m)
     pci_bus_update_all_mappings(bus);
 }
 
-void pci_pc_reset(Machine *m)
+void pci_pc_reset(PciBus *bus)
 {
-    PciBus *bus = m->pci;
-
     if (!bus) {
         return;
     }
@@ -443,16 +430,14 @@ void pci_pc_reset(Machine *m)
     }
 }
 
-void pci_pc_cleanup(Machine *m)
+void pci_pc_free(PciBus *bus)
 {
-    PciBus *bus = m->pci;
-
     if (!bus) {
         return;
     }
-    device_state_unregister(&m->device_states, bus);
-    bus_unregister(&m->io_bus, PCI_CONFIG_ADDRESS_PORT);
-    bus_unregister(&m->io_bus, PCI_CONFIG_DATA_PORT);
+    device_state_unregister(bus->cfg.states, bus);
+    bus_unregister(bus->cfg.io_bus, PCI_CONFIG_ADDRESS_PORT);
+    bus_unregister(bus->cfg.io_bus, PCI_CONFIG_DATA_PORT);
     /* bridges that never made it onto the bus (a failed init) */
     PciDevice *orphans[2] = { bus->host && !bus->host->bus ? bus->host : NULL,
                               bus->isa && !bus->isa->bus ? bus->isa : NULL };
@@ -465,13 +450,10 @@ void pci_pc_cleanup(Machine *m)
     pci_device_free(orphans[1]);
     pthread_mutex_destroy(&bus->intx_lock);
     g_free(bus);
-    m->pci = NULL;
 }
 
-void pci_pc_pause(Machine *m)
+void pci_pc_pause(PciBus *bus)
 {
-    PciBus *bus = m->pci;
-
     for (int devfn = 0; bus && devfn < PCI_DEVFN_COUNT; devfn++) {
         PciDevice *dev = bus->devices[devfn];
         if (dev && dev->ops && dev->ops->pause) {
@@ -480,10 +462,8 @@ void pci_pc_pause(Machine *m)
     }
 }
 
-void pci_pc_resume(Machine *m)
+void pci_pc_resume(PciBus *bus)
 {
-    PciBus *bus = m->pci;
-
     for (int devfn = 0; bus && devfn < PCI_DEVFN_COUNT; devfn++) {
         PciDevice *dev = bus->devices[devfn];
         if (dev && dev->ops && dev->ops->resume) {
@@ -492,10 +472,8 @@ void pci_pc_resume(Machine *m)
     }
 }
 
-void pci_set_dma_dirty_log(Machine *m, PciDirtyFn fn, void *opaque)
+void pci_set_dma_dirty_log(PciBus *bus, PciDirtyFn fn, void *opaque)
 {
-    PciBus *bus = m->pci;
-
     __atomic_store_n(&bus->dirty_opaque, opaque, __ATOMIC_RELAXED);
     __atomic_store_n(&bus->dirty_fn, fn, __ATOMIC_RELEASE);
 }
@@ -515,5 +493,5 @@ bool pci_device_ioeventfd(PciDevice *dev, int fd, uint64_t addr, unsigned len,
 {
     PciBus *bus = dev->bus;
 
-    return bus->ops->ioeventfd(bus->ops_opaque, fd, addr, len, false, assign, NULL);
+    return bus->cfg.ops->ioeventfd(bus->cfg.ops_opaque, fd, addr, len, false, assign, NULL);
 }

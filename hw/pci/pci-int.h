@@ -1,8 +1,9 @@
 /*
- * What the files of hw/pci share: the bus state behind Machine.pci and the
- * hooks between generic config space (pci.c), MSI-X (msix.c) and the pc
- * host bridge (pci-host.c).  Locking as in include/hw/pci.h: `intx_lock`
- * guards INTx levels and the PIRQ routes, everything else the machine lock.
+ * What the files of hw/pci share: the bus state (what the board gave it,
+ * its devices, the host's registers) and the hooks between generic config
+ * space (pci.c), MSI-X (msix.c) and the pc host bridge (pci-host.c).
+ * Locking as in include/hw/pci.h: `intx_lock` guards INTx levels and the
+ * PIRQ routes, everything else the machine lock.
  */
 #ifndef HW_PCI_PCI_INT_H
 #define HW_PCI_PCI_INT_H
@@ -28,9 +29,7 @@
 #define PIIX3_RCR_RST_CPU     0x04
 
 struct PciBus {
-    Machine *machine;
-    const PciKvmOps *ops;
-    void *ops_opaque;
+    PciBusConfig cfg;                 /* what the board gave (pci_pc_new) */
     PciDevice *devices[PCI_DEVFN_COUNT];
     PciDevice *host, *isa;
     uint32_t config_address;          /* CONFIG_ADDRESS (0xCF8) */

@@ -89,7 +89,7 @@ json_t *qmp_query_pci(QmpContext *ctx, json_t *args, GError **errp)
     json_t *devices = json_array();
 
     machine_lock(m);
-    pci_foreach_device(m, pci_add_device_info, devices);
+    pci_foreach_device(m->pci, pci_add_device_info, devices);
     machine_unlock(m);
     return json_pack("[{s:i,s:o}]", "bus", 0, "devices", devices);
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/virtio.h"
 #include "util/error.h"
@@ -20,7 +19,7 @@ typedef struct PciCreateContext {
     void *lookup_opaque;
 } PciCreateContext;
 
-typedef PciDevice *(*PciCreateFn)(Machine *m, SubOpts *opts, const PciCreateContext *ctx,
+typedef PciDevice *(*PciCreateFn)(PciBus *bus, SubOpts *opts, const PciCreateContext *ctx,
                                   GError **errp);
 
 bool pci_parse_devfn(const char *addr, int *devfn, GError **errp)
@@ -153,7 +152,7 @@ static bool virtio_blk_pci_check(SubOpts *opts, const PciCreateContext *ctx,
     return virtio_blk_pci_parse(opts, ctx, &o, &bootindex, errp);
 }
 
-static PciDevice *virtio_blk_pci_from_opts(Machine *m, SubOpts *opts,
+static PciDevice *virtio_blk_pci_from_opts(PciBus *bus, SubOpts *opts,
                                            const PciCreateContext *ctx, GError **errp)
 {
     VirtioBlkOptions o;
@@ -163,7 +162,7 @@ static PciDevice *virtio_blk_pci_from_opts(Machine *m, SubOpts *opts,
     if (!virtio_blk_pci_parse(opts, ctx, &o, &bootindex, errp)) {
         return NULL;
     }
-    dev = virtio_blk_pci_create_opts(m, &o, errp);
+    dev = virtio_blk_pci_create_opts(bus, &o, errp);
     if (dev) {
         dev->bootindex = bootindex;
     }
@@ -217,20 +216,20 @@ bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup
     return false;
 }
 
-PciDevice *pci_device_create(Machine *m, const char *driver, SubOpts *opts,
+PciDevice *pci_device_create(PciBus *bus, const char *driver, SubOpts *opts,
                              PciDriveLookupFn lookup, void *lookup_opaque,
                              GError **errp)
 {
     PciCreateContext ctx = { driver, lookup, lookup_opaque };
     const char *id = subopts_get(opts, "id");
 
-    if (id && pci_find_device_by_id(m, id)) {
+    if (id && pci_find_device_by_id(bus, id)) {
         error_setg(errp, "Duplicate device ID '%s'", id);
         return NULL;
     }
     for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
         if (strcmp(pci_drivers[i].name, driver) == 0) {
-            return pci_drivers[i].create(m, opts, &ctx, errp);
+            return pci_drivers[i].create(bus, opts, &ctx, errp);
         }
     }
     error_setg(errp, "'%s' is not a valid device model name", driver);

@@ -6,7 +6,6 @@
  */
 #include <string.h>
 
-#include "hw/machine.h"
 #include "pci-int.h"
 #include "util/error.h"
 
@@ -24,6 +23,7 @@
 #define PCI_LOW_MEM_LIMIT   0x100000ULL       /* legacy area below 1 MiB */
 #define PCI_RESERVED_START  0xfec00000ULL     /* IOAPIC, LAPIC, BIOS flash */
 #define PCI_RESERVED_END    0x100000000ULL
+#define PCI_HIGH_RAM_START  0x100000000ULL    /* RAM above 4 GiB starts here */
 #define PCI_IO_SPACE_END    0x10000ULL
 #define PCI_IO_SPACE_MIN    0x1000ULL         /* ISA ports stay ISA's */
 
@@ -137,12 +137,12 @@ uint64_t pci_bar_programmed_address(PciDevice *dev, int bar)
 }
 
 /* Does [addr, addr+size) hit guest RAM or a range no BAR may take? */
-static bool pci_mem_range_forbidden(Machine *m, uint64_t addr, uint64_t size)
+static bool pci_mem_range_forbidden(const PciBus *bus, uint64_t addr, uint64_t size)
 {
     return addr < PCI_LOW_MEM_LIMIT || addr + size < addr ||
            addr + size > PCI_MEM_LIMIT ||
-           ranges_overlap(addr, size, 0, m->below_4g) ||
-           ranges_overlap(addr, size, HIGH_RAM_START, m->above_4g) ||
+           ranges_overlap(addr, size, 0, bus->cfg.ram_below_4g) ||
+           ranges_overlap(addr, size, PCI_HIGH_RAM_START, bus->cfg.ram_above_4g) ||
            ranges_overlap(addr, size, PCI_RESERVED_START,
                           PCI_RESERVED_END - PCI_RESERVED_START);
 }
@@ -164,7 +164,7 @@ static uint64_t pci_bar_target(PciDevice *dev, int bar)
     case PCI_BAR_MEM32:
     case PCI_BAR_MEM64:
         if (!(cmd & PCI_COMMAND_MEMORY) ||
-            pci_mem_range_forbidden(dev->machine, addr, b->size)) {
+            pci_mem_range_forbidden(dev->bus, addr, b->size)) {
             return PCI_BAR_UNMAPPED;
         }
         return addr;
@@ -175,8 +175,8 @@ static uint64_t pci_bar_target(PciDevice *dev, int bar)
 
 static Bus *pci_bar_bus(PciDevice *dev, int bar)
 {
-    return dev->bars[bar].kind == PCI_BAR_IO ? &dev->machine->io_bus
-                                             : &dev->machine->mmio_bus;
+    return dev->bars[bar].kind == PCI_BAR_IO ? dev->bus->cfg.io_bus
+                                             : dev->bus->cfg.mmio_bus;
 }
 
 static void pci_bar_unmap(PciDevice *dev, int bar)
@@ -296,7 +296,7 @@ void pci_bus_update_intx_locked(PciBus *bus)
     for (int irq = 0; irq < PCI_ISA_IRQ_COUNT; irq++) {
         if (level[irq] != bus->line_level[irq]) {
             bus->line_level[irq] = level[irq];
-            bus->ops->set_irq(bus->ops_opaque, irq, level[irq]);
+            bus->cfg.ops->set_irq(bus->cfg.ops_opaque, irq, level[irq]);
         }
     }
 }
@@ -381,10 +381,8 @@ static int pci_find_free_slot(PciBus *bus)
     return -1;
 }
 
-bool pci_device_realize(Machine *m, PciDevice *dev, int devfn, GError **errp)
+bool pci_device_realize(PciBus *bus, PciDevice *dev, int devfn, GError **errp)
 {
-    PciBus *bus = m->pci;
-
     if (!bus) {
         error_setg(errp, "%s: this machine has no PCI bus", dev->name);
         return false;
@@ -409,7 +407,6 @@ bool pci_device_realize(Machine *m, PciDevice *dev, int devfn, GError **errp)
                    "(function %d)", dev->name, PCI_DEVFN_FUNC(devfn));
         return false;
     }
-    dev->machine = m;
     dev->bus = bus;
     dev->devfn = devfn;
     dev->bus_name = g_strdup_printf("%s@00:%02x.%x", dev->name, PCI_DEVFN_SLOT(devfn),
@@ -462,10 +459,18 @@ void pci_device_free(PciDevice *dev)
     g_free(dev);
 }
 
-PciDevice *pci_find_device_by_id(Machine *m, const char *qdev_id)
+const GuestMemory *pci_bus_memory(PciBus *bus)
 {
-    PciBus *b = m->pci;
+    return &bus->cfg.mem;
+}
 
+DeviceStateList *pci_bus_device_states(PciBus *bus)
+{
+    return bus->cfg.states;
+}
+
+PciDevice *pci_find_device_by_id(PciBus *b, const char *qdev_id)
+{
     for (int devfn = 0; b && qdev_id && devfn < PCI_DEVFN_COUNT; devfn++) {
         PciDevice *dev = b->devices[devfn];
         if (dev && dev->qdev_id && strcmp(dev->qdev_id, qdev_id) == 0) {
@@ -475,11 +480,9 @@ PciDevice *pci_find_device_by_id(Machine *m, const char *qdev_id)
     return NULL;
 }
 
-void pci_foreach_device(Machine *m, void (*fn)(PciDevice *dev, void *opaque),
+void pci_foreach_device(PciBus *b, void (*fn)(PciDevice *dev, void *opaque),
                         void *opaque)
 {
-    PciBus *b = m->pci;
-
     for (int devfn = 0; b && devfn < PCI_DEVFN_COUNT; devfn++) {
         if (b->devices[devfn]) {
             fn(b->devices[devfn], opaque);
@@ -487,9 +490,8 @@ void pci_foreach_device(Machine *m, void (*fn)(PciDevice *dev, void *opaque),
     }
 }
 
-unsigned pci_intx_routes(Machine *m, PciIntxRoute *routes, unsigned max)
+unsigned pci_intx_routes(PciBus *b, PciIntxRoute *routes, unsigned max)
 {
-    PciBus *b = m->pci;
     unsigned n = 0;
 
     if (!b) {

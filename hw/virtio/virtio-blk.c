@@ -19,7 +19,6 @@
 #include <linux/virtio_blk.h>
 
 #include "block/block.h"
-#include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/state-blob.h"
 #include "hw/virtio.h"
@@ -431,7 +430,7 @@ bool virtio_blk_options_check(const VirtioBlkOptions *o, GError **errp)
     return virtio_blk_check_options(o, &num_queues, &queue_size, errp);
 }
 
-PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *o,
+PciDevice *virtio_blk_pci_create_opts(PciBus *bus, const VirtioBlkOptions *o,
                                       GError **errp)
 {
     unsigned num_queues, queue_size;
@@ -439,6 +438,10 @@ PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *o,
     PciDevice *pci;
 
     if (!virtio_blk_check_options(o, &num_queues, &queue_size, errp)) {
+        return NULL;
+    }
+    if (!bus) {
+        error_setg(errp, "virtio-blk-pci: this machine has no PCI bus");
         return NULL;
     }
     blk = g_new0(VirtioBlk, 1);
@@ -449,7 +452,7 @@ PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *o,
     if (o->serial) {        /* NUL-padded; 20 bytes long means no NUL */
         memcpy(blk->serial, o->serial, strlen(o->serial));
     }
-    virtio_device_init(&blk->vdev, &m->mem, "virtio-blk", VIRTIO_ID_BLOCK, num_queues,
+    virtio_device_init(&blk->vdev, pci_bus_memory(bus), "virtio-blk", VIRTIO_ID_BLOCK, num_queues,
                        queue_size, virtio_blk_features(blk, num_queues),
                        sizeof(struct virtio_blk_config), &virtio_blk_ops);
     virtio_blk_fill_config(blk, num_queues, queue_size);
@@ -458,7 +461,7 @@ PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *o,
         g_free(blk);
         return NULL;
     }
-    pci = virtio_pci_create(m, &blk->vdev, "virtio-blk-pci", PCI_CLASS_SCSI_STORAGE,
+    pci = virtio_pci_create(bus, &blk->vdev, "virtio-blk-pci", PCI_CLASS_SCSI_STORAGE,
                             o->id, o->devfn, errp);
     if (!pci) {
         virtio_device_cleanup(&blk->vdev);
@@ -467,11 +470,11 @@ PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *o,
     return pci;
 }
 
-PciDevice *virtio_blk_pci_create(Machine *m, BlockDriverState *bs, const char *id,
+PciDevice *virtio_blk_pci_create(PciBus *bus, BlockDriverState *bs, const char *id,
                                  const char *serial, GError **errp)
 {
     VirtioBlkOptions o = { .bs = bs, .id = id, .serial = serial,
                            .devfn = PCI_DEVFN_AUTO };
 
-    return virtio_blk_pci_create_opts(m, &o, errp);
+    return virtio_blk_pci_create_opts(bus, &o, errp);
 }

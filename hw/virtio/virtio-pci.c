@@ -9,7 +9,6 @@
 #include <string.h>
 #include <linux/virtio_pci.h>
 
-#include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/state-blob.h"
 #include "hw/virtio.h"
@@ -415,7 +414,7 @@ static void virtio_pci_destroy(PciDevice *pci)
     VirtioDevice *vdev = vp->vdev;
     const VirtioDeviceOps *ops = vdev->ops;
 
-    device_state_unregister(&pci->machine->device_states, vp);
+    device_state_unregister(pci_bus_device_states(pci->bus), vp);
     virtio_device_cleanup(vdev);
     if (ops->destroy) {
         ops->destroy(vdev);
@@ -538,7 +537,7 @@ static bool virtio_pci_setup_config(VirtioPci *vp, GError **errp)
     return true;
 }
 
-PciDevice *virtio_pci_create(Machine *m, VirtioDevice *vdev, const char *pci_name,
+PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_name,
                              uint32_t class_code, const char *qdev_id, int devfn,
                              GError **errp)
 {
@@ -555,7 +554,7 @@ PciDevice *virtio_pci_create(Machine *m, VirtioDevice *vdev, const char *pci_nam
     pci->opaque = vp;
     vdev->transport = &virtio_pci_transport;
     vdev->transport_opaque = vp;
-    if (!virtio_pci_setup_config(vp, errp) || !pci_device_realize(m, pci, devfn, errp)) {
+    if (!virtio_pci_setup_config(vp, errp) || !pci_device_realize(bus, pci, devfn, errp)) {
         goto fail;
     }
     vp->state_name = g_strdup_printf("%s@00:%02x.%x", vdev->name,
@@ -563,14 +562,14 @@ PciDevice *virtio_pci_create(Machine *m, VirtioDevice *vdev, const char *pci_nam
                                      PCI_DEVFN_FUNC(pci->devfn));
     g_free(vdev->name);
     vdev->name = g_strdup(vp->state_name);
-    if (!device_state_register(&m->device_states, vp->state_name,
+    if (!device_state_register(pci_bus_device_states(bus), vp->state_name,
                                VIRTIO_PCI_STATE_VERSION, &virtio_pci_state_ops, vp,
                                errp)) {
         goto fail;
     }
     pci->ops = &virtio_pci_ops;        /* from here pci_device_free tears down all */
     if (!virtio_device_start(vdev, errp)) {
-        device_state_unregister(&m->device_states, vp);
+        device_state_unregister(pci_bus_device_states(bus), vp);
         pci->ops = NULL;
         goto fail;
     }

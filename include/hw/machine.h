@@ -100,7 +100,7 @@ typedef struct Machine {
 
     OsnetState osnet;            /* dedicated cores, DID, exit statistics */
     DeviceStateList device_states; /* every device's save/load, for migration */
-    void *pci;                   /* hw/pci: the host bridge and bus, or NULL */
+    struct PciBus *pci;          /* hw/pci: the host bridge and bus, or NULL */
     void *firmware;              /* hw/i386/firmware.c, without -kernel */
     struct MigrationState *migration;
     GPtrArray *drives;           /* hw/core/devices.c: -drive images */

@@ -20,6 +20,8 @@
 #include <linux/pci_regs.h>
 
 #include "hw/bus.h"
+#include "hw/guest-memory.h"
+#include "hw/vmstate.h"
 
 typedef struct Machine Machine;
 typedef struct PciBus PciBus;
@@ -67,6 +69,9 @@ typedef struct PciKvmOps {
     bool (*signal_msi)(void *opaque, uint64_t addr, uint32_t data, GError **errp);
 } PciKvmOps;
 
+/* The real calls, with a KvmVm * as opaque. */
+extern const PciKvmOps pci_kvm_ops;
+
 typedef enum PciBarKind {
     PCI_BAR_NONE,
     PCI_BAR_IO,
@@ -102,8 +107,7 @@ typedef struct PciDeviceOps {
 } PciDeviceOps;
 
 struct PciDevice {
-    Machine *machine;
-    PciBus *bus;
+    PciBus *bus;                     /* what it reaches the machine through */
     int devfn;                       /* -1 until realized */
     char *name;                      /* model name, "virtio-blk-pci" */
     char *qdev_id;                   /* -device id=, or NULL */
@@ -122,21 +126,43 @@ struct PciDevice {
 };
 
 /*
+ * What the board gives its PCI bus, and through it every device on it:
+ * the buses that BARs and the config ports go on, guest memory for DMA,
+ * the registry devices put their migration state in, where guest RAM is
+ * (no memory BAR may overlap it: [0, ram_below_4g) and ram_above_4g bytes
+ * from 4 GiB), how to reach KVM, and whom to ask for a reset (the PIIX3
+ * reset control register).
+ */
+typedef struct PciBusConfig {
+    Bus *io_bus, *mmio_bus;
+    GuestMemory mem;
+    DeviceStateList *states;
+    uint64_t ram_below_4g, ram_above_4g;
+    const PciKvmOps *ops;
+    void *ops_opaque;
+    void (*request_reset)(void *opaque);
+    void *reset_opaque;
+} PciBusConfig;
+
+/*
  * The pc machine's PCI bus: host bridge 00:00.0 (8086:1237), PIIX3 ISA
  * bridge 00:01.0 (8086:7000), config ports 0xCF8-0xCFF, reset control
  * register 0xCF9.  Call after kvm_vm_init and RAM set-up, with io_bus
- * ready; sets m->pci.  _with_ops is for tests (no KVM).
+ * ready.  NULL (errp set) on failure.  The board's pci_pc_init
+ * (include/hw/i386/pc.h) makes it from the machine.
  */
-bool pci_pc_init(Machine *m, GError **errp);
-bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
-                          GError **errp);
+PciBus *pci_pc_new(const PciBusConfig *cfg, GError **errp);
+/* What a device on bus reaches guest RAM through, for DMA. */
+const GuestMemory *pci_bus_memory(PciBus *bus);
+/* Where a device on bus registers its migration state. */
+DeviceStateList *pci_bus_device_states(PciBus *bus);
 /*
  * Do what firmware would for a boot without it (-kernel): place every BAR
  * (MMIO from PCI_DEFAULT_MMIO_START, ports from PCI_DEFAULT_IO_START),
  * enable decode and bus mastering, route PIRQA-D to IRQ 10/10/11/11 and
  * write each device's interrupt line.  Main thread, vCPUs not running.
  */
-void pci_pc_assign_resources(Machine *m);
+void pci_pc_assign_resources(PciBus *bus);
 /*
  * The ISA IRQ (= IOAPIC pin) a slot's pin (1 = INTA .. 4 = INTD) reaches
  * through the default PIRQ routes that pci_pc_assign_resources installs;
@@ -144,24 +170,24 @@ void pci_pc_assign_resources(Machine *m);
  */
 int pci_pc_default_irq(unsigned slot, unsigned pin);
 /* Power-on state for every device (system_reset); machine lock held. */
-void pci_pc_reset(Machine *m);
+void pci_pc_reset(PciBus *bus);
 /* Tear down every device, then the bus; before KVM and RAM go away. */
-void pci_pc_cleanup(Machine *m);
+void pci_pc_free(PciBus *bus);
 /*
  * Devices stop and restart their background I/O with the VM: pause after
  * the vCPUs stopped (drains in-flight requests, so nothing writes guest
  * RAM or images afterwards: migration and savevm rely on it), resume
  * before they run again.  Both are idempotent.  Main thread.
  */
-void pci_pc_pause(Machine *m);
-void pci_pc_resume(Machine *m);
+void pci_pc_pause(PciBus *bus);
+void pci_pc_resume(PciBus *bus);
 
 /*
  * Guest memory that device threads write (DMA) is not in KVM's dirty log:
  * migration installs fn to hear of every such write.  Any thread.
  */
 typedef void (*PciDirtyFn)(void *opaque, uint64_t gpa, uint64_t len);
-void pci_set_dma_dirty_log(Machine *m, PciDirtyFn fn, void *opaque);
+void pci_set_dma_dirty_log(PciBus *bus, PciDirtyFn fn, void *opaque);
 void pci_dma_mark_dirty(PciDevice *dev, uint64_t gpa, uint64_t len);
 
 /*
@@ -174,7 +200,7 @@ bool pci_device_ioeventfd(PciDevice *dev, int fd, uint64_t addr, unsigned len,
 
 /* PAM0-PAM6 (host bridge 0x59-0x5f) changed: the memory side reacts. */
 typedef void (*PciPamFn)(void *opaque, const uint8_t pam[7]);
-void pci_set_pam_notifier(Machine *m, PciPamFn fn, void *opaque);
+void pci_set_pam_notifier(PciBus *bus, PciPamFn fn, void *opaque);
 
 /* A device's INTx route, for firmware tables (MP table, ACPI). */
 typedef struct PciIntxRoute {
@@ -184,7 +210,7 @@ typedef struct PciIntxRoute {
     int irq;            /* ISA IRQ = IOAPIC pin the PIRQ goes to, -1 if off */
 } PciIntxRoute;
 /* Fill up to max routes (one per device with a pin); returns the count. */
-unsigned pci_intx_routes(Machine *m, PciIntxRoute *routes, unsigned max);
+unsigned pci_intx_routes(PciBus *bus, PciIntxRoute *routes, unsigned max);
 /* The PIRQ a slot's pin uses on this board: (slot - 1 + pin - 1) & 3. */
 unsigned pci_slot_pirq(unsigned slot, unsigned pin);
 
@@ -204,7 +230,7 @@ void pci_device_set_bar(PciDevice *dev, int bar, PciBarKind kind, bool prefetch,
 uint8_t pci_device_add_capability(PciDevice *dev, uint8_t cap_id, uint8_t offset,
                                   uint8_t size);
 void pci_device_set_intx_pin(PciDevice *dev, uint8_t pin);
-bool pci_device_realize(Machine *m, PciDevice *dev, int devfn, GError **errp);
+bool pci_device_realize(PciBus *bus, PciDevice *dev, int devfn, GError **errp);
 
 static inline uint16_t pci_get_word(const uint8_t *p)
 {
@@ -234,9 +260,9 @@ void pci_config_write(PciDevice *dev, unsigned offset, unsigned len, uint32_t va
 /* Drive the INTx pin (any thread); ignored without a pin. */
 void pci_set_irq(PciDevice *dev, int level);
 
-PciDevice *pci_find_device_by_id(Machine *m, const char *qdev_id);
+PciDevice *pci_find_device_by_id(PciBus *bus, const char *qdev_id);
 /* Every device in devfn order. */
-void pci_foreach_device(Machine *m, void (*fn)(PciDevice *dev, void *opaque),
+void pci_foreach_device(PciBus *bus, void (*fn)(PciDevice *dev, void *opaque),
                         void *opaque);
 /* The BAR's guest address as programmed (whether mapped or not). */
 uint64_t pci_bar_programmed_address(PciDevice *dev, int bar);
@@ -285,7 +311,7 @@ typedef BlockDriverState *(*PciDriveLookupFn)(void *opaque, const char *drive_id
  * give for them, short of those of a VM's resources (slots, KVM). */
 bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup,
                       void *lookup_opaque, GError **errp);
-PciDevice *pci_device_create(Machine *m, const char *driver, SubOpts *opts,
+PciDevice *pci_device_create(PciBus *bus, const char *driver, SubOpts *opts,
                              PciDriveLookupFn lookup, void *lookup_opaque,
                              GError **errp);
 bool pci_driver_exists(const char *driver);

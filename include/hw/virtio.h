@@ -26,7 +26,7 @@
 #include "hw/guest-memory.h"
 #include "util/iov.h"
 
-typedef struct Machine Machine;
+typedef struct PciBus PciBus;
 typedef struct PciDevice PciDevice;
 typedef struct VirtioDevice VirtioDevice;
 typedef struct VirtQueue VirtQueue;
@@ -234,10 +234,10 @@ void virtio_snapshot_free(VirtioSnapshot *snap);
  * revision 1, the virtio capabilities in a 16 KiB 64-bit prefetchable
  * BAR 4 (common 0x0, ISR 0x1000, device 0x2000, notify 0x3000 with a
  * multiplier of 4), MSI-X in BAR 1 (nr_queues + 1 vectors), INTA.
- * Realized at devfn (or the first free slot) with its migration state
- * registered as "<name>@00:SS.F".  On failure vdev is left to the caller.
+ * Realized on bus at devfn (or the first free slot) with its migration
+ * state registered as "<name>@00:SS.F" where the bus keeps device states.  On failure vdev is left to the caller.
  */
-PciDevice *virtio_pci_create(Machine *m, VirtioDevice *vdev, const char *pci_name,
+PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_name,
                              uint32_t class_code, const char *qdev_id, int devfn,
                              GError **errp);
 
@@ -266,12 +266,15 @@ typedef struct VirtioBlkOptions {
     const VirtioBlkBackend *backend; /* NULL: the block layer */
 } VirtioBlkOptions;
 
-/* A virtio-blk-pci disk on bs (-drive if=virtio, -device virtio-blk-pci). */
-PciDevice *virtio_blk_pci_create(Machine *m, BlockDriverState *bs, const char *id,
+/*
+ * A virtio-blk-pci disk on bs (-drive if=virtio, -device virtio-blk-pci) on
+ * bus; it reaches guest RAM through the bus.
+ */
+PciDevice *virtio_blk_pci_create(PciBus *bus, BlockDriverState *bs, const char *id,
                                  const char *serial, GError **errp);
 /* The checks virtio_blk_pci_create_opts makes, with no VM (before KVM). */
 bool virtio_blk_options_check(const VirtioBlkOptions *opts, GError **errp);
-PciDevice *virtio_blk_pci_create_opts(Machine *m, const VirtioBlkOptions *opts,
+PciDevice *virtio_blk_pci_create_opts(PciBus *bus, const VirtioBlkOptions *opts,
                                       GError **errp);
 
 #endif

@@ -113,7 +113,7 @@ static void machine_reset(FuzzMachine *f)
     Machine *m = &f->m;
 
     machine_lock(m);
-    pci_pc_reset(m);
+    pci_pc_reset(m->pci);
     i8042_reset(f->i8042);
     serial_reset(f->com1);
     machine_unlock(m);

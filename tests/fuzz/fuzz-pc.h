@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/virtio.h"
@@ -129,7 +130,7 @@ static PciDevice *fuzz_pc_pci_init(Machine *m)
     PciDevice *dev = NULL;
 
     if (pci_pc_init_with_ops(m, &fake_kvm_ops, NULL, &err)) {
-        dev = virtio_blk_pci_create_opts(m, &disk, &err);
+        dev = virtio_blk_pci_create_opts(m->pci, &disk, &err);
     }
     if (!dev) {
         fprintf(stderr, "fuzz: building the PCI bus: %s\n", err->message);

@@ -179,7 +179,7 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
         disk = fuzz_pc_pci_init(&m);
     }
     machine_lock(&m);
-    pci_pc_reset(&m);
+    pci_pc_reset(m.pci);
     fuzz_kvm.signals = 0;
     memset(&run, 0, sizeof(run));
     run.m = &m;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "qapi-commands.h"
+#include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "unit.h"
@@ -223,7 +224,7 @@ static PciDevice *test_device(Machine *m, int slot, TestDev *td)
     pci_device_set_bar(dev, 1, PCI_BAR_MEM32, false, 4096, test_bar_io, td);
     pci_device_set_bar(dev, 2, PCI_BAR_MEM64, true, 16384, test_bar_io, td);
     pci_device_set_intx_pin(dev, 1);
-    CHECK(pci_device_realize(m, dev, PCI_MAKE_DEVFN(slot, 0), &err));
+    CHECK(pci_device_realize(m->pci, dev, PCI_MAKE_DEVFN(slot, 0), &err));
     CHECK(err == NULL);
     return dev;
 }
@@ -406,7 +407,7 @@ static PciDevice *msix_device(Machine *m, int vectors)
     GError *err = NULL;
 
     CHECK(msix_init(dev, vectors, 1, 0, &err));
-    CHECK(pci_device_realize(m, dev, PCI_MAKE_DEVFN(5, 0), &err));
+    CHECK(pci_device_realize(m->pci, dev, PCI_MAKE_DEVFN(5, 0), &err));
     CHECK(err == NULL);
     return dev;
 }
@@ -591,7 +592,7 @@ UNIT_TEST(assign_resources_like_firmware)
     machine_setup(&m, 256 << 20);
     d2 = test_device(&m, 2, &a);
     d3 = test_device(&m, 3, &b);
-    pci_pc_assign_resources(&m);
+    pci_pc_assign_resources(m.pci);
     for (int i = 0; i < 2; i++) {
         PciDevice *d = i ? d3 : d2;
         uint64_t mem1 = pci_bar_programmed_address(d, 1);
@@ -608,11 +609,11 @@ UNIT_TEST(assign_resources_like_firmware)
     CHECK_EQ(conf_read(&m, 8, 0x60, 4), 0x0b0b0a0a);
     CHECK_EQ(d2->config[PCI_INTERRUPT_LINE], 10);
     CHECK_EQ(d3->config[PCI_INTERRUPT_LINE], 11);
-    CHECK_EQ(pci_intx_routes(&m, routes, 8), 2);
+    CHECK_EQ(pci_intx_routes(m.pci, routes, 8), 2);
     CHECK(routes[0].slot == 2 && routes[0].pin == 1 && routes[0].irq == 10);
     CHECK(routes[1].slot == 3 && routes[1].pirq == 2 && routes[1].irq == 11);
     /* reset puts everything back */
-    pci_pc_reset(&m);
+    pci_pc_reset(m.pci);
     CHECK_EQ(m.mmio_bus.nr_ranges, 0);
     CHECK_EQ(conf_read(&m, 8, 0x60, 4), 0x80808080);
     CHECK_EQ(conf_read(&m, d2->devfn, PCI_BASE_ADDRESS_1, 4), 0);
@@ -628,13 +629,13 @@ UNIT_TEST(slot_allocation_and_clashes)
     int devfn = -1;
 
     machine_setup(&m, 256 << 20);
-    CHECK(pci_device_realize(&m, a, PCI_DEVFN_AUTO, &err));
+    CHECK(pci_device_realize(m.pci, a, PCI_DEVFN_AUTO, &err));
     CHECK_EQ(a->devfn, PCI_MAKE_DEVFN(2, 0));
-    CHECK(!pci_device_realize(&m, b, a->devfn, &err));
+    CHECK(!pci_device_realize(m.pci, b, a->devfn, &err));
     CHECK(err && strstr(err->message, "slot 2 function 0 not available"));
     g_clear_error(&err);
     pci_device_free(b);
-    CHECK(!pci_device_realize(&m, c, PCI_MAKE_DEVFN(4, 1), &err));
+    CHECK(!pci_device_realize(m.pci, c, PCI_MAKE_DEVFN(4, 1), &err));
     g_clear_error(&err);
     pci_device_free(c);
     CHECK(pci_parse_devfn("0x1f", &devfn, NULL) && devfn == PCI_MAKE_DEVFN(31, 0));
@@ -662,7 +663,7 @@ UNIT_TEST(pam_registers_are_plain_registers)
 
     machine_setup(&m, 256 << 20);
     pam_calls = 0;
-    pci_set_pam_notifier(&m, pam_changed, NULL);
+    pci_set_pam_notifier(m.pci, pam_changed, NULL);
     for (int i = 1; i < 7; i++) {
         conf_write(&m, 0, 0x59 + i, 1, 0xff);          /* as SeaBIOS does, wider */
     }
@@ -673,7 +674,7 @@ UNIT_TEST(pam_registers_are_plain_registers)
     CHECK_EQ(pam_calls, 7);
     CHECK_EQ(pam_seen[0], 0x30);
     CHECK_EQ(pam_seen[6], 0x33);
-    pci_pc_reset(&m);
+    pci_pc_reset(m.pci);
     CHECK_EQ(conf_read(&m, 0, 0x59, 1), 0);
     CHECK_EQ(pam_seen[3], 0);
     machine_teardown(&m);

@@ -12,6 +12,7 @@
 #include <linux/virtio_blk.h>
 #include <linux/virtio_pci.h>
 
+#include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/virtio.h"
@@ -174,9 +175,9 @@ static void dev_setup_queues(Driver *d, bool read_only, unsigned num_queues)
     pthread_mutex_init(&kvm.lock, NULL);
     avail_idx = 0;
     CHECK(pci_pc_init_with_ops(&m, &fake_ops, &kvm, &err));
-    d->pci = virtio_blk_pci_create_opts(&m, &o, &err);
+    d->pci = virtio_blk_pci_create_opts(m.pci, &o, &err);
     CHECK(d->pci && !err);
-    pci_pc_assign_resources(&m);
+    pci_pc_assign_resources(m.pci);
     driver_probe(d);
 }
 
@@ -507,7 +508,7 @@ UNIT_TEST(pci_state_save_load_round_trip)
     CHECK(e->ops->load(e->opaque, blob->data, blob->len, e->version, &err));
     CHECK(err == NULL);
     CHECK(status_has(&d, VIRTIO_CONFIG_S_DRIVER_OK));
-    pci_pc_resume(&m);                  /* the VM runs again */
+    pci_pc_resume(m.pci);                  /* the VM runs again */
     queue_read(1, 5, 1);
     driver_kick(&d);
     CHECK(wait_for(used_reached, &d, 2));
@@ -528,7 +529,7 @@ static PciDevice *device_add(const char *spec, char **msg)
 {
     SubOpts *opts = subopts_parse(spec, NULL, NULL);
     GError *err = NULL;
-    PciDevice *dev = pci_device_create(&m, "virtio-blk-pci", opts, lookup_drive, NULL,
+    PciDevice *dev = pci_device_create(m.pci, "virtio-blk-pci", opts, lookup_drive, NULL,
                                        &err);
 
     *msg = err ? g_strdup(err->message) : NULL;
@@ -565,7 +566,7 @@ UNIT_TEST(device_registry_options_and_errors)
     CHECK_STR(dev->qdev_id, "vb1");
     CHECK_EQ(dev->devfn, PCI_MAKE_DEVFN(5, 0));
     CHECK_EQ(dev->bootindex, 2);
-    CHECK(pci_find_device_by_id(&m, "vb1") == dev);
+    CHECK(pci_find_device_by_id(m.pci, "vb1") == dev);
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         CHECK(device_add(bad[i].spec, &msg) == NULL);
         if (!msg || !strstr(msg, bad[i].error)) {

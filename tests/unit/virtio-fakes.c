@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "block/block.h"
+#include "hw/i386/pc.h"
 #include "hw/pci.h"
 #include "unit.h"
 #include "virtio-fakes.h"

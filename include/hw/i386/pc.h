@@ -90,6 +90,17 @@ bool firmware_init(Machine *m, GError **errp);
 void firmware_reset(Machine *m);
 void firmware_cleanup(Machine *m);
 
+/*
+ * The pc board's PCI bus (hw/pci), given the machine's buses, guest RAM,
+ * device-state list and KVM (or, _with_ops, fake KVM calls for tests):
+ * sets m->pci.  pci_pc_cleanup frees it again and clears m->pci.
+ */
+typedef struct PciKvmOps PciKvmOps;
+bool pci_pc_init(Machine *m, GError **errp);
+bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
+                          GError **errp);
+void pci_pc_cleanup(Machine *m);
+
 /* Before KVM: the chardevs behind -serial (COM1-COM4), checked. */
 bool pc_serial_prepare(Machine *m, GError **errp);
 /* Register the legacy ports and COM ports on the machine's buses. */
