@@ -40,6 +40,11 @@ static void virtio_wake(VirtioDevice *vdev)
     eventfd_signal(vdev->ctl_fd);
 }
 
+void virtio_device_wake(VirtioDevice *vdev)
+{
+    virtio_wake(vdev);
+}
+
 void virtio_device_init(VirtioDevice *vdev, const GuestMemory *mem, const char *name,
                         uint16_t device_id, unsigned nr_queues, uint16_t queue_size,
                         uint64_t host_features, unsigned config_len,
@@ -73,19 +78,58 @@ static void virtio_process_queue(VirtioDevice *vdev, VirtQueue *vq)
     pthread_mutex_unlock(&vdev->busy_lock);
 }
 
-/* Wait on the control eventfd and every queue's kick; process what fired. */
+static void virtio_process_fd(VirtioDevice *vdev, unsigned index, short revents)
+{
+    pthread_mutex_lock(&vdev->busy_lock);
+    if (!vdev->paused && !vdev->resetting &&
+        (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
+        vdev->ops->handle_fd(vdev, index, revents);
+    }
+    pthread_mutex_unlock(&vdev->busy_lock);
+}
+
+/* The model's own descriptors, while the driver runs the device. */
+static unsigned virtio_model_fds(VirtioDevice *vdev, struct pollfd *fds)
+{
+    unsigned n = 0;
+
+    if (!vdev->ops->watch_fds || !vdev->ops->handle_fd) {
+        return 0;
+    }
+    pthread_mutex_lock(&vdev->busy_lock);
+    if (!vdev->paused && !vdev->resetting &&
+        (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
+        n = vdev->ops->watch_fds(vdev, fds, VIRTIO_MAX_WATCH_FDS);
+    }
+    pthread_mutex_unlock(&vdev->busy_lock);
+    return MIN(n, VIRTIO_MAX_WATCH_FDS);
+}
+
+/*
+ * Wait on the control eventfd, every queue's kick (except those someone
+ * else reads) and the model's descriptors; process what fired.  The set
+ * is rebuilt on every wake-up.
+ */
 static void *virtio_io_thread(void *opaque)
 {
     VirtioDevice *vdev = opaque;
-    unsigned n = vdev->nr_queues + 1;
-    struct pollfd *fds = g_new0(struct pollfd, n);
+    unsigned max = vdev->nr_queues + 1 + VIRTIO_MAX_WATCH_FDS;
+    struct pollfd *fds = g_new0(struct pollfd, max);
+    unsigned *queue_of = g_new0(unsigned, max);
 
-    fds[0] = (struct pollfd){ .fd = vdev->ctl_fd, .events = POLLIN };
-    for (unsigned q = 0; q < vdev->nr_queues; q++) {
-        fds[q + 1] = (struct pollfd){ .fd = vdev->vqs[q].kick_fd, .events = POLLIN };
-    }
     while (!__atomic_load_n(&vdev->exiting, __ATOMIC_ACQUIRE)) {
+        unsigned n = 1, first_model;
         bool rescan;
+
+        fds[0] = (struct pollfd){ .fd = vdev->ctl_fd, .events = POLLIN };
+        for (unsigned q = 0; q < vdev->nr_queues; q++) {
+            if (!__atomic_load_n(&vdev->vqs[q].kick_elsewhere, __ATOMIC_ACQUIRE)) {
+                fds[n] = (struct pollfd){ .fd = vdev->vqs[q].kick_fd, .events = POLLIN };
+                queue_of[n++] = q;
+            }
+        }
+        first_model = n;
+        n += virtio_model_fds(vdev, fds + n);
         if (poll(fds, n, -1) < 0) {
             if (errno == EINTR) {
                 continue;
@@ -97,15 +141,21 @@ static void *virtio_io_thread(void *opaque)
         if (rescan) {
             eventfd_drain(vdev->ctl_fd);
         }
-        for (unsigned q = 0; q < vdev->nr_queues; q++) {
-            if (fds[q + 1].revents & POLLIN) {
-                eventfd_drain(fds[q + 1].fd);
+        for (unsigned i = 1; i < first_model; i++) {
+            if (fds[i].revents & POLLIN) {
+                eventfd_drain(fds[i].fd);
             } else if (!rescan) {
                 continue;
             }
-            virtio_process_queue(vdev, &vdev->vqs[q]);
+            virtio_process_queue(vdev, &vdev->vqs[queue_of[i]]);
+        }
+        for (unsigned i = first_model; i < n; i++) {
+            if (fds[i].revents) {
+                virtio_process_fd(vdev, i - first_model, fds[i].revents);
+            }
         }
     }
+    g_free(queue_of);
     g_free(fds);
     return NULL;
 }
@@ -179,10 +229,16 @@ void virtio_device_pause(VirtioDevice *vdev)
     vdev->paused = true;
     pthread_mutex_unlock(&vdev->busy_lock);
     virtio_wait_idle(vdev);
+    if (vdev->ops->pause) {
+        vdev->ops->pause(vdev, true);
+    }
 }
 
 void virtio_device_resume(VirtioDevice *vdev)
 {
+    if (vdev->ops->pause) {
+        vdev->ops->pause(vdev, false);
+    }
     pthread_mutex_lock(&vdev->busy_lock);
     vdev->paused = false;
     pthread_mutex_unlock(&vdev->busy_lock);
@@ -263,6 +319,9 @@ void virtio_set_status(VirtioDevice *vdev, uint8_t val)
         }
     } while (!__atomic_compare_exchange_n(&vdev->status, &old, new, false,
                                           __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    if (new != old && vdev->ops->status_changed) {
+        vdev->ops->status_changed(vdev, old, new);
+    }
     if ((new & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK)) {
         virtio_wake(vdev);
     }
@@ -386,6 +445,48 @@ void virtio_queue_complete(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
     /* last: once inflight reaches 0 a reset or clean-up may go ahead */
     pthread_mutex_lock(&vq->lock);
     if (vq->inflight && --vq->inflight == 0) {
+        pthread_cond_broadcast(&vq->idle);
+    }
+    pthread_mutex_unlock(&vq->lock);
+}
+
+void virtio_queue_complete_many(VirtQueue *vq, VirtQueueElement *elems,
+                                const uint32_t *lens, unsigned n)
+{
+    VirtioDevice *vdev = vq->vdev;
+    bool notify = false;
+
+    pthread_mutex_lock(&vq->lock);
+    if (vq->ready && n) {
+        for (unsigned i = 0; i < n; i++) {
+            virtqueue_fill(vq, &elems[i], lens[i], i);
+        }
+        virtqueue_flush(vq, n);
+        notify = virtqueue_should_notify(vq);
+        for (unsigned i = 0; i < n; i++) {
+            virtio_mark_dirty(vq, &elems[i]);
+        }
+    }
+    pthread_mutex_unlock(&vq->lock);
+    if (notify && vdev && vdev->transport) {
+        vdev->transport->notify_queue(vdev, vq);
+    }
+    pthread_mutex_lock(&vq->lock);
+    vq->inflight -= MIN(vq->inflight, n);
+    if (vq->inflight == 0) {
+        pthread_cond_broadcast(&vq->idle);
+    }
+    pthread_mutex_unlock(&vq->lock);
+}
+
+void virtio_queue_unpop(VirtQueue *vq, unsigned n)
+{
+    pthread_mutex_lock(&vq->lock);
+    for (unsigned i = 0; i < n && vq->inflight; i++) {
+        virtqueue_unpop(vq);
+        vq->inflight--;
+    }
+    if (vq->inflight == 0) {
         pthread_cond_broadcast(&vq->idle);
     }
     pthread_mutex_unlock(&vq->lock);

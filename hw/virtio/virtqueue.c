@@ -284,15 +284,32 @@ int virtqueue_pop(VirtQueue *vq, VirtQueueElement *elem, const char **why)
     return 1;
 }
 
-void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len)
+void virtqueue_fill(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len,
+                    unsigned offset)
 {
-    uint8_t *slot = vq->used + USED_RING + USED_ELEM_SIZE * (vq->used_idx % vq->size);
+    uint16_t at = vq->used_idx + offset;
+    uint8_t *slot = vq->used + USED_RING + USED_ELEM_SIZE * (at % vq->size);
     uint32_t id = GUINT32_TO_LE(elem->head), le_len = GUINT32_TO_LE(len);
 
     memcpy(slot, &id, 4);
     memcpy(slot + 4, &le_len, 4);
-    vq->used_idx++;
-    ring_store16(vq->used + USED_IDX, vq->used_idx);     /* after the element */
+}
+
+void virtqueue_flush(VirtQueue *vq, unsigned count)
+{
+    vq->used_idx += count;
+    ring_store16(vq->used + USED_IDX, vq->used_idx);     /* after the elements */
+}
+
+void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len)
+{
+    virtqueue_fill(vq, elem, len, 0);
+    virtqueue_flush(vq, 1);
+}
+
+void virtqueue_unpop(VirtQueue *vq)
+{
+    vq->last_avail_idx--;
 }
 
 bool virtqueue_should_notify(VirtQueue *vq)

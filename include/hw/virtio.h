@@ -14,6 +14,7 @@
 #ifndef HW_VIRTIO_H
 #define HW_VIRTIO_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@ typedef struct StateReader StateReader;
 
 #define VIRTQUEUE_MAX_SIZE        1024   /* largest queue a device offers */
 #define VIRTIO_NO_VECTOR          0xffff
+#define VIRTIO_MAX_WATCH_FDS      8      /* a model's own descriptors (watch_fds) */
 
 /*
  * One popped request: its segments in chain order, the device-readable
@@ -89,6 +91,7 @@ struct VirtQueue {
     unsigned inflight;            /* popped, not yet completed */
 
     int kick_fd;                  /* eventfd: ioeventfd or the notify handler */
+    bool kick_elsewhere;          /* atomic: someone else (vhost) reads kick_fd */
 };
 
 /*
@@ -116,6 +119,16 @@ void virtqueue_reset_rings(VirtQueue *vq);
 int virtqueue_pop(VirtQueue *vq, VirtQueueElement *elem, const char **why);
 /* Return a chain to the driver with len bytes written into it. */
 void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len);
+/*
+ * The same in two steps, for several chains the driver must see at once
+ * (a frame spread over merged receive buffers): fill writes used entry
+ * used_idx + offset, flush publishes count entries.
+ */
+void virtqueue_fill(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len,
+                    unsigned offset);
+void virtqueue_flush(VirtQueue *vq, unsigned count);
+/* Give the last popped chain back (it will be popped again). */
+void virtqueue_unpop(VirtQueue *vq);
 /* After pushes: does the driver want an interrupt (event index or flags)? */
 bool virtqueue_should_notify(VirtQueue *vq);
 /* Ask for kicks again (true, with a barrier) or suppress them (false). */
@@ -139,6 +152,19 @@ typedef struct VirtioDeviceOps {
     void (*stop)(VirtioDevice *vdev);
     /* Free the model, after virtio_device_cleanup; optional. */
     void (*destroy)(VirtioDevice *vdev);
+    /* The driver changed the status (not a reset: see reset); optional. */
+    void (*status_changed)(VirtioDevice *vdev, uint8_t old_status, uint8_t new_status);
+    /*
+     * The model's own descriptors for the I/O thread to watch besides the
+     * queues' kicks (a tap, eventfds): fill at most max entries, return the
+     * count.  Asked again on every wake-up, with busy_lock held, only while
+     * the driver is running (DRIVER_OK, not paused or resetting); optional.
+     */
+    unsigned (*watch_fds)(VirtioDevice *vdev, struct pollfd *fds, unsigned max);
+    /* Entry index of watch_fds is ready (revents): on the I/O thread. */
+    void (*handle_fd)(VirtioDevice *vdev, unsigned index, short revents);
+    /* The VM stops (paused true, after the drain) or runs again; optional. */
+    void (*pause)(VirtioDevice *vdev, bool paused);
 } VirtioDeviceOps;
 
 /* How the device reaches the driver; any thread. */
@@ -205,6 +231,8 @@ void virtio_reset(VirtioDevice *vdev);
 void virtio_queue_enable(VirtioDevice *vdev, unsigned index);
 /* A notify-region write that no ioeventfd caught. */
 void virtio_queue_kick(VirtQueue *vq);
+/* Make the I/O thread look at every queue and ask watch_fds again; any thread. */
+void virtio_device_wake(VirtioDevice *vdev);
 
 /* Drain and hold (VM stopped) / let the I/O thread go again. */
 void virtio_device_pause(VirtioDevice *vdev);
@@ -218,6 +246,11 @@ void virtio_device_resume(VirtioDevice *vdev);
  */
 bool virtio_queue_pop(VirtQueue *vq, VirtQueueElement *elem);
 void virtio_queue_complete(VirtQueue *vq, VirtQueueElement *elem, uint32_t len);
+/* Complete n popped chains together (one used-index update, one interrupt). */
+void virtio_queue_complete_many(VirtQueue *vq, VirtQueueElement *elems,
+                                const uint32_t *lens, unsigned n);
+/* Give back the last n popped chains, unused, newest first. */
+void virtio_queue_unpop(VirtQueue *vq, unsigned n);
 /* Set DEVICE_NEEDS_RESET (and stop vq, if given); tell the driver. */
 void virtio_error(VirtioDevice *vdev, VirtQueue *vq, const char *fmt, ...)
     G_GNUC_PRINTF(3, 4);
