@@ -131,8 +131,9 @@ static bool machine_load_boot(Machine *m, GError **errp)
         firmware_reset(m);
         return true;
     }
-    return linux_boot_load(m, errp) && mptable_write(m, MPTABLE_ADDR, errp) &&
-           linux_boot_setup_bsp(m, m->vcpus[0], errp);
+    return linux_boot_load(m->linux_boot, &m->mem, m->e820, m->nr_e820, errp) &&
+           mptable_write(m, MPTABLE_ADDR, errp) &&
+           linux_boot_setup_bsp(m->linux_boot, m->vcpus[0], errp);
 }
 
 bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
@@ -163,7 +164,9 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
         return false;
     }
     if (cfg->kernel) {
-        return linux_boot_prepare(m, errp);
+        m->linux_boot = linux_boot_prepare(cfg->kernel, cfg->initrd, cfg->append,
+                                           m->below_4g, errp);
+        return m->linux_boot != NULL;
     }
     return firmware_prepare(m, cfg->bios ? cfg->bios : SEABIOS_PATH, errp);
 }
@@ -221,12 +224,8 @@ void machine_cleanup(Machine *m)
         munmap(m->ram, m->ram_size);
         m->ram = NULL;
     }
-    if (m->kernel_image) {
-        g_bytes_unref(m->kernel_image);
-    }
-    if (m->initrd_image) {
-        g_bytes_unref(m->initrd_image);
-    }
+    linux_boot_free(m->linux_boot);
+    m->linux_boot = NULL;
     bus_destroy(&m->io_bus);
     bus_destroy(&m->mmio_bus);
     device_state_list_destroy(&m->device_states);

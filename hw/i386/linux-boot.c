@@ -2,15 +2,16 @@
  * Direct Linux boot (boot protocol 2.12+, 64-bit entry): check the bzImage
  * header, place kernel, initrd and command line in guest RAM, build
  * boot_params with the e820 map, and start the BSP in long mode on an
- * identity map of the low 4 GiB.  Runs on the main thread with vCPUs
- * paused (start and system_reset).
+ * identity map of the low 4 GiB.  The images are read once, before KVM,
+ * and kept for every reload.  Runs on the main thread with vCPUs paused
+ * (start and system_reset).
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "accel/kvm/kvm.h"
 #include "hw/i386/pc.h"
-#include "hw/machine.h"
 #include "util/error.h"
 
 /* Offsets in the setup header / boot_params (Documentation/x86/boot). */
@@ -147,39 +148,46 @@ static uint64_t kernel_load_addr(const BzImageInfo *info)
     return KERNEL_LOAD_ADDR;
 }
 
-static bool load_files(Machine *m, GError **errp)
+struct LinuxBoot {
+    char *kernel, *initrd, *append;  /* the paths and -append (NULL: none) */
+    uint64_t ram_below_4g;           /* where kernel and initrd must end */
+    GBytes *kernel_image;            /* the files' contents */
+    GBytes *initrd_image;            /* NULL without -initrd */
+};
+
+static bool load_files(LinuxBoot *lb, GError **errp)
 {
     gchar *data = NULL;
     gsize len = 0;
     GError *err = NULL;
 
-    if (!m->kernel_image) {
-        if (!g_file_get_contents(m->cfg->kernel, &data, &len, &err)) {
+    if (!lb->kernel_image) {
+        if (!g_file_get_contents(lb->kernel, &data, &len, &err)) {
             error_setg(errp, "-kernel %s: could not read the kernel: %s",
-                       m->cfg->kernel, err->message);
+                       lb->kernel, err->message);
             g_error_free(err);
             return false;
         }
-        m->kernel_image = g_bytes_new_take(data, len);
+        lb->kernel_image = g_bytes_new_take(data, len);
     }
-    if (m->cfg->initrd && !m->initrd_image) {
-        if (!g_file_get_contents(m->cfg->initrd, &data, &len, &err)) {
+    if (lb->initrd && !lb->initrd_image) {
+        if (!g_file_get_contents(lb->initrd, &data, &len, &err)) {
             error_setg(errp, "-initrd %s: could not read the initial ram disk: %s",
-                       m->cfg->initrd, err->message);
+                       lb->initrd, err->message);
             g_error_free(err);
             return false;
         }
-        m->initrd_image = g_bytes_new_take(data, len);
+        lb->initrd_image = g_bytes_new_take(data, len);
     }
     return true;
 }
 
-static void write_boot_page_tables(Machine *m)
+static void write_boot_page_tables(const GuestMemory *mem)
 {
-    uint64_t *pml4 = machine_gpa_to_hva(m, BOOT_PML4_ADDR, 4096);
-    uint64_t *pdpt = machine_gpa_to_hva(m, BOOT_PDPT_ADDR, 4096);
-    uint64_t *pd = machine_gpa_to_hva(m, BOOT_PD_ADDR, 4 * 4096);
-    uint64_t *gdt = machine_gpa_to_hva(m, BOOT_GDT_ADDR, 4 * 8);
+    uint64_t *pml4 = guest_memory_hva(mem, BOOT_PML4_ADDR, 4096);
+    uint64_t *pdpt = guest_memory_hva(mem, BOOT_PDPT_ADDR, 4096);
+    uint64_t *pd = guest_memory_hva(mem, BOOT_PD_ADDR, 4 * 4096);
+    uint64_t *gdt = guest_memory_hva(mem, BOOT_GDT_ADDR, 4 * 8);
 
     memset(pml4, 0, 4096);
     memset(pdpt, 0, 4096);
@@ -196,11 +204,12 @@ static void write_boot_page_tables(Machine *m)
     gdt[3] = 0x00cf93000000ffffULL;            /* 0x18: data */
 }
 
-static void write_boot_params(Machine *m, const uint8_t *image, uint64_t load,
+static void write_boot_params(const GuestMemory *mem, const E820Entry *e820,
+                              unsigned nr_e820, const uint8_t *image, uint64_t load,
                               uint64_t initrd_addr, uint64_t initrd_size,
                               size_t cmdline_len)
 {
-    uint8_t *bp = machine_gpa_to_hva(m, BOOT_PARAMS_ADDR, BP_SIZE);
+    uint8_t *bp = guest_memory_hva(mem, BOOT_PARAMS_ADDR, BP_SIZE);
     size_t hdr_end = 0x202 + image[HDR_JUMP + 1];
 
     memset(bp, 0, BP_SIZE);
@@ -213,12 +222,12 @@ static void write_boot_params(Machine *m, const uint8_t *image, uint64_t load,
     wr32(bp + HDR_CMD_LINE_PTR, cmdline_len ? BOOT_CMDLINE_ADDR : 0);
     wr32(bp + HDR_RAMDISK_IMAGE, initrd_addr);
     wr32(bp + HDR_RAMDISK_SIZE, initrd_size);
-    bp[BP_E820_ENTRIES] = m->nr_e820;
-    for (unsigned i = 0; i < m->nr_e820 && i < BP_E820_MAX; i++) {
+    bp[BP_E820_ENTRIES] = nr_e820;
+    for (unsigned i = 0; i < nr_e820 && i < BP_E820_MAX; i++) {
         uint8_t *e = bp + BP_E820_TABLE + i * 20;
-        wr64(e, m->e820[i].addr);
-        wr64(e + 8, m->e820[i].size);
-        wr32(e + 16, m->e820[i].type);
+        wr64(e, e820[i].addr);
+        wr64(e + 8, e820[i].size);
+        wr32(e + 16, e820[i].type);
     }
 }
 
@@ -231,30 +240,31 @@ typedef struct LinuxBootPlan {
     uint64_t load, end, initrd_addr, initrd_size;
 } LinuxBootPlan;
 
-static bool linux_boot_plan(Machine *m, LinuxBootPlan *p, GError **errp)
+static bool linux_boot_plan(LinuxBoot *lb, LinuxBootPlan *p, GError **errp)
 {
+    uint64_t below_4g = lb->ram_below_4g;
     size_t size;
     GError *err = NULL;
     uint32_t cmdline_max;
 
     memset(p, 0, sizeof(*p));
-    if (!load_files(m, errp)) {
+    if (!load_files(lb, errp)) {
         return false;
     }
-    p->image = g_bytes_get_data(m->kernel_image, &size);
+    p->image = g_bytes_get_data(lb->kernel_image, &size);
     if (!bzimage_parse(p->image, size, &p->info, &err)) {
-        error_setg(errp, "-kernel %s: %s", m->cfg->kernel, err->message);
+        error_setg(errp, "-kernel %s: %s", lb->kernel, err->message);
         g_error_free(err);
         return false;
     }
-    p->append = m->cfg->append ? m->cfg->append : "";
+    p->append = lb->append ? lb->append : "";
     p->cmdline_len = strlen(p->append);
     p->load = kernel_load_addr(&p->info);
     p->end = p->load + p->info.init_size;
-    if (p->end > m->below_4g) {
+    if (p->end > below_4g) {
         error_setg(errp, "-kernel %s: the kernel needs RAM up to 0x%"
                    G_GINT64_MODIFIER "x, the guest has 0x%" G_GINT64_MODIFIER "x",
-                   m->cfg->kernel, p->end, m->below_4g);
+                   lb->kernel, p->end, below_4g);
         return false;
     }
     cmdline_max = p->info.cmdline_size ? p->info.cmdline_size : 255;
@@ -263,50 +273,77 @@ static bool linux_boot_plan(Machine *m, LinuxBootPlan *p, GError **errp)
                    "kernel takes at most %u", p->cmdline_len, cmdline_max);
         return false;
     }
-    if (m->initrd_image) {
-        uint64_t top = MIN((uint64_t)p->info.initrd_addr_max + 1, m->below_4g);
+    if (lb->initrd_image) {
+        uint64_t top = MIN((uint64_t)p->info.initrd_addr_max + 1, below_4g);
 
-        p->initrd_size = g_bytes_get_size(m->initrd_image);
+        p->initrd_size = g_bytes_get_size(lb->initrd_image);
         p->initrd_addr = p->initrd_size <= top ? (top - p->initrd_size) & ~0xfffULL : 0;
         if (p->initrd_size > top || p->initrd_addr < p->end) {
             error_setg(errp, "-initrd %s: the initial ram disk (%" G_GUINT64_FORMAT
                        " bytes) does not fit in guest RAM beside the kernel",
-                       m->cfg->initrd, p->initrd_size);
+                       lb->initrd, p->initrd_size);
             return false;
         }
     }
     return true;
 }
 
-bool linux_boot_prepare(Machine *m, GError **errp)
+LinuxBoot *linux_boot_prepare(const char *kernel, const char *initrd, const char *append,
+                              uint64_t ram_below_4g, GError **errp)
 {
+    LinuxBoot *lb = g_new0(LinuxBoot, 1);
     LinuxBootPlan plan;
 
-    return linux_boot_plan(m, &plan, errp);
+    lb->kernel = g_strdup(kernel);
+    lb->initrd = g_strdup(initrd);
+    lb->append = g_strdup(append);
+    lb->ram_below_4g = ram_below_4g;
+    if (!linux_boot_plan(lb, &plan, errp)) {
+        linux_boot_free(lb);
+        return NULL;
+    }
+    return lb;
 }
 
-bool linux_boot_load(Machine *m, GError **errp)
+void linux_boot_free(LinuxBoot *lb)
+{
+    if (!lb) {
+        return;
+    }
+    if (lb->kernel_image) {
+        g_bytes_unref(lb->kernel_image);
+    }
+    if (lb->initrd_image) {
+        g_bytes_unref(lb->initrd_image);
+    }
+    g_free(lb->kernel);
+    g_free(lb->initrd);
+    g_free(lb->append);
+    g_free(lb);
+}
+
+bool linux_boot_load(LinuxBoot *lb, const GuestMemory *mem, const E820Entry *e820,
+                     unsigned nr_e820, GError **errp)
 {
     LinuxBootPlan p;
 
-    if (!linux_boot_plan(m, &p, errp)) {
+    if (!linux_boot_plan(lb, &p, errp)) {
         return false;
     }
-    if (!machine_gpa_to_hva(m, p.load, p.info.init_size)) {
-        error_setg(errp, "-kernel %s: the kernel does not fit in guest RAM",
-                   m->cfg->kernel);
+    if (!guest_memory_hva(mem, p.load, p.info.init_size)) {
+        error_setg(errp, "-kernel %s: the kernel does not fit in guest RAM", lb->kernel);
         return false;
     }
     if (p.initrd_size) {
-        memcpy(machine_gpa_to_hva(m, p.initrd_addr, p.initrd_size),
-               g_bytes_get_data(m->initrd_image, NULL), p.initrd_size);
+        memcpy(guest_memory_hva(mem, p.initrd_addr, p.initrd_size),
+               g_bytes_get_data(lb->initrd_image, NULL), p.initrd_size);
     }
-    memcpy(machine_gpa_to_hva(m, p.load, p.info.payload_size),
+    memcpy(guest_memory_hva(mem, p.load, p.info.payload_size),
            p.image + p.info.payload_offset, p.info.payload_size);
-    memcpy(machine_gpa_to_hva(m, BOOT_CMDLINE_ADDR, p.cmdline_len + 1), p.append,
+    memcpy(guest_memory_hva(mem, BOOT_CMDLINE_ADDR, p.cmdline_len + 1), p.append,
            p.cmdline_len + 1);
-    write_boot_page_tables(m);
-    write_boot_params(m, p.image, p.load, p.initrd_addr, p.initrd_size,
+    write_boot_page_tables(mem);
+    write_boot_params(mem, e820, nr_e820, p.image, p.load, p.initrd_addr, p.initrd_size,
                       p.cmdline_len + 1);
     return true;
 }
@@ -328,14 +365,14 @@ static void set_segment(struct kvm_segment *seg, uint16_t selector, uint8_t type
     };
 }
 
-bool linux_boot_setup_bsp(Machine *m, VCpu *bsp, GError **errp)
+bool linux_boot_setup_bsp(LinuxBoot *lb, VCpu *bsp, GError **errp)
 {
-    const uint8_t *image = g_bytes_get_data(m->kernel_image, NULL);
+    const uint8_t *image = g_bytes_get_data(lb->kernel_image, NULL);
     struct kvm_sregs sregs;
     struct kvm_regs regs = { 0 };
     BzImageInfo info;
 
-    if (!bzimage_parse(image, g_bytes_get_size(m->kernel_image), &info, errp)) {
+    if (!bzimage_parse(image, g_bytes_get_size(lb->kernel_image), &info, errp)) {
         return false;
     }
     if (ioctl(bsp->fd, KVM_GET_SREGS, &sregs) < 0) {

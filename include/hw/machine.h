@@ -16,6 +16,7 @@
 #include "chardev/chardev.h"
 #include "hw/bus.h"
 #include "hw/guest-memory.h"
+#include "hw/i386/e820.h"
 #include "hw/osnet.h"
 #include "hw/serial.h"
 #include "hw/vmstate.h"
@@ -73,15 +74,6 @@ typedef enum MachineEvent {
 typedef void (*MachineEventFn)(void *opaque, MachineEvent event,
                                ShutdownCause cause);
 
-typedef struct E820Entry {
-    uint64_t addr, size;
-    uint32_t type;
-} E820Entry;
-
-#define E820_RAM      1
-#define E820_RESERVED 2
-#define E820_MAX      16
-
 typedef struct Machine {
     VmConfig *cfg;
     KvmVm kvm;
@@ -109,8 +101,7 @@ typedef struct Machine {
     bool serial_used[4];         /* COMn wanted by -serial (or the default) */
     Chardev *serial_chr[4];      /* its backend (NULL for "vc"), made before KVM */
     void *board;                 /* hw/i386 board devices (pc.c) */
-    GBytes *kernel_image;        /* -kernel and -initrd contents, kept */
-    GBytes *initrd_image;        /* for reloading at system_reset */
+    struct LinuxBoot *linux_boot; /* -kernel: the images, kept for system_reset */
 
     RunState runstate;
     int reset_pending, shutdown_pending;   /* ShutdownCause + 1, or 0 */

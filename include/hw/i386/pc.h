@@ -13,6 +13,8 @@
 #include <glib.h>
 
 #include "hw/bus.h"
+#include "hw/guest-memory.h"
+#include "hw/i386/e820.h"
 #include "hw/vmstate.h"
 
 typedef struct Machine Machine;
@@ -50,18 +52,24 @@ bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
                    GError **errp);
 
 /*
- * Before KVM: read cfg->kernel and cfg->initrd, check the bzImage header,
- * that kernel, initrd and command line fit the memory plan.  Every
- * problem with them is reported here, on any machine.
+ * Before KVM: read the kernel and the initrd (NULL: none), check the
+ * bzImage header, that kernel, initrd and command line (append, NULL:
+ * empty) fit below ram_below_4g.  Every problem with them is reported
+ * here, on any machine; the images are kept for every reload.
  */
-bool linux_boot_prepare(Machine *m, GError **errp);
+typedef struct LinuxBoot LinuxBoot;
+LinuxBoot *linux_boot_prepare(const char *kernel, const char *initrd, const char *append,
+                              uint64_t ram_below_4g, GError **errp);
+void linux_boot_free(LinuxBoot *lb);
 /*
- * Load cfg->kernel/initrd/append into guest RAM, write boot_params, the
- * boot GDT and page tables, and point the BSP at the 64-bit entry.
- * Called at start and again at every system_reset.
+ * Load kernel, initrd and command line into guest RAM through mem, write
+ * boot_params (with the e820 map), the boot GDT and page tables, and
+ * point the BSP at the 64-bit entry.  Called at start and again at every
+ * system_reset.
  */
-bool linux_boot_load(Machine *m, GError **errp);
-bool linux_boot_setup_bsp(Machine *m, VCpu *bsp, GError **errp);
+bool linux_boot_load(LinuxBoot *lb, const GuestMemory *mem, const E820Entry *e820,
+                     unsigned nr_e820, GError **errp);
+bool linux_boot_setup_bsp(LinuxBoot *lb, VCpu *bsp, GError **errp);
 
 /* Write the Intel MP table (processors, ISA bus, IOAPIC, routing). */
 bool mptable_write(Machine *m, uint64_t addr, GError **errp);
