@@ -207,9 +207,15 @@ static const char *net_open(Net *n, const char *who)
     snformat(where, sizeof(where), "%x%x:%x%x.%x", bdf >> 12 & 0xF, bdf >> 8 & 0xF,
              bdf >> 7 & 1, bdf >> 3 & 0xF, bdf & 7);
     mac_text(n->mac, mac);
-    uprintf("%s device %s 1af4:%x features=0x%lx rxq=%u txq=%u buf=%u event-idx=%s", who,
-            where, n->dev.device_id, n->dev.features, n->rx.qsize, n->tx.qsize, NET_BUF,
-            virtio_has(&n->dev, VIRTIO_F_EVENT_IDX) ? "yes" : "no");
+    int by_testos = 0;
+    for (u32 i = 0; i < 6; i++) {
+        by_testos |= n->dev.bars[i].assigned_by_testos;
+    }
+    uprintf("%s device %s 1af4:%x features=0x%lx rxq=%u txq=%u buf=%u event-idx=%s "
+            "bars=%s",
+            who, where, n->dev.device_id, n->dev.features, n->rx.qsize, n->tx.qsize,
+            NET_BUF, virtio_has(&n->dev, VIRTIO_F_EVENT_IDX) ? "yes" : "no",
+            by_testos ? "testos" : "firmware");
     return NULL;
 }
 
