@@ -26,7 +26,7 @@ LDLIBS := $(DEPS_LIBS)
 
 # Every subsystem's sources; system/main.c holds main() and stays out of
 # the library that unit tests link against.
-LIB_SRCS := $(wildcard util/*.c accel/kvm/*.c hw/core/*.c hw/i386/*.c \
+LIB_SRCS := $(wildcard util/*.c accel/kvm/*.c hw/acpi/*.c hw/core/*.c hw/i386/*.c \
               hw/char/*.c hw/osnet/*.c hw/pci/*.c hw/virtio/*.c block/*.c \
               migration/*.c chardev/*.c monitor/*.c system/*.c net/*.c)
 LIB_SRCS := $(filter-out system/main.c,$(LIB_SRCS))
