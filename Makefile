@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 # The virtio tests share a fake guest and a memory disk
 # (tests/unit/virtio-fakes.c), linked into each of them.
-VIRTIO_UNIT := test-virtqueue test-virtio-blk test-virtio-pci
+VIRTIO_UNIT := test-virtqueue test-virtio-blk test-virtio-pci test-virtio-net
 VIRTIO_FAKES := tests/unit/virtio-fakes.o
 
 BENCH_SRCS := $(wildcard bench/*.c)

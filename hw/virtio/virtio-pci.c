@@ -537,6 +537,13 @@ static bool virtio_pci_setup_config(VirtioPci *vp, GError **errp)
     return true;
 }
 
+VirtioDevice *virtio_pci_device(PciDevice *pci)
+{
+    VirtioPci *vp = pci->opaque;
+
+    return pci->ops == &virtio_pci_ops ? vp->vdev : NULL;
+}
+
 PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_name,
                              uint32_t class_code, const char *qdev_id, int devfn,
                              GError **errp)

@@ -212,4 +212,7 @@ void virtio_device_apply(VirtioDevice *vdev, VirtioSnapshot *snap)
     }
     __atomic_store_n(&vdev->isr, snap->isr, __ATOMIC_RELEASE);
     __atomic_store_n(&vdev->status, snap->status, __ATOMIC_RELEASE);
+    if (vdev->ops->load_apply) {
+        vdev->ops->load_apply(vdev);
+    }
 }

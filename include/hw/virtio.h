@@ -147,6 +147,8 @@ typedef struct VirtioDeviceOps {
     /* The model's own migration state; optional. */
     void (*save)(VirtioDevice *vdev, GByteArray *out);
     bool (*load_check)(VirtioDevice *vdev, StateReader *r, GError **errp);
+    /* Take on what the last successful load_check parsed; optional. */
+    void (*load_apply)(VirtioDevice *vdev);
     /* The I/O thread stopped and nothing is in flight: stop worker
      * threads (they may still be returning); optional. */
     void (*stop)(VirtioDevice *vdev);
@@ -273,6 +275,8 @@ void virtio_snapshot_free(VirtioSnapshot *snap);
 PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_name,
                              uint32_t class_code, const char *qdev_id, int devfn,
                              GError **errp);
+/* The virtio device behind a virtio-pci function, or NULL for another device. */
+VirtioDevice *virtio_pci_device(PciDevice *pci);
 
 /* The block layer calls virtio-blk makes; tests substitute a fake. */
 typedef struct VirtioBlkBackend {

@@ -1,0 +1,1092 @@
+/*
+ * virtio-net (virtio 1.x, 5.1) on a tap: one queue pair and a control
+ * queue.  With vhost=off the VMM moves the frames itself on the device's
+ * I/O thread: the tap's descriptor is watched beside the queues' kicks,
+ * received frames go through a buffer of the device's own (the tap drops
+ * a frame that does not fit the buffers it is given) into the guest's
+ * receive buffers, merged when MRG_RXBUF is negotiated, and every
+ * transmitted chain goes to the tap as it is (VERSION_1 headers and the
+ * tap's are the same 12 bytes).  With vhost=on the rings go to vhost-net
+ * when the driver is ready; the control queue stays here.
+ *
+ * A malformed chain (no buffer of the right kind, a buffer outside RAM, a
+ * receive buffer shorter than the header) puts the device in NEEDS_RESET
+ * as the spec says; a frame the guest's buffers cannot hold without
+ * MRG_RXBUF is dropped, as QEMU does.
+ *
+ * Locking: the data path, the control queue and the receive filter belong
+ * to the I/O thread while the driver runs the device; the main thread
+ * touches them only with the device paused (migration) or reset (the core
+ * drains first).  Status changes (offloads, vhost-net) come from vCPU
+ * threads with the machine lock held and take the core's busy_lock so the
+ * I/O thread is between queues.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <linux/vhost.h>
+#include <unistd.h>
+
+#include "hw/pci.h"
+#include "hw/state-blob.h"
+#include "hw/virtio.h"
+#include "virtio-net.h"
+#include "util/error.h"
+
+#define VNET_STATE_MAGIC     0x564e4554u       /* "VNET" */
+#define VNET_STATE_VERSION   1
+#define VNET_CONFIG_LEN      10                /* mac, status, max_virtqueue_pairs */
+#define VNET_BUDGET          256               /* frames per wake-up each way */
+#define VNET_CTRL_MAX        (64 * 1024)       /* the longest command we read */
+#define VNET_MIN_FRAME       14                /* an Ethernet header */
+#define VNET_HDR_NUM_BUFFERS 10                /* offset of num_buffers */
+#define PCI_CLASS_NETWORK_ETHERNET 0x020000
+
+#define F(bit) (1ULL << (bit))
+#define VNET_GUEST_OFFLOADS                                                          \
+    (F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4) |                       \
+     F(VIRTIO_NET_F_GUEST_TSO6) | F(VIRTIO_NET_F_GUEST_ECN) | F(VIRTIO_NET_F_GUEST_UFO))
+/* What vhost-net must offer for us to offer it (the rest we do ourselves). */
+#define VNET_VHOST_FEATURES                                                           \
+    (F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX) |                    \
+     F(VIRTIO_NET_F_MRG_RXBUF))
+
+static unsigned vnet_instances;               /* for the default MACs */
+
+static bool vnet_has(VirtioNet *n, unsigned bit)
+{
+    return n->vdev.guest_features & F(bit);
+}
+
+bool virtio_net_parse_mac(const char *text, uint8_t mac[6])
+{
+    unsigned v[6];
+    char end;
+
+    if (!text || strlen(text) != 17 ||
+        sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4],
+               &v[5], &end) != 6) {
+        return false;
+    }
+    for (unsigned i = 0; i < 6; i++) {
+        if (!g_ascii_isxdigit(text[3 * i]) || !g_ascii_isxdigit(text[3 * i + 1]) ||
+            (i < 5 && text[3 * i + 2] != ':')) {
+            return false;
+        }
+        mac[i] = v[i];
+    }
+    return true;
+}
+
+/* ---- the device config and the link ---- */
+
+static uint16_t vnet_config_status(VirtioNet *n)
+{
+    return pci_get_word(n->vdev.config + 6);
+}
+
+static void vnet_set_config_status(VirtioNet *n, uint16_t status)
+{
+    pci_set_word(n->vdev.config + 6, status);
+}
+
+static void vnet_config_changed(VirtioNet *n)
+{
+    VirtioDevice *vdev = &n->vdev;
+
+    vdev->config_generation++;
+    if ((virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) && vdev->transport) {
+        vdev->transport->notify_config(vdev);
+    }
+}
+
+void virtio_net_set_link(VirtioNet *n, bool up)
+{
+    uint16_t status = vnet_config_status(n);
+    uint16_t want = up ? status | VIRTIO_NET_S_LINK_UP : status & ~VIRTIO_NET_S_LINK_UP;
+
+    __atomic_store_n(&n->link_down, !up, __ATOMIC_RELEASE);
+    if (want != status) {
+        vnet_set_config_status(n, want);
+        if (n->vdev.host_features & F(VIRTIO_NET_F_STATUS)) {
+            vnet_config_changed(n);
+        }
+    }
+    virtio_device_wake(&n->vdev);
+}
+
+bool virtio_net_link_up(VirtioNet *n)
+{
+    return !__atomic_load_n(&n->link_down, __ATOMIC_ACQUIRE);
+}
+
+/* A RARP "reverse request" naming our MAC, padded to 60 bytes. */
+static void vnet_send_rarp(VirtioNet *n)
+{
+    uint8_t hdr[NET_VNET_HDR_LEN] = {0}, f[60] = {0};
+    struct iovec iov[2] = { { hdr, sizeof(hdr) }, { f, sizeof(f) } };
+
+    if (!n->tap || n->vhost_running) {
+        return;
+    }
+    memset(f, 0xff, 6);
+    memcpy(f + 6, n->mac, 6);
+    f[12] = 0x80, f[13] = 0x35;                 /* ETH_P_RARP */
+    f[14] = 0, f[15] = 1;                       /* Ethernet */
+    f[16] = 0x08, f[17] = 0x00;                 /* IPv4 */
+    f[18] = 6, f[19] = 4;
+    f[20] = 0, f[21] = 3;                       /* reverse request */
+    memcpy(f + 22, n->mac, 6);                  /* sender: us, 0.0.0.0 */
+    memcpy(f + 32, n->mac, 6);                  /* target: us, 0.0.0.0 */
+    net_tap_send(n->tap, iov, 2);
+}
+
+void virtio_net_announce(VirtioNet *n)
+{
+    if (vnet_has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) && vnet_has(n, VIRTIO_NET_F_CTRL_VQ) &&
+        (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
+        vnet_set_config_status(n, vnet_config_status(n) | VIRTIO_NET_S_ANNOUNCE);
+        vnet_config_changed(n);
+    } else {
+        vnet_send_rarp(n);
+    }
+}
+
+/* ---- the receive filter ---- */
+
+static bool vlan_allowed(VirtioNet *n, uint16_t vid)
+{
+    return n->filter.vlans[vid / 32] & (1u << (vid % 32));
+}
+
+bool virtio_net_filter_accepts(VirtioNet *n, const uint8_t *frame, size_t len)
+{
+    static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    VirtioNetFilter *f = &n->filter;
+
+    if (len < VNET_MIN_FRAME) {
+        return false;
+    }
+    if (f->promisc) {
+        return true;
+    }
+    if (frame[12] == 0x81 && frame[13] == 0x00 && len >= 16 &&
+        !vlan_allowed(n, ((frame[14] << 8) | frame[15]) & 0xfff)) {
+        return false;
+    }
+    if (frame[0] & 1) {
+        if (memcmp(frame, bcast, 6) == 0) {
+            return !f->nobcast;
+        }
+        if (f->nomulti) {
+            return false;
+        }
+        if (f->allmulti || f->multi_overflow) {
+            return true;
+        }
+        for (unsigned i = f->nr_uni; i < f->nr_uni + f->nr_multi; i++) {
+            if (memcmp(frame, f->macs[i], 6) == 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+    if (f->nouni) {
+        return false;
+    }
+    if (f->alluni || f->uni_overflow || memcmp(frame, n->mac, 6) == 0) {
+        return true;
+    }
+    for (unsigned i = 0; i < f->nr_uni; i++) {
+        if (memcmp(frame, f->macs[i], 6) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Power-on filter: every VLAN passes unless the driver filters them. */
+static void vnet_filter_reset(VirtioNet *n, bool vlan_filtering)
+{
+    memset(&n->filter, 0, sizeof(n->filter));
+    memset(n->filter.vlans, vlan_filtering ? 0 : 0xff, sizeof(n->filter.vlans));
+    n->filter.promisc = 1;          /* as QEMU: until the driver says otherwise */
+}
+
+void virtio_net_rx_filter(VirtioNet *n, VirtioNetRxFilter *out)
+{
+    const VirtioNetFilter *f = &n->filter;
+
+    memset(out, 0, sizeof(*out));
+    out->name = g_strdup(n->qdev_id ? n->qdev_id : n->vdev.name);
+    memcpy(out->mac, n->mac, 6);
+    out->promisc = f->promisc;
+    out->allmulti = f->allmulti;
+    out->alluni = f->alluni;
+    out->nomulti = f->nomulti;
+    out->nouni = f->nouni;
+    out->nobcast = f->nobcast;
+    out->uni_overflow = f->uni_overflow;
+    out->multi_overflow = f->multi_overflow;
+    out->nr_uni = f->nr_uni;
+    out->nr_multi = f->nr_multi;
+    memcpy(out->uni, f->macs, 6 * f->nr_uni);
+    memcpy(out->multi, f->macs + f->nr_uni, 6 * f->nr_multi);
+    out->vlan_filtering = vnet_has(n, VIRTIO_NET_F_CTRL_VLAN);
+    for (unsigned vid = 0; out->vlan_filtering && vid < 4096; vid++) {
+        if (vlan_allowed(n, vid)) {
+            out->vlans[out->nr_vlans++] = vid;
+        }
+    }
+    __atomic_store_n(&n->rx_filter_changed, false, __ATOMIC_RELEASE);
+}
+
+/* ---- receive: tap -> guest ---- */
+
+typedef enum RxResult {
+    RX_DONE,          /* delivered, or dropped for good */
+    RX_NO_BUFFERS,    /* keep the frame until the driver adds buffers */
+} RxResult;
+
+/* The device needs a reset: give back what was popped, unwritten. */
+static RxResult rx_fail(VirtioNet *n, VirtQueue *vq, unsigned popped, const char *why)
+{
+    virtio_error(&n->vdev, vq, "receive queue: %s", why);
+    for (unsigned i = 0; i < popped; i++) {
+        n->rx_lens[i] = 0;
+    }
+    virtio_queue_complete_many(vq, n->rx_elems, n->rx_lens, popped);
+    for (unsigned i = 0; i < popped; i++) {
+        virtqueue_element_free(&n->rx_elems[i]);
+    }
+    n->rx_dropped++;
+    return RX_DONE;
+}
+
+static void rx_release(VirtioNet *n, unsigned popped)
+{
+    for (unsigned i = 0; i < popped; i++) {
+        virtqueue_element_free(&n->rx_elems[i]);
+    }
+}
+
+/*
+ * One frame (header included) into the guest's buffers: one buffer that
+ * holds it all, or with MRG_RXBUF as many as it takes, published together
+ * with num_buffers in the first.
+ */
+static RxResult rx_deliver(VirtioNet *n, const uint8_t *buf, size_t len)
+{
+    VirtQueue *vq = &n->vdev.vqs[VNET_RX_QUEUE];
+    bool mergeable = vnet_has(n, VIRTIO_NET_F_MRG_RXBUF);
+    unsigned count = 0;
+    size_t off = 0;
+    uint16_t nb;
+
+    while (off < len) {
+        VirtQueueElement *e = &n->rx_elems[count];
+        size_t take;
+
+        if (count == vq->size) {
+            return rx_fail(n, vq, count, "a frame needs more buffers than the ring has");
+        }
+        virtqueue_element_init(e);
+        if (!virtio_queue_pop(vq, e)) {
+            virtqueue_element_free(e);
+            if (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET) {
+                return rx_fail(n, vq, count, "malformed ring");
+            }
+            virtio_queue_unpop(vq, count);
+            rx_release(n, count);
+            return RX_NO_BUFFERS;
+        }
+        count++;
+        if (e->out_num || !e->in_num) {
+            return rx_fail(n, vq, count, "a buffer the device may not write");
+        }
+        if (e->bad_address) {
+            return rx_fail(n, vq, count, "a buffer outside guest RAM");
+        }
+        if (count == 1 && e->in_len < NET_VNET_HDR_LEN) {
+            return rx_fail(n, vq, count, "a buffer shorter than the virtio-net header");
+        }
+        if (!mergeable && e->in_len < len) {
+            /* QEMU's way: the frame is dropped, the buffer stays the driver's */
+            virtio_queue_unpop(vq, count);
+            rx_release(n, count);
+            n->rx_dropped++;
+            return RX_DONE;
+        }
+        take = MIN(len - off, e->in_len);
+        iov_from_buf(e->iov, e->in_num, 0, buf + off, take);
+        n->rx_lens[count - 1] = take;
+        off += take;
+    }
+    nb = GUINT16_TO_LE(count);
+    iov_from_buf(n->rx_elems[0].iov, n->rx_elems[0].in_num, VNET_HDR_NUM_BUFFERS, &nb,
+                 sizeof(nb));
+    virtio_queue_complete_many(vq, n->rx_elems, n->rx_lens, count);
+    rx_release(n, count);
+    n->rx_frames++;
+    return RX_DONE;
+}
+
+static bool rx_queue_ready(VirtioNet *n)
+{
+    VirtQueue *vq = &n->vdev.vqs[VNET_RX_QUEUE];
+
+    return vq->enabled && !(virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+/* Frames from the tap until it is empty, the budget is spent or buffers run out. */
+static void vnet_receive(VirtioNet *n)
+{
+    struct iovec iov = { n->rx_buf, NET_TAP_MAX_FRAME };
+
+    if (!n->tap || n->vhost_running) {
+        return;
+    }
+    for (unsigned budget = VNET_BUDGET; budget; budget--) {
+        if (n->rx_len <= 0) {
+            ssize_t r = net_tap_receive(n->tap, &iov, 1);
+            if (r == -EAGAIN) {
+                return;
+            }
+            if (r < 0) {
+                n->rx_dropped++;
+                continue;
+            }
+            n->rx_len = r;
+        }
+        if (!virtio_net_link_up(n) || !rx_queue_ready(n) ||
+            n->rx_len < NET_VNET_HDR_LEN + VNET_MIN_FRAME ||
+            !virtio_net_filter_accepts(n, n->rx_buf + NET_VNET_HDR_LEN,
+                                       n->rx_len - NET_VNET_HDR_LEN)) {
+            n->rx_dropped++;
+            n->rx_len = 0;
+            continue;
+        }
+        if (rx_deliver(n, n->rx_buf, n->rx_len) == RX_NO_BUFFERS) {
+            n->rx_wait_buffers = true;
+            return;
+        }
+        n->rx_len = 0;
+    }
+}
+
+/* ---- transmit: guest -> tap ---- */
+
+static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
+{
+    for (unsigned budget = VNET_BUDGET; budget; budget--) {
+        VirtQueueElement e;
+        ssize_t r = 0;
+
+        virtqueue_element_init(&e);
+        if (!virtio_queue_pop(vq, &e)) {
+            virtqueue_element_free(&e);
+            return;
+        }
+        if (e.bad_address || e.out_len < NET_VNET_HDR_LEN) {
+            virtio_error(&n->vdev, vq, "transmit queue: %s",
+                         e.bad_address ? "a buffer outside guest RAM"
+                                       : "a chain shorter than the virtio-net header");
+            virtio_queue_complete(vq, &e, 0);
+            virtqueue_element_free(&e);
+            return;
+        }
+        if (n->tap && virtio_net_link_up(n) && e.out_len <= NET_TAP_MAX_FRAME) {
+            r = net_tap_send(n->tap, e.iov, e.out_num);
+        }
+        if (r == -EAGAIN) {
+            virtio_queue_unpop(vq, 1);
+            virtqueue_element_free(&e);
+            n->tx_wait_writable = true;
+            return;
+        }
+        if (r > 0) {
+            n->tx_frames++;
+        } else {
+            n->tx_dropped++;
+        }
+        virtio_queue_complete(vq, &e, 0);
+        virtqueue_element_free(&e);
+    }
+    virtio_queue_kick(vq);          /* more later: let the rest have a turn */
+}
+
+/* ---- the control queue ---- */
+
+static uint8_t ctrl_rx(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    uint8_t *flag;
+
+    if (len != 1 || !vnet_has(n, VIRTIO_NET_F_CTRL_RX)) {
+        return VIRTIO_NET_ERR;
+    }
+    switch (cmd) {
+    case VIRTIO_NET_CTRL_RX_PROMISC:
+        flag = &n->filter.promisc;
+        break;
+    case VIRTIO_NET_CTRL_RX_ALLMULTI:
+        flag = &n->filter.allmulti;
+        break;
+    case VIRTIO_NET_CTRL_RX_ALLUNI:
+        flag = &n->filter.alluni;
+        break;
+    case VIRTIO_NET_CTRL_RX_NOMULTI:
+        flag = &n->filter.nomulti;
+        break;
+    case VIRTIO_NET_CTRL_RX_NOUNI:
+        flag = &n->filter.nouni;
+        break;
+    case VIRTIO_NET_CTRL_RX_NOBCAST:
+        flag = &n->filter.nobcast;
+        break;
+    default:
+        return VIRTIO_NET_ERR;
+    }
+    if (cmd > VIRTIO_NET_CTRL_RX_ALLMULTI && !vnet_has(n, VIRTIO_NET_F_CTRL_RX_EXTRA)) {
+        return VIRTIO_NET_ERR;
+    }
+    *flag = data[0] != 0;
+    __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+    return VIRTIO_NET_OK;
+}
+
+/*
+ * MAC_TABLE_SET: two tables (unicast, then multicast), each a 32-bit count
+ * and that many addresses, filling the whole command.  More than the table
+ * holds turns the filter for that kind off (overflow), as QEMU does.
+ */
+static uint8_t ctrl_mac_table(VirtioNet *n, const uint8_t *data, size_t len)
+{
+    VirtioNetFilter f = n->filter;
+    uint32_t entries[2];
+    size_t off = 0;
+
+    f.nr_uni = f.nr_multi = 0;
+    f.uni_overflow = f.multi_overflow = 0;
+    for (unsigned t = 0; t < 2; t++) {
+        if (len - off < 4) {
+            return VIRTIO_NET_ERR;
+        }
+        entries[t] = pci_get_long(data + off);
+        off += 4;
+        if (entries[t] > (len - off) / 6) {
+            return VIRTIO_NET_ERR;
+        }
+        if (f.nr_uni + f.nr_multi + entries[t] <= VIRTIO_NET_MAC_TABLE_ENTRIES) {
+            memcpy(f.macs[f.nr_uni + f.nr_multi], data + off, 6 * (size_t)entries[t]);
+            *(t == 0 ? &f.nr_uni : &f.nr_multi) = entries[t];
+        } else {
+            *(t == 0 ? &f.uni_overflow : &f.multi_overflow) = 1;
+        }
+        off += 6 * (size_t)entries[t];
+    }
+    if (off != len) {
+        return VIRTIO_NET_ERR;
+    }
+    n->filter = f;
+    __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+    return VIRTIO_NET_OK;
+}
+
+static uint8_t ctrl_mac(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    if (cmd == VIRTIO_NET_CTRL_MAC_ADDR_SET) {
+        if (len != 6 || !vnet_has(n, VIRTIO_NET_F_CTRL_MAC_ADDR)) {
+            return VIRTIO_NET_ERR;
+        }
+        memcpy(n->mac, data, 6);
+        memcpy(n->vdev.config, data, 6);
+        __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+        return VIRTIO_NET_OK;
+    }
+    if (cmd == VIRTIO_NET_CTRL_MAC_TABLE_SET && vnet_has(n, VIRTIO_NET_F_CTRL_RX)) {
+        return ctrl_mac_table(n, data, len);
+    }
+    return VIRTIO_NET_ERR;
+}
+
+static uint8_t ctrl_vlan(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    uint16_t vid;
+
+    if (len != 2 || !vnet_has(n, VIRTIO_NET_F_CTRL_VLAN)) {
+        return VIRTIO_NET_ERR;
+    }
+    vid = pci_get_word(data);
+    if (vid >= 4096) {
+        return VIRTIO_NET_ERR;
+    }
+    if (cmd == VIRTIO_NET_CTRL_VLAN_ADD) {
+        n->filter.vlans[vid / 32] |= 1u << (vid % 32);
+    } else if (cmd == VIRTIO_NET_CTRL_VLAN_DEL) {
+        n->filter.vlans[vid / 32] &= ~(1u << (vid % 32));
+    } else {
+        return VIRTIO_NET_ERR;
+    }
+    __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+    return VIRTIO_NET_OK;
+}
+
+/* TUNSETOFFLOAD from the GUEST_* bits in force. */
+static bool vnet_apply_offloads(VirtioNet *n, uint64_t offloads)
+{
+    GError *err = NULL;
+    bool csum = offloads & F(VIRTIO_NET_F_GUEST_CSUM);
+
+    if (!n->tap || !net_tap_has_vnet_hdr(n->tap)) {
+        return offloads == 0;
+    }
+    if (!net_tap_set_offload(n->tap, csum, csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO4)),
+                             csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO6)),
+                             csum && (offloads & F(VIRTIO_NET_F_GUEST_ECN)),
+                             csum && (offloads & F(VIRTIO_NET_F_GUEST_UFO)), &err)) {
+        warn_report("%s: %s", n->vdev.name, err->message);
+        g_error_free(err);
+        return false;
+    }
+    n->guest_offloads = offloads;
+    return true;
+}
+
+static uint8_t ctrl_guest_offloads(VirtioNet *n, uint8_t cmd, const uint8_t *data,
+                                   size_t len)
+{
+    uint64_t offloads;
+
+    if (cmd != VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET || len != 8 ||
+        !vnet_has(n, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS)) {
+        return VIRTIO_NET_ERR;
+    }
+    offloads = pci_get_long(data) | (uint64_t)pci_get_long(data + 4) << 32;
+    if (offloads & ~(n->vdev.guest_features & VNET_GUEST_OFFLOADS)) {
+        return VIRTIO_NET_ERR;
+    }
+    return vnet_apply_offloads(n, offloads) ? VIRTIO_NET_OK : VIRTIO_NET_ERR;
+}
+
+static uint8_t ctrl_dispatch(VirtioNet *n, uint8_t cls, uint8_t cmd, const uint8_t *data,
+                             size_t len)
+{
+    switch (cls) {
+    case VIRTIO_NET_CTRL_RX:
+        return ctrl_rx(n, cmd, data, len);
+    case VIRTIO_NET_CTRL_MAC:
+        return ctrl_mac(n, cmd, data, len);
+    case VIRTIO_NET_CTRL_VLAN:
+        return ctrl_vlan(n, cmd, data, len);
+    case VIRTIO_NET_CTRL_ANNOUNCE:
+        if (cmd != VIRTIO_NET_CTRL_ANNOUNCE_ACK ||
+            !vnet_has(n, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
+            return VIRTIO_NET_ERR;
+        }
+        vnet_set_config_status(n, vnet_config_status(n) & ~VIRTIO_NET_S_ANNOUNCE);
+        return VIRTIO_NET_OK;
+    case VIRTIO_NET_CTRL_GUEST_OFFLOADS:
+        return ctrl_guest_offloads(n, cmd, data, len);
+    default:
+        return VIRTIO_NET_ERR;       /* MQ and the rest are not offered */
+    }
+}
+
+/* Each command: class and command bytes, data, then a writable ack byte. */
+static void vnet_control(VirtioNet *n, VirtQueue *vq)
+{
+    for (;;) {
+        VirtQueueElement e;
+        uint8_t hdr[2], ack, *data;
+        size_t len;
+
+        virtqueue_element_init(&e);
+        if (!virtio_queue_pop(vq, &e)) {
+            virtqueue_element_free(&e);
+            return;
+        }
+        if (e.bad_address || e.out_len < sizeof(hdr) || e.in_len < 1 ||
+            e.out_len - sizeof(hdr) > VNET_CTRL_MAX) {
+            virtio_error(&n->vdev, vq, "control queue: %s",
+                         e.bad_address ? "a buffer outside guest RAM"
+                         : e.out_len - MIN(e.out_len, sizeof(hdr)) > VNET_CTRL_MAX
+                             ? "a command longer than 64 KiB"
+                             : "a command without its header or ack byte");
+            virtio_queue_complete(vq, &e, 0);
+            virtqueue_element_free(&e);
+            return;
+        }
+        len = e.out_len - sizeof(hdr);
+        data = g_malloc(len ? len : 1);
+        iov_to_buf(e.iov, e.out_num, 0, hdr, sizeof(hdr));
+        iov_to_buf(e.iov, e.out_num, sizeof(hdr), data, len);
+        ack = ctrl_dispatch(n, hdr[0], hdr[1], data, len);
+        g_free(data);
+        iov_from_buf(e.iov + e.out_num, e.in_num, 0, &ack, sizeof(ack));
+        virtio_queue_complete(vq, &e, sizeof(ack));
+        virtqueue_element_free(&e);
+    }
+}
+
+/* ---- vhost-net ---- */
+
+static bool vhost_ring(VirtioNet *n, unsigned ring, GError **errp)
+{
+    VirtQueue *vq = &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE];
+    VhostRing r;
+
+    pthread_mutex_lock(&vq->lock);
+    r = (VhostRing){ .num = vq->size, .desc = vq->desc, .avail = vq->avail,
+                     .used = vq->used, .used_gpa = vq->used_gpa,
+                     .last_avail_idx = vq->last_avail_idx, .kick_fd = vq->kick_fd,
+                     .call_fd = n->call_fd[ring] };
+    pthread_mutex_unlock(&vq->lock);
+    if (!vq->enabled || !r.desc) {
+        error_setg(errp, "queue %u is not enabled", vq->index);
+        return false;
+    }
+    return vhost_net_set_ring(n->vhost, ring, &r, errp);
+}
+
+/* The driver is ready: the rings go to vhost-net.  busy_lock held. */
+static void vhost_start(VirtioNet *n)
+{
+    GError *err = NULL;
+    uint64_t features = n->vdev.guest_features;
+
+    if (!net_tap_has_vnet_hdr(n->tap)) {
+        features |= 1ULL << VHOST_NET_F_VIRTIO_NET_HDR;
+    }
+    for (unsigned q = VNET_RX_QUEUE; q <= VNET_TX_QUEUE; q++) {
+        __atomic_store_n(&n->vdev.vqs[q].kick_elsewhere, true, __ATOMIC_RELEASE);
+    }
+    if (!vhost_net_set_features(n->vhost, features, &err) ||
+        !vhost_net_set_mem_table(n->vhost, n->ram, n->nr_ram, &err) ||
+        !vhost_ring(n, VHOST_NET_RING_RX, &err) || !vhost_ring(n, VHOST_NET_RING_TX, &err) ||
+        !vhost_net_set_backend(n->vhost, net_tap_fd(n->tap), &err)) {
+        for (unsigned q = VNET_RX_QUEUE; q <= VNET_TX_QUEUE; q++) {
+            __atomic_store_n(&n->vdev.vqs[q].kick_elsewhere, false, __ATOMIC_RELEASE);
+        }
+        virtio_error(&n->vdev, NULL, "vhost-net: %s", err->message);
+        g_error_free(err);
+        return;
+    }
+    n->vhost_running = true;
+    /* kicks the I/O thread may have eaten before it let go of them */
+    virtio_queue_kick(&n->vdev.vqs[VNET_RX_QUEUE]);
+    virtio_queue_kick(&n->vdev.vqs[VNET_TX_QUEUE]);
+    virtio_device_wake(&n->vdev);
+}
+
+/* Take the rings back where vhost-net left them. */
+static void vhost_stop(VirtioNet *n)
+{
+    GError *err = NULL;
+
+    if (!n->vhost_running) {
+        return;
+    }
+    if (!vhost_net_set_backend(n->vhost, -1, &err)) {
+        warn_report("%s: vhost-net: %s", n->vdev.name, err->message);
+        g_clear_error(&err);
+    }
+    for (unsigned ring = 0; ring < 2; ring++) {
+        VirtQueue *vq = &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE
+                                                               : VNET_TX_QUEUE];
+        uint16_t base;
+        if (vhost_net_get_ring_base(n->vhost, ring, &base, &err)) {
+            pthread_mutex_lock(&vq->lock);
+            if (vq->ready) {
+                vq->last_avail_idx = base;
+                vq->used_idx = GUINT16_FROM_LE(
+                    __atomic_load_n((uint16_t *)(vq->used + 2), __ATOMIC_ACQUIRE));
+                vq->signalled_used_valid = false;
+            }
+            pthread_mutex_unlock(&vq->lock);
+        } else {
+            warn_report("%s: vhost-net: %s", n->vdev.name, err->message);
+            g_clear_error(&err);
+        }
+        __atomic_store_n(&vq->kick_elsewhere, false, __ATOMIC_RELEASE);
+    }
+    n->vhost_running = false;
+    virtio_device_wake(&n->vdev);
+}
+
+/* vhost-net signalled a ring's interrupt: raise it the transport's way. */
+static void vhost_call(VirtioNet *n, unsigned ring)
+{
+    VirtioDevice *vdev = &n->vdev;
+    uint64_t count;
+
+    if (read(n->call_fd[ring], &count, sizeof(count)) == sizeof(count) && vdev->transport) {
+        vdev->transport->notify_queue(
+            vdev, &vdev->vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE]);
+    }
+}
+
+/* ---- the core's hooks ---- */
+
+static void vnet_handle_queue(VirtioDevice *vdev, VirtQueue *vq)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+
+    switch (vq->index) {
+    case VNET_RX_QUEUE:
+        if (!n->vhost_running) {
+            n->rx_wait_buffers = false;
+            vnet_receive(n);
+        }
+        break;
+    case VNET_TX_QUEUE:
+        if (!n->vhost_running && !n->tx_wait_writable) {
+            vnet_transmit(n, vq);
+        }
+        break;
+    case VNET_CTRL_QUEUE:
+        vnet_control(n, vq);
+        break;
+    }
+}
+
+static unsigned vnet_watch_fds(VirtioDevice *vdev, struct pollfd *fds, unsigned max)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+    unsigned count = 0;
+    short events;
+
+    if (n->vhost_running) {
+        for (unsigned ring = 0; ring < 2 && count < max; ring++) {
+            fds[count] = (struct pollfd){ .fd = n->call_fd[ring], .events = POLLIN };
+            n->watching[count++] = ring == 0 ? VNET_WATCH_CALL_RX : VNET_WATCH_CALL_TX;
+        }
+        return count;
+    }
+    if (!n->tap || max == 0) {
+        return 0;
+    }
+    events = (n->rx_wait_buffers ? 0 : POLLIN) | (n->tx_wait_writable ? POLLOUT : 0);
+    if (events) {
+        fds[count] = (struct pollfd){ .fd = net_tap_fd(n->tap), .events = events };
+        n->watching[count++] = VNET_WATCH_TAP;
+    }
+    return count;
+}
+
+static void vnet_handle_fd(VirtioDevice *vdev, unsigned index, short revents)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+
+    switch (n->watching[index]) {
+    case VNET_WATCH_CALL_RX:
+        vhost_call(n, VHOST_NET_RING_RX);
+        break;
+    case VNET_WATCH_CALL_TX:
+        vhost_call(n, VHOST_NET_RING_TX);
+        break;
+    case VNET_WATCH_TAP:
+        if (n->vhost_running) {
+            break;
+        }
+        if (revents & (POLLOUT | POLLERR | POLLHUP)) {
+            n->tx_wait_writable = false;
+            vnet_transmit(n, &vdev->vqs[VNET_TX_QUEUE]);
+        }
+        if (revents & (POLLIN | POLLERR | POLLHUP)) {
+            vnet_receive(n);
+        }
+        break;
+    }
+}
+
+/* FEATURES_OK: offloads and the VLAN filter; DRIVER_OK: vhost-net. */
+static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status, uint8_t new_status)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+    uint8_t added = new_status & ~old_status;
+
+    pthread_mutex_lock(&vdev->busy_lock);
+    if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
+        vnet_apply_offloads(n, vdev->guest_features & VNET_GUEST_OFFLOADS);
+        vnet_filter_reset(n, vnet_has(n, VIRTIO_NET_F_CTRL_VLAN));
+    }
+    if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && n->vhost && !n->vhost_running &&
+        !vdev->paused) {
+        vhost_start(n);
+    }
+    pthread_mutex_unlock(&vdev->busy_lock);
+}
+
+static void vnet_reset(VirtioDevice *vdev)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+
+    vhost_stop(n);
+    n->rx_len = 0;
+    n->rx_wait_buffers = n->tx_wait_writable = false;
+    vnet_apply_offloads(n, 0);
+    vnet_filter_reset(n, false);
+    vnet_set_config_status(n, vnet_config_status(n) & ~VIRTIO_NET_S_ANNOUNCE);
+}
+
+/* The VM stops: vhost-net lets go of the rings; it runs: they go back. */
+static void vnet_pause(VirtioDevice *vdev, bool paused)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+
+    if (paused) {
+        vhost_stop(n);
+        return;
+    }
+    if (n->vhost && !n->vhost_running &&
+        (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) &&
+        !(virtio_get_status(vdev) & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+        vhost_start(n);
+    }
+    if (n->announce_pending) {
+        n->announce_pending = false;
+        virtio_net_announce(n);
+    }
+}
+
+static void vnet_save(VirtioDevice *vdev, GByteArray *out)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+    const VirtioNetFilter *f = &n->filter;
+
+    blob_put_u32(out, VNET_STATE_MAGIC);
+    blob_put_u32(out, VNET_STATE_VERSION);
+    blob_put_bytes(out, n->mac, 6);
+    blob_put_u16(out, vnet_config_status(n));
+    blob_put_u8(out, !virtio_net_link_up(n));
+    blob_put_u64(out, n->guest_offloads);
+    blob_put_u8(out, f->promisc);
+    blob_put_u8(out, f->allmulti);
+    blob_put_u8(out, f->alluni);
+    blob_put_u8(out, f->nomulti);
+    blob_put_u8(out, f->nouni);
+    blob_put_u8(out, f->nobcast);
+    blob_put_u8(out, f->uni_overflow);
+    blob_put_u8(out, f->multi_overflow);
+    blob_put_u32(out, f->nr_uni);
+    blob_put_u32(out, f->nr_multi);
+    blob_put_bytes(out, f->macs, 6 * (f->nr_uni + f->nr_multi));
+    for (unsigned i = 0; i < VNET_VLAN_WORDS; i++) {
+        blob_put_u32(out, f->vlans[i]);
+    }
+}
+
+static bool vnet_load_check(VirtioDevice *vdev, StateReader *r, GError **errp)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+    VirtioNetSnapshot s;
+    uint32_t magic = blob_get_u32(r), version = blob_get_u32(r);
+
+    memset(&s, 0, sizeof(s));
+    if (r->error || magic != VNET_STATE_MAGIC) {
+        error_setg(errp, "%s: bad virtio-net state", vdev->name);
+        return false;
+    }
+    if (version != VNET_STATE_VERSION) {
+        error_setg(errp, "%s: virtio-net state version %u, this VMM reads %u", vdev->name,
+                   version, VNET_STATE_VERSION);
+        return false;
+    }
+    blob_get_bytes(r, s.mac, 6);
+    s.config_status = blob_get_u16(r);
+    s.link_down = blob_get_u8(r);
+    s.guest_offloads = blob_get_u64(r);
+    s.filter.promisc = blob_get_u8(r);
+    s.filter.allmulti = blob_get_u8(r);
+    s.filter.alluni = blob_get_u8(r);
+    s.filter.nomulti = blob_get_u8(r);
+    s.filter.nouni = blob_get_u8(r);
+    s.filter.nobcast = blob_get_u8(r);
+    s.filter.uni_overflow = blob_get_u8(r);
+    s.filter.multi_overflow = blob_get_u8(r);
+    s.filter.nr_uni = blob_get_u32(r);
+    s.filter.nr_multi = blob_get_u32(r);
+    if (!r->error && (s.filter.nr_uni > VIRTIO_NET_MAC_TABLE_ENTRIES ||
+                      s.filter.nr_multi > VIRTIO_NET_MAC_TABLE_ENTRIES -
+                                              s.filter.nr_uni)) {
+        error_setg(errp, "%s: virtio-net state has a MAC table of %u + %u entries",
+                   vdev->name, s.filter.nr_uni, s.filter.nr_multi);
+        return false;
+    }
+    blob_get_bytes(r, s.filter.macs, 6 * (s.filter.nr_uni + s.filter.nr_multi));
+    for (unsigned i = 0; i < VNET_VLAN_WORDS; i++) {
+        s.filter.vlans[i] = blob_get_u32(r);
+    }
+    if (r->error) {
+        error_setg(errp, "%s: virtio-net state is truncated", vdev->name);
+        return false;
+    }
+    if (s.guest_offloads & ~VNET_GUEST_OFFLOADS ||
+        (s.guest_offloads && !(n->vdev.host_features & F(VIRTIO_NET_F_GUEST_CSUM)))) {
+        error_setg(errp, "%s: the source had offloads 0x%" G_GINT64_MODIFIER "x that "
+                   "this tap cannot take", vdev->name, s.guest_offloads);
+        return false;
+    }
+    n->loaded = s;
+    return true;
+}
+
+static void vnet_load_apply(VirtioDevice *vdev)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+    const VirtioNetSnapshot *s = &n->loaded;
+
+    memcpy(n->mac, s->mac, 6);
+    memcpy(vdev->config, s->mac, 6);
+    n->filter = s->filter;
+    vnet_set_config_status(n, s->config_status);
+    __atomic_store_n(&n->link_down, s->link_down, __ATOMIC_RELEASE);
+    vnet_apply_offloads(n, s->guest_offloads);
+    n->rx_len = 0;
+    n->rx_wait_buffers = n->tx_wait_writable = false;
+    n->announce_pending = (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) != 0;
+}
+
+static void vnet_destroy(VirtioDevice *vdev)
+{
+    virtio_net_free((VirtioNet *)vdev);
+}
+
+static const VirtioDeviceOps virtio_net_ops = {
+    .handle_queue = vnet_handle_queue,
+    .reset = vnet_reset,
+    .save = vnet_save,
+    .load_check = vnet_load_check,
+    .load_apply = vnet_load_apply,
+    .destroy = vnet_destroy,
+    .status_changed = vnet_status_changed,
+    .watch_fds = vnet_watch_fds,
+    .handle_fd = vnet_handle_fd,
+    .pause = vnet_pause,
+};
+
+/* ---- creation ---- */
+
+static uint64_t vnet_features(VirtioNet *n)
+{
+    uint64_t f = F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MRG_RXBUF) |
+                 F(VIRTIO_NET_F_CTRL_VQ) | F(VIRTIO_NET_F_CTRL_RX) |
+                 F(VIRTIO_NET_F_CTRL_VLAN) | F(VIRTIO_NET_F_CTRL_RX_EXTRA) |
+                 F(VIRTIO_NET_F_GUEST_ANNOUNCE) | F(VIRTIO_NET_F_CTRL_MAC_ADDR) |
+                 F(VIRTIO_RING_F_EVENT_IDX) | F(VIRTIO_RING_F_INDIRECT_DESC);
+
+    if (n->tap && net_tap_has_vnet_hdr(n->tap)) {
+        f |= F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) |
+             F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | F(VIRTIO_NET_F_GUEST_TSO4) |
+             F(VIRTIO_NET_F_GUEST_TSO6) | F(VIRTIO_NET_F_GUEST_ECN) |
+             F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_HOST_TSO6) |
+             F(VIRTIO_NET_F_HOST_ECN);
+    }
+    if (n->failover) {
+        f |= F(VIRTIO_NET_F_STANDBY);
+    }
+    if (n->vhost) {
+        f &= ~VNET_VHOST_FEATURES | vhost_net_get_features(n->vhost);
+    }
+    return f;
+}
+
+void virtio_net_free(VirtioNet *n)
+{
+    if (!n) {
+        return;
+    }
+    if (n->netdev) {
+        netdev_release(n->netdev, n);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        if (n->call_fd[i] >= 0) {
+            close(n->call_fd[i]);
+        }
+    }
+    g_free(n->rx_buf);
+    g_free(n->rx_elems);
+    g_free(n->rx_lens);
+    g_free(n->qdev_id);
+    g_free(n);
+}
+
+VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o, GError **errp)
+{
+    VirtioNet *n;
+
+    if (o->netdev && netdev_owner(o->netdev)) {
+        error_setg(errp, "Property 'virtio-net-pci.netdev' can't take value '%s', it's "
+                   "in use", netdev_id(o->netdev));
+        return NULL;
+    }
+    n = g_new0(VirtioNet, 1);
+    n->call_fd[0] = n->call_fd[1] = -1;
+    if (o->netdev) {
+        netdev_claim(o->netdev, n);
+        n->netdev = o->netdev;
+        n->tap = netdev_tap(o->netdev, 0);
+        n->vhost = netdev_vhost(o->netdev, 0);
+    }
+    n->qdev_id = g_strdup(o->id);
+    n->failover = o->failover;
+    memcpy(n->ram, o->ram, sizeof(n->ram));
+    n->nr_ram = MIN(o->nr_ram, VIRTIO_NET_RAM_RANGES);
+    if (o->has_mac) {
+        memcpy(n->mac, o->mac, 6);
+    } else {
+        static const uint8_t base[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+        memcpy(n->mac, base, 6);
+        n->mac[5] += __atomic_fetch_add(&vnet_instances, 1, __ATOMIC_RELAXED);
+    }
+    if (n->vhost) {
+        for (unsigned i = 0; i < 2; i++) {
+            n->call_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (n->call_fd[i] < 0) {
+                error_setg_errno(errp, errno, "virtio-net: cannot create an eventfd");
+                virtio_net_free(n);
+                return NULL;
+            }
+        }
+    }
+    n->rx_buf = g_malloc(NET_TAP_MAX_FRAME);
+    n->rx_elems = g_new0(VirtQueueElement, VNET_QUEUE_SIZE);
+    n->rx_lens = g_new0(uint32_t, VNET_QUEUE_SIZE);
+    virtio_device_init(&n->vdev, mem, "virtio-net", VIRTIO_ID_NET, VNET_NR_QUEUES,
+                       VNET_QUEUE_SIZE, vnet_features(n), VNET_CONFIG_LEN, &virtio_net_ops);
+    memcpy(n->vdev.config, n->mac, 6);
+    vnet_set_config_status(n, VIRTIO_NET_S_LINK_UP);
+    pci_set_word(n->vdev.config + 8, 1);         /* max_virtqueue_pairs */
+    vnet_filter_reset(n, false);
+    return n;
+}
+
+PciDevice *virtio_net_pci_create(PciBus *bus, const VirtioNetOptions *o, GError **errp)
+{
+    VirtioNet *n;
+    PciDevice *pci;
+
+    if (!bus) {
+        error_setg(errp, "virtio-net-pci: this machine has no PCI bus");
+        return NULL;
+    }
+    n = virtio_net_new(pci_bus_memory(bus), o, errp);
+    if (!n) {
+        return NULL;
+    }
+    pci = virtio_pci_create(bus, &n->vdev, "virtio-net-pci", PCI_CLASS_NETWORK_ETHERNET,
+                            o->id, o->devfn, errp);
+    if (!pci) {
+        virtio_device_cleanup(&n->vdev);
+        virtio_net_free(n);
+    }
+    return pci;
+}
+
+VirtioNet *virtio_net_from_pci(PciDevice *pci)
+{
+    VirtioDevice *vdev = virtio_pci_device(pci);
+
+    return vdev && vdev->device_id == VIRTIO_ID_NET ? (VirtioNet *)vdev : NULL;
+}

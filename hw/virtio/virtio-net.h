@@ -1,0 +1,93 @@
+/*
+ * virtio-net's state, shared with its unit test, which creates the model
+ * without the PCI transport and drives its handlers directly.
+ * Locking: see virtio-net.c.
+ */
+#ifndef HW_VIRTIO_VIRTIO_NET_H
+#define HW_VIRTIO_VIRTIO_NET_H
+
+#include <linux/virtio_net.h>
+
+#include "hw/virtio-net.h"
+#include "hw/virtio.h"
+
+#define VNET_RX_QUEUE    0
+#define VNET_TX_QUEUE    1
+#define VNET_CTRL_QUEUE  2
+#define VNET_NR_QUEUES   3
+#define VNET_QUEUE_SIZE  256
+#define VNET_VLAN_WORDS  (4096 / 32)
+
+/* The receive filter: the control queue's RX, MAC and VLAN classes. */
+typedef struct VirtioNetFilter {
+    uint8_t promisc, allmulti, alluni, nomulti, nouni, nobcast;
+    uint8_t uni_overflow, multi_overflow;
+    uint32_t nr_uni, nr_multi;   /* the table holds uni first, then multi */
+    uint8_t macs[VIRTIO_NET_MAC_TABLE_ENTRIES][6];
+    uint32_t vlans[VNET_VLAN_WORDS];
+} VirtioNetFilter;
+
+/* What watch_fds handed the I/O thread, entry by entry. */
+typedef enum VirtioNetWatch {
+    VNET_WATCH_TAP,
+    VNET_WATCH_CALL_RX,
+    VNET_WATCH_CALL_TX,
+} VirtioNetWatch;
+
+/* The migration state of the model, parsed before it is applied. */
+typedef struct VirtioNetSnapshot {
+    uint8_t mac[6];
+    uint16_t config_status;
+    uint8_t link_down;
+    uint64_t guest_offloads;
+    VirtioNetFilter filter;
+} VirtioNetSnapshot;
+
+struct VirtioNet {
+    VirtioDevice vdev;            /* first: the core hands this back */
+    Netdev *netdev;               /* NULL: no backend */
+    NetTap *tap;
+    VhostNet *vhost;              /* vhost=on */
+    char *qdev_id;
+    bool failover;
+    VhostMemRegion ram[VIRTIO_NET_RAM_RANGES];
+    unsigned nr_ram;
+
+    /* [machine lock, or the I/O thread while it runs the queues] */
+    uint8_t mac[6];               /* the current address (CTRL_MAC_ADDR_SET) */
+    bool link_down;               /* atomic */
+    uint64_t guest_offloads;      /* GUEST_* bits in force (CTRL_GUEST_OFFLOADS) */
+    VirtioNetFilter filter;       /* [I/O thread; main thread when paused] */
+    bool rx_filter_changed;       /* atomic: for NIC_RX_FILTER_CHANGED */
+
+    /* the data path [I/O thread] */
+    uint8_t *rx_buf;              /* one frame from the tap, header first */
+    ssize_t rx_len;               /* > 0: a frame waits for guest buffers */
+    bool rx_wait_buffers;         /* the tap is not watched until a kick */
+    bool tx_wait_writable;        /* the tap refused a frame: wait for POLLOUT */
+    VirtQueueElement *rx_elems;   /* scratch for one merged frame */
+    uint32_t *rx_lens;
+    VirtioNetWatch watching[VIRTIO_MAX_WATCH_FDS];
+    uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
+
+    /* vhost-net [machine lock] */
+    bool vhost_running;
+    int call_fd[2];               /* vhost's interrupts, relayed by the I/O thread */
+
+    /* migration */
+    VirtioNetSnapshot loaded;     /* what load_check accepted last */
+    bool announce_pending;        /* after an incoming migration */
+};
+
+/*
+ * The model without a transport, on guest memory mem (unit tests; the
+ * transport's notify hooks stay NULL).  Frees with virtio_net_free.
+ */
+VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *opts,
+                          GError **errp);
+void virtio_net_free(VirtioNet *n);
+
+/* Is a frame (Ethernet header first) for this NIC under its rx filter? */
+bool virtio_net_filter_accepts(VirtioNet *n, const uint8_t *frame, size_t len);
+
+#endif

@@ -1,0 +1,893 @@
+/*
+ * virtio-net without the PCI transport: the model on the fake guest's RAM
+ * (virtio-fakes.h), its queues driven the way a driver drives them and its
+ * handlers called the way the I/O thread calls them.  Frames go through a
+ * real tap in a network namespace of the test's own (raw frames with the
+ * IEEE's experimental EtherType; no addresses at all).  Control-queue
+ * commands and the receive filter, hostile chains (the device ends in
+ * NEEDS_RESET, the VMM goes on), and the migration state: a round trip,
+ * and corrupt blobs refused with the device untouched.  Needs root.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hw/pci.h"
+#include "hw/state-blob.h"
+#include "hw/virtio/virtio-net.h"
+#include "net/net.h"
+#include "unit.h"
+#include "virtio-fakes.h"
+
+#define WAIT_MS        3000
+#define TEST_ETHERTYPE 0x88b5
+#define NQ             16                  /* entries per test ring */
+#define RING_GPA(q)    (0x40000 + 0x4000 * (q))
+#define RXBUF_GPA      0x200000            /* rx buffers: 64 KiB each slot */
+#define TXBUF_GPA      0x800000
+#define CTRL_GPA       0xc00000
+#define RXBUF_SLOT     0x10000
+
+#define FEAT(b) (1ULL << (b))
+#define BASE_FEATURES                                                               \
+    (FEAT(VIRTIO_F_VERSION_1) | FEAT(VIRTIO_NET_F_MAC) | FEAT(VIRTIO_NET_F_STATUS) | \
+     FEAT(VIRTIO_NET_F_CTRL_VQ) | FEAT(VIRTIO_NET_F_CTRL_RX) |                       \
+     FEAT(VIRTIO_NET_F_CTRL_VLAN) | FEAT(VIRTIO_NET_F_CTRL_MAC_ADDR) |               \
+     FEAT(VIRTIO_NET_F_GUEST_ANNOUNCE))
+
+static const uint8_t our_mac[6] = { 0x02, 0x00, 0xc6, 0x12, 0x00, 0x02 };
+static const uint8_t peer_mac[6] = { 0x02, 0x00, 0xc6, 0x12, 0x00, 0x01 };
+
+/* A driver's view of one queue: its rings and next indices. */
+typedef struct TRing {
+    uint64_t desc, avail, used;
+    uint16_t avail_idx, used_seen, next_desc;
+} TRing;
+
+static TRing rings[VNET_NR_QUEUES];
+
+static void ring_init(VirtioNet *n, unsigned q)
+{
+    TRing *r = &rings[q];
+    VirtQueue *vq = &n->vdev.vqs[q];
+
+    memset(r, 0, sizeof(*r));
+    r->desc = RING_GPA(q);
+    r->avail = r->desc + 16 * NQ;
+    r->used = r->desc + 0x1000;
+    memset(m.ram + r->desc, 0, 0x2000);
+    vq->size = NQ;
+    vq->desc_gpa = r->desc;
+    vq->avail_gpa = r->avail;
+    vq->used_gpa = r->used;
+    virtio_queue_enable(&n->vdev, q);
+    CHECK(vq->enabled);
+}
+
+/* Post a chain of count buffers (flags per buffer) and return its head. */
+static uint16_t ring_post(unsigned q, const uint64_t *gpa, const uint32_t *len,
+                          const uint16_t *flags, unsigned count)
+{
+    TRing *r = &rings[q];
+    uint16_t head = r->next_desc % NQ;
+
+    for (unsigned i = 0; i < count; i++) {
+        uint16_t d = (r->next_desc + i) % NQ;
+        desc_set(r->desc, d, gpa[i], len[i],
+                 flags[i] | (i + 1 < count ? VRING_DESC_F_NEXT : 0), (d + 1) % NQ);
+    }
+    r->next_desc += count;
+    put16(r->avail + 4 + 2 * (r->avail_idx % NQ), head);
+    r->avail_idx++;
+    __atomic_store_n((uint16_t *)(m.ram + r->avail + 2), r->avail_idx, __ATOMIC_RELEASE);
+    return head;
+}
+
+static uint16_t ring_used(unsigned q)
+{
+    return __atomic_load_n((uint16_t *)(m.ram + rings[q].used + 2), __ATOMIC_ACQUIRE);
+}
+
+static uint32_t ring_used_len(unsigned q, uint16_t i)
+{
+    return get32(rings[q].used + 4 + 8 * (i % NQ) + 4);
+}
+
+static uint32_t ring_used_id(unsigned q, uint16_t i)
+{
+    return get32(rings[q].used + 4 + 8 * (i % NQ));
+}
+
+static bool needs_reset(VirtioNet *n)
+{
+    return virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET;
+}
+
+/* A driver bringing the device up with these features. */
+static void driver_up(VirtioNet *n, uint64_t features)
+{
+    VirtioDevice *vdev = &n->vdev;
+
+    virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    vdev->driver_feature_select = 0;
+    virtio_set_driver_features(vdev, (uint32_t)features);
+    vdev->driver_feature_select = 1;
+    virtio_set_driver_features(vdev, features >> 32);
+    virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                                VIRTIO_CONFIG_S_FEATURES_OK);
+    CHECK(virtio_get_status(vdev) & VIRTIO_CONFIG_S_FEATURES_OK);
+    for (unsigned q = 0; q < VNET_NR_QUEUES; q++) {
+        ring_init(n, q);
+    }
+    virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                                VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+static VirtioNet *net_new(Netdev *nd)
+{
+    VirtioNetOptions o = { .netdev = nd, .devfn = -1, .has_mac = true };
+    GError *err = NULL;
+    VirtioNet *n;
+
+    memcpy(o.mac, our_mac, 6);
+    n = virtio_net_new(&m.mem, &o, &err);
+    if (!n) {
+        fprintf(stderr, "virtio_net_new: %s\n", err->message);
+        exit(1);
+    }
+    return n;
+}
+
+static void net_free(VirtioNet *n)
+{
+    virtio_device_cleanup(&n->vdev);
+    virtio_net_free(n);
+}
+
+/* ---- a namespace with the tap ---- */
+
+static void enter_netns(void)
+{
+    if (unshare(CLONE_NEWNET) < 0) {
+        fprintf(stderr, "unshare(CLONE_NEWNET): %s (tests need root)\n", strerror(errno));
+        exit(1);
+    }
+}
+
+static void link_up(const char *ifname)
+{
+    struct ifreq ifr = { 0 };
+    char *path = g_strdup_printf("/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        CHECK(write(fd, "1", 1) == 1);
+        close(fd);
+    }
+    g_free(path);
+    g_strlcpy(ifr.ifr_name, ifname, sizeof(ifr.ifr_name));
+    CHECK(ioctl(sock, SIOCGIFFLAGS, &ifr) == 0);
+    ifr.ifr_flags |= IFF_UP;
+    CHECK(ioctl(sock, SIOCSIFFLAGS, &ifr) == 0);
+    close(sock);
+}
+
+static int packet_socket(const char *ifname)
+{
+    struct sockaddr_ll addr = {
+        .sll_family = AF_PACKET,
+        .sll_protocol = htons(ETH_P_ALL),
+        .sll_ifindex = (int)if_nametoindex(ifname),
+    };
+    int sock = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
+
+    CHECK(sock >= 0);
+    CHECK(bind(sock, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+    return sock;
+}
+
+static bool wait_fd(int fd, short events)
+{
+    struct pollfd pfd = { .fd = fd, .events = events };
+
+    return poll(&pfd, 1, WAIT_MS) == 1;
+}
+
+static Netdev *tap_netdev(NetdevSet *set)
+{
+    NetdevConfig cfg;
+    GError *err = NULL;
+    Netdev *nd;
+
+    CHECK(netdev_parse("tap,id=n0,ifname=dvnet0,script=no,downscript=no", &cfg, &err));
+    nd = netdev_open(set, &cfg, &err);
+    netdev_config_clear(&cfg);
+    if (!nd) {
+        fprintf(stderr, "netdev_open: %s\n", err->message);
+        exit(1);
+    }
+    link_up("dvnet0");
+    return nd;
+}
+
+/* A test frame of len bytes to dst whose payload starts with seq. */
+static void make_frame(uint8_t *f, size_t len, const uint8_t *dst, uint32_t seq)
+{
+    memcpy(f, dst, 6);
+    memcpy(f + 6, peer_mac, 6);
+    f[12] = TEST_ETHERTYPE >> 8;
+    f[13] = TEST_ETHERTYPE & 0xff;
+    memcpy(f + 14, &seq, 4);
+    for (size_t i = 18; i < len; i++) {
+        f[i] = (uint8_t)(i * 13 + seq);
+    }
+}
+
+/* The next test frame on the packet socket, or -1. */
+static ssize_t packet_recv(int sock, uint8_t *buf, size_t size)
+{
+    for (;;) {
+        ssize_t r = recv(sock, buf, size, 0);
+        if (r < 0 && errno == EAGAIN) {
+            if (!wait_fd(sock, POLLIN)) {
+                fprintf(stderr, "no frame at the packet socket in %d ms\n", WAIT_MS);
+                return -1;
+            }
+            continue;
+        }
+        if (r < 0 || (r >= 14 && buf[12] == TEST_ETHERTYPE >> 8 &&
+                      buf[13] == (TEST_ETHERTYPE & 0xff))) {
+            return r;
+        }
+    }
+}
+
+/* Run the I/O thread's step for the tap once it is readable (or give up). */
+static void pump_rx(VirtioNet *n)
+{
+    struct pollfd fds[VIRTIO_MAX_WATCH_FDS];
+    unsigned count = n->vdev.ops->watch_fds(&n->vdev, fds, VIRTIO_MAX_WATCH_FDS);
+
+    for (unsigned i = 0; i < count; i++) {
+        if (fds[i].events & POLLIN) {
+            if (wait_fd(fds[i].fd, POLLIN)) {
+                n->vdev.ops->handle_fd(&n->vdev, i, POLLIN);
+            }
+        }
+    }
+}
+
+static void kick(VirtioNet *n, unsigned q)
+{
+    n->vdev.ops->handle_queue(&n->vdev, &n->vdev.vqs[q]);
+}
+
+/* Post nbuf receive buffers of size bytes each. */
+static void post_rx(unsigned nbuf, uint32_t size)
+{
+    for (unsigned i = 0; i < nbuf; i++) {
+        uint16_t slot = rings[VNET_RX_QUEUE].avail_idx % NQ;
+        uint64_t gpa = RXBUF_GPA + RXBUF_SLOT * slot;
+        uint16_t fl = VRING_DESC_F_WRITE;
+        memset(m.ram + gpa, 0xaa, size);
+        ring_post(VNET_RX_QUEUE, &gpa, &size, &fl, 1);
+    }
+}
+
+/* ---- tests ---- */
+
+UNIT_TEST(features_and_config)
+{
+    VirtioNet *n;
+    uint64_t f;
+
+    machine_setup();
+    n = net_new(NULL);
+    f = n->vdev.host_features;
+    CHECK(f & FEAT(VIRTIO_NET_F_MAC));
+    CHECK(f & FEAT(VIRTIO_NET_F_STATUS));
+    CHECK(f & FEAT(VIRTIO_NET_F_MRG_RXBUF));
+    CHECK(f & FEAT(VIRTIO_NET_F_CTRL_VQ));
+    CHECK(f & FEAT(VIRTIO_NET_F_CTRL_RX));
+    CHECK(f & FEAT(VIRTIO_NET_F_CTRL_VLAN));
+    CHECK(f & FEAT(VIRTIO_NET_F_GUEST_ANNOUNCE));
+    CHECK(f & FEAT(VIRTIO_RING_F_EVENT_IDX));
+    CHECK(f & FEAT(VIRTIO_RING_F_INDIRECT_DESC));
+    CHECK(f & FEAT(VIRTIO_F_VERSION_1));
+    CHECK(!(f & FEAT(VIRTIO_NET_F_MQ)));
+    CHECK(!(f & FEAT(VIRTIO_NET_F_STANDBY)));
+    /* no tap with vnet headers: no offloads */
+    CHECK(!(f & FEAT(VIRTIO_NET_F_CSUM)));
+    CHECK(memcmp(n->vdev.config, our_mac, 6) == 0);
+    CHECK_EQ(pci_get_word(n->vdev.config + 6), VIRTIO_NET_S_LINK_UP);
+    virtio_net_set_link(n, false);
+    CHECK_EQ(pci_get_word(n->vdev.config + 6), 0);
+    CHECK(!virtio_net_link_up(n));
+    virtio_net_set_link(n, true);
+    CHECK_EQ(pci_get_word(n->vdev.config + 6), VIRTIO_NET_S_LINK_UP);
+    net_free(n);
+    machine_teardown();
+}
+
+UNIT_TEST(mac_parsing)
+{
+    uint8_t mac[6];
+
+    CHECK(virtio_net_parse_mac("52:54:00:ab:CD:0f", mac));
+    CHECK(mac[0] == 0x52 && mac[3] == 0xab && mac[4] == 0xcd && mac[5] == 0x0f);
+    CHECK(!virtio_net_parse_mac("52:54:00:ab:cd", mac));
+    CHECK(!virtio_net_parse_mac("52:54:00:ab:cd:0g", mac));
+    CHECK(!virtio_net_parse_mac("52-54-00-ab-cd-0f", mac));
+    CHECK(!virtio_net_parse_mac("52:54:00:ab:cd:0f0", mac));
+    CHECK(!virtio_net_parse_mac(" 2:54:00:ab:cd:0f", mac));
+}
+
+/*
+ * Frames of every size from 60 to 1514 bytes (step 29) each way: the
+ * guest's chains (header, frame) reach the interface unchanged; frames
+ * sent on the interface land in one receive buffer behind a zero header
+ * with num_buffers 1.
+ */
+UNIT_TEST(frames_both_ways_through_a_tap)
+{
+    static uint8_t frame[2048], got[2048];
+    NetdevSet *set;
+    VirtioNet *n;
+    int sock, bad = 0;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    n = net_new(tap_netdev(set));
+    CHECK(n->vdev.host_features & FEAT(VIRTIO_NET_F_CSUM));
+    CHECK(n->vdev.host_features & FEAT(VIRTIO_NET_F_GUEST_TSO4));
+    driver_up(n, BASE_FEATURES);
+    sock = packet_socket("dvnet0");
+    for (size_t len = 60; len <= 1514 && !bad; len += 29) {
+        uint64_t gpa[2] = { TXBUF_GPA, TXBUF_GPA + 0x100 };
+        uint32_t lens[2] = { NET_VNET_HDR_LEN, (uint32_t)len };
+        uint16_t flags[2] = { 0, 0 }, used;
+        ssize_t r;
+
+        memset(m.ram + TXBUF_GPA, 0, NET_VNET_HDR_LEN);
+        make_frame(m.ram + TXBUF_GPA + 0x100, len, peer_mac, (uint32_t)len);
+        used = ring_used(VNET_TX_QUEUE);
+        ring_post(VNET_TX_QUEUE, gpa, lens, flags, 2);
+        kick(n, VNET_TX_QUEUE);
+        CHECK_EQ(ring_used(VNET_TX_QUEUE), (uint16_t)(used + 1));
+        r = packet_recv(sock, got, sizeof(got));
+        if (r != (ssize_t)len || memcmp(got, m.ram + TXBUF_GPA + 0x100, len) != 0) {
+            fprintf(stderr, "guest to tap, %zu bytes: got %zd\n", len, r);
+            bad = 1;
+        }
+
+        post_rx(1, 2048);
+        used = ring_used(VNET_RX_QUEUE);
+        make_frame(frame, len, our_mac, (uint32_t)len + 1);
+        CHECK(send(sock, frame, len, 0) == (ssize_t)len);
+        pump_rx(n);
+        if (ring_used(VNET_RX_QUEUE) != (uint16_t)(used + 1)) {
+            fprintf(stderr, "tap to guest, %zu bytes: nothing used\n", len);
+            bad = 1;
+            continue;
+        }
+        {
+            uint16_t id = ring_used_id(VNET_RX_QUEUE, used);
+            uint8_t *buf = m.ram + RXBUF_GPA + RXBUF_SLOT * id;
+            if (ring_used_len(VNET_RX_QUEUE, used) != len + NET_VNET_HDR_LEN ||
+                pci_get_word(buf + 10) != 1 ||
+                memcmp(buf + NET_VNET_HDR_LEN, frame, len) != 0) {
+                fprintf(stderr, "tap to guest, %zu bytes: used len %u, num_buffers %u\n",
+                        len, ring_used_len(VNET_RX_QUEUE, used), pci_get_word(buf + 10));
+                bad = 1;
+            }
+        }
+    }
+    CHECK(!bad);
+    CHECK(!needs_reset(n));
+    close(sock);
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+/* MRG_RXBUF: a 1000-byte frame over 256-byte buffers, published at once. */
+UNIT_TEST(merged_receive_buffers)
+{
+    static uint8_t frame[1000], joined[4 * 256];
+    NetdevSet *set;
+    VirtioNet *n;
+    size_t off = 0;
+    int sock;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    n = net_new(tap_netdev(set));
+    driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_MRG_RXBUF));
+    sock = packet_socket("dvnet0");
+    post_rx(6, 256);
+    make_frame(frame, sizeof(frame), our_mac, 7);
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK_EQ(ring_used(VNET_RX_QUEUE), 4);          /* ceil(1012 / 256) */
+    for (uint16_t i = 0; i < 4 && ring_used(VNET_RX_QUEUE) == 4; i++) {
+        uint16_t id = ring_used_id(VNET_RX_QUEUE, i);
+        uint32_t len = ring_used_len(VNET_RX_QUEUE, i);
+        CHECK(len == (i < 3 ? 256 : 1012 - 3 * 256));
+        memcpy(joined + off, m.ram + RXBUF_GPA + RXBUF_SLOT * id, len);
+        off += len;
+    }
+    CHECK_EQ(off, 1012);
+    CHECK_EQ(pci_get_word(joined + 10), 4);
+    CHECK(memcmp(joined + NET_VNET_HDR_LEN, frame, sizeof(frame)) == 0);
+
+    /* too few buffers: nothing is used until the driver adds more */
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK_EQ(ring_used(VNET_RX_QUEUE), 4);
+    CHECK(n->rx_wait_buffers);
+    post_rx(3, 256);
+    kick(n, VNET_RX_QUEUE);
+    CHECK_EQ(ring_used(VNET_RX_QUEUE), 8);
+    CHECK(!needs_reset(n));
+
+    /* without MRG_RXBUF, a frame bigger than the buffer is dropped */
+    close(sock);
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+UNIT_TEST(small_buffer_without_mrg_rxbuf_drops_the_frame)
+{
+    static uint8_t frame[1000];
+    NetdevSet *set;
+    VirtioNet *n;
+    int sock;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    n = net_new(tap_netdev(set));
+    driver_up(n, BASE_FEATURES);
+    sock = packet_socket("dvnet0");
+    post_rx(1, 512);
+    make_frame(frame, sizeof(frame), our_mac, 9);
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK_EQ(ring_used(VNET_RX_QUEUE), 0);
+    CHECK_EQ(n->rx_dropped, 1);
+    /* the buffer is still the driver's: a small frame uses it */
+    CHECK(send(sock, frame, 100, 0) == 100);
+    pump_rx(n);
+    CHECK_EQ(ring_used(VNET_RX_QUEUE), 1);
+    CHECK_EQ(ring_used_len(VNET_RX_QUEUE, 0), 100 + NET_VNET_HDR_LEN);
+    CHECK(!needs_reset(n));
+    close(sock);
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+/* One control command; returns the ack byte (0xee when none was written). */
+static uint8_t ctrl(VirtioNet *n, uint8_t cls, uint8_t cmd, const void *data, uint32_t len)
+{
+    uint64_t gpa[3] = { CTRL_GPA, CTRL_GPA + 0x10, CTRL_GPA + 0x8000 };
+    uint32_t lens[3] = { 2, len, 1 };
+    uint16_t flags[3] = { 0, 0, VRING_DESC_F_WRITE };
+    uint16_t used = ring_used(VNET_CTRL_QUEUE);
+
+    m.ram[CTRL_GPA] = cls;
+    m.ram[CTRL_GPA + 1] = cmd;
+    memcpy(m.ram + CTRL_GPA + 0x10, data, len);
+    m.ram[CTRL_GPA + 0x8000] = 0xee;
+    if (len) {
+        ring_post(VNET_CTRL_QUEUE, gpa, lens, flags, 3);
+    } else {
+        uint64_t g2[2] = { gpa[0], gpa[2] };
+        uint32_t l2[2] = { 2, 1 };
+        uint16_t f2[2] = { 0, VRING_DESC_F_WRITE };
+        ring_post(VNET_CTRL_QUEUE, g2, l2, f2, 2);
+    }
+    kick(n, VNET_CTRL_QUEUE);
+    CHECK_EQ(ring_used(VNET_CTRL_QUEUE), (uint16_t)(used + 1));
+    return m.ram[CTRL_GPA + 0x8000];
+}
+
+static bool accepts(VirtioNet *n, const uint8_t *dst, int vlan)
+{
+    uint8_t f[64];
+
+    make_frame(f, sizeof(f), dst, 0);
+    if (vlan >= 0) {
+        f[12] = 0x81, f[13] = 0x00, f[14] = vlan >> 8, f[15] = vlan & 0xff;
+    }
+    return virtio_net_filter_accepts(n, f, sizeof(f));
+}
+
+UNIT_TEST(control_queue_rx_mode_mac_table_vlan)
+{
+    static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 9 };
+    static const uint8_t mcast[6] = { 0x01, 0x00, 0x5e, 0, 0, 1 };
+    static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    uint8_t on = 1, off = 0, table[4 + 6 + 4 + 6];
+    uint8_t vid[2] = { 5, 0 };
+    VirtioNet *n;
+
+    machine_setup();
+    n = net_new(NULL);
+    driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_CTRL_RX_EXTRA));
+    CHECK(accepts(n, other, -1));                 /* promiscuous until told */
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &off, 1),
+             VIRTIO_NET_OK);
+    CHECK(!accepts(n, other, -1));
+    CHECK(accepts(n, our_mac, -1));
+    CHECK(accepts(n, bcast, -1));
+    CHECK(!accepts(n, mcast, -1));
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI, &on, 1),
+             VIRTIO_NET_OK);
+    CHECK(accepts(n, mcast, -1));
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI, &off, 1),
+             VIRTIO_NET_OK);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_NOBCAST, &on, 1),
+             VIRTIO_NET_OK);
+    CHECK(!accepts(n, bcast, -1));
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_NOBCAST, &off, 1),
+             VIRTIO_NET_OK);
+
+    /* the MAC table: one unicast, one multicast address */
+    pci_set_long(table, 1);
+    memcpy(table + 4, other, 6);
+    pci_set_long(table + 10, 1);
+    memcpy(table + 14, mcast, 6);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
+                  sizeof(table)), VIRTIO_NET_OK);
+    CHECK(accepts(n, other, -1));
+    CHECK(accepts(n, mcast, -1));
+    /* a table whose counts do not match its length is refused, unchanged */
+    pci_set_long(table + 10, 2);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
+                  sizeof(table)), VIRTIO_NET_ERR);
+    CHECK(accepts(n, mcast, -1));
+    pci_set_long(table, 0xffffffff);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
+                  sizeof(table)), VIRTIO_NET_ERR);
+
+    /* MAC_ADDR_SET changes the address and the config */
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, peer_mac, 6),
+             VIRTIO_NET_OK);
+    CHECK(memcmp(n->vdev.config, peer_mac, 6) == 0);
+    CHECK(accepts(n, peer_mac, -1));
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, peer_mac, 5),
+             VIRTIO_NET_ERR);
+
+    /* VLAN filtering: only added ids pass */
+    CHECK(!accepts(n, peer_mac, 5));
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_ADD, vid, 2),
+             VIRTIO_NET_OK);
+    CHECK(accepts(n, peer_mac, 5));
+    CHECK(!accepts(n, peer_mac, 6));
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_DEL, vid, 2),
+             VIRTIO_NET_OK);
+    CHECK(!accepts(n, peer_mac, 5));
+    vid[1] = 0x10;                                   /* 4101: out of range */
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_ADD, vid, 2),
+             VIRTIO_NET_ERR);
+
+    /* announce: the status bit, then the driver's ack clears it */
+    virtio_net_announce(n);
+    CHECK(pci_get_word(n->vdev.config + 6) & VIRTIO_NET_S_ANNOUNCE);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_ANNOUNCE, VIRTIO_NET_CTRL_ANNOUNCE_ACK, NULL, 0),
+             VIRTIO_NET_OK);
+    CHECK(!(pci_get_word(n->vdev.config + 6) & VIRTIO_NET_S_ANNOUNCE));
+
+    /* unknown classes, MQ (not offered) and offloads (not negotiated): ERR */
+    CHECK_EQ(ctrl(n, 77, 0, &on, 1), VIRTIO_NET_ERR);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MQ, 0, vid, 2), VIRTIO_NET_ERR);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_GUEST_OFFLOADS, 0, table, 8), VIRTIO_NET_ERR);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, table, 2),
+             VIRTIO_NET_ERR);
+    CHECK(!needs_reset(n));
+    net_free(n);
+    machine_teardown();
+}
+
+/* GUEST_CSUM + TSO: TUNSETOFFLOAD follows what the guest negotiated and sets. */
+UNIT_TEST(guest_offloads_follow_the_driver)
+{
+    NetdevSet *set;
+    VirtioNet *n;
+    uint8_t off[8] = { 0 }, csum[8] = { 1u << VIRTIO_NET_F_GUEST_CSUM };
+    uint8_t ufo[8] = { 0, 1u << (VIRTIO_NET_F_GUEST_UFO - 8) };
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    n = net_new(tap_netdev(set));
+    driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_GUEST_CSUM) |
+                     FEAT(VIRTIO_NET_F_GUEST_TSO4) | FEAT(VIRTIO_NET_F_GUEST_TSO6) |
+                     FEAT(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS));
+    CHECK_EQ(n->guest_offloads, FEAT(VIRTIO_NET_F_GUEST_CSUM) |
+                                    FEAT(VIRTIO_NET_F_GUEST_TSO4) |
+                                    FEAT(VIRTIO_NET_F_GUEST_TSO6));
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET,
+                  off, 8), VIRTIO_NET_OK);
+    CHECK_EQ(n->guest_offloads, 0);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET,
+                  csum, 8), VIRTIO_NET_OK);
+    CHECK_EQ(n->guest_offloads, FEAT(VIRTIO_NET_F_GUEST_CSUM));
+    /* not negotiated: refused */
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET,
+                  ufo, 8), VIRTIO_NET_ERR);
+    CHECK_EQ(n->guest_offloads, FEAT(VIRTIO_NET_F_GUEST_CSUM));
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+/* ---- hostile chains: NEEDS_RESET, the VMM goes on, a reset recovers ---- */
+
+static void reset_and_up(VirtioNet *n, uint64_t features)
+{
+    virtio_reset(&n->vdev);
+    CHECK_EQ(virtio_get_status(&n->vdev), 0);
+    driver_up(n, features);
+    CHECK(!needs_reset(n));
+}
+
+UNIT_TEST(hostile_chains_need_a_reset)
+{
+    static uint8_t frame[200];
+    NetdevSet *set;
+    VirtioNet *n;
+    int sock;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    n = net_new(tap_netdev(set));
+    sock = packet_socket("dvnet0");
+    make_frame(frame, sizeof(frame), our_mac, 3);
+
+    /* a receive buffer the device may only read */
+    driver_up(n, BASE_FEATURES);
+    {
+        uint64_t gpa = RXBUF_GPA;
+        uint32_t len = 2048;
+        uint16_t fl = 0;
+        ring_post(VNET_RX_QUEUE, &gpa, &len, &fl, 1);
+    }
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK(needs_reset(n));
+
+    /* a receive buffer outside guest RAM */
+    reset_and_up(n, BASE_FEATURES);
+    {
+        uint64_t gpa = RAM_SIZE + 0x1000;
+        uint32_t len = 2048;
+        uint16_t fl = VRING_DESC_F_WRITE;
+        ring_post(VNET_RX_QUEUE, &gpa, &len, &fl, 1);
+    }
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK(needs_reset(n));
+
+    /* a receive buffer shorter than the header (merged buffers) */
+    reset_and_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_MRG_RXBUF));
+    post_rx(1, 4);
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK(needs_reset(n));
+
+    /* a zero-length receive buffer */
+    reset_and_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_MRG_RXBUF));
+    post_rx(1, 0);
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK(needs_reset(n));
+
+    /* a transmit chain shorter than the header */
+    reset_and_up(n, BASE_FEATURES);
+    {
+        uint64_t gpa = TXBUF_GPA;
+        uint32_t len = 4;
+        uint16_t fl = 0;
+        ring_post(VNET_TX_QUEUE, &gpa, &len, &fl, 1);
+    }
+    kick(n, VNET_TX_QUEUE);
+    CHECK(needs_reset(n));
+    CHECK_EQ(ring_used(VNET_TX_QUEUE), 1);        /* given back, not lost */
+
+    /* a transmit descriptor loop */
+    reset_and_up(n, BASE_FEATURES);
+    desc_set(rings[VNET_TX_QUEUE].desc, 0, TXBUF_GPA, 64, VRING_DESC_F_NEXT, 1);
+    desc_set(rings[VNET_TX_QUEUE].desc, 1, TXBUF_GPA, 64, VRING_DESC_F_NEXT, 0);
+    put16(rings[VNET_TX_QUEUE].avail + 4, 0);
+    __atomic_store_n((uint16_t *)(m.ram + rings[VNET_TX_QUEUE].avail + 2), 1,
+                     __ATOMIC_RELEASE);
+    kick(n, VNET_TX_QUEUE);
+    CHECK(needs_reset(n));
+
+    /* a transmit buffer outside guest RAM */
+    reset_and_up(n, BASE_FEATURES);
+    {
+        uint64_t gpa = (uint64_t)-4096;
+        uint32_t len = 64;
+        uint16_t fl = 0;
+        ring_post(VNET_TX_QUEUE, &gpa, &len, &fl, 1);
+    }
+    kick(n, VNET_TX_QUEUE);
+    CHECK(needs_reset(n));
+
+    /* a control command without an ack byte */
+    reset_and_up(n, BASE_FEATURES);
+    {
+        uint64_t gpa = CTRL_GPA;
+        uint32_t len = 3;
+        uint16_t fl = 0;
+        ring_post(VNET_CTRL_QUEUE, &gpa, &len, &fl, 1);
+    }
+    kick(n, VNET_CTRL_QUEUE);
+    CHECK(needs_reset(n));
+
+    /* and after all that, a reset gives a working device */
+    reset_and_up(n, BASE_FEATURES);
+    post_rx(1, 2048);
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    CHECK_EQ(ring_used(VNET_RX_QUEUE), 1);
+    CHECK(!needs_reset(n));
+    close(sock);
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+/* Frames the host sends that a NIC must survive: runts and the largest. */
+UNIT_TEST(runts_and_big_frames_from_the_host)
+{
+    static uint8_t frame[9000];
+    NetdevSet *set;
+    VirtioNet *n;
+    int sock;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    n = net_new(tap_netdev(set));
+    driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_MRG_RXBUF));
+    sock = packet_socket("dvnet0");
+    post_rx(NQ, 4096);
+    make_frame(frame, sizeof(frame), our_mac, 11);
+    CHECK(send(sock, frame, 14, 0) == 14);           /* header only */
+    pump_rx(n);
+    CHECK(send(sock, frame, sizeof(frame), 0) < 0 || true);   /* above the MTU */
+    make_frame(frame, 1514, our_mac, 12);
+    CHECK(send(sock, frame, 1514, 0) == 1514);
+    pump_rx(n);
+    CHECK(ring_used(VNET_RX_QUEUE) >= 1);
+    CHECK(!needs_reset(n));
+    close(sock);
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+/* ---- migration state ---- */
+
+static GByteArray *save_state(VirtioNet *n)
+{
+    GByteArray *out = g_byte_array_new();
+
+    virtio_device_save(&n->vdev, out);
+    return out;
+}
+
+static bool load_state(VirtioNet *n, const uint8_t *buf, size_t len, GError **errp)
+{
+    StateReader r;
+    VirtioSnapshot *snap;
+
+    state_reader_init(&r, buf, len);
+    snap = virtio_device_parse(&n->vdev, &r, errp);
+    if (!snap) {
+        return false;
+    }
+    if (!blob_done(&r)) {
+        virtio_snapshot_free(snap);
+        g_set_error_literal(errp, g_quark_from_static_string("test"), 1, "stray bytes");
+        return false;
+    }
+    virtio_device_apply(&n->vdev, snap);
+    virtio_snapshot_free(snap);
+    return true;
+}
+
+UNIT_TEST(state_round_trip_and_corrupt_blobs)
+{
+    static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 9 };
+    uint8_t offb = 0, table[4 + 6 + 4];
+    uint8_t vid[2] = { 7, 0 };
+    VirtioNet *src, *dst;
+    VirtioNetFilter before;
+    GByteArray *blob;
+    GError *err = NULL;
+    size_t filter_at;
+
+    machine_setup();
+    src = net_new(NULL);
+    driver_up(src, BASE_FEATURES);
+    CHECK_EQ(ctrl(src, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &offb, 1),
+             VIRTIO_NET_OK);
+    pci_set_long(table, 1);
+    memcpy(table + 4, other, 6);
+    pci_set_long(table + 10, 0);
+    CHECK_EQ(ctrl(src, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
+                  sizeof(table)), VIRTIO_NET_OK);
+    CHECK_EQ(ctrl(src, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_ADD, vid, 2),
+             VIRTIO_NET_OK);
+    virtio_net_set_link(src, false);
+    blob = save_state(src);
+
+    dst = net_new(NULL);
+    before = dst->filter;
+    /* corrupt blobs: truncated anywhere, a bad magic, a MAC table too big */
+    for (size_t cut = 0; cut < blob->len; cut += 37) {
+        CHECK(!load_state(dst, blob->data, cut, &err));
+        g_clear_error(&err);
+    }
+    /* the model's part, last: magic, version, mac, status, link, offloads,
+     * 8 flags, the two counts, one address, the VLAN bitmap */
+    filter_at = blob->len - (4 + 4 + 6 + 2 + 1 + 8 + 8 + 4 + 4 + 6 + 4 * VNET_VLAN_WORDS);
+    {
+        GByteArray *bad = g_byte_array_new();
+        g_byte_array_append(bad, blob->data, blob->len);
+        /* the model's magic sits where its state starts */
+        bad->data[filter_at] ^= 0xff;
+        CHECK(!load_state(dst, bad->data, bad->len, &err));
+        CHECK(err && strstr(err->message, "bad virtio-net state"));
+        g_clear_error(&err);
+        bad->data[filter_at] ^= 0xff;
+        /* nr_uni = 200 */
+        pci_set_long(bad->data + filter_at + 4 + 4 + 6 + 2 + 1 + 8 + 8, 200);
+        CHECK_EQ(pci_get_long(blob->data + filter_at + 4 + 4 + 6 + 2 + 1 + 8 + 8), 1);
+        CHECK(!load_state(dst, bad->data, bad->len, &err));
+        CHECK(err && strstr(err->message, "MAC table"));
+        g_clear_error(&err);
+        g_byte_array_free(bad, TRUE);
+    }
+    CHECK(memcmp(&dst->filter, &before, sizeof(before)) == 0);
+    CHECK_EQ(virtio_get_status(&dst->vdev), 0);
+    CHECK(virtio_net_link_up(dst));
+
+    /* the real thing */
+    CHECK(load_state(dst, blob->data, blob->len, &err));
+    if (err) {
+        fprintf(stderr, "load: %s\n", err->message);
+        g_clear_error(&err);
+    }
+    CHECK(memcmp(&dst->filter, &src->filter, sizeof(src->filter)) == 0);
+    CHECK(!accepts(dst, peer_mac, -1) && accepts(dst, other, -1));
+    CHECK(!virtio_net_link_up(dst));
+    CHECK_EQ(pci_get_word(dst->vdev.config + 6), 0);
+    CHECK_EQ(dst->vdev.guest_features, src->vdev.guest_features);
+    CHECK(virtio_get_status(&dst->vdev) & VIRTIO_CONFIG_S_DRIVER_OK);
+    CHECK(dst->announce_pending);
+    g_byte_array_free(blob, TRUE);
+    net_free(dst);
+    net_free(src);
+    machine_teardown();
+}
+
+UNIT_MAIN()
