@@ -31,7 +31,7 @@
 #include "hw/pci.h"
 #include "hw/state-blob.h"
 #include "hw/virtio.h"
-#include "virtio-net.h"
+#include "virtio-net-int.h"
 #include "util/error.h"
 
 #define VNET_STATE_MAGIC     0x564e4554u       /* "VNET" */

@@ -22,7 +22,7 @@
 
 #include "hw/pci.h"
 #include "hw/state-blob.h"
-#include "hw/virtio/virtio-net.h"
+#include "hw/virtio/virtio-net-int.h"
 #include "net/net.h"
 #include "unit.h"
 #include "virtio-fakes.h"

@@ -3,8 +3,8 @@
  * without the PCI transport and drives its handlers directly.
  * Locking: see virtio-net.c.
  */
-#ifndef HW_VIRTIO_VIRTIO_NET_H
-#define HW_VIRTIO_VIRTIO_NET_H
+#ifndef HW_VIRTIO_VIRTIO_NET_INT_H
+#define HW_VIRTIO_VIRTIO_NET_INT_H
 
 #include <linux/virtio_net.h>
 
