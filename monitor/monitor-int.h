@@ -1,12 +1,14 @@
 /*
  * Monitor internals shared by monitor.c (endpoints, events), qmp.c (the
- * QMP protocol) and hmp.c (the text monitor).  Main thread only.
+ * QMP protocol), qmp-cmds*.c (the QMP commands), hmp.c (the text monitor)
+ * and hmp-cmds.c (its commands).  Main thread only.
  */
 #ifndef MONITOR_INT_H
 #define MONITOR_INT_H
 
 #include "monitor/monitor.h"
 #include "monitor/qmp-dispatch.h"
+#include "block/block.h"
 
 /* Input a client may send before one JSON value is complete. */
 #define QMP_MAX_PENDING_INPUT (1 << 20)
@@ -56,11 +58,56 @@ void qmp_session_greet(Monitor *mon);
 void qmp_session_input(Monitor *mon, const uint8_t *buf, size_t len);
 void monitor_send_json(Monitor *mon, const json_t *value);
 
+/* ---- HMP: the line editor and parser (hmp.c), the commands (hmp-cmds.c) ---- */
+
+typedef void (*HmpHandler)(Monitor *mon, const char *args);
+
+typedef struct HmpCommand {
+    const char *name;        /* "stop|s": aliases after '|' */
+    const char *params;
+    const char *help;
+    HmpHandler fn;
+    bool takes_args;
+} HmpCommand;
+
+/* The commands and the "info" subcommands, each ending with a NULL name. */
+extern const HmpCommand hmp_commands[];
+extern const HmpCommand hmp_info_commands[];
+void hmp_help(Monitor *mon, const char *args);
+void hmp_info(Monitor *mon, const char *args);
+/* HMP "info pci"'s text (QEMU's layout) from pci_query's records. */
+char *hmp_format_pci(const GArray *devices);
+
 void hmp_session_reset(HmpSession *s);
 void hmp_session_free(HmpSession *s);
 void hmp_session_greet(Monitor *mon);
 void hmp_session_input(Monitor *mon, const uint8_t *buf, size_t len);
 /* printf to the monitor (or into its capture buffer) */
 void monitor_printf(Monitor *mon, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* ---- shared by the QMP commands and HMP (qmp-cmds*.c) ---- */
+
+/* query-version's numbers: the QEMU release this VMM presents as. */
+typedef struct MonitorVersionInfo {
+    int major, minor, micro;
+    const char *package;
+} MonitorVersionInfo;
+
+void monitor_query_version(MonitorVersionInfo *info);
+
+/* query-block's "cache" of a drive, which HMP's "Cache mode" names. */
+typedef struct BlockCacheFlags {
+    bool no_flush, direct, writeback;
+} BlockCacheFlags;
+
+BlockCacheFlags monitor_block_cache_flags(BlockCacheMode mode);
+
+/* KVM_X86_DISABLE_EXITS_* bits by QMP name, in QEMU's order; NULL-ended. */
+typedef struct MonitorExitName {
+    uint32_t bit;
+    const char *name;
+} MonitorExitName;
+
+extern const MonitorExitName monitor_exit_names[];
 
 #endif

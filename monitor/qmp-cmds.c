@@ -7,7 +7,7 @@
 
 #include "qapi-commands.h"
 #include "config-host.h"
-#include "hw/machine.h"
+#include "hw/machine-info.h"
 #include "monitor-int.h"
 #include "util/error.h"
 
@@ -27,10 +27,24 @@ json_t *qmp_qmp_capabilities(QmpContext *ctx, json_t *args, GError **errp)
     return json_object();
 }
 
+void monitor_query_version(MonitorVersionInfo *info)
+{
+    /* the QEMU version Debian's libvirt and tools expect of this VMM */
+    *info = (MonitorVersionInfo){
+        .major = 4,
+        .minor = 2,
+        .micro = 0,
+        .package = "directvisor " DIRECTVISOR_VERSION,
+    };
+}
+
 json_t *qmp_query_version(QmpContext *ctx, json_t *args, GError **errp)
 {
-    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", 0, "minor", 2,
-                     "major", 4, "package", "directvisor " DIRECTVISOR_VERSION);
+    MonitorVersionInfo v;
+
+    monitor_query_version(&v);
+    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", v.micro, "minor",
+                     v.minor, "major", v.major, "package", v.package);
 }
 
 json_t *qmp_query_commands(QmpContext *ctx, json_t *args, GError **errp)
@@ -46,10 +60,11 @@ json_t *qmp_query_commands(QmpContext *ctx, json_t *args, GError **errp)
 
 json_t *qmp_query_status(QmpContext *ctx, json_t *args, GError **errp)
 {
-    RunState state = ctx->machine->runstate;
+    MachineStatusInfo status;
 
-    return json_pack("{s:b,s:b,s:s}", "running", state == RUN_STATE_RUNNING,
-                     "singlestep", 0, "status", runstate_name(state));
+    machine_query_status(ctx->machine, &status);
+    return json_pack("{s:b,s:b,s:s}", "running", status.running, "singlestep", 0,
+                     "status", runstate_name(status.state));
 }
 
 json_t *qmp_query_name(QmpContext *ctx, json_t *args, GError **errp)
@@ -66,7 +81,10 @@ json_t *qmp_query_uuid(QmpContext *ctx, json_t *args, GError **errp)
 
 json_t *qmp_query_kvm(QmpContext *ctx, json_t *args, GError **errp)
 {
-    return json_pack("{s:b,s:b}", "enabled", 1, "present", 1);
+    MachineKvmInfo kvm;
+
+    machine_query_kvm(ctx->machine, &kvm);
+    return json_pack("{s:b,s:b}", "enabled", kvm.enabled, "present", kvm.present);
 }
 
 json_t *qmp_query_target(QmpContext *ctx, json_t *args, GError **errp)
@@ -74,15 +92,11 @@ json_t *qmp_query_target(QmpContext *ctx, json_t *args, GError **errp)
     return json_pack("{s:s}", "arch", "x86_64");
 }
 
-/* socket/core/thread ids of vCPU index, from the -smp topology */
-static json_t *cpu_props(const Machine *m, unsigned index)
+/* socket/core/thread ids of a vCPU in the -smp topology */
+static json_t *cpu_props(const MachineCpuInfo *cpu)
 {
-    const SmpConfig *smp = &m->cfg->smp;
-
-    return json_pack("{s:i,s:i,s:i}", "core-id",
-                     (int)((index / smp->threads) % smp->cores), "thread-id",
-                     (int)(index % smp->threads), "socket-id",
-                     (int)(index / (smp->threads * smp->cores)));
+    return json_pack("{s:i,s:i,s:i}", "core-id", (int)cpu->core_id, "thread-id",
+                     (int)cpu->thread_index, "socket-id", (int)cpu->socket_id);
 }
 
 static char *cpu_qom_path(unsigned index)
@@ -92,41 +106,40 @@ static char *cpu_qom_path(unsigned index)
 
 json_t *qmp_query_cpus(QmpContext *ctx, json_t *args, GError **errp)
 {
-    Machine *m = ctx->machine;
+    GArray *cpus = machine_query_cpus(ctx->machine, true);
     json_t *list = json_array();
 
-    for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        VCpu *cpu = m->vcpus[i];
-        VCpuSnapshot snap;
-        char *path = cpu_qom_path(i);
+    for (guint i = 0; i < cpus->len; i++) {
+        const MachineCpuInfo *cpu = &g_array_index(cpus, MachineCpuInfo, i);
+        char *path = cpu_qom_path(cpu->index);
 
-        vcpu_snapshot(cpu, &snap);
         json_array_append_new(
-            list, json_pack("{s:i,s:b,s:b,s:s,s:i,s:o,s:s,s:I}", "CPU", (int)i,
-                            "current", i == 0, "halted",
-                            snap.valid && snap.mp_state.mp_state != KVM_MP_STATE_RUNNABLE,
-                            "qom_path", path, "thread_id", (int)cpu->tid, "props",
-                            cpu_props(m, i), "arch", "x86",
-                            "pc", (json_int_t)(snap.regs.rip + snap.sregs.cs.base)));
+            list, json_pack("{s:i,s:b,s:b,s:s,s:i,s:o,s:s,s:I}", "CPU", (int)cpu->index,
+                            "current", cpu->index == 0, "halted", cpu->halted,
+                            "qom_path", path, "thread_id", (int)cpu->thread_id, "props",
+                            cpu_props(cpu), "arch", "x86", "pc", (json_int_t)cpu->pc));
         g_free(path);
     }
+    g_array_unref(cpus);
     return list;
 }
 
 json_t *qmp_query_cpus_fast(QmpContext *ctx, json_t *args, GError **errp)
 {
-    Machine *m = ctx->machine;
+    GArray *cpus = machine_query_cpus(ctx->machine, false);
     json_t *list = json_array();
 
-    for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        char *path = cpu_qom_path(i);
+    for (guint i = 0; i < cpus->len; i++) {
+        const MachineCpuInfo *cpu = &g_array_index(cpus, MachineCpuInfo, i);
+        char *path = cpu_qom_path(cpu->index);
 
         json_array_append_new(
-            list, json_pack("{s:i,s:s,s:i,s:o,s:s}", "cpu-index", (int)i, "qom-path",
-                            path, "thread-id", (int)m->vcpus[i]->tid, "props",
-                            cpu_props(m, i), "target", "x86_64"));
+            list, json_pack("{s:i,s:s,s:i,s:o,s:s}", "cpu-index", (int)cpu->index,
+                            "qom-path", path, "thread-id", (int)cpu->thread_id, "props",
+                            cpu_props(cpu), "target", "x86_64"));
         g_free(path);
     }
+    g_array_unref(cpus);
     return list;
 }
 

@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 
 #include "block/block.h"
-#include "qapi-commands.h"
 #include "hw/devices.h"
+#include "hw/machine-info.h"
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
@@ -210,60 +210,30 @@ bool machine_drives_acquire(Machine *m, GError **errp)
     return true;
 }
 
-static json_t *cache_info(BlockCacheMode mode)
+GArray *machine_query_drives(Machine *m)
 {
-    bool direct = mode == BLOCK_CACHE_NONE || mode == BLOCK_CACHE_DIRECTSYNC;
-    bool writeback = mode != BLOCK_CACHE_WRITETHROUGH && mode != BLOCK_CACHE_DIRECTSYNC;
-
-    return json_pack("{s:b,s:b,s:b}", "no-flush", mode == BLOCK_CACHE_UNSAFE, "direct",
-                     direct, "writeback", writeback);
-}
-
-static json_t *image_info(BlockDriverState *bs)
-{
-    struct stat st;
-    json_int_t actual = stat(bdrv_filename(bs), &st) == 0 ? (json_int_t)st.st_blocks * 512
-                                                           : 0;
-    json_t *img = json_pack("{s:I,s:s,s:s,s:I,s:b}", "virtual-size",
-                            (json_int_t)bdrv_getlength(bs), "filename",
-                            bdrv_filename(bs), "format", bdrv_format_name(bs),
-                            "actual-size", actual, "dirty-flag", 0);
-
-    if (bdrv_backing_filename(bs)) {
-        json_object_set_new(img, "backing-filename",
-                            json_string(bdrv_backing_filename(bs)));
-    }
-    return img;
-}
-
-json_t *qmp_query_block(QmpContext *ctx, json_t *args, GError **errp)
-{
-    Machine *m = ctx->machine;
-    json_t *list = json_array();
+    GArray *list = g_array_new(FALSE, TRUE, sizeof(MachineDriveInfo));
 
     for (guint i = 0; m->drives && i < m->drives->len; i++) {
         MachineDrive *d = g_ptr_array_index(m->drives, i);
         BlockDriverState *bs = d->bs;
-        char *node = g_strdup_printf("#block%u", 100 + i);
-        json_t *inserted = json_pack(
-            "{s:s,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:o,s:i}", "file",
-            bdrv_filename(bs), "node-name", node, "ro", bdrv_is_read_only(bs), "drv",
-            bdrv_format_name(bs), "backing_file_depth",
-            bdrv_backing_filename(bs) ? 1 : 0, "encrypted", 0, "detect_zeroes", "off",
-            "bps", 0, "bps_rd", 0, "bps_wr", 0, "iops", 0, "iops_rd", 0, "iops_wr", 0,
-            "image", image_info(bs), "cache", cache_info(bdrv_cache_mode(bs)),
-            "write_threshold", 0);
+        struct stat st;
+        MachineDriveInfo info = {
+            .id = d->cfg.id,
+            .attached = d->attached,
+            .filename = bdrv_filename(bs),
+            .format = bdrv_format_name(bs),
+            .backing_file = bdrv_backing_filename(bs),
+            .read_only = bdrv_is_read_only(bs),
+            .cache = bdrv_cache_mode(bs),
+            .virtual_size = bdrv_getlength(bs),
+        };
 
-        if (bdrv_backing_filename(bs)) {
-            json_object_set_new(inserted, "backing_file",
-                                json_string(bdrv_backing_filename(bs)));
+        g_snprintf(info.node_name, sizeof(info.node_name), "#block%u", 100 + i);
+        if (stat(info.filename, &st) == 0) {
+            info.actual_size = (uint64_t)st.st_blocks * 512;
         }
-        json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:b,s:o,s:s,s:s}",
-                                              "device", d->cfg.id, "io-status", "ok",
-                                              "locked", 0, "removable", 0, "inserted",
-                                              inserted, "type", "unknown", "qdev",
-                                              d->attached ? "virtio-blk" : ""));
-        g_free(node);
+        g_array_append_val(list, info);
     }
     return list;
 }

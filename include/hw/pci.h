@@ -320,7 +320,34 @@ char *pci_driver_list(void);
 /* Parse QEMU's addr= ("3", "0x3", "03.0", "3.1") into a devfn. */
 bool pci_parse_devfn(const char *addr, int *devfn, GError **errp);
 
-/* HMP "info pci" text (QEMU's layout) from query-pci's return value. */
-char *pci_format_info(json_t *query_pci_result);
+/* One BAR of a function, as query-pci shows it. */
+typedef struct PciRegionInfo {
+    int bar;
+    PciBarKind kind;
+    bool prefetch;
+    uint64_t size;
+    uint64_t address;     /* PCI_BAR_UNMAPPED while not on a bus */
+} PciRegionInfo;
+
+/* One PCI function, as query-pci and HMP's "info pci" show it. */
+typedef struct PciDeviceInfo {
+    unsigned bus, slot, function;
+    uint16_t class_id;
+    const char *class_desc;          /* NULL for a class without a name */
+    uint16_t vendor_id, device_id, subsystem_vendor_id, subsystem_id;
+    uint8_t irq_pin;                 /* 0: none; 1-4: INTA-INTD */
+    uint8_t irq_line;
+    char *qdev_id;                   /* "" without -device id= */
+    unsigned nr_regions;
+    PciRegionInfo regions[PCI_BAR_COUNT];
+} PciDeviceInfo;
+
+/* QEMU's name of a class code ("Host bridge"), or NULL. */
+const char *pci_class_description(uint16_t class_id);
+/*
+ * Every function on the bus, in devfn order, read under the machine lock:
+ * a GArray of PciDeviceInfo that frees its records (g_array_unref).
+ */
+GArray *pci_query(Machine *m);
 
 #endif

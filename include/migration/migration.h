@@ -46,12 +46,61 @@ bool migration_events_enabled(MigrationState *ms);
 /* Source side. */
 bool migration_start(MigrationState *ms, const char *uri, GError **errp);
 void migration_cancel(MigrationState *ms);
-/* The query-migrate reply (a new JSON object). */
-json_t *migration_query(MigrationState *ms);
-bool migration_set_parameters(MigrationState *ms, json_t *args, GError **errp);
-json_t *migration_query_parameters(MigrationState *ms);
-bool migration_set_capabilities(MigrationState *ms, json_t *caps, GError **errp);
-json_t *migration_query_capabilities(MigrationState *ms);
+
+/* RAM figures of query-migrate (QEMU's MigrationStats). */
+typedef struct MigrationRamInfo {
+    uint64_t transferred, remaining, total, duplicate, normal, normal_bytes;
+    double dirty_pages_rate;    /* pages/s */
+    double mbps;
+    uint64_t dirty_sync_count, page_size;
+    double pages_per_second;
+    uint64_t precopy_bytes;
+} MigrationRamInfo;
+
+/* The current or last outgoing migration, as query-migrate shows it. */
+typedef struct MigrationInfo {
+    MigrationStatus status;     /* NONE: never started; nothing else is set */
+    bool has_stats;             /* times and RAM: once it started */
+    int64_t total_time, setup_time;             /* ms */
+    bool has_downtime;          /* completed */
+    int64_t downtime;
+    bool has_expected_downtime; /* still running */
+    int64_t expected_downtime;
+    MigrationRamInfo ram;
+    char *error_desc;           /* failed: why; NULL otherwise */
+} MigrationInfo;
+
+void migration_query(MigrationState *ms, MigrationInfo *info);
+void migration_info_clear(MigrationInfo *info);
+
+/* migrate-set-parameters / query-migrate-parameters: bytes/s and ms. */
+typedef struct MigrationParameters {
+    bool has_max_bandwidth;
+    int64_t max_bandwidth;
+    bool has_downtime_limit;
+    int64_t downtime_limit;
+} MigrationParameters;
+
+/* Checks every given value first: nothing changes on error. */
+bool migration_set_parameters(MigrationState *ms, const MigrationParameters *p,
+                              GError **errp);
+void migration_query_parameters(MigrationState *ms, MigrationParameters *p);
+
+typedef struct MigrationCapabilityInfo {
+    const char *name;
+    bool state;
+} MigrationCapabilityInfo;
+
+/* Would migration_set_capabilities take these (no migration running, each
+ * name known, only supported ones switched on)? */
+bool migration_check_capabilities(MigrationState *ms, const MigrationCapabilityInfo *caps,
+                                  size_t count, GError **errp);
+/* Check them all, then set them: nothing changes on error. */
+bool migration_set_capabilities(MigrationState *ms, const MigrationCapabilityInfo *caps,
+                                size_t count, GError **errp);
+/* Every capability QEMU 7.2 has, in its order: a GArray of
+ * MigrationCapabilityInfo. */
+GArray *migration_query_capabilities(MigrationState *ms);
 
 /*
  * Destination side: listen on (or run) uri and load the stream.  On success

@@ -12,6 +12,7 @@
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
+#include "monitor/monitor-int.h"
 #include "unit.h"
 
 UNIT_MAIN()
@@ -732,6 +733,7 @@ UNIT_TEST(query_pci_has_qemus_shape)
     QmpContext ctx = { 0 };
     PciDevice *dev;
     json_t *ret, *devs, *d, *regions;
+    GArray *devices;
     char *text;
 
     machine_setup(&m, 256 << 20);
@@ -766,7 +768,9 @@ UNIT_TEST(query_pci_has_qemus_shape)
     CHECK_EQ(json_integer_value(json_object_get(json_array_get(regions, 1), "address")),
              0xfebf1000);
     CHECK(json_is_true(json_object_get(json_array_get(regions, 2), "mem_type_64")));
-    text = pci_format_info(ret);
+    devices = pci_query(&m);
+    text = hmp_format_pci(devices);
+    g_array_unref(devices);
     CHECK(strstr(text, "  Bus  0, device   0, function 0:\n    Host bridge: PCI device "
                        "8086:1237\n      PCI subsystem 1af4:1100\n      id \"\"\n"));
     CHECK(strstr(text, "      IRQ 11, pin A\n"));

@@ -1,0 +1,73 @@
+/*
+ * QMP query-pci (qapi/pci.json) in QEMU's shape, key order included, from
+ * hw/pci's typed records (pci_query).  Main thread only.
+ */
+#include "hw/machine.h"
+#include "hw/pci.h"
+#include "qapi-commands.h"
+
+static json_t *pci_class_json(const PciDeviceInfo *d)
+{
+    json_t *info = json_object();
+
+    json_object_set_new(info, "class", json_integer(d->class_id));
+    if (d->class_desc) {
+        json_object_set_new(info, "desc", json_string(d->class_desc));
+    }
+    return info;
+}
+
+static json_t *pci_region_json(const PciRegionInfo *r)
+{
+    json_t *obj = json_object();
+    json_int_t addr = r->address == PCI_BAR_UNMAPPED ? -1 : (json_int_t)r->address;
+
+    if (r->kind != PCI_BAR_IO) {
+        json_object_set_new(obj, "prefetch", json_boolean(r->prefetch));
+        json_object_set_new(obj, "mem_type_64", json_boolean(r->kind == PCI_BAR_MEM64));
+    }
+    json_object_set_new(obj, "bar", json_integer(r->bar));
+    json_object_set_new(obj, "size", json_integer(r->size));
+    json_object_set_new(obj, "address", json_integer(addr));
+    json_object_set_new(obj, "type",
+                        json_string(r->kind == PCI_BAR_IO ? "io" : "memory"));
+    return obj;
+}
+
+static json_t *pci_device_json(const PciDeviceInfo *d)
+{
+    json_t *info = json_object(), *id = json_object(), *regions = json_array();
+
+    json_object_set_new(info, "irq_pin", json_integer(d->irq_pin));
+    json_object_set_new(info, "bus", json_integer(d->bus));
+    json_object_set_new(info, "qdev_id", json_string(d->qdev_id));
+    if (d->irq_pin) {
+        json_object_set_new(info, "irq", json_integer(d->irq_line));
+    }
+    json_object_set_new(info, "slot", json_integer(d->slot));
+    json_object_set_new(info, "class_info", pci_class_json(d));
+    json_object_set_new(id, "device", json_integer(d->device_id));
+    json_object_set_new(id, "subsystem-vendor", json_integer(d->subsystem_vendor_id));
+    json_object_set_new(id, "vendor", json_integer(d->vendor_id));
+    json_object_set_new(id, "subsystem", json_integer(d->subsystem_id));
+    json_object_set_new(info, "id", id);
+    json_object_set_new(info, "function", json_integer(d->function));
+    for (unsigned i = 0; i < d->nr_regions; i++) {
+        json_array_append_new(regions, pci_region_json(&d->regions[i]));
+    }
+    json_object_set_new(info, "regions", regions);
+    return info;
+}
+
+json_t *qmp_query_pci(QmpContext *ctx, json_t *args, GError **errp)
+{
+    GArray *list = pci_query(ctx->machine);
+    json_t *devices = json_array();
+
+    for (guint i = 0; i < list->len; i++) {
+        json_array_append_new(devices,
+                              pci_device_json(&g_array_index(list, PciDeviceInfo, i)));
+    }
+    g_array_unref(list);
+    return json_pack("[{s:i,s:o}]", "bus", 0, "devices", devices);
+}
