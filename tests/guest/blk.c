@@ -109,8 +109,8 @@ static const char *blk_select(Blk *b, int irq, const char *who)
     bdf_text(b->dev.bdf, where);
     uprintf("%s device %s 1af4:%x capacity=%lu features=0x%lx queue=%u slots=%u "
             "seg_max=%u msix=%s indirect=%s event-idx=%s bars=%s",
-            who, where, b->dev.device_id, b->capacity, b->dev.features, b->vq.qsize, b->nslots,
-            b->seg_max, b->vq.msix_ok ? "on" : "off",
+            who, where, b->dev.device_id, b->capacity, b->dev.features, b->vq.qsize,
+            b->nslots, b->seg_max, b->vq.msix_ok ? "on" : "off",
             blk_has(b, VIRTIO_F_INDIRECT_DESC) ? "yes" : "no",
             blk_has(b, VIRTIO_F_EVENT_IDX) ? "yes" : "no",
             by_testos ? "testos" : "firmware");

@@ -1,7 +1,8 @@
 /* net.c: a virtio-net driver and the net scenarios. `net` answers ARP, ICMP
  * echo and UDP echo (port 7) for testos.ip until the VM is stopped;
  * `net-blast` sends UDP frames and counts received ones as fast as it can
- * for testos.seconds; `net-hostile` hands the device broken rings.
+ * for testos.seconds (`net-hostile`, which hands the device broken rings,
+ * is nethostile.c).
  *
  * The driver runs in ring 3 on the generic virtio-pci and virtqueue code
  * (virtio.c), polled, no interrupts. Features: VERSION_1 (required), MAC,
@@ -13,34 +14,9 @@
  * Queue 0 receives, queue 1 transmits; descriptor i of each queue always
  * points at buffer i of that queue (rx: posted, reposted after use; tx: a
  * free list). */
-#include "virtio.h"
+#include "net.h"
 
-#define VIRTIO_F_NET_MAC 5
-#define NET_HDR 12 /* struct virtio_net_hdr with num_buffers (VERSION_1) */
-#define NET_BUF 10240
-#define NET_MAX_FRAME (NET_BUF - NET_HDR)
-#define ETH_MIN 60 /* a frame's minimum without the FCS: shorter ones are padded */
-#define NETCFG_MAC 0
-
-#define ETH_P_IP 0x0800
-#define ETH_P_ARP 0x0806
-#define IPPROTO_ICMP 1
-#define IPPROTO_UDP 17
-#define UDP_ECHO_PORT 7
-#define UDP_DISCARD_PORT 9
-
-typedef struct Net {
-    VirtioDev dev;
-    Virtq rx, tx;
-    u8 mac[6];
-    u8 *rxbuf, *txbuf; /* VIRTQ_MAX_QSIZE buffers of NET_BUF bytes each */
-    u16 tx_free[VIRTQ_MAX_QSIZE];
-    u8 tx_busy[VIRTQ_MAX_QSIZE];
-    u32 tx_nfree;
-    u64 tx_done, rx_frames, bogus_used;
-} Net;
-
-static Net net;
+Net net;
 
 /* ---- byte order and checksums ---- */
 
@@ -128,7 +104,7 @@ static void tx_free_all(Net *n)
 
 /* Reset and initialise: features, both queues, every rx buffer posted
  * (unless !post_rx), DRIVER_OK. */
-static const char *net_init(Net *n, int post_rx)
+const char *net_init(Net *n, int post_rx)
 {
     u64 wanted = 1UL << VIRTIO_F_NET_MAC;
     const char *err;
@@ -172,7 +148,7 @@ static const char *net_init(Net *n, int post_rx)
     return NULL;
 }
 
-static const char *net_reinit(Net *n)
+const char *net_reinit(Net *n)
 {
     return net_init(n, 1);
 }
@@ -190,7 +166,7 @@ static void ip_text(u32 ip, char *out)
 }
 
 /* Finds the first virtio-net function on bus 0 and initialises it. */
-static const char *net_open(Net *n, const char *who)
+const char *net_open(Net *n, const char *who)
 {
     u32 bdfs[4];
     char where[8], mac[18];
@@ -256,7 +232,7 @@ static u8 *tx_get(Net *n, u32 *id, u64 wait_us)
 }
 
 /* Makes tx buffer id available with a frame of len bytes (padded to 60). */
-static void tx_put(Net *n, u32 id, u32 len)
+void net_tx_put(Net *n, u32 id, u32 len)
 {
     u8 *frame = n->txbuf + (u64)id * NET_BUF + NET_HDR;
 
@@ -341,7 +317,7 @@ static void arp_answer(Net *n, const u8 *frame, u32 len)
     memcpy(r + 22, n->mac, 6);
     memcpy(r + 28, ours, 4);
     memcpy(r + 32, frame + 22, 10); /* target: the sender's MAC and IP */
-    tx_put(n, id, 42);
+    net_tx_put(n, id, 42);
     virtq_kick(&n->tx);
 }
 
@@ -421,7 +397,7 @@ static void icmp_answer(Net *n, const u8 *frame, u32 len, u32 ihl, u32 total)
     ricmp[0] = 0; /* echo reply */
     put16(ricmp + 2, 0);
     put16(ricmp + 2, csum_fold(csum_add(0, ricmp, plen)));
-    tx_put(n, id, 34 + plen);
+    net_tx_put(n, id, 34 + plen);
 }
 
 static void udp_answer(Net *n, const u8 *frame, u32 len, u32 ihl, u32 total)
@@ -456,9 +432,10 @@ static void udp_answer(Net *n, const u8 *frame, u32 len, u32 ihl, u32 total)
     memcpy(rudp, udp + 2, 2); /* ports swapped */
     memcpy(rudp + 2, udp, 2);
     put16(rudp + 6, 0);
-    u16 sum = csum_fold(csum_add(pseudo_sum(r + 26, r + 30, IPPROTO_UDP, ulen), rudp, ulen));
+    u16 sum =
+        csum_fold(csum_add(pseudo_sum(r + 26, r + 30, IPPROTO_UDP, ulen), rudp, ulen));
     put16(rudp + 6, sum ? sum : 0xFFFF);
-    tx_put(n, id, 34 + ulen);
+    net_tx_put(n, id, 34 + ulen);
 }
 
 static u64 answered_arp, answered_icmp, answered_udp;
@@ -529,7 +506,7 @@ void scenario_net(Cpu *bsp)
  * with a 64-bit big-endian sequence number, then bytes (i * 7) & 0xff. The
  * checksums' sums without the sequence-dependent fields go to *ip_base and
  * *udp_base. */
-static void blast_build(Net *n, u8 *f, u32 frame, u64 *ip_base, u64 *udp_base)
+void net_blast_build(Net *n, u8 *f, u32 frame, u64 *ip_base, u64 *udp_base)
 {
     u32 plen = frame - 34; /* UDP header + payload */
     u8 *ip = f + 14, *udp = f + 34;
@@ -560,7 +537,7 @@ static void blast_build(Net *n, u8 *f, u32 frame, u64 *ip_base, u64 *udp_base)
 }
 
 /* Stamps sequence number seq into a built frame and completes its checksums. */
-static void blast_stamp(u8 *f, u64 seq, u64 ip_base, u64 udp_base)
+void net_blast_stamp(u8 *f, u64 seq, u64 ip_base, u64 udp_base)
 {
     u8 *ip = f + 14, *udp = f + 34;
 
@@ -603,15 +580,15 @@ static u64 net_blast_user(u64 unused)
         return 0;
     }
     for (u32 i = 0; i < n->tx.qsize; i++) {
-        blast_build(n, n->txbuf + (u64)i * NET_BUF + NET_HDR, frame, &ip_base[i],
-                    &udp_base[i]);
+        net_blast_build(n, n->txbuf + (u64)i * NET_BUF + NET_HDR, frame, &ip_base[i],
+                        &udp_base[i]);
     }
     mac_text(n->mac, mac);
     mac_text(boot_info.dst_mac, dmac);
     ip_text(boot_info.ip, ip);
     ip_text(boot_info.dst_ip, dip);
-    uprintf("net-blast up mac=%s ip=%s dst_mac=%s dst_ip=%s frame=%u seconds=%lu", mac, ip,
-            dmac, dip, frame, secs);
+    uprintf("net-blast up mac=%s ip=%s dst_mac=%s dst_ip=%s frame=%u seconds=%lu", mac,
+            ip, dmac, dip, frame, secs);
 
     u64 khz = boot_info.tsc_khz;
     u64 seq = 0, tx0 = n->tx_done, rx0 = n->rx_frames;
@@ -621,8 +598,8 @@ static u64 net_blast_user(u64 unused)
         u32 queued = 0;
         while (n->tx_nfree) {
             u32 id = n->tx_free[--n->tx_nfree];
-            blast_stamp(n->txbuf + (u64)id * NET_BUF + NET_HDR, seq++, ip_base[id],
-                        udp_base[id]);
+            net_blast_stamp(n->txbuf + (u64)id * NET_BUF + NET_HDR, seq++, ip_base[id],
+                            udp_base[id]);
             n->tx.desc[id].len = NET_HDR + frame;
             n->tx_busy[id] = 1;
             virtq_publish(&n->tx, (u16)id);
@@ -649,389 +626,4 @@ static u64 net_blast_user(u64 unused)
 void scenario_net_blast(Cpu *bsp)
 {
     run_user(bsp, net_blast_user, 0);
-}
-
-/* ---- net-hostile ---- */
-
-#define HOSTILE_TIMEOUT_MS 1000
-#define HIGH_ADDR 0x7FFFFFFFF000UL
-#define BIG_FRAME 65550 /* more than any tap or Ethernet takes */
-
-typedef struct NetHostile {
-    Net *n;
-    u8 *buf; /* 128 KiB of valid RAM: a header and a frame to send, or room */
-} NetHostile;
-
-/* Puts a valid broadcast UDP frame of len bytes (after a zero virtio-net
- * header) at p: what the tx cases break. */
-static void hostile_frame(Net *n, u8 *p, u32 len)
-{
-    u64 ib, ub;
-
-    memset(p, 0, NET_HDR);
-    u8 save[6];
-    memcpy(save, boot_info.dst_mac, 6);
-    memset(boot_info.dst_mac, 0xFF, 6);
-    blast_build(n, p + NET_HDR, len, &ib, &ub);
-    blast_stamp(p + NET_HDR, 0, ib, ub);
-    memcpy(boot_info.dst_mac, save, 6);
-}
-
-static void d_set(Virtq *q, u16 i, u64 addr, u32 len, u16 flags, u16 next)
-{
-    q->desc[i] = (VirtqDesc){addr, len, flags, next};
-}
-
-/* Each case builds at descriptor 0 (and 1) of its queue and publishes,
- * or returns 1 if it made its avail ring changes itself. */
-static int h_tx_loop(NetHostile *h)
-{
-    Virtq *q = &h->n->tx;
-    hostile_frame(h->n, h->buf, 60);
-    d_set(q, 0, (u64)h->buf, 36, VIRTQ_DESC_F_NEXT, 1);
-    d_set(q, 1, (u64)h->buf + 36, 36, VIRTQ_DESC_F_NEXT, 0);
-    return 0;
-}
-
-static int h_tx_next_oob(NetHostile *h)
-{
-    Virtq *q = &h->n->tx;
-    hostile_frame(h->n, h->buf, 60);
-    d_set(q, 0, (u64)h->buf, 36, VIRTQ_DESC_F_NEXT, (u16)(q->qsize + 3));
-    return 0;
-}
-
-static int h_tx_zero_len(NetHostile *h)
-{
-    d_set(&h->n->tx, 0, (u64)h->buf, 0, 0, 0);
-    return 0;
-}
-
-static int h_tx_short(NetHostile *h)
-{
-    memset(h->buf, 0, NET_HDR);
-    d_set(&h->n->tx, 0, (u64)h->buf, 4, 0, 0); /* less than the header */
-    return 0;
-}
-
-static int h_tx_header_only(NetHostile *h)
-{
-    memset(h->buf, 0, NET_HDR);
-    d_set(&h->n->tx, 0, (u64)h->buf, NET_HDR, 0, 0); /* an empty frame */
-    return 0;
-}
-
-static int h_tx_runt(NetHostile *h)
-{
-    hostile_frame(h->n, h->buf, 60);
-    d_set(&h->n->tx, 0, (u64)h->buf, NET_HDR + 8, 0, 0); /* 8 bytes of frame */
-    return 0;
-}
-
-static int h_tx_split_header(NetHostile *h)
-{
-    /* valid (VERSION_1 implies any layout): the header over two descriptors */
-    Virtq *q = &h->n->tx;
-    hostile_frame(h->n, h->buf, 60);
-    d_set(q, 0, (u64)h->buf, 5, VIRTQ_DESC_F_NEXT, 1);
-    d_set(q, 1, (u64)h->buf + 5, NET_HDR - 5 + 60, 0, 0);
-    return 0;
-}
-
-static int h_tx_oversize(NetHostile *h)
-{
-    hostile_frame(h->n, h->buf, 60);
-    d_set(&h->n->tx, 0, (u64)h->buf, NET_HDR + BIG_FRAME, 0, 0);
-    return 0;
-}
-
-static int h_tx_writable(NetHostile *h)
-{
-    hostile_frame(h->n, h->buf, 60);
-    d_set(&h->n->tx, 0, (u64)h->buf, NET_HDR + 60, VIRTQ_DESC_F_WRITE, 0);
-    return 0;
-}
-
-static int h_tx_addr_outside(NetHostile *h)
-{
-    d_set(&h->n->tx, 0, HIGH_ADDR, NET_HDR + 60, 0, 0);
-    return 0;
-}
-
-static int h_tx_addr_past_ram(NetHostile *h)
-{
-    d_set(&h->n->tx, 0, e820_ram_top(), NET_HDR + 60, 0, 0);
-    return 0;
-}
-
-static int h_tx_huge_len(NetHostile *h)
-{
-    d_set(&h->n->tx, 0, dma_pool_end() - 4096, 0xFFFFFFFF, 0, 0);
-    return 0;
-}
-
-static int h_tx_head_oob(NetHostile *h)
-{
-    virtq_publish(&h->n->tx, (u16)(h->n->tx.qsize + 1));
-    return 1;
-}
-
-static int h_tx_avail_jump(NetHostile *h)
-{
-    Virtq *q = &h->n->tx;
-    hostile_frame(h->n, h->buf, 60);
-    d_set(q, 0, (u64)h->buf, NET_HDR + 60, 0, 0);
-    for (u32 i = 0; i <= q->qsize; i++) {
-        q->avail[2 + (q->avail_idx + i) % q->qsize] = 0;
-    }
-    q->avail_idx = (u16)(q->avail_idx + q->qsize + 1);
-    __asm__ volatile("" ::: "memory");
-    q->avail[1] = q->avail_idx;
-    return 1;
-}
-
-/* Receive cases: only this buffer is posted; a frame from the host uses it. */
-static int h_rx_short(NetHostile *h)
-{
-    d_set(&h->n->rx, 0, (u64)h->buf, 4, VIRTQ_DESC_F_WRITE, 0);
-    return 0;
-}
-
-static int h_rx_zero_len(NetHostile *h)
-{
-    d_set(&h->n->rx, 0, (u64)h->buf, 0, VIRTQ_DESC_F_WRITE, 0);
-    return 0;
-}
-
-static int h_rx_header_only(NetHostile *h)
-{
-    d_set(&h->n->rx, 0, (u64)h->buf, NET_HDR, VIRTQ_DESC_F_WRITE, 0);
-    return 0;
-}
-
-static int h_rx_readonly(NetHostile *h)
-{
-    d_set(&h->n->rx, 0, (u64)h->buf, NET_BUF, 0, 0);
-    return 0;
-}
-
-static int h_rx_loop(NetHostile *h)
-{
-    Virtq *q = &h->n->rx;
-    d_set(q, 0, (u64)h->buf, 64, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
-    d_set(q, 1, (u64)h->buf + 64, 64, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
-    return 0;
-}
-
-static int h_rx_addr_outside(NetHostile *h)
-{
-    d_set(&h->n->rx, 0, HIGH_ADDR, NET_BUF, VIRTQ_DESC_F_WRITE, 0);
-    return 0;
-}
-
-static int h_rx_addr_past_ram(NetHostile *h)
-{
-    d_set(&h->n->rx, 0, e820_ram_top(), NET_BUF, VIRTQ_DESC_F_WRITE, 0);
-    return 0;
-}
-
-static int h_rx_huge_len(NetHostile *h)
-{
-    d_set(&h->n->rx, 0, dma_pool_end() - 4096, 0xFFFFFFFF, VIRTQ_DESC_F_WRITE, 0);
-    return 0;
-}
-
-static const struct {
-    const char *name;
-    int rx; /* a receive-queue case (needs a frame from the host) */
-    int (*build)(NetHostile *h);
-} net_cases[] = {
-    {"tx-loop", 0, h_tx_loop},
-    {"tx-next-oob", 0, h_tx_next_oob},
-    {"tx-zero-len", 0, h_tx_zero_len},
-    {"tx-short", 0, h_tx_short},
-    {"tx-header-only", 0, h_tx_header_only},
-    {"tx-runt", 0, h_tx_runt},
-    {"tx-split-header", 0, h_tx_split_header},
-    {"tx-oversize", 0, h_tx_oversize},
-    {"tx-writable", 0, h_tx_writable},
-    {"tx-addr-outside", 0, h_tx_addr_outside},
-    {"tx-addr-past-ram", 0, h_tx_addr_past_ram},
-    {"tx-huge-len", 0, h_tx_huge_len},
-    {"tx-head-oob", 0, h_tx_head_oob},
-    {"tx-avail-jump", 0, h_tx_avail_jump},
-    {"rx-short", 1, h_rx_short},
-    {"rx-zero-len", 1, h_rx_zero_len},
-    {"rx-header-only", 1, h_rx_header_only},
-    {"rx-readonly", 1, h_rx_readonly},
-    {"rx-loop", 1, h_rx_loop},
-    {"rx-addr-outside", 1, h_rx_addr_outside},
-    {"rx-addr-past-ram", 1, h_rx_addr_past_ram},
-    {"rx-huge-len", 1, h_rx_huge_len},
-};
-
-/* Waits for a used entry on q or NEEDS_RESET, at most timeout_ms: 1 with
- * the entry, -3 on NEEDS_RESET, -1 on timeout. */
-static int hostile_wait(Net *n, Virtq *q, u32 *id, u32 *len, u64 timeout_ms)
-{
-    u64 start = rdtsc(), checked = start, ms = boot_info.tsc_khz;
-
-    for (;;) {
-        if (virtq_reap(q, id, len) == 0) {
-            return 1;
-        }
-        u64 now = rdtsc();
-        if (now - checked > ms) {
-            checked = now;
-            if (virtio_status(&n->dev) & VIRTIO_STATUS_NEEDS_RESET) {
-                return -3;
-            }
-            if (now - start > timeout_ms * ms) {
-                return -1;
-            }
-        }
-        cpu_relax();
-    }
-}
-
-static const char *hostile_case(NetHostile *h, u32 c)
-{
-    Net *n = h->n;
-    const char *err = net_init(n, !net_cases[c].rx);
-    if (err) {
-        return err;
-    }
-    Virtq *q = net_cases[c].rx ? &n->rx : &n->tx;
-    memset(h->buf, 0, 4096);
-    if (!net_cases[c].build(h)) {
-        virtq_publish(q, 0);
-    }
-    virtq_kick(q);
-    u32 id = 0, len = 0;
-    int r = hostile_wait(n, q, &id, &len, HOSTILE_TIMEOUT_MS);
-    int needs_reset = r == -3 || (virtio_status(&n->dev) & VIRTIO_STATUS_NEEDS_RESET);
-    if (r == 1) {
-        uprintf("net-hostile %s used id=%u len=%u%s", net_cases[c].name, id, len,
-                needs_reset ? " needs-reset" : "");
-    } else {
-        uprintf("net-hostile %s used=none %s", net_cases[c].name,
-                needs_reset ? "needs-reset" : "timeout");
-    }
-    return NULL;
-}
-
-static u64 scribble = 0x243F6A8885A308D3UL;
-
-/* Valid frames on the tx queue while the driver keeps overwriting the
- * used ring (flags, idx, entries, avail_event) with junk; notifies on every
- * round regardless of what the ring says. */
-static const char *hostile_used_rewrite(NetHostile *h)
-{
-    Net *n = h->n;
-    Virtq *q = &n->tx;
-    const char *err = net_reinit(n);
-    u32 half = q->qsize / 2, rounds = 50;
-    u64 ms = boot_info.tsc_khz;
-
-    if (err) {
-        return err;
-    }
-    for (u32 i = 0; i < q->qsize; i++) {
-        hostile_frame(n, n->txbuf + (u64)i * NET_BUF, 60);
-        q->desc[i].len = NET_HDR + 60;
-    }
-    int needs_reset = 0;
-    for (u32 r = 0; r < rounds && !needs_reset; r++) {
-        for (u32 i = 0; i < half; i++) {
-            virtq_publish(q, (u16)((r & 1) * half + i));
-        }
-        __asm__ volatile("mfence" ::: "memory");
-        *q->notify = q->index;
-        for (u64 t0 = rdtsc(); rdtsc() - t0 < 20 * ms;) {
-            scribble = scribble * 6364136223846793005UL + 1442695040888963407UL;
-            u32 words = (6 + 8 * q->qsize) / 2;
-            volatile u16 *used = (volatile u16 *)q->used;
-            used[(scribble >> 33) % words] = (u16)(scribble >> 17);
-            used[1] = (u16)(scribble >> 40); /* idx above all */
-        }
-        needs_reset = virtio_status(&n->dev) & VIRTIO_STATUS_NEEDS_RESET;
-    }
-    uprintf("net-hostile used-rewrite rounds=%u frames=%u %s", rounds, rounds * half,
-            needs_reset ? "needs-reset" : "ok");
-    return NULL;
-}
-
-/* True if testos.skip (a comma-separated list) names this case. */
-static int skipped(const char *name)
-{
-    size_t nlen = strlen(name);
-
-    for (const char *p = boot_info.skip; *p;) {
-        const char *e = p;
-        while (*e && *e != ',') {
-            e++;
-        }
-        if ((size_t)(e - p) == nlen && !strncmp(p, name, nlen)) {
-            return 1;
-        }
-        p = *e ? e + 1 : e;
-    }
-    return 0;
-}
-
-static u64 net_hostile_user(u64 unused)
-{
-    Net *n = &net;
-    NetHostile h = {n, NULL};
-
-    const char *err = net_open(n, "net-hostile");
-    if (err) {
-        uprintf("net-hostile FAIL %s", err);
-        return 0;
-    }
-    if (!(h.buf = dma_alloc(128 * 1024, 4096))) {
-        uprintf("net-hostile FAIL DMA pool too small");
-        return 0;
-    }
-    for (u32 c = 0; c < ARRAY_SIZE(net_cases); c++) {
-        if (skipped(net_cases[c].name)) {
-            uprintf("net-hostile %s skipped (testos.skip)", net_cases[c].name);
-            continue;
-        }
-        if ((err = hostile_case(&h, c))) {
-            uprintf("net-hostile FAIL re-initialising before %s: %s", net_cases[c].name,
-                    err);
-            return 0;
-        }
-    }
-    if (skipped("used-rewrite")) {
-        uprintf("net-hostile used-rewrite skipped (testos.skip)");
-    } else if ((err = hostile_used_rewrite(&h))) {
-        uprintf("net-hostile FAIL re-initialising: %s", err);
-        return 0;
-    }
-    if ((err = net_reinit(n))) {
-        uprintf("net-hostile FAIL re-initialising: %s", err);
-        return 0;
-    }
-    /* the device works again: a frame goes out; one comes in if the host sends */
-    u32 id, len;
-    hostile_frame(n, n->txbuf, 60);
-    n->tx_busy[0] = 1;
-    tx_put(n, 0, 60);
-    virtq_kick(&n->tx);
-    int r = hostile_wait(n, &n->tx, &id, &len, HOSTILE_TIMEOUT_MS);
-    if (r != 1 || id != 0) {
-        uprintf("net-hostile FAIL a valid frame after a reset: %s",
-                r == -3 ? "needs-reset" : r == -1 ? "not sent in 1 s" : "wrong used id");
-        return 0;
-    }
-    r = hostile_wait(n, &n->rx, &id, &len, HOSTILE_TIMEOUT_MS);
-    uprintf("net-hostile survived tx=ok rx=%s", r == 1 ? "ok" : "none");
-    return 0;
-}
-
-void scenario_net_hostile(Cpu *bsp)
-{
-    run_user(bsp, net_hostile_user, 0);
 }

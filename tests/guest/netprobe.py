@@ -32,7 +32,6 @@ The probe speaks as a host of its own (PROBE_MAC, --probe-ip, default
       receive cases of net-hostile); prints `ok flood sent=N`.
 """
 import argparse
-import os
 import select
 import socket
 import struct

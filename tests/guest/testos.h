@@ -100,12 +100,12 @@ typedef struct BootInfo {
     u64 wss_mib;   /* testos.wss_mib, PARAM_UNSET = all the RAM dirty.c can use */
     u64 period_ms; /* testos.period_ms, default 10 */
     /* the virtio-net scenarios (net.c); see README.md */
-    u32 ip;          /* testos.ip=A.B.C.D (host order), default 198.18.0.2 */
-    u32 dst_ip;      /* testos.dst_ip=A.B.C.D (net-blast), default 198.18.0.1 */
-    u8 dst_mac[6];   /* testos.dst_mac=XX:XX:XX:XX:XX:XX (net-blast), default broadcast */
-    u64 frame;       /* testos.frame (net-blast frame bytes, 60..9014), default 60 */
-    char skip[256];  /* testos.skip=NAME,NAME,... (net-hostile cases left out) */
-    u64 mem_mib;  /* from the e820 map */
+    u32 ip;         /* testos.ip=A.B.C.D (host order), default 198.18.0.2 */
+    u32 dst_ip;     /* testos.dst_ip=A.B.C.D (net-blast), default 198.18.0.1 */
+    u8 dst_mac[6];  /* testos.dst_mac=XX:XX:XX:XX:XX:XX (net-blast), default broadcast */
+    u64 frame;      /* testos.frame (net-blast frame bytes, 60..9014), default 60 */
+    char skip[256]; /* testos.skip=NAME,NAME,... (net-hostile cases left out) */
+    u64 mem_mib;    /* from the e820 map */
     u32 e820_count;
     E820Entry e820[E820_MAX]; /* copied from boot_params */
     u32 ncpus;                /* CPUs the firmware tables list (at least 1) */

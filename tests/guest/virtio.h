@@ -119,7 +119,7 @@ typedef struct Virtq {
 
 typedef struct Blk {
     VirtioDev dev;
-    Virtq vq; /* queue 0 */
+    Virtq vq;     /* queue 0 */
     u64 capacity; /* 512-byte sectors */
     u32 seg_max;  /* data descriptors per request the device takes (0 = no limit) */
     u32 blk_size;
