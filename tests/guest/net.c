@@ -438,8 +438,6 @@ static void udp_answer(Net *n, const u8 *frame, u32 len, u32 ihl, u32 total)
     net_tx_put(n, id, 34 + ulen);
 }
 
-static u64 answered_arp, answered_icmp, answered_udp;
-
 static void net_frame(Net *n, u8 *frame, u32 len)
 {
     u32 total;
@@ -450,7 +448,6 @@ static void net_frame(Net *n, u8 *frame, u32 len)
     u16 type = get16(frame + 12);
     if (type == ETH_P_ARP) {
         arp_answer(n, frame, len);
-        answered_arp++;
         return;
     }
     if (type != ETH_P_IP) {
@@ -462,10 +459,8 @@ static void net_frame(Net *n, u8 *frame, u32 len)
     }
     if (frame[14 + 9] == IPPROTO_ICMP) {
         icmp_answer(n, frame, len, ihl, total);
-        answered_icmp++;
     } else if (frame[14 + 9] == IPPROTO_UDP) {
         udp_answer(n, frame, len, ihl, total);
-        answered_udp++;
     }
 }
 
@@ -502,16 +497,17 @@ void scenario_net(Cpu *bsp)
 /* ---- net-blast ---- */
 
 /* The frame net-blast sends from tx buffer id: UDP from testos.ip:9 to
- * testos.dst_ip:9 at testos.dst_mac, frame bytes long; the payload starts
+ * testos.dst_ip:9 at dst_mac, frame bytes long; the payload starts
  * with a 64-bit big-endian sequence number, then bytes (i * 7) & 0xff. The
  * checksums' sums without the sequence-dependent fields go to *ip_base and
  * *udp_base. */
-void net_blast_build(Net *n, u8 *f, u32 frame, u64 *ip_base, u64 *udp_base)
+void net_blast_build(Net *n, u8 *f, u32 frame, const u8 *dst_mac, u64 *ip_base,
+                     u64 *udp_base)
 {
     u32 plen = frame - 34; /* UDP header + payload */
     u8 *ip = f + 14, *udp = f + 34;
 
-    memcpy(f, boot_info.dst_mac, 6);
+    memcpy(f, dst_mac, 6);
     memcpy(f + 6, n->mac, 6);
     put16(f + 12, ETH_P_IP);
     ip[0] = 0x45;
@@ -580,8 +576,8 @@ static u64 net_blast_user(u64 unused)
         return 0;
     }
     for (u32 i = 0; i < n->tx.qsize; i++) {
-        net_blast_build(n, n->txbuf + (u64)i * NET_BUF + NET_HDR, frame, &ip_base[i],
-                        &udp_base[i]);
+        net_blast_build(n, n->txbuf + (u64)i * NET_BUF + NET_HDR, frame,
+                        boot_info.dst_mac, &ip_base[i], &udp_base[i]);
     }
     mac_text(n->mac, mac);
     mac_text(boot_info.dst_mac, dmac);

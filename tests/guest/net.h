@@ -42,7 +42,8 @@ const char *net_open(Net *n, const char *who);
 /* Makes tx buffer id available with a frame of len bytes (padded to 60). */
 void net_tx_put(Net *n, u32 id, u32 len);
 /* net-blast's UDP frame of `frame` bytes at f, and its sequence stamp. */
-void net_blast_build(Net *n, u8 *f, u32 frame, u64 *ip_base, u64 *udp_base);
+void net_blast_build(Net *n, u8 *f, u32 frame, const u8 *dst_mac, u64 *ip_base,
+                     u64 *udp_base);
 void net_blast_stamp(u8 *f, u64 seq, u64 ip_base, u64 udp_base);
 
 #endif

@@ -20,12 +20,9 @@ static void hostile_frame(Net *n, u8 *p, u32 len)
     u64 ib, ub;
 
     memset(p, 0, NET_HDR);
-    u8 save[6];
-    memcpy(save, boot_info.dst_mac, 6);
-    memset(boot_info.dst_mac, 0xFF, 6);
-    net_blast_build(n, p + NET_HDR, len, &ib, &ub);
+    static const u8 bcast[6] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+    net_blast_build(n, p + NET_HDR, len, bcast, &ib, &ub);
     net_blast_stamp(p + NET_HDR, 0, ib, ub);
-    memcpy(boot_info.dst_mac, save, 6);
 }
 
 static void d_set(Virtq *q, u16 i, u64 addr, u32 len, u16 flags, u16 next)
