@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "cpuid.h"
-#include "hw/machine.h"
 #include "accel/kvm/kvm.h"
 #include "util/error.h"
 
@@ -25,9 +24,8 @@ static unsigned bits_for(unsigned n)
     return bits;
 }
 
-unsigned cpu_apic_id(const Machine *m, unsigned index)
+unsigned cpu_apic_id(const SmpConfig *smp, unsigned index)
 {
-    const SmpConfig *smp = &m->cfg->smp;
     unsigned thread_bits = bits_for(smp->threads);
     unsigned core_bits = bits_for(smp->cores);
     unsigned thread = index % smp->threads;
@@ -182,20 +180,6 @@ struct kvm_cpuid2 *cpuid_build_table(const struct kvm_cpuid2 *sup,
         c->entries[c->nent++] = e;
     }
     return c;
-}
-
-struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
-                               GError **errp)
-{
-    CpuidOptions opt = {
-        .smp = &m->cfg->smp,
-        .host_cache_info = m->cfg->host_cache_info,
-        /* the LAPIC is always in the kernel here */
-        .tsc_deadline = kvm_check_extension(kvm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
-        .mwait = (m->osnet.did.exits_disabled & KVM_X86_DISABLE_EXITS_MWAIT) != 0,
-    };
-
-    return cpuid_build_table(kvm->supported_cpuid, &opt, apic_id);
 }
 
 static const uint32_t pv_msrs[] = {

@@ -1,9 +1,10 @@
 /*
- * vCPUs: one thread each, running KVM_RUN and dispatching its exits to the
- * buses.  Each thread is a small state machine (paused / running /
- * finished) fed by requests from the main thread under cpu->lock; a kick
- * (immediate_exit plus SIGUSR1) takes it out of KVM_RUN.  Exit dispatch
- * holds the machine lock.
+ * vCPUs: one thread each, running KVM_RUN and handing its exits to the
+ * machine through the VCpuOps it was created with.  Each thread is a small
+ * state machine (paused / running / finished) fed by requests from the
+ * main thread under cpu->lock; a kick (immediate_exit plus SIGUSR1) takes
+ * it out of KVM_RUN.  The ops run without cpu->lock held, so they may take
+ * the machine's own lock.
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,7 +17,6 @@
 #include <unistd.h>
 
 #include "cpuid.h"
-#include "hw/machine.h"
 #include "accel/kvm/kvm.h"
 #include "util/error.h"
 
@@ -92,48 +92,63 @@ static bool vcpu_capture_initial(VCpu *cpu, GError **errp)
     return true;
 }
 
-VCpu *vcpu_create(Machine *m, unsigned index, GError **errp)
+/* The CPUID table cfg asks for, from KVM's supported set. */
+static bool vcpu_set_cpuid(VCpu *cpu, const VCpuConfig *cfg, GError **errp)
+{
+    CpuidOptions opt = {
+        .smp = cfg->smp,
+        .host_cache_info = cfg->host_cache_info,
+        /* the LAPIC is always in the kernel here */
+        .tsc_deadline =
+            kvm_check_extension(cpu->kvm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
+        .mwait = cfg->mwait,
+    };
+    struct kvm_cpuid2 *cpuid =
+        cpuid_build_table(cpu->kvm->supported_cpuid, &opt, cpu->apic_id);
+    bool ok = ioctl(cpu->fd, KVM_SET_CPUID2, cpuid) == 0;
+
+    if (!ok) {
+        error_setg_errno(errp, errno, "KVM_SET_CPUID2 on vCPU %u failed",
+                         cpu->index);
+    }
+    g_free(cpuid);
+    return ok;
+}
+
+VCpu *vcpu_create(KvmVm *kvm, const VCpuConfig *cfg, GError **errp)
 {
     VCpu *cpu = g_new0(VCpu, 1);
-    struct kvm_cpuid2 *cpuid;
+    unsigned index = cfg->index;
 
-    cpu->machine = m;
+    cpu->kvm = kvm;
+    cpu->ops = cfg->ops;
+    cpu->opaque = cfg->opaque;
     cpu->index = index;
-    cpu->apic_id = cpu_apic_id(m, index);
+    cpu->apic_id = cpu_apic_id(cfg->smp, index);
     cpu->state = VCPU_STATE_PAUSED;
     cpu->want_pause = true;
-    cpu->pin_pcpu = osnet_vcpu_pcpu(&m->osnet, index);
+    cpu->pin_pcpu = cfg->pcpu;
     pthread_mutex_init(&cpu->lock, NULL);
     pthread_cond_init(&cpu->cond, NULL);
-    cpu->fd = ioctl(m->kvm.vm_fd, KVM_CREATE_VCPU, (unsigned long)cpu->apic_id);
+    cpu->fd = ioctl(kvm->vm_fd, KVM_CREATE_VCPU, (unsigned long)cpu->apic_id);
     if (cpu->fd < 0) {
         error_setg_errno(errp, errno, "KVM_CREATE_VCPU %u failed", index);
         g_free(cpu);
         return NULL;
     }
-    cpu->run = mmap(NULL, m->kvm.vcpu_mmap_size, PROT_READ | PROT_WRITE,
+    cpu->run = mmap(NULL, kvm->vcpu_mmap_size, PROT_READ | PROT_WRITE,
                     MAP_SHARED, cpu->fd, 0);
     if (cpu->run == MAP_FAILED) {
         error_setg_errno(errp, errno, "mapping vCPU %u's kvm_run failed", index);
         goto fail;
     }
-    cpuid = cpuid_build(&m->kvm, m, cpu->apic_id, errp);
-    if (!cpuid) {
-        goto fail;
-    }
-    if (ioctl(cpu->fd, KVM_SET_CPUID2, cpuid) < 0) {
-        error_setg_errno(errp, errno, "KVM_SET_CPUID2 on vCPU %u failed", index);
-        g_free(cpuid);
-        goto fail;
-    }
-    g_free(cpuid);
-    if (!vcpu_capture_initial(cpu, errp)) {
+    if (!vcpu_set_cpuid(cpu, cfg, errp) || !vcpu_capture_initial(cpu, errp)) {
         goto fail;
     }
     return cpu;
 fail:
     if (cpu->run && cpu->run != MAP_FAILED) {
-        munmap(cpu->run, m->kvm.vcpu_mmap_size);
+        munmap(cpu->run, kvm->vcpu_mmap_size);
     }
     close(cpu->fd);
     g_free(cpu);
@@ -164,35 +179,41 @@ static void vcpu_count_exit(VCpu *cpu, VCpuExitKind kind)
 
 static void vcpu_handle_io(VCpu *cpu)
 {
-    Machine *m = cpu->machine;
     struct kvm_run *run = cpu->run;
-    uint8_t *data = (uint8_t *)run + run->io.data_offset;
-    bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 
-    machine_lock(m);
-    for (uint32_t i = 0; i < run->io.count; i++) {
-        bus_dispatch(&m->io_bus, run->io.port, data, run->io.size, is_write);
-        data += run->io.size;
-    }
-    machine_unlock(m);
+    cpu->ops->pio(cpu->opaque, run->io.port,
+                  (uint8_t *)run + run->io.data_offset, run->io.size,
+                  run->io.count, run->io.direction == KVM_EXIT_IO_OUT);
 }
 
 static void vcpu_handle_mmio(VCpu *cpu)
 {
-    Machine *m = cpu->machine;
     struct kvm_run *run = cpu->run;
     unsigned len = run->mmio.len <= 8 ? run->mmio.len : 8;
 
-    machine_lock(m);
-    bus_dispatch(&m->mmio_bus, run->mmio.phys_addr, run->mmio.data, len,
-                 run->mmio.is_write);
-    machine_unlock(m);
+    cpu->ops->mmio(cpu->opaque, run->mmio.phys_addr, run->mmio.data, len,
+                   run->mmio.is_write);
+}
+
+/*
+ * The vCPU cannot go on: say why on stderr with its registers, and ask the
+ * machine to stop (the caller parks this vCPU).
+ */
+static void vcpu_fatal(VCpu *cpu, const char *what)
+{
+    struct kvm_regs regs;
+
+    error_report("KVM internal error on vCPU %u: %s", cpu->index, what);
+    if (ioctl(cpu->fd, KVM_GET_REGS, &regs) == 0) {
+        fprintf(stderr, "RIP=%016llx RSP=%016llx RAX=%016llx RFL=%08llx\n",
+                regs.rip, regs.rsp, regs.rax, regs.rflags);
+    }
+    cpu->ops->fatal(cpu->opaque);
 }
 
 /* Returns false when the vCPU must stop running (the VM is going down). */
 static bool vcpu_handle_exit(VCpu *cpu)
 {
-    Machine *m = cpu->machine;
     struct kvm_run *run = cpu->run;
 
     switch (run->exit_reason) {
@@ -211,30 +232,29 @@ static bool vcpu_handle_exit(VCpu *cpu)
     case KVM_EXIT_SHUTDOWN:
         /* a triple fault resets the PC (or ends it under -no-reboot) */
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
-        machine_request_reset(m, SHUTDOWN_CAUSE_GUEST_RESET);
+        cpu->ops->reset(cpu->opaque);
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
         if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
-            machine_request_reset(m, SHUTDOWN_CAUSE_GUEST_RESET);
+            cpu->ops->reset(cpu->opaque);
         } else {
-            machine_request_shutdown(m, SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
+            cpu->ops->shutdown(cpu->opaque);
         }
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
-        machine_report_internal_error(
-            m, cpu, run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-                        ? "emulation failure" : "internal error");
+        vcpu_fatal(cpu, run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                            ? "emulation failure" : "internal error");
         return false;
     case KVM_EXIT_FAIL_ENTRY:
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
-        machine_report_internal_error(m, cpu, "entry failed");
+        vcpu_fatal(cpu, "entry failed");
         return false;
     default: {
         char *what = g_strdup_printf("unhandled exit reason %u", run->exit_reason);
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
-        machine_report_internal_error(m, cpu, what);
+        vcpu_fatal(cpu, what);
         g_free(what);
         return false;
     }
@@ -374,7 +394,7 @@ static void *vcpu_thread_main(void *opaque)
                 backoff_us = backoff_us < 5000 ? backoff_us * 2 : 5000;
                 continue;
             }
-            machine_report_internal_error(cpu->machine, cpu, g_strerror(errno));
+            vcpu_fatal(cpu, g_strerror(errno));
             vcpu_self_pause(cpu);
             continue;
         }
@@ -490,7 +510,7 @@ void vcpu_destroy(VCpu *cpu)
         vcpu_kick(cpu);
         pthread_join(cpu->thread, NULL);
     }
-    munmap(cpu->run, (size_t)cpu->machine->kvm.vcpu_mmap_size);
+    munmap(cpu->run, (size_t)cpu->kvm->vcpu_mmap_size);
     close(cpu->fd);
     pthread_mutex_destroy(&cpu->lock);
     pthread_cond_destroy(&cpu->cond);

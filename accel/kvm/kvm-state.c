@@ -9,7 +9,7 @@
 #include <linux/kvm.h>
 
 #include "cpuid.h"
-#include "hw/machine.h"
+#include "accel/kvm/kvm.h"
 #include "accel/kvm/kvm-state.h"
 #include "util/error.h"
 
@@ -102,7 +102,7 @@ static struct kvm_msrs *readable_msrs(VCpu *cpu)
     list = g_malloc0(sizeof(*list) + MAX_MSRS * sizeof(uint32_t));
     list->nmsrs = MAX_MSRS;
     msrs = g_malloc0(sizeof(*msrs) + MAX_MSRS * sizeof(struct kvm_msr_entry));
-    if (ioctl(cpu->machine->kvm.sys_fd, KVM_GET_MSR_INDEX_LIST, list) == 0) {
+    if (ioctl(cpu->kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, list) == 0) {
         for (unsigned i = 0; i < list->nmsrs; i++) {
             struct { struct kvm_msrs h; struct kvm_msr_entry e; } one = {
                 .h.nmsrs = 1, .e.index = list->indices[i] };

@@ -9,7 +9,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "hw/machine.h"
 #include "accel/kvm/kvm.h"
 #include "util/error.h"
 
@@ -210,7 +209,7 @@ bool kvm_signal_msi(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp)
     return true;
 }
 
-bool kvm_vm_init(KvmVm *kvm, GError **errp)
+bool kvm_vm_init(KvmVm *kvm, uint64_t tss_addr, GError **errp)
 {
     static const struct {
         int cap;
@@ -263,7 +262,7 @@ bool kvm_vm_init(KvmVm *kvm, GError **errp)
         error_setg_errno(errp, errno, "KVM_CREATE_VM failed");
         goto fail;
     }
-    if (ioctl(kvm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+    if (ioctl(kvm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)tss_addr) < 0) {
         error_setg_errno(errp, errno, "KVM_SET_TSS_ADDR failed");
         goto fail;
     }

@@ -171,23 +171,93 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
     return firmware_prepare(m, cfg->bios ? cfg->bios : SEABIOS_PATH, errp);
 }
 
-bool machine_init(Machine *m, GError **errp)
-{
-    const VmConfig *cfg = m->cfg;
+static void machine_request_pause_all(Machine *m);
 
-    if (!kvm_vm_init(&m->kvm, errp) || !osnet_setup_vm(&m->osnet, errp) ||
-        !machine_init_ram(m, errp)) {
-        return false;
+/*
+ * What the vCPU threads ask of the machine (VCpuOps): exits dispatched to
+ * the buses under the machine lock, reset and shutdown requests, and a
+ * stop when a vCPU cannot go on.
+ */
+static void machine_vcpu_pio(void *opaque, uint16_t port, uint8_t *data,
+                             unsigned size, unsigned count, bool is_write)
+{
+    Machine *m = opaque;
+
+    machine_lock(m);
+    for (unsigned i = 0; i < count; i++) {
+        bus_dispatch(&m->io_bus, port, data, size, is_write);
+        data += size;
     }
-    m->nr_vcpus = cfg->smp.cpus;
+    machine_unlock(m);
+}
+
+static void machine_vcpu_mmio(void *opaque, uint64_t addr, uint8_t *data,
+                              unsigned len, bool is_write)
+{
+    Machine *m = opaque;
+
+    machine_lock(m);
+    bus_dispatch(&m->mmio_bus, addr, data, len, is_write);
+    machine_unlock(m);
+}
+
+static void machine_vcpu_reset(void *opaque)
+{
+    machine_request_reset(opaque, SHUTDOWN_CAUSE_GUEST_RESET);
+}
+
+static void machine_vcpu_shutdown(void *opaque)
+{
+    machine_request_shutdown(opaque, SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
+}
+
+static void machine_vcpu_fatal(void *opaque)
+{
+    Machine *m = opaque;
+
+    machine_request_pause_all(m);
+    m->runstate = RUN_STATE_INTERNAL_ERROR;
+}
+
+static const VCpuOps machine_vcpu_ops = {
+    .pio = machine_vcpu_pio,
+    .mmio = machine_vcpu_mmio,
+    .reset = machine_vcpu_reset,
+    .shutdown = machine_vcpu_shutdown,
+    .fatal = machine_vcpu_fatal,
+};
+
+/* Each vCPU with its pCPU from the cpumap, its CPUID inputs and the ops. */
+static bool machine_create_vcpus(Machine *m, GError **errp)
+{
+    VCpuConfig vc = {
+        .smp = &m->cfg->smp,
+        .host_cache_info = m->cfg->host_cache_info,
+        .mwait = (m->osnet.did.exits_disabled & KVM_X86_DISABLE_EXITS_MWAIT) != 0,
+        .ops = &machine_vcpu_ops,
+        .opaque = m,
+    };
+
+    m->nr_vcpus = m->cfg->smp.cpus;
     m->vcpus = g_new0(VCpu *, m->nr_vcpus);
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        m->vcpus[i] = vcpu_create(m, i, errp);
+        vc.index = i;
+        vc.pcpu = osnet_vcpu_pcpu(&m->osnet, i);
+        m->vcpus[i] = vcpu_create(&m->kvm, &vc, errp);
         if (!m->vcpus[i]) {
             return false;
         }
     }
-    if (!osnet_setup_vcpus(&m->osnet, errp)) {
+    return osnet_setup_vcpus(&m->osnet, errp);
+}
+
+bool machine_init(Machine *m, GError **errp)
+{
+    const VmConfig *cfg = m->cfg;
+
+    if (!kvm_vm_init(&m->kvm, KVM_TSS_ADDR, errp) ||
+        !osnet_setup_vm(&m->osnet, errp) || !machine_init_ram(m, errp) ||
+        !machine_create_vcpus(m, errp)) {
         return false;
     }
     if (!kvm_irqchip_capture(&m->kvm, errp) || !pc_board_init(m, errp) ||
@@ -406,17 +476,4 @@ void machine_request_shutdown(Machine *m, ShutdownCause cause)
     __atomic_store_n(&m->shutdown_pending, cause + 1, __ATOMIC_SEQ_CST);
     machine_request_pause_all(m);
     g_idle_add(machine_handle_requests, m);
-}
-
-void machine_report_internal_error(Machine *m, VCpu *cpu, const char *what)
-{
-    struct kvm_regs regs;
-
-    error_report("KVM internal error on vCPU %u: %s", cpu->index, what);
-    if (ioctl(cpu->fd, KVM_GET_REGS, &regs) == 0) {
-        fprintf(stderr, "RIP=%016llx RSP=%016llx RAX=%016llx RFL=%08llx\n",
-                regs.rip, regs.rsp, regs.rax, regs.rflags);
-    }
-    machine_request_pause_all(m);
-    m->runstate = RUN_STATE_INTERNAL_ERROR;
 }

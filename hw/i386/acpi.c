@@ -73,9 +73,9 @@ static void build_madt(GByteArray *b, Machine *m)
     put_u32(b, 0xfee00000);              /* local APIC address */
     put_u32(b, 1);                       /* PCAT_COMPAT: there are 8259s */
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        uint8_t entry[8] = { 0, 8, i, cpu_apic_id(m, i), 1, 0, 0, 0 };
+        uint8_t entry[8] = { 0, 8, i, cpu_apic_id(&m->cfg->smp, i), 1, 0, 0, 0 };
         put_bytes(b, entry, sizeof(entry));
-        ioapic_id = MAX(ioapic_id, (uint8_t)(cpu_apic_id(m, i) + 1));
+        ioapic_id = MAX(ioapic_id, (uint8_t)(cpu_apic_id(&m->cfg->smp, i) + 1));
     }
     uint8_t ioapic[4] = { 1, 12, ioapic_id, 0 };
     put_bytes(b, ioapic, sizeof(ioapic));

@@ -85,7 +85,7 @@ bool mptable_write(Machine *m, uint64_t addr, GError **errp)
     hdr = base + 16;
     p = hdr + 44;
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        unsigned apic_id = cpu_apic_id(m, i);
+        unsigned apic_id = cpu_apic_id(&m->cfg->smp, i);
         p[0] = 0;                       /* processor */
         p[1] = apic_id;
         p[2] = 0x14;                    /* local APIC version */

@@ -156,7 +156,6 @@ void machine_shutdown(Machine *m, ShutdownCause cause);
  */
 void machine_request_reset(Machine *m, ShutdownCause cause);
 void machine_request_shutdown(Machine *m, ShutdownCause cause);
-void machine_report_internal_error(Machine *m, VCpu *cpu, const char *what);
 
 /* Lock helpers for the machine lock. */
 static inline void machine_lock(Machine *m)

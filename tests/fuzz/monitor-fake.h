@@ -59,7 +59,7 @@ static void fake_vmm_init(FakeVmm *f, bool control, bool telnet)
     f->m.runstate = RUN_STATE_RUNNING;
     /* vCPU 0, never started: fd -1, so its ioctls fail as on a lost VM */
     f->cpu = g_new0(VCpu, 1);
-    f->cpu->machine = &f->m;
+    f->cpu->kvm = &f->m.kvm;
     f->cpu->fd = -1;
     f->cpu->pin_pcpu = -1;
     f->cpu->run = g_new0(struct kvm_run, 1);

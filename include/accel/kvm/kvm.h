@@ -13,7 +13,7 @@
 #include <linux/kvm.h>
 #include <glib.h>
 
-typedef struct Machine Machine;
+#include "system/config.h"
 
 typedef struct KvmVm {
     int sys_fd;                 /* /dev/kvm */
@@ -35,10 +35,11 @@ typedef struct KvmVm {
 
 /*
  * Open /dev/kvm, check the API, create the VM with the in-kernel irqchip
- * (PIC, IOAPIC, LAPICs) and PIT.  A missing or unusable /dev/kvm gives one
- * clear error.
+ * (PIC, IOAPIC, LAPICs) and PIT; the board's memory map puts the three
+ * pages KVM needs for real-mode TSS emulation at tss_addr.  A missing or
+ * unusable /dev/kvm gives one clear error.
  */
-bool kvm_vm_init(KvmVm *kvm, GError **errp);
+bool kvm_vm_init(KvmVm *kvm, uint64_t tss_addr, GError **errp);
 void kvm_vm_destroy(KvmVm *kvm);
 int kvm_check_extension(KvmVm *kvm, int cap);
 /* Map host memory at guest-physical gpa as the next memory slot. */
@@ -80,11 +81,8 @@ bool kvm_signal_msi(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp);
 bool kvm_irqchip_capture(KvmVm *kvm, GError **errp);
 bool kvm_irqchip_restore(KvmVm *kvm, GError **errp);
 
-/* Build the CPUID table vCPU apic_id sees (kvm/cpuid.c). */
-struct kvm_cpuid2 *cpuid_build(KvmVm *kvm, Machine *m, unsigned apic_id,
-                               GError **errp);
 /* xAPIC id of vCPU index with QEMU's socket/core/thread bit packing. */
-unsigned cpu_apic_id(const Machine *m, unsigned index);
+unsigned cpu_apic_id(const SmpConfig *smp, unsigned index);
 
 typedef enum VCpuState {
     VCPU_STATE_PAUSED,      /* thread parked, waiting for a resume */
@@ -113,8 +111,44 @@ typedef struct VCpuInitialState {
     } msrs;
 } VCpuInitialState;
 
-typedef struct VCpu {
-    Machine *machine;
+typedef struct VCpu VCpu;
+
+/*
+ * What a vCPU thread needs from the machine it belongs to, given at
+ * creation; each is called on the vCPU's own thread with the opaque of
+ * VCpuConfig.  pio and mmio carry out one exit's accesses and take the
+ * lock the devices need themselves: pio count accesses of size bytes
+ * each (string I/O), data advancing by size; mmio one access of len
+ * bytes.  After reset, shutdown and fatal the vCPU parks itself: the
+ * guest asked for a reset (triple fault, KVM system event) or a power
+ * off, or the vCPU cannot go on (the error is already printed) and the
+ * machine should stop every vCPU.
+ */
+typedef struct VCpuOps {
+    void (*pio)(void *opaque, uint16_t port, uint8_t *data, unsigned size,
+                unsigned count, bool is_write);
+    void (*mmio)(void *opaque, uint64_t addr, uint8_t *data, unsigned len,
+                 bool is_write);
+    void (*reset)(void *opaque);
+    void (*shutdown)(void *opaque);
+    void (*fatal)(void *opaque);
+} VCpuOps;
+
+/* Everything a vCPU is made from besides the VM. */
+typedef struct VCpuConfig {
+    unsigned index;
+    int pcpu;                   /* dedicated pCPU (the cpumap), or -1 */
+    const SmpConfig *smp;       /* topology: APIC id and CPUID leaves */
+    bool host_cache_info;       /* CPUID leaf 4 from the host */
+    bool mwait;                 /* MWAIT exits disabled: offer MONITOR/MWAIT */
+    const VCpuOps *ops;
+    void *opaque;
+} VCpuConfig;
+
+struct VCpu {
+    KvmVm *kvm;
+    const VCpuOps *ops;
+    void *opaque;
     unsigned index;
     unsigned apic_id;
     int fd;
@@ -138,10 +172,10 @@ typedef struct VCpu {
 
     VCpuInitialState initial;
     uint64_t exits[VCPU_EXIT__MAX];   /* atomically updated */
-} VCpu;
+};
 
-/* Create vCPU index (KVM vCPU, CPUID, MSRs) and capture its reset state. */
-VCpu *vcpu_create(Machine *m, unsigned index, GError **errp);
+/* Create vCPU cfg->index (KVM vCPU, CPUID, MSRs), capture its reset state. */
+VCpu *vcpu_create(KvmVm *kvm, const VCpuConfig *cfg, GError **errp);
 /* Start its thread, parked in the paused state. */
 bool vcpu_start_thread(VCpu *cpu, GError **errp);
 /* Ask the thread to park, kick it out of KVM_RUN; vcpu_wait_paused waits. */
