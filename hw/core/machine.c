@@ -149,7 +149,7 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
     m->runstate = RUN_STATE_PRELAUNCH;
 
     if (!machine_plan_memory(m, cfg->ram_size, errp) ||
-        !osnet_configure(&m->osnet, m, errp)) {
+        !osnet_configure(&m->osnet, cfg, &m->kvm, errp)) {
         return false;
     }
     for (guint i = 0; i < cfg->chardevs->len; i++) {
@@ -248,7 +248,7 @@ static bool machine_create_vcpus(Machine *m, GError **errp)
             return false;
         }
     }
-    return osnet_setup_vcpus(&m->osnet, errp);
+    return osnet_setup_vcpus(&m->osnet, m->vcpus, m->nr_vcpus, errp);
 }
 
 bool machine_init(Machine *m, GError **errp)
@@ -272,9 +272,7 @@ bool machine_init(Machine *m, GError **errp)
 
 void machine_cleanup(Machine *m)
 {
-    if (m->osnet.machine) {
-        osnet_cleanup(&m->osnet);
-    }
+    osnet_cleanup(&m->osnet);
     for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++) {
         vcpu_destroy(m->vcpus[i]);
     }

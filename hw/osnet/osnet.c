@@ -13,7 +13,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "hw/machine.h"
 #include "hw/osnet.h"
 #include "util/error.h"
 
@@ -34,15 +33,15 @@ static void read_online_cpus(cpu_set_t *online)
     sched_getaffinity(0, sizeof(*online), online);
 }
 
-bool osnet_configure(OsnetState *os, Machine *m, GError **errp)
+bool osnet_configure(OsnetState *os, const VmConfig *cfg, KvmVm *kvm,
+                     GError **errp)
 {
-    const VmConfig *cfg = m->cfg;
     cpu_set_t allowed, online;
     GString *warnings;
     bool ok;
 
     memset(os, 0, sizeof(*os));
-    os->machine = m;
+    os->kvm = kvm;
     os->did.halt_poll_ns = -1;
     os->vm_stats.fd = -1;
     /* the options were parsed when read; the map file is read here */
@@ -84,7 +83,7 @@ static bool set_halt_poll(OsnetState *os, int64_t ns, GError **errp)
         error_setg(errp, "this KVM cannot set halt polling per VM (KVM_CAP_HALT_POLL)");
         return false;
     }
-    if (ioctl(os->machine->kvm.vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+    if (ioctl(os->kvm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
         error_setg_errno(errp, errno, "KVM_CAP_HALT_POLL");
         return false;
     }
@@ -94,7 +93,7 @@ static bool set_halt_poll(OsnetState *os, int64_t ns, GError **errp)
 
 bool osnet_setup_vm(OsnetState *os, GError **errp)
 {
-    KvmVm *kvm = &os->machine->kvm;
+    KvmVm *kvm = os->kvm;
     OsnetDid *did = &os->did;
 
     did->exits_supported = kvm_check_extension(kvm, KVM_CAP_X86_DISABLE_EXITS);
@@ -123,10 +122,10 @@ int osnet_vcpu_pcpu(const OsnetState *os, unsigned index)
     return index < os->map.nr_vcpus ? os->map.pcpu[index] : -1;
 }
 
-static bool vcpu_is_thread(const Machine *m, pid_t tid)
+static bool vcpu_is_thread(const OsnetState *os, pid_t tid)
 {
-    for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        if (m->vcpus[i]->tid == tid) {
+    for (unsigned i = 0; i < os->nr_vcpus; i++) {
+        if (os->vcpus[i]->tid == tid) {
             return true;
         }
     }
@@ -135,7 +134,6 @@ static bool vcpu_is_thread(const Machine *m, pid_t tid)
 
 void osnet_place_main_thread(OsnetState *os)
 {
-    Machine *m = os->machine;
     cpu_set_t others;
     DIR *dir;
     struct dirent *de;
@@ -159,7 +157,7 @@ void osnet_place_main_thread(OsnetState *os)
     dir = opendir("/proc/self/task");
     while (dir && (de = readdir(dir))) {
         pid_t tid = atoi(de->d_name);
-        if (tid > 0 && !vcpu_is_thread(m, tid)) {
+        if (tid > 0 && !vcpu_is_thread(os, tid)) {
             sched_setaffinity(tid, sizeof(others), &others);
         }
     }
@@ -183,7 +181,7 @@ static void osnet_pass_cpumap(OsnetState *os)
     km->nvcpus = os->map.nr_vcpus;
     km->is_valid = true;
     g_strlcpy(km->path, os->map.path, sizeof(km->path));
-    if (ioctl(os->machine->kvm.vm_fd, OSNET_KVM_SET_CPUMAP, km) == 0) {
+    if (ioctl(os->kvm->vm_fd, OSNET_KVM_SET_CPUMAP, km) == 0) {
         os->kernel_extension = true;
         os->cpumap_in_kernel = true;
     } else {
@@ -205,13 +203,14 @@ static gboolean osnet_sample_cb(gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
-bool osnet_setup_vcpus(OsnetState *os, GError **errp)
+bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus,
+                       GError **errp)
 {
-    Machine *m = os->machine;
-
-    os->vcpu_stats = g_new0(KvmStatsFd, m->nr_vcpus);
-    os->rates = g_new0(OsnetVcpuRate, m->nr_vcpus);
-    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+    os->vcpus = vcpus;
+    os->nr_vcpus = nr_vcpus;
+    os->vcpu_stats = g_new0(KvmStatsFd, nr_vcpus);
+    os->rates = g_new0(OsnetVcpuRate, nr_vcpus);
+    for (unsigned i = 0; i < nr_vcpus; i++) {
         os->vcpu_stats[i].fd = -1;
     }
     osnet_pass_cpumap(os);
@@ -226,11 +225,14 @@ bool osnet_setup_vcpus(OsnetState *os, GError **errp)
 
 void osnet_cleanup(OsnetState *os)
 {
+    if (!os->kvm) {
+        return;
+    }
     if (os->sample_timer) {
         g_source_remove(os->sample_timer);
         os->sample_timer = 0;
     }
-    for (unsigned i = 0; os->vcpu_stats && i < os->machine->nr_vcpus; i++) {
+    for (unsigned i = 0; os->vcpu_stats && i < os->nr_vcpus; i++) {
         kvm_stats_close(&os->vcpu_stats[i]);
     }
     g_free(os->vcpu_stats);
@@ -254,7 +256,8 @@ static bool pin_thread(pthread_t thread, int pcpu)
 
 bool osnet_reload_cpumap(OsnetState *os, const char *path, GError **errp)
 {
-    Machine *m = os->machine;
+    VCpu **vcpus = os->vcpus;
+    unsigned nr_vcpus = os->nr_vcpus;
     OsnetCpuMap fresh = { 0 };
     cpu_set_t allowed, online, *before;
     GString *warnings = g_string_new(NULL);
@@ -268,17 +271,17 @@ bool osnet_reload_cpumap(OsnetState *os, const char *path, GError **errp)
     for (unsigned i = 0; i < os->map.nr_vcpus; i++) {
         CPU_SET(os->map.pcpu[i], &allowed);
     }
-    if (!osnet_cpumap_parse(path, m->nr_vcpus, &allowed, &online, &fresh, warnings,
+    if (!osnet_cpumap_parse(path, nr_vcpus, &allowed, &online, &fresh, warnings,
                             errp)) {
         g_string_free(warnings, TRUE);
         return false;
     }
-    before = g_new(cpu_set_t, m->nr_vcpus);
-    for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        pthread_getaffinity_np(m->vcpus[i]->thread, sizeof(cpu_set_t), &before[i]);
+    before = g_new(cpu_set_t, nr_vcpus);
+    for (unsigned i = 0; i < nr_vcpus; i++) {
+        pthread_getaffinity_np(vcpus[i]->thread, sizeof(cpu_set_t), &before[i]);
     }
-    for (; moved < m->nr_vcpus; moved++) {
-        if (!pin_thread(m->vcpus[moved]->thread, fresh.pcpu[moved])) {
+    for (; moved < nr_vcpus; moved++) {
+        if (!pin_thread(vcpus[moved]->thread, fresh.pcpu[moved])) {
             error_setg(errp, "%s: cannot move vCPU %u to pCPU %d", path, moved,
                        fresh.pcpu[moved]);
             ok = false;
@@ -287,7 +290,7 @@ bool osnet_reload_cpumap(OsnetState *os, const char *path, GError **errp)
     }
     if (!ok) {
         for (unsigned i = 0; i < moved; i++) {
-            pthread_setaffinity_np(m->vcpus[i]->thread, sizeof(cpu_set_t), &before[i]);
+            pthread_setaffinity_np(vcpus[i]->thread, sizeof(cpu_set_t), &before[i]);
         }
         osnet_cpumap_clear(&fresh);
     } else {
@@ -297,8 +300,8 @@ bool osnet_reload_cpumap(OsnetState *os, const char *path, GError **errp)
         }
         osnet_cpumap_clear(&os->map);
         os->map = fresh;
-        for (unsigned i = 0; i < m->nr_vcpus; i++) {
-            m->vcpus[i]->pin_pcpu = os->map.pcpu[i];
+        for (unsigned i = 0; i < nr_vcpus; i++) {
+            vcpus[i]->pin_pcpu = os->map.pcpu[i];
         }
         osnet_pass_cpumap(os);
         osnet_place_main_thread(os);
@@ -345,12 +348,12 @@ KvmStatsFd *osnet_vcpu_stats(OsnetState *os, unsigned index, GError **errp)
 {
     KvmStatsFd *s;
 
-    if (!os->vcpu_stats || index >= os->machine->nr_vcpus) {
+    if (!os->vcpu_stats || index >= os->nr_vcpus) {
         error_setg(errp, "vCPU %u does not exist", index);
         return NULL;
     }
     s = &os->vcpu_stats[index];
-    if (s->fd < 0 && !kvm_stats_open(s, os->machine->vcpus[index]->fd, errp)) {
+    if (s->fd < 0 && !kvm_stats_open(s, os->vcpus[index]->fd, errp)) {
         return NULL;
     }
     return kvm_stats_refresh(s, errp) ? s : NULL;
@@ -358,11 +361,10 @@ KvmStatsFd *osnet_vcpu_stats(OsnetState *os, unsigned index, GError **errp)
 
 void osnet_sample(OsnetState *os)
 {
-    Machine *m = os->machine;
     gint64 now = g_get_monotonic_time();
     double dt = os->last_sample_us ? (now - os->last_sample_us) / 1e6 : 0;
 
-    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+    for (unsigned i = 0; i < os->nr_vcpus; i++) {
         KvmStatsFd *s = osnet_vcpu_stats(os, i, NULL);
         OsnetVcpuRate *r = &os->rates[i];
         uint64_t user = 0;
@@ -371,7 +373,7 @@ void osnet_sample(OsnetState *os)
             continue;
         }
         for (int k = 0; k < VCPU_EXIT__MAX; k++) {
-            user += __atomic_load_n(&m->vcpus[i]->exits[k], __ATOMIC_RELAXED);
+            user += __atomic_load_n(&os->vcpus[i]->exits[k], __ATOMIC_RELAXED);
         }
         uint64_t v[6] = { kvm_stats_get(s, "exits"), kvm_stats_get(s, "halt_exits"),
                           kvm_stats_get(s, "irq_exits"), kvm_stats_get(s, "mmio_exits"),

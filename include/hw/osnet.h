@@ -12,9 +12,9 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "accel/kvm/kvm.h"
 #include "accel/kvm/kvm-stats.h"
-
-typedef struct Machine Machine;
+#include "system/config.h"
 
 /* A validated vCPU -> pCPU map. */
 typedef struct OsnetCpuMap {
@@ -68,7 +68,9 @@ typedef struct OsnetVcpuRate {
 } OsnetVcpuRate;
 
 typedef struct OsnetState {
-    Machine *machine;
+    KvmVm *kvm;              /* set by osnet_configure (NULL: nothing to clean) */
+    VCpu **vcpus;            /* the machine's, from osnet_setup_vcpus on */
+    unsigned nr_vcpus;
     OsnetCpuMap map;         /* empty (nr_vcpus 0) without -osnet_cpumap */
     bool kernel_checked;
     bool kernel_extension;   /* OSNET_KVM_SET_CPUMAP answered */
@@ -81,12 +83,22 @@ typedef struct OsnetState {
     guint sample_timer;
 } OsnetState;
 
-/* From -osnet_cpumap and -overcommit: parse, check the map (before KVM). */
-bool osnet_configure(OsnetState *os, Machine *m, GError **errp);
+/*
+ * From -osnet_cpumap and -overcommit in cfg: read and check the map
+ * (before KVM).  kvm is the VM the later calls act on, not opened yet.
+ */
+bool osnet_configure(OsnetState *os, const VmConfig *cfg, KvmVm *kvm,
+                     GError **errp);
 /* After KVM_CREATE_VM, before vCPUs exist: disable exits for DID. */
 bool osnet_setup_vm(OsnetState *os, GError **errp);
-/* After vCPUs exist: the cpumap ioctl, halt polling, the stats sampler. */
-bool osnet_setup_vcpus(OsnetState *os, GError **errp);
+/*
+ * After the vCPUs exist: the cpumap ioctl, halt polling, the stats
+ * sampler.  vcpus (nr_vcpus of them) stays the caller's and must outlive
+ * osnet_cleanup.
+ */
+bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus,
+                       GError **errp);
+/* Undo all of it; harmless on a state osnet_configure never set up. */
 void osnet_cleanup(OsnetState *os);
 
 /* pCPU of vCPU index, or -1 when unmapped. */

@@ -67,7 +67,9 @@ static void fake_vmm_init(FakeVmm *f, bool control, bool telnet)
     pthread_cond_init(&f->cpu->cond, NULL);
     f->m.vcpus = &f->cpu;
     f->m.nr_vcpus = 1;
-    f->m.osnet.machine = &f->m;
+    f->m.osnet.kvm = &f->m.kvm;
+    f->m.osnet.vcpus = f->m.vcpus;
+    f->m.osnet.nr_vcpus = 1;
     f->m.osnet.vcpu_stats = g_new0(KvmStatsFd, 1);
     f->m.osnet.vcpu_stats[0].fd = -1;
     f->m.osnet.vm_stats.fd = -1;
