@@ -1,6 +1,7 @@
 """testos's virtio-net driver on a tap (issue 13): the `net` scenario
 answers ARP, ICMP echo and UDP echo at every frame size from 60 to 9000
-bytes with right checksums and ignores frames whose checksums are wrong;
+bytes with right checksums, ignores frames whose checksums are wrong and
+survives runts and oversize frames;
 `net-hostile` hands the device broken rings and the VMM lives on;
 `net-blast` moves frames both ways.
 
@@ -225,6 +226,28 @@ def test_net_ignores_frames_with_wrong_checksums(which, netns):
         assert probe(netns, "badsum", TAP, GUEST_IP) == "ok badsum ip icmp udp"
         for what in ("ip-checksum", "icmp-checksum", "udp-checksum"):
             guest.wait_for(rf"testos: net drop {what} len=100", timeout=10)
+    finally:
+        guest.stop()
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("which", ["qemu", "vmm"])
+def test_net_survives_runts_and_oversize_frames(which, netns):
+    """With the tap's MTU raised to 64986, frames a NIC must survive go to
+    the guest's MAC: Ethernet headers with nothing or little after them, IPv4
+    cut short, a runt whose IP length runs past its end, a short ARP, and
+    frames of 10229 to 65000 bytes (more than testos's receive buffers
+    hold).  None is answered; a good frame afterwards is; the VM runs on."""
+    binary = binary_for(which)
+    subprocess.run(["ip", "-n", netns, "link", "set", TAP, "mtu", "64986"], check=True,
+                   timeout=30)
+    guest = start_net(binary, netns)
+    try:
+        assert probe(netns, "odd-frames", TAP, GUEST_IP, "--max", 65000) == \
+            "ok odd-frames sent=9"
+        assert guest.proc.poll() is None, "the VM stopped"
+        assert probe(netns, "echo", TAP, GUEST_IP, "--max", 1000).startswith(
+            "ok echo icmp=941 udp=941 ")
     finally:
         guest.stop()
 

@@ -19,6 +19,13 @@ The probe speaks as a host of its own (PROBE_MAC, --probe-ip, default
       with a wrong ICMP checksum and a UDP datagram to port 7 with a wrong
       UDP checksum: none may be answered; then a good one must be. Prints
       `ok badsum ip icmp udp`.
+  odd-frames TAP GUEST_IP [--max 65000]
+      frames a NIC must survive, to the guest's MAC: a bare Ethernet header,
+      17 bytes, IPv4 cut short, a runt whose IP length runs past its end, a
+      short ARP, and UDP frames of 10229, 10240, 16384 and --max bytes (more
+      than testos's 10228-byte receive buffers take: the tap needs an MTU of
+      --max - 14). None may be answered; then a good one must be. Prints
+      `ok odd-frames sent=N`.
   kernel-udp GUEST_IP SIZE...
       UDP datagrams of SIZE payload bytes to port 7 through the host's own
       stack (its ARP, its checksum checks): each echo must come back equal;
@@ -115,7 +122,7 @@ def arp_resolve(tap, probe_ip, guest_ip, timeout=5.0):
     return None
 
 
-PATTERN = bytes((i * 13) & 0xFF for i in range(9300))
+PATTERN = bytes((i * 13) & 0xFF for i in range(65536 + 256))
 
 
 def payload_for(kind, size, n):
@@ -137,7 +144,7 @@ def request(kind, size, guest_mac, probe_ip, guest_ip):
         ipp = ip_header(probe_ip, guest_ip, 1, len(msg), size & 0xFFFF) + msg
         want = struct.pack("!BBHHH", 0, 0, 0, ident, seq) + data
     else:
-        sport = 20000 + size
+        sport = 20000 + size % 40000
         msg = udp_packet(probe_ip, guest_ip, sport, 7, data)
         ipp = ip_header(probe_ip, guest_ip, 17, len(msg), size & 0xFFFF) + msg
         want = (sport, data)
@@ -212,7 +219,7 @@ def cmd_echo(a):
         while i < len(todo) and len(pending) < a.window:
             kind, size = todo[i]
             frame, want = request(kind, size, guest_mac, probe_ip, guest_ip)
-            key = size & 0xFFFF if kind == "icmp" else 20000 + size
+            key = size & 0xFFFF if kind == "icmp" else 20000 + size % 40000
             pending[(kind, key)] = [size, want, frame, time.monotonic(), 1]
             tap.send(frame)
             i += 1
@@ -282,6 +289,54 @@ def cmd_badsum(a):
             print("ok badsum ip icmp udp")
             return 0
     print("FAIL no answer to a good frame after the bad ones")
+    return 1
+
+
+def cmd_odd_frames(a):
+    """Runts and oversize frames to the guest's MAC, then a good echo."""
+    tap = Tap(a.tap)
+    probe_ip, guest_ip = ip4(a.probe_ip), ip4(a.guest_ip)
+    guest_mac = arp_resolve(tap, probe_ip, guest_ip)
+    if not guest_mac:
+        print(f"FAIL no ARP reply from {a.guest_ip}")
+        return 1
+    eth = guest_mac + PROBE_MAC
+    good, _ = request("udp", 100, guest_mac, probe_ip, guest_ip)
+    frames = [eth + b"\x08\x00",                 # header only
+              eth + b"\x08\x00" + bytes(3),      # 17 bytes
+              good[:40],                         # IPv4 cut inside the UDP header
+              good[:59],                         # a runt: IP total length past the end
+              eth + b"\x08\x06" + bytes(10)]     # a short ARP
+    for size in (10229, 10240, 16384, a.max):
+        big, _ = request("udp", size, guest_mac, probe_ip, guest_ip)
+        frames.append(big)
+    sent = 0
+    for f in frames:
+        try:
+            tap.send(f)
+            sent += 1
+        except OSError as e:
+            print(f"FAIL could not send a {len(f)}-byte frame: {e}")
+            return 1
+    got_bad = None
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        r = tap.recv(deadline - time.monotonic())
+        reply = r and parse_reply(r, guest_mac, probe_ip, guest_ip)
+        if reply and reply[0] == "udp" and reply[1] != 20100:
+            got_bad = len(r)
+    if got_bad:
+        print(f"FAIL the guest answered a frame it cannot have received whole ({got_bad})")
+        return 1
+    tap.send(good)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        r = tap.recv(deadline - time.monotonic())
+        reply = r and parse_reply(r, guest_mac, probe_ip, guest_ip)
+        if reply and reply[0] == "udp" and reply[1] == 20100:
+            print(f"ok odd-frames sent={sent}")
+            return 0
+    print("FAIL no answer to a good frame after the odd ones")
     return 1
 
 
@@ -367,12 +422,15 @@ def main():
     k.add_argument("guest_ip")
     k.add_argument("sizes", type=int, nargs="+")
     k.add_argument("--timeout", type=float, default=2.0)
-    for name in ("arp", "echo", "badsum", "blast", "flood"):
+    for name in ("arp", "echo", "badsum", "odd-frames", "blast", "flood"):
         s = sub.add_parser(name)
         s.add_argument("tap")
         if name != "flood":
             s.add_argument("guest_ip")
         s.add_argument("--probe-ip", default="198.18.0.3")
+        if name == "odd-frames":
+            s.add_argument("--max", type=int, default=65000,
+                           help="the biggest frame (the tap's MTU + 14 at most)")
         if name == "echo":
             s.add_argument("--min", type=int, default=60)
             s.add_argument("--max", type=int, default=9000)
@@ -388,7 +446,7 @@ def main():
     if a.cmd == "echo" and not 60 <= a.min <= a.max <= 9014:
         p.error("sizes must lie in 60..9014")
     return {"arp": cmd_arp, "echo": cmd_echo, "kernel-udp": cmd_kernel_udp,
-            "badsum": cmd_badsum,
+            "badsum": cmd_badsum, "odd-frames": cmd_odd_frames,
             "blast": cmd_blast, "flood": cmd_flood}[a.cmd](a)
 
 
