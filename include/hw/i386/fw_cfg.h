@@ -43,7 +43,7 @@ void fw_cfg_add_u64(FwCfg *fw, uint16_t key, uint64_t value);
 /* Add a named file ("etc/e820", "bootorder"); listed in the directory. */
 bool fw_cfg_add_file(FwCfg *fw, const char *name, const void *data, size_t len,
                      GError **errp);
-/* ACPI tables (RSDT, MADT) through QEMU's table-loader (hw/i386/acpi.c). */
+/* ACPI tables (built by hw/acpi) through QEMU's table-loader (hw/i386/acpi.c). */
 bool acpi_build(Machine *m, FwCfg *fw, GError **errp);
 /* Back to power-on state (selector 0, no DMA in flight). */
 void fw_cfg_reset(FwCfg *fw);

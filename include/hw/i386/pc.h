@@ -73,6 +73,13 @@ bool linux_boot_setup_bsp(LinuxBoot *lb, VCpu *bsp, GError **errp);
 
 /* Write the Intel MP table (processors, ISA bus, IOAPIC, routing). */
 bool mptable_write(Machine *m, uint64_t addr, GError **errp);
+/*
+ * Write the ACPI tables (hw/i386/acpi.c, built by hw/acpi) for a direct
+ * -kernel boot: the RSDP at 0xE0000, where Linux's scan of 0xE0000-0xFFFFF
+ * finds it, the tables after it, below the MP table.  Not called yet: the
+ * board calls it beside mptable_write once the PIIX4 PM function exists.
+ */
+bool acpi_place_for_linux_boot(Machine *m, GError **errp);
 
 /* The RTC and CMOS memory (hw/i386/rtc.c). */
 typedef struct Rtc Rtc;
