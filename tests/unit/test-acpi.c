@@ -390,6 +390,26 @@ UNIT_TEST(with_pm_the_fadt_names_the_piix4_blocks_and_the_dsdt)
     CHECK(!contains(dsdt, rd32(dsdt + 4), "COM2"));
 }
 
+/* The root bridge's windows follow the RAM split: 32-bit MMIO from the end
+ * of low RAM to the I/O APIC, 64-bit from the next GiB above high RAM. */
+UNIT_TEST(pci_windows_follow_the_ram_split)
+{
+    static const uint8_t mem32[] = {0x87, 0x17, 0,    0,    0x0c, 0x01, 0,    0,    0,
+                                    0,    0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe};
+    static const uint8_t mem64[] = {0x8a, 0x2b, 0, 0, 0x0c, 0x03, 0,    0,    0,
+                                    0,    0,    0, 0, 0,    0,    0,    0,    0xc0,
+                                    2,    0,    0, 0, 0xff, 0xff, 0xff, 0x3f, 3};
+    AcpiConfig cfg = pc_config(true);
+    AcpiTables t;
+
+    cfg.ram_below_4g = 0xc0000000;
+    cfg.ram_above_4g = 0x1b0000000ULL; /* high RAM ends at 10.75 GiB: 64-bit from 11 */
+    acpi_tables_build(&cfg, &t);
+    CHECK(memmem(t.tables->data, t.tables->len, mem32, sizeof(mem32)) != NULL);
+    CHECK(memmem(t.tables->data, t.tables->len, mem64, sizeof(mem64)) != NULL);
+    acpi_tables_free(&t);
+}
+
 UNIT_TEST(placement_refuses_what_does_not_fit)
 {
     static FakeRam ram;
