@@ -298,6 +298,56 @@ static bool opt_drive(VmConfig *cfg, const char *arg, GError **errp)
     return true;
 }
 
+static void device_opt_free(gpointer p)
+{
+    DeviceOpt *dev = p;
+
+    g_free(dev->arg);
+    g_free(dev->driver);
+    subopts_free(dev->props);
+    g_free(dev);
+}
+
+/* QEMU refuses a second device of the same id when the option is read. */
+static bool device_id_taken(const VmConfig *cfg, const char *id)
+{
+    for (guint i = 0; i < cfg->devices->len; i++) {
+        const DeviceOpt *dev = g_ptr_array_index(cfg->devices, i);
+        const char *other = subopts_get(dev->props, "id");
+        if (other && strcmp(other, id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool opt_device(VmConfig *cfg, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, "driver", errp);
+    const char *driver, *id;
+    DeviceOpt *dev;
+
+    if (!o) {
+        return false;
+    }
+    driver = subopts_get(o, "driver");
+    id = subopts_get(o, "id");
+    if (!driver) {
+        error_setg(errp, "Parameter 'driver' is missing");
+    } else if (id && device_id_taken(cfg, id)) {
+        error_setg(errp, "Duplicate ID '%s' for device", id);
+    } else {
+        dev = g_new0(DeviceOpt, 1);
+        dev->arg = g_strdup(arg);
+        dev->driver = g_strdup(driver);
+        dev->props = o;
+        g_ptr_array_add(cfg->devices, dev);
+        return true;
+    }
+    subopts_free(o);
+    return false;
+}
+
 static void monitor_opt_free(gpointer p)
 {
     MonitorOpt *opt = p;
@@ -482,6 +532,7 @@ VmConfig *vm_config_new(void)
     cfg->ram_size = 128ULL << 20;
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
     cfg->drives = g_ptr_array_new_with_free_func(drive_config_free);
+    cfg->devices = g_ptr_array_new_with_free_func(device_opt_free);
     cfg->monitor_opts = g_ptr_array_new_with_free_func(monitor_opt_free);
     for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
         const OptionDef *def = &option_table[i];
@@ -520,6 +571,7 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->cpumap);
     g_ptr_array_free(cfg->serials, TRUE);
     g_ptr_array_free(cfg->drives, TRUE);
+    g_ptr_array_free(cfg->devices, TRUE);
     g_ptr_array_free(cfg->monitor_opts, TRUE);
     g_free(cfg);
 }

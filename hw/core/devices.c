@@ -16,7 +16,6 @@
 #include "hw/virtio.h"
 #include "block/drive.h"
 #include "util/error.h"
-#include "util/subopt.h"
 
 typedef struct MachineDrive {
     DriveConfig cfg;            /* the -drive's, parsed; its strings are the VmConfig's */
@@ -83,43 +82,24 @@ static bool open_drives(Machine *m, GError **errp)
 static bool check_devices(Machine *m, GError **errp)
 {
     const VmConfig *cfg = m->cfg;
-    GHashTable *ids = g_hash_table_new(g_str_hash, g_str_equal);
     bool ok = true;
 
     for (guint i = 0; i < m->drives->len; i++) {
         MachineDrive *d = g_ptr_array_index(m->drives, i);
         d->attached = !d->cfg.if_none;
     }
+    /* split when read (driver given, ids unique); the models check the rest */
     for (guint i = 0; ok && i < cfg->devices->len; i++) {
-        const char *arg = g_ptr_array_index(cfg->devices, i);
-        SubOpts *o = subopts_parse(arg, "driver", errp);
-        const char *driver = o ? subopts_get(o, "driver") : NULL;
-        const char *id = o ? subopts_get(o, "id") : NULL;
-        GError *err = NULL;
+        const DeviceOpt *dev = g_ptr_array_index(cfg->devices, i);
 
-        if (!o) {
+        if (!pci_device_check(dev->driver, dev->props, lookup_drive, m, errp)) {
+            g_prefix_error(errp, "-device %s: ", dev->arg);
             ok = false;
-            break;
         }
-        if (!driver) {
-            error_setg(errp, "-device %s: Parameter 'driver' is missing", arg);
-            ok = false;
-        } else if (id && g_hash_table_contains(ids, id)) {
-            error_setg(errp, "-device %s: Duplicate device ID '%s'", arg, id);
-            ok = false;
-        } else if (!pci_device_check(driver, o, lookup_drive, m, &err)) {
-            error_setg(errp, "-device %s: %s", arg, err->message);
-            g_error_free(err);
-            ok = false;
-        } else if (id) {
-            g_hash_table_add(ids, (gpointer)g_intern_string(id));
-        }
-        subopts_free(o);
     }
     for (guint i = 0; i < m->drives->len; i++) {
         ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached = false;
     }
-    g_hash_table_destroy(ids);
     return ok;
 }
 
@@ -138,24 +118,10 @@ static bool create_devices(Machine *m, GError **errp)
         d->attached = true;
     }
     for (guint i = 0; i < cfg->devices->len; i++) {
-        const char *arg = g_ptr_array_index(cfg->devices, i);
-        SubOpts *o = subopts_parse(arg, "driver", errp);
-        const char *driver = o ? subopts_get(o, "driver") : NULL;
-        GError *err = NULL;
-        bool ok;
+        const DeviceOpt *dev = g_ptr_array_index(cfg->devices, i);
 
-        if (!o) {
-            return false;
-        }
-        ok = driver && pci_device_create(m->pci, driver, o, lookup_drive, m, &err);
-        if (!driver) {
-            error_setg(errp, "-device %s: Parameter 'driver' is missing", arg);
-        } else if (!ok) {
-            error_setg(errp, "-device %s: %s", arg, err->message);
-            g_error_free(err);
-        }
-        subopts_free(o);
-        if (!ok) {
+        if (!pci_device_create(m->pci, dev->driver, dev->props, lookup_drive, m, errp)) {
+            g_prefix_error(errp, "-device %s: ", dev->arg);
             return false;
         }
     }

@@ -33,6 +33,17 @@ typedef struct MonitorOpt {
     bool control;           /* QMP: -qmp, or -mon mode=control */
 } MonitorOpt;
 
+/*
+ * One -device, split when read (driver given, id unique).  The device model
+ * checks the properties at machine set-up, against the drives, and marks
+ * those it reads (SubOpt.used): its check and its creation read the same.
+ */
+typedef struct DeviceOpt {
+    char *arg;              /* as given, for the errors found then */
+    char *driver;
+    SubOpts *props;         /* every sub-option, driver= and id= included */
+} DeviceOpt;
+
 typedef struct VmConfig {
     bool accel_kvm_seen;      /* -enable-kvm, -accel kvm, accel=kvm */
     char *cpu_model;          /* "host" (the only model) */
@@ -48,7 +59,8 @@ typedef struct VmConfig {
     GPtrArray *serials;       /* -serial specs, in order ("none" kept) */
     GPtrArray *chardevs;      /* -chardev option strings */
     GPtrArray *drives;        /* of DriveConfig (block/drive.h), parsed when read */
-    GPtrArray *devices, *netdevs;
+    GPtrArray *devices;       /* of DeviceOpt, in order */
+    GPtrArray *netdevs;
     GPtrArray *monitor_opts;  /* of MonitorOpt, in order */
     char *cpumap;             /* -osnet_cpumap path=: the map file */
     bool cpumap_did;          /* -osnet_cpumap did=on */

@@ -255,6 +255,33 @@ UNIT_TEST(cpumap_and_overcommit_parsed_when_read)
     vm_config_free(cfg);
 }
 
+UNIT_TEST(device_split_when_read)
+{
+    static const char *const args[] = {
+        "-device", "virtio-blk-pci,drive=d0,id=vb0", "-device", "driver=x,id=vb1", NULL
+    };
+    static const char *const b1[] = { "-device", "id=x", NULL };
+    static const char *const b2[] = { "-device", "a,id=x", "-device", "b,id=x", NULL };
+    VmConfig *cfg = vm_config_new();
+    char *msg = parse(cfg, args), *m1 = parse_one(b1), *m2 = parse_one(b2);
+    const DeviceOpt *d0, *d1;
+
+    CHECK(msg == NULL);
+    CHECK_EQ(cfg->devices->len, 2);
+    d0 = g_ptr_array_index(cfg->devices, 0);
+    d1 = g_ptr_array_index(cfg->devices, 1);
+    CHECK_STR(d0->driver, "virtio-blk-pci");
+    CHECK_STR(d0->arg, "virtio-blk-pci,drive=d0,id=vb0");
+    CHECK_STR(subopts_get(d0->props, "drive"), "d0");
+    CHECK_STR(d1->driver, "x");
+    CHECK_STR(m1, "-device id=x: Parameter 'driver' is missing");
+    CHECK_STR(m2, "-device b,id=x: Duplicate ID 'x' for device");
+    g_free(msg);
+    g_free(m1);
+    g_free(m2);
+    vm_config_free(cfg);
+}
+
 UNIT_TEST(subopts_quirks)
 {
     GError *err = NULL;
