@@ -132,7 +132,7 @@ static bool machine_load_boot(Machine *m, GError **errp)
         return true;
     }
     return linux_boot_load(m->linux_boot, &m->mem, m->e820, m->nr_e820, errp) &&
-           mptable_write(m, MPTABLE_ADDR, errp) &&
+           mptable_write(&m->mem, &m->cfg->smp, m->nr_vcpus, MPTABLE_ADDR, errp) &&
            linux_boot_setup_bsp(m->linux_boot, m->vcpus[0], errp);
 }
 

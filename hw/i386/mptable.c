@@ -7,8 +7,8 @@
 #include <cpuid.h>
 #include <string.h>
 
+#include "accel/kvm/kvm.h"
 #include "hw/i386/pc.h"
-#include "hw/machine.h"
 #include "hw/pci.h"
 #include "util/error.h"
 
@@ -66,17 +66,17 @@ static uint8_t *put_irq(uint8_t *p, uint8_t type, uint8_t irqtype, uint8_t flags
     return p + 8;
 }
 
-bool mptable_write(Machine *m, uint64_t addr, GError **errp)
+bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpus,
+                   uint64_t addr, GError **errp)
 {
-    size_t size = 16 + 44 + m->nr_vcpus * 20 + 2 * 8 + 8 + MP_PCI_SLOTS * 4 * 8 +
-                  16 * 8 + 2 * 8;
-    uint8_t *base = machine_gpa_to_hva(m, addr, size);
+    size_t size = 16 + 44 + nr_cpus * 20 + 2 * 8 + 8 + MP_PCI_SLOTS * 4 * 8 + 16 * 8 +
+                  2 * 8;
+    uint8_t *base = guest_memory_hva(mem, addr, size);
     uint8_t *hdr, *p;
     unsigned eax, ebx, ecx, edx, entries = 0, ioapic_id = 0;
 
     if (!base || addr + size > 0x100000) {
-        error_setg(errp, "MP table for %u CPUs does not fit in the BIOS area",
-                   m->nr_vcpus);
+        error_setg(errp, "MP table for %u CPUs does not fit in the BIOS area", nr_cpus);
         return false;
     }
     memset(base, 0, size);
@@ -84,8 +84,8 @@ bool mptable_write(Machine *m, uint64_t addr, GError **errp)
 
     hdr = base + 16;
     p = hdr + 44;
-    for (unsigned i = 0; i < m->nr_vcpus; i++) {
-        unsigned apic_id = cpu_apic_id(&m->cfg->smp, i);
+    for (unsigned i = 0; i < nr_cpus; i++) {
+        unsigned apic_id = cpu_apic_id(smp, i);
         p[0] = 0;                       /* processor */
         p[1] = apic_id;
         p[2] = 0x14;                    /* local APIC version */

@@ -194,7 +194,7 @@ UNIT_TEST(mptable_lists_every_cpu)
     CHECK(machine_plan_memory(&m, 16 << 20, NULL));
     m.ram = g_malloc0(1 << 20);
     m.below_4g = 1 << 20;
-    CHECK(mptable_write(&m, MPTABLE_ADDR, NULL));
+    CHECK(mptable_write(&m.mem, &cfg->smp, m.nr_vcpus, MPTABLE_ADDR, NULL));
     fp = m.ram + MPTABLE_ADDR;
     CHECK(memcmp(fp, "_MP_", 4) == 0);
     CHECK_EQ(sum_bytes(fp, 16), 0);

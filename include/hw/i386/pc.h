@@ -16,6 +16,7 @@
 #include "hw/guest-memory.h"
 #include "hw/i386/e820.h"
 #include "hw/vmstate.h"
+#include "system/config.h"
 
 typedef struct Machine Machine;
 typedef struct VCpu VCpu;
@@ -71,8 +72,12 @@ bool linux_boot_load(LinuxBoot *lb, const GuestMemory *mem, const E820Entry *e82
                      unsigned nr_e820, GError **errp);
 bool linux_boot_setup_bsp(LinuxBoot *lb, VCpu *bsp, GError **errp);
 
-/* Write the Intel MP table (processors, ISA bus, IOAPIC, routing). */
-bool mptable_write(Machine *m, uint64_t addr, GError **errp);
+/*
+ * Write the Intel MP table (processors, ISA bus, IOAPIC, routing) at addr
+ * through mem: nr_cpus processors with the APIC ids of topology smp.
+ */
+bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpus,
+                   uint64_t addr, GError **errp);
 /*
  * Write the ACPI tables (hw/i386/acpi.c, built by hw/acpi) for a direct
  * -kernel boot: the RSDP at 0xE0000, where Linux's scan of 0xE0000-0xFFFFF
