@@ -538,6 +538,9 @@ def test_hmp_migrate_set_speed_downtime_and_info_migrate():
             assert hmp(q, "migrate_set_downtime abc") == \
                 "migrate_set_downtime: expected seconds, e.g. 0.3\r\n"
             assert "expects a size value" in hmp(q, "migrate_set_speed x")
+            assert hmp(q, "migrate_set_downtime 3000") == (
+                "Error: Parameter 'downtime_limit' expects an integer in the range "
+                "of 0 to 2000000 milliseconds\r\n")
             assert q.ok("query-migrate-parameters") == params     # unchanged
             before = hmp(q, "info migrate")
             assert before.startswith("capabilities: xbzrle: off ")
