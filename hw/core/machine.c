@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "hw/devices.h"
+#include "hw/i386/fw_cfg.h"
 #include "hw/i386/pc.h"
 #include "hw/pci.h"
 #include "config-host.h"
@@ -128,7 +129,7 @@ static bool machine_load_boot(Machine *m, GError **errp)
 {
     if (!m->cfg->kernel) {
         /* SeaBIOS starts at the reset vector, where vcpu_reset left the BSP */
-        firmware_reset(m);
+        firmware_reset(m->firmware);
         return true;
     }
     return linux_boot_load(m->linux_boot, &m->mem, m->e820, m->nr_e820, errp) &&
@@ -168,7 +169,8 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
                                            m->below_4g, errp);
         return m->linux_boot != NULL;
     }
-    return firmware_prepare(m, cfg->bios ? cfg->bios : SEABIOS_PATH, errp);
+    m->firmware = firmware_prepare(cfg->bios ? cfg->bios : SEABIOS_PATH, errp);
+    return m->firmware != NULL;
 }
 
 static void machine_request_pause_all(Machine *m);
@@ -251,6 +253,25 @@ static bool machine_create_vcpus(Machine *m, GError **errp)
     return osnet_setup_vcpus(&m->osnet, m->vcpus, m->nr_vcpus, errp);
 }
 
+/* SeaBIOS: its ROM, fw_cfg with what it reads, the ACPI tables. */
+static bool machine_firmware_init(Machine *m, GError **errp)
+{
+    FirmwareMachineInfo info = {
+        .nr_cpus = m->nr_vcpus,
+        .max_cpus = m->cfg->smp.maxcpus,
+        .ram_size = m->ram_size,
+        .below_4g = m->below_4g,
+        .above_4g = m->above_4g,
+    };
+
+    if (!firmware_init(m->firmware, &m->kvm, &m->io_bus, &m->mem, &info, errp) ||
+        !acpi_build(m, firmware_fw_cfg(m->firmware), errp)) {
+        return false;
+    }
+    firmware_reset(m->firmware);
+    return true;
+}
+
 bool machine_init(Machine *m, GError **errp)
 {
     const VmConfig *cfg = m->cfg;
@@ -264,7 +285,7 @@ bool machine_init(Machine *m, GError **errp)
         !machine_devices_init(m, errp)) {
         return false;
     }
-    if (!cfg->kernel && !firmware_init(m, errp)) {
+    if (!cfg->kernel && !machine_firmware_init(m, errp)) {
         return false;
     }
     return machine_load_boot(m, errp);
@@ -282,7 +303,8 @@ void machine_cleanup(Machine *m)
     if (m->board) {
         pc_board_cleanup(m);
     }
-    firmware_cleanup(m);
+    firmware_free(m->firmware);
+    m->firmware = NULL;
     if (m->chardevs) {
         chardev_set_free(m->chardevs);
         m->chardevs = NULL;

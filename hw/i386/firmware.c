@@ -7,18 +7,19 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "accel/kvm/kvm.h"
 #include "hw/i386/fw_cfg.h"
 #include "hw/i386/pc.h"
-#include "hw/machine.h"
 #include "util/error.h"
 
 #define ISA_BIOS_SIZE (128 * 1024)
 
-typedef struct Firmware {
+struct Firmware {
     uint8_t *rom;            /* the BIOS image, mapped read-only at 4G - size */
     size_t size;
     FwCfg *fw_cfg;
-} Firmware;
+    GuestMemory mem;         /* where the BIOS area is (set by firmware_init) */
+};
 
 static bool firmware_load_image(Firmware *fw, const char *path, GError **errp)
 {
@@ -54,14 +55,15 @@ static bool firmware_load_image(Firmware *fw, const char *path, GError **errp)
 }
 
 /* What SeaBIOS reads from fw_cfg to set up a QEMU-like pc. */
-static bool firmware_fill_fw_cfg(Firmware *fw, Machine *m, GError **errp)
+static bool firmware_fill_fw_cfg(Firmware *fw, const FirmwareMachineInfo *info,
+                                 GError **errp)
 {
     GByteArray *e820 = g_byte_array_new();
     bool ok;
 
-    fw_cfg_add_u16(fw->fw_cfg, FW_CFG_NB_CPUS, m->nr_vcpus);
-    fw_cfg_add_u16(fw->fw_cfg, FW_CFG_MAX_CPUS, m->cfg->smp.maxcpus);
-    fw_cfg_add_u64(fw->fw_cfg, FW_CFG_RAM_SIZE, m->ram_size);
+    fw_cfg_add_u16(fw->fw_cfg, FW_CFG_NB_CPUS, info->nr_cpus);
+    fw_cfg_add_u16(fw->fw_cfg, FW_CFG_MAX_CPUS, info->max_cpus);
+    fw_cfg_add_u64(fw->fw_cfg, FW_CFG_RAM_SIZE, info->ram_size);
     fw_cfg_add_u16(fw->fw_cfg, FW_CFG_NOGRAPHIC, 1);
     fw_cfg_add_u16(fw->fw_cfg, FW_CFG_BOOT_MENU, 0);
     fw_cfg_add_u64(fw->fw_cfg, FW_CFG_NUMA, 0);
@@ -70,7 +72,7 @@ static bool firmware_fill_fw_cfg(Firmware *fw, Machine *m, GError **errp)
     /* RAM as QEMU lists it; SeaBIOS adds its own reservations */
     for (unsigned i = 0; i < 2; i++) {
         uint64_t addr = i ? HIGH_RAM_START : 0;
-        uint64_t len = i ? m->above_4g : m->below_4g;
+        uint64_t len = i ? info->above_4g : info->below_4g;
         uint32_t type = GUINT32_TO_LE(E820_RAM);
         if (!len) {
             continue;
@@ -81,43 +83,46 @@ static bool firmware_fill_fw_cfg(Firmware *fw, Machine *m, GError **errp)
         g_byte_array_append(e820, (guint8 *)&len, 8);
         g_byte_array_append(e820, (guint8 *)&type, 4);
     }
-    ok = fw_cfg_add_file(fw->fw_cfg, "etc/e820", e820->data, e820->len, errp) &&
-         acpi_build(m, fw->fw_cfg, errp);
+    ok = fw_cfg_add_file(fw->fw_cfg, "etc/e820", e820->data, e820->len, errp);
     g_byte_array_free(e820, TRUE);
     return ok;
 }
 
-bool firmware_prepare(Machine *m, const char *bios_path, GError **errp)
+Firmware *firmware_prepare(const char *bios_path, GError **errp)
 {
     Firmware *fw = g_new0(Firmware, 1);
 
-    m->firmware = fw;
-    return firmware_load_image(fw, bios_path, errp);
+    if (!firmware_load_image(fw, bios_path, errp)) {
+        firmware_free(fw);
+        return NULL;
+    }
+    return fw;
 }
 
-bool firmware_init(Machine *m, GError **errp)
+bool firmware_init(Firmware *fw, KvmVm *kvm, Bus *io_bus, const GuestMemory *mem,
+                   const FirmwareMachineInfo *info, GError **errp)
 {
-    Firmware *fw = m->firmware;
-
-    if (!kvm_vm_add_rom(&m->kvm, HIGH_RAM_START - fw->size, fw->size, fw->rom, errp)) {
+    fw->mem = *mem;
+    if (!kvm_vm_add_rom(kvm, HIGH_RAM_START - fw->size, fw->size, fw->rom, errp)) {
         return false;
     }
-    fw->fw_cfg = fw_cfg_new(&m->io_bus, &m->mem, errp);
-    if (!fw->fw_cfg || !firmware_fill_fw_cfg(fw, m, errp)) {
-        return false;
-    }
-    firmware_reset(m);
-    return true;
+    fw->fw_cfg = fw_cfg_new(io_bus, mem, errp);
+    return fw->fw_cfg && firmware_fill_fw_cfg(fw, info, errp);
 }
 
-void firmware_reset(Machine *m)
+FwCfg *firmware_fw_cfg(Firmware *fw)
 {
-    Firmware *fw = m->firmware;
-    uint8_t *isa_bios = machine_gpa_to_hva(m, 0x100000 - ISA_BIOS_SIZE, ISA_BIOS_SIZE);
+    return fw->fw_cfg;
+}
 
-    if (!fw || !fw->rom) {
+void firmware_reset(Firmware *fw)
+{
+    uint8_t *isa_bios;
+
+    if (!fw || !fw->rom || !fw->mem.gpa_to_hva) {
         return;
     }
+    isa_bios = guest_memory_hva(&fw->mem, 0x100000 - ISA_BIOS_SIZE, ISA_BIOS_SIZE);
     if (isa_bios) {
         memcpy(isa_bios, fw->rom + fw->size - ISA_BIOS_SIZE, ISA_BIOS_SIZE);
     }
@@ -126,10 +131,8 @@ void firmware_reset(Machine *m)
     }
 }
 
-void firmware_cleanup(Machine *m)
+void firmware_free(Firmware *fw)
 {
-    Firmware *fw = m->firmware;
-
     if (!fw) {
         return;
     }
@@ -138,5 +141,4 @@ void firmware_cleanup(Machine *m)
         munmap(fw->rom, fw->size);
     }
     g_free(fw);
-    m->firmware = NULL;
 }

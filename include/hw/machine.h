@@ -23,12 +23,6 @@
 #include "accel/kvm/kvm.h"
 #include "system/config.h"
 
-/* Guest-physical layout of the pc machine. */
-#define PCI_HOLE_START      0xe0000000ULL   /* RAM below this stays low */
-#define LOW_RAM_SPLIT       0xc0000000ULL   /* low RAM end when RAM is split */
-#define HIGH_RAM_START      0x100000000ULL
-#define KVM_TSS_ADDR        0xfffbd000ULL
-
 typedef enum RunState {
     RUN_STATE_PRELAUNCH,
     RUN_STATE_RUNNING,
@@ -93,7 +87,7 @@ typedef struct Machine {
     OsnetState osnet;            /* dedicated cores, DID, exit statistics */
     DeviceStateList device_states; /* every device's save/load, for migration */
     struct PciBus *pci;          /* hw/pci: the host bridge and bus, or NULL */
-    void *firmware;              /* hw/i386/firmware.c, without -kernel */
+    struct Firmware *firmware;   /* hw/i386/firmware.c, without -kernel */
     struct MigrationState *migration;
     GPtrArray *drives;           /* hw/core/devices.c: -drive images */
     ChardevSet *chardevs;

@@ -102,13 +102,28 @@ void rtc_free(Rtc *rtc);
  * Firmware boot (hw/i386/firmware.c): map SeaBIOS below 4 GiB and into the
  * BIOS area, and give it fw_cfg.  Called when there is no -kernel.
  */
+typedef struct Firmware Firmware;
+typedef struct FwCfg FwCfg;
+typedef struct KvmVm KvmVm;
 /* Before KVM: read and check the BIOS image (-bios, or SeaBIOS). */
-bool firmware_prepare(Machine *m, const char *bios_path, GError **errp);
-/* Map the image firmware_prepare read, and set up fw_cfg. */
-bool firmware_init(Machine *m, GError **errp);
+Firmware *firmware_prepare(const char *bios_path, GError **errp);
+/* What the firmware is told through fw_cfg about the machine. */
+typedef struct FirmwareMachineInfo {
+    unsigned nr_cpus, max_cpus;
+    uint64_t ram_size;
+    uint64_t below_4g, above_4g;    /* RAM bytes below 4 GiB and above it */
+} FirmwareMachineInfo;
+/*
+ * Map the image firmware_prepare read as a ROM of kvm ending at 4 GiB, and
+ * set up fw_cfg on io_bus (DMA through mem) with what info says.
+ */
+bool firmware_init(Firmware *fw, KvmVm *kvm, Bus *io_bus, const GuestMemory *mem,
+                   const FirmwareMachineInfo *info, GError **errp);
+/* Its fw_cfg, where the board adds the rest (the ACPI tables). */
+FwCfg *firmware_fw_cfg(Firmware *fw);
 /* Copy the BIOS back into 0xE0000-0xFFFFF (start and every reset). */
-void firmware_reset(Machine *m);
-void firmware_cleanup(Machine *m);
+void firmware_reset(Firmware *fw);
+void firmware_free(Firmware *fw);
 
 /*
  * The pc board's PCI bus (hw/pci), given the machine's buses, guest RAM,
