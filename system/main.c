@@ -39,28 +39,6 @@ static void on_console_quit(void *opaque)
     machine_request_shutdown(opaque, SHUTDOWN_CAUSE_HOST_UI);
 }
 
-/* Options whose subsystem a later release brings: refused by name. */
-static bool refuse_unimplemented(const VmConfig *cfg, GError **errp)
-{
-    static const struct {
-        size_t offset;
-        const char *option, *what;
-    } lists[] = {
-        { offsetof(VmConfig, netdevs), "-netdev", "network backends" },
-    };
-
-    for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
-        GPtrArray *arr = *(GPtrArray **)((char *)cfg + lists[i].offset);
-        if (arr->len) {
-            const char *arg = g_ptr_array_index(arr, 0);
-            error_setg(errp, "%s %s: %s are not supported by this build yet",
-                       lists[i].option, arg, lists[i].what);
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Fork for -daemonize; the parent waits for the child's verdict. */
 static int daemonize_start(void)
 {
@@ -158,11 +136,6 @@ int main(int argc, char **argv)
     if (exit_now) {
         vm_config_free(cfg);
         return 0;
-    }
-    if (!refuse_unimplemented(cfg, &err)) {
-        error_report_err(err, NULL);
-        vm_config_free(cfg);
-        return 1;
     }
     if (cfg->incoming && strcmp(cfg->incoming, "defer") != 0 &&
         !migration_uri_check(cfg->incoming, &err)) {

@@ -14,6 +14,7 @@
 #include "hw/i386/fw_cfg.h"
 #include "hw/i386/pc.h"
 #include "hw/pci.h"
+#include "net/net.h"
 #include "config-host.h"
 #include "hw/machine.h"
 #include "util/error.h"
@@ -137,6 +138,31 @@ static bool machine_load_boot(Machine *m, GError **errp)
            linux_boot_setup_bsp(m->linux_boot, m->vcpus[0], errp);
 }
 
+/* Every -netdev's tap (and vhost-net), before the devices that take them. */
+static bool machine_open_netdevs(Machine *m, GError **errp)
+{
+    const VmConfig *cfg = m->cfg;
+
+    m->netdevs = netdev_set_new();
+    for (guint i = 0; cfg->netdevs && i < cfg->netdevs->len; i++) {
+        const char *arg = g_ptr_array_index(cfg->netdevs, i);
+        NetdevConfig nc;
+        bool ok;
+
+        if (!netdev_parse(arg, &nc, errp)) {
+            g_prefix_error(errp, "-netdev %s: ", arg);
+            return false;
+        }
+        ok = netdev_open(m->netdevs, &nc, errp) != NULL;
+        netdev_config_clear(&nc);
+        if (!ok) {
+            g_prefix_error(errp, "-netdev %s: ", arg);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
 {
     memset(m, 0, sizeof(*m));
@@ -160,6 +186,9 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
             g_prefix_error(errp, "-chardev %s: ", arg);   /* as QEMU names it */
             return false;
         }
+    }
+    if (!machine_open_netdevs(m, errp)) {
+        return false;
     }
     if (!pc_serial_prepare(m, errp) || !machine_devices_prepare(m, errp)) {
         return false;
@@ -300,6 +329,10 @@ void machine_cleanup(Machine *m)
     g_free(m->vcpus);
     m->vcpus = NULL;
     machine_devices_cleanup(m);
+    if (m->netdevs) {
+        netdev_set_free(m->netdevs);     /* after the NICs let go of them */
+        m->netdevs = NULL;
+    }
     if (m->board) {
         pc_board_cleanup(m);
     }

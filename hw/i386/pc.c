@@ -60,6 +60,7 @@ bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
         .ops_opaque = ops_opaque,
         .request_reset = pc_pci_reset_request,
         .reset_opaque = m,
+        .netdevs = m->netdevs,
     };
 
     m->pci = pci_pc_new(&cfg, errp);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hw/pci.h"
+#include "hw/virtio-net.h"
 #include "hw/virtio.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -169,6 +170,83 @@ static PciDevice *virtio_blk_pci_from_opts(PciBus *bus, SubOpts *opts,
     return dev;
 }
 
+/*
+ * The options of a virtio-net-pci (QEMU's virtio-net-device properties:
+ * netdev=, mac=, failover=), checked.  netdev= is looked up only at
+ * creation, in the bus's netdevs; failover= is stored (its behaviour
+ * comes with failover itself).
+ */
+static bool virtio_net_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
+                                 VirtioNetOptions *o, const char **netdev, int *bootindex,
+                                 GError **errp)
+{
+    const char *mac = subopts_get(opts, "mac");
+
+    *o = (VirtioNetOptions){ .id = subopts_get(opts, "id") };
+    *netdev = subopts_get(opts, "netdev");
+    if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
+        !virtio_pci_legacy_options(opts, ctx, errp) ||
+        !subopts_get_bool(opts, "failover", &o->failover, errp) ||
+        !pci_check_unused(opts, ctx, errp)) {
+        return false;
+    }
+    if (mac) {
+        if (!virtio_net_parse_mac(mac, o->mac)) {
+            error_setg(errp, "Property 'virtio-net-device.mac' doesn't take value '%s'",
+                       mac);
+            return false;
+        }
+        o->has_mac = true;
+    }
+    return true;
+}
+
+static bool virtio_net_pci_check(SubOpts *opts, const PciCreateContext *ctx,
+                                 GError **errp)
+{
+    VirtioNetOptions o;
+    const char *netdev;
+    int bootindex;
+
+    return virtio_net_pci_parse(opts, ctx, &o, &netdev, &bootindex, errp);
+}
+
+static PciDevice *virtio_net_pci_from_opts(PciBus *bus, SubOpts *opts,
+                                           const PciCreateContext *ctx, GError **errp)
+{
+    VirtioNetOptions o;
+    const char *netdev;
+    uint64_t below, above;
+    int bootindex;
+    PciDevice *dev;
+
+    if (!virtio_net_pci_parse(opts, ctx, &o, &netdev, &bootindex, errp)) {
+        return NULL;
+    }
+    if (netdev) {
+        NetdevSet *set = pci_bus_netdevs(bus);
+        o.netdev = set ? netdev_find(set, netdev) : NULL;
+        if (!o.netdev) {
+            error_setg(errp, "Property 'virtio-net-device.netdev' can't find value '%s'",
+                       netdev);
+            return NULL;
+        }
+    }
+    pci_bus_ram(bus, &below, &above);
+    o.ram[o.nr_ram++] = (VhostMemRegion){ 0, below,
+                                          guest_memory_hva(pci_bus_memory(bus), 0, below) };
+    if (above) {
+        o.ram[o.nr_ram++] = (VhostMemRegion){
+            1ULL << 32, above,         /* RAM above 4 GiB starts there */
+            guest_memory_hva(pci_bus_memory(bus), 1ULL << 32, above) };
+    }
+    dev = virtio_net_pci_create(bus, &o, errp);
+    if (dev) {
+        dev->bootindex = bootindex;
+    }
+    return dev;
+}
+
 typedef bool (*PciCheckFn)(SubOpts *opts, const PciCreateContext *ctx, GError **errp);
 
 static const struct {
@@ -179,6 +257,10 @@ static const struct {
 } pci_drivers[] = {
     { "virtio-blk-pci", "Virtio block device (modern)", virtio_blk_pci_check,
       virtio_blk_pci_from_opts },
+    { "virtio-net-pci", "Virtio network device (modern)", virtio_net_pci_check,
+      virtio_net_pci_from_opts },
+    { "virtio-net", "Virtio network device (modern), alias of virtio-net-pci",
+      virtio_net_pci_check, virtio_net_pci_from_opts },
 };
 
 bool pci_driver_exists(const char *driver)

@@ -469,6 +469,17 @@ DeviceStateList *pci_bus_device_states(PciBus *bus)
     return bus->cfg.states;
 }
 
+void pci_bus_ram(PciBus *bus, uint64_t *below_4g, uint64_t *above_4g)
+{
+    *below_4g = bus->cfg.ram_below_4g;
+    *above_4g = bus->cfg.ram_above_4g;
+}
+
+NetdevSet *pci_bus_netdevs(PciBus *bus)
+{
+    return bus->cfg.netdevs;
+}
+
 PciDevice *pci_find_device_by_id(PciBus *b, const char *qdev_id)
 {
     for (int devfn = 0; b && qdev_id && devfn < PCI_DEVFN_COUNT; devfn++) {

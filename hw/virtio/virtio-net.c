@@ -1017,7 +1017,7 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o, GEr
     VirtioNet *n;
 
     if (o->netdev && netdev_owner(o->netdev)) {
-        error_setg(errp, "Property 'virtio-net-pci.netdev' can't take value '%s', it's "
+        error_setg(errp, "Property 'virtio-net-device.netdev' can't take value '%s', it's "
                    "in use", netdev_id(o->netdev));
         return NULL;
     }

@@ -90,6 +90,7 @@ typedef struct Machine {
     struct Firmware *firmware;   /* hw/i386/firmware.c, without -kernel */
     struct MigrationState *migration;
     GPtrArray *drives;           /* hw/core/devices.c: -drive images */
+    struct NetdevSet *netdevs;   /* net/: -netdev backends, by id */
     ChardevSet *chardevs;
     SerialPort *serial[4];
     bool serial_used[4];         /* COMn wanted by -serial (or the default) */

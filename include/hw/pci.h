@@ -29,6 +29,7 @@ typedef struct PciDevice PciDevice;
 typedef struct MsixState MsixState;
 typedef struct SubOpts SubOpts;
 typedef struct BlockDriverState BlockDriverState;
+typedef struct NetdevSet NetdevSet;
 
 #define PCI_CONFIG_SIZE       256
 #define PCI_BAR_COUNT         6
@@ -142,6 +143,7 @@ typedef struct PciBusConfig {
     void *ops_opaque;
     void (*request_reset)(void *opaque);
     void *reset_opaque;
+    NetdevSet *netdevs;     /* the -netdev backends NICs take (netdev=), or NULL */
 } PciBusConfig;
 
 /*
@@ -154,6 +156,10 @@ typedef struct PciBusConfig {
 PciBus *pci_pc_new(const PciBusConfig *cfg, GError **errp);
 /* What a device on bus reaches guest RAM through, for DMA. */
 const GuestMemory *pci_bus_memory(PciBus *bus);
+/* Guest RAM's ranges: [0, *below_4g) and *above_4g bytes from 4 GiB. */
+void pci_bus_ram(PciBus *bus, uint64_t *below_4g, uint64_t *above_4g);
+/* The network backends a NIC on bus finds by id (NULL: none). */
+NetdevSet *pci_bus_netdevs(PciBus *bus);
 /* Where a device on bus registers its migration state. */
 DeviceStateList *pci_bus_device_states(PciBus *bus);
 /*

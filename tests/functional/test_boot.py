@@ -259,13 +259,36 @@ def test_monitor_socket_that_cannot_bind_is_refused_before_kvm():
     assert qemu_error_lines(["-qmp", spec]) == (1, [f"qemu-system-x86_64: -qmp {spec}: {why}"])
 
 
-def test_netdev_is_refused_by_name():
-    """No network backends yet: -netdev names itself and the missing part."""
-    rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev",
-                                "tap,id=net0,ifname=tap0"])
+def test_netdev_errors_are_qemus():
+    """A bad -netdev tap line is one error line, QEMU's own, and a backend
+    this VMM lacks is refused by name."""
+    for arg in ["tap,id=n0,vhost=maybe", "tap,ifname=dvx0", "tap,id=n0,fd=99"]:
+        rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev", arg])
+        assert (rc, lines) == qemu_error_lines(["-netdev", arg]), arg
+        assert rc == 1 and len(lines) == 1, lines
+    rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev", "user,id=n0"])
     assert rc == 1
-    assert lines == ["qemu-system-x86_64: -netdev tap,id=net0,ifname=tap0: network "
-                     "backends are not supported by this build yet"]
+    assert lines == ["qemu-system-x86_64: -netdev user,id=n0: network backend 'user' is "
+                     "not supported by this VMM (only 'tap' is)"]
+
+
+def test_virtio_net_device_errors_are_qemus():
+    """-device virtio-net-pci (and its alias virtio-net): a bad mac=, a bad
+    failover= and an unknown property, each one error line as QEMU words it."""
+    for dev in ["virtio-net-pci,mac=zz", "virtio-net,mac=52:54:00:12:34",
+                "virtio-net-pci,failover=maybe", "virtio-net-pci,foo=1"]:
+        rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-device", dev])
+        assert (rc, lines) == qemu_error_lines(["-device", dev]), dev
+
+
+@pytest.mark.vm
+def test_virtio_net_netdev_must_exist_and_be_free():
+    """netdev= names a -netdev that no other NIC has, as in QEMU."""
+    rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-display", "none",
+                                "-device", "virtio-net-pci,netdev=nope"])
+    assert rc == 1
+    assert lines == ["qemu-system-x86_64: -device virtio-net-pci,netdev=nope: Property "
+                     "'virtio-net-device.netdev' can't find value 'nope'"]
 
 
 @pytest.mark.vm
