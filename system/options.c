@@ -9,6 +9,7 @@
 
 #include "block/drive.h"
 #include "config-host.h"
+#include "net/net.h"
 #include "system/config.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -348,6 +349,48 @@ static bool opt_device(VmConfig *cfg, const char *arg, GError **errp)
     return false;
 }
 
+static void netdev_opt_free(gpointer p)
+{
+    NetdevOpt *opt = p;
+
+    netdev_config_clear(opt->cfg);
+    g_free(opt->cfg);
+    g_free(opt->arg);
+    g_free(opt);
+}
+
+/* -netdev: parsed now (QEMU's texts), opened at machine set-up; "help" lists. */
+static bool opt_netdev(VmConfig *cfg, const char *arg, GError **errp)
+{
+    NetdevOpt *opt;
+    NetdevConfig *nc;
+
+    if (strcmp(arg, "help") == 0) {
+        printf("Available netdev backend types:\ntap\n");
+        opt_exit_now = true;
+        return true;
+    }
+    nc = g_new0(NetdevConfig, 1);
+    if (!netdev_parse(arg, nc, errp)) {
+        g_free(nc);
+        return false;
+    }
+    for (guint i = 0; i < cfg->netdevs->len; i++) {
+        const NetdevOpt *other = g_ptr_array_index(cfg->netdevs, i);
+        if (strcmp(other->cfg->id, nc->id) == 0) {
+            error_setg(errp, "Duplicate ID '%s' for netdev", nc->id);
+            netdev_config_clear(nc);
+            g_free(nc);
+            return false;
+        }
+    }
+    opt = g_new0(NetdevOpt, 1);
+    opt->arg = g_strdup(arg);
+    opt->cfg = nc;
+    g_ptr_array_add(cfg->netdevs, opt);
+    return true;
+}
+
 static void monitor_opt_free(gpointer p)
 {
     MonitorOpt *opt = p;
@@ -533,6 +576,7 @@ VmConfig *vm_config_new(void)
     cfg->serials = g_ptr_array_new_with_free_func(g_free);
     cfg->drives = g_ptr_array_new_with_free_func(drive_config_free);
     cfg->devices = g_ptr_array_new_with_free_func(device_opt_free);
+    cfg->netdevs = g_ptr_array_new_with_free_func(netdev_opt_free);
     cfg->monitor_opts = g_ptr_array_new_with_free_func(monitor_opt_free);
     for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
         const OptionDef *def = &option_table[i];
@@ -572,6 +616,7 @@ void vm_config_free(VmConfig *cfg)
     g_ptr_array_free(cfg->serials, TRUE);
     g_ptr_array_free(cfg->drives, TRUE);
     g_ptr_array_free(cfg->devices, TRUE);
+    g_ptr_array_free(cfg->netdevs, TRUE);
     g_ptr_array_free(cfg->monitor_opts, TRUE);
     g_free(cfg);
 }

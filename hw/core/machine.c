@@ -144,21 +144,15 @@ static bool machine_open_netdevs(Machine *m, GError **errp)
     const VmConfig *cfg = m->cfg;
 
     m->netdevs = netdev_set_new();
-    for (guint i = 0; cfg->netdevs && i < cfg->netdevs->len; i++) {
-        const char *arg = g_ptr_array_index(cfg->netdevs, i);
-        NetdevConfig nc;
-        bool ok;
+    for (guint i = 0; i < cfg->netdevs->len; i++) {
+        const NetdevOpt *opt = g_ptr_array_index(cfg->netdevs, i);
 
-        if (!netdev_parse(arg, &nc, errp)) {
-            g_prefix_error(errp, "-netdev %s: ", arg);
+        if (!netdev_open(m->netdevs, opt->cfg, errp)) {
+            g_prefix_error(errp, "-netdev %s: ", opt->arg);
             return false;
         }
-        ok = netdev_open(m->netdevs, &nc, errp) != NULL;
-        netdev_config_clear(&nc);
-        if (!ok) {
-            g_prefix_error(errp, "-netdev %s: ", arg);
-            return false;
-        }
+        /* the netdev owns the descriptors now (fd=, vhostfd=) */
+        opt->cfg->fd = opt->cfg->vhostfd = -1;
     }
     return true;
 }

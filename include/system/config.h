@@ -44,6 +44,12 @@ typedef struct DeviceOpt {
     SubOpts *props;         /* every sub-option, driver= and id= included */
 } DeviceOpt;
 
+/* One -netdev, parsed when read (net/net.h's NetdevConfig). */
+typedef struct NetdevOpt {
+    char *arg;                  /* as given, for the errors found when it opens */
+    struct NetdevConfig *cfg;
+} NetdevOpt;
+
 typedef struct VmConfig {
     bool accel_kvm_seen;      /* -enable-kvm, -accel kvm, accel=kvm */
     char *cpu_model;          /* "host" (the only model) */
@@ -60,7 +66,7 @@ typedef struct VmConfig {
     GPtrArray *chardevs;      /* -chardev option strings */
     GPtrArray *drives;        /* of DriveConfig (block/drive.h), parsed when read */
     GPtrArray *devices;       /* of DeviceOpt, in order */
-    GPtrArray *netdevs;
+    GPtrArray *netdevs;       /* of NetdevOpt, parsed when read, in order */
     GPtrArray *monitor_opts;  /* of MonitorOpt, in order */
     char *cpumap;             /* -osnet_cpumap path=: the map file */
     bool cpumap_did;          /* -osnet_cpumap did=on */

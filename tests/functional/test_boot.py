@@ -266,10 +266,19 @@ def test_netdev_errors_are_qemus():
         rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev", arg])
         assert (rc, lines) == qemu_error_lines(["-netdev", arg]), arg
         assert rc == 1 and len(lines) == 1, lines
+    dup = ["-netdev", "tap,id=n0,ifname=dvx0", "-netdev", "tap,id=n0,ifname=dvx1"]
+    assert one_error_line(["-enable-kvm", "-kernel", TESTOS] + dup) == qemu_error_lines(dup)
     rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev", "user,id=n0"])
     assert rc == 1
     assert lines == ["qemu-system-x86_64: -netdev user,id=n0: network backend 'user' is "
                      "not supported by this VMM (only 'tap' is)"]
+
+
+def test_netdev_help_lists_tap():
+    p = subprocess.run([VMM, "-netdev", "help"], capture_output=True, text=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0
+    assert p.stdout.splitlines() == ["Available netdev backend types:", "tap"]
 
 
 def test_virtio_net_device_errors_are_qemus():
