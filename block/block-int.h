@@ -18,8 +18,8 @@
 #define BDRV_SECTOR_SIZE 512
 
 /* Rounding for power-of-two (ROUND_*) and any (DIV_ROUND_UP) divisors. */
-#define ROUND_DOWN(n, d) ((n) & -(uint64_t)(d))
-#define ROUND_UP(n, d) ROUND_DOWN((n) + (d)-1, (d))
+#define ROUND_DOWN(n, d)   ((n) & -(uint64_t)(d))
+#define ROUND_UP(n, d)     ROUND_DOWN((n) + (d)-1, (d))
 #define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
 /* Images in a chain, top included; more is refused (QEMU has no limit). */
 #define BDRV_MAX_BACKING_DEPTH 32

@@ -37,7 +37,7 @@ static const BlockDriver *find_driver(const char *format)
 static const BlockDriver *choose_driver(BlockFile *file, const char *format, bool *probed,
                                         GError **errp)
 {
-    uint8_t buf[BDRV_PROBE_BUF_SIZE] = {0};
+    uint8_t buf[BDRV_PROBE_BUF_SIZE] = { 0 };
     int64_t size;
     const char *guess;
     int ret;
@@ -193,7 +193,7 @@ fail:
 
 BlockDriverState *bdrv_open(const BlockOptions *opts, GError **errp)
 {
-    BackingChain chain = {.depth = 0};
+    BackingChain chain = { .depth = 0 };
 
     if (!opts->filename || !opts->filename[0]) {
         error_setg(errp, "A block device must be specified for \"file\"");
@@ -279,14 +279,14 @@ int bdrv_pwritev(BlockDriverState *bs, uint64_t offset, const struct iovec *iov,
 
 int bdrv_pread(BlockDriverState *bs, uint64_t offset, void *buf, size_t len)
 {
-    struct iovec iov = {buf, len};
+    struct iovec iov = { buf, len };
 
     return bdrv_preadv(bs, offset, &iov, 1);
 }
 
 int bdrv_pwrite(BlockDriverState *bs, uint64_t offset, const void *buf, size_t len)
 {
-    struct iovec iov = {(void *)buf, len};
+    struct iovec iov = { (void *)buf, len };
 
     return bdrv_pwritev(bs, offset, &iov, 1);
 }

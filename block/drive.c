@@ -15,9 +15,11 @@ static bool parse_cache(const char *v, BlockCacheMode *out, GError **errp)
         const char *name;
         BlockCacheMode mode;
     } modes[] = {
-        { "writeback", BLOCK_CACHE_WRITEBACK }, { "none", BLOCK_CACHE_NONE },
+        { "writeback", BLOCK_CACHE_WRITEBACK },
+        { "none", BLOCK_CACHE_NONE },
         { "writethrough", BLOCK_CACHE_WRITETHROUGH },
-        { "directsync", BLOCK_CACHE_DIRECTSYNC }, { "unsafe", BLOCK_CACHE_UNSAFE },
+        { "directsync", BLOCK_CACHE_DIRECTSYNC },
+        { "unsafe", BLOCK_CACHE_UNSAFE },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(modes); i++) {
@@ -60,7 +62,7 @@ bool drive_parse(const char *arg, unsigned index, DriveConfig *out, GError **err
     /* QEMU's pc puts a drive with no if= on IDE; we have only virtio */
     if (!v) {
         error_setg(errp, "a drive without if= would be IDE, which this VMM does not "
-                   "offer: add if=virtio");
+                         "offer: add if=virtio");
         goto out;
     }
     if (!check_interface(v, errp)) {
@@ -100,8 +102,8 @@ bool drive_parse(const char *arg, unsigned index, DriveConfig *out, GError **err
     v = subopts_get(o, "id");
     out->id = v ? g_strdup(v) : g_strdup_printf("virtio%u", index);
     out->serial = g_strdup(subopts_get(o, "serial"));
-    subopts_get(o, "index");      /* accepted for compatibility */
-    subopts_get(o, "aio");        /* threads/native/io_uring: one engine here */
+    subopts_get(o, "index"); /* accepted for compatibility */
+    subopts_get(o, "aio");   /* threads/native/io_uring: one engine here */
     ok = subopts_check_unused(o, errp);
     out->arg = g_strdup(arg);
 out:

@@ -184,7 +184,7 @@ static int bounce_read(BlockFile *file, uint64_t offset, const struct iovec *iov
     uint64_t start = ROUND_DOWN(offset, file->align);
     uint64_t end = ROUND_UP(offset + len, file->align);
     uint8_t *buf = block_file_alloc_buffer(file, end - start);
-    struct iovec biov = {buf, end - start};
+    struct iovec biov = { buf, end - start };
     int ret = rw_full(file, start, &biov, 1, false);
 
     if (ret == 0) {
@@ -218,7 +218,7 @@ static int bounce_write(BlockFile *file, uint64_t offset, const struct iovec *io
         }
     }
     if (ret == 0) {
-        struct iovec biov = {buf, end - start};
+        struct iovec biov = { buf, end - start };
 
         iov_to_buf(iov, iovcnt, 0, buf + (offset - start), len);
         ret = rw_full(file, start, &biov, 1, true);
@@ -253,14 +253,14 @@ int block_file_pwritev(BlockFile *file, uint64_t offset, const struct iovec *iov
 
 int block_file_pread(BlockFile *file, uint64_t offset, void *buf, size_t len)
 {
-    struct iovec iov = {buf, len};
+    struct iovec iov = { buf, len };
 
     return block_file_preadv(file, offset, &iov, 1);
 }
 
 int block_file_pwrite(BlockFile *file, uint64_t offset, const void *buf, size_t len)
 {
-    struct iovec iov = {(void *)buf, len};
+    struct iovec iov = { (void *)buf, len };
 
     return block_file_pwritev(file, offset, &iov, 1);
 }

@@ -11,12 +11,12 @@
 #include "block-int.h"
 #include "util/error.h"
 
-#define LOCK_PERM_BASE 100
-#define LOCK_SHARED_BASE 200
+#define LOCK_PERM_BASE       100
+#define LOCK_SHARED_BASE     200
 #define PERM_CONSISTENT_READ (1u << 0)
-#define PERM_WRITE (1u << 1)
-#define PERM_RESIZE (1u << 3)
-#define PERM_BITS 4
+#define PERM_WRITE           (1u << 1)
+#define PERM_RESIZE          (1u << 3)
+#define PERM_BITS            4
 
 static const char *const perm_names[PERM_BITS] = {
     "consistent read",
@@ -73,16 +73,16 @@ static int apply_lock_bytes(BlockFile *file, uint64_t perm, uint64_t unshared,
             uint64_t want, *held;
             off_t byte;
         } sets[2] = {
-            {perm & bit, &file->locked_perm, LOCK_PERM_BASE + i},
-            {unshared & bit, &file->locked_unshared, LOCK_SHARED_BASE + i},
+            { perm & bit, &file->locked_perm, LOCK_PERM_BASE + i },
+            { unshared & bit, &file->locked_unshared, LOCK_SHARED_BASE + i },
         };
 
         for (int j = 0; j < 2; j++) {
             if (!sets[j].want == !(*sets[j].held & bit)) {
                 continue;
             }
-            int ret =
-                set_lock(file->fd, sets[j].byte, 1, sets[j].want ? F_RDLCK : F_UNLCK);
+            int ret = set_lock(file->fd, sets[j].byte, 1,
+                               sets[j].want ? F_RDLCK : F_UNLCK);
             if (ret < 0) {
                 *failed_byte = sets[j].byte;
                 return ret;

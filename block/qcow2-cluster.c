@@ -131,8 +131,8 @@ int qcow2_get_mapping(Qcow2State *s, uint64_t offset, uint64_t bytes, Qcow2Mappi
     uint64_t in_cluster = qcow2_offset_into_cluster(s, offset);
     uint64_t l2_index = (offset >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
     uint64_t l2_offset, first, n = 1, *l2;
-    uint64_t max =
-        MIN(bytes, ((qcow2_l2_entries(s) - l2_index) << s->cluster_bits) - in_cluster);
+    uint64_t max = MIN(bytes, ((qcow2_l2_entries(s) - l2_index) << s->cluster_bits) -
+                                  in_cluster);
     int ret = l2_table_offset(s, offset >> (s->cluster_bits + s->l2_bits), &l2_offset);
 
     if (ret < 0 || l2_offset == 0) {

@@ -120,9 +120,9 @@ static char *feature_names(uint64_t bits, const uint8_t *table, size_t len)
 
 static bool check_features(Qcow2State *s, const uint8_t *table, size_t len, GError **errp)
 {
-    uint64_t unsupported =
-        s->incompatible &
-        ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_COMPRESSION);
+    uint64_t unsupported = s->incompatible &
+                           ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT |
+                             QCOW2_INCOMPAT_COMPRESSION);
 
     if (unsupported) {
         g_autofree char *names = feature_names(unsupported, table, len);
@@ -345,9 +345,9 @@ static bool parse_header_cluster(Qcow2State *s, HeaderBuf *hb, GError **errp)
 
 bool qcow2_read_header(Qcow2State *s, GError **errp)
 {
-    uint8_t fixed[QCOW2_V3_HEADER_SIZE + 8] = {0};
+    uint8_t fixed[QCOW2_V3_HEADER_SIZE + 8] = { 0 };
     int64_t file_size = block_file_length(s->file);
-    HeaderBuf hb = {NULL, 0};
+    HeaderBuf hb = { NULL, 0 };
     bool ok;
     int ret;
 

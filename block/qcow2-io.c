@@ -36,7 +36,7 @@ static int read_backing(Qcow2State *s, uint64_t offset, uint64_t bytes,
 
 static int inflate_cluster(Qcow2State *s, uint8_t *in, size_t in_len, uint8_t *out)
 {
-    z_stream z = {0};
+    z_stream z = { 0 };
     int ret;
     bool full;
 
@@ -160,7 +160,7 @@ int qcow2_read(Qcow2State *s, uint64_t offset, uint64_t bytes, const struct iove
 static int read_old(Qcow2State *s, const Qcow2Mapping *map, uint64_t map_offset,
                     uint64_t guest, uint8_t *buf, uint64_t len)
 {
-    struct iovec iov = {buf, len};
+    struct iovec iov = { buf, len };
 
     switch (map->type) {
     case QCOW2_CLUSTER_UNALLOCATED:
@@ -195,8 +195,8 @@ static int link_clusters(Qcow2State *s, uint64_t guest, uint64_t host, uint64_t 
             type != QCOW2_CLUSTER_ZERO_PLAIN) {
             g_array_append_val(dropped, old);
         }
-        l2[index + j] =
-            GUINT64_TO_BE((host + (j << s->cluster_bits)) | QCOW2_OFLAG_COPIED);
+        l2[index + j] = GUINT64_TO_BE((host + (j << s->cluster_bits)) |
+                                      QCOW2_OFLAG_COPIED);
     }
     if (ret == 0) {
         qcow2_cache_mark_dirty(s->l2_cache, l2);
@@ -226,7 +226,7 @@ static int write_with_cow(Qcow2State *s, const Qcow2Mapping *map, uint64_t offse
     uint8_t *head_buf = g_malloc(MAX(in_cluster, 1));
     uint8_t *tail_buf = g_malloc(MAX(tail, 1));
     GArray *vec = g_array_new(FALSE, FALSE, sizeof(struct iovec));
-    struct iovec head_iov = {head_buf, in_cluster}, tail_iov = {tail_buf, tail};
+    struct iovec head_iov = { head_buf, in_cluster }, tail_iov = { tail_buf, tail };
     IovSlice slice;
     int ret = read_old(s, map, offset, offset - in_cluster, head_buf, in_cluster);
 
@@ -304,8 +304,8 @@ int qcow2_write(Qcow2State *s, uint64_t offset, uint64_t bytes, const struct iov
             pthread_rwlock_unlock(&s->free_lock);
         } else {
             if (ret == 0) {
-                int64_t written =
-                    allocating_write(s, &map, offset + done, slice.iov, slice.iovcnt);
+                int64_t written = allocating_write(s, &map, offset + done, slice.iov,
+                                                   slice.iovcnt);
 
                 ret = written < 0 ? written : 0;
                 map.bytes = written < 0 ? 0 : written;

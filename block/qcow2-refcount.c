@@ -104,8 +104,8 @@ int qcow2_get_refcount(Qcow2State *s, uint64_t cluster, uint64_t *refcount)
     if (ret < 0) {
         return ret;
     }
-    *refcount =
-        refcount_read(block, cluster & (refblock_entries(s) - 1), s->refcount_order);
+    *refcount = refcount_read(block, cluster & (refblock_entries(s) - 1),
+                              s->refcount_order);
     qcow2_cache_put(s->refblock_cache, &block);
     return 0;
 }
@@ -210,8 +210,8 @@ static int plan_growth(Qcow2State *s, uint64_t needed, GrowPlan *p)
                p->new_blocks) {
             p->new_blocks = n;
         }
-        last_index =
-            (p->start + p->table_clusters + p->new_blocks - 1) >> s->refblock_bits;
+        last_index = (p->start + p->table_clusters + p->new_blocks - 1) >>
+                     s->refblock_bits;
         if (last_index < p->new_size) {
             break;
         }
@@ -261,8 +261,8 @@ static int commit_new_reftable(Qcow2State *s, const GrowPlan *p, uint64_t *table
     uint64_t offset = p->start << s->cluster_bits;
     uint64_t old_offset = s->reftable_offset;
     uint64_t old_bytes = ROUND_UP((uint64_t)s->reftable_size * 8, s->cluster_size);
-    int ret =
-        block_file_pwrite(s->file, offset, table, p->table_clusters << s->cluster_bits);
+    int ret = block_file_pwrite(s->file, offset, table,
+                                p->table_clusters << s->cluster_bits);
 
     if (ret == 0) {
         ret = qcow2_cache_flush(s->refblock_cache);

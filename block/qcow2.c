@@ -9,9 +9,9 @@
 #include "qcow2.h"
 #include "util/error.h"
 
-#define L2_CACHE_MAX_BYTES (32u * 1024 * 1024)
+#define L2_CACHE_MAX_BYTES  (32u * 1024 * 1024)
 #define L2_CACHE_MAX_TABLES 1024
-#define ZERO_CHUNK (1024 * 1024)
+#define ZERO_CHUNK          (1024 * 1024)
 
 static void qcow2_free_state(Qcow2State *s)
 {
@@ -42,8 +42,8 @@ static void qcow2_create_caches(Qcow2State *s)
     int l2_tables = CLAMP(needed, MIN(16, max), max);
 
     s->l2_cache = qcow2_cache_new(s, l2_tables, QCOW2_META_L2);
-    s->refblock_cache =
-        qcow2_cache_new(s, CLAMP(l2_tables / 4, 8, 256), QCOW2_META_REFBLOCK);
+    s->refblock_cache = qcow2_cache_new(s, CLAMP(l2_tables / 4, 8, 256),
+                                        QCOW2_META_REFBLOCK);
 }
 
 /* Read and check everything; on success s is ready for I/O. */
@@ -151,7 +151,7 @@ static int write_zero_bytes(Qcow2State *s, uint64_t offset, uint64_t bytes)
 
     while (bytes > 0 && ret == 0) {
         uint64_t chunk = MIN(bytes, ZERO_CHUNK);
-        struct iovec iov = {zeroes, chunk};
+        struct iovec iov = { zeroes, chunk };
 
         ret = qcow2_write(s, offset, chunk, &iov, 1);
         offset += chunk;

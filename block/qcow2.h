@@ -12,37 +12,37 @@
 
 #include "block-int.h"
 
-#define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
-#define QCOW2_V2_HEADER_SIZE 72
-#define QCOW2_V3_HEADER_SIZE 104
-#define QCOW2_MIN_CLUSTER_BITS 9
-#define QCOW2_MAX_CLUSTER_BITS 21
-#define QCOW2_MAX_L1_BYTES (32u * 1024 * 1024) /* QEMU's limits */
+#define QCOW2_MAGIC              0x514649fbu /* "QFI\xfb" */
+#define QCOW2_V2_HEADER_SIZE     72
+#define QCOW2_V3_HEADER_SIZE     104
+#define QCOW2_MIN_CLUSTER_BITS   9
+#define QCOW2_MAX_CLUSTER_BITS   21
+#define QCOW2_MAX_L1_BYTES       (32u * 1024 * 1024) /* QEMU's limits */
 #define QCOW2_MAX_REFTABLE_BYTES (8u * 1024 * 1024)
-#define QCOW2_MAX_SNAPSHOTS 65536
-#define QCOW2_MAX_BACKING_NAME 1023
-#define QCOW2_MAX_FORMAT_NAME 15
+#define QCOW2_MAX_SNAPSHOTS      65536
+#define QCOW2_MAX_BACKING_NAME   1023
+#define QCOW2_MAX_FORMAT_NAME    15
 
 /* Incompatible feature bits. */
-#define QCOW2_INCOMPAT_DIRTY (1ull << 0)
-#define QCOW2_INCOMPAT_CORRUPT (1ull << 1)
-#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
+#define QCOW2_INCOMPAT_DIRTY       (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT     (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ull << 2)
 #define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
-#define QCOW2_INCOMPAT_EXTL2 (1ull << 4)
+#define QCOW2_INCOMPAT_EXTL2       (1ull << 4)
 
 /* Header extension types. */
-#define QCOW2_EXT_END 0x00000000u
+#define QCOW2_EXT_END            0x00000000u
 #define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
-#define QCOW2_EXT_FEATURE_TABLE 0x6803f857u
+#define QCOW2_EXT_FEATURE_TABLE  0x6803f857u
 
 /* Table entries. */
-#define QCOW2_OFFSET_MASK 0x00fffffffffffe00ull /* bits 9-55 */
-#define QCOW2_L1E_RESERVED 0x7f000000000001ffull
-#define QCOW2_L2E_RESERVED 0x3f000000000001feull
-#define QCOW2_REFT_RESERVED 0x00000000000001ffull
-#define QCOW2_OFLAG_COPIED (1ull << 63)
+#define QCOW2_OFFSET_MASK      0x00fffffffffffe00ull /* bits 9-55 */
+#define QCOW2_L1E_RESERVED     0x7f000000000001ffull
+#define QCOW2_L2E_RESERVED     0x3f000000000001feull
+#define QCOW2_REFT_RESERVED    0x00000000000001ffull
+#define QCOW2_OFLAG_COPIED     (1ull << 63)
 #define QCOW2_OFLAG_COMPRESSED (1ull << 62)
-#define QCOW2_OFLAG_ZERO (1ull << 0)
+#define QCOW2_OFLAG_ZERO       (1ull << 0)
 
 /* What a cluster of the image file holds, for the overlap checks. */
 typedef enum Qcow2MetaKind {

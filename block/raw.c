@@ -37,7 +37,7 @@ static int raw_preadv(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 static int raw_check_sector0(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                              const struct iovec *iov, int iovcnt)
 {
-    uint8_t sector[BDRV_PROBE_BUF_SIZE] = {0};
+    uint8_t sector[BDRV_PROBE_BUF_SIZE] = { 0 };
     size_t have = MIN(sizeof(sector), bs->total_size);
     size_t len = MIN(bytes, have - offset);
     int ret = 0;

@@ -59,8 +59,8 @@ struct Chardev {
     ChardevSocketConfig sock;
     char *file_path;
     bool file_append;
-    bool stdio_signal; /* keep ISIG: Ctrl-C reaches the VMM, not the guest */
-    bool mux;          /* Ctrl-A escapes (mon:stdio, mux=on) */
+    bool stdio_signal;  /* keep ISIG: Ctrl-C reaches the VMM, not the guest */
+    bool mux;           /* Ctrl-A escapes (mon:stdio, mux=on) */
     bool wants_monitor; /* "mon:": a human monitor shares this chardev */
     /* A mux serves up to two frontends; Ctrl-A c moves the input focus. */
     const ChardevHandlers *mux_handlers[2];

@@ -377,8 +377,8 @@ static gboolean chardev_out_idle_cb(gpointer data)
     if (!failed && chr->out_fd >= 0) {
         failed = !chardev_out_drain_locked(chr);
         if (!failed && chr->out_len && !chr->out_watch) {
-            chr->out_watch =
-                g_unix_fd_add(chr->out_fd, G_IO_OUT, chardev_out_writable_cb, chr);
+            chr->out_watch = g_unix_fd_add(chr->out_fd, G_IO_OUT, chardev_out_writable_cb,
+                                           chr);
         }
         close_now = !failed && !chr->out_len && chr->closing;
         drained = !failed && !chr->out_len;
@@ -557,8 +557,8 @@ void chardev_update_input(Chardev *chr)
                 chardev_input_room(chr) > 0;
 
     if (want && !chr->in_watch) {
-        chr->in_watch =
-            g_unix_fd_add(chr->in_fd, WATCH_IN_COND, chardev_in_ready_cb, chr);
+        chr->in_watch = g_unix_fd_add(chr->in_fd, WATCH_IN_COND, chardev_in_ready_cb,
+                                      chr);
     } else if (!want) {
         remove_source(&chr->in_watch);
     }

@@ -256,10 +256,10 @@ static bool backend_from_name(const char *name, ChardevBackend *out, GError **er
         const char *name;
         ChardevBackend backend;
     } names[] = {
-        {"socket", CHARDEV_BACKEND_SOCKET},
-        {"stdio", CHARDEV_BACKEND_STDIO},
-        {"file", CHARDEV_BACKEND_FILE},
-        {"null", CHARDEV_BACKEND_NULL},
+        { "socket", CHARDEV_BACKEND_SOCKET },
+        { "stdio", CHARDEV_BACKEND_STDIO },
+        { "file", CHARDEV_BACKEND_FILE },
+        { "null", CHARDEV_BACKEND_NULL },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
@@ -318,8 +318,8 @@ static Chardev *legacy_socket(ChardevSet *set, const char *id, const char *rest,
                               bool is_unix, bool telnet, GError **errp)
 {
     const char *comma = strchr(rest, ',');
-    g_autofree char *addr =
-        g_strndup(rest, comma ? (size_t)(comma - rest) : strlen(rest));
+    g_autofree char *addr = g_strndup(rest,
+                                      comma ? (size_t)(comma - rest) : strlen(rest));
     SubOpts *opts = subopts_parse(comma ? comma + 1 : "", NULL, errp);
     Chardev *chr;
     bool ok;

@@ -76,9 +76,9 @@ void chardev_socket_update_filename(Chardev *chr)
                                chr->connected ? "" : "disconnected:", proto, addr,
                                chr->peer ? " <-> " : "", chr->peer ? chr->peer : "");
     } else {
-        name =
-            g_strdup_printf("%s%s:%s%s%s", chr->connected ? "" : "disconnected:", proto,
-                            addr, chr->peer ? " <-> " : "", chr->peer ? chr->peer : "");
+        name = g_strdup_printf("%s%s:%s%s%s",
+                               chr->connected ? "" : "disconnected:", proto, addr,
+                               chr->peer ? " <-> " : "", chr->peer ? chr->peer : "");
     }
     chardev_set_filename(chr, name);
 }
@@ -175,7 +175,7 @@ static int unix_listen(Chardev *chr, GError **errp)
 static struct addrinfo *tcp_resolve(const ChardevSocketConfig *cfg, bool passive,
                                     GError **errp)
 {
-    struct addrinfo hints = {0}, *res = NULL;
+    struct addrinfo hints = { 0 }, *res = NULL;
     char port[8];
     const char *host = cfg->host[0] ? cfg->host : NULL;
     int rc;
@@ -277,7 +277,7 @@ static int socket_connect_fd(Chardev *chr, GError **errp)
 /* wait=on: block until the first client arrives, as QEMU does at start-up. */
 static bool socket_wait_first_client(Chardev *chr, GError **errp)
 {
-    struct pollfd pfd = {.fd = chr->listen_fd, .events = POLLIN};
+    struct pollfd pfd = { .fd = chr->listen_fd, .events = POLLIN };
 
     fprintf(stderr, "qemu-system-x86_64: info: QEMU waiting for connection on: %s\n",
             chr->filename);

@@ -28,7 +28,7 @@ static bool split_host_port(const char *spec, char **host, char **port, GError *
     }
     *host = g_strndup(spec, colon - spec);
     *port = g_strdup(colon + 1);
-    if ((*host)[0] == '[') {   /* [::1] */
+    if ((*host)[0] == '[') { /* [::1] */
         char *bare = g_strndup(*host + 1, strlen(*host) - 2);
         g_free(*host);
         *host = bare;
@@ -70,8 +70,9 @@ static int tcp_open(const char *spec, bool listen_side, GError **errp)
         fd = -1;
     }
     if (fd < 0) {
-        error_setg(errp, "Failed to %s tcp:%s: %s", listen_side ? "listen on" : "connect to",
-                   spec, g_strerror(err ? err : ECONNREFUSED));
+        error_setg(errp, "Failed to %s tcp:%s: %s",
+                   listen_side ? "listen on" : "connect to", spec,
+                   g_strerror(err ? err : ECONNREFUSED));
     }
 out:
     if (res) {
@@ -224,8 +225,8 @@ bool chan_read(int fd, void *buf, size_t len, GError **errp)
             continue;
         }
         if (n <= 0) {
-            error_setg(errp, "migration stream: %s", n == 0 ? "unexpected end of stream"
-                                                             : g_strerror(errno));
+            error_setg(errp, "migration stream: %s",
+                       n == 0 ? "unexpected end of stream" : g_strerror(errno));
             return false;
         }
         p += n;

@@ -83,8 +83,10 @@ static bool load_ram(IncomingLoad *in, Machine *m, const MigSection *s, GError *
         gpa = rec & ~RAM_FLAG_MASK;
         dst = machine_gpa_to_hva(m, gpa, MIG_PAGE_SIZE);
         if (!dst) {
-            error_setg(errp, "migration stream: page 0x%" G_GINT64_MODIFIER "x is "
-                       "outside this guest's RAM", gpa);
+            error_setg(errp,
+                       "migration stream: page 0x%" G_GINT64_MODIFIER "x is "
+                       "outside this guest's RAM",
+                       gpa);
             return false;
         }
         if ((rec & RAM_FLAG_MASK) == RAM_FLAG_ZERO) {
@@ -238,7 +240,7 @@ static void *incoming_thread(void *opaque)
 static bool check_global_state(IncomingLoad *in, GError **errp)
 {
     static const RunState allowed[] = {
-        RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_PRELAUNCH,
+        RUN_STATE_RUNNING,  RUN_STATE_PAUSED,         RUN_STATE_PRELAUNCH,
         RUN_STATE_SHUTDOWN, RUN_STATE_INTERNAL_ERROR,
     };
     MigSection *s = find_section(in, SEC_GLOBAL, "globalstate");
@@ -250,8 +252,10 @@ static bool check_global_state(IncomingLoad *in, GError **errp)
         return true;
     }
     if (s->version > MIG_GLOBAL_VERSION) {
-        error_setg(errp, "migration stream: global state version %u is newer than this "
-                   "VMM's %u", s->version, MIG_GLOBAL_VERSION);
+        error_setg(errp,
+                   "migration stream: global state version %u is newer than this "
+                   "VMM's %u",
+                   s->version, MIG_GLOBAL_VERSION);
         return false;
     }
     global = json_loadb((const char *)s->payload->data, s->payload->len, 0, NULL);
@@ -317,8 +321,10 @@ bool incoming_load_check(IncomingLoad *in, GError **errp)
             return false;
         }
         if (s->version > e->version) {
-            error_setg(errp, "migration stream: device '%s' state version %u is newer "
-                       "than this VMM's %u", s->name, s->version, e->version);
+            error_setg(errp,
+                       "migration stream: device '%s' state version %u is newer "
+                       "than this VMM's %u",
+                       s->name, s->version, e->version);
             return false;
         }
     }
@@ -385,8 +391,7 @@ static gboolean incoming_done_cb(gpointer opaque)
     pthread_join(in->thread, NULL);
     /* the source let go of the images before its last section */
     ok = !in->error && incoming_load_check(&in->load, &err) &&
-         apply_sections(&in->load, &err) &&
-         machine_drives_acquire(m, &err);
+         apply_sections(&in->load, &err) && machine_drives_acquire(m, &err);
     ack = ok ? MIG_ACK_OK : MIG_ACK_FAIL;
     if (in->fd >= 0 && !ms->incoming_child) {
         chan_write(in->fd, &ack, 1, NULL);
@@ -395,7 +400,8 @@ static gboolean incoming_done_cb(gpointer opaque)
         close(in->fd);
     }
     if (!ok) {
-        error_report("load of migration failed: %s", in->error ? in->error : err->message);
+        error_report("load of migration failed: %s",
+                     in->error ? in->error : err->message);
         g_clear_error(&err);
         migration_set_status(ms, MIGRATION_STATUS_FAILED);
         incoming_free(in);

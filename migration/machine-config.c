@@ -26,8 +26,8 @@ bool migration_config_write(int fd, Machine *m, GError **errp)
 {
     json_t *cfg = machine_config_json(m);
     char *text = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
-    bool ok = mig_write_section(fd, SEC_CONFIG, "config", 1, (uint8_t *)text, strlen(text),
-                                errp);
+    bool ok = mig_write_section(fd, SEC_CONFIG, "config", 1, (uint8_t *)text,
+                                strlen(text), errp);
 
     free(text);
     json_decref(cfg);
@@ -38,7 +38,8 @@ bool migration_config_check(Machine *m, const MigSection *s, GError **errp)
 {
     json_t *mine = machine_config_json(m);
     json_error_t jerr;
-    json_t *theirs = json_loadb((const char *)s->payload->data, s->payload->len, 0, &jerr);
+    json_t *theirs = json_loadb((const char *)s->payload->data, s->payload->len, 0,
+                                &jerr);
     bool ok = theirs && json_equal(mine, theirs);
 
     if (!ok) {

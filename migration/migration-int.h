@@ -30,12 +30,12 @@
 #include "hw/machine.h"
 #include "migration/migration.h"
 
-#define MIG_MAGIC "DVMIGRAT"
-#define MIG_VERSION 1
-#define MIG_PAGE_SIZE 4096ULL
+#define MIG_MAGIC       "DVMIGRAT"
+#define MIG_VERSION     1
+#define MIG_PAGE_SIZE   4096ULL
 #define MIG_MAX_SECTION (64ULL << 20)
-#define MIG_ACK_OK 'A'
-#define MIG_ACK_FAIL 'N'
+#define MIG_ACK_OK      'A'
+#define MIG_ACK_FAIL    'N'
 
 enum {
     SEC_CONFIG = 1,
@@ -54,11 +54,15 @@ enum {
 #define RAM_FLAG_PAGE 2ULL
 #define RAM_FLAG_MASK 0xfffULL
 
-typedef enum MigUriKind { MIG_URI_TCP, MIG_URI_UNIX, MIG_URI_EXEC } MigUriKind;
+typedef enum MigUriKind {
+    MIG_URI_TCP,
+    MIG_URI_UNIX,
+    MIG_URI_EXEC
+} MigUriKind;
 
 typedef struct MigrationUri {
     MigUriKind kind;
-    const char *rest;       /* points into the caller's string */
+    const char *rest; /* points into the caller's string */
 } MigrationUri;
 
 bool migration_uri_parse(const char *uri, MigrationUri *out, GError **errp);
@@ -88,16 +92,16 @@ void mig_section_free(MigSection *s);
 typedef struct RamRegion {
     uint64_t gpa, size;
     uint8_t *hva;
-    uint64_t *bitmap;       /* dirty pages still to send */
-    uint64_t *scratch;      /* KVM's fresh bitmap */
-    uint64_t *untouched;    /* pages never touched, for the first pass */
+    uint64_t *bitmap;    /* dirty pages still to send */
+    uint64_t *scratch;   /* KVM's fresh bitmap */
+    uint64_t *untouched; /* pages never touched, for the first pass */
 } RamRegion;
 
 typedef struct RamState {
     RamRegion region[2];
     unsigned nr_regions;
     uint64_t total_pages;
-    uint64_t dirty_pages;   /* set bits in all bitmaps */
+    uint64_t dirty_pages; /* set bits in all bitmaps */
 } RamState;
 
 bool ram_state_init(RamState *rs, Machine *m, GError **errp);
@@ -129,11 +133,11 @@ bool ram_sync_dirty(RamState *rs, Machine *m, GError **errp);
  */
 typedef struct IncomingLoad {
     Machine *machine;
-    RamState ram;            /* only the regions' untouched bitmaps are used */
-    GPtrArray *sections;     /* kept sections (KVM, CPU, DEVICE, GLOBAL) */
-    RunState arrives;        /* the source's run state (GLOBAL), or RUNNING */
-    unsigned nr_sections;    /* sections read, END included */
-    uint64_t ram_pages;      /* RAM page records loaded (data or zero) */
+    RamState ram;         /* only the regions' untouched bitmaps are used */
+    GPtrArray *sections;  /* kept sections (KVM, CPU, DEVICE, GLOBAL) */
+    RunState arrives;     /* the source's run state (GLOBAL), or RUNNING */
+    unsigned nr_sections; /* sections read, END included */
+    uint64_t ram_pages;   /* RAM page records loaded (data or zero) */
 } IncomingLoad;
 
 void incoming_load_init(IncomingLoad *ld, Machine *m);
@@ -148,19 +152,19 @@ struct MigrationState {
     void *event_opaque;
 
     /* parameters and capabilities (main thread) */
-    uint64_t max_bandwidth;     /* bytes/s */
+    uint64_t max_bandwidth; /* bytes/s */
     uint64_t downtime_limit_ms;
     bool cap_events;
-    GHashTable *caps;           /* name -> GINT_TO_POINTER(bool) */
+    GHashTable *caps; /* name -> GINT_TO_POINTER(bool) */
 
     /* the current or last outgoing migration; [lock] */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     MigrationStatus status;
-    MigrationStatus outcome;    /* the thread's verdict, for finish_cb */
+    MigrationStatus outcome; /* the thread's verdict, for finish_cb */
     bool cancel_requested;
     bool stop_requested, vm_stopped, was_running;
-    RunState state_before;      /* run state when the VM was stopped for the end */
+    RunState state_before; /* run state when the VM was stopped for the end */
     pthread_t thread;
     bool thread_running;
     char *uri;
@@ -173,7 +177,7 @@ struct MigrationState {
     double mbps, dirty_pages_rate, pages_per_second;
 
     /* incoming */
-    RamState *ram;              /* while RAM is tracked: device DMA marks it */
+    RamState *ram; /* while RAM is tracked: device DMA marks it */
 
     int listen_fd;
     guint listen_watch;

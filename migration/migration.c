@@ -20,13 +20,13 @@
 #include "util/error.h"
 
 #define PAGES_PER_SECTION 256
-#define MAX_PASSES 30
+#define MAX_PASSES        30
 
 const char *migration_status_name(MigrationStatus status)
 {
     static const char *const names[MIGRATION_STATUS__MAX] = {
-        "none", "setup", "cancelling", "cancelled", "active", "wait-unplug",
-        "device", "completed", "failed",
+        "none",        "setup",  "cancelling", "cancelled", "active",
+        "wait-unplug", "device", "completed",  "failed",
     };
 
     return status < MIGRATION_STATUS__MAX ? names[status] : "none";
@@ -140,7 +140,7 @@ static gboolean finish_cb(gpointer opaque)
         m->runstate = ms->was_running ? RUN_STATE_PAUSED : ms->state_before;
         if (!machine_drives_acquire(m, &err)) {
             error_report_err(err, "migration failed and the disks cannot be taken "
-                             "back; the VM stays paused");
+                                  "back; the VM stays paused");
         } else if (ms->was_running) {
             machine_vm_cont(m, NULL);
         }
@@ -210,7 +210,8 @@ static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
                 ms->normal++;
             }
             if (++in_section == PAGES_PER_SECTION) {
-                ok = mig_write_section(ms->fd, SEC_RAM, "ram", 1, buf->data, buf->len, errp);
+                ok = mig_write_section(ms->fd, SEC_RAM, "ram", 1, buf->data, buf->len,
+                                       errp);
                 sent += buf->len;
                 pthread_mutex_lock(&ms->lock);
                 ms->transferred += buf->len;
@@ -286,7 +287,7 @@ static bool wait_for_ack(MigrationState *ms, GError **errp)
     uint8_t ack = 0;
 
     if (ms->child) {
-        return true;       /* exec: a one-way pipe, no verdict to wait for */
+        return true; /* exec: a one-way pipe, no verdict to wait for */
     }
     if (!chan_wait_readable(ms->fd, 120000) || !chan_read(ms->fd, &ack, 1, errp)) {
         if (errp && !*errp) {
@@ -365,8 +366,7 @@ void *migration_thread(void *opaque)
 
     ok = migration_uri_parse(ms->uri, &uri, &err) &&
          (ms->fd = migration_connect(&uri, &ms->child, &err)) >= 0 &&
-         mig_write_header(ms->fd, &err) &&
-         migration_config_write(ms->fd, m, &err) &&
+         mig_write_header(ms->fd, &err) && migration_config_write(ms->fd, m, &err) &&
          ram_state_init(&rs, m, &err);
     ms->setup_ms = now_ms() - ms->start_ms;
     if (ok && m->pci) {
@@ -383,7 +383,8 @@ void *migration_thread(void *opaque)
         migration_stop_vm(ms);
         stop_at = now_ms();
         migration_set_status(ms, MIGRATION_STATUS_DEVICE);
-        ok = ram_sync_dirty(&rs, m, &err) && send_dirty_pages(ms, &rs, true, false, &err) &&
+        ok = ram_sync_dirty(&rs, m, &err) &&
+             send_dirty_pages(ms, &rs, true, false, &err) &&
              send_machine_state(ms, &err) && wait_for_ack(ms, &err);
         ms->downtime_ms = now_ms() - stop_at;
         if (ok) {
@@ -431,8 +432,8 @@ MigrationState *migration_new(Machine *m, MigrationEventFn fn, void *opaque)
     ms->machine = m;
     ms->event_fn = fn;
     ms->event_opaque = opaque;
-    ms->max_bandwidth = 128ULL << 20;     /* QEMU's default, 128 MiB/s */
-    ms->downtime_limit_ms = 300;          /* QEMU's default */
+    ms->max_bandwidth = 128ULL << 20; /* QEMU's default, 128 MiB/s */
+    ms->downtime_limit_ms = 300;      /* QEMU's default */
     ms->caps = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     ms->fd = -1;
     ms->listen_fd = -1;
@@ -501,13 +502,13 @@ void migration_cancel(MigrationState *ms)
     bool notify = false;
 
     pthread_mutex_lock(&ms->lock);
-    if (ms->thread_running && (ms->status == MIGRATION_STATUS_SETUP ||
-                               ms->status == MIGRATION_STATUS_ACTIVE)) {
+    if (ms->thread_running &&
+        (ms->status == MIGRATION_STATUS_SETUP || ms->status == MIGRATION_STATUS_ACTIVE)) {
         ms->cancel_requested = true;
         ms->status = MIGRATION_STATUS_CANCELLING;
         notify = true;
         if (ms->fd >= 0) {
-            shutdown(ms->fd, SHUT_RDWR);   /* unblock a blocked write */
+            shutdown(ms->fd, SHUT_RDWR); /* unblock a blocked write */
         }
     }
     pthread_mutex_unlock(&ms->lock);

@@ -37,7 +37,9 @@ bool ram_state_init(RamState *rs, Machine *m, GError **errp)
         /* every page is "dirty" for the first pass */
         memset(r->bitmap, 0xff, bitmap_words(size[i]) * 8);
         if (size[i] / MIG_PAGE_SIZE % 64) {
-            r->bitmap[bitmap_words(size[i]) - 1] = (1ULL << (size[i] / MIG_PAGE_SIZE % 64)) - 1;
+            r->bitmap[bitmap_words(size[i]) - 1] = (1ULL
+                                                    << (size[i] / MIG_PAGE_SIZE % 64)) -
+                                                   1;
         }
         rs->total_pages += size[i] / MIG_PAGE_SIZE;
         if (!kvm_dirty_log_enable(&m->kvm, gpa[i], true, errp) ||
@@ -62,7 +64,9 @@ void ram_state_destroy(RamState *rs, Machine *m)
 
 void ram_find_untouched(RamRegion *r)
 {
-    enum { CHUNK = 8192 };
+    enum {
+        CHUNK = 8192
+    };
     uint64_t pages = r->size / MIG_PAGE_SIZE;
     uint64_t *entries = g_new(uint64_t, CHUNK);
     int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -74,7 +78,7 @@ void ram_find_untouched(RamRegion *r)
             break;
         }
         for (uint64_t i = 0; i < n; i++) {
-            if (!(entries[i] & (3ULL << 62))) {      /* not present, not swapped */
+            if (!(entries[i] & (3ULL << 62))) { /* not present, not swapped */
                 r->untouched[(first + i) / 64] |= 1ULL << ((first + i) % 64);
             }
         }

@@ -106,8 +106,9 @@ MigSection *mig_read_section(int fd, GError **errp)
     s->version = GUINT32_FROM_LE(s->version);
     len = GUINT64_FROM_LE(len);
     if (s->type < SEC_CONFIG || s->type > SEC__MAX || len > MIG_MAX_SECTION) {
-        error_setg(errp, "migration stream: bad section (type %u, %" G_GUINT64_FORMAT
-                   " bytes)", s->type, len);
+        error_setg(errp,
+                   "migration stream: bad section (type %u, %" G_GUINT64_FORMAT " bytes)",
+                   s->type, len);
         goto fail;
     }
     s->payload = g_byte_array_sized_new(len);

@@ -9,8 +9,8 @@
 
 #include "net/net.h"
 
-#define NET_TUN_PATH "/dev/net/tun"
-#define NET_DEFAULT_SCRIPT "/etc/qemu-ifup"
+#define NET_TUN_PATH           "/dev/net/tun"
+#define NET_DEFAULT_SCRIPT     "/etc/qemu-ifup"
 #define NET_DEFAULT_DOWNSCRIPT "/etc/qemu-ifdown"
 
 /*

@@ -313,8 +313,8 @@ static bool open_taps(Netdev *nd, const NetdevConfig *cfg, GError **errp)
         }
     } else {
         for (unsigned i = 0; i < nd->queues; i++) {
-            nd->taps[i] =
-                net_tap_open(i ? nd->ifname : cfg->ifname, nd->queues > 1, errp);
+            nd->taps[i] = net_tap_open(i ? nd->ifname : cfg->ifname, nd->queues > 1,
+                                       errp);
             if (!nd->taps[i]) {
                 return false;
             }

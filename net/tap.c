@@ -84,7 +84,7 @@ static NetTap *tap_new(int fd, const char *ifname, bool vnet_hdr)
 
 NetTap *net_tap_open(const char *ifname, bool multi_queue, GError **errp)
 {
-    struct ifreq ifr = {0};
+    struct ifreq ifr = { 0 };
     unsigned features = 0;
     NetTap *tap;
     int fd;
@@ -137,7 +137,7 @@ NetTap *net_tap_open(const char *ifname, bool multi_queue, GError **errp)
 
 NetTap *net_tap_from_fd(int fd, const char *id, GError **errp)
 {
-    struct ifreq ifr = {0};
+    struct ifreq ifr = { 0 };
     NetTap *tap;
     int flags = fcntl(fd, F_GETFL);
 
@@ -209,7 +209,7 @@ bool net_tap_set_offload(NetTap *tap, bool csum, bool tso4, bool tso6, bool ecn,
 
 bool net_tap_set_enabled(NetTap *tap, bool enabled, GError **errp)
 {
-    struct ifreq ifr = {0};
+    struct ifreq ifr = { 0 };
 
     ifr.ifr_flags = enabled ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
     if (ioctl(tap->fd, TUNSETQUEUE, &ifr) < 0) {
@@ -286,7 +286,7 @@ void net_tap_free(NetTap *tap)
 /* In the child: no descriptor but 0-2 survives the exec, no signal blocked. */
 static void G_GNUC_NORETURN exec_script(const char *script, const char *ifname)
 {
-    char *argv[] = {(char *)script, (char *)ifname, NULL};
+    char *argv[] = { (char *)script, (char *)ifname, NULL };
     sigset_t none;
 
     sigemptyset(&none);

@@ -154,7 +154,7 @@ static bool write_ring_addr(VhostNet *vn, unsigned index, GError **errp)
 static bool write_ring_file(VhostNet *vn, unsigned long request, const char *what,
                             unsigned index, int fd, GError **errp)
 {
-    struct vhost_vring_file file = {.index = index, .fd = fd};
+    struct vhost_vring_file file = { .index = index, .fd = fd };
 
     if (ioctl(vn->fd, request, &file) < 0) {
         error_setg_errno(errp, errno, "%s failed", what);
@@ -166,8 +166,8 @@ static bool write_ring_file(VhostNet *vn, unsigned long request, const char *wha
 bool vhost_net_set_ring(VhostNet *vn, unsigned index, const VhostRing *ring,
                         GError **errp)
 {
-    struct vhost_vring_state num = {.index = index, .num = ring->num};
-    struct vhost_vring_state base = {.index = index, .num = ring->last_avail_idx};
+    struct vhost_vring_state num = { .index = index, .num = ring->num };
+    struct vhost_vring_state base = { .index = index, .num = ring->last_avail_idx };
 
     if (index > VHOST_NET_RING_TX) {
         error_setg(errp, "vhost-net has no ring %u", index);
@@ -217,7 +217,7 @@ bool vhost_net_set_backend(VhostNet *vn, int tap_fd, GError **errp)
 bool vhost_net_get_ring_base(VhostNet *vn, unsigned index, uint16_t *last_avail_idx,
                              GError **errp)
 {
-    struct vhost_vring_state state = {.index = index};
+    struct vhost_vring_state state = { .index = index };
 
     if (ioctl(vn->fd, VHOST_GET_VRING_BASE, &state) < 0) {
         error_setg_errno(errp, errno, "vhost_get_vring_base failed");

@@ -7,7 +7,7 @@
 
 #include "util/error.h"
 
-G_DEFINE_QUARK(directvisor-error-quark, vmm_error)
+G_DEFINE_QUARK(directvisor - error - quark, vmm_error)
 
 const char *error_class_name(int code)
 {

@@ -113,8 +113,7 @@ bool subopts_has(SubOpts *opts, const char *key)
     return subopts_get(opts, key) != NULL;
 }
 
-bool parse_bool_value(const char *name, const char *value, bool *out,
-                      GError **errp)
+bool parse_bool_value(const char *name, const char *value, bool *out, GError **errp)
 {
     if (!strcmp(value, "on") || !strcmp(value, "yes") || !strcmp(value, "true")) {
         *out = true;
@@ -128,8 +127,7 @@ bool parse_bool_value(const char *name, const char *value, bool *out,
     return false;
 }
 
-bool parse_uint_value(const char *name, const char *value, uint64_t *out,
-                      GError **errp)
+bool parse_uint_value(const char *name, const char *value, uint64_t *out, GError **errp)
 {
     char *end;
     unsigned long long v;
@@ -145,8 +143,7 @@ bool parse_uint_value(const char *name, const char *value, uint64_t *out,
     *out = v;
     return true;
 bad:
-    error_setg(errp, "Parameter '%s' expects a non-negative number below 2^64",
-               name);
+    error_setg(errp, "Parameter '%s' expects a non-negative number below 2^64", name);
     return false;
 }
 
@@ -204,7 +201,8 @@ bool parse_size_value(const char *name, const char *value, char default_suffix,
     *out = (uint64_t)d;
     return true;
 bad:
-    error_setg(errp, "Parameter '%s' expects a size value: a non-negative "
+    error_setg(errp,
+               "Parameter '%s' expects a size value: a non-negative "
                "number below 2^64, optionally followed by a suffix k, M, G, T, P or E",
                name);
     return false;
@@ -217,8 +215,7 @@ bool subopts_get_bool(SubOpts *opts, const char *key, bool *out, GError **errp)
     return !v || parse_bool_value(key, v, out, errp);
 }
 
-bool subopts_get_uint(SubOpts *opts, const char *key, uint64_t *out,
-                      GError **errp)
+bool subopts_get_uint(SubOpts *opts, const char *key, uint64_t *out, GError **errp)
 {
     const char *v = subopts_get(opts, key);
 

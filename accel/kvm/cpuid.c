@@ -39,17 +39,17 @@ unsigned cpu_apic_id(const SmpConfig *smp, unsigned index)
  * QEMU's legacy cache description (used without host-cache-info):
  * L1d/L1i 32 KiB 8-way, L2 4 MiB 16-way, L3 16 MiB 16-way, 64-byte lines.
  */
-static void legacy_cache_leaf4(unsigned sub, uint32_t *eax, uint32_t *ebx,
-                               uint32_t *ecx, uint32_t *edx)
+static void legacy_cache_leaf4(unsigned sub, uint32_t *eax, uint32_t *ebx, uint32_t *ecx,
+                               uint32_t *edx)
 {
     static const struct {
         unsigned type, level, ways, sets;
         bool self_init, inclusive;
     } caches[] = {
-        { 1, 1, 8, 64, true, false },       /* L1 data */
-        { 2, 1, 8, 64, true, false },       /* L1 instruction */
-        { 3, 2, 16, 4096, true, false },    /* L2 unified */
-        { 3, 3, 16, 16384, true, true },    /* L3 unified */
+        { 1, 1, 8, 64, true, false },    /* L1 data */
+        { 2, 1, 8, 64, true, false },    /* L1 instruction */
+        { 3, 2, 16, 4096, true, false }, /* L2 unified */
+        { 3, 3, 16, 16384, true, true }, /* L3 unified */
     };
 
     *eax = *ebx = *ecx = *edx = 0;
@@ -69,7 +69,7 @@ static void fix_leaf4_topology(const SmpConfig *smp, uint32_t *eax)
     unsigned sharing = level >= 3 ? smp->cores * smp->threads : smp->threads;
 
     if ((*eax & 0x1f) == 0) {
-        return;     /* no cache: leave the terminator alone */
+        return; /* no cache: leave the terminator alone */
     }
     *eax &= 0x3fff;
     *eax |= ((1u << bits_for(smp->cores)) - 1) << 26;
@@ -106,7 +106,7 @@ static void set_kvm_signature(struct kvm_cpuid_entry2 *e)
 {
     static const char sig[12] = "KVMKVMKVM\0\0";
 
-    e->eax = KVM_CPUID_FEATURES;    /* the highest paravirtual leaf */
+    e->eax = KVM_CPUID_FEATURES; /* the highest paravirtual leaf */
     memcpy(&e->ebx, sig, 4);
     memcpy(&e->ecx, sig + 4, 4);
     memcpy(&e->edx, sig + 8, 4);
@@ -121,16 +121,16 @@ static void fix_leaf1(const CpuidOptions *opt, unsigned apic_id,
     e->ebx |= apic_id << 24;
     if (logical > 1) {
         e->ebx |= (1u << bits_for(logical)) << 16;
-        e->edx |= 1u << 28;     /* HTT: the package holds several CPUs */
+        e->edx |= 1u << 28; /* HTT: the package holds several CPUs */
     }
-    e->ecx |= 1u << 31;         /* running under a hypervisor */
-    e->ecx |= 1u << 21;         /* x2APIC, emulated by the in-kernel LAPIC */
+    e->ecx |= 1u << 31; /* running under a hypervisor */
+    e->ecx |= 1u << 21; /* x2APIC, emulated by the in-kernel LAPIC */
     if (opt->tsc_deadline) {
         /* not in KVM's supported set: KVM_CAP_TSC_DEADLINE_TIMER says it */
         e->ecx |= 1u << 24;
     }
     if (opt->mwait) {
-        e->ecx |= 1u << 3;      /* MONITOR/MWAIT: the guest may idle in it */
+        e->ecx |= 1u << 3; /* MONITOR/MWAIT: the guest may idle in it */
     }
 }
 
@@ -165,7 +165,7 @@ struct kvm_cpuid2 *cpuid_build_table(const struct kvm_cpuid2 *sup,
         case KVM_CPUID_FEATURES:
             e.eax &= CPUID_KVM_FEATURES_OFFERED;
             e.ebx = e.ecx = 0;
-            e.edx = 0;      /* no hints (KVM_HINTS_REALTIME), as QEMU's default */
+            e.edx = 0; /* no hints (KVM_HINTS_REALTIME), as QEMU's default */
             break;
         case 0x80000007:
             /*
@@ -183,13 +183,11 @@ struct kvm_cpuid2 *cpuid_build_table(const struct kvm_cpuid2 *sup,
 }
 
 static const uint32_t pv_msrs[] = {
-    MSR_KVM_SYSTEM_TIME, MSR_KVM_WALL_CLOCK,            /* kvmclock */
-    MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_WALL_CLOCK_NEW,    /* kvmclock2 */
-    MSR_KVM_ASYNC_PF_EN, MSR_KVM_ASYNC_PF_INT,          /* async PF */
-    MSR_KVM_STEAL_TIME,
-    MSR_KVM_PV_EOI_EN,
-    MSR_KVM_POLL_CONTROL,
-    MSR_IA32_TSC_DEADLINE,
+    MSR_KVM_SYSTEM_TIME,     MSR_KVM_WALL_CLOCK,     /* kvmclock */
+    MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_WALL_CLOCK_NEW, /* kvmclock2 */
+    MSR_KVM_ASYNC_PF_EN,     MSR_KVM_ASYNC_PF_INT,   /* async PF */
+    MSR_KVM_STEAL_TIME,      MSR_KVM_PV_EOI_EN,
+    MSR_KVM_POLL_CONTROL,    MSR_IA32_TSC_DEADLINE,
 };
 
 const uint32_t *cpuid_pv_msrs(size_t *count)

@@ -25,22 +25,21 @@
  * HC_MAP_GPA_RANGE (a hypercall that exits to userspace) and
  * MIGRATION_CONTROL (SEV only).
  */
-#define CPUID_KVM_FEATURES_OFFERED                                           \
-    ((1u << KVM_FEATURE_CLOCKSOURCE) | (1u << KVM_FEATURE_NOP_IO_DELAY) |    \
-     (1u << KVM_FEATURE_CLOCKSOURCE2) | (1u << KVM_FEATURE_ASYNC_PF) |       \
-     (1u << KVM_FEATURE_STEAL_TIME) | (1u << KVM_FEATURE_PV_EOI) |           \
-     (1u << KVM_FEATURE_PV_UNHALT) | (1u << KVM_FEATURE_PV_TLB_FLUSH) |      \
-     (1u << KVM_FEATURE_ASYNC_PF_VMEXIT) | (1u << KVM_FEATURE_PV_SEND_IPI) | \
-     (1u << KVM_FEATURE_POLL_CONTROL) | (1u << KVM_FEATURE_PV_SCHED_YIELD) | \
-     (1u << KVM_FEATURE_ASYNC_PF_INT) |                                      \
-     (1u << KVM_FEATURE_CLOCKSOURCE_STABLE_BIT))
+#define CPUID_KVM_FEATURES_OFFERED                                                       \
+    ((1u << KVM_FEATURE_CLOCKSOURCE) | (1u << KVM_FEATURE_NOP_IO_DELAY) |                \
+     (1u << KVM_FEATURE_CLOCKSOURCE2) | (1u << KVM_FEATURE_ASYNC_PF) |                   \
+     (1u << KVM_FEATURE_STEAL_TIME) | (1u << KVM_FEATURE_PV_EOI) |                       \
+     (1u << KVM_FEATURE_PV_UNHALT) | (1u << KVM_FEATURE_PV_TLB_FLUSH) |                  \
+     (1u << KVM_FEATURE_ASYNC_PF_VMEXIT) | (1u << KVM_FEATURE_PV_SEND_IPI) |             \
+     (1u << KVM_FEATURE_POLL_CONTROL) | (1u << KVM_FEATURE_PV_SCHED_YIELD) |             \
+     (1u << KVM_FEATURE_ASYNC_PF_INT) | (1u << KVM_FEATURE_CLOCKSOURCE_STABLE_BIT))
 
 /* What the table depends on besides KVM's supported set. */
 typedef struct CpuidOptions {
     const SmpConfig *smp;
-    bool host_cache_info;   /* leaf 4 from the host, not QEMU's legacy caches */
-    bool tsc_deadline;      /* KVM_CAP_TSC_DEADLINE_TIMER (in-kernel LAPIC) */
-    bool mwait;             /* MWAIT exits disabled: offer MONITOR/MWAIT */
+    bool host_cache_info; /* leaf 4 from the host, not QEMU's legacy caches */
+    bool tsc_deadline;    /* KVM_CAP_TSC_DEADLINE_TIMER (in-kernel LAPIC) */
+    bool mwait;           /* MWAIT exits disabled: offer MONITOR/MWAIT */
 } CpuidOptions;
 
 /*

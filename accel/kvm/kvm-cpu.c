@@ -24,12 +24,12 @@
 
 /* MSRs restored at reset (their power-on values are read at creation). */
 static const uint32_t reset_msrs[] = {
-    0x174, 0x175, 0x176,                 /* SYSENTER_CS/ESP/EIP */
-    0x277,                               /* PAT */
-    0xc0000081, 0xc0000082, 0xc0000083,  /* STAR, LSTAR, CSTAR */
-    0xc0000084,                          /* SFMASK */
-    0xc0000100, 0xc0000101, 0xc0000102,  /* FS/GS/KERNEL_GS base */
-};  /* then cpuid_pv_msrs(): kvmclock, steal time, PV EOI, TSC deadline... */
+    0x174,      0x175,      0x176,      /* SYSENTER_CS/ESP/EIP */
+    0x277,                              /* PAT */
+    0xc0000081, 0xc0000082, 0xc0000083, /* STAR, LSTAR, CSTAR */
+    0xc0000084,                         /* SFMASK */
+    0xc0000100, 0xc0000101, 0xc0000102, /* FS/GS/KERNEL_GS base */
+}; /* then cpuid_pv_msrs(): kvmclock, steal time, PV EOI, TSC deadline... */
 
 static void vcpu_kick_handler(int sig)
 {
@@ -43,7 +43,7 @@ static void vcpu_install_kick_handler(void)
     if (g_once_init_enter(&once)) {
         struct sigaction sa = { .sa_handler = vcpu_kick_handler };
         sigemptyset(&sa.sa_mask);
-        sigaction(SIG_VCPU_KICK, &sa, NULL);   /* no SA_RESTART */
+        sigaction(SIG_VCPU_KICK, &sa, NULL); /* no SA_RESTART */
         g_once_init_leave(&once, 1);
     }
 }
@@ -99,17 +99,15 @@ static bool vcpu_set_cpuid(VCpu *cpu, const VCpuConfig *cfg, GError **errp)
         .smp = cfg->smp,
         .host_cache_info = cfg->host_cache_info,
         /* the LAPIC is always in the kernel here */
-        .tsc_deadline =
-            kvm_check_extension(cpu->kvm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
+        .tsc_deadline = kvm_check_extension(cpu->kvm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
         .mwait = cfg->mwait,
     };
-    struct kvm_cpuid2 *cpuid =
-        cpuid_build_table(cpu->kvm->supported_cpuid, &opt, cpu->apic_id);
+    struct kvm_cpuid2 *cpuid = cpuid_build_table(cpu->kvm->supported_cpuid, &opt,
+                                                 cpu->apic_id);
     bool ok = ioctl(cpu->fd, KVM_SET_CPUID2, cpuid) == 0;
 
     if (!ok) {
-        error_setg_errno(errp, errno, "KVM_SET_CPUID2 on vCPU %u failed",
-                         cpu->index);
+        error_setg_errno(errp, errno, "KVM_SET_CPUID2 on vCPU %u failed", cpu->index);
     }
     g_free(cpuid);
     return ok;
@@ -136,8 +134,8 @@ VCpu *vcpu_create(KvmVm *kvm, const VCpuConfig *cfg, GError **errp)
         g_free(cpu);
         return NULL;
     }
-    cpu->run = mmap(NULL, kvm->vcpu_mmap_size, PROT_READ | PROT_WRITE,
-                    MAP_SHARED, cpu->fd, 0);
+    cpu->run = mmap(NULL, kvm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                    cpu->fd, 0);
     if (cpu->run == MAP_FAILED) {
         error_setg_errno(errp, errno, "mapping vCPU %u's kvm_run failed", index);
         goto fail;
@@ -164,8 +162,7 @@ bool vcpu_reset(VCpu *cpu, GError **errp)
         ioctl(cpu->fd, KVM_SET_FPU, &s->fpu) < 0 ||
         ioctl(cpu->fd, KVM_SET_LAPIC, &s->lapic) < 0 ||
         ioctl(cpu->fd, KVM_SET_MP_STATE, &s->mp_state) < 0 ||
-        (s->msrs.hdr.nmsrs &&
-         ioctl(cpu->fd, KVM_SET_MSRS, &s->msrs) < 0)) {
+        (s->msrs.hdr.nmsrs && ioctl(cpu->fd, KVM_SET_MSRS, &s->msrs) < 0)) {
         error_setg_errno(errp, errno, "resetting vCPU %u failed", cpu->index);
         return false;
     }
@@ -181,9 +178,8 @@ static void vcpu_handle_io(VCpu *cpu)
 {
     struct kvm_run *run = cpu->run;
 
-    cpu->ops->pio(cpu->opaque, run->io.port,
-                  (uint8_t *)run + run->io.data_offset, run->io.size,
-                  run->io.count, run->io.direction == KVM_EXIT_IO_OUT);
+    cpu->ops->pio(cpu->opaque, run->io.port, (uint8_t *)run + run->io.data_offset,
+                  run->io.size, run->io.count, run->io.direction == KVM_EXIT_IO_OUT);
 }
 
 static void vcpu_handle_mmio(VCpu *cpu)
@@ -205,8 +201,8 @@ static void vcpu_fatal(VCpu *cpu, const char *what)
 
     error_report("KVM internal error on vCPU %u: %s", cpu->index, what);
     if (ioctl(cpu->fd, KVM_GET_REGS, &regs) == 0) {
-        fprintf(stderr, "RIP=%016llx RSP=%016llx RAX=%016llx RFL=%08llx\n",
-                regs.rip, regs.rsp, regs.rax, regs.rflags);
+        fprintf(stderr, "RIP=%016llx RSP=%016llx RAX=%016llx RFL=%08llx\n", regs.rip,
+                regs.rsp, regs.rax, regs.rflags);
     }
     cpu->ops->fatal(cpu->opaque);
 }
@@ -245,7 +241,8 @@ static bool vcpu_handle_exit(VCpu *cpu)
     case KVM_EXIT_INTERNAL_ERROR:
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
         vcpu_fatal(cpu, run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-                            ? "emulation failure" : "internal error");
+                            ? "emulation failure"
+                            : "internal error");
         return false;
     case KVM_EXIT_FAIL_ENTRY:
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
@@ -415,8 +412,7 @@ bool vcpu_start_thread(VCpu *cpu, GError **errp)
     vcpu_install_kick_handler();
     err = pthread_create(&cpu->thread, NULL, vcpu_thread_main, cpu);
     if (err) {
-        error_setg_errno(errp, err, "creating the thread of vCPU %u failed",
-                         cpu->index);
+        error_setg_errno(errp, err, "creating the thread of vCPU %u failed", cpu->index);
         return false;
     }
     cpu->thread_started = true;

@@ -104,8 +104,10 @@ static struct kvm_msrs *readable_msrs(VCpu *cpu)
     msrs = g_malloc0(sizeof(*msrs) + MAX_MSRS * sizeof(struct kvm_msr_entry));
     if (ioctl(cpu->kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, list) == 0) {
         for (unsigned i = 0; i < list->nmsrs; i++) {
-            struct { struct kvm_msrs h; struct kvm_msr_entry e; } one = {
-                .h.nmsrs = 1, .e.index = list->indices[i] };
+            struct {
+                struct kvm_msrs h;
+                struct kvm_msr_entry e;
+            } one = { .h.nmsrs = 1, .e.index = list->indices[i] };
             if (ioctl(cpu->fd, KVM_GET_MSRS, &one) == 1) {
                 msrs->entries[n++].index = list->indices[i];
             }
@@ -196,8 +198,8 @@ static bool check_fixed(GArray *recs, uint32_t tag, size_t size, bool required,
         return !required;
     }
     if (r->len != size) {
-        error_setg(errp, "KVM state: %s is %u bytes, this host's is %zu", what,
-                   r->len, size);
+        error_setg(errp, "KVM state: %s is %u bytes, this host's is %zu", what, r->len,
+                   size);
         return false;
     }
     return true;
@@ -250,7 +252,7 @@ static bool vcpu_set(VCpu *cpu, GArray *recs, uint32_t tag, unsigned long req,
     if (!r) {
         return true;
     }
-    copy = g_memdup2(r->data, r->len);     /* aligned for the kernel */
+    copy = g_memdup2(r->data, r->len); /* aligned for the kernel */
     ok = ioctl(cpu->fd, req, copy) >= 0;
     if (!ok) {
         error_setg_errno(errp, errno, "vCPU %u: %s", cpu->index, what);
@@ -348,10 +350,8 @@ bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp)
          vcpu_set(cpu, recs, TAG_MSRS, KVM_SET_MSRS, "KVM_SET_MSRS", errp) &&
          vcpu_set(cpu, recs, TAG_MP_STATE, KVM_SET_MP_STATE, "KVM_SET_MP_STATE", errp) &&
          vcpu_set(cpu, recs, TAG_LAPIC, KVM_SET_LAPIC, "KVM_SET_LAPIC", errp) &&
-         vcpu_set_tsc_deadline(cpu, recs, errp) &&
-         vcpu_set_events(cpu, recs, errp) &&
-         vcpu_set(cpu, recs, TAG_DEBUGREGS, KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS",
-                  errp);
+         vcpu_set_tsc_deadline(cpu, recs, errp) && vcpu_set_events(cpu, recs, errp) &&
+         vcpu_set(cpu, recs, TAG_DEBUGREGS, KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", errp);
     g_array_free(recs, TRUE);
     return ok;
 }
@@ -393,7 +393,8 @@ static bool check_vm_records(GArray *recs, GError **errp)
         }
         memcpy(&chip, find_record(recs, TAG_PIC_MASTER + i)->data, sizeof(chip));
         if (chip.chip_id != (uint32_t)i) {
-            error_setg(errp, "KVM state: irqchip record %d names chip %u", i, chip.chip_id);
+            error_setg(errp, "KVM state: irqchip record %d names chip %u", i,
+                       chip.chip_id);
             return false;
         }
     }

@@ -19,7 +19,8 @@ bool kvm_stats_open(KvmStatsFd *s, int obj_fd, GError **errp)
     memset(s, 0, sizeof(*s));
     s->fd = -1;
     if (fd < 0) {
-        error_setg_errno(errp, errno, "KVM_GET_STATS_FD failed (KVM binary "
+        error_setg_errno(errp, errno,
+                         "KVM_GET_STATS_FD failed (KVM binary "
                          "statistics need Linux 5.14 or later)");
         return false;
     }
@@ -40,8 +41,10 @@ bool kvm_stats_open_fd(KvmStatsFd *s, int stats_fd, GError **errp)
     }
     if (hdr.num_desc == 0 || hdr.num_desc > 4096 || hdr.name_size == 0 ||
         hdr.name_size > 1024) {
-        error_setg(errp, "KVM stats: implausible header (%u descriptors, "
-                   "names of %u bytes)", hdr.num_desc, hdr.name_size);
+        error_setg(errp,
+                   "KVM stats: implausible header (%u descriptors, "
+                   "names of %u bytes)",
+                   hdr.num_desc, hdr.name_size);
         goto fail;
     }
     desc_size = sizeof(struct kvm_stats_desc) + hdr.name_size;
@@ -58,7 +61,7 @@ bool kvm_stats_open_fd(KvmStatsFd *s, int stats_fd, GError **errp)
         size_t end = (size_t)d->offset + (size_t)d->size * sizeof(uint64_t);
 
         if (d->size == 0 || d->offset % sizeof(uint64_t)) {
-            continue;        /* not something we can read: skip it */
+            continue; /* not something we can read: skip it */
         }
         out->name = g_strndup(d->name, hdr.name_size);
         out->flags = d->flags;

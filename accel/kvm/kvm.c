@@ -60,10 +60,10 @@ static void kvm_routes_init_default(KvmVm *kvm)
     pthread_mutex_init(&kvm->route_lock, NULL);
     kvm->nr_routes = 0;
     for (uint32_t gsi = 0; gsi < 24; gsi++) {
-        struct kvm_irq_routing_entry e = { .gsi = gsi,
-                                           .type = KVM_IRQ_ROUTING_IRQCHIP };
+        struct kvm_irq_routing_entry e = { .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP };
         if (gsi < 16 && gsi != 2) {
-            e.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+            e.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+                                          : KVM_IRQCHIP_PIC_SLAVE;
             e.u.irqchip.pin = gsi % 8;
             route_append(kvm, &e);
         }
@@ -117,7 +117,8 @@ int kvm_msi_route_add(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp)
 static struct kvm_irq_routing_entry *route_find(KvmVm *kvm, int gsi)
 {
     for (unsigned i = 0; i < kvm->nr_routes; i++) {
-        if ((int)kvm->routes[i].gsi == gsi && kvm->routes[i].type == KVM_IRQ_ROUTING_MSI) {
+        if ((int)kvm->routes[i].gsi == gsi &&
+            kvm->routes[i].type == KVM_IRQ_ROUTING_MSI) {
             return &kvm->routes[i];
         }
     }
@@ -136,7 +137,7 @@ bool kvm_msi_route_update(KvmVm *kvm, int gsi, uint64_t addr, uint32_t data,
         error_setg(errp, "no MSI route for GSI %d", gsi);
     } else if (e->u.msi.address_lo == (uint32_t)addr &&
                e->u.msi.address_hi == addr >> 32 && e->u.msi.data == data) {
-        ok = true;      /* unchanged: spare KVM the table reload */
+        ok = true; /* unchanged: spare KVM the table reload */
     } else {
         e->u.msi.address_lo = (uint32_t)addr;
         e->u.msi.address_hi = addr >> 32;
@@ -187,8 +188,7 @@ bool kvm_ioeventfd(KvmVm *kvm, int fd, uint64_t addr, unsigned len, bool is_pio,
     };
 
     if (ioctl(kvm->vm_fd, KVM_IOEVENTFD, &ev) < 0) {
-        error_setg_errno(errp, errno, "KVM_IOEVENTFD at 0x%" G_GINT64_MODIFIER "x",
-                         addr);
+        error_setg_errno(errp, errno, "KVM_IOEVENTFD at 0x%" G_GINT64_MODIFIER "x", addr);
         return false;
     }
     return true;
@@ -246,7 +246,8 @@ bool kvm_vm_init(KvmVm *kvm, uint64_t tss_addr, GError **errp)
         if (!kvm_check_extension(kvm, required[i].cap)) {
             error_set_class(errp, ERROR_CLASS_KVM_MISSING_CAP,
                             "this VMM needs KVM capability %s, which this "
-                            "kernel lacks", required[i].name);
+                            "kernel lacks",
+                            required[i].name);
             goto fail;
         }
     }
@@ -315,8 +316,9 @@ static bool kvm_vm_add_slot(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
     };
 
     if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
-        error_setg_errno(errp, errno, "KVM_SET_USER_MEMORY_REGION at 0x%"
-                         G_GINT64_MODIFIER "x failed", gpa);
+        error_setg_errno(errp, errno,
+                         "KVM_SET_USER_MEMORY_REGION at 0x%" G_GINT64_MODIFIER "x failed",
+                         gpa);
         return false;
     }
     if (kvm->nr_slots_used < (int)G_N_ELEMENTS(kvm->slots)) {
@@ -374,16 +376,15 @@ bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp
     return true;
 }
 
-bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
-                    GError **errp)
+bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp)
 {
     return kvm_vm_add_slot(kvm, gpa, size, host, 0, errp);
 }
 
-bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
-                    GError **errp)
+bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp)
 {
-    uint32_t flags = kvm_check_extension(kvm, KVM_CAP_READONLY_MEM) ? KVM_MEM_READONLY : 0;
+    uint32_t flags = kvm_check_extension(kvm, KVM_CAP_READONLY_MEM) ? KVM_MEM_READONLY
+                                                                    : 0;
 
     return kvm_vm_add_slot(kvm, gpa, size, host, flags, errp);
 }

@@ -16,21 +16,21 @@
 typedef struct BlockDriverState BlockDriverState;
 
 typedef enum BlockCacheMode {
-    BLOCK_CACHE_WRITEBACK,     /* default */
-    BLOCK_CACHE_NONE,          /* O_DIRECT, writeback flushes */
-    BLOCK_CACHE_WRITETHROUGH,  /* flush after every write */
-    BLOCK_CACHE_DIRECTSYNC,    /* O_DIRECT and writethrough */
-    BLOCK_CACHE_UNSAFE,        /* flushes ignored */
+    BLOCK_CACHE_WRITEBACK,    /* default */
+    BLOCK_CACHE_NONE,         /* O_DIRECT, writeback flushes */
+    BLOCK_CACHE_WRITETHROUGH, /* flush after every write */
+    BLOCK_CACHE_DIRECTSYNC,   /* O_DIRECT and writethrough */
+    BLOCK_CACHE_UNSAFE,       /* flushes ignored */
 } BlockCacheMode;
 
 typedef struct BlockOptions {
     const char *filename;
-    const char *format;        /* "raw", "qcow2", or NULL to probe */
+    const char *format; /* "raw", "qcow2", or NULL to probe */
     bool read_only;
     BlockCacheMode cache;
-    bool discard_unmap;        /* discard=unmap: pass guest discards down */
-    bool inactive;             /* -incoming: open unlocked and refuse writes
-                                  until bdrv_lock() (QEMU's inactive mode) */
+    bool discard_unmap; /* discard=unmap: pass guest discards down */
+    bool inactive;      /* -incoming: open unlocked and refuse writes
+                           until bdrv_lock() (QEMU's inactive mode) */
 } BlockOptions;
 
 /*
@@ -57,7 +57,7 @@ int bdrv_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t len,
                       bool may_unmap);
 
 bool bdrv_is_read_only(BlockDriverState *bs);
-const char *bdrv_format_name(BlockDriverState *bs);   /* "raw", "qcow2" */
+const char *bdrv_format_name(BlockDriverState *bs); /* "raw", "qcow2" */
 const char *bdrv_filename(BlockDriverState *bs);
 /* The backing file's name as the image stores it, or NULL. */
 const char *bdrv_backing_filename(BlockDriverState *bs);

@@ -11,16 +11,16 @@
 #include "block/block.h"
 
 typedef struct DriveConfig {
-    char *arg;               /* the option's argument, for errors found later */
-    char *id;                /* id=, or "virtio0", "virtio1"... as QEMU names them */
+    char *arg; /* the option's argument, for errors found later */
+    char *id;  /* id=, or "virtio0", "virtio1"... as QEMU names them */
     char *file;
-    char *format;            /* NULL: probe */
-    char *serial;            /* serial=, the disk's ID string */
+    char *format; /* NULL: probe */
+    char *serial; /* serial=, the disk's ID string */
     BlockCacheMode cache;
     bool read_only;
     bool discard_unmap;
-    bool has_media;          /* media=disk (default); cdrom is refused */
-    bool if_none;            /* if=none: only a -device drive= uses it */
+    bool has_media; /* media=disk (default); cdrom is refused */
+    bool if_none;   /* if=none: only a -device drive= uses it */
 } DriveConfig;
 
 /* Parse one -drive argument; index numbers drives of the same interface. */

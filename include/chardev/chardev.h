@@ -20,8 +20,8 @@ typedef struct Chardev Chardev;
 typedef struct ChardevSet ChardevSet;
 
 typedef enum ChardevEvent {
-    CHARDEV_EVENT_OPENED,   /* a client connected (or the backend opened) */
-    CHARDEV_EVENT_CLOSED,   /* the client went away (EOF or error) */
+    CHARDEV_EVENT_OPENED, /* a client connected (or the backend opened) */
+    CHARDEV_EVENT_CLOSED, /* the client went away (EOF or error) */
 } ChardevEvent;
 
 typedef struct ChardevHandlers {
@@ -39,8 +39,7 @@ void chardev_set_free(ChardevSet *set);
  * -chardev BACKEND,id=ID,... (socket, stdio, file, null, pty refused by
  * name).  Adds it to set under its id; duplicate ids are refused.
  */
-Chardev *chardev_new_from_opts(ChardevSet *set, const char *opts,
-                               GError **errp);
+Chardev *chardev_new_from_opts(ChardevSet *set, const char *opts, GError **errp);
 /*
  * The legacy spelling used by -serial, -monitor and -qmp:
  * "telnet:HOST:PORT,server,nowait", "tcp:HOST:PORT[,server=on,wait=off]",
@@ -48,8 +47,8 @@ Chardev *chardev_new_from_opts(ChardevSet *set, const char *opts,
  * "chardev:ID" returns the existing chardev ID.  The caller handles "none"
  * before calling.  id names the new chardev ("serial0", "compat_monitor0").
  */
-Chardev *chardev_new_from_legacy(ChardevSet *set, const char *spec,
-                                 const char *id, GError **errp);
+Chardev *chardev_new_from_legacy(ChardevSet *set, const char *spec, const char *id,
+                                 GError **errp);
 Chardev *chardev_find(ChardevSet *set, const char *id);
 
 /*
@@ -62,8 +61,8 @@ bool chardev_set_open_all(ChardevSet *set, GError **errp);
  * Attach a frontend.  A chardev has at most one frontend; attaching a
  * second one fails with "chardev 'ID' is already in use".
  */
-bool chardev_attach(Chardev *chr, const ChardevHandlers *handlers,
-                    void *opaque, GError **errp);
+bool chardev_attach(Chardev *chr, const ChardevHandlers *handlers, void *opaque,
+                    GError **errp);
 
 /* Detach the frontend (its handlers are not called again); NULL is a no-op. */
 void chardev_detach(Chardev *chr);
@@ -95,8 +94,7 @@ void chardev_accept_input(Chardev *chr);
  * What "C-a x" on a muxed console (mon:stdio, mux=on) calls, on the main
  * thread, to quit the VMM cleanly.  Without one, C-a x only warns.
  */
-void chardev_set_quit_handler(ChardevSet *set, void (*fn)(void *opaque),
-                              void *opaque);
+void chardev_set_quit_handler(ChardevSet *set, void (*fn)(void *opaque), void *opaque);
 
 const char *chardev_id(const Chardev *chr);
 /* Was it given as "mon:...": a human monitor shares it (Ctrl-A c)? */
@@ -105,7 +103,7 @@ bool chardev_wants_monitor(const Chardev *chr);
 const char *chardev_filename(const Chardev *chr);
 bool chardev_is_connected(const Chardev *chr);
 /* Visit every chardev in creation order. */
-void chardev_set_foreach(ChardevSet *set,
-                         void (*fn)(Chardev *chr, void *opaque), void *opaque);
+void chardev_set_foreach(ChardevSet *set, void (*fn)(Chardev *chr, void *opaque),
+                         void *opaque);
 
 #endif

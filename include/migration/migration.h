@@ -25,8 +25,8 @@ typedef enum MigrationStatus {
     MIGRATION_STATUS_CANCELLING,
     MIGRATION_STATUS_CANCELLED,
     MIGRATION_STATUS_ACTIVE,
-    MIGRATION_STATUS_WAIT_UNPLUG,   /* the passthrough NIC leaves first */
-    MIGRATION_STATUS_DEVICE,        /* VM stopped: final pass and state */
+    MIGRATION_STATUS_WAIT_UNPLUG, /* the passthrough NIC leaves first */
+    MIGRATION_STATUS_DEVICE,      /* VM stopped: final pass and state */
     MIGRATION_STATUS_COMPLETED,
     MIGRATION_STATUS_FAILED,
     MIGRATION_STATUS__MAX,
@@ -50,7 +50,7 @@ void migration_cancel(MigrationState *ms);
 /* RAM figures of query-migrate (QEMU's MigrationStats). */
 typedef struct MigrationRamInfo {
     uint64_t transferred, remaining, total, duplicate, normal, normal_bytes;
-    double dirty_pages_rate;    /* pages/s */
+    double dirty_pages_rate; /* pages/s */
     double mbps;
     uint64_t dirty_sync_count, page_size;
     double pages_per_second;
@@ -59,15 +59,15 @@ typedef struct MigrationRamInfo {
 
 /* The current or last outgoing migration, as query-migrate shows it. */
 typedef struct MigrationInfo {
-    MigrationStatus status;     /* NONE: never started; nothing else is set */
-    bool has_stats;             /* times and RAM: once it started */
-    int64_t total_time, setup_time;             /* ms */
-    bool has_downtime;          /* completed */
+    MigrationStatus status;         /* NONE: never started; nothing else is set */
+    bool has_stats;                 /* times and RAM: once it started */
+    int64_t total_time, setup_time; /* ms */
+    bool has_downtime;              /* completed */
     int64_t downtime;
     bool has_expected_downtime; /* still running */
     int64_t expected_downtime;
     MigrationRamInfo ram;
-    char *error_desc;           /* failed: why; NULL otherwise */
+    char *error_desc; /* failed: why; NULL otherwise */
 } MigrationInfo;
 
 void migration_query(MigrationState *ms, MigrationInfo *info);

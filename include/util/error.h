@@ -22,14 +22,13 @@ GQuark vmm_error_quark(void);
 /* QMP's spelling of an error class ("GenericError", ...). */
 const char *error_class_name(int code);
 
-#define error_setg(errp, ...) \
+#define error_setg(errp, ...)                                                            \
     g_set_error((errp), VMM_ERROR, ERROR_CLASS_GENERIC_ERROR, __VA_ARGS__)
-#define error_set_class(errp, cls, ...) \
-    g_set_error((errp), VMM_ERROR, (cls), __VA_ARGS__)
+#define error_set_class(errp, cls, ...) g_set_error((errp), VMM_ERROR, (cls), __VA_ARGS__)
 /* Like error_setg, with ": strerror(errnum)" appended. */
-#define error_setg_errno(errp, errnum, fmt, ...)                             \
-    g_set_error((errp), VMM_ERROR, ERROR_CLASS_GENERIC_ERROR, fmt ": %s",  \
-                ##__VA_ARGS__, g_strerror(errnum))
+#define error_setg_errno(errp, errnum, fmt, ...)                                         \
+    g_set_error((errp), VMM_ERROR, ERROR_CLASS_GENERIC_ERROR, fmt ": %s", ##__VA_ARGS__, \
+                g_strerror(errnum))
 
 /* Print "qemu-system-x86_64: MSG" to stderr, as QEMU does. */
 void error_report(const char *fmt, ...) G_GNUC_PRINTF(1, 2);

@@ -15,19 +15,18 @@
 typedef struct SubOpt {
     char *key;
     char *value;
-    bool used;       /* set by the getters; for subopts_check_unused() */
+    bool used; /* set by the getters; for subopts_check_unused() */
 } SubOpt;
 
 typedef struct SubOpts {
-    GArray *items;   /* of SubOpt, in the order given */
+    GArray *items; /* of SubOpt, in the order given */
 } SubOpts;
 
 /*
  * Parse str.  implied_key may be NULL.  A bare word other than the first
  * (implied) one is a boolean: "key" is key=on, "nokey" is key=off.
  */
-SubOpts *subopts_parse(const char *str, const char *implied_key,
-                       GError **errp);
+SubOpts *subopts_parse(const char *str, const char *implied_key, GError **errp);
 void subopts_free(SubOpts *opts);
 
 /* The last value given for key, or NULL. */
@@ -39,18 +38,15 @@ bool subopts_has(SubOpts *opts, const char *key);
  * absent; return false with errp set (QEMU's wording) when it is malformed.
  */
 bool subopts_get_bool(SubOpts *opts, const char *key, bool *out, GError **errp);
-bool subopts_get_uint(SubOpts *opts, const char *key, uint64_t *out,
-                      GError **errp);
+bool subopts_get_uint(SubOpts *opts, const char *key, uint64_t *out, GError **errp);
 
 /* "Invalid parameter 'KEY'" for the first key no getter asked for. */
 bool subopts_check_unused(SubOpts *opts, GError **errp);
 
 /* Parse "on|off|yes|no|true|false" (QEMU accepts these). */
-bool parse_bool_value(const char *name, const char *value, bool *out,
-                      GError **errp);
+bool parse_bool_value(const char *name, const char *value, bool *out, GError **errp);
 /* Parse a decimal number without trailing garbage. */
-bool parse_uint_value(const char *name, const char *value, uint64_t *out,
-                      GError **errp);
+bool parse_uint_value(const char *name, const char *value, uint64_t *out, GError **errp);
 /*
  * Parse a size with an optional suffix (k, K, M, G, T, P, E: binary
  * multiples; "b" for bytes).  default_suffix applies to bare numbers

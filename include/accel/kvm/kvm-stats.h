@@ -12,20 +12,20 @@
 
 typedef struct KvmStatDesc {
     char *name;
-    uint32_t flags;          /* KVM_STATS_TYPE/UNIT/BASE bits */
+    uint32_t flags; /* KVM_STATS_TYPE/UNIT/BASE bits */
     int16_t exponent;
-    uint16_t size;           /* number of u64 values */
-    uint32_t offset;         /* in the data block */
+    uint16_t size;   /* number of u64 values */
+    uint32_t offset; /* in the data block */
     uint32_t bucket_size;
 } KvmStatDesc;
 
 typedef struct KvmStatsFd {
-    int fd;                  /* -1 until opened */
+    int fd; /* -1 until opened */
     uint32_t data_offset;
     size_t data_size;
     KvmStatDesc *descs;
     unsigned nr_descs;
-    uint64_t *data;          /* the last snapshot */
+    uint64_t *data; /* the last snapshot */
 } KvmStatsFd;
 
 /* Ask KVM for obj_fd's stats fd (a VM or vCPU fd) and read its layout. */
@@ -42,7 +42,7 @@ uint64_t kvm_stats_get(const KvmStatsFd *s, const char *name);
 
 /* QAPI names: "cumulative", "log2-histogram", ...; "seconds", ... */
 const char *kvm_stat_type_name(uint32_t flags);
-const char *kvm_stat_unit_name(uint32_t flags);   /* NULL for none */
-unsigned kvm_stat_base(uint32_t flags);           /* 10 or 2 */
+const char *kvm_stat_unit_name(uint32_t flags); /* NULL for none */
+unsigned kvm_stat_base(uint32_t flags);         /* 10 or 2 */
 
 #endif

@@ -16,11 +16,11 @@
 #include "system/config.h"
 
 typedef struct KvmVm {
-    int sys_fd;                 /* /dev/kvm */
+    int sys_fd; /* /dev/kvm */
     int vm_fd;
     int vcpu_mmap_size;
     int nr_slots_used;
-    struct kvm_userspace_memory_region slots[8];   /* as registered */
+    struct kvm_userspace_memory_region slots[8]; /* as registered */
     struct kvm_cpuid2 *supported_cpuid;
     /* in-kernel irqchip state at power-on, restored by system_reset */
     struct kvm_irqchip initial_pic[2];
@@ -43,8 +43,7 @@ bool kvm_vm_init(KvmVm *kvm, uint64_t tss_addr, GError **errp);
 void kvm_vm_destroy(KvmVm *kvm);
 int kvm_check_extension(KvmVm *kvm, int cap);
 /* Map host memory at guest-physical gpa as the next memory slot. */
-bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
-                    GError **errp);
+bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp);
 /*
  * Dirty-page logging for migration: turn it on or off for the slot that
  * starts at gpa, and fetch-and-clear its bitmap (one bit per 4 KiB page,
@@ -54,8 +53,7 @@ bool kvm_dirty_log_enable(KvmVm *kvm, uint64_t gpa, bool on, GError **errp);
 bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp);
 
 /* The same, read-only (a ROM): guest writes exit as MMIO writes. */
-bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
-                    GError **errp);
+bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp);
 /* Drive an irqchip input line (IrqSetFn signature; thread-safe). */
 void kvm_irq_line_set(void *opaque_kvm, int gsi, int level);
 /*
@@ -85,9 +83,9 @@ bool kvm_irqchip_restore(KvmVm *kvm, GError **errp);
 unsigned cpu_apic_id(const SmpConfig *smp, unsigned index);
 
 typedef enum VCpuState {
-    VCPU_STATE_PAUSED,      /* thread parked, waiting for a resume */
-    VCPU_STATE_RUNNING,     /* in or around KVM_RUN */
-    VCPU_STATE_FINISHED,    /* thread has exited */
+    VCPU_STATE_PAUSED,   /* thread parked, waiting for a resume */
+    VCPU_STATE_RUNNING,  /* in or around KVM_RUN */
+    VCPU_STATE_FINISHED, /* thread has exited */
 } VCpuState;
 
 /* Userspace exits counted by the VMM, by reason. */
@@ -125,10 +123,9 @@ typedef struct VCpu VCpu;
  * machine should stop every vCPU.
  */
 typedef struct VCpuOps {
-    void (*pio)(void *opaque, uint16_t port, uint8_t *data, unsigned size,
-                unsigned count, bool is_write);
-    void (*mmio)(void *opaque, uint64_t addr, uint8_t *data, unsigned len,
-                 bool is_write);
+    void (*pio)(void *opaque, uint16_t port, uint8_t *data, unsigned size, unsigned count,
+                bool is_write);
+    void (*mmio)(void *opaque, uint64_t addr, uint8_t *data, unsigned len, bool is_write);
     void (*reset)(void *opaque);
     void (*shutdown)(void *opaque);
     void (*fatal)(void *opaque);
@@ -137,10 +134,10 @@ typedef struct VCpuOps {
 /* Everything a vCPU is made from besides the VM. */
 typedef struct VCpuConfig {
     unsigned index;
-    int pcpu;                   /* dedicated pCPU (the cpumap), or -1 */
-    const SmpConfig *smp;       /* topology: APIC id and CPUID leaves */
-    bool host_cache_info;       /* CPUID leaf 4 from the host */
-    bool mwait;                 /* MWAIT exits disabled: offer MONITOR/MWAIT */
+    int pcpu;             /* dedicated pCPU (the cpumap), or -1 */
+    const SmpConfig *smp; /* topology: APIC id and CPUID leaves */
+    bool host_cache_info; /* CPUID leaf 4 from the host */
+    bool mwait;           /* MWAIT exits disabled: offer MONITOR/MWAIT */
     const VCpuOps *ops;
     void *opaque;
 } VCpuConfig;
@@ -155,8 +152,8 @@ struct VCpu {
     struct kvm_run *run;
     pthread_t thread;
     bool thread_started;
-    pid_t tid;                  /* kernel thread id, for query-cpus */
-    int pin_pcpu;               /* pCPU from the cpumap, or -1 */
+    pid_t tid;    /* kernel thread id, for query-cpus */
+    int pin_pcpu; /* pCPU from the cpumap, or -1 */
 
     /* Requests from the main thread; protected by lock, signalled by cond. */
     pthread_mutex_t lock;
@@ -171,7 +168,7 @@ struct VCpu {
     bool work_done;
 
     VCpuInitialState initial;
-    uint64_t exits[VCPU_EXIT__MAX];   /* atomically updated */
+    uint64_t exits[VCPU_EXIT__MAX]; /* atomically updated */
 };
 
 /* Create vCPU cfg->index (KVM vCPU, CPUID, MSRs), capture its reset state. */
