@@ -472,10 +472,27 @@ void pci_pc_resume(PciBus *bus)
     }
 }
 
+/* Tell the devices that log DMA of their own; the log is on meanwhile. */
+static void pci_bus_dirty_log_changed(PciBus *bus, bool on)
+{
+    for (int devfn = 0; devfn < PCI_DEVFN_COUNT; devfn++) {
+        PciDevice *dev = bus->devices[devfn];
+        if (dev && dev->ops && dev->ops->dirty_log) {
+            dev->ops->dirty_log(dev, on);
+        }
+    }
+}
+
 void pci_set_dma_dirty_log(PciBus *bus, PciDirtyFn fn, void *opaque)
 {
+    if (!fn) {
+        pci_bus_dirty_log_changed(bus, false);    /* their last marks still count */
+    }
     __atomic_store_n(&bus->dirty_opaque, opaque, __ATOMIC_RELAXED);
     __atomic_store_n(&bus->dirty_fn, fn, __ATOMIC_RELEASE);
+    if (fn) {
+        pci_bus_dirty_log_changed(bus, true);
+    }
 }
 
 void pci_dma_mark_dirty(PciDevice *dev, uint64_t gpa, uint64_t len)

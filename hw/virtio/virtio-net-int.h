@@ -32,6 +32,7 @@ typedef enum VirtioNetWatch {
     VNET_WATCH_TAP,
     VNET_WATCH_CALL_RX,
     VNET_WATCH_CALL_TX,
+    VNET_WATCH_LOG,
 } VirtioNetWatch;
 
 /* The migration state of the model, parsed before it is applied. */
@@ -70,9 +71,13 @@ struct VirtioNet {
     VirtioNetWatch watching[VIRTIO_MAX_WATCH_FDS];
     uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
 
-    /* vhost-net [machine lock] */
-    bool vhost_running;
+    /* vhost-net [vhost_lock] */
+    pthread_mutex_t vhost_lock;
+    bool vhost_running;           /* also read by the I/O thread */
     int call_fd[2];               /* vhost's interrupts, relayed by the I/O thread */
+    int log_fd;                   /* vhost's "I logged a write" eventfd */
+    bool dirty_logging;           /* migration wants DMA logged */
+    bool log_active;              /* vhost-net's log is on */
 
     /* migration */
     VirtioNetSnapshot loaded;     /* what load_check accepted last */

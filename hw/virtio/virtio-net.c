@@ -649,7 +649,50 @@ static bool vhost_ring(VirtioNet *n, unsigned ring, GError **errp)
     return vhost_net_set_ring(n->vhost, ring, &r, errp);
 }
 
-/* The driver is ready: the rings go to vhost-net.  busy_lock held. */
+/* vhost-net logged writes: they go to migration's bitmap as DMA does. */
+static void vhost_log_mark(void *opaque, uint64_t gpa, uint64_t len)
+{
+    VirtioNet *n = opaque;
+
+    if (n->vdev.transport && n->vdev.transport->mark_dirty) {
+        n->vdev.transport->mark_dirty(&n->vdev, gpa, len);
+    }
+}
+
+static uint64_t vnet_ram_end(VirtioNet *n)
+{
+    uint64_t end = 0;
+
+    for (unsigned i = 0; i < n->nr_ram; i++) {
+        end = MAX(end, n->ram[i].gpa + n->ram[i].size);
+    }
+    return end;
+}
+
+/* vhost-net's log as migration wants it, while vhost-net runs; vhost_lock. */
+static void vhost_log_update(VirtioNet *n)
+{
+    GError *err = NULL;
+
+    if (n->dirty_logging && n->vhost_running && !n->log_active) {
+        if (!vhost_net_log_start(n->vhost, vnet_ram_end(n), n->log_fd, &err)) {
+            virtio_error(&n->vdev, NULL, "vhost-net dirty log: %s", err->message);
+            g_error_free(err);
+            return;
+        }
+        n->log_active = true;
+    } else if (!n->dirty_logging && n->log_active) {
+        vhost_net_log_sync(n->vhost, vhost_log_mark, n);
+        if (!vhost_net_log_stop(n->vhost, &err)) {
+            warn_report("%s: vhost-net dirty log: %s", n->vdev.name, err->message);
+            g_error_free(err);
+            return;
+        }
+        n->log_active = false;
+    }
+}
+
+/* The driver is ready: the rings go to vhost-net.  vhost_lock held. */
 static void vhost_start(VirtioNet *n)
 {
     GError *err = NULL;
@@ -673,6 +716,7 @@ static void vhost_start(VirtioNet *n)
         return;
     }
     n->vhost_running = true;
+    vhost_log_update(n);
     /* kicks the I/O thread may have eaten before it let go of them */
     virtio_queue_kick(&n->vdev.vqs[VNET_RX_QUEUE]);
     virtio_queue_kick(&n->vdev.vqs[VNET_TX_QUEUE]);
@@ -710,8 +754,24 @@ static void vhost_stop(VirtioNet *n)
         }
         __atomic_store_n(&vq->kick_elsewhere, false, __ATOMIC_RELEASE);
     }
+    if (n->log_active) {
+        vhost_net_log_sync(n->vhost, vhost_log_mark, n);    /* its last writes */
+    }
     n->vhost_running = false;
     virtio_device_wake(&n->vdev);
+}
+
+static void vnet_dirty_log(VirtioDevice *vdev, bool on)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+
+    if (!n->vhost) {
+        return;
+    }
+    pthread_mutex_lock(&n->vhost_lock);
+    n->dirty_logging = on;
+    vhost_log_update(n);
+    pthread_mutex_unlock(&n->vhost_lock);
 }
 
 /* vhost-net signalled a ring's interrupt: raise it the transport's way. */
@@ -761,6 +821,10 @@ static unsigned vnet_watch_fds(VirtioDevice *vdev, struct pollfd *fds, unsigned 
             fds[count] = (struct pollfd){ .fd = n->call_fd[ring], .events = POLLIN };
             n->watching[count++] = ring == 0 ? VNET_WATCH_CALL_RX : VNET_WATCH_CALL_TX;
         }
+        if (count < max) {
+            fds[count] = (struct pollfd){ .fd = n->log_fd, .events = POLLIN };
+            n->watching[count++] = VNET_WATCH_LOG;
+        }
         return count;
     }
     if (!n->tap || max == 0) {
@@ -785,6 +849,17 @@ static void vnet_handle_fd(VirtioDevice *vdev, unsigned index, short revents)
     case VNET_WATCH_CALL_TX:
         vhost_call(n, VHOST_NET_RING_TX);
         break;
+    case VNET_WATCH_LOG: {
+        uint64_t count;
+        if (read(n->log_fd, &count, sizeof(count)) == sizeof(count)) {
+            pthread_mutex_lock(&n->vhost_lock);
+            if (n->log_active) {
+                vhost_net_log_sync(n->vhost, vhost_log_mark, n);
+            }
+            pthread_mutex_unlock(&n->vhost_lock);
+        }
+        break;
+    }
     case VNET_WATCH_TAP:
         if (n->vhost_running) {
             break;
@@ -811,9 +886,12 @@ static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status, uint8_t 
         vnet_apply_offloads(n, vdev->guest_features & VNET_GUEST_OFFLOADS);
         vnet_filter_reset(n, vnet_has(n, VIRTIO_NET_F_CTRL_VLAN));
     }
-    if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && n->vhost && !n->vhost_running &&
-        !vdev->paused) {
-        vhost_start(n);
+    if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && n->vhost && !vdev->paused) {
+        pthread_mutex_lock(&n->vhost_lock);
+        if (!n->vhost_running) {
+            vhost_start(n);
+        }
+        pthread_mutex_unlock(&n->vhost_lock);
     }
     pthread_mutex_unlock(&vdev->busy_lock);
 }
@@ -822,7 +900,9 @@ static void vnet_reset(VirtioDevice *vdev)
 {
     VirtioNet *n = (VirtioNet *)vdev;
 
+    pthread_mutex_lock(&n->vhost_lock);
     vhost_stop(n);
+    pthread_mutex_unlock(&n->vhost_lock);
     n->rx_len = 0;
     n->rx_wait_buffers = n->tx_wait_writable = false;
     vnet_apply_offloads(n, 0);
@@ -835,19 +915,23 @@ static void vnet_pause(VirtioDevice *vdev, bool paused)
 {
     VirtioNet *n = (VirtioNet *)vdev;
 
+    pthread_mutex_lock(&n->vhost_lock);
     if (paused) {
         vhost_stop(n);
+        pthread_mutex_unlock(&n->vhost_lock);
         return;
+    }
+    /* first, while nothing else uses the tap: the RARP goes out now */
+    if (n->announce_pending) {
+        n->announce_pending = false;
+        virtio_net_announce(n);
     }
     if (n->vhost && !n->vhost_running &&
         (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) &&
         !(virtio_get_status(vdev) & VIRTIO_CONFIG_S_NEEDS_RESET)) {
         vhost_start(n);
     }
-    if (n->announce_pending) {
-        n->announce_pending = false;
-        virtio_net_announce(n);
-    }
+    pthread_mutex_unlock(&n->vhost_lock);
 }
 
 static void vnet_save(VirtioDevice *vdev, GByteArray *out)
@@ -964,6 +1048,7 @@ static const VirtioDeviceOps virtio_net_ops = {
     .watch_fds = vnet_watch_fds,
     .handle_fd = vnet_handle_fd,
     .pause = vnet_pause,
+    .dirty_log = vnet_dirty_log,
 };
 
 /* ---- creation ---- */
@@ -1005,6 +1090,10 @@ void virtio_net_free(VirtioNet *n)
             close(n->call_fd[i]);
         }
     }
+    if (n->log_fd >= 0) {
+        close(n->log_fd);
+    }
+    pthread_mutex_destroy(&n->vhost_lock);
     g_free(n->rx_buf);
     g_free(n->rx_elems);
     g_free(n->rx_lens);
@@ -1022,7 +1111,8 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o, GEr
         return NULL;
     }
     n = g_new0(VirtioNet, 1);
-    n->call_fd[0] = n->call_fd[1] = -1;
+    n->call_fd[0] = n->call_fd[1] = n->log_fd = -1;
+    pthread_mutex_init(&n->vhost_lock, NULL);
     if (o->netdev) {
         netdev_claim(o->netdev, n);
         n->netdev = o->netdev;
@@ -1041,9 +1131,10 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o, GEr
         n->mac[5] += __atomic_fetch_add(&vnet_instances, 1, __ATOMIC_RELAXED);
     }
     if (n->vhost) {
+        n->log_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         for (unsigned i = 0; i < 2; i++) {
             n->call_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-            if (n->call_fd[i] < 0) {
+            if (n->call_fd[i] < 0 || n->log_fd < 0) {
                 error_setg_errno(errp, errno, "virtio-net: cannot create an eventfd");
                 virtio_net_free(n);
                 return NULL;

@@ -400,6 +400,15 @@ static void virtio_pci_resume(PciDevice *pci)
     virtio_device_resume(vp->vdev);
 }
 
+static void virtio_pci_dirty_log(PciDevice *pci, bool on)
+{
+    VirtioPci *vp = pci->opaque;
+
+    if (vp->vdev->ops->dirty_log) {
+        vp->vdev->ops->dirty_log(vp->vdev, on);
+    }
+}
+
 static void virtio_pci_free(VirtioPci *vp)
 {
     pthread_mutex_destroy(&vp->irq_lock);
@@ -430,6 +439,7 @@ static const PciDeviceOps virtio_pci_ops = {
     .pause = virtio_pci_pause,
     .resume = virtio_pci_resume,
     .destroy = virtio_pci_destroy,
+    .dirty_log = virtio_pci_dirty_log,
 };
 
 static bool virtio_pci_state_save(void *opaque, GByteArray *out, GError **errp)

@@ -105,6 +105,9 @@ typedef struct PciDeviceOps {
     void (*resume)(PciDevice *dev);
     /* Free the model's state (machine clean-up); BARs are unmapped already. */
     void (*destroy)(PciDevice *dev);
+    /* Migration starts (on) or ends (off) logging DMA writes: a device whose
+     * writes others make (vhost-net) logs them too.  Any thread. */
+    void (*dirty_log)(PciDevice *dev, bool on);
 } PciDeviceOps;
 
 struct PciDevice {

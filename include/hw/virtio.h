@@ -167,6 +167,8 @@ typedef struct VirtioDeviceOps {
     void (*handle_fd)(VirtioDevice *vdev, unsigned index, short revents);
     /* The VM stops (paused true, after the drain) or runs again; optional. */
     void (*pause)(VirtioDevice *vdev, bool paused);
+    /* Migration logs DMA (on) or not: for writes others make; any thread. */
+    void (*dirty_log)(VirtioDevice *vdev, bool on);
 } VirtioDeviceOps;
 
 /* How the device reaches the driver; any thread. */

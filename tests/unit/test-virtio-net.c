@@ -791,6 +791,39 @@ static bool have_vhost_net(void)
     return access("/dev/vhost-net", F_OK) == 0;
 }
 
+/* A transport that only records what the device says it wrote. */
+static uint64_t dirty_pages[64];
+static unsigned nr_dirty;
+
+static void fake_notify_queue(VirtioDevice *vdev, VirtQueue *vq)
+{
+}
+
+static void fake_notify_config(VirtioDevice *vdev)
+{
+}
+
+static void fake_mark_dirty(VirtioDevice *vdev, uint64_t gpa, uint64_t len)
+{
+    for (uint64_t p = gpa & ~4095ULL; p < gpa + len && nr_dirty < 64; p += 4096) {
+        dirty_pages[nr_dirty++] = p;
+    }
+}
+
+static const VirtioTransportOps fake_transport = {
+    fake_notify_queue, fake_notify_config, fake_mark_dirty,
+};
+
+static bool page_marked(uint64_t gpa)
+{
+    for (unsigned i = 0; i < nr_dirty; i++) {
+        if (dirty_pages[i] == (gpa & ~4095ULL)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Wait for vhost-net to use ring q up to idx, relaying its interrupts. */
 static bool vhost_wait_used(VirtioNet *n, unsigned q, uint16_t idx)
 {
@@ -891,19 +924,33 @@ UNIT_TEST(vhost_on_hands_the_rings_to_vhost_net)
         CHECK(memcmp(buf + NET_VNET_HDR_LEN, frame, sizeof(frame)) == 0);
     }
 
+    /* migration's dirty log: vhost-net's writes reach it as the device's own */
+    n->vdev.transport = &fake_transport;
+    nr_dirty = 0;
+    n->vdev.ops->dirty_log(&n->vdev, true);
+    CHECK(n->log_active);
+    make_frame(frame, sizeof(frame), our_mac, 24);
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    CHECK(vhost_wait_used(n, VNET_RX_QUEUE, 2));
+    n->vdev.ops->dirty_log(&n->vdev, false);         /* syncs what is left */
+    CHECK(!n->log_active);
+    CHECK(page_marked(RXBUF_GPA + RXBUF_SLOT * ring_used_id(VNET_RX_QUEUE, 1)));
+    CHECK(page_marked(rings[VNET_RX_QUEUE].used));
+    n->vdev.transport = NULL;
+
     /* pause: the rings come back with vhost-net's indices */
     virtio_device_pause(&n->vdev);
     CHECK(!n->vhost_running);
     CHECK(!n->vdev.vqs[VNET_TX_QUEUE].kick_elsewhere);
     CHECK_EQ(n->vdev.vqs[VNET_TX_QUEUE].last_avail_idx, 1);
     CHECK_EQ(n->vdev.vqs[VNET_TX_QUEUE].used_idx, 1);
-    CHECK_EQ(n->vdev.vqs[VNET_RX_QUEUE].last_avail_idx, 1);
+    CHECK_EQ(n->vdev.vqs[VNET_RX_QUEUE].last_avail_idx, 2);
     virtio_device_resume(&n->vdev);
     CHECK(n->vhost_running);
     /* and carries on from there */
     make_frame(frame, sizeof(frame), our_mac, 23);
     CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
-    CHECK(vhost_wait_used(n, VNET_RX_QUEUE, 2));
+    CHECK(vhost_wait_used(n, VNET_RX_QUEUE, 3));
     CHECK(!needs_reset(n));
     close(sock);
     net_free(n);
