@@ -121,14 +121,23 @@ def vm_args(log, smp=1, mem="256M", run="", extra_append="", initrd_path=None,
 class Guest:
     """One VMM process running the Linux guest, its COM1 in a file."""
 
-    def __init__(self, which, directory, name, **kw):
+    def __init__(self, which, directory, name, netns=None, **kw):
+        """netns: a network namespace to run the VMM in (`ip netns exec`,
+        which execs it: the process is the VMM's)."""
         self.which = which
+        self.netns = netns
         self.log = os.path.join(directory, name + ".log")
         open(self.log, "wb").close()
         self.args = vm_args(self.log, **kw)
         self.started = time.time()
-        self.vmm = Vmm(self.args, binary=BINARIES[which])
+        self.vmm = self._start()
         self.rebooted_silent = False
+
+    def _start(self):
+        if self.netns:
+            return Vmm(["netns", "exec", self.netns, BINARIES[self.which]] + self.args,
+                       binary="ip")
+        return Vmm(self.args, binary=BINARIES[self.which])
 
     def _silent_reset_in_rig(self):
         """In the rig, TCG's SVM emulation now and then resets an L2 before
@@ -145,7 +154,7 @@ class Guest:
         self.vmm.__exit__(None, None, None)
         open(self.log, "wb").close()
         self.started = time.time()
-        self.vmm = Vmm(self.args, binary=BINARIES[self.which])
+        self.vmm = self._start()
         return True
 
     def text(self):

@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""virtio-net on a tap (issue 13): testos's net-blast packets per second
+both ways, and a stock Linux guest's iperf3 TCP throughput both ways, under
+this VMM and Debian's QEMU on the same tap, guest and command line, with
+vhost=off on both and (where /dev/vhost-net exists) vhost=on on both.
+Used by bench/run.py; runs on its own too (prints the table).
+
+The tap lives in a network namespace made here (the host end 198.18.0.1/24,
+the guest 198.18.0.2), so nothing leaves the machine.  The host end of
+net-blast is bench/netblast (C: it sends 60-byte UDP frames to the guest's
+MAC as fast as the tap takes them and counts the guest's frames on a packet
+socket); testos counts what its device took and what it received.  The
+Linux guest (tests/guest/linux, scenario `net`) serves iperf3; the host's
+iperf3 client runs IPERF_SECONDS each way.  A stock kernel does not boot on
+PVM, so the iperf3 rows are measured only where KVM is hardware-like (the
+nested rig, whose timings measure TCG more than a VMM)."""
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import benchenv  # noqa: E402
+
+ROOT = os.path.dirname(HERE)
+TESTOS = os.path.join(ROOT, "build", "tests", "guest", "testos")
+NETBLAST = os.path.join(ROOT, "build", "bench", "netblast")
+PEERS = {"directvisor": benchenv.VMM, "qemu": benchenv.QEMU}
+TAP = "dvtap0"
+HOST_IP, GUEST_IP, PROBE_IP = "198.18.0.1", "198.18.0.2", "198.18.0.3"
+GUEST_MAC = "52:54:00:12:34:56"
+PROBE_MAC = "02:00:00:00:00:03"
+BLAST_SECONDS = 3
+IPERF_SECONDS = 5
+
+
+def vhost_settings():
+    if not os.path.exists("/dev/vhost-net"):   # the rig's L1 has the module, unloaded
+        subprocess.run(["modprobe", "vhost_net"], capture_output=True, timeout=60)
+    return ["off", "on"] if os.path.exists("/dev/vhost-net") else ["off"]
+
+
+def linux_missing():
+    """Why the Linux guest's iperf3 rows cannot be measured here, or None."""
+    if benchenv.place_short() == "PVM":
+        return "a stock Linux kernel does not boot on PVM"
+    if not os.path.exists(os.path.join(ROOT, "build", "rig", "kernel", "vmlinuz")):
+        return "no build/rig/kernel (bash tests/rig/rig.sh --build-only)"
+    if not shutil.which("iperf3"):
+        return "no iperf3 on the host (scripts/install-deps.sh)"
+    return None
+
+
+class Netns:
+    """A network namespace with the tap (MTU 1500, the host end up)."""
+
+    def __enter__(self):
+        self.name = f"dvbench-{os.getpid()}"
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        for c in (["ip", "netns", "add", self.name],
+                  ["ip", "-n", self.name, "link", "set", "lo", "up"],
+                  ["ip", "-n", self.name, "tuntap", "add", "dev", TAP, "mode", "tap"],
+                  ["ip", "-n", self.name, "link", "set", TAP, "up"],
+                  ["ip", "-n", self.name, "addr", "add", f"{HOST_IP}/24", "dev", TAP]):
+            subprocess.run(c, check=True, capture_output=True, timeout=30)
+        return self
+
+    def run(self, cmd, timeout):
+        return subprocess.run(["ip", "netns", "exec", self.name] + cmd,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def popen(self, cmd, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", self.name] + cmd,
+                                stdin=subprocess.DEVNULL, **kw)
+
+    def __exit__(self, *exc):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+
+
+def nic_args(vhost):
+    return ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,vhost={vhost}",
+            "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}"]
+
+
+def wait_line(path, pattern, proc, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path, "rb") as f:
+            m = re.search(pattern, f.read().decode(errors="replace"), re.M)
+        if m:
+            return m
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    with open(path, "rb") as f:
+        tail = f.read().decode(errors="replace")[-1500:]
+    raise RuntimeError(f"no {pattern!r} (exit {proc.poll()}): {tail}")
+
+
+def blast_once(ns, binary, vhost, workdir):
+    """One net-blast run: testos's figures and what netblast saw."""
+    log = os.path.join(workdir, "blast.log")
+    with open(log, "wb") as out:
+        proc = ns.popen([binary, "-enable-kvm", *benchenv.cpu_args(binary), "-m", "128M",
+                         "-display", "none", "-nodefaults", "-serial", "stdio",
+                         "-no-reboot", "-kernel", TESTOS, "-append",
+                         f"testos.run=net-blast testos.seconds={BLAST_SECONDS} "
+                         f"testos.ip={GUEST_IP} testos.dst_ip={PROBE_IP} "
+                         f"testos.dst_mac={PROBE_MAC}", *nic_args(vhost)],
+                        stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_line(log, r"testos: net-blast up ", proc, 60)
+        host = ns.run([NETBLAST, TAP, GUEST_MAC, GUEST_IP, str(BLAST_SECONDS + 1)], 60)
+        m = wait_line(log, r"net-blast frame=\d+ seconds=\d+ tx=\d+ rx=\d+ "
+                      r"tx_pps=(\d+) rx_pps=(\d+)", proc, 30)
+        h = re.search(r"sent=(\d+) send_full=\d+ got=(\d+)", host.stdout)
+        if not h:
+            raise RuntimeError(f"netblast: {host.stdout}{host.stderr}")
+        return {"tx_pps": int(m.group(1)), "rx_pps": int(m.group(2)),
+                "host_got_pps": int(h.group(2)) / BLAST_SECONDS}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+def iperf3(ns, reverse):
+    p = ns.run(["iperf3", "-c", GUEST_IP, "-t", str(IPERF_SECONDS), "-J",
+                "--connect-timeout", "10000"] + (["-R"] if reverse else []),
+               IPERF_SECONDS + 60)
+    try:
+        return json.loads(p.stdout)["end"]["sum_received"]["bits_per_second"] / 1e6
+    except (ValueError, KeyError):
+        raise RuntimeError(f"iperf3{' -R' if reverse else ''}: {p.stdout[-1000:]}"
+                           f"{p.stderr}") from None
+
+
+def iperf_boot(ns, binary, vhost, workdir, repeat):
+    """Boots the Linux guest (scenario net, then it holds) and runs iperf3
+    repeat times each way; the medians in Mbit/s."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "functional"))
+    import linuxguest
+    log = os.path.join(workdir, "linux.log")
+    open(log, "wb").close()
+    args = linuxguest.vm_args(log, smp=1, mem="256M", run="net",
+                              extra_append=f"dv.ip={GUEST_IP}/24 dv.peer={HOST_IP} "
+                                           "dv.net_hold=900",
+                              extra=nic_args(vhost))
+    if binary == benchenv.QEMU:
+        args[args.index("-cpu") + 1] = benchenv.cpu_args(binary)[1]
+    proc = ns.popen([binary] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_line(log, r"^linux: net iperf3 server port=5201", proc, 300)
+        runs = {"host_to_guest_mbps": [], "guest_to_host_mbps": []}
+        for _ in range(repeat):
+            runs["host_to_guest_mbps"].append(iperf3(ns, False))
+            runs["guest_to_host_mbps"].append(iperf3(ns, True))
+        return {k: statistics.median(v) for k, v in runs.items()}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+def run(repeat=3):
+    import tempfile
+    out = {"blast": {}, "iperf": {}, "vhost": vhost_settings()}
+    why = linux_missing()
+    if why:
+        out["iperf_missing"] = why
+    with tempfile.TemporaryDirectory(prefix="dvbench-net-") as workdir, Netns() as ns:
+        for vhost in out["vhost"]:
+            runs = {name: [] for name in PEERS}
+            errors = {}
+            for _ in range(repeat):
+                for name, binary in PEERS.items():   # the peers take turns
+                    if name in errors or not os.path.exists(binary):
+                        continue
+                    try:
+                        runs[name].append(blast_once(ns, binary, vhost, workdir))
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        errors[name] = str(e)[:300]
+            for name in PEERS:
+                key = f"{name} vhost={vhost}"
+                if name in errors:
+                    out["blast"][key] = {"error": errors[name]}
+                elif runs[name]:
+                    out["blast"][key] = {k: statistics.median(r[k] for r in runs[name])
+                                         for k in runs[name][0]}
+            if why:
+                continue
+            for name, binary in PEERS.items():
+                try:
+                    out["iperf"][f"{name} vhost={vhost}"] = iperf_boot(
+                        ns, binary, vhost, workdir, min(repeat, 2))
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    out["iperf"][f"{name} vhost={vhost}"] = {"error": str(e)[:300]}
+    return out
+
+
+FIGURES = [("blast", "tx_pps", "net-blast guest to host: frames the device took (pps)"),
+           ("blast", "host_got_pps", "net-blast guest to host: frames seen on the tap (pps)"),
+           ("blast", "rx_pps", "net-blast host to guest: frames the guest received (pps)"),
+           ("iperf", "host_to_guest_mbps", "Linux iperf3 TCP host to guest (Mbit/s)"),
+           ("iperf", "guest_to_host_mbps", "Linux iperf3 TCP guest to host (Mbit/s)")]
+TARGET = {"off": 1.3, "on": 1.0}
+
+
+def render(r):
+    rows = ["| vhost | figure | directvisor | QEMU | ratio | target | met |",
+            "|---|---|---|---|---|---|---|"]
+    for vhost in r["vhost"]:
+        for part, key, label in FIGURES:
+            ours = r[part].get(f"directvisor vhost={vhost}")
+            theirs = r[part].get(f"qemu vhost={vhost}")
+            if part == "iperf" and "iperf_missing" in r:
+                rows.append(f"| {vhost} | {label} | not measured: {r['iperf_missing']} "
+                            "| - | - | - | - |")
+                continue
+            cells = []
+            for x in (ours, theirs):
+                if x is None:
+                    cells.append("-")
+                elif "error" in x:
+                    cells.append("failed: " + x["error"].replace("|", "/").replace("\n", " ")
+                                 [:120])
+                else:
+                    cells.append(f"{x[key]:.0f}" if part == "blast" else f"{x[key]:.1f}")
+            ratio = met = "-"
+            if ours and theirs and key in ours and key in theirs and theirs[key]:
+                q = ours[key] / theirs[key]
+                ratio = f"{q:.2f}"
+                met = "yes" if q >= TARGET[vhost] else "no"
+            rows.append(f"| {vhost} | {label} | {cells[0]} | {cells[1]} | {ratio} | "
+                        f"≥{TARGET[vhost]} | {met} |")
+    if "on" not in r["vhost"]:
+        rows += ["", "vhost=on not measured here: no /dev/vhost-net."]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    res = run(int(os.environ.get("BENCH_REPEAT", "3")))
+    print(benchenv.caption() + "\n\n" + render(res))
