@@ -489,7 +489,9 @@ static uint8_t ctrl(VirtioNet *n, uint8_t cls, uint8_t cmd, const void *data, ui
 
     m.ram[CTRL_GPA] = cls;
     m.ram[CTRL_GPA + 1] = cmd;
-    memcpy(m.ram + CTRL_GPA + 0x10, data, len);
+    if (len) {
+        memcpy(m.ram + CTRL_GPA + 0x10, data, len);
+    }
     m.ram[CTRL_GPA + 0x8000] = 0xee;
     if (len) {
         ring_post(VNET_CTRL_QUEUE, gpa, lens, flags, 3);
