@@ -434,6 +434,11 @@ static void hmp_system_reset(Monitor *mon, const char *args)
     machine_system_reset(mon->set->machine, SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
 }
 
+static void hmp_system_powerdown(Monitor *mon, const char *args)
+{
+    machine_system_powerdown(mon->set->machine);
+}
+
 static void hmp_quit(Monitor *mon, const char *args)
 {
     machine_shutdown(mon->set->machine, SHUTDOWN_CAUSE_HOST_QMP_QUIT);
@@ -446,6 +451,7 @@ const HmpCommand hmp_commands[] = {
     {"stop|s", "", "stop emulation", hmp_stop, false},
     {"cont|c", "", "resume emulation", hmp_cont, false},
     {"system_reset", "", "reset the system", hmp_system_reset, false},
+    {"system_powerdown", "", "send system power down event", hmp_system_powerdown, false},
     {"quit|q", "", "quit the emulator", hmp_quit, false},
     {"migrate", "[-d] uri", "migrate to uri (tcp:HOST:PORT, unix:PATH, exec:CMD)",
      hmp_migrate, true},

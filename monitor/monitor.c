@@ -20,7 +20,7 @@ QmpContext monitor_qmp_context(Monitor *mon)
 
 bool monitor_takes_input(const Monitor *mon)
 {
-    return mon->connected && mon->set->machine->runstate != RUN_STATE_SHUTDOWN;
+    return mon->connected && !mon->set->machine->exiting;
 }
 
 static size_t monitor_can_read(void *opaque)
@@ -239,6 +239,9 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
         break;
     case MACHINE_EVENT_RESUME:
         monitor_emit_event(set, "RESUME", NULL);
+        break;
+    case MACHINE_EVENT_POWERDOWN:
+        monitor_emit_event(set, "POWERDOWN", NULL);
         break;
     case MACHINE_EVENT_RESET:
     case MACHINE_EVENT_SHUTDOWN:

@@ -178,6 +178,12 @@ json_t *qmp_system_reset(QmpContext *ctx, json_t *args, GError **errp)
     return json_object();
 }
 
+json_t *qmp_system_powerdown(QmpContext *ctx, json_t *args, GError **errp)
+{
+    machine_system_powerdown(ctx->machine);
+    return json_object();
+}
+
 json_t *qmp_quit(QmpContext *ctx, json_t *args, GError **errp)
 {
     /* SHUTDOWN is sent first and the main loop ends after this reply */

@@ -135,6 +135,7 @@ static bool machine_load_boot(Machine *m, GError **errp)
     }
     return linux_boot_load(m->linux_boot, &m->mem, m->e820, m->nr_e820, errp) &&
            mptable_write(&m->mem, &m->cfg->smp, m->nr_vcpus, MPTABLE_ADDR, errp) &&
+           acpi_place_for_linux_boot(m, errp) &&
            linux_boot_setup_bsp(m->linux_boot, m->vcpus[0], errp);
 }
 
@@ -305,7 +306,7 @@ bool machine_init(Machine *m, GError **errp)
         return false;
     }
     if (!kvm_irqchip_capture(&m->kvm, errp) || !pc_board_init(m, errp) ||
-        !machine_devices_init(m, errp)) {
+        !machine_devices_init(m, errp) || !pc_pm_init(m, errp)) {
         return false;
     }
     if (!cfg->kernel && !machine_firmware_init(m, errp)) {
@@ -459,6 +460,8 @@ void machine_system_reset(Machine *m, ShutdownCause cause)
     /* a reset clears a guest error, as on QEMU; a paused VM stays paused */
     if (before == RUN_STATE_RUNNING || before == RUN_STATE_INTERNAL_ERROR) {
         machine_resume(m);
+    } else if (before == RUN_STATE_SHUTDOWN) {
+        m->runstate = RUN_STATE_PRELAUNCH; /* -no-shutdown: `cont` runs it again */
     } else {
         m->runstate = before;
     }
@@ -468,10 +471,45 @@ void machine_shutdown(Machine *m, ShutdownCause cause)
 {
     machine_pause(m);
     m->runstate = RUN_STATE_SHUTDOWN;
+    m->exiting = true;
     machine_notify(m, MACHINE_EVENT_SHUTDOWN, cause);
     if (m->main_loop) {
         g_main_loop_quit(m->main_loop);
     }
+}
+
+/*
+ * -no-shutdown: a shutdown the guest asked for (or a reset under
+ * -no-reboot) stops the VM in run state "shutdown" and the VMM stays, as
+ * QEMU does: SHUTDOWN, then STOP.  A signal or `quit` still ends it.
+ */
+static void machine_shutdown_requested(Machine *m, ShutdownCause cause)
+{
+    if (!m->cfg->no_shutdown || cause == SHUTDOWN_CAUSE_HOST_SIGNAL ||
+        cause == SHUTDOWN_CAUSE_HOST_QMP_QUIT) {
+        machine_shutdown(m, cause);
+        return;
+    }
+    machine_pause(m);
+    machine_notify(m, MACHINE_EVENT_SHUTDOWN, cause);
+    m->runstate = RUN_STATE_SHUTDOWN;
+    machine_notify(m, MACHINE_EVENT_STOP, SHUTDOWN_CAUSE_NONE);
+}
+
+static gboolean machine_powerdown_idle(gpointer opaque)
+{
+    Machine *m = opaque;
+
+    machine_notify(m, MACHINE_EVENT_POWERDOWN, SHUTDOWN_CAUSE_NONE);
+    machine_lock(m);
+    pc_board_power_button(m);
+    machine_unlock(m);
+    return G_SOURCE_REMOVE;
+}
+
+void machine_system_powerdown(Machine *m)
+{
+    g_idle_add(machine_powerdown_idle, m);
 }
 
 void machine_settle_reset(Machine *m)
@@ -494,9 +532,9 @@ static gboolean machine_handle_requests(gpointer opaque)
     int shutdown = __atomic_exchange_n(&m->shutdown_pending, 0, __ATOMIC_SEQ_CST);
 
     if (shutdown) {
-        machine_shutdown(m, shutdown - 1);
+        machine_shutdown_requested(m, shutdown - 1);
     } else if (reset && m->cfg->no_reboot) {
-        machine_shutdown(m, reset - 1);
+        machine_shutdown_requested(m, reset - 1);
     } else if (reset) {
         machine_system_reset(m, reset - 1);
     }

@@ -4,10 +4,10 @@
  * table-loader protocol ("etc/acpi/rsdp", placed in the F segment,
  * "etc/acpi/tables", and "etc/table-loader" saying where to put them,
  * which pointers to patch and which checksums to compute); for a direct
- * -kernel boot written into RAM at 0xE0000.  Until the PIIX4 PM function
- * exists only RSDT and MADT are built: the MADT is what lists every vCPU
- * (SeaBIOS's own MP table names one CPU per package).  Built once at
- * start; no state.
+ * -kernel boot written into RAM at 0xE0000.  The full set: FADT and FACS
+ * for the PIIX4 PM function (hw/acpi/piix4-pm.c), the DSDT, and the MADT,
+ * which lists every vCPU (SeaBIOS's own MP table names one CPU per
+ * package).  Built once at start; no state.
  */
 #include <string.h>
 
@@ -42,7 +42,7 @@ static void pc_acpi_config(Machine *m, AcpiConfig *cfg, uint8_t *apic_ids)
     *cfg = (AcpiConfig){
         .nr_cpus = m->nr_vcpus,
         .apic_ids = apic_ids,
-        .pm = false,          /* until the PIIX4 PM function exists */
+        .pm = true,           /* the PIIX4 PM function at 00:01.3 */
         .hotplug_slots = ~3u, /* 0: host bridge, 1: PIIX3 */
         .ram_below_4g = m->below_4g,
         .ram_above_4g = m->above_4g,

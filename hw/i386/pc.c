@@ -6,6 +6,8 @@
  */
 #include <string.h>
 
+#include "hw/acpi/acpi-tables.h"
+#include "hw/acpi/piix4-pm.h"
 #include "hw/i386/i8042.h"
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
@@ -17,6 +19,7 @@ typedef struct PcBoard {
     Machine *machine;
     Rtc *rtc;
     I8042 *i8042;
+    Piix4Pm *pm;                 /* owned by the PCI bus, NULL before pc_pm_init */
     uint8_t post_code;
     uint8_t port92;
 } PcBoard;
@@ -200,6 +203,42 @@ bool pc_board_init(Machine *m, GError **errp)
         return false;
     }
     return pc_serial_init(m, errp);
+}
+
+/* The guest wrote SLP_EN with \_S5's type: soft off, as QEMU's pc. */
+static void pc_soft_off(void *opaque)
+{
+    PcBoard *b = opaque;
+
+    machine_request_shutdown(b->machine, SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
+}
+
+bool pc_pm_init(Machine *m, GError **errp)
+{
+    PcBoard *b = m->board;
+    Piix4PmConfig cfg = {
+        .pci = m->pci,
+        .io_bus = &m->io_bus,
+        .sci = { kvm_irq_line_set, &m->kvm, ACPI_SCI_IRQ },
+        .states = &m->device_states,
+        .pm_block_at_reset = m->cfg->kernel != NULL, /* no firmware to place it */
+        .soft_off = pc_soft_off,
+        .opaque = b,
+    };
+
+    b->pm = piix4_pm_new(&cfg, errp);
+    return b->pm != NULL;
+}
+
+bool pc_board_power_button(Machine *m)
+{
+    PcBoard *b = m->board;
+
+    if (!b || !b->pm) {
+        return false;
+    }
+    piix4_pm_power_button(b->pm);
+    return true;
 }
 
 void pc_board_reset(Machine *m)

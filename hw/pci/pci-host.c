@@ -220,6 +220,8 @@ static PciDevice *piix3_new(void)
     PciDevice *dev = pci_device_new("PIIX3", PCI_VENDOR_INTEL, PCI_DEVICE_PIIX3_ISA,
                                     PCI_CLASS_ISA_BRIDGE, 0);
 
+    /* multi-function, as on QEMU's pc: the PM function is 00:01.3 */
+    dev->config[PCI_HEADER_TYPE] = 0x80;
     memset(dev->config + PIIX3_PIRQ_ROUTE, PIIX3_PIRQ_DISABLE, 4);
     memset(dev->wmask + PIIX3_PIRQ_ROUTE, PIIX3_PIRQ_DISABLE | PIIX3_PIRQ_IRQ_MASK, 4);
     dev->ops = &piix3_ops;

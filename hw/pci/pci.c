@@ -402,7 +402,10 @@ bool pci_device_realize(PciBus *bus, PciDevice *dev, int devfn, GError **errp)
                    PCI_DEVFN_SLOT(devfn), PCI_DEVFN_FUNC(devfn), dev->name,
                    bus->devices[devfn]->name);
         return false;
-    } else if (PCI_DEVFN_FUNC(devfn) != 0) {
+    } else if (PCI_DEVFN_FUNC(devfn) != 0 &&
+               !(bus->devices[devfn & ~7] &&
+                 (bus->devices[devfn & ~7]->config[PCI_HEADER_TYPE] & 0x80))) {
+        /* a function beside function 0 of a multi-function device only */
         error_setg(errp, "PCI: %s: multifunction devices are not supported "
                    "(function %d)", dev->name, PCI_DEVFN_FUNC(devfn));
         return false;

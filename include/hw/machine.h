@@ -63,6 +63,7 @@ typedef enum MachineEvent {
     MACHINE_EVENT_RESUME,
     MACHINE_EVENT_RESET,
     MACHINE_EVENT_SHUTDOWN,
+    MACHINE_EVENT_POWERDOWN, /* the power button was pressed */
 } MachineEvent;
 
 typedef void (*MachineEventFn)(void *opaque, MachineEvent event,
@@ -103,6 +104,7 @@ typedef struct Machine {
     MachineEventFn event_fn;
     void *event_opaque;
     int exit_status;
+    bool exiting;                /* the main loop is ending: monitors stop reading */
     GMainLoop *main_loop;
 } Machine;
 
@@ -144,6 +146,12 @@ void machine_system_reset(Machine *m, ShutdownCause cause);
 void machine_settle_reset(Machine *m);
 /* Shut down now, on the main thread: SHUTDOWN event, main loop ends. */
 void machine_shutdown(Machine *m, ShutdownCause cause);
+/*
+ * QMP/HMP system_powerdown: from the main loop, after the command's
+ * reply, a POWERDOWN event and the power button pressed (the guest
+ * decides what to do about it).
+ */
+void machine_system_powerdown(Machine *m);
 
 /*
  * Called from any thread (a vCPU exit, a signal): ask the main loop to

@@ -59,7 +59,7 @@ typedef struct VmConfig {
     char *machine_type;
     char *kernel, *initrd, *append;
     char *bios;               /* -bios: firmware image (default SeaBIOS) */
-    bool no_reboot, nographic, nodefaults, display_none, daemonize;
+    bool no_reboot, no_shutdown, nographic, nodefaults, display_none, daemonize;
     bool start_paused;        /* -S */
     char *name, *pidfile;
     GPtrArray *serials;       /* -serial specs, in order ("none" kept) */

@@ -305,6 +305,34 @@ static void scenario_cpuid(Cpu *bsp)
     }
 }
 
+/* The PIIX4 PM block: QEMU's pc has it at 0x600 (SeaBIOS places it there
+ * when QEMU serves ACPI tables; this VMM's -kernel boot too), as the
+ * FADT's PM1a_EVT_BLK and PM1a_CNT_BLK say. */
+#define PM1A_STS 0x600
+#define PM1A_EN 0x602
+#define PM1A_CNT 0x604
+#define PM1_PWRBTN_STS 0x100
+#define PM1_SLP_EN 0x2000 /* with SLP_TYP 0: \_S5, soft off */
+#define APM_CNT 0xb2
+#define ACPI_ENABLE 0xf1
+
+/* Waits for the power button, then powers off through PM1a_CNT.  Polls:
+ * the SCI stays masked (testos has no IRQ 9 handler).  PWRBTN_EN must be
+ * set: QEMU records no press otherwise. */
+static void scenario_powerdown(Cpu *bsp)
+{
+    outb(APM_CNT, ACPI_ENABLE);
+    outw(PM1A_EN, PM1_PWRBTN_STS);
+    kprintf("powerdown waiting sts=%x en=%x cnt=%x", inw(PM1A_STS), inw(PM1A_EN), inw(PM1A_CNT));
+    while (!(inw(PM1A_STS) & PM1_PWRBTN_STS)) {
+        __asm__ volatile("pause");
+    }
+    outw(PM1A_STS, PM1_PWRBTN_STS); /* write 1 to clear */
+    kprintf("powerdown button sts=%x", inw(PM1A_STS) & PM1_PWRBTN_STS);
+    outw(PM1A_CNT, PM1_SLP_EN);
+    cpu_halt_forever(); /* the VM is off, or stopped under -no-shutdown */
+}
+
 static const struct {
     const char *name;
     void (*run)(Cpu *bsp);
@@ -316,7 +344,7 @@ static const struct {
     {"blk-perf", scenario_blk_perf}, {"blk-hostile", scenario_blk_hostile},
     {"dirty", scenario_dirty},       {"cpuid", scenario_cpuid},
     {"net", scenario_net},           {"net-blast", scenario_net_blast},
-    {"net-hostile", scenario_net_hostile},
+    {"net-hostile", scenario_net_hostile}, {"powerdown", scenario_powerdown},
 };
 
 static int scenario_find(const char *name)

@@ -81,8 +81,8 @@ bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpu
 /*
  * Write the ACPI tables (hw/i386/acpi.c, built by hw/acpi) for a direct
  * -kernel boot: the RSDP at 0xE0000, where Linux's scan of 0xE0000-0xFFFFF
- * finds it, the tables after it, below the MP table.  Not called yet: the
- * board calls it beside mptable_write once the PIIX4 PM function exists.
+ * finds it, the tables after it, below the MP table.  The board writes
+ * them beside the MP table at every (re)load of the kernel.
  */
 bool acpi_place_for_linux_boot(Machine *m, GError **errp);
 
@@ -142,5 +142,12 @@ bool pc_serial_prepare(Machine *m, GError **errp);
 bool pc_board_init(Machine *m, GError **errp);
 void pc_board_reset(Machine *m);
 void pc_board_cleanup(Machine *m);
+/*
+ * The PIIX4 PM function at 00:01.3 (hw/acpi/piix4-pm.c), after the PCI
+ * bus: its S5 asks the machine to shut down (guest-shutdown).
+ */
+bool pc_pm_init(Machine *m, GError **errp);
+/* Press the power button (machine lock held); false without the PM function. */
+bool pc_board_power_button(Machine *m);
 
 #endif
