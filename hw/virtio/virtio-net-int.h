@@ -17,6 +17,7 @@
 #define VNET_NR_QUEUES   3
 #define VNET_QUEUE_SIZE  256
 #define VNET_VLAN_WORDS  (4096 / 32)
+#define VNET_TX_BATCH    64              /* transmitted chains completed at once */
 
 /* The receive filter: the control queue's RX, MAC and VLAN classes. */
 typedef struct VirtioNetFilter {
@@ -66,8 +67,10 @@ struct VirtioNet {
     ssize_t rx_len;               /* > 0: a frame waits for guest buffers */
     bool rx_wait_buffers;         /* the tap is not watched until a kick */
     bool tx_wait_writable;        /* the tap refused a frame: wait for POLLOUT */
-    VirtQueueElement *rx_elems;   /* scratch for one merged frame */
+    VirtQueueElement *rx_elems;   /* scratch for one merged frame (kept allocated) */
     uint32_t *rx_lens;
+    VirtQueueElement tx_elems[VNET_TX_BATCH];   /* popped, sent, to complete */
+    uint32_t tx_lens[VNET_TX_BATCH];
     VirtioNetWatch watching[VIRTIO_MAX_WATCH_FDS];
     uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
 

@@ -257,18 +257,8 @@ static RxResult rx_fail(VirtioNet *n, VirtQueue *vq, unsigned popped, const char
         n->rx_lens[i] = 0;
     }
     virtio_queue_complete_many(vq, n->rx_elems, n->rx_lens, popped);
-    for (unsigned i = 0; i < popped; i++) {
-        virtqueue_element_free(&n->rx_elems[i]);
-    }
     n->rx_dropped++;
     return RX_DONE;
-}
-
-static void rx_release(VirtioNet *n, unsigned popped)
-{
-    for (unsigned i = 0; i < popped; i++) {
-        virtqueue_element_free(&n->rx_elems[i]);
-    }
 }
 
 /*
@@ -291,14 +281,11 @@ static RxResult rx_deliver(VirtioNet *n, const uint8_t *buf, size_t len)
         if (count == vq->size) {
             return rx_fail(n, vq, count, "a frame needs more buffers than the ring has");
         }
-        virtqueue_element_init(e);
-        if (!virtio_queue_pop(vq, e)) {
-            virtqueue_element_free(e);
+        if (!virtio_queue_pop(vq, e)) {          /* e keeps its arrays for the next */
             if (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET) {
                 return rx_fail(n, vq, count, "malformed ring");
             }
             virtio_queue_unpop(vq, count);
-            rx_release(n, count);
             return RX_NO_BUFFERS;
         }
         count++;
@@ -314,7 +301,6 @@ static RxResult rx_deliver(VirtioNet *n, const uint8_t *buf, size_t len)
         if (!mergeable && e->in_len < len) {
             /* QEMU's way: the frame is dropped, the buffer stays the driver's */
             virtio_queue_unpop(vq, count);
-            rx_release(n, count);
             n->rx_dropped++;
             return RX_DONE;
         }
@@ -327,7 +313,6 @@ static RxResult rx_deliver(VirtioNet *n, const uint8_t *buf, size_t len)
     iov_from_buf(n->rx_elems[0].iov, n->rx_elems[0].in_num, VNET_HDR_NUM_BUFFERS, &nb,
                  sizeof(nb));
     virtio_queue_complete_many(vq, n->rx_elems, n->rx_lens, count);
-    rx_release(n, count);
     n->rx_frames++;
     return RX_DONE;
 }
@@ -377,43 +362,53 @@ static void vnet_receive(VirtioNet *n)
 
 /* ---- transmit: guest -> tap ---- */
 
+/*
+ * Transmit chains to the tap, completing them in batches (one used-index
+ * update and at most one interrupt for up to VNET_TX_BATCH frames).
+ */
 static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
 {
+    unsigned done = 0;
+
     for (unsigned budget = VNET_BUDGET; budget; budget--) {
-        VirtQueueElement e;
+        VirtQueueElement *e = &n->tx_elems[done];
         ssize_t r = 0;
 
-        virtqueue_element_init(&e);
-        if (!virtio_queue_pop(vq, &e)) {
-            virtqueue_element_free(&e);
-            return;
+        if (!virtio_queue_pop(vq, e)) {
+            break;
         }
-        if (e.bad_address || e.out_len < NET_VNET_HDR_LEN) {
+        if (e->bad_address || e->out_len < NET_VNET_HDR_LEN) {
             virtio_error(&n->vdev, vq, "transmit queue: %s",
-                         e.bad_address ? "a buffer outside guest RAM"
-                                       : "a chain shorter than the virtio-net header");
-            virtio_queue_complete(vq, &e, 0);
-            virtqueue_element_free(&e);
-            return;
+                         e->bad_address ? "a buffer outside guest RAM"
+                                        : "a chain shorter than the virtio-net header");
+            n->tx_lens[done++] = 0;
+            break;
         }
-        if (n->tap && virtio_net_link_up(n) && e.out_len <= NET_TAP_MAX_FRAME) {
-            r = net_tap_send(n->tap, e.iov, e.out_num);
+        if (n->tap && virtio_net_link_up(n) && e->out_len <= NET_TAP_MAX_FRAME) {
+            r = net_tap_send(n->tap, e->iov, e->out_num);
         }
         if (r == -EAGAIN) {
             virtio_queue_unpop(vq, 1);
-            virtqueue_element_free(&e);
             n->tx_wait_writable = true;
-            return;
+            break;
         }
         if (r > 0) {
             n->tx_frames++;
         } else {
             n->tx_dropped++;
         }
-        virtio_queue_complete(vq, &e, 0);
-        virtqueue_element_free(&e);
+        n->tx_lens[done++] = 0;
+        if (done == VNET_TX_BATCH) {
+            virtio_queue_complete_many(vq, n->tx_elems, n->tx_lens, done);
+            done = 0;
+        }
+        if (budget == 1) {
+            virtio_queue_kick(vq);      /* more later: let the rest have a turn */
+        }
     }
-    virtio_queue_kick(vq);          /* more later: let the rest have a turn */
+    if (done) {
+        virtio_queue_complete_many(vq, n->tx_elems, n->tx_lens, done);
+    }
 }
 
 /* ---- the control queue ---- */
@@ -1095,6 +1090,12 @@ void virtio_net_free(VirtioNet *n)
     }
     pthread_mutex_destroy(&n->vhost_lock);
     g_free(n->rx_buf);
+    for (unsigned i = 0; n->rx_elems && i < VNET_QUEUE_SIZE; i++) {
+        virtqueue_element_free(&n->rx_elems[i]);
+    }
+    for (unsigned i = 0; i < VNET_TX_BATCH; i++) {
+        virtqueue_element_free(&n->tx_elems[i]);
+    }
     g_free(n->rx_elems);
     g_free(n->rx_lens);
     g_free(n->qdev_id);
