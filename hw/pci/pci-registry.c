@@ -251,26 +251,32 @@ typedef bool (*PciCheckFn)(SubOpts *opts, const PciCreateContext *ctx, GError **
 
 static const struct {
     const char *name;
+    const char *alias;       /* QEMU's short spelling, or NULL */
     const char *desc;
     PciCheckFn check;        /* the options alone, before the VM exists */
     PciCreateFn create;
 } pci_drivers[] = {
-    { "virtio-blk-pci", "Virtio block device (modern)", virtio_blk_pci_check,
+    { "virtio-blk-pci", "virtio-blk", "Virtio block device (modern)", virtio_blk_pci_check,
       virtio_blk_pci_from_opts },
-    { "virtio-net-pci", "Virtio network device (modern)", virtio_net_pci_check,
-      virtio_net_pci_from_opts },
-    { "virtio-net", "Virtio network device (modern), alias of virtio-net-pci",
+    { "virtio-net-pci", "virtio-net", "Virtio network device (modern)",
       virtio_net_pci_check, virtio_net_pci_from_opts },
 };
 
-bool pci_driver_exists(const char *driver)
+/* The table entry for driver (its name or its alias), or -1. */
+static int pci_driver_find(const char *driver)
 {
     for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
-        if (strcmp(pci_drivers[i].name, driver) == 0) {
-            return true;
+        if (strcmp(pci_drivers[i].name, driver) == 0 ||
+            (pci_drivers[i].alias && strcmp(pci_drivers[i].alias, driver) == 0)) {
+            return i;
         }
     }
-    return false;
+    return -1;
+}
+
+bool pci_driver_exists(const char *driver)
+{
+    return pci_driver_find(driver) >= 0;
 }
 
 char *pci_driver_list(void)
@@ -278,8 +284,11 @@ char *pci_driver_list(void)
     GString *out = g_string_new(NULL);
 
     for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
-        g_string_append_printf(out, "name \"%s\", bus PCI, desc \"%s\"\n",
-                               pci_drivers[i].name, pci_drivers[i].desc);
+        g_string_append_printf(out, "name \"%s\", bus PCI", pci_drivers[i].name);
+        if (pci_drivers[i].alias) {
+            g_string_append_printf(out, ", alias \"%s\"", pci_drivers[i].alias);
+        }
+        g_string_append_printf(out, ", desc \"%s\"\n", pci_drivers[i].desc);
     }
     return g_string_free(out, FALSE);
 }
@@ -287,33 +296,31 @@ char *pci_driver_list(void)
 bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup,
                       void *lookup_opaque, GError **errp)
 {
-    PciCreateContext ctx = { driver, lookup, lookup_opaque };
+    int i = pci_driver_find(driver);
+    PciCreateContext ctx = { i >= 0 ? pci_drivers[i].name : driver, lookup, lookup_opaque };
 
-    for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
-        if (strcmp(pci_drivers[i].name, driver) == 0) {
-            return pci_drivers[i].check(opts, &ctx, errp);
-        }
+    if (i < 0) {
+        error_setg(errp, "'%s' is not a valid device model name", driver);
+        return false;
     }
-    error_setg(errp, "'%s' is not a valid device model name", driver);
-    return false;
+    return pci_drivers[i].check(opts, &ctx, errp);
 }
 
 PciDevice *pci_device_create(PciBus *bus, const char *driver, SubOpts *opts,
                              PciDriveLookupFn lookup, void *lookup_opaque,
                              GError **errp)
 {
-    PciCreateContext ctx = { driver, lookup, lookup_opaque };
+    int i = pci_driver_find(driver);
+    PciCreateContext ctx = { i >= 0 ? pci_drivers[i].name : driver, lookup, lookup_opaque };
     const char *id = subopts_get(opts, "id");
 
     if (id && pci_find_device_by_id(bus, id)) {
         error_setg(errp, "Duplicate device ID '%s'", id);
         return NULL;
     }
-    for (size_t i = 0; i < G_N_ELEMENTS(pci_drivers); i++) {
-        if (strcmp(pci_drivers[i].name, driver) == 0) {
-            return pci_drivers[i].create(bus, opts, &ctx, errp);
-        }
+    if (i < 0) {
+        error_setg(errp, "'%s' is not a valid device model name", driver);
+        return NULL;
     }
-    error_setg(errp, "'%s' is not a valid device model name", driver);
-    return NULL;
+    return pci_drivers[i].create(bus, opts, &ctx, errp);
 }
