@@ -56,7 +56,7 @@ def host_missing():
 def vhost_net():
     """Whether /dev/vhost-net is there, loading vhost_net if it is not (the
     rig's L1 has the module but its init does not load it)."""
-    if not os.path.exists("/dev/vhost-net"):
+    if not os.path.exists("/dev/vhost-net") and shutil.which("modprobe"):
         subprocess.run(["modprobe", "vhost_net"], capture_output=True, timeout=60)
     return os.path.exists("/dev/vhost-net")
 
