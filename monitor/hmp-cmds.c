@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "hw/devices.h"
 #include "hw/machine-info.h"
 #include "hw/pci.h"
 #include "migration/migration.h"
@@ -439,6 +440,20 @@ static void hmp_system_powerdown(Monitor *mon, const char *args)
     machine_system_powerdown(mon->set->machine);
 }
 
+static void hmp_device_del(Monitor *mon, const char *args)
+{
+    GError *err = NULL;
+
+    if (!*args) {
+        monitor_printf(mon, "device_del: string expected\n"
+                            "Try \"help device_del\" for more information\n");
+        return;
+    }
+    if (hmp_utf8_arg(mon, "device_del", "id", args)) {
+        hmp_check(mon, machine_device_del(mon->set->machine, args, &err), &err);
+    }
+}
+
 static void hmp_quit(Monitor *mon, const char *args)
 {
     machine_shutdown(mon->set->machine, SHUTDOWN_CAUSE_HOST_QMP_QUIT);
@@ -452,6 +467,7 @@ const HmpCommand hmp_commands[] = {
     {"cont|c", "", "resume emulation", hmp_cont, false},
     {"system_reset", "", "reset the system", hmp_system_reset, false},
     {"system_powerdown", "", "send system power down event", hmp_system_powerdown, false},
+    {"device_del", "device", "remove device", hmp_device_del, true},
     {"quit|q", "", "quit the emulator", hmp_quit, false},
     {"migrate", "[-d] uri", "migrate to uri (tcp:HOST:PORT, unix:PATH, exec:CMD)",
      hmp_migrate, true},

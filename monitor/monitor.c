@@ -243,6 +243,20 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
     case MACHINE_EVENT_POWERDOWN:
         monitor_emit_event(set, "POWERDOWN", NULL);
         break;
+    case MACHINE_EVENT_DEVICE_DELETED: {
+        const char *id = set->machine->event_device_id;
+        char *path = g_strdup_printf("/machine/peripheral/%s", id);
+
+        if (set->machine->event_device_virtio) {
+            char *backend = g_strdup_printf("%s/virtio-backend", path);
+            monitor_emit_event(set, "DEVICE_DELETED", json_pack("{s:s}", "path", backend));
+            g_free(backend);
+        }
+        monitor_emit_event(set, "DEVICE_DELETED",
+                           json_pack("{s:s,s:s}", "device", id, "path", path));
+        g_free(path);
+        break;
+    }
     case MACHINE_EVENT_RESET:
     case MACHINE_EVENT_SHUTDOWN:
         data = json_pack("{s:b,s:s}", "guest", shutdown_cause_is_guest(cause),

@@ -2,6 +2,7 @@
  * QMP query-pci (qapi/pci.json) in QEMU's shape, key order included, from
  * hw/pci's typed records (pci_query).  Main thread only.
  */
+#include "hw/devices.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "qapi-commands.h"
@@ -57,6 +58,13 @@ static json_t *pci_device_json(const PciDeviceInfo *d)
     }
     json_object_set_new(info, "regions", regions);
     return info;
+}
+
+json_t *qmp_device_del(QmpContext *ctx, json_t *args, GError **errp)
+{
+    const char *id = json_string_value(json_object_get(args, "id"));
+
+    return machine_device_del(ctx->machine, id, errp) ? json_object() : NULL;
 }
 
 json_t *qmp_query_pci(QmpContext *ctx, json_t *args, GError **errp)

@@ -145,6 +145,64 @@ bool machine_devices_init(Machine *m, GError **errp)
     return true;
 }
 
+bool machine_device_del(Machine *m, const char *id, GError **errp)
+{
+    PciDevice *dev = pci_find_device_by_id(m->pci, id);
+
+    if (!dev) {
+        g_set_error(errp, VMM_ERROR, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found",
+                    id);
+        return false;
+    }
+    /* a request already pending is made again (QEMU 7.2's pc: no error) */
+    machine_lock(m);
+    pc_board_unplug_request(m, PCI_DEVFN_SLOT(dev->devfn));
+    machine_unlock(m);
+    return true;
+}
+
+typedef struct SlotDevices {
+    unsigned slot;
+    GPtrArray *devices;
+} SlotDevices;
+
+static void collect_slot(PciDevice *dev, void *opaque)
+{
+    SlotDevices *s = opaque;
+
+    if (PCI_DEVFN_SLOT(dev->devfn) == s->slot) {
+        g_ptr_array_add(s->devices, dev);
+    }
+}
+
+void machine_devices_remove_slot(Machine *m, unsigned slot)
+{
+    SlotDevices s = { slot, g_ptr_array_new() };
+    GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
+    GArray *virtio = g_array_new(FALSE, FALSE, sizeof(bool));
+
+    machine_lock(m);
+    pci_foreach_device(m->pci, collect_slot, &s);
+    for (guint i = 0; i < s.devices->len; i++) {
+        PciDevice *dev = g_ptr_array_index(s.devices, i);
+
+        bool is_virtio = g_str_has_prefix(dev->name, "virtio-");
+
+        g_ptr_array_add(ids, g_strdup(dev->qdev_id));
+        g_array_append_val(virtio, is_virtio);
+        /* BARs off first, then the model stops its I/O and goes */
+        pci_device_free(dev);
+    }
+    machine_unlock(m);
+    for (guint i = 0; i < ids->len; i++) {
+        machine_device_deleted(m, g_ptr_array_index(ids, i),
+                               g_array_index(virtio, bool, i));
+    }
+    g_array_free(virtio, TRUE);
+    g_ptr_array_free(s.devices, TRUE);
+    g_ptr_array_free(ids, TRUE);
+}
+
 void machine_devices_cleanup(Machine *m)
 {
     if (m->pci) {

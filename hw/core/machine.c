@@ -512,6 +512,17 @@ void machine_system_powerdown(Machine *m)
     g_idle_add(machine_powerdown_idle, m);
 }
 
+void machine_device_deleted(Machine *m, const char *id, bool virtio)
+{
+    if (!id) {
+        return;
+    }
+    m->event_device_id = id;
+    m->event_device_virtio = virtio;
+    machine_notify(m, MACHINE_EVENT_DEVICE_DELETED, SHUTDOWN_CAUSE_NONE);
+    m->event_device_id = NULL;
+}
+
 void machine_settle_reset(Machine *m)
 {
     int reset = __atomic_exchange_n(&m->reset_pending, 0, __ATOMIC_SEQ_CST);

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "hw/acpi/acpi-tables.h"
+#include "hw/acpi/pcihp.h"
 #include "hw/acpi/piix4-pm.h"
+#include "hw/devices.h"
 #include "hw/i386/i8042.h"
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
@@ -20,6 +22,8 @@ typedef struct PcBoard {
     Rtc *rtc;
     I8042 *i8042;
     Piix4Pm *pm;                 /* owned by the PCI bus, NULL before pc_pm_init */
+    AcpiPciHp *pcihp;            /* the hot-plug registers at 0xAE00 */
+    uint32_t ejected;            /* [atomic] slots the guest ejected, for the main loop */
     uint8_t post_code;
     uint8_t port92;
 } PcBoard;
@@ -213,6 +217,37 @@ static void pc_soft_off(void *opaque)
     machine_request_shutdown(b->machine, SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
 }
 
+static void pc_hotplug_gpe(void *opaque)
+{
+    PcBoard *b = opaque;
+
+    piix4_pm_gpe_raise(b->pm, ACPI_PCIHP_GPE);
+}
+
+/* Main loop: remove what the guest ejected (the devices layer does it). */
+static gboolean pc_eject_idle(gpointer opaque)
+{
+    PcBoard *b = opaque;
+    uint32_t slots = __atomic_exchange_n(&b->ejected, 0, __ATOMIC_SEQ_CST);
+
+    for (unsigned slot = 0; slot < 32; slot++) {
+        if (slots & (1u << slot)) {
+            machine_devices_remove_slot(b->machine, slot);
+        }
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* The guest wrote EJ (vCPU thread, machine lock held): device removal,
+ * which waits for the device's I/O, happens on the main loop. */
+static void pc_hotplug_eject(void *opaque, unsigned slot)
+{
+    PcBoard *b = opaque;
+
+    __atomic_or_fetch(&b->ejected, 1u << slot, __ATOMIC_SEQ_CST);
+    g_idle_add(pc_eject_idle, b);
+}
+
 bool pc_pm_init(Machine *m, GError **errp)
 {
     PcBoard *b = m->board;
@@ -226,8 +261,29 @@ bool pc_pm_init(Machine *m, GError **errp)
         .opaque = b,
     };
 
+    AcpiPciHpConfig hp = {
+        .io_bus = &m->io_bus,
+        .base = ACPI_PCIHP_BASE,
+        .states = &m->device_states,
+        .fixed_slots = 3, /* the host bridge; the PIIX functions */
+        .raise_gpe = pc_hotplug_gpe,
+        .eject = pc_hotplug_eject,
+        .opaque = b,
+    };
+
     b->pm = piix4_pm_new(&cfg, errp);
-    return b->pm != NULL;
+    if (!b->pm) {
+        return false;
+    }
+    b->pcihp = acpi_pcihp_new(&hp, errp);
+    return b->pcihp != NULL;
+}
+
+void pc_board_unplug_request(Machine *m, unsigned slot)
+{
+    PcBoard *b = m->board;
+
+    acpi_pcihp_unplug_request(b->pcihp, slot);
 }
 
 bool pc_board_power_button(Machine *m)
@@ -246,6 +302,9 @@ void pc_board_reset(Machine *m)
     PcBoard *b = m->board;
 
     b->post_code = 0;
+    if (b->pcihp) {
+        acpi_pcihp_reset(b->pcihp); /* an unplug still pending happens now */
+    }
     i8042_reset(b->i8042);
     b->port92 = 0;
     for (unsigned i = 0; i < G_N_ELEMENTS(m->serial); i++) {
@@ -263,6 +322,7 @@ void pc_board_cleanup(Machine *m)
             m->serial[i] = NULL;
         }
     }
+    acpi_pcihp_free(((PcBoard *)m->board)->pcihp);
     rtc_free(((PcBoard *)m->board)->rtc);
     i8042_free(((PcBoard *)m->board)->i8042);
     g_free(m->board);

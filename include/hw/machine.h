@@ -64,6 +64,7 @@ typedef enum MachineEvent {
     MACHINE_EVENT_RESET,
     MACHINE_EVENT_SHUTDOWN,
     MACHINE_EVENT_POWERDOWN, /* the power button was pressed */
+    MACHINE_EVENT_DEVICE_DELETED, /* event_device_id: a device is gone */
 } MachineEvent;
 
 typedef void (*MachineEventFn)(void *opaque, MachineEvent event,
@@ -103,6 +104,8 @@ typedef struct Machine {
     int reset_pending, shutdown_pending;   /* ShutdownCause + 1, or 0 */
     MachineEventFn event_fn;
     void *event_opaque;
+    const char *event_device_id; /* during MACHINE_EVENT_DEVICE_DELETED only */
+    bool event_device_virtio;
     int exit_status;
     bool exiting;                /* the main loop is ending: monitors stop reading */
     GMainLoop *main_loop;
@@ -152,6 +155,12 @@ void machine_shutdown(Machine *m, ShutdownCause cause);
  * decides what to do about it).
  */
 void machine_system_powerdown(Machine *m);
+/*
+ * A device left the machine (the guest ejected it): DEVICE_DELETED for its
+ * id (NULL: a device without one, which gets no event), after one for its
+ * virtio backend when virtio is set, as QEMU sends them.  Main thread.
+ */
+void machine_device_deleted(Machine *m, const char *id, bool virtio);
 
 /*
  * Called from any thread (a vCPU exit, a signal): ask the main loop to

@@ -345,6 +345,7 @@ static const struct {
     {"dirty", scenario_dirty},       {"cpuid", scenario_cpuid},
     {"net", scenario_net},           {"net-blast", scenario_net_blast},
     {"net-hostile", scenario_net_hostile}, {"powerdown", scenario_powerdown},
+    {"hotplug", scenario_hotplug},
 };
 
 static int scenario_find(const char *name)

@@ -182,6 +182,8 @@ void scenario_net_hostile(Cpu *bsp);
 
 /* dirty.c: the live-migration workload */
 void scenario_dirty(Cpu *bsp);
+/* hotplug.c: ACPI PCI hot-plug by polling its registers */
+void scenario_hotplug(Cpu *bsp);
 
 /* A pointer to physical address addr (identity mapped). The empty asm keeps
  * the compiler from reasoning about small constant addresses. */

@@ -429,3 +429,186 @@ UNIT_TEST(state_round_trip_and_a_bad_blob_changes_nothing)
     rig_teardown(&b);
     g_byte_array_free(blob, TRUE);
 }
+
+/* ---- the ACPI PCI hot-plug registers (hw/acpi/pcihp.c) ---- */
+
+#include "hw/acpi/pcihp.h"
+
+static unsigned gpe_raised, ejects[32];
+
+static void count_gpe(void *opaque)
+{
+    gpe_raised++;
+}
+
+static void count_eject(void *opaque, unsigned slot)
+{
+    ejects[slot]++;
+}
+
+typedef struct HpRig {
+    Bus io;
+    DeviceStateList states;
+    AcpiPciHp *hp;
+} HpRig;
+
+static void hp_setup(HpRig *r)
+{
+    GError *err = NULL;
+    AcpiPciHpConfig cfg = {
+        .io_bus = &r->io,
+        .base = 0xae00,
+        .states = &r->states,
+        .fixed_slots = 3,
+        .raise_gpe = count_gpe,
+        .eject = count_eject,
+    };
+
+    bus_init(&r->io, "io");
+    device_state_list_init(&r->states);
+    gpe_raised = 0;
+    memset(ejects, 0, sizeof(ejects));
+    r->hp = acpi_pcihp_new(&cfg, &err);
+    CHECK(r->hp && !err);
+}
+
+static void hp_teardown(HpRig *r)
+{
+    acpi_pcihp_free(r->hp);
+    CHECK(bus_find(&r->io, 0xae00) == NULL);
+    CHECK_EQ(r->states.entries->len, 0);
+    bus_destroy(&r->io);
+    device_state_list_destroy(&r->states);
+}
+
+static void hp_out(HpRig *r, uint16_t port, unsigned len, uint32_t val)
+{
+    uint8_t d[4];
+
+    for (unsigned i = 0; i < len; i++) {
+        d[i] = val >> (8 * i);
+    }
+    bus_dispatch(&r->io, port, d, len, true);
+}
+
+static uint32_t hp_in(HpRig *r, uint16_t port, unsigned len)
+{
+    uint8_t d[4] = {0};
+    uint32_t v = 0;
+
+    bus_dispatch(&r->io, port, d, len, false);
+    for (unsigned i = 0; i < len; i++) {
+        v |= (uint32_t)d[i] << (8 * i);
+    }
+    return v;
+}
+
+static unsigned total_ejects(void)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < 32; i++) {
+        n += ejects[i];
+    }
+    return n;
+}
+
+UNIT_TEST(pcihp_unplug_request_sets_down_and_the_guests_eject_completes_it)
+{
+    HpRig r;
+
+    hp_setup(&r);
+    CHECK_EQ(hp_in(&r, 0xae0c, 4), 0xfffffffc); /* RMV: all but slots 0 and 1 */
+    acpi_pcihp_unplug_request(r.hp, 5);
+    CHECK_EQ(gpe_raised, 1);
+    CHECK_EQ(hp_in(&r, 0xae04, 4), 1u << 5);
+    CHECK_EQ(acpi_pcihp_pending(r.hp), 1u << 5);
+    hp_out(&r, 0xae08, 4, 1u << 5);
+    CHECK_EQ(ejects[5], 1);
+    CHECK_EQ(hp_in(&r, 0xae04, 4), 0);
+    CHECK_EQ(hp_in(&r, 0xae08, 4), 0); /* EJ reads 0 */
+    acpi_pcihp_plug(r.hp, 7);
+    CHECK_EQ(hp_in(&r, 0xae00, 4), 1u << 7);
+    CHECK_EQ(hp_in(&r, 0xae00, 4), 0); /* reading UP clears it */
+    hp_teardown(&r);
+}
+
+UNIT_TEST(pcihp_hostile_ejects_and_odd_widths_change_nothing)
+{
+    HpRig r;
+
+    hp_setup(&r);
+    hp_out(&r, 0xae08, 4, 0);             /* no slot */
+    hp_out(&r, 0xae08, 4, 1u << 0);       /* the host bridge */
+    hp_out(&r, 0xae08, 4, 1u << 1);       /* the PIIX */
+    CHECK_EQ(total_ejects(), 0);
+    hp_out(&r, 0xae08, 4, 0xffffffff);    /* many bits: only the lowest counts */
+    CHECK_EQ(total_ejects(), 0);          /* ... and that is slot 0 */
+    hp_out(&r, 0xae08, 4, 0xfffffff8);
+    CHECK_EQ(ejects[3], 1);               /* an empty slot: the board's to ignore */
+    CHECK_EQ(total_ejects(), 1);
+    acpi_pcihp_unplug_request(r.hp, 9);
+    for (uint16_t p = 0xae00; p < 0xae18; p++) {
+        for (unsigned len = 1; len <= 2; len++) {
+            CHECK_EQ(hp_in(&r, p, len), 0);   /* not a dword: reads 0 */
+            hp_out(&r, p, len, 0xffff);       /* ... and writes nothing */
+        }
+        if (p & 3) {
+            CHECK_EQ(hp_in(&r, p, 4), 0);     /* unaligned dword: same */
+            hp_out(&r, p, 4, 0xffffffff);
+        }
+    }
+    CHECK_EQ(total_ejects(), 1);
+    CHECK_EQ(hp_in(&r, 0xae04, 4), 1u << 9);
+    CHECK_EQ(hp_in(&r, 0xae10, 4), 0);
+    CHECK_EQ(hp_in(&r, 0xae18, 4), 0xffffffff); /* past the block */
+    hp_teardown(&r);
+}
+
+UNIT_TEST(pcihp_other_bus_selects_name_no_bus)
+{
+    HpRig r;
+
+    hp_setup(&r);
+    acpi_pcihp_unplug_request(r.hp, 4);
+    hp_out(&r, 0xae10, 4, 1);
+    CHECK_EQ(hp_in(&r, 0xae10, 4), 1);
+    CHECK_EQ(hp_in(&r, 0xae04, 4), 0);
+    CHECK_EQ(hp_in(&r, 0xae0c, 4), 0xffffffff);
+    hp_out(&r, 0xae08, 4, 1u << 4);
+    CHECK_EQ(total_ejects(), 0);
+    hp_out(&r, 0xae10, 4, 0x100);         /* out of range: everything reads 0 */
+    CHECK_EQ(hp_in(&r, 0xae10, 4), 0);
+    CHECK_EQ(hp_in(&r, 0xae0c, 4), 0);
+    hp_out(&r, 0xae10, 4, 0);
+    CHECK_EQ(hp_in(&r, 0xae04, 4), 1u << 4);
+    hp_teardown(&r);
+}
+
+UNIT_TEST(pcihp_reset_carries_out_pending_unplugs_and_state_round_trips)
+{
+    HpRig a, b;
+    GError *err = NULL;
+    GByteArray *blob = g_byte_array_new();
+
+    hp_setup(&a);
+    acpi_pcihp_unplug_request(a.hp, 6);
+    acpi_pcihp_plug(a.hp, 8);
+    DeviceStateEntry *e = device_state_find(&a.states, "acpi-pcihp");
+    CHECK(e && e->ops->save(e->opaque, blob, &err));
+    acpi_pcihp_reset(a.hp);
+    CHECK_EQ(ejects[6], 1);
+    CHECK_EQ(acpi_pcihp_pending(a.hp), 0);
+    hp_teardown(&a);
+
+    hp_setup(&b);
+    DeviceStateEntry *f = device_state_find(&b.states, "acpi-pcihp");
+    CHECK(!f->ops->load(f->opaque, blob->data, blob->len - 1, f->version, &err));
+    g_clear_error(&err);
+    CHECK_EQ(acpi_pcihp_pending(b.hp), 0);
+    CHECK(f->ops->load(f->opaque, blob->data, blob->len, f->version, &err));
+    CHECK_EQ(acpi_pcihp_pending(b.hp), 1u << 6);
+    CHECK_EQ(hp_in(&b, 0xae00, 4), 1u << 8);
+    hp_teardown(&b);
+    g_byte_array_free(blob, TRUE);
+}

@@ -149,5 +149,11 @@ void pc_board_cleanup(Machine *m);
 bool pc_pm_init(Machine *m, GError **errp);
 /* Press the power button (machine lock held); false without the PM function. */
 bool pc_board_power_button(Machine *m);
+/*
+ * Ask the guest to eject slot through ACPI PCI hot-plug (machine lock
+ * held), again if it was asked before.  Once the guest ejects, the board
+ * has the devices layer remove the slot's devices.
+ */
+void pc_board_unplug_request(Machine *m, unsigned slot);
 
 #endif

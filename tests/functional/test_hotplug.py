@@ -1,0 +1,121 @@
+"""device_del through ACPI PCI hot-plug, driven by testos's `hotplug`
+scenario (it polls the registers at 0xAE00 as the DSDT's methods would and
+ejects what the host asks to remove), under this VMM and under Debian's
+QEMU side by side: the same replies, errors and QMP events in the same
+order; and a guest that never ejects keeps the device and its VM."""
+import os
+import tempfile
+
+import pytest
+
+from harness import QEMU, TESTOS, VMM, QmpClient, SerialClient, Vmm, free_port
+
+pytestmark = pytest.mark.vm
+
+WHICH = {"vmm": VMM, "qemu": QEMU}
+BOOT_TIMEOUT = 60  # Debian's QEMU boots testos through SeaBIOS: seconds
+
+
+class Guest:
+    """testos (a scenario) with one virtio-blk-pci, id blk0, in slot 5."""
+
+    def __init__(self, which, scenario):
+        if which == "qemu" and not QEMU:
+            pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
+        self.dir = tempfile.TemporaryDirectory()
+        sock = os.path.join(self.dir.name, "qmp.sock")
+        disk = os.path.join(self.dir.name, "disk.img")
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        port = free_port()
+        args = ["-enable-kvm", "-display", "none", "-nodefaults", "-m", "128M",
+                "-serial", f"telnet:127.0.0.1:{port},server,nowait",
+                "-qmp", f"unix:{sock},server=on,wait=off",
+                "-drive", f"file={disk},if=none,id=d0,format=raw",
+                "-device", "virtio-blk-pci,drive=d0,id=blk0,addr=5",
+                "-kernel", TESTOS, "-append", f"testos.run={scenario}"]
+        self.vm = Vmm(args, binary=WHICH[which])
+        self.serial = SerialClient(port)
+        self.qmp = QmpClient(sock)
+
+    def events(self, *names):
+        got = []
+        for name in names:
+            ev = self.qmp.wait_event(name)
+            got.append((ev["event"], ev.get("data")))
+        return got
+
+    def slot5(self):
+        """What query-pci says is in slot 5: (qdev_id, vendor) or None (the
+        device ID differs: this VMM's virtio-blk-pci is modern-only)."""
+        for dev in self.qmp.cmd("query-pci")["return"][0]["devices"]:
+            if dev["slot"] == 5:
+                return dev["qdev_id"], f"{dev['id']['vendor']:x}"
+        return None
+
+    def close(self):
+        self.qmp.close()
+        self.serial.close()
+        self.vm.__exit__(None, None, None)
+        self.dir.cleanup()
+
+
+@pytest.fixture
+def guests():
+    made = []
+
+    def make(which, scenario):
+        g = Guest(which, scenario)
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.close()
+
+
+def test_device_del_ejects_like_debian_qemu(guests):
+    """device_del: an unknown id refused, {} at once for blk0; the guest
+    ejects slot 5 and both DEVICE_DELETED events follow (the virtio
+    backend's, then the device's); the slot is empty and a later
+    device_del (QMP or HMP) finds nothing."""
+    result = {}
+    for which in ("vmm", "qemu"):
+        g = guests(which, "hotplug")
+        waiting = g.serial.wait_for(r"testos: hotplug waiting .*\n", BOOT_TIMEOUT).group(0)
+        before = g.slot5()
+        replies = [g.qmp.cmd("device_del", {"id": "nope"}),
+                   g.qmp.cmd("device_del", {"id": "blk0"})]
+        events = g.events("DEVICE_DELETED", "DEVICE_DELETED")
+        g.serial.wait_for(r"testos: ejected 5\n", 20)
+        hmp = lambda line: g.qmp.cmd("human-monitor-command", {"command-line": line})
+        after = [g.slot5(), g.qmp.cmd("device_del", {"id": "blk0"}),
+                 hmp("device_del blk0"), hmp("device_del")]
+        assert g.qmp.cmd("query-status")["return"]["status"] == "running"
+        assert g.qmp.events == []
+        result[which] = (waiting.strip(), before, replies, events, after)
+    not_found = {"class": "DeviceNotFound", "desc": "Device 'blk0' not found"}
+    assert result["vmm"] == (
+        "testos: hotplug waiting rmv=fffffffc",
+        ("blk0", "1af4"),
+        [{"error": {"class": "DeviceNotFound", "desc": "Device 'nope' not found"}},
+         {"return": {}}],
+        [("DEVICE_DELETED", {"path": "/machine/peripheral/blk0/virtio-backend"}),
+         ("DEVICE_DELETED", {"device": "blk0", "path": "/machine/peripheral/blk0"})],
+        [None, {"error": not_found}, {"return": "Error: Device 'blk0' not found\r\n"},
+         {"return": 'device_del: string expected\r\n'
+                    'Try "help device_del" for more information\r\n'}])
+    assert result["vmm"] == result["qemu"]
+
+
+def test_a_guest_that_never_ejects_keeps_the_device(guests):
+    """testos idle ignores the request: the device stays and the VM runs
+    on; asking again is accepted (QEMU 7.2's pc gives no error for it)."""
+    for which in ("vmm", "qemu"):
+        g = guests(which, "idle")
+        g.serial.wait_for("testos: idle", BOOT_TIMEOUT)
+        assert g.qmp.cmd("device_del", {"id": "blk0"}) == {"return": {}}
+        assert g.qmp.cmd("device_del", {"id": "blk0"}) == {"return": {}}, which
+        assert g.slot5() == ("blk0", "1af4")
+        assert g.qmp.cmd("query-status")["return"]["status"] == "running"
+        assert not [e for e in g.qmp.events if e["event"] == "DEVICE_DELETED"]
