@@ -267,17 +267,10 @@ def poweroffs(workdir):
     return result
 
 
-# Known gap, kept visible: until the ACPI issue gives -kernel boots ACPI
-# tables and a PM device, a Linux guest cannot power this VMM off.  Strict:
-# the day it works, this test fails until the mark goes.
-@pytest.mark.parametrize("which", [
-    pytest.param("vmm", marks=pytest.mark.xfail(
-        strict=True, reason="no ACPI power-off for -kernel boots yet (the ACPI issue)")),
-    "peer"])
+@pytest.mark.parametrize("which", WHICH)
 def test_poweroff_ends_the_vmm(poweroffs, which):
     """The guest's poweroff -f: the VMM exits with status 0 (no -no-reboot
-    needed).  A kernel without ACPI cannot power off and halts instead
-    (this VMM's -kernel boot has no ACPI tables yet)."""
+    needed): the kernel enters S5 through the FADT's PM1a_CNT."""
     rc, text = poweroffs[which]
     tail = "\n".join(text.splitlines()[-8:])
     assert rc == 0, (f"{which} still running {POWEROFF_WAIT} s after the guest's "
@@ -340,9 +333,6 @@ def test_migration_keeps_the_guest_running(workdir, which):
 
 # Differences allowed until this VMM gives -kernel guests ACPI tables:
 # without an RSDP the kernel says so (an error), then runs without ACPI.
-NO_ACPI = [
-    "ACPI BIOS Error (bug): A valid RSDP was not found",
-]
 # Said by either VMM's guest, or not, depending on how busy the nested
 # host is: not a difference between the VMMs.
 TIMING_NOISE = [
@@ -368,7 +358,7 @@ def test_dmesg_has_no_warning_only_this_vmm_causes(workdir, cfg):
     (numbers and addresses aside)."""
     b = boots(workdir, cfg)
     ours, peers = warnings(b["vmm"].text), warnings(b["peer"].text)
-    allowed = [normalise(a) for a in NO_ACPI + TIMING_NOISE]
+    allowed = [normalise(a) for a in TIMING_NOISE]
     only_ours = sorted(line for line in ours - peers
                        if not any(line.startswith(a) for a in allowed))
     assert not only_ours, "only under this VMM:\n" + "\n".join(only_ours)
