@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "net/net.h"
+#include "netns.h"
 #include "unit.h"
 
 #define WAIT_MS 3000
@@ -205,56 +206,9 @@ UNIT_TEST(parse_errors_of_our_own)
 
 /* ---- a namespace, taps and packet sockets ---- */
 
-/* A network namespace of this process's own: interfaces vanish with it. */
-static void enter_netns(void)
-{
-    if (unshare(CLONE_NEWNET) < 0) {
-        fprintf(stderr, "unshare(CLONE_NEWNET): %s (tests need root)\n", strerror(errno));
-        exit(1);
-    }
-}
-
 static bool link_exists(const char *ifname)
 {
     return if_nametoindex(ifname) != 0;
-}
-
-/* Bring ifname up with IPv6 off (so it sends nothing of its own). */
-static void link_up(const char *ifname)
-{
-    struct ifreq ifr = {0};
-    char *path = g_strdup_printf("/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
-    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-    /* Absent without IPv6; /proc files take a plain write, not a rename. */
-    if (fd >= 0) {
-        CHECK(write(fd, "1", 1) == 1);
-        close(fd);
-    }
-    g_free(path);
-    g_strlcpy(ifr.ifr_name, ifname, sizeof(ifr.ifr_name));
-    CHECK(ioctl(sock, SIOCGIFFLAGS, &ifr) == 0);
-    ifr.ifr_flags |= IFF_UP;
-    CHECK(ioctl(sock, SIOCSIFFLAGS, &ifr) == 0);
-    close(sock);
-}
-
-/* A packet socket bound to ifname, seeing every frame on it. */
-static int packet_socket(const char *ifname)
-{
-    struct sockaddr_ll addr = {
-        .sll_family = AF_PACKET,
-        .sll_protocol = htons(ETH_P_ALL),
-        .sll_ifindex = (int)if_nametoindex(ifname),
-    };
-    int sock =
-        socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
-
-    CHECK(sock >= 0);
-    CHECK(bind(sock, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-    return sock;
 }
 
 static bool wait_readable(int fd)

@@ -24,6 +24,7 @@
 #include "hw/state-blob.h"
 #include "hw/virtio/virtio-net-int.h"
 #include "net/net.h"
+#include "netns.h"
 #include "unit.h"
 #include "virtio-fakes.h"
 
@@ -152,48 +153,7 @@ static void net_free(VirtioNet *n)
     virtio_net_free(n);
 }
 
-/* ---- a namespace with the tap ---- */
-
-static void enter_netns(void)
-{
-    if (unshare(CLONE_NEWNET) < 0) {
-        fprintf(stderr, "unshare(CLONE_NEWNET): %s (tests need root)\n", strerror(errno));
-        exit(1);
-    }
-}
-
-static void link_up(const char *ifname)
-{
-    struct ifreq ifr = { 0 };
-    char *path = g_strdup_printf("/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
-    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-    if (fd >= 0) {
-        CHECK(write(fd, "1", 1) == 1);
-        close(fd);
-    }
-    g_free(path);
-    g_strlcpy(ifr.ifr_name, ifname, sizeof(ifr.ifr_name));
-    CHECK(ioctl(sock, SIOCGIFFLAGS, &ifr) == 0);
-    ifr.ifr_flags |= IFF_UP;
-    CHECK(ioctl(sock, SIOCSIFFLAGS, &ifr) == 0);
-    close(sock);
-}
-
-static int packet_socket(const char *ifname)
-{
-    struct sockaddr_ll addr = {
-        .sll_family = AF_PACKET,
-        .sll_protocol = htons(ETH_P_ALL),
-        .sll_ifindex = (int)if_nametoindex(ifname),
-    };
-    int sock = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
-
-    CHECK(sock >= 0);
-    CHECK(bind(sock, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-    return sock;
-}
+/* ---- the tap, in a namespace of the test's own (netns.h) ---- */
 
 static bool wait_fd(int fd, short events)
 {
