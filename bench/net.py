@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -114,6 +115,13 @@ def blast_once(ns, binary, vhost, workdir):
 def blast_run(ns, binary, vhost, workdir, send):
     """One net-blast run: testos's figures and what netblast saw."""
     log = os.path.join(workdir, "blast.log")
+    counter = None
+    if not send:
+        # counting from before the VMM starts: every frame of the guest's
+        # window is seen (stopped once testos has printed its figures)
+        counter = ns.popen([NETBLAST, TAP, GUEST_MAC, GUEST_IP, "120", "60", "--no-send"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(0.2)
     with open(log, "wb") as out:
         proc = ns.popen([binary, "-enable-kvm", *benchenv.cpu_args(binary), "-m", "128M",
                          "-display", "none", "-nodefaults", "-serial", "stdio",
@@ -124,19 +132,26 @@ def blast_run(ns, binary, vhost, workdir, send):
                         stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_line(log, r"testos: net-blast up ", proc, 60)
-        host = ns.run([NETBLAST, TAP, GUEST_MAC, GUEST_IP, str(BLAST_SECONDS + 1)]
-                      + ([] if send else ["60", "--no-send"]), 60)
+        if send:
+            host = ns.run([NETBLAST, TAP, GUEST_MAC, GUEST_IP, str(BLAST_SECONDS + 1)], 60)
+            host_out = host.stdout + host.stderr
         m = wait_line(log, r"net-blast frame=\d+ seconds=\d+ tx=\d+ rx=\d+ "
                       r"tx_pps=(\d+) rx_pps=(\d+)", proc, 30)
-        h = re.search(r"sent=(\d+) send_full=\d+ got=(\d+)", host.stdout)
+        if counter:
+            time.sleep(0.3)
+            counter.send_signal(signal.SIGINT)
+            host_out = counter.communicate(timeout=30)[0]
+        h = re.search(r"sent=(\d+) send_full=\d+ got=(\d+)", host_out)
         if not h:
-            raise RuntimeError(f"netblast: {host.stdout}{host.stderr}")
+            raise RuntimeError(f"netblast: {host_out}")
         return {"tx_pps": int(m.group(1)), "rx_pps": int(m.group(2)),
                 "host_got_pps": int(h.group(2)) / BLAST_SECONDS}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
+        for p in (proc, counter):
+            if p and p.poll() is None:
+                p.kill()
+            if p:
+                p.wait(30)
 
 
 def iperf3(ns, reverse):
@@ -233,6 +248,14 @@ FIGURES = [("blast", "tx_alone_pps", "net-blast guest to host alone: frames the 
 TARGET = {"off": 1.3, "on": 1.0}
 
 
+def short_error(text):
+    """An error for a table cell: testos's exception line when there is one."""
+    m = re.search(r"testos: exception \d+ at RIP=\S+", text)
+    if m:
+        return m.group(0) + " before net-blast started"
+    return text.replace("|", "/").replace("\n", " ")[:120]
+
+
 def render(r):
     rows = ["| vhost | figure | directvisor | QEMU | ratio | target | met |",
             "|---|---|---|---|---|---|---|"]
@@ -249,8 +272,7 @@ def render(r):
                 if x is None:
                     cells.append("-")
                 elif "error" in x:
-                    cells.append("failed: " + x["error"].replace("|", "/").replace("\n", " ")
-                                 [:120])
+                    cells.append("failed: " + short_error(x["error"]))
                 else:
                     cells.append(f"{x[key]:.0f}" if part == "blast" else f"{x[key]:.1f}")
             ratio = met = "-"

@@ -4,6 +4,7 @@
  * (AF_PACKET, sendmmsg in batches, qdisc bypassed) while another counts the
  * frames that come from the guest's MAC on a packet socket of its own.
  * Usage: netblast TAP GUEST_MAC GUEST_IP SECONDS [FRAME_BYTES] [--no-send]
+ * It stops after SECONDS, or earlier on SIGINT or SIGTERM (then prints).
  * Prints: netblast sent=N send_full=F got=M drops=D seconds=S
  *   sent: frames the tap took; send_full: batches it refused (queue full);
  *   got: frames from the guest's MAC; drops: frames the packet socket lost.
@@ -15,6 +16,7 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +42,13 @@ typedef struct Blast {
     uint64_t sent, send_full, got;
     unsigned drops;
 } Blast;
+
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig)
+{
+    stop_requested = 1;
+}
 
 static double now_s(void)
 {
@@ -212,12 +221,14 @@ int main(int argc, char **argv)
         return 2;
     }
     build_frame(&b, src, dst);
+    signal(SIGINT, request_stop);
+    signal(SIGTERM, request_stop);
     start = now_s();
     pthread_create(&receiver, NULL, receive_loop, &b);
     if (send_frames) {
         pthread_create(&sender, NULL, send_loop, &b);
     }
-    while (now_s() - start < b.seconds) {
+    while (!stop_requested && now_s() - start < b.seconds) {
         usleep(10000);
     }
     atomic_store(&b.stop, true);
