@@ -440,6 +440,20 @@ static void hmp_system_powerdown(Monitor *mon, const char *args)
     machine_system_powerdown(mon->set->machine);
 }
 
+static void hmp_device_add(Monitor *mon, const char *args)
+{
+    GError *err = NULL;
+    SubOpts *opts;
+
+    if (!*args) {
+        monitor_printf(mon, "device_add: string expected\n"
+                            "Try \"help device_add\" for more information\n");
+        return;
+    }
+    opts = subopts_parse(args, "driver", &err);
+    hmp_check(mon, opts && machine_device_add(mon->set->machine, opts, &err), &err);
+}
+
 static void hmp_device_del(Monitor *mon, const char *args)
 {
     GError *err = NULL;
@@ -467,6 +481,8 @@ const HmpCommand hmp_commands[] = {
     {"cont|c", "", "resume emulation", hmp_cont, false},
     {"system_reset", "", "reset the system", hmp_system_reset, false},
     {"system_powerdown", "", "send system power down event", hmp_system_powerdown, false},
+    {"device_add", "driver[,prop=value][,...]", "add device, like -device on the command line",
+     hmp_device_add, true},
     {"device_del", "device", "remove device", hmp_device_del, true},
     {"quit|q", "", "quit the emulator", hmp_quit, false},
     {"migrate", "[-d] uri", "migrate to uri (tcp:HOST:PORT, unix:PATH, exec:CMD)",

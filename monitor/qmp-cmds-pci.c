@@ -2,10 +2,14 @@
  * QMP query-pci (qapi/pci.json) in QEMU's shape, key order included, from
  * hw/pci's typed records (pci_query).  Main thread only.
  */
+#include <string.h>
+
 #include "hw/devices.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "qapi-commands.h"
+#include "util/error.h"
+#include "util/subopt.h"
 
 static json_t *pci_class_json(const PciDeviceInfo *d)
 {
@@ -58,6 +62,52 @@ static json_t *pci_device_json(const PciDeviceInfo *d)
     }
     json_object_set_new(info, "regions", regions);
     return info;
+}
+
+/* device_add's members as -device's option string (driver= first). */
+static char *device_add_options(json_t *args, GError **errp)
+{
+    GString *out = g_string_new("driver=");
+    const char *key;
+    json_t *value;
+
+    for (const char *c = json_string_value(json_object_get(args, "driver")); *c; c++) {
+        g_string_append(out, *c == ',' ? ",," : (char[]){*c, 0});
+    }
+    json_object_foreach(args, key, value) {
+        char *text;
+
+        if (strcmp(key, "driver") == 0) {
+            continue;
+        }
+        if (json_is_string(value)) {
+            text = g_strdup(json_string_value(value));
+        } else if (json_is_integer(value)) {
+            text = g_strdup_printf("%" JSON_INTEGER_FORMAT, json_integer_value(value));
+        } else if (json_is_boolean(value)) {
+            text = g_strdup(json_is_true(value) ? "on" : "off");
+        } else {
+            error_setg(errp, "Invalid parameter type for '%s', expected: string", key);
+            g_string_free(out, TRUE);
+            return NULL;
+        }
+        g_string_append_printf(out, ",%s=", key);
+        for (const char *c = text; *c; c++) {
+            g_string_append(out, *c == ',' ? ",," : (char[]){*c, 0});
+        }
+        g_free(text);
+    }
+    return g_string_free(out, FALSE);
+}
+
+json_t *qmp_device_add(QmpContext *ctx, json_t *args, GError **errp)
+{
+    char *text = device_add_options(args, errp);
+    SubOpts *opts = text ? subopts_parse(text, "driver", errp) : NULL;
+    bool ok = opts && machine_device_add(ctx->machine, opts, errp);
+
+    g_free(text);
+    return ok ? json_object() : NULL;
 }
 
 json_t *qmp_device_del(QmpContext *ctx, json_t *args, GError **errp)

@@ -124,6 +124,9 @@ static bool check_args(const QmpCommandDef *cmd, json_t *args, GError **errp)
                 def = &cmd->args[i];
             }
         }
+        if (!def && cmd->any_args) {
+            continue; /* the handler checks it (device_add's properties) */
+        }
         if (!def) {
             error_setg(errp, "Parameter '%s' is unexpected", key);
             return false;

@@ -84,7 +84,8 @@ def main(out_dir, files):
         name = cmd["command"]
         nargs = len(cmd.get("data", {}))
         args = f"args_{c_name(name)}" if nargs else "NULL"
-        c.append(f'    {{ "{name}", qmp_{c_name(name)}, {args}, {nargs} }},')
+        any_args = str(cmd.get("gen", True) is False).lower()
+        c.append(f'    {{ "{name}", qmp_{c_name(name)}, {args}, {nargs}, {any_args} }},')
     c.append("};")
     c.append(f"const size_t qmp_command_count = {len(commands)};")
     c.append("")

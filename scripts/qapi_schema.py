@@ -50,6 +50,8 @@ def parse(path):
     with open(path) as f:
         text = f.read()
     text = re.sub(r"#[^\n]*", "", text)
+    # QEMU's schema spells booleans as JSON does ('gen': false)
+    text = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", text))
     exprs, depth, start = [], 0, None
     for i, ch in enumerate(text):
         if ch == "{":

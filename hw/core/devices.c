@@ -16,6 +16,7 @@
 #include "hw/virtio.h"
 #include "block/drive.h"
 #include "util/error.h"
+#include "util/subopt.h"
 
 typedef struct MachineDrive {
     DriveConfig cfg;            /* the -drive's, parsed; its strings are the VmConfig's */
@@ -159,6 +160,38 @@ bool machine_device_del(Machine *m, const char *id, GError **errp)
     pc_board_unplug_request(m, PCI_DEVFN_SLOT(dev->devfn));
     machine_unlock(m);
     return true;
+}
+
+bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
+{
+    const char *driver = subopts_get(opts, "driver");
+    const char *id = subopts_get(opts, "id");
+    GArray *attached = g_array_new(FALSE, FALSE, sizeof(bool));
+    PciDevice *dev = NULL;
+
+    for (guint i = 0; i < m->drives->len; i++) {
+        g_array_append_val(attached, ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached);
+    }
+    if (!driver) {
+        error_setg(errp, "Parameter 'driver' is missing");
+    } else if (id && pci_find_device_by_id(m->pci, id)) {
+        error_setg(errp, "Duplicate device ID '%s'", id);
+    } else {
+        machine_lock(m);
+        dev = pci_device_create(m->pci, driver, opts, lookup_drive, m, errp);
+        if (dev) {
+            pc_board_plug(m, PCI_DEVFN_SLOT(dev->devfn));
+        }
+        machine_unlock(m);
+    }
+    for (guint i = 0; !dev && i < m->drives->len; i++) {
+        /* a device that was not made holds no drive */
+        ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached =
+            g_array_index(attached, bool, i);
+    }
+    g_array_free(attached, TRUE);
+    subopts_free(opts);
+    return dev != NULL;
 }
 
 typedef struct SlotDevices {

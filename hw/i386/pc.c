@@ -279,6 +279,13 @@ bool pc_pm_init(Machine *m, GError **errp)
     return b->pcihp != NULL;
 }
 
+void pc_board_plug(Machine *m, unsigned slot)
+{
+    PcBoard *b = m->board;
+
+    acpi_pcihp_plug(b->pcihp, slot);
+}
+
 void pc_board_unplug_request(Machine *m, unsigned slot)
 {
     PcBoard *b = m->board;

@@ -398,9 +398,12 @@ bool pci_device_realize(PciBus *bus, PciDevice *dev, int devfn, GError **errp)
         error_setg(errp, "PCI: invalid devfn %d for %s", devfn, dev->name);
         return false;
     } else if (bus->devices[devfn]) {
-        error_setg(errp, "PCI: slot %d function %d not available for %s, in use by %s",
-                   PCI_DEVFN_SLOT(devfn), PCI_DEVFN_FUNC(devfn), dev->name,
-                   bus->devices[devfn]->name);
+        const PciDevice *in_use = bus->devices[devfn];
+
+        /* QEMU names the occupant with its id when it has one */
+        error_setg(errp, "PCI: slot %d function %d not available for %s, in use by %s%s%s",
+                   PCI_DEVFN_SLOT(devfn), PCI_DEVFN_FUNC(devfn), dev->name, in_use->name,
+                   in_use->qdev_id ? ",id=" : "", in_use->qdev_id ? in_use->qdev_id : "");
         return false;
     } else if (PCI_DEVFN_FUNC(devfn) != 0 &&
                !(bus->devices[devfn & ~7] &&

@@ -10,6 +10,7 @@
 #include <glib.h>
 
 typedef struct Machine Machine;
+typedef struct SubOpts SubOpts;
 
 /* Before KVM: open every -drive image, check every -device's options. */
 bool machine_devices_prepare(Machine *m, GError **errp);
@@ -24,6 +25,12 @@ void machine_devices_cleanup(Machine *m);
  * asks again, with no error (QEMU 7.2's pc does the same).
  */
 bool machine_device_del(Machine *m, const char *id, GError **errp);
+/*
+ * device_add: create a PCI device from -device's options (driver= among
+ * them) while the VM runs and tell the guest through ACPI PCI hot-plug.
+ * QEMU's errors (a taken id, the model's own).  The SubOpts are consumed.
+ */
+bool machine_device_add(Machine *m, SubOpts *opts, GError **errp);
 /* The guest ejected slot: its devices go, each with a DEVICE_DELETED. */
 void machine_devices_remove_slot(Machine *m, unsigned slot);
 

@@ -49,6 +49,7 @@ typedef struct QmpCommandDef {
     QmpHandler handler;
     const QmpArgDef *args;
     size_t nargs;
+    bool any_args; /* 'gen': false: members beyond args go to the handler */
 } QmpCommandDef;
 
 const QmpCommandDef *qmp_find_command(const char *name);

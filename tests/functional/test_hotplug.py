@@ -19,7 +19,7 @@ BOOT_TIMEOUT = 60  # Debian's QEMU boots testos through SeaBIOS: seconds
 class Guest:
     """testos (a scenario) with one virtio-blk-pci, id blk0, in slot 5."""
 
-    def __init__(self, which, scenario):
+    def __init__(self, which, scenario, extra=()):
         if which == "qemu" and not QEMU:
             pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
         self.dir = tempfile.TemporaryDirectory()
@@ -32,7 +32,7 @@ class Guest:
                 "-serial", f"telnet:127.0.0.1:{port},server,nowait",
                 "-qmp", f"unix:{sock},server=on,wait=off",
                 "-drive", f"file={disk},if=none,id=d0,format=raw",
-                "-device", "virtio-blk-pci,drive=d0,id=blk0,addr=5",
+                "-device", "virtio-blk-pci,drive=d0,id=blk0,addr=5", *extra,
                 "-kernel", TESTOS, "-append", f"testos.run={scenario}"]
         self.vm = Vmm(args, binary=WHICH[which])
         self.serial = SerialClient(port)
@@ -45,11 +45,11 @@ class Guest:
             got.append((ev["event"], ev.get("data")))
         return got
 
-    def slot5(self):
-        """What query-pci says is in slot 5: (qdev_id, vendor) or None (the
+    def slot5(self, slot=5):
+        """What query-pci says is in a slot: (qdev_id, vendor) or None (the
         device ID differs: this VMM's virtio-blk-pci is modern-only)."""
         for dev in self.qmp.cmd("query-pci")["return"][0]["devices"]:
-            if dev["slot"] == 5:
+            if dev["slot"] == slot:
                 return dev["qdev_id"], f"{dev['id']['vendor']:x}"
         return None
 
@@ -64,8 +64,8 @@ class Guest:
 def guests():
     made = []
 
-    def make(which, scenario):
-        g = Guest(which, scenario)
+    def make(which, scenario, extra=()):
+        g = Guest(which, scenario, extra)
         made.append(g)
         return g
 
@@ -119,3 +119,42 @@ def test_a_guest_that_never_ejects_keeps_the_device(guests):
         assert g.slot5() == ("blk0", "1af4")
         assert g.qmp.cmd("query-status")["return"]["status"] == "running"
         assert not [e for e in g.qmp.events if e["event"] == "DEVICE_DELETED"]
+
+
+def test_device_add_plugs_a_disk_the_guest_sees_like_debian_qemu(tmp_path, guests):
+    """device_add of a virtio-blk-pci on a -drive if=none: {} and the guest
+    hears of slot 6 (UP) with a virtio device there; query-pci lists it;
+    QEMU's errors for a taken id, a taken slot, a drive in use; HMP's
+    device_add too; then device_del takes it away again."""
+    result = {}
+    for which in ("vmm", "qemu"):
+        disks = []
+        for n in ("d1", "d2"):
+            path = tmp_path / f"{which}-{n}.img"
+            path.write_bytes(bytes(1 << 20))
+            disks += ["-drive", f"file={path},if=none,id={n},format=raw"]
+        g = guests(which, "hotplug", disks)
+        g.serial.wait_for(r"testos: hotplug waiting .*\n", BOOT_TIMEOUT)
+        add = lambda **a: g.qmp.cmd("device_add", a)
+        hmp = lambda line: g.qmp.cmd("human-monitor-command", {"command-line": line})
+        replies = [add(driver="virtio-blk-pci", drive="d1", id="blk1", addr="6")]
+        plugged = g.serial.wait_for(r"testos: plugged 6 (\w+):", 20).group(1)
+        replies += [add(driver="virtio-blk-pci", drive="d2", id="blk1", addr="7"),
+                    add(driver="virtio-blk-pci", drive="d2", id="blk2", addr="6"),
+                    add(driver="virtio-blk-pci", drive="d1", id="blk3", addr="8"),
+                    add(driver="no-such-device", id="x"),
+                    hmp("device_add virtio-blk-pci,drive=d2,id=blk2,addr=9")]
+        g.serial.wait_for(r"testos: plugged 9 (\w+):", 20)
+        slots = [g.slot5(6), g.slot5(7), g.slot5(8), g.slot5(9)]
+        replies.append(g.qmp.cmd("device_del", {"id": "blk1"}))
+        events = g.events("DEVICE_DELETED", "DEVICE_DELETED")
+        g.serial.wait_for(r"testos: ejected 6\n", 20)
+        assert g.qmp.cmd("query-status")["return"]["status"] == "running"
+        result[which] = (replies, plugged, slots, events, g.slot5(6))
+    ours = result["vmm"]
+    assert ours[0][0] == {"return": {}} and ours[0][5] == {"return": ""}, ours
+    assert ours[1] == "1af4"
+    assert ours[2] == [("blk1", "1af4"), None, None, ("blk2", "1af4")]
+    assert ours[3][1] == ("DEVICE_DELETED", {"device": "blk1", "path": "/machine/peripheral/blk1"})
+    assert ours[4] is None
+    assert ours == result["qemu"]

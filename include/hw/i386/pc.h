@@ -155,5 +155,7 @@ bool pc_board_power_button(Machine *m);
  * has the devices layer remove the slot's devices.
  */
 void pc_board_unplug_request(Machine *m, unsigned slot);
+/* A device arrived in slot: tell the guest (machine lock held). */
+void pc_board_plug(Machine *m, unsigned slot);
 
 #endif
