@@ -11,13 +11,13 @@
 #include "hw/state-blob.h"
 #include "util/error.h"
 
-#define REG_UP 0x00
-#define REG_DOWN 0x04
-#define REG_EJ 0x08
-#define REG_RMV 0x0c
-#define REG_SEL 0x10
-#define REG_AIDX 0x14
-#define MAX_BUS_SELECT 256 /* QEMU's ACPI_PCIHP_MAX_HOTPLUG_BUS */
+#define REG_UP              0x00
+#define REG_DOWN            0x04
+#define REG_EJ              0x08
+#define REG_RMV             0x0c
+#define REG_SEL             0x10
+#define REG_AIDX            0x14
+#define MAX_BUS_SELECT      256 /* QEMU's ACPI_PCIHP_MAX_HOTPLUG_BUS */
 #define PCIHP_STATE_VERSION 1
 
 struct AcpiPciHp {

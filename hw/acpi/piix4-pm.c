@@ -13,27 +13,28 @@
 #include "hw/state-blob.h"
 #include "util/error.h"
 
-#define PM_BLOCK_LEN 64
-#define PM_REG_STS 0
-#define PM_REG_EN 2
-#define PM_REG_CNT 4
-#define PM_REG_TMR 8
-#define PM_TIMER_HZ 3579545ULL
+#define PM_BLOCK_LEN  64
+#define PM_REG_STS    0
+#define PM_REG_EN     2
+#define PM_REG_CNT    4
+#define PM_REG_TMR    8
+#define PM_TIMER_HZ   3579545ULL
 #define PM_TIMER_MASK 0xffffffu
 
-#define PM1_STS_BITS (PM1_TMR_STS | PM1_GBL_STS | PM1_PWRBTN_STS | PM1_RTC_STS | PM1_WAK_STS)
-#define PM1_EN_BITS (PM1_TMR_STS | PM1_GBL_STS | PM1_PWRBTN_STS | PM1_RTC_STS)
+#define PM1_STS_BITS                                                                     \
+    (PM1_TMR_STS | PM1_GBL_STS | PM1_PWRBTN_STS | PM1_RTC_STS | PM1_WAK_STS)
+#define PM1_EN_BITS  (PM1_TMR_STS | PM1_GBL_STS | PM1_PWRBTN_STS | PM1_RTC_STS)
 #define PM1_CNT_BITS (PM1_SCI_EN | 0x6u | PM1_SLP_TYP_MASK) /* + BM_RLD, GBL_RLS */
 
 /* PIIX4 function 3 config registers (82371AB datasheet). */
-#define PIIX4_PMBA 0x40       /* PM base address, bit 0 reads 1 (I/O) */
-#define PIIX4_DEVACTB 0x58    /* 0x5b bit 1: APMC_EN, "SMM already set up" */
-#define PIIX4_PMREGMISC 0x80  /* bit 0: PM block decoded */
-#define PIIX4_PM_REVISION 0x03
+#define PIIX4_PMBA                0x40 /* PM base address, bit 0 reads 1 (I/O) */
+#define PIIX4_DEVACTB             0x58 /* 0x5b bit 1: APMC_EN, "SMM already set up" */
+#define PIIX4_PMREGMISC           0x80 /* bit 0: PM block decoded */
+#define PIIX4_PM_REVISION         0x03
 #define PCI_CLASS_BRIDGE_OTHER_ID 0x068000
 
-#define APM_PORT 0xb2 /* 0xb2 control, 0xb3 status */
-#define GPE0_BYTES 2  /* status bytes, then as many enable bytes */
+#define APM_PORT               0xb2 /* 0xb2 control, 0xb3 status */
+#define GPE0_BYTES             2    /* status bytes, then as many enable bytes */
 #define PIIX4_PM_STATE_VERSION 1
 
 struct Piix4Pm {
@@ -119,7 +120,7 @@ static uint16_t merge16(uint16_t old, unsigned reg, uint64_t offset, const uint8
 
 static void pm_block_read(Piix4Pm *pm, uint64_t offset, uint8_t *data, unsigned len)
 {
-    uint8_t image[PM_BLOCK_LEN] = {0};
+    uint8_t image[PM_BLOCK_LEN] = { 0 };
     uint32_t tmr = pm_timer_ticks(pm_now_ns()) & PM_TIMER_MASK;
     uint16_t sts = pm1_status(pm);
 
@@ -156,7 +157,8 @@ static void pm_block_io(void *opaque, uint64_t offset, uint8_t *data, unsigned l
         pm->pm1_sts &= ~val;
     }
     if (overlaps(offset, len, PM_REG_EN, 2)) {
-        pm->pm1_en = merge16(pm->pm1_en, PM_REG_EN, offset, data, len, &mask) & PM1_EN_BITS;
+        pm->pm1_en = merge16(pm->pm1_en, PM_REG_EN, offset, data, len, &mask) &
+                     PM1_EN_BITS;
     }
     pm_update_sci(pm);
     if (overlaps(offset, len, PM_REG_CNT, 2)) {
@@ -178,8 +180,8 @@ static void pm_block_map(Piix4Pm *pm)
         GError *err = NULL;
 
         /* a base on top of another device's ports stays off, as a clash */
-        if (bus_register(pm->cfg.io_bus, base, PM_BLOCK_LEN, pm_block_io, pm,
-                         "piix4-pm", &err)) {
+        if (bus_register(pm->cfg.io_bus, base, PM_BLOCK_LEN, pm_block_io, pm, "piix4-pm",
+                         &err)) {
             pm->block_base = base;
         } else {
             g_error_free(err);
@@ -237,7 +239,8 @@ static void gpe_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
 static void piix4_pm_config_write(PciDevice *dev, unsigned offset, unsigned len,
                                   uint32_t val)
 {
-    if (overlaps(offset, len, PIIX4_PMBA, 4) || overlaps(offset, len, PIIX4_PMREGMISC, 1)) {
+    if (overlaps(offset, len, PIIX4_PMBA, 4) ||
+        overlaps(offset, len, PIIX4_PMREGMISC, 1)) {
         pm_block_map(dev->opaque);
     }
 }

@@ -6,14 +6,14 @@
 #include "testos.h"
 #include "virtio.h"
 
-#define PCIHP_UP 0xAE00
-#define PCIHP_DOWN 0xAE04
-#define PCIHP_EJ 0xAE08
-#define PCIHP_RMV 0xAE0C
-#define PCIHP_SEL 0xAE10
-#define GPE0_STS 0xAFE0
+#define PCIHP_UP        0xAE00
+#define PCIHP_DOWN      0xAE04
+#define PCIHP_EJ        0xAE08
+#define PCIHP_RMV       0xAE0C
+#define PCIHP_SEL       0xAE10
+#define GPE0_STS        0xAFE0
 #define GPE_PCI_HOTPLUG 0x02
-#define GONE_WAIT_MS 5000 /* the host removes the device after the eject */
+#define GONE_WAIT_MS    5000 /* the host removes the device after the eject */
 
 static inline void outl_port(u16 port, u32 value)
 {

@@ -56,8 +56,8 @@ static bool fake_signal_msi(void *o, uint64_t a, uint32_t d, GError **e)
 }
 
 static const PciKvmOps fake_ops = {
-    fake_set_irq,   fake_route_add, fake_route_update, fake_route_del,
-    fake_irqfd,     fake_ioeventfd, fake_signal_msi,
+    fake_set_irq, fake_route_add, fake_route_update, fake_route_del,
+    fake_irqfd,   fake_ioeventfd, fake_signal_msi,
 };
 
 static void *no_ram(void *opaque, uint64_t gpa, uint64_t len)
@@ -134,7 +134,7 @@ static void out(Rig *r, uint16_t port, unsigned len, uint32_t val)
 
 static uint32_t in(Rig *r, uint16_t port, unsigned len)
 {
-    uint8_t d[4] = {0};
+    uint8_t d[4] = { 0 };
     uint32_t v = 0;
 
     bus_dispatch(&r->io, port, d, len, false);
@@ -180,7 +180,7 @@ UNIT_TEST(pm_block_goes_where_config_puts_it_and_only_when_enabled)
     rig_setup(&r, false);
     CHECK_EQ(cfg_read(&r, PM_FN, 0x40, 4), 1);
     CHECK_EQ(piix4_pm_block_base(r.pm), 0);
-    CHECK_EQ(in(&r, 0x604, 2), 0xffff); /* nothing there yet */
+    CHECK_EQ(in(&r, 0x604, 2), 0xffff);   /* nothing there yet */
     cfg_write(&r, PM_FN, 0x40, 4, 0x601); /* what SeaBIOS writes */
     CHECK_EQ(piix4_pm_block_base(r.pm), 0);
     cfg_write(&r, PM_FN, 0x80, 1, 1);
@@ -220,15 +220,16 @@ UNIT_TEST(pm1_registers_at_every_width_and_reserved_bits_read_0)
     Rig r;
 
     rig_setup(&r, true);
-    out(&r, 0x600, 2, 0xffff);   /* clear every status bit */
+    out(&r, 0x600, 2, 0xffff); /* clear every status bit */
     CHECK_EQ(in(&r, 0x600, 2), 0);
-    out(&r, 0x602, 2, 0xffff);   /* enable: only the bits PM1_EN has */
+    out(&r, 0x602, 2, 0xffff); /* enable: only the bits PM1_EN has */
     CHECK_EQ(in(&r, 0x602, 2), 0x0521);
     CHECK_EQ(in(&r, 0x603, 1), 0x05);
     CHECK_EQ(in(&r, 0x600, 4), 0x05210000); /* status and enable in one dword */
-    out(&r, 0x603, 1, 0x01);     /* a byte write keeps the other byte */
+    out(&r, 0x603, 1, 0x01);                /* a byte write keeps the other byte */
     CHECK_EQ(in(&r, 0x602, 2), 0x0121);
-    out(&r, 0x604, 2, 0xffff & ~(1u << 13)); /* control: SCI_EN, BM_RLD, GBL_RLS, SLP_TYP */
+    out(&r, 0x604, 2,
+        0xffff & ~(1u << 13)); /* control: SCI_EN, BM_RLD, GBL_RLS, SLP_TYP */
     CHECK_EQ(in(&r, 0x604, 2), 0x1c07);
     CHECK_EQ(soft_offs, 0);
     out(&r, 0x604, 2, 0);
@@ -255,7 +256,7 @@ static uint64_t now_ns(void)
 UNIT_TEST(pm_timer_counts_at_3_58_mhz_in_24_bits_and_ignores_writes)
 {
     Rig r;
-    struct timespec pause = {0, 20 * 1000 * 1000};
+    struct timespec pause = { 0, 20 * 1000 * 1000 };
 
     rig_setup(&r, true);
     uint64_t a0 = now_ns();
@@ -288,7 +289,7 @@ UNIT_TEST(apm_port_sets_and_clears_sci_en)
     out(&r, 0xb2, 1, 0xf1);
     CHECK_EQ(in(&r, 0x604, 2), 1);
     CHECK_EQ(in(&r, 0xb2, 1), 0xf1);
-    out(&r, 0xb2, 1, 0x42);           /* any other command: nothing */
+    out(&r, 0xb2, 1, 0x42); /* any other command: nothing */
     CHECK_EQ(in(&r, 0x604, 2), 1);
     out(&r, 0xb2, 1, 0xf0);
     CHECK_EQ(in(&r, 0x604, 2), 0);
@@ -334,26 +335,26 @@ UNIT_TEST(gpe0_status_is_write_1_to_clear_and_storms_change_nothing_else)
         out(&r, 0xafe0, 4, 0xffffffff);
         out(&r, 0xafe0, 1, 0xff);
     }
-    CHECK_EQ(in(&r, 0xafe0, 2), 0);             /* status: nothing to clear */
-    CHECK_EQ(in(&r, 0xafe2, 2), 0xffff);        /* enable holds what was written */
+    CHECK_EQ(in(&r, 0xafe0, 2), 0);      /* status: nothing to clear */
+    CHECK_EQ(in(&r, 0xafe2, 2), 0xffff); /* enable holds what was written */
     CHECK_EQ(sci_level, 0);
     out(&r, 0xafe2, 2, 0x0002);
     piix4_pm_gpe_raise(r.pm, 1);
     CHECK_EQ(in(&r, 0xafe0, 1), 0x02);
     CHECK_EQ(sci_level, 1);
-    CHECK_EQ(in(&r, 0xafe1, 2), 0x0200);        /* odd address, two bytes */
+    CHECK_EQ(in(&r, 0xafe1, 2), 0x0200); /* odd address, two bytes */
     CHECK_EQ(in(&r, 0xafe0, 4), 0x00020002);
-    out(&r, 0xafe0, 1, 0x01);                   /* another bit: stays */
+    out(&r, 0xafe0, 1, 0x01); /* another bit: stays */
     CHECK_EQ(sci_level, 1);
     out(&r, 0xafe0, 1, 0x02);
     CHECK_EQ(sci_level, 0);
-    piix4_pm_gpe_raise(r.pm, 99);               /* no such bit */
+    piix4_pm_gpe_raise(r.pm, 99); /* no such bit */
     CHECK_EQ(in(&r, 0xafe0, 4), 0x00020000);
-    CHECK_EQ(in(&r, 0xafe3, 2), 0xff00);        /* past the block */
+    CHECK_EQ(in(&r, 0xafe3, 2), 0xff00); /* past the block */
     piix4_pm_gpe_raise(r.pm, 1);
-    out(&r, 0xafe2, 2, 0);                      /* disabled: SCI drops */
+    out(&r, 0xafe2, 2, 0); /* disabled: SCI drops */
     CHECK_EQ(sci_level, 0);
-    CHECK_EQ(in(&r, 0xafe0, 1), 0x02);          /* status stays */
+    CHECK_EQ(in(&r, 0xafe0, 1), 0x02); /* status stays */
     rig_teardown(&r);
 }
 
@@ -493,7 +494,7 @@ static void hp_out(HpRig *r, uint16_t port, unsigned len, uint32_t val)
 
 static uint32_t hp_in(HpRig *r, uint16_t port, unsigned len)
 {
-    uint8_t d[4] = {0};
+    uint8_t d[4] = { 0 };
     uint32_t v = 0;
 
     bus_dispatch(&r->io, port, d, len, false);
@@ -538,23 +539,23 @@ UNIT_TEST(pcihp_hostile_ejects_and_odd_widths_change_nothing)
     HpRig r;
 
     hp_setup(&r);
-    hp_out(&r, 0xae08, 4, 0);             /* no slot */
-    hp_out(&r, 0xae08, 4, 1u << 0);       /* the host bridge */
-    hp_out(&r, 0xae08, 4, 1u << 1);       /* the PIIX */
+    hp_out(&r, 0xae08, 4, 0);       /* no slot */
+    hp_out(&r, 0xae08, 4, 1u << 0); /* the host bridge */
+    hp_out(&r, 0xae08, 4, 1u << 1); /* the PIIX */
     CHECK_EQ(total_ejects(), 0);
-    hp_out(&r, 0xae08, 4, 0xffffffff);    /* many bits: only the lowest counts */
-    CHECK_EQ(total_ejects(), 0);          /* ... and that is slot 0 */
+    hp_out(&r, 0xae08, 4, 0xffffffff); /* many bits: only the lowest counts */
+    CHECK_EQ(total_ejects(), 0);       /* ... and that is slot 0 */
     hp_out(&r, 0xae08, 4, 0xfffffff8);
-    CHECK_EQ(ejects[3], 1);               /* an empty slot: the board's to ignore */
+    CHECK_EQ(ejects[3], 1); /* an empty slot: the board's to ignore */
     CHECK_EQ(total_ejects(), 1);
     acpi_pcihp_unplug_request(r.hp, 9);
     for (uint16_t p = 0xae00; p < 0xae18; p++) {
         for (unsigned len = 1; len <= 2; len++) {
-            CHECK_EQ(hp_in(&r, p, len), 0);   /* not a dword: reads 0 */
-            hp_out(&r, p, len, 0xffff);       /* ... and writes nothing */
+            CHECK_EQ(hp_in(&r, p, len), 0); /* not a dword: reads 0 */
+            hp_out(&r, p, len, 0xffff);     /* ... and writes nothing */
         }
         if (p & 3) {
-            CHECK_EQ(hp_in(&r, p, 4), 0);     /* unaligned dword: same */
+            CHECK_EQ(hp_in(&r, p, 4), 0); /* unaligned dword: same */
             hp_out(&r, p, 4, 0xffffffff);
         }
     }
@@ -577,7 +578,7 @@ UNIT_TEST(pcihp_other_bus_selects_name_no_bus)
     CHECK_EQ(hp_in(&r, 0xae0c, 4), 0xffffffff);
     hp_out(&r, 0xae08, 4, 1u << 4);
     CHECK_EQ(total_ejects(), 0);
-    hp_out(&r, 0xae10, 4, 0x100);         /* out of range: everything reads 0 */
+    hp_out(&r, 0xae10, 4, 0x100); /* out of range: everything reads 0 */
     CHECK_EQ(hp_in(&r, 0xae10, 4), 0);
     CHECK_EQ(hp_in(&r, 0xae0c, 4), 0);
     hp_out(&r, 0xae10, 4, 0);

@@ -23,20 +23,20 @@
 #include "hw/pci.h"
 #include "hw/vmstate.h"
 
-#define PIIX4_PM_DEVFN PCI_MAKE_DEVFN(1, 3)
+#define PIIX4_PM_DEVFN      PCI_MAKE_DEVFN(1, 3)
 #define PCI_DEVICE_PIIX4_PM 0x7113
 
 /* PM1 status and enable bits (ACPI 6.4, 4.8.3.1) the function has. */
-#define PM1_TMR_STS (1u << 0)
-#define PM1_GBL_STS (1u << 5)
+#define PM1_TMR_STS    (1u << 0)
+#define PM1_GBL_STS    (1u << 5)
 #define PM1_PWRBTN_STS (1u << 8)
-#define PM1_RTC_STS (1u << 10)
-#define PM1_WAK_STS (1u << 15)
+#define PM1_RTC_STS    (1u << 10)
+#define PM1_WAK_STS    (1u << 15)
 /* PM1 control bits (4.8.3.2). */
-#define PM1_SCI_EN (1u << 0)
+#define PM1_SCI_EN        (1u << 0)
 #define PM1_SLP_TYP_SHIFT 10
-#define PM1_SLP_TYP_MASK (7u << PM1_SLP_TYP_SHIFT)
-#define PM1_SLP_EN (1u << 13)
+#define PM1_SLP_TYP_MASK  (7u << PM1_SLP_TYP_SHIFT)
+#define PM1_SLP_EN        (1u << 13)
 
 typedef struct Piix4Pm Piix4Pm;
 
