@@ -498,6 +498,12 @@ const HmpCommand hmp_commands[] = {
      hmp_osnet_set_cpumap, true},
     {"osnet_did", "on|off", "switch direct interrupt delivery on or off", hmp_osnet_did,
      true},
+    /* networking: hmp-cmds-net.c */
+    {"set_link", "name on|off", "change the link status of a network adapter",
+     hmp_set_link, true},
+    {"netdev_add", "tap,id=str[,prop=value][,...]", "add host network device",
+     hmp_netdev_add, true},
+    {"netdev_del", "id", "remove host network device", hmp_netdev_del, true},
     {NULL},
 };
 
@@ -508,6 +514,7 @@ const HmpCommand hmp_info_commands[] = {
     {"kvm", "", "show KVM information", hmp_info_kvm, false},
     {"migrate", "", "show migration status", hmp_info_migrate, false},
     {"name", "", "show the current VM name", hmp_info_name, false},
+    {"network", "", "show the network state", hmp_info_network, false},
     {"osnet", "", "show dedicated cores, DID state and exit rates", hmp_info_osnet,
      false},
     {"pci", "", "show PCI info", hmp_info_pci, false},

@@ -85,6 +85,18 @@ void hmp_session_input(Monitor *mon, const uint8_t *buf, size_t len);
 /* printf to the monitor (or into its capture buffer) */
 void monitor_printf(Monitor *mon, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
+/* ---- networking (qmp-cmds-net.c, hmp-cmds-net.c) ---- */
+
+void hmp_set_link(Monitor *mon, const char *args);
+void hmp_netdev_add(Monitor *mon, const char *args);
+void hmp_netdev_del(Monitor *mon, const char *args);
+void hmp_info_network(Monitor *mon, const char *args);
+/* netdev_add for both monitors (QMP's duplicate-id text is shorter). */
+bool monitor_netdev_add(Machine *m, const char *opts, bool qmp, GError **errp);
+/* NIC_RX_FILTER_CHANGED goes to set's monitors from monitor_set_new on. */
+void monitor_net_init(MonitorSet *set);
+void monitor_net_fini(MonitorSet *set);
+
 /* ---- shared by the QMP commands and HMP (qmp-cmds*.c) ---- */
 
 /* query-version's numbers: the QEMU release this VMM presents as. */

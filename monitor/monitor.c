@@ -72,6 +72,7 @@ MonitorSet *monitor_set_new(Machine *m)
 
     set->machine = m;
     set->monitors = g_ptr_array_new();
+    monitor_net_init(set);
     return set;
 }
 
@@ -80,6 +81,7 @@ void monitor_set_free(MonitorSet *set)
     if (!set) {
         return;
     }
+    monitor_net_fini(set);
     for (guint i = 0; i < set->monitors->len; i++) {
         Monitor *mon = g_ptr_array_index(set->monitors, i);
         qmp_session_free(&mon->qmp);

@@ -16,6 +16,7 @@ struct Netdev {
     char *id;
     char *ifname;
     char *downscript; /* NULL: none */
+    char *info;       /* what HMP's info network says of it */
     unsigned queues;
     NetTap **taps;
     VhostNet **vhosts; /* NULL with vhost=off */
@@ -275,6 +276,7 @@ static void netdev_free(Netdev *nd)
     g_free(nd->vhosts);
     g_free(nd->taps);
     g_free(nd->downscript);
+    g_free(nd->info);
     g_free(nd->ifname);
     g_free(nd->id);
     g_free(nd);
@@ -373,6 +375,10 @@ Netdev *netdev_open(NetdevSet *set, const NetdevConfig *cfg, GError **errp)
         return NULL;
     }
     nd->downscript = g_strdup(cfg->downscript);
+    nd->info = cfg->fd >= 0 ? g_strdup_printf("fd=%d", cfg->fd)
+                            : g_strdup_printf("ifname=%s,script=%s,downscript=%s",
+                                              nd->ifname, cfg->script ? cfg->script : "no",
+                                              cfg->downscript ? cfg->downscript : "no");
     g_ptr_array_add(set->netdevs, nd);
     return nd;
 }
@@ -396,6 +402,11 @@ const char *netdev_id(Netdev *nd)
 const char *netdev_ifname(Netdev *nd)
 {
     return nd->ifname;
+}
+
+const char *netdev_info(Netdev *nd)
+{
+    return nd->info;
 }
 
 unsigned netdev_queues(Netdev *nd)

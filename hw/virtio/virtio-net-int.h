@@ -61,6 +61,8 @@ struct VirtioNet {
     uint64_t guest_offloads;      /* GUEST_* bits in force (CTRL_GUEST_OFFLOADS) */
     VirtioNetFilter filter;       /* [I/O thread; main thread when paused] */
     bool rx_filter_changed;       /* atomic: for NIC_RX_FILTER_CHANGED */
+    bool rx_notify_enabled;       /* atomic: the next change is announced */
+    char *nic_name;               /* QEMU's name without an id: virtio-net-pci.N */
 
     /* the data path [I/O thread] */
     uint8_t *rx_buf;              /* one frame from the tap, header first */

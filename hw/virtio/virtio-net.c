@@ -53,6 +53,9 @@
      F(VIRTIO_NET_F_MRG_RXBUF))
 
 static unsigned vnet_instances;               /* for the default MACs */
+static unsigned vnet_nics;                    /* for QEMU's "virtio-net-pci.N" names */
+static VirtioNetRxFilterFn vnet_rx_filter_fn; /* NIC_RX_FILTER_CHANGED */
+static void *vnet_rx_filter_opaque;
 
 static bool vnet_has(VirtioNet *n, unsigned bit)
 {
@@ -142,18 +145,50 @@ static void vnet_send_rarp(VirtioNet *n)
     net_tap_send(n->tap, iov, 2);
 }
 
-void virtio_net_announce(VirtioNet *n)
+void virtio_net_send_rarp(VirtioNet *n)
+{
+    vnet_send_rarp(n);
+}
+
+bool virtio_net_announce_guest(VirtioNet *n)
 {
     if (vnet_has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) && vnet_has(n, VIRTIO_NET_F_CTRL_VQ) &&
         (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
         vnet_set_config_status(n, vnet_config_status(n) | VIRTIO_NET_S_ANNOUNCE);
         vnet_config_changed(n);
-    } else {
+        return true;
+    }
+    return false;
+}
+
+void virtio_net_announce(VirtioNet *n)
+{
+    if (!virtio_net_announce_guest(n)) {
         vnet_send_rarp(n);
     }
 }
 
 /* ---- the receive filter ---- */
+
+void virtio_net_set_rx_filter_notifier(VirtioNetRxFilterFn fn, void *opaque)
+{
+    vnet_rx_filter_opaque = opaque;
+    __atomic_store_n(&vnet_rx_filter_fn, fn, __ATOMIC_RELEASE);
+}
+
+/*
+ * The driver changed the filter: tell the listener once, then not again
+ * until query-rx-filter re-arms it (QEMU's rate for NIC_RX_FILTER_CHANGED).
+ */
+static void vnet_rx_filter_changed(VirtioNet *n)
+{
+    VirtioNetRxFilterFn fn = __atomic_load_n(&vnet_rx_filter_fn, __ATOMIC_ACQUIRE);
+
+    __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+    if (fn && __atomic_exchange_n(&n->rx_notify_enabled, false, __ATOMIC_ACQ_REL)) {
+        fn(vnet_rx_filter_opaque, n);
+    }
+}
 
 static bool vlan_allowed(VirtioNet *n, uint16_t vid)
 {
@@ -219,7 +254,7 @@ void virtio_net_rx_filter(VirtioNet *n, VirtioNetRxFilter *out)
     const VirtioNetFilter *f = &n->filter;
 
     memset(out, 0, sizeof(*out));
-    out->name = g_strdup(n->qdev_id ? n->qdev_id : n->vdev.name);
+    out->name = g_strdup(virtio_net_name(n));
     memcpy(out->mac, n->mac, 6);
     out->promisc = f->promisc;
     out->allmulti = f->allmulti;
@@ -234,12 +269,33 @@ void virtio_net_rx_filter(VirtioNet *n, VirtioNetRxFilter *out)
     memcpy(out->uni, f->macs, 6 * f->nr_uni);
     memcpy(out->multi, f->macs + f->nr_uni, 6 * f->nr_multi);
     out->vlan_filtering = vnet_has(n, VIRTIO_NET_F_CTRL_VLAN);
-    for (unsigned vid = 0; out->vlan_filtering && vid < 4096; vid++) {
+    for (unsigned vid = 0; vid < 4096; vid++) {
         if (vlan_allowed(n, vid)) {
             out->vlans[out->nr_vlans++] = vid;
         }
     }
     __atomic_store_n(&n->rx_filter_changed, false, __ATOMIC_RELEASE);
+    __atomic_store_n(&n->rx_notify_enabled, true, __ATOMIC_RELEASE);
+}
+
+const char *virtio_net_name(VirtioNet *n)
+{
+    return n->qdev_id ? n->qdev_id : n->nic_name;
+}
+
+const char *virtio_net_qdev_id(VirtioNet *n)
+{
+    return n->qdev_id;
+}
+
+Netdev *virtio_net_netdev(VirtioNet *n)
+{
+    return n->netdev;
+}
+
+void virtio_net_mac(VirtioNet *n, uint8_t mac[6])
+{
+    memcpy(mac, n->mac, 6);
 }
 
 /* ---- receive: tap -> guest ---- */
@@ -446,7 +502,7 @@ static uint8_t ctrl_rx(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t le
         return VIRTIO_NET_ERR;
     }
     *flag = data[0] != 0;
-    __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+    vnet_rx_filter_changed(n);
     return VIRTIO_NET_OK;
 }
 
@@ -484,7 +540,7 @@ static uint8_t ctrl_mac_table(VirtioNet *n, const uint8_t *data, size_t len)
         return VIRTIO_NET_ERR;
     }
     n->filter = f;
-    __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+    vnet_rx_filter_changed(n);
     return VIRTIO_NET_OK;
 }
 
@@ -496,7 +552,7 @@ static uint8_t ctrl_mac(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t l
         }
         memcpy(n->mac, data, 6);
         memcpy(n->vdev.config, data, 6);
-        __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+        vnet_rx_filter_changed(n);
         return VIRTIO_NET_OK;
     }
     if (cmd == VIRTIO_NET_CTRL_MAC_TABLE_SET && vnet_has(n, VIRTIO_NET_F_CTRL_RX)) {
@@ -523,7 +579,7 @@ static uint8_t ctrl_vlan(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t 
     } else {
         return VIRTIO_NET_ERR;
     }
-    __atomic_store_n(&n->rx_filter_changed, true, __ATOMIC_RELEASE);
+    vnet_rx_filter_changed(n);
     return VIRTIO_NET_OK;
 }
 
@@ -1099,6 +1155,7 @@ void virtio_net_free(VirtioNet *n)
     g_free(n->rx_elems);
     g_free(n->rx_lens);
     g_free(n->qdev_id);
+    g_free(n->nic_name);
     g_free(n);
 }
 
@@ -1121,6 +1178,9 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o, GEr
         n->vhost = netdev_vhost(o->netdev, 0);
     }
     n->qdev_id = g_strdup(o->id);
+    n->nic_name = g_strdup_printf("virtio-net-pci.%u",
+                                  __atomic_fetch_add(&vnet_nics, 1, __ATOMIC_RELAXED));
+    n->rx_notify_enabled = true;
     n->failover = o->failover;
     memcpy(n->ram, o->ram, sizeof(n->ram));
     n->nr_ram = MIN(o->nr_ram, VIRTIO_NET_RAM_RANGES);

@@ -58,7 +58,29 @@ bool virtio_net_link_up(VirtioNet *n);
  */
 void virtio_net_announce(VirtioNet *n);
 
-/* What query-rx-filter reports. */
+/*
+ * announce-self: the RARP frame alone (QEMU sends it for every NIC and
+ * then lets the device announce too: virtio_net_announce).
+ */
+void virtio_net_send_rarp(VirtioNet *n);
+/* GUEST_ANNOUNCE alone, where negotiated (false: not negotiated). */
+bool virtio_net_announce_guest(VirtioNet *n);
+
+/* The NIC's net client name: its id, else QEMU's "virtio-net-pci.N". */
+const char *virtio_net_name(VirtioNet *n);
+const char *virtio_net_qdev_id(VirtioNet *n);  /* NULL without id= */
+Netdev *virtio_net_netdev(VirtioNet *n);       /* NULL without netdev= */
+void virtio_net_mac(VirtioNet *n, uint8_t mac[6]);
+
+/*
+ * NIC_RX_FILTER_CHANGED: fn is called (from the device's I/O thread) when
+ * the driver changes a NIC's receive filter, once, and again only after
+ * virtio_net_rx_filter has been read for that NIC, as QEMU rates it.
+ */
+typedef void (*VirtioNetRxFilterFn)(void *opaque, VirtioNet *n);
+void virtio_net_set_rx_filter_notifier(VirtioNetRxFilterFn fn, void *opaque);
+
+/* What query-rx-filter reports (and re-arms the notifier). */
 typedef struct VirtioNetRxFilter {
     char *name;                   /* the qdev id, or the device's own name */
     uint8_t mac[6];
@@ -68,7 +90,7 @@ typedef struct VirtioNetRxFilter {
     uint8_t uni[VIRTIO_NET_MAC_TABLE_ENTRIES][6];
     uint8_t multi[VIRTIO_NET_MAC_TABLE_ENTRIES][6];
     bool vlan_filtering;          /* CTRL_VLAN negotiated */
-    unsigned nr_vlans;
+    unsigned nr_vlans;            /* the VLANs that pass, ascending */
     uint16_t vlans[4096];
 } VirtioNetRxFilter;
 /* Fill *out (free name with g_free). */

@@ -241,6 +241,8 @@ GPtrArray *netdev_list(NetdevSet *set);
 const char *netdev_id(Netdev *nd);
 /* The interface's name as the kernel reports it ("tap0"). */
 const char *netdev_ifname(Netdev *nd);
+/* QEMU's description: "ifname=tap0,script=no,downscript=no" or "fd=N". */
+const char *netdev_info(Netdev *nd);
 unsigned netdev_queues(Netdev *nd);
 NetTap *netdev_tap(Netdev *nd, unsigned queue);
 /* The queue's vhost-net, or NULL with vhost=off. */
