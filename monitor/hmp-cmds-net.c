@@ -44,7 +44,7 @@ void hmp_set_link(Monitor *mon, const char *args)
     if (!name) {
         hmp_try_help(mon, "set_link", "set_link: string expected");
     } else if (!value) {
-        hmp_try_help(mon, "set_link", "Parameter 'up' is missing");
+        hmp_try_help(mon, "set_link", "Expected 'on' or 'off'");
     } else if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
         hmp_try_help(mon, "set_link", "Expected 'on' or 'off'");
     } else if (!g_utf8_validate(name, -1, NULL)) {

@@ -162,22 +162,30 @@ json_t *qmp_netdev_del(QmpContext *ctx, json_t *args, GError **errp)
 
 static MonitorSet *net_monitors;   /* where the event goes [main thread] */
 
+/* The event's data, made on the NIC's I/O thread, sent from the main loop. */
 static gboolean emit_rx_filter_changed(gpointer opaque)
 {
-    char *path = opaque;
+    json_t *data = opaque;
 
     if (net_monitors) {
-        monitor_emit_event(net_monitors, "NIC_RX_FILTER_CHANGED",
-                           json_pack("{s:s}", "path", path));
+        monitor_emit_event(net_monitors, "NIC_RX_FILTER_CHANGED", data);
+    } else {
+        json_decref(data);
     }
-    g_free(path);
     return G_SOURCE_REMOVE;
 }
 
-/* A NIC's I/O thread: the event goes out from the main loop. */
+/* @name is the NIC's id where it has one (QEMU 7.2 leaves it out otherwise). */
 static void rx_filter_changed(void *opaque, VirtioNet *n)
 {
-    g_idle_add(emit_rx_filter_changed, machine_nic_backend_path(n));
+    char *path = machine_nic_backend_path(n);
+    json_t *data = json_pack("{s:s}", "path", path);
+
+    if (virtio_net_qdev_id(n)) {
+        json_object_set_new(data, "name", json_string(virtio_net_qdev_id(n)));
+    }
+    g_free(path);
+    g_idle_add(emit_rx_filter_changed, data);
 }
 
 void monitor_net_init(MonitorSet *set)

@@ -76,6 +76,9 @@ bool machine_set_link(Machine *m, const char *name, bool up, GError **errp)
     }
     if (n) {
         machine_lock(m);
+        if (nd) {
+            virtio_net_set_backend_link(n, up);
+        }
         virtio_net_set_link(n, up);
         machine_unlock(m);
     }
@@ -239,6 +242,7 @@ bool machine_netdev_del(Machine *m, const char *id, GError **errp)
     if (n) {
         /* QEMU keeps a NIC's backend until the NIC goes, its link down */
         machine_lock(m);
+        virtio_net_set_backend_link(n, false);
         virtio_net_set_link(n, false);
         machine_unlock(m);
         return true;

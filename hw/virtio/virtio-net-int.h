@@ -58,6 +58,7 @@ struct VirtioNet {
     /* [machine lock, or the I/O thread while it runs the queues] */
     uint8_t mac[6];               /* the current address (CTRL_MAC_ADDR_SET) */
     bool link_down;               /* atomic */
+    bool backend_down;            /* atomic: set_link off on the netdev's id */
     uint64_t guest_offloads;      /* GUEST_* bits in force (CTRL_GUEST_OFFLOADS) */
     VirtioNetFilter filter;       /* [I/O thread; main thread when paused] */
     bool rx_filter_changed;       /* atomic: for NIC_RX_FILTER_CHANGED */

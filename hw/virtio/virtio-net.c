@@ -124,6 +124,18 @@ bool virtio_net_link_up(VirtioNet *n)
     return !__atomic_load_n(&n->link_down, __ATOMIC_ACQUIRE);
 }
 
+void virtio_net_set_backend_link(VirtioNet *n, bool up)
+{
+    __atomic_store_n(&n->backend_down, !up, __ATOMIC_RELEASE);
+    virtio_device_wake(&n->vdev);
+}
+
+/* Frames move only while both the NIC's link and its backend's are up. */
+static bool vnet_frames_pass(VirtioNet *n)
+{
+    return virtio_net_link_up(n) && !__atomic_load_n(&n->backend_down, __ATOMIC_ACQUIRE);
+}
+
 /* A RARP "reverse request" naming our MAC, padded to 60 bytes. */
 static void vnet_send_rarp(VirtioNet *n)
 {
@@ -400,7 +412,7 @@ static void vnet_receive(VirtioNet *n)
             }
             n->rx_len = r;
         }
-        if (!virtio_net_link_up(n) || !rx_queue_ready(n) ||
+        if (!vnet_frames_pass(n) || !rx_queue_ready(n) ||
             n->rx_len < NET_VNET_HDR_LEN + VNET_MIN_FRAME ||
             !virtio_net_filter_accepts(n, n->rx_buf + NET_VNET_HDR_LEN,
                                        n->rx_len - NET_VNET_HDR_LEN)) {
@@ -440,7 +452,7 @@ static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
             n->tx_lens[done++] = 0;
             break;
         }
-        if (n->tap && virtio_net_link_up(n) && e->out_len <= NET_TAP_MAX_FRAME) {
+        if (n->tap && vnet_frames_pass(n) && e->out_len <= NET_TAP_MAX_FRAME) {
             r = net_tap_send(n->tap, e->iov, e->out_num);
         }
         if (r == -EAGAIN) {

@@ -19,8 +19,9 @@ GPtrArray *machine_nics(Machine *m);
 
 /*
  * set_link: name is a NIC's name (its id, or "virtio-net-pci.N") or a
- * netdev's id (then the NIC using it).  The guest sees STATUS change;
- * frames stop while down.  DeviceNotFound "Device 'NAME' not found".
+ * netdev's id (then the NIC using it, and the backend's own link, which
+ * only its id turns back on, as in QEMU).  The guest sees STATUS change;
+ * frames stop while either link is down.  DeviceNotFound "Device 'NAME' not found".
  */
 bool machine_set_link(Machine *m, const char *name, bool up, GError **errp);
 

@@ -53,6 +53,12 @@ VirtioNet *virtio_net_from_pci(PciDevice *pci);
 void virtio_net_set_link(VirtioNet *n, bool up);
 bool virtio_net_link_up(VirtioNet *n);
 /*
+ * set_link on the netdev's id also sets the backend's own link, which
+ * only the netdev's id sets back (QEMU 7.2's net clients): while it is
+ * down, no frame passes even with the NIC's link up.
+ */
+void virtio_net_set_backend_link(VirtioNet *n, bool up);
+/*
  * announce-self and after migration: GUEST_ANNOUNCE when the driver
  * negotiated it, else a RARP frame from the VMM, as QEMU does.
  */

@@ -40,6 +40,7 @@ static const struct {
     {"testos.wss_mib=", &boot_info.wss_mib},
     {"testos.period_ms=", &boot_info.period_ms},
     {"testos.frame=", &boot_info.frame},
+    {"testos.netctl=", &boot_info.netctl},
 };
 
 /* "A.B.C.D" -> host-order u32; *ok = 0 if it is not one. */

@@ -112,10 +112,26 @@ const char *net_init(Net *n, int post_rx)
     if (boot_info.evidx) {
         wanted |= 1UL << VIRTIO_F_EVENT_IDX;
     }
+    if (boot_info.netctl) {
+        wanted |= 1UL << VIRTIO_F_NET_STATUS | 1UL << VIRTIO_F_NET_CTRL_VQ |
+                  1UL << VIRTIO_F_NET_CTRL_RX | 1UL << VIRTIO_F_NET_CTRL_VLAN |
+                  1UL << VIRTIO_F_NET_CTRL_RX_EXTRA;
+    }
     if ((err = virtio_negotiate(&n->dev, wanted)) ||
         (err = virtq_setup(&n->dev, &n->rx, 0, VIRTQ_MAX_QSIZE, 0)) ||
         (err = virtq_setup(&n->dev, &n->tx, 1, VIRTQ_MAX_QSIZE, 0))) {
         return err;
+    }
+    if (boot_info.netctl) {
+        if (!virtio_has(&n->dev, VIRTIO_F_NET_CTRL_VQ)) {
+            return "testos.netctl: the device offers no control queue";
+        }
+        if ((err = virtq_setup(&n->dev, &n->ctl, 2, 64, 0))) {
+            return err;
+        }
+        if (!n->ctlbuf && !(n->ctlbuf = dma_alloc(4096, 4096))) {
+            return "DMA pool too small";
+        }
     }
     if (!n->rxbuf && !(n->rxbuf = dma_alloc((u64)VIRTQ_MAX_QSIZE * NET_BUF, 4096))) {
         return "DMA pool too small";
@@ -464,6 +480,56 @@ static void net_frame(Net *n, u8 *frame, u32 len)
     }
 }
 
+/* ---- the control queue and the link (testos.netctl) ---- */
+
+/* One command: class, command, len bytes of data; the device's ack. */
+static const char *ctl_command(Net *n, u8 cls, u8 cmd, const u8 *data, u32 len)
+{
+    u8 *b = n->ctlbuf;
+    volatile u8 *ack = b + 2048;
+    u32 id, used_len;
+    u64 start = rdtsc();
+
+    b[0] = cls;
+    b[1] = cmd;
+    memcpy(b + 2, data, len);
+    *ack = 0xEE;
+    n->ctl.desc[0] = (VirtqDesc){(u64)b, 2 + len, VIRTQ_DESC_F_NEXT, 1};
+    n->ctl.desc[1] = (VirtqDesc){(u64)ack, 1, VIRTQ_DESC_F_WRITE, 0};
+    virtq_publish(&n->ctl, 0);
+    virtq_kick(&n->ctl);
+    while (virtq_reap(&n->ctl, &id, &used_len) != 0) {
+        if (rdtsc() - start > 1000 * boot_info.tsc_khz) {
+            return "a control command got no answer within 1 s";
+        }
+        cpu_relax();
+    }
+    return *ack == 0 ? NULL : "the device refused a control command";
+}
+
+const char *net_set_filters(Net *n)
+{
+    static const u8 off[1] = {0}, vlan5[2] = {5, 0}, vlan100[2] = {100, 0};
+    /* two unicast, then two multicast addresses */
+    static const u8 table[] = {2, 0, 0, 0, 0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb,
+                               2, 0, 0, 0, 0x01, 0, 0x5e, 0, 0, 1, 0x33, 0x33, 0, 0, 0, 1};
+    const char *err;
+
+    if ((err = ctl_command(n, 0, 0, off, 1)) ||       /* RX PROMISC off */
+        (err = ctl_command(n, 0, 1, off, 1)) ||       /* RX ALLMULTI off */
+        (err = ctl_command(n, 1, 0, table, sizeof(table))) || /* MAC_TABLE_SET */
+        (err = ctl_command(n, 2, 0, vlan5, 2)) ||     /* VLAN ADD 5 */
+        (err = ctl_command(n, 2, 0, vlan100, 2))) {   /* VLAN ADD 100 */
+        return err;
+    }
+    return NULL;
+}
+
+int net_link_up(Net *n)
+{
+    return (*(volatile u8 *)(n->dev.devcfg + NETCFG_STATUS) & 1) != 0;
+}
+
 /* ---- net ---- */
 
 static u64 net_user(u64 unused)
@@ -479,11 +545,27 @@ static u64 net_user(u64 unused)
     mac_text(n->mac, mac);
     ip_text(boot_info.ip, ip);
     uprintf("net up mac=%s ip=%s", mac, ip);
+    int link = 1;
+    u64 link_checked = rdtsc();
+    if (boot_info.netctl) {
+        err = net_set_filters(n);
+        uprintf(err ? "net filters FAIL %s" : "net filters set%s", err ? err : "");
+        link = net_link_up(n);
+        uprintf("net link %s", link ? "up" : "down");
+    }
     for (;;) {
         if (rx_poll(n, net_frame, 64)) {
             virtq_kick(&n->tx);
         }
         tx_reap(n);
+        /* the link bit, every 10 ms (each read is an exit) */
+        if (boot_info.netctl && rdtsc() - link_checked > 10 * boot_info.tsc_khz) {
+            link_checked = rdtsc();
+            if (net_link_up(n) != link) {
+                link = !link;
+                uprintf("net link %s", link ? "up" : "down");
+            }
+        }
         cpu_relax();
     }
     return 0;

@@ -11,6 +11,12 @@
 #define NET_MAX_FRAME (NET_BUF - NET_HDR)
 #define ETH_MIN 60 /* a frame's minimum without the FCS: shorter ones are padded */
 #define NETCFG_MAC 0
+#define NETCFG_STATUS 6
+#define VIRTIO_F_NET_STATUS 16
+#define VIRTIO_F_NET_CTRL_VQ 17
+#define VIRTIO_F_NET_CTRL_RX 18
+#define VIRTIO_F_NET_CTRL_VLAN 19
+#define VIRTIO_F_NET_CTRL_RX_EXTRA 20
 
 #define ETH_P_IP 0x0800
 #define ETH_P_ARP 0x0806
@@ -22,6 +28,8 @@
 typedef struct Net {
     VirtioDev dev;
     Virtq rx, tx;
+    Virtq ctl;  /* testos.netctl: the control queue (2) */
+    u8 *ctlbuf; /* one command and its ack byte */
     u8 mac[6];
     u8 *rxbuf, *txbuf; /* VIRTQ_MAX_QSIZE buffers of NET_BUF bytes each */
     u16 tx_free[VIRTQ_MAX_QSIZE];
@@ -45,5 +53,9 @@ void net_tx_put(Net *n, u32 id, u32 len);
 void net_blast_build(Net *n, u8 *f, u32 frame, const u8 *dst_mac, u64 *ip_base,
                      u64 *udp_base);
 void net_blast_stamp(u8 *f, u64 seq, u64 ip_base, u64 udp_base);
+/* testos.netctl: set a receive filter through the control queue (NULL on
+ * success), and the link bit of the config's status (1 up, 0 down). */
+const char *net_set_filters(Net *n);
+int net_link_up(Net *n);
 
 #endif

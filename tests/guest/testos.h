@@ -104,6 +104,7 @@ typedef struct BootInfo {
     u32 dst_ip;     /* testos.dst_ip=A.B.C.D (net-blast), default 198.18.0.1 */
     u8 dst_mac[6];  /* testos.dst_mac=XX:XX:XX:XX:XX:XX (net-blast), default broadcast */
     u64 frame;      /* testos.frame (net-blast frame bytes, 60..9014), default 60 */
+    u64 netctl;     /* testos.netctl (0/1: net sets its rx filter, reports the link) */
     char skip[256]; /* testos.skip=NAME,NAME,... (net-hostile cases left out) */
     u64 mem_mib;    /* from the e820 map */
     u32 e820_count;
