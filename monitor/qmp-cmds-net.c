@@ -90,14 +90,24 @@ json_t *qmp_query_rx_filter(QmpContext *ctx, json_t *args, GError **errp)
 
 json_t *qmp_announce_self(QmpContext *ctx, json_t *args, GError **errp)
 {
+    json_t *list = json_object_get(args, "interfaces"), *item;
+    GPtrArray *names = g_ptr_array_new();
+    size_t i;
     MachineAnnounceParams p = {
         .initial = json_integer_value(json_object_get(args, "initial")),
         .max = json_integer_value(json_object_get(args, "max")),
         .rounds = json_integer_value(json_object_get(args, "rounds")),
         .step = json_integer_value(json_object_get(args, "step")),
+        .id = json_string_value(json_object_get(args, "id")),
     };
 
+    json_array_foreach(list, i, item) {
+        g_ptr_array_add(names, (gpointer)json_string_value(item));
+    }
+    g_ptr_array_add(names, NULL);
+    p.interfaces = list ? (const char *const *)names->pdata : NULL;
     machine_announce_self(ctx->machine, &p);
+    g_ptr_array_free(names, TRUE);
     return json_object();
 }
 

@@ -145,18 +145,29 @@ char *machine_nic_backend_path(VirtioNet *n)
 typedef struct AnnounceTimer {
     Machine *m;
     MachineAnnounceParams p;
+    char **interfaces;  /* NULL: every NIC */
     int64_t round;      /* rounds left, counting the one about to go */
     guint source;
 } AnnounceTimer;
 
-static AnnounceTimer announce_timer;
+static GHashTable *announce_timers;   /* id ("" without one) -> AnnounceTimer */
 
-static void announce_once(Machine *m)
+static bool announce_skips(AnnounceTimer *t, VirtioNet *n)
 {
+    return t->interfaces && t->interfaces[0] &&
+           !g_strv_contains((const char *const *)t->interfaces, virtio_net_name(n));
+}
+
+static void announce_once(AnnounceTimer *t)
+{
+    Machine *m = t->m;
     GPtrArray *nics = machine_nics(m);
 
     machine_lock(m);
     for (guint i = 0; i < nics->len; i++) {
+        if (announce_skips(t, nics->pdata[i])) {
+            continue;
+        }
         virtio_net_send_rarp(nics->pdata[i]);
         virtio_net_announce_guest(nics->pdata[i]);
     }
@@ -181,7 +192,7 @@ static gboolean announce_tick(gpointer opaque)
     AnnounceTimer *t = opaque;
 
     t->source = 0;
-    announce_once(t->m);
+    announce_once(t);
     if (--t->round > 0) {
         announce_step(t);
     }
@@ -190,19 +201,32 @@ static gboolean announce_tick(gpointer opaque)
 
 void machine_announce_self(Machine *m, const MachineAnnounceParams *p)
 {
-    AnnounceTimer *t = &announce_timer;
+    const char *id = p->id ? p->id : "";
+    AnnounceTimer *t;
 
+    if (!announce_timers) {
+        announce_timers = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+    t = g_hash_table_lookup(announce_timers, id);
+    if (!t) {
+        t = g_new0(AnnounceTimer, 1);
+        g_hash_table_insert(announce_timers, g_strdup(id), t);
+    }
     if (t->source) {
         g_source_remove(t->source);
         t->source = 0;
     }
+    g_strfreev(t->interfaces);
     t->m = m;
     t->p = *p;
+    t->p.id = NULL;
+    t->p.interfaces = NULL;
+    t->interfaces = g_strdupv((char **)p->interfaces);
     t->round = p->rounds;
     if (t->round <= 0) {
         return;
     }
-    announce_once(m);
+    announce_once(t);
     if (--t->round > 0) {
         announce_step(t);
     }

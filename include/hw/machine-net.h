@@ -46,10 +46,14 @@ char *machine_nic_backend_path(VirtioNet *n);
  * announce-self: a RARP frame from every NIC (and GUEST_ANNOUNCE where the
  * driver negotiated it) now, then rounds - 1 more from the main loop after
  * initial, initial + step, ... ms (at most max), as QEMU's announce timer.
- * A new call replaces the rounds still pending.
+ * Each id (NULL: the unnamed one) has its own rounds, as QEMU's named
+ * timers: a new call for an id replaces the rounds still pending for it.
+ * interfaces (NULL-ended NIC names; NULL or empty: every NIC) limits it.
  */
 typedef struct MachineAnnounceParams {
     int64_t initial, max, rounds, step;
+    const char *const *interfaces;
+    const char *id;
 } MachineAnnounceParams;
 void machine_announce_self(Machine *m, const MachineAnnounceParams *p);
 

@@ -195,8 +195,12 @@ def announce_run(which, ns):
                                  stdout=subprocess.PIPE, text=True)
         try:
             assert sniff.stdout.readline().strip() == "listening"
-            reply = g.qmp.cmd("announce-self",
-                              {"initial": 50, "max": 300, "rounds": 3, "step": 100})
+            reply = [g.qmp.cmd("announce-self",
+                               {"initial": 50, "max": 300, "rounds": 2, "step": 100,
+                                "interfaces": ["nosuch"], "id": "none"}),
+                     g.qmp.cmd("announce-self",
+                               {"initial": 50, "max": 300, "rounds": 3, "step": 100,
+                                "interfaces": ["nic0"]})]
             out, _ = sniff.communicate(timeout=60)
         finally:
             if sniff.poll() is None:
@@ -208,12 +212,13 @@ def announce_run(which, ns):
 
 
 def test_announce_self_sends_rarp_frames_like_debian_qemu(netns):
-    """announce-self with three rounds: three RARP frames (reverse request,
-    the guest's MAC as sender and target) reach the tap, byte for byte as
-    Debian's QEMU sends them."""
+    """announce-self for an interface that does not exist sends nothing;
+    three rounds for nic0: three RARP frames (reverse request, the guest's
+    MAC as sender and target) reach the tap, byte for byte as Debian's
+    QEMU sends them."""
     mac = GUEST_MAC.replace(":", "")
     ours, theirs = announce_run("vmm", netns), announce_run("qemu", netns)
-    assert ours[0] == theirs[0] == {"return": {}}
+    assert ours[0] == theirs[0] == [{"return": {}}] * 2
     assert len(theirs[1]) == 3, theirs
     assert ours[1] == theirs[1]
     frame = bytes.fromhex(ours[1][0])
@@ -286,3 +291,37 @@ def test_netdev_add_del_info_network_and_errors_match_debian_qemu(netns):
     assert "virtio-net-pci.0: index=0,type=nic,model=virtio-net-pci,macaddr=" + GUEST_MAC \
         in info["info network"]
     assert ours_link == theirs_link == ["up", "down"]
+
+
+HOTPLUG_SCRIPT = [
+    ("qmp", "netdev_add", {"type": "tap", "id": "n1", "ifname": TAP2, "script": "no",
+                           "downscript": "no"}),
+    ("qmp", "device_add", {"driver": "virtio-net-pci", "netdev": "n1", "id": "nic1",
+                           "mac": "52:54:00:00:00:02"}),
+    ("qmp", "device_add", {"driver": "virtio-net-pci", "netdev": "n1", "id": "nic2"}),
+    ("qmp", "query-rx-filter", {"name": "nic1"}),
+    ("hmp", "info network"),
+    ("qmp", "set_link", {"name": "n1", "up": False}),
+    ("qmp", "netdev_add", {"type": "tap", "id": "n1"}),
+]
+
+
+def test_netdev_add_then_device_add_matches_debian_qemu(netns):
+    """A netdev added while the VM runs and a virtio-net-pci hot-plugged on
+    it: the new NIC's receive filter, info network's two NIC/netdev
+    pairs, the in-use and duplicate errors, as Debian's QEMU answers."""
+    subprocess.run(["ip", "-n", netns, "tuntap", "add", "dev", TAP2, "mode", "tap"],
+                   check=True, capture_output=True, timeout=30)
+    runs = {}
+    for which in ("vmm", "qemu"):
+        g = Guest(which, netns)
+        try:
+            g.run()
+            runs[which] = [(s[1], g.hmp(s[1])) if s[0] == "hmp"
+                           else (s[1], s[2], g.qmp.cmd(s[1], s[2])) for s in HOTPLUG_SCRIPT]
+        finally:
+            g.close()
+    for mine, qemu in zip(runs["vmm"], runs["qemu"]):
+        assert mine == qemu
+    assert runs["vmm"][1][2] == {"return": {}}
+    assert " \\ n1: index=0,type=tap,ifname=" + TAP2 in runs["vmm"][4][1]
