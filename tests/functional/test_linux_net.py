@@ -154,6 +154,9 @@ def _boot_pair(vhost):
                 ping = in_ns(ns, ["ping", "-c", "3", "-W", "5", GUEST_IP], 60).stdout
                 iperf = {"host-to-guest": iperf3(ns, False),
                          "guest-to-host": iperf3(ns, True)}
+                feats = re.search(r"^linux: net features=(\d+)", g.text(), re.M)
+                bits = [i for i, c in enumerate(feats.group(1)) if c == "1"] if feats else None
+                print(f"{which} vhost={vhost}: features {bits}", flush=True)
                 print(f"{which} vhost={vhost}: server up {up:.1f} s after start; "
                       + ", ".join(f"{k} {v[0] / 1e6:.1f} Mbit/s"
                                   for k, v in iperf.items()), flush=True)

@@ -1,6 +1,7 @@
 # net: the first interface virtio_net drives gets the static address dv.ip
 # (default 198.18.0.2/24) and goes up; then, one line each:
 #   linux: net dev=DEV driver=virtio_net mac=MAC
+#   linux: net features=0101...                 (negotiated, bit 0 first)
 #   linux: net up dev=DEV ip=ADDR carrier=0|1   (carrier: after up to 10 s)
 #   linux: net offloads on=NAME,NAME,...        (`ethtool -k`'s top-level
 #       features that are on, fixed ones included, in its order)
@@ -23,6 +24,8 @@ for d in /sys/class/net/*; do
 done
 [ -n "$dev" ] || { fail "net: no virtio_net interface"; exit 1; }
 say "net dev=$dev driver=virtio_net mac=$(cat /sys/class/net/$dev/address)"
+# the feature bits the driver negotiated, bit 0 first (virtio's sysfs file)
+say "net features=$(cat /sys/class/net/$dev/device/features)"
 ip addr add "$ip" dev "$dev" || { fail "net: ip addr add $ip"; exit 1; }
 ip link set "$dev" up || { fail "net: ip link set $dev up"; exit 1; }
 n=0
