@@ -158,3 +158,35 @@ def test_device_add_plugs_a_disk_the_guest_sees_like_debian_qemu(tmp_path, guest
     assert ours[3][1] == ("DEVICE_DELETED", {"device": "blk1", "path": "/machine/peripheral/blk1"})
     assert ours[4] is None
     assert ours == result["qemu"]
+
+
+def test_virtio_net_pci_plugs_and_unplugs_like_debian_qemu(guests):
+    """device_add of a virtio-net-pci on a -netdev tap: the guest sees it
+    arrive; a second NIC on the same netdev is refused (it's in use);
+    device_del ejects it with both DEVICE_DELETED events; the netdev is
+    free again and a new NIC on it plugs."""
+    result = {}
+    for which in ("vmm", "qemu"):
+        tap = f"dvhp{os.getpid() % 10000}{which[0]}"
+        g = guests(which, "hotplug", ["-netdev", f"tap,id=n1,ifname={tap},script=no,downscript=no"])
+        g.serial.wait_for(r"testos: hotplug waiting .*\n", BOOT_TIMEOUT)
+        add = lambda id, addr: g.qmp.cmd("device_add", {"driver": "virtio-net-pci",
+                                                        "netdev": "n1", "id": id, "addr": addr})
+        replies = [add("nic1", "6")]
+        g.serial.wait_for(r"testos: plugged 6 1af4:", 20)
+        replies += [add("nic2", "7"), g.qmp.cmd("device_del", {"id": "nic1"})]
+        events = g.events("DEVICE_DELETED", "DEVICE_DELETED")
+        g.serial.wait_for(r"testos: ejected 6\n", 20)
+        replies.append(add("nic3", "6"))
+        g.serial.wait_for(r"(?s)plugged 6 .*plugged 6 1af4:", 20)
+        slots = [g.slot5(6), g.slot5(7)]
+        result[which] = (replies, events, slots)
+    assert result["vmm"] == (
+        [{"return": {}},
+         {"error": {"class": "GenericError", "desc": "Property 'virtio-net-device.netdev' "
+                                                     "can't take value 'n1', it's in use"}},
+         {"return": {}}, {"return": {}}],
+        [("DEVICE_DELETED", {"path": "/machine/peripheral/nic1/virtio-backend"}),
+         ("DEVICE_DELETED", {"device": "nic1", "path": "/machine/peripheral/nic1"})],
+        [("nic3", "1af4"), None])
+    assert result["vmm"] == result["qemu"]
