@@ -35,8 +35,13 @@ class Guest:
                 "-device", "virtio-blk-pci,drive=d0,id=blk0,addr=5", *extra,
                 "-kernel", TESTOS, "-append", f"testos.run={scenario}"]
         self.vm = Vmm(args, binary=WHICH[which])
-        self.serial = SerialClient(port)
-        self.qmp = QmpClient(sock)
+        try:
+            self.serial = SerialClient(port)
+            self.qmp = QmpClient(sock)
+        except BaseException:
+            self.vm.__exit__(None, None, None)  # never leave a VMM behind
+            self.dir.cleanup()
+            raise
 
     def events(self, *names):
         got = []

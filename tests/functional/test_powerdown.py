@@ -36,8 +36,13 @@ class Guest:
                 "-qmp", f"unix:{sock},server=on,wait=off",
                 "-kernel", TESTOS, "-append", f"testos.run={scenario}", *extra]
         self.vm = Vmm(args, binary=WHICH[which])
-        self.serial = SerialClient(port)
-        self.qmp = QmpClient(sock)
+        try:
+            self.serial = SerialClient(port)
+            self.qmp = QmpClient(sock)
+        except BaseException:
+            self.vm.__exit__(None, None, None)  # never leave a VMM behind
+            self.dir.cleanup()
+            raise
 
     def events_until_closed(self, timeout=EXIT_TIMEOUT):
         """Every event (name, data) until the VMM closes the monitor."""
