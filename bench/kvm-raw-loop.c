@@ -59,12 +59,12 @@ int main(int argc, char **argv)
     if (vm < 0) {
         return die("KVM_CREATE_VM");
     }
-    ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+               0);
     memcpy(ram + 0x100000, code, sizeof(code));
     gdt = (uint64_t *)(ram + 0x500);
-    gdt[2] = 0x00af9b000000ffffULL;          /* 0x10: 64-bit code */
-    gdt[3] = 0x00cf93000000ffffULL;          /* 0x18: data */
+    gdt[2] = 0x00af9b000000ffffULL; /* 0x10: 64-bit code */
+    gdt[3] = 0x00cf93000000ffffULL; /* 0x18: data */
     pml4 = (uint64_t *)(ram + 0x9000);
     pdpt = (uint64_t *)(ram + 0xa000);
     pd = (uint64_t *)(ram + 0xb000);
@@ -86,11 +86,19 @@ int main(int argc, char **argv)
     if (ioctl(cpu, KVM_GET_SREGS, &sregs) < 0) {
         return die("KVM_GET_SREGS");
     }
-    sregs.cs = (struct kvm_segment){ .limit = 0xffffffff, .selector = 0x10,
-                                     .type = 0xb, .present = 1, .s = 1, .l = 1,
+    sregs.cs = (struct kvm_segment){ .limit = 0xffffffff,
+                                     .selector = 0x10,
+                                     .type = 0xb,
+                                     .present = 1,
+                                     .s = 1,
+                                     .l = 1,
                                      .g = 1 };
-    sregs.ds = (struct kvm_segment){ .limit = 0xffffffff, .selector = 0x18,
-                                     .type = 0x3, .present = 1, .s = 1, .db = 1,
+    sregs.ds = (struct kvm_segment){ .limit = 0xffffffff,
+                                     .selector = 0x18,
+                                     .type = 0x3,
+                                     .present = 1,
+                                     .s = 1,
+                                     .db = 1,
                                      .g = 1 };
     sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
     sregs.gdt.base = 0x500;
@@ -106,7 +114,7 @@ int main(int argc, char **argv)
     regs.rflags = 2;
     ioctl(cpu, KVM_SET_REGS, &regs);
 
-    for (long i = -1000; i < n; i++) {       /* 1000 warm-up exits */
+    for (long i = -1000; i < n; i++) { /* 1000 warm-up exits */
         if (i == 0) {
             start = now_ns();
         }

@@ -27,10 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH 64
+#define BATCH    64
 #define PROBE_IP "198.18.0.3"
 
-static const uint8_t probe_mac[6] = {0x02, 0, 0, 0, 0, 0x03};
+static const uint8_t probe_mac[6] = { 0x02, 0, 0, 0, 0, 0x03 };
 
 typedef struct Blast {
     int ifindex;
@@ -108,9 +108,9 @@ static void build_frame(Blast *b, struct in_addr src, struct in_addr dst)
 
 static int packet_socket(int ifindex, int protocol)
 {
-    struct sockaddr_ll addr = {.sll_family = AF_PACKET,
-                               .sll_protocol = htons(protocol),
-                               .sll_ifindex = ifindex};
+    struct sockaddr_ll addr = { .sll_family = AF_PACKET,
+                                .sll_protocol = htons(protocol),
+                                .sll_ifindex = ifindex };
     int fd = socket(AF_PACKET, SOCK_RAW, htons(protocol));
 
     if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
@@ -125,7 +125,7 @@ static void *send_loop(void *opaque)
     Blast *b = opaque;
     int fd = packet_socket(b->ifindex, ETH_P_IP);
     int one = 1;
-    struct iovec iov = {.iov_base = b->frame, .iov_len = b->frame_len};
+    struct iovec iov = { .iov_base = b->frame, .iov_len = b->frame_len };
     struct mmsghdr msgs[BATCH];
 
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
@@ -154,7 +154,7 @@ static void *receive_loop(void *opaque)
     Blast *b = opaque;
     int fd = packet_socket(b->ifindex, ETH_P_IP);
     int one = 1, rcvbuf = 32 << 20;
-    struct timeval tick = {.tv_usec = 100000};
+    struct timeval tick = { .tv_usec = 100000 };
     static uint8_t bufs[BATCH][2048];
     struct iovec iovs[BATCH];
     struct mmsghdr msgs[BATCH];
@@ -166,7 +166,7 @@ static void *receive_loop(void *opaque)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof(tick));
     memset(msgs, 0, sizeof(msgs));
     for (int i = 0; i < BATCH; i++) {
-        iovs[i] = (struct iovec){.iov_base = bufs[i], .iov_len = sizeof(bufs[i])};
+        iovs[i] = (struct iovec){ .iov_base = bufs[i], .iov_len = sizeof(bufs[i]) };
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
@@ -194,7 +194,7 @@ int main(int argc, char **argv)
     struct in_addr src, dst;
     pthread_t sender, receiver;
     int send_frames = 1, positional = 0;
-    const char *args[5] = {NULL};
+    const char *args[5] = { NULL };
     double start;
 
     for (int i = 1; i < argc; i++) {
@@ -213,9 +213,8 @@ int main(int argc, char **argv)
     b.seconds = atof(args[3]);
     b.frame_len = args[4] ? strtoul(args[4], NULL, 0) : 60;
     if (!b.ifindex || b.seconds <= 0 || b.frame_len < 60 || b.frame_len > 9014 ||
-        sscanf(args[1], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &b.guest_mac[0],
-               &b.guest_mac[1], &b.guest_mac[2], &b.guest_mac[3], &b.guest_mac[4],
-               &b.guest_mac[5]) != 6 ||
+        sscanf(args[1], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &b.guest_mac[0], &b.guest_mac[1],
+               &b.guest_mac[2], &b.guest_mac[3], &b.guest_mac[4], &b.guest_mac[5]) != 6 ||
         !inet_aton(PROBE_IP, &src) || !inet_aton(args[2], &dst)) {
         fprintf(stderr, "netblast: bad TAP, MAC, IP, SECONDS or FRAME_BYTES\n");
         return 2;

@@ -375,10 +375,11 @@ Netdev *netdev_open(NetdevSet *set, const NetdevConfig *cfg, GError **errp)
         return NULL;
     }
     nd->downscript = g_strdup(cfg->downscript);
-    nd->info = cfg->fd >= 0 ? g_strdup_printf("fd=%d", cfg->fd)
-                            : g_strdup_printf("ifname=%s,script=%s,downscript=%s",
-                                              nd->ifname, cfg->script ? cfg->script : "no",
-                                              cfg->downscript ? cfg->downscript : "no");
+    nd->info = cfg->fd >= 0
+                   ? g_strdup_printf("fd=%d", cfg->fd)
+                   : g_strdup_printf("ifname=%s,script=%s,downscript=%s", nd->ifname,
+                                     cfg->script ? cfg->script : "no",
+                                     cfg->downscript ? cfg->downscript : "no");
     g_ptr_array_add(set->netdevs, nd);
     return nd;
 }

@@ -28,8 +28,8 @@ typedef enum OptKind {
 typedef struct OptionDef {
     const char *name;
     OptKind kind;
-    size_t offset;          /* FLAG, STRING, LIST: the VmConfig field */
-    OptHandler handler;     /* PARSE, ACTION */
+    size_t offset;      /* FLAG, STRING, LIST: the VmConfig field */
+    OptHandler handler; /* PARSE, ACTION */
     const char *help;
 } OptionDef;
 
@@ -49,7 +49,8 @@ static bool opt_version(VmConfig *cfg, const char *arg, GError **errp)
 {
     printf("QEMU emulator version 4.2.0 (directvisor %s)\n"
            "Directvisor VMM: a KVM virtual machine monitor compatible with "
-           "qemu-system-x86_64\n", DIRECTVISOR_VERSION);
+           "qemu-system-x86_64\n",
+           DIRECTVISOR_VERSION);
     opt_exit_now = true;
     return true;
 }
@@ -61,8 +62,10 @@ static bool check_accel(const char *accel, GError **errp)
     }
     if (strcmp(accel, "tcg") == 0 || strcmp(accel, "qtest") == 0 ||
         strcmp(accel, "xen") == 0) {
-        error_setg(errp, "accelerator '%s' is not available: this VMM needs "
-                   "KVM (/dev/kvm) and has no emulator", accel);
+        error_setg(errp,
+                   "accelerator '%s' is not available: this VMM needs "
+                   "KVM (/dev/kvm) and has no emulator",
+                   accel);
         return false;
     }
     error_setg(errp, "invalid accelerator %s", accel);
@@ -101,8 +104,7 @@ static bool opt_machine(VmConfig *cfg, const char *arg, GError **errp)
     accel = subopts_get(o, "accel");
     if (type && strcmp(type, "pc") != 0 && strcmp(type, "pc-i440fx-4.2") != 0 &&
         strcmp(type, "q35") != 0) {
-        error_setg(errp, "unsupported machine type '%s': this VMM offers 'pc'",
-                   type);
+        error_setg(errp, "unsupported machine type '%s': this VMM offers 'pc'", type);
         goto out;
     }
     if (type && strcmp(type, "q35") == 0) {
@@ -140,8 +142,10 @@ static bool opt_cpu(VmConfig *cfg, const char *arg, GError **errp)
     }
     model = subopts_get(o, "model");
     if (!model || (strcmp(model, "host") != 0 && strcmp(model, "max") != 0)) {
-        error_setg(errp, "unable to find CPU model '%s': this VMM offers "
-                   "'host' (and 'max', the same)", model ? model : "");
+        error_setg(errp,
+                   "unable to find CPU model '%s': this VMM offers "
+                   "'host' (and 'max', the same)",
+                   model ? model : "");
         goto out;
     }
     if (!subopts_get_bool(o, "host-cache-info", &cfg->host_cache_info, errp)) {
@@ -237,8 +241,7 @@ static bool only_none(const char *what, const char *arg, GError **errp)
     if (strcmp(arg, "none") == 0) {
         return true;
     }
-    error_setg(errp, "'%s' is not supported: this VMM has no %s (use 'none')",
-               arg, what);
+    error_setg(errp, "'%s' is not supported: this VMM has no %s (use 'none')", arg, what);
     return false;
 }
 
@@ -252,8 +255,10 @@ static bool opt_net(VmConfig *cfg, const char *arg, GError **errp)
     if (strcmp(arg, "none") == 0) {
         return true;
     }
-    error_setg(errp, "legacy -net '%s' is not supported: use -netdev and "
-               "-device virtio-net-pci", arg);
+    error_setg(errp,
+               "legacy -net '%s' is not supported: use -netdev and "
+               "-device virtio-net-pci",
+               arg);
     return false;
 }
 
@@ -437,8 +442,7 @@ static bool opt_mon(VmConfig *cfg, const char *arg, GError **errp)
     }
     id = subopts_get(o, "chardev");
     mode = subopts_get(o, "mode");
-    if (!subopts_get_bool(o, "pretty", &pretty, errp) ||
-        !subopts_check_unused(o, errp)) {
+    if (!subopts_get_bool(o, "pretty", &pretty, errp) || !subopts_check_unused(o, errp)) {
         goto out;
     }
     if (!id) {
@@ -503,11 +507,11 @@ static bool opt_overcommit(VmConfig *cfg, const char *arg, GError **errp)
 }
 
 /* A FLAG, STRING or LIST row's field must have the type its kind stores. */
-#define FIELD_IS(field, type) _Generic(((VmConfig *)0)->field, type: 1, default: 0)
-#define OPT_CHECK_FLAG(f) _Static_assert(FIELD_IS(f, bool), "FLAG " #f " is not bool");
-#define OPT_CHECK_STRING(f) \
+#define FIELD_IS(field, type) _Generic(((VmConfig *)0)->field, type : 1, default : 0)
+#define OPT_CHECK_FLAG(f)     _Static_assert(FIELD_IS(f, bool), "FLAG " #f " is not bool");
+#define OPT_CHECK_STRING(f)                                                              \
     _Static_assert(FIELD_IS(f, char *), "STRING " #f " is not char *");
-#define OPT_CHECK_LIST(f) \
+#define OPT_CHECK_LIST(f)                                                                \
     _Static_assert(FIELD_IS(f, GPtrArray *), "LIST " #f " is not GPtrArray *");
 #define OPT_CHECK_PARSE(h)
 #define OPT_CHECK_ACTION(h)
@@ -515,13 +519,14 @@ static bool opt_overcommit(VmConfig *cfg, const char *arg, GError **errp)
 #include "options.def"
 #undef OPT
 
-#define OPT_AT_FLAG(f) offsetof(VmConfig, f), NULL
+#define OPT_AT_FLAG(f)   offsetof(VmConfig, f), NULL
 #define OPT_AT_STRING(f) offsetof(VmConfig, f), NULL
-#define OPT_AT_LIST(f) offsetof(VmConfig, f), NULL
-#define OPT_AT_PARSE(h) 0, opt_##h
+#define OPT_AT_LIST(f)   offsetof(VmConfig, f), NULL
+#define OPT_AT_PARSE(h)  0, opt_##h
 #define OPT_AT_ACTION(h) 0, opt_##h
 static const OptionDef option_table[] = {
-#define OPT(name, kind, where, help) { name, OPT_KIND_##kind, OPT_AT_##kind(where), help },
+#define OPT(name, kind, where, help)                                                     \
+    { name, OPT_KIND_##kind, OPT_AT_##kind(where), help },
 #include "options.def"
 #undef OPT
 };
@@ -631,8 +636,8 @@ static const OptionDef *option_lookup(const char *name)
     return NULL;
 }
 
-bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
-                          bool *exit_now, GError **errp)
+bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv, bool *exit_now,
+                          GError **errp)
 {
     opt_exit_now = false;
     g_clear_error(&smp_error);
@@ -645,8 +650,10 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
 
         if (word[0] != '-') {
             /* QEMU treats a bare word as the disk image (-hda) */
-            error_setg(errp, "%s: a bare disk image is not supported: use "
-                       "-drive file=%s,if=virtio", word, word);
+            error_setg(errp,
+                       "%s: a bare disk image is not supported: use "
+                       "-drive file=%s,if=virtio",
+                       word, word);
             return false;
         }
         /* QEMU accepts --opt as -opt */
@@ -669,8 +676,7 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
                 g_set_error(errp, err->domain, err->code, "%s %s: %s", word, arg,
                             err->message);
             } else {
-                g_set_error(errp, err->domain, err->code, "%s: %s", word,
-                            err->message);
+                g_set_error(errp, err->domain, err->code, "%s: %s", word, err->message);
             }
             g_error_free(err);
             g_clear_error(&smp_error);

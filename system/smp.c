@@ -9,8 +9,7 @@
 #include "util/error.h"
 #include "util/subopt.h"
 
-static bool smp_get(SubOpts *o, const char *key, unsigned *out, bool *zero,
-                    GError **errp)
+static bool smp_get(SubOpts *o, const char *key, unsigned *out, bool *zero, GError **errp)
 {
     const char *v = subopts_get(o, key);
     uint64_t n;
@@ -30,8 +29,8 @@ static bool smp_get(SubOpts *o, const char *key, unsigned *out, bool *zero,
 
 bool smp_parse_opts(SmpConfig *smp, SubOpts *o, GError **errp)
 {
-    static const char *const keys[] = { "cpus", "sockets", "dies", "cores",
-                                        "threads", "maxcpus" };
+    static const char *const keys[] = { "cpus",  "sockets", "dies",
+                                        "cores", "threads", "maxcpus" };
     unsigned cpus, sockets, dies, cores, threads, maxcpus;
     unsigned *slots[] = { &cpus, &sockets, &dies, &cores, &threads, &maxcpus };
     bool zero = false;
@@ -80,32 +79,40 @@ bool smp_parse_opts(SmpConfig *smp, SubOpts *o, GError **errp)
     cpus = cpus ? cpus : maxcpus;
 
     if ((uint64_t)sockets * dies * cores * threads != maxcpus) {
-        error_setg(errp, "Invalid CPU topology: product of the hierarchy must "
+        error_setg(errp,
+                   "Invalid CPU topology: product of the hierarchy must "
                    "match maxcpus: sockets (%u) * dies (%u) * cores (%u) * "
                    "threads (%u) != maxcpus (%u)",
                    sockets, dies, cores, threads, maxcpus);
         return false;
     }
     if (maxcpus < cpus) {
-        error_setg(errp, "Invalid CPU topology: maxcpus must be equal to or "
+        error_setg(errp,
+                   "Invalid CPU topology: maxcpus must be equal to or "
                    "greater than smp: sockets (%u) * dies (%u) * cores (%u) * "
                    "threads (%u) == maxcpus (%u) < smp_cpus (%u)",
                    sockets, dies, cores, threads, maxcpus, cpus);
         return false;
     }
     if (cpus > MACHINE_MAX_CPUS) {
-        error_setg(errp, "Invalid SMP CPUs %u. The max CPUs supported by "
-                   "machine 'pc' is %d", cpus, MACHINE_MAX_CPUS);
+        error_setg(errp,
+                   "Invalid SMP CPUs %u. The max CPUs supported by "
+                   "machine 'pc' is %d",
+                   cpus, MACHINE_MAX_CPUS);
         return false;
     }
     if (maxcpus > MACHINE_MAX_CPUS) {
-        error_setg(errp, "Invalid SMP CPUs %u. The max CPUs supported by "
-                   "machine 'pc' is %d", maxcpus, MACHINE_MAX_CPUS);
+        error_setg(errp,
+                   "Invalid SMP CPUs %u. The max CPUs supported by "
+                   "machine 'pc' is %d",
+                   maxcpus, MACHINE_MAX_CPUS);
         return false;
     }
     if (maxcpus != cpus) {
-        error_setg(errp, "CPU hotplug is not supported: maxcpus (%u) must "
-                   "equal cpus (%u)", maxcpus, cpus);
+        error_setg(errp,
+                   "CPU hotplug is not supported: maxcpus (%u) must "
+                   "equal cpus (%u)",
+                   maxcpus, cpus);
         return false;
     }
     *smp = (SmpConfig){ cpus, sockets, dies, cores, threads, maxcpus };

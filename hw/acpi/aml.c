@@ -10,57 +10,57 @@
 #include "hw/acpi/aml.h"
 
 /* Opcodes (20.3 AML Byte Stream Byte Values). */
-#define AML_ZERO_OP 0x00
-#define AML_ONE_OP 0x01
-#define AML_NAME_OP 0x08
-#define AML_BYTE_PREFIX 0x0a
-#define AML_WORD_PREFIX 0x0b
-#define AML_DWORD_PREFIX 0x0c
-#define AML_STRING_PREFIX 0x0d
-#define AML_QWORD_PREFIX 0x0e
-#define AML_SCOPE_OP 0x10
-#define AML_BUFFER_OP 0x11
-#define AML_PACKAGE_OP 0x12
-#define AML_METHOD_OP 0x14
-#define AML_DUAL_NAME 0x2e
-#define AML_MULTI_NAME 0x2f
-#define AML_EXT_OP 0x5b
-#define AML_ROOT_CHAR 0x5c
-#define AML_PARENT_CHAR 0x5e
-#define AML_LOCAL0_OP 0x60
-#define AML_ARG0_OP 0x68
-#define AML_STORE_OP 0x70
-#define AML_SHIFT_LEFT_OP 0x79
-#define AML_AND_OP 0x7b
-#define AML_OR_OP 0x7d
-#define AML_NOTIFY_OP 0x86
+#define AML_ZERO_OP               0x00
+#define AML_ONE_OP                0x01
+#define AML_NAME_OP               0x08
+#define AML_BYTE_PREFIX           0x0a
+#define AML_WORD_PREFIX           0x0b
+#define AML_DWORD_PREFIX          0x0c
+#define AML_STRING_PREFIX         0x0d
+#define AML_QWORD_PREFIX          0x0e
+#define AML_SCOPE_OP              0x10
+#define AML_BUFFER_OP             0x11
+#define AML_PACKAGE_OP            0x12
+#define AML_METHOD_OP             0x14
+#define AML_DUAL_NAME             0x2e
+#define AML_MULTI_NAME            0x2f
+#define AML_EXT_OP                0x5b
+#define AML_ROOT_CHAR             0x5c
+#define AML_PARENT_CHAR           0x5e
+#define AML_LOCAL0_OP             0x60
+#define AML_ARG0_OP               0x68
+#define AML_STORE_OP              0x70
+#define AML_SHIFT_LEFT_OP         0x79
+#define AML_AND_OP                0x7b
+#define AML_OR_OP                 0x7d
+#define AML_NOTIFY_OP             0x86
 #define AML_CREATE_DWORD_FIELD_OP 0x8a
-#define AML_LEQUAL_OP 0x93
-#define AML_LLESS_OP 0x95
-#define AML_IF_OP 0xa0
-#define AML_ELSE_OP 0xa1
-#define AML_RETURN_OP 0xa4
-#define AML_ONES_OP 0xff
+#define AML_LEQUAL_OP             0x93
+#define AML_LLESS_OP              0x95
+#define AML_IF_OP                 0xa0
+#define AML_ELSE_OP               0xa1
+#define AML_RETURN_OP             0xa4
+#define AML_ONES_OP               0xff
 /* after AML_EXT_OP */
-#define AML_EXT_MUTEX_OP 0x01
+#define AML_EXT_MUTEX_OP   0x01
 #define AML_EXT_ACQUIRE_OP 0x23
 #define AML_EXT_RELEASE_OP 0x27
-#define AML_EXT_REGION_OP 0x80
-#define AML_EXT_FIELD_OP 0x81
-#define AML_EXT_DEVICE_OP 0x82
+#define AML_EXT_REGION_OP  0x80
+#define AML_EXT_FIELD_OP   0x81
+#define AML_EXT_DEVICE_OP  0x82
 
 /* Resource descriptor tags (6.4.2 small, 6.4.3 large). */
-#define RES_IRQ_NO_FLAGS 0x22 /* small item 4, length 2 */
-#define RES_IO 0x47           /* small item 8, length 7 */
-#define RES_END_TAG 0x79      /* small item 0xf, length 1 */
+#define RES_IRQ_NO_FLAGS  0x22 /* small item 4, length 2 */
+#define RES_IO            0x47 /* small item 8, length 7 */
+#define RES_END_TAG       0x79 /* small item 0xf, length 1 */
 #define RES_DWORD_ADDRESS 0x87
-#define RES_WORD_ADDRESS 0x88
+#define RES_WORD_ADDRESS  0x88
 #define RES_EXT_INTERRUPT 0x89
 #define RES_QWORD_ADDRESS 0x8a
 /* Address space resource types and general flags (6.4.3.5, table 6.45) */
-#define RES_TYPE_MEMORY 0
-#define RES_TYPE_IO 1
-#define RES_TYPE_BUS 2
+#define RES_TYPE_MEMORY          0
+#define RES_TYPE_IO              1
+#define RES_TYPE_BUS             2
 #define RES_FLAGS_PRODUCER_FIXED 0x0c /* _MAF, _MIF fixed; positive decode */
 
 typedef enum AmlKind {
@@ -198,7 +198,7 @@ void aml_encode(GByteArray *out, Aml *a)
         break;
     case AML_RESOURCES: {
         /* 6.4.2.9 End Tag: checksum 0 means "the sum is not checked" */
-        uint8_t end[2] = {RES_END_TAG, 0};
+        uint8_t end[2] = { RES_END_TAG, 0 };
         GByteArray *size = g_byte_array_new();
         Aml *n = aml_int(a->body->len + sizeof(end));
 
@@ -440,7 +440,7 @@ Aml *aml_mutex(const char *path, unsigned sync_level)
 /* 20.2.5.2 DefCreateDWordField := CreateDWordFieldOp SourceBuff ByteIndex NameString */
 Aml *aml_create_dword_field(Aml *buffer, Aml *index, const char *path)
 {
-    Aml *args[] = {buffer, index};
+    Aml *args[] = { buffer, index };
     Aml *a = aml_op_terms(AML_CREATE_DWORD_FIELD_OP, -1, 2, args);
 
     put_namestring(a->body, path);
@@ -473,7 +473,7 @@ Aml *aml_return(Aml *value)
 /* 20.2.5.3 DefNotify := NotifyOp NotifyObject NotifyValue */
 Aml *aml_notify(Aml *object, Aml *value)
 {
-    Aml *args[] = {object, value};
+    Aml *args[] = { object, value };
 
     return aml_op_terms(AML_NOTIFY_OP, -1, 2, args);
 }
@@ -481,7 +481,7 @@ Aml *aml_notify(Aml *object, Aml *value)
 /* 20.2.5.4 DefStore := StoreOp TermArg SuperName */
 Aml *aml_store(Aml *value, Aml *target)
 {
-    Aml *args[] = {value, target};
+    Aml *args[] = { value, target };
 
     return aml_op_terms(AML_STORE_OP, -1, 2, args);
 }
@@ -504,7 +504,7 @@ Aml *aml_release(Aml *mutex)
 /* 20.2.5.4 DefAnd := AndOp Operand Operand Target */
 Aml *aml_and(Aml *a, Aml *b, Aml *target)
 {
-    Aml *args[] = {a, b, target};
+    Aml *args[] = { a, b, target };
 
     return aml_op_terms(AML_AND_OP, -1, 3, args);
 }
@@ -512,7 +512,7 @@ Aml *aml_and(Aml *a, Aml *b, Aml *target)
 /* 20.2.5.4 DefOr := OrOp Operand Operand Target */
 Aml *aml_or(Aml *a, Aml *b, Aml *target)
 {
-    Aml *args[] = {a, b, target};
+    Aml *args[] = { a, b, target };
 
     return aml_op_terms(AML_OR_OP, -1, 3, args);
 }
@@ -520,7 +520,7 @@ Aml *aml_or(Aml *a, Aml *b, Aml *target)
 /* 20.2.5.4 DefShiftLeft := ShiftLeftOp Operand ShiftCount Target */
 Aml *aml_shiftleft(Aml *value, Aml *count, Aml *target)
 {
-    Aml *args[] = {value, count, target};
+    Aml *args[] = { value, count, target };
 
     return aml_op_terms(AML_SHIFT_LEFT_OP, -1, 3, args);
 }
@@ -528,7 +528,7 @@ Aml *aml_shiftleft(Aml *value, Aml *count, Aml *target)
 /* 20.2.5.4 DefLEqual := LequalOp Operand Operand */
 Aml *aml_lequal(Aml *a, Aml *b)
 {
-    Aml *args[] = {a, b};
+    Aml *args[] = { a, b };
 
     return aml_op_terms(AML_LEQUAL_OP, -1, 2, args);
 }
@@ -536,7 +536,7 @@ Aml *aml_lequal(Aml *a, Aml *b)
 /* 20.2.5.4 DefLLess := LlessOp Operand Operand */
 Aml *aml_lless(Aml *a, Aml *b)
 {
-    Aml *args[] = {a, b};
+    Aml *args[] = { a, b };
 
     return aml_op_terms(AML_LLESS_OP, -1, 2, args);
 }
@@ -574,7 +574,7 @@ static Aml *aml_raw(const uint8_t *bytes, size_t len)
 /* 6.4.2.5 I/O Port Descriptor; information bit 0: 16-bit decode */
 Aml *aml_io(uint16_t min, uint16_t max, uint8_t align, uint8_t length)
 {
-    uint8_t d[8] = {RES_IO, 1, min, min >> 8, max, max >> 8, align, length};
+    uint8_t d[8] = { RES_IO, 1, min, min >> 8, max, max >> 8, align, length };
 
     return aml_raw(d, sizeof(d));
 }
@@ -582,7 +582,7 @@ Aml *aml_io(uint16_t min, uint16_t max, uint8_t align, uint8_t length)
 /* 6.4.2.1 IRQ Descriptor, the two-byte form: a mask of IRQs 0-15 */
 Aml *aml_irq_no_flags(unsigned irq)
 {
-    uint8_t d[3] = {RES_IRQ_NO_FLAGS, (1u << irq) & 0xff, (1u << irq) >> 8};
+    uint8_t d[3] = { RES_IRQ_NO_FLAGS, (1u << irq) & 0xff, (1u << irq) >> 8 };
 
     g_assert(irq < 16);
     return aml_raw(d, sizeof(d));

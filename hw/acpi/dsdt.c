@@ -10,13 +10,13 @@
 #include "acpi-int.h"
 #include "hw/acpi/aml.h"
 
-#define PIRQ_ROUTE_REG 0x60 /* PIIX3 config: PIRQA-D route bytes */
-#define PIRQ_DISABLED 0x80
-#define GPE_EVENT_DEVICE_CHECK 1 /* 5.6.6: Notify values */
+#define PIRQ_ROUTE_REG          0x60 /* PIIX3 config: PIRQA-D route bytes */
+#define PIRQ_DISABLED           0x80
+#define GPE_EVENT_DEVICE_CHECK  1 /* 5.6.6: Notify values */
 #define GPE_EVENT_EJECT_REQUEST 3
 
-static const char *const link_names[] = {"LNKA", "LNKB", "LNKC", "LNKD"};
-static const char *const pirq_fields[] = {"PRQ0", "PRQ1", "PRQ2", "PRQ3"};
+static const char *const link_names[] = { "LNKA", "LNKB", "LNKC", "LNKD" };
+static const char *const pirq_fields[] = { "PRQ0", "PRQ1", "PRQ2", "PRQ3" };
 
 static Aml *res_template_1(Aml *item)
 {
@@ -56,7 +56,7 @@ static Aml *build_isa(const AcpiConfig *cfg)
     static const struct {
         uint16_t port;
         unsigned irq;
-    } com[4] = {{0x3f8, 4}, {0x2f8, 3}, {0x3e8, 4}, {0x2e8, 3}};
+    } com[4] = { { 0x3f8, 4 }, { 0x2f8, 3 }, { 0x3e8, 4 }, { 0x2e8, 3 } };
     Aml *isa = aml_device("ISA");
 
     aml_append(isa, aml_name_decl("_ADR", aml_int(0x00010000)));
@@ -67,7 +67,7 @@ static Aml *build_isa(const AcpiConfig *cfg)
     aml_append(isa, isa_device("RTC", "PNP0B00", -1, 0x70, 8, 0, 8));
     for (unsigned i = 0; i < 4; i++) {
         if (cfg->serial_ports & (1u << i)) {
-            char name[5] = {'C', 'O', 'M', '1' + i, 0};
+            char name[5] = { 'C', 'O', 'M', '1' + i, 0 };
             aml_append(isa,
                        isa_device(name, "PNP0501", i + 1, com[i].port, 8, 0, com[i].irq));
         }
@@ -84,8 +84,8 @@ static Aml *build_isa(const AcpiConfig *cfg)
 static Aml *build_pci_crs(const AcpiConfig *cfg)
 {
     Aml *crs = aml_resource_template();
-    uint64_t hole64 =
-        ((0x100000000ULL + cfg->ram_above_4g) + (1ULL << 30) - 1) & ~((1ULL << 30) - 1);
+    uint64_t hole64 = ((0x100000000ULL + cfg->ram_above_4g) + (1ULL << 30) - 1) &
+                      ~((1ULL << 30) - 1);
 
     aml_append(crs, aml_word_bus_number(0, 0xff));
     aml_append(crs, aml_io(0xcf8, 0xcf8, 1, 8));
@@ -226,7 +226,7 @@ static Aml *link_interrupt(const uint32_t *irqs, unsigned n)
  */
 static void build_links(Aml *sb)
 {
-    static const uint32_t choices[] = {5, 10, 11};
+    static const uint32_t choices[] = { 5, 10, 11 };
     static const uint32_t sci = ACPI_SCI_IRQ, none = 0;
     Aml *field = aml_field("PCI0.ISA.P40C", AML_ACCESS_BYTE, false, AML_PRESERVE);
     Aml *iqst = aml_method("IQST", 1, false);

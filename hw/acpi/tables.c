@@ -10,14 +10,14 @@
 #include "acpi-int.h"
 #include "util/error.h"
 
-#define FACS_SIZE 64
+#define FACS_SIZE      64
 #define FADT_REV1_SIZE 116
 
 /* FADT flags (5.2.9, table 5.10) QEMU 7.2's pc sets: 0x80a5 */
-#define FADT_WBINVD (1u << 0)
-#define FADT_PROC_C1 (1u << 2)
-#define FADT_SLP_BUTTON (1u << 5) /* no fixed sleep button */
-#define FADT_RTC_S4 (1u << 7)
+#define FADT_WBINVD             (1u << 0)
+#define FADT_PROC_C1            (1u << 2)
+#define FADT_SLP_BUTTON         (1u << 5) /* no fixed sleep button */
+#define FADT_RTC_S4             (1u << 7)
 #define FADT_USE_PLATFORM_CLOCK (1u << 15)
 /* FADT_PWR_BUTTON (bit 4) stays clear: the power button is fixed-feature */
 
@@ -50,19 +50,19 @@ static void add_link(AcpiTables *t, AcpiLink link)
 
 static void add_pointer(AcpiTables *t, AcpiBlob blob, uint32_t offset)
 {
-    add_link(
-        t,
-        (AcpiLink){.kind = ACPI_LINK_POINTER, .blob = blob, .offset = offset, .size = 4});
+    add_link(t,
+             (AcpiLink){
+                 .kind = ACPI_LINK_POINTER, .blob = blob, .offset = offset, .size = 4 });
 }
 
 /* The checksum of a whole SDT that starts at start, once it is complete. */
 static void add_sdt_checksum(AcpiTables *t, size_t start)
 {
-    add_link(t, (AcpiLink){.kind = ACPI_LINK_CHECKSUM,
-                           .blob = ACPI_BLOB_TABLES,
-                           .offset = start + 9,
-                           .start = start,
-                           .length = t->tables->len - start});
+    add_link(t, (AcpiLink){ .kind = ACPI_LINK_CHECKSUM,
+                            .blob = ACPI_BLOB_TABLES,
+                            .offset = start + 9,
+                            .start = start,
+                            .length = t->tables->len - start });
 }
 
 size_t acpi_sdt_begin(GByteArray *b, const char sig[4], uint8_t revision)
@@ -98,11 +98,11 @@ static size_t build_madt(AcpiTables *t, const AcpiConfig *cfg)
     put_u32(b, 0xfee00000); /* local APIC address */
     put_u32(b, 1);          /* PCAT_COMPAT: there are 8259s */
     for (unsigned i = 0; i < cfg->nr_cpus; i++) {
-        uint8_t entry[8] = {0, 8, i, cfg->apic_ids[i], 1, 0, 0, 0};
+        uint8_t entry[8] = { 0, 8, i, cfg->apic_ids[i], 1, 0, 0, 0 };
         put_bytes(b, entry, sizeof(entry));
         ioapic_id = MAX(ioapic_id, (uint8_t)(cfg->apic_ids[i] + 1));
     }
-    uint8_t ioapic[4] = {1, 12, ioapic_id, 0};
+    uint8_t ioapic[4] = { 1, 12, ioapic_id, 0 };
     put_bytes(b, ioapic, sizeof(ioapic));
     put_u32(b, 0xfec00000);
     put_u32(b, 0); /* GSI base */
@@ -112,14 +112,16 @@ static size_t build_madt(AcpiTables *t, const AcpiConfig *cfg)
         uint8_t irq;
         uint32_t gsi;
         uint16_t flags;
-    } overrides[] = {{0, 2, 0}, {5, 5, 0xd}, {9, 9, 0xd}, {10, 10, 0xd}, {11, 11, 0xd}};
+    } overrides[] = {
+        { 0, 2, 0 }, { 5, 5, 0xd }, { 9, 9, 0xd }, { 10, 10, 0xd }, { 11, 11, 0xd }
+    };
     for (size_t i = 0; i < G_N_ELEMENTS(overrides); i++) {
-        uint8_t head[4] = {2, 10, 0, overrides[i].irq};
+        uint8_t head[4] = { 2, 10, 0, overrides[i].irq };
         put_bytes(b, head, sizeof(head));
         put_u32(b, overrides[i].gsi);
         put_u16(b, overrides[i].flags);
     }
-    uint8_t nmi[6] = {4, 6, 0xff, 0, 0, 1}; /* LINT1 is NMI on every CPU */
+    uint8_t nmi[6] = { 4, 6, 0xff, 0, 0, 1 }; /* LINT1 is NMI on every CPU */
     put_bytes(b, nmi, sizeof(nmi));
     acpi_sdt_end(b, start);
     add_sdt_checksum(t, start);
@@ -130,7 +132,7 @@ static size_t build_madt(AcpiTables *t, const AcpiConfig *cfg)
 static size_t build_facs(AcpiTables *t)
 {
     size_t start = t->tables->len;
-    uint8_t facs[FACS_SIZE] = {'F', 'A', 'C', 'S', FACS_SIZE};
+    uint8_t facs[FACS_SIZE] = { 'F', 'A', 'C', 'S', FACS_SIZE };
 
     put_bytes(t->tables, facs, sizeof(facs));
     return start;
@@ -218,11 +220,11 @@ static void build_rsdp(AcpiTables *t, size_t rsdt)
     put_u8(b, 0); /* revision */
     put_u32(b, rsdt);
     add_pointer(t, ACPI_BLOB_RSDP, 16);
-    add_link(t, (AcpiLink){.kind = ACPI_LINK_CHECKSUM,
-                           .blob = ACPI_BLOB_RSDP,
-                           .offset = 8,
-                           .start = 0,
-                           .length = 20});
+    add_link(t, (AcpiLink){ .kind = ACPI_LINK_CHECKSUM,
+                            .blob = ACPI_BLOB_RSDP,
+                            .offset = 8,
+                            .start = 0,
+                            .length = 20 });
 }
 
 void acpi_tables_build(const AcpiConfig *cfg, AcpiTables *t)

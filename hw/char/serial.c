@@ -11,7 +11,7 @@
 #include "util/error.h"
 
 #define UART_FIFO_SIZE 16
-#define UART_IO_LEN 8
+#define UART_IO_LEN    8
 
 enum {
     UART_IER_RDI = 0x01,  /* received data available */
@@ -67,7 +67,7 @@ enum {
 #define UART_MSR_IDLE (UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS)
 
 #define SERIAL_STATE_VERSION 1
-#define SERIAL_STATE_SIZE (12 + UART_FIFO_SIZE)
+#define SERIAL_STATE_SIZE    (12 + UART_FIFO_SIZE)
 
 struct SerialPort {
     Bus *bus;
@@ -91,8 +91,8 @@ struct SerialPort {
     int irq_level; /* last level driven, -1 when unknown */
 };
 
-static const uint16_t isa_bases[] = {0x3f8, 0x2f8, 0x3e8, 0x2e8};
-static const int isa_irqs[] = {4, 3, 4, 3};
+static const uint16_t isa_bases[] = { 0x3f8, 0x2f8, 0x3e8, 0x2e8 };
+static const int isa_irqs[] = { 4, 3, 4, 3 };
 
 uint16_t serial_isa_base(unsigned index)
 {
@@ -124,7 +124,7 @@ static unsigned serial_rx_space(const SerialPort *s)
 
 static unsigned serial_rx_trigger(const SerialPort *s)
 {
-    static const unsigned levels[] = {1, 4, 8, 14};
+    static const unsigned levels[] = { 1, 4, 8, 14 };
 
     return serial_fifo_on(s) ? levels[s->fcr >> 6] : 1;
 }

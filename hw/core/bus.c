@@ -48,28 +48,29 @@ const BusRange *bus_find(const Bus *bus, uint64_t addr)
     return addr - r->base < r->len ? r : NULL;
 }
 
-bool bus_register(Bus *bus, uint64_t base, uint64_t len, BusIoFn fn,
-                  void *opaque, const char *name, GError **errp)
+bool bus_register(Bus *bus, uint64_t base, uint64_t len, BusIoFn fn, void *opaque,
+                  const char *name, GError **errp)
 {
     size_t i;
 
     if (len == 0 || base + len - 1 < base) {
-        error_setg(errp, "%s: bad %s range 0x%" G_GINT64_MODIFIER "x+0x%"
-                   G_GINT64_MODIFIER "x", name, bus->name, base, len);
+        error_setg(errp,
+                   "%s: bad %s range 0x%" G_GINT64_MODIFIER "x+0x%" G_GINT64_MODIFIER "x",
+                   name, bus->name, base, len);
         return false;
     }
     i = bus_upper_bound(bus, base);
     if (i > 0) {
         const BusRange *prev = &bus->ranges[i - 1];
         if (base - prev->base < prev->len) {
-            error_setg(errp, "%s: %s range 0x%" G_GINT64_MODIFIER "x overlaps %s",
-                       name, bus->name, base, prev->name);
+            error_setg(errp, "%s: %s range 0x%" G_GINT64_MODIFIER "x overlaps %s", name,
+                       bus->name, base, prev->name);
             return false;
         }
     }
     if (i < bus->nr_ranges && bus->ranges[i].base - base < len) {
-        error_setg(errp, "%s: %s range 0x%" G_GINT64_MODIFIER "x overlaps %s",
-                   name, bus->name, base, bus->ranges[i].name);
+        error_setg(errp, "%s: %s range 0x%" G_GINT64_MODIFIER "x overlaps %s", name,
+                   bus->name, base, bus->ranges[i].name);
         return false;
     }
     if (bus->nr_ranges == bus->capacity) {

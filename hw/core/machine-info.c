@@ -64,8 +64,8 @@ GArray *machine_query_osnet_cpumap(Machine *m)
 
 GArray *machine_query_osnet_stats(Machine *m, GError **errp)
 {
-    GArray *list =
-        g_array_sized_new(FALSE, TRUE, sizeof(OsnetVcpuStatsInfo), m->nr_vcpus);
+    GArray *list = g_array_sized_new(FALSE, TRUE, sizeof(OsnetVcpuStatsInfo),
+                                     m->nr_vcpus);
 
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
         VCpu *cpu = m->vcpus[i];

@@ -68,11 +68,12 @@ bool machine_set_link(Machine *m, const char *name, bool up, GError **errp)
     Netdev *nd = n ? NULL : find_netdev(m, name);
 
     if (!n && !nd) {
-        error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found", name);
+        error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found",
+                        name);
         return false;
     }
     if (nd) {
-        n = nic_of_netdev(m, nd);    /* a lone netdev: nothing to tell */
+        n = nic_of_netdev(m, nd); /* a lone netdev: nothing to tell */
     }
     if (n) {
         machine_lock(m);
@@ -145,12 +146,12 @@ char *machine_nic_backend_path(VirtioNet *n)
 typedef struct AnnounceTimer {
     Machine *m;
     MachineAnnounceParams p;
-    char **interfaces;  /* NULL: every NIC */
-    int64_t round;      /* rounds left, counting the one about to go */
+    char **interfaces; /* NULL: every NIC */
+    int64_t round;     /* rounds left, counting the one about to go */
     guint source;
 } AnnounceTimer;
 
-static GHashTable *announce_timers;   /* id ("" without one) -> AnnounceTimer */
+static GHashTable *announce_timers; /* id ("" without one) -> AnnounceTimer */
 
 static bool announce_skips(AnnounceTimer *t, VirtioNet *n)
 {
@@ -247,7 +248,7 @@ bool machine_netdev_add(Machine *m, const char *opts, GError **errp)
     }
     nd = netdev_open(m->netdevs, &cfg, errp);
     if (nd) {
-        cfg.fd = cfg.vhostfd = -1;   /* the netdev owns them now */
+        cfg.fd = cfg.vhostfd = -1; /* the netdev owns them now */
     }
     netdev_config_clear(&cfg);
     return nd != NULL;
@@ -300,10 +301,11 @@ GArray *machine_query_network(Machine *m)
         uint8_t mac[6];
 
         virtio_net_mac(n, mac);
-        add_client(list, g_strdup(virtio_net_name(n)), "nic",
-                   g_strdup_printf("model=virtio-net-pci,macaddr=%02x:%02x:%02x:%02x:%02x:%02x",
-                                   mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]),
-                   false);
+        add_client(
+            list, g_strdup(virtio_net_name(n)), "nic",
+            g_strdup_printf("model=virtio-net-pci,macaddr=%02x:%02x:%02x:%02x:%02x:%02x",
+                            mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]),
+            false);
         if (virtio_net_netdev(n)) {
             add_netdev(list, virtio_net_netdev(n), true);
         }

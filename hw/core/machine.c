@@ -38,8 +38,8 @@ const char *runstate_name(RunState state)
 const char *shutdown_cause_name(ShutdownCause cause)
 {
     static const char *const names[SHUTDOWN_CAUSE__MAX] = {
-        "none", "host-error", "host-qmp-quit", "host-qmp-system-reset",
-        "host-signal", "host-ui", "guest-shutdown", "guest-reset",
+        "none",        "host-error",      "host-qmp-quit",  "host-qmp-system-reset",
+        "host-signal", "host-ui",         "guest-shutdown", "guest-reset",
         "guest-panic", "subsystem-reset",
     };
 
@@ -48,8 +48,7 @@ const char *shutdown_cause_name(ShutdownCause cause)
 
 bool shutdown_cause_is_guest(ShutdownCause cause)
 {
-    return cause >= SHUTDOWN_CAUSE_GUEST_SHUTDOWN &&
-           cause <= SHUTDOWN_CAUSE_GUEST_PANIC;
+    return cause >= SHUTDOWN_CAUSE_GUEST_SHUTDOWN && cause <= SHUTDOWN_CAUSE_GUEST_PANIC;
 }
 
 static void machine_notify(Machine *m, MachineEvent event, ShutdownCause cause)
@@ -83,7 +82,7 @@ bool machine_plan_memory(Machine *m, uint64_t ram_size, GError **errp)
     m->above_4g = ram_size - m->below_4g;
     m->nr_e820 = 0;
     e820_add(m, 0, 0x9fc00, E820_RAM);
-    e820_add(m, 0x9fc00, 0x400, E820_RESERVED);          /* EBDA */
+    e820_add(m, 0x9fc00, 0x400, E820_RESERVED); /* EBDA */
     e820_add(m, BIOS_AREA_START, 0x100000 - BIOS_AREA_START, E820_RESERVED);
     e820_add(m, 0x100000, m->below_4g - 0x100000, E820_RAM);
     e820_add(m, HIGH_RAM_START, m->above_4g, E820_RAM);
@@ -112,17 +111,17 @@ static bool machine_init_ram(Machine *m, GError **errp)
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m->ram == MAP_FAILED) {
         m->ram = NULL;
-        error_setg_errno(errp, errno, "cannot allocate %" G_GUINT64_FORMAT
-                         " MiB of guest RAM", m->ram_size >> 20);
+        error_setg_errno(errp, errno,
+                         "cannot allocate %" G_GUINT64_FORMAT " MiB of guest RAM",
+                         m->ram_size >> 20);
         return false;
     }
     madvise(m->ram, m->ram_size, MADV_HUGEPAGE);
     if (!kvm_vm_add_ram(&m->kvm, 0, m->below_4g, m->ram, errp)) {
         return false;
     }
-    return !m->above_4g ||
-           kvm_vm_add_ram(&m->kvm, HIGH_RAM_START, m->above_4g,
-                          m->ram + m->below_4g, errp);
+    return !m->above_4g || kvm_vm_add_ram(&m->kvm, HIGH_RAM_START, m->above_4g,
+                                          m->ram + m->below_4g, errp);
 }
 
 /* Everything that a reset puts back: boot image, tables, BSP entry. */
@@ -178,7 +177,7 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
         const char *arg = g_ptr_array_index(cfg->chardevs, i);
 
         if (!chardev_new_from_opts(m->chardevs, arg, errp)) {
-            g_prefix_error(errp, "-chardev %s: ", arg);   /* as QEMU names it */
+            g_prefix_error(errp, "-chardev %s: ", arg); /* as QEMU names it */
             return false;
         }
     }
@@ -204,8 +203,8 @@ static void machine_request_pause_all(Machine *m);
  * the buses under the machine lock, reset and shutdown requests, and a
  * stop when a vCPU cannot go on.
  */
-static void machine_vcpu_pio(void *opaque, uint16_t port, uint8_t *data,
-                             unsigned size, unsigned count, bool is_write)
+static void machine_vcpu_pio(void *opaque, uint16_t port, uint8_t *data, unsigned size,
+                             unsigned count, bool is_write)
 {
     Machine *m = opaque;
 
@@ -217,8 +216,8 @@ static void machine_vcpu_pio(void *opaque, uint16_t port, uint8_t *data,
     machine_unlock(m);
 }
 
-static void machine_vcpu_mmio(void *opaque, uint64_t addr, uint8_t *data,
-                              unsigned len, bool is_write)
+static void machine_vcpu_mmio(void *opaque, uint64_t addr, uint8_t *data, unsigned len,
+                              bool is_write)
 {
     Machine *m = opaque;
 
@@ -300,9 +299,8 @@ bool machine_init(Machine *m, GError **errp)
 {
     const VmConfig *cfg = m->cfg;
 
-    if (!kvm_vm_init(&m->kvm, KVM_TSS_ADDR, errp) ||
-        !osnet_setup_vm(&m->osnet, errp) || !machine_init_ram(m, errp) ||
-        !machine_create_vcpus(m, errp)) {
+    if (!kvm_vm_init(&m->kvm, KVM_TSS_ADDR, errp) || !osnet_setup_vm(&m->osnet, errp) ||
+        !machine_init_ram(m, errp) || !machine_create_vcpus(m, errp)) {
         return false;
     }
     if (!kvm_irqchip_capture(&m->kvm, errp) || !pc_board_init(m, errp) ||
@@ -325,7 +323,7 @@ void machine_cleanup(Machine *m)
     m->vcpus = NULL;
     machine_devices_cleanup(m);
     if (m->netdevs) {
-        netdev_set_free(m->netdevs);     /* after the NICs let go of them */
+        netdev_set_free(m->netdevs); /* after the NICs let go of them */
         m->netdevs = NULL;
     }
     if (m->board) {
@@ -358,7 +356,7 @@ bool machine_start(Machine *m, GError **errp)
     }
     osnet_place_main_thread(&m->osnet);
     if (m->cfg->incoming) {
-        m->runstate = RUN_STATE_INMIGRATE;   /* the stream brings the state */
+        m->runstate = RUN_STATE_INMIGRATE; /* the stream brings the state */
     } else if (m->cfg->start_paused) {
         m->runstate = RUN_STATE_PAUSED;
     } else {

@@ -26,7 +26,10 @@ enum {
     LOADER_ADD_CHECKSUM = 3,
 };
 
-enum { ZONE_HIGH = 1, ZONE_FSEG = 2 };
+enum {
+    ZONE_HIGH = 1,
+    ZONE_FSEG = 2
+};
 
 static const char *const blob_names[] = {
     [ACPI_BLOB_TABLES] = "etc/acpi/tables",
@@ -55,7 +58,7 @@ static void pc_acpi_config(Machine *m, AcpiConfig *cfg, uint8_t *apic_ids)
 static void loader_cmd(GByteArray *script, uint32_t cmd, const char *file1,
                        const char *file2, uint32_t a, uint32_t b2, uint32_t c)
 {
-    uint8_t entry[LOADER_CMD_SIZE] = {0};
+    uint8_t entry[LOADER_CMD_SIZE] = { 0 };
     uint32_t v;
 
     v = GUINT32_TO_LE(cmd);

@@ -15,10 +15,10 @@
 #define ISA_BIOS_SIZE (128 * 1024)
 
 struct Firmware {
-    uint8_t *rom;            /* the BIOS image, mapped read-only at 4G - size */
+    uint8_t *rom; /* the BIOS image, mapped read-only at 4G - size */
     size_t size;
     FwCfg *fw_cfg;
-    GuestMemory mem;         /* where the BIOS area is (set by firmware_init) */
+    GuestMemory mem; /* where the BIOS area is (set by firmware_init) */
 };
 
 static bool firmware_load_image(Firmware *fw, const char *path, GError **errp)
@@ -28,20 +28,22 @@ static bool firmware_load_image(Firmware *fw, const char *path, GError **errp)
     GError *err = NULL;
 
     if (!g_file_get_contents(path, &data, &len, &err)) {
-        error_setg(errp, "could not load PC BIOS '%s': %s (install the Debian "
-                   "package seabios)", path, err->message);
+        error_setg(errp,
+                   "could not load PC BIOS '%s': %s (install the Debian "
+                   "package seabios)",
+                   path, err->message);
         g_error_free(err);
         return false;
     }
     if (len < ISA_BIOS_SIZE || len % 65536 || len > (16 << 20)) {
-        error_setg(errp, "could not load PC BIOS '%s': %zu bytes is not a BIOS "
+        error_setg(errp,
+                   "could not load PC BIOS '%s': %zu bytes is not a BIOS "
                    "image size (a multiple of 64 KiB from 128 KiB to 16 MiB)",
                    path, (size_t)len);
         g_free(data);
         return false;
     }
-    fw->rom = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    fw->rom = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (fw->rom == MAP_FAILED) {
         fw->rom = NULL;
         error_setg(errp, "could not map the PC BIOS");

@@ -10,11 +10,11 @@
 #include "hw/i386/fw_cfg.h"
 #include "util/error.h"
 
-#define FW_CFG_PORT_SEL   0x510
-#define FW_CFG_PORT_DATA  0x511
-#define FW_CFG_PORT_DMA   0x514
-#define FW_CFG_MAX_ITEMS  0x100
-#define FW_CFG_NAME_LEN   56
+#define FW_CFG_PORT_SEL  0x510
+#define FW_CFG_PORT_DATA 0x511
+#define FW_CFG_PORT_DMA  0x514
+#define FW_CFG_MAX_ITEMS 0x100
+#define FW_CFG_NAME_LEN  56
 
 #define DMA_CTL_ERROR  0x01
 #define DMA_CTL_READ   0x02
@@ -28,15 +28,15 @@ typedef struct FwCfgItem {
     uint16_t key;
     uint8_t *data;
     uint32_t len;
-    char name[FW_CFG_NAME_LEN];   /* files only */
+    char name[FW_CFG_NAME_LEN]; /* files only */
 } FwCfgItem;
 
 struct FwCfg {
-    GuestMemory mem;             /* where DMA descriptors and buffers are */
-    GArray *items;               /* of FwCfgItem */
+    GuestMemory mem; /* where DMA descriptors and buffers are */
+    GArray *items;   /* of FwCfgItem */
     uint16_t next_file_key;
     uint16_t selector;
-    uint32_t offset;             /* into the selected item */
+    uint32_t offset; /* into the selected item */
     uint32_t dma_addr_high;
 };
 
@@ -168,7 +168,7 @@ static void fw_cfg_dma(FwCfg *fw, uint64_t addr)
     FwCfgItem *it;
 
     if (!desc) {
-        return;      /* nowhere to report an error: ignore, as hardware would */
+        return; /* nowhere to report an error: ignore, as hardware would */
     }
     memcpy(&control, desc, 4);
     memcpy(&length, desc + 4, 4);
@@ -192,12 +192,12 @@ static void fw_cfg_dma(FwCfg *fw, uint64_t addr)
             if (n) {
                 memcpy(dst, it->data + fw->offset, n);
             }
-            memset(dst + n, 0, length - n);   /* past the end reads as zeros */
+            memset(dst + n, 0, length - n); /* past the end reads as zeros */
         }
         fw->offset += n;
         control = 0;
     } else if (control & DMA_CTL_WRITE) {
-        control = DMA_CTL_ERROR;              /* no writable items */
+        control = DMA_CTL_ERROR; /* no writable items */
     } else {
         control = 0;
     }
@@ -238,7 +238,7 @@ static void fw_cfg_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len
         for (unsigned i = 0; i < len && i < 4; i++) {
             v |= (uint32_t)data[i] << (8 * i);
         }
-        v = GUINT32_FROM_BE(v);     /* the guest writes big-endian halves */
+        v = GUINT32_FROM_BE(v); /* the guest writes big-endian halves */
         if (pos == 0 && len == 4) {
             fw->dma_addr_high = v;
         } else if (pos == 4 && len == 4) {
@@ -253,7 +253,7 @@ static void fw_cfg_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len
 FwCfg *fw_cfg_new(Bus *io_bus, const GuestMemory *mem, GError **errp)
 {
     FwCfg *fw = g_new0(FwCfg, 1);
-    uint32_t id = 3;    /* traditional interface and DMA */
+    uint32_t id = 3; /* traditional interface and DMA */
 
     fw->mem = *mem;
     fw->items = g_array_new(FALSE, TRUE, sizeof(FwCfgItem));

@@ -18,24 +18,24 @@
 #define I8042_STATE_VERSION 1
 
 /* Status register (port 0x64 read). */
-#define STS_OBF      0x01   /* output buffer full */
-#define STS_SYSFLAG  0x04   /* POST passed */
-#define STS_CMD      0x08   /* last write went to port 0x64 */
-#define STS_UNLOCKED 0x10   /* keyboard not inhibited */
+#define STS_OBF      0x01 /* output buffer full */
+#define STS_SYSFLAG  0x04 /* POST passed */
+#define STS_CMD      0x08 /* last write went to port 0x64 */
+#define STS_UNLOCKED 0x10 /* keyboard not inhibited */
 
 /* Controller configuration byte ("command byte", CTR). */
 #define CTR_SYSFLAG  0x04
 #define CTR_KBD_OFF  0x10
 #define CTR_AUX_OFF  0x20
-#define CTR_POWER_ON 0x45   /* keyboard interrupt, system flag, translation */
+#define CTR_POWER_ON 0x45 /* keyboard interrupt, system flag, translation */
 
-#define OUTPORT_RESET 0x01  /* clear: the CPU's reset line is pulled */
-#define OUTPORT_POWER_ON 0x03  /* not in reset, A20 on */
+#define OUTPORT_RESET    0x01 /* clear: the CPU's reset line is pulled */
+#define OUTPORT_POWER_ON 0x03 /* not in reset, A20 on */
 
 struct I8042 {
     uint8_t ctr;
-    uint8_t pending;        /* command awaiting its data byte, or 0 */
-    uint8_t out;            /* output buffer */
+    uint8_t pending; /* command awaiting its data byte, or 0 */
+    uint8_t out;     /* output buffer */
     bool out_full;
     bool last_was_command;
     uint8_t outport;
@@ -53,35 +53,35 @@ static void i8042_command(I8042 *c, uint8_t cmd)
 {
     c->pending = 0;
     switch (cmd) {
-    case 0x20:                          /* read CTR */
+    case 0x20: /* read CTR */
         i8042_reply(c, c->ctr);
         break;
-    case 0x60:                          /* write CTR: data follows */
-    case 0xd1:                          /* write output port: data follows */
+    case 0x60: /* write CTR: data follows */
+    case 0xd1: /* write output port: data follows */
         c->pending = cmd;
         break;
-    case 0xa7:                          /* disable the aux port */
+    case 0xa7: /* disable the aux port */
         c->ctr |= CTR_AUX_OFF;
         break;
-    case 0xa8:                          /* enable the aux port */
+    case 0xa8: /* enable the aux port */
         c->ctr &= ~CTR_AUX_OFF;
         break;
-    case 0xa9:                          /* aux interface test */
-        i8042_reply(c, 0x01);           /* clock line stuck low: no mouse */
+    case 0xa9:                /* aux interface test */
+        i8042_reply(c, 0x01); /* clock line stuck low: no mouse */
         break;
-    case 0xaa:                          /* controller self-test */
+    case 0xaa: /* controller self-test */
         i8042_reply(c, 0x55);
         break;
-    case 0xab:                          /* keyboard interface test */
+    case 0xab: /* keyboard interface test */
         i8042_reply(c, 0x00);
         break;
-    case 0xad:                          /* disable the keyboard port */
+    case 0xad: /* disable the keyboard port */
         c->ctr |= CTR_KBD_OFF;
         break;
-    case 0xae:                          /* enable the keyboard port */
+    case 0xae: /* enable the keyboard port */
         c->ctr &= ~CTR_KBD_OFF;
         break;
-    case 0xd0:                          /* read output port */
+    case 0xd0: /* read output port */
         i8042_reply(c, c->outport);
         break;
     default:
@@ -98,7 +98,7 @@ static void i8042_data_write(I8042 *c, uint8_t byte)
 {
     switch (c->pending) {
     case 0x60:
-        c->ctr = byte | CTR_SYSFLAG;    /* POST has passed: the flag stays */
+        c->ctr = byte | CTR_SYSFLAG; /* POST has passed: the flag stays */
         break;
     case 0xd1:
         c->outport = byte;
@@ -107,7 +107,7 @@ static void i8042_data_write(I8042 *c, uint8_t byte)
         }
         break;
     default:
-        break;                          /* for the keyboard: none attached */
+        break; /* for the keyboard: none attached */
     }
     c->pending = 0;
 }
@@ -123,7 +123,7 @@ static void i8042_data_io(void *opaque, uint64_t offset, uint8_t *data, unsigned
         return;
     }
     memset(data, 0, len);
-    data[0] = c->out;                   /* stale when empty, as on hardware */
+    data[0] = c->out; /* stale when empty, as on hardware */
     c->out_full = false;
 }
 

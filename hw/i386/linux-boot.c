@@ -39,8 +39,8 @@
 #define BP_E820_MAX          128
 #define BP_SIZE              0x1000
 
-#define LOADED_HIGH          0x01
-#define XLF_KERNEL_64        0x01
+#define LOADED_HIGH   0x01
+#define XLF_KERNEL_64 0x01
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -75,8 +75,7 @@ static void wr64(uint8_t *p, uint64_t v)
     wr32(p + 4, v >> 32);
 }
 
-bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
-                   GError **errp)
+bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info, GError **errp)
 {
     uint64_t syssize_bytes;
 
@@ -96,9 +95,10 @@ bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
     }
     info->protocol = rd16(image + HDR_VERSION);
     if (info->protocol < 0x20c) {
-        error_setg(errp, "Linux boot protocol %u.%02u is too old: the 64-bit "
-                   "entry needs 2.12 or later", info->protocol >> 8,
-                   info->protocol & 0xff);
+        error_setg(errp,
+                   "Linux boot protocol %u.%02u is too old: the 64-bit "
+                   "entry needs 2.12 or later",
+                   info->protocol >> 8, info->protocol & 0xff);
         return false;
     }
     info->setup_sects = image[HDR_SETUP_SECTS] ? image[HDR_SETUP_SECTS] : 4;
@@ -111,7 +111,7 @@ bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
     info->init_size = rd32(image + HDR_INIT_SIZE);
     if (!info->loaded_high) {
         error_setg(errp, "not a bzImage: a zImage (loaded below 1 MiB) is not "
-                   "supported");
+                         "supported");
         return false;
     }
     if (!info->kernel_64) {
@@ -120,15 +120,18 @@ bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
     }
     info->payload_offset = (uint64_t)(info->setup_sects + 1) * 512;
     if (info->payload_offset >= size) {
-        error_setg(errp, "truncated bzImage: %u setup sectors run past the "
-                   "end of the %zu-byte file", info->setup_sects, size);
+        error_setg(errp,
+                   "truncated bzImage: %u setup sectors run past the "
+                   "end of the %zu-byte file",
+                   info->setup_sects, size);
         return false;
     }
     info->payload_size = size - info->payload_offset;
     syssize_bytes = (uint64_t)rd32(image + HDR_SYSSIZE) * 16;
     /* syssize counts 16-byte paragraphs, so the last one may be partial */
     if (syssize_bytes > info->payload_size + 15) {
-        error_setg(errp, "truncated bzImage: the header promises %" G_GUINT64_FORMAT
+        error_setg(errp,
+                   "truncated bzImage: the header promises %" G_GUINT64_FORMAT
                    " bytes of kernel, the file holds %" G_GUINT64_FORMAT,
                    syssize_bytes, info->payload_size);
         return false;
@@ -149,10 +152,10 @@ static uint64_t kernel_load_addr(const BzImageInfo *info)
 }
 
 struct LinuxBoot {
-    char *kernel, *initrd, *append;  /* the paths and -append (NULL: none) */
-    uint64_t ram_below_4g;           /* where kernel and initrd must end */
-    GBytes *kernel_image;            /* the files' contents */
-    GBytes *initrd_image;            /* NULL without -initrd */
+    char *kernel, *initrd, *append; /* the paths and -append (NULL: none) */
+    uint64_t ram_below_4g;          /* where kernel and initrd must end */
+    GBytes *kernel_image;           /* the files' contents */
+    GBytes *initrd_image;           /* NULL without -initrd */
 };
 
 static bool load_files(LinuxBoot *lb, GError **errp)
@@ -163,8 +166,8 @@ static bool load_files(LinuxBoot *lb, GError **errp)
 
     if (!lb->kernel_image) {
         if (!g_file_get_contents(lb->kernel, &data, &len, &err)) {
-            error_setg(errp, "-kernel %s: could not read the kernel: %s",
-                       lb->kernel, err->message);
+            error_setg(errp, "-kernel %s: could not read the kernel: %s", lb->kernel,
+                       err->message);
             g_error_free(err);
             return false;
         }
@@ -191,17 +194,17 @@ static void write_boot_page_tables(const GuestMemory *mem)
 
     memset(pml4, 0, 4096);
     memset(pdpt, 0, 4096);
-    pml4[0] = BOOT_PDPT_ADDR | 0x3;            /* present, writable */
+    pml4[0] = BOOT_PDPT_ADDR | 0x3; /* present, writable */
     for (int i = 0; i < 4; i++) {
         pdpt[i] = (BOOT_PD_ADDR + i * 4096) | 0x3;
     }
     for (int i = 0; i < 4 * 512; i++) {
-        pd[i] = ((uint64_t)i << 21) | 0x83;    /* present, writable, 2 MiB */
+        pd[i] = ((uint64_t)i << 21) | 0x83; /* present, writable, 2 MiB */
     }
     gdt[0] = 0;
     gdt[1] = 0;
-    gdt[2] = 0x00af9b000000ffffULL;            /* 0x10: 64-bit code */
-    gdt[3] = 0x00cf93000000ffffULL;            /* 0x18: data */
+    gdt[2] = 0x00af9b000000ffffULL; /* 0x10: 64-bit code */
+    gdt[3] = 0x00cf93000000ffffULL; /* 0x18: data */
 }
 
 static void write_boot_params(const GuestMemory *mem, const E820Entry *e820,
@@ -262,15 +265,18 @@ static bool linux_boot_plan(LinuxBoot *lb, LinuxBootPlan *p, GError **errp)
     p->load = kernel_load_addr(&p->info);
     p->end = p->load + p->info.init_size;
     if (p->end > below_4g) {
-        error_setg(errp, "-kernel %s: the kernel needs RAM up to 0x%"
-                   G_GINT64_MODIFIER "x, the guest has 0x%" G_GINT64_MODIFIER "x",
+        error_setg(errp,
+                   "-kernel %s: the kernel needs RAM up to 0x%" G_GINT64_MODIFIER
+                   "x, the guest has 0x%" G_GINT64_MODIFIER "x",
                    lb->kernel, p->end, below_4g);
         return false;
     }
     cmdline_max = p->info.cmdline_size ? p->info.cmdline_size : 255;
     if (p->cmdline_len > cmdline_max || p->cmdline_len >= BOOT_CMDLINE_MAX) {
-        error_setg(errp, "-append: kernel command line is %zu bytes, the "
-                   "kernel takes at most %u", p->cmdline_len, cmdline_max);
+        error_setg(errp,
+                   "-append: kernel command line is %zu bytes, the "
+                   "kernel takes at most %u",
+                   p->cmdline_len, cmdline_max);
         return false;
     }
     if (lb->initrd_image) {
@@ -279,7 +285,8 @@ static bool linux_boot_plan(LinuxBoot *lb, LinuxBootPlan *p, GError **errp)
         p->initrd_size = g_bytes_get_size(lb->initrd_image);
         p->initrd_addr = p->initrd_size <= top ? (top - p->initrd_size) & ~0xfffULL : 0;
         if (p->initrd_size > top || p->initrd_addr < p->end) {
-            error_setg(errp, "-initrd %s: the initial ram disk (%" G_GUINT64_FORMAT
+            error_setg(errp,
+                       "-initrd %s: the initial ram disk (%" G_GUINT64_FORMAT
                        " bytes) does not fit in guest RAM beside the kernel",
                        lb->initrd, p->initrd_size);
             return false;
@@ -384,10 +391,10 @@ bool linux_boot_setup_bsp(LinuxBoot *lb, VCpu *bsp, GError **errp)
     sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
     sregs.gdt.base = BOOT_GDT_ADDR;
     sregs.gdt.limit = 4 * 8 - 1;
-    sregs.cr0 = 0x80000011;         /* PG | ET | PE */
+    sregs.cr0 = 0x80000011; /* PG | ET | PE */
     sregs.cr3 = BOOT_PML4_ADDR;
-    sregs.cr4 = 0x20;               /* PAE */
-    sregs.efer = 0x500;             /* LMA | LME */
+    sregs.cr4 = 0x20;   /* PAE */
+    sregs.efer = 0x500; /* LMA | LME */
     regs.rflags = 0x2;
     regs.rip = kernel_load_addr(&info) + 0x200;
     regs.rsi = BOOT_PARAMS_ADDR;

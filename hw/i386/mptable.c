@@ -12,29 +12,29 @@
 #include "hw/pci.h"
 #include "util/error.h"
 
-#define MP_IOAPIC_ADDR  0xfec00000u
-#define MP_LAPIC_ADDR   0xfee00000u
+#define MP_IOAPIC_ADDR 0xfec00000u
+#define MP_LAPIC_ADDR  0xfee00000u
 
 /*
  * Bus ids: Linux matches a PCI device's bus number against the MP bus id
  * of its interrupt entries, so PCI bus 0 must be MP bus 0; ISA comes next
  * (as in SeaBIOS's table).
  */
-#define MP_BUS_PCI      0
-#define MP_BUS_ISA      1
-#define MP_PCI_SLOTS    32
+#define MP_BUS_PCI   0
+#define MP_BUS_ISA   1
+#define MP_PCI_SLOTS 32
 
 /* Entry types and interrupt types (MP spec 1.4, tables 4-8 and 4-10). */
-#define MP_IOINT        3
-#define MP_LOCALINT     4
-#define MP_INT          0
-#define MP_NMI          1
-#define MP_EXTINT       3
-#define MP_FLAGS_BUS    0x00   /* polarity and trigger conform to the bus */
-#define MP_FLAGS_PCI    0x0d   /* active high, level: as KVM's IOAPIC sees INTx */
+#define MP_IOINT     3
+#define MP_LOCALINT  4
+#define MP_INT       0
+#define MP_NMI       1
+#define MP_EXTINT    3
+#define MP_FLAGS_BUS 0x00 /* polarity and trigger conform to the bus */
+#define MP_FLAGS_PCI 0x0d /* active high, level: as KVM's IOAPIC sees INTx */
 
 /* ISA IRQs that PCI routes may take (PIRQ): no ISA entry, as SeaBIOS. */
-#define MP_PCI_IRQS     ((1u << 5) | (1u << 9) | (1u << 10) | (1u << 11))
+#define MP_PCI_IRQS ((1u << 5) | (1u << 9) | (1u << 10) | (1u << 11))
 
 static uint8_t mp_checksum(const uint8_t *p, size_t len)
 {
@@ -48,7 +48,7 @@ static uint8_t mp_checksum(const uint8_t *p, size_t len)
 
 static uint8_t *put32(uint8_t *p, uint32_t v)
 {
-    memcpy(p, &v, 4);     /* x86 hosts only: little-endian */
+    memcpy(p, &v, 4); /* x86 hosts only: little-endian */
     return p + 4;
 }
 
@@ -86,17 +86,17 @@ bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpu
     p = hdr + 44;
     for (unsigned i = 0; i < nr_cpus; i++) {
         unsigned apic_id = cpu_apic_id(smp, i);
-        p[0] = 0;                       /* processor */
+        p[0] = 0; /* processor */
         p[1] = apic_id;
-        p[2] = 0x14;                    /* local APIC version */
-        p[3] = 1 | (i == 0 ? 2 : 0);    /* enabled, BSP */
-        put32(p + 4, eax);              /* signature */
-        put32(p + 8, edx);              /* features */
+        p[2] = 0x14;                 /* local APIC version */
+        p[3] = 1 | (i == 0 ? 2 : 0); /* enabled, BSP */
+        put32(p + 4, eax);           /* signature */
+        put32(p + 8, edx);           /* features */
         p += 20;
         entries++;
         ioapic_id = MAX(ioapic_id, apic_id + 1);
     }
-    p[0] = 1;                           /* bus */
+    p[0] = 1; /* bus */
     p[1] = MP_BUS_PCI;
     memcpy(p + 2, "PCI   ", 6);
     p += 8;
@@ -105,7 +105,7 @@ bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpu
     memcpy(p + 2, "ISA   ", 6);
     p += 8;
     entries += 2;
-    p[0] = 2;                           /* I/O APIC */
+    p[0] = 2; /* I/O APIC */
     p[1] = ioapic_id;
     p[2] = 0x11;
     p[3] = 1;
@@ -132,7 +132,7 @@ bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpu
     }
     for (unsigned irq = 0; irq < 16; irq++) {
         if (irq == 2 || (MP_PCI_IRQS & (1u << irq))) {
-            continue;                   /* the PIC cascade; PCI's IRQs */
+            continue; /* the PIC cascade; PCI's IRQs */
         }
         p = put_irq(p, MP_IOINT, MP_INT, MP_FLAGS_BUS, MP_BUS_ISA, irq, ioapic_id,
                     irq == 0 ? 2 : irq);
@@ -145,7 +145,7 @@ bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpu
     memcpy(hdr, "PCMP", 4);
     hdr[4] = (p - hdr) & 0xff;
     hdr[5] = (p - hdr) >> 8;
-    hdr[6] = 4;                         /* spec revision 1.4 */
+    hdr[6] = 4; /* spec revision 1.4 */
     memcpy(hdr + 8, "DVISOR  ", 8);
     memcpy(hdr + 16, "PC          ", 12);
     hdr[34] = entries & 0xff;
@@ -155,7 +155,7 @@ bool mptable_write(const GuestMemory *mem, const SmpConfig *smp, unsigned nr_cpu
 
     memcpy(base, "_MP_", 4);
     put32(base + 4, addr + 16);
-    base[8] = 1;                        /* length in 16-byte units */
+    base[8] = 1; /* length in 16-byte units */
     base[9] = 4;
     base[10] = mp_checksum(base, 16);
     return true;

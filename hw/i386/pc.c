@@ -21,15 +21,15 @@ typedef struct PcBoard {
     Machine *machine;
     Rtc *rtc;
     I8042 *i8042;
-    Piix4Pm *pm;                 /* owned by the PCI bus, NULL before pc_pm_init */
-    AcpiPciHp *pcihp;            /* the hot-plug registers at 0xAE00 */
-    uint32_t ejected;            /* [atomic] slots the guest ejected, for the main loop */
+    Piix4Pm *pm;      /* owned by the PCI bus, NULL before pc_pm_init */
+    AcpiPciHp *pcihp; /* the hot-plug registers at 0xAE00 */
+    uint32_t ejected; /* [atomic] slots the guest ejected, for the main loop */
     uint8_t post_code;
     uint8_t port92;
 } PcBoard;
 
-static void post_port_io(void *opaque, uint64_t offset, uint8_t *data,
-                         unsigned len, bool is_write)
+static void post_port_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
+                         bool is_write)
 {
     PcBoard *b = opaque;
 
@@ -85,8 +85,8 @@ void pci_pc_cleanup(Machine *m)
     m->pci = NULL;
 }
 
-static void port92_io(void *opaque, uint64_t offset, uint8_t *data,
-                      unsigned len, bool is_write)
+static void port92_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
+                      bool is_write)
 {
     PcBoard *b = opaque;
 
@@ -132,7 +132,7 @@ static GPtrArray *serial_specs(const VmConfig *cfg)
         }
     }
     if (cfg->serials->len == 0 && !cfg->nodefaults && cfg->nographic) {
-        g_ptr_array_add(specs, (gpointer)"mon:stdio");
+        g_ptr_array_add(specs, (gpointer) "mon:stdio");
     }
     return specs;
 }
@@ -174,8 +174,8 @@ static bool pc_serial_init(Machine *m, GError **errp)
             continue;
         }
         id = g_strdup_printf("serial%u", i);
-        m->serial[i] = serial_new(&m->io_bus, serial_isa_base(i), irq,
-                                  m->serial_chr[i], &m->lock, errp);
+        m->serial[i] = serial_new(&m->io_bus, serial_isa_base(i), irq, m->serial_chr[i],
+                                  &m->lock, errp);
         ok = m->serial[i] != NULL &&
              device_state_register(&m->device_states, id, 1, &serial_state_ops,
                                    m->serial[i], errp);

@@ -10,18 +10,18 @@
 #include "hw/i386/pc.h"
 #include "util/error.h"
 
-#define RTC_REG_A   0x0a
-#define RTC_REG_B   0x0b
-#define RTC_REG_C   0x0c
-#define RTC_REG_D   0x0d
-#define RTC_B_24H   0x02
-#define RTC_B_BIN   0x04
+#define RTC_REG_A         0x0a
+#define RTC_REG_B         0x0b
+#define RTC_REG_C         0x0c
+#define RTC_REG_D         0x0d
+#define RTC_B_24H         0x02
+#define RTC_B_BIN         0x04
 #define RTC_STATE_VERSION 1
 
 struct Rtc {
     uint8_t index;
     uint8_t cmos[128];
-    int64_t offset_s;      /* guest time minus host time */
+    int64_t offset_s; /* guest time minus host time */
 };
 
 static uint8_t to_bcd(const Rtc *rtc, int v)
@@ -81,13 +81,26 @@ static void rtc_set_time_reg(Rtc *rtc, uint8_t reg, uint8_t value)
     time_t before = timegm(&tm);
 
     switch (reg) {
-    case 0x00: tm.tm_sec = v; break;
-    case 0x02: tm.tm_min = v; break;
-    case 0x04: tm.tm_hour = v % 24; break;
-    case 0x07: tm.tm_mday = v; break;
-    case 0x08: tm.tm_mon = v - 1; break;
-    case 0x09: tm.tm_year = (tm.tm_year / 100) * 100 + v; break;
-    default: return;
+    case 0x00:
+        tm.tm_sec = v;
+        break;
+    case 0x02:
+        tm.tm_min = v;
+        break;
+    case 0x04:
+        tm.tm_hour = v % 24;
+        break;
+    case 0x07:
+        tm.tm_mday = v;
+        break;
+    case 0x08:
+        tm.tm_mon = v - 1;
+        break;
+    case 0x09:
+        tm.tm_year = (tm.tm_year / 100) * 100 + v;
+        break;
+    default:
+        return;
     }
     rtc->offset_s += timegm(&tm) - before;
 }
@@ -124,7 +137,7 @@ static void rtc_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
         data[0] = rtc_time_reg(rtc, reg);
     } else if (reg == RTC_REG_C) {
         data[0] = rtc->cmos[reg];
-        rtc->cmos[reg] = 0;          /* reading C acknowledges */
+        rtc->cmos[reg] = 0; /* reading C acknowledges */
     } else {
         data[0] = rtc->cmos[reg];
     }
@@ -147,9 +160,9 @@ static void rtc_fill_cmos(Rtc *rtc, const RtcMachineInfo *info)
     memset(rtc->cmos, 0, sizeof(rtc->cmos));
     rtc->cmos[RTC_REG_A] = 0x26;
     rtc->cmos[RTC_REG_B] = RTC_B_24H;
-    rtc->cmos[RTC_REG_D] = 0x80;        /* battery good */
-    rtc->cmos[0x14] = 0x02;             /* equipment: FPU, no floppy */
-    cmos_put16(rtc, 0x15, 640);         /* base memory, KiB */
+    rtc->cmos[RTC_REG_D] = 0x80; /* battery good */
+    rtc->cmos[0x14] = 0x02;      /* equipment: FPU, no floppy */
+    cmos_put16(rtc, 0x15, 640);  /* base memory, KiB */
     cmos_put16(rtc, 0x17, MIN(ext, 0xffff));
     cmos_put16(rtc, 0x30, MIN(ext, 0xffff));
     cmos_put16(rtc, 0x34, MIN(above16, 0xffff));
@@ -157,8 +170,8 @@ static void rtc_fill_cmos(Rtc *rtc, const RtcMachineInfo *info)
     rtc->cmos[0x5c] = (high >> 8) & 0xff;
     rtc->cmos[0x5d] = (high >> 16) & 0xff;
     rtc->cmos[0x5f] = info->nr_cpus - 1;
-    rtc->cmos[0x3d] = 0x02;             /* boot from the hard disk first */
-    rtc->cmos[0x38] = 0x01;             /* no floppy signature check */
+    rtc->cmos[0x3d] = 0x02; /* boot from the hard disk first */
+    rtc->cmos[0x38] = 0x01; /* no floppy signature check */
 }
 
 static bool rtc_save(void *opaque, GByteArray *out, GError **errp)
@@ -199,8 +212,8 @@ Rtc *rtc_new(Bus *io_bus, DeviceStateList *states, const RtcMachineInfo *info,
 
     rtc_fill_cmos(rtc, info);
     if (!bus_register(io_bus, 0x70, 2, rtc_io, rtc, "rtc", errp) ||
-        !device_state_register(states, "rtc", RTC_STATE_VERSION,
-                               &rtc_state_ops, rtc, errp)) {
+        !device_state_register(states, "rtc", RTC_STATE_VERSION, &rtc_state_ops, rtc,
+                               errp)) {
         g_free(rtc);
         return NULL;
     }

@@ -55,10 +55,9 @@ static bool parse_index(const char *s, long *out)
     return !errno && !*end && *out < (1L << 20);
 }
 
-bool osnet_cpumap_parse_text(const char *path, const char *text,
-                             unsigned nr_vcpus, const cpu_set_t *allowed,
-                             const cpu_set_t *online, OsnetCpuMap *map,
-                             GString *warnings, GError **errp)
+bool osnet_cpumap_parse_text(const char *path, const char *text, unsigned nr_vcpus,
+                             const cpu_set_t *allowed, const cpu_set_t *online,
+                             OsnetCpuMap *map, GString *warnings, GError **errp)
 {
     char **lines = g_strsplit(text, "\n", -1);
     int *pcpu = g_new(int, nr_vcpus ? nr_vcpus : 1);
@@ -93,21 +92,20 @@ bool osnet_cpumap_parse_text(const char *path, const char *text,
             g_strfreev(words);
             continue;
         }
-        if (count != 2 || !parse_index(words[0], &vcpu) ||
-            !parse_index(words[1], &cpu)) {
+        if (count != 2 || !parse_index(words[0], &vcpu) || !parse_index(words[1], &cpu)) {
             error_setg(errp, "%s:%u: expected two numbers, 'vcpu pcpu'", path, lineno);
             g_strfreev(words);
             goto out;
         }
         g_strfreev(words);
         if ((unsigned long)vcpu >= nr_vcpus) {
-            error_setg(errp, "%s:%u: vCPU %ld does not exist (the VM has %u: 0-%u)",
-                       path, lineno, vcpu, nr_vcpus, nr_vcpus - 1);
+            error_setg(errp, "%s:%u: vCPU %ld does not exist (the VM has %u: 0-%u)", path,
+                       lineno, vcpu, nr_vcpus, nr_vcpus - 1);
             goto out;
         }
         if (pcpu[vcpu] >= 0) {
-            error_setg(errp, "%s:%u: vCPU %ld is listed twice (first on line %u)",
-                       path, lineno, vcpu, line_of[vcpu]);
+            error_setg(errp, "%s:%u: vCPU %ld is listed twice (first on line %u)", path,
+                       lineno, vcpu, line_of[vcpu]);
             goto out;
         }
         if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, online)) {
@@ -115,8 +113,10 @@ bool osnet_cpumap_parse_text(const char *path, const char *text,
             goto out;
         }
         if (!CPU_ISSET(cpu, allowed)) {
-            error_setg(errp, "%s:%u: pCPU %ld is outside the CPUs this process may "
-                       "use (see taskset/cpuset)", path, lineno, cpu);
+            error_setg(errp,
+                       "%s:%u: pCPU %ld is outside the CPUs this process may "
+                       "use (see taskset/cpuset)",
+                       path, lineno, cpu);
             goto out;
         }
         pcpu[vcpu] = cpu;
@@ -124,13 +124,14 @@ bool osnet_cpumap_parse_text(const char *path, const char *text,
     }
     for (unsigned i = 0; i < nr_vcpus; i++) {
         if (pcpu[i] < 0) {
-            error_setg(errp, "%s: vCPU %u has no pCPU (every vCPU must be mapped)",
-                       path, i);
+            error_setg(errp, "%s: vCPU %u has no pCPU (every vCPU must be mapped)", path,
+                       i);
             goto out;
         }
         for (unsigned j = 0; j < i && warnings; j++) {
             if (pcpu[j] == pcpu[i]) {
-                g_string_append_printf(warnings, "%s: vCPUs %u and %u share pCPU %d: "
+                g_string_append_printf(warnings,
+                                       "%s: vCPUs %u and %u share pCPU %d: "
                                        "those cores are not dedicated\n",
                                        path, j, i, pcpu[i]);
             }
@@ -148,9 +149,9 @@ out:
     return ok;
 }
 
-bool osnet_cpumap_parse(const char *path, unsigned nr_vcpus,
-                        const cpu_set_t *allowed, const cpu_set_t *online,
-                        OsnetCpuMap *map, GString *warnings, GError **errp)
+bool osnet_cpumap_parse(const char *path, unsigned nr_vcpus, const cpu_set_t *allowed,
+                        const cpu_set_t *online, OsnetCpuMap *map, GString *warnings,
+                        GError **errp)
 {
     GString *text = g_string_new(NULL);
     char buf[4096];

@@ -16,8 +16,9 @@
 #include "hw/osnet.h"
 #include "util/error.h"
 
-#define DID_EXIT_BITS (KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_PAUSE | \
-                       KVM_X86_DISABLE_EXITS_MWAIT | KVM_X86_DISABLE_EXITS_CSTATE)
+#define DID_EXIT_BITS                                                                    \
+    (KVM_X86_DISABLE_EXITS_HLT | KVM_X86_DISABLE_EXITS_PAUSE |                           \
+     KVM_X86_DISABLE_EXITS_MWAIT | KVM_X86_DISABLE_EXITS_CSTATE)
 
 static void read_online_cpus(cpu_set_t *online)
 {
@@ -33,8 +34,7 @@ static void read_online_cpus(cpu_set_t *online)
     sched_getaffinity(0, sizeof(*online), online);
 }
 
-bool osnet_configure(OsnetState *os, const VmConfig *cfg, KvmVm *kvm,
-                     GError **errp)
+bool osnet_configure(OsnetState *os, const VmConfig *cfg, KvmVm *kvm, GError **errp)
 {
     cpu_set_t allowed, online;
     GString *warnings;
@@ -152,7 +152,7 @@ void osnet_place_main_thread(OsnetState *os)
         CPU_CLR(os->map.pcpu[i], &others);
     }
     if (CPU_COUNT(&others) == 0) {
-        return;      /* every CPU is dedicated: nowhere else to go */
+        return; /* every CPU is dedicated: nowhere else to go */
     }
     dir = opendir("/proc/self/task");
     while (dir && (de = readdir(dir))) {
@@ -188,7 +188,8 @@ static void osnet_pass_cpumap(OsnetState *os)
         if (!os->kernel_checked) {
             info_report("osnet: this kernel's KVM has no Directvisor extension "
                         "(OSNET_KVM_SET_CPUMAP: %s): vCPUs are pinned by this VMM "
-                        "only", g_strerror(errno));
+                        "only",
+                        g_strerror(errno));
         }
         os->kernel_extension = os->kernel_checked && os->kernel_extension;
         os->cpumap_in_kernel = false;
@@ -203,8 +204,7 @@ static gboolean osnet_sample_cb(gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
-bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus,
-                       GError **errp)
+bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus, GError **errp)
 {
     os->vcpus = vcpus;
     os->nr_vcpus = nr_vcpus;
@@ -214,8 +214,7 @@ bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus,
         os->vcpu_stats[i].fd = -1;
     }
     osnet_pass_cpumap(os);
-    if (os->did.requested && os->did.halt_poll_cap &&
-        !set_halt_poll(os, 0, errp)) {
+    if (os->did.requested && os->did.halt_poll_cap && !set_halt_poll(os, 0, errp)) {
         return false;
     }
     osnet_sample(os);
@@ -271,8 +270,7 @@ bool osnet_reload_cpumap(OsnetState *os, const char *path, GError **errp)
     for (unsigned i = 0; i < os->map.nr_vcpus; i++) {
         CPU_SET(os->map.pcpu[i], &allowed);
     }
-    if (!osnet_cpumap_parse(path, nr_vcpus, &allowed, &online, &fresh, warnings,
-                            errp)) {
+    if (!osnet_cpumap_parse(path, nr_vcpus, &allowed, &online, &fresh, warnings, errp)) {
         g_string_free(warnings, TRUE);
         return false;
     }
@@ -320,8 +318,8 @@ bool osnet_did_enable(OsnetState *os, GError **errp)
      * offers no exits to disable (docs/dedicated-cores.md) */
     if (!did->requested || (did->exits_disabled & want) != want) {
         error_setg(errp, "HLT, PAUSE and C-state exits can only be disabled when the "
-                   "VM is created: start it with -osnet_cpumap path=FILE,did=on or "
-                   "-overcommit cpu-pm=on");
+                         "VM is created: start it with -osnet_cpumap path=FILE,did=on or "
+                         "-overcommit cpu-pm=on");
         return false;
     }
     if (did->halt_poll_cap && !set_halt_poll(os, 0, errp)) {
@@ -375,13 +373,13 @@ void osnet_sample(OsnetState *os)
         for (int k = 0; k < VCPU_EXIT__MAX; k++) {
             user += __atomic_load_n(&os->vcpus[i]->exits[k], __ATOMIC_RELAXED);
         }
-        uint64_t v[6] = { kvm_stats_get(s, "exits"), kvm_stats_get(s, "halt_exits"),
+        uint64_t v[6] = { kvm_stats_get(s, "exits"),     kvm_stats_get(s, "halt_exits"),
                           kvm_stats_get(s, "irq_exits"), kvm_stats_get(s, "mmio_exits"),
-                          kvm_stats_get(s, "io_exits"), user };
+                          kvm_stats_get(s, "io_exits"),  user };
         uint64_t *last[6] = { &r->last_exits, &r->last_halt, &r->last_irq,
-                              &r->last_mmio, &r->last_io, &r->last_user };
+                              &r->last_mmio,  &r->last_io,   &r->last_user };
         double *rate[6] = { &r->exits_per_s, &r->halt_per_s, &r->irq_per_s,
-                            &r->mmio_per_s, &r->io_per_s, &r->user_per_s };
+                            &r->mmio_per_s,  &r->io_per_s,   &r->user_per_s };
         for (int k = 0; k < 6; k++) {
             *rate[k] = dt > 0 ? (double)(v[k] - *last[k]) / dt : 0;
             *last[k] = v[k];

@@ -14,20 +14,20 @@
 #include "pci-int.h"
 #include "util/error.h"
 
-#define MSIX_ENTRY_SIZE      16
-#define MSIX_ENTRY_ADDR_LO   0
-#define MSIX_ENTRY_ADDR_HI   1
-#define MSIX_ENTRY_DATA      2
-#define MSIX_ENTRY_CTRL      3
-#define MSIX_CAP_SIZE        12
-#define MSI_ADDR_MASK        0xfff00000u
-#define MSI_ADDR_BASE        0xfee00000u     /* the LAPIC window */
+#define MSIX_ENTRY_SIZE    16
+#define MSIX_ENTRY_ADDR_LO 0
+#define MSIX_ENTRY_ADDR_HI 1
+#define MSIX_ENTRY_DATA    2
+#define MSIX_ENTRY_CTRL    3
+#define MSIX_CAP_SIZE      12
+#define MSI_ADDR_MASK      0xfff00000u
+#define MSI_ADDR_BASE      0xfee00000u /* the LAPIC window */
 
 typedef struct MsixVector {
-    uint32_t entry[4];      /* address low/high, data, vector control */
-    int gsi;                /* KVM MSI route, or -1 */
-    int fd;                 /* eventfd bound to gsi with an irqfd, or -1 */
-    uint64_t route_addr;    /* what the route delivers */
+    uint32_t entry[4];   /* address low/high, data, vector control */
+    int gsi;             /* KVM MSI route, or -1 */
+    int fd;              /* eventfd bound to gsi with an irqfd, or -1 */
+    uint64_t route_addr; /* what the route delivers */
     uint32_t route_data;
 } MsixVector;
 
@@ -36,7 +36,7 @@ struct MsixState {
     unsigned nr_vectors;
     uint8_t cap;
     int bar;
-    uint32_t pba_offset;    /* the table is at offset 0 of the BAR */
+    uint32_t pba_offset; /* the table is at offset 0 of the BAR */
     bool enabled, function_masked;
     MsixVector *vectors;
     uint64_t *pba;
@@ -131,7 +131,7 @@ static void msix_vector_deliver(PciDevice *dev, unsigned n)
     uint64_t one = 1;
 
     if (!msix_vector_addr_valid(v)) {
-        return;         /* a write to nowhere, as on hardware */
+        return; /* a write to nowhere, as on hardware */
     }
     if (v->fd >= 0 && v->route_addr == msix_vector_addr(v) &&
         v->route_data == v->entry[MSIX_ENTRY_DATA]) {
@@ -140,7 +140,7 @@ static void msix_vector_deliver(PciDevice *dev, unsigned n)
         }
     }
     dev->bus->cfg.ops->signal_msi(dev->bus->cfg.ops_opaque, msix_vector_addr(v),
-                              v->entry[MSIX_ENTRY_DATA], NULL);
+                                  v->entry[MSIX_ENTRY_DATA], NULL);
 }
 
 /* An unmasked vector: route up to date, and a pending message goes out. */
@@ -235,7 +235,8 @@ bool msix_init(PciDevice *dev, unsigned nr_vectors, int bar, uint8_t cap_offset,
     pci_set_long(cap + PCI_MSIX_TABLE, bar);
     pci_set_long(cap + PCI_MSIX_PBA, ms->pba_offset | bar);
     dev->wmask[ms->cap + PCI_MSIX_FLAGS + 1] = (PCI_MSIX_FLAGS_ENABLE |
-                                                PCI_MSIX_FLAGS_MASKALL) >> 8;
+                                                PCI_MSIX_FLAGS_MASKALL) >>
+                                               8;
     pci_device_set_bar(dev, bar, PCI_BAR_MEM32, false, bar_size, msix_bar_io, dev);
     return true;
 }

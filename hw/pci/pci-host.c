@@ -11,17 +11,17 @@
 #include "accel/kvm/kvm.h"
 #include "util/error.h"
 
-#define PCI_CONFIG_ADDRESS_PORT  0xcf8
-#define PCI_CONFIG_DATA_PORT     0xcfc
-#define PCI_CONFIG_ENABLE        0x80000000u
+#define PCI_CONFIG_ADDRESS_PORT 0xcf8
+#define PCI_CONFIG_DATA_PORT    0xcfc
+#define PCI_CONFIG_ENABLE       0x80000000u
 /* CONFIG_ADDRESS bits that exist: enable, bus, device, function, register */
-#define PCI_CONFIG_ADDRESS_MASK  0x80fffffcu
-#define I440FX_REVISION          0x02
-#define I440FX_SMRAM_RESET       0x02
-#define I440FX_SMRAM_WRITABLE    0x78
-#define PCI_HOST_STATE_VERSION   1
-#define PCI_CLASS_HOST_BRIDGE    0x060000
-#define PCI_CLASS_ISA_BRIDGE     0x060100
+#define PCI_CONFIG_ADDRESS_MASK 0x80fffffcu
+#define I440FX_REVISION         0x02
+#define I440FX_SMRAM_RESET      0x02
+#define I440FX_SMRAM_WRITABLE   0x78
+#define PCI_HOST_STATE_VERSION  1
+#define PCI_CLASS_HOST_BRIDGE   0x060000
+#define PCI_CLASS_ISA_BRIDGE    0x060100
 
 /* The four default PIRQ routes (PIRQA..D), what SeaBIOS programs too. */
 static const uint8_t pci_default_pirq_irqs[4] = { 10, 10, 11, 11 };
@@ -45,8 +45,8 @@ static int kvm_ops_msi_route_add(void *opaque, uint64_t addr, uint32_t data,
     return kvm_msi_route_add(opaque, addr, data, errp);
 }
 
-static bool kvm_ops_msi_route_update(void *opaque, int gsi, uint64_t addr,
-                                     uint32_t data, GError **errp)
+static bool kvm_ops_msi_route_update(void *opaque, int gsi, uint64_t addr, uint32_t data,
+                                     GError **errp)
 {
     return kvm_msi_route_update(opaque, gsi, addr, data, errp);
 }
@@ -67,8 +67,7 @@ static bool kvm_ops_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len,
     return kvm_ioeventfd(opaque, fd, addr, len, is_pio, assign, errp);
 }
 
-static bool kvm_ops_signal_msi(void *opaque, uint64_t addr, uint32_t data,
-                               GError **errp)
+static bool kvm_ops_signal_msi(void *opaque, uint64_t addr, uint32_t data, GError **errp)
 {
     return kvm_signal_msi(opaque, addr, data, errp);
 }
@@ -113,8 +112,8 @@ static void pci_config_address_io(void *opaque, uint64_t offset, uint8_t *data,
 }
 
 /* One access of len 1, 2 or 4 at register reg of the addressed device. */
-static void pci_config_data_access(PciBus *bus, unsigned reg, uint8_t *data,
-                                   unsigned len, bool is_write)
+static void pci_config_data_access(PciBus *bus, unsigned reg, uint8_t *data, unsigned len,
+                                   bool is_write)
 {
     uint32_t addr = bus->config_address;
     unsigned bus_nr = (addr >> 16) & 0xff, devfn = (addr >> 8) & 0xff;
@@ -140,8 +139,8 @@ static void pci_config_data_access(PciBus *bus, unsigned reg, uint8_t *data,
     }
 }
 
-static void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data,
-                               unsigned len, bool is_write)
+static void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
+                               bool is_write)
 {
     PciBus *bus = opaque;
     unsigned reg = (bus->config_address & 0xfc) + offset;
@@ -150,7 +149,7 @@ static void pci_config_data_io(void *opaque, uint64_t offset, uint8_t *data,
     if (n == 1 || n == 2 || n == 4) {
         pci_config_data_access(bus, reg, data, n, is_write);
     } else {
-        for (unsigned i = 0; i < n; i++) {       /* a 3-byte tail: bytewise */
+        for (unsigned i = 0; i < n; i++) { /* a 3-byte tail: bytewise */
             pci_config_data_access(bus, reg + i, data + i, 1, is_write);
         }
     }
@@ -207,7 +206,7 @@ static PciDevice *i440fx_new(void)
     PciDevice *dev = pci_device_new("i440FX", PCI_VENDOR_INTEL, PCI_DEVICE_I440FX,
                                     PCI_CLASS_HOST_BRIDGE, I440FX_REVISION);
 
-    dev->wmask[I440FX_PAM0] = 0x30;          /* HIENABLE for 0xF0000 only */
+    dev->wmask[I440FX_PAM0] = 0x30; /* HIENABLE for 0xF0000 only */
     memset(dev->wmask + I440FX_PAM0 + 1, 0x33, I440FX_PAM_COUNT - 1);
     dev->config[I440FX_SMRAM] = I440FX_SMRAM_RESET;
     dev->wmask[I440FX_SMRAM] = I440FX_SMRAM_WRITABLE;
@@ -297,8 +296,8 @@ PciBus *pci_pc_new(const PciBusConfig *cfg, GError **errp)
     bus->isa = piix3_new();
     if (!pci_device_realize(bus, bus->host, PCI_MAKE_DEVFN(0, 0), errp) ||
         !pci_device_realize(bus, bus->isa, PCI_MAKE_DEVFN(1, 0), errp) ||
-        !bus_register(cfg->io_bus, PCI_CONFIG_ADDRESS_PORT, 4, pci_config_address_io,
-                      bus, "pci-conf-addr", errp) ||
+        !bus_register(cfg->io_bus, PCI_CONFIG_ADDRESS_PORT, 4, pci_config_address_io, bus,
+                      "pci-conf-addr", errp) ||
         !bus_register(cfg->io_bus, PCI_CONFIG_DATA_PORT, 4, pci_config_data_io, bus,
                       "pci-conf-data", errp) ||
         !device_state_register(cfg->states, "pci-host", PCI_HOST_STATE_VERSION,
@@ -336,8 +335,8 @@ static gint bar_slot_larger_first(gconstpointer a, gconstpointer b)
 static void pci_bar_program(PciDevice *dev, int bar, uint64_t addr)
 {
     uint8_t *reg = dev->config + PCI_BASE_ADDRESS_0 + 4 * bar;
-    uint32_t low_bits = pci_get_long(reg) & ~pci_get_long(dev->wmask + 4 * bar +
-                                                         PCI_BASE_ADDRESS_0);
+    uint32_t low_bits = pci_get_long(reg) &
+                        ~pci_get_long(dev->wmask + 4 * bar + PCI_BASE_ADDRESS_0);
 
     pci_set_long(reg, (uint32_t)addr | low_bits);
     if (dev->bars[bar].kind == PCI_BAR_MEM64) {
@@ -379,8 +378,8 @@ static void pci_enable_device(PciBus *bus, PciDevice *dev)
     }
     pci_set_word(dev->config + PCI_COMMAND, cmd | PCI_COMMAND_MASTER);
     if (pin >= 1 && pin <= 4) {
-        int irq = pci_pirq_to_irq(bus->pirq[pci_slot_pirq(PCI_DEVFN_SLOT(dev->devfn),
-                                                          pin)]);
+        int irq = pci_pirq_to_irq(
+            bus->pirq[pci_slot_pirq(PCI_DEVFN_SLOT(dev->devfn), pin)]);
         dev->config[PCI_INTERRUPT_LINE] = irq < 0 ? 0xff : irq;
     }
 }
@@ -488,7 +487,7 @@ static void pci_bus_dirty_log_changed(PciBus *bus, bool on)
 void pci_set_dma_dirty_log(PciBus *bus, PciDirtyFn fn, void *opaque)
 {
     if (!fn) {
-        pci_bus_dirty_log_changed(bus, false);    /* their last marks still count */
+        pci_bus_dirty_log_changed(bus, false); /* their last marks still count */
     }
     __atomic_store_n(&bus->dirty_opaque, opaque, __ATOMIC_RELAXED);
     __atomic_store_n(&bus->dirty_fn, fn, __ATOMIC_RELEASE);
@@ -512,5 +511,6 @@ bool pci_device_ioeventfd(PciDevice *dev, int fd, uint64_t addr, unsigned len,
 {
     PciBus *bus = dev->bus;
 
-    return bus->cfg.ops->ioeventfd(bus->cfg.ops_opaque, fd, addr, len, false, assign, NULL);
+    return bus->cfg.ops->ioeventfd(bus->cfg.ops_opaque, fd, addr, len, false, assign,
+                                   NULL);
 }

@@ -11,10 +11,10 @@ static const struct {
     uint16_t class_id;
     const char *desc;
 } pci_class_names[] = {
-    {0x0100, "SCSI controller"},     {0x0101, "IDE controller"},
-    {0x0200, "Ethernet controller"}, {0x0300, "VGA controller"},
-    {0x0600, "Host bridge"},         {0x0601, "ISA bridge"},
-    {0x0604, "PCI bridge"},          {0x0680, "Bridge"},
+    { 0x0100, "SCSI controller" },     { 0x0101, "IDE controller" },
+    { 0x0200, "Ethernet controller" }, { 0x0300, "VGA controller" },
+    { 0x0600, "Host bridge" },         { 0x0601, "ISA bridge" },
+    { 0x0604, "PCI bridge" },          { 0x0680, "Bridge" },
 };
 
 const char *pci_class_description(uint16_t class_id)

@@ -16,31 +16,31 @@
 #define PCI_ISA_IRQ_COUNT 16
 
 /* PIIX3 function 0 registers (82371SB datasheet). */
-#define PIIX3_PIRQ_ROUTE      0x60    /* PIRQRC[A:D], 4 bytes */
-#define PIIX3_PIRQ_DISABLE    0x80
-#define PIIX3_PIRQ_IRQ_MASK   0x0f
+#define PIIX3_PIRQ_ROUTE    0x60 /* PIRQRC[A:D], 4 bytes */
+#define PIIX3_PIRQ_DISABLE  0x80
+#define PIIX3_PIRQ_IRQ_MASK 0x0f
 /* i440FX host bridge registers (82441FX datasheet). */
-#define I440FX_PAM0           0x59    /* PAM0-PAM6: 0x59-0x5f */
-#define I440FX_PAM_COUNT      7
-#define I440FX_SMRAM          0x72
+#define I440FX_PAM0      0x59 /* PAM0-PAM6: 0x59-0x5f */
+#define I440FX_PAM_COUNT 7
+#define I440FX_SMRAM     0x72
 /* System reset control register, a PIIX3 port beside CONFIG_ADDRESS. */
-#define PIIX3_RCR_PORT        0xcf9
-#define PIIX3_RCR_SYS_RST     0x02
-#define PIIX3_RCR_RST_CPU     0x04
+#define PIIX3_RCR_PORT    0xcf9
+#define PIIX3_RCR_SYS_RST 0x02
+#define PIIX3_RCR_RST_CPU 0x04
 
 struct PciBus {
-    PciBusConfig cfg;                 /* what the board gave (pci_pc_new) */
+    PciBusConfig cfg; /* what the board gave (pci_pc_new) */
     PciDevice *devices[PCI_DEVFN_COUNT];
     PciDevice *host, *isa;
-    uint32_t config_address;          /* CONFIG_ADDRESS (0xCF8) */
-    uint8_t reset_control;            /* RCR (0xCF9) */
+    uint32_t config_address; /* CONFIG_ADDRESS (0xCF8) */
+    uint8_t reset_control;   /* RCR (0xCF9) */
     PciPamFn pam_fn;
     void *pam_opaque;
-    PciDirtyFn dirty_fn;              /* atomically read by device threads */
+    PciDirtyFn dirty_fn; /* atomically read by device threads */
     void *dirty_opaque;
 
     pthread_mutex_t intx_lock;
-    uint8_t pirq[4];                  /* [intx_lock] copy of PIRQRC[A:D] */
+    uint8_t pirq[4];                       /* [intx_lock] copy of PIRQRC[A:D] */
     uint8_t line_level[PCI_ISA_IRQ_COUNT]; /* [intx_lock] level driven */
 };
 

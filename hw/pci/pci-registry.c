@@ -34,7 +34,7 @@ bool pci_parse_devfn(const char *addr, int *devfn, GError **errp)
         const char *f = end + 1;
         fn = strtoul(f, &end, 16);
         if (end == f) {
-            end = (char *)addr;       /* "3." is malformed */
+            end = (char *)addr; /* "3." is malformed */
         }
     }
     if (errno || end == addr || *end || slot >= PCI_SLOT_COUNT || fn > 7 ||
@@ -58,7 +58,7 @@ static bool pci_common_options(SubOpts *opts, const PciCreateContext *ctx, int *
 
     *devfn = PCI_DEVFN_AUTO;
     *bootindex = -1;
-    subopts_get(opts, "driver");                /* the implied key, if kept */
+    subopts_get(opts, "driver"); /* the implied key, if kept */
     if (bus && strcmp(bus, "pci.0") != 0) {
         error_setg(errp, "Bus '%s' not found", bus);
         return false;
@@ -104,8 +104,10 @@ static bool virtio_pci_legacy_options(SubOpts *opts, const PciCreateContext *ctx
     }
     if ((legacy && strcmp(legacy, "on") != 0 && strcmp(legacy, "auto") != 0) ||
         modern_off) {
-        error_setg(errp, "%s: only the modern (virtio 1.x) interface is supported: "
-                   "use disable-legacy=on,disable-modern=off", ctx->driver);
+        error_setg(errp,
+                   "%s: only the modern (virtio 1.x) interface is supported: "
+                   "use disable-legacy=on,disable-modern=off",
+                   ctx->driver);
         return false;
     }
     return true;
@@ -233,12 +235,14 @@ static PciDevice *virtio_net_pci_from_opts(PciBus *bus, SubOpts *opts,
         }
     }
     pci_bus_ram(bus, &below, &above);
-    o.ram[o.nr_ram++] = (VhostMemRegion){ 0, below,
-                                          guest_memory_hva(pci_bus_memory(bus), 0, below) };
+    o.ram[o.nr_ram++] = (VhostMemRegion){
+        0, below, guest_memory_hva(pci_bus_memory(bus), 0, below)
+    };
     if (above) {
         o.ram[o.nr_ram++] = (VhostMemRegion){
-            1ULL << 32, above,         /* RAM above 4 GiB starts there */
-            guest_memory_hva(pci_bus_memory(bus), 1ULL << 32, above) };
+            1ULL << 32, above, /* RAM above 4 GiB starts there */
+            guest_memory_hva(pci_bus_memory(bus), 1ULL << 32, above)
+        };
     }
     dev = virtio_net_pci_create(bus, &o, errp);
     if (dev) {
@@ -251,13 +255,13 @@ typedef bool (*PciCheckFn)(SubOpts *opts, const PciCreateContext *ctx, GError **
 
 static const struct {
     const char *name;
-    const char *alias;       /* QEMU's short spelling, or NULL */
+    const char *alias; /* QEMU's short spelling, or NULL */
     const char *desc;
-    PciCheckFn check;        /* the options alone, before the VM exists */
+    PciCheckFn check; /* the options alone, before the VM exists */
     PciCreateFn create;
 } pci_drivers[] = {
-    { "virtio-blk-pci", "virtio-blk", "Virtio block device (modern)", virtio_blk_pci_check,
-      virtio_blk_pci_from_opts },
+    { "virtio-blk-pci", "virtio-blk", "Virtio block device (modern)",
+      virtio_blk_pci_check, virtio_blk_pci_from_opts },
     { "virtio-net-pci", "virtio-net", "Virtio network device (modern)",
       virtio_net_pci_check, virtio_net_pci_from_opts },
 };
@@ -297,7 +301,8 @@ bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup
                       void *lookup_opaque, GError **errp)
 {
     int i = pci_driver_find(driver);
-    PciCreateContext ctx = { i >= 0 ? pci_drivers[i].name : driver, lookup, lookup_opaque };
+    PciCreateContext ctx = { i >= 0 ? pci_drivers[i].name : driver, lookup,
+                             lookup_opaque };
 
     if (i < 0) {
         error_setg(errp, "'%s' is not a valid device model name", driver);
@@ -307,11 +312,11 @@ bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup
 }
 
 PciDevice *pci_device_create(PciBus *bus, const char *driver, SubOpts *opts,
-                             PciDriveLookupFn lookup, void *lookup_opaque,
-                             GError **errp)
+                             PciDriveLookupFn lookup, void *lookup_opaque, GError **errp)
 {
     int i = pci_driver_find(driver);
-    PciCreateContext ctx = { i >= 0 ? pci_drivers[i].name : driver, lookup, lookup_opaque };
+    PciCreateContext ctx = { i >= 0 ? pci_drivers[i].name : driver, lookup,
+                             lookup_opaque };
     const char *id = subopts_get(opts, "id");
 
     if (id && pci_find_device_by_id(bus, id)) {

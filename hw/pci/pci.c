@@ -10,22 +10,22 @@
 #include "util/error.h"
 
 /* Command bits a guest may change (the others are hardwired to zero). */
-#define PCI_COMMAND_WRITABLE                                                           \
-    (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY |   \
+#define PCI_COMMAND_WRITABLE                                                             \
+    (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY |     \
      PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE)
 /* Status bits that a write of 1 clears (error reporting). */
-#define PCI_STATUS_W1C                                                                 \
-    (PCI_STATUS_PARITY | PCI_STATUS_SIG_TARGET_ABORT | PCI_STATUS_REC_TARGET_ABORT |   \
-     PCI_STATUS_REC_MASTER_ABORT | PCI_STATUS_SIG_SYSTEM_ERROR |                       \
+#define PCI_STATUS_W1C                                                                   \
+    (PCI_STATUS_PARITY | PCI_STATUS_SIG_TARGET_ABORT | PCI_STATUS_REC_TARGET_ABORT |     \
+     PCI_STATUS_REC_MASTER_ABORT | PCI_STATUS_SIG_SYSTEM_ERROR |                         \
      PCI_STATUS_DETECTED_PARITY)
 /* Memory BARs live below this (no guest has more physical address bits). */
-#define PCI_MEM_LIMIT       (1ULL << 48)
-#define PCI_LOW_MEM_LIMIT   0x100000ULL       /* legacy area below 1 MiB */
-#define PCI_RESERVED_START  0xfec00000ULL     /* IOAPIC, LAPIC, BIOS flash */
-#define PCI_RESERVED_END    0x100000000ULL
-#define PCI_HIGH_RAM_START  0x100000000ULL    /* RAM above 4 GiB starts here */
-#define PCI_IO_SPACE_END    0x10000ULL
-#define PCI_IO_SPACE_MIN    0x1000ULL         /* ISA ports stay ISA's */
+#define PCI_MEM_LIMIT      (1ULL << 48)
+#define PCI_LOW_MEM_LIMIT  0x100000ULL   /* legacy area below 1 MiB */
+#define PCI_RESERVED_START 0xfec00000ULL /* IOAPIC, LAPIC, BIOS flash */
+#define PCI_RESERVED_END   0x100000000ULL
+#define PCI_HIGH_RAM_START 0x100000000ULL /* RAM above 4 GiB starts here */
+#define PCI_IO_SPACE_END   0x10000ULL
+#define PCI_IO_SPACE_MIN   0x1000ULL /* ISA ports stay ISA's */
 
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
@@ -355,7 +355,7 @@ void pci_config_write(PciDevice *dev, unsigned offset, unsigned len, uint32_t va
         pci_device_update_mappings(dev);
     }
     if (dev->bus && ranges_overlap(offset, len, PCI_COMMAND + 1, 1)) {
-        pthread_mutex_lock(&dev->bus->intx_lock);      /* INTx disable bit */
+        pthread_mutex_lock(&dev->bus->intx_lock); /* INTx disable bit */
         pci_bus_update_intx_locked(dev->bus);
         pthread_mutex_unlock(&dev->bus->intx_lock);
     }
@@ -401,7 +401,8 @@ bool pci_device_realize(PciBus *bus, PciDevice *dev, int devfn, GError **errp)
         const PciDevice *in_use = bus->devices[devfn];
 
         /* QEMU names the occupant with its id when it has one */
-        error_setg(errp, "PCI: slot %d function %d not available for %s, in use by %s%s%s",
+        error_setg(errp,
+                   "PCI: slot %d function %d not available for %s, in use by %s%s%s",
                    PCI_DEVFN_SLOT(devfn), PCI_DEVFN_FUNC(devfn), dev->name, in_use->name,
                    in_use->qdev_id ? ",id=" : "", in_use->qdev_id ? in_use->qdev_id : "");
         return false;
@@ -409,8 +410,10 @@ bool pci_device_realize(PciBus *bus, PciDevice *dev, int devfn, GError **errp)
                !(bus->devices[devfn & ~7] &&
                  (bus->devices[devfn & ~7]->config[PCI_HEADER_TYPE] & 0x80))) {
         /* a function beside function 0 of a multi-function device only */
-        error_setg(errp, "PCI: %s: multifunction devices are not supported "
-                   "(function %d)", dev->name, PCI_DEVFN_FUNC(devfn));
+        error_setg(errp,
+                   "PCI: %s: multifunction devices are not supported "
+                   "(function %d)",
+                   dev->name, PCI_DEVFN_FUNC(devfn));
         return false;
     }
     dev->bus = bus;
@@ -497,8 +500,7 @@ PciDevice *pci_find_device_by_id(PciBus *b, const char *qdev_id)
     return NULL;
 }
 
-void pci_foreach_device(PciBus *b, void (*fn)(PciDevice *dev, void *opaque),
-                        void *opaque)
+void pci_foreach_device(PciBus *b, void (*fn)(PciDevice *dev, void *opaque), void *opaque)
 {
     for (int devfn = 0; b && devfn < PCI_DEVFN_COUNT; devfn++) {
         if (b->devices[devfn]) {
@@ -529,7 +531,7 @@ unsigned pci_intx_routes(PciBus *b, PciIntxRoute *routes, unsigned max)
     return n;
 }
 
-#define PCI_STATE_MAGIC 0x50434931u    /* "PCI1" */
+#define PCI_STATE_MAGIC 0x50434931u /* "PCI1" */
 
 void pci_device_save(PciDevice *dev, GByteArray *out)
 {
@@ -554,8 +556,8 @@ bool pci_device_parse(PciDevice *dev, StateReader *r, PciDeviceSnapshot *snap,
                       GError **errp)
 {
     memset(snap, 0, sizeof(*snap));
-    if (blob_get_u32(r) != PCI_STATE_MAGIC || !blob_get_bytes(r, snap->config,
-                                                              PCI_CONFIG_SIZE)) {
+    if (blob_get_u32(r) != PCI_STATE_MAGIC ||
+        !blob_get_bytes(r, snap->config, PCI_CONFIG_SIZE)) {
         error_setg(errp, "%s: bad PCI state", dev->name);
         return false;
     }
@@ -564,9 +566,10 @@ bool pci_device_parse(PciDevice *dev, StateReader *r, PciDeviceSnapshot *snap,
     for (int i = 0; i < PCI_CONFIG_SIZE; i++) {
         uint8_t ro = ~dev->wmask[i] & ~dev->w1cmask[i];
         if ((snap->config[i] & ro) != (dev->reset_config[i] & ro)) {
-            error_setg(errp, "%s: PCI config byte 0x%02x differs (0x%02x, this "
-                       "device has 0x%02x): not the same device", dev->name, i,
-                       snap->config[i], dev->reset_config[i]);
+            error_setg(errp,
+                       "%s: PCI config byte 0x%02x differs (0x%02x, this "
+                       "device has 0x%02x): not the same device",
+                       dev->name, i, snap->config[i], dev->reset_config[i]);
             return false;
         }
     }

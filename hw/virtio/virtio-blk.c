@@ -25,16 +25,16 @@
 #include "virtio-blk.h"
 #include "util/error.h"
 
-#define SECTOR_SIZE             512
-#define BLK_DEFAULT_QUEUE_SIZE  256
-#define BLK_MAX_QUEUES          16
-#define BLK_SIZE_MAX            (4u << 20)        /* per segment */
-#define BLK_MAX_DWZ_SECTORS     0x3fffffu         /* discard / write zeroes */
-#define BLK_MAX_DWZ_SEGMENTS    256u
-#define BLK_REQ_HEADER_SIZE     16
-#define BLK_DWZ_SEGMENT_SIZE    16
-#define BLK_STATE_MAGIC         0x424c4b31u       /* "BLK1" */
-#define PCI_CLASS_SCSI_STORAGE  0x010000
+#define SECTOR_SIZE            512
+#define BLK_DEFAULT_QUEUE_SIZE 256
+#define BLK_MAX_QUEUES         16
+#define BLK_SIZE_MAX           (4u << 20) /* per segment */
+#define BLK_MAX_DWZ_SECTORS    0x3fffffu  /* discard / write zeroes */
+#define BLK_MAX_DWZ_SEGMENTS   256u
+#define BLK_REQ_HEADER_SIZE    16
+#define BLK_DWZ_SEGMENT_SIZE   16
+#define BLK_STATE_MAGIC        0x424c4b31u /* "BLK1" */
+#define PCI_CLASS_SCSI_STORAGE 0x010000
 
 typedef struct VirtioBlkRequest {
     VirtioBlk *blk;
@@ -88,7 +88,7 @@ static uint8_t blk_rw(VirtioBlk *blk, VirtQueueElement *elem, bool is_write,
         g_free(iov);
         return VIRTIO_BLK_S_IOERR;
     }
-    ret = n == 0 ? 0
+    ret = n == 0     ? 0
           : is_write ? blk->backend->pwritev(blk->bs, sector * SECTOR_SIZE, iov, n)
                      : blk->backend->preadv(blk->bs, sector * SECTOR_SIZE, iov, n);
     g_free(iov);
@@ -105,8 +105,7 @@ static uint8_t blk_get_id(VirtioBlk *blk, VirtQueueElement *elem, uint32_t *used
 {
     size_t n = MIN(elem->in_len - 1, (size_t)VIRTIO_BLK_ID_BYTES);
 
-    *used_len += iov_from_buf(elem->iov + elem->out_num, elem->in_num, 0,
-                                     blk->serial, n);
+    *used_len += iov_from_buf(elem->iov + elem->out_num, elem->in_num, 0, blk->serial, n);
     return VIRTIO_BLK_S_OK;
 }
 
@@ -119,7 +118,7 @@ static uint8_t blk_discard_write_zeroes(VirtioBlk *blk, VirtQueueElement *elem,
 {
     size_t len = elem->out_len - BLK_REQ_HEADER_SIZE;
     unsigned nr = len / BLK_DWZ_SEGMENT_SIZE;
-    uint8_t (*seg)[BLK_DWZ_SEGMENT_SIZE];
+    uint8_t(*seg)[BLK_DWZ_SEGMENT_SIZE];
     uint8_t status = VIRTIO_BLK_S_OK;
 
     if (blk->read_only) {
@@ -129,8 +128,7 @@ static uint8_t blk_discard_write_zeroes(VirtioBlk *blk, VirtQueueElement *elem,
         return VIRTIO_BLK_S_IOERR;
     }
     seg = g_malloc(len);
-    if (iov_to_buf(elem->iov, elem->out_num, BLK_REQ_HEADER_SIZE, seg, len) !=
-        len) {
+    if (iov_to_buf(elem->iov, elem->out_num, BLK_REQ_HEADER_SIZE, seg, len) != len) {
         status = VIRTIO_BLK_S_IOERR;
     }
     for (unsigned i = 0; i < nr && status == VIRTIO_BLK_S_OK; i++) {
@@ -148,7 +146,7 @@ static uint8_t blk_discard_write_zeroes(VirtioBlk *blk, VirtQueueElement *elem,
         uint64_t sector = pci_get_long(seg[i]) | (uint64_t)pci_get_long(seg[i] + 4) << 32;
         uint64_t bytes = (uint64_t)pci_get_long(seg[i] + 8) * SECTOR_SIZE;
         bool unmap = pci_get_long(seg[i] + 12) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
-        int ret = !bytes ? 0
+        int ret = !bytes    ? 0
                   : discard ? blk->backend->discard(blk->bs, sector * SECTOR_SIZE, bytes)
                             : blk->backend->write_zeroes(blk->bs, sector * SECTOR_SIZE,
                                                          bytes, unmap);
@@ -192,9 +190,8 @@ int virtio_blk_execute(VirtioBlk *blk, VirtQueueElement *elem, uint32_t *used_le
 
     *used_len = 0;
     /* the status byte is the last byte the driver lets us write */
-    if (elem->in_len == 0 ||
-        virtio_iov_slice(elem->iov + elem->out_num, elem->in_num, elem->in_len - 1, 1,
-                         &status_iov, 1) != 1) {
+    if (elem->in_len == 0 || virtio_iov_slice(elem->iov + elem->out_num, elem->in_num,
+                                              elem->in_len - 1, 1, &status_iov, 1) != 1) {
         return -EINVAL;
     }
     if (elem->bad_address || elem->out_len < BLK_REQ_HEADER_SIZE ||
@@ -217,8 +214,10 @@ static void virtio_blk_run(VirtioBlkRequest *req)
     uint32_t used_len;
 
     if (virtio_blk_execute(blk, &req->elem, &used_len) < 0) {
-        virtio_error(&blk->vdev, req->vq, "queue %u: request without a writable status "
-                     "byte in guest RAM", req->vq->index);
+        virtio_error(&blk->vdev, req->vq,
+                     "queue %u: request without a writable status "
+                     "byte in guest RAM",
+                     req->vq->index);
         used_len = 0;
     }
     virtio_queue_complete(req->vq, &req->elem, used_len);
@@ -322,9 +321,10 @@ static bool virtio_blk_load_check(VirtioDevice *vdev, StateReader *r, GError **e
         return false;
     }
     if (capacity != blk->capacity) {
-        error_setg(errp, "%s: the disk has %" G_GUINT64_FORMAT " sectors here, %"
-                   G_GUINT64_FORMAT " on the source", vdev->name, blk->capacity,
-                   capacity);
+        error_setg(errp,
+                   "%s: the disk has %" G_GUINT64_FORMAT
+                   " sectors here, %" G_GUINT64_FORMAT " on the source",
+                   vdev->name, blk->capacity, capacity);
         return false;
     }
     return true;
@@ -352,7 +352,7 @@ static void virtio_blk_stop(VirtioDevice *vdev)
 
 static void virtio_blk_destroy(VirtioDevice *vdev)
 {
-    g_free(vdev);           /* the VirtioBlk that embeds it */
+    g_free(vdev); /* the VirtioBlk that embeds it */
 }
 
 static const VirtioDeviceOps virtio_blk_ops = {
@@ -367,8 +367,8 @@ static uint64_t virtio_blk_features(const VirtioBlk *blk, unsigned num_queues)
 {
     uint64_t f = (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
                  (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
-                 (1ULL << VIRTIO_BLK_F_SEG_MAX) |
-                 (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH);
+                 (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+                 (1ULL << VIRTIO_BLK_F_FLUSH);
 
     if (blk->read_only) {
         f |= 1ULL << VIRTIO_BLK_F_RO;
@@ -389,7 +389,7 @@ static void virtio_blk_fill_config(VirtioBlk *blk, unsigned num_queues,
 
     c->capacity = GUINT64_TO_LE(blk->capacity);
     c->size_max = GUINT32_TO_LE(BLK_SIZE_MAX);
-    c->seg_max = GUINT32_TO_LE(queue_size - 2);     /* header and status */
+    c->seg_max = GUINT32_TO_LE(queue_size - 2); /* header and status */
     c->blk_size = GUINT32_TO_LE(SECTOR_SIZE);
     c->num_queues = GUINT16_TO_LE(num_queues);
     c->max_discard_sectors = GUINT32_TO_LE(BLK_MAX_DWZ_SECTORS);
@@ -412,8 +412,10 @@ static bool virtio_blk_check_options(const VirtioBlkOptions *o, unsigned *num_qu
                    BLK_MAX_QUEUES);
     } else if (*queue_size < 4 || *queue_size > VIRTQUEUE_MAX_SIZE ||
                (*queue_size & (*queue_size - 1))) {
-        error_setg(errp, "virtio-blk-pci: queue-size must be a power of 2 between 4 "
-                   "and %d", VIRTQUEUE_MAX_SIZE);
+        error_setg(errp,
+                   "virtio-blk-pci: queue-size must be a power of 2 between 4 "
+                   "and %d",
+                   VIRTQUEUE_MAX_SIZE);
     } else if (o->serial && strlen(o->serial) > VIRTIO_BLK_ID_BYTES) {
         error_setg(errp, "virtio-blk-pci: serial is longer than %d bytes",
                    VIRTIO_BLK_ID_BYTES);
@@ -449,11 +451,11 @@ PciDevice *virtio_blk_pci_create_opts(PciBus *bus, const VirtioBlkOptions *o,
     blk->backend = o->backend ? o->backend : &block_layer_backend;
     blk->capacity = blk->backend->getlength(o->bs) / SECTOR_SIZE;
     blk->read_only = o->read_only || blk->backend->is_read_only(o->bs);
-    if (o->serial) {        /* NUL-padded; 20 bytes long means no NUL */
+    if (o->serial) { /* NUL-padded; 20 bytes long means no NUL */
         memcpy(blk->serial, o->serial, strlen(o->serial));
     }
-    virtio_device_init(&blk->vdev, pci_bus_memory(bus), "virtio-blk", VIRTIO_ID_BLOCK, num_queues,
-                       queue_size, virtio_blk_features(blk, num_queues),
+    virtio_device_init(&blk->vdev, pci_bus_memory(bus), "virtio-blk", VIRTIO_ID_BLOCK,
+                       num_queues, queue_size, virtio_blk_features(blk, num_queues),
                        sizeof(struct virtio_blk_config), &virtio_blk_ops);
     virtio_blk_fill_config(blk, num_queues, queue_size);
     if (!virtio_blk_workers_start(blk, errp)) {
@@ -473,8 +475,9 @@ PciDevice *virtio_blk_pci_create_opts(PciBus *bus, const VirtioBlkOptions *o,
 PciDevice *virtio_blk_pci_create(PciBus *bus, BlockDriverState *bs, const char *id,
                                  const char *serial, GError **errp)
 {
-    VirtioBlkOptions o = { .bs = bs, .id = id, .serial = serial,
-                           .devfn = PCI_DEVFN_AUTO };
+    VirtioBlkOptions o = {
+        .bs = bs, .id = id, .serial = serial, .devfn = PCI_DEVFN_AUTO
+    };
 
     return virtio_blk_pci_create_opts(bus, &o, errp);
 }

@@ -11,13 +11,13 @@
 
 #include "hw/virtio.h"
 
-#define VIRTIO_BLK_WORKERS 16         /* I/O threads per device */
+#define VIRTIO_BLK_WORKERS 16 /* I/O threads per device */
 
 typedef struct VirtioBlk {
-    VirtioDevice vdev;              /* first: the core hands this back */
+    VirtioDevice vdev; /* first: the core hands this back */
     BlockDriverState *bs;
     const VirtioBlkBackend *backend;
-    uint64_t capacity;              /* in 512-byte sectors */
+    uint64_t capacity; /* in 512-byte sectors */
     bool read_only;
     char serial[VIRTIO_BLK_ID_BYTES]; /* NUL-padded, not terminated at 20 */
     /*
@@ -28,7 +28,7 @@ typedef struct VirtioBlk {
     pthread_mutex_t work_lock;
     pthread_cond_t work_cond;
     GQueue work;
-    bool stopping;                  /* the workers end once it is empty */
+    bool stopping; /* the workers end once it is empty */
     pthread_t workers[VIRTIO_BLK_WORKERS];
     unsigned nr_workers;
 } VirtioBlk;

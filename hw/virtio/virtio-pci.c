@@ -14,27 +14,27 @@
 #include "hw/virtio.h"
 #include "util/error.h"
 
-#define VIRTIO_PCI_MSIX_BAR     1
-#define VIRTIO_PCI_MODERN_BAR   4
-#define VIRTIO_PCI_MODERN_SIZE  0x4000
-#define VIRTIO_PCI_REGION_SIZE  0x1000
-#define VIRTIO_PCI_COMMON_OFF   0x0000
-#define VIRTIO_PCI_ISR_OFF      0x1000
-#define VIRTIO_PCI_DEVICE_OFF   0x2000
-#define VIRTIO_PCI_NOTIFY_OFF   0x3000
-#define VIRTIO_PCI_NOTIFY_MULT  4
-#define VIRTIO_PCI_COMMON_IMAGE 0x40     /* the 1.2 layout, queue_reset included */
-#define VIRTIO_PCI_DEVICE_BASE  0x1040   /* modern device ID = 0x1040 + type */
-#define VIRTIO_PCI_REVISION     1
-#define VIRTIO_PCI_ISR_QUEUE    0x1
+#define VIRTIO_PCI_MSIX_BAR      1
+#define VIRTIO_PCI_MODERN_BAR    4
+#define VIRTIO_PCI_MODERN_SIZE   0x4000
+#define VIRTIO_PCI_REGION_SIZE   0x1000
+#define VIRTIO_PCI_COMMON_OFF    0x0000
+#define VIRTIO_PCI_ISR_OFF       0x1000
+#define VIRTIO_PCI_DEVICE_OFF    0x2000
+#define VIRTIO_PCI_NOTIFY_OFF    0x3000
+#define VIRTIO_PCI_NOTIFY_MULT   4
+#define VIRTIO_PCI_COMMON_IMAGE  0x40   /* the 1.2 layout, queue_reset included */
+#define VIRTIO_PCI_DEVICE_BASE   0x1040 /* modern device ID = 0x1040 + type */
+#define VIRTIO_PCI_REVISION      1
+#define VIRTIO_PCI_ISR_QUEUE     0x1
 #define VIRTIO_PCI_STATE_VERSION 1
 
 typedef struct VirtioPci {
     PciDevice *pci;
     VirtioDevice *vdev;
-    uint8_t cfg_cap;              /* the VIRTIO_PCI_CAP_PCI_CFG capability */
-    pthread_mutex_t irq_lock;     /* ISR bits and the INTx level together */
-    unsigned *ioeventfd_len;      /* per queue: 0 none, else 0xff (any) or 2 */
+    uint8_t cfg_cap;          /* the VIRTIO_PCI_CAP_PCI_CFG capability */
+    pthread_mutex_t irq_lock; /* ISR bits and the INTx level together */
+    unsigned *ioeventfd_len;  /* per queue: 0 none, else 0xff (any) or 2 */
     uint64_t ioeventfd_base;
     char *state_name;
 } VirtioPci;
@@ -43,8 +43,7 @@ typedef struct VirtioPci {
 
 static VirtQueue *virtio_pci_selected_queue(VirtioDevice *vdev)
 {
-    return vdev->queue_select < vdev->nr_queues ? &vdev->vqs[vdev->queue_select]
-                                                : NULL;
+    return vdev->queue_select < vdev->nr_queues ? &vdev->vqs[vdev->queue_select] : NULL;
 }
 
 /* The common configuration as the driver would read it now. */
@@ -63,7 +62,7 @@ static void common_cfg_image(VirtioDevice *vdev, uint8_t *img)
     img[VIRTIO_PCI_COMMON_CFGGENERATION] = vdev->config_generation;
     pci_set_word(img + VIRTIO_PCI_COMMON_Q_SELECT, vdev->queue_select);
     if (!vq) {
-        return;         /* no such queue: size 0 says so */
+        return; /* no such queue: size 0 says so */
     }
     pci_set_word(img + VIRTIO_PCI_COMMON_Q_SIZE, vq->size);
     pci_set_word(img + VIRTIO_PCI_COMMON_Q_MSIX, vq->msix_vector);
@@ -171,11 +170,11 @@ static void common_cfg_write(VirtioPci *vp, uint64_t offset, const uint8_t *data
     static const struct {
         uint8_t offset, size;
     } fields[] = {
-        { VIRTIO_PCI_COMMON_DFSELECT, 4 }, { VIRTIO_PCI_COMMON_GFSELECT, 4 },
-        { VIRTIO_PCI_COMMON_GF, 4 },       { VIRTIO_PCI_COMMON_MSIX, 2 },
-        { VIRTIO_PCI_COMMON_STATUS, 1 },   { VIRTIO_PCI_COMMON_Q_SELECT, 2 },
-        { VIRTIO_PCI_COMMON_Q_SIZE, 2 },   { VIRTIO_PCI_COMMON_Q_MSIX, 2 },
-        { VIRTIO_PCI_COMMON_Q_ENABLE, 2 }, { VIRTIO_PCI_COMMON_Q_DESCLO, 8 },
+        { VIRTIO_PCI_COMMON_DFSELECT, 4 },  { VIRTIO_PCI_COMMON_GFSELECT, 4 },
+        { VIRTIO_PCI_COMMON_GF, 4 },        { VIRTIO_PCI_COMMON_MSIX, 2 },
+        { VIRTIO_PCI_COMMON_STATUS, 1 },    { VIRTIO_PCI_COMMON_Q_SELECT, 2 },
+        { VIRTIO_PCI_COMMON_Q_SIZE, 2 },    { VIRTIO_PCI_COMMON_Q_MSIX, 2 },
+        { VIRTIO_PCI_COMMON_Q_ENABLE, 2 },  { VIRTIO_PCI_COMMON_Q_DESCLO, 8 },
         { VIRTIO_PCI_COMMON_Q_AVAILLO, 8 }, { VIRTIO_PCI_COMMON_Q_USEDLO, 8 },
     };
     uint8_t img[VIRTIO_PCI_COMMON_IMAGE];
@@ -244,7 +243,7 @@ static void virtio_pci_modern_io(void *opaque, uint64_t offset, uint8_t *data,
         }
     } else if (region == VIRTIO_PCI_DEVICE_OFF) {
         virtio_pci_device_cfg(vp, off, data, len, is_write);
-    } else if (is_write) {             /* notify: one 4-byte slot per queue */
+    } else if (is_write) { /* notify: one 4-byte slot per queue */
         uint64_t q = off / VIRTIO_PCI_NOTIFY_MULT;
         if (q < vp->vdev->nr_queues) {
             virtio_queue_kick(&vp->vdev->vqs[q]);
@@ -310,7 +309,8 @@ static void virtio_pci_ioeventfds(VirtioPci *vp, uint64_t base, bool assign)
         if (!assign) {
             if (vp->ioeventfd_len[q]) {
                 unsigned len = vp->ioeventfd_len[q] == IOEVENTFD_ANY_LEN
-                                   ? 0 : vp->ioeventfd_len[q];
+                                   ? 0
+                                   : vp->ioeventfd_len[q];
                 pci_device_ioeventfd(vp->pci, fd, addr, len, false);
             }
             vp->ioeventfd_len[q] = 0;
@@ -363,7 +363,7 @@ static bool virtio_pci_config_read(PciDevice *pci, unsigned offset, unsigned len
     if (cfg_data_touched(pci->opaque, offset, len)) {
         virtio_pci_cfg_window(pci->opaque, false);
     }
-    return false;       /* the bytes are in config space now */
+    return false; /* the bytes are in config space now */
 }
 
 static void virtio_pci_config_write(PciDevice *pci, unsigned offset, unsigned len,
@@ -374,7 +374,7 @@ static void virtio_pci_config_write(PciDevice *pci, unsigned offset, unsigned le
     if (cfg_data_touched(vp, offset, len)) {
         virtio_pci_cfg_window(vp, true);
     }
-    if (msix_enabled(pci)) {            /* MSI-X on: INTx must stay quiet */
+    if (msix_enabled(pci)) { /* MSI-X on: INTx must stay quiet */
         pthread_mutex_lock(&vp->irq_lock);
         pci_set_irq(pci, 0);
         pthread_mutex_unlock(&vp->irq_lock);
@@ -496,8 +496,8 @@ static const DeviceStateOps virtio_pci_state_ops = {
     .load = virtio_pci_state_load,
 };
 
-static void virtio_pci_add_cap(PciDevice *pci, uint8_t type, uint8_t len,
-                               uint32_t offset, uint8_t *where)
+static void virtio_pci_add_cap(PciDevice *pci, uint8_t type, uint8_t len, uint32_t offset,
+                               uint8_t *where)
 {
     uint8_t cap = pci_device_add_capability(pci, PCI_CAP_ID_VNDR, 0, len);
 
@@ -526,11 +526,11 @@ static bool virtio_pci_setup_config(VirtioPci *vp, GError **errp)
     virtio_pci_add_cap(pci, VIRTIO_PCI_CAP_NOTIFY_CFG,
                        sizeof(struct virtio_pci_notify_cap), VIRTIO_PCI_NOTIFY_OFF,
                        &notify);
-    pci_set_long(pci->config + notify + offsetof(struct virtio_pci_notify_cap,
-                                                 notify_off_multiplier),
+    pci_set_long(pci->config + notify +
+                     offsetof(struct virtio_pci_notify_cap, notify_off_multiplier),
                  VIRTIO_PCI_NOTIFY_MULT);
-    virtio_pci_add_cap(pci, VIRTIO_PCI_CAP_PCI_CFG, sizeof(struct virtio_pci_cfg_cap),
-                       0, &cfg);
+    virtio_pci_add_cap(pci, VIRTIO_PCI_CAP_PCI_CFG, sizeof(struct virtio_pci_cfg_cap), 0,
+                       &cfg);
     /* the window's bar, offset, length and data are the driver's to write */
     memset(pci->config + cfg + VIRTIO_PCI_CAP_BAR, 0, 1);
     memset(pci->config + cfg + VIRTIO_PCI_CAP_OFFSET, 0, 8);
@@ -560,8 +560,8 @@ PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_na
 {
     VirtioPci *vp = g_new0(VirtioPci, 1);
     PciDevice *pci = pci_device_new(pci_name, PCI_VENDOR_REDHAT_QUMRANET,
-                                    VIRTIO_PCI_DEVICE_BASE + vdev->device_id,
-                                    class_code, VIRTIO_PCI_REVISION);
+                                    VIRTIO_PCI_DEVICE_BASE + vdev->device_id, class_code,
+                                    VIRTIO_PCI_REVISION);
 
     pthread_mutex_init(&vp->irq_lock, NULL);
     vp->pci = pci;
@@ -571,7 +571,8 @@ PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_na
     pci->opaque = vp;
     vdev->transport = &virtio_pci_transport;
     vdev->transport_opaque = vp;
-    if (!virtio_pci_setup_config(vp, errp) || !pci_device_realize(bus, pci, devfn, errp)) {
+    if (!virtio_pci_setup_config(vp, errp) ||
+        !pci_device_realize(bus, pci, devfn, errp)) {
         goto fail;
     }
     vp->state_name = g_strdup_printf("%s@00:%02x.%x", vdev->name,
@@ -584,7 +585,7 @@ PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_na
                                errp)) {
         goto fail;
     }
-    pci->ops = &virtio_pci_ops;        /* from here pci_device_free tears down all */
+    pci->ops = &virtio_pci_ops; /* from here pci_device_free tears down all */
     if (!virtio_device_start(vdev, errp)) {
         device_state_unregister(pci_bus_device_states(bus), vp);
         pci->ops = NULL;

@@ -10,7 +10,7 @@
 #include "hw/virtio.h"
 #include "util/error.h"
 
-#define VIRTIO_STATE_MAGIC 0x56494f31u     /* "VIO1" */
+#define VIRTIO_STATE_MAGIC 0x56494f31u /* "VIO1" */
 
 typedef struct VirtQueueSnapshot {
     uint16_t size, msix_vector;
@@ -97,8 +97,11 @@ static bool virtqueue_snapshot_check(VirtioDevice *vdev, unsigned index,
                                      const VirtQueueSnapshot *s, uint64_t features,
                                      GError **errp)
 {
-    VirtQueue probe = { .mem = vdev->mem, .max_size = vdev->vqs[index].max_size,
-                        .size = s->size, .desc_gpa = s->desc, .avail_gpa = s->avail,
+    VirtQueue probe = { .mem = vdev->mem,
+                        .max_size = vdev->vqs[index].max_size,
+                        .size = s->size,
+                        .desc_gpa = s->desc,
+                        .avail_gpa = s->avail,
                         .used_gpa = s->used };
     const char *why = NULL;
 
@@ -109,13 +112,13 @@ static bool virtqueue_snapshot_check(VirtioDevice *vdev, unsigned index,
     return true;
 }
 
-static bool virtio_snapshot_check(VirtioDevice *vdev, VirtioSnapshot *snap,
-                                  GError **errp)
+static bool virtio_snapshot_check(VirtioDevice *vdev, VirtioSnapshot *snap, GError **errp)
 {
     if (snap->guest_features & ~vdev->host_features) {
-        error_setg(errp, "%s: the source negotiated features 0x%" G_GINT64_MODIFIER
-                   "x that this device does not offer", vdev->name,
-                   snap->guest_features & ~vdev->host_features);
+        error_setg(errp,
+                   "%s: the source negotiated features 0x%" G_GINT64_MODIFIER
+                   "x that this device does not offer",
+                   vdev->name, snap->guest_features & ~vdev->host_features);
         return false;
     }
     for (unsigned q = 0; q < vdev->nr_queues; q++) {

@@ -225,7 +225,7 @@ void virtio_device_cleanup(VirtioDevice *vdev)
 
 void virtio_device_pause(VirtioDevice *vdev)
 {
-    pthread_mutex_lock(&vdev->busy_lock);     /* the thread is between queues */
+    pthread_mutex_lock(&vdev->busy_lock); /* the thread is between queues */
     vdev->paused = true;
     pthread_mutex_unlock(&vdev->busy_lock);
     virtio_wait_idle(vdev);
@@ -275,7 +275,7 @@ void virtio_set_driver_features(VirtioDevice *vdev, uint32_t value)
 
     if ((virtio_get_status(vdev) & VIRTIO_CONFIG_S_FEATURES_OK) ||
         vdev->driver_feature_select > 1) {
-        return;         /* negotiation is over, or no such feature word */
+        return; /* negotiation is over, or no such feature word */
     }
     vdev->guest_features &= ~(0xffffffffULL << shift);
     vdev->guest_features |= (uint64_t)value << shift;
@@ -311,10 +311,10 @@ void virtio_set_status(VirtioDevice *vdev, uint8_t val)
         !virtio_features_acceptable(vdev)) {
         val &= ~VIRTIO_CONFIG_S_FEATURES_OK;
     }
-    val &= ~VIRTIO_CONFIG_S_NEEDS_RESET;              /* the device's bit */
+    val &= ~VIRTIO_CONFIG_S_NEEDS_RESET; /* the device's bit */
     do {
         new = old | val;
-        if (!(new & VIRTIO_CONFIG_S_FEATURES_OK)) {
+        if (!(new &VIRTIO_CONFIG_S_FEATURES_OK)) {
             new &= ~VIRTIO_CONFIG_S_DRIVER_OK;
         }
     } while (!__atomic_compare_exchange_n(&vdev->status, &old, new, false,
@@ -322,7 +322,7 @@ void virtio_set_status(VirtioDevice *vdev, uint8_t val)
     if (new != old && vdev->ops->status_changed) {
         vdev->ops->status_changed(vdev, old, new);
     }
-    if ((new & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK)) {
+    if ((new &VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK)) {
         virtio_wake(vdev);
     }
 }

@@ -13,14 +13,14 @@
 #include "hw/virtio.h"
 
 /* Layout of the three rings (2.7.5 - 2.7.8). */
-#define DESC_SIZE            16
-#define AVAIL_FLAGS          0
-#define AVAIL_IDX            2
-#define AVAIL_RING           4
-#define USED_FLAGS           0
-#define USED_IDX             2
-#define USED_RING            4
-#define USED_ELEM_SIZE       8
+#define DESC_SIZE      16
+#define AVAIL_FLAGS    0
+#define AVAIL_IDX      2
+#define AVAIL_RING     4
+#define USED_FLAGS     0
+#define USED_IDX       2
+#define USED_RING      4
+#define USED_ELEM_SIZE 8
 
 typedef struct VringDesc {
     uint64_t addr;
@@ -40,7 +40,6 @@ void virtqueue_element_free(VirtQueueElement *elem)
     g_free(elem->gpa);
     virtqueue_element_init(elem);
 }
-
 
 int virtio_iov_slice(const struct iovec *iov, unsigned cnt, size_t offset, size_t len,
                      struct iovec *dst, unsigned dst_max)
@@ -103,7 +102,8 @@ bool virtqueue_map_rings(VirtQueue *vq, uint64_t features, const char **why)
     }
     vq->desc = guest_memory_hva(&vq->mem, vq->desc_gpa, DESC_SIZE * n);
     vq->avail = guest_memory_hva(&vq->mem, vq->avail_gpa, AVAIL_RING + 2 * n + 2);
-    vq->used = guest_memory_hva(&vq->mem, vq->used_gpa, USED_RING + USED_ELEM_SIZE * n + 2);
+    vq->used = guest_memory_hva(&vq->mem, vq->used_gpa,
+                                USED_RING + USED_ELEM_SIZE * n + 2);
     if (!vq->desc || !vq->avail || !vq->used) {
         vq->desc = vq->avail = vq->used = NULL;
         *why = "virtqueue rings lie outside guest RAM";
@@ -138,7 +138,7 @@ static void desc_read(const uint8_t *table, unsigned i, VringDesc *d)
 {
     uint8_t raw[DESC_SIZE];
 
-    memcpy(raw, table + (size_t)i * DESC_SIZE, DESC_SIZE);  /* one copy, then trust it */
+    memcpy(raw, table + (size_t)i * DESC_SIZE, DESC_SIZE); /* one copy, then trust it */
     memcpy(&d->addr, raw, 8);
     memcpy(&d->len, raw + 8, 4);
     memcpy(&d->flags, raw + 12, 2);
@@ -170,8 +170,7 @@ static int elem_add(VirtQueue *vq, VirtQueueElement *elem, const VringDesc *d,
         elem->gpa = g_renew(uint64_t, elem->gpa, elem->capacity);
     }
     elem->iov[n].iov_len = d->len;
-    elem->iov[n].iov_base = d->len ? guest_memory_hva(&vq->mem, d->addr, d->len)
-                                   : NULL;
+    elem->iov[n].iov_base = d->len ? guest_memory_hva(&vq->mem, d->addr, d->len) : NULL;
     elem->gpa[n] = d->addr;
     elem->bad_address |= d->len && !elem->iov[n].iov_base;
     if (writable) {
@@ -298,7 +297,7 @@ void virtqueue_fill(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len,
 void virtqueue_flush(VirtQueue *vq, unsigned count)
 {
     vq->used_idx += count;
-    ring_store16(vq->used + USED_IDX, vq->used_idx);     /* after the elements */
+    ring_store16(vq->used + USED_IDX, vq->used_idx); /* after the elements */
 }
 
 void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, uint32_t len)
@@ -327,7 +326,7 @@ bool virtqueue_should_notify(VirtQueue *vq)
     if (!valid) {
         return true;
     }
-    event = ring_load16(vq->avail + AVAIL_RING + 2 * vq->size);   /* used_event */
+    event = ring_load16(vq->avail + AVAIL_RING + 2 * vq->size); /* used_event */
     return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
 }
 
@@ -335,7 +334,7 @@ void virtqueue_set_notification(VirtQueue *vq, bool enable)
 {
     vq->notification_on = enable;
     if (vq->event_idx) {
-        if (enable) {           /* avail_event: kick me once past this */
+        if (enable) { /* avail_event: kick me once past this */
             ring_store16(vq->used + USED_RING + USED_ELEM_SIZE * vq->size,
                          vq->last_avail_idx);
         }

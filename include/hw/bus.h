@@ -16,8 +16,8 @@
  * data holds len bytes (1, 2, 4 or 8) in guest (little-endian) order: the
  * handler fills it on a read and consumes it on a write.
  */
-typedef void (*BusIoFn)(void *opaque, uint64_t offset, uint8_t *data,
-                        unsigned len, bool is_write);
+typedef void (*BusIoFn)(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
+                        bool is_write);
 
 typedef struct BusRange {
     uint64_t base;
@@ -28,8 +28,8 @@ typedef struct BusRange {
 } BusRange;
 
 typedef struct Bus {
-    const char *name;     /* "io" or "mmio", for messages */
-    BusRange *ranges;     /* sorted by base, never overlapping */
+    const char *name; /* "io" or "mmio", for messages */
+    BusRange *ranges; /* sorted by base, never overlapping */
     size_t nr_ranges;
     size_t capacity;
 } Bus;
@@ -38,8 +38,8 @@ void bus_init(Bus *bus, const char *name);
 void bus_destroy(Bus *bus);
 
 /* Add [base, base+len).  Refuses empty, wrapping or overlapping ranges. */
-bool bus_register(Bus *bus, uint64_t base, uint64_t len, BusIoFn fn,
-                  void *opaque, const char *name, GError **errp);
+bool bus_register(Bus *bus, uint64_t base, uint64_t len, BusIoFn fn, void *opaque,
+                  const char *name, GError **errp);
 /* Remove the range that starts at base; false when there is none. */
 bool bus_unregister(Bus *bus, uint64_t base);
 /* The range holding addr, or NULL. */

@@ -69,9 +69,9 @@ bool machine_netdev_del(Machine *m, const char *id, GError **errp);
 /* One net client line of HMP's info network. */
 typedef struct MachineNetClientInfo {
     char *name;
-    const char *type;   /* "nic" or "tap" */
-    char *info;         /* "model=virtio-net-pci,macaddr=..." or the tap's */
-    bool peer;          /* a NIC's netdev, printed under it */
+    const char *type; /* "nic" or "tap" */
+    char *info;       /* "model=virtio-net-pci,macaddr=..." or the tap's */
+    bool peer;        /* a NIC's netdev, printed under it */
 } MachineNetClientInfo;
 /* In QEMU's order: each NIC then its netdev, then lone netdevs. */
 GArray *machine_query_network(Machine *m);

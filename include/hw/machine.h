@@ -63,12 +63,11 @@ typedef enum MachineEvent {
     MACHINE_EVENT_RESUME,
     MACHINE_EVENT_RESET,
     MACHINE_EVENT_SHUTDOWN,
-    MACHINE_EVENT_POWERDOWN, /* the power button was pressed */
+    MACHINE_EVENT_POWERDOWN,      /* the power button was pressed */
     MACHINE_EVENT_DEVICE_DELETED, /* event_device_id: a device is gone */
 } MachineEvent;
 
-typedef void (*MachineEventFn)(void *opaque, MachineEvent event,
-                               ShutdownCause cause);
+typedef void (*MachineEventFn)(void *opaque, MachineEvent event, ShutdownCause cause);
 
 typedef struct Machine {
     VmConfig *cfg;
@@ -76,7 +75,7 @@ typedef struct Machine {
     pthread_mutex_t lock;
     Bus io_bus, mmio_bus;
 
-    uint8_t *ram;                /* host mapping of all guest RAM */
+    uint8_t *ram; /* host mapping of all guest RAM */
     uint64_t ram_size;
     uint64_t below_4g, above_4g; /* RAM bytes below 4 GiB and above it */
     GuestMemory mem;             /* RAM as devices reach it (machine_gpa_to_hva) */
@@ -86,28 +85,28 @@ typedef struct Machine {
     VCpu **vcpus;
     unsigned nr_vcpus;
 
-    OsnetState osnet;            /* dedicated cores, DID, exit statistics */
+    OsnetState osnet;              /* dedicated cores, DID, exit statistics */
     DeviceStateList device_states; /* every device's save/load, for migration */
-    struct PciBus *pci;          /* hw/pci: the host bridge and bus, or NULL */
-    struct Firmware *firmware;   /* hw/i386/firmware.c, without -kernel */
+    struct PciBus *pci;            /* hw/pci: the host bridge and bus, or NULL */
+    struct Firmware *firmware;     /* hw/i386/firmware.c, without -kernel */
     struct MigrationState *migration;
-    GPtrArray *drives;           /* hw/core/devices.c: -drive images */
-    struct NetdevSet *netdevs;   /* net/: -netdev backends, by id */
+    GPtrArray *drives;         /* hw/core/devices.c: -drive images */
+    struct NetdevSet *netdevs; /* net/: -netdev backends, by id */
     ChardevSet *chardevs;
     SerialPort *serial[4];
-    bool serial_used[4];         /* COMn wanted by -serial (or the default) */
-    Chardev *serial_chr[4];      /* its backend (NULL for "vc"), made before KVM */
-    void *board;                 /* hw/i386 board devices (pc.c) */
+    bool serial_used[4];          /* COMn wanted by -serial (or the default) */
+    Chardev *serial_chr[4];       /* its backend (NULL for "vc"), made before KVM */
+    void *board;                  /* hw/i386 board devices (pc.c) */
     struct LinuxBoot *linux_boot; /* -kernel: the images, kept for system_reset */
 
     RunState runstate;
-    int reset_pending, shutdown_pending;   /* ShutdownCause + 1, or 0 */
+    int reset_pending, shutdown_pending; /* ShutdownCause + 1, or 0 */
     MachineEventFn event_fn;
     void *event_opaque;
     const char *event_device_id; /* during MACHINE_EVENT_DEVICE_DELETED only */
     bool event_device_virtio;
     int exit_status;
-    bool exiting;                /* the main loop is ending: monitors stop reading */
+    bool exiting; /* the main loop is ending: monitors stop reading */
     GMainLoop *main_loop;
 } Machine;
 
@@ -133,7 +132,7 @@ void machine_cleanup(Machine *m);
 
 /* Start vCPU threads (paused) and, unless -S, run them. */
 bool machine_start(Machine *m, GError **errp);
-void machine_pause(Machine *m);       /* all vCPUs parked on return */
+void machine_pause(Machine *m); /* all vCPUs parked on return */
 void machine_resume(Machine *m);
 
 /* The monitor's stop and cont: run state, vCPUs and STOP/RESUME events. */

@@ -20,7 +20,7 @@
 typedef struct OsnetCpuMap {
     char *path;
     unsigned nr_vcpus;
-    int *pcpu;              /* pcpu[vcpu] */
+    int *pcpu; /* pcpu[vcpu] */
 } OsnetCpuMap;
 
 /*
@@ -28,14 +28,13 @@ typedef struct OsnetCpuMap {
  * process may use (allowed) and the CPUs online.  Errors name FILE:LINE.
  * Warnings (two vCPUs on one pCPU) are appended to warnings, one a line.
  */
-bool osnet_cpumap_parse(const char *path, unsigned nr_vcpus,
-                        const cpu_set_t *allowed, const cpu_set_t *online,
-                        OsnetCpuMap *map, GString *warnings, GError **errp);
+bool osnet_cpumap_parse(const char *path, unsigned nr_vcpus, const cpu_set_t *allowed,
+                        const cpu_set_t *online, OsnetCpuMap *map, GString *warnings,
+                        GError **errp);
 /* The same, from text already read (for unit tests); path names it. */
-bool osnet_cpumap_parse_text(const char *path, const char *text,
-                             unsigned nr_vcpus, const cpu_set_t *allowed,
-                             const cpu_set_t *online, OsnetCpuMap *map,
-                             GString *warnings, GError **errp);
+bool osnet_cpumap_parse_text(const char *path, const char *text, unsigned nr_vcpus,
+                             const cpu_set_t *allowed, const cpu_set_t *online,
+                             OsnetCpuMap *map, GString *warnings, GError **errp);
 void osnet_cpumap_clear(OsnetCpuMap *map);
 /* Parse a Linux CPU list ("0-3,5"), as in /sys/devices/system/cpu/online. */
 bool osnet_parse_cpu_list(const char *text, cpu_set_t *set);
@@ -52,13 +51,13 @@ struct osnet_kvm_cpumap {
 
 /* Exit-disabling mechanisms, as KVM_CAP_X86_DISABLE_EXITS bits. */
 typedef struct OsnetDid {
-    bool requested;          /* did=on or -overcommit cpu-pm=on */
+    bool requested; /* did=on or -overcommit cpu-pm=on */
     uint32_t exits_supported;
     uint32_t exits_disabled; /* KVM_X86_DISABLE_EXITS_* in force */
     bool halt_poll_cap;      /* KVM_CAP_HALT_POLL offered */
     int64_t halt_poll_ns;    /* in force for this VM; -1 if unknown */
     int64_t halt_poll_default;
-    bool active;             /* the last enable/disable (or start) */
+    bool active; /* the last enable/disable (or start) */
 } OsnetDid;
 
 typedef struct OsnetVcpuRate {
@@ -68,15 +67,15 @@ typedef struct OsnetVcpuRate {
 } OsnetVcpuRate;
 
 typedef struct OsnetState {
-    KvmVm *kvm;              /* set by osnet_configure (NULL: nothing to clean) */
-    VCpu **vcpus;            /* the machine's, from osnet_setup_vcpus on */
+    KvmVm *kvm;   /* set by osnet_configure (NULL: nothing to clean) */
+    VCpu **vcpus; /* the machine's, from osnet_setup_vcpus on */
     unsigned nr_vcpus;
-    OsnetCpuMap map;         /* empty (nr_vcpus 0) without -osnet_cpumap */
+    OsnetCpuMap map; /* empty (nr_vcpus 0) without -osnet_cpumap */
     bool kernel_checked;
-    bool kernel_extension;   /* OSNET_KVM_SET_CPUMAP answered */
-    bool cpumap_in_kernel;   /* the current map was passed to it */
+    bool kernel_extension; /* OSNET_KVM_SET_CPUMAP answered */
+    bool cpumap_in_kernel; /* the current map was passed to it */
     OsnetDid did;
-    KvmStatsFd *vcpu_stats;  /* one per vCPU, opened lazily */
+    KvmStatsFd *vcpu_stats; /* one per vCPU, opened lazily */
     KvmStatsFd vm_stats;
     OsnetVcpuRate *rates;
     gint64 last_sample_us;
@@ -87,8 +86,7 @@ typedef struct OsnetState {
  * From -osnet_cpumap and -overcommit in cfg: read and check the map
  * (before KVM).  kvm is the VM the later calls act on, not opened yet.
  */
-bool osnet_configure(OsnetState *os, const VmConfig *cfg, KvmVm *kvm,
-                     GError **errp);
+bool osnet_configure(OsnetState *os, const VmConfig *cfg, KvmVm *kvm, GError **errp);
 /* After KVM_CREATE_VM, before vCPUs exist: disable exits for DID. */
 bool osnet_setup_vm(OsnetState *os, GError **errp);
 /*
@@ -96,8 +94,7 @@ bool osnet_setup_vm(OsnetState *os, GError **errp);
  * sampler.  vcpus (nr_vcpus of them) stays the caller's and must outlive
  * osnet_cleanup.
  */
-bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus,
-                       GError **errp);
+bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus, GError **errp);
 /* Undo all of it; harmless on a state osnet_configure never set up. */
 void osnet_cleanup(OsnetState *os);
 

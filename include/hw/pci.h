@@ -31,28 +31,28 @@ typedef struct SubOpts SubOpts;
 typedef struct BlockDriverState BlockDriverState;
 typedef struct NetdevSet NetdevSet;
 
-#define PCI_CONFIG_SIZE       256
-#define PCI_BAR_COUNT         6
-#define PCI_SLOT_COUNT        32
-#define PCI_DEVFN_COUNT       256
-#define PCI_DEVFN_AUTO        (-1)
-#define PCI_MAKE_DEVFN(slot, fn) ((((slot) & 0x1f) << 3) | ((fn) & 7))
+#define PCI_CONFIG_SIZE          256
+#define PCI_BAR_COUNT            6
+#define PCI_SLOT_COUNT           32
+#define PCI_DEVFN_COUNT          256
+#define PCI_DEVFN_AUTO           (-1)
+#define PCI_MAKE_DEVFN(slot, fn) ((((slot)&0x1f) << 3) | ((fn)&7))
 #define PCI_DEVFN_SLOT(devfn)    (((devfn) >> 3) & 0x1f)
-#define PCI_DEVFN_FUNC(devfn)    ((devfn) & 7)
-#define PCI_BAR_UNMAPPED      UINT64_MAX
+#define PCI_DEVFN_FUNC(devfn)    ((devfn)&7)
+#define PCI_BAR_UNMAPPED         UINT64_MAX
 
 /* IDs guests see on QEMU's pc machine (and so on this one). */
-#define PCI_VENDOR_INTEL          0x8086
-#define PCI_DEVICE_I440FX         0x1237
-#define PCI_DEVICE_PIIX3_ISA      0x7000
+#define PCI_VENDOR_INTEL           0x8086
+#define PCI_DEVICE_I440FX          0x1237
+#define PCI_DEVICE_PIIX3_ISA       0x7000
 #define PCI_VENDOR_REDHAT_QUMRANET 0x1af4
-#define PCI_SUBSYSTEM_ID_QEMU     0x1100
+#define PCI_SUBSYSTEM_ID_QEMU      0x1100
 
 /* Where the VMM places BARs when no firmware does (direct kernel boot). */
-#define PCI_DEFAULT_MMIO_START    0xe0000000ULL
-#define PCI_DEFAULT_MMIO_END      0xfec00000ULL     /* exclusive */
-#define PCI_DEFAULT_IO_START      0xc000
-#define PCI_DEFAULT_IO_END        0x10000
+#define PCI_DEFAULT_MMIO_START 0xe0000000ULL
+#define PCI_DEFAULT_MMIO_END   0xfec00000ULL /* exclusive */
+#define PCI_DEFAULT_IO_START   0xc000
+#define PCI_DEFAULT_IO_END     0x10000
 
 /*
  * How PCI reaches KVM: the real calls (accel/kvm/kvm.h) by default, fakes in
@@ -77,13 +77,13 @@ typedef enum PciBarKind {
     PCI_BAR_NONE,
     PCI_BAR_IO,
     PCI_BAR_MEM32,
-    PCI_BAR_MEM64,        /* takes this BAR and the next */
+    PCI_BAR_MEM64, /* takes this BAR and the next */
 } PciBarKind;
 
 typedef struct PciBar {
     PciBarKind kind;
     bool prefetch;
-    uint64_t size;        /* a power of two */
+    uint64_t size; /* a power of two */
     BusIoFn fn;
     void *opaque;
     uint64_t mapped_addr; /* where it is on a bus now, or PCI_BAR_UNMAPPED */
@@ -111,22 +111,22 @@ typedef struct PciDeviceOps {
 } PciDeviceOps;
 
 struct PciDevice {
-    PciBus *bus;                     /* what it reaches the machine through */
-    int devfn;                       /* -1 until realized */
-    char *name;                      /* model name, "virtio-blk-pci" */
-    char *qdev_id;                   /* -device id=, or NULL */
-    char *bus_name;                  /* "virtio-blk-pci@00:02.0", for buses */
-    int bootindex;                   /* -1: none */
+    PciBus *bus;    /* what it reaches the machine through */
+    int devfn;      /* -1 until realized */
+    char *name;     /* model name, "virtio-blk-pci" */
+    char *qdev_id;  /* -device id=, or NULL */
+    char *bus_name; /* "virtio-blk-pci@00:02.0", for buses */
+    int bootindex;  /* -1: none */
     uint8_t config[PCI_CONFIG_SIZE];
-    uint8_t wmask[PCI_CONFIG_SIZE];  /* bits the guest may write */
-    uint8_t w1cmask[PCI_CONFIG_SIZE];/* bits a guest write of 1 clears */
+    uint8_t wmask[PCI_CONFIG_SIZE];        /* bits the guest may write */
+    uint8_t w1cmask[PCI_CONFIG_SIZE];      /* bits a guest write of 1 clears */
     uint8_t reset_config[PCI_CONFIG_SIZE]; /* power-on contents */
-    uint8_t next_cap;                /* where the next capability goes */
+    uint8_t next_cap;                      /* where the next capability goes */
     PciBar bars[PCI_BAR_COUNT];
-    int intx_level;                  /* [bus INTx lock] */
+    int intx_level; /* [bus INTx lock] */
     MsixState *msix;
     const PciDeviceOps *ops;
-    void *opaque;                    /* the model's state */
+    void *opaque; /* the model's state */
 };
 
 /*
@@ -146,7 +146,7 @@ typedef struct PciBusConfig {
     void *ops_opaque;
     void (*request_reset)(void *opaque);
     void *reset_opaque;
-    NetdevSet *netdevs;     /* the -netdev backends NICs take (netdev=), or NULL */
+    NetdevSet *netdevs; /* the -netdev backends NICs take (netdev=), or NULL */
 } PciBusConfig;
 
 /*
@@ -214,9 +214,9 @@ void pci_set_pam_notifier(PciBus *bus, PciPamFn fn, void *opaque);
 /* A device's INTx route, for firmware tables (MP table, ACPI). */
 typedef struct PciIntxRoute {
     uint8_t slot;
-    uint8_t pin;        /* 1 = INTA ... 4 = INTD */
-    uint8_t pirq;       /* 0 = PIRQA ... 3 = PIRQD */
-    int irq;            /* ISA IRQ = IOAPIC pin the PIRQ goes to, -1 if off */
+    uint8_t pin;  /* 1 = INTA ... 4 = INTD */
+    uint8_t pirq; /* 0 = PIRQA ... 3 = PIRQD */
+    int irq;      /* ISA IRQ = IOAPIC pin the PIRQ goes to, -1 if off */
 } PciIntxRoute;
 /* Fill up to max routes (one per device with a pin); returns the count. */
 unsigned pci_intx_routes(PciBus *bus, PciIntxRoute *routes, unsigned max);
@@ -297,7 +297,7 @@ bool msix_notify(PciDevice *dev, unsigned vector);
 typedef struct PciDeviceSnapshot {
     uint8_t config[PCI_CONFIG_SIZE];
     unsigned nr_vectors;
-    uint32_t *msix_table;      /* 4 words per vector */
+    uint32_t *msix_table; /* 4 words per vector */
     uint64_t *msix_pba;
     int intx_level;
 } PciDeviceSnapshot;
@@ -321,8 +321,7 @@ typedef BlockDriverState *(*PciDriveLookupFn)(void *opaque, const char *drive_id
 bool pci_device_check(const char *driver, SubOpts *opts, PciDriveLookupFn lookup,
                       void *lookup_opaque, GError **errp);
 PciDevice *pci_device_create(PciBus *bus, const char *driver, SubOpts *opts,
-                             PciDriveLookupFn lookup, void *lookup_opaque,
-                             GError **errp);
+                             PciDriveLookupFn lookup, void *lookup_opaque, GError **errp);
 bool pci_driver_exists(const char *driver);
 /* One "name "NAME", bus PCI, desc "..."" line per driver (-device help). */
 char *pci_driver_list(void);
@@ -335,18 +334,18 @@ typedef struct PciRegionInfo {
     PciBarKind kind;
     bool prefetch;
     uint64_t size;
-    uint64_t address;     /* PCI_BAR_UNMAPPED while not on a bus */
+    uint64_t address; /* PCI_BAR_UNMAPPED while not on a bus */
 } PciRegionInfo;
 
 /* One PCI function, as query-pci and HMP's "info pci" show it. */
 typedef struct PciDeviceInfo {
     unsigned bus, slot, function;
     uint16_t class_id;
-    const char *class_desc;          /* NULL for a class without a name */
+    const char *class_desc; /* NULL for a class without a name */
     uint16_t vendor_id, device_id, subsystem_vendor_id, subsystem_id;
-    uint8_t irq_pin;                 /* 0: none; 1-4: INTA-INTD */
+    uint8_t irq_pin; /* 0: none; 1-4: INTA-INTD */
     uint8_t irq_line;
-    char *qdev_id;                   /* "" without -device id= */
+    char *qdev_id; /* "" without -device id= */
     unsigned nr_regions;
     PciRegionInfo regions[PCI_BAR_COUNT];
 } PciDeviceInfo;

@@ -34,9 +34,9 @@ typedef struct VirtQueue VirtQueue;
 typedef struct BlockDriverState BlockDriverState;
 typedef struct StateReader StateReader;
 
-#define VIRTQUEUE_MAX_SIZE        1024   /* largest queue a device offers */
-#define VIRTIO_NO_VECTOR          0xffff
-#define VIRTIO_MAX_WATCH_FDS      8      /* a model's own descriptors (watch_fds) */
+#define VIRTQUEUE_MAX_SIZE   1024 /* largest queue a device offers */
+#define VIRTIO_NO_VECTOR     0xffff
+#define VIRTIO_MAX_WATCH_FDS 8 /* a model's own descriptors (watch_fds) */
 
 /*
  * One popped request: its segments in chain order, the device-readable
@@ -46,10 +46,10 @@ typedef struct StateReader StateReader;
 typedef struct VirtQueueElement {
     uint16_t head;
     unsigned out_num, in_num;
-    struct iovec *iov;            /* out_num + in_num entries */
-    uint64_t *gpa;                /* guest address of each segment */
+    struct iovec *iov; /* out_num + in_num entries */
+    uint64_t *gpa;     /* guest address of each segment */
     unsigned capacity;
-    size_t out_len, in_len;       /* total bytes each way */
+    size_t out_len, in_len; /* total bytes each way */
     bool bad_address;
 } VirtQueueElement;
 
@@ -65,8 +65,8 @@ int virtio_iov_slice(const struct iovec *iov, unsigned cnt, size_t offset, size_
                      struct iovec *dst, unsigned dst_max);
 
 struct VirtQueue {
-    VirtioDevice *vdev;           /* NULL for a bare ring (unit tests) */
-    GuestMemory mem;              /* where the rings and buffers are */
+    VirtioDevice *vdev; /* NULL for a bare ring (unit tests) */
+    GuestMemory mem;    /* where the rings and buffers are */
     unsigned index;
     uint16_t max_size;
 
@@ -82,16 +82,16 @@ struct VirtQueue {
     bool ready;                   /* rings mapped, requests may be popped */
     bool broken;                  /* a malformed chain: no more pops */
     bool event_idx, indirect;     /* negotiated ring features */
-    bool notification_on;        /* guest kicks wanted */
+    bool notification_on;         /* guest kicks wanted */
     uint8_t *desc, *avail, *used; /* host views of the three rings */
     uint16_t last_avail_idx;
     uint16_t used_idx;
     uint16_t signalled_used;
     bool signalled_used_valid;
-    unsigned inflight;            /* popped, not yet completed */
+    unsigned inflight; /* popped, not yet completed */
 
-    int kick_fd;                  /* eventfd: ioeventfd or the notify handler */
-    bool kick_elsewhere;          /* atomic: someone else (vhost) reads kick_fd */
+    int kick_fd;         /* eventfd: ioeventfd or the notify handler */
+    bool kick_elsewhere; /* atomic: someone else (vhost) reads kick_fd */
 };
 
 /*
@@ -179,9 +179,9 @@ typedef struct VirtioTransportOps {
 } VirtioTransportOps;
 
 struct VirtioDevice {
-    char *name;                   /* for messages: "virtio-blk@00:02.0" */
-    uint16_t device_id;           /* VIRTIO_ID_BLOCK, ... */
-    GuestMemory mem;              /* guest RAM, for the queues */
+    char *name;         /* for messages: "virtio-blk@00:02.0" */
+    uint16_t device_id; /* VIRTIO_ID_BLOCK, ... */
+    GuestMemory mem;    /* guest RAM, for the queues */
     const VirtioDeviceOps *ops;
     const VirtioTransportOps *transport;
     void *transport_opaque;
@@ -190,11 +190,11 @@ struct VirtioDevice {
     /* driver-visible [machine lock]; status is also read by I/O threads */
     uint64_t guest_features;
     uint32_t device_feature_select, driver_feature_select;
-    uint8_t status;               /* atomic: threads OR in NEEDS_RESET */
+    uint8_t status; /* atomic: threads OR in NEEDS_RESET */
     uint8_t config_generation;
     uint16_t config_vector;
     uint16_t queue_select;
-    uint8_t isr;                  /* atomic */
+    uint8_t isr; /* atomic */
     uint8_t *config;
     unsigned config_len;
     unsigned nr_queues;
@@ -203,10 +203,10 @@ struct VirtioDevice {
     /* the I/O thread */
     pthread_t thread;
     bool thread_started;
-    int ctl_fd;                   /* eventfd: rescan queues or exit */
-    pthread_mutex_t busy_lock;    /* held while the thread handles a queue */
-    bool paused;                  /* [busy_lock] VM stopped */
-    bool resetting;               /* [busy_lock] reset in progress */
+    int ctl_fd;                /* eventfd: rescan queues or exit */
+    pthread_mutex_t busy_lock; /* held while the thread handles a queue */
+    bool paused;               /* [busy_lock] VM stopped */
+    bool resetting;            /* [busy_lock] reset in progress */
     bool exiting;
     bool error_reported;
 };
@@ -272,7 +272,8 @@ void virtio_snapshot_free(VirtioSnapshot *snap);
  * BAR 4 (common 0x0, ISR 0x1000, device 0x2000, notify 0x3000 with a
  * multiplier of 4), MSI-X in BAR 1 (nr_queues + 1 vectors), INTA.
  * Realized on bus at devfn (or the first free slot) with its migration
- * state registered as "<name>@00:SS.F" where the bus keeps device states.  On failure vdev is left to the caller.
+ * state registered as "<name>@00:SS.F" where the bus keeps device states.  On failure
+ * vdev is left to the caller.
  */
 PciDevice *virtio_pci_create(PciBus *bus, VirtioDevice *vdev, const char *pci_name,
                              uint32_t class_code, const char *qdev_id, int devfn,
@@ -296,12 +297,12 @@ typedef struct VirtioBlkBackend {
 
 typedef struct VirtioBlkOptions {
     BlockDriverState *bs;
-    const char *id;               /* -device id= (qdev_id), or NULL */
-    const char *serial;           /* GET_ID string (20 bytes max), or NULL */
-    int devfn;                    /* PCI_DEVFN_AUTO for the next free slot */
-    unsigned num_queues;          /* 0: 1 */
-    unsigned queue_size;          /* 0: 256 */
-    bool read_only;               /* also when the image is read-only */
+    const char *id;                  /* -device id= (qdev_id), or NULL */
+    const char *serial;              /* GET_ID string (20 bytes max), or NULL */
+    int devfn;                       /* PCI_DEVFN_AUTO for the next free slot */
+    unsigned num_queues;             /* 0: 1 */
+    unsigned queue_size;             /* 0: 256 */
+    bool read_only;                  /* also when the image is read-only */
     const VirtioBlkBackend *backend; /* NULL: the block layer */
 } VirtioBlkOptions;
 

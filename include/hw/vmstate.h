@@ -22,14 +22,14 @@ typedef struct DeviceStateOps {
 } DeviceStateOps;
 
 typedef struct DeviceStateEntry {
-    char *name;              /* unique: "serial0", "virtio-blk@00:03.0", ... */
+    char *name; /* unique: "serial0", "virtio-blk@00:03.0", ... */
     uint32_t version;
     const DeviceStateOps *ops;
     void *opaque;
 } DeviceStateEntry;
 
 typedef struct DeviceStateList {
-    GPtrArray *entries;      /* of DeviceStateEntry */
+    GPtrArray *entries; /* of DeviceStateEntry */
 } DeviceStateList;
 
 void device_state_list_init(DeviceStateList *list);

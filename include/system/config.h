@@ -20,17 +20,17 @@ typedef struct SmpConfig {
 #define MACHINE_MAX_CPUS 255
 
 typedef enum MonitorOptKind {
-    MONITOR_OPT_HMP,        /* -monitor SPEC */
-    MONITOR_OPT_QMP,        /* -qmp SPEC */
-    MONITOR_OPT_MON,        /* -mon chardev=ID,mode=... */
+    MONITOR_OPT_HMP, /* -monitor SPEC */
+    MONITOR_OPT_QMP, /* -qmp SPEC */
+    MONITOR_OPT_MON, /* -mon chardev=ID,mode=... */
 } MonitorOptKind;
 
 /* One monitor option, kept in command-line order (QEMU numbers them). */
 typedef struct MonitorOpt {
     MonitorOptKind kind;
-    char *arg;              /* as given: -monitor's and -qmp's chardev spec */
-    char *chardev;          /* -mon chardev=, found when monitors are created */
-    bool control;           /* QMP: -qmp, or -mon mode=control */
+    char *arg;     /* as given: -monitor's and -qmp's chardev spec */
+    char *chardev; /* -mon chardev=, found when monitors are created */
+    bool control;  /* QMP: -qmp, or -mon mode=control */
 } MonitorOpt;
 
 /*
@@ -39,39 +39,39 @@ typedef struct MonitorOpt {
  * those it reads (SubOpt.used): its check and its creation read the same.
  */
 typedef struct DeviceOpt {
-    char *arg;              /* as given, for the errors found then */
+    char *arg; /* as given, for the errors found then */
     char *driver;
-    SubOpts *props;         /* every sub-option, driver= and id= included */
+    SubOpts *props; /* every sub-option, driver= and id= included */
 } DeviceOpt;
 
 /* One -netdev, parsed when read (net/net.h's NetdevConfig). */
 typedef struct NetdevOpt {
-    char *arg;                  /* as given, for the errors found when it opens */
+    char *arg; /* as given, for the errors found when it opens */
     struct NetdevConfig *cfg;
 } NetdevOpt;
 
 typedef struct VmConfig {
-    bool accel_kvm_seen;      /* -enable-kvm, -accel kvm, accel=kvm */
-    char *cpu_model;          /* "host" (the only model) */
+    bool accel_kvm_seen; /* -enable-kvm, -accel kvm, accel=kvm */
+    char *cpu_model;     /* "host" (the only model) */
     bool host_cache_info;
-    SmpConfig smp;            /* the last -smp */
+    SmpConfig smp; /* the last -smp */
     uint64_t ram_size;
     char *machine_type;
     char *kernel, *initrd, *append;
-    char *bios;               /* -bios: firmware image (default SeaBIOS) */
+    char *bios; /* -bios: firmware image (default SeaBIOS) */
     bool no_reboot, no_shutdown, nographic, nodefaults, display_none, daemonize;
-    bool start_paused;        /* -S */
+    bool start_paused; /* -S */
     char *name, *pidfile;
-    GPtrArray *serials;       /* -serial specs, in order ("none" kept) */
-    GPtrArray *chardevs;      /* -chardev option strings */
-    GPtrArray *drives;        /* of DriveConfig (block/drive.h), parsed when read */
-    GPtrArray *devices;       /* of DeviceOpt, in order */
-    GPtrArray *netdevs;       /* of NetdevOpt, parsed when read, in order */
-    GPtrArray *monitor_opts;  /* of MonitorOpt, in order */
-    char *cpumap;             /* -osnet_cpumap path=: the map file */
-    bool cpumap_did;          /* -osnet_cpumap did=on */
+    GPtrArray *serials;      /* -serial specs, in order ("none" kept) */
+    GPtrArray *chardevs;     /* -chardev option strings */
+    GPtrArray *drives;       /* of DriveConfig (block/drive.h), parsed when read */
+    GPtrArray *devices;      /* of DeviceOpt, in order */
+    GPtrArray *netdevs;      /* of NetdevOpt, parsed when read, in order */
+    GPtrArray *monitor_opts; /* of MonitorOpt, in order */
+    char *cpumap;            /* -osnet_cpumap path=: the map file */
+    bool cpumap_did;         /* -osnet_cpumap did=on */
     char *incoming;
-    bool overcommit_cpu_pm;   /* -overcommit cpu-pm=on (any of them) */
+    bool overcommit_cpu_pm; /* -overcommit cpu-pm=on (any of them) */
 } VmConfig;
 
 VmConfig *vm_config_new(void);
@@ -82,8 +82,8 @@ void vm_config_free(VmConfig *cfg);
  * the message QEMU would print ("-foo: invalid option"); *exit_now is set
  * for -help and -version, which print and succeed.
  */
-bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv,
-                          bool *exit_now, GError **errp);
+bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv, bool *exit_now,
+                          GError **errp);
 
 /*
  * Parse -smp's argument with QEMU 7.2's rules (omitted members computed,

@@ -68,8 +68,7 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
             CPU_SET(c, &allowed);
         }
     }
-    if (!osnet_cpumap_parse(path, nr_vcpus, &allowed, &online, &map, warnings,
-                            &err)) {
+    if (!osnet_cpumap_parse(path, nr_vcpus, &allowed, &online, &map, warnings, &err)) {
         if (report) {
             char *msg = hide_path(err->message, path);
 

@@ -26,7 +26,7 @@
 #include "hw/machine.h"
 #include "tests/fuzz/fuzz.h"
 
-#define FUZZ_RAM_SIZE (2u << 20)
+#define FUZZ_RAM_SIZE   (2u << 20)
 #define FW_CFG_PORT_SEL 0x510
 
 static uint32_t le32(const uint8_t *p)
@@ -38,7 +38,7 @@ typedef struct Run {
     Machine *m;
     uint32_t crc;
     unsigned ops, dma, dma_errors;
-    uint8_t last[8];             /* the last bytes read, for the outcome */
+    uint8_t last[8]; /* the last bytes read, for the outcome */
     unsigned nr_last;
 } Run;
 
@@ -71,7 +71,7 @@ static void do_dma(Run *run, uint32_t addr)
     desc = machine_gpa_to_hva(run->m, addr, 4);
     if (desc) {
         seen(run, desc, 4);
-        run->dma_errors += desc[3] & 1;      /* big-endian: the low byte is last */
+        run->dma_errors += desc[3] & 1; /* big-endian: the low byte is last */
     }
 }
 
@@ -190,8 +190,8 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
     }
     machine_unlock(&m);
     if (report) {
-        fprintf(report, "ok: ops=%u dma=%u dma_errors=%u crc=%08x last=", run.ops, run.dma,
-                run.dma_errors, run.crc);
+        fprintf(report, "ok: ops=%u dma=%u dma_errors=%u crc=%08x last=", run.ops,
+                run.dma, run.dma_errors, run.crc);
         for (unsigned i = 0; i < run.nr_last; i++) {
             fprintf(report, "%02x", run.last[i]);
         }

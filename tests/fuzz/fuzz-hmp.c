@@ -62,7 +62,8 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
                 memcmp(whole->data, cut->data, cut->len) == 0;
 
     if (!same) {
-        fprintf(stderr, "fuzz-hmp: the output depends on where reads end\n"
+        fprintf(stderr,
+                "fuzz-hmp: the output depends on where reads end\n"
                 "--- in 4096-byte reads:\n%.*s\n--- in small reads:\n%.*s\n",
                 (int)whole->len, whole->data, (int)cut->len, cut->data);
         abort();
@@ -73,8 +74,7 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
     if (report) {
         fprintf(report, "ok: prompts=%u unknown=%u%s bytes=%u crc=%08lx",
                 count(whole, "\n(qemu) ") - 1, count(whole, "unknown command: "),
-                quit ? " quit" : "", whole->len,
-                crc32(0, whole->data, whole->len));
+                quit ? " quit" : "", whole->len, crc32(0, whole->data, whole->len));
     }
     g_byte_array_free(whole, TRUE);
     g_byte_array_free(cut, TRUE);

@@ -88,16 +88,16 @@ static void machine_build(FuzzMachine *f, uint8_t *ram)
     }
     m->ram = ram;
     f->i8042 = i8042_new(&m->io_bus, &m->device_states, fuzz_reset_line, NULL, &err);
-    f->rtc = f->i8042 ? rtc_new(&m->io_bus, &m->device_states,
-                                &(RtcMachineInfo){ m->below_4g, m->above_4g, m->nr_vcpus },
-                                &err)
-                      : NULL;
-    f->com1 = f->rtc ? serial_new(&m->io_bus, serial_isa_base(0), irq, NULL, &m->lock,
-                                  &err)
-                     : NULL;
-    if (!f->com1 ||
-        !device_state_register(&m->device_states, "serial0", 1, &com1_ops, f->com1,
-                               &err)) {
+    f->rtc = f->i8042
+                 ? rtc_new(&m->io_bus, &m->device_states,
+                           &(RtcMachineInfo){ m->below_4g, m->above_4g, m->nr_vcpus },
+                           &err)
+                 : NULL;
+    f->com1 = f->rtc
+                  ? serial_new(&m->io_bus, serial_isa_base(0), irq, NULL, &m->lock, &err)
+                  : NULL;
+    if (!f->com1 || !device_state_register(&m->device_states, "serial0", 1, &com1_ops,
+                                           f->com1, &err)) {
         goto fail;
     }
     fuzz_pc_pci_init(m);

@@ -20,9 +20,9 @@
 #define FUZZ_DISK_SIZE (1ULL << 20)
 
 typedef struct FuzzKvm {
-    int routes;                 /* added and not deleted */
-    unsigned signals;           /* MSIs sent without a route */
-    uint8_t level[24];          /* INTx line levels (IOAPIC pins) */
+    int routes;        /* added and not deleted */
+    unsigned signals;  /* MSIs sent without a route */
+    uint8_t level[24]; /* INTx line levels (IOAPIC pins) */
 } FuzzKvm;
 
 static FuzzKvm fuzz_kvm;
@@ -55,10 +55,10 @@ static bool fake_irqfd(void *opaque, int fd, int gsi, bool assign, GError **errp
     return true;
 }
 
-static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len,
-                           bool is_pio, bool assign, GError **errp)
+static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len, bool is_pio,
+                           bool assign, GError **errp)
 {
-    return false;       /* kicks come through the notify handler */
+    return false; /* kicks come through the notify handler */
 }
 
 static bool fake_signal_msi(void *opaque, uint64_t addr, uint32_t data, GError **errp)
@@ -68,8 +68,8 @@ static bool fake_signal_msi(void *opaque, uint64_t addr, uint32_t data, GError *
 }
 
 static const PciKvmOps fake_kvm_ops = {
-    fake_set_irq,     fake_route_add, fake_route_update, fake_route_del,
-    fake_irqfd,       fake_ioeventfd, fake_signal_msi,
+    fake_set_irq, fake_route_add, fake_route_update, fake_route_del,
+    fake_irqfd,   fake_ioeventfd, fake_signal_msi,
 };
 
 static uint64_t disk_getlength(BlockDriverState *bs)
@@ -111,7 +111,7 @@ static int disk_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t len
 }
 
 static const VirtioBlkBackend fake_disk = {
-    disk_getlength, disk_is_read_only, disk_preadv, disk_pwritev,
+    disk_getlength, disk_is_read_only, disk_preadv,       disk_pwritev,
     disk_flush,     disk_discard,      disk_write_zeroes,
 };
 
@@ -124,7 +124,8 @@ static const VirtioBlkBackend fake_disk = {
  */
 static PciDevice *fuzz_pc_pci_init(Machine *m)
 {
-    VirtioBlkOptions disk = { .bs = FAKE_BS, .devfn = PCI_DEVFN_AUTO,
+    VirtioBlkOptions disk = { .bs = FAKE_BS,
+                              .devfn = PCI_DEVFN_AUTO,
                               .backend = &fake_disk };
     GError *err = NULL;
     PciDevice *dev = NULL;

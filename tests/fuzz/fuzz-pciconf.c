@@ -30,7 +30,7 @@
 #include "tests/fuzz/fuzz.h"
 
 #define FUZZ_RAM_SIZE (2u << 20)
-#define CONFIG_PORT 0xcf8
+#define CONFIG_PORT   0xcf8
 
 typedef struct Run {
     Machine *m;
@@ -42,7 +42,7 @@ typedef struct Run {
 } Run;
 
 static void guest_access(Run *run, Bus *bus, uint64_t addr, uint8_t *data, unsigned len,
-                   bool is_write)
+                         bool is_write)
 {
     bus_dispatch(bus, addr, data, len, is_write);
     if (!is_write) {
@@ -118,8 +118,9 @@ static bool do_op(Run *run, Reader *r)
         len = sizes[b[2] % 4];
         memcpy(d, b + 4, 8);
         if (bar->mapped_addr != PCI_BAR_UNMAPPED) {
-            guest_access(run, &m->mmio_bus, bar->mapped_addr + get_value(b, 2) % bar->size,
-                         d, len, b[3] & 1);
+            guest_access(run, &m->mmio_bus,
+                         bar->mapped_addr + get_value(b, 2) % bar->size, d, len,
+                         b[3] & 1);
         }
         break;
     }
@@ -129,8 +130,9 @@ static bool do_op(Run *run, Reader *r)
             return false;
         }
         if (bar->mapped_addr != PCI_BAR_UNMAPPED) {
-            guest_access(run, &m->mmio_bus, bar->mapped_addr + get_value(b, 2) % bar->size,
-                         d, sizes[b[2] % 3], false);
+            guest_access(run, &m->mmio_bus,
+                         bar->mapped_addr + get_value(b, 2) % bar->size, d,
+                         sizes[b[2] % 3], false);
         }
         break;
     }

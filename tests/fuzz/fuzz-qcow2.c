@@ -66,15 +66,15 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
     }
     g_unlink(base_path);
     if (size >= magic + 4 && memcmp(data, CHAIN_MAGIC, magic) == 0) {
-        uint32_t top_len = data[magic] | data[magic + 1] << 8 |
-                           data[magic + 2] << 16 | (uint32_t)data[magic + 3] << 24;
+        uint32_t top_len = data[magic] | data[magic + 1] << 8 | data[magic + 2] << 16 |
+                           (uint32_t)data[magic + 3] << 24;
 
         data += magic + 4;
         size -= magic + 4;
         if (top_len > size) {
             if (report) {
-                fprintf(report, "refused: chain header: top length %u > %zu bytes", top_len,
-                        size);
+                fprintf(report, "refused: chain header: top length %u > %zu bytes",
+                        top_len, size);
             }
             return;
         }

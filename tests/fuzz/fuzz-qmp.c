@@ -119,7 +119,8 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
     if (size < 4096) {
         run_session(data, size, small_reads, G_N_ELEMENTS(small_reads), &cut);
         if (strcmp(whole.text->str, cut.text->str) != 0) {
-            fprintf(stderr, "fuzz-qmp: the replies depend on where reads end\n"
+            fprintf(stderr,
+                    "fuzz-qmp: the replies depend on where reads end\n"
                     "--- in 4096-byte reads:\n%s--- in small reads:\n%s",
                     whole.text->str, cut.text->str);
             abort();

@@ -26,8 +26,8 @@
 #include "tests/fuzz/fuzz.h"
 
 #define FUZZ_RAM_SIZE (2u << 20)
-#define HEADER_SIZE 28
-#define SHOWN_CHAINS 6
+#define HEADER_SIZE   28
+#define SHOWN_CHAINS  6
 
 static uint16_t get16(const uint8_t *p)
 {
@@ -156,9 +156,12 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
         vq.broken = true;
     }
     if (report) {
-        fprintf(report, "ok: popped=%u%s%s used_idx=%u notify=%u has_avail=%d %s%s", popped,
-                chains->str, popped > SHOWN_CHAINS ? " ..." : "", vq.used_idx, notifies,
-                virtqueue_has_avail(&vq), ret < 0 ? "error: " : ret ? "limit" : "empty",
+        fprintf(report, "ok: popped=%u%s%s used_idx=%u notify=%u has_avail=%d %s%s",
+                popped, chains->str, popped > SHOWN_CHAINS ? " ..." : "", vq.used_idx,
+                notifies, virtqueue_has_avail(&vq),
+                ret < 0 ? "error: "
+                : ret   ? "limit"
+                        : "empty",
                 ret < 0 ? why : "");
     }
     pthread_mutex_unlock(&vq.lock);

@@ -17,8 +17,8 @@ static void fuzz_exercise_io(BlockDriverState *bs)
 {
     static uint8_t buf[3 * 65536 + 7];
     uint64_t size = bdrv_getlength(bs);
-    const uint64_t lens[] = {512, 4096, 65536 + 3, sizeof(buf)};
-    const uint64_t offsets[] = {0, 511, size / 3, size / 2 + 4093, size - 1};
+    const uint64_t lens[] = { 512, 4096, 65536 + 3, sizeof(buf) };
+    const uint64_t offsets[] = { 0, 511, size / 3, size / 2 + 4093, size - 1 };
 
     for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
         for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++) {
@@ -65,7 +65,7 @@ static void fuzz_report_contents(BlockDriverState *bs, FILE *report)
  */
 static void fuzz_exercise_image(const char *path, FILE *report)
 {
-    const char *formats[] = {"qcow2", NULL};
+    const char *formats[] = { "qcow2", NULL };
 
     for (int f = 0; f < 2; f++) {
         BlockOptions opts = {

@@ -61,7 +61,8 @@ static inline int packet_socket(const char *ifname)
         .sll_protocol = htons(ETH_P_ALL),
         .sll_ifindex = (int)if_nametoindex(ifname),
     };
-    int sock = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
+    int sock = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                      htons(ETH_P_ALL));
 
     CHECK(sock >= 0);
     CHECK(bind(sock, (struct sockaddr *)&addr, sizeof(addr)) == 0);

@@ -38,7 +38,7 @@ static bool aml_is(Aml *a, const uint8_t *want, size_t len, int line)
 
 #define CHECK_AML(a, ...)                                                                \
     do {                                                                                 \
-        static const uint8_t want_[] = {__VA_ARGS__};                                    \
+        static const uint8_t want_[] = { __VA_ARGS__ };                                  \
         CHECK(aml_is((a), want_, sizeof(want_), __LINE__));                              \
     } while (0)
 
@@ -74,7 +74,7 @@ UNIT_TEST(name_strings_use_prefixes_and_padding)
 /* 20.2.4: PkgLength counts itself; one byte up to 63, then 2, 3 bytes. */
 UNIT_TEST(package_lengths_grow_with_the_body)
 {
-    uint8_t data[0x1000] = {0};
+    uint8_t data[0x1000] = { 0 };
     GByteArray *out = g_byte_array_new();
     Aml *scope;
 
@@ -186,7 +186,7 @@ UNIT_TEST(expressions_and_calls)
 
 UNIT_TEST(resource_descriptors_match_section_6_4)
 {
-    static const uint32_t irqs[] = {5, 10, 11};
+    static const uint32_t irqs[] = { 5, 10, 11 };
     Aml *rt = aml_resource_template();
 
     /* ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 1, 8) IRQNoFlags () {4} } */
@@ -220,7 +220,7 @@ UNIT_TEST(resource_descriptors_match_section_6_4)
 
 /* ---- the tables ---- */
 
-static const uint8_t apic_ids[] = {0, 1, 2, 3};
+static const uint8_t apic_ids[] = { 0, 1, 2, 3 };
 
 static AcpiConfig pc_config(bool pm)
 {
@@ -278,7 +278,7 @@ static const uint8_t *find_table(const uint8_t *ram, const uint8_t *rsdt, const 
  * scanning 0xE0000-0xFFFFF on 16-byte boundaries. */
 static const uint8_t *place_and_find_rsdp(FakeRam *ram, const AcpiConfig *cfg)
 {
-    GuestMemory mem = {fake_hva, ram};
+    GuestMemory mem = { fake_hva, ram };
     AcpiTables t;
     GError *err = NULL;
     const uint8_t *rsdp = NULL;
@@ -394,11 +394,13 @@ UNIT_TEST(with_pm_the_fadt_names_the_piix4_blocks_and_the_dsdt)
  * of low RAM to the I/O APIC, 64-bit from the next GiB above high RAM. */
 UNIT_TEST(pci_windows_follow_the_ram_split)
 {
-    static const uint8_t mem32[] = {0x87, 0x17, 0,    0,    0x0c, 0x01, 0,    0,    0,
-                                    0,    0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe};
-    static const uint8_t mem64[] = {0x8a, 0x2b, 0, 0, 0x0c, 0x03, 0,    0,    0,
-                                    0,    0,    0, 0, 0,    0,    0,    0,    0xc0,
-                                    2,    0,    0, 0, 0xff, 0xff, 0xff, 0x3f, 3};
+    static const uint8_t mem32[] = {
+        0x87, 0x17, 0,    0,    0x0c, 0x01, 0,    0,    0,
+        0,    0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe
+    };
+    static const uint8_t mem64[] = { 0x8a, 0x2b, 0, 0, 0x0c, 0x03, 0,    0,    0,
+                                     0,    0,    0, 0, 0,    0,    0,    0,    0xc0,
+                                     2,    0,    0, 0, 0xff, 0xff, 0xff, 0x3f, 3 };
     AcpiConfig cfg = pc_config(true);
     AcpiTables t;
 
@@ -413,7 +415,7 @@ UNIT_TEST(pci_windows_follow_the_ram_split)
 UNIT_TEST(placement_refuses_what_does_not_fit)
 {
     static FakeRam ram;
-    GuestMemory mem = {fake_hva, &ram};
+    GuestMemory mem = { fake_hva, &ram };
     AcpiConfig cfg = pc_config(true);
     AcpiTables t;
     GError *err = NULL;
@@ -475,8 +477,8 @@ UNIT_TEST(dump_tables)
     }
     CHECK_EQ(written, 6);
     if (!env) {
-        static const char *const names[] = {"RSDP", "RSDT", "APIC",
-                                            "FACP", "FACS", "DSDT"};
+        static const char *const names[] = { "RSDP", "RSDT", "APIC",
+                                             "FACP", "FACS", "DSDT" };
         for (unsigned i = 0; i < G_N_ELEMENTS(names); i++) {
             gchar *name = g_strdup_printf("%s.dat", names[i]);
             gchar *path = g_build_filename(dir, name, NULL);

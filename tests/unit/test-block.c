@@ -162,7 +162,7 @@ UNIT_TEST(probing_warns_like_qemu_when_raw_is_guessed)
         "write operations on block 0 will be restricted.\n"
         "         Specify the 'raw' format explicitly to remove the restrictions.\n",
         raw);
-    OpenJob job = {.path = raw};
+    OpenJob job = { .path = raw };
     g_autofree char *out = capture_stderr(open_job, &job);
 
     CHECK(job.bs);
@@ -170,12 +170,12 @@ UNIT_TEST(probing_warns_like_qemu_when_raw_is_guessed)
     CHECK_STR(out, want);
     bdrv_close(job.bs);
     /* Read-only or explicit: QEMU says nothing. */
-    job = (OpenJob){.path = raw, .read_only = true};
+    job = (OpenJob){ .path = raw, .read_only = true };
     g_free(out);
     out = capture_stderr(open_job, &job);
     CHECK(job.bs && out && out[0] == 0);
     bdrv_close(job.bs);
-    job = (OpenJob){.path = raw, .format = "raw"};
+    job = (OpenJob){ .path = raw, .format = "raw" };
     g_free(out);
     out = capture_stderr(open_job, &job);
     CHECK(job.bs && out && out[0] == 0);
@@ -207,7 +207,7 @@ static void raw_roundtrip(const char *path, BlockCacheMode cache)
     GError *err = NULL;
     BlockDriverState *bs = open_image(path, "raw", cache, false, &err);
     uint8_t *a = g_malloc(70000), *b = g_malloc0(70001);
-    struct iovec iov[3] = {{a + 1, 999}, {a + 1000, 1}, {a + 1001, 60000}};
+    struct iovec iov[3] = { { a + 1, 999 }, { a + 1000, 1 }, { a + 1001, 60000 } };
 
     CHECK(bs);
     if (!bs) {
@@ -234,9 +234,9 @@ static void raw_roundtrip(const char *path, BlockCacheMode cache)
 UNIT_TEST(raw_read_write_in_every_cache_mode)
 {
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
-    BlockCacheMode modes[] = {BLOCK_CACHE_WRITEBACK, BLOCK_CACHE_NONE,
-                              BLOCK_CACHE_WRITETHROUGH, BLOCK_CACHE_DIRECTSYNC,
-                              BLOCK_CACHE_UNSAFE};
+    BlockCacheMode modes[] = { BLOCK_CACHE_WRITEBACK, BLOCK_CACHE_NONE,
+                               BLOCK_CACHE_WRITETHROUGH, BLOCK_CACHE_DIRECTSYNC,
+                               BLOCK_CACHE_UNSAFE };
 
     for (size_t i = 0; i < G_N_ELEMENTS(modes); i++) {
         g_autofree char *path = make_file(dir, "x.img", 1 << 20);
@@ -251,7 +251,7 @@ UNIT_TEST(read_only_images_refuse_writes)
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
     g_autofree char *path = make_file(dir, "x.img", 65536);
     BlockDriverState *bs = open_image(path, "raw", BLOCK_CACHE_WRITEBACK, true, NULL);
-    uint8_t buf[512] = {1};
+    uint8_t buf[512] = { 1 };
 
     CHECK(bs && bdrv_is_read_only(bs));
     CHECK_EQ(bdrv_pwrite(bs, 0, buf, 512), -EPERM);
@@ -267,7 +267,7 @@ UNIT_TEST(probed_raw_guards_sector_zero)
 {
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
     g_autofree char *path = make_file(dir, "x.img", 65536);
-    OpenJob job = {.path = path};
+    OpenJob job = { .path = path };
     g_autofree char *out = capture_stderr(open_job, &job);
     uint8_t sector[512] = "QFI\xfb\0\0\0\3", buf[512];
 
@@ -300,7 +300,7 @@ UNIT_TEST(raw_write_zeroes_and_discard)
     g_autofree char *path = make_file(dir, "x.img", 4 << 20);
     BlockDriverState *bs = open_image(path, "raw", BLOCK_CACHE_WRITEBACK, false, NULL);
     uint8_t *buf = g_malloc(4 << 20);
-    BlockOptions opts = {.filename = path, .format = "raw"};
+    BlockOptions opts = { .filename = path, .format = "raw" };
 
     fill_pattern(buf, 0, 4 << 20, 9);
     CHECK_EQ(bdrv_pwrite(bs, 0, buf, 4 << 20), 0);
@@ -357,7 +357,7 @@ static void concurrent_writers(BlockDriverState *bs, int threads)
     WriterArgs args[8];
 
     for (int i = 0; i < threads; i++) {
-        args[i] = (WriterArgs){.bs = bs, .base = (uint64_t)i * (1 << 20)};
+        args[i] = (WriterArgs){ .bs = bs, .base = (uint64_t)i * (1 << 20) };
         pthread_create(&tid[i], NULL, writer_thread, &args[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -419,7 +419,7 @@ UNIT_TEST(unlock_hands_the_image_over_for_migration)
     g_autofree char *dir = g_dir_make_tmp("test-block-XXXXXX", NULL);
     g_autofree char *path = make_file(dir, "x.img", 65536);
     BlockDriverState *src = open_image(path, "raw", BLOCK_CACHE_WRITEBACK, false, NULL);
-    BlockOptions dst_opts = {.filename = path, .format = "raw", .inactive = true};
+    BlockOptions dst_opts = { .filename = path, .format = "raw", .inactive = true };
     BlockDriverState *dst = bdrv_open(&dst_opts, NULL);
     GError *err = NULL;
 
@@ -446,19 +446,20 @@ UNIT_TEST(unlock_hands_the_image_over_for_migration)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: test-block [CASE...]         run unit tests (--list names them)\n"
-            "       test-block --io [--format=F] [--cache=MODE] [--readonly]\n"
-            "                  [--discard] IMAGE COMMAND...\n"
-            "         write OFF LEN SEED | verify OFF LEN SEED | read OFF LEN |\n"
-            "         zero OFF LEN UNMAP | discard OFF LEN | flush | info |\n"
-            "         writeloop OFF LEN BS SEED | hold SECONDS | unlock | lock |\n"
-            "         bench randread|randwrite|seqread|seqwrite BS SECONDS THREADS SPAN\n");
+    fprintf(
+        stderr,
+        "usage: test-block [CASE...]         run unit tests (--list names them)\n"
+        "       test-block --io [--format=F] [--cache=MODE] [--readonly]\n"
+        "                  [--discard] IMAGE COMMAND...\n"
+        "         write OFF LEN SEED | verify OFF LEN SEED | read OFF LEN |\n"
+        "         zero OFF LEN UNMAP | discard OFF LEN | flush | info |\n"
+        "         writeloop OFF LEN BS SEED | hold SECONDS | unlock | lock |\n"
+        "         bench randread|randwrite|seqread|seqwrite BS SECONDS THREADS SPAN\n");
 }
 
 static bool parse_cache(const char *name, BlockCacheMode *mode)
 {
-    const char *names[] = {"writeback", "none", "writethrough", "directsync", "unsafe"};
+    const char *names[] = { "writeback", "none", "writethrough", "directsync", "unsafe" };
 
     for (int i = 0; i < 5; i++) {
         if (strcmp(name, names[i]) == 0) {
@@ -583,8 +584,8 @@ static void *bench_thread(void *opaque)
     memset(buf, 0x5a, t->block);
     while (now_seconds() < t->deadline) {
         for (int i = 0; i < 16; i++) {
-            uint64_t off =
-                rand ? xorshift(&t->seed) % (t->span / t->block) * t->block : pos;
+            uint64_t off = rand ? xorshift(&t->seed) % (t->span / t->block) * t->block
+                                : pos;
             int ret = write ? bdrv_pwrite(t->bs, off, buf, t->block)
                             : bdrv_pread(t->bs, off, buf, t->block);
 
@@ -616,7 +617,8 @@ static int io_bench(BlockDriverState *bs, char **args)
     }
     for (int i = 0; i < threads; i++) {
         t[i] = (BenchThread){
-            bs, args[0], block, span, 0, start + seconds, 0x1234567ull * (i + 1), 0};
+            bs, args[0], block, span, 0, start + seconds, 0x1234567ull * (i + 1), 0
+        };
         pthread_create(&tid[i], NULL, bench_thread, &t[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -658,8 +660,8 @@ static int io_command(BlockDriverState *bs, char **a, int n)
         printf("format=%s size=%" PRIu64 " backing=%s\n", bdrv_format_name(bs),
                bdrv_getlength(bs), bdrv_backing_filename(bs) ?: "");
     } else if (!strcmp(cmd, "writeloop")) {
-        ret =
-            n < 5 ? -EINVAL : io_writeloop(bs, x, y, z, g_ascii_strtoull(a[4], NULL, 0));
+        ret = n < 5 ? -EINVAL
+                    : io_writeloop(bs, x, y, z, g_ascii_strtoull(a[4], NULL, 0));
         used = 5;
     } else if (!strcmp(cmd, "hold")) {
         printf("locked\n");
@@ -687,7 +689,7 @@ static int io_command(BlockDriverState *bs, char **a, int n)
 
 static int io_main(int argc, char **argv)
 {
-    BlockOptions opts = {.cache = BLOCK_CACHE_WRITEBACK};
+    BlockOptions opts = { .cache = BLOCK_CACHE_WRITEBACK };
     BlockDriverState *bs;
     GError *err = NULL;
     int i = 1, status = 0;

@@ -25,10 +25,10 @@ static uint8_t *make_bzimage(size_t payload, size_t *size)
     img[0x201] = 0x66;
     memcpy(img + 0x202, "HdrS", 4);
     *(uint16_t *)(img + 0x206) = 0x020c;
-    img[0x211] = 0x01;                       /* LOADED_HIGH */
+    img[0x211] = 0x01; /* LOADED_HIGH */
     *(uint32_t *)(img + 0x214) = 0x100000;
     *(uint32_t *)(img + 0x22c) = 0x7fffffff;
-    *(uint16_t *)(img + 0x236) = 0x1;        /* XLF_KERNEL_64 */
+    *(uint16_t *)(img + 0x236) = 0x1; /* XLF_KERNEL_64 */
     *(uint32_t *)(img + 0x238) = 2048;
     *(uint64_t *)(img + 0x258) = 0x100000;
     *(uint32_t *)(img + 0x260) = payload + 4096;
@@ -68,13 +68,13 @@ UNIT_TEST(bzimage_malformed_files)
     uint8_t *img = make_bzimage(8192, &size);
     char *msg;
 
-    msg = parse_error(img, 100);                      /* tiny file */
+    msg = parse_error(img, 100); /* tiny file */
     CHECK(msg && strstr(msg, "only 100 bytes"));
     g_free(msg);
-    msg = parse_error(img, 3 * 512);                  /* cut in the setup */
+    msg = parse_error(img, 3 * 512); /* cut in the setup */
     CHECK(msg && strstr(msg, "truncated"));
     g_free(msg);
-    msg = parse_error(img, 5 * 512 + 100);            /* cut in the payload */
+    msg = parse_error(img, 5 * 512 + 100); /* cut in the payload */
     CHECK(msg && strstr(msg, "truncated"));
     g_free(msg);
 
@@ -159,7 +159,7 @@ UNIT_TEST(guest_addresses_are_bounded)
     uintptr_t base = (uintptr_t)fake;
 
     CHECK(machine_plan_memory(&m, 4ULL << 30, NULL));
-    m.ram = fake;   /* only pointer arithmetic is checked */
+    m.ram = fake; /* only pointer arithmetic is checked */
     CHECK((uintptr_t)machine_gpa_to_hva(&m, 0, 4096) == base);
     CHECK(machine_gpa_to_hva(&m, (3ULL << 30) - 4096, 4096) != NULL);
     CHECK(machine_gpa_to_hva(&m, (3ULL << 30) - 4096, 4097) == NULL);
@@ -209,7 +209,7 @@ UNIT_TEST(mptable_lists_every_cpu)
             bsp += (p[3] & 2) != 0;
             /* threads=2, cores=3: the core field takes 2 bits */
             if (cpus == 3) {
-                CHECK_EQ(p[1], 2);     /* core 1, thread 0 */
+                CHECK_EQ(p[1], 2); /* core 1, thread 0 */
             }
             p += 20;
         } else {
@@ -221,7 +221,7 @@ UNIT_TEST(mptable_lists_every_cpu)
             }
             if (p[0] == 3 && p[4] == 0) {
                 pci_ints++;
-                CHECK_EQ(p[2], 0x0d);   /* active high, level */
+                CHECK_EQ(p[2], 0x0d); /* active high, level */
                 if (p[5] == (3 << 2)) {
                     slot3_inta_irq = p[7];
                 }
@@ -240,7 +240,7 @@ UNIT_TEST(mptable_lists_every_cpu)
     CHECK_EQ(pci_ints, 32 * 4);
     CHECK_EQ(slot3_inta_irq, 11);
     CHECK_EQ(isa_irq4, 1);
-    CHECK_EQ(isa_irq10, 0);             /* PCI's IRQs have no ISA entry */
+    CHECK_EQ(isa_irq10, 0); /* PCI's IRQs have no ISA entry */
     g_free(m.ram);
     vm_config_free(cfg);
 }

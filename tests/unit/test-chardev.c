@@ -64,7 +64,7 @@ static void fe_event(void *opaque, ChardevEvent event)
     }
 }
 
-static const ChardevHandlers fe_handlers = {fe_can_read, fe_read, fe_event};
+static const ChardevHandlers fe_handlers = { fe_can_read, fe_read, fe_event };
 
 static void fe_init(Frontend *fe)
 {
@@ -118,7 +118,7 @@ static void pump_for(int ms)
 
 static int unix_connect(const char *path)
 {
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     g_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
@@ -131,7 +131,7 @@ static int unix_connect(const char *path)
 
 static int tcp_connect(int port)
 {
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -249,20 +249,21 @@ UNIT_TEST(legacy_spellings)
         const char *spec;
         const char *filename;
     } cases[] = {
-        {"telnet:127.0.0.1:7000,server,nowait",
-         "disconnected:telnet:127.0.0.1:7000,server=on"},
-        {"telnet:127.0.0.1:7000,server=on,wait=off",
-         "disconnected:telnet:127.0.0.1:7000,server=on"},
-        {"tcp:127.0.0.1:7001,server,nowait", "disconnected:tcp:127.0.0.1:7001,server=on"},
-        {"tcp:localhost:7002", "disconnected:tcp:localhost:7002"},
-        {"tcp:[::1]:7003,server=on,wait=off", "disconnected:tcp:[::1]:7003,server=on"},
-        {"unix:/tmp/x.sock,server,nowait", "disconnected:unix:/tmp/x.sock,server=on"},
-        {"unix:/tmp/y.sock", "disconnected:unix:/tmp/y.sock"},
-        {"stdio", "stdio"},
-        {"file:/tmp/serial.log", "file"},
-        {"null", "null"},
-        {"mon:telnet:127.0.0.1:7004,server,nowait",
-         "disconnected:telnet:127.0.0.1:7004,server=on"},
+        { "telnet:127.0.0.1:7000,server,nowait",
+          "disconnected:telnet:127.0.0.1:7000,server=on" },
+        { "telnet:127.0.0.1:7000,server=on,wait=off",
+          "disconnected:telnet:127.0.0.1:7000,server=on" },
+        { "tcp:127.0.0.1:7001,server,nowait",
+          "disconnected:tcp:127.0.0.1:7001,server=on" },
+        { "tcp:localhost:7002", "disconnected:tcp:localhost:7002" },
+        { "tcp:[::1]:7003,server=on,wait=off", "disconnected:tcp:[::1]:7003,server=on" },
+        { "unix:/tmp/x.sock,server,nowait", "disconnected:unix:/tmp/x.sock,server=on" },
+        { "unix:/tmp/y.sock", "disconnected:unix:/tmp/y.sock" },
+        { "stdio", "stdio" },
+        { "file:/tmp/serial.log", "file" },
+        { "null", "null" },
+        { "mon:telnet:127.0.0.1:7004,server,nowait",
+          "disconnected:telnet:127.0.0.1:7004,server=on" },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -338,8 +339,8 @@ UNIT_TEST(legacy_errors)
 
     g_autofree char *long_path = g_strnfill(120, 'a');
     g_autofree char *spec = g_strdup_printf("unix:/tmp/%s,server,nowait", long_path);
-    g_autofree char *want =
-        g_strdup_printf("UNIX socket path '/tmp/%s' is too long", long_path);
+    g_autofree char *want = g_strdup_printf("UNIX socket path '/tmp/%s' is too long",
+                                            long_path);
     CHECK_LEGACY_ERR(spec, want);
 }
 
@@ -365,18 +366,18 @@ UNIT_TEST(opts_spellings)
         const char *id;
         const char *filename;
     } cases[] = {
-        {"socket,id=mon0,path=/tmp/m.sock,server=on,wait=off", "mon0",
-         "disconnected:unix:/tmp/m.sock,server=on"},
-        {"socket,id=ser0,host=127.0.0.1,port=7000,server,nowait,telnet", "ser0",
-         "disconnected:telnet:127.0.0.1:7000,server=on"},
-        {"socket,id=t1,host=127.0.0.1,port=7001,server=on,wait=off,telnet=on,nodelay",
-         "t1", "disconnected:telnet:127.0.0.1:7001,server=on"},
-        {"socket,id=c1,host=localhost,port=7002", "c1",
-         "disconnected:tcp:localhost:7002"},
-        {"socket,id=c2,path=/tmp/c.sock", "c2", "disconnected:unix:/tmp/c.sock"},
-        {"stdio,id=con,signal=off,mux=on", "con", "stdio"},
-        {"file,id=log,path=/tmp/x,,y.log,append=on", "log", "file"},
-        {"null,id=nothing", "nothing", "null"},
+        { "socket,id=mon0,path=/tmp/m.sock,server=on,wait=off", "mon0",
+          "disconnected:unix:/tmp/m.sock,server=on" },
+        { "socket,id=ser0,host=127.0.0.1,port=7000,server,nowait,telnet", "ser0",
+          "disconnected:telnet:127.0.0.1:7000,server=on" },
+        { "socket,id=t1,host=127.0.0.1,port=7001,server=on,wait=off,telnet=on,nodelay",
+          "t1", "disconnected:telnet:127.0.0.1:7001,server=on" },
+        { "socket,id=c1,host=localhost,port=7002", "c1",
+          "disconnected:tcp:localhost:7002" },
+        { "socket,id=c2,path=/tmp/c.sock", "c2", "disconnected:unix:/tmp/c.sock" },
+        { "stdio,id=con,signal=off,mux=on", "con", "stdio" },
+        { "file,id=log,path=/tmp/x,,y.log,append=on", "log", "file" },
+        { "null,id=nothing", "nothing", "null" },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -480,8 +481,8 @@ UNIT_TEST(unix_server_clients_one_at_a_time)
 {
     char *dir = tmp_dir();
     g_autofree char *path = g_build_filename(dir, "s.sock", NULL);
-    g_autofree char *opts =
-        g_strdup_printf("socket,id=s,path=%s,server=on,wait=off", path);
+    g_autofree char *opts = g_strdup_printf("socket,id=s,path=%s,server=on,wait=off",
+                                            path);
     g_autofree char *connected_name = g_strdup_printf("unix:%s,server=on", path);
     ChardevSet *set = chardev_set_new();
     Chardev *chr = chardev_new_from_opts(set, opts, NULL);
@@ -552,7 +553,7 @@ UNIT_TEST(unix_server_replaces_stale_socket_keeps_other_files)
     char *dir = tmp_dir();
     g_autofree char *path = g_build_filename(dir, "stale.sock", NULL);
     g_autofree char *regular = g_build_filename(dir, "file", NULL);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     GError *err = NULL;
 
@@ -572,8 +573,8 @@ UNIT_TEST(unix_server_replaces_stale_socket_keeps_other_files)
     g_autofree char *spec2 = g_strdup_printf("unix:%s,server,nowait", regular);
     CHECK(chardev_new_from_legacy(set, spec2, "serial0", &err) != NULL);
     CHECK(!chardev_set_open_all(set, &err));
-    g_autofree char *want =
-        g_strdup_printf("Failed to bind socket to %s: Address already in use", regular);
+    g_autofree char *want = g_strdup_printf(
+        "Failed to bind socket to %s: Address already in use", regular);
     CHECK_STR(err ? err->message : NULL, want);
     g_clear_error(&err);
     chardev_set_free(set);
@@ -595,10 +596,10 @@ static int port_of(const char *filename)
 UNIT_TEST(telnet_server_negotiates_and_strips)
 {
     ChardevSet *set = chardev_set_new();
-    Chardev *chr =
-        chardev_new_from_legacy(set, "telnet:127.0.0.1:0,server,nowait", "serial0", NULL);
-    static const uint8_t greeting[] = {0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03,
-                                       0xff, 0xfb, 0x00, 0xff, 0xfd, 0x00};
+    Chardev *chr = chardev_new_from_legacy(set, "telnet:127.0.0.1:0,server,nowait",
+                                           "serial0", NULL);
+    static const uint8_t greeting[] = { 0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03,
+                                        0xff, 0xfb, 0x00, 0xff, 0xfd, 0x00 };
     /* Commands, options, a subnegotiation, an escaped 0xff and CR NUL. */
     static const uint8_t input[] = {
         'a',  0xff, 0xfb, 0x01, 'b',  0xff, 0xff, 'c',  '\r', 0x00, 'd',
@@ -656,8 +657,8 @@ UNIT_TEST(telnet_server_negotiates_and_strips)
 UNIT_TEST(output_dropped_while_nobody_connected)
 {
     ChardevSet *set = chardev_set_new();
-    Chardev *chr =
-        chardev_new_from_legacy(set, "tcp:127.0.0.1:0,server,nowait", "serial0", NULL);
+    Chardev *chr = chardev_new_from_legacy(set, "tcp:127.0.0.1:0,server,nowait",
+                                           "serial0", NULL);
     Frontend fe;
     int c;
 
@@ -736,7 +737,7 @@ typedef struct WriterArgs {
 static void *writer_thread(void *opaque)
 {
     WriterArgs *args = opaque;
-    char record[32];         /* "<I:NNNNNN>" is 10 bytes */
+    char record[32]; /* "<I:NNNNNN>" is 10 bytes */
 
     for (int i = 0; i < 1000; i++) {
         snprintf(record, sizeof(record), "<%d:%06d>", args->index, i);
@@ -754,7 +755,7 @@ UNIT_TEST(write_from_many_threads)
     Chardev *chr = chardev_new_from_legacy(set, spec, "serial0", NULL);
     pthread_t threads[4];
     WriterArgs args[4];
-    int counts[4] = {0};
+    int counts[4] = { 0 };
     Frontend fe;
     int c;
 
@@ -764,7 +765,7 @@ UNIT_TEST(write_from_many_threads)
     c = unix_connect(path);
     CHECK(pump_until(&fe.opened, 1));
     for (int i = 0; i < 4; i++) {
-        args[i] = (WriterArgs){chr, i};
+        args[i] = (WriterArgs){ chr, i };
         pthread_create(&threads[i], NULL, writer_thread, &args[i]);
     }
     GString *got = client_read(c, 40000, 2000, NULL);
@@ -916,9 +917,9 @@ UNIT_TEST(half_close_gets_every_reply_then_close)
 UNIT_TEST(peer_reset_and_epipe_do_not_crash)
 {
     ChardevSet *set = chardev_set_new();
-    Chardev *chr =
-        chardev_new_from_legacy(set, "tcp:127.0.0.1:0,server,nowait", "serial0", NULL);
-    struct linger lin = {.l_onoff = 1, .l_linger = 0};
+    Chardev *chr = chardev_new_from_legacy(set, "tcp:127.0.0.1:0,server,nowait",
+                                           "serial0", NULL);
+    struct linger lin = { .l_onoff = 1, .l_linger = 0 };
     char big[65536];
     Frontend fe;
     int c;
@@ -959,7 +960,7 @@ UNIT_TEST(client_mode_connects_at_open)
     char *dir = tmp_dir();
     g_autofree char *path = g_build_filename(dir, "peer.sock", NULL);
     g_autofree char *opts = g_strdup_printf("socket,id=cl,path=%s", path);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
     int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
     ChardevSet *set = chardev_set_new();
     Chardev *chr = chardev_new_from_opts(set, opts, NULL);
@@ -968,8 +969,8 @@ UNIT_TEST(client_mode_connects_at_open)
     int peer;
 
     CHECK(!chardev_set_open_all(set, &err)); /* nobody listening yet */
-    g_autofree char *want =
-        g_strdup_printf("Failed to connect to '%s': No such file or directory", path);
+    g_autofree char *want = g_strdup_printf(
+        "Failed to connect to '%s': No such file or directory", path);
     CHECK_STR(err ? err->message : NULL, want);
     g_clear_error(&err);
 
@@ -1130,7 +1131,7 @@ UNIT_TEST(stdio_reads_stdin_until_eof_and_writes_stdout)
     int saved_in = dup(STDIN_FILENO), saved_out = dup(STDOUT_FILENO);
     ChardevSet *set = chardev_set_new();
     Chardev *chr = chardev_new_from_legacy(set, "stdio", "serial0", NULL);
-    char buf[64] = {0};
+    char buf[64] = { 0 };
     Frontend fe;
 
     CHECK(pipe(in_pipe) == 0 && pipe(out_pipe) == 0);

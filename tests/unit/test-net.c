@@ -124,37 +124,37 @@ UNIT_TEST(parse_errors_are_qemus)
 {
     /* Each text as Debian's QEMU 7.2 prints it after "-netdev ARG: ". */
     static const char *const cases[][2] = {
-        {"tap", "Parameter 'id' is missing"},
-        {"", "Parameter 'id' is missing"},
-        {"foo", "Parameter 'id' is missing"},
-        {"id=x", "Parameter 'type' is missing"},
-        {"foo,id=x", "Parameter 'type' does not accept value 'foo'"},
-        {",id=x", "Parameter 'type' does not accept value ''"},
-        {"tap,id=1x", "Parameter 'id' expects an identifier"},
-        {"tap,id=", "Parameter 'id' expects an identifier"},
-        {"tap,id=a b", "Parameter 'id' expects an identifier"},
-        {"foo,id=1", "Parameter 'id' expects an identifier"},
-        {"tap,id=x,vhost=maybe", "Parameter 'vhost' expects 'on' or 'off'"},
-        {"tap,id=x,vhostforce=maybe", "Parameter 'vhostforce' expects 'on' or 'off'"},
-        {"tap,id=x,queues=abc", "Parameter 'queues' expects a uint64 value"},
-        {"tap,id=x,queues=-1", "Parameter 'queues' expects a uint64 value"},
-        {"tap,id=x,sndbuf=abc", "Parameter 'sndbuf' expects a size value"},
-        {"tap,id=x,sndbuf=-1", "Parameter 'sndbuf' expects a size value"},
+        { "tap", "Parameter 'id' is missing" },
+        { "", "Parameter 'id' is missing" },
+        { "foo", "Parameter 'id' is missing" },
+        { "id=x", "Parameter 'type' is missing" },
+        { "foo,id=x", "Parameter 'type' does not accept value 'foo'" },
+        { ",id=x", "Parameter 'type' does not accept value ''" },
+        { "tap,id=1x", "Parameter 'id' expects an identifier" },
+        { "tap,id=", "Parameter 'id' expects an identifier" },
+        { "tap,id=a b", "Parameter 'id' expects an identifier" },
+        { "foo,id=1", "Parameter 'id' expects an identifier" },
+        { "tap,id=x,vhost=maybe", "Parameter 'vhost' expects 'on' or 'off'" },
+        { "tap,id=x,vhostforce=maybe", "Parameter 'vhostforce' expects 'on' or 'off'" },
+        { "tap,id=x,queues=abc", "Parameter 'queues' expects a uint64 value" },
+        { "tap,id=x,queues=-1", "Parameter 'queues' expects a uint64 value" },
+        { "tap,id=x,sndbuf=abc", "Parameter 'sndbuf' expects a size value" },
+        { "tap,id=x,sndbuf=-1", "Parameter 'sndbuf' expects a size value" },
         /* typed values are checked before unknown keys, in schema order */
-        {"tap,id=x,bogus=2,vhost=maybe", "Parameter 'vhost' expects 'on' or 'off'"},
-        {"tap,id=x,queues=abc,vhost=maybe", "Parameter 'vhost' expects 'on' or 'off'"},
-        {"tap,id=x,bogus=1", "Invalid parameter 'bogus'"},
-        {"tap,id=x,fd=abc", "Invalid file descriptor number 'abc'"},
-        {"tap,id=x,fd=3,ifname=foo", "ifname=, script=, downscript=, vnet_hdr=, "
-                                     "helper=, queues=, fds=, and vhostfds= are "
-                                     "invalid with fd="},
-        {"tap,id=x,queues=2,fd=3", "ifname=, script=, downscript=, vnet_hdr=, "
-                                   "helper=, queues=, fds=, and vhostfds= are "
-                                   "invalid with fd="},
-        {"tap,id=x,script=no,fd=", "ifname=, script=, downscript=, vnet_hdr=, "
-                                   "helper=, queues=, fds=, and vhostfds= are "
-                                   "invalid with fd="},
-        {"tap,id=x,vhost=off,vhostfd=0", "vhostfd(s)= is not valid without vhost"},
+        { "tap,id=x,bogus=2,vhost=maybe", "Parameter 'vhost' expects 'on' or 'off'" },
+        { "tap,id=x,queues=abc,vhost=maybe", "Parameter 'vhost' expects 'on' or 'off'" },
+        { "tap,id=x,bogus=1", "Invalid parameter 'bogus'" },
+        { "tap,id=x,fd=abc", "Invalid file descriptor number 'abc'" },
+        { "tap,id=x,fd=3,ifname=foo", "ifname=, script=, downscript=, vnet_hdr=, "
+                                      "helper=, queues=, fds=, and vhostfds= are "
+                                      "invalid with fd=" },
+        { "tap,id=x,queues=2,fd=3", "ifname=, script=, downscript=, vnet_hdr=, "
+                                    "helper=, queues=, fds=, and vhostfds= are "
+                                    "invalid with fd=" },
+        { "tap,id=x,script=no,fd=", "ifname=, script=, downscript=, vnet_hdr=, "
+                                    "helper=, queues=, fds=, and vhostfds= are "
+                                    "invalid with fd=" },
+        { "tap,id=x,vhost=off,vhostfd=0", "vhostfd(s)= is not valid without vhost" },
     };
     NetdevConfig cfg;
 
@@ -172,13 +172,13 @@ UNIT_TEST(parse_errors_of_our_own)
 {
     /* Where QEMU asserts or accepts what this VMM cannot do. */
     static const char *const cases[][2] = {
-        {"tap,id=x,queues=0", "Parameter 'queues' expects a number from 1 to 256"},
-        {"tap,id=x,queues=257", "Parameter 'queues' expects a number from 1 to 256"},
-        {"tap,id=x,queues=2,vhostfd=5",
-         "vhostfd= gives one vhost-net, but queues=2 needs one per queue"},
-        {"tap,id=x,fds=3:4", "tap option 'fds' is not supported by this VMM"},
-        {"tap,id=x,helper=/h", "tap option 'helper' is not supported by this VMM"},
-        {"tap,id=x,vnet_hdr=off", "tap option 'vnet_hdr' is not supported by this VMM"},
+        { "tap,id=x,queues=0", "Parameter 'queues' expects a number from 1 to 256" },
+        { "tap,id=x,queues=257", "Parameter 'queues' expects a number from 1 to 256" },
+        { "tap,id=x,queues=2,vhostfd=5",
+          "vhostfd= gives one vhost-net, but queues=2 needs one per queue" },
+        { "tap,id=x,fds=3:4", "tap option 'fds' is not supported by this VMM" },
+        { "tap,id=x,helper=/h", "tap option 'helper' is not supported by this VMM" },
+        { "tap,id=x,vnet_hdr=off", "tap option 'vnet_hdr' is not supported by this VMM" },
     };
     static const char *const others[] = {
         "none", "nic",    "user",    "l2tpv3", "socket",     "stream",     "dgram",
@@ -213,7 +213,7 @@ static bool link_exists(const char *ifname)
 
 static bool wait_readable(int fd)
 {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
     return poll(&pfd, 1, WAIT_MS) == 1;
 }
@@ -221,7 +221,7 @@ static bool wait_readable(int fd)
 /* A broadcast test frame of len bytes whose payload starts with seq. */
 static void make_frame(uint8_t *frame, size_t len, uint32_t seq)
 {
-    static const uint8_t src[6] = {0x02, 0x00, 0xc6, 0x12, 0x00, 0x01};
+    static const uint8_t src[6] = { 0x02, 0x00, 0xc6, 0x12, 0x00, 0x01 };
 
     memset(frame, 0xff, 6);
     memcpy(frame + 6, src, 6);
@@ -261,7 +261,7 @@ static ssize_t packet_recv(int sock, uint8_t *buf, size_t size)
 static ssize_t tap_recv(NetTap *tap, uint8_t *buf, size_t size)
 {
     for (;;) {
-        struct iovec iov = {buf, size};
+        struct iovec iov = { buf, size };
         ssize_t n = net_tap_receive(tap, &iov, 1);
         if (n == -EAGAIN) {
             if (!wait_readable(net_tap_fd(tap))) {
@@ -285,12 +285,12 @@ static ssize_t tap_recv(NetTap *tap, uint8_t *buf, size_t size)
 static void check_frames_both_ways(NetTap *tap, const char *ifname, size_t step)
 {
     static uint8_t frame[2048], got[NET_TAP_MAX_FRAME];
-    uint8_t hdr[NET_VNET_HDR_LEN] = {0}, zero[NET_VNET_HDR_LEN] = {0};
+    uint8_t hdr[NET_VNET_HDR_LEN] = { 0 }, zero[NET_VNET_HDR_LEN] = { 0 };
     int sock = packet_socket(ifname);
     int bad = 0;
 
     for (size_t len = 60; len <= 1514 && !bad; len += step) {
-        struct iovec iov[2] = {{hdr, sizeof(hdr)}, {frame, len}};
+        struct iovec iov[2] = { { hdr, sizeof(hdr) }, { frame, len } };
         ssize_t n;
 
         make_frame(frame, len, (uint32_t)len);
@@ -361,7 +361,7 @@ UNIT_TEST(tap_open_creates_interface_and_close_removes_it)
     NetdevSet *set;
     Netdev *nd;
     int flags = 0;
-    struct ifreq ifr = {0};
+    struct ifreq ifr = { 0 };
 
     enter_netns();
     set = netdev_set_new();
@@ -442,10 +442,10 @@ UNIT_TEST(tap_frames_cross_both_ways)
         link_up("dvtap0");
         check_frames_both_ways(netdev_tap(nd, 0), "dvtap0", 1);
         /* Nothing waiting is -EAGAIN, never a block. */
-        while (net_tap_receive(netdev_tap(nd, 0), &(struct iovec){buf, sizeof(buf)}, 1) >=
-               0) {
+        while (net_tap_receive(netdev_tap(nd, 0), &(struct iovec){ buf, sizeof(buf) },
+                               1) >= 0) {
         }
-        iov = (struct iovec){buf, sizeof(buf)};
+        iov = (struct iovec){ buf, sizeof(buf) };
         CHECK_EQ(net_tap_receive(netdev_tap(nd, 0), &iov, 1), -EAGAIN);
         /* A frame shorter than its header is refused without a syscall. */
         iov.iov_len = NET_VNET_HDR_LEN - 1;
@@ -484,11 +484,11 @@ UNIT_TEST(tap_multi_queue)
 
     enter_netns();
     set = netdev_set_new();
-    nd =
-        open_netdev(set, "tap,id=n0,ifname=dvmq0,script=no,downscript=no,queues=3", NULL);
+    nd = open_netdev(set, "tap,id=n0,ifname=dvmq0,script=no,downscript=no,queues=3",
+                     NULL);
     CHECK(nd != NULL);
     if (nd) {
-        struct ifreq ifr = {0};
+        struct ifreq ifr = { 0 };
         CHECK_EQ(netdev_queues(nd), 3);
         CHECK(netdev_tap(nd, 3) == NULL);
         for (unsigned i = 0; i < 3; i++) {
@@ -511,7 +511,7 @@ UNIT_TEST(tap_multi_queue)
 /* A tap as libvirt opens it, before handing its descriptor over. */
 static int open_tap_fd(const char *ifname, bool vnet_hdr)
 {
-    struct ifreq ifr = {0};
+    struct ifreq ifr = { 0 };
     int fd = open("/dev/net/tun", O_RDWR);
 
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
@@ -659,8 +659,8 @@ UNIT_TEST(scripts_run_with_the_interface_name)
 
     /* A failing script fails the netdev (QEMU's text: the raw status). */
     g_free(arg);
-    arg =
-        g_strdup_printf("tap,id=n1,ifname=dvfail0,script=/bin/false,downscript=%s", down);
+    arg = g_strdup_printf("tap,id=n1,ifname=dvfail0,script=/bin/false,downscript=%s",
+                          down);
     text = open_error(set, arg);
     CHECK_STR(text, "network script /bin/false failed with status 256");
     g_free(text);
@@ -780,7 +780,7 @@ UNIT_TEST(vhost_fd_that_is_not_vhost)
  */
 #define RING_NUM 8
 #define MEM_SIZE (1 << 20)
-#define MEM_GPA 0x100000ULL
+#define MEM_GPA  0x100000ULL
 
 typedef struct TestRing {
     struct vring_desc *desc;
@@ -825,7 +825,7 @@ static void ring_post(TestRing *r, uint16_t idx, uint64_t gpa, uint32_t len,
 static long ring_wait_used(TestRing *r, uint16_t idx)
 {
     for (int waited = 0; waited < WAIT_MS; waited += 10) {
-        struct pollfd pfd = {.fd = r->call, .events = POLLIN};
+        struct pollfd pfd = { .fd = r->call, .events = POLLIN };
         if (__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE) != idx) {
             return r->used->ring[idx % RING_NUM].len;
         }
@@ -857,7 +857,7 @@ UNIT_TEST(vhost_net_moves_frames)
     NetdevSet *set;
     Netdev *nd;
     VhostNet *vn;
-    uint64_t features, dirty[2] = {UINT64_MAX, 0};
+    uint64_t features, dirty[2] = { UINT64_MAX, 0 };
     uint16_t base = 0;
     int sock;
     long len;
@@ -868,8 +868,8 @@ UNIT_TEST(vhost_net_moves_frames)
     }
     enter_netns();
     set = netdev_set_new();
-    nd =
-        open_netdev(set, "tap,id=n0,ifname=dvvh0,script=no,downscript=no,vhost=on", NULL);
+    nd = open_netdev(set, "tap,id=n0,ifname=dvvh0,script=no,downscript=no,vhost=on",
+                     NULL);
     CHECK(nd != NULL);
     if (!nd) {
         netdev_set_free(set);
@@ -884,30 +884,30 @@ UNIT_TEST(vhost_net_moves_frames)
     CHECK(vhost_net_set_features(
         vn, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_NET_F_MRG_RXBUF), NULL));
 
-    mem =
-        mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+               0);
     CHECK(mem != MAP_FAILED);
     CHECK(vhost_net_set_mem_table(
-        vn, &(VhostMemRegion){.gpa = MEM_GPA, .size = MEM_SIZE, .hva = mem}, 1, NULL));
+        vn, &(VhostMemRegion){ .gpa = MEM_GPA, .size = MEM_SIZE, .hva = mem }, 1, NULL));
     ring_layout(&rx, mem, MEM_GPA);
     ring_layout(&tx, mem, MEM_GPA + 0x4000);
     CHECK(vhost_net_set_ring(vn, VHOST_NET_RING_RX,
-                             &(VhostRing){.num = RING_NUM,
-                                          .desc = rx.desc,
-                                          .avail = rx.avail,
-                                          .used = rx.used,
-                                          .used_gpa = rx.used_gpa,
-                                          .kick_fd = rx.kick,
-                                          .call_fd = rx.call},
+                             &(VhostRing){ .num = RING_NUM,
+                                           .desc = rx.desc,
+                                           .avail = rx.avail,
+                                           .used = rx.used,
+                                           .used_gpa = rx.used_gpa,
+                                           .kick_fd = rx.kick,
+                                           .call_fd = rx.call },
                              NULL));
     CHECK(vhost_net_set_ring(vn, VHOST_NET_RING_TX,
-                             &(VhostRing){.num = RING_NUM,
-                                          .desc = tx.desc,
-                                          .avail = tx.avail,
-                                          .used = tx.used,
-                                          .used_gpa = tx.used_gpa,
-                                          .kick_fd = tx.kick,
-                                          .call_fd = tx.call},
+                             &(VhostRing){ .num = RING_NUM,
+                                           .desc = tx.desc,
+                                           .avail = tx.avail,
+                                           .used = tx.used,
+                                           .used_gpa = tx.used_gpa,
+                                           .kick_fd = tx.kick,
+                                           .call_fd = tx.call },
                              NULL));
     CHECK(vhost_net_log_start(vn, MEM_GPA + MEM_SIZE, -1, NULL));
     link_up("dvvh0");

@@ -38,13 +38,26 @@ static char *parse_one(const char *const *args)
 
 UNIT_TEST(seed_command_line)
 {
-    static const char *const args[] = {
-        "-enable-kvm", "-cpu", "host,host-cache-info=on",
-        "-smp", "cpus=2,sockets=1,threads=1,maxcpus=2", "-m", "2G",
-        "-serial", "telnet:127.0.0.1:7000,server,nowait",
-        "-parallel", "none", "-serial", "none", "-net", "none",
-        "-vga", "none", "-nographic", "-nodefaults", NULL
-    };
+    static const char *const args[] = { "-enable-kvm",
+                                        "-cpu",
+                                        "host,host-cache-info=on",
+                                        "-smp",
+                                        "cpus=2,sockets=1,threads=1,maxcpus=2",
+                                        "-m",
+                                        "2G",
+                                        "-serial",
+                                        "telnet:127.0.0.1:7000,server,nowait",
+                                        "-parallel",
+                                        "none",
+                                        "-serial",
+                                        "none",
+                                        "-net",
+                                        "none",
+                                        "-vga",
+                                        "none",
+                                        "-nographic",
+                                        "-nodefaults",
+                                        NULL };
     VmConfig *cfg = vm_config_new();
     char *msg = parse(cfg, args);
 
@@ -101,7 +114,7 @@ UNIT_TEST(memory_sizes)
         const char *arg;
         uint64_t bytes;
     } ok[] = {
-        { "64M", 64ULL << 20 }, { "4G", 4ULL << 30 }, { "128", 128ULL << 20 },
+        { "64M", 64ULL << 20 },    { "4G", 4ULL << 30 },   { "128", 128ULL << 20 },
         { "size=1G", 1ULL << 30 }, { "1.5G", 3ULL << 29 }, { "2048k", 2ULL << 20 },
     };
     for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
@@ -144,7 +157,7 @@ UNIT_TEST(smp_topology_computed_like_qemu)
     msg = smp_error("4", &s);
     CHECK(msg == NULL);
     CHECK_EQ(s.cpus, 4);
-    CHECK_EQ(s.cores, 4);     /* cores preferred over sockets */
+    CHECK_EQ(s.cores, 4); /* cores preferred over sockets */
     CHECK_EQ(s.sockets, 1);
     CHECK_EQ(s.threads, 1);
     msg = smp_error("cpus=4,sockets=2", &s);
@@ -163,13 +176,13 @@ UNIT_TEST(smp_errors_match_qemu)
 
     msg = smp_error("4,sockets=1,cores=2,threads=1", &s);
     CHECK_STR(msg, "Invalid CPU topology: product of the hierarchy must match "
-              "maxcpus: sockets (1) * dies (1) * cores (2) * threads (1) != "
-              "maxcpus (4)");
+                   "maxcpus: sockets (1) * dies (1) * cores (2) * threads (1) != "
+                   "maxcpus (4)");
     g_free(msg);
     msg = smp_error("cpus=2,maxcpus=1", &s);
     CHECK_STR(msg, "Invalid CPU topology: maxcpus must be equal to or greater "
-              "than smp: sockets (1) * dies (1) * cores (1) * threads (1) == "
-              "maxcpus (1) < smp_cpus (2)");
+                   "than smp: sockets (1) * dies (1) * cores (1) * threads (1) == "
+                   "maxcpus (1) < smp_cpus (2)");
     g_free(msg);
     msg = smp_error("foo", &s);
     CHECK_STR(msg, "Parameter 'smp.cpus' expects integer");
@@ -179,7 +192,7 @@ UNIT_TEST(smp_errors_match_qemu)
     g_free(msg);
     msg = smp_error("300", &s);
     CHECK_STR(msg, "Invalid SMP CPUs 300. The max CPUs supported by machine "
-              "'pc' is 255");
+                   "'pc' is 255");
     g_free(msg);
 }
 
@@ -207,10 +220,10 @@ UNIT_TEST(smp_syntax_named_when_read_topology_after_the_line)
 
 UNIT_TEST(mon_parsed_when_read)
 {
-    static const char *const args[] = {
-        "-mon", "chardev=c0,mode=control", "-qmp", "unix:/tmp/q,server=on,wait=off",
-        "-mon", "c1", NULL
-    };
+    static const char *const args[] = { "-mon", "chardev=c0,mode=control",
+                                        "-qmp", "unix:/tmp/q,server=on,wait=off",
+                                        "-mon", "c1",
+                                        NULL };
     static const char *const bad[] = { "-mon", "chardev=a,pretty=maybe", NULL };
     VmConfig *cfg = vm_config_new();
     char *msg = parse(cfg, args), *m2 = parse_one(bad);
@@ -227,7 +240,8 @@ UNIT_TEST(mon_parsed_when_read)
     CHECK_STR(o1->arg, "unix:/tmp/q,server=on,wait=off");
     CHECK(o2->kind == MONITOR_OPT_MON && !o2->control);
     CHECK_STR(o2->chardev, "c1");
-    CHECK_STR(m2, "-mon chardev=a,pretty=maybe: Parameter 'pretty' expects 'on' or 'off'");
+    CHECK_STR(m2,
+              "-mon chardev=a,pretty=maybe: Parameter 'pretty' expects 'on' or 'off'");
     g_free(msg);
     g_free(m2);
     vm_config_free(cfg);
@@ -237,7 +251,7 @@ UNIT_TEST(cpumap_and_overcommit_parsed_when_read)
 {
     static const char *const args[] = {
         "-osnet_cpumap", "map.txt,did=on", "-overcommit", "cpu-pm=on",
-        "-overcommit", "cpu-pm=off", NULL
+        "-overcommit",   "cpu-pm=off",     NULL
     };
     static const char *const b1[] = { "-osnet_cpumap", "did=on", NULL };
     static const char *const b2[] = { "-overcommit", "mem-lock=on", NULL };
@@ -257,9 +271,8 @@ UNIT_TEST(cpumap_and_overcommit_parsed_when_read)
 
 UNIT_TEST(device_split_when_read)
 {
-    static const char *const args[] = {
-        "-device", "virtio-blk-pci,drive=d0,id=vb0", "-device", "driver=x,id=vb1", NULL
-    };
+    static const char *const args[] = { "-device", "virtio-blk-pci,drive=d0,id=vb0",
+                                        "-device", "driver=x,id=vb1", NULL };
     static const char *const b1[] = { "-device", "id=x", NULL };
     static const char *const b2[] = { "-device", "a,id=x", "-device", "b,id=x", NULL };
     VmConfig *cfg = vm_config_new();
@@ -315,9 +328,9 @@ UNIT_TEST(subopts_quirks)
 UNIT_TEST(option_table_spellings)
 {
     static const char *const args[] = {
-        "--enable-kvm", "-machine", "pc", "-display", "none", "-no-reboot",
-        "-name", "vm0", "-kernel", "k", "-initrd", "i", "-append", "a b",
-        "-pidfile", "/tmp/p", "-S", NULL
+        "--enable-kvm", "-machine", "pc",       "-display", "none",    "-no-reboot",
+        "-name",        "vm0",      "-kernel",  "k",        "-initrd", "i",
+        "-append",      "a b",      "-pidfile", "/tmp/p",   "-S",      NULL
     };
     VmConfig *cfg = vm_config_new();
     char *msg = parse(cfg, args);
@@ -365,12 +378,13 @@ UNIT_TEST(drive_seed_spelling)
 
     CHECK(msg == NULL);
     CHECK_STR(d.file, "vm.qcow2");
-    CHECK(d.format == NULL);          /* probed */
+    CHECK(d.format == NULL); /* probed */
     CHECK_STR(d.id, "virtio0");
     CHECK_EQ(d.cache, BLOCK_CACHE_WRITEBACK);
     drive_config_clear(&d);
     msg = drive_error("file=a,,b.img,if=virtio,format=raw,cache=none,readonly=on,"
-                      "id=disk1,discard=unmap,serial=S1", &d);
+                      "id=disk1,discard=unmap,serial=S1",
+                      &d);
     CHECK(msg == NULL);
     CHECK_STR(d.file, "a,b.img");
     CHECK_STR(d.format, "raw");

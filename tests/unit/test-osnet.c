@@ -21,16 +21,15 @@ static void init_sets(void)
 }
 
 /* Parse text for nr vCPUs on CPUs 0-3; return the error or NULL. */
-static char *map_error(const char *text, unsigned nr, OsnetCpuMap *map,
-                       GString *warnings)
+static char *map_error(const char *text, unsigned nr, OsnetCpuMap *map, GString *warnings)
 {
     GError *err = NULL;
     char *msg = NULL;
 
     init_sets();
     memset(map, 0, sizeof(*map));
-    if (!osnet_cpumap_parse_text("map.txt", text, nr, &cpus_0_3, &cpus_0_3, map,
-                                 warnings, &err)) {
+    if (!osnet_cpumap_parse_text("map.txt", text, nr, &cpus_0_3, &cpus_0_3, map, warnings,
+                                 &err)) {
         msg = g_strdup(err->message);
         g_error_free(err);
     }
@@ -99,8 +98,7 @@ UNIT_TEST(disallowed_pcpu_is_refused)
     CPU_SET(0, &online);
     CPU_SET(1, &online);
     memset(&map, 0, sizeof(map));
-    CHECK(!osnet_cpumap_parse_text("m", "0 1\n", 1, &allowed, &online, &map, NULL,
-                                   &err));
+    CHECK(!osnet_cpumap_parse_text("m", "0 1\n", 1, &allowed, &online, &map, NULL, &err));
     CHECK(err && strstr(err->message, "m:1: pCPU 1 is outside the CPUs this process"));
     g_clear_error(&err);
 }
@@ -125,8 +123,8 @@ UNIT_TEST(unreadable_and_binary_files)
     int fd = mkstemp(path);
 
     init_sets();
-    CHECK(!osnet_cpumap_parse("/nonexistent/map.txt", 1, &cpus_0_3, &cpus_0_3, &map,
-                              NULL, &err));
+    CHECK(!osnet_cpumap_parse("/nonexistent/map.txt", 1, &cpus_0_3, &cpus_0_3, &map, NULL,
+                              &err));
     CHECK(err && strstr(err->message, "/nonexistent/map.txt: cannot read"));
     g_clear_error(&err);
     CHECK(write(fd, "0 1\n\0\n", 6) == 6);

@@ -90,8 +90,8 @@ static bool fake_irqfd(void *opaque, int fd, int gsi, bool assign, GError **errp
     return true;
 }
 
-static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len,
-                           bool is_pio, bool assign, GError **errp)
+static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len, bool is_pio,
+                           bool assign, GError **errp)
 {
     return true;
 }
@@ -107,8 +107,8 @@ static bool fake_signal_msi(void *opaque, uint64_t addr, uint32_t data, GError *
 }
 
 static const PciKvmOps fake_ops = {
-    fake_set_irq,     fake_route_add, fake_route_update, fake_route_del,
-    fake_irqfd,       fake_ioeventfd, fake_signal_msi,
+    fake_set_irq, fake_route_add, fake_route_update, fake_route_del,
+    fake_irqfd,   fake_ioeventfd, fake_signal_msi,
 };
 
 /* ---- a machine with buses and no KVM ---- */
@@ -275,7 +275,7 @@ UNIT_TEST(conf1_enable_bit_clear_reads_ones_drops_writes)
     Machine m;
 
     machine_setup(&m, 256 << 20);
-    io_write(&m, 0xcf8, 4, 0x00000800u | 0x60);       /* PIIX3 PIRQRC, no enable */
+    io_write(&m, 0xcf8, 4, 0x00000800u | 0x60); /* PIIX3 PIRQRC, no enable */
     CHECK_EQ(io_read(&m, 0xcfc, 4), 0xffffffff);
     io_write(&m, 0xcfc, 1, 10);
     CHECK_EQ(conf_read(&m, 8, 0x60, 1), 0x80);
@@ -308,11 +308,11 @@ UNIT_TEST(bar_sizing_by_writing_ones)
     for (int bar = 0; bar < 4; bar++) {
         conf_write(&m, devfn, PCI_BASE_ADDRESS_0 + 4 * bar, 4, 0xffffffff);
     }
-    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_0, 4), 0xffffffe1);  /* 32 ports */
-    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_1, 4), 0xfffff000);  /* 4 KiB */
-    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_2, 4), 0xffffc00c);  /* 64-bit pf */
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_0, 4), 0xffffffe1); /* 32 ports */
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_1, 4), 0xfffff000); /* 4 KiB */
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_2, 4), 0xffffc00c); /* 64-bit pf */
     CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_3, 4), 0xffffffff);
-    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_4, 4), 0);           /* none */
+    CHECK_EQ(conf_read(&m, devfn, PCI_BASE_ADDRESS_4, 4), 0); /* none */
     /* decode is off: nothing was mapped while sizing */
     CHECK_EQ(m.mmio_bus.nr_ranges, 0);
     machine_teardown(&m);
@@ -329,7 +329,7 @@ UNIT_TEST(bar_mapping_follows_the_registers)
     test_device(&m, 3, &td);
     conf_write(&m, devfn, PCI_BASE_ADDRESS_1, 4, 0xe0000000);
     conf_write(&m, devfn, PCI_BASE_ADDRESS_0, 4, 0xc000);
-    CHECK(bus_find(&m.mmio_bus, 0xe0000000) == NULL);          /* decode off */
+    CHECK(bus_find(&m.mmio_bus, 0xe0000000) == NULL); /* decode off */
     conf_write(&m, devfn, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
     r = bus_find(&m.mmio_bus, 0xe0000010);
     CHECK(r && r->base == 0xe0000000 && r->len == 4096 && r->opaque == &td);
@@ -433,8 +433,8 @@ UNIT_TEST(msix_capability_layout)
              PCI_STATUS_CAP_LIST);
     CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2),
              PCI_MSIX_FLAGS_ENABLE | 2);
-    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_TABLE, 4), 1);       /* BAR 1, 0 */
-    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_PBA, 4), 0x801);     /* BAR 1 */
+    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_TABLE, 4), 1);   /* BAR 1, 0 */
+    CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_PBA, 4), 0x801); /* BAR 1 */
     /* the table size is read-only */
     conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2, 0x07ff);
     CHECK_EQ(conf_read(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2) & 0x7ff, 2);
@@ -454,11 +454,11 @@ UNIT_TEST(msix_table_writes_make_routes)
     machine_setup(&m, 256 << 20);
     dev = msix_device(&m, 4);
     msix_device_setup(&m, dev, table);
-    mmio_write(&m, table + 16, 4, 0xfee01000);       /* vector 1 */
+    mmio_write(&m, table + 16, 4, 0xfee01000); /* vector 1 */
     mmio_write(&m, table + 16 + 4, 4, 0);
     mmio_write(&m, table + 16 + 8, 4, 0x4041);
-    CHECK_EQ(kvm.adds, 0);                            /* still masked */
-    mmio_write(&m, table + 16 + 12, 4, 0);            /* unmask */
+    CHECK_EQ(kvm.adds, 0);                 /* still masked */
+    mmio_write(&m, table + 16 + 12, 4, 0); /* unmask */
     CHECK_EQ(kvm.adds, 1);
     CHECK_EQ(kvm.routes[0].addr, 0xfee01000);
     CHECK_EQ(kvm.routes[0].data, 0x4041);
@@ -494,13 +494,13 @@ UNIT_TEST(msix_masked_vector_sets_pending_bit)
     mmio_write(&m, table + 8, 4, 0x30);
     mmio_write(&m, table + 12, 4, 0);
     fd = kvm.routes[0].irqfd;
-    mmio_write(&m, table + 12, 4, 1);                  /* mask vector 0 */
+    mmio_write(&m, table + 12, 4, 1); /* mask vector 0 */
     CHECK(msix_notify(dev, 0));
     CHECK_EQ(eventfd_count(fd), 0);
     CHECK_EQ(mmio_read(&m, pba, 8), 1);
-    mmio_write(&m, pba, 8, 0);                          /* the PBA is read-only */
+    mmio_write(&m, pba, 8, 0); /* the PBA is read-only */
     CHECK_EQ(mmio_read(&m, pba, 8), 1);
-    mmio_write(&m, table + 12, 4, 0);                   /* unmask: delivered */
+    mmio_write(&m, table + 12, 4, 0); /* unmask: delivered */
     CHECK_EQ(eventfd_count(fd), 1);
     CHECK_EQ(mmio_read(&m, pba, 8), 0);
     /* the function mask holds every vector */
@@ -526,11 +526,11 @@ UNIT_TEST(msix_bad_address_and_vector_go_nowhere)
     machine_setup(&m, 256 << 20);
     dev = msix_device(&m, 2);
     msix_device_setup(&m, dev, table);
-    mmio_write(&m, table + 0, 4, 0x12345678);         /* not the LAPIC window */
+    mmio_write(&m, table + 0, 4, 0x12345678); /* not the LAPIC window */
     mmio_write(&m, table + 12, 4, 0);
     CHECK_EQ(kvm.adds, 0);
     CHECK(msix_notify(dev, 0));
-    CHECK(msix_notify(dev, 1000));                    /* no such vector */
+    CHECK(msix_notify(dev, 1000)); /* no such vector */
     CHECK_EQ(kvm.signals, 0);
     /* beyond the table and PBA the BAR reads zero and ignores writes */
     mmio_write(&m, table + 0x400, 4, 0xffffffff);
@@ -545,20 +545,20 @@ UNIT_TEST(pirq_routing_drives_isa_lines)
     PciDevice *d3, *d7;
 
     machine_setup(&m, 256 << 20);
-    d3 = test_device(&m, 3, &a);     /* INTA of slot 3 -> PIRQC */
-    d7 = test_device(&m, 7, &b);     /* INTA of slot 7 -> PIRQC too */
+    d3 = test_device(&m, 3, &a); /* INTA of slot 3 -> PIRQC */
+    d7 = test_device(&m, 7, &b); /* INTA of slot 7 -> PIRQC too */
     CHECK_EQ(pci_slot_pirq(2, 1), 1);
     CHECK_EQ(pci_slot_pirq(3, 1), 2);
     CHECK_EQ(pci_slot_pirq(3, 4), 1);
     pci_set_irq(d3, 1);
-    CHECK_EQ(kvm.line_calls, 0);                       /* PIRQC disabled */
+    CHECK_EQ(kvm.line_calls, 0); /* PIRQC disabled */
     CHECK_EQ(conf_read(&m, d3->devfn, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT,
              PCI_STATUS_INTERRUPT);
-    conf_write(&m, 8, 0x62, 1, 11);                    /* PIRQC -> IRQ 11 */
+    conf_write(&m, 8, 0x62, 1, 11); /* PIRQC -> IRQ 11 */
     CHECK_EQ(kvm.level[11], 1);
     pci_set_irq(d7, 1);
     pci_set_irq(d3, 0);
-    CHECK_EQ(kvm.level[11], 1);                        /* shared: still d7 */
+    CHECK_EQ(kvm.level[11], 1); /* shared: still d7 */
     pci_set_irq(d7, 0);
     CHECK_EQ(kvm.level[11], 0);
     /* rerouting an asserted line moves the level */
@@ -666,7 +666,7 @@ UNIT_TEST(pam_registers_are_plain_registers)
     pam_calls = 0;
     pci_set_pam_notifier(m.pci, pam_changed, NULL);
     for (int i = 1; i < 7; i++) {
-        conf_write(&m, 0, 0x59 + i, 1, 0xff);          /* as SeaBIOS does, wider */
+        conf_write(&m, 0, 0x59 + i, 1, 0xff); /* as SeaBIOS does, wider */
     }
     conf_write(&m, 0, 0x59, 1, 0xff);
     CHECK_EQ(conf_read(&m, 0, 0x59, 1), 0x30);
@@ -748,12 +748,12 @@ UNIT_TEST(query_pci_has_qemus_shape)
     devs = json_object_get(json_array_get(ret, 0), "devices");
     CHECK_EQ(json_array_size(devs), 3);
     d = json_array_get(devs, 0);
-    CHECK_STR(json_string_value(
-                  json_object_get(json_object_get(d, "class_info"), "desc")),
-              "Host bridge");
+    CHECK_STR(
+        json_string_value(json_object_get(json_object_get(d, "class_info"), "desc")),
+        "Host bridge");
     CHECK_EQ(json_integer_value(json_object_get(json_object_get(d, "id"), "device")),
              0x1237);
-    CHECK(json_object_get(d, "irq") == NULL);           /* no pin, no irq */
+    CHECK(json_object_get(d, "irq") == NULL); /* no pin, no irq */
     d = json_array_get(devs, 2);
     CHECK_STR(json_string_value(json_object_get(d, "qdev_id")), "disk1");
     CHECK_EQ(json_integer_value(json_object_get(d, "slot")), 3);

@@ -110,7 +110,7 @@ static char *create_image(const char *dir, const char *name, const ImageSpec *sp
     return path;
 }
 
-static const ImageSpec v3_64k = {3, 16, 64 << 20, 4, NULL, NULL};
+static const ImageSpec v3_64k = { 3, 16, 64 << 20, 4, NULL, NULL };
 
 static void poke(const char *path, uint64_t offset, const void *data, size_t len)
 {
@@ -138,10 +138,9 @@ static void poke_be64(const char *path, uint64_t offset, uint64_t v)
 
 static BlockDriverState *open_qcow2(const char *path, bool read_only, GError **errp)
 {
-    BlockOptions opts = {.filename = path,
-                         .format = "qcow2",
-                         .read_only = read_only,
-                         .discard_unmap = true};
+    BlockOptions opts = {
+        .filename = path, .format = "qcow2", .read_only = read_only, .discard_unmap = true
+    };
 
     return bdrv_open(&opts, errp);
 }
@@ -227,46 +226,46 @@ typedef struct Corruption {
 } Corruption;
 
 static const Corruption corruptions[] = {
-    {0, 4, 0x514649fa, "Image is not in qcow2 format"},
-    {4, 4, 1, "Unsupported qcow2 version 1"},
-    {4, 4, 4, "Unsupported qcow2 version 4"},
-    {20, 4, 8, "Unsupported cluster size: 2^8"},
-    {20, 4, 22, "Unsupported cluster size: 2^22"},
-    {24, 8, 1ull << 62, "Image is too big"},
-    {32, 4, 1,
-     "Use of AES-CBC encrypted qcow2 images is no longer supported in "
-     "system emulators"},
-    {32, 4, 2, "LUKS encrypted qcow2 images are not supported"},
-    {36, 4, 0x7fffffff, "Active L1 table too large"},
-    {36, 4, 0, "L1 table is too small"},
-    {40, 8, 0x30001, "Active L1 table offset invalid"},
-    {40, 8, 1ull << 40, "Active L1 table extends past the end of the file"},
-    {40, 8, 0x10000, "Active L1 table overlaps the reference count table"},
-    {40, 8, 0, "Active L1 table overlaps the qcow2 header"},
-    {48, 8, 0x10008, "Reference count table offset invalid"},
-    {48, 8, 1ull << 40, "Reference count table extends past the end of the file"},
-    {56, 4, 0, "Image does not contain a reference count table"},
-    {56, 4, 0x7fffffff, "Reference count table too large"},
-    {60, 4, 100000, "Snapshot table too large"},
-    {72, 8, 1ull << 20,
-     "Unsupported qcow2 feature(s): Unknown incompatible "
-     "feature: 100000"},
-    {72, 8, 1ull << 2, "Unsupported qcow2 feature(s): external data file"},
-    {72, 8, 1ull << 4, "Unsupported qcow2 feature(s): extended L2 entries"},
-    {72, 8, 1ull << 3,
-     "qcow2: Compression type incompatible feature bit must "
-     "not be set"},
-    {72, 8, 2, "qcow2: Image is corrupt; cannot be opened read/write"},
-    {96, 4, 7, "Reference count entry width too large; may not exceed 64 bits"},
-    {100, 4, 50, "qcow2 header too short"},
-    {100, 4, 0x7ffff, "qcow2 header exceeds cluster size"},
-    {8, 8, 1ull << 20, "Invalid backing file offset", 16, 16},
-    {8, 8, 0x200, "Backing file name too long", 16, 1100},
-    {104, 4, 0x12345678, NULL}, /* unknown extension: fine */
-    {108, 4, 0xfffff,
-     "Invalid qcow2 header extension 0x12345678: length 1048575 "
-     "exceeds the header area",
-     104, 0x12345678},
+    { 0, 4, 0x514649fa, "Image is not in qcow2 format" },
+    { 4, 4, 1, "Unsupported qcow2 version 1" },
+    { 4, 4, 4, "Unsupported qcow2 version 4" },
+    { 20, 4, 8, "Unsupported cluster size: 2^8" },
+    { 20, 4, 22, "Unsupported cluster size: 2^22" },
+    { 24, 8, 1ull << 62, "Image is too big" },
+    { 32, 4, 1,
+      "Use of AES-CBC encrypted qcow2 images is no longer supported in "
+      "system emulators" },
+    { 32, 4, 2, "LUKS encrypted qcow2 images are not supported" },
+    { 36, 4, 0x7fffffff, "Active L1 table too large" },
+    { 36, 4, 0, "L1 table is too small" },
+    { 40, 8, 0x30001, "Active L1 table offset invalid" },
+    { 40, 8, 1ull << 40, "Active L1 table extends past the end of the file" },
+    { 40, 8, 0x10000, "Active L1 table overlaps the reference count table" },
+    { 40, 8, 0, "Active L1 table overlaps the qcow2 header" },
+    { 48, 8, 0x10008, "Reference count table offset invalid" },
+    { 48, 8, 1ull << 40, "Reference count table extends past the end of the file" },
+    { 56, 4, 0, "Image does not contain a reference count table" },
+    { 56, 4, 0x7fffffff, "Reference count table too large" },
+    { 60, 4, 100000, "Snapshot table too large" },
+    { 72, 8, 1ull << 20,
+      "Unsupported qcow2 feature(s): Unknown incompatible "
+      "feature: 100000" },
+    { 72, 8, 1ull << 2, "Unsupported qcow2 feature(s): external data file" },
+    { 72, 8, 1ull << 4, "Unsupported qcow2 feature(s): extended L2 entries" },
+    { 72, 8, 1ull << 3,
+      "qcow2: Compression type incompatible feature bit must "
+      "not be set" },
+    { 72, 8, 2, "qcow2: Image is corrupt; cannot be opened read/write" },
+    { 96, 4, 7, "Reference count entry width too large; may not exceed 64 bits" },
+    { 100, 4, 50, "qcow2 header too short" },
+    { 100, 4, 0x7ffff, "qcow2 header exceeds cluster size" },
+    { 8, 8, 1ull << 20, "Invalid backing file offset", 16, 16 },
+    { 8, 8, 0x200, "Backing file name too long", 16, 1100 },
+    { 104, 4, 0x12345678, NULL }, /* unknown extension: fine */
+    { 108, 4, 0xfffff,
+      "Invalid qcow2 header extension 0x12345678: length 1048575 "
+      "exceeds the header area",
+      104, 0x12345678 },
 };
 
 UNIT_TEST(corrupt_headers_give_one_clear_error)
@@ -356,11 +355,11 @@ UNIT_TEST(autoclear_bits_are_cleared_before_writing)
 static void roundtrip(const char *dir, const ImageSpec *spec, BlockCacheMode cache)
 {
     g_autofree char *path = create_image(dir, "rt.qcow2", spec);
-    BlockOptions opts = {.filename = path, .format = "qcow2", .cache = cache};
+    BlockOptions opts = { .filename = path, .format = "qcow2", .cache = cache };
     BlockDriverState *bs = bdrv_open(&opts, NULL);
     uint64_t cs = 1ull << spec->cluster_bits, len = 2 * cs + 3;
-    const uint64_t offs[] = {0, 3 * cs - 1, 6 * cs + 17, 10 * cs + cs / 2,
-                             spec->size - 3 * cs - 5};
+    const uint64_t offs[] = { 0, 3 * cs - 1, 6 * cs + 17, 10 * cs + cs / 2,
+                              spec->size - 3 * cs - 5 };
 
     CHECK(bs);
     for (size_t i = 0; bs && i < G_N_ELEMENTS(offs); i++) {
@@ -381,11 +380,13 @@ static void roundtrip(const char *dir, const ImageSpec *spec, BlockCacheMode cac
 UNIT_TEST(read_write_round_trips_v2_v3_cluster_sizes)
 {
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
-    const int bits[] = {9, 12, 16, 21};
+    const int bits[] = { 9, 12, 16, 21 };
 
     for (int v = 2; v <= 3; v++) {
         for (size_t b = 0; b < G_N_ELEMENTS(bits); b++) {
-            ImageSpec spec = {v, bits[b], MAX(16 << 20, 32ull << bits[b]), 4, NULL, NULL};
+            ImageSpec spec = {
+                v, bits[b], MAX(16 << 20, 32ull << bits[b]), 4, NULL, NULL
+            };
 
             roundtrip(dir, &spec, b % 2 ? BLOCK_CACHE_NONE : BLOCK_CACHE_WRITEBACK);
         }
@@ -398,7 +399,7 @@ UNIT_TEST(refcount_widths_and_refcount_table_growth)
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
 
     for (int order = 0; order <= 6; order++) {
-        ImageSpec spec = {3, 9, 32 << 20, order, NULL, NULL};
+        ImageSpec spec = { 3, 9, 32 << 20, order, NULL, NULL };
         g_autofree char *path = create_image(dir, "rc.qcow2", &spec);
         BlockDriverState *bs = open_qcow2(path, false, NULL);
 
@@ -430,7 +431,7 @@ UNIT_TEST(zero_clusters_and_discard)
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
 
     for (int v = 2; v <= 3; v++) {
-        ImageSpec spec = {v, 16, 16 << 20, 4, NULL, NULL};
+        ImageSpec spec = { v, 16, 16 << 20, 4, NULL, NULL };
         g_autofree char *path = create_image(dir, "z.qcow2", &spec);
         BlockDriverState *bs = open_qcow2(path, false, NULL);
         uint64_t size;
@@ -465,8 +466,8 @@ UNIT_TEST(backing_chain_with_relative_names)
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
     g_autofree char *sub = g_build_filename(dir, "sub", NULL);
     g_autofree char *base = g_build_filename(sub, "base.img", NULL);
-    ImageSpec mid_spec = {3, 16, 8 << 20, 4, "base.img", "raw"};
-    ImageSpec top_spec = {2, 12, 10 << 20, 4, "sub/mid.qcow2", "qcow2"};
+    ImageSpec mid_spec = { 3, 16, 8 << 20, 4, "base.img", "raw" };
+    ImageSpec top_spec = { 2, 12, 10 << 20, 4, "sub/mid.qcow2", "qcow2" };
     g_autofree char *mid = NULL, *top = NULL, *before = NULL, *after = NULL;
     uint8_t *data = g_malloc(4 << 20);
     BlockDriverState *bs;
@@ -502,9 +503,9 @@ UNIT_TEST(backing_chain_with_relative_names)
 UNIT_TEST(backing_loops_and_deep_chains_are_refused)
 {
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
-    ImageSpec a_spec = {3, 16, 1 << 20, 4, "b.qcow2", "qcow2"};
-    ImageSpec b_spec = {3, 16, 1 << 20, 4, "a.qcow2", "qcow2"};
-    ImageSpec self_spec = {3, 16, 1 << 20, 4, "self.qcow2", NULL};
+    ImageSpec a_spec = { 3, 16, 1 << 20, 4, "b.qcow2", "qcow2" };
+    ImageSpec b_spec = { 3, 16, 1 << 20, 4, "a.qcow2", "qcow2" };
+    ImageSpec self_spec = { 3, 16, 1 << 20, 4, "self.qcow2", NULL };
     g_autofree char *a = create_image(dir, "a.qcow2", &a_spec);
     g_autofree char *b = create_image(dir, "b.qcow2", &b_spec);
     g_autofree char *self = create_image(dir, "self.qcow2", &self_spec);
@@ -523,7 +524,7 @@ UNIT_TEST(backing_loops_and_deep_chains_are_refused)
     for (int i = 0; i < 40; i++) {
         g_autofree char *name = g_strdup_printf("c%d.qcow2", i);
         g_autofree char *next = g_strdup_printf("c%d.qcow2", i + 1);
-        ImageSpec spec = {3, 16, 1 << 20, 4, i < 39 ? next : NULL, "qcow2"};
+        ImageSpec spec = { 3, 16, 1 << 20, 4, i < 39 ? next : NULL, "qcow2" };
         g_autofree char *path = create_image(dir, name, &spec);
     }
     g_autofree char *c0 = g_build_filename(dir, "c0.qcow2", NULL);
@@ -539,7 +540,7 @@ UNIT_TEST(backing_loops_and_deep_chains_are_refused)
 
 static void set_refcount16(const char *path, uint64_t cluster)
 {
-    uint8_t one[2] = {0, 1};
+    uint8_t one[2] = { 0, 1 };
 
     poke(path, 2 * 65536 + 2 * cluster, one, 2);
 }
@@ -548,11 +549,11 @@ static void set_refcount16(const char *path, uint64_t cluster)
  * max_sectors claims the largest size the descriptor can hold. */
 static char *create_compressed(const char *dir, bool max_sectors, bool garbage)
 {
-    ImageSpec spec = {3, 16, 4 << 20, 4, NULL, NULL};
+    ImageSpec spec = { 3, 16, 4 << 20, 4, NULL, NULL };
     g_autofree char *path = create_image(dir, "c.qcow2", &spec);
     uint64_t cs = 65536, coff = 5 * cs + 100;
     uint8_t *data = g_malloc(cs), *z = g_malloc(2 * cs);
-    z_stream strm = {0};
+    z_stream strm = { 0 };
     uint64_t zlen, sectors;
 
     fill(data, cs, cs, 11);
@@ -641,24 +642,24 @@ UNIT_TEST(hostile_l1_and_l2_entries_give_eio_and_touch_nothing)
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
     const uint64_t cs = 65536, l1 = 3 * cs, l2 = 4 * cs;
     const BadEntry bad[] = {
-        {l2, l1 | (1ull << 63)},           /* data in the L1 table */
-        {l2, cs | (1ull << 63)},           /* in the refcount table */
-        {l2, 2 * cs | (1ull << 63)},       /* in a refcount block */
-        {l2, l2 | (1ull << 63)},           /* in its own L2 table */
-        {l2, (1ull << 40) | (1ull << 63)}, /* past the end */
-        {l2, 5 * cs + 512},                /* unaligned */
-        {l2, 5 * cs | (1ull << 2)},        /* reserved bit */
-        {l2, 1ull << 63},                  /* copied, no offset */
-        {l1, cs | (1ull << 63)},           /* L2 table = refcount table */
-        {l1, l2 + 512},                    /* unaligned L2 table */
-        {l1, (1ull << 45) | (1ull << 63)}, /* L2 table past the end */
+        { l2, l1 | (1ull << 63) },           /* data in the L1 table */
+        { l2, cs | (1ull << 63) },           /* in the refcount table */
+        { l2, 2 * cs | (1ull << 63) },       /* in a refcount block */
+        { l2, l2 | (1ull << 63) },           /* in its own L2 table */
+        { l2, (1ull << 40) | (1ull << 63) }, /* past the end */
+        { l2, 5 * cs + 512 },                /* unaligned */
+        { l2, 5 * cs | (1ull << 2) },        /* reserved bit */
+        { l2, 1ull << 63 },                  /* copied, no offset */
+        { l1, cs | (1ull << 63) },           /* L2 table = refcount table */
+        { l1, l2 + 512 },                    /* unaligned L2 table */
+        { l1, (1ull << 45) | (1ull << 63) }, /* L2 table past the end */
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         g_autofree char *path = create_image(dir, "h.qcow2", &v3_64k);
         g_autofree char *before = NULL, *after = NULL;
         gsize len_before, len_after;
-        uint8_t buf[4096] = {0};
+        uint8_t buf[4096] = { 0 };
         BlockDriverState *bs;
 
         CHECK(truncate(path, 8 * cs) == 0);
@@ -692,7 +693,7 @@ UNIT_TEST(destination_rereads_metadata_when_it_takes_the_lock)
 {
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
     g_autofree char *path = create_image(dir, "m.qcow2", &v3_64k);
-    BlockOptions dst_opts = {.filename = path, .format = "qcow2", .inactive = true};
+    BlockOptions dst_opts = { .filename = path, .format = "qcow2", .inactive = true };
     BlockDriverState *src = open_qcow2(path, false, NULL);
     BlockDriverState *dst = bdrv_open(&dst_opts, NULL);
 
@@ -737,14 +738,14 @@ static void *io_thread(void *opaque)
 UNIT_TEST(concurrent_io_threads)
 {
     g_autofree char *dir = g_dir_make_tmp("test-qcow2-XXXXXX", NULL);
-    ImageSpec spec = {3, 12, 16 << 20, 4, NULL, NULL};
+    ImageSpec spec = { 3, 12, 16 << 20, 4, NULL, NULL };
     g_autofree char *path = create_image(dir, "t.qcow2", &spec);
     BlockDriverState *bs = open_qcow2(path, false, NULL);
     pthread_t tid[8];
     ThreadArgs args[8];
 
     for (int i = 0; i < 8; i++) {
-        args[i] = (ThreadArgs){bs, i, 0};
+        args[i] = (ThreadArgs){ bs, i, 0 };
         pthread_create(&tid[i], NULL, io_thread, &args[i]);
     }
     for (int i = 0; i < 8; i++) {

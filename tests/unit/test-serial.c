@@ -67,7 +67,7 @@ static void rig_init(Rig *rig, Chardev *chr)
     memset(rig, 0, sizeof(*rig));
     bus_init(&rig->bus, "io");
     pthread_mutex_init(&rig->lock, NULL);
-    line = (IrqLine){fake_irq_set, &rig->irq, 4};
+    line = (IrqLine){ fake_irq_set, &rig->irq, 4 };
     rig->uart = serial_new(&rig->bus, BASE, line, chr, &rig->lock, &err);
     CHECK(rig->uart != NULL);
     if (err) {
@@ -399,7 +399,7 @@ UNIT_TEST(chardev_input_flow_control)
     g_autofree char *spec = g_strdup_printf("unix:%s,server,nowait", path);
     ChardevSet *set = chardev_set_new();
     Chardev *chr = chardev_new_from_legacy(set, spec, "serial0", NULL);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
     GString *got = g_string_new(NULL);
     char msg[40];
     Rig rig;
@@ -454,9 +454,9 @@ UNIT_TEST(attach_to_busy_chardev_fails_cleanly)
 {
     ChardevSet *set = chardev_set_new();
     Chardev *chr = chardev_new_from_legacy(set, "null", "serial0", NULL);
-    IrqLine line = {fake_irq_set, NULL, 4};
+    IrqLine line = { fake_irq_set, NULL, 4 };
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    FakeIrq irq = {0};
+    FakeIrq irq = { 0 };
     GError *err = NULL;
     Bus bus;
     SerialPort *a, *b;
@@ -518,7 +518,7 @@ UNIT_TEST(save_load_round_trip)
     CHECK_EQ(dst.irq.level, 1); /* the loaded interrupt is driven */
 
     /* Both UARTs now answer every read alike. */
-    static const unsigned order[] = {IER, LCR, MCR, SCR, IIR, LSR, MSR};
+    static const unsigned order[] = { IER, LCR, MCR, SCR, IIR, LSR, MSR };
     for (size_t i = 0; i < G_N_ELEMENTS(order); i++) {
         CHECK_EQ(inb(&dst, order[i]), inb(&src, order[i]));
     }
@@ -564,15 +564,15 @@ UNIT_TEST(load_refuses_bad_blobs)
         uint8_t value;
         const char *error;
     } cases[] = {
-        {0, 2, "serial: unsupported state version 2"},
-        {0, 0, "serial: unsupported state version 0"},
-        {-1, 0, "serial: state is 27 bytes, expected 28"},
-        {-2, 0, "serial: state is 29 bytes, expected 28"},
-        {11, 17, "serial: corrupt state"},  /* RX count beyond the FIFO */
-        {3, 0xf0, "serial: corrupt state"}, /* IER reserved bits */
-        {5, 0x20, "serial: corrupt state"}, /* MCR reserved bits */
-        {10, 2, "serial: corrupt state"},   /* THRE pending not a bool */
-        {6, 0x01, "serial: corrupt state"}, /* LSR error bits only */
+        { 0, 2, "serial: unsupported state version 2" },
+        { 0, 0, "serial: unsupported state version 0" },
+        { -1, 0, "serial: state is 27 bytes, expected 28" },
+        { -2, 0, "serial: state is 29 bytes, expected 28" },
+        { 11, 17, "serial: corrupt state" },  /* RX count beyond the FIFO */
+        { 3, 0xf0, "serial: corrupt state" }, /* IER reserved bits */
+        { 5, 0x20, "serial: corrupt state" }, /* MCR reserved bits */
+        { 10, 2, "serial: corrupt state" },   /* THRE pending not a bool */
+        { 6, 0x01, "serial: corrupt state" }, /* LSR error bits only */
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         size_t len = blob->len;

@@ -154,7 +154,7 @@ UNIT_TEST(blk_discard_and_write_zeroes)
              VIRTIO_BLK_S_IOERR);
     CHECK_EQ(disk.zeroes, 0);
     CHECK_EQ(blk_request(&blk, VIRTIO_BLK_T_DISCARD, 0, 24, false, &used),
-             VIRTIO_BLK_S_IOERR);                       /* not whole segments */
+             VIRTIO_BLK_S_IOERR); /* not whole segments */
     dwz_segment(0, 8, 4, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
     CHECK_EQ(blk_request(&blk, VIRTIO_BLK_T_WRITE_ZEROES, 0, 16, false, &used),
              VIRTIO_BLK_S_OK);

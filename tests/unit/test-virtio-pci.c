@@ -73,10 +73,10 @@ static bool fake_irqfd(void *opaque, int fd, int gsi, bool assign, GError **errp
     return true;
 }
 
-static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len,
-                           bool is_pio, bool assign, GError **errp)
+static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len, bool is_pio,
+                           bool assign, GError **errp)
 {
-    return false;       /* no ioeventfd: kicks come through the MMIO handler */
+    return false; /* no ioeventfd: kicks come through the MMIO handler */
 }
 
 static bool fake_signal_msi(void *opaque, uint64_t addr, uint32_t data, GError **errp)
@@ -85,8 +85,8 @@ static bool fake_signal_msi(void *opaque, uint64_t addr, uint32_t data, GError *
 }
 
 static const PciKvmOps fake_ops = {
-    fake_set_irq,     fake_route_add, fake_route_update, fake_route_del,
-    fake_irqfd,       fake_ioeventfd, fake_signal_msi,
+    fake_set_irq, fake_route_add, fake_route_update, fake_route_del,
+    fake_irqfd,   fake_ioeventfd, fake_signal_msi,
 };
 
 static int line_level(int irq)
@@ -163,8 +163,11 @@ static void driver_probe(Driver *d)
 
 static void dev_setup_queues(Driver *d, bool read_only, unsigned num_queues)
 {
-    VirtioBlkOptions o = { .bs = FAKE_BS, .id = "vd0", .serial = "S1",
-                           .devfn = PCI_DEVFN_AUTO, .backend = &mem_disk,
+    VirtioBlkOptions o = { .bs = FAKE_BS,
+                           .id = "vd0",
+                           .serial = "S1",
+                           .devfn = PCI_DEVFN_AUTO,
+                           .backend = &mem_disk,
                            .num_queues = num_queues };
     GError *err = NULL;
 
@@ -239,7 +242,7 @@ static void driver_start_queue(Driver *d, uint64_t features, bool msix, unsigned
     common_write(d, VIRTIO_PCI_COMMON_Q_SIZE, 2, QSIZE);
     common_write(d, VIRTIO_PCI_COMMON_Q_DESCLO, 4, DESC_GPA);
     common_write(d, VIRTIO_PCI_COMMON_Q_DESCHI, 4, 0);
-    common_write(d, VIRTIO_PCI_COMMON_Q_AVAILLO, 8, AVAIL_GPA);    /* one 8-byte write */
+    common_write(d, VIRTIO_PCI_COMMON_Q_AVAILLO, 8, AVAIL_GPA); /* one 8-byte write */
     common_write(d, VIRTIO_PCI_COMMON_Q_USEDLO, 4, USED_GPA);
     common_write(d, VIRTIO_PCI_COMMON_Q_USEDHI, 4, 0);
     common_write(d, VIRTIO_PCI_COMMON_Q_MSIX, 2, msix ? 1 : VIRTIO_NO_VECTOR);
@@ -341,7 +344,7 @@ UNIT_TEST(pci_device_identity_and_config)
     pci_config_write(d.pci, d.cfg_cap + 8, 4, 0x2000);
     pci_config_write(d.pci, d.cfg_cap + 12, 4, 4);
     CHECK_EQ(pci_config_read(d.pci, d.cfg_cap + 16, 4), DISK_SECTORS);
-    pci_config_write(d.pci, d.cfg_cap + 12, 4, 3);                /* bad length */
+    pci_config_write(d.pci, d.cfg_cap + 12, 4, 3); /* bad length */
     CHECK_EQ(pci_config_read(d.pci, d.cfg_cap + 16, 4), DISK_SECTORS);
     machine_teardown();
 }
@@ -353,7 +356,7 @@ UNIT_TEST(pci_feature_negotiation_refuses_legacy_and_unknown)
     dev_setup(&d, true);
     CHECK(!(driver_negotiate(&d, F_INDIRECT) & VIRTIO_CONFIG_S_FEATURES_OK));
     CHECK(!(driver_negotiate(&d, blk_features | (1ULL << VIRTIO_BLK_F_DISCARD)) &
-            VIRTIO_CONFIG_S_FEATURES_OK));                     /* not offered: RO */
+            VIRTIO_CONFIG_S_FEATURES_OK)); /* not offered: RO */
     CHECK(driver_negotiate(&d, blk_features | (1ULL << VIRTIO_BLK_F_RO)) &
           VIRTIO_CONFIG_S_FEATURES_OK);
     /* DRIVER_OK without FEATURES_OK does not stick */
@@ -388,9 +391,9 @@ UNIT_TEST(pci_read_with_msix_through_the_io_thread)
             fd = kvm.routes[i].fd;
         }
     }
-    CHECK(fd >= 0 && wait_for(fd_readable, &d, fd));    /* raised after the push */
+    CHECK(fd >= 0 && wait_for(fd_readable, &d, fd)); /* raised after the push */
     CHECK(read(fd, &count, 8) == 8 && count == 1);
-    CHECK_EQ(line_level(10), 0);                      /* no INTx with MSI-X */
+    CHECK_EQ(line_level(10), 0); /* no INTx with MSI-X */
     machine_teardown();
 }
 
@@ -420,12 +423,12 @@ UNIT_TEST(pci_second_queue_with_mq)
 
     dev_setup_queues(&d, false, 2);
     CHECK_EQ(common_read(&d, VIRTIO_PCI_COMMON_NUMQ, 2), 2);
-    CHECK_EQ(mmio_read(d.device + 34, 2), 2);              /* config num_queues */
+    CHECK_EQ(mmio_read(d.device + 34, 2), 2); /* config num_queues */
     CHECK_EQ(msix_nr_vectors(d.pci), 3);
     driver_start_queue(&d, blk_features | mq, true, 1);
     CHECK_EQ(common_read(&d, VIRTIO_PCI_COMMON_Q_NOFF, 2), 1);
     queue_read(0, 9, 1);
-    driver_kick(&d);                                       /* queue 1's address */
+    driver_kick(&d); /* queue 1's address */
     CHECK(wait_for(used_reached, &d, 1));
     CHECK(memcmp(m.ram + DATA_GPA, disk.data + 9 * 512, 512) == 0);
     /* queue 0 was never enabled: a kick there does nothing */
@@ -440,13 +443,13 @@ UNIT_TEST(pci_intx_and_isr_without_msix)
     Driver d;
 
     dev_setup(&d, false);
-    CHECK_EQ(d.pci->config[PCI_INTERRUPT_LINE], 10);     /* slot 2: PIRQB */
+    CHECK_EQ(d.pci->config[PCI_INTERRUPT_LINE], 10); /* slot 2: PIRQB */
     driver_start(&d, blk_features, false);
     queue_read(0, 1, 1);
     driver_kick(&d);
     CHECK(wait_for(used_reached, &d, 1));
     CHECK(wait_for(line_high, &d, 10));
-    CHECK_EQ(mmio_read(d.isr, 1), 1);                     /* queue bit; read clears */
+    CHECK_EQ(mmio_read(d.isr, 1), 1); /* queue bit; read clears */
     CHECK_EQ(line_level(10), 0);
     CHECK_EQ(mmio_read(d.isr, 1), 0);
     machine_teardown();
@@ -459,7 +462,7 @@ UNIT_TEST(pci_hostile_ring_needs_reset_then_recovers)
     dev_setup(&d, false);
     driver_start(&d, blk_features, false);
     desc_set(DESC_GPA, 0, HDR_GPA, 16, NEXT, 1);
-    desc_set(DESC_GPA, 1, HDR_GPA, 16, NEXT, 0);          /* a loop */
+    desc_set(DESC_GPA, 1, HDR_GPA, 16, NEXT, 0); /* a loop */
     avail_add(0);
     driver_kick(&d);
     CHECK(wait_for(status_has, &d, VIRTIO_CONFIG_S_NEEDS_RESET));
@@ -508,7 +511,7 @@ UNIT_TEST(pci_state_save_load_round_trip)
     CHECK(e->ops->load(e->opaque, blob->data, blob->len, e->version, &err));
     CHECK(err == NULL);
     CHECK(status_has(&d, VIRTIO_CONFIG_S_DRIVER_OK));
-    pci_pc_resume(m.pci);                  /* the VM runs again */
+    pci_pc_resume(m.pci); /* the VM runs again */
     queue_read(1, 5, 1);
     driver_kick(&d);
     CHECK(wait_for(used_reached, &d, 2));
@@ -561,7 +564,8 @@ UNIT_TEST(device_registry_options_and_errors)
     machine_setup();
     CHECK(pci_pc_init_with_ops(&m, &fake_ops, &kvm, &err));
     dev = device_add("drive=d0,id=vb1,addr=05.0,bootindex=2,serial=abc,"
-                     "disable-legacy=on,num-queues=2,queue-size=128", &msg);
+                     "disable-legacy=on,num-queues=2,queue-size=128",
+                     &msg);
     CHECK(dev && !msg);
     CHECK_STR(dev->qdev_id, "vb1");
     CHECK_EQ(dev->devfn, PCI_MAKE_DEVFN(5, 0));

@@ -24,7 +24,7 @@ UNIT_TEST(ring_simple_chain_pop_and_push)
     desc_set(DESC_GPA, 3, BUF_GPA, 16, NEXT, 7);
     desc_set(DESC_GPA, 7, BUF_GPA + 0x1000, 512, NEXT | WRITE, 1);
     desc_set(DESC_GPA, 1, BUF_GPA + 0x2000, 1, WRITE, 0);
-    CHECK_EQ(pop(&vq, &e, &why), 0);                   /* nothing yet */
+    CHECK_EQ(pop(&vq, &e, &why), 0); /* nothing yet */
     avail_add(3);
     CHECK_EQ(pop(&vq, &e, &why), 1);
     CHECK_EQ(e.head, 3);
@@ -55,12 +55,12 @@ UNIT_TEST(ring_indirect_table)
     machine_setup();
     vq_setup(&vq, F_INDIRECT);
     virtqueue_element_init(&e);
-    desc_set(table, 0, BUF_GPA, 16, NEXT, 2);          /* chained out of order */
+    desc_set(table, 0, BUF_GPA, 16, NEXT, 2); /* chained out of order */
     desc_set(table, 2, BUF_GPA + 0x1000, 4096, NEXT | WRITE, 1);
     desc_set(table, 1, BUF_GPA + 0x3000, 1, WRITE, 0);
     /* a plain descriptor, then the indirect one: both count */
     desc_set(DESC_GPA, 0, BUF_GPA + 0x4000, 8, NEXT, 5);
-    desc_set(DESC_GPA, 5, table, 3 * 16, INDIRECT | WRITE, 0);   /* WRITE ignored */
+    desc_set(DESC_GPA, 5, table, 3 * 16, INDIRECT | WRITE, 0); /* WRITE ignored */
     avail_add(0);
     CHECK_EQ(pop(&vq, &e, &why), 1);
     CHECK_EQ(e.out_num, 2);
@@ -86,7 +86,7 @@ UNIT_TEST(ring_event_index_both_ways)
         desc_set(DESC_GPA, i, BUF_GPA, 1, WRITE, 0);
         avail_add(i);
     }
-    put16(AVAIL_GPA + 4 + 2 * QSIZE, 2);               /* used_event: after 3 used */
+    put16(AVAIL_GPA + 4 + 2 * QSIZE, 2); /* used_event: after 3 used */
     for (int i = 0; i < 4; i++) {
         CHECK_EQ(pop(&vq, &e, &why), 1);
         virtqueue_push(&vq, &e, 1);
@@ -149,7 +149,7 @@ static void expect_ring_error(void (*fn)(void), uint64_t features, const char *w
         fprintf(stderr, "expected '%s', got '%s'\n", why_part, why ? why : "(none)");
         unit_failed = 1;
     }
-    CHECK(memcmp(copy, m.ram, RAM_SIZE) == 0);        /* nothing was written */
+    CHECK(memcmp(copy, m.ram, RAM_SIZE) == 0); /* nothing was written */
     CHECK_EQ(vq.last_avail_idx, 0);
     g_free(copy);
     virtqueue_element_free(&e);
@@ -254,7 +254,7 @@ static void hostile_chain_too_long(void)
         desc_set(t, i, BUF_GPA, 1, NEXT, i + 1);
     }
     desc_set(t, 255, BUF_GPA, 1, 0, 0);
-    desc_set(DESC_GPA, 0, BUF_GPA, 1, NEXT, 1);         /* 1 + 256 > 256 */
+    desc_set(DESC_GPA, 0, BUF_GPA, 1, NEXT, 1); /* 1 + 256 > 256 */
     desc_set(DESC_GPA, 1, t, 256 * 16, INDIRECT, 0);
     avail_add(0);
 }
@@ -276,7 +276,8 @@ UNIT_TEST(ring_hostile_chains_are_errors)
     expect_ring_error(hostile_readable_after_writable, 0, "after a device-writable");
     expect_ring_error(hostile_nested_indirect, F_INDIRECT, "inside an indirect");
     expect_ring_error(hostile_nested_indirect, 0, "without VIRTIO_RING_F_INDIRECT");
-    expect_ring_error(hostile_indirect_table_is_the_ring, F_INDIRECT, "inside an indirect");
+    expect_ring_error(hostile_indirect_table_is_the_ring, F_INDIRECT,
+                      "inside an indirect");
     expect_ring_error(hostile_indirect_with_next, F_INDIRECT, "NEXT set");
     expect_ring_error(hostile_indirect_len_zero, F_INDIRECT, "length");
     expect_ring_error(hostile_indirect_len_odd, F_INDIRECT, "length");
@@ -295,12 +296,12 @@ UNIT_TEST(ring_buffers_outside_ram_and_zero_lengths)
     machine_setup();
     vq_setup(&vq, 0);
     virtqueue_element_init(&e);
-    desc_set(DESC_GPA, 0, BUF_GPA, 0, NEXT, 1);                    /* zero length */
-    desc_set(DESC_GPA, 1, RAM_SIZE - 8, 16, NEXT, 2);              /* runs off RAM */
+    desc_set(DESC_GPA, 0, BUF_GPA, 0, NEXT, 1);       /* zero length */
+    desc_set(DESC_GPA, 1, RAM_SIZE - 8, 16, NEXT, 2); /* runs off RAM */
     desc_set(DESC_GPA, 2, 0xfffffffffffffff0ULL, 0x20, NEXT | WRITE, 3); /* wraps */
-    desc_set(DESC_GPA, 3, 0xe0000000ULL, 1, WRITE, 0);            /* PCI hole */
+    desc_set(DESC_GPA, 3, 0xe0000000ULL, 1, WRITE, 0);                   /* PCI hole */
     avail_add(0);
-    CHECK_EQ(pop(&vq, &e, &why), 1);       /* a well-formed chain of bad buffers */
+    CHECK_EQ(pop(&vq, &e, &why), 1); /* a well-formed chain of bad buffers */
     CHECK(e.bad_address);
     CHECK(e.iov[0].iov_base == NULL && e.iov[0].iov_len == 0);
     CHECK(e.iov[1].iov_base == NULL && e.iov[2].iov_base == NULL &&

@@ -14,13 +14,28 @@
  * virtio-blk's default backend refers to the block layer; these tests use
  * a memory disk instead, so weak stand-ins keep them linkable on their own.
  */
-__attribute__((weak)) uint64_t bdrv_getlength(BlockDriverState *bs) { return 0; }
-__attribute__((weak)) bool bdrv_is_read_only(BlockDriverState *bs) { return true; }
+__attribute__((weak)) uint64_t bdrv_getlength(BlockDriverState *bs)
+{
+    return 0;
+}
+__attribute__((weak)) bool bdrv_is_read_only(BlockDriverState *bs)
+{
+    return true;
+}
 __attribute__((weak)) int bdrv_preadv(BlockDriverState *bs, uint64_t o,
-                                      const struct iovec *v, int n) { return -EIO; }
+                                      const struct iovec *v, int n)
+{
+    return -EIO;
+}
 __attribute__((weak)) int bdrv_pwritev(BlockDriverState *bs, uint64_t o,
-                                       const struct iovec *v, int n) { return -EIO; }
-__attribute__((weak)) int bdrv_flush(BlockDriverState *bs) { return -EIO; }
+                                       const struct iovec *v, int n)
+{
+    return -EIO;
+}
+__attribute__((weak)) int bdrv_flush(BlockDriverState *bs)
+{
+    return -EIO;
+}
 __attribute__((weak)) int bdrv_discard(BlockDriverState *bs, uint64_t o, uint64_t l)
 {
     return -EIO;
@@ -196,8 +211,8 @@ static int md_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t len,
 }
 
 const VirtioBlkBackend mem_disk = {
-    md_getlength, md_read_only, md_preadv, md_pwritev, md_flush, md_discard,
-    md_write_zeroes,
+    md_getlength, md_read_only, md_preadv,       md_pwritev,
+    md_flush,     md_discard,   md_write_zeroes,
 };
 
 void disk_setup(bool read_only)

@@ -15,12 +15,12 @@
 #include "hw/virtio.h"
 #include "hw/virtio/virtio-blk.h"
 
-#define RAM_SIZE     (16u << 20)
-#define DESC_GPA     0x10000
-#define AVAIL_GPA    0x20000
-#define USED_GPA     0x30000
-#define BUF_GPA      0x100000
-#define QSIZE        16
+#define RAM_SIZE  (16u << 20)
+#define DESC_GPA  0x10000
+#define AVAIL_GPA 0x20000
+#define USED_GPA  0x30000
+#define BUF_GPA   0x100000
+#define QSIZE     16
 
 #define F_INDIRECT (1ULL << VIRTIO_RING_F_INDIRECT_DESC)
 #define F_EVENT    (1ULL << VIRTIO_RING_F_EVENT_IDX)

@@ -19,25 +19,25 @@
 #include "hw/guest-memory.h"
 
 /* The fixed I/O addresses the tables name (QEMU 7.2's `pc`). */
-#define ACPI_PM_BASE 0x600   /* PM1a_EVT; PM1a_CNT +4, PM_TMR +8 */
-#define ACPI_PM1A_EVT 0x600  /* 4 bytes: PM1_STS, PM1_EN */
-#define ACPI_PM1A_CNT 0x604  /* 2 bytes */
-#define ACPI_PM_TMR 0x608    /* 4 bytes, 24-bit counter */
-#define ACPI_GPE0_BLK 0xafe0 /* 4 bytes: GPE0_STS (2), GPE0_EN (2) */
-#define ACPI_GPE0_LEN 4
-#define ACPI_SCI_IRQ 9
-#define ACPI_SMI_CMD 0xb2      /* APM control port */
-#define ACPI_ENABLE_VALUE 0xf1 /* written to SMI_CMD: set SCI_EN */
+#define ACPI_PM_BASE       0x600  /* PM1a_EVT; PM1a_CNT +4, PM_TMR +8 */
+#define ACPI_PM1A_EVT      0x600  /* 4 bytes: PM1_STS, PM1_EN */
+#define ACPI_PM1A_CNT      0x604  /* 2 bytes */
+#define ACPI_PM_TMR        0x608  /* 4 bytes, 24-bit counter */
+#define ACPI_GPE0_BLK      0xafe0 /* 4 bytes: GPE0_STS (2), GPE0_EN (2) */
+#define ACPI_GPE0_LEN      4
+#define ACPI_SCI_IRQ       9
+#define ACPI_SMI_CMD       0xb2 /* APM control port */
+#define ACPI_ENABLE_VALUE  0xf1 /* written to SMI_CMD: set SCI_EN */
 #define ACPI_DISABLE_VALUE 0xf0
-#define ACPI_PCIHP_BASE 0xae00 /* UP, DOWN, EJ, RMV, SEL, AIDX */
-#define ACPI_PCIHP_LEN 0x14
-#define ACPI_PCIHP_GPE 1 /* GPE0 bit: \_GPE._E01 */
+#define ACPI_PCIHP_BASE    0xae00 /* UP, DOWN, EJ, RMV, SEL, AIDX */
+#define ACPI_PCIHP_LEN     0x14
+#define ACPI_PCIHP_GPE     1 /* GPE0 bit: \_GPE._E01 */
 
 /* Where a direct -kernel boot puts them: Linux scans 0xE0000-0xFFFFF for
  * the RSDP; the MP table starts at 0xF0000. */
-#define ACPI_BOOT_RSDP_ADDR 0xe0000
+#define ACPI_BOOT_RSDP_ADDR   0xe0000
 #define ACPI_BOOT_TABLES_ADDR 0xe0040
-#define ACPI_BOOT_TABLES_END 0xf0000
+#define ACPI_BOOT_TABLES_END  0xf0000
 
 typedef struct AcpiConfig {
     unsigned nr_cpus;

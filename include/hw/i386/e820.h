@@ -9,10 +9,10 @@
 #include <stdint.h>
 
 /* Guest-physical layout of the pc machine. */
-#define PCI_HOLE_START      0xe0000000ULL   /* RAM below this stays low */
-#define LOW_RAM_SPLIT       0xc0000000ULL   /* low RAM end when RAM is split */
-#define HIGH_RAM_START      0x100000000ULL
-#define KVM_TSS_ADDR        0xfffbd000ULL
+#define PCI_HOLE_START 0xe0000000ULL /* RAM below this stays low */
+#define LOW_RAM_SPLIT  0xc0000000ULL /* low RAM end when RAM is split */
+#define HIGH_RAM_START 0x100000000ULL
+#define KVM_TSS_ADDR   0xfffbd000ULL
 
 typedef struct E820Entry {
     uint64_t addr, size;

@@ -18,18 +18,18 @@
 typedef struct Machine Machine;
 typedef struct FwCfg FwCfg;
 
-#define FW_CFG_SIGNATURE    0x00
-#define FW_CFG_ID           0x01
-#define FW_CFG_UUID         0x02
-#define FW_CFG_RAM_SIZE     0x03
-#define FW_CFG_NOGRAPHIC    0x04
-#define FW_CFG_NB_CPUS      0x05
-#define FW_CFG_MACHINE_ID   0x06
-#define FW_CFG_NUMA         0x0d
-#define FW_CFG_BOOT_MENU    0x0e
-#define FW_CFG_MAX_CPUS     0x0f
-#define FW_CFG_FILE_DIR     0x19
-#define FW_CFG_FILE_FIRST   0x20
+#define FW_CFG_SIGNATURE     0x00
+#define FW_CFG_ID            0x01
+#define FW_CFG_UUID          0x02
+#define FW_CFG_RAM_SIZE      0x03
+#define FW_CFG_NOGRAPHIC     0x04
+#define FW_CFG_NB_CPUS       0x05
+#define FW_CFG_MACHINE_ID    0x06
+#define FW_CFG_NUMA          0x0d
+#define FW_CFG_BOOT_MENU     0x0e
+#define FW_CFG_MAX_CPUS      0x0f
+#define FW_CFG_FILE_DIR      0x19
+#define FW_CFG_FILE_FIRST    0x20
 #define FW_CFG_IRQ0_OVERRIDE 0x8002
 
 /* Ports 0x510-0x51b on io_bus; DMA reads and writes guest RAM through mem. */

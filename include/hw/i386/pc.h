@@ -22,20 +22,20 @@ typedef struct Machine Machine;
 typedef struct VCpu VCpu;
 
 /* Guest-physical addresses the direct Linux boot uses. */
-#define BOOT_GDT_ADDR        0x500
-#define BOOT_PARAMS_ADDR     0x7000
-#define BOOT_PML4_ADDR       0x9000
-#define BOOT_PDPT_ADDR       0xa000
-#define BOOT_PD_ADDR         0xb000   /* four pages: 0-4 GiB in 2 MiB pages */
-#define BOOT_CMDLINE_ADDR    0x20000
-#define BOOT_CMDLINE_MAX     0x10000
-#define KERNEL_LOAD_ADDR     0x100000
-#define MPTABLE_ADDR         0xf0000
-#define BIOS_AREA_START      0xf0000
+#define BOOT_GDT_ADDR     0x500
+#define BOOT_PARAMS_ADDR  0x7000
+#define BOOT_PML4_ADDR    0x9000
+#define BOOT_PDPT_ADDR    0xa000
+#define BOOT_PD_ADDR      0xb000 /* four pages: 0-4 GiB in 2 MiB pages */
+#define BOOT_CMDLINE_ADDR 0x20000
+#define BOOT_CMDLINE_MAX  0x10000
+#define KERNEL_LOAD_ADDR  0x100000
+#define MPTABLE_ADDR      0xf0000
+#define BIOS_AREA_START   0xf0000
 
 /* What a bzImage header says, checked (hw/i386/linux-boot.c). */
 typedef struct BzImageInfo {
-    uint16_t protocol;       /* e.g. 0x020c */
+    uint16_t protocol; /* e.g. 0x020c */
     unsigned setup_sects;
     uint64_t payload_offset; /* file offset of the protected-mode code */
     uint64_t payload_size;
@@ -45,12 +45,11 @@ typedef struct BzImageInfo {
     uint64_t pref_address;
     bool relocatable;
     bool loaded_high;
-    bool kernel_64;          /* XLF_KERNEL_64: the 64-bit entry exists */
+    bool kernel_64; /* XLF_KERNEL_64: the 64-bit entry exists */
 } BzImageInfo;
 
 /* Check a kernel image in memory; a clear error for anything off. */
-bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info,
-                   GError **errp);
+bool bzimage_parse(const uint8_t *image, size_t size, BzImageInfo *info, GError **errp);
 
 /*
  * Before KVM: read the kernel and the initrd (NULL: none), check the
@@ -90,7 +89,7 @@ bool acpi_place_for_linux_boot(Machine *m, GError **errp);
 typedef struct Rtc Rtc;
 /* What the CMOS bytes tell firmware about the machine. */
 typedef struct RtcMachineInfo {
-    uint64_t below_4g, above_4g;    /* RAM bytes below 4 GiB and above it */
+    uint64_t below_4g, above_4g; /* RAM bytes below 4 GiB and above it */
     unsigned nr_cpus;
 } RtcMachineInfo;
 /* Ports 0x70/0x71 on io_bus; its state registered in states as "rtc". */
@@ -111,7 +110,7 @@ Firmware *firmware_prepare(const char *bios_path, GError **errp);
 typedef struct FirmwareMachineInfo {
     unsigned nr_cpus, max_cpus;
     uint64_t ram_size;
-    uint64_t below_4g, above_4g;    /* RAM bytes below 4 GiB and above it */
+    uint64_t below_4g, above_4g; /* RAM bytes below 4 GiB and above it */
 } FirmwareMachineInfo;
 /*
  * Map the image firmware_prepare read as a ROM of kvm ending at 4 GiB, and
