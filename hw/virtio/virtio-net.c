@@ -104,6 +104,8 @@ static void vnet_config_changed(VirtioNet *n)
     }
 }
 
+static void vnet_link_vhost(VirtioNet *n);
+
 void virtio_net_set_link(VirtioNet *n, bool up)
 {
     uint16_t status = vnet_config_status(n);
@@ -116,6 +118,7 @@ void virtio_net_set_link(VirtioNet *n, bool up)
             vnet_config_changed(n);
         }
     }
+    vnet_link_vhost(n);
     virtio_device_wake(&n->vdev);
 }
 
@@ -127,6 +130,7 @@ bool virtio_net_link_up(VirtioNet *n)
 void virtio_net_set_backend_link(VirtioNet *n, bool up)
 {
     __atomic_store_n(&n->backend_down, !up, __ATOMIC_RELEASE);
+    vnet_link_vhost(n);
     virtio_device_wake(&n->vdev);
 }
 
@@ -949,7 +953,8 @@ static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status, uint8_t 
         vnet_apply_offloads(n, vdev->guest_features & VNET_GUEST_OFFLOADS);
         vnet_filter_reset(n, vnet_has(n, VIRTIO_NET_F_CTRL_VLAN));
     }
-    if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && n->vhost && !vdev->paused) {
+    if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && n->vhost && !vdev->paused &&
+        vnet_frames_pass(n)) {
         pthread_mutex_lock(&n->vhost_lock);
         if (!n->vhost_running) {
             vhost_start(n);
@@ -989,12 +994,36 @@ static void vnet_pause(VirtioDevice *vdev, bool paused)
         n->announce_pending = false;
         virtio_net_announce(n);
     }
-    if (n->vhost && !n->vhost_running &&
+    if (n->vhost && !n->vhost_running && vnet_frames_pass(n) &&
         (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) &&
         !(virtio_get_status(vdev) & VIRTIO_CONFIG_S_NEEDS_RESET)) {
         vhost_start(n);
     }
     pthread_mutex_unlock(&n->vhost_lock);
+}
+
+/*
+ * A link went down: vhost-net lets go of the rings (as QEMU stops vhost),
+ * so the VMM's own path drops the frames; both up again: they go back.
+ */
+static void vnet_link_vhost(VirtioNet *n)
+{
+    VirtioDevice *vdev = &n->vdev;
+
+    if (!n->vhost) {
+        return;
+    }
+    pthread_mutex_lock(&vdev->busy_lock);
+    pthread_mutex_lock(&n->vhost_lock);
+    if (!vnet_frames_pass(n)) {
+        vhost_stop(n);
+    } else if (!n->vhost_running && !vdev->paused &&
+               (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) &&
+               !(virtio_get_status(vdev) & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+        vhost_start(n);
+    }
+    pthread_mutex_unlock(&n->vhost_lock);
+    pthread_mutex_unlock(&vdev->busy_lock);
 }
 
 static void vnet_save(VirtioDevice *vdev, GByteArray *out)

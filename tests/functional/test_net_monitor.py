@@ -30,7 +30,7 @@ class Guest:
     """testos net (testos.netctl=1: it sets a receive filter and prints the
     link), started stopped (-S) so QMP is there before the guest runs."""
 
-    def __init__(self, which, ns, nic_id="nic0"):
+    def __init__(self, which, ns, nic_id="nic0", vhost=False):
         if which == "qemu" and not QEMU:
             pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
         self.dir = tempfile.TemporaryDirectory()
@@ -38,7 +38,8 @@ class Guest:
         device = f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}" + (f",id={nic_id}" if nic_id else "")
         args = ["-enable-kvm", "-m", "128M", "-display", "none", "-nodefaults", "-S",
                 "-serial", "stdio", "-no-reboot", "-qmp", f"unix:{sock},server=on,wait=off",
-                "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no",
+                "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,"
+                           f"vhost={'on' if vhost else 'off'}",
                 "-device", device, "-kernel", TESTOS,
                 "-append", f"testos.run=net testos.ip={GUEST_IP} testos.netctl=1"]
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns, WHICH[which]] + args,
@@ -103,15 +104,23 @@ def arp_answers(ns):
     return p.returncode == 0 and p.stdout.startswith("ok")
 
 
-@pytest.mark.parametrize("which", ["qemu", "vmm"])
-def test_set_link_off_and_on_reaches_the_guest(which, netns):
+# vhost=on needs /dev/vhost-net (the rig's L1).  Debian's QEMU is left out
+# there: testos under it in L1 stops at its first PCI port access
+# ("exception 13" in pci_find, with vhost=off too), so QEMU's behaviour is
+# the vhost=off one, checked natively.
+@pytest.mark.parametrize("which,vhost", [
+    pytest.param("qemu", False, id="qemu-vhost=off"),
+    pytest.param("vmm", False, id="vmm-vhost=off"),
+    pytest.param("vmm", True, marks=pytest.mark.hwkvm, id="vmm-vhost=on")])
+def test_set_link_off_and_on_reaches_the_guest(which, vhost, netns):
     """set_link off by the netdev's id: the guest reads the link down in
     its config and no ARP is answered.  On by the NIC's id: the guest sees
     the link up, but the backend's own link stays down until set_link on
     names the netdev (QEMU 7.2's net clients: the netdev's id sets both,
     the NIC's only the NIC's), and only then does ARP pass again.  HMP's
-    set_link on the NIC takes it down and up the same way."""
-    g = Guest(which, netns)
+    set_link on the NIC takes it down and up the same way.  With vhost=on
+    (the kernel moves the frames) the links stop them too."""
+    g = Guest(which, netns, vhost=vhost)
     try:
         g.run()
         assert arp_answers(netns), "the guest did not answer ARP with the link up"
