@@ -10,6 +10,7 @@
 #include "monitor-int.h"
 #include "qapi-commands.h"
 #include "util/error.h"
+#include "util/subopt.h"
 
 json_t *qmp_set_link(QmpContext *ctx, json_t *args, GError **errp)
 {
@@ -136,11 +137,38 @@ static char *netdev_add_options(json_t *args)
     return g_string_free(out, FALSE);
 }
 
+/*
+ * A monitor's fd= and vhostfd= may name a descriptor passed with getfd;
+ * this VMM has no getfd, so every name is unknown (QEMU's words).
+ */
+static bool fd_names_known(const char *opts, GError **errp)
+{
+    SubOpts *o = subopts_parse(opts, "type", NULL);
+    static const char *const keys[] = { "fd", "vhostfd" };
+    bool ok = true;
+
+    for (size_t i = 0; o && ok && i < G_N_ELEMENTS(keys); i++) {
+        const char *v = subopts_get(o, keys[i]);
+
+        if (v && *v && !g_ascii_isdigit(*v)) {
+            error_setg(errp, "File descriptor named '%s' has not been found", v);
+            ok = false;
+        }
+    }
+    if (o) {
+        subopts_free(o);
+    }
+    return ok;
+}
+
 /* QMP says "Duplicate ID 'ID'" where -netdev and HMP add " for netdev". */
 bool monitor_netdev_add(Machine *m, const char *opts, bool qmp, GError **errp)
 {
     GError *err = NULL;
 
+    if (!fd_names_known(opts, errp)) {
+        return false;
+    }
     if (machine_netdev_add(m, opts, &err)) {
         return true;
     }

@@ -285,9 +285,12 @@ static void add_client(GArray *list, char *name, const char *type, char *info, b
     g_array_append_val(list, c);
 }
 
+/* A lone netdev has a line per queue, as QEMU's net clients (all index=0). */
 static void add_netdev(GArray *list, Netdev *nd, bool peer)
 {
-    add_client(list, g_strdup(netdev_id(nd)), "tap", g_strdup(netdev_info(nd)), peer);
+    for (unsigned q = 0; q < (peer ? 1 : netdev_queues(nd)); q++) {
+        add_client(list, g_strdup(netdev_id(nd)), "tap", g_strdup(netdev_info(nd)), peer);
+    }
 }
 
 GArray *machine_query_network(Machine *m)

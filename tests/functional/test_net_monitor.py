@@ -246,6 +246,12 @@ NETDEV_SCRIPT = [
     ("hmp", "netdev_add tap,id=n2,ifname=" + TAP2 + ",script=no,downscript=no"),
     ("hmp", "info network"),
     ("hmp", "netdev_add"),
+    ("qmp", "netdev_add", {"type": "tap", "id": "mq", "ifname": "dvmq0", "script": "no",
+                           "downscript": "no", "queues": 2}),
+    ("hmp", "info network"),
+    ("qmp", "netdev_del", {"id": "mq"}),
+    ("qmp", "netdev_add", {"type": "tap", "id": "n3", "fd": "nosuchname"}),
+    ("hmp", "netdev_add tap,id=n3,fd=nosuchname"),
     ("hmp", "netdev_del n2"),
     ("hmp", "netdev_del n2"),
     ("hmp", "netdev_del"),
@@ -285,9 +291,10 @@ def netdev_run(which, ns):
 
 def test_netdev_add_del_info_network_and_errors_match_debian_qemu(netns):
     """On a NIC without an id (virtio-net-pci.0): netdev_add of a second
-    tap and its removal, HMP's netdev_add / netdev_del, info network, and
-    every error (a taken id, an unknown one, set_link's and
-    query-rx-filter's) word for word as Debian's QEMU; deleting the NIC's
+    tap (and of a two-queue one: a line per queue) and their removal,
+    HMP's netdev_add / netdev_del, info network, and
+    every error (a taken id, an unknown one, an fd= name no getfd passed,
+    set_link's and query-rx-filter's) word for word as Debian's QEMU; deleting the NIC's
     own netdev takes the guest's link down."""
     for c in (["ip", "-n", netns, "tuntap", "add", "dev", TAP2, "mode", "tap"],):
         subprocess.run(c, check=True, capture_output=True, timeout=30)
@@ -300,6 +307,10 @@ def test_netdev_add_del_info_network_and_errors_match_debian_qemu(netns):
     assert "virtio-net-pci.0: index=0,type=nic,model=virtio-net-pci,macaddr=" + GUEST_MAC \
         in info["info network"]
     assert ours_link == theirs_link == ["up", "down"]
+    assert any(o[1].count("mq: index=0,type=tap,ifname=dvmq0,") == 2
+               for o in ours if o[0] == "info network")
+    assert ("netdev_del", {"id": "n1"}, {"error": {"class": "DeviceNotFound",
+                                                  "desc": "Device 'n1' not found"}}) in ours
 
 
 HOTPLUG_SCRIPT = [
