@@ -9,8 +9,8 @@
 
 #include "block/block.h"
 #include "hw/devices.h"
-#include "hw/machine-info.h"
 #include "hw/i386/pc.h"
+#include "hw/machine-info.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/virtio.h"
