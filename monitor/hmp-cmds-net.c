@@ -50,10 +50,10 @@ void hmp_set_link(Monitor *mon, const char *args)
     } else if (!g_utf8_validate(name, -1, NULL)) {
         monitor_printf(mon, "set_link: the name is not valid UTF-8\n");
     } else {
-        hmp_net_check(mon,
-                      machine_set_link(mon->set->machine, name, strcmp(value, "on") == 0,
-                                       &err),
-                      &err);
+        hmp_net_check(
+            mon,
+            machine_set_link(mon->set->machine, name, strcmp(value, "on") == 0, &err),
+            &err);
     }
     g_strfreev(words);
 }

@@ -236,8 +236,8 @@ static void hmp_migrate_set_speed(Monitor *mon, const char *args)
         g_error_free(err);
         return;
     }
-    hmp_set_parameters(mon, &(MigrationParameters){.has_max_bandwidth = true,
-                                                   .max_bandwidth = (int64_t)bytes});
+    hmp_set_parameters(mon, &(MigrationParameters){ .has_max_bandwidth = true,
+                                                    .max_bandwidth = (int64_t)bytes });
 }
 
 static void hmp_migrate_set_downtime(Monitor *mon, const char *args)
@@ -253,7 +253,7 @@ static void hmp_migrate_set_downtime(Monitor *mon, const char *args)
     /* beyond the largest limit: converted only once it fits (1e300, inf) */
     ms = seconds < 1e12 ? (int64_t)(seconds * 1000 + 0.5) : (int64_t)1e15;
     hmp_set_parameters(
-        mon, &(MigrationParameters){.has_downtime_limit = true, .downtime_limit = ms});
+        mon, &(MigrationParameters){ .has_downtime_limit = true, .downtime_limit = ms });
 }
 
 /* QEMU's query-migrate "ram" members, in its order, with HMP's format. */
@@ -263,23 +263,23 @@ static void print_migration_ram(Monitor *mon, const MigrationRamInfo *r)
         const char *name;
         int64_t value;
     } counts[] = {
-        {"transferred", (int64_t)r->transferred},
-        {"remaining", (int64_t)r->remaining},
-        {"total", (int64_t)r->total},
-        {"duplicate", (int64_t)r->duplicate},
-        {"skipped", 0},
-        {"normal", (int64_t)r->normal},
-        {"normal-bytes", (int64_t)r->normal_bytes},
-        {"dirty-pages-rate", (int64_t)r->dirty_pages_rate},
-        {"mbps", 0}, /* a number, printed apart */
-        {"dirty-sync-count", (int64_t)r->dirty_sync_count},
-        {"postcopy-requests", 0},
-        {"page-size", (int64_t)r->page_size},
-        {"multifd-bytes", 0},
-        {"pages-per-second", (int64_t)r->pages_per_second},
-        {"precopy-bytes", (int64_t)r->precopy_bytes},
-        {"downtime-bytes", 0},
-        {"postcopy-bytes", 0},
+        { "transferred", (int64_t)r->transferred },
+        { "remaining", (int64_t)r->remaining },
+        { "total", (int64_t)r->total },
+        { "duplicate", (int64_t)r->duplicate },
+        { "skipped", 0 },
+        { "normal", (int64_t)r->normal },
+        { "normal-bytes", (int64_t)r->normal_bytes },
+        { "dirty-pages-rate", (int64_t)r->dirty_pages_rate },
+        { "mbps", 0 }, /* a number, printed apart */
+        { "dirty-sync-count", (int64_t)r->dirty_sync_count },
+        { "postcopy-requests", 0 },
+        { "page-size", (int64_t)r->page_size },
+        { "multifd-bytes", 0 },
+        { "pages-per-second", (int64_t)r->pages_per_second },
+        { "precopy-bytes", (int64_t)r->precopy_bytes },
+        { "downtime-bytes", 0 },
+        { "postcopy-bytes", 0 },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(counts); i++) {
@@ -300,8 +300,8 @@ static void hmp_info_migrate(Monitor *mon, const char *args)
     migration_query(ms, &info);
     monitor_printf(mon, "capabilities:");
     for (guint i = 0; i < caps->len; i++) {
-        const MigrationCapabilityInfo *c =
-            &g_array_index(caps, MigrationCapabilityInfo, i);
+        const MigrationCapabilityInfo *c = &g_array_index(caps, MigrationCapabilityInfo,
+                                                          i);
         monitor_printf(mon, " %s: %s", c->name, c->state ? "on" : "off");
     }
     monitor_printf(mon, "\n");
@@ -474,52 +474,54 @@ static void hmp_quit(Monitor *mon, const char *args)
 }
 
 const HmpCommand hmp_commands[] = {
-    {"help|?", "[cmd]", "show the help", hmp_help, true},
-    {"info", "[subcommand]", "show various information about the system state", hmp_info,
-     true},
-    {"stop|s", "", "stop emulation", hmp_stop, false},
-    {"cont|c", "", "resume emulation", hmp_cont, false},
-    {"system_reset", "", "reset the system", hmp_system_reset, false},
-    {"system_powerdown", "", "send system power down event", hmp_system_powerdown, false},
-    {"device_add", "driver[,prop=value][,...]", "add device, like -device on the command line",
-     hmp_device_add, true},
-    {"device_del", "device", "remove device", hmp_device_del, true},
-    {"quit|q", "", "quit the emulator", hmp_quit, false},
-    {"migrate", "[-d] uri", "migrate to uri (tcp:HOST:PORT, unix:PATH, exec:CMD)",
-     hmp_migrate, true},
-    {"migrate_cancel", "", "cancel the current migration", hmp_migrate_cancel, false},
-    {"migrate_set_speed", "value",
-     "set the migration speed limit (bytes/s, "
-     "suffixes k M G)",
-     hmp_migrate_set_speed, true},
-    {"migrate_set_downtime", "seconds", "set the largest tolerated downtime",
-     hmp_migrate_set_downtime, true},
-    {"osnet_set_cpumap", "path", "load a new vCPU->pCPU map and move the vCPUs",
-     hmp_osnet_set_cpumap, true},
-    {"osnet_did", "on|off", "switch direct interrupt delivery on or off", hmp_osnet_did,
-     true},
+    { "help|?", "[cmd]", "show the help", hmp_help, true },
+    { "info", "[subcommand]", "show various information about the system state", hmp_info,
+      true },
+    { "stop|s", "", "stop emulation", hmp_stop, false },
+    { "cont|c", "", "resume emulation", hmp_cont, false },
+    { "system_reset", "", "reset the system", hmp_system_reset, false },
+    { "system_powerdown", "", "send system power down event", hmp_system_powerdown,
+      false },
+    { "device_add", "driver[,prop=value][,...]",
+      "add device, like -device on the command line", hmp_device_add, true },
+    { "device_del", "device", "remove device", hmp_device_del, true },
+    { "quit|q", "", "quit the emulator", hmp_quit, false },
+    { "migrate", "[-d] uri", "migrate to uri (tcp:HOST:PORT, unix:PATH, exec:CMD)",
+      hmp_migrate, true },
+    { "migrate_cancel", "", "cancel the current migration", hmp_migrate_cancel, false },
+    { "migrate_set_speed", "value",
+      "set the migration speed limit (bytes/s, "
+      "suffixes k M G)",
+      hmp_migrate_set_speed, true },
+    { "migrate_set_downtime", "seconds", "set the largest tolerated downtime",
+      hmp_migrate_set_downtime, true },
+    { "osnet_set_cpumap", "path", "load a new vCPU->pCPU map and move the vCPUs",
+      hmp_osnet_set_cpumap, true },
+    { "osnet_did", "on|off", "switch direct interrupt delivery on or off", hmp_osnet_did,
+      true },
     /* networking: hmp-cmds-net.c */
-    {"set_link", "name on|off", "change the link status of a network adapter",
-     hmp_set_link, true},
-    {"netdev_add", "tap,id=str[,prop=value][,...]", "add host network device",
-     hmp_netdev_add, true},
-    {"netdev_del", "id", "remove host network device", hmp_netdev_del, true},
-    {NULL},
+    { "set_link", "name on|off", "change the link status of a network adapter",
+      hmp_set_link, true },
+    { "netdev_add", "tap,id=str[,prop=value][,...]", "add host network device",
+      hmp_netdev_add, true },
+    { "netdev_del", "id", "remove host network device", hmp_netdev_del, true },
+    { NULL },
 };
 
 const HmpCommand hmp_info_commands[] = {
-    {"block", "", "show the block devices", hmp_info_block, false},
-    {"chardev", "", "show the character devices", hmp_info_chardev, false},
-    {"cpus", "", "show infos for each CPU", hmp_info_cpus, false},
-    {"kvm", "", "show KVM information", hmp_info_kvm, false},
-    {"migrate", "", "show migration status", hmp_info_migrate, false},
-    {"name", "", "show the current VM name", hmp_info_name, false},
-    {"network", "", "show the network state", hmp_info_network, false},
-    {"osnet", "", "show dedicated cores, DID state and exit rates", hmp_info_osnet,
-     false},
-    {"pci", "", "show PCI info", hmp_info_pci, false},
-    {"registers", "", "show the cpu registers", hmp_info_registers, false},
-    {"status", "", "show the current VM status (running|paused)", hmp_info_status, false},
-    {"version", "", "show the version of QEMU", hmp_info_version, false},
-    {NULL},
+    { "block", "", "show the block devices", hmp_info_block, false },
+    { "chardev", "", "show the character devices", hmp_info_chardev, false },
+    { "cpus", "", "show infos for each CPU", hmp_info_cpus, false },
+    { "kvm", "", "show KVM information", hmp_info_kvm, false },
+    { "migrate", "", "show migration status", hmp_info_migrate, false },
+    { "name", "", "show the current VM name", hmp_info_name, false },
+    { "network", "", "show the network state", hmp_info_network, false },
+    { "osnet", "", "show dedicated cores, DID state and exit rates", hmp_info_osnet,
+      false },
+    { "pci", "", "show PCI info", hmp_info_pci, false },
+    { "registers", "", "show the cpu registers", hmp_info_registers, false },
+    { "status", "", "show the current VM status (running|paused)", hmp_info_status,
+      false },
+    { "version", "", "show the version of QEMU", hmp_info_version, false },
+    { NULL },
 };

@@ -7,8 +7,8 @@
 
 #include "monitor-int.h"
 
-#define HMP_PROMPT "(qemu) "
-#define HMP_MAX_LINE 4096
+#define HMP_PROMPT      "(qemu) "
+#define HMP_MAX_LINE    4096
 #define HMP_MAX_HISTORY 64
 
 static bool name_matches(const char *names, const char *word)
@@ -38,8 +38,7 @@ static void print_help(Monitor *mon, const HmpCommand *table, const char *prefix
 {
     for (const HmpCommand *c = table; c->name; c++) {
         if (!only || name_matches(c->name, only)) {
-            monitor_printf(mon, "%s%s %s -- %s\n", prefix, c->name, c->params,
-                           c->help);
+            monitor_printf(mon, "%s%s %s -- %s\n", prefix, c->name, c->params, c->help);
         }
     }
 }
@@ -100,7 +99,8 @@ static void hmp_execute(Monitor *mon, const char *line)
     }
     name = c->name;
     if (!c->takes_args && *args) {
-        monitor_printf(mon, "%.*s: extraneous characters at the end of line\n"
+        monitor_printf(mon,
+                       "%.*s: extraneous characters at the end of line\n"
                        "Try \"help %s\" for more information\n",
                        (int)strcspn(name, "|"), name, copy);
         goto out;
@@ -149,8 +149,8 @@ void hmp_session_free(HmpSession *s)
 
 void hmp_session_greet(Monitor *mon)
 {
-    monitor_printf(mon, "QEMU 4.2.0 monitor - type 'help' for more information\n"
-                   HMP_PROMPT);
+    monitor_printf(mon,
+                   "QEMU 4.2.0 monitor - type 'help' for more information\n" HMP_PROMPT);
 }
 
 static void hmp_redraw(Monitor *mon)
@@ -244,7 +244,7 @@ static void hmp_key(Monitor *mon, uint8_t c)
         return;
     }
     if (c == '\n' && s->last_was_cr) {
-        s->last_was_cr = false;       /* the LF of a CR LF pair */
+        s->last_was_cr = false; /* the LF of a CR LF pair */
         return;
     }
     s->last_was_cr = c == '\r';
@@ -269,7 +269,7 @@ static void hmp_key(Monitor *mon, uint8_t c)
         break;
     default:
         if (c < 0x20 || s->line->len >= HMP_MAX_LINE) {
-            break;        /* other control characters are ignored */
+            break; /* other control characters are ignored */
         }
         g_string_insert_c(s->line, s->cursor++, c);
         if (s->cursor == s->line->len) {

@@ -14,28 +14,28 @@
 #define QMP_MAX_PENDING_INPUT (1 << 20)
 
 typedef struct QmpSession {
-    GByteArray *input;       /* bytes not yet parsed */
+    GByteArray *input; /* bytes not yet parsed */
     bool negotiated;
-    bool discarding;         /* skipping to the next newline after junk */
+    bool discarding; /* skipping to the next newline after junk */
 } QmpSession;
 
 typedef struct HmpSession {
-    GString *line;           /* the line being edited */
+    GString *line; /* the line being edited */
     size_t cursor;
     GPtrArray *history;
     int history_pos;
-    int esc_state;           /* 0, 1 after ESC, 2 after ESC [ */
+    int esc_state; /* 0, 1 after ESC, 2 after ESC [ */
     bool last_was_cr;
 } HmpSession;
 
 struct Monitor {
     MonitorSet *set;
     Chardev *chr;
-    bool control;            /* QMP (true) or HMP */
+    bool control; /* QMP (true) or HMP */
     bool connected;
     QmpSession qmp;
     HmpSession hmp;
-    GString *capture;        /* HMP output captured for human-monitor-command */
+    GString *capture; /* HMP output captured for human-monitor-command */
 };
 
 struct MonitorSet {
@@ -63,7 +63,7 @@ void monitor_send_json(Monitor *mon, const json_t *value);
 typedef void (*HmpHandler)(Monitor *mon, const char *args);
 
 typedef struct HmpCommand {
-    const char *name;        /* "stop|s": aliases after '|' */
+    const char *name; /* "stop|s": aliases after '|' */
     const char *params;
     const char *help;
     HmpHandler fn;

@@ -111,9 +111,8 @@ Monitor *monitor_add(MonitorSet *set, Chardev *chr, bool control, GError **errp)
     return mon;
 }
 
-static bool monitor_add_legacy(MonitorSet *set, ChardevSet *chardevs,
-                               const char *option, const char *spec, bool control,
-                               GError **errp)
+static bool monitor_add_legacy(MonitorSet *set, ChardevSet *chardevs, const char *option,
+                               const char *spec, bool control, GError **errp)
 {
     char *id = g_strdup_printf("compat_monitor%u", set->next_compat_id++);
     GError *err = NULL;
@@ -251,7 +250,8 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
 
         if (set->machine->event_device_virtio) {
             char *backend = g_strdup_printf("%s/virtio-backend", path);
-            monitor_emit_event(set, "DEVICE_DELETED", json_pack("{s:s}", "path", backend));
+            monitor_emit_event(set, "DEVICE_DELETED",
+                               json_pack("{s:s}", "path", backend));
             g_free(backend);
         }
         monitor_emit_event(set, "DEVICE_DELETED",
@@ -261,8 +261,8 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
     }
     case MACHINE_EVENT_RESET:
     case MACHINE_EVENT_SHUTDOWN:
-        data = json_pack("{s:b,s:s}", "guest", shutdown_cause_is_guest(cause),
-                         "reason", shutdown_cause_name(cause));
+        data = json_pack("{s:b,s:s}", "guest", shutdown_cause_is_guest(cause), "reason",
+                         shutdown_cause_name(cause));
         monitor_emit_event(set, event == MACHINE_EVENT_RESET ? "RESET" : "SHUTDOWN",
                            data);
         break;

@@ -25,10 +25,10 @@ static json_t *cache_json(BlockCacheMode mode)
 
 static json_t *image_json(const MachineDriveInfo *d)
 {
-    json_t *img =
-        json_pack("{s:I,s:s,s:s,s:I,s:b}", "virtual-size", (json_int_t)d->virtual_size,
-                  "filename", d->filename, "format", d->format, "actual-size",
-                  (json_int_t)d->actual_size, "dirty-flag", 0);
+    json_t *img = json_pack("{s:I,s:s,s:s,s:I,s:b}", "virtual-size",
+                            (json_int_t)d->virtual_size, "filename", d->filename,
+                            "format", d->format, "actual-size",
+                            (json_int_t)d->actual_size, "dirty-flag", 0);
 
     if (d->backing_file) {
         json_object_set_new(img, "backing-filename", json_string(d->backing_file));
@@ -43,13 +43,13 @@ json_t *qmp_query_block(QmpContext *ctx, json_t *args, GError **errp)
 
     for (guint i = 0; i < drives->len; i++) {
         const MachineDriveInfo *d = &g_array_index(drives, MachineDriveInfo, i);
-        json_t *inserted =
-            json_pack("{s:s,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:o,s:i}",
-                      "file", d->filename, "node-name", d->node_name, "ro", d->read_only,
-                      "drv", d->format, "backing_file_depth", d->backing_file ? 1 : 0,
-                      "encrypted", 0, "detect_zeroes", "off", "bps", 0, "bps_rd", 0,
-                      "bps_wr", 0, "iops", 0, "iops_rd", 0, "iops_wr", 0, "image",
-                      image_json(d), "cache", cache_json(d->cache), "write_threshold", 0);
+        json_t *inserted = json_pack(
+            "{s:s,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:o,s:i}", "file",
+            d->filename, "node-name", d->node_name, "ro", d->read_only, "drv", d->format,
+            "backing_file_depth", d->backing_file ? 1 : 0, "encrypted", 0,
+            "detect_zeroes", "off", "bps", 0, "bps_rd", 0, "bps_wr", 0, "iops", 0,
+            "iops_rd", 0, "iops_wr", 0, "image", image_json(d), "cache",
+            cache_json(d->cache), "write_threshold", 0);
 
         if (d->backing_file) {
             json_object_set_new(inserted, "backing_file", json_string(d->backing_file));

@@ -132,7 +132,7 @@ json_t *qmp_migrate_set_capabilities(QmpContext *ctx, json_t *args, GError **err
         if (!json_is_object(c) || !name || !json_is_boolean(state)) {
             break;
         }
-        caps[i] = (MigrationCapabilityInfo){.name = name, .state = json_is_true(state)};
+        caps[i] = (MigrationCapabilityInfo){ .name = name, .state = json_is_true(state) };
     }
     if (i < n) {
         ok = migration_check_capabilities(ms, caps, i, errp);
@@ -153,8 +153,8 @@ json_t *qmp_query_migrate_capabilities(QmpContext *ctx, json_t *args, GError **e
     json_t *list = json_array();
 
     for (guint i = 0; i < caps->len; i++) {
-        const MigrationCapabilityInfo *c =
-            &g_array_index(caps, MigrationCapabilityInfo, i);
+        const MigrationCapabilityInfo *c = &g_array_index(caps, MigrationCapabilityInfo,
+                                                          i);
         json_array_append_new(
             list, json_pack("{s:s,s:b}", "capability", c->name, "state", c->state));
     }

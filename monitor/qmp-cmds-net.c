@@ -29,8 +29,8 @@ static json_t *mac_json(const uint8_t *mac)
 {
     char text[18];
 
-    g_snprintf(text, sizeof(text), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
-               mac[3], mac[4], mac[5]);
+    g_snprintf(text, sizeof(text), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1],
+               mac[2], mac[3], mac[4], mac[5]);
     return json_string(text);
 }
 
@@ -64,7 +64,8 @@ static json_t *rx_filter_json(const VirtioNetRxFilter *f)
     json_object_set_new(info, "vlan-table", vlans);
     json_object_set_new(info, "unicast-table", mac_table_json(f->uni, f->nr_uni));
     json_object_set_new(info, "multicast-overflow", json_boolean(f->multi_overflow));
-    json_object_set_new(info, "multicast", json_string(rx_state(f->nomulti, f->allmulti)));
+    json_object_set_new(info, "multicast",
+                        json_string(rx_state(f->nomulti, f->allmulti)));
     json_object_set_new(info, "multicast-table", mac_table_json(f->multi, f->nr_multi));
     json_object_set_new(info, "unicast-overflow", json_boolean(f->uni_overflow));
     json_object_set_new(info, "broadcast-allowed", json_boolean(f->nobcast));
@@ -82,8 +83,8 @@ json_t *qmp_query_rx_filter(QmpContext *ctx, json_t *args, GError **errp)
     }
     list = json_array();
     for (guint i = 0; i < filters->len; i++) {
-        json_array_append_new(list,
-                              rx_filter_json(&g_array_index(filters, VirtioNetRxFilter, i)));
+        json_array_append_new(
+            list, rx_filter_json(&g_array_index(filters, VirtioNetRxFilter, i)));
     }
     machine_rx_filters_free(filters);
     return list;
@@ -102,7 +103,8 @@ json_t *qmp_announce_self(QmpContext *ctx, json_t *args, GError **errp)
         .id = json_string_value(json_object_get(args, "id")),
     };
 
-    json_array_foreach(list, i, item) {
+    json_array_foreach(list, i, item)
+    {
         g_ptr_array_add(names, (gpointer)json_string_value(item));
     }
     g_ptr_array_add(names, NULL);
@@ -119,7 +121,8 @@ static char *netdev_add_options(json_t *args)
     const char *key;
     json_t *value;
 
-    json_object_foreach(args, key, value) {
+    json_object_foreach(args, key, value)
+    {
         if (strcmp(key, "type") == 0) {
             continue;
         }
@@ -129,7 +132,8 @@ static char *netdev_add_options(json_t *args)
                 g_string_append(out, *c == ',' ? ",," : (char[]){ *c, 0 });
             }
         } else if (json_is_integer(value)) {
-            g_string_append_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+            g_string_append_printf(out, "%" JSON_INTEGER_FORMAT,
+                                   json_integer_value(value));
         } else {
             g_string_append(out, json_is_true(value) ? "on" : "off");
         }
@@ -198,7 +202,7 @@ json_t *qmp_netdev_del(QmpContext *ctx, json_t *args, GError **errp)
 
 /* ---- NIC_RX_FILTER_CHANGED ---- */
 
-static MonitorSet *net_monitors;   /* where the event goes [main thread] */
+static MonitorSet *net_monitors; /* where the event goes [main thread] */
 
 /* The event's data, made on the NIC's I/O thread, sent from the main loop. */
 static gboolean emit_rx_filter_changed(gpointer opaque)

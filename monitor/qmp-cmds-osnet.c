@@ -12,11 +12,11 @@
 #include "util/error.h"
 
 const MonitorExitName monitor_exit_names[] = {
-    {KVM_X86_DISABLE_EXITS_HLT, "hlt"},
-    {KVM_X86_DISABLE_EXITS_PAUSE, "pause"},
-    {KVM_X86_DISABLE_EXITS_MWAIT, "mwait"},
-    {KVM_X86_DISABLE_EXITS_CSTATE, "cstate"},
-    {0, NULL},
+    { KVM_X86_DISABLE_EXITS_HLT, "hlt" },
+    { KVM_X86_DISABLE_EXITS_PAUSE, "pause" },
+    { KVM_X86_DISABLE_EXITS_MWAIT, "mwait" },
+    { KVM_X86_DISABLE_EXITS_CSTATE, "cstate" },
+    { 0, NULL },
 };
 
 static json_t *affinity_list(const cpu_set_t *set)

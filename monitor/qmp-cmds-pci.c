@@ -72,9 +72,10 @@ static char *device_add_options(json_t *args, GError **errp)
     json_t *value;
 
     for (const char *c = json_string_value(json_object_get(args, "driver")); *c; c++) {
-        g_string_append(out, *c == ',' ? ",," : (char[]){*c, 0});
+        g_string_append(out, *c == ',' ? ",," : (char[]){ *c, 0 });
     }
-    json_object_foreach(args, key, value) {
+    json_object_foreach(args, key, value)
+    {
         char *text;
 
         if (strcmp(key, "driver") == 0) {
@@ -93,7 +94,7 @@ static char *device_add_options(json_t *args, GError **errp)
         }
         g_string_append_printf(out, ",%s=", key);
         for (const char *c = text; *c; c++) {
-            g_string_append(out, *c == ',' ? ",," : (char[]){*c, 0});
+            g_string_append(out, *c == ',' ? ",," : (char[]){ *c, 0 });
         }
         g_free(text);
     }

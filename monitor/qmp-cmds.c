@@ -19,7 +19,8 @@ json_t *qmp_qmp_capabilities(QmpContext *ctx, json_t *args, GError **errp)
 
     /* the dispatcher checked each element against QMPCapability; the one
      * capability there is, out-of-band execution, is not offered here */
-    json_array_foreach(enable, i, cap) {
+    json_array_foreach(enable, i, cap)
+    {
         error_setg(errp, "Capability '%s' is not supported by this monitor",
                    json_string_value(cap));
         return NULL;
@@ -43,8 +44,8 @@ json_t *qmp_query_version(QmpContext *ctx, json_t *args, GError **errp)
     MonitorVersionInfo v;
 
     monitor_query_version(&v);
-    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", v.micro, "minor",
-                     v.minor, "major", v.major, "package", v.package);
+    return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "micro", v.micro, "minor", v.minor,
+                     "major", v.major, "package", v.package);
 }
 
 json_t *qmp_query_commands(QmpContext *ctx, json_t *args, GError **errp)
@@ -52,8 +53,8 @@ json_t *qmp_query_commands(QmpContext *ctx, json_t *args, GError **errp)
     json_t *list = json_array();
 
     for (size_t i = 0; i < qmp_command_count; i++) {
-        json_array_append_new(list, json_pack("{s:s}", "name",
-                                              qmp_command_table[i].name));
+        json_array_append_new(list,
+                              json_pack("{s:s}", "name", qmp_command_table[i].name));
     }
     return list;
 }
@@ -115,8 +116,8 @@ json_t *qmp_query_cpus(QmpContext *ctx, json_t *args, GError **errp)
 
         json_array_append_new(
             list, json_pack("{s:i,s:b,s:b,s:s,s:i,s:o,s:s,s:I}", "CPU", (int)cpu->index,
-                            "current", cpu->index == 0, "halted", cpu->halted,
-                            "qom_path", path, "thread_id", (int)cpu->thread_id, "props",
+                            "current", cpu->index == 0, "halted", cpu->halted, "qom_path",
+                            path, "thread_id", (int)cpu->thread_id, "props",
                             cpu_props(cpu), "arch", "x86", "pc", (json_int_t)cpu->pc));
         g_free(path);
     }
@@ -133,10 +134,10 @@ json_t *qmp_query_cpus_fast(QmpContext *ctx, json_t *args, GError **errp)
         const MachineCpuInfo *cpu = &g_array_index(cpus, MachineCpuInfo, i);
         char *path = cpu_qom_path(cpu->index);
 
-        json_array_append_new(
-            list, json_pack("{s:i,s:s,s:i,s:o,s:s}", "cpu-index", (int)cpu->index,
-                            "qom-path", path, "thread-id", (int)cpu->thread_id, "props",
-                            cpu_props(cpu), "target", "x86_64"));
+        json_array_append_new(list, json_pack("{s:i,s:s,s:i,s:o,s:s}", "cpu-index",
+                                              (int)cpu->index, "qom-path", path,
+                                              "thread-id", (int)cpu->thread_id, "props",
+                                              cpu_props(cpu), "target", "x86_64"));
         g_free(path);
     }
     g_array_unref(cpus);
@@ -147,10 +148,9 @@ static void add_chardev_info(Chardev *chr, void *opaque)
 {
     json_t *list = opaque;
 
-    json_array_append_new(list, json_pack("{s:b,s:s,s:s}", "frontend-open",
-                                          chardev_is_connected(chr), "filename",
-                                          chardev_filename(chr), "label",
-                                          chardev_id(chr)));
+    json_array_append_new(
+        list, json_pack("{s:b,s:s,s:s}", "frontend-open", chardev_is_connected(chr),
+                        "filename", chardev_filename(chr), "label", chardev_id(chr)));
 }
 
 json_t *qmp_query_chardev(QmpContext *ctx, json_t *args, GError **errp)

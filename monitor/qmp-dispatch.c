@@ -67,8 +67,8 @@ static bool arg_type_ok(QmpArgType type, json_t *v)
 }
 
 /* One value against its schema type; name is how QEMU names it in errors. */
-static bool check_value(QmpArgType type, const char *const *enum_values,
-                        const char *name, json_t *value, GError **errp)
+static bool check_value(QmpArgType type, const char *const *enum_values, const char *name,
+                        json_t *value, GError **errp)
 {
     if (!arg_type_ok(type, value)) {
         error_setg(errp, "Invalid parameter type for '%s', expected: %s", name,
@@ -88,8 +88,7 @@ static bool check_value(QmpArgType type, const char *const *enum_values,
     return true;
 }
 
-static bool check_arg(const QmpArgDef *def, const char *key, json_t *value,
-                      GError **errp)
+static bool check_arg(const QmpArgDef *def, const char *key, json_t *value, GError **errp)
 {
     size_t i;
     json_t *elem;
@@ -100,7 +99,8 @@ static bool check_arg(const QmpArgDef *def, const char *key, json_t *value,
     if (def->type != QMP_ARG_ARRAY) {
         return true;
     }
-    json_array_foreach(value, i, elem) {
+    json_array_foreach(value, i, elem)
+    {
         char *name = g_strdup_printf("%s[%zu]", key, i);
         bool ok = check_value(def->element, def->enum_values, name, elem, errp);
 
@@ -117,7 +117,8 @@ static bool check_args(const QmpCommandDef *cmd, json_t *args, GError **errp)
     const char *key;
     json_t *value;
 
-    json_object_foreach(args, key, value) {
+    json_object_foreach(args, key, value)
+    {
         const QmpArgDef *def = NULL;
         for (size_t i = 0; i < cmd->nargs; i++) {
             if (strcmp(cmd->args[i].name, key) == 0) {
@@ -164,7 +165,8 @@ static const char *check_envelope(json_t *request, json_t **args, GError **errp)
         error_setg(errp, "QMP input must be a JSON object");
         return NULL;
     }
-    json_object_foreach(request, key, value) {
+    json_object_foreach(request, key, value)
+    {
         /* "exec-oob" too: out-of-band execution is never enabled here, and
          * QEMU 7.2 calls the member unexpected on such a session */
         if (strcmp(key, "execute") && strcmp(key, "arguments") && strcmp(key, "id")) {

@@ -62,8 +62,8 @@ void qmp_session_greet(Monitor *mon)
 
 static void qmp_send_error(Monitor *mon, const char *desc)
 {
-    json_t *resp =
-        json_pack("{s:{s:s,s:s}}", "error", "class", "GenericError", "desc", desc);
+    json_t *resp = json_pack("{s:{s:s,s:s}}", "error", "class", "GenericError", "desc",
+                             desc);
 
     monitor_send_json(mon, resp);
     json_decref(resp);
@@ -220,8 +220,8 @@ static bool qmp_value_may_go_on(const json_t *value, size_t used, size_t left)
 static void qmp_error_within(const char *p, size_t end, json_error_t *jerr)
 {
     json_error_t own;
-    json_t *value = json_loadb(p, end, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
-                               JSON_ALLOW_NUL, &own);
+    json_t *value = json_loadb(
+        p, end, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY | JSON_ALLOW_NUL, &own);
 
     if (value) {
         json_decref(value); /* cannot happen: the whole failed within end */
@@ -273,8 +273,8 @@ static size_t qmp_parse_input(Monitor *mon)
         if (end) {
             qmp_error_within(p, end, &jerr);
         }
-        desc =
-            g_strdup_printf("JSON parse error, %s", cut ? "input too long" : jerr.text);
+        desc = g_strdup_printf("JSON parse error, %s",
+                               cut ? "input too long" : jerr.text);
         qmp_send_error(mon, desc);
         g_free(desc);
         if (!end) {

@@ -19,7 +19,7 @@
 #include "util/subopt.h"
 
 typedef struct MachineDrive {
-    DriveConfig cfg;            /* the -drive's, parsed; its strings are the VmConfig's */
+    DriveConfig cfg; /* the -drive's, parsed; its strings are the VmConfig's */
     BlockDriverState *bs;
     bool attached;
 } MachineDrive;
@@ -151,8 +151,8 @@ bool machine_device_del(Machine *m, const char *id, GError **errp)
     PciDevice *dev = pci_find_device_by_id(m->pci, id);
 
     if (!dev) {
-        g_set_error(errp, VMM_ERROR, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found",
-                    id);
+        g_set_error(errp, VMM_ERROR, ERROR_CLASS_DEVICE_NOT_FOUND,
+                    "Device '%s' not found", id);
         return false;
     }
     /* a request already pending is made again (QEMU 7.2's pc: no error) */
@@ -170,7 +170,8 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
     PciDevice *dev = NULL;
 
     for (guint i = 0; i < m->drives->len; i++) {
-        g_array_append_val(attached, ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached);
+        g_array_append_val(attached,
+                           ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached);
     }
     if (!driver) {
         error_setg(errp, "Parameter 'driver' is missing");
@@ -186,8 +187,8 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
     }
     for (guint i = 0; !dev && i < m->drives->len; i++) {
         /* a device that was not made holds no drive */
-        ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached =
-            g_array_index(attached, bool, i);
+        ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached = g_array_index(
+            attached, bool, i);
     }
     g_array_free(attached, TRUE);
     subopts_free(opts);

@@ -11,19 +11,19 @@
 #include "hw/virtio-net.h"
 #include "hw/virtio.h"
 
-#define VNET_RX_QUEUE    0
-#define VNET_TX_QUEUE    1
-#define VNET_CTRL_QUEUE  2
-#define VNET_NR_QUEUES   3
-#define VNET_QUEUE_SIZE  256
-#define VNET_VLAN_WORDS  (4096 / 32)
-#define VNET_TX_BATCH    64              /* transmitted chains completed at once */
+#define VNET_RX_QUEUE   0
+#define VNET_TX_QUEUE   1
+#define VNET_CTRL_QUEUE 2
+#define VNET_NR_QUEUES  3
+#define VNET_QUEUE_SIZE 256
+#define VNET_VLAN_WORDS (4096 / 32)
+#define VNET_TX_BATCH   64 /* transmitted chains completed at once */
 
 /* The receive filter: the control queue's RX, MAC and VLAN classes. */
 typedef struct VirtioNetFilter {
     uint8_t promisc, allmulti, alluni, nomulti, nouni, nobcast;
     uint8_t uni_overflow, multi_overflow;
-    uint32_t nr_uni, nr_multi;   /* the table holds uni first, then multi */
+    uint32_t nr_uni, nr_multi; /* the table holds uni first, then multi */
     uint8_t macs[VIRTIO_NET_MAC_TABLE_ENTRIES][6];
     uint32_t vlans[VNET_VLAN_WORDS];
 } VirtioNetFilter;
@@ -46,48 +46,48 @@ typedef struct VirtioNetSnapshot {
 } VirtioNetSnapshot;
 
 struct VirtioNet {
-    VirtioDevice vdev;            /* first: the core hands this back */
-    Netdev *netdev;               /* NULL: no backend */
+    VirtioDevice vdev; /* first: the core hands this back */
+    Netdev *netdev;    /* NULL: no backend */
     NetTap *tap;
-    VhostNet *vhost;              /* vhost=on */
+    VhostNet *vhost; /* vhost=on */
     char *qdev_id;
     bool failover;
     VhostMemRegion ram[VIRTIO_NET_RAM_RANGES];
     unsigned nr_ram;
 
     /* [machine lock, or the I/O thread while it runs the queues] */
-    uint8_t mac[6];               /* the current address (CTRL_MAC_ADDR_SET) */
-    bool link_down;               /* atomic */
-    bool backend_down;            /* atomic: set_link off on the netdev's id */
-    uint64_t guest_offloads;      /* GUEST_* bits in force (CTRL_GUEST_OFFLOADS) */
-    VirtioNetFilter filter;       /* [I/O thread; main thread when paused] */
-    bool rx_filter_changed;       /* atomic: for NIC_RX_FILTER_CHANGED */
-    bool rx_notify_enabled;       /* atomic: the next change is announced */
-    char *nic_name;               /* QEMU's name without an id: virtio-net-pci.N */
+    uint8_t mac[6];          /* the current address (CTRL_MAC_ADDR_SET) */
+    bool link_down;          /* atomic */
+    bool backend_down;       /* atomic: set_link off on the netdev's id */
+    uint64_t guest_offloads; /* GUEST_* bits in force (CTRL_GUEST_OFFLOADS) */
+    VirtioNetFilter filter;  /* [I/O thread; main thread when paused] */
+    bool rx_filter_changed;  /* atomic: for NIC_RX_FILTER_CHANGED */
+    bool rx_notify_enabled;  /* atomic: the next change is announced */
+    char *nic_name;          /* QEMU's name without an id: virtio-net-pci.N */
 
     /* the data path [I/O thread] */
-    uint8_t *rx_buf;              /* one frame from the tap, header first */
-    ssize_t rx_len;               /* > 0: a frame waits for guest buffers */
-    bool rx_wait_buffers;         /* the tap is not watched until a kick */
-    bool tx_wait_writable;        /* the tap refused a frame: wait for POLLOUT */
-    VirtQueueElement *rx_elems;   /* scratch for one merged frame (kept allocated) */
+    uint8_t *rx_buf;            /* one frame from the tap, header first */
+    ssize_t rx_len;             /* > 0: a frame waits for guest buffers */
+    bool rx_wait_buffers;       /* the tap is not watched until a kick */
+    bool tx_wait_writable;      /* the tap refused a frame: wait for POLLOUT */
+    VirtQueueElement *rx_elems; /* scratch for one merged frame (kept allocated) */
     uint32_t *rx_lens;
-    VirtQueueElement tx_elems[VNET_TX_BATCH];   /* popped, sent, to complete */
+    VirtQueueElement tx_elems[VNET_TX_BATCH]; /* popped, sent, to complete */
     uint32_t tx_lens[VNET_TX_BATCH];
     VirtioNetWatch watching[VIRTIO_MAX_WATCH_FDS];
     uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
 
     /* vhost-net [vhost_lock] */
     pthread_mutex_t vhost_lock;
-    bool vhost_running;           /* also read by the I/O thread */
-    int call_fd[2];               /* vhost's interrupts, relayed by the I/O thread */
-    int log_fd;                   /* vhost's "I logged a write" eventfd */
-    bool dirty_logging;           /* migration wants DMA logged */
-    bool log_active;              /* vhost-net's log is on */
+    bool vhost_running; /* also read by the I/O thread */
+    int call_fd[2];     /* vhost's interrupts, relayed by the I/O thread */
+    int log_fd;         /* vhost's "I logged a write" eventfd */
+    bool dirty_logging; /* migration wants DMA logged */
+    bool log_active;    /* vhost-net's log is on */
 
     /* migration */
-    VirtioNetSnapshot loaded;     /* what load_check accepted last */
-    bool announce_pending;        /* after an incoming migration */
+    VirtioNetSnapshot loaded; /* what load_check accepted last */
+    bool announce_pending;    /* after an incoming migration */
 };
 
 /*

@@ -34,22 +34,22 @@
 #include "virtio-net-int.h"
 #include "util/error.h"
 
-#define VNET_STATE_MAGIC     0x564e4554u       /* "VNET" */
-#define VNET_STATE_VERSION   1
-#define VNET_CONFIG_LEN      10                /* mac, status, max_virtqueue_pairs */
-#define VNET_BUDGET          256               /* frames per wake-up each way */
-#define VNET_CTRL_MAX        (64 * 1024)       /* the longest command we read */
-#define VNET_MIN_FRAME       14                /* an Ethernet header */
-#define VNET_HDR_NUM_BUFFERS 10                /* offset of num_buffers */
+#define VNET_STATE_MAGIC           0x564e4554u /* "VNET" */
+#define VNET_STATE_VERSION         1
+#define VNET_CONFIG_LEN            10          /* mac, status, max_virtqueue_pairs */
+#define VNET_BUDGET                256         /* frames per wake-up each way */
+#define VNET_CTRL_MAX              (64 * 1024) /* the longest command we read */
+#define VNET_MIN_FRAME             14          /* an Ethernet header */
+#define VNET_HDR_NUM_BUFFERS       10          /* offset of num_buffers */
 #define PCI_CLASS_NETWORK_ETHERNET 0x020000
 
 #define F(bit) (1ULL << (bit))
-#define VNET_GUEST_OFFLOADS                                                          \
-    (F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4) |                       \
+#define VNET_GUEST_OFFLOADS                                                              \
+    (F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4) |                           \
      F(VIRTIO_NET_F_GUEST_TSO6) | F(VIRTIO_NET_F_GUEST_ECN) | F(VIRTIO_NET_F_GUEST_UFO))
 /* What vhost-net must offer for us to offer it (the rest we do ourselves). */
-#define VNET_VHOST_FEATURES                                                           \
-    (F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX) |                    \
+#define VNET_VHOST_FEATURES                                                              \
+    (F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX) |                       \
      F(VIRTIO_NET_F_MRG_RXBUF))
 
 static unsigned vnet_instances;               /* for the default MACs */
@@ -143,7 +143,7 @@ static bool vnet_frames_pass(VirtioNet *n)
 /* A RARP "reverse request" naming our MAC, padded to 60 bytes. */
 static void vnet_send_rarp(VirtioNet *n)
 {
-    uint8_t hdr[NET_VNET_HDR_LEN] = {0}, f[60] = {0};
+    uint8_t hdr[NET_VNET_HDR_LEN] = { 0 }, f[60] = { 0 };
     struct iovec iov[2] = { { hdr, sizeof(hdr) }, { f, sizeof(f) } };
 
     if (!n->tap || n->vhost_running) {
@@ -151,13 +151,13 @@ static void vnet_send_rarp(VirtioNet *n)
     }
     memset(f, 0xff, 6);
     memcpy(f + 6, n->mac, 6);
-    f[12] = 0x80, f[13] = 0x35;                 /* ETH_P_RARP */
-    f[14] = 0, f[15] = 1;                       /* Ethernet */
-    f[16] = 0x08, f[17] = 0x00;                 /* IPv4 */
+    f[12] = 0x80, f[13] = 0x35; /* ETH_P_RARP */
+    f[14] = 0, f[15] = 1;       /* Ethernet */
+    f[16] = 0x08, f[17] = 0x00; /* IPv4 */
     f[18] = 6, f[19] = 4;
-    f[20] = 0, f[21] = 3;                       /* reverse request */
-    memcpy(f + 22, n->mac, 6);                  /* sender: us, 0.0.0.0 */
-    memcpy(f + 32, n->mac, 6);                  /* target: us, 0.0.0.0 */
+    f[20] = 0, f[21] = 3;      /* reverse request */
+    memcpy(f + 22, n->mac, 6); /* sender: us, 0.0.0.0 */
+    memcpy(f + 32, n->mac, 6); /* target: us, 0.0.0.0 */
     net_tap_send(n->tap, iov, 2);
 }
 
@@ -262,7 +262,7 @@ static void vnet_filter_reset(VirtioNet *n, bool vlan_filtering)
 {
     memset(&n->filter, 0, sizeof(n->filter));
     memset(n->filter.vlans, vlan_filtering ? 0 : 0xff, sizeof(n->filter.vlans));
-    n->filter.promisc = 1;          /* as QEMU: until the driver says otherwise */
+    n->filter.promisc = 1; /* as QEMU: until the driver says otherwise */
 }
 
 void virtio_net_rx_filter(VirtioNet *n, VirtioNetRxFilter *out)
@@ -317,8 +317,8 @@ void virtio_net_mac(VirtioNet *n, uint8_t mac[6])
 /* ---- receive: tap -> guest ---- */
 
 typedef enum RxResult {
-    RX_DONE,          /* delivered, or dropped for good */
-    RX_NO_BUFFERS,    /* keep the frame until the driver adds buffers */
+    RX_DONE,       /* delivered, or dropped for good */
+    RX_NO_BUFFERS, /* keep the frame until the driver adds buffers */
 } RxResult;
 
 /* The device needs a reset: give back what was popped, unwritten. */
@@ -353,7 +353,7 @@ static RxResult rx_deliver(VirtioNet *n, const uint8_t *buf, size_t len)
         if (count == vq->size) {
             return rx_fail(n, vq, count, "a frame needs more buffers than the ring has");
         }
-        if (!virtio_queue_pop(vq, e)) {          /* e keeps its arrays for the next */
+        if (!virtio_queue_pop(vq, e)) { /* e keeps its arrays for the next */
             if (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET) {
                 return rx_fail(n, vq, count, "malformed ring");
             }
@@ -475,7 +475,7 @@ static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
             done = 0;
         }
         if (budget == 1) {
-            virtio_queue_kick(vq);      /* more later: let the rest have a turn */
+            virtio_queue_kick(vq); /* more later: let the rest have a turn */
         }
     }
     if (done) {
@@ -608,7 +608,8 @@ static bool vnet_apply_offloads(VirtioNet *n, uint64_t offloads)
     if (!n->tap || !net_tap_has_vnet_hdr(n->tap)) {
         return offloads == 0;
     }
-    if (!net_tap_set_offload(n->tap, csum, csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO4)),
+    if (!net_tap_set_offload(n->tap, csum,
+                             csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO4)),
                              csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO6)),
                              csum && (offloads & F(VIRTIO_NET_F_GUEST_ECN)),
                              csum && (offloads & F(VIRTIO_NET_F_GUEST_UFO)), &err)) {
@@ -656,7 +657,7 @@ static uint8_t ctrl_dispatch(VirtioNet *n, uint8_t cls, uint8_t cmd, const uint8
     case VIRTIO_NET_CTRL_GUEST_OFFLOADS:
         return ctrl_guest_offloads(n, cmd, data, len);
     default:
-        return VIRTIO_NET_ERR;       /* MQ and the rest are not offered */
+        return VIRTIO_NET_ERR; /* MQ and the rest are not offered */
     }
 }
 
@@ -700,13 +701,18 @@ static void vnet_control(VirtioNet *n, VirtQueue *vq)
 
 static bool vhost_ring(VirtioNet *n, unsigned ring, GError **errp)
 {
-    VirtQueue *vq = &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE];
+    VirtQueue *vq =
+        &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE];
     VhostRing r;
 
     pthread_mutex_lock(&vq->lock);
-    r = (VhostRing){ .num = vq->size, .desc = vq->desc, .avail = vq->avail,
-                     .used = vq->used, .used_gpa = vq->used_gpa,
-                     .last_avail_idx = vq->last_avail_idx, .kick_fd = vq->kick_fd,
+    r = (VhostRing){ .num = vq->size,
+                     .desc = vq->desc,
+                     .avail = vq->avail,
+                     .used = vq->used,
+                     .used_gpa = vq->used_gpa,
+                     .last_avail_idx = vq->last_avail_idx,
+                     .kick_fd = vq->kick_fd,
                      .call_fd = n->call_fd[ring] };
     pthread_mutex_unlock(&vq->lock);
     if (!vq->enabled || !r.desc) {
@@ -773,7 +779,8 @@ static void vhost_start(VirtioNet *n)
     }
     if (!vhost_net_set_features(n->vhost, features, &err) ||
         !vhost_net_set_mem_table(n->vhost, n->ram, n->nr_ram, &err) ||
-        !vhost_ring(n, VHOST_NET_RING_RX, &err) || !vhost_ring(n, VHOST_NET_RING_TX, &err) ||
+        !vhost_ring(n, VHOST_NET_RING_RX, &err) ||
+        !vhost_ring(n, VHOST_NET_RING_TX, &err) ||
         !vhost_net_set_backend(n->vhost, net_tap_fd(n->tap), &err)) {
         for (unsigned q = VNET_RX_QUEUE; q <= VNET_TX_QUEUE; q++) {
             __atomic_store_n(&n->vdev.vqs[q].kick_elsewhere, false, __ATOMIC_RELEASE);
@@ -803,8 +810,8 @@ static void vhost_stop(VirtioNet *n)
         g_clear_error(&err);
     }
     for (unsigned ring = 0; ring < 2; ring++) {
-        VirtQueue *vq = &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE
-                                                               : VNET_TX_QUEUE];
+        VirtQueue *vq =
+            &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE];
         uint16_t base;
         if (vhost_net_get_ring_base(n->vhost, ring, &base, &err)) {
             pthread_mutex_lock(&vq->lock);
@@ -822,7 +829,7 @@ static void vhost_stop(VirtioNet *n)
         __atomic_store_n(&vq->kick_elsewhere, false, __ATOMIC_RELEASE);
     }
     if (n->log_active) {
-        vhost_net_log_sync(n->vhost, vhost_log_mark, n);    /* its last writes */
+        vhost_net_log_sync(n->vhost, vhost_log_mark, n); /* its last writes */
     }
     n->vhost_running = false;
     virtio_device_wake(&n->vdev);
@@ -847,7 +854,8 @@ static void vhost_call(VirtioNet *n, unsigned ring)
     VirtioDevice *vdev = &n->vdev;
     uint64_t count;
 
-    if (read(n->call_fd[ring], &count, sizeof(count)) == sizeof(count) && vdev->transport) {
+    if (read(n->call_fd[ring], &count, sizeof(count)) == sizeof(count) &&
+        vdev->transport) {
         vdev->transport->notify_queue(
             vdev, &vdev->vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE]);
     }
@@ -943,7 +951,8 @@ static void vnet_handle_fd(VirtioDevice *vdev, unsigned index, short revents)
 }
 
 /* FEATURES_OK: offloads and the VLAN filter; DRIVER_OK: vhost-net. */
-static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status, uint8_t new_status)
+static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status,
+                                uint8_t new_status)
 {
     VirtioNet *n = (VirtioNet *)vdev;
     uint8_t added = new_status & ~old_status;
@@ -1083,9 +1092,9 @@ static bool vnet_load_check(VirtioDevice *vdev, StateReader *r, GError **errp)
     s.filter.multi_overflow = blob_get_u8(r);
     s.filter.nr_uni = blob_get_u32(r);
     s.filter.nr_multi = blob_get_u32(r);
-    if (!r->error && (s.filter.nr_uni > VIRTIO_NET_MAC_TABLE_ENTRIES ||
-                      s.filter.nr_multi > VIRTIO_NET_MAC_TABLE_ENTRIES -
-                                              s.filter.nr_uni)) {
+    if (!r->error &&
+        (s.filter.nr_uni > VIRTIO_NET_MAC_TABLE_ENTRIES ||
+         s.filter.nr_multi > VIRTIO_NET_MAC_TABLE_ENTRIES - s.filter.nr_uni)) {
         error_setg(errp, "%s: virtio-net state has a MAC table of %u + %u entries",
                    vdev->name, s.filter.nr_uni, s.filter.nr_multi);
         return false;
@@ -1100,8 +1109,10 @@ static bool vnet_load_check(VirtioDevice *vdev, StateReader *r, GError **errp)
     }
     if (s.guest_offloads & ~VNET_GUEST_OFFLOADS ||
         (s.guest_offloads && !(n->vdev.host_features & F(VIRTIO_NET_F_GUEST_CSUM)))) {
-        error_setg(errp, "%s: the source had offloads 0x%" G_GINT64_MODIFIER "x that "
-                   "this tap cannot take", vdev->name, s.guest_offloads);
+        error_setg(errp,
+                   "%s: the source had offloads 0x%" G_GINT64_MODIFIER "x that "
+                   "this tap cannot take",
+                   vdev->name, s.guest_offloads);
         return false;
     }
     n->loaded = s;
@@ -1147,11 +1158,12 @@ static const VirtioDeviceOps virtio_net_ops = {
 
 static uint64_t vnet_features(VirtioNet *n)
 {
-    uint64_t f = F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MRG_RXBUF) |
-                 F(VIRTIO_NET_F_CTRL_VQ) | F(VIRTIO_NET_F_CTRL_RX) |
-                 F(VIRTIO_NET_F_CTRL_VLAN) | F(VIRTIO_NET_F_CTRL_RX_EXTRA) |
-                 F(VIRTIO_NET_F_GUEST_ANNOUNCE) | F(VIRTIO_NET_F_CTRL_MAC_ADDR) |
-                 F(VIRTIO_RING_F_EVENT_IDX) | F(VIRTIO_RING_F_INDIRECT_DESC);
+    uint64_t f = F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) |
+                 F(VIRTIO_NET_F_MRG_RXBUF) | F(VIRTIO_NET_F_CTRL_VQ) |
+                 F(VIRTIO_NET_F_CTRL_RX) | F(VIRTIO_NET_F_CTRL_VLAN) |
+                 F(VIRTIO_NET_F_CTRL_RX_EXTRA) | F(VIRTIO_NET_F_GUEST_ANNOUNCE) |
+                 F(VIRTIO_NET_F_CTRL_MAC_ADDR) | F(VIRTIO_RING_F_EVENT_IDX) |
+                 F(VIRTIO_RING_F_INDIRECT_DESC);
 
     if (n->tap && net_tap_has_vnet_hdr(n->tap)) {
         f |= F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) |
@@ -1200,13 +1212,16 @@ void virtio_net_free(VirtioNet *n)
     g_free(n);
 }
 
-VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o, GError **errp)
+VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o,
+                          GError **errp)
 {
     VirtioNet *n;
 
     if (o->netdev && netdev_owner(o->netdev)) {
-        error_setg(errp, "Property 'virtio-net-device.netdev' can't take value '%s', it's "
-                   "in use", netdev_id(o->netdev));
+        error_setg(errp,
+                   "Property 'virtio-net-device.netdev' can't take value '%s', it's "
+                   "in use",
+                   netdev_id(o->netdev));
         return NULL;
     }
     n = g_new0(VirtioNet, 1);
@@ -1247,10 +1262,11 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o, GEr
     n->rx_elems = g_new0(VirtQueueElement, VNET_QUEUE_SIZE);
     n->rx_lens = g_new0(uint32_t, VNET_QUEUE_SIZE);
     virtio_device_init(&n->vdev, mem, "virtio-net", VIRTIO_ID_NET, VNET_NR_QUEUES,
-                       VNET_QUEUE_SIZE, vnet_features(n), VNET_CONFIG_LEN, &virtio_net_ops);
+                       VNET_QUEUE_SIZE, vnet_features(n), VNET_CONFIG_LEN,
+                       &virtio_net_ops);
     memcpy(n->vdev.config, n->mac, 6);
     vnet_set_config_status(n, VIRTIO_NET_S_LINK_UP);
-    pci_set_word(n->vdev.config + 8, 1);         /* max_virtqueue_pairs */
+    pci_set_word(n->vdev.config + 8, 1); /* max_virtqueue_pairs */
     vnet_filter_reset(n, false);
     return n;
 }

@@ -21,16 +21,16 @@ typedef struct PciBus PciBus;
 typedef struct PciDevice PciDevice;
 typedef struct VirtioNet VirtioNet;
 
-#define VIRTIO_NET_MAC_TABLE_ENTRIES 64    /* QEMU's MAC_TABLE_ENTRIES */
-#define VIRTIO_NET_RAM_RANGES        2     /* below and above 4 GiB */
+#define VIRTIO_NET_MAC_TABLE_ENTRIES 64 /* QEMU's MAC_TABLE_ENTRIES */
+#define VIRTIO_NET_RAM_RANGES        2  /* below and above 4 GiB */
 
 typedef struct VirtioNetOptions {
-    Netdev *netdev;               /* NULL: no backend (frames are dropped) */
-    const char *id;               /* -device id= (qdev_id), or NULL */
-    int devfn;                    /* PCI_DEVFN_AUTO for the next free slot */
-    bool has_mac;                 /* else QEMU's default, 52:54:00:12:34:56 + n */
+    Netdev *netdev; /* NULL: no backend (frames are dropped) */
+    const char *id; /* -device id= (qdev_id), or NULL */
+    int devfn;      /* PCI_DEVFN_AUTO for the next free slot */
+    bool has_mac;   /* else QEMU's default, 52:54:00:12:34:56 + n */
     uint8_t mac[6];
-    bool failover;                /* offer VIRTIO_NET_F_STANDBY */
+    bool failover; /* offer VIRTIO_NET_F_STANDBY */
     /* guest RAM, for vhost-net's memory table (vhost=on only) */
     VhostMemRegion ram[VIRTIO_NET_RAM_RANGES];
     unsigned nr_ram;
@@ -74,8 +74,8 @@ bool virtio_net_announce_guest(VirtioNet *n);
 
 /* The NIC's net client name: its id, else QEMU's "virtio-net-pci.N". */
 const char *virtio_net_name(VirtioNet *n);
-const char *virtio_net_qdev_id(VirtioNet *n);  /* NULL without id= */
-Netdev *virtio_net_netdev(VirtioNet *n);       /* NULL without netdev= */
+const char *virtio_net_qdev_id(VirtioNet *n); /* NULL without id= */
+Netdev *virtio_net_netdev(VirtioNet *n);      /* NULL without netdev= */
 void virtio_net_mac(VirtioNet *n, uint8_t mac[6]);
 
 /*
@@ -88,15 +88,15 @@ void virtio_net_set_rx_filter_notifier(VirtioNetRxFilterFn fn, void *opaque);
 
 /* What query-rx-filter reports (and re-arms the notifier). */
 typedef struct VirtioNetRxFilter {
-    char *name;                   /* the qdev id, or the device's own name */
+    char *name; /* the qdev id, or the device's own name */
     uint8_t mac[6];
     bool promisc, allmulti, alluni, nomulti, nouni, nobcast;
     bool uni_overflow, multi_overflow;
     unsigned nr_uni, nr_multi;
     uint8_t uni[VIRTIO_NET_MAC_TABLE_ENTRIES][6];
     uint8_t multi[VIRTIO_NET_MAC_TABLE_ENTRIES][6];
-    bool vlan_filtering;          /* CTRL_VLAN negotiated */
-    unsigned nr_vlans;            /* the VLANs that pass, ascending */
+    bool vlan_filtering; /* CTRL_VLAN negotiated */
+    unsigned nr_vlans;   /* the VLANs that pass, ascending */
     uint16_t vlans[4096];
 } VirtioNetRxFilter;
 /* Fill *out (free name with g_free). */

@@ -23,8 +23,7 @@ void monitor_set_free(MonitorSet *set);
  * attach them to their chardevs.  Chardevs for -qmp/-monitor specs are
  * created here as "compat_monitorN", as QEMU names them.
  */
-bool monitor_set_configure(MonitorSet *set, ChardevSet *chardevs,
-                           GError **errp);
+bool monitor_set_configure(MonitorSet *set, ChardevSet *chardevs, GError **errp);
 Monitor *monitor_add(MonitorSet *set, Chardev *chr, bool control, GError **errp);
 
 /* Send {"timestamp", "event", "data"} to every negotiated QMP client. */

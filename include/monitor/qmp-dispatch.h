@@ -19,7 +19,7 @@ typedef struct MonitorSet MonitorSet;
 typedef struct QmpContext {
     Machine *machine;
     MonitorSet *monitors;
-    Monitor *mon;            /* the monitor the command came from, or NULL */
+    Monitor *mon; /* the monitor the command came from, or NULL */
 } QmpContext;
 
 typedef json_t *(*QmpHandler)(QmpContext *ctx, json_t *args, GError **errp);
@@ -39,9 +39,9 @@ typedef struct QmpArgDef {
     const char *name;
     QmpArgType type;
     bool optional;
-    const char *const *enum_values;   /* QMP_ARG_ENUM, or an array of enums:
-                                       * NULL-terminated */
-    QmpArgType element;               /* QMP_ARG_ARRAY: each element's type */
+    const char *const *enum_values; /* QMP_ARG_ENUM, or an array of enums:
+                                     * NULL-terminated */
+    QmpArgType element;             /* QMP_ARG_ARRAY: each element's type */
 } QmpArgDef;
 
 typedef struct QmpCommandDef {

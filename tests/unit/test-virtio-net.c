@@ -30,18 +30,18 @@
 
 #define WAIT_MS        3000
 #define TEST_ETHERTYPE 0x88b5
-#define NQ             16                  /* entries per test ring */
+#define NQ             16 /* entries per test ring */
 #define RING_GPA(q)    (0x40000 + 0x4000 * (q))
-#define RXBUF_GPA      0x200000            /* rx buffers: 64 KiB each slot */
+#define RXBUF_GPA      0x200000 /* rx buffers: 64 KiB each slot */
 #define TXBUF_GPA      0x800000
 #define CTRL_GPA       0xc00000
 #define RXBUF_SLOT     0x10000
 
 #define FEAT(b) (1ULL << (b))
-#define BASE_FEATURES                                                               \
-    (FEAT(VIRTIO_F_VERSION_1) | FEAT(VIRTIO_NET_F_MAC) | FEAT(VIRTIO_NET_F_STATUS) | \
-     FEAT(VIRTIO_NET_F_CTRL_VQ) | FEAT(VIRTIO_NET_F_CTRL_RX) |                       \
-     FEAT(VIRTIO_NET_F_CTRL_VLAN) | FEAT(VIRTIO_NET_F_CTRL_MAC_ADDR) |               \
+#define BASE_FEATURES                                                                    \
+    (FEAT(VIRTIO_F_VERSION_1) | FEAT(VIRTIO_NET_F_MAC) | FEAT(VIRTIO_NET_F_STATUS) |     \
+     FEAT(VIRTIO_NET_F_CTRL_VQ) | FEAT(VIRTIO_NET_F_CTRL_RX) |                           \
+     FEAT(VIRTIO_NET_F_CTRL_VLAN) | FEAT(VIRTIO_NET_F_CTRL_MAC_ADDR) |                   \
      FEAT(VIRTIO_NET_F_GUEST_ANNOUNCE))
 
 static const uint8_t our_mac[6] = { 0x02, 0x00, 0xc6, 0x12, 0x00, 0x02 };
@@ -379,7 +379,7 @@ UNIT_TEST(merged_receive_buffers)
     make_frame(frame, sizeof(frame), our_mac, 7);
     CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
     pump_rx(n);
-    CHECK_EQ(ring_used(VNET_RX_QUEUE), 4);          /* ceil(1012 / 256) */
+    CHECK_EQ(ring_used(VNET_RX_QUEUE), 4); /* ceil(1012 / 256) */
     for (uint16_t i = 0; i < 4 && ring_used(VNET_RX_QUEUE) == 4; i++) {
         uint16_t id = ring_used_id(VNET_RX_QUEUE, i);
         uint32_t len = ring_used_len(VNET_RX_QUEUE, i);
@@ -440,7 +440,8 @@ UNIT_TEST(small_buffer_without_mrg_rxbuf_drops_the_frame)
 }
 
 /* One control command; returns the ack byte (0xee when none was written). */
-static uint8_t ctrl(VirtioNet *n, uint8_t cls, uint8_t cmd, const void *data, uint32_t len)
+static uint8_t ctrl(VirtioNet *n, uint8_t cls, uint8_t cmd, const void *data,
+                    uint32_t len)
 {
     uint64_t gpa[3] = { CTRL_GPA, CTRL_GPA + 0x10, CTRL_GPA + 0x8000 };
     uint32_t lens[3] = { 2, len, 1 };
@@ -489,7 +490,7 @@ UNIT_TEST(control_queue_rx_mode_mac_table_vlan)
     machine_setup();
     n = net_new(NULL);
     driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_CTRL_RX_EXTRA));
-    CHECK(accepts(n, other, -1));                 /* promiscuous until told */
+    CHECK(accepts(n, other, -1)); /* promiscuous until told */
     CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &off, 1),
              VIRTIO_NET_OK);
     CHECK(!accepts(n, other, -1));
@@ -512,18 +513,21 @@ UNIT_TEST(control_queue_rx_mode_mac_table_vlan)
     memcpy(table + 4, other, 6);
     pci_set_long(table + 10, 1);
     memcpy(table + 14, mcast, 6);
-    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
-                  sizeof(table)), VIRTIO_NET_OK);
+    CHECK_EQ(
+        ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table, sizeof(table)),
+        VIRTIO_NET_OK);
     CHECK(accepts(n, other, -1));
     CHECK(accepts(n, mcast, -1));
     /* a table whose counts do not match its length is refused, unchanged */
     pci_set_long(table + 10, 2);
-    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
-                  sizeof(table)), VIRTIO_NET_ERR);
+    CHECK_EQ(
+        ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table, sizeof(table)),
+        VIRTIO_NET_ERR);
     CHECK(accepts(n, mcast, -1));
     pci_set_long(table, 0xffffffff);
-    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
-                  sizeof(table)), VIRTIO_NET_ERR);
+    CHECK_EQ(
+        ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table, sizeof(table)),
+        VIRTIO_NET_ERR);
 
     /* MAC_ADDR_SET changes the address and the config */
     CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, peer_mac, 6),
@@ -542,7 +546,7 @@ UNIT_TEST(control_queue_rx_mode_mac_table_vlan)
     CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_DEL, vid, 2),
              VIRTIO_NET_OK);
     CHECK(!accepts(n, peer_mac, 5));
-    vid[1] = 0x10;                                   /* 4101: out of range */
+    vid[1] = 0x10; /* 4101: out of range */
     CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_ADD, vid, 2),
              VIRTIO_NET_ERR);
 
@@ -583,14 +587,17 @@ UNIT_TEST(guest_offloads_follow_the_driver)
                                     FEAT(VIRTIO_NET_F_GUEST_TSO4) |
                                     FEAT(VIRTIO_NET_F_GUEST_TSO6));
     CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET,
-                  off, 8), VIRTIO_NET_OK);
+                  off, 8),
+             VIRTIO_NET_OK);
     CHECK_EQ(n->guest_offloads, 0);
     CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET,
-                  csum, 8), VIRTIO_NET_OK);
+                  csum, 8),
+             VIRTIO_NET_OK);
     CHECK_EQ(n->guest_offloads, FEAT(VIRTIO_NET_F_GUEST_CSUM));
     /* not negotiated: refused */
     CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET,
-                  ufo, 8), VIRTIO_NET_ERR);
+                  ufo, 8),
+             VIRTIO_NET_ERR);
     CHECK_EQ(n->guest_offloads, FEAT(VIRTIO_NET_F_GUEST_CSUM));
     net_free(n);
     netdev_set_free(set);
@@ -669,7 +676,7 @@ UNIT_TEST(hostile_chains_need_a_reset)
     }
     kick(n, VNET_TX_QUEUE);
     CHECK(needs_reset(n));
-    CHECK_EQ(ring_used(VNET_TX_QUEUE), 1);        /* given back, not lost */
+    CHECK_EQ(ring_used(VNET_TX_QUEUE), 1); /* given back, not lost */
 
     /* a transmit descriptor loop */
     reset_and_up(n, BASE_FEATURES);
@@ -732,9 +739,9 @@ UNIT_TEST(runts_and_big_frames_from_the_host)
     sock = packet_socket("dvnet0");
     post_rx(NQ, 4096);
     make_frame(frame, sizeof(frame), our_mac, 11);
-    CHECK(send(sock, frame, 14, 0) == 14);           /* header only */
+    CHECK(send(sock, frame, 14, 0) == 14); /* header only */
     pump_rx(n);
-    CHECK(send(sock, frame, sizeof(frame), 0) < 0 || true);   /* above the MTU */
+    CHECK(send(sock, frame, sizeof(frame), 0) < 0 || true); /* above the MTU */
     make_frame(frame, 1514, our_mac, 12);
     CHECK(send(sock, frame, 1514, 0) == 1514);
     pump_rx(n);
@@ -773,7 +780,9 @@ static void fake_mark_dirty(VirtioDevice *vdev, uint64_t gpa, uint64_t len)
 }
 
 static const VirtioTransportOps fake_transport = {
-    fake_notify_queue, fake_notify_config, fake_mark_dirty,
+    fake_notify_queue,
+    fake_notify_config,
+    fake_mark_dirty,
 };
 
 static bool page_marked(uint64_t gpa)
@@ -803,7 +812,8 @@ static bool vhost_wait_used(VirtioNet *n, unsigned q, uint16_t idx)
             return true;
         }
     }
-    fprintf(stderr, "vhost-net did not use queue %u up to %u in %d ms\n", q, idx, WAIT_MS);
+    fprintf(stderr, "vhost-net did not use queue %u up to %u in %d ms\n", q, idx,
+            WAIT_MS);
     return false;
 }
 
@@ -839,7 +849,8 @@ UNIT_TEST(vhost_on_hands_the_rings_to_vhost_net)
         CHECK(nd == NULL);
         CHECK_STR(err ? err->message : NULL,
                   "tap: open vhost char device failed: No such file or directory");
-        printf("no /dev/vhost-net here: the error is QEMU's; the data path runs in the rig\n");
+        printf("no /dev/vhost-net here: the error is QEMU's; the data path runs in the "
+               "rig\n");
         g_clear_error(&err);
         netdev_set_free(set);
         machine_teardown();
@@ -894,7 +905,7 @@ UNIT_TEST(vhost_on_hands_the_rings_to_vhost_net)
     make_frame(frame, sizeof(frame), our_mac, 24);
     CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
     CHECK(vhost_wait_used(n, VNET_RX_QUEUE, 2));
-    n->vdev.ops->dirty_log(&n->vdev, false);         /* syncs what is left */
+    n->vdev.ops->dirty_log(&n->vdev, false); /* syncs what is left */
     CHECK(!n->log_active);
     CHECK(page_marked(RXBUF_GPA + RXBUF_SLOT * ring_used_id(VNET_RX_QUEUE, 1)));
     CHECK(page_marked(rings[VNET_RX_QUEUE].used));
@@ -970,7 +981,8 @@ UNIT_TEST(state_round_trip_and_corrupt_blobs)
     memcpy(table + 4, other, 6);
     pci_set_long(table + 10, 0);
     CHECK_EQ(ctrl(src, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, table,
-                  sizeof(table)), VIRTIO_NET_OK);
+                  sizeof(table)),
+             VIRTIO_NET_OK);
     CHECK_EQ(ctrl(src, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_ADD, vid, 2),
              VIRTIO_NET_OK);
     virtio_net_set_link(src, false);
