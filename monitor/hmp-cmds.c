@@ -409,7 +409,7 @@ char *hmp_format_pci(const GArray *devices)
 
 static void hmp_info_pci(Monitor *mon, const char *args)
 {
-    GArray *devices = pci_query(mon->set->machine);
+    GArray *devices = machine_query_pci(mon->set->machine);
     char *text = hmp_format_pci(devices);
 
     monitor_printf(mon, "%s", text);

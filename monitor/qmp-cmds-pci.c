@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "hw/devices.h"
+#include "hw/machine-info.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "qapi-commands.h"
@@ -120,7 +121,7 @@ json_t *qmp_device_del(QmpContext *ctx, json_t *args, GError **errp)
 
 json_t *qmp_query_pci(QmpContext *ctx, json_t *args, GError **errp)
 {
-    GArray *list = pci_query(ctx->machine);
+    GArray *list = machine_query_pci(ctx->machine);
     json_t *devices = json_array();
 
     for (guint i = 0; i < list->len; i++) {

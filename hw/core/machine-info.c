@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hw/machine-info.h"
+#include "hw/pci.h"
 
 void machine_query_status(Machine *m, MachineStatusInfo *info)
 {
@@ -90,5 +91,15 @@ GArray *machine_query_osnet_stats(Machine *m, GError **errp)
         info.user_other = u[VCPU_EXIT_OTHER];
         g_array_append_val(list, info);
     }
+    return list;
+}
+
+GArray *machine_query_pci(Machine *m)
+{
+    GArray *list;
+
+    machine_lock(m);
+    list = pci_query(m->pci);
+    machine_unlock(m);
     return list;
 }

@@ -4,7 +4,6 @@
  * monitor turns them into JSON and text.  Main thread; config space is
  * read under the machine lock.
  */
-#include "hw/machine.h"
 #include "hw/pci.h"
 
 static const struct {
@@ -66,13 +65,11 @@ static void pci_device_info_clear(gpointer p)
     g_free(((PciDeviceInfo *)p)->qdev_id);
 }
 
-GArray *pci_query(Machine *m)
+GArray *pci_query(PciBus *bus)
 {
     GArray *list = g_array_new(FALSE, TRUE, sizeof(PciDeviceInfo));
 
     g_array_set_clear_func(list, pci_device_info_clear);
-    machine_lock(m);
-    pci_foreach_device(m->pci, pci_add_device_info, list);
-    machine_unlock(m);
+    pci_foreach_device(bus, pci_add_device_info, list);
     return list;
 }

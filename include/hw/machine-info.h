@@ -31,6 +31,8 @@ typedef struct MachineKvmInfo {
 } MachineKvmInfo;
 
 void machine_query_kvm(Machine *m, MachineKvmInfo *info);
+/* pci_query() of the machine's bus, under the machine lock. */
+GArray *machine_query_pci(Machine *m);
 
 /* One vCPU: its place in the -smp topology, its thread, and (with_state)
  * where it runs. */

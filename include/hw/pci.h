@@ -353,9 +353,10 @@ typedef struct PciDeviceInfo {
 /* QEMU's name of a class code ("Host bridge"), or NULL. */
 const char *pci_class_description(uint16_t class_id);
 /*
- * Every function on the bus, in devfn order, read under the machine lock:
- * a GArray of PciDeviceInfo that frees its records (g_array_unref).
+ * Every function on the bus, in devfn order (the caller holds the lock the
+ * bus's devices live under): a GArray of PciDeviceInfo that frees its
+ * records (g_array_unref).
  */
-GArray *pci_query(Machine *m);
+GArray *pci_query(PciBus *bus);
 
 #endif

@@ -12,6 +12,7 @@
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
+#include "hw/machine-info.h"
 #include "monitor/monitor-int.h"
 #include "unit.h"
 
@@ -768,7 +769,7 @@ UNIT_TEST(query_pci_has_qemus_shape)
     CHECK_EQ(json_integer_value(json_object_get(json_array_get(regions, 1), "address")),
              0xfebf1000);
     CHECK(json_is_true(json_object_get(json_array_get(regions, 2), "mem_type_64")));
-    devices = pci_query(&m);
+    devices = machine_query_pci(&m);
     text = hmp_format_pci(devices);
     g_array_unref(devices);
     CHECK(strstr(text, "  Bus  0, device   0, function 0:\n    Host bridge: PCI device "
