@@ -47,6 +47,7 @@ class MainJob:
         self.log_path = tmp_path / "run.log"
         self.log = open(self.log_path, "wb")
         self.started = time.time()
+        self.seen = ""             # what the last telnet client read
         self.proc = subprocess.Popen(["./scripts/run.sh"], cwd=ROOT, env=env,
                                      stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -69,6 +70,7 @@ class MainJob:
             if left <= 0:
                 raise AssertionError(f"no {pattern!r} on 127.0.0.1:{port} after "
                                      f"{time.time() - self.started:.0f} s ({doing}); "
+                                     f"it printed {self.seen[-2000:]!r}; "
                                      f"scripts/run.sh said:\n{self.output()}")
             try:
                 client = SerialClient(port, timeout=1)
@@ -79,6 +81,7 @@ class MainJob:
                 client.wait_for(pattern, timeout=min(left, 30))
                 return client
             except (AssertionError, TimeoutError, OSError):
+                self.seen = client.text() or self.seen
                 client.close()
                 time.sleep(0.5)
 
@@ -147,6 +150,20 @@ def test_main_job_in_the_rig(tmp_path):
     if os.environ.get("DV_RIG") == "1":
         pytest.skip("already inside the rig: it does not nest")
     env = dict(os.environ, DV_RUN_IN_RIG="1")
-    out = drive_main_job(tmp_path, env, ready_s=240, reply_s=120, quit_s=120, in_rig=True)
+    try:
+        out = drive_main_job(tmp_path, env, ready_s=240, reply_s=120, quit_s=120,
+                             in_rig=True)
+    except AssertionError as e:
+        # TCG's SVM emulation now and then stalls an L2 guest before its first
+        # line, under Debian's QEMU too (docs/migration.md, "What the rig loses
+        # by itself"): a guest that never booted gets one fresh L1; any other
+        # failure, or a second stall, fails.
+        if "waiting for testos to boot" not in str(e):
+            raise
+        print(f"FLAKY in the rig: the first L1's guest never booted ({str(e)[:300]}); "
+              "trying a fresh L1")
+        again = tmp_path / "again"
+        again.mkdir()
+        out = drive_main_job(again, env, ready_s=240, reply_s=120, quit_s=120, in_rig=True)
     lines = [ln for ln in out.splitlines() if "nested rig" in ln]
     assert len(lines) == 1 and lines[0].startswith("run: DV_RUN_IN_RIG=1"), out
