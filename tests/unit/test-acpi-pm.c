@@ -11,6 +11,7 @@
 #include "hw/acpi/piix4-pm.h"
 #include "hw/pci.h"
 #include "hw/state-blob.h"
+#include "busio.h"
 #include "unit.h"
 
 UNIT_MAIN()
@@ -124,37 +125,23 @@ static void rig_teardown(Rig *r)
 
 static void out(Rig *r, uint16_t port, unsigned len, uint32_t val)
 {
-    uint8_t d[4];
-
-    for (unsigned i = 0; i < len; i++) {
-        d[i] = val >> (8 * i);
-    }
-    bus_dispatch(&r->io, port, d, len, true);
+    bus_write_le(&r->io, port, len, val);
 }
 
 static uint32_t in(Rig *r, uint16_t port, unsigned len)
 {
-    uint8_t d[4] = { 0 };
-    uint32_t v = 0;
-
-    bus_dispatch(&r->io, port, d, len, false);
-    for (unsigned i = 0; i < len; i++) {
-        v |= (uint32_t)d[i] << (8 * i);
-    }
-    return v;
+    return bus_read_le(&r->io, port, len);
 }
 
 /* Config space through CONFIG_ADDRESS/CONFIG_DATA, as a guest does it. */
 static uint32_t cfg_read(Rig *r, unsigned devfn, unsigned off, unsigned len)
 {
-    out(r, 0xcf8, 4, 0x80000000u | devfn << 8 | (off & 0xfc));
-    return in(r, 0xcfc + (off & 3), len);
+    return pci_cfg_read(&r->io, devfn, off, len);
 }
 
 static void cfg_write(Rig *r, unsigned devfn, unsigned off, unsigned len, uint32_t v)
 {
-    out(r, 0xcf8, 4, 0x80000000u | devfn << 8 | (off & 0xfc));
-    out(r, 0xcfc + (off & 3), len, v);
+    pci_cfg_write(&r->io, devfn, off, len, v);
 }
 
 #define PM_FN PCI_MAKE_DEVFN(1, 3)
@@ -484,24 +471,12 @@ static void hp_teardown(HpRig *r)
 
 static void hp_out(HpRig *r, uint16_t port, unsigned len, uint32_t val)
 {
-    uint8_t d[4];
-
-    for (unsigned i = 0; i < len; i++) {
-        d[i] = val >> (8 * i);
-    }
-    bus_dispatch(&r->io, port, d, len, true);
+    bus_write_le(&r->io, port, len, val);
 }
 
 static uint32_t hp_in(HpRig *r, uint16_t port, unsigned len)
 {
-    uint8_t d[4] = { 0 };
-    uint32_t v = 0;
-
-    bus_dispatch(&r->io, port, d, len, false);
-    for (unsigned i = 0; i < len; i++) {
-        v |= (uint32_t)d[i] << (8 * i);
-    }
-    return v;
+    return bus_read_le(&r->io, port, len);
 }
 
 static unsigned total_ejects(void)

@@ -14,6 +14,7 @@
 #include "hw/pci.h"
 #include "hw/machine-info.h"
 #include "monitor/monitor-int.h"
+#include "busio.h"
 #include "unit.h"
 
 UNIT_MAIN()
@@ -144,58 +145,32 @@ static void machine_teardown(Machine *m)
 
 static void io_write(Machine *m, uint16_t port, unsigned len, uint32_t val)
 {
-    uint8_t d[4];
-
-    for (unsigned i = 0; i < len; i++) {
-        d[i] = val >> (8 * i);
-    }
-    bus_dispatch(&m->io_bus, port, d, len, true);
+    bus_write_le(&m->io_bus, port, len, val);
 }
 
 static uint32_t io_read(Machine *m, uint16_t port, unsigned len)
 {
-    uint8_t d[4] = { 0 };
-    uint32_t v = 0;
-
-    bus_dispatch(&m->io_bus, port, d, len, false);
-    for (unsigned i = 0; i < len; i++) {
-        v |= (uint32_t)d[i] << (8 * i);
-    }
-    return v;
+    return bus_read_le(&m->io_bus, port, len);
 }
 
 static uint32_t conf_read(Machine *m, int devfn, int reg, unsigned len)
 {
-    io_write(m, 0xcf8, 4, 0x80000000u | devfn << 8 | (reg & 0xfc));
-    return io_read(m, 0xcfc + (reg & 3), len);
+    return pci_cfg_read(&m->io_bus, devfn, reg, len);
 }
 
 static void conf_write(Machine *m, int devfn, int reg, unsigned len, uint32_t val)
 {
-    io_write(m, 0xcf8, 4, 0x80000000u | devfn << 8 | (reg & 0xfc));
-    io_write(m, 0xcfc + (reg & 3), len, val);
+    pci_cfg_write(&m->io_bus, devfn, reg, len, val);
 }
 
 static void mmio_write(Machine *m, uint64_t addr, unsigned len, uint64_t val)
 {
-    uint8_t d[8];
-
-    for (unsigned i = 0; i < len; i++) {
-        d[i] = val >> (8 * i);
-    }
-    bus_dispatch(&m->mmio_bus, addr, d, len, true);
+    bus_write_le(&m->mmio_bus, addr, len, val);
 }
 
 static uint64_t mmio_read(Machine *m, uint64_t addr, unsigned len)
 {
-    uint8_t d[8] = { 0 };
-    uint64_t v = 0;
-
-    bus_dispatch(&m->mmio_bus, addr, d, len, false);
-    for (unsigned i = 0; i < len; i++) {
-        v |= (uint64_t)d[i] << (8 * i);
-    }
-    return v;
+    return bus_read_le(&m->mmio_bus, addr, len);
 }
 
 /* ---- a device with one BAR of each kind ---- */
