@@ -147,6 +147,14 @@ static VirtioNet *net_new(Netdev *nd)
     return n;
 }
 
+/* One buffer of len bytes at gpa, alone in its chain, on queue q. */
+static void post_one(unsigned q, uint64_t gpa, uint32_t len)
+{
+    uint16_t fl = 0;
+
+    ring_post(q, &gpa, &len, &fl, 1);
+}
+
 static void net_free(VirtioNet *n)
 {
     virtio_device_cleanup(&n->vdev);
@@ -630,12 +638,7 @@ UNIT_TEST(hostile_chains_need_a_reset)
 
     /* a receive buffer the device may only read */
     driver_up(n, BASE_FEATURES);
-    {
-        uint64_t gpa = RXBUF_GPA;
-        uint32_t len = 2048;
-        uint16_t fl = 0;
-        ring_post(VNET_RX_QUEUE, &gpa, &len, &fl, 1);
-    }
+    post_one(VNET_RX_QUEUE, RXBUF_GPA, 2048);
     CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
     pump_rx(n);
     CHECK(needs_reset(n));
@@ -668,12 +671,7 @@ UNIT_TEST(hostile_chains_need_a_reset)
 
     /* a transmit chain shorter than the header */
     reset_and_up(n, BASE_FEATURES);
-    {
-        uint64_t gpa = TXBUF_GPA;
-        uint32_t len = 4;
-        uint16_t fl = 0;
-        ring_post(VNET_TX_QUEUE, &gpa, &len, &fl, 1);
-    }
+    post_one(VNET_TX_QUEUE, TXBUF_GPA, 4);
     kick(n, VNET_TX_QUEUE);
     CHECK(needs_reset(n));
     CHECK_EQ(ring_used(VNET_TX_QUEUE), 1); /* given back, not lost */
@@ -690,23 +688,13 @@ UNIT_TEST(hostile_chains_need_a_reset)
 
     /* a transmit buffer outside guest RAM */
     reset_and_up(n, BASE_FEATURES);
-    {
-        uint64_t gpa = (uint64_t)-4096;
-        uint32_t len = 64;
-        uint16_t fl = 0;
-        ring_post(VNET_TX_QUEUE, &gpa, &len, &fl, 1);
-    }
+    post_one(VNET_TX_QUEUE, (uint64_t)-4096, 64);
     kick(n, VNET_TX_QUEUE);
     CHECK(needs_reset(n));
 
     /* a control command without an ack byte */
     reset_and_up(n, BASE_FEATURES);
-    {
-        uint64_t gpa = CTRL_GPA;
-        uint32_t len = 3;
-        uint16_t fl = 0;
-        ring_post(VNET_CTRL_QUEUE, &gpa, &len, &fl, 1);
-    }
+    post_one(VNET_CTRL_QUEUE, CTRL_GPA, 3);
     kick(n, VNET_CTRL_QUEUE);
     CHECK(needs_reset(n));
 
