@@ -4,51 +4,25 @@ ejects what the host asks to remove), under this VMM and under Debian's
 QEMU side by side: the same replies, errors and QMP events in the same
 order; and a guest that never ejects keeps the device and its VM."""
 import os
-import tempfile
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, QmpClient, SerialClient, Vmm, free_port
+from testosguest import TestosGuest, guest_maker
 
 pytestmark = pytest.mark.vm
 
-WHICH = {"vmm": VMM, "qemu": QEMU}
 BOOT_TIMEOUT = 60  # Debian's QEMU boots testos through SeaBIOS: seconds
 
 
-class Guest:
+class Guest(TestosGuest):
     """testos (a scenario) with one virtio-blk-pci, id blk0, in slot 5."""
 
-    def __init__(self, which, scenario, extra=()):
-        if which == "qemu" and not QEMU:
-            pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
-        self.dir = tempfile.TemporaryDirectory()
-        sock = os.path.join(self.dir.name, "qmp.sock")
+    def devices(self):
         disk = os.path.join(self.dir.name, "disk.img")
         with open(disk, "wb") as f:
             f.truncate(1 << 20)
-        port = free_port()
-        args = ["-enable-kvm", "-display", "none", "-nodefaults", "-m", "128M",
-                "-serial", f"telnet:127.0.0.1:{port},server,nowait",
-                "-qmp", f"unix:{sock},server=on,wait=off",
-                "-drive", f"file={disk},if=none,id=d0,format=raw",
-                "-device", "virtio-blk-pci,drive=d0,id=blk0,addr=5", *extra,
-                "-kernel", TESTOS, "-append", f"testos.run={scenario}"]
-        self.vm = Vmm(args, binary=WHICH[which])
-        try:
-            self.serial = SerialClient(port)
-            self.qmp = QmpClient(sock)
-        except BaseException:
-            self.vm.__exit__(None, None, None)  # never leave a VMM behind
-            self.dir.cleanup()
-            raise
-
-    def events(self, *names):
-        got = []
-        for name in names:
-            ev = self.qmp.wait_event(name)
-            got.append((ev["event"], ev.get("data")))
-        return got
+        return ["-drive", f"file={disk},if=none,id=d0,format=raw",
+                "-device", "virtio-blk-pci,drive=d0,id=blk0,addr=5"]
 
     def slot5(self, slot=5):
         """What query-pci says is in a slot: (qdev_id, vendor) or None (the
@@ -58,25 +32,10 @@ class Guest:
                 return dev["qdev_id"], f"{dev['id']['vendor']:x}"
         return None
 
-    def close(self):
-        self.qmp.close()
-        self.serial.close()
-        self.vm.__exit__(None, None, None)
-        self.dir.cleanup()
-
 
 @pytest.fixture
 def guests():
-    made = []
-
-    def make(which, scenario, extra=()):
-        g = Guest(which, scenario, extra)
-        made.append(g)
-        return g
-
-    yield make
-    for g in made:
-        g.close()
+    yield from guest_maker(Guest)
 
 
 def test_device_del_ejects_like_debian_qemu(guests):

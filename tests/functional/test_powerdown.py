@@ -5,16 +5,12 @@ status 0 or, under -no-shutdown, stays with the VM stopped in run state
 `shutdown` until system_reset and cont.  Every sequence runs under this VMM
 and under Debian's QEMU, and the QMP events must be the same, in the same
 order (libvirt's `virsh shutdown` relies on exactly these)."""
-import os
-import tempfile
-
 import pytest
 
-from harness import QEMU, TESTOS, VMM, QmpClient, SerialClient, Vmm, free_port
+from testosguest import TestosGuest, guest_maker
 
 pytestmark = pytest.mark.vm
 
-WHICH = {"vmm": VMM, "qemu": QEMU}
 BOOT_TIMEOUT = 60  # Debian's QEMU boots testos through SeaBIOS: seconds
 EXIT_TIMEOUT = 20
 RUNNING = {"running": True, "singlestep": False, "status": "running"}
@@ -22,27 +18,8 @@ STOPPED_OFF = {"running": False, "singlestep": False, "status": "shutdown"}
 GUEST_OFF = {"guest": True, "reason": "guest-shutdown"}
 
 
-class Guest:
+class Guest(TestosGuest):
     """testos with a scenario under one VMM, its serial port and a QMP client."""
-
-    def __init__(self, which, scenario, *extra):
-        if which == "qemu" and not QEMU:
-            pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
-        self.dir = tempfile.TemporaryDirectory()
-        sock = os.path.join(self.dir.name, "qmp.sock")
-        port = free_port()
-        args = ["-enable-kvm", "-display", "none", "-nodefaults", "-m", "128M",
-                "-serial", f"telnet:127.0.0.1:{port},server,nowait",
-                "-qmp", f"unix:{sock},server=on,wait=off",
-                "-kernel", TESTOS, "-append", f"testos.run={scenario}", *extra]
-        self.vm = Vmm(args, binary=WHICH[which])
-        try:
-            self.serial = SerialClient(port)
-            self.qmp = QmpClient(sock)
-        except BaseException:
-            self.vm.__exit__(None, None, None)  # never leave a VMM behind
-            self.dir.cleanup()
-            raise
 
     def events_until_closed(self, timeout=EXIT_TIMEOUT):
         """Every event (name, data) until the VMM closes the monitor."""
@@ -57,33 +34,16 @@ class Guest:
             seen.append(msg)
 
     def events_now(self, *names):
-        """Wait for the events named, in this order; return all seen (name, data)."""
-        got = []
-        for name in names:
-            ev = self.qmp.wait_event(name)
-            got.append((ev["event"], ev.get("data")))
+        """Wait for the events named, in this order, and no other; return all
+        seen (name, data)."""
+        got = self.events(*names)
         assert self.qmp.events == [], self.qmp.events
         return got
 
-    def close(self):
-        self.qmp.close()
-        self.serial.close()
-        self.vm.__exit__(None, None, None)
-        self.dir.cleanup()
-
 
 @pytest.fixture
-def guests(request):
-    made = []
-
-    def make(which, scenario, *extra):
-        g = Guest(which, scenario, *extra)
-        made.append(g)
-        return g
-
-    yield make
-    for g in made:
-        g.close()
+def guests():
+    yield from guest_maker(Guest)
 
 
 def press_when_waiting(g, hmp=False):
@@ -133,7 +93,7 @@ def test_no_shutdown_stops_the_vm_and_reset_brings_it_back(guests):
     until system_reset; then the guest boots again.  Same under QEMU."""
     result = {}
     for which in ("vmm", "qemu"):
-        g = guests(which, "powerdown", "-no-shutdown")
+        g = guests(which, "powerdown", ["-no-shutdown"])
         press_when_waiting(g)
         events = g.events_now("POWERDOWN", "SHUTDOWN", "STOP")
         status = g.qmp.cmd("query-status")["return"]
