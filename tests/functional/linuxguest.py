@@ -161,13 +161,19 @@ class Guest:
         with open(self.log, "rb") as f:
             return f.read().decode(errors="replace").replace("\r", "")
 
+    def complete_lines(self):
+        """The log up to its last newline: a line still being written would
+        match a pattern's `$` at the end of the text, cut short."""
+        text = self.text()
+        return text[:text.rfind("\n") + 1]
+
     def wait_for(self, pattern, timeout=180, count=1):
         """Waits until pattern (a regex) has matched count times in the log;
         returns the last match.  Fails at once if the VMM exits first."""
         deadline = time.time() + timeout
         rx = re.compile(pattern, re.M)
         while True:
-            found = list(rx.finditer(self.text()))
+            found = list(rx.finditer(self.complete_lines()))
             if len(found) >= count:
                 return found[count - 1]
             if self.vmm.proc.poll() is not None:

@@ -45,7 +45,7 @@ def wait_after(g, start, pattern, timeout):
     deadline = time.time() + timeout
     rx = re.compile(pattern, re.M)
     while True:
-        m = rx.search(g.text()[start:])
+        m = rx.search(g.complete_lines()[start:])
         if m:
             return m
         if time.time() > deadline or g.vmm.proc.poll() is not None:
