@@ -27,7 +27,7 @@ LDLIBS := $(DEPS_LIBS)
 # Every subsystem's sources; system/main.c holds main() and stays out of
 # the library that unit tests link against.
 LIB_SRCS := $(wildcard util/*.c accel/kvm/*.c hw/acpi/*.c hw/core/*.c hw/i386/*.c \
-              hw/char/*.c hw/osnet/*.c hw/pci/*.c hw/virtio/*.c block/*.c \
+              hw/char/*.c hw/osnet/*.c hw/pci/*.c hw/virtio/*.c hw/vfio/*.c block/*.c \
               migration/*.c chardev/*.c monitor/*.c system/*.c net/*.c)
 LIB_SRCS := $(filter-out system/main.c,$(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o) $(B)/qapi/qapi-commands.o
