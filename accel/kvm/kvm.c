@@ -230,6 +230,7 @@ bool kvm_vm_init(KvmVm *kvm, uint64_t tss_addr, GError **errp)
 
     memset(kvm, 0, sizeof(*kvm));
     kvm->vm_fd = -1;
+    kvm->vfio_dev_fd = -1;
     kvm->sys_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm->sys_fd < 0) {
         error_setg(errp, "this VMM needs KVM: could not access /dev/kvm: %s",
@@ -290,6 +291,11 @@ fail:
 
 void kvm_vm_destroy(KvmVm *kvm)
 {
+    /* (a KvmVm kvm_vm_init never saw has vm_fd -1 and no VFIO device) */
+    if (kvm->vm_fd >= 0 && kvm->vfio_dev_fd >= 0) {
+        close(kvm->vfio_dev_fd);
+    }
+    kvm->vfio_dev_fd = -1;
     if (kvm->vm_fd >= 0) {
         close(kvm->vm_fd);
     }

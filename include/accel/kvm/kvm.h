@@ -31,6 +31,7 @@ typedef struct KvmVm {
     struct kvm_irq_routing_entry *routes;
     unsigned nr_routes, route_capacity;
     uint32_t next_msi_gsi;
+    int vfio_dev_fd; /* KVM_DEV_TYPE_VFIO, made by the first group added; -1 */
 } KvmVm;
 
 /*
@@ -72,6 +73,14 @@ void kvm_msi_route_del(KvmVm *kvm, int gsi);
 bool kvm_irqfd(KvmVm *kvm, int fd, int gsi, bool assign, GError **errp);
 bool kvm_ioeventfd(KvmVm *kvm, int fd, uint64_t addr, unsigned len, bool is_pio,
                    bool assign, GError **errp);
+/*
+ * Register a VFIO group fd with the VM's KVM VFIO device (created on first
+ * use), or drop it (add=false; nothing to do when none was ever added).
+ * kvm_vfio_group_fn has VfioContextConfig.kvm_group's signature, with the
+ * KvmVm as the opaque.
+ */
+bool kvm_vfio_group(KvmVm *kvm, int group_fd, bool add, GError **errp);
+bool kvm_vfio_group_fn(void *opaque_kvm, int group_fd, bool add, GError **errp);
 /* Inject one MSI directly (no route needed). */
 bool kvm_signal_msi(KvmVm *kvm, uint64_t addr, uint32_t data, GError **errp);
 
