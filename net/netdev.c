@@ -35,7 +35,7 @@ static const char *const other_types[] = {
 
 /* Tap options QEMU has and this VMM does not implement. */
 static const char *const unsupported_tap_keys[] = {
-    "fds", "vhostfds", "br", "helper", "vnet_hdr", "poll-us", NULL,
+    "br", "helper", "vnet_hdr", "poll-us", NULL,
 };
 
 static bool in_list(const char *const *list, const char *word)
@@ -113,6 +113,68 @@ static bool parse_fd(const char *value, int *out, GError **errp)
     return true;
 }
 
+/*
+ * fds= and vhostfds=: descriptor numbers joined by ':' (QEMU's spelling),
+ * into a new array; *count gets how many.
+ */
+static int *parse_fd_list(const char *value, unsigned *count, GError **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(value, ":", -1);
+    unsigned n = g_strv_length(parts);
+    int *fds;
+
+    if (n > NET_TAP_MAX_QUEUES) {
+        error_setg(errp, "Parameter 'queues' expects a number from 1 to %d",
+                   NET_TAP_MAX_QUEUES);
+        return NULL;
+    }
+    fds = g_new(int, MAX(n, 1));
+    for (unsigned i = 0; i < n; i++) {
+        if (!parse_fd(parts[i], &fds[i], errp)) {
+            g_free(fds);
+            return NULL;
+        }
+    }
+    if (n == 0 && !parse_fd(value, &fds[0], errp)) {
+        g_free(fds);
+        return NULL;
+    }
+    *count = n;
+    return fds;
+}
+
+/* fds=[,vhostfds=]: one open tap per queue (libvirt's multi-queue spelling). */
+static bool parse_tap_fds(SubOpts *o, NetdevConfig *cfg, const char *fds,
+                          const char *vhostfds, GError **errp)
+{
+    unsigned nfds, nvhosts;
+
+    if (subopts_has(o, "ifname") || subopts_has(o, "script") ||
+        subopts_has(o, "downscript") || subopts_has(o, "queues") ||
+        subopts_has(o, "vhostfd")) {
+        error_setg(errp, "ifname=, script=, downscript=, vnet_hdr=, helper=, "
+                         "queues=, and vhostfd= are invalid with fds=");
+        return false;
+    }
+    cfg->fds = parse_fd_list(fds, &nfds, errp);
+    if (!cfg->fds) {
+        return false;
+    }
+    cfg->queues = nfds;
+    if (vhostfds) {
+        cfg->vhostfds = parse_fd_list(vhostfds, &nvhosts, errp);
+        if (!cfg->vhostfds) {
+            return false;
+        }
+        if (nvhosts != nfds) {
+            error_setg(errp, "The number of fds passed does not match the number of "
+                             "vhostfds passed");
+            return false;
+        }
+    }
+    return true;
+}
+
 /* script= and downscript=: "no" and "" mean none. */
 static char *script_path(SubOpts *o, const char *key, const char *dflt)
 {
@@ -134,6 +196,8 @@ static bool parse_tap(SubOpts *o, NetdevConfig *cfg, GError **errp)
     bool vhost = false, vhostforce = false;
     const char *fd = subopts_get(o, "fd");
     const char *vhostfd = subopts_get(o, "vhostfd");
+    const char *fds = subopts_get(o, "fds");
+    const char *vhostfds = subopts_get(o, "vhostfds");
     uint64_t queues = 1;
 
     if (!get_size(o, "sndbuf", &cfg->sndbuf, errp) ||
@@ -156,14 +220,14 @@ static bool parse_tap(SubOpts *o, NetdevConfig *cfg, GError **errp)
     if (!subopts_check_unused(o, errp)) {
         return false;
     }
-    cfg->vhost = has_vhost ? vhost : vhostfd || vhostforce;
-    if (vhostfd && !cfg->vhost) {
+    cfg->vhost = has_vhost ? vhost : vhostfd || vhostfds || vhostforce;
+    if ((vhostfd || vhostfds) && !cfg->vhost) {
         error_setg(errp, "vhostfd(s)= is not valid without vhost");
         return false;
     }
     if (fd) {
         if (subopts_has(o, "ifname") || subopts_has(o, "script") ||
-            subopts_has(o, "downscript") || subopts_has(o, "queues")) {
+            subopts_has(o, "downscript") || subopts_has(o, "queues") || fds || vhostfds) {
             error_setg(errp, "ifname=, script=, downscript=, vnet_hdr=, helper=, "
                              "queues=, fds=, and vhostfds= are invalid with fd=");
             return false;
@@ -171,6 +235,11 @@ static bool parse_tap(SubOpts *o, NetdevConfig *cfg, GError **errp)
         if (!parse_fd(fd, &cfg->fd, errp)) {
             return false;
         }
+    } else if (fds) {
+        return parse_tap_fds(o, cfg, fds, vhostfds, errp);
+    } else if (vhostfds) {
+        error_setg(errp, "vhostfds= is invalid if fds= wasn't specified");
+        return false;
     } else {
         cfg->ifname = g_strdup(subopts_get(o, "ifname"));
         cfg->script = script_path(o, "script", NET_DEFAULT_SCRIPT);
@@ -242,6 +311,8 @@ void netdev_config_clear(NetdevConfig *cfg)
     g_free(cfg->ifname);
     g_free(cfg->script);
     g_free(cfg->downscript);
+    g_free(cfg->fds);
+    g_free(cfg->vhostfds);
     memset(cfg, 0, sizeof(*cfg));
     cfg->fd = -1;
     cfg->vhostfd = -1;
@@ -313,6 +384,17 @@ static bool open_taps(Netdev *nd, const NetdevConfig *cfg, GError **errp)
         if (!nd->taps[0]) {
             return false;
         }
+    } else if (cfg->fds) {
+        for (unsigned i = 0; i < nd->queues; i++) {
+            nd->taps[i] = net_tap_from_fd(cfg->fds[i], cfg->id, errp);
+            if (!nd->taps[i]) {
+                return false;
+            }
+            if (net_tap_has_vnet_hdr(nd->taps[i]) != net_tap_has_vnet_hdr(nd->taps[0])) {
+                error_setg(errp, "vnet_hdr not consistent across given tap fds");
+                return false;
+            }
+        }
     } else {
         for (unsigned i = 0; i < nd->queues; i++) {
             nd->taps[i] = net_tap_open(i ? nd->ifname : cfg->ifname, nd->queues > 1,
@@ -343,7 +425,8 @@ static bool open_vhosts(Netdev *nd, const NetdevConfig *cfg, GError **errp)
 {
     nd->vhosts = g_new0(VhostNet *, nd->queues);
     for (unsigned i = 0; i < nd->queues; i++) {
-        nd->vhosts[i] = vhost_net_open(cfg->vhostfd, errp);
+        nd->vhosts[i] = vhost_net_open(cfg->vhostfds ? cfg->vhostfds[i] : cfg->vhostfd,
+                                       errp);
         if (!nd->vhosts[i]) {
             return false;
         }
@@ -364,19 +447,21 @@ Netdev *netdev_open(NetdevSet *set, const NetdevConfig *cfg, GError **errp)
     nd->queues = cfg->fd >= 0 ? 1 : MAX(cfg->queues, 1);
     nd->taps = g_new0(NetTap *, nd->queues);
     if (!open_taps(nd, cfg, errp) || (cfg->vhost && !open_vhosts(nd, cfg, errp))) {
-        /* The caller keeps fd= and vhostfd= when the netdev fails. */
-        if (cfg->fd >= 0 && nd->taps[0]) {
-            net_tap_release_fd(nd->taps[0]);
-        }
-        if (cfg->vhostfd >= 0 && nd->vhosts && nd->vhosts[0]) {
-            vhost_net_release_fd(nd->vhosts[0]);
+        /* The caller keeps fd(s)= and vhostfd(s)= when the netdev fails. */
+        for (unsigned i = 0; i < nd->queues; i++) {
+            if ((cfg->fd >= 0 || cfg->fds) && nd->taps[i]) {
+                net_tap_release_fd(nd->taps[i]);
+            }
+            if ((cfg->vhostfd >= 0 || cfg->vhostfds) && nd->vhosts && nd->vhosts[i]) {
+                vhost_net_release_fd(nd->vhosts[i]);
+            }
         }
         netdev_free(nd); /* no downscript: it is set only once all is open */
         return NULL;
     }
     nd->downscript = g_strdup(cfg->downscript);
-    nd->info = cfg->fd >= 0
-                   ? g_strdup_printf("fd=%d", cfg->fd)
+    nd->info = cfg->fd >= 0 || cfg->fds
+                   ? g_strdup_printf("fd=%d", cfg->fds ? cfg->fds[0] : cfg->fd)
                    : g_strdup_printf("ifname=%s,script=%s,downscript=%s", nd->ifname,
                                      cfg->script ? cfg->script : "no",
                                      cfg->downscript ? cfg->downscript : "no");

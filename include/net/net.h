@@ -57,16 +57,19 @@ typedef struct NetdevConfig {
     char *downscript; /* NULL: none */
     int fd;           /* an open tap passed by the caller (fd=), or -1 */
     int vhostfd;      /* an open /dev/vhost-net (vhostfd=), or -1 */
+    int *fds;         /* fds=a:b:c, one open tap queue each (queues of them), or NULL */
+    int *vhostfds;    /* vhostfds=, one open /dev/vhost-net per queue, or NULL */
     bool vhost;       /* hand the data path to vhost-net */
-    unsigned queues;  /* 1 unless queues= (multi-queue tap) */
+    unsigned queues;  /* 1 unless queues= (multi-queue tap) or fds= */
     uint64_t sndbuf;  /* TUNSETSNDBUF value; 0 means QEMU's default, INT_MAX */
 } NetdevConfig;
 
 /*
  * Parse "tap,id=ID[,ifname=NAME][,script=no|PATH][,downscript=no|PATH]
  * [,vhost=on|off][,vhostfd=N][,vhostforce=on|off][,fd=N][,queues=N]
- * [,sndbuf=SIZE]" into *out with QEMU's defaults (script=/etc/qemu-ifup,
- * downscript=/etc/qemu-ifdown unless fd= is given) and QEMU's error texts,
+ * [,fds=N:N...[,vhostfds=N:N...]][,sndbuf=SIZE]" into *out with QEMU's
+ * defaults (script=/etc/qemu-ifup, downscript=/etc/qemu-ifdown unless fd=
+ * or fds= is given) and QEMU's error texts,
  * without the "-netdev ARG: " prefix the caller adds.  Types QEMU has and
  * this VMM lacks (user, socket, bridge, ...) are refused by name.  fd= and
  * vhostfd= take numbers; a monitor resolving getfd names does so before.
@@ -224,8 +227,9 @@ void netdev_set_free(NetdevSet *set);
  * configure every queue (vnet header, send buffer) and, with vhost=on,
  * open one vhost-net per queue.  "Duplicate ID 'ID' for netdev" when the
  * id is taken.  Errors are QEMU's texts (without the option prefix).  On
- * success the netdev owns cfg->fd and cfg->vhostfd and closes them with
- * itself, as QEMU does; on failure the caller still owns them.
+ * success the netdev owns cfg->fd, cfg->vhostfd, cfg->fds and
+ * cfg->vhostfds and closes them with itself, as QEMU does; on failure the
+ * caller still owns them.
  */
 Netdev *netdev_open(NetdevSet *set, const NetdevConfig *cfg, GError **errp);
 Netdev *netdev_find(NetdevSet *set, const char *id);

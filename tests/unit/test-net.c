@@ -113,6 +113,19 @@ UNIT_TEST(parse_every_option)
     CHECK(!cfg.vhost);
     netdev_config_clear(&cfg);
 
+    /* fds= (libvirt's multi-queue taps): one queue per descriptor. */
+    CHECK(netdev_parse("tap,id=n,fds=7:8:9,vhostfds=10:11:12", &cfg, NULL));
+    CHECK_EQ(cfg.queues, 3);
+    CHECK(cfg.fds && cfg.fds[0] == 7 && cfg.fds[2] == 9);
+    CHECK(cfg.vhostfds && cfg.vhostfds[1] == 11);
+    CHECK(cfg.vhost);
+    CHECK(cfg.script == NULL && cfg.downscript == NULL);
+    netdev_config_clear(&cfg);
+    CHECK(netdev_parse("tap,id=n,fds=7", &cfg, NULL));
+    CHECK_EQ(cfg.queues, 1);
+    CHECK(!cfg.vhost && cfg.vhostfds == NULL);
+    netdev_config_clear(&cfg);
+
     /* QEMU keeps the first id= and the last of any other key. */
     CHECK(netdev_parse("tap,id=first,queues=2,id=second,queues=3", &cfg, NULL));
     CHECK_STR(cfg.id, "first");
@@ -155,6 +168,21 @@ UNIT_TEST(parse_errors_are_qemus)
                                     "helper=, queues=, fds=, and vhostfds= are "
                                     "invalid with fd=" },
         { "tap,id=x,vhost=off,vhostfd=0", "vhostfd(s)= is not valid without vhost" },
+        { "tap,id=x,vhost=off,fds=3,vhostfds=4",
+          "vhostfd(s)= is not valid without vhost" },
+        { "tap,id=x,fd=3,fds=4:5", "ifname=, script=, downscript=, vnet_hdr=, "
+                                   "helper=, queues=, fds=, and vhostfds= are "
+                                   "invalid with fd=" },
+        { "tap,id=x,fds=3:4,queues=2", "ifname=, script=, downscript=, vnet_hdr=, "
+                                       "helper=, queues=, and vhostfd= are invalid "
+                                       "with fds=" },
+        { "tap,id=x,fds=3:4,vhostfd=5", "ifname=, script=, downscript=, vnet_hdr=, "
+                                        "helper=, queues=, and vhostfd= are invalid "
+                                        "with fds=" },
+        { "tap,id=x,fds=3:4,vhostfds=5", "The number of fds passed does not match the "
+                                         "number of vhostfds passed" },
+        { "tap,id=x,fds=3:x", "Invalid file descriptor number 'x'" },
+        { "tap,id=x,vhostfds=3:4", "vhostfds= is invalid if fds= wasn't specified" },
     };
     NetdevConfig cfg;
 
@@ -176,7 +204,6 @@ UNIT_TEST(parse_errors_of_our_own)
         { "tap,id=x,queues=257", "Parameter 'queues' expects a number from 1 to 256" },
         { "tap,id=x,queues=2,vhostfd=5",
           "vhostfd= gives one vhost-net, but queues=2 needs one per queue" },
-        { "tap,id=x,fds=3:4", "tap option 'fds' is not supported by this VMM" },
         { "tap,id=x,helper=/h", "tap option 'helper' is not supported by this VMM" },
         { "tap,id=x,vnet_hdr=off", "tap option 'vnet_hdr' is not supported by this VMM" },
     };
@@ -592,6 +619,54 @@ UNIT_TEST(tap_fd_passed_in)
         g_free(arg);
         close(fd);
     }
+    netdev_set_free(set);
+}
+
+UNIT_TEST(tap_fds_passed_in)
+{
+    NetdevSet *set;
+    int fds[3], plain;
+    char *arg, *msg;
+    Netdev *nd;
+
+    enter_netns();
+    set = netdev_set_new();
+    /* Three queues of one multi-queue tap, opened as libvirt does. */
+    for (unsigned i = 0; i < 3; i++) {
+        struct ifreq ifr = { 0 };
+        fds[i] = open("/dev/net/tun", O_RDWR);
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
+        g_strlcpy(ifr.ifr_name, "dvfds0", sizeof(ifr.ifr_name));
+        CHECK(fds[i] >= 0 && ioctl(fds[i], TUNSETIFF, &ifr) == 0);
+    }
+    arg = g_strdup_printf("tap,id=m,fds=%d:%d:%d", fds[0], fds[1], fds[2]);
+    nd = open_netdev(set, arg, NULL);
+    g_free(arg);
+    CHECK(nd != NULL);
+    if (nd) {
+        CHECK_EQ(netdev_queues(nd), 3);
+        CHECK_STR(netdev_ifname(nd), "dvfds0");
+        for (unsigned i = 0; i < 3; i++) {
+            CHECK_EQ(net_tap_fd(netdev_tap(nd, i)), fds[i]);
+        }
+        link_up("dvfds0");
+        CHECK(net_tap_set_enabled(netdev_tap(nd, 0), false, NULL));
+        CHECK(net_tap_set_enabled(netdev_tap(nd, 2), false, NULL));
+        check_frames_both_ways(netdev_tap(nd, 1), "dvfds0", 211);
+    }
+
+    /* A queue without vnet headers beside one with them: QEMU's refusal. */
+    plain = open_tap_fd("dvfds1", false);
+    fds[0] = open_tap_fd("dvfds2", true);
+    arg = g_strdup_printf("tap,id=x,fds=%d:%d", fds[0], plain);
+    msg = open_error(set, arg);
+    CHECK_STR(msg, "vnet_hdr not consistent across given tap fds");
+    /* Both descriptors stay the caller's. */
+    CHECK(fcntl(fds[0], F_GETFD) >= 0 && fcntl(plain, F_GETFD) >= 0);
+    g_free(msg);
+    g_free(arg);
+    close(plain);
+    close(fds[0]);
     netdev_set_free(set);
 }
 
