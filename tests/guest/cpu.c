@@ -29,6 +29,7 @@ extern u8 kernel_stacks[], entry_stacks[], user_stacks[];
 extern u8 vector_stubs[];
 extern void ud_entry(void), timer_entry(void), latency_entry(void), spurious_entry(void);
 extern void blk_irq_entry(void);
+extern u8 e1000e_irq_entries[];
 
 static void idt_set(unsigned vector, u64 handler)
 {
@@ -46,6 +47,9 @@ static void idt_fill(void)
     idt_set(VEC_TIMER, (u64)timer_entry);
     idt_set(VEC_LATENCY, (u64)latency_entry);
     idt_set(VEC_BLK, (u64)blk_irq_entry);
+    for (unsigned i = 0; i < E1000E_IRQ_STUBS; i++) {
+        idt_set(VEC_E1000E + i, (u64)e1000e_irq_entries + E1000E_IRQ_STUB_SIZE * i);
+    }
     idt_set(VEC_SPURIOUS, (u64)spurious_entry);
 }
 

@@ -143,6 +143,23 @@ blk_irq_entry:
     pop %rax
     iretq
 
+/* e1000e MSI-X (e1000e.c): stub i (IDT VEC_E1000E + i) counts into
+ * e1000e_irqs[i] and EOIs; E1000E_IRQ_STUB_SIZE bytes apart. */
+    .balign E1000E_IRQ_STUB_SIZE
+    .globl e1000e_irq_entries
+e1000e_irq_entries:
+    .set e1000e_stub, 0
+    .rept E1000E_IRQ_STUBS
+    .balign E1000E_IRQ_STUB_SIZE
+    push %rax
+    lock incq e1000e_irqs + 8 * e1000e_stub(%rip)
+    mov $LAPIC_EOI, %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
+    .set e1000e_stub, e1000e_stub + 1
+    .endr
+
     .globl spurious_entry
 spurious_entry:                 /* no EOI for a spurious interrupt */
     iretq

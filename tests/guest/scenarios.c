@@ -346,6 +346,7 @@ static const struct {
     {"net", scenario_net},           {"net-blast", scenario_net_blast},
     {"net-hostile", scenario_net_hostile}, {"powerdown", scenario_powerdown},
     {"hotplug", scenario_hotplug},
+    {"vfio-e1000e", scenario_vfio_e1000e}, {"vfio-hostile", scenario_vfio_hostile},
 };
 
 static int scenario_find(const char *name)

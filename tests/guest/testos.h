@@ -28,6 +28,10 @@
 #define VEC_TIMER 0x40   /* timer_entry: counts timer_ticks */
 #define VEC_LATENCY 0x41 /* latency_entry: stores the TSC in latency_stamp */
 #define VEC_BLK 0x42     /* blk_irq_entry: counts blk_irqs (virtio-blk MSI-X) */
+#define VEC_E1000E 0x50   /* ..0x54: e1000e MSI-X vectors 0-4 (e1000e.c) */
+#define VEC_E1000E_STRAY 0x55 /* what vfio-hostile's garbage MSI-X entries carry */
+#define E1000E_IRQ_STUBS 6    /* e1000e_irq_entries (entry.S): 0x50-0x55 */
+#define E1000E_IRQ_STUB_SIZE 32
 #define VEC_SPURIOUS 0xFF
 
 /* Requests from ring 3 to ring 0 (user_request: a ud2 at user_trap; entry.S). */
@@ -180,6 +184,11 @@ extern volatile u64 blk_irqs; /* incremented by blk_irq_entry (entry.S) */
 void scenario_net(Cpu *bsp);
 void scenario_net_blast(Cpu *bsp);
 void scenario_net_hostile(Cpu *bsp);
+
+/* e1000e.c: the 82574L (QEMU's e1000e, passed through by vfio-pci) */
+void scenario_vfio_e1000e(Cpu *bsp);
+void scenario_vfio_hostile(Cpu *bsp);
+extern volatile u64 e1000e_irqs[E1000E_IRQ_STUBS]; /* counted by e1000e_irq_entries */
 
 /* dirty.c: the live-migration workload */
 void scenario_dirty(Cpu *bsp);
