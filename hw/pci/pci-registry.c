@@ -174,24 +174,35 @@ static PciDevice *virtio_blk_pci_from_opts(PciBus *bus, SubOpts *opts,
 
 /*
  * The options of a virtio-net-pci (QEMU's virtio-net-device properties:
- * netdev=, mac=, failover=), checked.  netdev= is looked up only at
- * creation, in the bus's netdevs; failover= is stored (its behaviour
- * comes with failover itself).
+ * netdev=, mac=, failover=, mq=, vectors=), checked.  netdev= is looked up
+ * only at creation, in the bus's netdevs; failover= is stored (its
+ * behaviour comes with failover itself).
  */
 static bool virtio_net_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
                                  VirtioNetOptions *o, const char **netdev, int *bootindex,
                                  GError **errp)
 {
     const char *mac = subopts_get(opts, "mac");
+    uint64_t vectors = 0;
 
     *o = (VirtioNetOptions){ .id = subopts_get(opts, "id") };
     *netdev = subopts_get(opts, "netdev");
     if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
         !virtio_pci_legacy_options(opts, ctx, errp) ||
         !subopts_get_bool(opts, "failover", &o->failover, errp) ||
+        !subopts_get_bool(opts, "mq", &o->mq, errp) ||
+        !subopts_get_uint(opts, "vectors", &vectors, errp) ||
         !pci_check_unused(opts, ctx, errp)) {
         return false;
     }
+    if (subopts_has(opts, "vectors") && (vectors == 0 || vectors > 2048)) {
+        error_setg(errp,
+                   "%s: vectors=%" G_GUINT64_FORMAT " is not supported by this "
+                   "VMM (MSI-X with 1 to 2048 vectors)",
+                   ctx->driver, vectors);
+        return false;
+    }
+    o->vectors = (unsigned)vectors;
     if (mac) {
         if (!virtio_net_parse_mac(mac, o->mac)) {
             error_setg(errp, "Property 'virtio-net-device.mac' doesn't take value '%s'",

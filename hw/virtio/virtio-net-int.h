@@ -11,10 +11,19 @@
 #include "hw/virtio-net.h"
 #include "hw/virtio.h"
 
+/*
+ * Queue layout: receiveq1, transmitq1, ..., receiveqN, transmitqN, then
+ * the control queue (5.1.2).  Without VIRTIO_NET_F_MQ negotiated the
+ * control queue is number 2 whatever N is; the single-pair numbers below
+ * are the ones a device without MQ uses.
+ */
 #define VNET_RX_QUEUE   0
 #define VNET_TX_QUEUE   1
 #define VNET_CTRL_QUEUE 2
 #define VNET_NR_QUEUES  3
+#define VNET_RXQ(pair)  (2 * (pair))
+#define VNET_TXQ(pair)  (2 * (pair) + 1)
+#define VNET_MAX_PAIRS  NET_TAP_MAX_QUEUES
 #define VNET_QUEUE_SIZE 256
 #define VNET_VLAN_WORDS (4096 / 32)
 #define VNET_TX_BATCH   64 /* transmitted chains completed at once */
@@ -29,12 +38,38 @@ typedef struct VirtioNetFilter {
 } VirtioNetFilter;
 
 /* What watch_fds handed the I/O thread, entry by entry. */
-typedef enum VirtioNetWatch {
+typedef enum VirtioNetWatchKind {
     VNET_WATCH_TAP,
     VNET_WATCH_CALL_RX,
     VNET_WATCH_CALL_TX,
     VNET_WATCH_LOG,
+} VirtioNetWatchKind;
+
+typedef struct VirtioNetWatch {
+    VirtioNetWatchKind kind;
+    unsigned pair;
 } VirtioNetWatch;
+
+/*
+ * One queue pair: its tap queue (and vhost-net), and the VMM's data path
+ * for it [I/O thread].  Pair i uses tap queue i.
+ */
+typedef struct VirtioNetPair {
+    unsigned index;
+    NetTap *tap;
+    VhostNet *vhost;            /* vhost=on */
+    uint8_t *rx_buf;            /* one frame from the tap, header first */
+    ssize_t rx_len;             /* > 0: a frame waits for guest buffers */
+    bool rx_wait_buffers;       /* the tap is not watched until a kick */
+    bool tx_wait_writable;      /* the tap refused a frame: wait for POLLOUT */
+    VirtQueueElement *rx_elems; /* scratch for one merged frame (kept allocated) */
+    uint32_t *rx_lens;
+    VirtQueueElement tx_elems[VNET_TX_BATCH]; /* popped, sent, to complete */
+    uint32_t tx_lens[VNET_TX_BATCH];
+    int call_fd[2];  /* vhost's interrupts, relayed by the I/O thread */
+    bool vhost_on;   /* [vhost_lock] vhost-net has this pair's rings */
+    bool log_active; /* [vhost_lock] vhost-net logs this pair's writes */
+} VirtioNetPair;
 
 /* The migration state of the model, parsed before it is applied. */
 typedef struct VirtioNetSnapshot {
@@ -43,13 +78,17 @@ typedef struct VirtioNetSnapshot {
     uint8_t link_down;
     uint64_t guest_offloads;
     VirtioNetFilter filter;
+    uint16_t curr_pairs; /* version 2 on; 1 in version 1 streams */
 } VirtioNetSnapshot;
 
 struct VirtioNet {
-    VirtioDevice vdev; /* first: the core hands this back */
-    Netdev *netdev;    /* NULL: no backend */
-    NetTap *tap;
-    VhostNet *vhost; /* vhost=on */
+    VirtioDevice vdev;  /* first: the core hands this back */
+    Netdev *netdev;     /* NULL: no backend */
+    NetTap *tap;        /* pair 0's, for the RARP and the offload probe */
+    VhostNet *vhost;    /* pair 0's: non-NULL with vhost=on */
+    unsigned max_pairs; /* the netdev's queues (max_virtqueue_pairs) */
+    bool mq;            /* offer VIRTIO_NET_F_MQ (mq=on) */
+    VirtioNetPair *pairs;
     char *qdev_id;
     bool failover;
     VhostMemRegion ram[VIRTIO_NET_RAM_RANGES];
@@ -65,23 +104,20 @@ struct VirtioNet {
     bool rx_notify_enabled;  /* atomic: the next change is announced */
     char *nic_name;          /* QEMU's name without an id: virtio-net-pci.N */
 
+    /*
+     * Queue pairs in use: 1 after reset, VQ_PAIRS_SET's count with MQ
+     * [I/O thread, which runs the control queue; main thread when paused].
+     */
+    unsigned curr_pairs;
+
     /* the data path [I/O thread] */
-    uint8_t *rx_buf;            /* one frame from the tap, header first */
-    ssize_t rx_len;             /* > 0: a frame waits for guest buffers */
-    bool rx_wait_buffers;       /* the tap is not watched until a kick */
-    bool tx_wait_writable;      /* the tap refused a frame: wait for POLLOUT */
-    VirtQueueElement *rx_elems; /* scratch for one merged frame (kept allocated) */
-    uint32_t *rx_lens;
-    VirtQueueElement tx_elems[VNET_TX_BATCH]; /* popped, sent, to complete */
-    uint32_t tx_lens[VNET_TX_BATCH];
-    VirtioNetWatch watching[VIRTIO_MAX_WATCH_FDS];
+    VirtioNetWatch *watching; /* vdev.max_watch_fds entries */
     uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
 
     /* vhost-net [vhost_lock] */
     pthread_mutex_t vhost_lock;
-    bool vhost_running; /* also read by the I/O thread */
-    int call_fd[2];     /* vhost's interrupts, relayed by the I/O thread */
-    int log_fd;         /* vhost's "I logged a write" eventfd */
+    bool vhost_running; /* the pairs in use are vhost's; also read by the I/O thread */
+    int log_fd;         /* vhost's "I logged a write" eventfd, shared by the pairs */
     bool dirty_logging; /* migration wants DMA logged */
     bool log_active;    /* vhost-net's log is on */
 

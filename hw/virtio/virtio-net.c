@@ -1,13 +1,16 @@
 /*
- * virtio-net (virtio 1.x, 5.1) on a tap: one queue pair and a control
- * queue.  With vhost=off the VMM moves the frames itself on the device's
- * I/O thread: the tap's descriptor is watched beside the queues' kicks,
+ * virtio-net (virtio 1.x, 5.1) on a tap: a queue pair per tap queue
+ * (VIRTIO_NET_F_MQ with mq=on; the driver picks how many it uses with
+ * VQ_PAIRS_SET, and the tap queues of the others are detached) and a
+ * control queue.  Pair i moves frames between its rings and tap queue i;
+ * one I/O thread serves every pair.  With vhost=off the VMM moves the frames itself on
+ * the device's I/O thread: the tap's descriptor is watched beside the queues' kicks,
  * received frames go through a buffer of the device's own (the tap drops
  * a frame that does not fit the buffers it is given) into the guest's
  * receive buffers, merged when MRG_RXBUF is negotiated, and every
  * transmitted chain goes to the tap as it is (VERSION_1 headers and the
- * tap's are the same 12 bytes).  With vhost=on the rings go to vhost-net
- * when the driver is ready; the control queue stays here.
+ * tap's are the same 12 bytes).  With vhost=on each pair's rings go to
+ * its own vhost-net when the driver is ready; the control queue stays here.
  *
  * A malformed chain (no buffer of the right kind, a buffer outside RAM, a
  * receive buffer shorter than the header) puts the device in NEEDS_RESET
@@ -35,13 +38,14 @@
 #include "util/error.h"
 
 #define VNET_STATE_MAGIC           0x564e4554u /* "VNET" */
-#define VNET_STATE_VERSION         1
+#define VNET_STATE_VERSION         2           /* 2: the queue pairs in use */
 #define VNET_CONFIG_LEN            10          /* mac, status, max_virtqueue_pairs */
 #define VNET_BUDGET                256         /* frames per wake-up each way */
 #define VNET_CTRL_MAX              (64 * 1024) /* the longest command we read */
 #define VNET_MIN_FRAME             14          /* an Ethernet header */
 #define VNET_HDR_NUM_BUFFERS       10          /* offset of num_buffers */
 #define PCI_CLASS_NETWORK_ETHERNET 0x020000
+#define VNET_MAX_VECTORS           2048 /* MSI-X's table size limit */
 
 #define F(bit) (1ULL << (bit))
 #define VNET_GUEST_OFFLOADS                                                              \
@@ -322,13 +326,14 @@ typedef enum RxResult {
 } RxResult;
 
 /* The device needs a reset: give back what was popped, unwritten. */
-static RxResult rx_fail(VirtioNet *n, VirtQueue *vq, unsigned popped, const char *why)
+static RxResult rx_fail(VirtioNet *n, VirtioNetPair *p, VirtQueue *vq, unsigned popped,
+                        const char *why)
 {
     virtio_error(&n->vdev, vq, "receive queue: %s", why);
     for (unsigned i = 0; i < popped; i++) {
-        n->rx_lens[i] = 0;
+        p->rx_lens[i] = 0;
     }
-    virtio_queue_complete_many(vq, n->rx_elems, n->rx_lens, popped);
+    virtio_queue_complete_many(vq, p->rx_elems, p->rx_lens, popped);
     n->rx_dropped++;
     return RX_DONE;
 }
@@ -338,37 +343,39 @@ static RxResult rx_fail(VirtioNet *n, VirtQueue *vq, unsigned popped, const char
  * holds it all, or with MRG_RXBUF as many as it takes, published together
  * with num_buffers in the first.
  */
-static RxResult rx_deliver(VirtioNet *n, const uint8_t *buf, size_t len)
+static RxResult rx_deliver(VirtioNet *n, VirtioNetPair *p, const uint8_t *buf, size_t len)
 {
-    VirtQueue *vq = &n->vdev.vqs[VNET_RX_QUEUE];
+    VirtQueue *vq = &n->vdev.vqs[VNET_RXQ(p->index)];
     bool mergeable = vnet_has(n, VIRTIO_NET_F_MRG_RXBUF);
     unsigned count = 0;
     size_t off = 0;
     uint16_t nb;
 
     while (off < len) {
-        VirtQueueElement *e = &n->rx_elems[count];
+        VirtQueueElement *e = &p->rx_elems[count];
         size_t take;
 
         if (count == vq->size) {
-            return rx_fail(n, vq, count, "a frame needs more buffers than the ring has");
+            return rx_fail(n, p, vq, count,
+                           "a frame needs more buffers than the ring has");
         }
         if (!virtio_queue_pop(vq, e)) { /* e keeps its arrays for the next */
             if (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET) {
-                return rx_fail(n, vq, count, "malformed ring");
+                return rx_fail(n, p, vq, count, "malformed ring");
             }
             virtio_queue_unpop(vq, count);
             return RX_NO_BUFFERS;
         }
         count++;
         if (e->out_num || !e->in_num) {
-            return rx_fail(n, vq, count, "a buffer the device may not write");
+            return rx_fail(n, p, vq, count, "a buffer the device may not write");
         }
         if (e->bad_address) {
-            return rx_fail(n, vq, count, "a buffer outside guest RAM");
+            return rx_fail(n, p, vq, count, "a buffer outside guest RAM");
         }
         if (count == 1 && e->in_len < NET_VNET_HDR_LEN) {
-            return rx_fail(n, vq, count, "a buffer shorter than the virtio-net header");
+            return rx_fail(n, p, vq, count,
+                           "a buffer shorter than the virtio-net header");
         }
         if (!mergeable && e->in_len < len) {
             /* QEMU's way: the frame is dropped, the buffer stays the driver's */
@@ -378,35 +385,35 @@ static RxResult rx_deliver(VirtioNet *n, const uint8_t *buf, size_t len)
         }
         take = MIN(len - off, e->in_len);
         iov_from_buf(e->iov, e->in_num, 0, buf + off, take);
-        n->rx_lens[count - 1] = take;
+        p->rx_lens[count - 1] = take;
         off += take;
     }
     nb = GUINT16_TO_LE(count);
-    iov_from_buf(n->rx_elems[0].iov, n->rx_elems[0].in_num, VNET_HDR_NUM_BUFFERS, &nb,
+    iov_from_buf(p->rx_elems[0].iov, p->rx_elems[0].in_num, VNET_HDR_NUM_BUFFERS, &nb,
                  sizeof(nb));
-    virtio_queue_complete_many(vq, n->rx_elems, n->rx_lens, count);
+    virtio_queue_complete_many(vq, p->rx_elems, p->rx_lens, count);
     n->rx_frames++;
     return RX_DONE;
 }
 
-static bool rx_queue_ready(VirtioNet *n)
+static bool rx_queue_ready(VirtioNet *n, VirtioNetPair *p)
 {
-    VirtQueue *vq = &n->vdev.vqs[VNET_RX_QUEUE];
+    VirtQueue *vq = &n->vdev.vqs[VNET_RXQ(p->index)];
 
     return vq->enabled && !(virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 /* Frames from the tap until it is empty, the budget is spent or buffers run out. */
-static void vnet_receive(VirtioNet *n)
+static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
 {
-    struct iovec iov = { n->rx_buf, NET_TAP_MAX_FRAME };
+    struct iovec iov = { p->rx_buf, NET_TAP_MAX_FRAME };
 
-    if (!n->tap || n->vhost_running) {
+    if (!p->tap || n->vhost_running) {
         return;
     }
     for (unsigned budget = VNET_BUDGET; budget; budget--) {
-        if (n->rx_len <= 0) {
-            ssize_t r = net_tap_receive(n->tap, &iov, 1);
+        if (p->rx_len <= 0) {
+            ssize_t r = net_tap_receive(p->tap, &iov, 1);
             if (r == -EAGAIN) {
                 return;
             }
@@ -414,21 +421,21 @@ static void vnet_receive(VirtioNet *n)
                 n->rx_dropped++;
                 continue;
             }
-            n->rx_len = r;
+            p->rx_len = r;
         }
-        if (!vnet_frames_pass(n) || !rx_queue_ready(n) ||
-            n->rx_len < NET_VNET_HDR_LEN + VNET_MIN_FRAME ||
-            !virtio_net_filter_accepts(n, n->rx_buf + NET_VNET_HDR_LEN,
-                                       n->rx_len - NET_VNET_HDR_LEN)) {
+        if (!vnet_frames_pass(n) || !rx_queue_ready(n, p) ||
+            p->rx_len < NET_VNET_HDR_LEN + VNET_MIN_FRAME ||
+            !virtio_net_filter_accepts(n, p->rx_buf + NET_VNET_HDR_LEN,
+                                       p->rx_len - NET_VNET_HDR_LEN)) {
             n->rx_dropped++;
-            n->rx_len = 0;
+            p->rx_len = 0;
             continue;
         }
-        if (rx_deliver(n, n->rx_buf, n->rx_len) == RX_NO_BUFFERS) {
-            n->rx_wait_buffers = true;
+        if (rx_deliver(n, p, p->rx_buf, p->rx_len) == RX_NO_BUFFERS) {
+            p->rx_wait_buffers = true;
             return;
         }
-        n->rx_len = 0;
+        p->rx_len = 0;
     }
 }
 
@@ -438,12 +445,13 @@ static void vnet_receive(VirtioNet *n)
  * Transmit chains to the tap, completing them in batches (one used-index
  * update and at most one interrupt for up to VNET_TX_BATCH frames).
  */
-static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
+static void vnet_transmit(VirtioNet *n, VirtioNetPair *p)
 {
+    VirtQueue *vq = &n->vdev.vqs[VNET_TXQ(p->index)];
     unsigned done = 0;
 
     for (unsigned budget = VNET_BUDGET; budget; budget--) {
-        VirtQueueElement *e = &n->tx_elems[done];
+        VirtQueueElement *e = &p->tx_elems[done];
         ssize_t r = 0;
 
         if (!virtio_queue_pop(vq, e)) {
@@ -453,15 +461,15 @@ static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
             virtio_error(&n->vdev, vq, "transmit queue: %s",
                          e->bad_address ? "a buffer outside guest RAM"
                                         : "a chain shorter than the virtio-net header");
-            n->tx_lens[done++] = 0;
+            p->tx_lens[done++] = 0;
             break;
         }
-        if (n->tap && vnet_frames_pass(n) && e->out_len <= NET_TAP_MAX_FRAME) {
-            r = net_tap_send(n->tap, e->iov, e->out_num);
+        if (p->tap && vnet_frames_pass(n) && e->out_len <= NET_TAP_MAX_FRAME) {
+            r = net_tap_send(p->tap, e->iov, e->out_num);
         }
         if (r == -EAGAIN) {
             virtio_queue_unpop(vq, 1);
-            n->tx_wait_writable = true;
+            p->tx_wait_writable = true;
             break;
         }
         if (r > 0) {
@@ -469,9 +477,9 @@ static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
         } else {
             n->tx_dropped++;
         }
-        n->tx_lens[done++] = 0;
+        p->tx_lens[done++] = 0;
         if (done == VNET_TX_BATCH) {
-            virtio_queue_complete_many(vq, n->tx_elems, n->tx_lens, done);
+            virtio_queue_complete_many(vq, p->tx_elems, p->tx_lens, done);
             done = 0;
         }
         if (budget == 1) {
@@ -479,7 +487,7 @@ static void vnet_transmit(VirtioNet *n, VirtQueue *vq)
         }
     }
     if (done) {
-        virtio_queue_complete_many(vq, n->tx_elems, n->tx_lens, done);
+        virtio_queue_complete_many(vq, p->tx_elems, p->tx_lens, done);
     }
 }
 
@@ -599,7 +607,7 @@ static uint8_t ctrl_vlan(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t 
     return VIRTIO_NET_OK;
 }
 
-/* TUNSETOFFLOAD from the GUEST_* bits in force. */
+/* TUNSETOFFLOAD from the GUEST_* bits in force, on every tap queue. */
 static bool vnet_apply_offloads(VirtioNet *n, uint64_t offloads)
 {
     GError *err = NULL;
@@ -608,14 +616,16 @@ static bool vnet_apply_offloads(VirtioNet *n, uint64_t offloads)
     if (!n->tap || !net_tap_has_vnet_hdr(n->tap)) {
         return offloads == 0;
     }
-    if (!net_tap_set_offload(n->tap, csum,
-                             csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO4)),
-                             csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO6)),
-                             csum && (offloads & F(VIRTIO_NET_F_GUEST_ECN)),
-                             csum && (offloads & F(VIRTIO_NET_F_GUEST_UFO)), &err)) {
-        warn_report("%s: %s", n->vdev.name, err->message);
-        g_error_free(err);
-        return false;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        if (!net_tap_set_offload(n->pairs[i].tap, csum,
+                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO4)),
+                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO6)),
+                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_ECN)),
+                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_UFO)), &err)) {
+            warn_report("%s: %s", n->vdev.name, err->message);
+            g_error_free(err);
+            return false;
+        }
     }
     n->guest_offloads = offloads;
     return true;
@@ -637,6 +647,28 @@ static uint8_t ctrl_guest_offloads(VirtioNet *n, uint8_t cmd, const uint8_t *dat
     return vnet_apply_offloads(n, offloads) ? VIRTIO_NET_OK : VIRTIO_NET_ERR;
 }
 
+static void vnet_use_pairs(VirtioNet *n, unsigned pairs);
+
+/*
+ * VQ_PAIRS_SET (5.1.6.5.5): a 16-bit count from 1 to max_virtqueue_pairs,
+ * with MQ negotiated; anything else is VIRTIO_NET_ERR and changes nothing.
+ */
+static uint8_t ctrl_mq(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
+{
+    uint16_t pairs;
+
+    if (cmd != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET || len != 2 ||
+        !vnet_has(n, VIRTIO_NET_F_MQ)) {
+        return VIRTIO_NET_ERR;
+    }
+    pairs = pci_get_word(data);
+    if (pairs < VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN || pairs > n->max_pairs) {
+        return VIRTIO_NET_ERR;
+    }
+    vnet_use_pairs(n, pairs);
+    return VIRTIO_NET_OK;
+}
+
 static uint8_t ctrl_dispatch(VirtioNet *n, uint8_t cls, uint8_t cmd, const uint8_t *data,
                              size_t len)
 {
@@ -656,8 +688,10 @@ static uint8_t ctrl_dispatch(VirtioNet *n, uint8_t cls, uint8_t cmd, const uint8
         return VIRTIO_NET_OK;
     case VIRTIO_NET_CTRL_GUEST_OFFLOADS:
         return ctrl_guest_offloads(n, cmd, data, len);
+    case VIRTIO_NET_CTRL_MQ:
+        return ctrl_mq(n, cmd, data, len);
     default:
-        return VIRTIO_NET_ERR; /* MQ and the rest are not offered */
+        return VIRTIO_NET_ERR; /* RSS, hash reports and the rest are not offered */
     }
 }
 
@@ -699,10 +733,10 @@ static void vnet_control(VirtioNet *n, VirtQueue *vq)
 
 /* ---- vhost-net ---- */
 
-static bool vhost_ring(VirtioNet *n, unsigned ring, GError **errp)
+static bool vhost_ring(VirtioNet *n, VirtioNetPair *p, unsigned ring, GError **errp)
 {
     VirtQueue *vq =
-        &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE];
+        &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RXQ(p->index) : VNET_TXQ(p->index)];
     VhostRing r;
 
     pthread_mutex_lock(&vq->lock);
@@ -713,13 +747,13 @@ static bool vhost_ring(VirtioNet *n, unsigned ring, GError **errp)
                      .used_gpa = vq->used_gpa,
                      .last_avail_idx = vq->last_avail_idx,
                      .kick_fd = vq->kick_fd,
-                     .call_fd = n->call_fd[ring] };
+                     .call_fd = p->call_fd[ring] };
     pthread_mutex_unlock(&vq->lock);
     if (!vq->enabled || !r.desc) {
         error_setg(errp, "queue %u is not enabled", vq->index);
         return false;
     }
-    return vhost_net_set_ring(n->vhost, ring, &r, errp);
+    return vhost_net_set_ring(p->vhost, ring, &r, errp);
 }
 
 /* vhost-net logged writes: they go to migration's bitmap as DMA does. */
@@ -742,78 +776,89 @@ static uint64_t vnet_ram_end(VirtioNet *n)
     return end;
 }
 
-/* vhost-net's log as migration wants it, while vhost-net runs; vhost_lock. */
+/* Every logging pair's writes since the last sync; vhost_lock. */
+static void vhost_log_sync_all(VirtioNet *n)
+{
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        if (n->pairs[i].log_active) {
+            vhost_net_log_sync(n->pairs[i].vhost, vhost_log_mark, n);
+        }
+    }
+}
+
+/* vhost-net's log as migration wants it, on each running pair; vhost_lock. */
 static void vhost_log_update(VirtioNet *n)
 {
     GError *err = NULL;
 
-    if (n->dirty_logging && n->vhost_running && !n->log_active) {
-        if (!vhost_net_log_start(n->vhost, vnet_ram_end(n), n->log_fd, &err)) {
-            virtio_error(&n->vdev, NULL, "vhost-net dirty log: %s", err->message);
-            g_error_free(err);
-            return;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        VirtioNetPair *p = &n->pairs[i];
+
+        if (n->dirty_logging && p->vhost_on && !p->log_active) {
+            if (!vhost_net_log_start(p->vhost, vnet_ram_end(n), n->log_fd, &err)) {
+                virtio_error(&n->vdev, NULL, "vhost-net dirty log: %s", err->message);
+                g_error_free(err);
+                return;
+            }
+            p->log_active = true;
+        } else if ((!n->dirty_logging || !p->vhost_on) && p->log_active) {
+            vhost_net_log_sync(p->vhost, vhost_log_mark, n);
+            if (!vhost_net_log_stop(p->vhost, &err)) {
+                warn_report("%s: vhost-net dirty log: %s", n->vdev.name, err->message);
+                g_clear_error(&err);
+            }
+            p->log_active = false;
         }
-        n->log_active = true;
-    } else if (!n->dirty_logging && n->log_active) {
-        vhost_net_log_sync(n->vhost, vhost_log_mark, n);
-        if (!vhost_net_log_stop(n->vhost, &err)) {
-            warn_report("%s: vhost-net dirty log: %s", n->vdev.name, err->message);
-            g_error_free(err);
-            return;
-        }
-        n->log_active = false;
+    }
+    n->log_active = false;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        n->log_active |= n->pairs[i].log_active;
     }
 }
 
-/* The driver is ready: the rings go to vhost-net.  vhost_lock held. */
-static void vhost_start(VirtioNet *n)
+static void vhost_pair_kicks_elsewhere(VirtioNet *n, VirtioNetPair *p, bool elsewhere)
 {
-    GError *err = NULL;
+    __atomic_store_n(&n->vdev.vqs[VNET_RXQ(p->index)].kick_elsewhere, elsewhere,
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&n->vdev.vqs[VNET_TXQ(p->index)].kick_elsewhere, elsewhere,
+                     __ATOMIC_RELEASE);
+}
+
+/* One pair's rings to its vhost-net. */
+static bool vhost_start_pair(VirtioNet *n, VirtioNetPair *p, GError **errp)
+{
     uint64_t features = n->vdev.guest_features;
 
-    if (!net_tap_has_vnet_hdr(n->tap)) {
+    if (!net_tap_has_vnet_hdr(p->tap)) {
         features |= 1ULL << VHOST_NET_F_VIRTIO_NET_HDR;
     }
-    for (unsigned q = VNET_RX_QUEUE; q <= VNET_TX_QUEUE; q++) {
-        __atomic_store_n(&n->vdev.vqs[q].kick_elsewhere, true, __ATOMIC_RELEASE);
+    vhost_pair_kicks_elsewhere(n, p, true);
+    if (!vhost_net_set_features(p->vhost, features, errp) ||
+        !vhost_net_set_mem_table(p->vhost, n->ram, n->nr_ram, errp) ||
+        !vhost_ring(n, p, VHOST_NET_RING_RX, errp) ||
+        !vhost_ring(n, p, VHOST_NET_RING_TX, errp) ||
+        !vhost_net_set_backend(p->vhost, net_tap_fd(p->tap), errp)) {
+        vhost_pair_kicks_elsewhere(n, p, false);
+        return false;
     }
-    if (!vhost_net_set_features(n->vhost, features, &err) ||
-        !vhost_net_set_mem_table(n->vhost, n->ram, n->nr_ram, &err) ||
-        !vhost_ring(n, VHOST_NET_RING_RX, &err) ||
-        !vhost_ring(n, VHOST_NET_RING_TX, &err) ||
-        !vhost_net_set_backend(n->vhost, net_tap_fd(n->tap), &err)) {
-        for (unsigned q = VNET_RX_QUEUE; q <= VNET_TX_QUEUE; q++) {
-            __atomic_store_n(&n->vdev.vqs[q].kick_elsewhere, false, __ATOMIC_RELEASE);
-        }
-        virtio_error(&n->vdev, NULL, "vhost-net: %s", err->message);
-        g_error_free(err);
-        return;
-    }
-    n->vhost_running = true;
-    vhost_log_update(n);
-    /* kicks the I/O thread may have eaten before it let go of them */
-    virtio_queue_kick(&n->vdev.vqs[VNET_RX_QUEUE]);
-    virtio_queue_kick(&n->vdev.vqs[VNET_TX_QUEUE]);
-    virtio_device_wake(&n->vdev);
+    p->vhost_on = true;
+    return true;
 }
 
-/* Take the rings back where vhost-net left them. */
-static void vhost_stop(VirtioNet *n)
+/* Take one pair's rings back where vhost-net left them. */
+static void vhost_stop_pair(VirtioNet *n, VirtioNetPair *p)
 {
     GError *err = NULL;
 
-    if (!n->vhost_running) {
-        return;
-    }
-    if (!vhost_net_set_backend(n->vhost, -1, &err)) {
+    if (!vhost_net_set_backend(p->vhost, -1, &err)) {
         warn_report("%s: vhost-net: %s", n->vdev.name, err->message);
         g_clear_error(&err);
     }
     for (unsigned ring = 0; ring < 2; ring++) {
-        VirtQueue *vq =
-            &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE];
+        VirtQueue *vq = &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RXQ(p->index)
+                                                               : VNET_TXQ(p->index)];
         uint16_t base;
-        if (vhost_net_get_ring_base(n->vhost, ring, &base, &err)) {
+        if (vhost_net_get_ring_base(p->vhost, ring, &base, &err)) {
             pthread_mutex_lock(&vq->lock);
             if (vq->ready) {
                 vq->last_avail_idx = base;
@@ -826,12 +871,51 @@ static void vhost_stop(VirtioNet *n)
             warn_report("%s: vhost-net: %s", n->vdev.name, err->message);
             g_clear_error(&err);
         }
-        __atomic_store_n(&vq->kick_elsewhere, false, __ATOMIC_RELEASE);
     }
-    if (n->log_active) {
-        vhost_net_log_sync(n->vhost, vhost_log_mark, n); /* its last writes */
+    vhost_pair_kicks_elsewhere(n, p, false);
+    if (p->log_active) {
+        vhost_net_log_sync(p->vhost, vhost_log_mark, n); /* its last writes */
     }
+    p->vhost_on = false;
+}
+
+/* Take every pair's rings back.  vhost_lock held. */
+static void vhost_stop(VirtioNet *n)
+{
+    if (!n->vhost_running) {
+        return;
+    }
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        if (n->pairs[i].vhost_on) {
+            vhost_stop_pair(n, &n->pairs[i]);
+        }
+    }
+    vhost_log_update(n);
     n->vhost_running = false;
+    virtio_device_wake(&n->vdev);
+}
+
+/* The driver is ready: the pairs in use go to vhost-net.  vhost_lock held. */
+static void vhost_start(VirtioNet *n)
+{
+    GError *err = NULL;
+
+    for (unsigned i = 0; i < n->curr_pairs; i++) {
+        if (!vhost_start_pair(n, &n->pairs[i], &err)) {
+            n->vhost_running = true; /* so that stop takes back the started ones */
+            vhost_stop(n);
+            virtio_error(&n->vdev, NULL, "vhost-net: %s", err->message);
+            g_error_free(err);
+            return;
+        }
+    }
+    n->vhost_running = true;
+    vhost_log_update(n);
+    /* kicks the I/O thread may have eaten before it let go of them */
+    for (unsigned i = 0; i < n->curr_pairs; i++) {
+        virtio_queue_kick(&n->vdev.vqs[VNET_RXQ(i)]);
+        virtio_queue_kick(&n->vdev.vqs[VNET_TXQ(i)]);
+    }
     virtio_device_wake(&n->vdev);
 }
 
@@ -849,16 +933,74 @@ static void vnet_dirty_log(VirtioDevice *vdev, bool on)
 }
 
 /* vhost-net signalled a ring's interrupt: raise it the transport's way. */
-static void vhost_call(VirtioNet *n, unsigned ring)
+static void vhost_call(VirtioNet *n, VirtioNetPair *p, unsigned ring)
 {
     VirtioDevice *vdev = &n->vdev;
     uint64_t count;
 
-    if (read(n->call_fd[ring], &count, sizeof(count)) == sizeof(count) &&
+    if (read(p->call_fd[ring], &count, sizeof(count)) == sizeof(count) &&
         vdev->transport) {
         vdev->transport->notify_queue(
-            vdev, &vdev->vqs[ring == VHOST_NET_RING_RX ? VNET_RX_QUEUE : VNET_TX_QUEUE]);
+            vdev, &vdev->vqs[ring == VHOST_NET_RING_RX ? VNET_RXQ(p->index)
+                                                       : VNET_TXQ(p->index)]);
     }
+}
+
+/* ---- queue pairs in use ---- */
+
+/*
+ * Attach the tap queues of the pairs in use and detach the others, so the
+ * kernel steers no frame to a queue nobody reads (a tap with one queue has
+ * nothing to detach).
+ */
+static void vnet_attach_taps(VirtioNet *n)
+{
+    GError *err = NULL;
+
+    if (!n->netdev || netdev_queues(n->netdev) < 2) {
+        return;
+    }
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        if (!net_tap_set_enabled(n->pairs[i].tap, i < n->curr_pairs, &err)) {
+            warn_report("%s: %s", n->vdev.name, err->message);
+            g_clear_error(&err);
+        }
+    }
+}
+
+/*
+ * The driver uses pairs queue pairs from now on (VQ_PAIRS_SET, reset,
+ * migration): vhost-net gets the new set, and a pair left out keeps no
+ * half-received frame.  On the I/O thread (control queue) or with the
+ * device paused or drained.
+ */
+static void vnet_use_pairs(VirtioNet *n, unsigned pairs)
+{
+    bool restart;
+
+    if (pairs == n->curr_pairs) {
+        return;
+    }
+    pthread_mutex_lock(&n->vhost_lock);
+    restart = n->vhost_running;
+    vhost_stop(n);
+    for (unsigned i = pairs; i < n->curr_pairs; i++) {
+        n->pairs[i].rx_len = 0;
+        n->pairs[i].rx_wait_buffers = n->pairs[i].tx_wait_writable = false;
+    }
+    n->curr_pairs = pairs;
+    vnet_attach_taps(n);
+    if (restart) {
+        vhost_start(n);
+    }
+    pthread_mutex_unlock(&n->vhost_lock);
+    virtio_device_wake(&n->vdev);
+}
+
+/* Where the control queue is: after the last pair with MQ, else number 2. */
+static unsigned vnet_ctrl_queue(VirtioNet *n)
+{
+    return vnet_has(n, VIRTIO_NET_F_MQ) ? 2 * n->max_pairs : VNET_CTRL_QUEUE;
 }
 
 /* ---- the core's hooks ---- */
@@ -866,49 +1008,57 @@ static void vhost_call(VirtioNet *n, unsigned ring)
 static void vnet_handle_queue(VirtioDevice *vdev, VirtQueue *vq)
 {
     VirtioNet *n = (VirtioNet *)vdev;
+    VirtioNetPair *p;
 
-    switch (vq->index) {
-    case VNET_RX_QUEUE:
-        if (!n->vhost_running) {
-            n->rx_wait_buffers = false;
-            vnet_receive(n);
-        }
-        break;
-    case VNET_TX_QUEUE:
-        if (!n->vhost_running && !n->tx_wait_writable) {
-            vnet_transmit(n, vq);
-        }
-        break;
-    case VNET_CTRL_QUEUE:
+    if (vq->index == vnet_ctrl_queue(n)) {
         vnet_control(n, vq);
-        break;
+        return;
+    }
+    if (vq->index >= 2 * n->curr_pairs || n->vhost_running) {
+        return; /* a pair not in use, or vhost-net's */
+    }
+    p = &n->pairs[vq->index / 2];
+    if (vq->index % 2 == 0) {
+        p->rx_wait_buffers = false;
+        vnet_receive(n, p);
+    } else if (!p->tx_wait_writable) {
+        vnet_transmit(n, p);
     }
 }
 
+static void watch_add(VirtioNet *n, struct pollfd *fds, unsigned *count, unsigned max,
+                      int fd, short events, VirtioNetWatchKind kind, unsigned pair)
+{
+    if (*count < max) {
+        fds[*count] = (struct pollfd){ .fd = fd, .events = events };
+        n->watching[(*count)++] = (VirtioNetWatch){ kind, pair };
+    }
+}
+
+/* Each pair in use: its tap, or with vhost-net its two interrupts. */
 static unsigned vnet_watch_fds(VirtioDevice *vdev, struct pollfd *fds, unsigned max)
 {
     VirtioNet *n = (VirtioNet *)vdev;
     unsigned count = 0;
-    short events;
 
+    max = MIN(max, vdev->max_watch_fds);
     if (n->vhost_running) {
-        for (unsigned ring = 0; ring < 2 && count < max; ring++) {
-            fds[count] = (struct pollfd){ .fd = n->call_fd[ring], .events = POLLIN };
-            n->watching[count++] = ring == 0 ? VNET_WATCH_CALL_RX : VNET_WATCH_CALL_TX;
+        for (unsigned i = 0; i < n->curr_pairs; i++) {
+            watch_add(n, fds, &count, max, n->pairs[i].call_fd[VHOST_NET_RING_RX], POLLIN,
+                      VNET_WATCH_CALL_RX, i);
+            watch_add(n, fds, &count, max, n->pairs[i].call_fd[VHOST_NET_RING_TX], POLLIN,
+                      VNET_WATCH_CALL_TX, i);
         }
-        if (count < max) {
-            fds[count] = (struct pollfd){ .fd = n->log_fd, .events = POLLIN };
-            n->watching[count++] = VNET_WATCH_LOG;
-        }
+        watch_add(n, fds, &count, max, n->log_fd, POLLIN, VNET_WATCH_LOG, 0);
         return count;
     }
-    if (!n->tap || max == 0) {
-        return 0;
-    }
-    events = (n->rx_wait_buffers ? 0 : POLLIN) | (n->tx_wait_writable ? POLLOUT : 0);
-    if (events) {
-        fds[count] = (struct pollfd){ .fd = net_tap_fd(n->tap), .events = events };
-        n->watching[count++] = VNET_WATCH_TAP;
+    for (unsigned i = 0; n->tap && i < n->curr_pairs; i++) {
+        VirtioNetPair *p = &n->pairs[i];
+        short events = (p->rx_wait_buffers ? 0 : POLLIN) |
+                       (p->tx_wait_writable ? POLLOUT : 0);
+        if (events) {
+            watch_add(n, fds, &count, max, net_tap_fd(p->tap), events, VNET_WATCH_TAP, i);
+        }
     }
     return count;
 }
@@ -916,35 +1066,34 @@ static unsigned vnet_watch_fds(VirtioDevice *vdev, struct pollfd *fds, unsigned 
 static void vnet_handle_fd(VirtioDevice *vdev, unsigned index, short revents)
 {
     VirtioNet *n = (VirtioNet *)vdev;
+    VirtioNetPair *p = &n->pairs[n->watching[index].pair];
 
-    switch (n->watching[index]) {
+    switch (n->watching[index].kind) {
     case VNET_WATCH_CALL_RX:
-        vhost_call(n, VHOST_NET_RING_RX);
+        vhost_call(n, p, VHOST_NET_RING_RX);
         break;
     case VNET_WATCH_CALL_TX:
-        vhost_call(n, VHOST_NET_RING_TX);
+        vhost_call(n, p, VHOST_NET_RING_TX);
         break;
     case VNET_WATCH_LOG: {
         uint64_t count;
         if (read(n->log_fd, &count, sizeof(count)) == sizeof(count)) {
             pthread_mutex_lock(&n->vhost_lock);
-            if (n->log_active) {
-                vhost_net_log_sync(n->vhost, vhost_log_mark, n);
-            }
+            vhost_log_sync_all(n);
             pthread_mutex_unlock(&n->vhost_lock);
         }
         break;
     }
     case VNET_WATCH_TAP:
-        if (n->vhost_running) {
+        if (n->vhost_running || p->index >= n->curr_pairs) {
             break;
         }
         if (revents & (POLLOUT | POLLERR | POLLHUP)) {
-            n->tx_wait_writable = false;
-            vnet_transmit(n, &vdev->vqs[VNET_TX_QUEUE]);
+            p->tx_wait_writable = false;
+            vnet_transmit(n, p);
         }
         if (revents & (POLLIN | POLLERR | POLLHUP)) {
-            vnet_receive(n);
+            vnet_receive(n, p);
         }
         break;
     }
@@ -980,8 +1129,11 @@ static void vnet_reset(VirtioDevice *vdev)
     pthread_mutex_lock(&n->vhost_lock);
     vhost_stop(n);
     pthread_mutex_unlock(&n->vhost_lock);
-    n->rx_len = 0;
-    n->rx_wait_buffers = n->tx_wait_writable = false;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        n->pairs[i].rx_len = 0;
+        n->pairs[i].rx_wait_buffers = n->pairs[i].tx_wait_writable = false;
+    }
+    vnet_use_pairs(n, 1); /* MQ starts with one pair (5.1.6.5.5) */
     vnet_apply_offloads(n, 0);
     vnet_filter_reset(n, false);
     vnet_set_config_status(n, vnet_config_status(n) & ~VIRTIO_NET_S_ANNOUNCE);
@@ -1060,6 +1212,7 @@ static void vnet_save(VirtioDevice *vdev, GByteArray *out)
     for (unsigned i = 0; i < VNET_VLAN_WORDS; i++) {
         blob_put_u32(out, f->vlans[i]);
     }
+    blob_put_u16(out, n->curr_pairs); /* version 2 */
 }
 
 static bool vnet_load_check(VirtioDevice *vdev, StateReader *r, GError **errp)
@@ -1073,9 +1226,9 @@ static bool vnet_load_check(VirtioDevice *vdev, StateReader *r, GError **errp)
         error_setg(errp, "%s: bad virtio-net state", vdev->name);
         return false;
     }
-    if (version != VNET_STATE_VERSION) {
-        error_setg(errp, "%s: virtio-net state version %u, this VMM reads %u", vdev->name,
-                   version, VNET_STATE_VERSION);
+    if (version < 1 || version > VNET_STATE_VERSION) {
+        error_setg(errp, "%s: virtio-net state version %u, this VMM reads 1 to %u",
+                   vdev->name, version, VNET_STATE_VERSION);
         return false;
     }
     blob_get_bytes(r, s.mac, 6);
@@ -1103,8 +1256,16 @@ static bool vnet_load_check(VirtioDevice *vdev, StateReader *r, GError **errp)
     for (unsigned i = 0; i < VNET_VLAN_WORDS; i++) {
         s.filter.vlans[i] = blob_get_u32(r);
     }
+    s.curr_pairs = version >= 2 ? blob_get_u16(r) : 1; /* version 1: one pair */
     if (r->error) {
         error_setg(errp, "%s: virtio-net state is truncated", vdev->name);
+        return false;
+    }
+    if (s.curr_pairs < 1 || s.curr_pairs > n->max_pairs) {
+        error_setg(errp,
+                   "%s: the source used %u queue pairs, this device has %u "
+                   "(the netdev's queues=)",
+                   vdev->name, s.curr_pairs, n->max_pairs);
         return false;
     }
     if (s.guest_offloads & ~VNET_GUEST_OFFLOADS ||
@@ -1130,8 +1291,11 @@ static void vnet_load_apply(VirtioDevice *vdev)
     vnet_set_config_status(n, s->config_status);
     __atomic_store_n(&n->link_down, s->link_down, __ATOMIC_RELEASE);
     vnet_apply_offloads(n, s->guest_offloads);
-    n->rx_len = 0;
-    n->rx_wait_buffers = n->tx_wait_writable = false;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        n->pairs[i].rx_len = 0;
+        n->pairs[i].rx_wait_buffers = n->pairs[i].tx_wait_writable = false;
+    }
+    vnet_use_pairs(n, s->curr_pairs);
     n->announce_pending = (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) != 0;
 }
 
@@ -1175,10 +1339,55 @@ static uint64_t vnet_features(VirtioNet *n)
     if (n->failover) {
         f |= F(VIRTIO_NET_F_STANDBY);
     }
+    if (n->mq) {
+        f |= F(VIRTIO_NET_F_MQ);
+    }
     if (n->vhost) {
         f &= ~VNET_VHOST_FEATURES | vhost_net_get_features(n->vhost);
     }
     return f;
+}
+
+static void vnet_pair_free(VirtioNetPair *p)
+{
+    for (unsigned i = 0; i < 2; i++) {
+        if (p->call_fd[i] >= 0) {
+            close(p->call_fd[i]);
+        }
+    }
+    g_free(p->rx_buf);
+    for (unsigned i = 0; p->rx_elems && i < VNET_QUEUE_SIZE; i++) {
+        virtqueue_element_free(&p->rx_elems[i]);
+    }
+    for (unsigned i = 0; i < VNET_TX_BATCH; i++) {
+        virtqueue_element_free(&p->tx_elems[i]);
+    }
+    g_free(p->rx_elems);
+    g_free(p->rx_lens);
+}
+
+/* Pair i on the netdev's queue i; with vhost-net, its interrupt eventfds. */
+static bool vnet_pair_init(VirtioNet *n, unsigned i, GError **errp)
+{
+    VirtioNetPair *p = &n->pairs[i];
+
+    p->index = i;
+    p->call_fd[0] = p->call_fd[1] = -1;
+    if (n->netdev) {
+        p->tap = netdev_tap(n->netdev, i);
+        p->vhost = netdev_vhost(n->netdev, i);
+    }
+    for (unsigned ring = 0; p->vhost && ring < 2; ring++) {
+        p->call_fd[ring] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->call_fd[ring] < 0) {
+            error_setg_errno(errp, errno, "virtio-net: cannot create an eventfd");
+            return false;
+        }
+    }
+    p->rx_buf = g_malloc(NET_TAP_MAX_FRAME);
+    p->rx_elems = g_new0(VirtQueueElement, VNET_QUEUE_SIZE);
+    p->rx_lens = g_new0(uint32_t, VNET_QUEUE_SIZE);
+    return true;
 }
 
 void virtio_net_free(VirtioNet *n)
@@ -1189,24 +1398,15 @@ void virtio_net_free(VirtioNet *n)
     if (n->netdev) {
         netdev_release(n->netdev, n);
     }
-    for (unsigned i = 0; i < 2; i++) {
-        if (n->call_fd[i] >= 0) {
-            close(n->call_fd[i]);
-        }
+    for (unsigned i = 0; n->pairs && i < n->max_pairs; i++) {
+        vnet_pair_free(&n->pairs[i]);
     }
+    g_free(n->pairs);
+    g_free(n->watching);
     if (n->log_fd >= 0) {
         close(n->log_fd);
     }
     pthread_mutex_destroy(&n->vhost_lock);
-    g_free(n->rx_buf);
-    for (unsigned i = 0; n->rx_elems && i < VNET_QUEUE_SIZE; i++) {
-        virtqueue_element_free(&n->rx_elems[i]);
-    }
-    for (unsigned i = 0; i < VNET_TX_BATCH; i++) {
-        virtqueue_element_free(&n->tx_elems[i]);
-    }
-    g_free(n->rx_elems);
-    g_free(n->rx_lens);
     g_free(n->qdev_id);
     g_free(n->nic_name);
     g_free(n);
@@ -1224,8 +1424,13 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o,
                    netdev_id(o->netdev));
         return NULL;
     }
+    if (o->vectors && o->vectors > VNET_MAX_VECTORS) {
+        error_setg(errp, "virtio-net: vectors=%u is more than MSI-X's %u", o->vectors,
+                   VNET_MAX_VECTORS);
+        return NULL;
+    }
     n = g_new0(VirtioNet, 1);
-    n->call_fd[0] = n->call_fd[1] = n->log_fd = -1;
+    n->log_fd = -1;
     pthread_mutex_init(&n->vhost_lock, NULL);
     if (o->netdev) {
         netdev_claim(o->netdev, n);
@@ -1233,6 +1438,9 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o,
         n->tap = netdev_tap(o->netdev, 0);
         n->vhost = netdev_vhost(o->netdev, 0);
     }
+    n->max_pairs = o->netdev ? netdev_queues(o->netdev) : 1;
+    n->curr_pairs = 1;
+    n->mq = o->mq;
     n->qdev_id = g_strdup(o->id);
     n->nic_name = g_strdup_printf("virtio-net-pci.%u",
                                   __atomic_fetch_add(&vnet_nics, 1, __ATOMIC_RELAXED));
@@ -1247,27 +1455,33 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o,
         memcpy(n->mac, base, 6);
         n->mac[5] += __atomic_fetch_add(&vnet_instances, 1, __ATOMIC_RELAXED);
     }
-    if (n->vhost) {
-        n->log_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        for (unsigned i = 0; i < 2; i++) {
-            n->call_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-            if (n->call_fd[i] < 0 || n->log_fd < 0) {
-                error_setg_errno(errp, errno, "virtio-net: cannot create an eventfd");
-                virtio_net_free(n);
-                return NULL;
-            }
+    n->pairs = g_new0(VirtioNetPair, n->max_pairs);
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        if (!vnet_pair_init(n, i, errp)) {
+            virtio_net_free(n);
+            return NULL;
         }
     }
-    n->rx_buf = g_malloc(NET_TAP_MAX_FRAME);
-    n->rx_elems = g_new0(VirtQueueElement, VNET_QUEUE_SIZE);
-    n->rx_lens = g_new0(uint32_t, VNET_QUEUE_SIZE);
-    virtio_device_init(&n->vdev, mem, "virtio-net", VIRTIO_ID_NET, VNET_NR_QUEUES,
+    if (n->vhost) {
+        n->log_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (n->log_fd < 0) {
+            error_setg_errno(errp, errno, "virtio-net: cannot create an eventfd");
+            virtio_net_free(n);
+            return NULL;
+        }
+    }
+    virtio_device_init(&n->vdev, mem, "virtio-net", VIRTIO_ID_NET, 2 * n->max_pairs + 1,
                        VNET_QUEUE_SIZE, vnet_features(n), VNET_CONFIG_LEN,
                        &virtio_net_ops);
+    /* a tap per pair, or with vhost-net two interrupts per pair and the log */
+    n->vdev.max_watch_fds = MAX(2 * n->max_pairs + 1, VIRTIO_MAX_WATCH_FDS);
+    n->watching = g_new0(VirtioNetWatch, n->vdev.max_watch_fds);
+    n->vdev.msix_vectors = o->vectors; /* 0: one per queue and the config */
     memcpy(n->vdev.config, n->mac, 6);
     vnet_set_config_status(n, VIRTIO_NET_S_LINK_UP);
-    pci_set_word(n->vdev.config + 8, 1); /* max_virtqueue_pairs */
+    pci_set_word(n->vdev.config + 8, n->max_pairs); /* max_virtqueue_pairs */
     vnet_filter_reset(n, false);
+    vnet_attach_taps(n);
     return n;
 }
 

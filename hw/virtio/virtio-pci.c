@@ -538,7 +538,10 @@ static bool virtio_pci_setup_config(VirtioPci *vp, GError **errp)
     memset(pci->wmask + cfg + VIRTIO_PCI_CAP_OFFSET, 0xff, 8);
     memset(pci->wmask + cfg + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data), 0xff, 4);
     vp->cfg_cap = cfg;
-    if (!msix_init(pci, vp->vdev->nr_queues + 1, VIRTIO_PCI_MSIX_BAR, 0, errp)) {
+    if (!msix_init(pci,
+                   vp->vdev->msix_vectors ? vp->vdev->msix_vectors
+                                          : vp->vdev->nr_queues + 1,
+                   VIRTIO_PCI_MSIX_BAR, 0, errp)) {
         return false;
     }
     pci_device_set_bar(pci, VIRTIO_PCI_MODERN_BAR, PCI_BAR_MEM64, true,

@@ -60,6 +60,7 @@ void virtio_device_init(VirtioDevice *vdev, const GuestMemory *mem, const char *
     vdev->config_len = config_len;
     vdev->config = g_malloc0(config_len);
     vdev->nr_queues = nr_queues;
+    vdev->max_watch_fds = VIRTIO_MAX_WATCH_FDS;
     vdev->vqs = g_new0(VirtQueue, nr_queues);
     for (unsigned i = 0; i < nr_queues; i++) {
         virtqueue_init(&vdev->vqs[i], mem, vdev, i, queue_size);
@@ -99,10 +100,10 @@ static unsigned virtio_model_fds(VirtioDevice *vdev, struct pollfd *fds)
     pthread_mutex_lock(&vdev->busy_lock);
     if (!vdev->paused && !vdev->resetting &&
         (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
-        n = vdev->ops->watch_fds(vdev, fds, VIRTIO_MAX_WATCH_FDS);
+        n = vdev->ops->watch_fds(vdev, fds, vdev->max_watch_fds);
     }
     pthread_mutex_unlock(&vdev->busy_lock);
-    return MIN(n, VIRTIO_MAX_WATCH_FDS);
+    return MIN(n, vdev->max_watch_fds);
 }
 
 /*
@@ -113,7 +114,7 @@ static unsigned virtio_model_fds(VirtioDevice *vdev, struct pollfd *fds)
 static void *virtio_io_thread(void *opaque)
 {
     VirtioDevice *vdev = opaque;
-    unsigned max = vdev->nr_queues + 1 + VIRTIO_MAX_WATCH_FDS;
+    unsigned max = vdev->nr_queues + 1 + vdev->max_watch_fds;
     struct pollfd *fds = g_new0(struct pollfd, max);
     unsigned *queue_of = g_new0(unsigned, max);
 

@@ -30,7 +30,9 @@ typedef struct VirtioNetOptions {
     int devfn;      /* PCI_DEVFN_AUTO for the next free slot */
     bool has_mac;   /* else QEMU's default, 52:54:00:12:34:56 + n */
     uint8_t mac[6];
-    bool failover; /* offer VIRTIO_NET_F_STANDBY */
+    bool failover;    /* offer VIRTIO_NET_F_STANDBY */
+    bool mq;          /* offer VIRTIO_NET_F_MQ: a queue pair per netdev queue */
+    unsigned vectors; /* MSI-X vectors; 0: QEMU's default, 2 * queues + 2 */
     /* guest RAM, for vhost-net's memory table (vhost=on only) */
     VhostMemRegion ram[VIRTIO_NET_RAM_RANGES];
     unsigned nr_ram;

@@ -36,7 +36,7 @@ typedef struct StateReader StateReader;
 
 #define VIRTQUEUE_MAX_SIZE   1024 /* largest queue a device offers */
 #define VIRTIO_NO_VECTOR     0xffff
-#define VIRTIO_MAX_WATCH_FDS 8 /* a model's own descriptors (watch_fds) */
+#define VIRTIO_MAX_WATCH_FDS 8 /* a model's own descriptors (watch_fds), by default */
 
 /*
  * One popped request: its segments in chain order, the device-readable
@@ -199,6 +199,10 @@ struct VirtioDevice {
     unsigned config_len;
     unsigned nr_queues;
     VirtQueue *vqs;
+    unsigned max_watch_fds; /* watch_fds' max (VIRTIO_MAX_WATCH_FDS unless the
+                               model sets more before the I/O thread starts) */
+    unsigned msix_vectors;  /* MSI-X vectors the transport offers; 0:
+                               nr_queues + 1 (one per queue and the config) */
 
     /* the I/O thread */
     pthread_t thread;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
+#include <linux/if_tun.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -53,7 +54,9 @@ typedef struct TRing {
     uint16_t avail_idx, used_seen, next_desc;
 } TRing;
 
-static TRing rings[VNET_NR_QUEUES];
+#define TEST_QUEUES 5 /* two pairs and the control queue */
+static TRing rings[TEST_QUEUES];
+static unsigned ctrl_q = VNET_CTRL_QUEUE; /* where the driver's control queue is */
 
 static void ring_init(VirtioNet *n, unsigned q)
 {
@@ -125,7 +128,8 @@ static void driver_up(VirtioNet *n, uint64_t features)
     virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
                                 VIRTIO_CONFIG_S_FEATURES_OK);
     CHECK(virtio_get_status(vdev) & VIRTIO_CONFIG_S_FEATURES_OK);
-    for (unsigned q = 0; q < VNET_NR_QUEUES; q++) {
+    ctrl_q = (features & FEAT(VIRTIO_NET_F_MQ)) ? vdev->nr_queues - 1 : VNET_CTRL_QUEUE;
+    for (unsigned q = 0; q < MIN(vdev->nr_queues, TEST_QUEUES); q++) {
         ring_init(n, q);
     }
     virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
@@ -403,7 +407,7 @@ UNIT_TEST(merged_receive_buffers)
     CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
     pump_rx(n);
     CHECK_EQ(ring_used(VNET_RX_QUEUE), 4);
-    CHECK(n->rx_wait_buffers);
+    CHECK(n->pairs[0].rx_wait_buffers);
     post_rx(3, 256);
     kick(n, VNET_RX_QUEUE);
     CHECK_EQ(ring_used(VNET_RX_QUEUE), 8);
@@ -454,7 +458,7 @@ static uint8_t ctrl(VirtioNet *n, uint8_t cls, uint8_t cmd, const void *data,
     uint64_t gpa[3] = { CTRL_GPA, CTRL_GPA + 0x10, CTRL_GPA + 0x8000 };
     uint32_t lens[3] = { 2, len, 1 };
     uint16_t flags[3] = { 0, 0, VRING_DESC_F_WRITE };
-    uint16_t used = ring_used(VNET_CTRL_QUEUE);
+    uint16_t used = ring_used(ctrl_q);
 
     m.ram[CTRL_GPA] = cls;
     m.ram[CTRL_GPA + 1] = cmd;
@@ -463,15 +467,15 @@ static uint8_t ctrl(VirtioNet *n, uint8_t cls, uint8_t cmd, const void *data,
     }
     m.ram[CTRL_GPA + 0x8000] = 0xee;
     if (len) {
-        ring_post(VNET_CTRL_QUEUE, gpa, lens, flags, 3);
+        ring_post(ctrl_q, gpa, lens, flags, 3);
     } else {
         uint64_t g2[2] = { gpa[0], gpa[2] };
         uint32_t l2[2] = { 2, 1 };
         uint16_t f2[2] = { 0, VRING_DESC_F_WRITE };
-        ring_post(VNET_CTRL_QUEUE, g2, l2, f2, 2);
+        ring_post(ctrl_q, g2, l2, f2, 2);
     }
-    kick(n, VNET_CTRL_QUEUE);
-    CHECK_EQ(ring_used(VNET_CTRL_QUEUE), (uint16_t)(used + 1));
+    kick(n, ctrl_q);
+    CHECK_EQ(ring_used(ctrl_q), (uint16_t)(used + 1));
     return m.ram[CTRL_GPA + 0x8000];
 }
 
@@ -919,6 +923,241 @@ UNIT_TEST(vhost_on_hands_the_rings_to_vhost_net)
     machine_teardown();
 }
 
+/* ---- multi-queue ---- */
+
+static Netdev *mq_netdev(NetdevSet *set)
+{
+    NetdevConfig cfg;
+    GError *err = NULL;
+    Netdev *nd;
+
+    CHECK(netdev_parse("tap,id=m0,ifname=dvmq0,script=no,downscript=no,queues=2", &cfg,
+                       &err));
+    nd = netdev_open(set, &cfg, &err);
+    netdev_config_clear(&cfg);
+    if (!nd) {
+        fprintf(stderr, "netdev_open: %s\n", err->message);
+        exit(1);
+    }
+    link_up("dvmq0");
+    return nd;
+}
+
+static VirtioNet *net_new_mq(Netdev *nd, bool mq)
+{
+    VirtioNetOptions o = { .netdev = nd, .devfn = -1, .has_mac = true, .mq = mq };
+    GError *err = NULL;
+    VirtioNet *n;
+
+    memcpy(o.mac, our_mac, 6);
+    n = virtio_net_new(&m.mem, &o, &err);
+    if (!n) {
+        fprintf(stderr, "virtio_net_new: %s\n", err->message);
+        exit(1);
+    }
+    return n;
+}
+
+/*
+ * Is tap queue q attached?  The kernel refuses to detach a detached
+ * queue (EINVAL); an attached one is put back at once.
+ */
+static bool tap_queue_attached(Netdev *nd, unsigned q)
+{
+    NetTap *tap = netdev_tap(nd, q);
+
+    if (!net_tap_set_enabled(tap, false, NULL)) {
+        return false;
+    }
+    CHECK(net_tap_set_enabled(tap, true, NULL));
+    return true;
+}
+
+static uint8_t set_pairs(VirtioNet *n, uint16_t pairs)
+{
+    uint8_t le[2] = { pairs & 0xff, pairs >> 8 };
+
+    return ctrl(n, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, le, 2);
+}
+
+/*
+ * queues=2: two pairs and the control queue whatever mq= says (as QEMU);
+ * MQ and max_virtqueue_pairs 2 with mq=on.  Until the driver asks for
+ * more, one pair is in use and the tap's second queue is detached.
+ */
+UNIT_TEST(mq_features_and_config)
+{
+    NetdevSet *set;
+    VirtioNet *n;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    for (int mq = 0; mq < 2; mq++) {
+        Netdev *nd = mq_netdev(set);
+        n = net_new_mq(nd, mq);
+        CHECK_EQ(!!(n->vdev.host_features & FEAT(VIRTIO_NET_F_MQ)), mq);
+        CHECK_EQ(n->vdev.nr_queues, 5);
+        CHECK_EQ(pci_get_word(n->vdev.config + 8), 2);
+        CHECK_EQ(n->curr_pairs, 1);
+        CHECK(tap_queue_attached(nd, 0));
+        CHECK(!tap_queue_attached(nd, 1));
+        net_free(n);
+        netdev_close(set, nd);
+    }
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+/*
+ * VQ_PAIRS_SET (5.1.6.5.5): 1 to max_virtqueue_pairs with MQ negotiated,
+ * a 16-bit count; anything else is VIRTIO_NET_ERR and changes nothing.
+ * A reset goes back to one pair.
+ */
+UNIT_TEST(mq_vq_pairs_set_bounds)
+{
+    uint8_t one = 1, wide[4] = { 2, 0, 0, 0 };
+    NetdevSet *set;
+    VirtioNet *n;
+    Netdev *nd;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    nd = mq_netdev(set);
+    n = net_new_mq(nd, true);
+    driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_MQ));
+    CHECK_EQ(ctrl_q, 4);
+    CHECK_EQ(set_pairs(n, 0), VIRTIO_NET_ERR);
+    CHECK_EQ(set_pairs(n, 3), VIRTIO_NET_ERR);
+    CHECK_EQ(set_pairs(n, 0x8000), VIRTIO_NET_ERR);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &one, 1),
+             VIRTIO_NET_ERR);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, wide, 4),
+             VIRTIO_NET_ERR);
+    CHECK_EQ(ctrl(n, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_RSS_CONFIG, wide, 2),
+             VIRTIO_NET_ERR);
+    CHECK_EQ(n->curr_pairs, 1);
+    CHECK(!tap_queue_attached(nd, 1));
+
+    CHECK_EQ(set_pairs(n, 2), VIRTIO_NET_OK);
+    CHECK_EQ(n->curr_pairs, 2);
+    CHECK(tap_queue_attached(nd, 0) && tap_queue_attached(nd, 1));
+    CHECK_EQ(set_pairs(n, 1), VIRTIO_NET_OK);
+    CHECK_EQ(n->curr_pairs, 1);
+    CHECK(!tap_queue_attached(nd, 1));
+    CHECK_EQ(set_pairs(n, 2), VIRTIO_NET_OK);
+
+    /* reset: one pair again; without MQ the control queue is number 2 */
+    virtio_reset(&n->vdev);
+    CHECK_EQ(n->curr_pairs, 1);
+    CHECK(!tap_queue_attached(nd, 1));
+    driver_up(n, BASE_FEATURES);
+    CHECK_EQ(ctrl_q, VNET_CTRL_QUEUE);
+    CHECK_EQ(set_pairs(n, 2), VIRTIO_NET_ERR);
+    CHECK_EQ(n->curr_pairs, 1);
+    CHECK(!needs_reset(n));
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
+/* The guest sends a test frame on transmitq(pair+1); the interface gets it. */
+static void send_on_pair(VirtioNet *n, int sock, unsigned pair, uint32_t seq)
+{
+    static uint8_t got[2048];
+    uint64_t gpa[2] = { TXBUF_GPA, TXBUF_GPA + 0x100 };
+    uint32_t lens[2] = { NET_VNET_HDR_LEN, 256 };
+    uint16_t flags[2] = { 0, 0 }, used = ring_used(VNET_TXQ(pair));
+
+    memset(m.ram + TXBUF_GPA, 0, NET_VNET_HDR_LEN);
+    make_frame(m.ram + TXBUF_GPA + 0x100, 256, peer_mac, seq);
+    ring_post(VNET_TXQ(pair), gpa, lens, flags, 2);
+    kick(n, VNET_TXQ(pair));
+    CHECK_EQ(ring_used(VNET_TXQ(pair)), (uint16_t)(used + 1));
+    CHECK_EQ(packet_recv(sock, got, sizeof(got)), 256);
+    CHECK(memcmp(got, m.ram + TXBUF_GPA + 0x100, 256) == 0);
+}
+
+/*
+ * The interface sends a test frame; return the pair whose receive queue
+ * got it (-1: none).  Each receive queue has a buffer posted.
+ */
+static int receive_on_some_pair(VirtioNet *n, int sock, uint32_t seq)
+{
+    uint8_t frame[256];
+    uint16_t used[2] = { ring_used(VNET_RXQ(0)), ring_used(VNET_RXQ(1)) };
+
+    make_frame(frame, sizeof(frame), our_mac, seq);
+    CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
+    pump_rx(n);
+    for (unsigned pair = 0; pair < 2; pair++) {
+        if (ring_used(VNET_RXQ(pair)) != used[pair]) {
+            uint16_t id = ring_used_id(VNET_RXQ(pair), used[pair]);
+            uint64_t gpa = RXBUF_GPA + RXBUF_SLOT * (NQ * pair + id % NQ);
+            CHECK_EQ(ring_used_len(VNET_RXQ(pair), used[pair]),
+                     sizeof(frame) + NET_VNET_HDR_LEN);
+            CHECK(memcmp(m.ram + gpa + NET_VNET_HDR_LEN, frame, sizeof(frame)) == 0);
+            return pair;
+        }
+    }
+    return -1;
+}
+
+/* A receive buffer on each pair's receive queue (NQ slots per pair). */
+static void post_rx_both_pairs(void)
+{
+    for (unsigned pair = 0; pair < 2; pair++) {
+        uint16_t slot = rings[VNET_RXQ(pair)].next_desc % NQ;
+        uint64_t gpa = RXBUF_GPA + RXBUF_SLOT * (NQ * pair + slot);
+        uint32_t len = 2048;
+        uint16_t fl = VRING_DESC_F_WRITE;
+        ring_post(VNET_RXQ(pair), &gpa, &len, &fl, 1);
+    }
+}
+
+/*
+ * Pair i moves its frames through tap queue i.  With the tap's queue 0
+ * detached behind the device's back, a frame sent to the interface can
+ * only reach queue 1 and must arrive on receiveq2.  With both attached,
+ * the kernel steers a flow to the queue that last sent it (tun's flow
+ * table), so the host's frame follows the pair the guest sent on.
+ */
+UNIT_TEST(mq_frames_on_pair_1_use_tap_queue_1)
+{
+    NetdevSet *set;
+    VirtioNet *n;
+    Netdev *nd;
+    int sock;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    nd = mq_netdev(set);
+    n = net_new_mq(nd, true);
+    driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_MQ));
+    CHECK_EQ(set_pairs(n, 2), VIRTIO_NET_OK);
+    sock = packet_socket("dvmq0");
+
+    CHECK(net_tap_set_enabled(netdev_tap(nd, 0), false, NULL));
+    post_rx_both_pairs();
+    send_on_pair(n, sock, 1, 0x5151);
+    CHECK_EQ(receive_on_some_pair(n, sock, 0x5152), 1);
+    CHECK(net_tap_set_enabled(netdev_tap(nd, 0), true, NULL));
+
+    for (unsigned round = 0; round < 4; round++) {
+        unsigned pair = round % 2;
+        post_rx_both_pairs();
+        send_on_pair(n, sock, pair, 0x6000 + round);
+        CHECK_EQ(receive_on_some_pair(n, sock, 0x6100 + round), (int)pair);
+    }
+    CHECK(!needs_reset(n));
+    close(sock);
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
 /* ---- migration state ---- */
 
 static GByteArray *save_state(VirtioNet *n)
@@ -984,8 +1223,9 @@ UNIT_TEST(state_round_trip_and_corrupt_blobs)
         g_clear_error(&err);
     }
     /* the model's part, last: magic, version, mac, status, link, offloads,
-     * 8 flags, the two counts, one address, the VLAN bitmap */
-    filter_at = blob->len - (4 + 4 + 6 + 2 + 1 + 8 + 8 + 4 + 4 + 6 + 4 * VNET_VLAN_WORDS);
+     * 8 flags, the two counts, one address, the VLAN bitmap, the pairs in use */
+    filter_at = blob->len -
+                (4 + 4 + 6 + 2 + 1 + 8 + 8 + 4 + 4 + 6 + 4 * VNET_VLAN_WORDS + 2);
     {
         GByteArray *bad = g_byte_array_new();
         g_byte_array_append(bad, blob->data, blob->len);
@@ -1020,6 +1260,25 @@ UNIT_TEST(state_round_trip_and_corrupt_blobs)
     CHECK_EQ(dst->vdev.guest_features, src->vdev.guest_features);
     CHECK(virtio_get_status(&dst->vdev) & VIRTIO_CONFIG_S_DRIVER_OK);
     CHECK(dst->announce_pending);
+    net_free(dst);
+
+    /*
+     * A version 1 stream (before multi-queue: no pair count at the end)
+     * still loads, with one pair in use; a version from the future does not.
+     */
+    CHECK_EQ(pci_get_long(blob->data + filter_at + 4), 2);
+    pci_set_long(blob->data + filter_at + 4, 1);
+    dst = net_new(NULL);
+    CHECK(load_state(dst, blob->data, blob->len - 2, &err));
+    g_clear_error(&err);
+    CHECK_EQ(dst->curr_pairs, 1);
+    CHECK(memcmp(&dst->filter, &src->filter, sizeof(src->filter)) == 0);
+    net_free(dst);
+    pci_set_long(blob->data + filter_at + 4, 3);
+    dst = net_new(NULL);
+    CHECK(!load_state(dst, blob->data, blob->len, &err));
+    CHECK(err && strstr(err->message, "virtio-net state version 3"));
+    g_clear_error(&err);
     g_byte_array_free(blob, TRUE);
     net_free(dst);
     net_free(src);
