@@ -45,6 +45,8 @@ VMM := $(B)/qemu-system-x86_64
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
+# Programs the functional tests run where the hardware is (not unit tests).
+UNIT_TOOLS := $(B)/tests/unit/vfio-probe
 # The virtio tests share a fake guest and a memory disk
 # (tests/unit/virtio-fakes.c), linked into each of them.
 VIRTIO_UNIT := test-virtqueue test-virtio-blk test-virtio-pci test-virtio-net
@@ -205,7 +207,7 @@ sanitize: sanitize-build fuzz
 -include tests/guest/guest.mk
 -include tests/guest/linux/linux.mk
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(UNIT_TOOLS)
 
 # Natively what this /dev/kvm can run, the rest in the nested rig
 # (scripts/check.py says which); the last line counts both.
@@ -227,5 +229,6 @@ clean:
 
 .PHONY: all unit check bench install clean guest format-check fuzz fuzz-replay sanitize sanitize-build
 -include $(LIB_OBJS:.o=.d) $(B)/system/main.d $(UNIT_BINS:%=%.d) $(BENCH_BINS:%=%.d) \
+	$(UNIT_TOOLS:%=%.d) \
 	$(B)/$(VIRTIO_FAKES:.o=.d)
 .SECONDARY:

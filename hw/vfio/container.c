@@ -381,10 +381,14 @@ static VfioGroup *group_open(VfioContext *ctx, int id, const char *name,
         int saved = errno;
         char *link = g_strdup_printf("%s/driver", sysfs_dev);
         char *driver = sysfs_link_name(link);
-        if (saved == ENOENT && g_strcmp0(driver, "vfio-pci") != 0) {
-            error_setg(errp, "vfio %s: %s: %s (the device is %s%s, not to vfio-pci)",
-                       name, path, g_strerror(saved), driver ? "bound to " : "not bound",
-                       driver ? driver : "");
+        if (saved == ENOENT && !driver) {
+            error_setg(errp,
+                       "vfio %s: %s: %s (the device has no driver: bind it to vfio-pci)",
+                       name, path, g_strerror(saved));
+        } else if (saved == ENOENT && strcmp(driver, "vfio-pci") != 0) {
+            error_setg(errp,
+                       "vfio %s: %s: %s (the device is bound to %s, not to vfio-pci)",
+                       name, path, g_strerror(saved), driver);
         } else {
             error_setg(errp, "vfio %s: %s: %s", name, path, g_strerror(saved));
         }

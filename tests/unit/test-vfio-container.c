@@ -710,6 +710,12 @@ UNIT_TEST(device_not_bound_to_vfio_pci_names_its_driver)
               "vfio 0000:06:00.0: /dev/vfio/9: No such file or directory (the device "
               "is bound to e1000e, not to vfio-pci)");
     g_free(msg);
+    sysfs_device("0000:06:00.1", 11, NULL); /* no driver at all */
+    CHECK(open_dev(ctx, "0000:06:00.1", &msg) == NULL);
+    CHECK_STR(msg,
+              "vfio 0000:06:00.1: /dev/vfio/11: No such file or directory (the device "
+              "has no driver: bind it to vfio-pci)");
+    g_free(msg);
     vfio_context_free(ctx);
     teardown();
 }
