@@ -328,38 +328,6 @@ static void hmp_info_migrate(Monitor *mon, const char *args)
     g_array_unref(caps);
 }
 
-static const char *cache_mode_text(BlockCacheMode mode)
-{
-    BlockCacheFlags f = monitor_block_cache_flags(mode);
-
-    if (f.no_flush) {
-        return "writeback, ignore flushes";
-    }
-    if (f.direct) {
-        return f.writeback ? "writeback, direct" : "writethrough, direct";
-    }
-    return f.writeback ? "writeback" : "writethrough";
-}
-
-static void hmp_info_block(Monitor *mon, const char *args)
-{
-    GArray *drives = machine_query_drives(mon->set->machine);
-
-    for (guint i = 0; i < drives->len; i++) {
-        const MachineDriveInfo *d = &g_array_index(drives, MachineDriveInfo, i);
-        monitor_printf(mon,
-                       "%s (%s): %s (%s%s)\n    Attached to:      %s\n"
-                       "    Cache mode:       %s\n",
-                       d->id, d->node_name, d->filename, d->format,
-                       d->read_only ? ", read-only" : "", d->attached ? "virtio-blk" : "",
-                       cache_mode_text(d->cache));
-        if (d->backing_file) {
-            monitor_printf(mon, "    Backing file:     %s\n", d->backing_file);
-        }
-    }
-    g_array_unref(drives);
-}
-
 static void format_pci_region(GString *out, const PciRegionInfo *r)
 {
     uint64_t end = r->address + r->size - 1;
@@ -485,6 +453,10 @@ const HmpCommand hmp_commands[] = {
     { "device_add", "driver[,prop=value][,...]",
       "add device, like -device on the command line", hmp_device_add, true },
     { "device_del", "device", "remove device", hmp_device_del, true },
+    /* block: hmp-cmds-block.c */
+    { "drive_add", "[-n] [[<domain>:]<bus>:]<slot> [file=file][,if=type][,bus=n]...",
+      "add drive to PCI storage controller", hmp_drive_add, true },
+    { "drive_del", "device", "remove host block device", hmp_drive_del, true },
     { "quit|q", "", "quit the emulator", hmp_quit, false },
     { "migrate", "[-d] uri", "migrate to uri (tcp:HOST:PORT, unix:PATH, exec:CMD)",
       hmp_migrate, true },

@@ -85,6 +85,12 @@ void hmp_session_input(Monitor *mon, const uint8_t *buf, size_t len);
 /* printf to the monitor (or into its capture buffer) */
 void monitor_printf(Monitor *mon, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
+/* ---- block (qmp-cmds-block.c, hmp-cmds-block.c) ---- */
+
+void hmp_drive_add(Monitor *mon, const char *args);
+void hmp_drive_del(Monitor *mon, const char *args);
+void hmp_info_block(Monitor *mon, const char *args);
+
 /* ---- networking (qmp-cmds-net.c, hmp-cmds-net.c) ---- */
 
 void hmp_set_link(Monitor *mon, const char *args);

@@ -246,7 +246,7 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
         break;
     case MACHINE_EVENT_DEVICE_DELETED: {
         const char *id = set->machine->event_device_id;
-        char *path = g_strdup_printf("/machine/peripheral/%s", id);
+        const char *path = set->machine->event_device_path;
 
         if (set->machine->event_device_virtio) {
             char *backend = g_strdup_printf("%s/virtio-backend", path);
@@ -254,9 +254,10 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
                                json_pack("{s:s}", "path", backend));
             g_free(backend);
         }
-        monitor_emit_event(set, "DEVICE_DELETED",
-                           json_pack("{s:s,s:s}", "device", id, "path", path));
-        g_free(path);
+        /* QEMU leaves "device" out for a device without id */
+        data = id ? json_pack("{s:s,s:s}", "device", id, "path", path)
+                  : json_pack("{s:s}", "path", path);
+        monitor_emit_event(set, "DEVICE_DELETED", data);
         break;
     }
     case MACHINE_EVENT_RESET:

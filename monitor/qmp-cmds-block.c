@@ -1,10 +1,17 @@
 /*
- * QMP query-block (qapi/block.json) in QEMU's shape from the machine's
- * typed drive records (machine_query_drives).  Main thread only.
+ * QMP's block commands (qapi/block.json): query-block in QEMU's shape from
+ * the machine's typed backend records (machine_query_drives), and
+ * blockdev-add / blockdev-del, whose JSON (QEMU 7.2's BlockdevOptions for
+ * the raw, qcow2 and file drivers, nested or flat) is checked here, in
+ * QEMU's order and words, before a typed call into hw/.  Main thread only.
  */
+#include <string.h>
+
+#include "hw/drives.h"
 #include "hw/machine-info.h"
 #include "monitor-int.h"
 #include "qapi-commands.h"
+#include "util/error.h"
 
 BlockCacheFlags monitor_block_cache_flags(BlockCacheMode mode)
 {
@@ -36,6 +43,25 @@ static json_t *image_json(const MachineDriveInfo *d)
     return img;
 }
 
+static json_t *inserted_json(const MachineDriveInfo *d)
+{
+    json_t *inserted = json_pack(
+        "{s:s,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:o,s:i}", "file",
+        d->filename, "node-name", d->node_name, "ro", d->read_only, "drv", d->format,
+        "backing_file_depth", d->backing_file ? 1 : 0, "encrypted", 0, "detect_zeroes",
+        "off", "bps", 0, "bps_rd", 0, "bps_wr", 0, "iops", 0, "iops_rd", 0, "iops_wr", 0,
+        "image", image_json(d), "cache", cache_json(d->cache), "write_threshold", 0);
+
+    if (d->backing_file) {
+        json_object_set_new(inserted, "backing_file", json_string(d->backing_file));
+    }
+    return inserted;
+}
+
+/*
+ * As QEMU: a drive no device uses is "removable" with no io-status; one in
+ * use names its device's backend (qdev) and has an io-status.
+ */
 json_t *qmp_query_block(QmpContext *ctx, json_t *args, GError **errp)
 {
     GArray *drives = machine_query_drives(ctx->machine);
@@ -43,22 +69,261 @@ json_t *qmp_query_block(QmpContext *ctx, json_t *args, GError **errp)
 
     for (guint i = 0; i < drives->len; i++) {
         const MachineDriveInfo *d = &g_array_index(drives, MachineDriveInfo, i);
-        json_t *inserted = json_pack(
-            "{s:s,s:s,s:b,s:s,s:i,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:o,s:o,s:i}", "file",
-            d->filename, "node-name", d->node_name, "ro", d->read_only, "drv", d->format,
-            "backing_file_depth", d->backing_file ? 1 : 0, "encrypted", 0,
-            "detect_zeroes", "off", "bps", 0, "bps_rd", 0, "bps_wr", 0, "iops", 0,
-            "iops_rd", 0, "iops_wr", 0, "image", image_json(d), "cache",
-            cache_json(d->cache), "write_threshold", 0);
+        json_t *info = json_pack("{s:s,s:b,s:b,s:o,s:s}", "device", d->id, "locked", 0,
+                                 "removable", !d->attached, "inserted", inserted_json(d),
+                                 "type", "unknown");
 
-        if (d->backing_file) {
-            json_object_set_new(inserted, "backing_file", json_string(d->backing_file));
+        if (d->attached) {
+            json_object_set_new(info, "io-status", json_string("ok"));
+            json_object_set_new(info, "qdev", json_string(d->qdev));
         }
-        json_array_append_new(
-            list, json_pack("{s:s,s:s,s:b,s:b,s:o,s:s,s:s}", "device", d->id, "io-status",
-                            "ok", "locked", 0, "removable", 0, "inserted", inserted,
-                            "type", "unknown", "qdev", d->attached ? "virtio-blk" : ""));
+        json_array_append_new(list, info);
     }
     g_array_unref(drives);
     return list;
+}
+
+/* ---- blockdev-add ---- */
+
+/* QEMU's texts for a member of the wrong JSON type, missing or unknown. */
+static bool wrong_type(const char *prefix, const char *key, const char *type,
+                       GError **errp)
+{
+    error_setg(errp, "Invalid parameter type for '%s%s', expected: %s", prefix, key,
+               type);
+    return false;
+}
+
+static bool get_bool(json_t *obj, const char *prefix, const char *key, bool *out,
+                     GError **errp)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (v && !json_is_boolean(v)) {
+        return wrong_type(prefix, key, "boolean", errp);
+    }
+    *out = v ? json_is_true(v) : *out;
+    return true;
+}
+
+static bool get_str(json_t *obj, const char *prefix, const char *key, bool required,
+                    const char **out, GError **errp)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v && required) {
+        error_setg(errp, "Parameter '%s%s' is missing", prefix, key);
+        return false;
+    }
+    if (v && !json_is_string(v)) {
+        return wrong_type(prefix, key, "string", errp);
+    }
+    *out = v ? json_string_value(v) : NULL;
+    return true;
+}
+
+/* An enum member: absent, or one of values (NULL-ended). */
+static bool get_enum(json_t *obj, const char *prefix, const char *key,
+                     const char *const *values, const char **out, GError **errp)
+{
+    if (!get_str(obj, prefix, key, false, out, errp)) {
+        return false;
+    }
+    for (const char *const *v = values; *out && *v; v++) {
+        if (strcmp(*out, *v) == 0) {
+            return true;
+        }
+    }
+    if (*out) {
+        error_setg(errp, "Parameter '%s%s' does not accept value '%s'", prefix, key,
+                   *out);
+        return false;
+    }
+    return true;
+}
+
+/* Every member of obj must be one of known (NULL-ended). */
+static bool check_members(json_t *obj, const char *prefix, const char *const *known,
+                          GError **errp)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(obj, key, value)
+    {
+        const char *const *k = known;
+        while (*k && strcmp(*k, key) != 0) {
+            k++;
+        }
+        if (!*k) {
+            error_setg(errp, "Parameter '%s%s' is unexpected", prefix, key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static const char *const on_off_auto[] = { "on", "off", "auto", NULL };
+static const char *const aio_modes[] = { "threads", "native", "io_uring", NULL };
+
+/* BlockdevOptionsFile's members (driver=file, root or file child). */
+static bool file_options(json_t *obj, const char *prefix, BlockdevAddOptions *o,
+                         GError **errp)
+{
+    const char *locking, *aio;
+
+    if (!get_str(obj, prefix, "filename", true, &o->filename, errp) ||
+        !get_enum(obj, prefix, "locking", on_off_auto, &locking, errp) ||
+        !get_enum(obj, prefix, "aio", aio_modes, &aio, errp)) {
+        return false;
+    }
+    if (locking && strcmp(locking, "off") == 0) {
+        error_setg(errp, "%slocking=off is not supported: this VMM always locks images",
+                   prefix);
+        return false;
+    }
+    return true;
+}
+
+/* raw's and qcow2's file: a node's name, or a driver=file child inline. */
+static bool file_child(json_t *args, BlockdevAddOptions *o, GError **errp)
+{
+    static const char *const known[] = { "driver", "filename", "locking", "aio", NULL };
+    static const char *const drivers[] = { "file", NULL };
+    json_t *file = json_object_get(args, "file");
+    const char *driver;
+
+    if (!file) {
+        error_setg(errp, "Parameter 'file' is missing");
+        return false;
+    }
+    if (json_is_string(file)) {
+        o->file_node = json_string_value(file);
+        return true;
+    }
+    if (!json_is_object(file)) {
+        return wrong_type("", "file", "BlockdevRef", errp);
+    }
+    if (!get_str(file, "file.", "driver", true, &driver, errp)) {
+        return false;
+    }
+    if (!get_enum(file, "file.", "driver", drivers, &driver, errp)) {
+        g_prefix_error(errp, "this VMM opens images over driver 'file' only: ");
+        return false;
+    }
+    return file_options(file, "file.", o, errp) &&
+           check_members(file, "file.", known, errp);
+}
+
+static bool cache_options(json_t *args, BlockdevAddOptions *o, GError **errp)
+{
+    static const char *const known[] = { "direct", "no-flush", NULL };
+    json_t *cache = json_object_get(args, "cache");
+    bool direct = false, no_flush = false;
+
+    if (!cache) {
+        return true;
+    }
+    if (!json_is_object(cache)) {
+        return wrong_type("", "cache", "object", errp);
+    }
+    if (!get_bool(cache, "cache.", "direct", &direct, errp) ||
+        !get_bool(cache, "cache.", "no-flush", &no_flush, errp) ||
+        !check_members(cache, "cache.", known, errp)) {
+        return false;
+    }
+    if (direct && no_flush) {
+        error_setg(errp, "cache.direct with cache.no-flush is not supported by this VMM");
+        return false;
+    }
+    o->cache = direct     ? BLOCK_CACHE_NONE
+               : no_flush ? BLOCK_CACHE_UNSAFE
+                          : BLOCK_CACHE_WRITEBACK;
+    return true;
+}
+
+/* BlockdevOptions' base members, which every driver has. */
+static bool base_options(json_t *args, BlockdevAddOptions *o, GError **errp)
+{
+    static const char *const drivers[] = { "raw", "qcow2", "file", NULL };
+    static const char *const discard[] = { "ignore", "unmap", NULL };
+    static const char *const zeroes[] = { "off", "on", "unmap", NULL };
+    const char *discard_mode, *detect_zeroes;
+    bool auto_read_only = false, force_share = false;
+
+    if (!get_enum(args, "", "driver", drivers, &o->driver, errp) ||
+        !get_str(args, "", "node-name", false, &o->node_name, errp) ||
+        !get_enum(args, "", "discard", discard, &discard_mode, errp) ||
+        !cache_options(args, o, errp) ||
+        !get_bool(args, "", "read-only", &o->read_only, errp) ||
+        !get_bool(args, "", "auto-read-only", &auto_read_only, errp) ||
+        !get_bool(args, "", "force-share", &force_share, errp) ||
+        !get_enum(args, "", "detect-zeroes", zeroes, &detect_zeroes, errp)) {
+        return false;
+    }
+    o->discard_unmap = discard_mode && strcmp(discard_mode, "unmap") == 0;
+    if (force_share) {
+        error_setg(errp, "force-share is not supported by this VMM");
+        return false;
+    }
+    if (detect_zeroes && strcmp(detect_zeroes, "off") != 0) {
+        error_setg(errp, "detect-zeroes=%s is not supported by this VMM", detect_zeroes);
+        return false;
+    }
+    return true;
+}
+
+/* QEMU 7.2's BlockdevOptions for raw, qcow2 and file, into o (args' strings). */
+static bool blockdev_options(json_t *args, BlockdevAddOptions *o, GError **errp)
+{
+    static const char *const file_known[] = {
+        "driver",    "node-name",      "discard",     "cache",
+        "read-only", "auto-read-only", "force-share", "detect-zeroes",
+        "filename",  "locking",        "aio",         NULL,
+    };
+    static const char *const format_known[] = {
+        "driver",    "node-name",      "discard",     "cache",
+        "read-only", "auto-read-only", "force-share", "detect-zeroes",
+        "file",      "backing",        NULL,
+    };
+    json_t *backing;
+
+    *o = (BlockdevAddOptions){ .cache = BLOCK_CACHE_WRITEBACK };
+    if (!base_options(args, o, errp)) {
+        return false;
+    }
+    if (strcmp(o->driver, "file") == 0) {
+        return file_options(args, "", o, errp) &&
+               check_members(args, "", file_known, errp);
+    }
+    if (!file_child(args, o, errp)) {
+        return false;
+    }
+    backing = json_object_get(args, "backing");
+    if (backing && (strcmp(o->driver, "qcow2") != 0 || !json_is_null(backing))) {
+        error_setg(errp, strcmp(o->driver, "qcow2") != 0
+                             ? "Parameter 'backing' is unexpected"
+                             : "backing: this VMM opens the backing file the image "
+                               "names (only null is taken)");
+        return false;
+    }
+    return check_members(args, "", format_known, errp);
+}
+
+json_t *qmp_blockdev_add(QmpContext *ctx, json_t *args, GError **errp)
+{
+    BlockdevAddOptions o;
+
+    if (!blockdev_options(args, &o, errp) ||
+        !machine_blockdev_add(ctx->machine, &o, errp)) {
+        return NULL;
+    }
+    return json_object();
+}
+
+json_t *qmp_blockdev_del(QmpContext *ctx, json_t *args, GError **errp)
+{
+    const char *node_name = json_string_value(json_object_get(args, "node-name"));
+
+    return machine_blockdev_del(ctx->machine, node_name, errp) ? json_object() : NULL;
 }

@@ -1,79 +1,97 @@
 /*
- * -drive and -device: open the images (inactive on a migration
- * destination, as QEMU does, until the source lets go), create the
- * virtio-blk devices, and hand the image locks over at switch-over.
- * Main thread only.
+ * -device and the hot-plugged devices: create them (their drives claimed
+ * through drives.c), name them by QOM path as QEMU does (peripheral/ID,
+ * or peripheral-anon/device[N] for a device without id), ask the guest to
+ * eject one and take it away once ejected.  Main thread only.
  */
 #include <string.h>
-#include <sys/stat.h>
 
 #include "block/block.h"
+#include "devices-int.h"
 #include "hw/devices.h"
 #include "hw/i386/pc.h"
-#include "hw/machine-info.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/virtio.h"
-#include "block/drive.h"
 #include "util/error.h"
 #include "util/subopt.h"
 
-typedef struct MachineDrive {
-    DriveConfig cfg; /* the -drive's, parsed; its strings are the VmConfig's */
-    BlockDriverState *bs;
-    bool attached;
-} MachineDrive;
+#define PERIPHERAL      "/machine/peripheral/"
+#define PERIPHERAL_ANON "/machine/peripheral-anon/device["
 
-static void drive_free(gpointer p)
+/* A device without id gets the lowest free device[N], as QEMU's "[*]". */
+static void anon_register(Machine *m, PciDevice *dev)
 {
-    MachineDrive *d = p;
-
-    if (d->bs) {
-        bdrv_close(d->bs);
+    if (dev->qdev_id) {
+        return;
     }
-    g_free(d);
-}
-
-static BlockDriverState *lookup_drive(void *opaque, const char *id, GError **errp)
-{
-    Machine *m = opaque;
-
-    for (guint i = 0; m->drives && i < m->drives->len; i++) {
-        MachineDrive *d = g_ptr_array_index(m->drives, i);
-        if (strcmp(d->cfg.id, id) == 0) {
-            if (d->attached) {
-                error_setg(errp, "Drive '%s' is already in use by another device", id);
-                return NULL;
-            }
-            d->attached = true;
-            return d->bs;
+    for (guint i = 0; i < m->anon_devices->len; i++) {
+        if (!g_ptr_array_index(m->anon_devices, i)) {
+            g_ptr_array_index(m->anon_devices, i) = dev;
+            return;
         }
     }
-    error_setg(errp, "Property 'drive' can't find value '%s'", id);
+    g_ptr_array_add(m->anon_devices, dev);
+}
+
+static void anon_unregister(Machine *m, PciDevice *dev)
+{
+    for (guint i = 0; i < m->anon_devices->len; i++) {
+        if (g_ptr_array_index(m->anon_devices, i) == dev) {
+            g_ptr_array_index(m->anon_devices, i) = NULL;
+        }
+    }
+}
+
+/* The device's QOM path, or NULL for a device of the board. */
+static char *device_path(Machine *m, PciDevice *dev)
+{
+    if (dev->qdev_id) {
+        return g_strconcat(PERIPHERAL, dev->qdev_id, NULL);
+    }
+    for (guint i = 0; i < m->anon_devices->len; i++) {
+        if (g_ptr_array_index(m->anon_devices, i) == dev) {
+            return g_strdup_printf(PERIPHERAL_ANON "%u]", i);
+        }
+    }
     return NULL;
 }
 
-static bool open_drives(Machine *m, GError **errp)
+static bool device_is_virtio(PciDevice *dev)
 {
-    const VmConfig *cfg = m->cfg;
+    return g_str_has_prefix(dev->name, "virtio-");
+}
 
-    m->drives = g_ptr_array_new_with_free_func(drive_free);
-    for (guint i = 0; i < cfg->drives->len; i++) {
-        const DriveConfig *drive = g_ptr_array_index(cfg->drives, i);
-        MachineDrive *d = g_new0(MachineDrive, 1);
-        BlockOptions opts;
+/* Name a device just made and hand it the drives it claimed. */
+static void device_created(Machine *m, PciDevice *dev)
+{
+    char *path, *backend;
 
-        g_ptr_array_add(m->drives, d);
-        d->cfg = *drive;
-        opts = drive_block_options(&d->cfg);
-        opts.inactive = cfg->incoming != NULL;
-        d->bs = bdrv_open(&opts, errp);
-        if (!d->bs) {
-            g_prefix_error(errp, "-drive %s: ", drive->arg);
-            return false;
+    anon_register(m, dev);
+    path = device_path(m, dev);
+    backend = g_strconcat(path, "/virtio-backend", NULL);
+    machine_drives_commit(m, dev, backend);
+    g_free(backend);
+    g_free(path);
+}
+
+/* device_del's id or QOM path (QEMU takes either), to a user's device. */
+static PciDevice *device_find(Machine *m, const char *id)
+{
+    if (g_str_has_prefix(id, PERIPHERAL)) {
+        return pci_find_device_by_id(m->pci, id + strlen(PERIPHERAL));
+    }
+    for (guint i = 0; id[0] == '/' && i < m->anon_devices->len; i++) {
+        PciDevice *dev = g_ptr_array_index(m->anon_devices, i);
+        char *path = dev ? device_path(m, dev) : NULL;
+        bool same = path && strcmp(path, id) == 0;
+
+        g_free(path);
+        if (same) {
+            return dev;
         }
     }
-    return true;
+    return id[0] == '/' ? NULL : pci_find_device_by_id(m->pci, id);
 }
 
 /*
@@ -87,51 +105,73 @@ static bool check_devices(Machine *m, GError **errp)
 
     for (guint i = 0; i < m->drives->len; i++) {
         MachineDrive *d = g_ptr_array_index(m->drives, i);
-        d->attached = !d->cfg.if_none;
+        d->claimed = !d->cfg.if_none;
     }
     /* split when read (driver given, ids unique); the models check the rest */
     for (guint i = 0; ok && i < cfg->devices->len; i++) {
         const DeviceOpt *dev = g_ptr_array_index(cfg->devices, i);
 
-        if (!pci_device_check(dev->driver, dev->props, lookup_drive, m, errp)) {
+        if (!pci_device_check(dev->driver, dev->props, machine_drive_claim, m, errp)) {
             g_prefix_error(errp, "-device %s: ", dev->arg);
             ok = false;
         }
     }
-    for (guint i = 0; i < m->drives->len; i++) {
-        ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached = false;
-    }
+    machine_drives_commit(m, NULL, NULL);
     return ok;
 }
 
 static bool create_devices(Machine *m, GError **errp)
 {
     const VmConfig *cfg = m->cfg;
+    GPtrArray *drive_devices = g_ptr_array_new();
+    bool ok = true;
 
-    for (guint i = 0; i < m->drives->len; i++) {
+    for (guint i = 0; ok && i < m->drives->len; i++) {
         MachineDrive *d = g_ptr_array_index(m->drives, i);
+        PciDevice *dev;
+
         if (d->cfg.if_none) {
             continue;
         }
-        if (!virtio_blk_pci_create(m->pci, d->bs, NULL, d->cfg.serial, errp)) {
-            return false;
+        dev = virtio_blk_pci_create(m->pci, d->bs, NULL, d->cfg.serial, errp);
+        ok = dev != NULL;
+        if (ok) {
+            d->device = dev; /* named below, after the -device ones */
+            g_ptr_array_add(drive_devices, dev);
         }
-        d->attached = true;
     }
-    for (guint i = 0; i < cfg->devices->len; i++) {
-        const DeviceOpt *dev = g_ptr_array_index(cfg->devices, i);
+    for (guint i = 0; ok && i < cfg->devices->len; i++) {
+        const DeviceOpt *opt = g_ptr_array_index(cfg->devices, i);
+        PciDevice *dev = pci_device_create(m->pci, opt->driver, opt->props,
+                                           machine_drive_claim, m, errp);
 
-        if (!pci_device_create(m->pci, dev->driver, dev->props, lookup_drive, m, errp)) {
-            g_prefix_error(errp, "-device %s: ", dev->arg);
-            return false;
+        if (!dev) {
+            machine_drives_commit(m, NULL, NULL);
+            g_prefix_error(errp, "-device %s: ", opt->arg);
+            ok = false;
+        } else {
+            device_created(m, dev);
         }
     }
-    return true;
+    /* QEMU makes an if=virtio drive's device after every -device */
+    for (guint i = 0; ok && i < drive_devices->len; i++) {
+        PciDevice *dev = g_ptr_array_index(drive_devices, i);
+
+        for (guint j = 0; j < m->drives->len; j++) {
+            MachineDrive *d = g_ptr_array_index(m->drives, j);
+            d->claimed = d->device == dev;
+            d->device = d->claimed ? NULL : d->device;
+        }
+        device_created(m, dev);
+    }
+    g_ptr_array_free(drive_devices, TRUE);
+    return ok;
 }
 
 bool machine_devices_prepare(Machine *m, GError **errp)
 {
-    return open_drives(m, errp) && check_devices(m, errp);
+    m->anon_devices = g_ptr_array_new();
+    return machine_drives_open(m, errp) && check_devices(m, errp);
 }
 
 bool machine_devices_init(Machine *m, GError **errp)
@@ -148,7 +188,7 @@ bool machine_devices_init(Machine *m, GError **errp)
 
 bool machine_device_del(Machine *m, const char *id, GError **errp)
 {
-    PciDevice *dev = pci_find_device_by_id(m->pci, id);
+    PciDevice *dev = device_find(m, id);
 
     if (!dev) {
         g_set_error(errp, VMM_ERROR, ERROR_CLASS_DEVICE_NOT_FOUND,
@@ -166,31 +206,23 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
 {
     const char *driver = subopts_get(opts, "driver");
     const char *id = subopts_get(opts, "id");
-    GArray *attached = g_array_new(FALSE, FALSE, sizeof(bool));
     PciDevice *dev = NULL;
 
-    for (guint i = 0; i < m->drives->len; i++) {
-        g_array_append_val(attached,
-                           ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached);
-    }
     if (!driver) {
         error_setg(errp, "Parameter 'driver' is missing");
     } else if (id && pci_find_device_by_id(m->pci, id)) {
         error_setg(errp, "Duplicate device ID '%s'", id);
     } else {
         machine_lock(m);
-        dev = pci_device_create(m->pci, driver, opts, lookup_drive, m, errp);
+        dev = pci_device_create(m->pci, driver, opts, machine_drive_claim, m, errp);
         if (dev) {
+            device_created(m, dev);
             pc_board_plug(m, PCI_DEVFN_SLOT(dev->devfn));
+        } else {
+            machine_drives_commit(m, NULL, NULL); /* it holds no drive */
         }
         machine_unlock(m);
     }
-    for (guint i = 0; !dev && i < m->drives->len; i++) {
-        /* a device that was not made holds no drive */
-        ((MachineDrive *)g_ptr_array_index(m->drives, i))->attached = g_array_index(
-            attached, bool, i);
-    }
-    g_array_free(attached, TRUE);
     subopts_free(opts);
     return dev != NULL;
 }
@@ -209,32 +241,48 @@ static void collect_slot(PciDevice *dev, void *opaque)
     }
 }
 
+typedef struct DeletedDevice {
+    char *id, *path;
+    bool virtio;
+} DeletedDevice;
+
+static void deleted_device_free(gpointer p)
+{
+    DeletedDevice *d = p;
+
+    g_free(d->id);
+    g_free(d->path);
+    g_free(d);
+}
+
 void machine_devices_remove_slot(Machine *m, unsigned slot)
 {
     SlotDevices s = { slot, g_ptr_array_new() };
-    GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
-    GArray *virtio = g_array_new(FALSE, FALSE, sizeof(bool));
+    GPtrArray *gone = g_ptr_array_new_with_free_func(deleted_device_free);
 
     machine_lock(m);
     pci_foreach_device(m->pci, collect_slot, &s);
     for (guint i = 0; i < s.devices->len; i++) {
         PciDevice *dev = g_ptr_array_index(s.devices, i);
+        DeletedDevice *d = g_new0(DeletedDevice, 1);
 
-        bool is_virtio = g_str_has_prefix(dev->name, "virtio-");
-
-        g_ptr_array_add(ids, g_strdup(dev->qdev_id));
-        g_array_append_val(virtio, is_virtio);
+        d->id = g_strdup(dev->qdev_id);
+        d->path = device_path(m, dev);
+        d->virtio = device_is_virtio(dev);
+        g_ptr_array_add(gone, d);
         /* BARs off first, then the model stops its I/O and goes */
         pci_device_free(dev);
+        /* its drive goes too (or, a blockdev-add node, is let go) */
+        machine_drives_device_gone(m, dev);
+        anon_unregister(m, dev);
     }
     machine_unlock(m);
-    for (guint i = 0; i < ids->len; i++) {
-        machine_device_deleted(m, g_ptr_array_index(ids, i),
-                               g_array_index(virtio, bool, i));
+    for (guint i = 0; i < gone->len; i++) {
+        DeletedDevice *d = g_ptr_array_index(gone, i);
+        machine_device_deleted(m, d->id, d->path, d->virtio);
     }
-    g_array_free(virtio, TRUE);
     g_ptr_array_free(s.devices, TRUE);
-    g_ptr_array_free(ids, TRUE);
+    g_ptr_array_free(gone, TRUE);
 }
 
 void machine_devices_cleanup(Machine *m)
@@ -242,56 +290,9 @@ void machine_devices_cleanup(Machine *m)
     if (m->pci) {
         pci_pc_cleanup(m);
     }
-    if (m->drives) {
-        g_ptr_array_free(m->drives, TRUE);
-        m->drives = NULL;
+    machine_drives_free(m);
+    if (m->anon_devices) {
+        g_ptr_array_free(m->anon_devices, TRUE);
+        m->anon_devices = NULL;
     }
-}
-
-void machine_drives_release(Machine *m)
-{
-    for (guint i = 0; m->drives && i < m->drives->len; i++) {
-        MachineDrive *d = g_ptr_array_index(m->drives, i);
-        bdrv_flush(d->bs);
-        bdrv_unlock(d->bs);
-    }
-}
-
-bool machine_drives_acquire(Machine *m, GError **errp)
-{
-    for (guint i = 0; m->drives && i < m->drives->len; i++) {
-        MachineDrive *d = g_ptr_array_index(m->drives, i);
-        if (!bdrv_lock(d->bs, errp)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-GArray *machine_query_drives(Machine *m)
-{
-    GArray *list = g_array_new(FALSE, TRUE, sizeof(MachineDriveInfo));
-
-    for (guint i = 0; m->drives && i < m->drives->len; i++) {
-        MachineDrive *d = g_ptr_array_index(m->drives, i);
-        BlockDriverState *bs = d->bs;
-        struct stat st;
-        MachineDriveInfo info = {
-            .id = d->cfg.id,
-            .attached = d->attached,
-            .filename = bdrv_filename(bs),
-            .format = bdrv_format_name(bs),
-            .backing_file = bdrv_backing_filename(bs),
-            .read_only = bdrv_is_read_only(bs),
-            .cache = bdrv_cache_mode(bs),
-            .virtual_size = bdrv_getlength(bs),
-        };
-
-        g_snprintf(info.node_name, sizeof(info.node_name), "#block%u", 100 + i);
-        if (stat(info.filename, &st) == 0) {
-            info.actual_size = (uint64_t)st.st_blocks * 512;
-        }
-        g_array_append_val(list, info);
-    }
-    return list;
 }

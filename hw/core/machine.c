@@ -510,15 +510,16 @@ void machine_system_powerdown(Machine *m)
     g_idle_add(machine_powerdown_idle, m);
 }
 
-void machine_device_deleted(Machine *m, const char *id, bool virtio)
+void machine_device_deleted(Machine *m, const char *id, const char *path, bool virtio)
 {
-    if (!id) {
-        return;
+    if (!path) {
+        return; /* not a user's device */
     }
     m->event_device_id = id;
+    m->event_device_path = path;
     m->event_device_virtio = virtio;
     machine_notify(m, MACHINE_EVENT_DEVICE_DELETED, SHUTDOWN_CAUSE_NONE);
-    m->event_device_id = NULL;
+    m->event_device_id = m->event_device_path = NULL;
 }
 
 void machine_settle_reset(Machine *m)

@@ -69,11 +69,17 @@ typedef struct OsnetVcpuStatsInfo {
 /* NULL with errp set when a vCPU's statistics cannot be read. */
 GArray *machine_query_osnet_stats(Machine *m, GError **errp);
 
-/* One -drive: query-block and HMP "info block" (hw/core/devices.c). */
+/*
+ * One block backend: query-block and HMP "info block" (hw/core/drives.c):
+ * every drive, and every blockdev-add node a device uses, in the order
+ * their backends were made.
+ */
 typedef struct MachineDriveInfo {
-    const char *id;
-    char node_name[24]; /* "#block100" ... */
+    const char *id;     /* the drive's id; "" for a node's anonymous backend */
+    char node_name[32]; /* "#block100" ..., or the node-name */
     bool attached;      /* to a device */
+    const char *qdev;   /* that device's backend's QOM path, or NULL */
+    unsigned order;
     const char *filename, *format;
     const char *backing_file; /* NULL without one */
     bool read_only;

@@ -90,7 +90,8 @@ typedef struct Machine {
     struct PciBus *pci;            /* hw/pci: the host bridge and bus, or NULL */
     struct Firmware *firmware;     /* hw/i386/firmware.c, without -kernel */
     struct MigrationState *migration;
-    GPtrArray *drives;         /* hw/core/devices.c: -drive images */
+    GPtrArray *drives;         /* hw/core/drives.c: drives and blockdev nodes */
+    GPtrArray *anon_devices;   /* hw/core/devices.c: peripheral-anon device[N] */
     struct NetdevSet *netdevs; /* net/: -netdev backends, by id */
     ChardevSet *chardevs;
     SerialPort *serial[4];
@@ -103,7 +104,8 @@ typedef struct Machine {
     int reset_pending, shutdown_pending; /* ShutdownCause + 1, or 0 */
     MachineEventFn event_fn;
     void *event_opaque;
-    const char *event_device_id; /* during MACHINE_EVENT_DEVICE_DELETED only */
+    const char *event_device_id;   /* during MACHINE_EVENT_DEVICE_DELETED only: */
+    const char *event_device_path; /* its id (or NULL) and QOM path */
     bool event_device_virtio;
     int exit_status;
     bool exiting; /* the main loop is ending: monitors stop reading */
@@ -156,10 +158,11 @@ void machine_shutdown(Machine *m, ShutdownCause cause);
 void machine_system_powerdown(Machine *m);
 /*
  * A device left the machine (the guest ejected it): DEVICE_DELETED for its
- * id (NULL: a device without one, which gets no event), after one for its
- * virtio backend when virtio is set, as QEMU sends them.  Main thread.
+ * id (NULL: a device without one, whose event has only the path) and QOM
+ * path, after one for its virtio backend when virtio is set, as QEMU sends
+ * them.  Main thread.
  */
-void machine_device_deleted(Machine *m, const char *id, bool virtio);
+void machine_device_deleted(Machine *m, const char *id, const char *path, bool virtio);
 
 /*
  * Called from any thread (a vCPU exit, a signal): ask the main loop to
