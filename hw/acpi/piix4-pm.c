@@ -35,7 +35,7 @@
 
 #define APM_PORT               0xb2 /* 0xb2 control, 0xb3 status */
 #define GPE0_BYTES             2    /* status bytes, then as many enable bytes */
-#define PIIX4_PM_STATE_VERSION 1
+#define PIIX4_PM_STATE_VERSION 2    /* 2: the PM timer's clock */
 
 struct Piix4Pm {
     Piix4PmConfig cfg;
@@ -45,14 +45,24 @@ struct Piix4Pm {
     uint8_t apm_cnt, apm_sts;
     uint8_t gpe_sts[GPE0_BYTES], gpe_en[GPE0_BYTES];
     uint64_t tmr_overflow_ns; /* when TMR_STS next becomes set */
+    /* The VM's clock, which the PM timer counts (QEMU's virtual clock): it
+     * stands still while the VM is stopped and migrates with the VM. */
+    bool clock_running;
+    uint64_t clock_stopped_ns; /* its value while stopped */
+    int64_t clock_offset_ns;   /* host monotonic minus it, while running */
 };
 
-static uint64_t pm_now_ns(void)
+static uint64_t host_now_ns(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static uint64_t pm_clock_ns(const Piix4Pm *pm)
+{
+    return pm->clock_running ? host_now_ns() - pm->clock_offset_ns : pm->clock_stopped_ns;
 }
 
 static uint32_t pm_timer_ticks(uint64_t ns)
@@ -71,7 +81,7 @@ static void pm_timer_arm(Piix4Pm *pm, uint64_t now)
 
 static uint16_t pm1_status(Piix4Pm *pm)
 {
-    if (pm_now_ns() >= pm->tmr_overflow_ns) {
+    if (pm_clock_ns(pm) >= pm->tmr_overflow_ns) {
         pm->pm1_sts |= PM1_TMR_STS;
     }
     return pm->pm1_sts;
@@ -121,7 +131,7 @@ static uint16_t merge16(uint16_t old, unsigned reg, uint64_t offset, const uint8
 static void pm_block_read(Piix4Pm *pm, uint64_t offset, uint8_t *data, unsigned len)
 {
     uint8_t image[PM_BLOCK_LEN] = { 0 };
-    uint32_t tmr = pm_timer_ticks(pm_now_ns()) & PM_TIMER_MASK;
+    uint32_t tmr = pm_timer_ticks(pm_clock_ns(pm)) & PM_TIMER_MASK;
     uint16_t sts = pm1_status(pm);
 
     image[PM_REG_STS] = sts;
@@ -152,7 +162,7 @@ static void pm_block_io(void *opaque, uint64_t offset, uint8_t *data, unsigned l
         /* write 1 to clear; bytes not written clear nothing */
         val = merge16(0, PM_REG_STS, offset, data, len, &mask) & mask;
         if ((val & PM1_TMR_STS) && (pm1_status(pm) & PM1_TMR_STS)) {
-            pm_timer_arm(pm, pm_now_ns());
+            pm_timer_arm(pm, pm_clock_ns(pm));
         }
         pm->pm1_sts &= ~val;
     }
@@ -287,9 +297,30 @@ static void piix4_pm_destroy(PciDevice *dev)
     g_free(pm);
 }
 
+/* The VM stops: so does the PM timer. */
+static void piix4_pm_pause(PciDevice *dev)
+{
+    Piix4Pm *pm = dev->opaque;
+
+    pm->clock_stopped_ns = pm_clock_ns(pm);
+    pm->clock_running = false;
+}
+
+static void piix4_pm_resume(PciDevice *dev)
+{
+    Piix4Pm *pm = dev->opaque;
+
+    if (!pm->clock_running) {
+        pm->clock_offset_ns = (int64_t)(host_now_ns() - pm->clock_stopped_ns);
+        pm->clock_running = true;
+    }
+}
+
 static const PciDeviceOps piix4_pm_ops = {
     .config_write = piix4_pm_config_write,
     .reset = piix4_pm_reset,
+    .pause = piix4_pm_pause,
+    .resume = piix4_pm_resume,
     .destroy = piix4_pm_destroy,
 };
 
@@ -305,6 +336,7 @@ static bool piix4_pm_save(void *opaque, GByteArray *out, GError **errp)
     blob_put_u8(out, pm->apm_sts);
     blob_put_bytes(out, pm->gpe_sts, GPE0_BYTES);
     blob_put_bytes(out, pm->gpe_en, GPE0_BYTES);
+    blob_put_u64(out, pm_clock_ns(pm));
     return true;
 }
 
@@ -316,9 +348,11 @@ static bool piix4_pm_load(void *opaque, const uint8_t *buf, size_t len, uint32_t
     uint8_t gpe[2 * GPE0_BYTES];
     uint16_t sts, en, cnt;
     uint8_t apm_cnt, apm_sts;
+    uint64_t clock_ns = 0;
+    bool have_gpe;
     StateReader r;
 
-    if (version != PIIX4_PM_STATE_VERSION) {
+    if (version != 1 && version != PIIX4_PM_STATE_VERSION) {
         error_setg(errp, "piix4_pm: unsupported state version %u", version);
         return false;
     }
@@ -331,7 +365,11 @@ static bool piix4_pm_load(void *opaque, const uint8_t *buf, size_t len, uint32_t
     cnt = blob_get_u16(&r);
     apm_cnt = blob_get_u8(&r);
     apm_sts = blob_get_u8(&r);
-    if (!blob_get_bytes(&r, gpe, sizeof(gpe)) || !blob_done(&r)) {
+    have_gpe = blob_get_bytes(&r, gpe, sizeof(gpe));
+    if (version >= 2) {
+        clock_ns = blob_get_u64(&r);
+    }
+    if (!have_gpe || !blob_done(&r)) {
         error_setg(errp, "piix4_pm: state of %zu bytes is malformed", len);
         pci_device_snapshot_clear(&snap);
         return false;
@@ -345,7 +383,12 @@ static bool piix4_pm_load(void *opaque, const uint8_t *buf, size_t len, uint32_t
     pm->apm_sts = apm_sts;
     memcpy(pm->gpe_sts, gpe, GPE0_BYTES);
     memcpy(pm->gpe_en, gpe + GPE0_BYTES, GPE0_BYTES);
-    pm_timer_arm(pm, pm_now_ns());
+    if (version >= 2) {
+        /* the timer goes on from the source's count */
+        pm->clock_stopped_ns = clock_ns;
+        pm->clock_offset_ns = (int64_t)(host_now_ns() - clock_ns);
+    }
+    pm_timer_arm(pm, pm_clock_ns(pm));
     pm_block_map(pm);
     pm_update_sci(pm);
     return true;

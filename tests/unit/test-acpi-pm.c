@@ -246,6 +246,7 @@ UNIT_TEST(pm_timer_counts_at_3_58_mhz_in_24_bits_and_ignores_writes)
     struct timespec pause = { 0, 20 * 1000 * 1000 };
 
     rig_setup(&r, true);
+    pci_pc_resume(r.pci); /* the VM runs */
     uint64_t a0 = now_ns();
     uint32_t t0 = in(&r, 0x608, 4);
     uint64_t a1 = now_ns();
@@ -266,6 +267,46 @@ UNIT_TEST(pm_timer_counts_at_3_58_mhz_in_24_bits_and_ignores_writes)
     out(&r, 0x600, 2, 1);
     CHECK_EQ(in(&r, 0x600, 2) & 1, 0);
     rig_teardown(&r);
+}
+
+/* QEMU's PM timer counts the virtual clock: a stopped VM's stands still, and
+ * a migrated VM's goes on from the count the source saved. */
+UNIT_TEST(pm_timer_stands_still_while_stopped_and_migrates_its_count)
+{
+    Rig a, b;
+    GError *err = NULL;
+    GByteArray *blob = g_byte_array_new();
+    struct timespec pause = { 0, 20 * 1000 * 1000 };
+
+    rig_setup(&a, true);
+    CHECK_EQ(in(&a, 0x608, 4), 0); /* not started yet (-S): 0 */
+    pci_pc_resume(a.pci);
+    nanosleep(&pause, NULL);
+    pci_pc_pause(a.pci);
+    uint32_t stopped = in(&a, 0x608, 4);
+    CHECK(stopped > 0);
+    nanosleep(&pause, NULL);
+    CHECK_EQ(in(&a, 0x608, 4), stopped);
+    pci_pc_pause(a.pci); /* stopping twice changes nothing */
+    CHECK_EQ(in(&a, 0x608, 4), stopped);
+    DeviceStateEntry *e = device_state_find(&a.states, "piix4_pm");
+    CHECK(e->ops->save(e->opaque, blob, &err));
+    pci_pc_resume(a.pci);
+    nanosleep(&pause, NULL);
+    CHECK(in(&a, 0x608, 4) != stopped); /* running again: it moves on */
+    rig_teardown(&a);
+
+    rig_setup(&b, true);
+    DeviceStateEntry *f = device_state_find(&b.states, "piix4_pm");
+    CHECK(f->ops->load(f->opaque, blob->data, blob->len, f->version, &err));
+    CHECK_EQ(in(&b, 0x608, 4), stopped);
+    nanosleep(&pause, NULL);
+    CHECK_EQ(in(&b, 0x608, 4), stopped); /* the destination is not running yet */
+    pci_pc_resume(b.pci);
+    nanosleep(&pause, NULL);
+    CHECK(((in(&b, 0x608, 4) - stopped) & 0xffffff) > 0);
+    rig_teardown(&b);
+    g_byte_array_free(blob, TRUE);
 }
 
 UNIT_TEST(apm_port_sets_and_clears_sci_en)

@@ -6,8 +6,9 @@
  * 0xB2 (0xF1 sets SCI_EN, 0xF0 clears it) with its status port 0xB3; the
  * GPE0 block at 0xAFE0; the SCI, level-triggered on IRQ 9 while an enabled
  * status bit is set; the fixed power button; S5 through PM1a_CNT.
- * Unlike QEMU the PM timer runs on the host's monotonic clock (it goes on
- * while the VM is stopped) and TMR_EN raises no SCI at bit 23's flip
+ * The PM timer counts the VM's clock, as QEMU's counts its virtual clock:
+ * it stands still while the VM is stopped and a migrated VM's goes on from
+ * the source's count.  Unlike QEMU, TMR_EN raises no SCI at bit 23's flip
  * (TMR_STS is set when read): no guest of ours enables it.
  * Register accesses run with the machine lock held, as do the calls below.
  */
