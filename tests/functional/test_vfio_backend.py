@@ -21,7 +21,7 @@ def probe(*args, shell_prefix=None, timeout=60):
     assert os.path.exists(PROBE), f"{PROBE} is not built (make unit)"
     argv = [PROBE, *args]
     if shell_prefix:
-        argv = ["bash", "-c", shell_prefix + ' exec "$@"', "probe", *argv]
+        argv = ["bash", "-c", shell_prefix + ' "$@"', "probe", *argv]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
     return proc.returncode, proc.stdout, proc.stderr
@@ -141,6 +141,7 @@ def test_device_not_bound_to_vfio_pci(nics):
         pytest.skip("only in the rig, where the test may rebind a NIC")
     bdf = os.path.basename(host_nic)
     rc, out, err = probe("--error", bdf)
+    print(out)
     assert rc == 0, out + err
     if group_of(host_nic) == group_of(vfio_nic):
         # one group: the vfio-pci NIC's group is what is not viable
@@ -159,8 +160,9 @@ def test_memlock_too_low(nics):
     vfio_nic, _ = nics
     bdf = os.path.basename(vfio_nic)
     rc, out, err = probe("--ram", "64", "--error", bdf,
-                         shell_prefix="ulimit -l 1024; setpriv --inh-caps=-ipc_lock "
+                         shell_prefix="ulimit -l 1024; exec setpriv --inh-caps=-ipc_lock "
                                       "--bounding-set=-ipc_lock")
+    print(out)
     assert rc == 0, out + err
     assert out.strip() == (f"error: vfio {bdf}: VFIO_IOMMU_MAP_DMA of guest RAM at 0x0: "
                            "Cannot allocate memory: the locked-memory limit (RLIMIT_MEMLOCK, "
