@@ -476,6 +476,9 @@ bool migration_start(MigrationState *ms, const char *uri, GError **errp)
         error_setg(errp, "Guest is waiting for an incoming migration");
         return false;
     }
+    if (!device_state_migratable(&m->device_states, errp)) {
+        return false; /* a device that cannot move (vfio-pci): the VM runs on */
+    }
     if (!migration_uri_parse(uri, &parsed, errp)) {
         return false;
     }

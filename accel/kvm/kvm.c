@@ -176,6 +176,23 @@ bool kvm_irqfd(KvmVm *kvm, int fd, int gsi, bool assign, GError **errp)
     return true;
 }
 
+bool kvm_irqfd_resample(KvmVm *kvm, int fd, int resample_fd, int gsi, bool assign,
+                        GError **errp)
+{
+    struct kvm_irqfd irqfd = {
+        .fd = fd,
+        .gsi = gsi,
+        .flags = assign ? KVM_IRQFD_FLAG_RESAMPLE : KVM_IRQFD_FLAG_DEASSIGN,
+        .resamplefd = resample_fd,
+    };
+
+    if (ioctl(kvm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+        error_setg_errno(errp, errno, "KVM_IRQFD with resample (gsi %d)", gsi);
+        return false;
+    }
+    return true;
+}
+
 bool kvm_ioeventfd(KvmVm *kvm, int fd, uint64_t addr, unsigned len, bool is_pio,
                    bool assign, GError **errp)
 {
@@ -310,33 +327,75 @@ void kvm_vm_destroy(KvmVm *kvm)
     kvm->nr_routes = kvm->route_capacity = 0;
 }
 
-static bool kvm_vm_add_slot(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
-                            uint32_t flags, GError **errp)
+/* The lowest slot id free again, or the next new one; -1: none left. */
+static int kvm_vm_free_slot(KvmVm *kvm)
 {
+    for (int i = 0; i < kvm->nr_slots_used; i++) {
+        if (!kvm->slots[i].memory_size) {
+            return i;
+        }
+    }
+    return kvm->nr_slots_used < (int)G_N_ELEMENTS(kvm->slots) ? kvm->nr_slots_used : -1;
+}
+
+static int kvm_vm_slot_add_flags(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                                 uint32_t flags, GError **errp)
+{
+    int slot = kvm_vm_free_slot(kvm);
     struct kvm_userspace_memory_region region = {
-        .slot = kvm->nr_slots_used,
+        .slot = slot,
         .flags = flags,
         .guest_phys_addr = gpa,
         .memory_size = size,
         .userspace_addr = (uintptr_t)host,
     };
 
+    if (slot < 0) {
+        error_setg(errp, "no memory slot left for 0x%" G_GINT64_MODIFIER "x", gpa);
+        return -1;
+    }
     if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         error_setg_errno(errp, errno,
                          "KVM_SET_USER_MEMORY_REGION at 0x%" G_GINT64_MODIFIER "x failed",
                          gpa);
-        return false;
+        return -1;
     }
-    if (kvm->nr_slots_used < (int)G_N_ELEMENTS(kvm->slots)) {
-        kvm->slots[kvm->nr_slots_used] = region;
+    kvm->slots[slot] = region;
+    if (slot == kvm->nr_slots_used) {
+        kvm->nr_slots_used++;
     }
-    kvm->nr_slots_used++;
-    return true;
+    return slot;
+}
+
+static bool kvm_vm_add_slot(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                            uint32_t flags, GError **errp)
+{
+    return kvm_vm_slot_add_flags(kvm, gpa, size, host, flags, errp) >= 0;
+}
+
+int kvm_vm_slot_add(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp)
+{
+    return kvm_vm_slot_add_flags(kvm, gpa, size, host, 0, errp);
+}
+
+void kvm_vm_slot_del(KvmVm *kvm, int slot)
+{
+    struct kvm_userspace_memory_region region;
+
+    if (slot < 0 || slot >= kvm->nr_slots_used || !kvm->slots[slot].memory_size) {
+        return;
+    }
+    region = kvm->slots[slot];
+    region.memory_size = 0;
+    if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+        g_warning("removing memory slot %d failed: %s", slot, g_strerror(errno));
+    }
+    memset(&kvm->slots[slot], 0, sizeof(kvm->slots[slot]));
 }
 
 static struct kvm_userspace_memory_region *slot_at(KvmVm *kvm, uint64_t gpa)
 {
-    for (int i = 0; i < kvm->nr_slots_used && i < (int)G_N_ELEMENTS(kvm->slots); i++) {
+    for (int i = 0; i < kvm->nr_slots_used; i++) {
         if (kvm->slots[i].guest_phys_addr == gpa && kvm->slots[i].memory_size) {
             return &kvm->slots[i];
         }

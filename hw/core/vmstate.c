@@ -16,9 +16,23 @@ static void entry_free(gpointer p)
     g_free(e);
 }
 
+typedef struct DeviceStateBlocker {
+    void *owner;
+    char *reason;
+} DeviceStateBlocker;
+
+static void blocker_free(gpointer p)
+{
+    DeviceStateBlocker *b = p;
+
+    g_free(b->reason);
+    g_free(b);
+}
+
 void device_state_list_init(DeviceStateList *list)
 {
     list->entries = g_ptr_array_new_with_free_func(entry_free);
+    list->blockers = g_ptr_array_new_with_free_func(blocker_free);
 }
 
 void device_state_list_destroy(DeviceStateList *list)
@@ -27,6 +41,39 @@ void device_state_list_destroy(DeviceStateList *list)
         g_ptr_array_free(list->entries, TRUE);
         list->entries = NULL;
     }
+    if (list->blockers) {
+        g_ptr_array_free(list->blockers, TRUE);
+        list->blockers = NULL;
+    }
+}
+
+void device_state_block(DeviceStateList *list, void *owner, const char *reason)
+{
+    DeviceStateBlocker *b = g_new0(DeviceStateBlocker, 1);
+
+    b->owner = owner;
+    b->reason = g_strdup(reason);
+    g_ptr_array_add(list->blockers, b);
+}
+
+void device_state_unblock(DeviceStateList *list, void *owner)
+{
+    for (guint i = list->blockers ? list->blockers->len : 0; i-- > 0;) {
+        DeviceStateBlocker *b = g_ptr_array_index(list->blockers, i);
+        if (b->owner == owner) {
+            g_ptr_array_remove_index(list->blockers, i);
+        }
+    }
+}
+
+bool device_state_migratable(DeviceStateList *list, GError **errp)
+{
+    if (list->blockers && list->blockers->len) {
+        DeviceStateBlocker *b = g_ptr_array_index(list->blockers, 0);
+        error_setg(errp, "%s", b->reason);
+        return false;
+    }
+    return true;
 }
 
 DeviceStateEntry *device_state_find(DeviceStateList *list, const char *name)

@@ -72,6 +72,23 @@ static bool kvm_ops_signal_msi(void *opaque, uint64_t addr, uint32_t data, GErro
     return kvm_signal_msi(opaque, addr, data, errp);
 }
 
+static int kvm_ops_memslot_add(void *opaque, uint64_t gpa, uint64_t size, void *host,
+                               GError **errp)
+{
+    return kvm_vm_slot_add(opaque, gpa, size, host, errp);
+}
+
+static void kvm_ops_memslot_del(void *opaque, int slot)
+{
+    kvm_vm_slot_del(opaque, slot);
+}
+
+static bool kvm_ops_irqfd_resample(void *opaque, int fd, int resample_fd, int gsi,
+                                   bool assign, GError **errp)
+{
+    return kvm_irqfd_resample(opaque, fd, resample_fd, gsi, assign, errp);
+}
+
 const PciKvmOps pci_kvm_ops = {
     .set_irq = kvm_ops_set_irq,
     .msi_route_add = kvm_ops_msi_route_add,
@@ -80,6 +97,9 @@ const PciKvmOps pci_kvm_ops = {
     .irqfd = kvm_ops_irqfd,
     .ioeventfd = kvm_ops_ioeventfd,
     .signal_msi = kvm_ops_signal_msi,
+    .memslot_add = kvm_ops_memslot_add,
+    .memslot_del = kvm_ops_memslot_del,
+    .irqfd_resample = kvm_ops_irqfd_resample,
 };
 
 /* CONFIG_ADDRESS is a dword register; 0xCF9 is the PIIX3's RCR. */

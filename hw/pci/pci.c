@@ -489,6 +489,30 @@ NetdevSet *pci_bus_netdevs(PciBus *bus)
     return bus->cfg.netdevs;
 }
 
+void pci_bus_kvm_ops(PciBus *bus, const PciKvmOps **ops, void **opaque)
+{
+    *ops = bus->cfg.ops;
+    *opaque = bus->cfg.ops_opaque;
+}
+
+VfioContext *pci_bus_vfio(PciBus *bus)
+{
+    return bus->cfg.vfio;
+}
+
+int pci_device_intx_irq(PciDevice *dev)
+{
+    int irq;
+
+    if (!dev->bus || dev->devfn < 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&dev->bus->intx_lock);
+    irq = pci_device_irq_locked(dev->bus, dev);
+    pthread_mutex_unlock(&dev->bus->intx_lock);
+    return irq;
+}
+
 PciDevice *pci_find_device_by_id(PciBus *b, const char *qdev_id)
 {
     for (int devfn = 0; b && qdev_id && devfn < PCI_DEVFN_COUNT; devfn++) {

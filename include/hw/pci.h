@@ -30,6 +30,7 @@ typedef struct MsixState MsixState;
 typedef struct SubOpts SubOpts;
 typedef struct BlockDriverState BlockDriverState;
 typedef struct NetdevSet NetdevSet;
+typedef struct VfioContext VfioContext;
 
 #define PCI_CONFIG_SIZE          256
 #define PCI_BAR_COUNT            6
@@ -68,6 +69,17 @@ typedef struct PciKvmOps {
     bool (*ioeventfd)(void *opaque, int fd, uint64_t addr, unsigned len, bool is_pio,
                       bool assign, GError **errp);
     bool (*signal_msi)(void *opaque, uint64_t addr, uint32_t data, GError **errp);
+    /*
+     * Passed-through BARs (vfio-pci), optional: host memory at gpa as a
+     * KVM memory slot, so guest accesses do not exit (a handle >= 0, or -1
+     * with errp set), and its removal; an irqfd on a level-triggered GSI
+     * whose EOI signals resample_fd (KVM_IRQFD_FLAG_RESAMPLE).
+     */
+    int (*memslot_add)(void *opaque, uint64_t gpa, uint64_t size, void *host,
+                       GError **errp);
+    void (*memslot_del)(void *opaque, int slot);
+    bool (*irqfd_resample)(void *opaque, int fd, int resample_fd, int gsi, bool assign,
+                           GError **errp);
 } PciKvmOps;
 
 /* The real calls, with a KvmVm * as opaque. */
@@ -147,6 +159,7 @@ typedef struct PciBusConfig {
     void (*request_reset)(void *opaque);
     void *reset_opaque;
     NetdevSet *netdevs; /* the -netdev backends NICs take (netdev=), or NULL */
+    VfioContext *vfio;  /* where vfio-pci devices open their host device, or NULL */
 } PciBusConfig;
 
 /*
@@ -165,6 +178,12 @@ void pci_bus_ram(PciBus *bus, uint64_t *below_4g, uint64_t *above_4g);
 NetdevSet *pci_bus_netdevs(PciBus *bus);
 /* Where a device on bus registers its migration state. */
 DeviceStateList *pci_bus_device_states(PciBus *bus);
+/* How a device on bus reaches KVM (a model wiring its own irqfds, slots). */
+void pci_bus_kvm_ops(PciBus *bus, const PciKvmOps **ops, void **opaque);
+/* The VFIO context vfio-pci devices open host devices in, or NULL. */
+VfioContext *pci_bus_vfio(PciBus *bus);
+/* The ISA IRQ (= GSI) dev's INTx pin reaches through the PIRQ routes now, or -1. */
+int pci_device_intx_irq(PciDevice *dev);
 /*
  * Do what firmware would for a boot without it (-kernel): place every BAR
  * (MMIO from PCI_DEFAULT_MMIO_START, ports from PCI_DEFAULT_IO_START),

@@ -29,7 +29,8 @@ typedef struct DeviceStateEntry {
 } DeviceStateEntry;
 
 typedef struct DeviceStateList {
-    GPtrArray *entries; /* of DeviceStateEntry */
+    GPtrArray *entries;  /* of DeviceStateEntry */
+    GPtrArray *blockers; /* of DeviceStateBlocker: why migration is refused */
 } DeviceStateList;
 
 void device_state_list_init(DeviceStateList *list);
@@ -39,5 +40,15 @@ bool device_state_register(DeviceStateList *list, const char *name, uint32_t ver
                            const DeviceStateOps *ops, void *opaque, GError **errp);
 void device_state_unregister(DeviceStateList *list, void *opaque);
 DeviceStateEntry *device_state_find(DeviceStateList *list, const char *name);
+
+/*
+ * Migration blockers: a device whose state cannot move (a passed-through
+ * host device) blocks migration while it exists, with the text `migrate`
+ * gives (QEMU's: "VFIO device doesn't support migration").
+ */
+void device_state_block(DeviceStateList *list, void *owner, const char *reason);
+void device_state_unblock(DeviceStateList *list, void *owner);
+/* False with the first blocker's reason in errp when migration is blocked. */
+bool device_state_migratable(DeviceStateList *list, GError **errp);
 
 #endif

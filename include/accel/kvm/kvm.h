@@ -19,8 +19,8 @@ typedef struct KvmVm {
     int sys_fd; /* /dev/kvm */
     int vm_fd;
     int vcpu_mmap_size;
-    int nr_slots_used;
-    struct kvm_userspace_memory_region slots[8]; /* as registered */
+    int nr_slots_used; /* slot ids below this have been handed out */
+    struct kvm_userspace_memory_region slots[64]; /* as registered; size 0: free */
     struct kvm_cpuid2 *supported_cpuid;
     /* in-kernel irqchip state at power-on, restored by system_reset */
     struct kvm_irqchip initial_pic[2];
@@ -55,6 +55,13 @@ bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp
 
 /* The same, read-only (a ROM): guest writes exit as MMIO writes. */
 bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp);
+/*
+ * A removable slot (a passed-through BAR's mmap at the guest's BAR
+ * address): its slot id, or -1 with errp set; kvm_vm_slot_del removes it.
+ * Callers serialise them (the machine lock).
+ */
+int kvm_vm_slot_add(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp);
+void kvm_vm_slot_del(KvmVm *kvm, int slot);
 /* Drive an irqchip input line (IrqSetFn signature; thread-safe). */
 void kvm_irq_line_set(void *opaque_kvm, int gsi, int level);
 /*
@@ -71,6 +78,9 @@ bool kvm_msi_route_update(KvmVm *kvm, int gsi, uint64_t addr, uint32_t data,
                           GError **errp);
 void kvm_msi_route_del(KvmVm *kvm, int gsi);
 bool kvm_irqfd(KvmVm *kvm, int fd, int gsi, bool assign, GError **errp);
+/* A level-triggered irqfd: KVM signals resample_fd at the guest's EOI. */
+bool kvm_irqfd_resample(KvmVm *kvm, int fd, int resample_fd, int gsi, bool assign,
+                        GError **errp);
 bool kvm_ioeventfd(KvmVm *kvm, int fd, uint64_t addr, unsigned len, bool is_pio,
                    bool assign, GError **errp);
 /*
