@@ -15,6 +15,7 @@
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "hw/serial.h"
+#include "hw/vfio.h"
 #include "util/error.h"
 
 typedef struct PcBoard {
@@ -68,6 +69,7 @@ bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
         .request_reset = pc_pci_reset_request,
         .reset_opaque = m,
         .netdevs = m->netdevs,
+        .vfio = m->vfio,
     };
 
     m->pci = pci_pc_new(&cfg, errp);
@@ -76,13 +78,28 @@ bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
 
 bool pci_pc_init(Machine *m, GError **errp)
 {
+    /* guest RAM for passed-through devices' DMA; nothing opens before one */
+    VfioRamRange ram[2] = {
+        { 0, m->below_4g, m->ram },
+        { HIGH_RAM_START, m->above_4g, m->ram + m->below_4g },
+    };
+    VfioContextConfig vfio = {
+        .ram = ram,
+        .nr_ram = m->above_4g ? 2 : 1,
+        .kvm_group = kvm_vfio_group_fn,
+        .kvm_opaque = &m->kvm,
+    };
+
+    m->vfio = vfio_context_new(&vfio);
     return pci_pc_init_with_ops(m, &pci_kvm_ops, &m->kvm, errp);
 }
 
 void pci_pc_cleanup(Machine *m)
 {
-    pci_pc_free(m->pci);
+    pci_pc_free(m->pci); /* vfio-pci devices close theirs */
     m->pci = NULL;
+    vfio_context_free(m->vfio);
+    m->vfio = NULL;
 }
 
 static void port92_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,

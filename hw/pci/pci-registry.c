@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hw/pci.h"
+#include "hw/vfio-pci.h"
 #include "hw/virtio-net.h"
 #include "hw/virtio.h"
 #include "util/error.h"
@@ -262,6 +263,85 @@ static PciDevice *virtio_net_pci_from_opts(PciBus *bus, SubOpts *opts,
     return dev;
 }
 
+/*
+ * The options of a vfio-pci (QEMU's names: host=, sysfsdev=, rombar=,
+ * failover_pair_id=), checked; sysfsdev= wins over host= as in QEMU.
+ * *sysfs_path is the device's sysfs folder (g_free), which must exist.
+ */
+static bool vfio_pci_parse(SubOpts *opts, const PciCreateContext *ctx, VfioPciOptions *o,
+                           char **sysfs_path, int *bootindex, GError **errp)
+{
+    const char *host = subopts_get(opts, "host");
+    const char *sysfsdev = subopts_get(opts, "sysfsdev");
+    uint64_t rombar = 1;
+
+    *sysfs_path = NULL;
+    *o = (VfioPciOptions){ .id = subopts_get(opts, "id"),
+                           .failover_pair_id = subopts_get(opts, "failover_pair_id") };
+    if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
+        !subopts_get_uint(opts, "rombar", &rombar, errp) ||
+        !pci_check_unused(opts, ctx, errp)) {
+        return false;
+    }
+    o->rombar = rombar != 0;
+    if (o->failover_pair_id && !o->id) {
+        error_setg(errp, "Device with failover_pair_id needs to have id");
+        return false;
+    }
+    if (sysfsdev) {
+        if (!g_file_test(sysfsdev, G_FILE_TEST_EXISTS)) {
+            error_setg(errp, "vfio %s: no such host device: %s", sysfsdev,
+                       g_strerror(ENOENT));
+            return false;
+        }
+        *sysfs_path = g_strdup(sysfsdev);
+        return true;
+    }
+    if (!host) {
+        error_setg(errp, "No provided host device");
+        return false;
+    }
+    *sysfs_path = vfio_sysfs_path(host, errp);
+    return *sysfs_path != NULL;
+}
+
+static bool vfio_pci_check(SubOpts *opts, const PciCreateContext *ctx, GError **errp)
+{
+    VfioPciOptions o;
+    char *path;
+    int bootindex;
+    bool ok = vfio_pci_parse(opts, ctx, &o, &path, &bootindex, errp);
+
+    g_free(path);
+    return ok;
+}
+
+static PciDevice *vfio_pci_from_opts(PciBus *bus, SubOpts *opts,
+                                     const PciCreateContext *ctx, GError **errp)
+{
+    VfioPciOptions o;
+    VfioDevice *vdev;
+    PciDevice *dev;
+    char *path;
+    int bootindex;
+
+    if (!vfio_pci_parse(opts, ctx, &o, &path, &bootindex, errp)) {
+        return NULL;
+    }
+    if (!pci_bus_vfio(bus)) {
+        error_setg(errp, "vfio-pci: this machine has no VFIO context");
+        g_free(path);
+        return NULL;
+    }
+    vdev = vfio_device_open(pci_bus_vfio(bus), path, errp);
+    g_free(path);
+    dev = vdev ? vfio_pci_realize(bus, vdev, &o, errp) : NULL;
+    if (dev) {
+        dev->bootindex = bootindex;
+    }
+    return dev;
+}
+
 typedef bool (*PciCheckFn)(SubOpts *opts, const PciCreateContext *ctx, GError **errp);
 
 static const struct {
@@ -275,6 +355,8 @@ static const struct {
       virtio_blk_pci_check, virtio_blk_pci_from_opts },
     { "virtio-net-pci", "virtio-net", "Virtio network device (modern)",
       virtio_net_pci_check, virtio_net_pci_from_opts },
+    { "vfio-pci", NULL, "VFIO-based PCI device assignment", vfio_pci_check,
+      vfio_pci_from_opts },
 };
 
 /* The table entry for driver (its name or its alias), or -1. */

@@ -88,6 +88,7 @@ typedef struct Machine {
     OsnetState osnet;              /* dedicated cores, DID, exit statistics */
     DeviceStateList device_states; /* every device's save/load, for migration */
     struct PciBus *pci;            /* hw/pci: the host bridge and bus, or NULL */
+    struct VfioContext *vfio;      /* hw/vfio: opened by the first vfio-pci, or NULL */
     struct Firmware *firmware;     /* hw/i386/firmware.c, without -kernel */
     struct MigrationState *migration;
     GPtrArray *drives;         /* hw/core/drives.c: drives and blockdev nodes */
