@@ -167,6 +167,23 @@ static void param_apply(const char *word, size_t len)
     }
 }
 
+int testos_skipped(const char *name)
+{
+    size_t nlen = strlen(name);
+
+    for (const char *p = boot_info.skip; *p;) {
+        const char *e = p;
+        while (*e && *e != ',') {
+            e++;
+        }
+        if ((size_t)(e - p) == nlen && !strncmp(p, name, nlen)) {
+            return 1;
+        }
+        p = *e ? e + 1 : e;
+    }
+    return 0;
+}
+
 static void cmdline_parse(void)
 {
     const char *p = boot_info.cmdline;

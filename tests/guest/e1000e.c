@@ -570,10 +570,53 @@ static void hostile_tx(E1000e *n, const char *name, u64 addr, u16 len)
             rd32(n, REG_TDH), rd32(n, REG_RDH));
 }
 
-/* Every MSI-X entry garbage, every cause raised. The vector byte stays one
- * testos counts (VEC_E1000E_STRAY), so that whatever a VMM delivers the guest
- * lives to say so; address, upper data bits and control are garbage. */
-static void hostile_msix(E1000e *n, u64 scratch)
+/* TX buffers outside RAM: far above it, just past its end, straddling it. */
+static void c_tx_far(E1000e *n, const char *name)
+{
+    hostile_tx(n, name, FAR_AWAY, FRAME);
+}
+
+static void c_tx_past_ram(E1000e *n, const char *name)
+{
+    hostile_tx(n, name, e820_ram_top(), FRAME);
+}
+
+static void c_tx_straddle(E1000e *n, const char *name)
+{
+    hostile_tx(n, name, e820_ram_top() - 512, FRAME);
+}
+
+/* RX buffers outside RAM, a good frame looped back into them. */
+static void c_rx_far(E1000e *n, const char *name)
+{
+    u64 far_rx[RING];
+
+    for (u32 i = 0; i < RING; i++) {
+        far_rx[i] = FAR_AWAY + (u64)i * BUF;
+    }
+    rings_setup(n, far_rx);
+    hostile_tx(n, name, (u64)n->txbuf, FRAME);
+}
+
+/* The TX ring itself outside RAM. */
+static void c_tx_ring_far(E1000e *n, const char *name)
+{
+    wr32(n, REG_TCTL, 0);
+    wr32(n, REG_TDBAL, 0);
+    wr32(n, REG_TDBAH, (u32)(FAR_AWAY >> 32));
+    wr32(n, REG_TDH, 0);
+    wr32(n, REG_TDT, 1);
+    wr32(n, REG_TCTL, TCTL_EN | TCTL_PSP | TCTL_CT | TCTL_COLD);
+    delay_us(100000);
+    uprintf("vfio hostile %s tdh=%u", name, rd32(n, REG_TDH));
+}
+
+/* Every MSI-X entry garbage (each masked while it is written, as the PCI
+ * spec asks, so that a VMM that follows it takes the garbage in), then every
+ * cause raised. The vector byte stays one testos counts (VEC_E1000E_STRAY),
+ * so that whatever a VMM delivers the guest lives to report it; address,
+ * upper data bits and control are garbage. */
+static void c_msix_garbage(E1000e *n, const char *name)
 {
     static const u32 garbage[NVEC][4] = {
         { 0xDEADBEEC, 0xFFFFFFFF, 0xFFFF0000 | VEC_E1000E_STRAY, 0xFFFFFFFE },
@@ -583,13 +626,18 @@ static void hostile_msix(E1000e *n, u64 scratch)
         { LAPIC_BASE, 1, VEC_E1000E_STRAY, 0 },     /* the LAPIC + 4 GiB */
         { LAPIC_BASE | 3, 0, 0xFFFF0000 | VEC_E1000E_STRAY, 0x7FFFFFFE },
     };
-    u64 stray0 = e1000e_irqs[NVEC];
-    u64 regular0 = 0;
+    volatile u32 *scratch = dma_alloc(4096, 4096);
+    u64 stray0 = e1000e_irqs[NVEC], regular0 = 0, regular = 0;
 
+    if (!scratch) {
+        uprintf("vfio hostile %s skipped (DMA pool too small)", name);
+        return;
+    }
     for (u32 i = 0; i < NVEC; i++) {
         regular0 += e1000e_irqs[i];
         volatile u32 *e = n->msix_table + 4 * i;
-        e[0] = i == 2 ? (u32)scratch : garbage[i][0];
+        e[3] = 1;
+        e[0] = i == 2 ? (u32)(u64)scratch : garbage[i][0];
         e[1] = garbage[i][1];
         e[2] = garbage[i][2];
         e[3] = garbage[i][3];
@@ -607,58 +655,49 @@ static void hostile_msix(E1000e *n, u64 scratch)
     wr32(n, REG_ICS, CAUSES_MSIX);
     delay_us(100000);
     wr32(n, REG_IMC, 0xFFFFFFFF);
-    u64 regular = 0;
     for (u32 i = 0; i < NVEC; i++) {
         regular += e1000e_irqs[i];
         n->msix_table[4 * i + 3] = 1; /* masked */
     }
-    uprintf("vfio hostile msix-garbage stray_irqs=%lu regular_irqs=%lu scratch=0x%x",
-            e1000e_irqs[NVEC] - stray0, regular - regular0,
-            *(volatile u32 *)phys(scratch));
+    uprintf("vfio hostile %s stray_irqs=%lu regular_irqs=%lu scratch=0x%x", name,
+            e1000e_irqs[NVEC] - stray0, regular - regular0, *scratch);
 }
+
+static const struct {
+    const char *name;
+    void (*run)(E1000e *n, const char *name);
+} hostile_cases[] = {
+    { "tx-far", c_tx_far },           { "tx-past-ram", c_tx_past_ram },
+    { "tx-straddle", c_tx_straddle }, { "rx-far", c_rx_far },
+    { "tx-ring-far", c_tx_ring_far }, { "msix-garbage", c_msix_garbage },
+};
 
 static u64 vfio_hostile_user(u64 unused)
 {
     E1000e *n = &nic;
-    u64 far_rx[RING];
     const char *err;
 
     if (!nic_open(n, "hostile")) {
         return 0;
     }
-    u32 *scratch = dma_alloc(4096, 4096);
-    if (!scratch || (err = phy_loopback(n, 1)) || (err = rings_setup(n, NULL))) {
-        uprintf("vfio hostile FAILED: %s", scratch ? err : "DMA pool too small");
-        return 0;
-    }
-    u64 ram_top = e820_ram_top();
-    frame_build(n, n->txbuf, 0x33);
-    /* TX buffers outside RAM: far above it, just past its end, straddling it. */
-    hostile_tx(n, "tx-far", FAR_AWAY, FRAME);
-    hostile_tx(n, "tx-past-ram", ram_top, FRAME);
-    hostile_tx(n, "tx-straddle", ram_top - 512, FRAME);
-    /* RX buffers outside RAM, a good frame sent into them. */
-    for (u32 i = 0; i < RING; i++) {
-        far_rx[i] = FAR_AWAY + (u64)i * BUF;
-    }
-    if ((err = rings_setup(n, far_rx))) {
+    if ((err = phy_loopback(n, 1)) || (err = rings_setup(n, NULL))) {
         uprintf("vfio hostile FAILED: %s", err);
         return 0;
     }
-    hostile_tx(n, "rx-far", (u64)n->txbuf, FRAME);
-    /* The TX ring itself outside RAM. */
-    wr32(n, REG_TCTL, 0);
-    wr32(n, REG_TDBAL, 0);
-    wr32(n, REG_TDBAH, (u32)(FAR_AWAY >> 32));
-    wr32(n, REG_TDH, 0);
-    wr32(n, REG_TDT, 1);
-    wr32(n, REG_TCTL, TCTL_EN | TCTL_PSP | TCTL_CT | TCTL_COLD);
-    delay_us(100000);
-    uprintf("vfio hostile tx-ring-far tdh=%u", rd32(n, REG_TDH));
+    frame_build(n, n->txbuf, 0x33);
+    for (u32 c = 0; c < ARRAY_SIZE(hostile_cases); c++) {
+        if (testos_skipped(hostile_cases[c].name)) {
+            uprintf("vfio hostile %s skipped (testos.skip)", hostile_cases[c].name);
+            continue;
+        }
+        if ((err = rings_setup(n, NULL))) {
+            uprintf("vfio hostile FAILED: %s", err);
+            return 0;
+        }
+        hostile_cases[c].run(n, hostile_cases[c].name);
+    }
     wr32(n, REG_TCTL, 0);
     wr32(n, REG_RCTL, 0);
-    *scratch = 0;
-    hostile_msix(n, (u64)scratch);
     phy_loopback(n, 0);
     uprintf("vfio hostile done status=0x%x", rd32(n, REG_STATUS));
     return 0;

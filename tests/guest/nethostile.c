@@ -309,24 +309,6 @@ static const char *hostile_used_rewrite(NetHostile *h)
     return NULL;
 }
 
-/* True if testos.skip (a comma-separated list) names this case. */
-static int skipped(const char *name)
-{
-    size_t nlen = strlen(name);
-
-    for (const char *p = boot_info.skip; *p;) {
-        const char *e = p;
-        while (*e && *e != ',') {
-            e++;
-        }
-        if ((size_t)(e - p) == nlen && !strncmp(p, name, nlen)) {
-            return 1;
-        }
-        p = *e ? e + 1 : e;
-    }
-    return 0;
-}
-
 static u64 net_hostile_user(u64 unused)
 {
     Net *n = &net;
@@ -342,7 +324,7 @@ static u64 net_hostile_user(u64 unused)
         return 0;
     }
     for (u32 c = 0; c < ARRAY_SIZE(net_cases); c++) {
-        if (skipped(net_cases[c].name)) {
+        if (testos_skipped(net_cases[c].name)) {
             uprintf("net-hostile %s skipped (testos.skip)", net_cases[c].name);
             continue;
         }
@@ -352,7 +334,7 @@ static u64 net_hostile_user(u64 unused)
             return 0;
         }
     }
-    if (skipped("used-rewrite")) {
+    if (testos_skipped("used-rewrite")) {
         uprintf("net-hostile used-rewrite skipped (testos.skip)");
     } else if ((err = hostile_used_rewrite(&h))) {
         uprintf("net-hostile FAIL re-initialising: %s", err);

@@ -168,6 +168,8 @@ u32 cpu_index_from_apic(void);
 
 /* boot.c */
 void kmain(u64 boot_params) __attribute__((noreturn));
+/* True if testos.skip (a comma-separated list) names this hostile case. */
+int testos_skipped(const char *name);
 void ap_main(Cpu *cpu) __attribute__((noreturn));
 
 /* scenarios.c */
