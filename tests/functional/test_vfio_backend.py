@@ -168,3 +168,43 @@ def test_memlock_too_low(nics):
                            "Cannot allocate memory: the locked-memory limit (RLIMIT_MEMLOCK, "
                            "ulimit -l) is 1024 KiB and a passthrough device pins all guest "
                            "RAM, 65536 KiB: raise it to at least that"), out
+
+
+def shared_groups():
+    """e1000e NICs that share their IOMMU group with another device, by group."""
+    groups = {}
+    for dev in e1000e_nics():
+        members = os.listdir(f"/sys/kernel/iommu_groups/{group_of(dev)}/devices")
+        if len(members) > 1:
+            groups.setdefault(group_of(dev), []).append(dev)
+    return groups
+
+
+@pytest.mark.hwkvm
+def test_group_not_viable_names_the_device_in_the_way(nics):
+    """Two NICs behind one conventional PCI bridge share its IOMMU group;
+    with one on vfio-pci and the other on e1000e the group is not viable.
+    The rig's standard --iommu NICs have a group each (so do two functions
+    of one slot), so this runs in a rig started with
+      --qemu-arg -device --qemu-arg pci-bridge,id=br9,chassis_nr=9,addr=0x7
+      --qemu-arg -device --qemu-arg e1000e,bus=br9,addr=1
+      --qemu-arg -device --qemu-arg e1000e,bus=br9,addr=2"""
+    groups = shared_groups()
+    if os.environ.get("DV_RIG") != "1" or not groups:
+        pytest.skip("no e1000e shares its IOMMU group here (see the docstring)")
+    first, *others = next(iter(groups.values()))
+    if not others:
+        pytest.skip("the group's other devices are not e1000e NICs this test may rebind")
+    bind(first, "vfio-pci")
+    bind(others[0], "e1000e")
+    bdf, other = os.path.basename(first), os.path.basename(others[0])
+    rc, out, err = probe("--error", bdf)
+    print(out)
+    assert rc == 0, out + err
+    assert out.strip() == (f"error: vfio {bdf}: group {group_of(first)} is not viable: "
+                           f"{other} (bound to e1000e); bind every device of the group to "
+                           "vfio-pci"), out
+    # every device of the group on vfio-pci: the group is viable
+    bind(others[0], "vfio-pci")
+    rc, out, err = probe(bdf)
+    assert rc == 0 and out.splitlines()[-1] == "probe ok", out + err
