@@ -97,6 +97,7 @@ SAN_CFLAGS = -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE $(INC) \
 SAN_LIB_OBJS := $(LIB_SRCS:%.c=$(SAN)/%.o) $(SAN)/qapi/qapi-commands.o
 SAN_VMM := $(SAN)/qemu-system-x86_64
 SAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(SAN)/tests/unit/%)
+SAN_UNIT_TOOLS := $(UNIT_TOOLS:$(B)/%=$(SAN)/%)
 
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz-%.c=%)
@@ -194,7 +195,7 @@ $(TSAN)/tests/unit/test-virtio-pci: $(TSAN)/$(VIRTIO_FAKES)
 
 # The ASan + UBSan build of everything: make check runs its unit tests,
 # the corpus replays and the functional tests that need no VM.
-sanitize-build: $(SAN_VMM) $(SAN_UNIT_BINS) fuzz-replay $(TSAN_UNIT_BINS)
+sanitize-build: $(SAN_VMM) $(SAN_UNIT_BINS) $(SAN_UNIT_TOOLS) fuzz-replay $(TSAN_UNIT_BINS)
 
 sanitize: sanitize-build fuzz
 	$(PYTHON) scripts/check.py --sanitized-only

@@ -127,6 +127,7 @@ def test_e1000e_through_vfio(nics):
     assert config and config[0].endswith(" areas"), out  # config: never mmapped
     assert "irq 2 count 5 flags 0x9" in lines, out  # MSI-X: EVENTFD | NORESIZE
     assert "msix eventfds on and off ok" in lines, out
+    assert "ram map and unmap of 2 MiB at 4 GiB ok" in lines, out
     assert f"second open: vfio {bdf}: device is already attached" in lines, out
     assert "reset ok" in lines and "reopen ok" in lines, out
     status = [line for line in lines if line.startswith("bar0 status ")]

@@ -103,6 +103,29 @@ static int probe_irqs(VfioDevice *dev)
     return 0;
 }
 
+/* Guest RAM added and removed while a device is open: MAP/UNMAP_DMA. */
+static int probe_ram_change(VfioContext *ctx)
+{
+    size_t size = 2 << 20;
+    void *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                      0);
+    VfioRamRange range = { .gpa = 1ull << 32, .size = size, .host = host };
+    GError *err = NULL;
+    int ret = 0;
+
+    if (host == MAP_FAILED) {
+        return fail("mmap", NULL);
+    }
+    if (!vfio_context_map(ctx, &range, &err) ||
+        !vfio_context_unmap(ctx, range.gpa, range.size, &err)) {
+        ret = fail("RAM map/unmap", err);
+    } else {
+        printf("ram map and unmap of 2 MiB at 4 GiB ok\n");
+    }
+    munmap(host, size);
+    return ret;
+}
+
 static int probe(VfioContext *ctx, const char *path)
 {
     GError *err = NULL;
@@ -123,6 +146,10 @@ static int probe(VfioContext *ctx, const char *path)
         goto out;
     }
     printf("config vendor %04x device %04x\n", id[0] | id[1] << 8, id[2] | id[3] << 8);
+    if (probe_ram_change(ctx)) {
+        ret = 1;
+        goto out;
+    }
     if (probe_bar0(dev) || probe_irqs(dev)) {
         ret = 1;
         goto out;
