@@ -273,21 +273,26 @@ static bool vfio_pci_parse(SubOpts *opts, const PciCreateContext *ctx, VfioPciOp
 {
     const char *host = subopts_get(opts, "host");
     const char *sysfsdev = subopts_get(opts, "sysfsdev");
-    uint64_t rombar = 1;
+    const char *rombar = subopts_get(opts, "rombar");
+    char *end = NULL;
 
     *sysfs_path = NULL;
     *o = (VfioPciOptions){ .id = subopts_get(opts, "id"),
-                           .failover_pair_id = subopts_get(opts, "failover_pair_id") };
+                           .failover_pair_id = subopts_get(opts, "failover_pair_id"),
+                           .rombar = true };
     if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
-        !subopts_get_uint(opts, "rombar", &rombar, errp) ||
         !pci_check_unused(opts, ctx, errp)) {
         return false;
     }
-    o->rombar = rombar != 0;
-    if (o->failover_pair_id && !o->id) {
-        error_setg(errp, "Device with failover_pair_id needs to have id");
-        return false;
+    if (rombar) {
+        unsigned long long v = strtoull(rombar, &end, 0);
+        if (!*rombar || *end || v > UINT32_MAX) {
+            error_setg(errp, "Parameter 'rombar' expects integer");
+            return false;
+        }
+        o->rombar = v != 0;
     }
+    /* the host device first, as QEMU's realize checks it */
     if (sysfsdev) {
         if (!g_file_test(sysfsdev, G_FILE_TEST_EXISTS)) {
             error_setg(errp, "vfio %s: no such host device: %s", sysfsdev,
@@ -295,14 +300,18 @@ static bool vfio_pci_parse(SubOpts *opts, const PciCreateContext *ctx, VfioPciOp
             return false;
         }
         *sysfs_path = g_strdup(sysfsdev);
-        return true;
-    }
-    if (!host) {
+    } else if (!host) {
         error_setg(errp, "No provided host device");
         return false;
+    } else if (!(*sysfs_path = vfio_sysfs_path(host, errp))) {
+        return false;
     }
-    *sysfs_path = vfio_sysfs_path(host, errp);
-    return *sysfs_path != NULL;
+    if (o->failover_pair_id && !o->id) {
+        error_setg(errp, "Device with failover_pair_id needs to have id");
+        g_clear_pointer(sysfs_path, g_free);
+        return false;
+    }
+    return true;
 }
 
 static bool vfio_pci_check(SubOpts *opts, const PciCreateContext *ctx, GError **errp)
