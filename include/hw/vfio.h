@@ -36,9 +36,9 @@ typedef struct VfioArea {
 
 /* VFIO_DEVICE_GET_REGION_INFO with its capability chain, parsed. */
 typedef struct VfioRegion {
-    unsigned index; /* VFIO_PCI_BAR0_REGION_INDEX ... VFIO_PCI_CONFIG_REGION_INDEX */
-    uint32_t flags; /* VFIO_REGION_INFO_FLAG_READ | _WRITE | _MMAP */
-    uint64_t size;  /* 0: the region does not exist (an unused BAR) */
+    unsigned index;  /* VFIO_PCI_BAR0_REGION_INDEX ... VFIO_PCI_CONFIG_REGION_INDEX */
+    uint32_t flags;  /* VFIO_REGION_INFO_FLAG_READ | _WRITE | _MMAP */
+    uint64_t size;   /* 0: the region does not exist (an unused BAR) */
     uint64_t offset; /* where it is in the device fd */
     /* Where it may be mmapped: the sparse areas when the capability is
      * there, else one area for the whole region when FLAG_MMAP is set,
@@ -95,10 +95,10 @@ typedef struct VfioDeviceOps {
 
 struct VfioDevice {
     const VfioDeviceOps *ops;
-    char *name;        /* "0000:01:00.0" */
-    uint32_t flags;    /* VFIO_DEVICE_FLAGS_* (RESET, PCI) */
+    char *name;     /* "0000:01:00.0" */
+    uint32_t flags; /* VFIO_DEVICE_FLAGS_* (RESET, PCI) */
     unsigned nr_regions, nr_irqs;
-    void *backend;     /* the backend's (or a fake's) own state */
+    void *backend; /* the backend's (or a fake's) own state */
 };
 
 /*
