@@ -82,7 +82,16 @@ void cpu_assign(Cpu *cpu, u32 index)
     cpu->user_stack_top = (u64)user_stacks + (u64)USER_STACK_SIZE * (index + 1);
 }
 
-/* Per-CPU ring-0 set-up: TSS, IDT, local APIC. */
+/* Per-CPU ring-0 set-up: local APIC, TSS, IDT.
+ *
+ * The local APIC comes first, before ltr: under Debian's QEMU (pc, KVM) the
+ * TPR write in lapic_init exits to its kvmvapic, which reads and writes back
+ * the whole vCPU state, and AMD KVM reports TR with its busy type (11). In
+ * the rig's nested L2, TCG's I/O permission check then refuses every ring-3
+ * port access (it wants type 9, what its own ltr leaves), so the PCI scan
+ * took #GP. After that round trip, ltr loads TR afresh. (Writing CR8
+ * instead is no way out: TCG's CR8 write in a nested guest may raise the
+ * virtual interrupt without QEMU's global lock, and Debian QEMU 7.2 aborts.) */
 void cpu_init(Cpu *cpu)
 {
     struct __attribute__((packed)) {
@@ -90,12 +99,12 @@ void cpu_init(Cpu *cpu)
         u64 base;
     } idtr = {sizeof(idt) - 1, (u64)idt};
 
+    lapic_init();
     tss_install(cpu);
     if (cpu->index == 0) {
         idt_fill();
     }
     __asm__ volatile("lidt %0" : : "m"(idtr));
-    lapic_init();
     cpu->apic_id = lapic_read(0x20) >> 24;
 }
 

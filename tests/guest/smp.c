@@ -4,6 +4,7 @@
 #include "testos.h"
 
 #define LAPIC_ID 0x20
+#define LAPIC_TPR 0x80
 #define LAPIC_SVR 0xF0
 #define LAPIC_ICR_LOW 0x300
 #define LAPIC_ICR_HIGH 0x310
@@ -35,12 +36,7 @@ void lapic_write(u32 reg, u32 value)
 }
 
 /* Software-enables this CPU's xAPIC with every local interrupt masked.
- * The task priority goes to 0 through CR8, not the TPR register: under
- * Debian's QEMU (pc, KVM) a TPR write through MMIO exits to its kvmvapic,
- * which reads and writes back the whole vCPU state, and on AMD KVM reports
- * TR with its busy type (11), which TCG's I/O permission check refuses
- * (it wants 9): in the rig's nested L2 every later ring-3 port access then
- * took #GP (the PCI scan, first of all). */
+ * Runs before the CPU loads its TSS (cpu_init says why). */
 void lapic_init(void)
 {
     u64 base = rdmsr(MSR_APIC_BASE);
@@ -49,7 +45,7 @@ void lapic_init(void)
         wrmsr(MSR_APIC_BASE, base | APIC_BASE_ENABLE);
     }
     lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
-    __asm__ volatile("mov %0, %%cr8" : : "r"(0UL));
+    lapic_write(LAPIC_TPR, 0);
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
     lapic_write(LAPIC_LVT_LINT0, LVT_MASKED);
     lapic_write(LAPIC_LVT_ERROR, LVT_MASKED);
