@@ -63,24 +63,45 @@ def bind(dev, driver):
     assert driver_of(dev) == driver, f"{bdf}: binding to {driver} failed"
 
 
+def unbind(dev):
+    if driver_of(dev):
+        with open(f"{dev}/driver/unbind", "w") as f:
+            f.write(os.path.basename(dev))
+    with open(f"{dev}/driver_override", "w") as f:
+        f.write("\n")
+
+
 @pytest.fixture(scope="module")
 def nics():
     """The rig's two e1000e NICs: the first bound to vfio-pci, the second to
-    e1000e (as a host NIC the user forgot to rebind)."""
+    e1000e (as a host NIC the user forgot to rebind).  Afterwards every
+    e1000e is back on the driver it had (the rig starts them unbound, with
+    e1000e not loaded), so later tests find L1 as it was."""
     found = e1000e_nics()
     if os.environ.get("DV_RIG") != "1":
         found = [dev for dev in found if driver_of(dev) == "vfio-pci"]
         if not found:
             pytest.skip("no e1000e bound to vfio-pci with an IOMMU group here "
                         "(tests/rig/rig.sh --iommu has two)")
-        return found[0], None
+        yield found[0], None
+        return
     if len(found) < 2:
         pytest.skip("the rig was started without --iommu: no e1000e NICs behind an IOMMU")
+    before = {dev: driver_of(dev) for dev in found}
+    e1000e_loaded = os.path.isdir("/sys/module/e1000e")
     subprocess.run(["modprobe", "vfio-pci"], check=True)
     subprocess.run(["modprobe", "e1000e"], check=True)
-    bind(found[0], "vfio-pci")
-    bind(found[1], "e1000e")
-    return found[0], found[1]
+    try:
+        bind(found[0], "vfio-pci")
+        bind(found[1], "e1000e")
+        yield found[0], found[1]
+    finally:
+        for dev, driver in before.items():
+            unbind(dev)
+            if driver:
+                bind(dev, driver)
+        if not e1000e_loaded:
+            subprocess.run(["modprobe", "-r", "e1000e"], check=False)
 
 
 def host_without_iommu_group():
