@@ -46,6 +46,7 @@ static struct Fake {
     unsigned long fail_request;
     int fail_errno, fail_nth;
     bool kvm_fail;
+    int rw_errno; /* pread/pwrite fail with it (0: they work) */
     /* what the backend did */
     int groups_in_container, set_iommu_calls, resets;
     bool iommu_set;
@@ -283,6 +284,10 @@ static ssize_t fake_pread(int fd, void *buf, size_t len, off_t off)
         errno = EBADF;
         return -1;
     }
+    if (fake.rw_errno) {
+        errno = fake.rw_errno;
+        return -1;
+    }
     if ((uint64_t)off < base || (uint64_t)off - base + len > sizeof(fake.config)) {
         errno = EINVAL;
         return -1;
@@ -299,6 +304,10 @@ static ssize_t fake_pwrite(int fd, const void *buf, size_t len, off_t off)
     if (fd_kind(fd) != FD_DEVICE || (uint64_t)off < base ||
         (uint64_t)off - base + len > sizeof(fake.config)) {
         errno = EINVAL;
+        return -1;
+    }
+    if (fake.rw_errno) {
+        errno = fake.rw_errno;
         return -1;
     }
     memcpy(fake.config + (off - base), buf, len);
@@ -1131,6 +1140,16 @@ UNIT_TEST(config_space_reads_and_writes_reach_the_region)
     g_clear_error(&err);
     CHECK(!dev->ops->write(dev, 12, 0, cmd, 2, &err));
     CHECK(contains(err ? err->message : NULL, "outside region 12"));
+    g_clear_error(&err);
+    /* the kernel refusing */
+    fake.rw_errno = EIO;
+    CHECK(!dev->ops->read(dev, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 4, &err));
+    CHECK_STR(err ? err->message : NULL,
+              "vfio " DEV_A ": read of 4 bytes at 0x0 in region 7: Input/output error");
+    g_clear_error(&err);
+    CHECK(!dev->ops->write(dev, VFIO_PCI_CONFIG_REGION_INDEX, 4, cmd, 2, &err));
+    CHECK_STR(err ? err->message : NULL,
+              "vfio " DEV_A ": write of 2 bytes at 0x4 in region 7: Input/output error");
     g_clear_error(&err);
     dev->ops->close(dev);
     vfio_context_free(ctx);
