@@ -418,6 +418,10 @@ static void hmp_device_add(Monitor *mon, const char *args)
                             "Try \"help device_add\" for more information\n");
         return;
     }
+    if (!hmp_check(mon, monitor_migration_idle(mon->set->machine, "device_add", &err),
+                   &err)) {
+        return;
+    }
     opts = subopts_parse(args, "driver", &err);
     hmp_check(mon, opts && machine_device_add(mon->set->machine, opts, &err), &err);
 }
@@ -431,7 +435,9 @@ static void hmp_device_del(Monitor *mon, const char *args)
                             "Try \"help device_del\" for more information\n");
         return;
     }
-    if (hmp_utf8_arg(mon, "device_del", "id", args)) {
+    if (hmp_utf8_arg(mon, "device_del", "id", args) &&
+        hmp_check(mon, monitor_migration_idle(mon->set->machine, "device_del", &err),
+                  &err)) {
         hmp_check(mon, machine_device_del(mon->set->machine, args, &err), &err);
     }
 }

@@ -90,6 +90,8 @@ void monitor_printf(Monitor *mon, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 void hmp_drive_add(Monitor *mon, const char *args);
 void hmp_drive_del(Monitor *mon, const char *args);
 void hmp_info_block(Monitor *mon, const char *args);
+/* QEMU's refusal of device_add and device_del while a migration runs. */
+bool monitor_migration_idle(Machine *m, const char *command, GError **errp);
 
 /* ---- networking (qmp-cmds-net.c, hmp-cmds-net.c) ---- */
 

@@ -1,6 +1,7 @@
 /*
  * QMP query-pci (qapi/pci.json) in QEMU's shape, key order included, from
- * hw/pci's typed records (pci_query).  Main thread only.
+ * hw/pci's typed records (pci_query); device_add and device_del (refused
+ * while a migration runs, as QEMU refuses them).  Main thread only.
  */
 #include <string.h>
 
@@ -8,6 +9,8 @@
 #include "hw/machine-info.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
+#include "migration/migration.h"
+#include "monitor-int.h"
 #include "qapi-commands.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -102,11 +105,35 @@ static char *device_add_options(json_t *args, GError **errp)
     return g_string_free(out, FALSE);
 }
 
+bool monitor_migration_idle(Machine *m, const char *command, GError **errp)
+{
+    MigrationInfo info;
+    bool idle;
+
+    migration_query(m->migration, &info);
+    idle = info.status == MIGRATION_STATUS_NONE ||
+           info.status == MIGRATION_STATUS_COMPLETED ||
+           info.status == MIGRATION_STATUS_FAILED ||
+           info.status == MIGRATION_STATUS_CANCELLED;
+    migration_info_clear(&info);
+    if (!idle) {
+        error_setg(errp, "%s not allowed while migrating", command);
+    }
+    return idle;
+}
+
 json_t *qmp_device_add(QmpContext *ctx, json_t *args, GError **errp)
 {
-    char *text = device_add_options(args, errp);
-    SubOpts *opts = text ? subopts_parse(text, "driver", errp) : NULL;
-    bool ok = opts && machine_device_add(ctx->machine, opts, errp);
+    char *text;
+    SubOpts *opts;
+    bool ok;
+
+    if (!monitor_migration_idle(ctx->machine, "device_add", errp)) {
+        return NULL;
+    }
+    text = device_add_options(args, errp);
+    opts = text ? subopts_parse(text, "driver", errp) : NULL;
+    ok = opts && machine_device_add(ctx->machine, opts, errp);
 
     g_free(text);
     return ok ? json_object() : NULL;
@@ -116,6 +143,9 @@ json_t *qmp_device_del(QmpContext *ctx, json_t *args, GError **errp)
 {
     const char *id = json_string_value(json_object_get(args, "id"));
 
+    if (!monitor_migration_idle(ctx->machine, "device_del", errp)) {
+        return NULL;
+    }
     return machine_device_del(ctx->machine, id, errp) ? json_object() : NULL;
 }
 
