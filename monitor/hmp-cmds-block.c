@@ -62,9 +62,12 @@ void hmp_drive_del(Monitor *mon, const char *args)
     if (!*args) {
         monitor_printf(mon, "drive_del: block device name expected\n"
                             "Try \"help drive_del\" for more information\n");
-        return;
+    } else if (strpbrk(args, " \t")) {
+        monitor_printf(mon, "drive_del: extraneous characters at the end of line\n"
+                            "Try \"help drive_del\" for more information\n");
+    } else {
+        hmp_block_check(mon, machine_drive_del(mon->set->machine, args, &err), &err);
     }
-    hmp_block_check(mon, machine_drive_del(mon->set->machine, args, &err), &err);
 }
 
 static const char *cache_mode_text(BlockCacheMode mode)

@@ -27,7 +27,7 @@ typedef struct MachineDrive {
     DriveConfig cfg; /* a drive's options (owned); a node's: only id unset */
     BlockDriverState *bs;
     bool file_node;            /* blockdev-add driver=file (shown as "file") */
-    bool hot_added;            /* locked only while a device uses it (QEMU's) */
+    bool lock_while_used;      /* hot-added raw: locked only while a device uses it */
     bool claimed;              /* a device being created has taken it */
     PciDevice *device;         /* the device using it, or NULL */
     char *device_path;         /* that device's QOM path of its virtio backend */

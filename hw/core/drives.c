@@ -102,6 +102,20 @@ static unsigned next_none_unit(Machine *m)
     }
 }
 
+/*
+ * QEMU locks a hot-added image at once when its format writes metadata
+ * (qcow2, writable), and a raw one only while a device uses it.
+ */
+static bool hot_added_lock(MachineDrive *d, GError **errp)
+{
+    if (strcmp(bdrv_format_name(d->bs), "qcow2") == 0 && !bdrv_is_read_only(d->bs)) {
+        d->lock_while_used = false;
+        return bdrv_lock(d->bs, errp);
+    }
+    d->lock_while_used = true;
+    return true;
+}
+
 static MachineDrive *drive_add_open(Machine *m, const DriveConfig *cfg, bool hot_added,
                                     GError **errp)
 {
@@ -119,12 +133,11 @@ static MachineDrive *drive_add_open(Machine *m, const DriveConfig *cfg, bool hot
                             .has_media = cfg->has_media,
                             .if_none = cfg->if_none };
     d->id = d->cfg.id;
-    d->hot_added = hot_added;
     opts = drive_block_options(&d->cfg);
     /* a hot-added drive locks its image once a device uses it (QEMU's) */
     opts.inactive = hot_added || m->cfg->incoming != NULL;
     d->bs = bdrv_open(&opts, errp);
-    if (!d->bs) {
+    if (!d->bs || (hot_added && !hot_added_lock(d, errp))) {
         drive_free(d);
         return NULL;
     }
@@ -173,7 +186,7 @@ BlockDriverState *machine_drive_claim(void *machine, const char *name, GError **
         }
         return NULL;
     }
-    if (d->hot_added && !bdrv_lock(d->bs, errp)) {
+    if (d->lock_while_used && !bdrv_lock(d->bs, errp)) {
         return NULL;
     }
     d->claimed = true;
@@ -190,7 +203,7 @@ void machine_drives_commit(Machine *m, PciDevice *dev, const char *path)
         }
         d->claimed = false;
         if (!dev) {
-            if (d->hot_added) {
+            if (d->lock_while_used) {
                 bdrv_unlock(d->bs);
             }
             continue;
@@ -220,7 +233,7 @@ void machine_drives_device_gone(Machine *m, PciDevice *dev)
         d->device = NULL;
         g_clear_pointer(&d->device_path, g_free);
         d->backend_order = 0;
-        if (d->hot_added) {
+        if (d->lock_while_used) {
             bdrv_unlock(d->bs);
         }
     }
@@ -243,7 +256,7 @@ void machine_drives_free(Machine *m)
 /* Does the image lock go with this drive now (not a hot-added idle one)? */
 static bool drive_holds_lock(const MachineDrive *d)
 {
-    return !d->hot_added || d->device;
+    return !d->lock_while_used || d->device;
 }
 
 void machine_drives_release(Machine *m)
@@ -442,7 +455,7 @@ bool machine_blockdev_add(Machine *m, const BlockdevAddOptions *o, GError **errp
         .read_only = o->read_only,
         .cache = o->cache,
         .discard_unmap = o->discard_unmap,
-        .inactive = true, /* locked once a device uses it */
+        .inactive = true, /* hot_added_lock: now or once a device uses it */
     };
 
     if (!node_name_check(m, o->node_name, errp)) {
@@ -466,13 +479,12 @@ bool machine_blockdev_add(Machine *m, const BlockdevAddOptions *o, GError **errp
     }
     d = g_new0(MachineDrive, 1);
     d->bs = bdrv_open(&opts, errp);
-    if (!d->bs) {
+    if (!d->bs || !hot_added_lock(d, errp)) {
         drive_free(d);
         return false;
     }
     d->node_name = g_strdup(o->node_name);
     d->file_node = file_node;
-    d->hot_added = true;
     d->file = file;
     if (file) {
         file->file_users++;

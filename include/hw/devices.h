@@ -19,8 +19,9 @@ bool machine_devices_init(Machine *m, GError **errp);
 void machine_devices_cleanup(Machine *m);
 
 /*
- * device_del: ask the guest to eject the device with this id (ACPI PCI
- * hot-plug); it goes when the guest has ejected it.  An unknown id is
+ * device_del: ask the guest to eject the device with this id or QOM path
+ * (ACPI PCI hot-plug); it goes when the guest has ejected it, and its
+ * drive with it (a blockdev-add node stays).  An unknown id is
  * QEMU's DeviceNotFound; asking again while the guest has not ejected
  * asks again, with no error (QEMU 7.2's pc does the same).
  */
@@ -34,7 +35,8 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp);
 /* The guest ejected slot: its devices go, each with a DEVICE_DELETED. */
 void machine_devices_remove_slot(Machine *m, unsigned slot);
 
-/* Migration source, VM stopped: flush every image and give up its lock. */
+/* Migration source, VM stopped: flush every image and give up its lock
+ * (hw/core/drives.c). */
 void machine_drives_release(Machine *m);
 /* Take every image lock back (a failed migration's source, or the
  * destination before its guest runs). */
