@@ -93,11 +93,26 @@ def seqs(d, name):
     return [int(n) for n in re.findall(r"testos: seq (\d+) ", log(d, name))]
 
 
-def wait_seq(d, name, target, stall=30, limit=300):
+def vcpu_report(q):
+    """Where the guest's vCPUs are, for a failure message: HMP `info cpus`
+    and each CPU's RIP and RFLAGS (the guest stopped: halted, spinning,
+    or never started on a destination)."""
+    try:
+        hmp = lambda c: q.ok("human-monitor-command", **{"command-line": c})
+        regs = hmp("info registers")
+        keep = [ln for ln in regs.splitlines() if ln.startswith(("RAX", "RIP", "CS ", "CPU"))]
+        return (f"; run state {q.ok('query-status')['status']}; info cpus: "
+                f"{hmp('info cpus').strip()!r}; registers: {' | '.join(keep)!r}")
+    except Exception as e:  # the VMM may be gone: say so, keep the real failure
+        return f"; no vCPU report ({e})"
+
+
+def wait_seq(d, name, target, stall=30, limit=300, q=None):
     """Wait for `testos: seq TARGET` in name's log.  Fails as soon as the
     guest prints nothing new for `stall` seconds (it stopped), or when
     it is still short of target after `limit` seconds (it is too slow):
-    the message says which, with the log's tail."""
+    the message says which, with the log's tail (and, given q, where the
+    vCPUs are)."""
     start = last_change = time.time()
     seen = None
     while True:
@@ -116,7 +131,8 @@ def wait_seq(d, name, target, stall=30, limit=300):
             continue
         got = seqs(d, name)
         raise AssertionError(f"{name} never printed seq {target} ({what}); seq lines "
-                             f"{got[:1]}..{got[-1:]}, log ends {text[-300:]!r}")
+                             f"{got[:1]}..{got[-1:]}, log ends {text[-300:]!r}"
+                             + (vcpu_report(q) if q else ""))
 
 
 def dirtycheck(d, *names):
@@ -189,7 +205,7 @@ def test_migrate_and_the_guest_goes_on(kind):
                 last_src = max(seqs(d, "src"))
                 # the destination goes on for a while (the guest checks its
                 # whole working set many times a second)
-                wait_seq(d, "dst", last_src + 100)
+                wait_seq(d, "dst", last_src + 100, q=q_dst)
                 first_dst = min(seqs(d, "dst"))
                 # the line being printed at the switch may be split between
                 # the two logs; dirtycheck joins them and checks every seq
