@@ -38,16 +38,27 @@ PYTEST = ["/usr/bin/python3", "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovi
 RIG_TIMEOUT = int(os.environ.get("DV_RIG_TIMEOUT", "2400"))
 RIG_ATTEMPTS = 3
 RIG_BOOTS = 5
+RIG_IOMMU_TIMEOUT = int(os.environ.get("DV_RIG_IOMMU_TIMEOUT", "1200"))
 # No test may hang: pytest-timeout fails one that runs longer than this
 # (nested TCG in the rig is slow, hence the larger bound there).
 NATIVE_TEST_TIMEOUT = 300
 RIG_TEST_TIMEOUT = 420
 
+# (native, rig) selections by the /dev/kvm here.  Tests marked iommu need
+# the rig's --iommu L1 (intel-iommu and two e1000e NICs for VFIO) on every
+# host: they run in an L1 of their own (IOMMU_SEL).
 PLANS = {
-    "hardware": (None, None),
-    "pvm": ("not hwkvm", "hwkvm or rig_too"),
-    "none": ("not vm and not hwkvm", "vm or hwkvm"),
+    "hardware": ("not iommu", None),
+    "pvm": ("not hwkvm and not iommu", "(hwkvm or rig_too) and not iommu"),
+    "none": ("not vm and not hwkvm and not iommu", "(vm or hwkvm) and not iommu"),
 }
+IOMMU_SEL = "iommu"
+# The --iommu L1, plus two more e1000e behind a conventional PCI bridge:
+# they share one IOMMU group, which a group-not-viable test needs.
+IOMMU_RIG = ["--iommu",
+             "--qemu-arg", "-device", "--qemu-arg", "pci-bridge,id=br9,chassis_nr=9,addr=0x7",
+             "--qemu-arg", "-device", "--qemu-arg", "e1000e,bus=br9,addr=1",
+             "--qemu-arg", "-device", "--qemu-arg", "e1000e,bus=br9,addr=2"]
 
 
 def count(xml_path):
@@ -62,9 +73,9 @@ def count(xml_path):
     return tests - failed - skipped, failed, skipped
 
 
-def rig_argv(inner, timeout):
+def rig_argv(inner, timeout, extra=()):
     return ["bash", "tests/rig/rig.sh", "--share", ROOT, "--timeout", str(int(timeout)),
-            "--", inner]
+            *extra, "--", inner]
 
 
 def collect(sel, tests):
@@ -103,7 +114,7 @@ def read_progress(path):
 COUNTED = {"passed": 0, "xpassed": 0, "failed": 1, "skipped": 2, "xfailed": 2}
 
 
-def run_rig(rig_sel, tests):
+def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
     """The rig's share, in up to RIG_BOOTS fresh L1s.
 
     TCG's emulation of AMD SVM (the rig's L1) has bugs of its own: an L2
@@ -115,28 +126,30 @@ def run_rig(rig_sel, tests):
     so the flakiness stays visible; one that failed RIG_ATTEMPTS times
     counts as failed (a wedged L1 is the rig's failure, not the test's:
     a test it cut short runs again without losing an attempt, within
-    RIG_BOOTS L1s).  All attempts together get RIG_TIMEOUT seconds."""
+    RIG_BOOTS L1s).  All attempts together get budget seconds (default
+    RIG_TIMEOUT).  extra: more rig.sh options (--iommu); label names the
+    part in what it prints."""
     share = collect(rig_sel, tests)
     if not share:
-        print("check: rig: no tests selected", flush=True)
+        print(f"check: {label}: no tests selected", flush=True)
         return 0, 0, 0
-    progress = os.path.join(RESULTS, "rig-progress.txt")
+    progress = os.path.join(RESULTS, f"{label}-progress.txt")
     rel = os.path.relpath(progress, ROOT)
-    deadline = time.time() + RIG_TIMEOUT
+    deadline = time.time() + (budget or RIG_TIMEOUT)
     final, fails, pending = {}, {}, list(share)
     for attempt in range(1, RIG_BOOTS + 1):
         left = deadline - time.time()
         if left < 120:
-            print(f"check: rig: no time left for attempt {attempt}", flush=True)
+            print(f"check: {label}: no time left for attempt {attempt}", flush=True)
             break
         if os.path.exists(progress):
             os.unlink(progress)
         inner = "env " + shlex.join([f"DV_PROGRESS={rel}"] + PYTEST + [
             f"--timeout={RIG_TEST_TIMEOUT}"] + pending)
-        name = "rig" if attempt == 1 else f"rig attempt {attempt}"
+        name = label if attempt == 1 else f"{label} attempt {attempt}"
         print(f"check: {name}: {len(pending)} test(s) in a fresh L1", flush=True)
         t0 = time.time()
-        rc = subprocess.call(rig_argv(inner, left), cwd=ROOT)
+        rc = subprocess.call(rig_argv(inner, left, extra), cwd=ROOT)
         ended = read_progress(progress)
         again = []
         for nodeid in pending:
@@ -169,7 +182,7 @@ def run_rig(rig_sel, tests):
         totals[COUNTED[final.get(nodeid, "failed")]] += 1
     for nodeid in share:
         if final.get(nodeid, "failed") == "failed":
-            print(f"check: rig: FAILED every time it ran ({fails.get(nodeid, 0)} failures): "
+            print(f"check: {label}: FAILED every time it ran ({fails.get(nodeid, 0)} failures): "
                   f"{nodeid}", flush=True)
     return tuple(totals)
 
@@ -205,6 +218,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--native-only", action="store_true", help="skip the rig's share")
     ap.add_argument("--rig-only", action="store_true", help="skip the native share")
+    ap.add_argument("--iommu-only", action="store_true",
+                    help="only the tests that need the rig's --iommu L1")
     ap.add_argument("--sanitized-only", action="store_true",
                     help="only the tests that need no VM, against the ASan+UBSan build")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -217,7 +232,7 @@ def main():
     totals = [0, 0, 0]
     tests = ["tests/functional"] + args.pytest_args
 
-    if not args.rig_only:
+    if not args.rig_only and not args.iommu_only:
         xml = os.path.join(RESULTS, "sanitized.xml")
         argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}",
                          "-m", "not vm and not hwkvm",
@@ -227,7 +242,7 @@ def main():
         for i, n in enumerate(run_part("sanitized", argv + tests, xml, env)[:3]):
             totals[i] += n
 
-    if not args.rig_only and not args.sanitized_only:
+    if not args.rig_only and not args.sanitized_only and not args.iommu_only:
         xml = os.path.join(RESULTS, "native.xml")
         argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}"]
         if native_sel:
@@ -235,8 +250,13 @@ def main():
         for i, n in enumerate(run_part("native", argv + tests, xml)[:3]):
             totals[i] += n
 
-    if rig_sel and not args.native_only and not args.sanitized_only:
+    if rig_sel and not args.native_only and not args.sanitized_only and not args.iommu_only:
         for i, n in enumerate(run_rig(rig_sel, tests)):
+            totals[i] += n
+
+    if not args.native_only and not args.sanitized_only:
+        for i, n in enumerate(run_rig(IOMMU_SEL, tests, label="rig-iommu",
+                                      extra=IOMMU_RIG, budget=RIG_IOMMU_TIMEOUT)):
             totals[i] += n
 
     passed, failed, skipped = totals

@@ -4,10 +4,13 @@
   hwkvm    needs a hardware-like KVM (a stock Linux guest, an IOMMU, VFIO,
            vhost): AMD SVM or Intel VMX, not PVM.
   rig_too  runs natively and, in `make check`, inside the rig as well.
+  iommu    needs e1000e NICs behind an IOMMU (VFIO): `make check` runs it
+           in the rig's --iommu L1, on every host.
 
 scripts/check.py picks which tests run natively and which in the rig.  A
 test whose KVM is missing here is not skipped: it fails with the reason, so
 a machine that cannot run it never passes quietly."""
+import glob
 import os
 import sys
 
@@ -18,10 +21,26 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import kvm_kind  # noqa: E402
 
 
+def iommu_nics():
+    """The e1000e NICs (8086:10d3) that sit in an IOMMU group here."""
+    found = []
+    for dev in sorted(glob.glob("/sys/bus/pci/devices/*")):
+        try:
+            with open(f"{dev}/vendor") as v, open(f"{dev}/device") as d:
+                ids = (v.read().strip(), d.read().strip())
+        except OSError:
+            continue
+        if ids == ("0x8086", "0x10d3") and os.path.exists(f"{dev}/iommu_group"):
+            found.append(dev)
+    return found
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "vm: needs a working /dev/kvm (testos)")
     config.addinivalue_line("markers", "hwkvm: needs a hardware-like KVM (SVM/VMX, not PVM)")
     config.addinivalue_line("markers", "rig_too: also run inside the nested rig by make check")
+    config.addinivalue_line("markers", "iommu: needs the rig's --iommu L1 (intel-iommu and "
+                            "e1000e NICs for VFIO); make check runs it there")
 
 
 def pytest_runtest_setup(item):
@@ -30,6 +49,10 @@ def pytest_runtest_setup(item):
         pytest.fail(f"needs a hardware-like /dev/kvm, this one is {kind}: "
                     "run it through `make check`, which runs it in the nested rig "
                     "(tests/rig/rig.sh)", pytrace=False)
+    if item.get_closest_marker("iommu") and not iommu_nics():
+        pytest.fail("needs e1000e NICs behind an IOMMU, as the nested rig's --iommu L1 has: "
+                    "run it through `make check`, which runs it there (tests/rig/rig.sh "
+                    "--iommu)", pytrace=False)
     if item.get_closest_marker("vm") and kind == "none":
         pytest.fail("no usable /dev/kvm: run it through `make check`, which runs it "
                     "in the nested rig (tests/rig/rig.sh)", pytrace=False)

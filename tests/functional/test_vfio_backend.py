@@ -130,7 +130,7 @@ def test_bad_host_addresses_are_one_clear_error():
                            "device: No such file or directory"), out
 
 
-@pytest.mark.hwkvm
+@pytest.mark.iommu
 def test_e1000e_through_vfio(nics):
     vfio_nic, _ = nics
     bdf = os.path.basename(vfio_nic)
@@ -156,7 +156,7 @@ def test_e1000e_through_vfio(nics):
     assert mmap_value == pread_value, out  # BAR0 reads the same both ways
 
 
-@pytest.mark.hwkvm
+@pytest.mark.iommu
 def test_device_not_bound_to_vfio_pci(nics):
     vfio_nic, host_nic = nics
     if host_nic is None:
@@ -175,7 +175,7 @@ def test_device_not_bound_to_vfio_pci(nics):
                                "vfio-pci)"), out
 
 
-@pytest.mark.hwkvm
+@pytest.mark.iommu
 def test_memlock_too_low(nics):
     """Without CAP_IPC_LOCK (which root has) the pinned guest RAM counts
     against RLIMIT_MEMLOCK: 64 MiB of RAM with a 1 MiB limit."""
@@ -202,21 +202,21 @@ def shared_groups():
     return groups
 
 
-@pytest.mark.hwkvm
+@pytest.mark.iommu
 def test_group_not_viable_names_the_device_in_the_way(nics):
     """Two NICs behind one conventional PCI bridge share its IOMMU group;
     with one on vfio-pci and the other on e1000e the group is not viable.
     The rig's standard --iommu NICs have a group each (so do two functions
-    of one slot), so this runs in a rig started with
+    of one slot), so make check's --iommu L1 (scripts/check.py IOMMU_RIG)
+    adds
       --qemu-arg -device --qemu-arg pci-bridge,id=br9,chassis_nr=9,addr=0x7
       --qemu-arg -device --qemu-arg e1000e,bus=br9,addr=1
       --qemu-arg -device --qemu-arg e1000e,bus=br9,addr=2"""
     groups = shared_groups()
-    if os.environ.get("DV_RIG") != "1" or not groups:
-        pytest.skip("no e1000e shares its IOMMU group here (see the docstring)")
+    assert os.environ.get("DV_RIG") == "1", "only in the rig, where the test may rebind NICs"
+    assert groups, "no e1000e shares its IOMMU group here (see the docstring)"
     first, *others = next(iter(groups.values()))
-    if not others:
-        pytest.skip("the group's other devices are not e1000e NICs this test may rebind")
+    assert others, "the group's other devices are not e1000e NICs this test may rebind"
     bind(first, "vfio-pci")
     bind(others[0], "e1000e")
     bdf, other = os.path.basename(first), os.path.basename(others[0])
