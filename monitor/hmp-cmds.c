@@ -9,6 +9,7 @@
 #include "hw/devices.h"
 #include "hw/machine-info.h"
 #include "hw/pci.h"
+#include "hw/vfio-pci.h"
 #include "migration/migration.h"
 #include "monitor-int.h"
 #include "util/error.h"
@@ -131,6 +132,27 @@ static void hmp_info_registers(Monitor *mon, const char *args)
                    s.sregs.efer);
 }
 
+/* The passed-through devices' vectors: where their host IRQs go. */
+static void hmp_info_osnet_vectors(Monitor *mon, Machine *m)
+{
+    GArray *list = machine_query_passthrough_vectors(m);
+
+    for (guint i = 0; i < list->len; i++) {
+        const VfioPciVectorInfo *v = &g_array_index(list, VfioPciVectorInfo, i);
+        if (i == 0) {
+            monitor_printf(mon, "passthrough vectors:\n");
+        }
+        monitor_printf(mon,
+                       "  %s (%s) %s[%u]%s: vcpu %d, host irq %d, pcpu %d, "
+                       "affinity %s, posted %s\n",
+                       v->qdev_id ? v->qdev_id : "-", v->host, v->msix ? "msix" : "msi",
+                       v->vector, v->enabled ? "" : " masked", v->vcpu, v->host_irq,
+                       v->pcpu, v->affinity ? v->affinity : "-",
+                       v->posted ? "yes" : "no");
+    }
+    g_array_unref(list);
+}
+
 static void hmp_info_osnet(Monitor *mon, const char *args)
 {
     Machine *m = mon->set->machine;
@@ -166,6 +188,7 @@ static void hmp_info_osnet(Monitor *mon, const char *args)
                        (int64_t)v->per_second.userspace, (int64_t)v->total.exits);
     }
     g_array_unref(stats);
+    hmp_info_osnet_vectors(mon, m);
 }
 
 static void hmp_osnet_set_cpumap(Monitor *mon, const char *args)
@@ -177,7 +200,7 @@ static void hmp_osnet_set_cpumap(Monitor *mon, const char *args)
         return;
     }
     if (hmp_utf8_arg(mon, "osnet_set_cpumap", "path", args)) {
-        hmp_check(mon, osnet_reload_cpumap(&mon->set->machine->osnet, args, &err), &err);
+        hmp_check(mon, machine_reload_cpumap(mon->set->machine, args, &err), &err);
     }
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "hw/machine-info.h"
+#include "hw/vfio-pci.h"
 #include "monitor-int.h"
 #include "qapi-commands.h"
 #include "util/error.h"
@@ -51,7 +52,7 @@ json_t *qmp_osnet_set_cpumap(QmpContext *ctx, json_t *args, GError **errp)
 {
     const char *path = json_string_value(json_object_get(args, "path"));
 
-    return osnet_reload_cpumap(&ctx->machine->osnet, path, errp) ? json_object() : NULL;
+    return machine_reload_cpumap(ctx->machine, path, errp) ? json_object() : NULL;
 }
 
 json_t *qmp_osnet_did_enable(QmpContext *ctx, json_t *args, GError **errp)
@@ -62,6 +63,30 @@ json_t *qmp_osnet_did_enable(QmpContext *ctx, json_t *args, GError **errp)
 json_t *qmp_osnet_did_disable(QmpContext *ctx, json_t *args, GError **errp)
 {
     return osnet_did_disable(&ctx->machine->osnet, errp) ? json_object() : NULL;
+}
+
+static json_t *passthrough_vectors(Machine *m)
+{
+    GArray *list = machine_query_passthrough_vectors(m);
+    json_t *out = json_array();
+
+    for (guint i = 0; i < list->len; i++) {
+        const VfioPciVectorInfo *v = &g_array_index(list, VfioPciVectorInfo, i);
+        json_t *o = json_pack("{s:s,s:i,s:b,s:b,s:i,s:i,s:i,s:i,s:b}", "host", v->host,
+                              "vector", (int)v->vector, "msix", v->msix, "enabled",
+                              v->enabled, "dest-apic-id", (int)v->dest_apic, "vcpu",
+                              v->vcpu, "pcpu", v->pcpu, "host-irq", v->host_irq, "posted",
+                              v->posted);
+        if (v->qdev_id) {
+            json_object_set_new(o, "device", json_string(v->qdev_id));
+        }
+        if (v->affinity) {
+            json_object_set_new(o, "affinity", json_string(v->affinity));
+        }
+        json_array_append_new(out, o);
+    }
+    g_array_unref(list);
+    return out;
 }
 
 json_t *qmp_query_osnet_did(QmpContext *ctx, json_t *args, GError **errp)
@@ -76,7 +101,7 @@ json_t *qmp_query_osnet_did(QmpContext *ctx, json_t *args, GError **errp)
         }
     }
     return json_pack(
-        "{s:s,s:b,s:b,s:b,s:b,s:b,s:b,s:o,s:I,s:b,s:b,s:b}", "mode",
+        "{s:s,s:b,s:b,s:b,s:b,s:b,s:b,s:o,s:I,s:b,s:b,s:b,s:o}", "mode",
         did.kernel_extension ? "directvisor" : "kvm", "active", did.active,
         "did-at-start", did.did_at_start, "hlt-exits-disabled",
         (did.exits_disabled & KVM_X86_DISABLE_EXITS_HLT) != 0, "pause-exits-disabled",
@@ -85,7 +110,8 @@ json_t *qmp_query_osnet_did(QmpContext *ctx, json_t *args, GError **errp)
         (did.exits_disabled & KVM_X86_DISABLE_EXITS_CSTATE) != 0, "exits-supported",
         supported, "halt-poll-ns", (json_int_t)did.halt_poll_ns, "posted-interrupts",
         did.posted_interrupts, "kernel-extension", did.kernel_extension,
-        "cpumap-in-kernel", did.cpumap_in_kernel);
+        "cpumap-in-kernel", did.cpumap_in_kernel, "passthrough-vectors",
+        passthrough_vectors(ctx->machine));
 }
 
 static json_t *exit_counts(const OsnetExitCounts *c)

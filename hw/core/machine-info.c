@@ -7,6 +7,41 @@
 
 #include "hw/machine-info.h"
 #include "hw/pci.h"
+#include "hw/vfio-pci.h"
+
+bool machine_reload_cpumap(Machine *m, const char *path, GError **errp)
+{
+    if (!osnet_reload_cpumap(&m->osnet, path, errp)) {
+        return false;
+    }
+    machine_lock(m);
+    if (m->pci) {
+        vfio_pci_steer_bus(m->pci);
+    }
+    machine_unlock(m);
+    return true;
+}
+
+GArray *machine_query_passthrough_vectors(Machine *m)
+{
+    OsnetDidInfo did;
+    GArray *list;
+
+    osnet_query_did(&m->osnet, &did);
+    machine_lock(m);
+    list = m->pci ? vfio_pci_query_bus_vectors(m->pci, did.posted_interrupts)
+                  : g_array_new(FALSE, TRUE, sizeof(VfioPciVectorInfo));
+    machine_unlock(m);
+    for (guint i = 0; i < list->len; i++) {
+        VfioPciVectorInfo *v = &g_array_index(list, VfioPciVectorInfo, i);
+        for (unsigned c = 0; c < m->nr_vcpus; c++) {
+            if (m->vcpus[c]->apic_id == v->dest_apic) {
+                v->vcpu = c;
+            }
+        }
+    }
+    return list;
+}
 
 void machine_query_status(Machine *m, MachineStatusInfo *info)
 {

@@ -54,6 +54,20 @@ static void pc_pci_reset_request(void *opaque)
     machine_request_reset(opaque, SHUTDOWN_CAUSE_GUEST_RESET);
 }
 
+/* The dedicated pCPU of the vCPU with this APIC id: vfio-pci steers the
+ * host IRQ of a vector the guest aimed at that vCPU there. */
+static int pc_apic_pcpu(void *opaque, unsigned apic_id)
+{
+    Machine *m = opaque;
+
+    for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++) {
+        if (m->vcpus[i] && m->vcpus[i]->apic_id == apic_id) {
+            return osnet_vcpu_pcpu(&m->osnet, i);
+        }
+    }
+    return -1;
+}
+
 bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
                           GError **errp)
 {
@@ -70,6 +84,8 @@ bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
         .reset_opaque = m,
         .netdevs = m->netdevs,
         .vfio = m->vfio,
+        .apic_pcpu = pc_apic_pcpu,
+        .apic_opaque = m,
     };
 
     m->pci = pci_pc_new(&cfg, errp);

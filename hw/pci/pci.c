@@ -500,6 +500,11 @@ VfioContext *pci_bus_vfio(PciBus *bus)
     return bus->cfg.vfio;
 }
 
+int pci_bus_apic_pcpu(PciBus *bus, unsigned apic_id)
+{
+    return bus->cfg.apic_pcpu ? bus->cfg.apic_pcpu(bus->cfg.apic_opaque, apic_id) : -1;
+}
+
 int pci_device_intx_irq(PciDevice *dev)
 {
     int irq;

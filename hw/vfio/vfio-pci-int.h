@@ -43,6 +43,8 @@ typedef struct VfioPciVector {
     bool irqfd;    /* fd raises gsi in KVM now */
     uint64_t addr; /* what the route says */
     uint32_t data;
+    int host_irq; /* Linux's IRQ for it (found when first steered), or -1 */
+    int pcpu;     /* the CPU it was steered to, or -1 */
 } VfioPciVector;
 
 typedef enum VfioPciIrqMode {
@@ -60,6 +62,7 @@ struct VfioPci {
     DeviceStateList *states; /* where the migration blocker lives */
     bool blocks_migration;
     char *failover_pair_id;
+    char *proc_root; /* host IRQs are steered through PROC/irq/N */
 
     VfioRegion config;                 /* the config-space region */
     uint8_t emulated[PCI_CONFIG_SIZE]; /* bits read from pci->config, not the device */
@@ -97,6 +100,8 @@ void vfio_pci_irq_reset(VfioPci *vp);
 void vfio_pci_irq_config_written(VfioPci *vp, unsigned offset, unsigned len);
 /* Refresh emulated bits that change by themselves (MSI pending) before a read. */
 void vfio_pci_irq_config_refresh(VfioPci *vp, unsigned offset, unsigned len);
+/* Steer vector n's host IRQ to the pCPU of the vCPU it targets. */
+void vfio_pci_vector_steer(VfioPci *vp, unsigned n);
 /* INTx follows the PIRQ routes: rewire when they moved. */
 void vfio_pci_intx_update_route(VfioPci *vp);
 /* The MSI-X table and PBA inside BAR bar: true when [offset, +len) is one. */

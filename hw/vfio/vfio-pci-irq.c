@@ -95,7 +95,7 @@ static void vector_release(VfioPci *vp, unsigned n)
     if (v->fd >= 0) {
         close(v->fd);
     }
-    *v = (VfioPciVector){ .fd = -1, .gsi = -1 };
+    *v = (VfioPciVector){ .fd = -1, .gsi = -1, .host_irq = -1, .pcpu = -1 };
 }
 
 /* Does the eventfd hold a message nobody took (a masked vector's)? */
@@ -126,6 +126,10 @@ static bool vfio_pci_enable_vectors(VfioPci *vp, unsigned index, unsigned count,
     g_free(fds);
     if (ok) {
         vp->nr_fds = count;
+        for (unsigned n = 0; n < count; n++) {
+            /* the host may have given the vectors new IRQs */
+            vp->vectors[n].host_irq = vp->vectors[n].pcpu = -1;
+        }
     }
     return ok;
 }
@@ -284,6 +288,7 @@ static void msix_vector_update(VfioPci *vp, unsigned n)
     }
     if (vector_route(vp, n, addr, e[2])) {
         vector_irqfd(vp, n, true);
+        vfio_pci_vector_steer(vp, n);
     }
 }
 
@@ -478,6 +483,7 @@ static void msi_vectors_update(VfioPci *vp)
             vector_irqfd(vp, n, false);
         } else if (vector_route(vp, n, addr, d)) {
             vector_irqfd(vp, n, true);
+            vfio_pci_vector_steer(vp, n);
         }
     }
 }
@@ -579,7 +585,9 @@ bool vfio_pci_irq_init(VfioPci *vp, GError **errp)
     vp->nr_vectors = max;
     vp->vectors = g_new(VfioPciVector, max);
     for (unsigned n = 0; n < max; n++) {
-        vp->vectors[n] = (VfioPciVector){ .fd = -1, .gsi = -1 };
+        vp->vectors[n] = (VfioPciVector){
+            .fd = -1, .gsi = -1, .host_irq = -1, .pcpu = -1
+        };
     }
     if (!vp->pci->config[PCI_INTERRUPT_PIN] || !vp->irqs[VFIO_PCI_INTX_IRQ_INDEX].count) {
         vp->pci->config[PCI_INTERRUPT_PIN] = 0;
@@ -640,22 +648,120 @@ void vfio_pci_irq_cleanup(VfioPci *vp)
     vp->msix_table = NULL;
 }
 
-GArray *vfio_pci_query_vectors(PciDevice *dev)
-{
-    VfioPci *vp = vfio_pci_host_name(dev) ? dev->opaque : NULL;
-    GArray *out = g_array_new(FALSE, TRUE, sizeof(VfioPciVectorInfo));
+/* ---- host IRQ affinity (-osnet_cpumap) ---- */
 
-    for (unsigned n = 0; vp && n < vp->nr_fds; n++) {
+static unsigned vector_dest_apic(const VfioPciVector *v)
+{
+    return (v->addr >> 12) & 0xff; /* MSI address bits 19:12 */
+}
+
+void vfio_pci_vector_steer(VfioPci *vp, unsigned n)
+{
+    VfioPciVector *v = &vp->vectors[n];
+    GError *err = NULL;
+    int pcpu;
+
+    if (!v->irqfd || !vp->pci->bus) {
+        return;
+    }
+    pcpu = pci_bus_apic_pcpu(vp->pci->bus, vector_dest_apic(v));
+    if (pcpu < 0 || pcpu == v->pcpu) {
+        return;
+    }
+    if (v->host_irq < 0) {
+        v->host_irq = vfio_host_irq(vp->proc_root, vp->dev->name,
+                                    vp->mode == VFIO_PCI_IRQ_MSIX, n);
+    }
+    if (v->host_irq < 0) {
+        return; /* not requested by the host (yet): the next retarget tries again */
+    }
+    if (vfio_host_irq_set_affinity(vp->proc_root, v->host_irq, pcpu, &err)) {
+        v->pcpu = pcpu;
+    }
+    vfio_pci_warn(vp, err);
+}
+
+static void vfio_pci_vectors_into(VfioPci *vp, bool posted_capable, bool read_host,
+                                  GArray *out)
+{
+    for (unsigned n = 0; n < vp->nr_fds; n++) {
         const VfioPciVector *v = &vp->vectors[n];
+        bool msix = vp->mode == VFIO_PCI_IRQ_MSIX;
         VfioPciVectorInfo info = {
+            .qdev_id = vp->pci->qdev_id,
+            .host = vp->dev->name,
             .vector = n,
-            .msix = vp->mode == VFIO_PCI_IRQ_MSIX,
+            .msix = msix,
             .enabled = v->irqfd,
             .address = v->addr,
             .data = v->data,
-            .dest_apic = (v->addr >> 12) & 0xff,
+            .dest_apic = vector_dest_apic(v),
+            .vcpu = -1,
+            .host_irq = v->host_irq,
+            .pcpu = v->pcpu,
         };
+        if (read_host && info.host_irq < 0) {
+            info.host_irq = vfio_host_irq(vp->proc_root, vp->dev->name, msix, n);
+        }
+        if (read_host && info.host_irq >= 0) {
+            info.affinity = vfio_host_irq_affinity(vp->proc_root, info.host_irq);
+            info.posted = posted_capable && v->irqfd &&
+                          vfio_host_irq_remapped(vp->proc_root, info.host_irq);
+        }
         g_array_append_val(out, info);
     }
+}
+
+static void vector_info_clear(gpointer p)
+{
+    g_free(((VfioPciVectorInfo *)p)->affinity);
+}
+
+GArray *vfio_pci_query_vectors(PciDevice *dev)
+{
+    GArray *out = g_array_new(FALSE, TRUE, sizeof(VfioPciVectorInfo));
+
+    g_array_set_clear_func(out, vector_info_clear);
+    if (vfio_pci_host_name(dev)) {
+        vfio_pci_vectors_into(dev->opaque, false, false, out);
+    }
     return out;
+}
+
+typedef struct BusQuery {
+    bool posted_capable;
+    GArray *out;
+} BusQuery;
+
+static void query_one(PciDevice *dev, void *opaque)
+{
+    BusQuery *q = opaque;
+
+    if (vfio_pci_host_name(dev)) {
+        vfio_pci_vectors_into(dev->opaque, q->posted_capable, true, q->out);
+    }
+}
+
+GArray *vfio_pci_query_bus_vectors(PciBus *bus, bool posted_capable)
+{
+    BusQuery q = { posted_capable, g_array_new(FALSE, TRUE, sizeof(VfioPciVectorInfo)) };
+
+    g_array_set_clear_func(q.out, vector_info_clear);
+    pci_foreach_device(bus, query_one, &q);
+    return q.out;
+}
+
+static void steer_one(PciDevice *dev, void *opaque)
+{
+    VfioPci *vp = vfio_pci_host_name(dev) ? dev->opaque : NULL;
+
+    for (unsigned n = 0; vp && n < vp->nr_fds; n++) {
+        vp->vectors[n].pcpu = -1; /* the map changed: write it again */
+        vfio_pci_vector_steer(vp, n);
+    }
+}
+
+void vfio_pci_steer_bus(PciBus *bus)
+{
+    pci_foreach_device(bus, steer_one, NULL);
 }

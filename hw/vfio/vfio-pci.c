@@ -420,6 +420,7 @@ static void vfio_pci_destroy(PciDevice *pci)
     vfio_region_clear(&vp->config);
     vp->dev->ops->close(vp->dev);
     g_free(vp->failover_pair_id);
+    g_free(vp->proc_root);
     g_free(vp);
     pci->opaque = NULL;
 }
@@ -482,6 +483,7 @@ PciDevice *vfio_pci_realize(PciBus *bus, VfioDevice *vdev, const VfioPciOptions 
     pci_bus_kvm_ops(bus, &vp->kvm_ops, &vp->kvm);
     vp->states = pci_bus_device_states(bus);
     vp->failover_pair_id = g_strdup(o->failover_pair_id);
+    vp->proc_root = g_strdup(o->proc_root ? o->proc_root : "/proc");
     vfio_pci_header_init(vp, hw);
     vfio_pci_caps_init(vp, hw);
     if (pci_get_word(hw + PCI_VENDOR_ID) == 0xffff) {

@@ -70,6 +70,17 @@ typedef struct OsnetVcpuStatsInfo {
 GArray *machine_query_osnet_stats(Machine *m, GError **errp);
 
 /*
+ * osnet-set-cpumap: the new map (hw/osnet), then every passed-through
+ * vector's host IRQ steered to its vCPU's new pCPU.
+ */
+bool machine_reload_cpumap(Machine *m, const char *path, GError **errp);
+/*
+ * Every vfio-pci MSI/MSI-X vector (VfioPciVectorInfo, include/hw/vfio-pci.h,
+ * its vcpu filled in), host IRQ and affinity read now; g_array_unref.
+ */
+GArray *machine_query_passthrough_vectors(Machine *m);
+
+/*
  * One block backend: query-block and HMP "info block" (hw/core/drives.c):
  * every drive, and every blockdev-add node a device uses, in the order
  * their backends were made.

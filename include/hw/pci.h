@@ -160,6 +160,9 @@ typedef struct PciBusConfig {
     void *reset_opaque;
     NetdevSet *netdevs; /* the -netdev backends NICs take (netdev=), or NULL */
     VfioContext *vfio;  /* where vfio-pci devices open their host device, or NULL */
+    /* The pCPU (-osnet_cpumap) of the vCPU with this APIC id, or -1. */
+    int (*apic_pcpu)(void *opaque, unsigned apic_id);
+    void *apic_opaque;
 } PciBusConfig;
 
 /*
@@ -182,6 +185,8 @@ DeviceStateList *pci_bus_device_states(PciBus *bus);
 void pci_bus_kvm_ops(PciBus *bus, const PciKvmOps **ops, void **opaque);
 /* The VFIO context vfio-pci devices open host devices in, or NULL. */
 VfioContext *pci_bus_vfio(PciBus *bus);
+/* The dedicated pCPU of the vCPU whose APIC id is apic_id, or -1. */
+int pci_bus_apic_pcpu(PciBus *bus, unsigned apic_id);
 /* The ISA IRQ (= GSI) dev's INTx pin reaches through the PIRQ routes now, or -1. */
 int pci_device_intx_irq(PciDevice *dev);
 /*

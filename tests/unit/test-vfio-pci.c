@@ -15,6 +15,7 @@
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
+#include "hw/pci/pci-int.h"
 #include "hw/vfio-pci.h"
 #include "busio.h"
 #include "unit.h"
@@ -1129,4 +1130,137 @@ UNIT_TEST(backend_failures_after_realize_keep_the_vm_running)
     r.fake.fail[OP_READ] = false;
     r.fake.fail[OP_WRITE] = false;
     rig_teardown(&r);
+}
+
+/* ---- host IRQ affinity under a cpumap (a fake /proc) ---- */
+
+static int apic_plus_two(void *opaque, unsigned apic_id)
+{
+    return apic_id < 4 ? (int)apic_id + 2 : -1;
+}
+
+static char *fake_proc(void)
+{
+    char *root = g_dir_make_tmp("vfio-proc-XXXXXX", NULL);
+    GString *irqs = g_string_new(
+        "           CPU0       CPU1\n"
+        "  0:         10          0   IO-APIC   2-edge      timer\n"
+        " 12: garbage line without a name\n"
+        "bad: 1 2 vfio-msix[1](0000:01:00.0)\n");
+
+    for (int n = 0; n < MSIX_VECTORS; n++) {
+        char *dir = g_strdup_printf("%s/irq/%d", root, 40 + n);
+        char *file = g_strdup_printf("%s/smp_affinity_list", dir);
+        g_mkdir_with_parents(dir, 0700);
+        CHECK(g_file_set_contents(file, "0-1\n", -1, NULL));
+        g_string_append_printf(irqs,
+                               " %d:   0   0  %s  %d-edge  vfio-msix[%d](0000:01:00.0)\n",
+                               40 + n, n == 1 ? "IR-PCI-MSI" : "PCI-MSI", 16384 + n, n);
+        g_free(file);
+        g_free(dir);
+    }
+    {
+        char *path = g_strdup_printf("%s/interrupts", root);
+        CHECK(g_file_set_contents(path, irqs->str, -1, NULL));
+        g_free(path);
+    }
+    g_string_free(irqs, TRUE);
+    return root;
+}
+
+static char *affinity_of(const char *root, int irq)
+{
+    char *a = vfio_host_irq_affinity(root, irq);
+    return a ? a : g_strdup("(none)");
+}
+
+static void rm_tree(const char *root)
+{
+    char *cmd = g_strdup_printf("rm -rf '%s'", root);
+    CHECK_EQ(system(cmd), 0);
+    g_free(cmd);
+}
+
+UNIT_TEST(host_irqs_found_in_proc_interrupts)
+{
+    char *root = fake_proc();
+    char *a;
+
+    CHECK_EQ(vfio_host_irq(root, "0000:01:00.0", true, 0), 40);
+    CHECK_EQ(vfio_host_irq(root, "0000:01:00.0", true, 4), 44);
+    CHECK_EQ(vfio_host_irq(root, "0000:01:00.0", false, 0), -1); /* no MSI there */
+    CHECK_EQ(vfio_host_irq(root, "0000:02:00.0", true, 0), -1);
+    CHECK_EQ(vfio_host_irq("/nonexistent", "0000:01:00.0", true, 0), -1);
+    CHECK(vfio_host_irq_remapped(root, 41));
+    CHECK(!vfio_host_irq_remapped(root, 40));
+    CHECK(vfio_host_irq_set_affinity(root, 42, 7, NULL));
+    a = affinity_of(root, 42);
+    CHECK_STR(a, "7");
+    g_free(a);
+    CHECK(!vfio_host_irq_set_affinity(root, 99, 1, NULL)); /* no such IRQ */
+    CHECK(vfio_host_irq_affinity(root, 99) == NULL);
+    rm_tree(root);
+    g_free(root);
+}
+
+UNIT_TEST(vectors_follow_their_vcpus_pcpu)
+{
+    Rig r;
+    char *root = fake_proc();
+    VfioPciOptions o = {
+        .id = "pnic", .devfn = DEVFN, .rombar = true, .proc_root = root
+    };
+    GArray *list;
+    char *a;
+
+    rig_machine(&r);
+    fake_init(&r.fake);
+    r.m.pci->cfg.apic_pcpu = apic_plus_two;
+    r.dev = rig_plug(&r, &o, NULL);
+    CHECK(r.dev != NULL);
+    rig_map_bars(&r);
+    msix_control(&r, PCI_MSIX_FLAGS_ENABLE);
+    msix_entry(&r, 0, 0xfee01000, 0x41, false); /* APIC 1: pCPU 3 */
+    a = affinity_of(root, 40);
+    CHECK_STR(a, "3");
+    g_free(a);
+    msix_entry(&r, 1, 0xfee00000, 0x42, false); /* APIC 0: pCPU 2 (grows to 2 vectors) */
+    a = affinity_of(root, 41);
+    CHECK_STR(a, "2");
+    g_free(a);
+    /* the guest retargets vector 0 at APIC 3 */
+    msix_entry(&r, 0, 0xfee03000, 0x41, false);
+    a = affinity_of(root, 40);
+    CHECK_STR(a, "5");
+    g_free(a);
+    /* a vector aimed at a vCPU without a pCPU is left where it is */
+    msix_entry(&r, 0, 0xfee09000, 0x41, false);
+    a = affinity_of(root, 40);
+    CHECK_STR(a, "5");
+    g_free(a);
+    list = vfio_pci_query_bus_vectors(r.m.pci, true);
+    CHECK_EQ(list->len, 2);
+    if (list->len == 2) {
+        const VfioPciVectorInfo *v0 = &g_array_index(list, VfioPciVectorInfo, 0);
+        const VfioPciVectorInfo *v1 = &g_array_index(list, VfioPciVectorInfo, 1);
+        CHECK_STR(v0->qdev_id, "pnic");
+        CHECK_STR(v0->host, "0000:01:00.0");
+        CHECK_EQ(v0->host_irq, 40);
+        CHECK_EQ(v0->dest_apic, 9);
+        CHECK_STR(v0->affinity, "5");
+        CHECK(!v0->posted); /* not remapped */
+        CHECK_EQ(v1->host_irq, 41);
+        CHECK_EQ(v1->pcpu, 2);
+        CHECK(v1->posted); /* IR-PCI-MSI and a posting KVM */
+    }
+    g_array_unref(list);
+    /* a new map: every vector written again */
+    CHECK(vfio_host_irq_set_affinity(root, 41, 0, NULL));
+    vfio_pci_steer_bus(r.m.pci);
+    a = affinity_of(root, 41);
+    CHECK_STR(a, "2");
+    g_free(a);
+    rig_teardown(&r);
+    rm_tree(root);
+    g_free(root);
 }
