@@ -147,8 +147,9 @@ static MigSection *find_section(IncomingLoad *in, uint8_t type, const char *name
  * A section kept until END must be one this machine has a place for, seen
  * once: a peer cannot make this side hold more than one copy of each (at
  * most MIG_MAX_SECTION bytes), nor sections nobody would look at.  The
- * device list does not change once the machine is built, so this thread
- * may look names up in it.
+ * device list changes only by device_add/device_del, which the monitor
+ * refuses while a migration runs either way (monitor_migration_idle), so
+ * this thread may look names up in it.
  */
 static bool section_expected(IncomingLoad *in, const MigSection *s, GError **errp)
 {
