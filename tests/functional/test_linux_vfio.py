@@ -1,0 +1,117 @@
+"""A stock Linux guest (Debian's 6.1 kernel, tests/guest/linux/) drives a
+host e1000e passed through with -device vfio-pci (the nested rig's --iommu
+NICs): its own e1000e driver binds to 8086:10d3, brings the link up with
+MSI-X, and pings the other e1000e of L1 (the only peer on their hub, given
+198.18.0.1/24 here), under this VMM and then under Debian's QEMU with the
+same NIC and the same command line.  Timings are printed, never asserted."""
+import glob
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from linuxguest import KERNEL_DIR, Guest, ensure_initramfs, newc
+from test_vfio_backend import bind, e1000e_nics
+
+pytestmark = pytest.mark.hwkvm
+
+HOST_IP, GUEST_IP = "198.18.0.1", "198.18.0.2"
+BOOT_TIMEOUT = 240
+
+# The guest loads e1000e itself (the initramfs loads virtio only), finds
+# its interface, takes GUEST_IP, waits for carrier and pings the host NIC.
+SCENARIO = f"""\
+. /etc/dv/lib.sh
+insmod /e1000e.ko || {{ fail "vfio: insmod e1000e"; exit 1; }}
+dev=
+n=0
+while [ -z "$dev" ] && [ $n -lt 100 ]; do
+    for d in /sys/class/net/*; do
+        drv=$(readlink "$d/device/driver" 2>/dev/null) || continue
+        [ "${{drv##*/}}" = e1000e ] && dev=${{d##*/}}
+    done
+    [ -n "$dev" ] || sleep 0.1
+    n=$((n + 1))
+done
+[ -n "$dev" ] || {{ fail "vfio: no e1000e interface"; exit 1; }}
+ip addr add {GUEST_IP}/24 dev "$dev" && ip link set "$dev" up || {{ fail "vfio: ip"; exit 1; }}
+n=0
+while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $n -lt 200 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+d=/sys/class/net/$dev/device
+say "vfio dev=$dev id=$(cat $d/vendor):$(cat $d/device) carrier=$(cat /sys/class/net/$dev/carrier)"
+say "vfio irqs=$(grep -c "$dev" /proc/interrupts) msix=$(ls $d/msi_irqs 2>/dev/null | wc -l)"
+ping -c 3 -W 3 {HOST_IP} > /tmp/ping 2>&1
+say "vfio ping $(grep -o '[0-9]* packets transmitted, [0-9]* packets received' /tmp/ping)"
+"""
+
+
+def module_path():
+    kver = open(os.path.join(KERNEL_DIR, "kver")).read().strip()
+    found = glob.glob(os.path.join(KERNEL_DIR, "root", "lib", "modules", kver, "kernel",
+                                   "drivers", "net", "ethernet", "intel", "e1000e",
+                                   "e1000e.ko*"))
+    assert found, "e1000e.ko is not in the rig's kernel cache (rig.sh --build-only)"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def nics():
+    """The first e1000e bound to vfio-pci, the second to L1's e1000e with
+    HOST_IP: the guest's only peer."""
+    found = e1000e_nics()
+    if os.environ.get("DV_RIG") != "1" or len(found) < 2:
+        pytest.skip("needs the rig's two e1000e NICs behind an IOMMU (rig.sh --iommu)")
+    for mod in ("vfio-pci", "e1000e"):
+        subprocess.run(["modprobe", mod], check=True)
+    bind(found[0], "vfio-pci")
+    bind(found[1], "e1000e")
+    deadline = time.time() + 20
+    while not glob.glob(os.path.join(found[1], "net", "*")):
+        assert time.time() < deadline, "L1's e1000e made no interface"
+        time.sleep(0.1)
+    dev = os.path.basename(glob.glob(os.path.join(found[1], "net", "*"))[0])
+    subprocess.run(["ip", "addr", "flush", "dev", dev], check=True)
+    subprocess.run(["ip", "addr", "add", f"{HOST_IP}/24", "dev", dev], check=True)
+    subprocess.run(["ip", "link", "set", dev, "up"], check=True)
+    yield os.path.basename(found[0])
+    subprocess.run(["ip", "addr", "flush", "dev", dev])
+
+
+def initrd(directory):
+    with open(module_path(), "rb") as f:
+        module = f.read()
+    if module_path().endswith(".xz"):
+        module = subprocess.run(["xz", "-dc"], input=module, capture_output=True,
+                                check=True).stdout
+    path = os.path.join(directory, "initrd-vfio.cpio")
+    with open(ensure_initramfs(), "rb") as base, open(path, "wb") as out:
+        out.write(base.read())
+        out.write(newc({"scenarios/vfio.sh": SCENARIO, "e1000e.ko": module}))
+    return path
+
+
+@pytest.mark.parametrize("which", ["vmm", "peer"])
+def test_linux_e1000e_driver_pings_through_the_passed_nic(nics, which):
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.time()
+        with Guest(which, d, which, run="vfio", initrd_path=initrd(d),
+                   extra=["-device", f"vfio-pci,host={nics},id=pnic"]) as g:
+            g.ready(BOOT_TIMEOUT)
+            line = g.wait_for(r"^linux: vfio ping .*$", BOOT_TIMEOUT).group(0)
+            print(f"{which}: {g.wait_for(r'^linux: vfio dev=.*$').group(0)}; "
+                  f"{g.wait_for(r'^linux: vfio irqs=.*$').group(0)}; {line}; "
+                  f"{time.time() - t0:.1f} s")
+            assert not g.fails(), g.tail()
+            dev = g.wait_for(r"^linux: vfio dev=\S+ id=(\S+) carrier=(\d)$")
+            assert dev.group(1) == "0x8086:0x10d3", g.tail()
+            assert dev.group(2) == "1", g.tail()
+            msix = int(g.wait_for(r"^linux: vfio irqs=\d+ msix=(\d+)$").group(1))
+            assert msix >= 3, g.tail()  # e1000e's rx, tx and other vectors
+            m = re.search(r"(\d+) packets transmitted, (\d+) packets received", line)
+            assert m and int(m.group(2)) >= 2, g.tail()
