@@ -142,21 +142,26 @@ static char *netdev_add_options(json_t *args)
 }
 
 /*
- * A monitor's fd= and vhostfd= may name a descriptor passed with getfd;
- * this VMM has no getfd, so every name is unknown (QEMU's words).
+ * A monitor's fd=, vhostfd=, fds= and vhostfds= (':'-separated) may name
+ * descriptors passed with getfd; this VMM has no getfd, so every name is
+ * unknown (QEMU's words).
  */
 static bool fd_names_known(const char *opts, GError **errp)
 {
     SubOpts *o = subopts_parse(opts, "type", NULL);
-    static const char *const keys[] = { "fd", "vhostfd" };
+    static const char *const keys[] = { "fd", "vhostfd", "fds", "vhostfds" };
     bool ok = true;
 
     for (size_t i = 0; o && ok && i < G_N_ELEMENTS(keys); i++) {
         const char *v = subopts_get(o, keys[i]);
+        g_auto(GStrv) names = v ? g_strsplit(v, ":", -1) : NULL;
 
-        if (v && *v && !g_ascii_isdigit(*v)) {
-            error_setg(errp, "File descriptor named '%s' has not been found", v);
-            ok = false;
+        for (unsigned j = 0; ok && names && names[j]; j++) {
+            if (*names[j] && !g_ascii_isdigit(*names[j])) {
+                error_setg(errp, "File descriptor named '%s' has not been found",
+                           names[j]);
+                ok = false;
+            }
         }
     }
     if (o) {
