@@ -83,11 +83,13 @@ FWD_NET=198.19.255.0/24 FWD_ADDR=198.19.255.15 FWD_MAC=52:54:00:52:49:47
 
 # Modules packed into the initramfs with their dependencies (l1-init loads
 # the KVM and device ones; the NIC drivers stay unloaded so the --iommu NICs
-# are free for vfio-pci: modprobe e1000e to use them in L1).
+# are free for vfio-pci: modprobe e1000e to use them in L1).  button and
+# evdev are for the Linux test guest (tests/guest/linux), whose initramfs
+# takes its modules from this cache: the ACPI power button as an input device.
 MODULES="kvm kvm_amd kvm_intel vfio vfio_iommu_type1 vfio_pci virtio_pci
 virtio_blk virtio_net virtio_console 9p 9pnet_virtio e1000 e1000e igb
 overlay tun vhost_net loop ext4 crc32c_generic crc32c_intel af_packet
-bonding net_failover failover bridge veth"
+bonding net_failover failover bridge veth button evdev"
 
 SHARE="" IOMMU=0 NIC=e1000e CPU=max SMP=$(nproc) MEM=4G APPEND="" TIMEOUT=1800 WEDGE=180
 SCRATCH=16G SHELL_MODE=0 BUILD_ONLY=0 REBUILD=0 QUIET=0 CMD=""

@@ -6,12 +6,15 @@
 # and busybox come from the rig's cache (bash tests/rig/rig.sh --build-only).
 #
 #   mkinitramfs.sh [--out FILE] [--kernel-dir DIR] [--modules "M ..."]
-#                  [--tools "T ..."] [--cc CC]
+#                  [--spare-modules "M ..."] [--tools "T ..."] [--cc CC]
 #
 #   --out        default build/tests/guest/linux/initramfs.cpio
 #   --kernel-dir default build/rig/kernel (vmlinuz, kver, busybox,
 #                root/lib/modules/KVER)
 #   --modules    loaded at boot in this order (default: $DEFAULT_MODULES)
+#   --spare-modules  copied with their dependencies but not loaded: a
+#                scenario loads them (default: $DEFAULT_SPARE; the button
+#                scenario's ACPI power button)
 #   --tools      host programs to copy (default: $DEFAULT_TOOLS); one the
 #                host lacks is left out with a warning; /etc/dv/tools in the
 #                guest lists "NAME PATH" for those copied
@@ -19,12 +22,14 @@
 set -euo pipefail
 
 DEFAULT_MODULES="virtio_pci virtio_blk virtio_net"
+DEFAULT_SPARE="button evdev"
 DEFAULT_TOOLS="ip iperf3 ethtool"
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 OUT=$ROOT/build/tests/guest/linux/initramfs.cpio
 KDIR=$ROOT/build/rig/kernel
 MODULES=$DEFAULT_MODULES
+SPARE=$DEFAULT_SPARE
 TOOLS=$DEFAULT_TOOLS
 CC=gcc
 
@@ -34,6 +39,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --kernel-dir) KDIR=$2; shift 2 ;;
         --modules) MODULES=$2; shift 2 ;;
+        --spare-modules) SPARE=$2; shift 2 ;;
         --tools) TOOLS=$2; shift 2 ;;
         --cc) CC=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d;s/^# \{0,1\}//'; exit 0 ;;
@@ -67,7 +73,7 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' > "$R/etc/passwd"
 printf 'root:x:0:\n' > "$R/etc/group"
 printf '127.0.0.1 localhost\n' > "$R/etc/hosts"
 
-# --- kernel modules: the closure of $MODULES over modules.dep
+# --- kernel modules: the closure of $MODULES and $SPARE over modules.dep
 dst=$R/lib/modules/$KVER
 mkdir -p "$dst"
 cp "$KMODS"/modules.builtin* "$KMODS"/modules.order "$dst"/ 2>/dev/null || true
@@ -77,11 +83,11 @@ mod_path() {   # module name -> path in modules.dep ('-' and '_' alike)
 }
 declare -A seen=()
 todo=()
-for m in $MODULES; do
+for m in $MODULES $SPARE; do
     p=$(mod_path "$m")
     if [ -z "$p" ]; then
         grep -q "/${m//[-_]/[-_]}\.ko$" "$KMODS/modules.builtin" ||
-            die "module $m is neither in $KMODS nor built in"
+            die "module $m is neither in $KMODS nor built in (the rig's cache: MODULES in tests/rig/rig.sh)"
         continue
     fi
     todo+=("$p")
@@ -130,4 +136,4 @@ done
 ( cd "$R" && find . | sort | "$BB" cpio -o -H newc 2>/dev/null ) > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 echo "mkinitramfs: $OUT ($(( $(stat -c %s "$OUT") / 1024 )) KiB, kernel $KVER," \
-     "modules: $MODULES; tools: $(cut -d' ' -f1 "$R/etc/dv/tools" | tr '\n' ' '))" >&2
+     "modules: $MODULES, spare: $SPARE; tools: $(cut -d' ' -f1 "$R/etc/dv/tools" | tr '\n' ' '))" >&2
