@@ -134,6 +134,18 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *opts,
                           GError **errp);
 void virtio_net_free(VirtioNet *n);
 
+/*
+ * vhost-net (virtio-net-vhost.c), with vhost_lock held: start hands the
+ * pairs in use to their vhost-net instances, stop takes every pair back;
+ * log_sync passes vhost-net's logged writes to migration; call relays a
+ * ring's interrupt (on the I/O thread); dirty_log is the core's hook.
+ */
+void virtio_net_vhost_start(VirtioNet *n);
+void virtio_net_vhost_stop(VirtioNet *n);
+void virtio_net_vhost_log_sync(VirtioNet *n);
+void virtio_net_vhost_call(VirtioNet *n, VirtioNetPair *p, unsigned ring);
+void virtio_net_vhost_dirty_log(VirtioDevice *vdev, bool on);
+
 /* Is a frame (Ethernet header first) for this NIC under its rx filter? */
 bool virtio_net_filter_accepts(VirtioNet *n, const uint8_t *frame, size_t len);
 
