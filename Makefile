@@ -35,7 +35,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o) $(B)/qapi/qapi-commands.o
 # The QMP command table, generated from the schema.
 QAPI_SCHEMA := $(wildcard qapi/*.json)
 $(B)/qapi/qapi-commands.h $(B)/qapi/qapi-commands.c: $(QAPI_SCHEMA) scripts/qapi-gen.py \
-		scripts/qapi_schema.py
+		scripts/qapi_schema.py scripts/qapi_introspect.py
 	$(PYTHON) scripts/qapi-gen.py $(B)/qapi $(QAPI_SCHEMA)
 
 $(B)/qapi/qapi-commands.o: $(B)/qapi/qapi-commands.c

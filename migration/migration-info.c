@@ -130,6 +130,12 @@ static bool capability_known(const char *name)
     return false;
 }
 
+/* The capabilities this VMM can switch on; the others are refused. */
+static bool capability_supported(const char *name)
+{
+    return strcmp(name, "events") == 0 || strcmp(name, "return-path") == 0;
+}
+
 bool migration_check_capabilities(MigrationState *ms, const MigrationCapabilityInfo *caps,
                                   size_t count, GError **errp)
 {
@@ -143,7 +149,7 @@ bool migration_check_capabilities(MigrationState *ms, const MigrationCapabilityI
             error_setg(errp, "Parameter 'capability' does not accept value '%s'", name);
             return false;
         }
-        if (caps[i].state && strcmp(name, "events") && strcmp(name, "return-path")) {
+        if (caps[i].state && !capability_supported(name)) {
             error_setg(errp, "Migration capability '%s' is not supported by this VMM",
                        name);
             return false;
@@ -176,12 +182,16 @@ GArray *migration_query_capabilities(MigrationState *ms)
 {
     GArray *list = g_array_new(FALSE, TRUE, sizeof(MigrationCapabilityInfo));
 
+    /* only what can be switched on: a management tool (libvirt) takes a
+     * listed capability as one it may enable */
     for (const char *const *c = capability_names; *c; c++) {
         MigrationCapabilityInfo info = {
             .name = *c,
             .state = GPOINTER_TO_INT(g_hash_table_lookup(ms->caps, *c)),
         };
-        g_array_append_val(list, info);
+        if (capability_supported(*c)) {
+            g_array_append_val(list, info);
+        }
     }
     return list;
 }

@@ -4,16 +4,19 @@
 Input: QEMU's QAPI schema syntax (Python-like literals, '#' comments).
 Output: build/qapi/qapi-commands.h with one prototype per command and
 build/qapi/qapi-commands.c with the command table (name, handler, argument
-types for validation) and the event table.  Adding a command means one
+types for validation), the event table and query-qmp-schema's answer as
+JSON text (scripts/qapi_introspect.py builds it in QEMU's format).  Adding a command means one
 schema entry and one qmp_* handler: nothing else.
 
 The schema is read by scripts/qapi_schema.py, which the functional tests
 use too (to check every reply and event); here it is compiled whole, so a
 'returns' or an event 'data' naming an unknown type fails the build."""
+import json
 import os
 import re
 import sys
 
+from qapi_introspect import build as build_introspection
 from qapi_schema import Schema, SchemaError, parse
 
 BUILTIN = {"str": "QMP_ARG_STR", "int": "QMP_ARG_INT", "bool": "QMP_ARG_BOOL",
@@ -23,6 +26,19 @@ BUILTIN = {"str": "QMP_ARG_STR", "int": "QMP_ARG_INT", "bool": "QMP_ARG_BOOL",
 
 def c_name(name):
     return re.sub(r"[^A-Za-z0-9]", "_", name)
+
+
+def c_string(text, width=96):
+    """text as a C string literal, split over lines of about width."""
+    lines, line = [], ""
+    for ch in text:
+        line += "\\" + ch if ch in '\\"' else ch
+        if len(line) >= width:
+            lines.append(line)
+            line = ""
+    if line or not lines:
+        lines.append(line)
+    return "\n".join(f'    "{line}"' for line in lines)
 
 
 def main(out_dir, files):
@@ -94,7 +110,12 @@ def main(out_dir, files):
         c.append(f'    "{ev["event"]}",')
     c.append("    NULL,")
     c.append("};")
+    c.append("")
+    c.append("/* query-qmp-schema: SchemaInfo list, type names masked as QEMU's */")
+    c.append("const char qapi_introspection_json[] =")
+    c.append(c_string(json.dumps(build_introspection(exprs), separators=(",", ":"))) + ";")
     h += ["", "extern const QmpCommandDef qmp_command_table[];",
+          "extern const char qapi_introspection_json[];",
           "extern const size_t qmp_command_count;",
           "extern const char *const qapi_event_names[];", ""]
     for ev in events:

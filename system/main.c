@@ -145,7 +145,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (cfg->daemonize) {
-        if (cfg->nographic) {
+        /* as QEMU: only while -nographic would put a default device on stdio */
+        if (cfg->nographic && !cfg->nodefaults) {
             error_report("-nographic cannot be used with -daemonize");
             vm_config_free(cfg);
             return 1;

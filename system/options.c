@@ -91,6 +91,37 @@ static bool opt_accel(VmConfig *cfg, const char *arg, GError **errp)
     return ok;
 }
 
+/* -no-user-config: this VMM reads no configuration file to begin with. */
+static bool opt_no_user_config(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return true;
+}
+
+/*
+ * accel=LIST of machine none: QEMU tries each of the ':'-separated list in
+ * turn.  Only KVM is here; where nothing runs (machine none, which
+ * libvirt probes with accel=kvm:tcg, then accel=tcg) tcg is accepted and
+ * means "carry on without KVM".
+ */
+static bool machine_none_accel(VmConfig *cfg, const char *accel, GError **errp)
+{
+    char **list = g_strsplit(accel, ":", -1);
+    bool ok = true, kvm = false;
+
+    cfg->accel_tcg = false;
+    for (char **a = list; *a && ok; a++) {
+        if (strcmp(*a, "tcg") == 0) {
+            cfg->accel_tcg = true;
+        } else {
+            ok = check_accel(*a, errp);
+            kvm |= ok;
+        }
+    }
+    g_strfreev(list);
+    cfg->accel_no_kvm = !kvm;
+    return ok;
+}
+
 static bool opt_machine(VmConfig *cfg, const char *arg, GError **errp)
 {
     SubOpts *o = subopts_parse(arg, "type", errp);
@@ -103,7 +134,7 @@ static bool opt_machine(VmConfig *cfg, const char *arg, GError **errp)
     type = subopts_get(o, "type");
     accel = subopts_get(o, "accel");
     if (type && strcmp(type, "pc") != 0 && strcmp(type, "pc-i440fx-4.2") != 0 &&
-        strcmp(type, "q35") != 0) {
+        strcmp(type, "q35") != 0 && strcmp(type, "none") != 0) {
         error_setg(errp, "unsupported machine type '%s': this VMM offers 'pc'", type);
         goto out;
     }
@@ -111,7 +142,11 @@ static bool opt_machine(VmConfig *cfg, const char *arg, GError **errp)
         error_setg(errp, "machine type 'q35' is not supported yet: use 'pc'");
         goto out;
     }
-    if (accel) {
+    if (accel && type && strcmp(type, "none") == 0) {
+        if (!machine_none_accel(cfg, accel, errp)) {
+            goto out;
+        }
+    } else if (accel) {
         /* QEMU allows a ':'-separated fallback list; kvm must be first. */
         char **list = g_strsplit(accel, ":", -1);
         ok = check_accel(list[0], errp);

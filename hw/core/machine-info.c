@@ -51,8 +51,9 @@ void machine_query_status(Machine *m, MachineStatusInfo *info)
 
 void machine_query_kvm(Machine *m, MachineKvmInfo *info)
 {
-    /* this VMM runs on KVM or not at all */
-    info->enabled = info->present = true;
+    /* a VM runs on KVM or not at all; machine none may go on without */
+    info->present = true;
+    info->enabled = m->kvm.vm_fd >= 0;
 }
 
 GArray *machine_query_cpus(Machine *m, bool with_state)

@@ -157,6 +157,21 @@ static bool machine_open_netdevs(Machine *m, GError **errp)
     return true;
 }
 
+static bool machine_prepare_chardevs(Machine *m, GError **errp)
+{
+    const VmConfig *cfg = m->cfg;
+
+    for (guint i = 0; i < cfg->chardevs->len; i++) {
+        const char *arg = g_ptr_array_index(cfg->chardevs, i);
+
+        if (!chardev_new_from_opts(m->chardevs, arg, errp)) {
+            g_prefix_error(errp, "-chardev %s: ", arg); /* as QEMU names it */
+            return false;
+        }
+    }
+    return true;
+}
+
 bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
 {
     memset(m, 0, sizeof(*m));
@@ -169,17 +184,14 @@ bool machine_prepare(Machine *m, VmConfig *cfg, GError **errp)
     device_state_list_init(&m->device_states);
     m->runstate = RUN_STATE_PRELAUNCH;
 
-    if (!machine_plan_memory(m, cfg->ram_size, errp) ||
-        !osnet_configure(&m->osnet, cfg, &m->kvm, errp)) {
-        return false;
+    if (vm_config_machine_none(cfg)) {
+        /* no board, RAM or vCPUs: only the monitors' chardevs */
+        return machine_prepare_chardevs(m, errp);
     }
-    for (guint i = 0; i < cfg->chardevs->len; i++) {
-        const char *arg = g_ptr_array_index(cfg->chardevs, i);
-
-        if (!chardev_new_from_opts(m->chardevs, arg, errp)) {
-            g_prefix_error(errp, "-chardev %s: ", arg); /* as QEMU names it */
-            return false;
-        }
+    if (!machine_plan_memory(m, cfg->ram_size, errp) ||
+        !osnet_configure(&m->osnet, cfg, &m->kvm, errp) ||
+        !machine_prepare_chardevs(m, errp)) {
+        return false;
     }
     if (!machine_open_netdevs(m, errp)) {
         return false;
@@ -295,9 +307,33 @@ static bool machine_firmware_init(Machine *m, GError **errp)
     return true;
 }
 
+/*
+ * Machine none: a VM with no RAM, vCPUs or devices where KVM opens (QEMU
+ * creates one too); without KVM, and tcg in accel=, nothing at all, and
+ * query-kvm says so.
+ */
+static bool machine_init_none(Machine *m, GError **errp)
+{
+    GError *err = NULL;
+
+    if (m->cfg->accel_no_kvm || kvm_vm_init(&m->kvm, KVM_TSS_ADDR, &err)) {
+        return true;
+    }
+    if (!m->cfg->accel_tcg) {
+        g_propagate_error(errp, err);
+        return false;
+    }
+    g_error_free(err);
+    return true;
+}
+
 bool machine_init(Machine *m, GError **errp)
 {
     const VmConfig *cfg = m->cfg;
+
+    if (vm_config_machine_none(cfg)) {
+        return machine_init_none(m, errp);
+    }
 
     if (!kvm_vm_init(&m->kvm, KVM_TSS_ADDR, errp) || !osnet_setup_vm(&m->osnet, errp) ||
         !machine_init_ram(m, errp) || !machine_create_vcpus(m, errp)) {

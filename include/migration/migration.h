@@ -98,8 +98,8 @@ bool migration_check_capabilities(MigrationState *ms, const MigrationCapabilityI
 /* Check them all, then set them: nothing changes on error. */
 bool migration_set_capabilities(MigrationState *ms, const MigrationCapabilityInfo *caps,
                                 size_t count, GError **errp);
-/* Every capability QEMU 7.2 has, in its order: a GArray of
- * MigrationCapabilityInfo. */
+/* The capabilities that can be switched on, in QEMU 7.2's order: a
+ * GArray of MigrationCapabilityInfo. */
 GArray *migration_query_capabilities(MigrationState *ms);
 
 /*

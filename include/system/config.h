@@ -52,6 +52,8 @@ typedef struct NetdevOpt {
 
 typedef struct VmConfig {
     bool accel_kvm_seen; /* -enable-kvm, -accel kvm, accel=kvm */
+    bool accel_tcg;      /* machine none: tcg in accel= (carry on without KVM) */
+    bool accel_no_kvm;   /* machine none: accel= without kvm (KVM not opened) */
     char *cpu_model;     /* "host" (the only model) */
     bool host_cache_info;
     SmpConfig smp; /* the last -smp */
@@ -73,6 +75,12 @@ typedef struct VmConfig {
     char *incoming;
     bool overcommit_cpu_pm; /* -overcommit cpu-pm=on (any of them) */
 } VmConfig;
+
+/* -machine none: a QMP-only process with no VM (management tools probe it). */
+static inline bool vm_config_machine_none(const VmConfig *cfg)
+{
+    return cfg->machine_type && g_str_equal(cfg->machine_type, "none");
+}
 
 VmConfig *vm_config_new(void);
 void vm_config_free(VmConfig *cfg);

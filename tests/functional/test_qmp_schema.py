@@ -369,6 +369,18 @@ def compare_with_qemu(schema, ours, theirs, qemu, path, out, seen=frozenset()):
         if kind != "alternate":
             out.append(f"{path}: an alternate here, {kind} in QEMU")
         return
+    if isinstance(ours, str) and schema.types[ours]["kind"] == "union":
+        # the base against QEMU's members, each branch against its variant
+        union = schema.types[ours]
+        compare_with_qemu(schema, union["base"], theirs, qemu, path, out, seen)
+        variants = {v["case"]: v["type"] for v in e.get("variants", [])}
+        for case, branch in union["data"].items():
+            if case not in variants:
+                out.append(f"{path}: variant {case} QEMU has not")
+            else:
+                compare_with_qemu(schema, qapi_schema.member_type(branch), variants[case],
+                                  qemu, f"{path}<{case}>", out, seen)
+        return
     members = schema._members(ours, path)
     if kind != "object":
         out.append(f"{path}: an object here, {kind} in QEMU")
