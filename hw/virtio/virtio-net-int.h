@@ -134,6 +134,34 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *opts,
                           GError **errp);
 void virtio_net_free(VirtioNet *n);
 
+/* A feature bit as a mask; the GUEST_* offloads CTRL_GUEST_OFFLOADS sets. */
+#define VNET_F(bit) (1ULL << (bit))
+#define VNET_GUEST_OFFLOADS                                                              \
+    (VNET_F(VIRTIO_NET_F_GUEST_CSUM) | VNET_F(VIRTIO_NET_F_GUEST_TSO4) |                 \
+     VNET_F(VIRTIO_NET_F_GUEST_TSO6) | VNET_F(VIRTIO_NET_F_GUEST_ECN) |                  \
+     VNET_F(VIRTIO_NET_F_GUEST_UFO))
+
+/* Did the driver negotiate feature bit? */
+static inline bool virtio_net_has(VirtioNet *n, unsigned bit)
+{
+    return n->vdev.guest_features & VNET_F(bit);
+}
+
+/* The config's status field (LINK_UP, ANNOUNCE). */
+uint16_t virtio_net_config_status(VirtioNet *n);
+void virtio_net_set_config_status(VirtioNet *n, uint16_t status);
+/* The driver changed the receive filter (NIC_RX_FILTER_CHANGED's rate). */
+void virtio_net_rx_filter_changed(VirtioNet *n);
+/* TUNSETOFFLOAD on every tap queue from the GUEST_* bits in force. */
+bool virtio_net_apply_offloads(VirtioNet *n, uint64_t offloads);
+/*
+ * The driver uses pairs queue pairs from now on (VQ_PAIRS_SET, reset,
+ * migration); on the I/O thread or with the device paused or drained.
+ */
+void virtio_net_use_pairs(VirtioNet *n, unsigned pairs);
+/* Run the control queue's commands (virtio-net-ctrl.c); I/O thread. */
+void virtio_net_control(VirtioNet *n, VirtQueue *vq);
+
 /*
  * vhost-net (virtio-net-vhost.c), with vhost_lock held: start hands the
  * pairs in use to their vhost-net instances, stop takes every pair back;

@@ -41,30 +41,20 @@
 #define VNET_STATE_VERSION         2           /* 2: the queue pairs in use */
 #define VNET_CONFIG_LEN            10          /* mac, status, max_virtqueue_pairs */
 #define VNET_BUDGET                256         /* frames per wake-up each way */
-#define VNET_CTRL_MAX              (64 * 1024) /* the longest command we read */
 #define VNET_MIN_FRAME             14          /* an Ethernet header */
 #define VNET_HDR_NUM_BUFFERS       10          /* offset of num_buffers */
 #define PCI_CLASS_NETWORK_ETHERNET 0x020000
 #define VNET_MAX_VECTORS           2048 /* MSI-X's table size limit */
 
-#define F(bit) (1ULL << (bit))
-#define VNET_GUEST_OFFLOADS                                                              \
-    (F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4) |                           \
-     F(VIRTIO_NET_F_GUEST_TSO6) | F(VIRTIO_NET_F_GUEST_ECN) | F(VIRTIO_NET_F_GUEST_UFO))
 /* What vhost-net must offer for us to offer it (the rest we do ourselves). */
 #define VNET_VHOST_FEATURES                                                              \
-    (F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX) |                       \
-     F(VIRTIO_NET_F_MRG_RXBUF))
+    (VNET_F(VIRTIO_RING_F_INDIRECT_DESC) | VNET_F(VIRTIO_RING_F_EVENT_IDX) |             \
+     VNET_F(VIRTIO_NET_F_MRG_RXBUF))
 
 static unsigned vnet_instances;               /* for the default MACs */
 static unsigned vnet_nics;                    /* for QEMU's "virtio-net-pci.N" names */
 static VirtioNetRxFilterFn vnet_rx_filter_fn; /* NIC_RX_FILTER_CHANGED */
 static void *vnet_rx_filter_opaque;
-
-static bool vnet_has(VirtioNet *n, unsigned bit)
-{
-    return n->vdev.guest_features & F(bit);
-}
 
 bool virtio_net_parse_mac(const char *text, uint8_t mac[6])
 {
@@ -88,12 +78,12 @@ bool virtio_net_parse_mac(const char *text, uint8_t mac[6])
 
 /* ---- the device config and the link ---- */
 
-static uint16_t vnet_config_status(VirtioNet *n)
+uint16_t virtio_net_config_status(VirtioNet *n)
 {
     return pci_get_word(n->vdev.config + 6);
 }
 
-static void vnet_set_config_status(VirtioNet *n, uint16_t status)
+void virtio_net_set_config_status(VirtioNet *n, uint16_t status)
 {
     pci_set_word(n->vdev.config + 6, status);
 }
@@ -112,13 +102,13 @@ static void vnet_link_vhost(VirtioNet *n);
 
 void virtio_net_set_link(VirtioNet *n, bool up)
 {
-    uint16_t status = vnet_config_status(n);
+    uint16_t status = virtio_net_config_status(n);
     uint16_t want = up ? status | VIRTIO_NET_S_LINK_UP : status & ~VIRTIO_NET_S_LINK_UP;
 
     __atomic_store_n(&n->link_down, !up, __ATOMIC_RELEASE);
     if (want != status) {
-        vnet_set_config_status(n, want);
-        if (n->vdev.host_features & F(VIRTIO_NET_F_STATUS)) {
+        virtio_net_set_config_status(n, want);
+        if (n->vdev.host_features & VNET_F(VIRTIO_NET_F_STATUS)) {
             vnet_config_changed(n);
         }
     }
@@ -172,9 +162,11 @@ void virtio_net_send_rarp(VirtioNet *n)
 
 bool virtio_net_announce_guest(VirtioNet *n)
 {
-    if (vnet_has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) && vnet_has(n, VIRTIO_NET_F_CTRL_VQ) &&
+    if (virtio_net_has(n, VIRTIO_NET_F_GUEST_ANNOUNCE) &&
+        virtio_net_has(n, VIRTIO_NET_F_CTRL_VQ) &&
         (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
-        vnet_set_config_status(n, vnet_config_status(n) | VIRTIO_NET_S_ANNOUNCE);
+        virtio_net_set_config_status(n,
+                                     virtio_net_config_status(n) | VIRTIO_NET_S_ANNOUNCE);
         vnet_config_changed(n);
         return true;
     }
@@ -200,7 +192,7 @@ void virtio_net_set_rx_filter_notifier(VirtioNetRxFilterFn fn, void *opaque)
  * The driver changed the filter: tell the listener once, then not again
  * until query-rx-filter re-arms it (QEMU's rate for NIC_RX_FILTER_CHANGED).
  */
-static void vnet_rx_filter_changed(VirtioNet *n)
+void virtio_net_rx_filter_changed(VirtioNet *n)
 {
     VirtioNetRxFilterFn fn = __atomic_load_n(&vnet_rx_filter_fn, __ATOMIC_ACQUIRE);
 
@@ -288,7 +280,7 @@ void virtio_net_rx_filter(VirtioNet *n, VirtioNetRxFilter *out)
     out->nr_multi = f->nr_multi;
     memcpy(out->uni, f->macs, 6 * f->nr_uni);
     memcpy(out->multi, f->macs + f->nr_uni, 6 * f->nr_multi);
-    out->vlan_filtering = vnet_has(n, VIRTIO_NET_F_CTRL_VLAN);
+    out->vlan_filtering = virtio_net_has(n, VIRTIO_NET_F_CTRL_VLAN);
     for (unsigned vid = 0; vid < 4096; vid++) {
         if (vlan_allowed(n, vid)) {
             out->vlans[out->nr_vlans++] = vid;
@@ -346,7 +338,7 @@ static RxResult rx_fail(VirtioNet *n, VirtioNetPair *p, VirtQueue *vq, unsigned 
 static RxResult rx_deliver(VirtioNet *n, VirtioNetPair *p, const uint8_t *buf, size_t len)
 {
     VirtQueue *vq = &n->vdev.vqs[VNET_RXQ(p->index)];
-    bool mergeable = vnet_has(n, VIRTIO_NET_F_MRG_RXBUF);
+    bool mergeable = virtio_net_has(n, VIRTIO_NET_F_MRG_RXBUF);
     unsigned count = 0;
     size_t off = 0;
     uint16_t nb;
@@ -491,137 +483,22 @@ static void vnet_transmit(VirtioNet *n, VirtioNetPair *p)
     }
 }
 
-/* ---- the control queue ---- */
-
-static uint8_t ctrl_rx(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    uint8_t *flag;
-
-    if (len != 1 || !vnet_has(n, VIRTIO_NET_F_CTRL_RX)) {
-        return VIRTIO_NET_ERR;
-    }
-    switch (cmd) {
-    case VIRTIO_NET_CTRL_RX_PROMISC:
-        flag = &n->filter.promisc;
-        break;
-    case VIRTIO_NET_CTRL_RX_ALLMULTI:
-        flag = &n->filter.allmulti;
-        break;
-    case VIRTIO_NET_CTRL_RX_ALLUNI:
-        flag = &n->filter.alluni;
-        break;
-    case VIRTIO_NET_CTRL_RX_NOMULTI:
-        flag = &n->filter.nomulti;
-        break;
-    case VIRTIO_NET_CTRL_RX_NOUNI:
-        flag = &n->filter.nouni;
-        break;
-    case VIRTIO_NET_CTRL_RX_NOBCAST:
-        flag = &n->filter.nobcast;
-        break;
-    default:
-        return VIRTIO_NET_ERR;
-    }
-    if (cmd > VIRTIO_NET_CTRL_RX_ALLMULTI && !vnet_has(n, VIRTIO_NET_F_CTRL_RX_EXTRA)) {
-        return VIRTIO_NET_ERR;
-    }
-    *flag = data[0] != 0;
-    vnet_rx_filter_changed(n);
-    return VIRTIO_NET_OK;
-}
-
-/*
- * MAC_TABLE_SET: two tables (unicast, then multicast), each a 32-bit count
- * and that many addresses, filling the whole command.  More than the table
- * holds turns the filter for that kind off (overflow), as QEMU does.
- */
-static uint8_t ctrl_mac_table(VirtioNet *n, const uint8_t *data, size_t len)
-{
-    VirtioNetFilter f = n->filter;
-    uint32_t entries[2];
-    size_t off = 0;
-
-    f.nr_uni = f.nr_multi = 0;
-    f.uni_overflow = f.multi_overflow = 0;
-    for (unsigned t = 0; t < 2; t++) {
-        if (len - off < 4) {
-            return VIRTIO_NET_ERR;
-        }
-        entries[t] = pci_get_long(data + off);
-        off += 4;
-        if (entries[t] > (len - off) / 6) {
-            return VIRTIO_NET_ERR;
-        }
-        if (f.nr_uni + f.nr_multi + entries[t] <= VIRTIO_NET_MAC_TABLE_ENTRIES) {
-            memcpy(f.macs[f.nr_uni + f.nr_multi], data + off, 6 * (size_t)entries[t]);
-            *(t == 0 ? &f.nr_uni : &f.nr_multi) = entries[t];
-        } else {
-            *(t == 0 ? &f.uni_overflow : &f.multi_overflow) = 1;
-        }
-        off += 6 * (size_t)entries[t];
-    }
-    if (off != len) {
-        return VIRTIO_NET_ERR;
-    }
-    n->filter = f;
-    vnet_rx_filter_changed(n);
-    return VIRTIO_NET_OK;
-}
-
-static uint8_t ctrl_mac(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    if (cmd == VIRTIO_NET_CTRL_MAC_ADDR_SET) {
-        if (len != 6 || !vnet_has(n, VIRTIO_NET_F_CTRL_MAC_ADDR)) {
-            return VIRTIO_NET_ERR;
-        }
-        memcpy(n->mac, data, 6);
-        memcpy(n->vdev.config, data, 6);
-        vnet_rx_filter_changed(n);
-        return VIRTIO_NET_OK;
-    }
-    if (cmd == VIRTIO_NET_CTRL_MAC_TABLE_SET && vnet_has(n, VIRTIO_NET_F_CTRL_RX)) {
-        return ctrl_mac_table(n, data, len);
-    }
-    return VIRTIO_NET_ERR;
-}
-
-static uint8_t ctrl_vlan(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    uint16_t vid;
-
-    if (len != 2 || !vnet_has(n, VIRTIO_NET_F_CTRL_VLAN)) {
-        return VIRTIO_NET_ERR;
-    }
-    vid = pci_get_word(data);
-    if (vid >= 4096) {
-        return VIRTIO_NET_ERR;
-    }
-    if (cmd == VIRTIO_NET_CTRL_VLAN_ADD) {
-        n->filter.vlans[vid / 32] |= 1u << (vid % 32);
-    } else if (cmd == VIRTIO_NET_CTRL_VLAN_DEL) {
-        n->filter.vlans[vid / 32] &= ~(1u << (vid % 32));
-    } else {
-        return VIRTIO_NET_ERR;
-    }
-    vnet_rx_filter_changed(n);
-    return VIRTIO_NET_OK;
-}
-
 /* TUNSETOFFLOAD from the GUEST_* bits in force, on every tap queue. */
-static bool vnet_apply_offloads(VirtioNet *n, uint64_t offloads)
+bool virtio_net_apply_offloads(VirtioNet *n, uint64_t offloads)
 {
     GError *err = NULL;
-    bool csum = offloads & F(VIRTIO_NET_F_GUEST_CSUM);
+    bool csum = offloads & VNET_F(VIRTIO_NET_F_GUEST_CSUM);
 
     if (!n->tap || !net_tap_has_vnet_hdr(n->tap)) {
         return offloads == 0;
     }
     for (unsigned i = 0; i < n->max_pairs; i++) {
         if (!net_tap_set_offload(n->pairs[i].tap, csum,
-                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO4)),
-                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_TSO6)),
-                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_ECN)),
-                                 csum && (offloads & F(VIRTIO_NET_F_GUEST_UFO)), &err)) {
+                                 csum && (offloads & VNET_F(VIRTIO_NET_F_GUEST_TSO4)),
+                                 csum && (offloads & VNET_F(VIRTIO_NET_F_GUEST_TSO6)),
+                                 csum && (offloads & VNET_F(VIRTIO_NET_F_GUEST_ECN)),
+                                 csum && (offloads & VNET_F(VIRTIO_NET_F_GUEST_UFO)),
+                                 &err)) {
             warn_report("%s: %s", n->vdev.name, err->message);
             g_error_free(err);
             return false;
@@ -629,106 +506,6 @@ static bool vnet_apply_offloads(VirtioNet *n, uint64_t offloads)
     }
     n->guest_offloads = offloads;
     return true;
-}
-
-static uint8_t ctrl_guest_offloads(VirtioNet *n, uint8_t cmd, const uint8_t *data,
-                                   size_t len)
-{
-    uint64_t offloads;
-
-    if (cmd != VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET || len != 8 ||
-        !vnet_has(n, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS)) {
-        return VIRTIO_NET_ERR;
-    }
-    offloads = pci_get_long(data) | (uint64_t)pci_get_long(data + 4) << 32;
-    if (offloads & ~(n->vdev.guest_features & VNET_GUEST_OFFLOADS)) {
-        return VIRTIO_NET_ERR;
-    }
-    return vnet_apply_offloads(n, offloads) ? VIRTIO_NET_OK : VIRTIO_NET_ERR;
-}
-
-static void vnet_use_pairs(VirtioNet *n, unsigned pairs);
-
-/*
- * VQ_PAIRS_SET (5.1.6.5.5): a 16-bit count from 1 to max_virtqueue_pairs,
- * with MQ negotiated; anything else is VIRTIO_NET_ERR and changes nothing.
- */
-static uint8_t ctrl_mq(VirtioNet *n, uint8_t cmd, const uint8_t *data, size_t len)
-{
-    uint16_t pairs;
-
-    if (cmd != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET || len != 2 ||
-        !vnet_has(n, VIRTIO_NET_F_MQ)) {
-        return VIRTIO_NET_ERR;
-    }
-    pairs = pci_get_word(data);
-    if (pairs < VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN || pairs > n->max_pairs) {
-        return VIRTIO_NET_ERR;
-    }
-    vnet_use_pairs(n, pairs);
-    return VIRTIO_NET_OK;
-}
-
-static uint8_t ctrl_dispatch(VirtioNet *n, uint8_t cls, uint8_t cmd, const uint8_t *data,
-                             size_t len)
-{
-    switch (cls) {
-    case VIRTIO_NET_CTRL_RX:
-        return ctrl_rx(n, cmd, data, len);
-    case VIRTIO_NET_CTRL_MAC:
-        return ctrl_mac(n, cmd, data, len);
-    case VIRTIO_NET_CTRL_VLAN:
-        return ctrl_vlan(n, cmd, data, len);
-    case VIRTIO_NET_CTRL_ANNOUNCE:
-        if (cmd != VIRTIO_NET_CTRL_ANNOUNCE_ACK ||
-            !vnet_has(n, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
-            return VIRTIO_NET_ERR;
-        }
-        vnet_set_config_status(n, vnet_config_status(n) & ~VIRTIO_NET_S_ANNOUNCE);
-        return VIRTIO_NET_OK;
-    case VIRTIO_NET_CTRL_GUEST_OFFLOADS:
-        return ctrl_guest_offloads(n, cmd, data, len);
-    case VIRTIO_NET_CTRL_MQ:
-        return ctrl_mq(n, cmd, data, len);
-    default:
-        return VIRTIO_NET_ERR; /* RSS, hash reports and the rest are not offered */
-    }
-}
-
-/* Each command: class and command bytes, data, then a writable ack byte. */
-static void vnet_control(VirtioNet *n, VirtQueue *vq)
-{
-    for (;;) {
-        VirtQueueElement e;
-        uint8_t hdr[2], ack, *data;
-        size_t len;
-
-        virtqueue_element_init(&e);
-        if (!virtio_queue_pop(vq, &e)) {
-            virtqueue_element_free(&e);
-            return;
-        }
-        if (e.bad_address || e.out_len < sizeof(hdr) || e.in_len < 1 ||
-            e.out_len - sizeof(hdr) > VNET_CTRL_MAX) {
-            virtio_error(&n->vdev, vq, "control queue: %s",
-                         e.bad_address ? "a buffer outside guest RAM"
-                         : e.out_len - MIN(e.out_len, sizeof(hdr)) > VNET_CTRL_MAX
-                             ? "a command longer than 64 KiB"
-                             : "a command without its header or ack byte");
-            virtio_queue_complete(vq, &e, 0);
-            virtqueue_element_free(&e);
-            return;
-        }
-        len = e.out_len - sizeof(hdr);
-        data = g_malloc(len ? len : 1);
-        iov_to_buf(e.iov, e.out_num, 0, hdr, sizeof(hdr));
-        iov_to_buf(e.iov, e.out_num, sizeof(hdr), data, len);
-        ack = ctrl_dispatch(n, hdr[0], hdr[1], data, len);
-        g_free(data);
-        iov_from_buf(e.iov + e.out_num, e.in_num, 0, &ack, sizeof(ack));
-        virtio_queue_complete(vq, &e, sizeof(ack));
-        virtqueue_element_free(&e);
-    }
 }
 
 /* ---- queue pairs in use ---- */
@@ -759,7 +536,7 @@ static void vnet_attach_taps(VirtioNet *n)
  * half-received frame.  On the I/O thread (control queue) or with the
  * device paused or drained.
  */
-static void vnet_use_pairs(VirtioNet *n, unsigned pairs)
+void virtio_net_use_pairs(VirtioNet *n, unsigned pairs)
 {
     bool restart;
 
@@ -785,7 +562,7 @@ static void vnet_use_pairs(VirtioNet *n, unsigned pairs)
 /* Where the control queue is: after the last pair with MQ, else number 2. */
 static unsigned vnet_ctrl_queue(VirtioNet *n)
 {
-    return vnet_has(n, VIRTIO_NET_F_MQ) ? 2 * n->max_pairs : VNET_CTRL_QUEUE;
+    return virtio_net_has(n, VIRTIO_NET_F_MQ) ? 2 * n->max_pairs : VNET_CTRL_QUEUE;
 }
 
 /* ---- the core's hooks ---- */
@@ -796,7 +573,7 @@ static void vnet_handle_queue(VirtioDevice *vdev, VirtQueue *vq)
     VirtioNetPair *p;
 
     if (vq->index == vnet_ctrl_queue(n)) {
-        vnet_control(n, vq);
+        virtio_net_control(n, vq);
         return;
     }
     if (vq->index >= 2 * n->curr_pairs || n->vhost_running) {
@@ -893,8 +670,8 @@ static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status,
 
     pthread_mutex_lock(&vdev->busy_lock);
     if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
-        vnet_apply_offloads(n, vdev->guest_features & VNET_GUEST_OFFLOADS);
-        vnet_filter_reset(n, vnet_has(n, VIRTIO_NET_F_CTRL_VLAN));
+        virtio_net_apply_offloads(n, vdev->guest_features & VNET_GUEST_OFFLOADS);
+        vnet_filter_reset(n, virtio_net_has(n, VIRTIO_NET_F_CTRL_VLAN));
     }
     if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && n->vhost && !vdev->paused &&
         vnet_frames_pass(n)) {
@@ -918,10 +695,10 @@ static void vnet_reset(VirtioDevice *vdev)
         n->pairs[i].rx_len = 0;
         n->pairs[i].rx_wait_buffers = n->pairs[i].tx_wait_writable = false;
     }
-    vnet_use_pairs(n, 1); /* MQ starts with one pair (5.1.6.5.5) */
-    vnet_apply_offloads(n, 0);
+    virtio_net_use_pairs(n, 1); /* MQ starts with one pair (5.1.6.5.5) */
+    virtio_net_apply_offloads(n, 0);
     vnet_filter_reset(n, false);
-    vnet_set_config_status(n, vnet_config_status(n) & ~VIRTIO_NET_S_ANNOUNCE);
+    virtio_net_set_config_status(n, virtio_net_config_status(n) & ~VIRTIO_NET_S_ANNOUNCE);
 }
 
 /* The VM stops: vhost-net lets go of the rings; it runs: they go back. */
@@ -980,7 +757,7 @@ static void vnet_save(VirtioDevice *vdev, GByteArray *out)
     blob_put_u32(out, VNET_STATE_MAGIC);
     blob_put_u32(out, VNET_STATE_VERSION);
     blob_put_bytes(out, n->mac, 6);
-    blob_put_u16(out, vnet_config_status(n));
+    blob_put_u16(out, virtio_net_config_status(n));
     blob_put_u8(out, !virtio_net_link_up(n));
     blob_put_u64(out, n->guest_offloads);
     blob_put_u8(out, f->promisc);
@@ -1054,7 +831,8 @@ static bool vnet_load_check(VirtioDevice *vdev, StateReader *r, GError **errp)
         return false;
     }
     if (s.guest_offloads & ~VNET_GUEST_OFFLOADS ||
-        (s.guest_offloads && !(n->vdev.host_features & F(VIRTIO_NET_F_GUEST_CSUM)))) {
+        (s.guest_offloads &&
+         !(n->vdev.host_features & VNET_F(VIRTIO_NET_F_GUEST_CSUM)))) {
         error_setg(errp,
                    "%s: the source had offloads 0x%" G_GINT64_MODIFIER "x that "
                    "this tap cannot take",
@@ -1073,14 +851,14 @@ static void vnet_load_apply(VirtioDevice *vdev)
     memcpy(n->mac, s->mac, 6);
     memcpy(vdev->config, s->mac, 6);
     n->filter = s->filter;
-    vnet_set_config_status(n, s->config_status);
+    virtio_net_set_config_status(n, s->config_status);
     __atomic_store_n(&n->link_down, s->link_down, __ATOMIC_RELEASE);
-    vnet_apply_offloads(n, s->guest_offloads);
+    virtio_net_apply_offloads(n, s->guest_offloads);
     for (unsigned i = 0; i < n->max_pairs; i++) {
         n->pairs[i].rx_len = 0;
         n->pairs[i].rx_wait_buffers = n->pairs[i].tx_wait_writable = false;
     }
-    vnet_use_pairs(n, s->curr_pairs);
+    virtio_net_use_pairs(n, s->curr_pairs);
     n->announce_pending = (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK) != 0;
 }
 
@@ -1107,25 +885,26 @@ static const VirtioDeviceOps virtio_net_ops = {
 
 static uint64_t vnet_features(VirtioNet *n)
 {
-    uint64_t f = F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) |
-                 F(VIRTIO_NET_F_MRG_RXBUF) | F(VIRTIO_NET_F_CTRL_VQ) |
-                 F(VIRTIO_NET_F_CTRL_RX) | F(VIRTIO_NET_F_CTRL_VLAN) |
-                 F(VIRTIO_NET_F_CTRL_RX_EXTRA) | F(VIRTIO_NET_F_GUEST_ANNOUNCE) |
-                 F(VIRTIO_NET_F_CTRL_MAC_ADDR) | F(VIRTIO_RING_F_EVENT_IDX) |
-                 F(VIRTIO_RING_F_INDIRECT_DESC);
+    uint64_t f = VNET_F(VIRTIO_NET_F_MAC) | VNET_F(VIRTIO_NET_F_STATUS) |
+                 VNET_F(VIRTIO_NET_F_MRG_RXBUF) | VNET_F(VIRTIO_NET_F_CTRL_VQ) |
+                 VNET_F(VIRTIO_NET_F_CTRL_RX) | VNET_F(VIRTIO_NET_F_CTRL_VLAN) |
+                 VNET_F(VIRTIO_NET_F_CTRL_RX_EXTRA) |
+                 VNET_F(VIRTIO_NET_F_GUEST_ANNOUNCE) |
+                 VNET_F(VIRTIO_NET_F_CTRL_MAC_ADDR) | VNET_F(VIRTIO_RING_F_EVENT_IDX) |
+                 VNET_F(VIRTIO_RING_F_INDIRECT_DESC);
 
     if (n->tap && net_tap_has_vnet_hdr(n->tap)) {
-        f |= F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) |
-             F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | F(VIRTIO_NET_F_GUEST_TSO4) |
-             F(VIRTIO_NET_F_GUEST_TSO6) | F(VIRTIO_NET_F_GUEST_ECN) |
-             F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_HOST_TSO6) |
-             F(VIRTIO_NET_F_HOST_ECN);
+        f |= VNET_F(VIRTIO_NET_F_CSUM) | VNET_F(VIRTIO_NET_F_GUEST_CSUM) |
+             VNET_F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | VNET_F(VIRTIO_NET_F_GUEST_TSO4) |
+             VNET_F(VIRTIO_NET_F_GUEST_TSO6) | VNET_F(VIRTIO_NET_F_GUEST_ECN) |
+             VNET_F(VIRTIO_NET_F_HOST_TSO4) | VNET_F(VIRTIO_NET_F_HOST_TSO6) |
+             VNET_F(VIRTIO_NET_F_HOST_ECN);
     }
     if (n->failover) {
-        f |= F(VIRTIO_NET_F_STANDBY);
+        f |= VNET_F(VIRTIO_NET_F_STANDBY);
     }
     if (n->mq) {
-        f |= F(VIRTIO_NET_F_MQ);
+        f |= VNET_F(VIRTIO_NET_F_MQ);
     }
     if (n->vhost) {
         f &= ~VNET_VHOST_FEATURES | vhost_net_get_features(n->vhost);
@@ -1263,7 +1042,7 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o,
     n->watching = g_new0(VirtioNetWatch, n->vdev.max_watch_fds);
     n->vdev.msix_vectors = o->vectors; /* 0: one per queue and the config */
     memcpy(n->vdev.config, n->mac, 6);
-    vnet_set_config_status(n, VIRTIO_NET_S_LINK_UP);
+    virtio_net_set_config_status(n, VIRTIO_NET_S_LINK_UP);
     pci_set_word(n->vdev.config + 8, n->max_pairs); /* max_virtqueue_pairs */
     vnet_filter_reset(n, false);
     vnet_attach_taps(n);
