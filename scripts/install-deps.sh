@@ -3,7 +3,7 @@
 # packages already present are not reinstalled.  Needs root (or sudo).
 set -e
 PKGS="build-essential pkg-config libglib2.0-dev libjansson-dev zlib1g-dev
-libcap-ng-dev seabios qemu-system-x86 qemu-utils python3 python3-pytest
+libcap-ng-dev libseccomp-dev seabios qemu-system-x86 qemu-utils python3 python3-pytest
 python3-pytest-timeout python3-pexpect netcat-openbsd socat telnet expect procps util-linux
 clang libclang-rt-14-dev clang-format acpica-tools iperf3 ethtool
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients"
