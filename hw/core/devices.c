@@ -78,6 +78,9 @@ static void device_created(Machine *m, PciDevice *dev)
 /* device_del's id or QOM path (QEMU takes either), to a user's device. */
 static PciDevice *device_find(Machine *m, const char *id)
 {
+    if (!m->pci) {
+        return NULL; /* machine none */
+    }
     if (g_str_has_prefix(id, PERIPHERAL)) {
         return pci_find_device_by_id(m->pci, id + strlen(PERIPHERAL));
     }
@@ -210,6 +213,8 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
 
     if (!driver) {
         error_setg(errp, "Parameter 'driver' is missing");
+    } else if (!m->pci) {
+        error_setg(errp, "No 'PCI' bus found for device '%s'", driver); /* machine none */
     } else if (id && pci_find_device_by_id(m->pci, id)) {
         error_setg(errp, "Duplicate device ID '%s'", id);
     } else {

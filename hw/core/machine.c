@@ -432,6 +432,9 @@ void machine_resume(Machine *m)
 /* Put the whole machine back to power-on state; vCPUs are paused. */
 static bool machine_reset(Machine *m, GError **errp)
 {
+    if (vm_config_machine_none(m->cfg)) {
+        return true; /* nothing there to reset */
+    }
     for (unsigned i = 0; i < m->nr_vcpus; i++) {
         if (!vcpu_reset(m->vcpus[i], errp)) {
             return false;
