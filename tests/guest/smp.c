@@ -36,7 +36,12 @@ void lapic_write(u32 reg, u32 value)
 }
 
 /* Software-enables this CPU's xAPIC with every local interrupt masked.
- * Runs before the CPU loads its TSS (cpu_init says why). */
+ * Runs before the CPU loads its TSS (cpu_init says why). The TPR write comes
+ * last: under QEMU's TCG, LINT0 (ExtINT from the 8259, where SeaBIOS leaves
+ * the PIT ticking) may have left a hardware-interrupt request pending, and
+ * masking LINT0 does not withdraw it; a TPR write makes QEMU's APIC look
+ * again and drop it. Otherwise the first sti took an interrupt with no
+ * vector: #GP at user_start, about one boot in ten under load. */
 void lapic_init(void)
 {
     u64 base = rdmsr(MSR_APIC_BASE);
@@ -45,10 +50,10 @@ void lapic_init(void)
         wrmsr(MSR_APIC_BASE, base | APIC_BASE_ENABLE);
     }
     lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
-    lapic_write(LAPIC_TPR, 0);
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
     lapic_write(LAPIC_LVT_LINT0, LVT_MASKED);
     lapic_write(LAPIC_LVT_ERROR, LVT_MASKED);
+    lapic_write(LAPIC_TPR, 0);
 }
 
 u32 cpu_index_from_apic(void)
