@@ -353,12 +353,13 @@ static int irq_test(E1000e *n)
         wr32(n, REG_IMS, cause);
         wr32(n, REG_ICS, cause);
         int arrived = wait_count(&e1000e_irqs[v], before[v], 1000);
+        u32 ims = rd32(n, REG_IMS), pba = msix_pba(n);
         wr32(n, REG_IMC, cause);
         if (!arrived) {
             uprintf(
                 "vfio irq FAILED: cause %s (ICS 0x%x) did not arrive on MSI-X vector %u "
                 "(IDT 0x%x) within 1 s; IMS=0x%x PBA=0x%x",
-                cause_names[v], cause, v, VEC_E1000E + v, rd32(n, REG_IMS), msix_pba(n));
+                cause_names[v], cause, v, VEC_E1000E + v, ims, pba);
             return 0;
         }
         delay_us(1000); /* a duplicate or misrouted message would land by now */
