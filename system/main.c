@@ -18,6 +18,7 @@
 #include "monitor/monitor.h"
 #include "system/config.h"
 #include "util/error.h"
+#include "sandbox-int.h"
 
 typedef struct SignalContext {
     Machine *machine;
@@ -153,6 +154,16 @@ int main(int argc, char **argv)
         }
         daemon_fd = daemonize_start();
     }
+    /*
+     * -sandbox where QEMU installs it, once the command line is read, but
+     * after the -daemonize fork (QEMU 7.2's spawn=deny kills that fork).
+     */
+    if (!privileges_check(cfg, &err) || !sandbox_install(cfg, &err)) {
+        error_report_err(err, NULL);
+        daemonize_finish(daemon_fd, false);
+        vm_config_free(cfg);
+        return 1;
+    }
     if (cfg->pidfile && !pidfile_write(cfg->pidfile, &err)) {
         error_report_err(err, cfg->pidfile);
         daemonize_finish(daemon_fd, false);
@@ -165,6 +176,8 @@ int main(int argc, char **argv)
     if (!machine_prepare(&machine, cfg, &err) ||
         !monitor_set_configure(monitors, machine.chardevs, &err) ||
         !chardev_set_open_all(machine.chardevs, &err) ||
+        /* host resources open, the VM's threads not yet there: they inherit */
+        !privileges_drop_capabilities(cfg, &err) ||
         !(machine.event_fn = monitor_machine_event, machine.event_opaque = monitors,
           machine_init(&machine, &err)) ||
         !machine_start(&machine, &err)) {
@@ -190,6 +203,15 @@ int main(int argc, char **argv)
         monitor_set_free(monitors);
         vm_config_free(cfg);
         return 1;
+    }
+    /* -runas once everything is set up, as QEMU's os_setup_post */
+    if (!privileges_change_user(cfg, &err)) {
+        error_report_err(err, NULL);
+        daemonize_finish(daemon_fd, false);
+        if (cfg->pidfile) {
+            unlink(cfg->pidfile);
+        }
+        exit(1);
     }
     daemonize_finish(daemon_fd, true);
 

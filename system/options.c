@@ -13,6 +13,7 @@
 #include "system/config.h"
 #include "util/error.h"
 #include "util/subopt.h"
+#include "sandbox-int.h"
 
 typedef bool (*OptHandler)(VmConfig *cfg, const char *arg, GError **errp);
 
@@ -658,6 +659,7 @@ void vm_config_free(VmConfig *cfg)
     g_ptr_array_free(cfg->devices, TRUE);
     g_ptr_array_free(cfg->netdevs, TRUE);
     g_ptr_array_free(cfg->monitor_opts, TRUE);
+    sandbox_config_clear(cfg);
     g_free(cfg);
 }
 

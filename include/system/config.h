@@ -50,8 +50,27 @@ typedef struct NetdevOpt {
     struct NetdevConfig *cfg;
 } NetdevOpt;
 
+/* One -sandbox on: the syscall sets its seccomp filter denies. */
+typedef struct SandboxOpt {
+    bool deny_obsolete;   /* obsolete=deny (the default) */
+    bool deny_privileged; /* elevateprivileges=deny or children */
+    bool no_new_privs;    /* elevateprivileges=children */
+    bool deny_spawn;      /* spawn=deny */
+    bool deny_resources;  /* resourcecontrol=deny */
+} SandboxOpt;
+
+/* -runas: the user the VMM becomes once set up. */
+typedef struct RunasOpt {
+    bool given;
+    char *name; /* a user name (initgroups), NULL for UID:GID */
+    uint32_t uid, gid;
+} RunasOpt;
+
 typedef struct VmConfig {
     bool accel_kvm_seen; /* -enable-kvm, -accel kvm, accel=kvm */
+    bool sandbox_given;  /* any -sandbox (refused without libseccomp) */
+    GArray *sandboxes;   /* of SandboxOpt: each -sandbox on is one filter */
+    RunasOpt runas;      /* -runas */
     bool accel_tcg;      /* machine none: tcg in accel= (carry on without KVM) */
     bool accel_no_kvm;   /* machine none: accel= without kvm (KVM not opened) */
     char *cpu_model;     /* "host" (the only model) */
