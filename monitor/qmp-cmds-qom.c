@@ -142,7 +142,7 @@ static const struct {
     const char *params[8]; /* "name:type", NULL-terminated */
 } cmdline_options[] = {
     { "machine", { "type:string", "accel:string" } },
-    { "accel", { "accel:string" } },
+    { "accel", { NULL } }, /* its keys are the accelerator's properties */
     { "smp-opts",
       { "cpus:number", "maxcpus:number", "sockets:number", "dies:number", "cores:number",
         "threads:number" } },

@@ -96,7 +96,8 @@ class _Builder:
             data.update(self.struct_members(base))
         elif isinstance(base, dict):
             data.update(base)
-        data.update(t.get("data", {}))
+        if "struct" in t:
+            data.update(t.get("data", {}))  # a union's data are its branches
         return data
 
     def describe(self, key):
