@@ -1,0 +1,409 @@
+"""-sandbox (seccomp), -runas and the capabilities the VMM keeps.
+
+A testos VM under libvirt's sandbox (-sandbox on,obsolete=deny,
+elevateprivileges=deny,spawn=deny,resourcecontrol=deny) boots, answers QMP,
+migrates over tcp and unix to a sandboxed destination and quits; every
+thread shows seccomp mode 2 and one filter in /proc; what spawn=deny
+forbids (migrate exec:, a tap's script=) fails with an error while the VM
+goes on.  -runas nobody: every thread runs as nobody with no capability
+left.  Run as root without -runas: every thread keeps CAP_NET_ADMIN and
+CAP_IPC_LOCK only (docs/user-guide.md says why), and netdev_add of a tap by
+name still works.  Option errors: one line each, the same as Debian's QEMU
+7.2 (which has seccomp) prints; the filter itself, read back through
+ptrace, is Debian QEMU's instruction for instruction (spawn=deny: the same
+syscalls, EPERM where QEMU kills).
+
+Under DV_SANITIZED the tests that need no VM run against the ASan+UBSan
+build: the option errors and the filters read back (machine none under
+-sandbox); ASan's own syscalls (mmap, madvise, sigaltstack...) are in no
+denied set, and leak checking, whose tracer thread clone would refuse
+(CLONE_UNTRACED), is off for the VMM there (harness.py)."""
+import ctypes
+import glob
+import os
+import struct
+import pwd
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from harness import QEMU, TESTOS, VMM, Qmp, Vmm, free_port
+
+LIBVIRT_SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+CAP_NET_ADMIN, CAP_IPC_LOCK = 12, 14
+KEPT = (1 << CAP_NET_ADMIN) | (1 << CAP_IPC_LOCK)
+# Nested TCG runs guests and both VMMs tens of times slower.
+SLOW = 5 if os.environ.get("DV_RIG") == "1" else 1
+
+
+def first_line(binary, args):
+    """Run a command line that must fail at once: (status, stderr lines)."""
+    proc = subprocess.run([binary, *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=30)
+    return proc.returncode, proc.stderr.splitlines()
+
+
+BAD_OPTIONS = [
+    ["-sandbox", "on,obtain=deny"],            # QEMU spells it obsolete=
+    ["-sandbox", "on,spawn=foo"],
+    ["-sandbox", "on,elevateprivileges=yes"],
+    ["-sandbox", "on,resourcecontrol=maybe"],
+    ["-sandbox", "on,obsolete=x"],
+    ["-sandbox", "on,foo=bar"],
+    ["-sandbox", "maybe"],
+    ["-sandbox", "off,bogus=1"],
+    ["-runas", "no-such-user-here"],
+    ["-runas", "12:"],
+    ["-runas", "1:2:3"],
+    ["-runas", "-1:5"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_OPTIONS, ids=[" ".join(a) for a in BAD_OPTIONS])
+def test_bad_options_get_qemus_one_line(args):
+    """Each bad value is one line naming the option, exit status 1, as
+    Debian's QEMU 7.2 (built with seccomp) prints it."""
+    if not QEMU:
+        pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
+    common = ["-machine", "none", "-nodefaults", "-display", "none", "-S"]
+    status, lines = first_line(VMM, [*common, *args])
+    q_status, q_lines = first_line(QEMU, [*common, *args])
+    assert (status, lines) == (q_status, q_lines) == (1, q_lines), (lines, q_lines)
+    assert len(lines) == 1 and lines[0].startswith(f"qemu-system-x86_64: {args[0]} ")
+
+
+def test_runas_under_elevateprivileges_deny_is_refused_at_once():
+    """QEMU 7.2 starts, then its own filter kills it (SIGSYS) when -runas
+    calls setuid; here the pair is refused before anything starts."""
+    for value in ("deny", "children"):
+        status, lines = first_line(VMM, ["-machine", "none", "-nodefaults", "-display", "none",
+                                         "-sandbox", f"on,elevateprivileges={value}",
+                                         "-runas", "nobody"])
+        assert status == 1
+        assert lines == ["qemu-system-x86_64: -runas: -sandbox "
+                         f"elevateprivileges={value} forbids changing the user"]
+
+
+PTRACE_ATTACH, PTRACE_DETACH, PTRACE_SECCOMP_GET_FILTER = 16, 17, 0x420c
+BPF_RET, BPF_JEQ_K = 0x06, 0x15
+SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_ERRNO = 0x80000000, 0x00050000
+EPERM = 1
+
+
+def seccomp_filters(pid):
+    """The classic-BPF programs of pid's filters, newest first, read
+    through ptrace (as root): [(code, jt, jf, k), ...] each."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    libc.ptrace.restype = ctypes.c_long
+    if libc.ptrace(PTRACE_ATTACH, pid, None, None) < 0:
+        raise OSError(ctypes.get_errno(), f"ptrace attach {pid}")
+    try:
+        os.waitpid(pid, 0x40000000)     # __WALL: the attach stop
+        programs = []
+        while True:
+            index = ctypes.c_void_p(len(programs))
+            count = libc.ptrace(PTRACE_SECCOMP_GET_FILTER, pid, index, None)
+            if count < 0:
+                return programs
+            buf = ctypes.create_string_buffer(8 * count)
+            libc.ptrace(PTRACE_SECCOMP_GET_FILTER, pid, index, buf)
+            programs.append([struct.unpack_from("HBBI", buf.raw, 8 * i) for i in range(count)])
+    finally:
+        libc.ptrace(PTRACE_DETACH, pid, None, None)
+
+
+def filters_of(binary, sandbox):
+    """Start binary as a QMP-less machine none under -sandbox SANDBOX and
+    read its filters once it runs under them."""
+    proc = subprocess.Popen([binary, "-machine", "none", "-nodefaults", "-display", "none",
+                             "-S", "-monitor", "none", "-sandbox", sandbox],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 20 * SLOW
+        while "Seccomp:\t2" not in open(f"/proc/{proc.pid}/status").read():
+            assert proc.poll() is None, f"{binary} ended: {proc.stderr.read()!r}"
+            assert time.time() < deadline, f"{binary}: no filter after {20 * SLOW} s"
+            time.sleep(0.02)
+        return seccomp_filters(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
+def syscalls_named(program):
+    return sorted({k for code, _, _, k in program if code == BPF_JEQ_K and k < 1024})
+
+
+@pytest.mark.parametrize("sandbox", ["on", "on,obsolete=allow", "on,elevateprivileges=deny",
+                                     "on,resourcecontrol=deny"])
+def test_filter_is_debian_qemus_instruction_for_instruction(sandbox):
+    """The seccomp program this VMM loads is the one Debian's QEMU 7.2
+    loads for the same -sandbox, instruction for instruction (same
+    syscalls, arguments and actions: kill the process, EPERM for
+    resourcecontrol)."""
+    if not QEMU:
+        pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
+    ours, theirs = filters_of(VMM, sandbox), filters_of(QEMU, sandbox)
+    assert len(ours) == len(theirs) == 1
+    assert ours == theirs, (syscalls_named(ours[0]), syscalls_named(theirs[0]))
+
+
+def test_spawn_deny_filters_qemus_syscalls_with_eperm():
+    """spawn=deny names the syscalls QEMU 7.2's does (fork, vfork, execve,
+    execveat, clone by its flags, clone3, setns, unshare) but fails them
+    with EPERM where QEMU kills the process, so a monitor command that
+    would spawn gets an error instead of ending the VM."""
+    if not QEMU:
+        pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
+    [ours], [theirs] = filters_of(VMM, LIBVIRT_SANDBOX), filters_of(QEMU, LIBVIRT_SANDBOX)
+    assert syscalls_named(ours) == syscalls_named(theirs)
+    rets = lambda prog: {k for code, _, _, k in prog if code == BPF_RET}
+    assert SECCOMP_RET_ERRNO | EPERM in rets(ours) and SECCOMP_RET_ERRNO | EPERM in rets(theirs)
+    assert SECCOMP_RET_KILL_PROCESS in rets(ours)     # the default set still kills
+
+
+# ---- VMs ----
+
+def proc_status(pid):
+    """Each thread's /proc status as {field: value}, keyed by thread name.
+    KVM's own kernel workers (kvm-nx-lpage-recovery) live in the VMM's
+    thread group but run no VMM code and keep the credentials they were
+    made with (a user change does not reach them): they are left out."""
+    threads = {}
+    for task in sorted(glob.glob(f"/proc/{pid}/task/*")):
+        try:
+            with open(os.path.join(task, "comm")) as f:
+                name = f.read().strip()
+            if name.startswith("kvm-"):
+                continue
+            with open(os.path.join(task, "status")) as f:
+                fields = dict(line.split(":\t", 1) for line in f.read().splitlines()
+                              if ":\t" in line)
+        except FileNotFoundError:
+            continue    # a thread that just ended
+        threads[f"{name}/{os.path.basename(task)}"] = {k: v.strip() for k, v in fields.items()}
+    assert threads, f"no threads under /proc/{pid}"
+    return threads
+
+
+def vm_args(d, name, extra=(), append="testos.run=hello"):
+    return ["-enable-kvm", "-smp", "2", "-m", "128M", "-display", "none", "-nodefaults",
+            "-serial", f"file:{os.path.join(d, name + '.log')}",
+            "-qmp", f"unix:{os.path.join(d, name + '.sock')},server=on,wait=off",
+            "-kernel", TESTOS, "-append", append, *extra]
+
+
+def hellos(d, name):
+    try:
+        with open(os.path.join(d, name + ".log"), errors="replace") as f:
+            return f.read().count("testos: hello")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_more_hellos(d, name, than, timeout=30):
+    """The guest goes on: its hello count grows past `than`."""
+    deadline = time.time() + timeout * SLOW
+    while time.time() < deadline:
+        if hellos(d, name) > than:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name}: no new 'testos: hello' after {timeout * SLOW} s "
+                         f"(still {hellos(d, name)})")
+
+
+def wait_migration(q, timeout=60):
+    deadline = time.time() + timeout * SLOW
+    while time.time() < deadline:
+        info = q.ok("query-migrate")
+        if info.get("status") in ("completed", "failed", "cancelled"):
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"migration not over after {timeout * SLOW} s: {info}")
+
+
+def quit_cleanly(vm, q):
+    q.ok("quit")
+    status = vm.wait(timeout=30 * SLOW)
+    assert status == 0, f"exit status {status}; stderr {vm.stderr!r}"
+
+
+def assert_sandboxed(pid, filters=1):
+    for thread, st in proc_status(pid).items():
+        assert st["Seccomp"] == "2", (thread, st["Seccomp"])
+        assert st["Seccomp_filters"] == str(filters), (thread, st["Seccomp_filters"])
+        assert st["NoNewPrivs"] == "1", (thread, st["NoNewPrivs"])
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_libvirt_sandbox_vm_runs_migrates_and_quits(kind):
+    """Source and destination both under libvirt's -sandbox: the guest
+    runs, every thread of both is filtered, the migration completes, the
+    guest goes on at the destination, which quits with status 0."""
+    sandbox = ["-sandbox", LIBVIRT_SANDBOX]
+    with tempfile.TemporaryDirectory() as d:
+        uri = (f"tcp:127.0.0.1:{free_port()}" if kind == "tcp"
+               else f"unix:{os.path.join(d, 'mig.sock')}")
+        with Vmm(vm_args(d, "src", sandbox)) as src:
+            q_src = Qmp(os.path.join(d, "src.sock"))
+            wait_more_hellos(d, "src", 0)
+            assert q_src.ok("query-status")["status"] == "running"
+            assert_sandboxed(src.pid)
+            with Vmm(vm_args(d, "dst", [*sandbox, "-incoming", uri])) as dst:
+                q_dst = Qmp(os.path.join(d, "dst.sock"))
+                assert_sandboxed(dst.pid)
+                q_src.ok("migrate", uri=uri)
+                info = wait_migration(q_src)
+                assert info["status"] == "completed", info
+                before = hellos(d, "dst")
+                wait_more_hellos(d, "dst", before)
+                assert q_dst.ok("query-status")["status"] == "running"
+                assert_sandboxed(dst.pid)
+                quit_cleanly(dst, q_dst)
+            quit_cleanly(src, q_src)
+
+
+@pytest.fixture
+def netns():
+    """A network namespace of its own for the taps these tests create."""
+    name = f"dvsbx{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.vm
+def test_spawn_deny_refuses_exec_migration_and_tap_scripts(netns):
+    """Under spawn=deny, migrate exec: and netdev_add with a script= fail
+    with an error (the fork is refused: EPERM) and the guest goes on; QEMU
+    7.2 is killed by its own filter (SIGSYS) in both cases.  A tap without
+    a script still comes (CAP_NET_ADMIN kept)."""
+    with tempfile.TemporaryDirectory() as d:
+        marker = os.path.join(d, "script-ran")
+        script = os.path.join(d, "ifup.sh")
+        with open(script, "w") as f:
+            f.write(f"#!/bin/sh\ntouch {marker}\n")
+        os.chmod(script, 0o755)
+        args = vm_args(d, "vm", ["-sandbox", LIBVIRT_SANDBOX])
+        with Vmm(["netns", "exec", netns, VMM, *args], binary="ip") as vm:
+            q = Qmp(os.path.join(d, "vm.sock"))
+            wait_more_hellos(d, "vm", 0)
+
+            out = os.path.join(d, "stream")
+            reply = q.execute("migrate", uri=f"exec:cat > {out}")
+            if "error" not in reply:
+                info = wait_migration(q)
+                assert info["status"] == "failed", info
+                why = info.get("error-desc", "")
+            else:
+                why = reply["error"]["desc"]
+            assert "Operation not permitted" in why, why
+            assert not os.path.exists(out), "the exec: command ran"
+            assert q.ok("query-status")["status"] == "running"
+            wait_more_hellos(d, "vm", hellos(d, "vm"))
+
+            reply = q.execute("netdev_add", type="tap", id="n0", ifname="dvsbx0",
+                              script=script, downscript="no")
+            assert reply.get("error", {}).get("desc") == (
+                f"could not launch network script {script}: Operation not permitted"), reply
+            assert not os.path.exists(marker), "the tap script ran"
+            q.ok("netdev_add", type="tap", id="n1", ifname="dvsbx1", script="no",
+                 downscript="no")
+            links = subprocess.run(["ip", "-n", netns, "-o", "link"], capture_output=True,
+                                   text=True, check=True).stdout
+            assert "dvsbx1" in links, links
+            assert q.ok("query-status")["status"] == "running"
+            wait_more_hellos(d, "vm", hellos(d, "vm"))
+            quit_cleanly(vm, q)
+
+
+@pytest.mark.vm
+def test_root_keeps_net_admin_and_ipc_lock_only():
+    """Run as root without -runas: once set up, every thread (vCPUs and
+    device threads included) has CAP_NET_ADMIN and CAP_IPC_LOCK and nothing
+    else, in the effective, permitted and bounding sets."""
+    if os.geteuid() != 0:
+        pytest.skip("the test runs the VMM as root (it is started without capabilities)")
+    with tempfile.TemporaryDirectory() as d:
+        with Vmm(vm_args(d, "vm")) as vm:
+            q = Qmp(os.path.join(d, "vm.sock"))
+            wait_more_hellos(d, "vm", 0)
+            threads = proc_status(vm.pid)
+            assert any(t.startswith("CPU 1/KVM") for t in threads), list(threads)
+            for thread, st in threads.items():
+                for field in ("CapEff", "CapPrm", "CapBnd"):
+                    assert int(st[field], 16) == KEPT, (thread, field, st[field])
+                assert int(st["CapInh"], 16) == 0 and int(st["CapAmb"], 16) == 0, thread
+                assert st["Seccomp"] == "0", thread
+            quit_cleanly(vm, q)
+
+
+@pytest.mark.vm
+def test_runas_nobody_runs_with_no_capability():
+    """-runas nobody: the VM starts as root, then every thread runs as
+    nobody (uid, gid and groups) with no capability; the guest and QMP go
+    on and quit ends the process with status 0."""
+    nobody = pwd.getpwnam("nobody")
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)     # the guest's serial file is opened before the change
+        with Vmm(vm_args(d, "vm", ["-runas", "nobody"])) as vm:
+            q = Qmp(os.path.join(d, "vm.sock"))
+            wait_more_hellos(d, "vm", 0)
+            deadline = time.time() + 10 * SLOW
+            while proc_status(vm.pid)[next(iter(proc_status(vm.pid)))]["Uid"].split()[0] == "0":
+                assert time.time() < deadline, "still root 10 s after the guest started"
+                time.sleep(0.05)
+            for thread, st in proc_status(vm.pid).items():
+                assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, (thread, st["Uid"])
+                assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, (thread, st["Gid"])
+                for field in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+                    assert int(st[field], 16) == 0, (thread, field, st[field])
+            assert q.ok("query-status")["status"] == "running"
+            wait_more_hellos(d, "vm", hellos(d, "vm"))
+            quit_cleanly(vm, q)
+
+
+@pytest.mark.vm
+def test_runas_root_fails_as_qemu():
+    """-runas root cannot drop anything: QEMU's 'Dropping privileges
+    failed', status 1."""
+    with tempfile.TemporaryDirectory() as d:
+        with Vmm(vm_args(d, "vm", ["-runas", "root"])) as vm:
+            status = vm.wait(timeout=60 * SLOW)
+            assert status == 1
+            assert vm.stderr.splitlines() == ["qemu-system-x86_64: Dropping privileges failed"]
+
+
+@pytest.mark.vm
+def test_daemonize_with_spawn_deny():
+    """-daemonize forks before the filter goes in (QEMU 7.2's own filter
+    kills that fork under spawn=deny): the daemon runs sandboxed."""
+    with tempfile.TemporaryDirectory() as d:
+        pidfile = os.path.join(d, "pid")
+        proc = subprocess.run([VMM, *vm_args(d, "vm", ["-sandbox", LIBVIRT_SANDBOX,
+                                                       "-daemonize", "-pidfile", pidfile])],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60 * SLOW)
+        assert proc.returncode == 0, proc.stderr
+        with open(pidfile) as f:
+            pid = int(f.read())
+        try:
+            q = Qmp(os.path.join(d, "vm.sock"))
+            wait_more_hellos(d, "vm", 0)
+            assert_sandboxed(pid)
+            q.ok("quit")
+            deadline = time.time() + 30 * SLOW
+            while os.path.exists(f"/proc/{pid}"):
+                assert time.time() < deadline, "the daemon did not end after quit"
+                time.sleep(0.05)
+        finally:
+            if os.path.exists(f"/proc/{pid}"):
+                os.kill(pid, 9)
