@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import QEMU, VMM, QmpClient, kvm_kind, wait_for_path
+from harness import QEMU, VMM, QmpClient
 
 VIRSH = shutil.which("virsh")
 PROBE_ARGS = ["-S", "-no-user-config", "-nodefaults", "-nographic",
@@ -40,9 +40,9 @@ def need(tool, what):
         pytest.fail(f"{what} is not installed: run scripts/install-deps.sh")
 
 
-def run_domcapabilities(binary, root):
+def run_domcapabilities(binary, root, prefix=()):
     """virsh domcapabilities for binary with libvirt's embedded QEMU driver
-    under root; (completed process, log text)."""
+    under root (virsh run behind prefix); (completed process, log text)."""
     os.makedirs(os.path.join(root, "etc"))
     with open(os.path.join(root, "etc", "qemu.conf"), "w") as f:
         f.write(QEMU_CONF)
@@ -51,11 +51,20 @@ def run_domcapabilities(binary, root):
                LIBVIRT_LOG_FILTERS="1:qemu.qemu_monitor 1:qemu.qemu_capabilities "
                                    "1:qemu.qemu_process 3:*",
                LIBVIRT_LOG_OUTPUTS=f"1:file:{log}")
-    proc = subprocess.run([VIRSH, "-c", f"qemu:///embed?root={root}", "domcapabilities",
+    proc = subprocess.run(list(prefix) + [VIRSH, "-c", f"qemu:///embed?root={root}", "domcapabilities",
                            "--emulatorbin", binary], env=env, capture_output=True,
                           text=True, timeout=120)
     with open(log) as f:
         return proc, f.read()
+
+
+def cached_machines(root):
+    """The machine types libvirt's capabilities cache under root holds."""
+    folder = os.path.join(root, "cache", "qemu", "capabilities")
+    names = []
+    for name in os.listdir(folder):
+        names += [m.get("name") for m in ET.parse(os.path.join(folder, name)).iter("machine")]
+    return names
 
 
 def log_errors(text, binary):
@@ -91,6 +100,15 @@ def test_virsh_domcapabilities_probes_this_binary():
     with tempfile.TemporaryDirectory() as d:
         ours, ours_log = run_domcapabilities(VMM, os.path.join(d, "ours"))
         theirs, theirs_log = run_domcapabilities(QEMU, os.path.join(d, "qemu"))
+        machines = cached_machines(os.path.join(d, "ours"))
+    assert machines == ["pc-i440fx-4.2"]  # libvirt leaves "none" out
+    assert theirs.returncode == 0, theirs.stderr
+    # Debian QEMU's domain type tells whether KVM works on this host
+    if ET.fromstring(theirs.stdout).findtext("domain") != "kvm":
+        # probed, but there is no domain type to offer: this VMM has no TCG
+        assert ours.returncode == 1
+        assert "does not support virt type" in ours.stderr
+        return
     assert ours.returncode == 0, ours.stderr
     assert theirs.returncode == 0, theirs.stderr
     caps = ET.fromstring(ours.stdout)
@@ -98,8 +116,7 @@ def test_virsh_domcapabilities_probes_this_binary():
     assert caps.findtext("machine") == "pc-i440fx-4.2"
     assert caps.findtext("arch") == "x86_64"
     assert caps.find("vcpu").get("max") == "255"
-    if kvm_kind() != "none":
-        assert caps.findtext("domain") == "kvm"
+    assert caps.findtext("domain") == "kvm"
     disk_buses = [v.text for v in caps.findall("devices/disk/enum[@name='bus']/value")]
     assert "virtio" in disk_buses
     assert caps.find("devices/hostdev").get("supported") == "yes"
@@ -324,6 +341,13 @@ def test_without_kvm_the_probe_goes_on_and_query_kvm_says_so():
         proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1
         assert "KVM" in proc.stderr or "kvm" in proc.stderr
+        # libvirt probes it there too, and has no domain type to offer
+        if VIRSH:
+            root = os.path.join(d, "libvirt")
+            virsh, _ = run_domcapabilities(VMM, root, prefix=prefix)
+            assert virsh.returncode == 1
+            assert "does not support virt type" in virsh.stderr
+            assert cached_machines(root) == ["pc-i440fx-4.2"]
 
 
 def test_machine_none_takes_no_devices_and_quits():
