@@ -40,12 +40,12 @@ def need(tool, what):
         pytest.fail(f"{what} is not installed: run scripts/install-deps.sh")
 
 
-def run_domcapabilities(binary, root, prefix=()):
+def run_domcapabilities(binary, root, prefix=(), conf=QEMU_CONF):
     """virsh domcapabilities for binary with libvirt's embedded QEMU driver
     under root (virsh run behind prefix); (completed process, log text)."""
     os.makedirs(os.path.join(root, "etc"))
     with open(os.path.join(root, "etc", "qemu.conf"), "w") as f:
-        f.write(QEMU_CONF)
+        f.write(conf)
     log = os.path.join(root, "libvirt.log")
     env = dict(os.environ,
                LIBVIRT_LOG_FILTERS="1:qemu.qemu_monitor 1:qemu.qemu_capabilities "
@@ -138,6 +138,25 @@ def test_virsh_domcapabilities_probes_this_binary():
                         if r.get("error", {}).get("class") == "CommandNotFound"]
     # QEMU built without a TPM answers query-tpm-* so too; libvirt goes on
     assert set(not_found) <= {"query-tpm-models", "query-tpm-types"} | set(theirs_not_found)
+
+
+def test_libvirt_probes_it_as_libvirt_qemu_too():
+    """As libvirt's system daemon runs it: as the libvirt-qemu user with
+    every capability cleared (QMP socket, pidfile and -daemonize all made
+    without privileges).  KVM then works only where /dev/kvm lets the kvm
+    group in; without it libvirt has no domain type for this binary."""
+    need(VIRSH, "virsh (libvirt-clients)")
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        root = os.path.join(d, "libvirt")
+        proc, text = run_domcapabilities(VMM, root,
+                                         conf='user = "libvirt-qemu"\ngroup = "kvm"\n')
+        assert re.search(r"runUid=[1-9]", text), "the probe did not run unprivileged"
+        assert cached_machines(root) == ["pc-i440fx-4.2"]
+    if proc.returncode == 0:
+        assert ET.fromstring(proc.stdout).findtext("domain") == "kvm"
+    else:
+        assert "does not support virt type" in proc.stderr
 
 
 # ---- the probe line and its QMP, side by side with Debian QEMU ----
