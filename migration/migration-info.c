@@ -182,16 +182,13 @@ GArray *migration_query_capabilities(MigrationState *ms)
 {
     GArray *list = g_array_new(FALSE, TRUE, sizeof(MigrationCapabilityInfo));
 
-    /* only what can be switched on: a management tool (libvirt) takes a
-     * listed capability as one it may enable */
     for (const char *const *c = capability_names; *c; c++) {
         MigrationCapabilityInfo info = {
             .name = *c,
             .state = GPOINTER_TO_INT(g_hash_table_lookup(ms->caps, *c)),
+            .supported = capability_supported(*c),
         };
-        if (capability_supported(*c)) {
-            g_array_append_val(list, info);
-        }
+        g_array_append_val(list, info);
     }
     return list;
 }

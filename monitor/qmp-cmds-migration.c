@@ -155,6 +155,11 @@ json_t *qmp_query_migrate_capabilities(QmpContext *ctx, json_t *args, GError **e
     for (guint i = 0; i < caps->len; i++) {
         const MigrationCapabilityInfo *c = &g_array_index(caps, MigrationCapabilityInfo,
                                                           i);
+        /* only what can be switched on: a management tool (libvirt) takes
+         * a listed capability as one it may enable; HMP shows them all */
+        if (!c->supported) {
+            continue;
+        }
         json_array_append_new(
             list, json_pack("{s:s,s:b}", "capability", c->name, "state", c->state));
     }

@@ -89,6 +89,7 @@ void migration_query_parameters(MigrationState *ms, MigrationParameters *p);
 typedef struct MigrationCapabilityInfo {
     const char *name;
     bool state;
+    bool supported; /* query: this VMM can switch it on */
 } MigrationCapabilityInfo;
 
 /* Would migration_set_capabilities take these (no migration running, each
@@ -98,8 +99,8 @@ bool migration_check_capabilities(MigrationState *ms, const MigrationCapabilityI
 /* Check them all, then set them: nothing changes on error. */
 bool migration_set_capabilities(MigrationState *ms, const MigrationCapabilityInfo *caps,
                                 size_t count, GError **errp);
-/* The capabilities that can be switched on, in QEMU 7.2's order: a
- * GArray of MigrationCapabilityInfo. */
+/* Every capability QEMU 7.2 has, in its order, saying which can be
+ * switched on here: a GArray of MigrationCapabilityInfo. */
 GArray *migration_query_capabilities(MigrationState *ms);
 
 /*
