@@ -30,13 +30,21 @@ import uuid
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, Qmp, Vmm, free_port
+from harness import BUILD, QEMU, TESTOS, VMM, Qmp, Vmm, free_port
 
 LIBVIRT_SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 CAP_NET_ADMIN, CAP_IPC_LOCK = 12, 14
 KEPT = (1 << CAP_NET_ADMIN) | (1 << CAP_IPC_LOCK)
 # Nested TCG runs guests and both VMMs tens of times slower.
 SLOW = 5 if os.environ.get("DV_RIG") == "1" else 1
+
+
+def need_seccomp():
+    """The seccomp tests need a binary built with libseccomp."""
+    with open(os.path.join(BUILD, "config-host.h")) as f:
+        if "#define CONFIG_SECCOMP 1" not in f.read():
+            pytest.fail("built without libseccomp: install libseccomp-dev "
+                        "(scripts/install-deps.sh), rerun ./configure and make")
 
 
 def first_line(binary, args):
@@ -66,6 +74,8 @@ BAD_OPTIONS = [
 def test_bad_options_get_qemus_one_line(args):
     """Each bad value is one line naming the option, exit status 1, as
     Debian's QEMU 7.2 (built with seccomp) prints it."""
+    if args[0] == "-sandbox":
+        need_seccomp()
     if not QEMU:
         pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
     common = ["-machine", "none", "-nodefaults", "-display", "none", "-S"]
@@ -78,6 +88,7 @@ def test_bad_options_get_qemus_one_line(args):
 def test_runas_under_elevateprivileges_deny_is_refused_at_once():
     """QEMU 7.2 starts, then its own filter kills it (SIGSYS) when -runas
     calls setuid; here the pair is refused before anything starts."""
+    need_seccomp()
     for value in ("deny", "children"):
         status, lines = first_line(VMM, ["-machine", "none", "-nodefaults", "-display", "none",
                                          "-sandbox", f"on,elevateprivileges={value}",
@@ -146,6 +157,7 @@ def test_filter_is_debian_qemus_instruction_for_instruction(sandbox):
     loads for the same -sandbox, instruction for instruction (same
     syscalls, arguments and actions: kill the process, EPERM for
     resourcecontrol)."""
+    need_seccomp()
     if not QEMU:
         pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
     ours, theirs = filters_of(VMM, sandbox), filters_of(QEMU, sandbox)
@@ -158,6 +170,7 @@ def test_spawn_deny_filters_qemus_syscalls_with_eperm():
     execveat, clone by its flags, clone3, setns, unshare) but fails them
     with EPERM where QEMU kills the process, so a monitor command that
     would spawn gets an error instead of ending the VM."""
+    need_seccomp()
     if not QEMU:
         pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
     [ours], [theirs] = filters_of(VMM, LIBVIRT_SANDBOX), filters_of(QEMU, LIBVIRT_SANDBOX)
@@ -246,6 +259,7 @@ def test_libvirt_sandbox_vm_runs_migrates_and_quits(kind):
     """Source and destination both under libvirt's -sandbox: the guest
     runs, every thread of both is filtered, the migration completes, the
     guest goes on at the destination, which quits with status 0."""
+    need_seccomp()
     sandbox = ["-sandbox", LIBVIRT_SANDBOX]
     with tempfile.TemporaryDirectory() as d:
         uri = (f"tcp:127.0.0.1:{free_port()}" if kind == "tcp"
@@ -286,6 +300,7 @@ def test_spawn_deny_refuses_exec_migration_and_tap_scripts(netns):
     with an error (the fork is refused: EPERM) and the guest goes on; QEMU
     7.2 is killed by its own filter (SIGSYS) in both cases.  A tap without
     a script still comes (CAP_NET_ADMIN kept)."""
+    need_seccomp()
     with tempfile.TemporaryDirectory() as d:
         marker = os.path.join(d, "script-ran")
         script = os.path.join(d, "ifup.sh")
@@ -386,6 +401,7 @@ def test_runas_root_fails_as_qemu():
 def test_daemonize_with_spawn_deny():
     """-daemonize forks before the filter goes in (QEMU 7.2's own filter
     kills that fork under spawn=deny): the daemon runs sandboxed."""
+    need_seccomp()
     with tempfile.TemporaryDirectory() as d:
         pidfile = os.path.join(d, "pid")
         proc = subprocess.run([VMM, *vm_args(d, "vm", ["-sandbox", LIBVIRT_SANDBOX,
@@ -407,3 +423,46 @@ def test_daemonize_with_spawn_deny():
         finally:
             if os.path.exists(f"/proc/{pid}"):
                 os.kill(pid, 9)
+
+
+@pytest.mark.vm
+def test_as_libvirt_runs_it():
+    """As libvirt 9.0 starts it: user libvirt-qemu (group kvm), every
+    capability cleared (bounding set too), a private /dev holding only
+    null, zero, random, urandom and a kvm node given to that user, and
+    libvirt's -sandbox.  The guest runs, QMP answers, /proc shows the user,
+    no capability and the filter on every thread; quit ends it with 0."""
+    need_seccomp()
+    try:
+        user = pwd.getpwnam("libvirt-qemu")
+    except KeyError:
+        pytest.fail("no libvirt-qemu user: scripts/install-deps.sh installs "
+                    "libvirt-daemon-system, which creates it")
+    kvm = os.stat("/dev/kvm").st_rdev
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        os.chown(d, user.pw_uid, user.pw_gid)
+        setup = (
+            "set -e; mount -t tmpfs -o mode=755,size=64k dev /dev; "
+            "mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; "
+            "mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; "
+            f"mknod -m 600 /dev/kvm c {os.major(kvm)} {os.minor(kvm)}; "
+            f"chown {user.pw_uid}:{user.pw_gid} /dev/kvm; "
+            f"exec setpriv --reuid={user.pw_uid} --regid={user.pw_gid} --init-groups "
+            "--inh-caps=-all --bounding-set=-all -- \"$@\"")
+        args = ["--mount", "--propagation", "private", "--", "sh", "-c", setup, "sh",
+                VMM, *vm_args(d, "vm", ["-sandbox", LIBVIRT_SANDBOX])]
+        with Vmm(args, binary="unshare") as vm:
+            q = Qmp(os.path.join(d, "vm.sock"))
+            wait_more_hellos(d, "vm", 0)
+            assert q.ok("query-status")["status"] == "running"
+            assert_sandboxed(vm.pid)
+            for thread, st in proc_status(vm.pid).items():
+                assert st["Uid"].split()[0] == str(user.pw_uid), (thread, st["Uid"])
+                for field in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"):
+                    assert int(st[field], 16) == 0, (thread, field, st[field])
+            with open(f"/proc/{vm.pid}/root/dev/kvm", "rb"):
+                pass    # the VMM's /dev is the private one
+            assert sorted(os.listdir(f"/proc/{vm.pid}/root/dev")) == [
+                "kvm", "null", "random", "urandom", "zero"]
+            quit_cleanly(vm, q)
