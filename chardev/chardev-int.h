@@ -26,6 +26,7 @@ typedef enum ChardevBackend {
     CHARDEV_BACKEND_STDIO,
     CHARDEV_BACKEND_FILE,
     CHARDEV_BACKEND_NULL,
+    CHARDEV_BACKEND_PTY,
 } ChardevBackend;
 
 typedef struct ChardevSocketConfig {
@@ -38,6 +39,7 @@ typedef struct ChardevSocketConfig {
     bool telnet;
     bool nodelay;
     int family; /* AF_UNSPEC, or AF_INET / AF_INET6 from ipv4= / ipv6= */
+    int fd;     /* fd=: a socket the parent process opened, or -1 */
 } ChardevSocketConfig;
 
 /* Telnet input decoder (RFC 854): strips commands, keeps data bytes. */
@@ -89,6 +91,7 @@ struct Chardev {
     char *local;    /* tcp: "HOST:PORT" we listen on / connect from */
     char *peer;     /* tcp: "HOST:PORT" of the connected peer, or NULL */
     int own_out_fd; /* stdio/file output fd we opened, closed at free */
+    int pty_slave;  /* pty: the slave end, held open (see pty.c) */
     TelnetState telnet_state;
     bool mux_escape; /* saw Ctrl-A */
 
@@ -146,6 +149,10 @@ extern const uint8_t chardev_telnet_greeting[12];
 bool chardev_stdio_open(Chardev *chr, GError **errp);
 bool chardev_file_open(Chardev *chr, GError **errp);
 void chardev_stdio_close(Chardev *chr);
+
+/* pty.c */
+bool chardev_pty_open(Chardev *chr, GError **errp);
+void chardev_pty_close(Chardev *chr);
 
 /* filter.c: decode input in place; returns the bytes left for the frontend. */
 size_t chardev_telnet_decode(TelnetState *state, uint8_t *buf, size_t len);

@@ -73,6 +73,8 @@ Chardev *chardev_alloc(ChardevSet *set, const char *id, ChardevBackend backend)
     chr->in_fd = -1;
     chr->out_fd = -1;
     chr->own_out_fd = -1;
+    chr->pty_slave = -1;
+    chr->sock.fd = -1;
     chr->stdio_signal = true;
     g_mutex_init(&chr->lock);
     return chr;
@@ -94,6 +96,9 @@ void chardev_destroy(Chardev *chr)
         break;
     case CHARDEV_BACKEND_STDIO:
         chardev_stdio_close(chr);
+        break;
+    case CHARDEV_BACKEND_PTY:
+        chardev_pty_close(chr);
         break;
     default:
         break;
@@ -145,6 +150,9 @@ bool chardev_set_open_all(ChardevSet *set, GError **errp)
             break;
         case CHARDEV_BACKEND_NULL:
             chardev_connected(chr, -1, false);
+            break;
+        case CHARDEV_BACKEND_PTY:
+            ok = chardev_pty_open(chr, errp);
             break;
         }
         if (!ok) {

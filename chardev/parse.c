@@ -4,8 +4,10 @@
  * nowait", "mon:stdio", ...), with QEMU's error messages.  Parsing only
  * validates and records; chardev_set_open_all() creates the sockets.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "chardev-int.h"
@@ -14,16 +16,16 @@
 
 /* QEMU knows these backends; this VMM refuses them by name. */
 static const char *const unsupported_drivers[] = {
-    "pty",     "vc",      "pipe",      "serial",    "tty",          "parallel",
-    "parport", "udp",     "ringbuf",   "memory",    "msmouse",      "wctablet",
-    "braille", "testdev", "spicevmc",  "spiceport", "qemu-vdagent", "dbus",
-    "console", "mux",     "stdio-mux", NULL,
+    "vc",      "pipe",      "serial",    "tty",          "parallel", "parport",
+    "udp",     "ringbuf",   "memory",    "msmouse",      "wctablet", "braille",
+    "testdev", "spicevmc",  "spiceport", "qemu-vdagent", "dbus",     "console",
+    "mux",     "stdio-mux", NULL,
 };
 
 /* Options QEMU accepts that this VMM does not implement. */
 static const char *const unsupported_keys[] = {
     "logfile", "logappend", "reconnect", "tls-creds", "tls-authz", "websocket",
-    "tn3270",  "fd",        "abstract",  "tight",     "to",        NULL,
+    "tn3270",  "abstract",  "tight",     "to",        NULL,
 };
 
 static bool in_list(const char *const *list, const char *word)
@@ -185,18 +187,43 @@ static Chardev *chardev_register(ChardevSet *set, Chardev *chr, GError **errp)
 
 /* ---- -chardev BACKEND,id=ID,... ---- */
 
+/* fd=N: a socket the parent left open for this process (libvirt's monitor). */
+static bool socket_fd_param(Chardev *chr, const char *value, GError **errp)
+{
+    struct stat st;
+    char *end;
+    long fd;
+
+    errno = 0;
+    fd = strtol(value, &end, 10);
+    if (errno || end == value || *end || fd < 0 || fd > G_MAXINT) {
+        error_setg(errp, "Unable to parse FD number %s", value);
+        return false;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        error_setg(errp, "File descriptor '%s' is not a socket", value);
+        return false;
+    }
+    chr->sock.fd = fd;
+    return true;
+}
+
 static bool opts_socket(Chardev *chr, SubOpts *opts, GError **errp)
 {
     const char *path = subopts_get(opts, "path");
     const char *host = subopts_get(opts, "host");
     const char *port = subopts_get(opts, "port");
+    const char *fd = subopts_get(opts, "fd");
 
     if (!socket_apply_opts(chr, opts, errp) || !subopts_check_unused(opts, errp)) {
         return false;
     }
-    if (path && host) {
+    if (!!path + !!host + !!fd > 1) {
         error_setg(errp, "None or one of 'path', 'fd' or 'host' option required.");
         return false;
+    }
+    if (fd) {
+        return socket_fd_param(chr, fd, errp);
     }
     if (path) {
         chr->sock.is_unix = true;
@@ -246,6 +273,9 @@ static bool opts_backend(Chardev *chr, SubOpts *opts, GError **errp)
     case CHARDEV_BACKEND_NULL:
         chardev_set_filename(chr, "null");
         return subopts_check_unused(opts, errp);
+    case CHARDEV_BACKEND_PTY:
+        chardev_set_filename(chr, "pty");
+        return subopts_check_unused(opts, errp);
     }
     return false;
 }
@@ -256,10 +286,9 @@ static bool backend_from_name(const char *name, ChardevBackend *out, GError **er
         const char *name;
         ChardevBackend backend;
     } names[] = {
-        { "socket", CHARDEV_BACKEND_SOCKET },
-        { "stdio", CHARDEV_BACKEND_STDIO },
-        { "file", CHARDEV_BACKEND_FILE },
-        { "null", CHARDEV_BACKEND_NULL },
+        { "socket", CHARDEV_BACKEND_SOCKET }, { "stdio", CHARDEV_BACKEND_STDIO },
+        { "file", CHARDEV_BACKEND_FILE },     { "null", CHARDEV_BACKEND_NULL },
+        { "pty", CHARDEV_BACKEND_PTY },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
@@ -372,6 +401,9 @@ static Chardev *legacy_new(ChardevSet *set, const char *spec, const char *id, bo
     } else if (strcmp(spec, "null") == 0) {
         chr = chardev_alloc(set, id, CHARDEV_BACKEND_NULL);
         chardev_set_filename(chr, "null");
+    } else if (strcmp(spec, "pty") == 0) {
+        chr = chardev_alloc(set, id, CHARDEV_BACKEND_PTY);
+        chardev_set_filename(chr, "pty");
     } else if ((rest = g_str_has_prefix(spec, "file:") ? spec + 5 : NULL)) {
         chr = chardev_alloc(set, id, CHARDEV_BACKEND_FILE);
         chr->file_path = g_strdup(rest);

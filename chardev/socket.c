@@ -4,11 +4,13 @@
  * Main thread only; output goes through chardev.c's locked queue.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <glib-unix.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -295,8 +297,52 @@ static bool socket_wait_first_client(Chardev *chr, GError **errp)
     }
 }
 
+/*
+ * fd=: the socket is the parent's (libvirt binds and names it); a server
+ * listens on it, and query-chardev shows the address it is bound to.
+ */
+static bool socket_open_inherited(Chardev *chr, GError **errp)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = chr->sock.fd;
+
+    chr->sock.fd = -1; /* ours now: closed with the chardev */
+    g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX) {
+        chr->sock.is_unix = true;
+        g_free(chr->sock.path);
+        chr->sock.path = g_strndup(((struct sockaddr_un *)&ss)->sun_path,
+                                   len - offsetof(struct sockaddr_un, sun_path));
+    } else {
+        g_free(chr->sock.host);
+        chr->sock.host = g_strdup("");
+        chr->local = fd_address(fd, false);
+    }
+    if (!chr->sock.server) {
+        socket_attach_client(chr, fd);
+        return true;
+    }
+    if (listen(fd, LISTEN_BACKLOG) < 0) {
+        error_setg_errno(errp, errno, "Failed to listen on socket");
+        close(fd);
+        return false;
+    }
+    chr->listen_fd = fd;
+    chardev_socket_update_filename(chr);
+    if (chr->sock.wait) {
+        return socket_wait_first_client(chr, errp);
+    }
+    chardev_socket_resume_listen(chr);
+    return true;
+}
+
 bool chardev_socket_open(Chardev *chr, GError **errp)
 {
+    if (chr->sock.fd >= 0) {
+        return socket_open_inherited(chr, errp);
+    }
     if (!chr->sock.server) {
         int fd = socket_connect_fd(chr, errp);
         if (fd < 0) {
