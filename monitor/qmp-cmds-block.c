@@ -10,6 +10,7 @@
 #include "hw/drives.h"
 #include "hw/machine-info.h"
 #include "monitor-int.h"
+#include "monitor/blockdev-options.h"
 #include "qapi-commands.h"
 #include "util/error.h"
 
@@ -308,6 +309,11 @@ static bool blockdev_options(json_t *args, BlockdevAddOptions *o, GError **errp)
         return false;
     }
     return check_members(args, "", format_known, errp);
+}
+
+bool blockdev_options_from_json(json_t *args, BlockdevAddOptions *o, GError **errp)
+{
+    return blockdev_options(args, o, errp);
 }
 
 json_t *qmp_blockdev_add(QmpContext *ctx, json_t *args, GError **errp)

@@ -77,7 +77,10 @@ json_t *qmp_query_name(QmpContext *ctx, json_t *args, GError **errp)
 
 json_t *qmp_query_uuid(QmpContext *ctx, json_t *args, GError **errp)
 {
-    return json_pack("{s:s}", "UUID", "00000000-0000-0000-0000-000000000000");
+    const char *uuid = ctx->machine->cfg->uuid;
+
+    return json_pack("{s:s}", "UUID",
+                     uuid ? uuid : "00000000-0000-0000-0000-000000000000");
 }
 
 json_t *qmp_query_kvm(QmpContext *ctx, json_t *args, GError **errp)

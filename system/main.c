@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <glib-unix.h>
 
@@ -167,6 +168,17 @@ int main(int argc, char **argv)
     if (cfg->pidfile && !pidfile_write(cfg->pidfile, &err)) {
         error_report_err(err, cfg->pidfile);
         daemonize_finish(daemon_fd, false);
+        vm_config_free(cfg);
+        return 1;
+    }
+    /* -overcommit mem-lock=on (VFIO pins guest RAM anyway); after the fork */
+    if (cfg->mem_lock && mlockall(MCL_CURRENT | MCL_FUTURE) < 0) {
+        error_report("mlockall: %s", g_strerror(errno));
+        error_report("locking memory failed");
+        daemonize_finish(daemon_fd, false);
+        if (cfg->pidfile) {
+            unlink(cfg->pidfile);
+        }
         vm_config_free(cfg);
         return 1;
     }

@@ -10,6 +10,7 @@
 #include "block/drive.h"
 #include "config-host.h"
 #include "net/net.h"
+#include "options-int.h"
 #include "system/config.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -123,6 +124,35 @@ static bool machine_none_accel(VmConfig *cfg, const char *accel, GError **errp)
     return ok;
 }
 
+/*
+ * The board's properties libvirt sets; QEMU reports their errors when it
+ * creates the machine, without the option's name.
+ */
+static bool machine_board_options(VmConfig *cfg, SubOpts *o, GError **errp)
+{
+    static const char *const flags[] = { "usb", "dump-guest-core", "mem-merge",
+                                         "graphics", NULL };
+    const char *backend = subopts_get(o, "memory-backend");
+
+    for (int i = 0; flags[i]; i++) {
+        bool on = false;
+
+        if (!subopts_get_bool(o, flags[i], &on, errp)) {
+            opt_bare_error = true;
+            return false;
+        }
+        if (on && strcmp(flags[i], "usb") == 0) {
+            error_setg(errp, "usb=on is not supported: this VMM has no USB controller");
+            return false;
+        }
+    }
+    /* dump-guest-core and mem-merge: no core dumps are taken, no KSM asked */
+    if (backend) {
+        set_string(&cfg->memory_backend, backend);
+    }
+    return true;
+}
+
 static bool opt_machine(VmConfig *cfg, const char *arg, GError **errp)
 {
     SubOpts *o = subopts_parse(arg, "type", errp);
@@ -157,7 +187,7 @@ static bool opt_machine(VmConfig *cfg, const char *arg, GError **errp)
         }
         cfg->accel_kvm_seen = true;
     }
-    ok = subopts_check_unused(o, errp);
+    ok = machine_board_options(cfg, o, errp) && subopts_check_unused(o, errp);
     if (ok && type) {
         g_free(cfg->machine_type);
         cfg->machine_type = g_strdup(type);
@@ -171,7 +201,7 @@ static bool opt_cpu(VmConfig *cfg, const char *arg, GError **errp)
 {
     SubOpts *o = subopts_parse(arg, "model", errp);
     const char *model;
-    bool ok = false;
+    bool ok = false, migratable = true;
 
     if (!o) {
         return false;
@@ -184,7 +214,9 @@ static bool opt_cpu(VmConfig *cfg, const char *arg, GError **errp)
                    model ? model : "");
         goto out;
     }
-    if (!subopts_get_bool(o, "host-cache-info", &cfg->host_cache_info, errp)) {
+    /* migratable=on (libvirt's default for host-passthrough): nothing to hide */
+    if (!subopts_get_bool(o, "host-cache-info", &cfg->host_cache_info, errp) ||
+        !subopts_get_bool(o, "migratable", &migratable, errp)) {
         goto out;
     }
     ok = subopts_check_unused(o, errp);
@@ -248,6 +280,7 @@ static bool opt_memory(VmConfig *cfg, const char *arg, GError **errp)
         goto out;
     }
     cfg->ram_size = bytes & ~0xfffULL;
+    cfg->ram_size_given = true;
     ok = true;
 out:
     subopts_free(o);
@@ -365,10 +398,16 @@ static bool device_id_taken(const VmConfig *cfg, const char *id)
 
 static bool opt_device(VmConfig *cfg, const char *arg, GError **errp)
 {
-    SubOpts *o = subopts_parse(arg, "driver", errp);
+    g_autofree char *keyval = NULL;
+    SubOpts *o;
     const char *driver, *id;
     DeviceOpt *dev;
 
+    /* libvirt's JSON spelling: the same properties */
+    if (arg[0] == '{' && !(keyval = option_json_to_keyval(arg, "driver", errp))) {
+        return false;
+    }
+    o = subopts_parse(keyval ? keyval : arg, "driver", errp);
     if (!o) {
         return false;
     }
@@ -403,6 +442,7 @@ static void netdev_opt_free(gpointer p)
 /* -netdev: parsed now (QEMU's texts), opened at machine set-up; "help" lists. */
 static bool opt_netdev(VmConfig *cfg, const char *arg, GError **errp)
 {
+    g_autofree char *keyval = NULL;
     NetdevOpt *opt;
     NetdevConfig *nc;
 
@@ -411,8 +451,11 @@ static bool opt_netdev(VmConfig *cfg, const char *arg, GError **errp)
         opt_exit_now = true;
         return true;
     }
+    if (arg[0] == '{' && !(keyval = option_json_to_keyval(arg, "type", errp))) {
+        return false;
+    }
     nc = g_new0(NetdevConfig, 1);
-    if (!netdev_parse(arg, nc, errp)) {
+    if (!netdev_parse(keyval ? keyval : arg, nc, errp)) {
         g_free(nc);
         return false;
     }
@@ -478,6 +521,7 @@ static bool opt_mon(VmConfig *cfg, const char *arg, GError **errp)
     }
     id = subopts_get(o, "chardev");
     mode = subopts_get(o, "mode");
+    subopts_get(o, "id"); /* the monitor's name: QEMU keeps it, nothing reads it */
     if (!subopts_get_bool(o, "pretty", &pretty, errp) || !subopts_check_unused(o, errp)) {
         goto out;
     }
@@ -533,11 +577,8 @@ static bool opt_overcommit(VmConfig *cfg, const char *arg, GError **errp)
     ok = subopts_get_bool(o, "cpu-pm", &cpu_pm, errp) &&
          subopts_get_bool(o, "mem-lock", &mem_lock, errp) &&
          subopts_check_unused(o, errp);
-    if (ok && mem_lock) {
-        error_setg(errp, "mem-lock=on is not supported");
-        ok = false;
-    }
     cfg->overcommit_cpu_pm |= ok && cpu_pm;
+    cfg->mem_lock = ok ? mem_lock : cfg->mem_lock;
     subopts_free(o);
     return ok;
 }
@@ -619,6 +660,8 @@ VmConfig *vm_config_new(void)
     cfg->devices = g_ptr_array_new_with_free_func(device_opt_free);
     cfg->netdevs = g_ptr_array_new_with_free_func(netdev_opt_free);
     cfg->monitor_opts = g_ptr_array_new_with_free_func(monitor_opt_free);
+    cfg->objects = object_opts_new();
+    cfg->blockdevs = blockdev_opts_new();
     for (size_t i = 0; i < G_N_ELEMENTS(option_table); i++) {
         const OptionDef *def = &option_table[i];
 
@@ -654,6 +697,10 @@ void vm_config_free(VmConfig *cfg)
     g_free(cfg->machine_type);
     g_free(cfg->name);
     g_free(cfg->cpumap);
+    g_free(cfg->memory_backend);
+    g_free(cfg->uuid);
+    g_ptr_array_free(cfg->objects, TRUE);
+    g_ptr_array_free(cfg->blockdevs, TRUE);
     g_ptr_array_free(cfg->serials, TRUE);
     g_ptr_array_free(cfg->drives, TRUE);
     g_ptr_array_free(cfg->devices, TRUE);
@@ -708,14 +755,18 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv, bool *exit_now,
             arg = argv[++i];
         }
         /* the one place an option's error gets QEMU's "-opt arg: " */
+        opt_bare_error = false;
         if (!option_store(def, cfg, arg, &err)) {
-            if (arg) {
+            if (opt_bare_error) {
+                g_propagate_error(errp, err);
+                err = NULL;
+            } else if (arg) {
                 g_set_error(errp, err->domain, err->code, "%s %s: %s", word, arg,
                             err->message);
             } else {
                 g_set_error(errp, err->domain, err->code, "%s: %s", word, err->message);
             }
-            g_error_free(err);
+            g_clear_error(&err);
             g_clear_error(&smp_error);
             return false;
         }
@@ -730,5 +781,5 @@ bool vm_config_parse_argv(VmConfig *cfg, int argc, char **argv, bool *exit_now,
         g_propagate_error(errp, g_steal_pointer(&smp_error));
         return false;
     }
-    return true;
+    return vm_config_create_objects(cfg, errp);
 }

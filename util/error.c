@@ -25,11 +25,28 @@ const char *error_class_name(int code)
     }
 }
 
+static bool report_timestamps;
+
+void error_set_timestamps(bool on)
+{
+    report_timestamps = on;
+}
+
 static void report(const char *kind, const char *fmt, va_list ap)
 {
     char *msg = g_strdup_vprintf(fmt, ap);
+    char *stamp = NULL;
 
-    fprintf(stderr, "qemu-system-x86_64: %s%s\n", kind, msg);
+    if (report_timestamps) {
+        GDateTime *now = g_date_time_new_now_utc();
+        char *date = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S");
+
+        stamp = g_strdup_printf("%s.%06dZ ", date, g_date_time_get_microsecond(now));
+        g_free(date);
+        g_date_time_unref(now);
+    }
+    fprintf(stderr, "%sqemu-system-x86_64: %s%s\n", stamp ? stamp : "", kind, msg);
+    g_free(stamp);
     g_free(msg);
 }
 

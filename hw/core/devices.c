@@ -108,12 +108,15 @@ static bool check_devices(Machine *m, GError **errp)
 
     for (guint i = 0; i < m->drives->len; i++) {
         MachineDrive *d = g_ptr_array_index(m->drives, i);
-        d->claimed = !d->cfg.if_none;
+        d->claimed = d->id && !d->cfg.if_none; /* -drive if=virtio's own device */
     }
     /* split when read (driver given, ids unique); the models check the rest */
     for (guint i = 0; ok && i < cfg->devices->len; i++) {
         const DeviceOpt *dev = g_ptr_array_index(cfg->devices, i);
 
+        if (strcmp(dev->driver, "isa-serial") == 0) {
+            continue; /* a COM port: the board's (pc_isa_serial_prepare) */
+        }
         if (!pci_device_check(dev->driver, dev->props, machine_drive_claim, m, errp)) {
             g_prefix_error(errp, "-device %s: ", dev->arg);
             ok = false;
@@ -133,8 +136,8 @@ static bool create_devices(Machine *m, GError **errp)
         MachineDrive *d = g_ptr_array_index(m->drives, i);
         PciDevice *dev;
 
-        if (d->cfg.if_none) {
-            continue;
+        if (!d->id || d->cfg.if_none) {
+            continue; /* a node (-blockdev), or a drive for a -device */
         }
         dev = virtio_blk_pci_create(m->pci, d->bs, NULL, d->cfg.serial, errp);
         ok = dev != NULL;
@@ -145,9 +148,13 @@ static bool create_devices(Machine *m, GError **errp)
     }
     for (guint i = 0; ok && i < cfg->devices->len; i++) {
         const DeviceOpt *opt = g_ptr_array_index(cfg->devices, i);
-        PciDevice *dev = pci_device_create(m->pci, opt->driver, opt->props,
-                                           machine_drive_claim, m, errp);
+        PciDevice *dev;
 
+        if (strcmp(opt->driver, "isa-serial") == 0) {
+            continue;
+        }
+        dev = pci_device_create(m->pci, opt->driver, opt->props, machine_drive_claim, m,
+                                errp);
         if (!dev) {
             machine_drives_commit(m, NULL, NULL);
             g_prefix_error(errp, "-device %s: ", opt->arg);

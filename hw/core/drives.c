@@ -161,6 +161,15 @@ bool machine_drives_open(Machine *m, GError **errp)
             return false;
         }
     }
+    /* -blockdev: nodes as blockdev-add makes them, before any -device */
+    for (guint i = 0; i < cfg->blockdevs->len; i++) {
+        const BlockdevOpt *node = g_ptr_array_index(cfg->blockdevs, i);
+
+        if (!machine_blockdev_add(m, node->opts, errp)) {
+            g_prefix_error(errp, "-blockdev %s: ", node->arg);
+            return false;
+        }
+    }
     return true;
 }
 

@@ -394,7 +394,7 @@ bool machine_start(Machine *m, GError **errp)
     if (m->cfg->incoming) {
         m->runstate = RUN_STATE_INMIGRATE; /* the stream brings the state */
     } else if (m->cfg->start_paused) {
-        m->runstate = RUN_STATE_PAUSED;
+        m->runstate = RUN_STATE_PRELAUNCH; /* -S: QEMU's state until the first cont */
     } else {
         machine_resume(m);
     }

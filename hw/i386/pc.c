@@ -192,7 +192,7 @@ bool pc_serial_prepare(Machine *m, GError **errp)
         g_free(id);
     }
     g_ptr_array_free(specs, TRUE);
-    return ok;
+    return ok && pc_isa_serial_prepare(m, errp);
 }
 
 /* The COM ports whose backends pc_serial_prepare made. */

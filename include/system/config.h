@@ -44,6 +44,22 @@ typedef struct DeviceOpt {
     SubOpts *props; /* every sub-option, driver= and id= included */
 } DeviceOpt;
 
+/* One -object: a secret (its value read at start) or a RAM backend. */
+typedef struct ObjectOpt {
+    char *type; /* "secret" or "memory-backend-ram" */
+    char *id;
+    char *format, *file, *data; /* secret: as given */
+    GByteArray *secret;         /* secret: the value, decoded, once created */
+    uint64_t size;              /* memory-backend-ram */
+} ObjectOpt;
+
+/* One -blockdev, parsed when read; the node is opened at machine set-up. */
+typedef struct BlockdevOpt {
+    char *arg;                       /* as given, for the errors found then */
+    void *json;                      /* the arguments (jansson), opts' strings */
+    struct BlockdevAddOptions *opts; /* hw/drives.h */
+} BlockdevOpt;
+
 /* One -netdev, parsed when read (net/net.h's NetdevConfig). */
 typedef struct NetdevOpt {
     char *arg; /* as given, for the errors found when it opens */
@@ -93,6 +109,12 @@ typedef struct VmConfig {
     bool cpumap_did;         /* -osnet_cpumap did=on */
     char *incoming;
     bool overcommit_cpu_pm; /* -overcommit cpu-pm=on (any of them) */
+    bool mem_lock;          /* -overcommit mem-lock=on: mlockall at start */
+    bool ram_size_given;    /* -m was given (memory-backend= must agree) */
+    char *memory_backend;   /* -machine memory-backend=ID */
+    char *uuid;             /* -uuid, lower case */
+    GPtrArray *objects;     /* of ObjectOpt, in order */
+    GPtrArray *blockdevs;   /* of BlockdevOpt, in order */
 } VmConfig;
 
 /* -machine none: a QMP-only process with no VM (management tools probe it). */

@@ -6,6 +6,7 @@
 #ifndef UTIL_ERROR_H
 #define UTIL_ERROR_H
 
+#include <stdbool.h>
 #include <glib.h>
 
 typedef enum ErrorClass {
@@ -36,5 +37,7 @@ void warn_report(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 void info_report(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 /* Report err (prefixed with prefix when non-NULL) and free it. */
 void error_report_err(GError *err, const char *prefix);
+/* -msg timestamp=on: each report starts with the UTC time, as QEMU's. */
+void error_set_timestamps(bool on);
 
 #endif

@@ -137,6 +137,8 @@ void pci_pc_cleanup(Machine *m);
 
 /* Before KVM: the chardevs behind -serial (COM1-COM4), checked. */
 bool pc_serial_prepare(Machine *m, GError **errp);
+/* Then the -device isa-serial ports (hw/i386/isa-serial.c), checked. */
+bool pc_isa_serial_prepare(Machine *m, GError **errp);
 /* Register the legacy ports and COM ports on the machine's buses. */
 bool pc_board_init(Machine *m, GError **errp);
 void pc_board_reset(Machine *m);
