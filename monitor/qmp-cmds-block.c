@@ -327,6 +327,79 @@ json_t *qmp_blockdev_add(QmpContext *ctx, json_t *args, GError **errp)
     return json_object();
 }
 
+/* ---- query-named-block-nodes, query-blockstats ---- */
+
+json_t *qmp_query_named_block_nodes(QmpContext *ctx, json_t *args, GError **errp)
+{
+    GArray *nodes = machine_query_nodes(ctx->machine);
+    json_t *list = json_array();
+
+    /* newest first, as QEMU walks its list of named nodes */
+    for (guint i = nodes->len; i-- > 0;) {
+        json_array_append_new(list,
+                              inserted_json(&g_array_index(nodes, MachineDriveInfo, i)));
+    }
+    g_array_unref(nodes);
+    return list;
+}
+
+/* The counters: none are kept yet, so all are 0. */
+static json_t *block_stats_json(void)
+{
+    static const char *const counters[] = {
+        "rd_bytes rd_operations rd_total_time_ns rd_merged failed_rd_operations "
+        "invalid_rd_operations wr_bytes wr_operations wr_total_time_ns wr_merged "
+        "wr_highest_offset failed_wr_operations invalid_wr_operations flush_operations "
+        "flush_total_time_ns failed_flush_operations invalid_flush_operations "
+        "unmap_bytes unmap_operations unmap_total_time_ns unmap_merged "
+        "failed_unmap_operations invalid_unmap_operations",
+    };
+    g_auto(GStrv) names = g_strsplit(counters[0], " ", -1);
+    json_t *stats = json_pack("{s:b,s:b,s:[]}", "account_invalid", 0, "account_failed", 0,
+                              "timed_stats");
+
+    for (int i = 0; names[i]; i++) {
+        json_object_set_new(stats, names[i], json_integer(0));
+    }
+    return stats;
+}
+
+static json_t *node_stats_json(const MachineDriveInfo *d)
+{
+    json_t *rec = json_pack("{s:s,s:o}", "node-name", d->node_name, "stats",
+                            block_stats_json());
+
+    if (d->file_node_name[0]) {
+        json_object_set_new(rec, "parent",
+                            json_pack("{s:s,s:o}", "node-name", d->file_node_name,
+                                      "stats", block_stats_json()));
+    }
+    return rec;
+}
+
+json_t *qmp_query_blockstats(QmpContext *ctx, json_t *args, GError **errp)
+{
+    bool nodes = json_is_true(json_object_get(args, "query-nodes"));
+    GArray *drives = nodes ? machine_query_nodes(ctx->machine)
+                           : machine_query_drives(ctx->machine);
+    json_t *list = json_array();
+
+    for (guint i = 0; i < drives->len; i++) {
+        const MachineDriveInfo *d = &g_array_index(drives, MachineDriveInfo, i);
+        json_t *rec = node_stats_json(d);
+
+        if (!nodes) {
+            json_object_set_new(rec, "device", json_string(d->id));
+            if (d->attached) {
+                json_object_set_new(rec, "qdev", json_string(d->qdev));
+            }
+        }
+        json_array_append_new(list, rec);
+    }
+    g_array_unref(drives);
+    return list;
+}
+
 json_t *qmp_blockdev_del(QmpContext *ctx, json_t *args, GError **errp)
 {
     const char *node_name = json_string_value(json_object_get(args, "node-name"));

@@ -297,7 +297,8 @@ static gint by_backend_order(gconstpointer a, gconstpointer b)
     return (x->order > y->order) - (x->order < y->order);
 }
 
-GArray *machine_query_drives(Machine *m)
+/* every_node: nodes without a backend too, in the order they were made. */
+static GArray *query_drives(Machine *m, bool every_node)
 {
     GArray *list = g_array_new(FALSE, TRUE, sizeof(MachineDriveInfo));
 
@@ -318,17 +319,33 @@ GArray *machine_query_drives(Machine *m)
             .order = d->backend_order,
         };
 
-        if (!d->id && !d->device) {
+        if (!every_node && !d->id && !d->device) {
             continue; /* a node without a backend: not in query-block */
         }
         g_strlcpy(info.node_name, d->node_name, sizeof(info.node_name));
+        if (d->file) {
+            g_strlcpy(info.file_node_name, d->file->node_name,
+                      sizeof(info.file_node_name));
+        }
         if (stat(info.filename, &st) == 0) {
             info.actual_size = (uint64_t)st.st_blocks * 512;
         }
         g_array_append_val(list, info);
     }
-    g_array_sort(list, by_backend_order);
+    if (!every_node) {
+        g_array_sort(list, by_backend_order);
+    }
     return list;
+}
+
+GArray *machine_query_drives(Machine *m)
+{
+    return query_drives(m, false);
+}
+
+GArray *machine_query_nodes(Machine *m)
+{
+    return query_drives(m, true);
 }
 
 bool block_id_wellformed(const char *id)

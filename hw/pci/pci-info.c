@@ -42,6 +42,7 @@ static void pci_add_device_info(PciDevice *dev, void *opaque)
         .irq_pin = cfg[PCI_INTERRUPT_PIN],
         .irq_line = cfg[PCI_INTERRUPT_LINE],
         .qdev_id = g_strdup(dev->qdev_id ? dev->qdev_id : ""),
+        .model = g_strdup(dev->name),
     };
 
     info.class_desc = pci_class_description(info.class_id);
@@ -63,6 +64,7 @@ static void pci_add_device_info(PciDevice *dev, void *opaque)
 static void pci_device_info_clear(gpointer p)
 {
     g_free(((PciDeviceInfo *)p)->qdev_id);
+    g_free(((PciDeviceInfo *)p)->model);
 }
 
 GArray *pci_query(PciBus *bus)

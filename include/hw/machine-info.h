@@ -97,8 +97,12 @@ typedef struct MachineDriveInfo {
     BlockCacheMode cache;
     uint64_t virtual_size;
     uint64_t actual_size; /* bytes the image takes on the host */
+    /* the driver=file node under it, or "" */
+    char file_node_name[32];
 } MachineDriveInfo;
 
 GArray *machine_query_drives(Machine *m);
+/* Every node, -drive's and blockdev-add's, backend or not, oldest first. */
+GArray *machine_query_nodes(Machine *m);
 
 #endif

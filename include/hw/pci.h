@@ -370,6 +370,7 @@ typedef struct PciDeviceInfo {
     uint8_t irq_pin; /* 0: none; 1-4: INTA-INTD */
     uint8_t irq_line;
     char *qdev_id; /* "" without -device id= */
+    char *model;   /* the -device driver: "virtio-blk-pci" (QOM type) */
     unsigned nr_regions;
     PciRegionInfo regions[PCI_BAR_COUNT];
 } PciDeviceInfo;
