@@ -15,9 +15,9 @@
 #include "system/config.h"
 #include "util/error.h"
 
-#define PERIPHERAL "/machine/peripheral"
+#define PERIPHERAL       "/machine/peripheral"
 #define MACHINE_QOM_TYPE "pc-i440fx-4.2-machine"
-#define CPU_QOM_TYPE "host-x86_64-cpu"
+#define CPU_QOM_TYPE     "host-x86_64-cpu"
 
 /* The socket/core/thread of vCPU index in the -smp topology (QEMU's rule). */
 static json_t *slot_props(const SmpConfig *smp, unsigned index)

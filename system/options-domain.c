@@ -331,8 +331,8 @@ GPtrArray *blockdev_opts_new(void)
 /* The key=value spelling (driver=file,filename=...,node-name=...) as JSON. */
 static json_t *blockdev_keyval_to_json(const char *arg, GError **errp)
 {
-    static const char *const bool_keys[] = { "read-only", "auto-read-only",
-                                             "force-share", "cache.direct",
+    static const char *const bool_keys[] = { "read-only",      "auto-read-only",
+                                             "force-share",    "cache.direct",
                                              "cache.no-flush", NULL };
     SubOpts *o = subopts_parse(arg, NULL, errp);
     json_t *root;
@@ -516,9 +516,9 @@ bool opt_msg(VmConfig *cfg, const char *arg, GError **errp)
 
 bool opt_audiodev(VmConfig *cfg, const char *arg, GError **errp)
 {
-    static const char *const other_drivers[] = { "alsa", "coreaudio", "dbus", "dsound",
-                                                 "jack", "oss", "pa", "sdl",
-                                                 "spice", "wav", NULL };
+    static const char *const other_drivers[] = { "alsa",  "coreaudio", "dbus", "dsound",
+                                                 "jack",  "oss",       "pa",   "sdl",
+                                                 "spice", "wav",       NULL };
     SubOpts *o = subopts_parse(arg, "driver", errp);
     const char *id, *driver;
     uint64_t period;
@@ -544,8 +544,9 @@ bool opt_audiodev(VmConfig *cfg, const char *arg, GError **errp)
     } else if (!driver) {
         error_setg(errp, "Parameter 'driver' is missing");
     } else if (g_strv_contains(other_drivers, driver)) {
-        error_setg(errp, "audio driver '%s' is not supported: this VMM has no sound "
-                         "devices (use driver=none)",
+        error_setg(errp,
+                   "audio driver '%s' is not supported: this VMM has no sound "
+                   "devices (use driver=none)",
                    driver);
     } else if (strcmp(driver, "none") != 0) {
         error_setg(errp, "Parameter 'driver' does not accept value '%s'", driver);

@@ -1,6 +1,7 @@
 /*
  * Character devices: the backends behind -serial, -chardev, -monitor and
- * -qmp (socket: unix/tcp/telnet, server or client; stdio; file; null).
+ * -qmp (socket: unix/tcp/telnet, server or client, or a socket passed by
+ * descriptor; stdio; file; null; pty).
  *
  * Threads: chardev_write() may be called from any thread (vCPU threads
  * write serial output) and never blocks on a slow or absent peer.  All
@@ -36,8 +37,8 @@ ChardevSet *chardev_set_new(void);
 void chardev_set_free(ChardevSet *set);
 
 /*
- * -chardev BACKEND,id=ID,... (socket, stdio, file, null, pty refused by
- * name).  Adds it to set under its id; duplicate ids are refused.
+ * -chardev BACKEND,id=ID,... (socket, stdio, file, null, pty; QEMU's others
+ * refused by name).  Adds it to set under its id; duplicate ids are refused.
  */
 Chardev *chardev_new_from_opts(ChardevSet *set, const char *opts, GError **errp);
 /*
