@@ -61,9 +61,9 @@ GUEST_OFF = {"guest": True, "reason": "guest-shutdown"}
 # and network interfaces, and prints one `hp` line whenever they change.  A
 # new interface gets GUEST_IP, goes up and pings the host end of the tap
 # first (one `hp nic` line; dv.pings_first echoes the first time, dv.pings
-# after).  Every 10 s without a change it prints an
-# `hp alive` line, so a test can tell a guest that stalled from one that
-# did not see a device.
+# after).  After 30 rounds without a change (3 s, more when nested) it
+# prints an `hp alive` line, so a test can tell a guest that stalled from
+# one that did not see a device.
 WATCH = r'''. /etc/dv/lib.sh
 ip=$(arg ip 198.18.0.2/24)
 peer=$(arg peer 198.18.0.1)
@@ -107,7 +107,7 @@ while [ $i -lt 18000 ]; do
     if [ "$cur" != "$prev" ]; then
         say "hp $cur"
         quiet=0
-    elif [ $quiet -ge 100 ]; then
+    elif [ $quiet -ge 30 ]; then
         say "hp alive $(cut -d' ' -f1 /proc/uptime)"
         quiet=0
     fi
@@ -191,8 +191,9 @@ class Session:
                                      f"waiting for {step}:\n{g.tail()}")
             if time.time() > deadline:
                 silent = time.time() - last_growth
-                why = (f"the guest printed nothing for the last {silent:.0f} s: stalled "
-                       "(in the rig: TCG's SVM emulation?)" if silent > 15 else
+                why = (f"the guest printed nothing for the last {silent:.0f} s, its watcher "
+                       "not even `hp alive`: stalled (in the rig: TCG's SVM emulation?)"
+                       if silent > 20 else
                        "the guest kept printing but never showed it")
                 raise AssertionError(f"{self.which}: no {step} in {timeout} s ({why}); "
                                      f"wanted {pattern!r}; guest's last lines:\n{g.tail(15)}")
