@@ -5,11 +5,14 @@ interrupts and moves a frame by DMA; query-pci shows the real device;
 `migrate` is refused with QEMU's error while the VM runs on; device_del
 and device_add through ACPI hot-plug; a hostile guest leaves the VMM up."""
 import os
+import shutil
 import subprocess
+import sys
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, QmpClient, SerialClient, Vmm, free_port
+from harness import (BUILD, QEMU, ROOT, TESTOS, VMM, QmpClient, SerialClient, Vmm, free_port,
+                     seed_args)
 from test_vfio_backend import bind, e1000e_nics
 
 TIMEOUT = 90
@@ -199,3 +202,30 @@ def test_host_not_ready_is_one_line_and_status_1(bdf):
         assert proc.returncode == 1, (proc.returncode, lines)
         assert len(lines) == 1 and lines[0].startswith("qemu-system-x86_64: " + prefix), lines
         assert word in lines[0], lines
+
+
+@pytest.mark.iommu
+def test_seed_boot_line_firmware_and_cpumap(bdf, tmp_path):
+    """The user's guide's boot line whole, -device vfio-pci and
+    -osnet_cpumap included: SeaBIOS boots testos from its disk image
+    (scenario vfio-e1000e), places the NIC's BARs, and the guest gets its
+    MSI-X interrupts and loopback DMA there."""
+    image = str(tmp_path / "testos.img")
+    shutil.copy(os.path.join(BUILD, "tests", "guest", "testos.img"), image)
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "guest", "blkimage.py"),
+                    "cmdline", image, "testos.run=vfio-e1000e"], check=True)
+    cpumap = tmp_path / "map.txt"
+    cpumap.write_text("0 1\n1 0\n")
+    port = free_port()
+    args = seed_args(port, 2, "256M") + [
+        "-drive", f"file={image},if=virtio", "-device", f"vfio-pci,host={bdf},id=pnic",
+        "-osnet_cpumap", f"path={cpumap}", "-no-reboot"]
+    with Vmm(args) as vm:
+        client = SerialClient(port)
+        text = client.read_until_closed(timeout=TIMEOUT)
+        client.close()
+        rc = vm.wait(timeout=60)
+    assert rc == 0, text
+    assert "testos: vfio irq ok" in text, text
+    assert "testos: vfio dma ok" in text, text
+    assert "testos: done" in text, text
