@@ -116,6 +116,28 @@ static bool hot_added_lock(MachineDrive *d, GError **errp)
     return true;
 }
 
+/*
+ * A destination's nodes (-blockdev with -incoming) take no lock until the
+ * migration hands the images over (machine_drives_acquire), as its -drive
+ * images: the source still holds them.
+ */
+static bool machine_drives_wait_incoming(Machine *m)
+{
+    return m->cfg->incoming &&
+           (m->runstate == RUN_STATE_PRELAUNCH || m->runstate == RUN_STATE_INMIGRATE);
+}
+
+/* hot_added_lock's rule for a node, the lock itself left for later there. */
+static bool node_lock(Machine *m, MachineDrive *d, GError **errp)
+{
+    if (machine_drives_wait_incoming(m)) {
+        d->lock_while_used = strcmp(bdrv_format_name(d->bs), "qcow2") != 0 ||
+                             bdrv_is_read_only(d->bs);
+        return true;
+    }
+    return hot_added_lock(d, errp);
+}
+
 static MachineDrive *drive_add_open(Machine *m, const DriveConfig *cfg, bool hot_added,
                                     GError **errp)
 {
@@ -195,7 +217,8 @@ BlockDriverState *machine_drive_claim(void *machine, const char *name, GError **
         }
         return NULL;
     }
-    if (d->lock_while_used && !bdrv_lock(d->bs, errp)) {
+    if (d->lock_while_used && !machine_drives_wait_incoming(m) &&
+        !bdrv_lock(d->bs, errp)) {
         return NULL;
     }
     d->claimed = true;
@@ -505,7 +528,7 @@ bool machine_blockdev_add(Machine *m, const BlockdevAddOptions *o, GError **errp
     }
     d = g_new0(MachineDrive, 1);
     d->bs = bdrv_open(&opts, errp);
-    if (!d->bs || !hot_added_lock(d, errp)) {
+    if (!d->bs || !node_lock(m, d, errp)) {
         drive_free(d);
         return false;
     }

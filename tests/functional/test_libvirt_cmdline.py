@@ -128,7 +128,7 @@ class Domain:
     """The binary started as libvirt starts it: the monitor socket bound
     and listening here, its descriptor inherited."""
 
-    def __init__(self, binary, d, tag, tap_fd=None, mem_lock="off"):
+    def __init__(self, binary, d, tag, tap_fd=None, mem_lock="off", extra=()):
         self.path = os.path.join(d, f"{tag}.monitor")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.path)
@@ -137,7 +137,8 @@ class Domain:
         args = domain_args(d, self.listener.fileno(), tap_fd, os.path.join(d, "disk.qcow2"),
                            mem_lock, peer=binary == QEMU)
         self.out = open(os.path.join(d, f"{tag}.out"), "w+")
-        self.proc = subprocess.Popen([binary] + args, pass_fds=fds, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([binary] + args + list(extra), pass_fds=fds,
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self.out, stderr=subprocess.STDOUT)
         self.listener.close()  # the child's now, as libvirt closes its copy
         self.qmp = None
@@ -239,6 +240,40 @@ def test_libvirt_domain_boots_testos(netns, mem_lock):
         finally:
             dom.stop()
         assert dom.proc.returncode == 0, dom.output()
+
+
+@pytest.mark.vm
+def test_destination_takes_the_blockdev_images_at_the_end_of_migration():
+    """A destination started with the same -blockdev nodes and -incoming
+    (as libvirt starts one) opens the images the source still holds
+    without locking them, and holds them once the migration is over."""
+    with tempfile.TemporaryDirectory() as d:
+        disk = make_qcow2_disk(d)
+        src = Domain(VMM, d, "src")
+        dst = None
+        try:
+            dst = Domain(VMM, d, "dst", extra=["-incoming", "defer"])
+            assert dst.qmp.ok("query-status")["status"] == "inmigrate"
+            uri = f"unix:{os.path.join(d, 'migrate.sock')}"
+            dst.qmp.ok("migrate-incoming", uri=uri)
+            src.qmp.ok("migrate", uri=uri)
+            deadline = time.time() + 60
+            while (status := src.qmp.ok("query-migrate").get("status")) != "completed":
+                assert status not in ("failed", "cancelled"), src.qmp.ok("query-migrate")
+                assert time.time() < deadline, f"migration still {status} after 60 s"
+                time.sleep(0.1)
+            src.stop()
+            src = None
+            # the destination holds the image now: qemu-img may not open it
+            info = subprocess.run(["qemu-img", "info", disk], capture_output=True,
+                                  text=True, timeout=30)
+            assert info.returncode != 0 and "lock" in info.stderr, info
+            nodes = {n["node-name"] for n in dst.qmp.ok("query-named-block-nodes")}
+            assert nodes == {"libvirt-1-format", "libvirt-1-storage"}
+        finally:
+            for dom in (src, dst):
+                if dom:
+                    dom.stop()
 
 
 def normalize_cpu_slots(slots):
