@@ -332,7 +332,7 @@ UNIT_TEST(legacy_errors)
     CHECK_LEGACY_ERR("tcp:127.0.0.1:7000,server,reconnect=1",
                      "chardev: option 'reconnect' is not supported");
     CHECK_LEGACY_ERR("unix:", "chardev: socket: no path given");
-    CHECK_LEGACY_ERR("pty", "char driver 'pty' is not supported");
+    CHECK_LEGACY_ERR("vc", "char driver 'vc' is not supported");
     CHECK_LEGACY_ERR("udp:127.0.0.1:5555",
                      "char driver 'udp:127.0.0.1:5555' is not supported");
     CHECK_LEGACY_ERR("chardev:nope", "chardev 'nope' not found");
@@ -422,7 +422,14 @@ UNIT_TEST(opts_errors)
     CHECK_OPTS_ERR("foo", "chardev: no id specified");
     CHECK_OPTS_ERR("id=a", "chardev: \"a\" missing backend");
     CHECK_OPTS_ERR("foo,id=a", "'foo' is not a valid char driver name");
-    CHECK_OPTS_ERR("pty,id=a", "char driver 'pty' is not supported");
+    CHECK_OPTS_ERR("vc,id=a", "char driver 'vc' is not supported");
+    CHECK_OPTS_ERR("pty,id=a,foo=1", "Invalid parameter 'foo'");
+    CHECK_OPTS_ERR("socket,id=a,fd=abc,server=on,wait=off",
+                   "Unable to parse FD number abc");
+    CHECK_OPTS_ERR("socket,id=a,fd=999,server=on,wait=off",
+                   "File descriptor '999' is not a socket");
+    CHECK_OPTS_ERR("socket,id=a,fd=3,path=/tmp/q.sock",
+                   "None or one of 'path', 'fd' or 'host' option required.");
     CHECK_OPTS_ERR("socket,id=1a,path=/tmp/q.sock",
                    "Parameter 'id' expects an identifier");
     CHECK_OPTS_ERR("null,id=a,x=y", "Invalid parameter 'x'");

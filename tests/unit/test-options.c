@@ -254,7 +254,7 @@ UNIT_TEST(cpumap_and_overcommit_parsed_when_read)
         "-overcommit",   "cpu-pm=off",     NULL
     };
     static const char *const b1[] = { "-osnet_cpumap", "did=on", NULL };
-    static const char *const b2[] = { "-overcommit", "mem-lock=on", NULL };
+    static const char *const b2[] = { "-overcommit", "mem-lock=maybe", NULL };
     VmConfig *cfg = vm_config_new();
     char *msg = parse(cfg, args), *m1 = parse_one(b1), *m2 = parse_one(b2);
 
@@ -262,10 +262,54 @@ UNIT_TEST(cpumap_and_overcommit_parsed_when_read)
     CHECK_STR(cfg->cpumap, "map.txt");
     CHECK(cfg->cpumap_did && cfg->overcommit_cpu_pm);
     CHECK_STR(m1, "-osnet_cpumap did=on: Parameter 'path' is missing");
-    CHECK_STR(m2, "-overcommit mem-lock=on: mem-lock=on is not supported");
+    CHECK_STR(m2,
+              "-overcommit mem-lock=maybe: Parameter 'mem-lock' expects 'on' or 'off'");
     g_free(msg);
     g_free(m1);
     g_free(m2);
+    vm_config_free(cfg);
+}
+
+/* What libvirt's domain command line leaves in the VmConfig. */
+UNIT_TEST(libvirt_domain_options)
+{
+    static const char *const args[] = {
+        "-object",
+        "{\"qom-type\":\"secret\",\"id\":\"k0\",\"format\":\"base64\","
+        "\"data\":\"a2V5\"}",
+        "-machine",
+        "pc-i440fx-4.2,usb=off,dump-guest-core=off,memory-backend=pc.ram",
+        "-object",
+        "memory-backend-ram,id=pc.ram,size=256M",
+        "-uuid",
+        "6BA7B810-9DAD-11D1-80B4-00C04FD430C8",
+        "-overcommit",
+        "mem-lock=on",
+        "-blockdev",
+        "driver=file,filename=/x.img,node-name=n1,read-only=on",
+        "-device",
+        "{\"driver\":\"virtio-blk-pci\",\"drive\":\"n1\",\"bootindex\":1}",
+        NULL,
+    };
+    static const char *const bare[] = { "-rtc", "driftfix=foo", NULL };
+    VmConfig *cfg = vm_config_new();
+    char *msg = parse(cfg, args), *m1 = parse_one(bare);
+    const ObjectOpt *key;
+    const DeviceOpt *dev;
+
+    CHECK(msg == NULL);
+    key = g_ptr_array_index(cfg->objects, 0);
+    CHECK(key->secret && key->secret->len == 3 &&
+          memcmp(key->secret->data, "key", 3) == 0);
+    CHECK(cfg->ram_size == 256ULL << 20); /* from the backend, -m not given */
+    CHECK_STR(cfg->uuid, "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+    CHECK(cfg->mem_lock && cfg->blockdevs->len == 1);
+    dev = g_ptr_array_index(cfg->devices, 0);
+    CHECK_STR(dev->driver, "virtio-blk-pci");
+    CHECK_STR(subopts_get(dev->props, "bootindex"), "1");
+    CHECK_STR(m1, "invalid option value 'foo'"); /* QEMU's, without the prefix */
+    g_free(msg);
+    g_free(m1);
     vm_config_free(cfg);
 }
 
