@@ -148,6 +148,10 @@ static const struct {
         "threads:number" } },
     { "name", { "guest:string", "debug-threads:boolean" } },
     { "overcommit", { "cpu-pm:boolean" } },
+    /* libvirt adds -sandbox when it finds elevateprivileges here */
+    { "sandbox",
+      { "resourcecontrol:string", "spawn:string", "elevateprivileges:string",
+        "obsolete:string", "enable:boolean" } },
     { "mon", { "chardev:string", "mode:string" } },
     { "chardev", { NULL } },
     { "netdev", { NULL } },

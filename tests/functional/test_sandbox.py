@@ -180,6 +180,27 @@ def test_spawn_deny_filters_qemus_syscalls_with_eperm():
     assert SECCOMP_RET_KILL_PROCESS in rets(ours)     # the default set still kills
 
 
+def test_query_command_line_options_lists_sandbox_as_qemu():
+    """libvirt adds -sandbox on,...,elevateprivileges=deny,... only when
+    query-command-line-options lists sandbox with elevateprivileges: the
+    entry is Debian QEMU's."""
+    need_seccomp()
+    if not QEMU:
+        pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
+    seen = []
+    for binary in (VMM, QEMU):
+        with tempfile.TemporaryDirectory() as d:
+            sock = os.path.join(d, "qmp.sock")
+            with Vmm(["-machine", "none,accel=kvm:tcg", "-nodefaults", "-display", "none",
+                      "-S", "-qmp", f"unix:{sock},server=on,wait=off"], binary=binary) as vm:
+                q = Qmp(sock)
+                seen.append(q.ok("query-command-line-options", option="sandbox"))
+                q.ok("quit")
+                vm.wait(timeout=30)
+    assert seen[0] == seen[1], seen
+    assert {"name": "elevateprivileges", "type": "string"} in seen[0][0]["parameters"]
+
+
 # ---- VMs ----
 
 def proc_status(pid):
