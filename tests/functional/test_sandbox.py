@@ -127,15 +127,19 @@ def seccomp_filters(pid):
         libc.ptrace(PTRACE_DETACH, pid, None, None)
 
 
-def filters_of(binary, sandbox):
-    """Start binary as a QMP-less machine none under -sandbox SANDBOX and
-    read its filters once it runs under them."""
+def filters_of(binary, *sandboxes, seccomp_mode=2):
+    """Start binary as a QMP-less machine none with a -sandbox for each
+    argument and read its filters once /proc shows seccomp_mode."""
+    sandbox_args = [a for sb in sandboxes for a in ("-sandbox", sb)]
     proc = subprocess.Popen([binary, "-machine", "none", "-nodefaults", "-display", "none",
-                             "-S", "-monitor", "none", "-sandbox", sandbox],
-                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "-S", "-qmp", "stdio", *sandbox_args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 20 * SLOW
-        while "Seccomp:\t2" not in open(f"/proc/{proc.pid}/status").read():
+        # the QMP greeting: the command line is read and set-up is done
+        assert proc.stdout.readline().startswith(b'{"QMP"'), proc.stderr.read()
+        while f"Seccomp:\t{seccomp_mode}" not in open(f"/proc/{proc.pid}/status").read():
             assert proc.poll() is None, f"{binary} ended: {proc.stderr.read()!r}"
             assert time.time() < deadline, f"{binary}: no filter after {20 * SLOW} s"
             time.sleep(0.02)
@@ -143,7 +147,8 @@ def filters_of(binary, sandbox):
     finally:
         proc.kill()
         proc.wait()
-        proc.stderr.close()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
 
 
 def syscalls_named(program):
@@ -163,6 +168,18 @@ def test_filter_is_debian_qemus_instruction_for_instruction(sandbox):
     ours, theirs = filters_of(VMM, sandbox), filters_of(QEMU, sandbox)
     assert len(ours) == len(theirs) == 1
     assert ours == theirs, (syscalls_named(ours[0]), syscalls_named(theirs[0]))
+
+
+def test_off_installs_nothing_and_each_on_stacks_a_filter():
+    """-sandbox off leaves the process unfiltered (Seccomp 0); two -sandbox
+    on install two filters, each Debian QEMU's, as QEMU 7.2 does."""
+    need_seccomp()
+    if not QEMU:
+        pytest.fail("Debian's qemu-system-x86_64, the reference here, is not installed")
+    assert filters_of(VMM, "off", seccomp_mode=0) == []
+    ours = filters_of(VMM, "on", "on,resourcecontrol=deny")
+    assert len(ours) == 2
+    assert ours == filters_of(QEMU, "on", "on,resourcecontrol=deny")
 
 
 def test_spawn_deny_filters_qemus_syscalls_with_eperm():
