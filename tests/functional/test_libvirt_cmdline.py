@@ -73,7 +73,7 @@ def netns():
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 
 
-def domain_args(d, mon_fd, tap_fd, disk, mem_lock="off", peer=False):
+def domain_args(d, mon_fd, tap_fd, disk, mem_lock="off", peer=False, vhost_fd=None):
     """libvirt 9.0's command line for a small testos domain (the JSON
     spellings where libvirt uses them with QEMU 7.2)."""
     key = os.path.join(d, "master-key.aes")
@@ -118,7 +118,8 @@ def domain_args(d, mon_fd, tap_fd, disk, mem_lock="off", peer=False):
     if tap_fd is not None:
         args[args.index("-chardev", args.index("-device")):
              args.index("-chardev", args.index("-device"))] = [
-            "-netdev", f"tap,fd={tap_fd},id=hostnet0",
+            "-netdev", f"tap,fd={tap_fd},id=hostnet0" +
+                       (f",vhost=on,vhostfd={vhost_fd}" if vhost_fd is not None else ""),
             "-device", f"virtio-net-pci,netdev=hostnet0,id=net0,mac={GUEST_MAC},"
                        "bus=pci.0,addr=0x3"]
     return args
@@ -128,14 +129,14 @@ class Domain:
     """The binary started as libvirt starts it: the monitor socket bound
     and listening here, its descriptor inherited."""
 
-    def __init__(self, binary, d, tag, tap_fd=None, mem_lock="off", extra=()):
+    def __init__(self, binary, d, tag, tap_fd=None, mem_lock="off", extra=(), vhost_fd=None):
         self.path = os.path.join(d, f"{tag}.monitor")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.path)
         self.listener.listen(1)
-        fds = [self.listener.fileno()] + ([tap_fd] if tap_fd is not None else [])
+        fds = [self.listener.fileno()] + [fd for fd in (tap_fd, vhost_fd) if fd is not None]
         args = domain_args(d, self.listener.fileno(), tap_fd, os.path.join(d, "disk.qcow2"),
-                           mem_lock, peer=binary == QEMU)
+                           mem_lock, peer=binary == QEMU, vhost_fd=vhost_fd)
         self.out = open(os.path.join(d, f"{tag}.out"), "w+")
         self.proc = subprocess.Popen([binary] + args + list(extra), pass_fds=fds,
                                      stdin=subprocess.DEVNULL,
@@ -195,10 +196,24 @@ def pty_of(qmp, label):
 @pytest.mark.vm
 @pytest.mark.parametrize("mem_lock", ["off", "on"])
 def test_libvirt_domain_boots_testos(netns, mem_lock):
+    boot_domain(netns, mem_lock)
+
+
+@pytest.mark.hwkvm
+def test_libvirt_domain_with_vhost_boots_testos(netns):
+    """libvirt opens /dev/vhost-net itself and passes it as vhostfd=."""
+    vhost = os.open("/dev/vhost-net", os.O_RDWR)
+    try:
+        boot_domain(netns, "on", vhost_fd=vhost)
+    finally:
+        os.close(vhost)
+
+
+def boot_domain(netns, mem_lock, vhost_fd=None):
     with tempfile.TemporaryDirectory() as d:
         make_qcow2_disk(d)
         tap = open_tap(netns)
-        dom = Domain(VMM, d, "vmm", tap_fd=tap, mem_lock=mem_lock)
+        dom = Domain(VMM, d, "vmm", tap_fd=tap, mem_lock=mem_lock, vhost_fd=vhost_fd)
         os.close(tap)
         try:
             q = dom.qmp
