@@ -557,3 +557,33 @@ out:
     subopts_free(o);
     return ok;
 }
+
+/* -no-hpet: there is no HPET to leave out. */
+bool opt_no_hpet(VmConfig *cfg, const char *arg, GError **errp)
+{
+    return true;
+}
+
+/*
+ * -global DRIVER.PROP=VALUE: only what libvirt sets for <timer name='pit'
+ * tickpolicy='delay'/>, which is what KVM's in-kernel PIT does anyway
+ * (late ticks are delivered late, none dropped).
+ */
+bool opt_global(VmConfig *cfg, const char *arg, GError **errp)
+{
+    const char *eq = strchr(arg, '=');
+
+    if (g_str_has_prefix(arg, "kvm-pit.lost_tick_policy=")) {
+        if (strcmp(eq + 1, "delay") == 0) {
+            return true;
+        }
+        error_setg(errp,
+                   "lost_tick_policy=%s is not supported: KVM's in-kernel PIT "
+                   "delivers late ticks (delay)",
+                   eq + 1);
+        return false;
+    }
+    error_setg(errp, "global property '%.*s' is not supported by this VMM",
+               eq ? (int)(eq - arg) : (int)strlen(arg), arg);
+    return false;
+}

@@ -23,6 +23,8 @@ bool opt_rtc(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_boot(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_msg(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_audiodev(VmConfig *cfg, const char *arg, GError **errp);
+bool opt_no_hpet(VmConfig *cfg, const char *arg, GError **errp);
+bool opt_global(VmConfig *cfg, const char *arg, GError **errp);
 
 GPtrArray *object_opts_new(void);
 GPtrArray *blockdev_opts_new(void);

@@ -131,7 +131,7 @@ static bool machine_none_accel(VmConfig *cfg, const char *accel, GError **errp)
 static bool machine_board_options(VmConfig *cfg, SubOpts *o, GError **errp)
 {
     static const char *const flags[] = { "usb", "dump-guest-core", "mem-merge",
-                                         "graphics", NULL };
+                                         "graphics", "hpet", NULL };
     const char *backend = subopts_get(o, "memory-backend");
 
     for (int i = 0; flags[i]; i++) {
@@ -143,6 +143,10 @@ static bool machine_board_options(VmConfig *cfg, SubOpts *o, GError **errp)
         }
         if (on && strcmp(flags[i], "usb") == 0) {
             error_setg(errp, "usb=on is not supported: this VMM has no USB controller");
+            return false;
+        }
+        if (on && strcmp(flags[i], "hpet") == 0) {
+            error_setg(errp, "hpet=on is not supported: this VMM has no HPET");
             return false;
         }
     }

@@ -4,7 +4,8 @@ while the domain starts (issue 17 item 2), without libvirt itself.
 A testos kernel-boot domain as libvirt writes it: the master key as an
 -object secret read from a file, the board with usb=off,
 dump-guest-core=off and its RAM from -object memory-backend-ram, -uuid,
--rtc, -boot strict=on, -msg timestamp=on, -audiodev none,
+-rtc, -global kvm-pit.lost_tick_policy=delay, hpet=off, -boot strict=on,
+-msg timestamp=on, -audiodev none,
 -overcommit mem-lock=, -no-shutdown, the QMP monitor on a listening
 socket the test binds and hands over by descriptor (fd=N), a qcow2 disk as
 two -blockdev nodes under virtio-blk-pci, a tap opened by the test (moved
@@ -85,7 +86,8 @@ def domain_args(d, mon_fd, tap_fd, disk, mem_lock="off", peer=False, vhost_fd=No
         "-S",
         "-object", json.dumps({"qom-type": "secret", "id": "masterKey0",
                                "format": "raw", "file": key}),
-        "-machine", "pc-i440fx-4.2,usb=off,dump-guest-core=off,memory-backend=pc.ram",
+        "-machine", "pc-i440fx-4.2,usb=off,dump-guest-core=off,memory-backend=pc.ram,"
+                    "hpet=off",
         "-accel", "tcg" if peer else "kvm",
         "-cpu", "max" if peer else "host,migratable=on",
         "-m", "128",
@@ -99,6 +101,7 @@ def domain_args(d, mon_fd, tap_fd, disk, mem_lock="off", peer=False, vhost_fd=No
         "-chardev", f"socket,id=charmonitor,fd={mon_fd},server=on,wait=off",
         "-mon", "chardev=charmonitor,id=monitor,mode=control",
         "-rtc", "base=utc,driftfix=slew",
+        "-global", "kvm-pit.lost_tick_policy=delay",
         "-no-shutdown",
         "-boot", "strict=on",
         "-kernel", TESTOS,
@@ -377,6 +380,7 @@ BAD_VALUES = [
     ["-object", "memory-backend-ram,id=pc.ram,size=1M,foo=1"],
     ["-machine", "pc-i440fx-4.2,usb=maybe"],
     ["-machine", "pc-i440fx-4.2,dump-guest-core=maybe"],
+    ["-machine", "pc-i440fx-4.2,hpet=maybe"],
     ["-machine", "pc-i440fx-4.2,memory-backend=nope"],
     ["-machine", "pc-i440fx-4.2,memory-backend=pc.ram", "-m", "256",
      "-object", "memory-backend-ram,id=pc.ram,size=64M"],
