@@ -130,8 +130,9 @@ static bool machine_none_accel(VmConfig *cfg, const char *accel, GError **errp)
  */
 static bool machine_board_options(VmConfig *cfg, SubOpts *o, GError **errp)
 {
-    static const char *const flags[] = { "usb", "dump-guest-core", "mem-merge",
-                                         "graphics", "hpet", NULL };
+    static const char *const flags[] = {
+        "usb", "dump-guest-core", "mem-merge", "graphics", "hpet", NULL,
+    };
     const char *backend = subopts_get(o, "memory-backend");
 
     for (int i = 0; flags[i]; i++) {
