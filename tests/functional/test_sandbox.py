@@ -31,6 +31,8 @@ import uuid
 import pytest
 
 from harness import BUILD, QEMU, TESTOS, VMM, Qmp, Vmm, free_port
+from test_testos_net import GUEST_IP, GUEST_MAC, NETPROBE, PYTHON, TAP
+from test_testos_net import netns as tap_netns  # noqa: F401 (a fixture)
 
 LIBVIRT_SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 CAP_NET_ADMIN, CAP_IPC_LOCK = 12, 14
@@ -555,3 +557,30 @@ def test_vfio_hotplug_under_libvirt_sandbox_with_capabilities_dropped(tmp_path):
             bind(dev, before)
         else:
             unbind(dev)
+
+
+@pytest.mark.parametrize("vhost", [
+    pytest.param(False, marks=pytest.mark.vm, id="vhost=off"),
+    pytest.param(True, marks=pytest.mark.hwkvm, id="vhost=on")])
+def test_virtio_net_on_a_tap_under_libvirt_sandbox(vhost, tap_netns):
+    """testos net on a tap (vhost=on: the kernel's vhost-net moves the
+    frames) under libvirt's -sandbox, capabilities dropped: the guest
+    brings its NIC up and answers ARP from the namespace."""
+    need_seccomp()
+    with tempfile.TemporaryDirectory() as d:
+        args = vm_args(d, "vm", ["-sandbox", LIBVIRT_SANDBOX, "-no-reboot",
+                                 "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,"
+                                            f"vhost={'on' if vhost else 'off'}",
+                                 "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}"],
+                       append=f"testos.run=net testos.ip={GUEST_IP}")
+        with Vmm(["netns", "exec", tap_netns, VMM, *args], binary="ip") as vm:
+            q = Qmp(os.path.join(d, "vm.sock"))
+            deadline = time.time() + 60 * SLOW
+            while f"testos: net up mac={GUEST_MAC}" not in open(os.path.join(d, "vm.log")).read():
+                assert time.time() < deadline, "the guest never brought its NIC up"
+                time.sleep(0.05)
+            assert_sandboxed(vm.pid)
+            probe = subprocess.run(["ip", "netns", "exec", tap_netns, PYTHON, NETPROBE, "arp",
+                                    TAP, GUEST_IP], capture_output=True, text=True, timeout=60)
+            assert probe.returncode == 0 and probe.stdout.startswith("ok"), probe
+            quit_cleanly(vm, q)
