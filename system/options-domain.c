@@ -519,11 +519,16 @@ bool opt_audiodev(VmConfig *cfg, const char *arg, GError **errp)
     static const char *const other_drivers[] = { "alsa",  "coreaudio", "dbus", "dsound",
                                                  "jack",  "oss",       "pa",   "sdl",
                                                  "spice", "wav",       NULL };
-    SubOpts *o = subopts_parse(arg, "driver", errp);
+    g_autofree char *keyval = NULL;
+    SubOpts *o;
     const char *id, *driver;
     uint64_t period;
     bool ok = false;
 
+    if (arg[0] == '{' && !(keyval = option_json_to_keyval(arg, "driver", errp))) {
+        return false;
+    }
+    o = subopts_parse(keyval ? keyval : arg, "driver", errp);
     if (!o) {
         return false;
     }

@@ -115,7 +115,7 @@ def domain_args(d, mon_fd, tap_fd, disk, mem_lock="off", peer=False, vhost_fd=No
                    "id=virtio-disk0,bootindex=1",
         "-chardev", "pty,id=charserial0",
         "-device", "isa-serial,chardev=charserial0,id=serial0,index=0",
-        "-audiodev", "id=audio1,driver=none",
+        "-audiodev", json.dumps({"id": "audio1", "driver": "none"}),
         "-msg", "timestamp=on",
     ]
     if tap_fd is not None:
@@ -452,12 +452,13 @@ def test_msg_timestamp_prefixes_errors():
 
 
 def test_json_spellings_take_the_same_properties():
-    """-device, -netdev and -object in JSON (libvirt's spelling when the
+    """-device, -netdev, -object and -audiodev in JSON (libvirt's spelling when the
     binary says it takes it) mean the same as key=value: same errors."""
     cases = [
         ["-device", '{"driver":"virtio-blk-pci","drive":"nope","id":"d0"}'],
         ["-device", '{"driver":"isa-serial","id":"serial0","index":0,"chardev":"x"}'],
         ["-netdev", '{"type":"tap","fd":"99","id":"hostnet0"}'],
+        ["-audiodev", '{"id":"a","driver":"foo"}'],
         ["-object", '{"qom-type":"secret","id":"s0","format":"foo","data":"x"}'],
         ["-object", '{"qom-type":"memory-backend-ram","id":"pc.ram","size":1048576}',
          "-machine", "pc-i440fx-4.2,memory-backend=pc.ram", "-m", "256"],
