@@ -2,7 +2,8 @@
  * QMP commands libvirt sends while it starts a domain: the vCPU slots
  * (query-hotpluggable-cpus, whose qom-paths match query-cpus-fast's), the
  * I/O threads, and the part of the QOM tree this VMM models
- * (/machine/peripheral and the type of /machine and of its devices).
+ * (/machine/peripheral, the type of /machine and of its devices, and the
+ * vCPUs' type and unavailable features).
  * Main thread only.
  */
 #include <string.h>
@@ -29,6 +30,11 @@ static json_t *slot_props(const SmpConfig *smp, unsigned index)
                      (int)(index / (threads * cores)));
 }
 
+static char *cpu_qom_path(unsigned index)
+{
+    return g_strdup_printf("/machine/unattached/device[%u]", index);
+}
+
 json_t *qmp_query_hotpluggable_cpus(QmpContext *ctx, json_t *args, GError **errp)
 {
     const SmpConfig *smp = &ctx->machine->cfg->smp;
@@ -42,7 +48,7 @@ json_t *qmp_query_hotpluggable_cpus(QmpContext *ctx, json_t *args, GError **errp
 
         for (guint k = 0; k < cpus->len; k++) {
             if (g_array_index(cpus, MachineCpuInfo, k).index == i) {
-                char *path = g_strdup_printf("/machine/unattached/device[%u]", i);
+                char *path = cpu_qom_path(i);
                 json_object_set_new(slot, "qom-path", json_string(path));
                 g_free(path);
             }
@@ -109,12 +115,36 @@ static void device_not_found(const char *path, GError **errp)
                 path);
 }
 
+/* Is path a plugged vCPU's QOM path (as query-cpus-fast gives it)? */
+static bool is_vcpu_path(Machine *m, const char *path)
+{
+    GArray *cpus = machine_query_cpus(m, false);
+    bool found = false;
+
+    for (guint i = 0; i < cpus->len && !found; i++) {
+        char *cpu = cpu_qom_path(g_array_index(cpus, MachineCpuInfo, i).index);
+        found = strcmp(cpu, path) == 0;
+        g_free(cpu);
+    }
+    g_array_unref(cpus);
+    return found;
+}
+
 json_t *qmp_qom_list(QmpContext *ctx, json_t *args, GError **errp)
 {
     const char *path = json_string_value(json_object_get(args, "path"));
     GArray *devices;
     json_t *list;
 
+    /*
+     * A vCPU: its type and the features the host could not give (none:
+     * -cpu host asks for what the host has), which libvirt reads after
+     * the start; no feature-words, so libvirt takes the CPU as it is.
+     */
+    if (is_vcpu_path(ctx->machine, path)) {
+        return json_pack("[o,o]", property("type", "string"),
+                         property("unavailable-features", "strList"));
+    }
     if (strcmp(path, PERIPHERAL) != 0) {
         device_not_found(path, errp);
         return NULL;
@@ -140,6 +170,11 @@ json_t *qmp_qom_get(QmpContext *ctx, json_t *args, GError **errp)
 
     if (strcmp(path, "/machine") == 0) {
         type = g_strdup(MACHINE_QOM_TYPE);
+    } else if (is_vcpu_path(ctx->machine, path)) {
+        type = g_strdup(CPU_QOM_TYPE);
+        if (strcmp(prop, "unavailable-features") == 0) {
+            return json_array();
+        }
     } else if (g_str_has_prefix(path, PERIPHERAL "/")) {
         GArray *devices = peripheral_devices(ctx->machine);
         for (guint i = 0; i < devices->len; i++) {

@@ -310,6 +310,7 @@ def start_answers(q):
     """The QMP libvirt sends while it starts the domain, shaped for comparison."""
     chardevs = {c["label"]: c for c in q.ok("query-chardev")}
     pty = chardevs["charserial0"]["filename"]
+    cpu0 = q.ok("query-cpus-fast")[0]["qom-path"]
     return {
         "query-name": q.ok("query-name"),
         "query-uuid": q.ok("query-uuid"),
@@ -340,6 +341,10 @@ def start_answers(q):
         "qom-get bad property": q.execute("qom-get", path="/machine/peripheral/virtio-disk0",
                                           property="nope"),
         "qom-list missing": q.execute("qom-list", path="/machine/nope"),
+        # what libvirt reads of the guest CPU after the start
+        "vcpu unavailable-features": q.ok("qom-get", path=cpu0, property="unavailable-features"),
+        "vcpu properties": {"unavailable-features", "type"} <=
+        {p["name"] for p in q.ok("qom-list", path=cpu0)},
     }
 
 
