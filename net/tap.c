@@ -24,6 +24,7 @@ struct NetTap {
     char ifname[IFNAMSIZ];
     bool vnet_hdr; /* frames on fd carry virtio_net_hdr */
     bool has_ufo;
+    bool enabled; /* attached (TUNSETQUEUE); a queue starts attached */
 };
 
 int net_tap_fd(NetTap *tap)
@@ -78,6 +79,7 @@ static NetTap *tap_new(int fd, const char *ifname, bool vnet_hdr)
 
     tap->fd = fd;
     tap->vnet_hdr = vnet_hdr;
+    tap->enabled = true;
     g_strlcpy(tap->ifname, ifname, sizeof(tap->ifname));
     return tap;
 }
@@ -211,12 +213,16 @@ bool net_tap_set_enabled(NetTap *tap, bool enabled, GError **errp)
 {
     struct ifreq ifr = { 0 };
 
+    if (enabled == tap->enabled) {
+        return true; /* the kernel refuses to attach an attached queue */
+    }
     ifr.ifr_flags = enabled ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
     if (ioctl(tap->fd, TUNSETQUEUE, &ifr) < 0) {
         error_setg_errno(errp, errno, "could not %s queue of tap %s",
                          enabled ? "attach" : "detach", tap->ifname);
         return false;
     }
+    tap->enabled = enabled;
     return true;
 }
 

@@ -128,7 +128,8 @@ bool net_tap_has_ufo(NetTap *tap);
 /*
  * Attach or detach one queue of a multi-queue tap (TUNSETQUEUE), for a
  * guest that uses fewer queue pairs than the tap has.  A detached queue
- * neither receives nor sends.
+ * receives nothing.  A queue starts attached; asking for the state it is
+ * in already does nothing.
  */
 bool net_tap_set_enabled(NetTap *tap, bool enabled, GError **errp);
 

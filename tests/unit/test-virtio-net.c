@@ -959,17 +959,19 @@ static VirtioNet *net_new_mq(Netdev *nd, bool mq)
 }
 
 /*
- * Is tap queue q attached?  The kernel refuses to detach a detached
- * queue (EINVAL); an attached one is put back at once.
+ * Is tap queue q attached?  Asked of the kernel, which refuses to detach
+ * a detached queue (EINVAL); an attached one is put back at once.
  */
 static bool tap_queue_attached(Netdev *nd, unsigned q)
 {
-    NetTap *tap = netdev_tap(nd, q);
+    int fd = net_tap_fd(netdev_tap(nd, q));
+    struct ifreq ifr = { .ifr_flags = IFF_DETACH_QUEUE };
 
-    if (!net_tap_set_enabled(tap, false, NULL)) {
+    if (ioctl(fd, TUNSETQUEUE, &ifr) < 0) {
         return false;
     }
-    CHECK(net_tap_set_enabled(tap, true, NULL));
+    ifr.ifr_flags = IFF_ATTACH_QUEUE;
+    CHECK(ioctl(fd, TUNSETQUEUE, &ifr) == 0);
     return true;
 }
 
@@ -1282,6 +1284,60 @@ UNIT_TEST(state_round_trip_and_corrupt_blobs)
     g_byte_array_free(blob, TRUE);
     net_free(dst);
     net_free(src);
+    machine_teardown();
+}
+
+/*
+ * The pairs in use cross a migration (state version 2): a destination on
+ * the same kind of netdev takes them (its second tap queue attached); one
+ * with fewer pairs refuses the state, untouched.
+ */
+UNIT_TEST(mq_state_carries_the_pairs_in_use)
+{
+    NetdevSet *set;
+    VirtioNet *src, *dst;
+    Netdev *nd_src, *nd_dst;
+    GByteArray *blob;
+    GError *err = NULL;
+    NetdevConfig cfg;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    nd_src = mq_netdev(set);
+    src = net_new_mq(nd_src, true);
+    driver_up(src, BASE_FEATURES | FEAT(VIRTIO_NET_F_MQ));
+    CHECK_EQ(set_pairs(src, 2), VIRTIO_NET_OK);
+    blob = save_state(src);
+
+    /* a second netdev with two more queues of the same tap */
+    CHECK(netdev_parse("tap,id=m1,ifname=dvmq0,script=no,downscript=no,queues=2", &cfg,
+                       NULL));
+    nd_dst = netdev_open(set, &cfg, &err);
+    netdev_config_clear(&cfg);
+    CHECK(nd_dst != NULL);
+    dst = net_new_mq(nd_dst, true);
+    CHECK(!tap_queue_attached(nd_dst, 1));
+    CHECK(load_state(dst, blob->data, blob->len, &err));
+    if (err) {
+        fprintf(stderr, "load: %s\n", err->message);
+        g_clear_error(&err);
+    }
+    CHECK_EQ(dst->curr_pairs, 2);
+    CHECK(tap_queue_attached(nd_dst, 1));
+    net_free(dst);
+
+    /* no netdev: one pair only */
+    dst = net_new(NULL);
+    CHECK(!load_state(dst, blob->data, blob->len, &err));
+    CHECK(err != NULL);
+    g_clear_error(&err);
+    CHECK_EQ(dst->curr_pairs, 1);
+    CHECK_EQ(virtio_get_status(&dst->vdev), 0);
+    net_free(dst);
+    g_byte_array_free(blob, TRUE);
+    net_free(src);
+    netdev_set_free(set);
     machine_teardown();
 }
 
