@@ -36,10 +36,8 @@ static bool runas_parse_ids(const char *arg, uint32_t *uid, uint32_t *gid)
     const char *p = arg;
     char *end;
 
+    /* strtoul's spelling: leading blanks and a sign are taken, -1 wraps */
     for (int i = 0; i < 2; i++) {
-        if (!g_ascii_isdigit(*p)) {
-            return false;
-        }
         errno = 0;
         ids[i] = g_ascii_strtoull(p, &end, 0);
         if (errno || end == p || ids[i] >= UINT32_MAX || *end != (i == 0 ? ':' : '\0')) {
