@@ -473,3 +473,22 @@ def test_json_spellings_take_the_same_properties():
         got = run_bad(VMM, args)
         assert got[0] == 1, (args, got)
         assert want is None or got == want, args
+
+
+def test_mem_lock_that_cannot_lock_fails_as_qemu():
+    """-overcommit mem-lock=on where the memory lock limit is too low (no
+    CAP_IPC_LOCK): QEMU's two lines and status 1, nothing started."""
+    if not QEMU:
+        pytest.skip("Debian's qemu-system-x86_64 is not installed")
+    limit = ["setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock",
+             "prlimit", "--memlock=65536"]
+    results = []
+    for binary in (QEMU, VMM):
+        args = ["-machine", "pc-i440fx-4.2", "-nodefaults", "-display", "none", "-S",
+                "-overcommit", "mem-lock=on"] + (["-accel", "tcg"] if binary == QEMU else [])
+        p = subprocess.run(limit + [binary] + args, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30)
+        results.append((p.returncode, p.stdout + p.stderr))
+    assert results[0] == (1, "qemu-system-x86_64: mlockall: Cannot allocate memory\n"
+                             "qemu-system-x86_64: locking memory failed\n")
+    assert results[1] == results[0]
