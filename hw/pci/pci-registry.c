@@ -184,6 +184,7 @@ static bool virtio_net_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
                                  GError **errp)
 {
     const char *mac = subopts_get(opts, "mac");
+    const char *vectors_arg = subopts_get(opts, "vectors");
     uint64_t vectors = 0;
 
     *o = (VirtioNetOptions){ .id = subopts_get(opts, "id") };
@@ -192,11 +193,14 @@ static bool virtio_net_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
         !virtio_pci_legacy_options(opts, ctx, errp) ||
         !subopts_get_bool(opts, "failover", &o->failover, errp) ||
         !subopts_get_bool(opts, "mq", &o->mq, errp) ||
-        !subopts_get_uint(opts, "vectors", &vectors, errp) ||
         !pci_check_unused(opts, ctx, errp)) {
         return false;
     }
-    if (subopts_has(opts, "vectors") && (vectors == 0 || vectors > 2048)) {
+    if (vectors_arg && !parse_uint_value("vectors", vectors_arg, &vectors, NULL)) {
+        error_setg(errp, "Parameter 'vectors' expects integer"); /* QEMU's uint32 */
+        return false;
+    }
+    if (vectors_arg && (vectors == 0 || vectors > 2048)) {
         error_setg(errp,
                    "%s: vectors=%" G_GUINT64_FORMAT " is not supported by this "
                    "VMM (MSI-X with 1 to 2048 vectors)",

@@ -262,7 +262,9 @@ def test_monitor_socket_that_cannot_bind_is_refused_before_kvm():
 def test_netdev_errors_are_qemus():
     """A bad -netdev tap line is one error line, QEMU's own, and a backend
     this VMM lacks is refused by name."""
-    for arg in ["tap,id=n0,vhost=maybe", "tap,ifname=dvx0", "tap,id=n0,fd=99"]:
+    for arg in ["tap,id=n0,vhost=maybe", "tap,ifname=dvx0", "tap,id=n0,fd=99",
+                "tap,id=n0,fds=3:4,vhostfds=5", "tap,id=n0,vhostfds=3:4",
+                "tap,id=n0,fds=3:4,queues=2", "tap,id=n0,fd=3,fds=4:5"]:
         rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-netdev", arg])
         assert (rc, lines) == qemu_error_lines(["-netdev", arg]), arg
         assert rc == 1 and len(lines) == 1, lines
@@ -283,9 +285,11 @@ def test_netdev_help_lists_tap():
 
 def test_virtio_net_device_errors_are_qemus():
     """-device virtio-net-pci (and its alias virtio-net): a bad mac=, a bad
-    failover= and an unknown property, each one error line as QEMU words it."""
+    failover=, mq= or vectors= and an unknown property, each one error line
+    as QEMU words it."""
     for dev in ["virtio-net-pci,mac=zz", "virtio-net,mac=52:54:00:12:34",
-                "virtio-net-pci,failover=maybe", "virtio-net-pci,foo=1"]:
+                "virtio-net-pci,failover=maybe", "virtio-net-pci,foo=1",
+                "virtio-net-pci,mq=maybe", "virtio-net-pci,vectors=x"]:
         rc, lines = one_error_line(["-enable-kvm", "-kernel", TESTOS, "-device", dev])
         assert (rc, lines) == qemu_error_lines(["-device", dev]), dev
 
