@@ -34,7 +34,7 @@ GArray *machine_query_passthrough_vectors(Machine *m)
     machine_unlock(m);
     for (guint i = 0; i < list->len; i++) {
         VfioPciVectorInfo *v = &g_array_index(list, VfioPciVectorInfo, i);
-        for (unsigned c = 0; c < m->nr_vcpus; c++) {
+        for (unsigned c = 0; !v->dest_logical && c < m->nr_vcpus; c++) {
             if (m->vcpus[c]->apic_id == v->dest_apic) {
                 v->vcpu = c;
             }

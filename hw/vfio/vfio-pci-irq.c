@@ -268,6 +268,10 @@ static bool msix_set_count(VfioPci *vp, unsigned count)
         vfio_pci_warn(vp, err);
         return false;
     }
+    /* the host requested its IRQs afresh: their affinity is gone */
+    for (unsigned n = 0; n < count; n++) {
+        vfio_pci_vector_steer(vp, n);
+    }
     return true;
 }
 
@@ -655,13 +659,20 @@ static unsigned vector_dest_apic(const VfioPciVector *v)
     return (v->addr >> 12) & 0xff; /* MSI address bits 19:12 */
 }
 
+/* Destination mode (address bit 2) logical: the destination is a set of
+ * logical APIC ids, not one vCPU, and is not steered. */
+static bool vector_dest_logical(const VfioPciVector *v)
+{
+    return v->addr & 4;
+}
+
 void vfio_pci_vector_steer(VfioPci *vp, unsigned n)
 {
     VfioPciVector *v = &vp->vectors[n];
     GError *err = NULL;
     int pcpu;
 
-    if (!v->irqfd || !vp->pci->bus) {
+    if (!v->irqfd || !vp->pci->bus || vector_dest_logical(v)) {
         return;
     }
     pcpu = pci_bus_apic_pcpu(vp->pci->bus, vector_dest_apic(v));
@@ -696,6 +707,7 @@ static void vfio_pci_vectors_into(VfioPci *vp, bool posted_capable, bool read_ho
             .address = v->addr,
             .data = v->data,
             .dest_apic = vector_dest_apic(v),
+            .dest_logical = vector_dest_logical(v),
             .vcpu = -1,
             .host_irq = v->host_irq,
             .pcpu = v->pcpu,

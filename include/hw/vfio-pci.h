@@ -44,6 +44,7 @@ typedef struct VfioPciVectorInfo {
     uint64_t address; /* MSI address the guest programmed */
     uint32_t data;
     unsigned dest_apic; /* destination APIC id from the address */
+    bool dest_logical;  /* logical destination mode: dest_apic is a logical id */
     int vcpu;           /* the vCPU with that APIC id (the machine fills it), or -1 */
     int host_irq;       /* the host IRQ Linux gave it, or -1 */
     int pcpu;           /* where it was steered (-cpumap), or -1 */

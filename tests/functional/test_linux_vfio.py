@@ -24,7 +24,8 @@ BOOT_TIMEOUT = 240
 
 # The guest loads e1000e itself (the initramfs loads virtio only) with the
 # interrupt mode dv.intmode= asks for (its IntMode: 2 MSI-X, 1 MSI, 0 INTx),
-# finds its interface, takes GUEST_IP, waits for carrier and pings the host NIC.
+# finds its interface, takes GUEST_IP, waits for carrier and pings the host
+# NIC; then holds the NIC dv.vfio_hold= seconds.
 SCENARIO = f"""\
 . /etc/dv/lib.sh
 insmod /e1000e.ko IntMode=$(arg intmode 2) || {{ fail "vfio: insmod e1000e"; exit 1; }}
@@ -51,6 +52,7 @@ say "vfio irqs=$(grep -c "$dev" /proc/interrupts) msix=$(ls $d/msi_irqs 2>/dev/n
 dmesg | grep -iE 'e1000e|msi' | tail -n 8 | sed 's/^/linux: dmesg /'
 ping -c 3 -W 3 {HOST_IP} > /tmp/ping 2>&1
 say "vfio ping $(grep -o '[0-9]* packets transmitted, [0-9]* packets received' /tmp/ping)"
+sleep "$(arg vfio_hold 0)"
 """
 
 
@@ -125,3 +127,47 @@ def test_linux_e1000e_driver_pings_through_the_passed_nic(nics, which, intmode):
             assert int(irqs.group(1)) >= 1, g.tail()
             m = re.search(r"(\d+) packets transmitted, (\d+) packets received", line)
             assert m and int(m.group(2)) >= 2, g.tail()
+
+
+def steered(qmp):
+    """The enabled vectors of query-osnet-did that target one vCPU, each with
+    the affinity /proc/irq says for its host IRQ."""
+    vectors = [v for v in qmp.ok("query-osnet-did")["passthrough-vectors"]
+               if v["enabled"] and v["vcpu"] >= 0]
+    for v in vectors:
+        with open(f"/proc/irq/{v['host-irq']}/smp_affinity_list") as f:
+            v["proc"] = f.read().strip()
+    return vectors
+
+
+def test_vectors_follow_the_cpumap_and_its_reload(nics):
+    """-smp 2 with vCPU 0 on pCPU 1 and vCPU 1 on pCPU 0: while the guest's
+    e1000e holds its MSI-X vectors, each vector's host IRQ is on the pCPU of
+    the vCPU the guest aimed it at (query-osnet-did and /proc/irq agree);
+    osnet-set-cpumap with each vCPU on its own number moves them."""
+    with tempfile.TemporaryDirectory() as d:
+        swapped, straight = os.path.join(d, "swapped"), os.path.join(d, "straight")
+        open(swapped, "w").write("0 1\n1 0\n")
+        open(straight, "w").write("0 0\n1 1\n")
+        sock = os.path.join(d, "qmp.sock")
+        with Guest("vmm", d, "steer", smp=2, run="vfio", initrd_path=initrd(d),
+                   extra_append="dv.vfio_hold=120",
+                   extra=["-device", f"vfio-pci,host={nics},id=pnic",
+                          "-osnet_cpumap", f"path={swapped}",
+                          "-qmp", f"unix:{sock},server=on,wait=off"]) as g:
+            g.ready(BOOT_TIMEOUT)
+            g.wait_for(r"^linux: vfio ping .*$", BOOT_TIMEOUT)
+            qmp = g.qmp(sock)
+            before = steered(qmp)
+            print(before)
+            assert before, qmp.ok("query-osnet-did")["passthrough-vectors"]
+            for v in before:
+                assert v["host-irq"] >= 0 and v["pcpu"] == 1 - v["vcpu"], v
+                assert v["proc"] == v["affinity"] == str(v["pcpu"]), v
+            qmp.ok("osnet-set-cpumap", path=straight)
+            after = steered(qmp)
+            print(after)
+            assert len(after) == len(before), (before, after)
+            for v in after:
+                assert v["pcpu"] == v["vcpu"] and v["proc"] == str(v["vcpu"]), v
+            qmp.close()

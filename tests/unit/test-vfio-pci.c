@@ -1224,12 +1224,22 @@ UNIT_TEST(vectors_follow_their_vcpus_pcpu)
     a = affinity_of(root, 40);
     CHECK_STR(a, "3");
     g_free(a);
+    CHECK(vfio_host_irq_set_affinity(root, 40, 0, NULL)); /* as a fresh IRQ's */
     msix_entry(&r, 1, 0xfee00000, 0x42, false); /* APIC 0: pCPU 2 (grows to 2 vectors) */
     a = affinity_of(root, 41);
     CHECK_STR(a, "2");
     g_free(a);
+    /* the index was enabled again: vector 0's new IRQ is steered again too */
+    a = affinity_of(root, 40);
+    CHECK_STR(a, "3");
+    g_free(a);
     /* the guest retargets vector 0 at APIC 3 */
     msix_entry(&r, 0, 0xfee03000, 0x41, false);
+    a = affinity_of(root, 40);
+    CHECK_STR(a, "5");
+    g_free(a);
+    /* logical destination mode (address bit 2): not one vCPU, left alone */
+    msix_entry(&r, 0, 0xfee01004, 0x41, false);
     a = affinity_of(root, 40);
     CHECK_STR(a, "5");
     g_free(a);
