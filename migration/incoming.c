@@ -15,6 +15,7 @@
 #include <glib-unix.h>
 
 #include "hw/devices.h"
+#include "hw/failover.h"
 #include "hw/machine.h"
 #include "migration-int.h"
 #include "accel/kvm/kvm-state.h"
@@ -410,6 +411,8 @@ static gboolean incoming_done_cb(gpointer opaque)
         machine_shutdown(m, SHUTDOWN_CAUSE_HOST_ERROR);
         return G_SOURCE_REMOVE;
     }
+    /* failover: the standbys' state says STANDBY, so their primaries come now */
+    machine_failover_loaded(m);
     /* As QEMU: a guest that was running runs on unless -S; any other state
      * (paused, say) is the state it arrives in, -S or not. */
     m->runstate = in->load.arrives == RUN_STATE_RUNNING ? RUN_STATE_PAUSED

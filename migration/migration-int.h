@@ -172,6 +172,7 @@ struct MigrationState {
     int fd;
     pid_t child;
     int64_t start_ms, setup_ms, total_ms, downtime_ms, expected_downtime_ms;
+    int64_t wait_unplug_ms; /* failover primaries' eject (part of setup_ms) */
     uint64_t transferred, duplicate, normal, dirty_sync_count, remaining;
     uint64_t total_ram;
     double mbps, dirty_pages_rate, pages_per_second;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "hw/devices.h"
+#include "hw/failover.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
 #include "migration-int.h"
@@ -21,6 +22,7 @@
 
 #define PAGES_PER_SECTION 256
 #define MAX_PASSES        30
+#define UNPLUG_POLL_US    10000 /* how often wait-unplug looks at the guest */
 
 const char *migration_status_name(MigrationStatus status)
 {
@@ -131,6 +133,10 @@ static gboolean finish_cb(gpointer opaque)
     status = ms->outcome;
     if (status == MIGRATION_STATUS_FAILED && cancelled(ms)) {
         status = MIGRATION_STATUS_CANCELLED;
+    }
+    if (status != MIGRATION_STATUS_COMPLETED) {
+        /* failover primaries: a pending eject withdrawn, an ejected one back */
+        machine_failover_replug_all(m);
     }
     if (status == MIGRATION_STATUS_COMPLETED) {
         m->runstate = RUN_STATE_POSTMIGRATE;
@@ -341,6 +347,34 @@ static bool run_passes(MigrationState *ms, RamState *rs, GError **errp)
     }
 }
 
+/*
+ * wait-unplug: until the guest has ejected every failover primary it was
+ * asked to (UNPLUG_PRIMARY at migrate).  A cancel ends the wait at once:
+ * finish_cb then withdraws the request or plugs the primary back.
+ */
+static bool wait_unplug(MigrationState *ms, GError **errp)
+{
+    int64_t t0 = now_ms();
+    bool ok = true;
+
+    if (!machine_failover_unplug_pending(ms->machine)) {
+        return true;
+    }
+    migration_set_status(ms, MIGRATION_STATUS_WAIT_UNPLUG);
+    while (machine_failover_unplug_pending(ms->machine)) {
+        if (cancelled(ms)) {
+            error_setg(errp, "cancelled");
+            ok = false;
+            break;
+        }
+        g_usleep(UNPLUG_POLL_US);
+    }
+    pthread_mutex_lock(&ms->lock);
+    ms->wait_unplug_ms = now_ms() - t0;
+    pthread_mutex_unlock(&ms->lock);
+    return ok;
+}
+
 /* Device DMA into guest RAM, which KVM's dirty log does not see. */
 static void migration_dma_dirty(void *opaque, uint64_t gpa, uint64_t len)
 {
@@ -367,8 +401,8 @@ void *migration_thread(void *opaque)
     ok = migration_uri_parse(ms->uri, &uri, &err) &&
          (ms->fd = migration_connect(&uri, &ms->child, &err)) >= 0 &&
          mig_write_header(ms->fd, &err) && migration_config_write(ms->fd, m, &err) &&
-         ram_state_init(&rs, m, &err);
-    ms->setup_ms = now_ms() - ms->start_ms;
+         ram_state_init(&rs, m, &err) && wait_unplug(ms, &err);
+    ms->setup_ms = now_ms() - ms->start_ms; /* wait-unplug included, as QEMU */
     if (ok && m->pci) {
         pthread_mutex_lock(&ms->lock);
         ms->ram = &rs;
@@ -487,12 +521,15 @@ bool migration_start(MigrationState *ms, const char *uri, GError **errp)
     ms->cancel_requested = ms->vm_stopped = false;
     ms->transferred = ms->duplicate = ms->normal = ms->dirty_sync_count = 0;
     ms->remaining = ms->downtime_ms = ms->total_ms = ms->expected_downtime_ms = 0;
+    ms->wait_unplug_ms = 0;
     ms->total_ram = m->ram_size;
     ms->start_ms = now_ms();
     g_clear_pointer(&ms->error_desc, g_free);
     migration_set_status(ms, MIGRATION_STATUS_SETUP);
+    machine_failover_unplug_all(m); /* UNPLUG_PRIMARY: the thread waits for them */
     if (pthread_create(&ms->thread, NULL, migration_thread, ms) != 0) {
         error_setg(errp, "cannot start the migration thread");
+        machine_failover_replug_all(m);
         migration_set_status(ms, MIGRATION_STATUS_FAILED);
         return false;
     }
@@ -506,7 +543,8 @@ void migration_cancel(MigrationState *ms)
 
     pthread_mutex_lock(&ms->lock);
     if (ms->thread_running &&
-        (ms->status == MIGRATION_STATUS_SETUP || ms->status == MIGRATION_STATUS_ACTIVE)) {
+        (ms->status == MIGRATION_STATUS_SETUP || ms->status == MIGRATION_STATUS_ACTIVE ||
+         ms->status == MIGRATION_STATUS_WAIT_UNPLUG)) {
         ms->cancel_requested = true;
         ms->status = MIGRATION_STATUS_CANCELLING;
         notify = true;

@@ -260,6 +260,15 @@ void monitor_machine_event(void *opaque, MachineEvent event, ShutdownCause cause
         monitor_emit_event(set, "DEVICE_DELETED", data);
         break;
     }
+    case MACHINE_EVENT_FAILOVER_NEGOTIATED:
+    case MACHINE_EVENT_UNPLUG_PRIMARY:
+        data = json_pack("{s:s}", "device-id", set->machine->event_device_id);
+        if (event == MACHINE_EVENT_UNPLUG_PRIMARY) {
+            monitor_emit_event(set, "UNPLUG_PRIMARY", data);
+        } else {
+            monitor_emit_event(set, "FAILOVER_NEGOTIATED", data);
+        }
+        break;
     case MACHINE_EVENT_RESET:
     case MACHINE_EVENT_SHUTDOWN:
         data = json_pack("{s:b,s:s}", "guest", shutdown_cause_is_guest(cause), "reason",

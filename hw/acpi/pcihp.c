@@ -189,6 +189,13 @@ void acpi_pcihp_unplug_request(AcpiPciHp *hp, unsigned slot)
     }
 }
 
+void acpi_pcihp_unplug_withdraw(AcpiPciHp *hp, unsigned slot)
+{
+    if (slot < 32) {
+        hp->down &= ~(1u << slot);
+    }
+}
+
 uint32_t acpi_pcihp_pending(const AcpiPciHp *hp)
 {
     return hp->down;

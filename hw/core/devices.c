@@ -9,6 +9,7 @@
 #include "block/block.h"
 #include "devices-int.h"
 #include "hw/devices.h"
+#include "hw/failover.h"
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
@@ -153,6 +154,14 @@ static bool create_devices(Machine *m, GError **errp)
         if (strcmp(opt->driver, "isa-serial") == 0) {
             continue;
         }
+        if (subopts_has(opt->props, "failover_pair_id")) {
+            /* a failover primary: off the bus until its standby negotiates */
+            ok = machine_failover_hide(m, opt->driver, opt->props, errp);
+            if (!ok) {
+                g_prefix_error(errp, "-device %s: ", opt->arg);
+            }
+            continue;
+        }
         dev = pci_device_create(m->pci, opt->driver, opt->props, machine_drive_claim, m,
                                 errp);
         if (!dev) {
@@ -186,6 +195,7 @@ bool machine_devices_prepare(Machine *m, GError **errp)
 
 bool machine_devices_init(Machine *m, GError **errp)
 {
+    machine_failover_init(m);
     if (!pci_pc_init(m, errp) || !create_devices(m, errp)) {
         return false;
     }
@@ -217,13 +227,17 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
     const char *driver = subopts_get(opts, "driver");
     const char *id = subopts_get(opts, "id");
     PciDevice *dev = NULL;
+    bool ok = false; /* a failover primary kept (dev stays NULL) */
 
     if (!driver) {
         error_setg(errp, "Parameter 'driver' is missing");
     } else if (!m->pci) {
         error_setg(errp, "No 'PCI' bus found for device '%s'", driver); /* machine none */
-    } else if (id && pci_find_device_by_id(m->pci, id)) {
+    } else if (id &&
+               (pci_find_device_by_id(m->pci, id) || machine_failover_has_id(m, id))) {
         error_setg(errp, "Duplicate device ID '%s'", id);
+    } else if (subopts_has(opts, "failover_pair_id")) {
+        ok = machine_failover_hide(m, driver, opts, errp);
     } else {
         machine_lock(m);
         dev = pci_device_create(m->pci, driver, opts, machine_drive_claim, m, errp);
@@ -236,7 +250,7 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
         machine_unlock(m);
     }
     subopts_free(opts);
-    return dev != NULL;
+    return dev != NULL || ok;
 }
 
 typedef struct SlotDevices {
@@ -276,12 +290,15 @@ void machine_devices_remove_slot(Machine *m, unsigned slot)
     pci_foreach_device(m->pci, collect_slot, &s);
     for (guint i = 0; i < s.devices->len; i++) {
         PciDevice *dev = g_ptr_array_index(s.devices, i);
-        DeletedDevice *d = g_new0(DeletedDevice, 1);
 
-        d->id = g_strdup(dev->qdev_id);
-        d->path = device_path(m, dev);
-        d->virtio = device_is_virtio(dev);
-        g_ptr_array_add(gone, d);
+        /* a failover primary is kept for its next plug: no DEVICE_DELETED */
+        if (!machine_failover_ejected(m, dev)) {
+            DeletedDevice *d = g_new0(DeletedDevice, 1);
+            d->id = g_strdup(dev->qdev_id);
+            d->path = device_path(m, dev);
+            d->virtio = device_is_virtio(dev);
+            g_ptr_array_add(gone, d);
+        }
         /* BARs off first, then the model stops its I/O and goes */
         pci_device_free(dev);
         /* its drive goes too (or, a blockdev-add node, is let go) */
@@ -303,6 +320,7 @@ void machine_devices_cleanup(Machine *m)
         pci_pc_cleanup(m);
     }
     machine_drives_free(m);
+    machine_failover_cleanup(m);
     if (m->anon_devices) {
         g_ptr_array_free(m->anon_devices, TRUE);
         m->anon_devices = NULL;

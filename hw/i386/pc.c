@@ -326,6 +326,13 @@ void pc_board_unplug_request(Machine *m, unsigned slot)
     acpi_pcihp_unplug_request(b->pcihp, slot);
 }
 
+void pc_board_unplug_withdraw(Machine *m, unsigned slot)
+{
+    PcBoard *b = m->board;
+
+    acpi_pcihp_unplug_withdraw(b->pcihp, slot);
+}
+
 bool pc_board_power_button(Machine *m)
 {
     PcBoard *b = m->board;

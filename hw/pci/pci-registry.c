@@ -60,6 +60,8 @@ static bool pci_common_options(SubOpts *opts, const PciCreateContext *ctx, int *
     *devfn = PCI_DEVFN_AUTO;
     *bootindex = -1;
     subopts_get(opts, "driver"); /* the implied key, if kept */
+    /* any PCI device's; hw/core/failover.c acts on it */
+    subopts_get(opts, "failover_pair_id");
     if (bus && strcmp(bus, "pci.0") != 0) {
         error_setg(errp, "Bus '%s' not found", bus);
         return false;

@@ -55,6 +55,8 @@ static unsigned vnet_instances;               /* for the default MACs */
 static unsigned vnet_nics;                    /* for QEMU's "virtio-net-pci.N" names */
 static VirtioNetRxFilterFn vnet_rx_filter_fn; /* NIC_RX_FILTER_CHANGED */
 static void *vnet_rx_filter_opaque;
+static VirtioNetStandbyFn vnet_standby_fn; /* failover (hw/core/failover.c) */
+static void *vnet_standby_opaque;
 
 bool virtio_net_parse_mac(const char *text, uint8_t mac[6])
 {
@@ -171,6 +173,18 @@ bool virtio_net_announce_guest(VirtioNet *n)
         return true;
     }
     return false;
+}
+
+void virtio_net_set_standby_notifier(VirtioNetStandbyFn fn, void *opaque)
+{
+    vnet_standby_opaque = opaque;
+    __atomic_store_n(&vnet_standby_fn, fn, __ATOMIC_RELEASE);
+}
+
+bool virtio_net_standby_negotiated(VirtioNet *n)
+{
+    return (virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_FEATURES_OK) &&
+           virtio_net_has(n, VIRTIO_NET_F_STANDBY);
 }
 
 void virtio_net_announce(VirtioNet *n)
@@ -661,7 +675,8 @@ static void vnet_handle_fd(VirtioDevice *vdev, unsigned index, short revents)
     }
 }
 
-/* FEATURES_OK: offloads and the VLAN filter; DRIVER_OK: vhost-net. */
+/* FEATURES_OK: offloads, the VLAN filter, failover's listener told of
+ * STANDBY; DRIVER_OK: vhost-net. */
 static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status,
                                 uint8_t new_status)
 {
@@ -682,6 +697,13 @@ static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status,
         pthread_mutex_unlock(&n->vhost_lock);
     }
     pthread_mutex_unlock(&vdev->busy_lock);
+    if ((added & VIRTIO_CONFIG_S_FEATURES_OK) &&
+        virtio_net_has(n, VIRTIO_NET_F_STANDBY)) {
+        VirtioNetStandbyFn fn = __atomic_load_n(&vnet_standby_fn, __ATOMIC_ACQUIRE);
+        if (fn) {
+            fn(vnet_standby_opaque, n);
+        }
+    }
 }
 
 static void vnet_reset(VirtioDevice *vdev)

@@ -65,6 +65,9 @@ typedef enum MachineEvent {
     MACHINE_EVENT_SHUTDOWN,
     MACHINE_EVENT_POWERDOWN,      /* the power button was pressed */
     MACHINE_EVENT_DEVICE_DELETED, /* event_device_id: a device is gone */
+    /* failover, event_device_id: the standby's name; the primary's id */
+    MACHINE_EVENT_FAILOVER_NEGOTIATED,
+    MACHINE_EVENT_UNPLUG_PRIMARY,
 } MachineEvent;
 
 typedef void (*MachineEventFn)(void *opaque, MachineEvent event, ShutdownCause cause);
@@ -111,6 +114,8 @@ typedef struct Machine {
     int exit_status;
     bool exiting; /* the main loop is ending: monitors stop reading */
     GMainLoop *main_loop;
+    /* hw/core/failover.c: the failover primaries, hidden or plugged */
+    struct FailoverState *failover;
 } Machine;
 
 /* Lay out RAM and the e820 map for cfg (pure; no KVM). */

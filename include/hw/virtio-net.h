@@ -88,6 +88,15 @@ void virtio_net_mac(VirtioNet *n, uint8_t mac[6]);
 typedef void (*VirtioNetRxFilterFn)(void *opaque, VirtioNet *n);
 void virtio_net_set_rx_filter_notifier(VirtioNetRxFilterFn fn, void *opaque);
 
+/*
+ * Failover: fn is called (from a vCPU thread) when a driver sets
+ * FEATURES_OK with VIRTIO_NET_F_STANDBY on a NIC with failover=on.
+ */
+typedef void (*VirtioNetStandbyFn)(void *opaque, VirtioNet *n);
+void virtio_net_set_standby_notifier(VirtioNetStandbyFn fn, void *opaque);
+/* The driver negotiated STANDBY (FEATURES_OK set with it; after a load too). */
+bool virtio_net_standby_negotiated(VirtioNet *n);
+
 /* What query-rx-filter reports (and re-arms the notifier). */
 typedef struct VirtioNetRxFilter {
     char *name; /* the qdev id, or the device's own name */

@@ -41,6 +41,8 @@ static const struct {
     {"testos.period_ms=", &boot_info.period_ms},
     {"testos.frame=", &boot_info.frame},
     {"testos.netctl=", &boot_info.netctl},
+    {"testos.standby=", &boot_info.standby},
+    {"testos.noeject=", &boot_info.noeject},
 };
 
 /* "A.B.C.D" -> host-order u32; *ok = 0 if it is not one. */

@@ -112,6 +112,9 @@ const char *net_init(Net *n, int post_rx)
     if (boot_info.evidx) {
         wanted |= 1UL << VIRTIO_F_EVENT_IDX;
     }
+    if (boot_info.standby) {
+        wanted |= 1UL << VIRTIO_F_NET_STANDBY;
+    }
     if (boot_info.netctl) {
         wanted |= 1UL << VIRTIO_F_NET_STATUS | 1UL << VIRTIO_F_NET_CTRL_VQ |
                   1UL << VIRTIO_F_NET_CTRL_RX | 1UL << VIRTIO_F_NET_CTRL_VLAN |

@@ -6,6 +6,7 @@
 #include "virtio.h"
 
 #define VIRTIO_F_NET_MAC 5
+#define VIRTIO_F_NET_STANDBY 62 /* failover: a primary NIC may come and go */
 #define NET_HDR 12 /* struct virtio_net_hdr with num_buffers (VERSION_1) */
 #define NET_BUF 10240
 #define NET_MAX_FRAME (NET_BUF - NET_HDR)

@@ -345,7 +345,7 @@ static const struct {
     {"dirty", scenario_dirty},       {"cpuid", scenario_cpuid},
     {"net", scenario_net},           {"net-blast", scenario_net_blast},
     {"net-hostile", scenario_net_hostile}, {"powerdown", scenario_powerdown},
-    {"hotplug", scenario_hotplug},
+    {"hotplug", scenario_hotplug},       {"failover", scenario_failover},
     {"vfio-e1000e", scenario_vfio_e1000e}, {"vfio-hostile", scenario_vfio_hostile},
 };
 

@@ -109,6 +109,8 @@ typedef struct BootInfo {
     u8 dst_mac[6];  /* testos.dst_mac=XX:XX:XX:XX:XX:XX (net-blast), default broadcast */
     u64 frame;      /* testos.frame (net-blast frame bytes, 60..9014), default 60 */
     u64 netctl;     /* testos.netctl (0/1: net sets its rx filter, reports the link) */
+    u64 standby;    /* testos.standby (0/1: negotiate VIRTIO_NET_F_STANDBY, failover) */
+    u64 noeject;    /* testos.noeject (0/1: failover ignores eject requests) */
     char skip[256]; /* testos.skip=NAME,NAME,... (net-hostile cases left out) */
     u64 mem_mib;    /* from the e820 map */
     u32 e820_count;
@@ -196,6 +198,7 @@ extern volatile u64 e1000e_irqs[E1000E_IRQ_STUBS]; /* counted by e1000e_irq_entr
 void scenario_dirty(Cpu *bsp);
 /* hotplug.c: ACPI PCI hot-plug by polling its registers */
 void scenario_hotplug(Cpu *bsp);
+void scenario_failover(Cpu *bsp);
 
 /* A pointer to physical address addr (identity mapped). The empty asm keeps
  * the compiler from reasoning about small constant addresses. */

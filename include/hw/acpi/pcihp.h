@@ -47,6 +47,8 @@ void acpi_pcihp_reset(AcpiPciHp *hp);
 void acpi_pcihp_plug(AcpiPciHp *hp, unsigned slot);
 /* Ask the guest to eject slot (device_del): DOWN, and the GPE. */
 void acpi_pcihp_unplug_request(AcpiPciHp *hp, unsigned slot);
+/* Take back an unplug request the guest has not carried out (DOWN cleared). */
+void acpi_pcihp_unplug_withdraw(AcpiPciHp *hp, unsigned slot);
 /* Slots whose unplug the guest has been asked for and not yet done. */
 uint32_t acpi_pcihp_pending(const AcpiPciHp *hp);
 

@@ -156,6 +156,8 @@ bool pc_board_power_button(Machine *m);
  * has the devices layer remove the slot's devices.
  */
 void pc_board_unplug_request(Machine *m, unsigned slot);
+/* Take that request back while the guest has not ejected (lock held). */
+void pc_board_unplug_withdraw(Machine *m, unsigned slot);
 /* A device arrived in slot: tell the guest (machine lock held). */
 void pc_board_plug(Machine *m, unsigned slot);
 
