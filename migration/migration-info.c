@@ -55,6 +55,8 @@ void migration_query(MigrationState *ms, MigrationInfo *info)
         info->has_stats = true;
         info->total_time = done ? ms->total_ms : now - ms->start_ms;
         info->setup_time = ms->setup_ms;
+        info->has_wait_unplug_time = ms->wait_unplug_ms >= 0;
+        info->wait_unplug_time = ms->wait_unplug_ms;
         info->has_downtime = status == MIGRATION_STATUS_COMPLETED;
         info->downtime = ms->downtime_ms;
         info->has_expected_downtime = !done;

@@ -521,7 +521,7 @@ bool migration_start(MigrationState *ms, const char *uri, GError **errp)
     ms->cancel_requested = ms->vm_stopped = false;
     ms->transferred = ms->duplicate = ms->normal = ms->dirty_sync_count = 0;
     ms->remaining = ms->downtime_ms = ms->total_ms = ms->expected_downtime_ms = 0;
-    ms->wait_unplug_ms = 0;
+    ms->wait_unplug_ms = -1; /* no wait-unplug (yet) */
     ms->total_ram = m->ram_size;
     ms->start_ms = now_ms();
     g_clear_pointer(&ms->error_desc, g_free);

@@ -334,6 +334,10 @@ static void hmp_info_migrate(Monitor *mon, const char *args)
     if (info.has_stats) {
         monitor_printf(mon, "total-time: %" PRId64 " ms\n", info.total_time);
         monitor_printf(mon, "setup-time: %" PRId64 " ms\n", info.setup_time);
+        if (info.has_wait_unplug_time) {
+            monitor_printf(mon, "wait-unplug-time: %" PRId64 " ms\n",
+                           info.wait_unplug_time);
+        }
         if (info.has_downtime) {
             monitor_printf(mon, "downtime: %" PRId64 " ms\n", info.downtime);
         } else if (info.has_expected_downtime) {

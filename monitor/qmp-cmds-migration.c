@@ -74,6 +74,11 @@ json_t *qmp_query_migrate(QmpContext *ctx, json_t *args, GError **errp)
     if (mi.has_stats) {
         json_object_set_new(info, "total-time", json_integer(mi.total_time));
         json_object_set_new(info, "setup-time", json_integer(mi.setup_time));
+        if (mi.has_wait_unplug_time) {
+            /* this VMM's own: QEMU 7.2 counts it in setup-time only */
+            json_object_set_new(info, "wait-unplug-time",
+                                json_integer(mi.wait_unplug_time));
+        }
         if (mi.has_downtime) {
             json_object_set_new(info, "downtime", json_integer(mi.downtime));
         } else if (mi.has_expected_downtime) {

@@ -68,6 +68,9 @@ typedef struct MigrationInfo {
     int64_t expected_downtime;
     MigrationRamInfo ram;
     char *error_desc; /* failed: why; NULL otherwise */
+    /* ms spent in wait-unplug (failover primaries), part of setup_time */
+    bool has_wait_unplug_time;
+    int64_t wait_unplug_time;
 } MigrationInfo;
 
 void migration_query(MigrationState *ms, MigrationInfo *info);

@@ -160,6 +160,8 @@ def test_migration_moves_the_primary(guests):
         assert src.events("UNPLUG_PRIMARY") == [("UNPLUG_PRIMARY", {"device-id": "pnic"})]
         src.serial.wait_for(r"testos: ejected 6\n", 20)
         assert src.wait_status({"completed", "failed"}) == "completed"
+        info = src.qmp.cmd("query-migrate")["return"]
+        assert 0 <= info["wait-unplug-time"] <= info["setup-time"], info
         dst.events("RESUME")
         names = [e["event"] for e in dst.qmp.events]
         assert "FAILOVER_NEGOTIATED" in names, names
@@ -183,6 +185,7 @@ def test_cancel_while_the_guest_never_ejects(guests):
     src.serial.wait_for(r"testos: eject request 6 ignored\n", 20)
     src.alive_after(2)
     assert src.migration_status() == "wait-unplug"
+    assert "wait-unplug-time" not in src.qmp.cmd("query-migrate")["return"]
     assert src.qmp.cmd("migrate_cancel") == {"return": {}}
     assert src.wait_status({"cancelled", "failed", "completed"}, 20) == "cancelled"
     src.alive_after(1)
