@@ -52,6 +52,8 @@ typedef enum TelnetState {
     TELNET_SUB_IAC,  /* saw IAC inside a subnegotiation */
 } TelnetState;
 
+#define CHARDEV_MAX_MSGFDS 16
+
 struct Chardev {
     ChardevSet *set;
     char *id;
@@ -85,6 +87,10 @@ struct Chardev {
     int in_fd; /* read side: socket, stdin or -1 */
     bool in_is_socket;
     bool in_eof; /* peer half-closed (or stdin ended): no more reading */
+    /* descriptors that came with the last read (SCM_RIGHTS), as QEMU:
+     * the next read that brings data closes those nobody took */
+    int msgfds[CHARDEV_MAX_MSGFDS];
+    int nr_msgfds;
     guint in_watch;
     GIOCondition in_cond;
     char *filename;

@@ -80,6 +80,8 @@ Chardev *chardev_alloc(ChardevSet *set, const char *id, ChardevBackend backend)
     return chr;
 }
 
+static void chardev_drop_msgfds(Chardev *chr);
+
 static void remove_source(guint *id)
 {
     if (*id) {
@@ -105,6 +107,7 @@ void chardev_destroy(Chardev *chr)
     }
     remove_source(&chr->in_watch);
     remove_source(&chr->opened_idle);
+    chardev_drop_msgfds(chr);
     g_mutex_lock(&chr->lock);
     chr->out_fd = -1;
     remove_source(&chr->out_watch);
@@ -559,6 +562,72 @@ static size_t chardev_input_room(Chardev *chr)
 
 static gboolean chardev_in_ready_cb(gint fd, GIOCondition cond, gpointer data);
 
+static void chardev_drop_msgfds(Chardev *chr)
+{
+    for (int i = 0; i < chr->nr_msgfds; i++) {
+        close(chr->msgfds[i]);
+    }
+    chr->nr_msgfds = 0;
+}
+
+int chardev_take_msgfd(Chardev *chr)
+{
+    int fd = -1;
+
+    if (chr->nr_msgfds) {
+        fd = chr->msgfds[0];
+        chr->msgfds[0] = -1;
+        for (int i = 1; i < chr->nr_msgfds; i++) {
+            close(chr->msgfds[i]);
+        }
+        chr->nr_msgfds = 0;
+    }
+    return fd;
+}
+
+/*
+ * recv() that also takes the descriptors a unix-socket peer attached
+ * (QMP getfd, add-fd); on other sockets none ever come.
+ */
+static ssize_t chardev_recv(Chardev *chr, int fd, uint8_t *buf, size_t len)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * CHARDEV_MAX_MSGFDS)];
+    } control;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr msg = {
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = control.buf,
+        .msg_controllen = sizeof(control.buf),
+    };
+    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+
+    if (n <= 0) {
+        return n;
+    }
+    /* as QEMU: what the previous read brought and nobody took goes now */
+    chardev_drop_msgfds(chr);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        size_t count;
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int passed;
+            memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (chr->nr_msgfds < CHARDEV_MAX_MSGFDS) {
+                chr->msgfds[chr->nr_msgfds++] = passed;
+            } else {
+                close(passed);
+            }
+        }
+    }
+    return n;
+}
+
 void chardev_update_input(Chardev *chr)
 {
     bool want = chr->connected && chr->in_fd >= 0 && !chr->in_eof && !chr->opened_idle &&
@@ -606,7 +675,7 @@ static gboolean chardev_in_ready_cb(gint fd, GIOCondition cond, gpointer data)
         return G_SOURCE_REMOVE;
     }
     do {
-        n = chr->in_is_socket ? recv(fd, buf, room, 0) : read(fd, buf, room);
+        n = chr->in_is_socket ? chardev_recv(chr, fd, buf, room) : read(fd, buf, room);
     } while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         return G_SOURCE_CONTINUE;
@@ -663,6 +732,7 @@ void chardev_disconnect(Chardev *chr, bool notify)
     }
     remove_source(&chr->in_watch);
     remove_source(&chr->opened_idle);
+    chardev_drop_msgfds(chr);
     g_mutex_lock(&chr->lock);
     chr->out_fd = -1;
     chr->out_len = 0;

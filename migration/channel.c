@@ -1,5 +1,5 @@
 /*
- * Migration channels: tcp:HOST:PORT, unix:PATH and exec:CMD, as file
+ * Migration channels: tcp:HOST:PORT, unix:PATH, exec:CMD and fd:N, as file
  * descriptors.  Blocking helpers for the migration threads; the listening
  * side is set up on the main thread.
  */
@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -141,6 +142,45 @@ static int exec_open(const char *cmd, bool read_side, pid_t *child, GError **err
     return read_side ? fds[0] : fds[1];
 }
 
+/* fd:N's number, or -1 when rest is no descriptor number. */
+static int fd_number(const char *rest, GError **errp)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(rest, &end, 10);
+    if (!g_ascii_isdigit(rest[0]) || errno || *end || n > G_MAXINT) {
+        error_setg(errp, "fd:%s is not a file descriptor number", rest);
+        return -1;
+    }
+    return (int)n;
+}
+
+/*
+ * fd:N: a connected stream the process holds (passed by getfd, or
+ * inherited); the migration owns it from here and closes it at the end.
+ * Blocking, as the migration threads expect.
+ */
+static int fd_open(const char *rest, GError **errp)
+{
+    int fd = fd_number(rest, errp), flags;
+
+    if (fd < 0) {
+        return -1;
+    }
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0) {
+        error_setg(errp, "fd:%d: %s", fd, g_strerror(errno));
+        return -1;
+    }
+    if ((flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        error_setg(errp, "fd:%d: %s", fd, g_strerror(errno));
+        return -1;
+    }
+    return fd;
+}
+
 bool migration_uri_parse(const char *uri, MigrationUri *out, GError **errp)
 {
     memset(out, 0, sizeof(*out));
@@ -150,6 +190,8 @@ bool migration_uri_parse(const char *uri, MigrationUri *out, GError **errp)
         out->kind = MIG_URI_UNIX;
     } else if (g_str_has_prefix(uri, "exec:")) {
         out->kind = MIG_URI_EXEC;
+    } else if (g_str_has_prefix(uri, "fd:")) {
+        out->kind = MIG_URI_FD;
     } else {
         error_setg(errp, "unknown migration protocol: %s", uri);
         return false;
@@ -157,6 +199,11 @@ bool migration_uri_parse(const char *uri, MigrationUri *out, GError **errp)
     out->rest = strchr(uri, ':') + 1;
     if (!*out->rest) {
         error_setg(errp, "migration URI '%s' has nothing after the protocol", uri);
+        return false;
+    }
+    if (out->kind == MIG_URI_FD && fd_number(out->rest, NULL) < 0) {
+        /* a name: only the monitor knows it (migrate resolves it first) */
+        error_setg(errp, "File descriptor named '%s' has not been found", out->rest);
         return false;
     }
     return true;
@@ -176,6 +223,8 @@ int migration_connect(const MigrationUri *uri, pid_t *child, GError **errp)
         return tcp_open(uri->rest, false, errp);
     case MIG_URI_UNIX:
         return unix_open(uri->rest, false, errp);
+    case MIG_URI_FD:
+        return fd_open(uri->rest, errp);
     default:
         return exec_open(uri->rest, false, child, errp);
     }
@@ -188,6 +237,8 @@ int migration_listen(const MigrationUri *uri, pid_t *child, GError **errp)
         return tcp_open(uri->rest, true, errp);
     case MIG_URI_UNIX:
         return unix_open(uri->rest, true, errp);
+    case MIG_URI_FD:
+        return fd_open(uri->rest, errp);
     default:
         return exec_open(uri->rest, true, child, errp);
     }

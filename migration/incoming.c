@@ -391,9 +391,17 @@ static gboolean incoming_done_cb(gpointer opaque)
     uint8_t ack;
 
     pthread_join(in->thread, NULL);
-    /* the source let go of the images before its last section */
+    /*
+     * The source let go of the images before its last section.  With
+     * late-block-activate a guest that does not run at once (-S, or paused
+     * at the source) takes them only on cont, as QEMU's destination.
+     */
     ok = !in->error && incoming_load_check(&in->load, &err) &&
-         apply_sections(&in->load, &err) && machine_drives_acquire(m, &err);
+         apply_sections(&in->load, &err);
+    /* arrives: what the stream's globalstate said (incoming_load_check) */
+    ms->drives_inactive = ok && ms->cap_late_block_activate &&
+                          (in->load.arrives != RUN_STATE_RUNNING || m->cfg->start_paused);
+    ok = ok && (ms->drives_inactive || machine_drives_acquire(m, &err));
     ack = ok ? MIG_ACK_OK : MIG_ACK_FAIL;
     if (in->fd >= 0 && !ms->incoming_child) {
         chan_write(in->fd, &ack, 1, NULL);
@@ -468,7 +476,8 @@ bool migration_incoming(MigrationState *ms, const char *uri, GError **errp)
     if (fd < 0) {
         return false;
     }
-    if (parsed.kind == MIG_URI_EXEC) {
+    if (parsed.kind == MIG_URI_EXEC || parsed.kind == MIG_URI_FD) {
+        /* a stream already: exec:'s pipe, or the connection fd: names */
         ms->incoming_child = child;
         incoming_start(ms, fd);
         return true;

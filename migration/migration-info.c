@@ -9,7 +9,7 @@
 #include "migration-int.h"
 #include "util/error.h"
 
-/* QEMU 7.2's capabilities; only these two change anything here. */
+/* QEMU 7.2's capabilities; capability_supported() says which work here. */
 static const char *const capability_names[] = {
     "xbzrle",
     "rdma-pin-all",
@@ -132,10 +132,18 @@ static bool capability_known(const char *name)
     return false;
 }
 
-/* The capabilities this VMM can switch on; the others are refused. */
+/*
+ * The capabilities this VMM can switch on; the others are refused.
+ * return-path: the destination always answers on the same connection.
+ * pause-before-switchover: the source stops in pre-switchover with the VM
+ * stopped until migrate-continue.  late-block-activate: a destination
+ * that does not run the guest at once takes the images only on cont.
+ */
 static bool capability_supported(const char *name)
 {
-    return strcmp(name, "events") == 0 || strcmp(name, "return-path") == 0;
+    return strcmp(name, "events") == 0 || strcmp(name, "return-path") == 0 ||
+           strcmp(name, "pause-before-switchover") == 0 ||
+           strcmp(name, "late-block-activate") == 0;
 }
 
 bool migration_check_capabilities(MigrationState *ms, const MigrationCapabilityInfo *caps,
@@ -172,6 +180,10 @@ bool migration_set_capabilities(MigrationState *ms, const MigrationCapabilityInf
                             GINT_TO_POINTER(caps[i].state));
     }
     ms->cap_events = GPOINTER_TO_INT(g_hash_table_lookup(ms->caps, "events"));
+    ms->cap_pause_before_switchover = GPOINTER_TO_INT(
+        g_hash_table_lookup(ms->caps, "pause-before-switchover"));
+    ms->cap_late_block_activate = GPOINTER_TO_INT(
+        g_hash_table_lookup(ms->caps, "late-block-activate"));
     return true;
 }
 

@@ -57,7 +57,8 @@ enum {
 typedef enum MigUriKind {
     MIG_URI_TCP,
     MIG_URI_UNIX,
-    MIG_URI_EXEC
+    MIG_URI_EXEC,
+    MIG_URI_FD /* fd:N, a connected stream the monitor resolved */
 } MigUriKind;
 
 typedef struct MigrationUri {
@@ -155,6 +156,7 @@ struct MigrationState {
     uint64_t max_bandwidth; /* bytes/s */
     uint64_t downtime_limit_ms;
     bool cap_events;
+    bool cap_pause_before_switchover, cap_late_block_activate;
     GHashTable *caps; /* name -> GINT_TO_POINTER(bool) */
 
     /* the current or last outgoing migration; [lock] */
@@ -164,7 +166,8 @@ struct MigrationState {
     MigrationStatus outcome; /* the thread's verdict, for finish_cb */
     bool cancel_requested;
     bool stop_requested, vm_stopped, was_running;
-    RunState state_before; /* run state when the VM was stopped for the end */
+    bool continue_requested; /* migrate-continue in pre-switchover */
+    RunState state_before;   /* run state when the VM was stopped for the end */
     pthread_t thread;
     bool thread_running;
     char *uri;
@@ -173,11 +176,13 @@ struct MigrationState {
     pid_t child;
     int64_t start_ms, setup_ms, total_ms, downtime_ms, expected_downtime_ms;
     int64_t wait_unplug_ms; /* failover primaries' eject (part of setup_ms) */
+    unsigned unplug_asked;  /* failover primaries asked to go at migrate */
     uint64_t transferred, duplicate, normal, dirty_sync_count, remaining;
     uint64_t total_ram;
     double mbps, dirty_pages_rate, pages_per_second;
 
-    /* incoming */
+    /* incoming: the images wait for cont (late-block-activate) */
+    bool drives_inactive;
     RamState *ram; /* while RAM is tracked: device DMA marks it */
 
     int listen_fd;

@@ -28,7 +28,7 @@ const char *migration_status_name(MigrationStatus status)
 {
     static const char *const names[MIGRATION_STATUS__MAX] = {
         "none",        "setup",  "cancelling", "cancelled", "active",
-        "wait-unplug", "device", "completed",  "failed",
+        "wait-unplug", "device", "completed",  "failed",    "pre-switchover",
     };
 
     return status < MIGRATION_STATUS__MAX ? names[status] : "none";
@@ -357,9 +357,10 @@ static bool wait_unplug(MigrationState *ms, GError **errp)
     int64_t t0 = now_ms();
     bool ok = true;
 
-    if (!machine_failover_unplug_pending(ms->machine)) {
+    if (!ms->unplug_asked) {
         return true;
     }
+    /* shown even when the guest was quicker than the set-up */
     migration_set_status(ms, MIGRATION_STATUS_WAIT_UNPLUG);
     while (machine_failover_unplug_pending(ms->machine)) {
         if (cancelled(ms)) {
@@ -372,6 +373,41 @@ static bool wait_unplug(MigrationState *ms, GError **errp)
     pthread_mutex_lock(&ms->lock);
     ms->wait_unplug_ms = now_ms() - t0;
     pthread_mutex_unlock(&ms->lock);
+    return ok;
+}
+
+/*
+ * pause-before-switchover: with the VM stopped, wait in pre-switchover
+ * until migrate-continue (the management tool does its own switch-over
+ * work meanwhile) or a cancel, which ends the migration and lets the
+ * guest run on here.
+ */
+static bool pause_before_switchover(MigrationState *ms, GError **errp)
+{
+    bool ok;
+
+    if (!ms->cap_pause_before_switchover) {
+        return true;
+    }
+    pthread_mutex_lock(&ms->lock);
+    if (ms->cancel_requested) {
+        pthread_mutex_unlock(&ms->lock);
+        error_setg(errp, "cancelled");
+        return false;
+    }
+    ms->continue_requested = false;
+    ms->status = MIGRATION_STATUS_PRE_SWITCHOVER;
+    pthread_mutex_unlock(&ms->lock);
+    migration_notify(ms, MIGRATION_STATUS_PRE_SWITCHOVER, 0);
+    pthread_mutex_lock(&ms->lock);
+    while (!ms->continue_requested && !ms->cancel_requested) {
+        pthread_cond_wait(&ms->cond, &ms->lock);
+    }
+    ok = !ms->cancel_requested;
+    pthread_mutex_unlock(&ms->lock);
+    if (!ok) {
+        error_setg(errp, "cancelled");
+    }
     return ok;
 }
 
@@ -416,6 +452,9 @@ void *migration_thread(void *opaque)
     if (ok) {
         migration_stop_vm(ms);
         stop_at = now_ms();
+        ok = pause_before_switchover(ms, &err);
+    }
+    if (ok) {
         migration_set_status(ms, MIGRATION_STATUS_DEVICE);
         ok = ram_sync_dirty(&rs, m, &err) &&
              send_dirty_pages(ms, &rs, true, false, &err) &&
@@ -501,6 +540,7 @@ bool migration_start(MigrationState *ms, const char *uri, GError **errp)
 {
     MigrationUri parsed;
     Machine *m = ms->machine;
+    GError *err = NULL;
 
     if (ms->thread_running) {
         error_setg(errp, "There's a migration process in progress");
@@ -513,12 +553,20 @@ bool migration_start(MigrationState *ms, const char *uri, GError **errp)
     if (!device_state_migratable(&m->device_states, errp)) {
         return false; /* a device that cannot move (vfio-pci): the VM runs on */
     }
-    if (!migration_uri_parse(uri, &parsed, errp)) {
+    if (!migration_uri_parse(uri, &parsed, &err)) {
+        /* as QEMU: a URI it cannot open leaves the migration failed */
+        pthread_mutex_lock(&ms->lock);
+        g_free(ms->error_desc);
+        ms->error_desc = g_strdup(err->message);
+        ms->start_ms = 0;
+        pthread_mutex_unlock(&ms->lock);
+        g_propagate_error(errp, err);
+        migration_set_status(ms, MIGRATION_STATUS_FAILED);
         return false;
     }
     g_free(ms->uri);
     ms->uri = g_strdup(uri);
-    ms->cancel_requested = ms->vm_stopped = false;
+    ms->cancel_requested = ms->vm_stopped = ms->continue_requested = false;
     ms->transferred = ms->duplicate = ms->normal = ms->dirty_sync_count = 0;
     ms->remaining = ms->downtime_ms = ms->total_ms = ms->expected_downtime_ms = 0;
     ms->wait_unplug_ms = -1; /* no wait-unplug (yet) */
@@ -526,7 +574,8 @@ bool migration_start(MigrationState *ms, const char *uri, GError **errp)
     ms->start_ms = now_ms();
     g_clear_pointer(&ms->error_desc, g_free);
     migration_set_status(ms, MIGRATION_STATUS_SETUP);
-    machine_failover_unplug_all(m); /* UNPLUG_PRIMARY: the thread waits for them */
+    /* UNPLUG_PRIMARY for each: the thread waits for them */
+    ms->unplug_asked = machine_failover_unplug_all(m);
     if (pthread_create(&ms->thread, NULL, migration_thread, ms) != 0) {
         error_setg(errp, "cannot start the migration thread");
         machine_failover_replug_all(m);
@@ -544,10 +593,12 @@ void migration_cancel(MigrationState *ms)
     pthread_mutex_lock(&ms->lock);
     if (ms->thread_running &&
         (ms->status == MIGRATION_STATUS_SETUP || ms->status == MIGRATION_STATUS_ACTIVE ||
-         ms->status == MIGRATION_STATUS_WAIT_UNPLUG)) {
+         ms->status == MIGRATION_STATUS_WAIT_UNPLUG ||
+         ms->status == MIGRATION_STATUS_PRE_SWITCHOVER)) {
         ms->cancel_requested = true;
         ms->status = MIGRATION_STATUS_CANCELLING;
         notify = true;
+        pthread_cond_broadcast(&ms->cond); /* out of pre-switchover */
         if (ms->fd >= 0) {
             shutdown(ms->fd, SHUT_RDWR); /* unblock a blocked write */
         }
@@ -556,4 +607,33 @@ void migration_cancel(MigrationState *ms)
     if (notify) {
         migration_notify(ms, MIGRATION_STATUS_CANCELLING, 0);
     }
+}
+
+bool migration_continue(MigrationState *ms, const char *state, GError **errp)
+{
+    bool ok;
+
+    pthread_mutex_lock(&ms->lock);
+    ok = strcmp(migration_status_name(ms->status), state) == 0;
+    if (ok) {
+        ms->continue_requested = true;
+        pthread_cond_broadcast(&ms->cond);
+    } else {
+        error_setg(errp, "Migration not in expected state: %s",
+                   migration_status_name(ms->status));
+    }
+    pthread_mutex_unlock(&ms->lock);
+    return ok;
+}
+
+bool migration_activate_drives(MigrationState *ms, GError **errp)
+{
+    if (!ms || !ms->drives_inactive) {
+        return true;
+    }
+    if (!machine_drives_acquire(ms->machine, errp)) {
+        return false;
+    }
+    ms->drives_inactive = false;
+    return true;
 }

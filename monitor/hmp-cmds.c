@@ -421,7 +421,10 @@ static void hmp_cont(Monitor *mon, const char *args)
 {
     GError *err = NULL;
 
-    hmp_check(mon, machine_vm_cont(mon->set->machine, &err), &err);
+    hmp_check(mon,
+              migration_activate_drives(mon->set->machine->migration, &err) &&
+                  machine_vm_cont(mon->set->machine, &err),
+              &err);
 }
 
 /* The causes are QMP's, as in QEMU, whose HMP calls the QMP commands. */

@@ -36,6 +36,7 @@ struct Monitor {
     QmpSession qmp;
     HmpSession hmp;
     GString *capture; /* HMP output captured for human-monitor-command */
+    GHashTable *fds;  /* getfd: name -> descriptor, or NULL (qmp-cmds-fd.c) */
 };
 
 struct MonitorSet {
@@ -84,6 +85,17 @@ void hmp_session_greet(Monitor *mon);
 void hmp_session_input(Monitor *mon, const uint8_t *buf, size_t len);
 /* printf to the monitor (or into its capture buffer) */
 void monitor_printf(Monitor *mon, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* ---- passed descriptors (qmp-cmds-fd.c) ---- */
+
+/*
+ * QEMU's monitor_fd_param: a name given to getfd (the descriptor leaves
+ * the monitor's table and is the caller's) or a number, a descriptor the
+ * process already holds.  -1 with errp set otherwise.
+ */
+int monitor_fd_param(Monitor *mon, const char *name, GError **errp);
+/* Close every descriptor the monitor still holds (monitor teardown). */
+void monitor_fds_free(Monitor *mon);
 
 /* ---- block (qmp-cmds-block.c, hmp-cmds-block.c) ---- */
 

@@ -86,6 +86,7 @@ void monitor_set_free(MonitorSet *set)
         Monitor *mon = g_ptr_array_index(set->monitors, i);
         qmp_session_free(&mon->qmp);
         hmp_session_free(&mon->hmp);
+        monitor_fds_free(mon);
         g_free(mon);
     }
     g_ptr_array_free(set->monitors, TRUE);

@@ -5,16 +5,45 @@
  * thread only.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "hw/machine.h"
 #include "migration/migration.h"
+#include "monitor-int.h"
 #include "qapi-commands.h"
 #include "util/error.h"
+
+/*
+ * "fd:NAME": the descriptor getfd named leaves the monitor's table (as
+ * QEMU's monitor_fd_param) and the URI the migration gets is "fd:N".
+ * Other URIs are returned as they are.  *taken: a descriptor to close
+ * when the migration does not start.
+ */
+static char *resolve_fd_uri(QmpContext *ctx, const char *uri, int *taken, GError **errp)
+{
+    int fd;
+
+    *taken = -1;
+    if (!g_str_has_prefix(uri, "fd:")) {
+        return g_strdup(uri);
+    }
+    fd = monitor_fd_param(ctx->mon, uri + 3, errp);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (!g_ascii_isdigit(uri[3])) {
+        *taken = fd;
+    }
+    return g_strdup_printf("fd:%d", fd);
+}
 
 json_t *qmp_migrate(QmpContext *ctx, json_t *args, GError **errp)
 {
     MigrationState *ms = ctx->machine->migration;
     const char *uri = json_string_value(json_object_get(args, "uri"));
+    char *resolved;
+    int taken;
+    bool ok;
 
     if (json_is_true(json_object_get(args, "blk")) ||
         json_is_true(json_object_get(args, "inc"))) {
@@ -26,7 +55,22 @@ json_t *qmp_migrate(QmpContext *ctx, json_t *args, GError **errp)
         error_setg(errp, "postcopy resume is not supported");
         return NULL;
     }
-    return migration_start(ms, uri, errp) ? json_object() : NULL;
+    resolved = resolve_fd_uri(ctx, uri, &taken, NULL);
+    /* an unknown name: migrate_start fails on it with QEMU's text and status */
+    ok = migration_start(ms, resolved ? resolved : uri, errp);
+    if (!ok && taken >= 0) {
+        close(taken);
+    }
+    g_free(resolved);
+    return ok ? json_object() : NULL;
+}
+
+json_t *qmp_migrate_continue(QmpContext *ctx, json_t *args, GError **errp)
+{
+    const char *state = json_string_value(json_object_get(args, "state"));
+
+    return migration_continue(ctx->machine->migration, state, errp) ? json_object()
+                                                                    : NULL;
 }
 
 json_t *qmp_migrate_cancel(QmpContext *ctx, json_t *args, GError **errp)
@@ -38,12 +82,24 @@ json_t *qmp_migrate_cancel(QmpContext *ctx, json_t *args, GError **errp)
 json_t *qmp_migrate_incoming(QmpContext *ctx, json_t *args, GError **errp)
 {
     const char *uri = json_string_value(json_object_get(args, "uri"));
+    char *resolved;
+    int taken;
+    bool ok;
 
     if (!ctx->machine->cfg->incoming || strcmp(ctx->machine->cfg->incoming, "defer")) {
         error_setg(errp, "'-incoming' was not specified on the command line");
         return NULL;
     }
-    return migration_incoming(ctx->machine->migration, uri, errp) ? json_object() : NULL;
+    resolved = resolve_fd_uri(ctx, uri, &taken, errp);
+    if (!resolved) {
+        return NULL;
+    }
+    ok = migration_incoming(ctx->machine->migration, resolved, errp);
+    if (!ok && taken >= 0) {
+        close(taken);
+    }
+    g_free(resolved);
+    return ok ? json_object() : NULL;
 }
 
 static json_t *ram_json(const MigrationRamInfo *r)

@@ -8,6 +8,8 @@
 #include "qapi-commands.h"
 #include "config-host.h"
 #include "hw/machine-info.h"
+#include "hw/machine.h"
+#include "migration/migration.h"
 #include "monitor-int.h"
 #include "util/error.h"
 
@@ -172,7 +174,10 @@ json_t *qmp_stop(QmpContext *ctx, json_t *args, GError **errp)
 
 json_t *qmp_cont(QmpContext *ctx, json_t *args, GError **errp)
 {
-    return machine_vm_cont(ctx->machine, errp) ? json_object() : NULL;
+    return migration_activate_drives(ctx->machine->migration, errp) &&
+                   machine_vm_cont(ctx->machine, errp)
+               ? json_object()
+               : NULL;
 }
 
 json_t *qmp_system_reset(QmpContext *ctx, json_t *args, GError **errp)

@@ -97,6 +97,14 @@ void chardev_accept_input(Chardev *chr);
  */
 void chardev_set_quit_handler(ChardevSet *set, void (*fn)(void *opaque), void *opaque);
 
+/*
+ * The first file descriptor that came (SCM_RIGHTS, over a unix socket)
+ * with the data of the last read, now the caller's; any others of that
+ * read are closed.  -1 when none came.  Main thread: a frontend calls it
+ * while it handles that read (QMP getfd).
+ */
+int chardev_take_msgfd(Chardev *chr);
+
 const char *chardev_id(const Chardev *chr);
 /* Was it given as "mon:...": a human monitor shares it (Ctrl-A c)? */
 bool chardev_wants_monitor(const Chardev *chr);

@@ -29,6 +29,7 @@ typedef enum MigrationStatus {
     MIGRATION_STATUS_DEVICE,      /* VM stopped: final pass and state */
     MIGRATION_STATUS_COMPLETED,
     MIGRATION_STATUS_FAILED,
+    MIGRATION_STATUS_PRE_SWITCHOVER, /* VM stopped: waits for migrate-continue */
     MIGRATION_STATUS__MAX,
 } MigrationStatus;
 
@@ -46,6 +47,17 @@ bool migration_events_enabled(MigrationState *ms);
 /* Source side. */
 bool migration_start(MigrationState *ms, const char *uri, GError **errp);
 void migration_cancel(MigrationState *ms);
+/*
+ * migrate-continue: leave the pause named by state (QEMU's status name;
+ * only "pre-switchover" is ever paused in here).  QEMU's error when the
+ * migration is not in that state.
+ */
+bool migration_continue(MigrationState *ms, const char *state, GError **errp);
+/*
+ * Before the guest runs on cont: a destination that left its images to
+ * the last moment (late-block-activate) takes them now.
+ */
+bool migration_activate_drives(MigrationState *ms, GError **errp);
 
 /* RAM figures of query-migrate (QEMU's MigrationStats). */
 typedef struct MigrationRamInfo {
@@ -113,7 +125,7 @@ GArray *migration_query_capabilities(MigrationState *ms);
  * QEMU's destination does.
  */
 bool migration_incoming(MigrationState *ms, const char *uri, GError **errp);
-/* Is uri a migration URI this VMM knows (tcp:, unix:, exec:)?  Nothing is
+/* Is uri a migration URI this VMM knows (tcp:, unix:, exec:, fd:N)?  Nothing is
  * opened: start-up checks -incoming with it before /dev/kvm. */
 bool migration_uri_check(const char *uri, GError **errp);
 
