@@ -235,7 +235,7 @@ def main():
     if not args.rig_only and not args.iommu_only:
         xml = os.path.join(RESULTS, "sanitized.xml")
         argv = PYTEST + [f"--junitxml={xml}", f"--timeout={NATIVE_TEST_TIMEOUT}",
-                         "-m", "not vm and not hwkvm",
+                         "-m", "not vm and not hwkvm and not iommu",
                          "--ignore=tests/functional/test_fuzz_corpus.py",
                          "--ignore=tests/functional/test_tsan.py"]
         env = dict(os.environ, DV_SANITIZED="1")
