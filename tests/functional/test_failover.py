@@ -81,10 +81,11 @@ def standby_guest(guests, extra=(), options="testos.standby=1"):
     return g
 
 
-def migration_events(g):
-    """The MIGRATION statuses received so far, in order (consumed)."""
-    statuses = [e["data"]["status"] for e in g.qmp.events if e["event"] == "MIGRATION"]
-    g.qmp.events = [e for e in g.qmp.events if e["event"] != "MIGRATION"]
+def migration_events(g, last):
+    """The MIGRATION statuses up to the one named last, in order (consumed)."""
+    statuses = []
+    while not statuses or statuses[-1] != last:
+        statuses.append(g.qmp.wait_event("MIGRATION")["data"]["status"])
     return statuses
 
 
@@ -168,8 +169,7 @@ def test_migration_moves_the_primary(guests):
         dst.serial.wait_for(r"testos: plugged 6 1af4:1041\n", 20)
         dst.alive_after(2)
         assert dst.slots() == {5: "net1", 6: "pnic"}
-    time.sleep(0.2)  # the last MIGRATION event follows the status
-    statuses = migration_events(src)
+    statuses = migration_events(src, "completed")
     assert statuses[:3] == ["setup", "wait-unplug", "active"], statuses
     assert statuses[-2:] == ["device", "completed"], statuses
     assert src.slots() == {5: "net1"}
@@ -191,7 +191,7 @@ def test_cancel_while_the_guest_never_ejects(guests):
     src.alive_after(1)
     assert src.slots() == {5: "net1", 6: "pnic"}
     assert src.qmp.cmd("query-status")["return"]["status"] == "running"
-    statuses = migration_events(src)
+    statuses = migration_events(src, "cancelled")
     assert statuses == ["setup", "wait-unplug", "cancelling", "cancelled"], statuses
 
 
