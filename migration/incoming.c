@@ -484,6 +484,6 @@ bool migration_incoming(MigrationState *ms, const char *uri, GError **errp)
     }
     ms->listen_fd = fd;
     ms->listen_watch = g_unix_fd_add(fd, G_IO_IN, incoming_accept_cb, ms);
-    migration_set_status(ms, MIGRATION_STATUS_SETUP);
+    migration_set_status_now(ms, MIGRATION_STATUS_SETUP);
     return true;
 }

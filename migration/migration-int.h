@@ -193,6 +193,8 @@ struct MigrationState {
 /* Source thread (migration.c) and incoming (incoming.c). */
 void *migration_thread(void *opaque);
 void migration_set_status(MigrationState *ms, MigrationStatus status);
+/* Main thread only: the status and its event at once. */
+void migration_set_status_now(MigrationState *ms, MigrationStatus status);
 /*
  * The CONFIG section (machine-config.c): the source writes the machine's
  * shape; the destination refuses a shape that differs from its own.

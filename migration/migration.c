@@ -76,6 +76,21 @@ void migration_set_status(MigrationState *ms, MigrationStatus status)
     migration_notify(ms, status, 0);
 }
 
+/*
+ * On the main thread, with the event sent before the command's reply, as
+ * QEMU sends MIGRATION "setup" inside migrate: libvirt takes the job for
+ * inactive if it has seen no event once migrate has returned.
+ */
+void migration_set_status_now(MigrationState *ms, MigrationStatus status)
+{
+    pthread_mutex_lock(&ms->lock);
+    ms->status = status;
+    pthread_mutex_unlock(&ms->lock);
+    if (ms->event_fn) {
+        ms->event_fn(ms->event_opaque, status, 0);
+    }
+}
+
 static gboolean stop_vm_cb(gpointer opaque)
 {
     MigrationState *ms = opaque;
@@ -573,7 +588,7 @@ bool migration_start(MigrationState *ms, const char *uri, GError **errp)
     ms->total_ram = m->ram_size;
     ms->start_ms = now_ms();
     g_clear_pointer(&ms->error_desc, g_free);
-    migration_set_status(ms, MIGRATION_STATUS_SETUP);
+    migration_set_status_now(ms, MIGRATION_STATUS_SETUP);
     /* UNPLUG_PRIMARY for each: the thread waits for them */
     ms->unplug_asked = machine_failover_unplug_all(m);
     if (pthread_create(&ms->thread, NULL, migration_thread, ms) != 0) {
