@@ -46,6 +46,7 @@ class Stream:
         self.sent = 0
         self.send_errors = 0
         self.seen = set()
+        self.send_times = []        # monotonic time each seq was sent
         self.arrivals = []          # (monotonic time, seq) of each first echo
         self.lock = threading.Lock()
         self.started = None
@@ -63,6 +64,7 @@ class Stream:
                     self.sock.sendto(HEADER.pack(MAGIC, self.sent, now) + pad, self.dest)
                 except OSError:
                     self.send_errors += 1
+                self.send_times.append(now)
                 self.sent += 1
                 next_at += self.interval
             time.sleep(max(0.0, next_at - time.monotonic()))
@@ -129,6 +131,23 @@ class Stream:
         self.sock.close()
         return self.result()
 
+    def window(self, t0, t1):
+        """sent, received and lost of the datagrams sent between the
+        monotonic times t0 and t1."""
+        with self.lock:
+            seen = set(self.seen)
+        seqs = [s for s, t in enumerate(self.send_times[:self.sent]) if t0 <= t < t1]
+        got = sum(1 for s in seqs if s in seen)
+        return {"sent": len(seqs), "received": got, "lost": len(seqs) - got}
+
+    def gaps(self, n=5):
+        """The n longest gaps between echoes in a row: (start, end) in
+        monotonic seconds, longest first."""
+        with self.lock:
+            arrivals = sorted(self.arrivals)
+        pairs = [(t1 - t0, t0, t1) for (t0, _), (t1, _) in zip(arrivals, arrivals[1:])]
+        return [(a, b) for _, a, b in sorted(pairs, reverse=True)[:n]]
+
     def result(self):
         with self.lock:
             arrivals = sorted(self.arrivals)
@@ -148,6 +167,27 @@ class Stream:
                 "longest_gap_ended_s": round(gap_at - self.started, 3) if gap_at else None,
                 "longest_loss_run": run,
                 "seconds": round(time.monotonic() - self.started, 3)}
+
+
+def phases(stream, marks):
+    """The stream cut at marks ({name: monotonic time}, e.g. the `marks`
+    of tools/dv-migrate-passthrough --json): for each stretch between two
+    marks in time order (the first from the stream's start, the last to its
+    end), sent/received/lost; and the longest gaps with the stretch each
+    began in."""
+    order = sorted(marks.items(), key=lambda kv: kv[1])
+    bounds = [("stream", stream.started)] + order + [("end", float("inf"))]
+    out = {"stretches": [], "gaps": []}
+    for (a, ta), (b, tb) in zip(bounds, bounds[1:]):
+        w = stream.window(ta, tb)
+        w["from"], w["to"] = a, b
+        w["seconds"] = round(min(tb, time.monotonic()) - ta, 3)
+        out["stretches"].append(w)
+    for g0, g1 in stream.gaps():
+        where = max((kv for kv in bounds if kv[1] <= g0), key=lambda kv: kv[1])[0]
+        out["gaps"].append({"ms": round((g1 - g0) * 1000.0, 1), "after": where,
+                            "starts_s_after_mark": round(g0 - dict(bounds)[where], 3)})
+    return out
 
 
 def main(argv=None):

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from harness import BUILD, ROOT, Qmp
+from harness import BUILD, ROOT, Qmp, wait_for_path
 from linuxguest import KERNEL_DIR, Guest, ensure_initramfs, newc
 from test_vfio_backend import bind, e1000e_nics
 
@@ -47,6 +47,15 @@ MAC = "52:54:00:12:34:56"
 PORT = 7777
 BRIDGE, TAPS = "dvfobr0", ("dvfotap0", "dvfotap1")
 BOOT_TIMEOUT = 240
+# The stream's interval.  bench/outage.py's default is 1 ms; in the rig (L1
+# in TCG on two host cores, the peer's Python, L1's emulated e1000e) a 1 ms
+# stream loses about 70% before any migration and has 2 s gaps in steady
+# state, which hides the migration's outage: 10 ms does not (measured; see
+# docs/benchmarks.md).  DV_OUTAGE_MS overrides it.
+INTERVAL_MS = float(os.environ.get("DV_OUTAGE_MS", "10"))
+# DV_FAILOVER_VMM=peer runs the same flow under Debian's QEMU (for the
+# outage comparison, bench only: not part of make check's runs).
+WHICH = os.environ.get("DV_FAILOVER_VMM", "vmm")
 STEP = 120
 APPEND = ("dv.ip=198.18.0.2/24 dv.wss_mib=8 dv.mibps=2 dv.period_ms=500 "
           f"dv.echo_port={PORT} dv.bond_mac={MAC}")
@@ -130,7 +139,7 @@ def vm(d, name, bdf, tap, incoming=None, rd=None):
         extra += ["-incoming", incoming]
     else:
         extra += ["-device", f"vfio-pci,host={bdf},id=pnic"]
-    g = Guest("vmm", d, name, run="bond,dirty", mem="256M", initrd_path=rd,
+    g = Guest(WHICH, d, name, run="bond,dirty", mem="256M", initrd_path=rd,
               extra_append=APPEND, extra=extra)
     return g, sock
 
@@ -179,7 +188,8 @@ def boot_with_bond(g):
 
 
 def save(name, data):
-    with open(os.path.join(BUILD, f"failover-manual-{name}.json"), "w") as f:
+    data["vmm"], data["interval_ms"] = WHICH, INTERVAL_MS
+    with open(os.path.join(BUILD, f"failover-manual-{WHICH}-{name}.json"), "w") as f:
         json.dump(data, f, indent=1)
     print(f"\n{name}: {json.dumps(data)}", flush=True)
 
@@ -191,14 +201,15 @@ def test_manual_flow_migrates_and_replugs(net):
         src, src_sock = vm(d, "src", net, TAPS[0], rd=rd)
         with src:
             boot_with_bond(src)
-            stream = outage.Stream(GUEST_IP, PORT, 1.0).start()
+            stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
             try:
-                assert stream.wait_received(200, STEP), (
+                assert stream.wait_received(20, STEP), (
                     f"no echoes from the guest in {STEP} s (sent {stream.sent})\n{src.tail()}")
                 vf_carries_traffic(src, 0, stream)
                 booted = time.time() - t0
                 dst, dst_sock = vm(d, "dst", net, TAPS[1], incoming=f"unix:{d}/mig.sock", rd=rd)
                 with dst:
+                    wait_for_path(dst_sock, 60)
                     before = stream.received()
                     t1 = time.time()
                     p = subprocess.run([PYTHON, TOOL, "--src", src_sock, "--dst", dst_sock,
@@ -211,14 +222,16 @@ def test_manual_flow_migrates_and_replugs(net):
                     # the bond on the destination: the NIC plugged there is
                     # enslaved, made active, and carries the stream
                     dst.wait_for(r"^linux: bond enslaved \S+$", STEP)
+                    phases["marks"]["guest-enslaved-seen"] = time.monotonic()
                     after = len(dst.complete_lines())
                     vf = vf_carries_traffic(dst, after, stream)
-                    assert stream.received() > before + 100, "the stream stopped at the migration"
+                    assert stream.received() > before + 20, "the stream stopped at the migration"
                     # the memory check across the switch
                     last = max(int(x) for x in re.findall(r"^linux: seq (\d+) sum ",
                                                           src.text(), re.M))
                     dst.wait_for(rf"^linux: seq {last + 4} sum ", STEP)
                     result = stream.stop()
+                    result.update(outage.phases(stream, phases["marks"]))
                     data = (src.text() + dst.text()).encode()
                     check = dirtycheck.check(data.replace(b"linux: ", b"testos: "))
                     assert check.startswith("ok"), check
@@ -239,12 +252,13 @@ def test_failed_migration_replugs_on_the_source(net):
             # slow the migration down, so that the destination dies during it
             with Qmp(src_sock) as q:
                 q.ok("migrate-set-parameters", **{"max-bandwidth": 2 << 20})
-            stream = outage.Stream(GUEST_IP, PORT, 1.0).start()
+            stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
             try:
-                assert stream.wait_received(200, STEP), (
+                assert stream.wait_received(20, STEP), (
                     f"no echoes from the guest in {STEP} s\n{src.tail()}")
                 dst, dst_sock = vm(d, "dst", net, TAPS[1], incoming=f"unix:{d}/mig.sock", rd=rd)
                 with dst:
+                    wait_for_path(dst_sock, 60)
                     mark = len(src.complete_lines())
                     tool = subprocess.Popen([PYTHON, TOOL, "--src", src_sock, "--dst", dst_sock,
                                              "--uri", f"unix:{d}/mig.sock", "--host", net,
@@ -269,11 +283,15 @@ def test_failed_migration_replugs_on_the_source(net):
                     assert "plugged back on the source" in err, err
                 # the source runs on with its NIC: enslaved again, active, carrying
                 src.wait_for(r"^linux: bond enslaved \S+$", STEP)
+                enslaved = time.monotonic()
                 vf = vf_carries_traffic(src, len(src.complete_lines()), stream)
                 with Qmp(src_sock) as q:
                     assert q.ok("query-status")["status"] == "running"
                 result = stream.stop()
-                save("failed", {"outage": result, "script": json.loads(out.strip().splitlines()[-1]),
+                script = json.loads(out.strip().splitlines()[-1])
+                script["marks"]["guest-enslaved-seen"] = enslaved
+                result.update(outage.phases(stream, script["marks"]))
+                save("failed", {"outage": result, "script": script,
                                 "vf_after": vf, "error": err.strip()})
             finally:
                 if not stream.stopping.is_set():
