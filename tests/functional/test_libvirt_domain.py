@@ -16,6 +16,7 @@ threads' affinity in /proc, the VMM's own monitor commands through
 `virsh qemu-monitor-command`.  The stock Linux guest (hwkvm) runs in the
 rig's L1."""
 import os
+import pwd
 import queue
 import re
 import select
@@ -97,11 +98,33 @@ class Virsh:
             f.write(QEMU_CONF)
         self.n = 0
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, VIRSH, "-q", "-c", f"qemu:///embed?root={root}"],
+            ["ip", "netns", "exec", ns] + self.users_prefix() +
+            [VIRSH, "-q", "-c", f"qemu:///embed?root={root}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1)
         self.lines = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
+
+    def users_prefix(self):
+        """libvirt's QEMU driver parses its built-in user (libvirt-qemu)
+        before it reads qemu.conf: where that user is missing (the rig's
+        L1 knows only root), virsh runs in a mount namespace whose
+        /etc/passwd and /etc/group have it too."""
+        try:
+            pwd.getpwnam("libvirt-qemu")
+            return []
+        except KeyError:
+            pass
+        files = []
+        for name, line in (("passwd", "libvirt-qemu:x:64055:64055::/nonexistent:/bin/false\n"),
+                           ("group", "libvirt-qemu:x:64055:\n")):
+            path = os.path.join(self.root, "etc", name)
+            with open(f"/etc/{name}") as src, open(path, "w") as f:
+                f.write(src.read() + line)
+            files.append((path, f"/etc/{name}"))
+        mounts = " && ".join(f"mount --bind {a} {b}" for a, b in files)
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                f'{mounts} && exec "$@"', "sh"]
 
     def _pump(self):
         for line in self.proc.stdout:
@@ -425,10 +448,10 @@ def test_stock_linux_guest_under_libvirt(lv, netns):
     pty = start_paused_with_console(virsh, "dvlinux")
     try:
         pty.wait_for(r"linux: ready cpus=2", timeout=300)
-        m = pty.wait_for(r"linux: disk vda offset=\d+ bytes=\d+ wrote=(\w+) read=(\w+)",
+        m = pty.wait_for(r"linux: disk vda offset=\d+ bytes=\d+ wrote=(\w+) read=(\w+)\r?\n",
                          timeout=120)
         assert m.group(1) == m.group(2)
-        m = pty.wait_for(r"linux: net ping peer=198\.18\.0\.1 sent=(\d+) received=(\d+)",
+        m = pty.wait_for(r"linux: net ping peer=198\.18\.0\.1 sent=(\d+) received=(\d+)\r?\n",
                          timeout=120)
         assert int(m.group(2)) > 0, m.group(0)
         pty.wait_for(r"linux: button armed", timeout=60)
