@@ -202,6 +202,7 @@ def test_manual_flow_migrates_and_replugs(net):
         with src:
             boot_with_bond(src)
             stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
+            phases = None
             try:
                 assert stream.wait_received(20, STEP), (
                     f"no echoes from the guest in {STEP} s (sent {stream.sent})\n{src.tail()}")
@@ -240,7 +241,11 @@ def test_manual_flow_migrates_and_replugs(net):
                                        "flow_s": round(flow, 1), "vf_after": vf})
             finally:
                 if not stream.stopping.is_set():
-                    stream.stop(0)
+                    result = stream.stop(0)
+                    if phases:
+                        # what was measured before a failure, for the report
+                        result.update(outage.phases(stream, phases["marks"]))
+                        save("incomplete", {"outage": result, "script": phases})
 
 
 def test_failed_migration_replugs_on_the_source(net):
