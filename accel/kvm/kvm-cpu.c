@@ -7,6 +7,7 @@
  * the machine's own lock.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -348,23 +349,87 @@ static bool vcpu_wait_for_go(VCpu *cpu, bool *exit_pending)
     return go;
 }
 
+/*
+ * Whether the calling thread may run on pcpu only; *allowed gets the
+ * kernel's list of the CPUs it may run on.  Read from /proc, which
+ * -sandbox resourcecontrol=deny leaves readable (it refuses
+ * sched_getaffinity).
+ */
+static bool thread_bound_to(int pcpu, char *allowed, size_t len)
+{
+    static const char key[] = "\nCpus_allowed_list:";
+    char buf[4096], want[16];
+    const char *p;
+    ssize_t n = -1;
+    int fd = open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
+
+    snprintf(allowed, len, "?");
+    if (fd >= 0) {
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+    }
+    if (n <= 0) {
+        return false;
+    }
+    buf[n] = '\0';
+    p = strstr(buf, key);
+    if (!p) {
+        return false;
+    }
+    p += strlen(key);
+    p += strspn(p, " \t");
+    snprintf(allowed, len, "%.*s", (int)strcspn(p, "\n"), p);
+    snprintf(want, sizeof(want), "%d", pcpu);
+    return strcmp(allowed, want) == 0;
+}
+
+static bool pin_self(int pcpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(pcpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
+
+/*
+ * Just before the guest first runs on this vCPU: it must sit on its map's
+ * pCPU.  Whoever started the VMM may have moved the thread since it bound
+ * itself (libvirt sets every vCPU thread's affinity once the threads exist:
+ * to the domain's <vcpupin>, else to every host CPU), so it binds itself
+ * again; where it may not (-sandbox resourcecontrol=deny) and nobody bound
+ * it there either, it says where it runs instead.
+ */
+static void vcpu_check_pin(VCpu *cpu)
+{
+    int pcpu = cpu->pin_pcpu;
+    char allowed[128];
+
+    if (pcpu < 0 || thread_bound_to(pcpu, allowed, sizeof(allowed)) || pin_self(pcpu)) {
+        return;
+    }
+    warn_report("vCPU %u: cannot pin to pCPU %d: it runs on pCPUs %s (pin it from "
+                "outside, e.g. libvirt's <vcpupin vcpu='%u' cpuset='%d'/>)",
+                cpu->index, pcpu, allowed, cpu->index, pcpu);
+}
+
 static void *vcpu_thread_main(void *opaque)
 {
     VCpu *cpu = opaque;
     char name[16];
     unsigned backoff_us = 50;
     bool exit_pending = false;
+    bool first_run = true;
 
     snprintf(name, sizeof(name), "CPU %u/KVM", cpu->index);
     pthread_setname_np(pthread_self(), name);
     if (cpu->pin_pcpu >= 0) {
-        /* a dedicated core from the cpumap: bound before the first KVM_RUN */
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu->pin_pcpu, &set);
-        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
-            warn_report("vCPU %u: cannot pin to pCPU %d", cpu->index, cpu->pin_pcpu);
-        }
+        /*
+         * a dedicated core from the cpumap: bound at once, and checked
+         * again before the first KVM_RUN (vcpu_check_pin), which says so
+         * when it is not
+         */
+        pin_self(cpu->pin_pcpu);
     }
     pthread_mutex_lock(&cpu->lock);
     cpu->tid = syscall(SYS_gettid);
@@ -372,7 +437,13 @@ static void *vcpu_thread_main(void *opaque)
     pthread_mutex_unlock(&cpu->lock);
 
     while (vcpu_wait_for_go(cpu, &exit_pending)) {
-        int ret = ioctl(cpu->fd, KVM_RUN, 0);
+        int ret;
+
+        if (first_run) {
+            first_run = false;
+            vcpu_check_pin(cpu);
+        }
+        ret = ioctl(cpu->fd, KVM_RUN, 0);
 
         exit_pending = false;
         if (ret < 0) {

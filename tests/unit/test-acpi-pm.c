@@ -550,6 +550,21 @@ UNIT_TEST(pcihp_unplug_request_sets_down_and_the_guests_eject_completes_it)
     hp_teardown(&r);
 }
 
+UNIT_TEST(pcihp_withdrawn_unplug_leaves_the_device_and_a_late_eject_still_counts)
+{
+    HpRig r;
+
+    hp_setup(&r);
+    acpi_pcihp_unplug_request(r.hp, 6);  /* failover: migrate asks ... */
+    acpi_pcihp_unplug_withdraw(r.hp, 6); /* ... and migrate_cancel takes it back */
+    CHECK_EQ(hp_in(&r, 0xae04, 4), 0);
+    CHECK_EQ(acpi_pcihp_pending(r.hp), 0);
+    CHECK_EQ(total_ejects(), 0);
+    hp_out(&r, 0xae08, 4, 1u << 6); /* a guest that had read DOWN before */
+    CHECK_EQ(ejects[6], 1);         /* the board plugs a failover primary back */
+    hp_teardown(&r);
+}
+
 UNIT_TEST(pcihp_hostile_ejects_and_odd_widths_change_nothing)
 {
     HpRig r;
