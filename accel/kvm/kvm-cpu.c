@@ -350,18 +350,21 @@ static bool vcpu_wait_for_go(VCpu *cpu, bool *exit_pending)
 }
 
 /*
- * Whether the calling thread may run on pcpu only; *allowed gets the
- * kernel's list of the CPUs it may run on.  Read from /proc, which
+ * Whether thread tid of this process may run on pcpu only; *allowed gets
+ * the kernel's list of the CPUs it may run on.  Read from /proc, which
  * -sandbox resourcecontrol=deny leaves readable (it refuses
  * sched_getaffinity).
  */
-static bool thread_bound_to(int pcpu, char *allowed, size_t len)
+static bool thread_bound_to(pid_t tid, int pcpu, char *allowed, size_t len)
 {
     static const char key[] = "\nCpus_allowed_list:";
-    char buf[4096], want[16];
+    char buf[4096], want[16], path[64];
     const char *p;
     ssize_t n = -1;
-    int fd = open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
 
     snprintf(allowed, len, "?");
     if (fd >= 0) {
@@ -383,29 +386,35 @@ static bool thread_bound_to(int pcpu, char *allowed, size_t len)
     return strcmp(allowed, want) == 0;
 }
 
-static bool pin_self(int pcpu)
+static bool pin_thread(pthread_t thread, int pcpu)
 {
     cpu_set_t set;
 
     CPU_ZERO(&set);
     CPU_SET(pcpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+    return pthread_setaffinity_np(thread, sizeof(set), &set) == 0;
 }
 
 /*
- * Just before the guest first runs on this vCPU: it must sit on its map's
+ * When the guest first runs on this vCPU (from the main loop, as
+ * osnet-set-cpumap, which moves the threads too): it must sit on its map's
  * pCPU.  Whoever started the VMM may have moved the thread since it bound
  * itself (libvirt sets every vCPU thread's affinity once the threads exist:
- * to the domain's <vcpupin>, else to every host CPU), so it binds itself
- * again; where it may not (-sandbox resourcecontrol=deny) and nobody bound
- * it there either, it says where it runs instead.
+ * to the domain's <vcpupin>, else to every host CPU), so it is bound
+ * again; where the VMM may not (-sandbox resourcecontrol=deny) and nobody
+ * bound it there either, it says where the vCPU runs instead.
  */
 static void vcpu_check_pin(VCpu *cpu)
 {
     int pcpu = cpu->pin_pcpu;
     char allowed[128];
 
-    if (pcpu < 0 || thread_bound_to(pcpu, allowed, sizeof(allowed)) || pin_self(pcpu)) {
+    if (cpu->pin_checked || !cpu->thread_started) {
+        return;
+    }
+    cpu->pin_checked = true;
+    if (pcpu < 0 || thread_bound_to(cpu->tid, pcpu, allowed, sizeof(allowed)) ||
+        pin_thread(cpu->thread, pcpu)) {
         return;
     }
     warn_report("vCPU %u: cannot pin to pCPU %d: it runs on pCPUs %s (pin it from "
@@ -419,17 +428,16 @@ static void *vcpu_thread_main(void *opaque)
     char name[16];
     unsigned backoff_us = 50;
     bool exit_pending = false;
-    bool first_run = true;
 
     snprintf(name, sizeof(name), "CPU %u/KVM", cpu->index);
     pthread_setname_np(pthread_self(), name);
     if (cpu->pin_pcpu >= 0) {
         /*
          * a dedicated core from the cpumap: bound at once, and checked
-         * again before the first KVM_RUN (vcpu_check_pin), which says so
+         * again when the guest first runs (vcpu_check_pin), which says so
          * when it is not
          */
-        pin_self(cpu->pin_pcpu);
+        pin_thread(pthread_self(), cpu->pin_pcpu);
     }
     pthread_mutex_lock(&cpu->lock);
     cpu->tid = syscall(SYS_gettid);
@@ -437,13 +445,7 @@ static void *vcpu_thread_main(void *opaque)
     pthread_mutex_unlock(&cpu->lock);
 
     while (vcpu_wait_for_go(cpu, &exit_pending)) {
-        int ret;
-
-        if (first_run) {
-            first_run = false;
-            vcpu_check_pin(cpu);
-        }
-        ret = ioctl(cpu->fd, KVM_RUN, 0);
+        int ret = ioctl(cpu->fd, KVM_RUN, 0);
 
         exit_pending = false;
         if (ret < 0) {
@@ -522,6 +524,7 @@ void vcpu_wait_paused(VCpu *cpu)
 
 void vcpu_resume(VCpu *cpu)
 {
+    vcpu_check_pin(cpu);
     pthread_mutex_lock(&cpu->lock);
     cpu->want_pause = false;
     pthread_cond_broadcast(&cpu->cond);

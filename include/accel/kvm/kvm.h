@@ -173,6 +173,8 @@ struct VCpu {
     bool thread_started;
     pid_t tid;    /* kernel thread id, for query-cpus */
     int pin_pcpu; /* pCPU from the cpumap, or -1 */
+    /* put on pin_pcpu when the guest first ran (vcpu_resume) */
+    bool pin_checked;
 
     /* Requests from the main thread; protected by lock, signalled by cond. */
     pthread_mutex_t lock;
