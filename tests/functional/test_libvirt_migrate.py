@@ -9,18 +9,33 @@ on `pause-before-switchover` on the source (the migration stops in
 disk images are taken only on `cont`).  Each behaviour is compared with
 Debian's QEMU 7.2 where the same steps can run on both, and a dirtying
 testos guest checks that nothing is lost (tests/guest/dirtycheck.py over
-the serial logs, as test_migration.py)."""
+the serial logs, as test_migration.py).
+
+Last, `virsh migrate --live` between two libvirtd daemons on this host,
+each in its own mount namespace (libvirt's fixed state paths under /run,
+/var/lib, /var/cache, /var/log on tmpfs, its own /etc/libvirt with
+libvirtd.conf and qemu.conf) with its own socket folder and host UUID; the
+domain's serial port is a pty on each side, copied to a file by the test.
+Serial as a file would need -add-fd, which libvirt 9.0 uses for it."""
 import array
 import os
+import select
+import shlex
+import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import tty
+import uuid
+import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import QEMU, VMM, Qmp, Vmm, fd_count, free_port, image_write_locked
-from test_migration import (DIRTY, SLOW, dirtycheck, log, migration_events, seqs,
+from harness import QEMU, TESTOS, VMM, Qmp, Vmm, fd_count, free_port, image_write_locked
+from test_migration import (DIRTY, SLOW, dirtycheck, migration_events, seqs,
                             vm_args, wait_seq, wait_status)
 
 pytestmark = [pytest.mark.vm]
@@ -127,8 +142,8 @@ def test_migrate_over_descriptors_passed_with_getfd():
     (-incoming defer), the other to the source's migrate fd:out.  A guest
     dirtying 50 MiB/s loses nothing and runs on at the destination."""
     with tempfile.TemporaryDirectory() as d:
-        with Vmm(vm_args(d, "src", append=DIRTY)) as src, \
-                Vmm(vm_args(d, "dst", ["-incoming", "defer"], append=DIRTY)) as dst:
+        with Vmm(vm_args(d, "src", append=DIRTY)), \
+                Vmm(vm_args(d, "dst", ["-incoming", "defer"], append=DIRTY)):
             q_src = Qmp(os.path.join(d, "src.sock"))
             q_dst = Qmp(os.path.join(d, "dst.sock"))
             wait_seq(d, "src", 20)
@@ -285,3 +300,233 @@ def test_late_block_activate(binary, late):
             assert running == {100, 101, 201}, why
             q_src.close()
             q_dst.close()
+
+
+# ---- virsh migrate --live between two libvirt daemons ----
+
+VIRSH = shutil.which("virsh")
+LIBVIRTD = "/usr/sbin/libvirtd"
+# libvirt keeps its state under fixed paths when it runs as root: each
+# daemon gets fresh ones in its own mount namespace, and its own
+# configuration over /etc/libvirt
+PRIVATE = ["/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"]
+QEMU_CONF = """user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+namespaces = [ ]
+cgroup_controllers = [ ]
+stdio_handler = "file"
+migration_port_min = {port}
+migration_port_max = {port_max}
+"""
+DOMAIN = """<domain type='kvm'>
+  <name>dvmig</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>2</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-i440fx-4.2'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <cmdline>{append}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <cpu mode='host-passthrough'/>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <emulator>{emulator}</emulator>
+    <serial type='pty'><target port='0'/></serial>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+class Libvirtd:
+    """A libvirtd of its own: configuration, sockets, state and log in
+    folder (state on tmpfs in a private mount namespace), its own host
+    UUID (libvirt refuses a migration to the host it runs on)."""
+
+    def __init__(self, folder, port):
+        self.folder = folder
+        etc = os.path.join(folder, "etc")
+        os.makedirs(etc)
+        os.makedirs(os.path.join(folder, "sock"))
+        self.log = os.path.join(folder, "libvirtd.log")
+        with open(os.path.join(etc, "libvirtd.conf"), "w") as f:
+            f.write(f'unix_sock_dir = "{folder}/sock"\n'
+                    f'host_uuid = "{uuid.uuid4()}"\n'
+                    f'log_outputs = "1:file:{self.log}"\n'
+                    'log_filters = "1:qemu.qemu_monitor 3:*"\n')
+        with open(os.path.join(etc, "qemu.conf"), "w") as f:
+            f.write(QEMU_CONF.format(port=port, port_max=port + 20))
+        mounts = " && ".join(f"mount -t tmpfs none {p}" for p in PRIVATE)
+        script = (f"{mounts} && mount --bind {etc} /etc/libvirt && exec {LIBVIRTD} "
+                  f"-f /etc/libvirt/libvirtd.conf -p {folder}/libvirtd.pid")
+        self.uri = f"qemu+unix:///system?socket={folder}/sock/libvirt-sock"
+        self.out = open(os.path.join(folder, "out"), "w")
+        # unshare and sh exec: the Popen's pid is libvirtd's
+        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
+                                      "--", "sh", "-c", "exec sh -c " + shlex.quote(script)],
+                                     stdout=self.out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while self.virsh("version").returncode != 0:
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"libvirtd in {folder} did not start: "
+                                     f"{self.tail()}")
+            time.sleep(0.2)
+
+    def virsh(self, *args, timeout=120):
+        return subprocess.run([VIRSH, "-c", self.uri, *args], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def ok(self, *args, timeout=120):
+        r = self.virsh(*args, timeout=timeout)
+        assert r.returncode == 0, f"virsh {' '.join(args)}: {r.stderr}{self.tail()}"
+        return r.stdout
+
+    def tail(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                errors = [ln for ln in f if " error : " in ln]
+            return "; libvirtd errors: " + " | ".join(errors[-5:])
+        except FileNotFoundError:
+            return ""
+
+    def domain_pid(self, name):
+        """The domain's VMM process, from the pid file in the daemon's
+        namespace (None when it has none)."""
+        path = f"/proc/{self.proc.pid}/root/run/libvirt/qemu/{name}.pid"
+        try:
+            with open(path) as f:
+                return int(f.read().strip())
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def stop(self):
+        pid = self.domain_pid("dvmig")
+        self.virsh("destroy", "dvmig", timeout=30)
+        if pid and self.domain_pid("dvmig") == pid:
+            os.kill(pid, signal.SIGKILL)   # libvirtd leaves its VMs behind
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+        self.out.close()
+
+
+class PtyLog(threading.Thread):
+    """Copies what the guest prints on a pty to a file until the VMM
+    closes it (the source's VMM ends after the migration)."""
+
+    def __init__(self, pty, path):
+        super().__init__(daemon=True)
+        self.fd = os.open(pty, os.O_RDONLY | os.O_NOCTTY)
+        tty.setraw(self.fd)
+        self.path = path
+        self.stopping = False
+        self.start()
+
+    def run(self):
+        with open(self.path, "wb", buffering=0) as out:
+            while not self.stopping:
+                ready, _, _ = select.select([self.fd], [], [], 0.2)
+                if not ready:
+                    continue
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:   # EIO: the other end is gone
+                    break
+                if not data:
+                    break
+                out.write(data)
+        os.close(self.fd)
+
+    def stop(self):
+        self.stopping = True
+        self.join(timeout=10)
+
+
+def pty_path(daemon):
+    xml = ET.fromstring(daemon.ok("dumpxml", "dvmig"))
+    source = xml.find("./devices/serial/source")
+    assert source is not None and source.get("path", "").startswith("/dev/pts/"), \
+        ET.tostring(xml.find("./devices/serial")).decode()
+    return source.get("path")
+
+
+def test_virsh_migrate_live_between_two_daemons():
+    """`virsh migrate --live` of a testos guest dirtying 50 MiB/s from one
+    libvirtd to another (each with its own state and host UUID, the
+    stream over TCP on 127.0.0.1, libvirt's own socket handed over with
+    getfd): libvirt sets pause-before-switchover and return-path on the
+    source and late-block-activate on the destination, continues from
+    pre-switchover, and the domain ends up running at the destination and
+    gone from the source, its serial output (read from each side's pty)
+    whole across the switch."""
+    if not VIRSH or not os.path.exists(LIBVIRTD):
+        pytest.fail("Debian's libvirt is not installed: run scripts/install-deps.sh")
+    with tempfile.TemporaryDirectory() as d:
+        src = Libvirtd(os.path.join(d, "src"), 49200 + os.getpid() % 200)
+        try:
+            dst = Libvirtd(os.path.join(d, "dst"), 49600 + os.getpid() % 200)
+            try:
+                xml = os.path.join(d, "dom.xml")
+                with open(xml, "w") as f:
+                    f.write(DOMAIN.format(kernel=TESTOS, emulator=VMM, append=DIRTY))
+                # paused until its pty is read: the guest's first lines count
+                src.ok("create", xml, "--paused")
+                src_log = PtyLog(pty_path(src), os.path.join(d, "src.log"))
+                src.ok("resume", "dvmig")
+                wait_seq(d, "src", 20)
+                migrate = subprocess.Popen(
+                    [VIRSH, "-c", src.uri, "migrate", "--live", "dvmig", dst.uri,
+                     "--migrateuri", "tcp://127.0.0.1"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                try:
+                    # the destination's pty, read before its guest runs: a pty
+                    # nobody reads holds only a few KiB of output
+                    dst_log = None
+                    deadline = time.time() + 120
+                    while dst_log is None:
+                        assert time.time() < deadline, "no destination pty in 120 s"
+                        assert migrate.poll() is None or migrate.returncode == 0, \
+                            f"{migrate.stdout.read()}{src.tail()}{dst.tail()}"
+                        if dst.virsh("domstate", "dvmig", timeout=30).returncode == 0:
+                            try:
+                                dst_log = PtyLog(pty_path(dst), os.path.join(d, "dst.log"))
+                            except AssertionError:
+                                pass   # not started far enough yet
+                        time.sleep(0.05)
+                    out, _ = migrate.communicate(timeout=180)
+                finally:
+                    if migrate.poll() is None:
+                        migrate.kill()
+                        migrate.wait()
+                assert migrate.returncode == 0, f"{out}{src.tail()}{dst.tail()}"
+                assert "dvmig" not in src.ok("list", "--all", "--name").split()
+                assert dst.ok("domstate", "dvmig").strip() == "running"
+                wait_seq(d, "dst", max(seqs(d, "src")) + 50, limit=60)
+                assert min(seqs(d, "dst")) <= max(seqs(d, "src")) + 2
+                src_log.stop()
+                dst_log.stop()
+                problem = dirtycheck(d, "src", "dst")
+                assert not problem, problem
+                # what libvirt asked of each side, as its monitor log shows
+                with open(src.log, errors="replace") as f:
+                    sent = f.read()
+                for what in ('"pause-before-switchover","state":true', '"getfd"',
+                             '"uri":"fd:migrate"', '"migrate-continue"'):
+                    assert what in sent, f"libvirt's source never sent {what}"
+                with open(dst.log, errors="replace") as f:
+                    sent = f.read()
+                assert '"late-block-activate","state":true' in sent
+                assert '"migrate-incoming"' in sent
+            finally:
+                dst.stop()
+        finally:
+            src.stop()
