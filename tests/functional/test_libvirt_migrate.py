@@ -459,7 +459,8 @@ def pty_path(daemon):
     return source.get("path")
 
 
-def test_virsh_migrate_live_between_two_daemons():
+@pytest.mark.parametrize("mode", ["direct", "p2p"])
+def test_virsh_migrate_live_between_two_daemons(mode):
     """`virsh migrate --live` of a testos guest dirtying 50 MiB/s from one
     libvirtd to another (each with its own state and host UUID, the
     stream over TCP on 127.0.0.1, libvirt's own socket handed over with
@@ -467,7 +468,8 @@ def test_virsh_migrate_live_between_two_daemons():
     source and late-block-activate on the destination, continues from
     pre-switchover, and the domain ends up running at the destination and
     gone from the source, its serial output (read from each side's pty)
-    whole across the switch."""
+    whole across the switch.  direct: virsh talks to both daemons; p2p
+    (--p2p): the source daemon talks to the destination's itself."""
     if not VIRSH or not os.path.exists(LIBVIRTD):
         pytest.fail("Debian's libvirt is not installed: run scripts/install-deps.sh")
     with tempfile.TemporaryDirectory() as d:
@@ -484,7 +486,8 @@ def test_virsh_migrate_live_between_two_daemons():
                 src.ok("resume", "dvmig")
                 wait_seq(d, "src", 20)
                 migrate = subprocess.Popen(
-                    [VIRSH, "-c", src.uri, "migrate", "--live", "dvmig", dst.uri,
+                    [VIRSH, "-c", src.uri, "migrate", "--live",
+                     *(["--p2p"] if mode == "p2p" else []), "dvmig", dst.uri,
                      "--migrateuri", "tcp://127.0.0.1"],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
