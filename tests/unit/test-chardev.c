@@ -555,6 +555,106 @@ UNIT_TEST(unix_server_clients_one_at_a_time)
     rm_tmp_dir(dir);
 }
 
+/* Send buf with nfds descriptors attached (SCM_RIGHTS). */
+static void send_with_fds(int sock, const char *buf, const int *fds, int nfds)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+    } control;
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = strlen(buf) };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    struct cmsghdr *c;
+
+    if (nfds) {
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    }
+    CHECK(sendmsg(sock, &msg, 0) == (ssize_t)iov.iov_len);
+}
+
+static int open_fds(void)
+{
+    GDir *d = g_dir_open("/proc/self/fd", 0, NULL);
+    int n = 0;
+
+    while (g_dir_read_name(d)) {
+        n++;
+    }
+    g_dir_close(d);
+    return n;
+}
+
+/*
+ * Descriptors that come with data on a unix socket (QMP getfd): the first
+ * of a read is the frontend's to take, the others are closed then; what
+ * nobody took goes at the next read that brings data, or at disconnect.
+ */
+UNIT_TEST(unix_socket_passes_descriptors_with_the_data)
+{
+    char *dir = tmp_dir();
+    g_autofree char *path = g_build_filename(dir, "s.sock", NULL);
+    g_autofree char *opts = g_strdup_printf("socket,id=s,path=%s,server=on,wait=off",
+                                            path);
+    ChardevSet *set = chardev_set_new();
+    Chardev *chr = chardev_new_from_opts(set, opts, NULL);
+    GError *err = NULL;
+    struct stat want, got;
+    Frontend fe;
+    int pipe1[2], pipe2[2], c, base, fd;
+
+    fe_init(&fe);
+    CHECK(chardev_attach(chr, &fe_handlers, &fe, NULL));
+    CHECK(chardev_set_open_all(set, &err));
+    CHECK(pipe(pipe1) == 0 && pipe(pipe2) == 0);
+    c = unix_connect(path);
+    CHECK(pump_until(&fe.opened, 1));
+    CHECK_EQ(chardev_take_msgfd(chr), -1);
+    base = open_fds();
+
+    /* two with one read: the first is taken, the second closed */
+    send_with_fds(c, "a", (int[]){ pipe1[0], pipe2[0] }, 2);
+    CHECK(pump_until_data(&fe, 1));
+    CHECK_EQ(open_fds(), base + 2);
+    fd = chardev_take_msgfd(chr);
+    CHECK(fd >= 0 && fstat(fd, &got) == 0 && fstat(pipe1[0], &want) == 0);
+    CHECK(got.st_ino == want.st_ino);
+    CHECK_EQ(open_fds(), base + 1);
+    CHECK_EQ(chardev_take_msgfd(chr), -1);
+    close(fd);
+
+    /* one nobody takes: gone with the next read */
+    send_with_fds(c, "b", (int[]){ pipe2[1] }, 1);
+    CHECK(pump_until_data(&fe, 2));
+    CHECK_EQ(open_fds(), base + 1);
+    send_with_fds(c, "c", NULL, 0);
+    CHECK(pump_until_data(&fe, 3));
+    CHECK_EQ(open_fds(), base);
+    CHECK_EQ(chardev_take_msgfd(chr), -1);
+
+    /* ...or with the connection */
+    send_with_fds(c, "d", (int[]){ pipe1[1] }, 1);
+    CHECK(pump_until_data(&fe, 4));
+    CHECK_STR(fe.data->str, "abcd");
+    close(c);
+    CHECK(pump_until(&fe.closed, 1));
+    CHECK_EQ(open_fds(), base - 2); /* and both ends of the connection */
+
+    for (int i = 0; i < 2; i++) {
+        close(pipe1[i]);
+        close(pipe2[i]);
+    }
+    chardev_set_free(set);
+    fe_clear(&fe);
+    rm_tmp_dir(dir);
+}
+
 UNIT_TEST(unix_server_replaces_stale_socket_keeps_other_files)
 {
     char *dir = tmp_dir();
