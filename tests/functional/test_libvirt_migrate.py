@@ -168,6 +168,46 @@ def test_migrate_over_descriptors_passed_with_getfd():
             q_dst.close()
 
 
+class InheritingVmm(Vmm):
+    """A VMM started with some descriptors of the test's left open."""
+
+    def __init__(self, args, pass_fds, binary=VMM):
+        self.args = [binary] + list(args)
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     pass_fds=pass_fds)
+
+
+@pytest.mark.parametrize("binary", ["vmm", "qemu"])
+def test_incoming_on_an_inherited_socket(binary):
+    """-incoming fd:N: the destination reads the stream from a socket it
+    inherited (a socket pair's end), the source writes to the other end
+    passed with getfd; the guest goes on at the destination, nothing lost.
+    The same steps run on Debian's QEMU."""
+    exe = exe_of(binary)
+    with tempfile.TemporaryDirectory() as d:
+        a, b = socket.socketpair()
+        with a, b, Vmm(vm_args(d, "src", append=DIRTY), binary=exe):
+            with InheritingVmm(vm_args(d, "dst", ["-incoming", f"fd:{a.fileno()}"],
+                                       append=DIRTY), [a.fileno()], binary=exe):
+                q_src = Qmp(os.path.join(d, "src.sock"))
+                q_dst = Qmp(os.path.join(d, "dst.sock"))
+                wait_seq(d, "src", 5)
+                assert getfd(q_src, b.fileno(), "out") == {"return": {}}
+                q_src.ok("migrate", uri="fd:out")
+                info = wait_status(q_src, {"completed", "failed", "cancelled"})
+                assert info["status"] == "completed", f"{binary}: {info}"
+                deadline = time.time() + 30 * SLOW
+                while q_dst.ok("query-status")["status"] != "running":
+                    assert time.time() < deadline, f"{binary}: the destination never ran"
+                    time.sleep(0.05)
+                wait_seq(d, "dst", max(seqs(d, "src")) + 20, q=q_dst)
+                problem = dirtycheck(d, "src", "dst")
+                assert not problem, f"{binary}: {problem}"
+                q_src.close()
+                q_dst.close()
+
+
 def start_pair(d, exe, src_extra=(), dst_extra=(), append=DIRTY):
     src = Vmm(vm_args(d, "src", list(src_extra), append=append), binary=exe)
     dst = Vmm(vm_args(d, "dst", ["-incoming", "defer", *dst_extra], append=append),
