@@ -23,6 +23,7 @@ import glob
 import os
 import struct
 import pwd
+import shutil
 import subprocess
 import tempfile
 import time
@@ -244,11 +245,11 @@ def proc_status(pid):
     return threads
 
 
-def vm_args(d, name, extra=(), append="testos.run=hello"):
+def vm_args(d, name, extra=(), append="testos.run=hello", kernel=TESTOS):
     return ["-enable-kvm", "-smp", "2", "-m", "128M", "-display", "none", "-nodefaults",
             "-serial", f"file:{os.path.join(d, name + '.log')}",
             "-qmp", f"unix:{os.path.join(d, name + '.sock')},server=on,wait=off",
-            "-kernel", TESTOS, "-append", append, *extra]
+            "-kernel", kernel, "-append", append, *extra]
 
 
 def hellos(d, name):
@@ -497,8 +498,14 @@ def test_as_libvirt_runs_it():
             f"chown {user.pw_uid}:{user.pw_gid} /dev/kvm; "
             f"exec setpriv --reuid={user.pw_uid} --regid={user.pw_gid} {groups} "
             "--inh-caps=-all --bounding-set=-all -- \"$@\"")
+        # the user must reach the binary and the kernel: a checkout under a
+        # private directory (CI's fresh clone in mktemp -d) is not theirs
+        # to enter, so both are copied where libvirt would have them readable
+        vmm, kernel = os.path.join(d, "qemu-system-x86_64"), os.path.join(d, "testos")
+        shutil.copy(VMM, vmm)
+        shutil.copy(TESTOS, kernel)
         args = ["--mount", "--propagation", "private", "--", "sh", "-c", setup, "sh",
-                VMM, *vm_args(d, "vm", ["-sandbox", LIBVIRT_SANDBOX])]
+                vmm, *vm_args(d, "vm", ["-sandbox", LIBVIRT_SANDBOX], kernel=kernel)]
         with Vmm(args, binary="unshare") as vm:
             q = Qmp(os.path.join(d, "vm.sock"))
             wait_more_hellos(d, "vm", 0)
