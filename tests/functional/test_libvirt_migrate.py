@@ -376,7 +376,7 @@ DOMAIN = """<domain type='kvm'>
   <on_poweroff>destroy</on_poweroff>
   <devices>
     <emulator>{emulator}</emulator>
-    <serial type='pty'><target port='0'/></serial>
+{disk}    <serial type='pty'><target port='0'/></serial>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
@@ -499,7 +499,15 @@ def pty_path(daemon):
     return source.get("path")
 
 
-@pytest.mark.parametrize("mode", ["direct", "p2p"])
+DISK = """    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{image}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+"""
+
+
+@pytest.mark.parametrize("mode", ["direct", "p2p", "disk"])
 def test_virsh_migrate_live_between_two_daemons(mode):
     """`virsh migrate --live` of a testos guest dirtying 50 MiB/s from one
     libvirtd to another (each with its own state and host UUID, the
@@ -509,7 +517,10 @@ def test_virsh_migrate_live_between_two_daemons(mode):
     pre-switchover, and the domain ends up running at the destination and
     gone from the source, its serial output (read from each side's pty)
     whole across the switch.  direct: virsh talks to both daemons; p2p
-    (--p2p): the source daemon talks to the destination's itself."""
+    (--p2p): the source daemon talks to the destination's itself; disk:
+    direct with a raw disk on storage both see (--unsafe: libvirt cannot
+    tell this folder is shared), which the destination holds afterwards
+    (its lock bytes as QEMU's while running)."""
     if not VIRSH or not os.path.exists(LIBVIRTD):
         pytest.fail("Debian's libvirt is not installed: run scripts/install-deps.sh")
     with tempfile.TemporaryDirectory() as d:
@@ -519,7 +530,12 @@ def test_virsh_migrate_live_between_two_daemons(mode):
             try:
                 xml = os.path.join(d, "dom.xml")
                 with open(xml, "w") as f:
-                    f.write(DOMAIN.format(kernel=TESTOS, emulator=VMM, append=DIRTY))
+                    image = os.path.join(d, "disk.img")
+                    with open(image, "wb") as img:
+                        img.truncate(16 << 20)
+                    disk = DISK.format(image=image) if mode == "disk" else ""
+                    f.write(DOMAIN.format(kernel=TESTOS, emulator=VMM, append=DIRTY,
+                                          disk=disk))
                 # paused until its pty is read: the guest's first lines count
                 src.ok("create", xml, "--paused")
                 src_log = PtyLog(pty_path(src), os.path.join(d, "src.log"))
@@ -527,7 +543,8 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                 wait_seq(d, "src", 20)
                 migrate = subprocess.Popen(
                     [VIRSH, "-c", src.uri, "migrate", "--live",
-                     *(["--p2p"] if mode == "p2p" else []), "dvmig", dst.uri,
+                     *(["--p2p"] if mode == "p2p" else []),
+                     *(["--unsafe"] if mode == "disk" else []), "dvmig", dst.uri,
                      "--migrateuri", "tcp://127.0.0.1"],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
@@ -553,6 +570,8 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                 assert migrate.returncode == 0, f"{out}{src.tail()}{dst.tail()}"
                 assert "dvmig" not in src.ok("list", "--all", "--name").split()
                 assert dst.ok("domstate", "dvmig").strip() == "running"
+                if mode == "disk":
+                    assert lock_bytes(image) == {100, 101, 201}, sorted(lock_bytes(image))
                 wait_seq(d, "dst", max(seqs(d, "src")) + 50, limit=60)
                 assert min(seqs(d, "dst")) <= max(seqs(d, "src")) + 2
                 src_log.stop()
