@@ -222,6 +222,25 @@ bool machine_device_del(Machine *m, const char *id, GError **errp)
     return true;
 }
 
+static void slow_leave(void *opaque)
+{
+    machine_unlock(opaque);
+}
+
+static void slow_enter(void *opaque)
+{
+    machine_lock(opaque);
+}
+
+void machine_pci_slow_section(Machine *m, bool on)
+{
+    if (on) {
+        pci_bus_set_slow_section(m->pci, slow_leave, slow_enter, m);
+    } else {
+        pci_bus_set_slow_section(m->pci, NULL, NULL, NULL);
+    }
+}
+
 bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
 {
     const char *driver = subopts_get(opts, "driver");
@@ -240,7 +259,9 @@ bool machine_device_add(Machine *m, SubOpts *opts, GError **errp)
         ok = machine_failover_hide(m, driver, opts, errp);
     } else {
         machine_lock(m);
+        machine_pci_slow_section(m, true);
         dev = pci_device_create(m->pci, driver, opts, machine_drive_claim, m, errp);
+        machine_pci_slow_section(m, false);
         if (dev) {
             device_created(m, dev);
             pc_board_plug(m, PCI_DEVFN_SLOT(dev->devfn));

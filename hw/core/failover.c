@@ -86,7 +86,9 @@ static bool primary_plug(Machine *m, FailoverPrimary *fp, GError **errp)
     PciDevice *dev;
 
     machine_lock(m);
+    machine_pci_slow_section(m, true);
     dev = pci_device_create(m->pci, fp->driver, opts, NULL, NULL, errp);
+    machine_pci_slow_section(m, false);
     if (dev && (pci_get_word(dev->config + 0x0a)) != PCI_CLASS_NETWORK_ETHERNET) {
         pci_device_free(dev);
         dev = NULL;

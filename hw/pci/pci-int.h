@@ -38,6 +38,9 @@ struct PciBus {
     void *pam_opaque;
     PciDirtyFn dirty_fn; /* atomically read by device threads */
     void *dirty_opaque;
+    void (*slow_leave)(void *opaque); /* pci_bus_set_slow_section */
+    void (*slow_enter)(void *opaque);
+    void *slow_opaque;
 
     pthread_mutex_t intx_lock;
     uint8_t pirq[4];                       /* [intx_lock] copy of PIRQRC[A:D] */

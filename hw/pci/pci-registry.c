@@ -348,7 +348,9 @@ static PciDevice *vfio_pci_from_opts(PciBus *bus, SubOpts *opts,
         g_free(path);
         return NULL;
     }
+    pci_bus_slow_begin(bus); /* the guest runs on while its RAM is pinned */
     vdev = vfio_device_open(pci_bus_vfio(bus), path, errp);
+    pci_bus_slow_end(bus);
     g_free(path);
     dev = vdev ? vfio_pci_realize(bus, vdev, &o, errp) : NULL;
     if (dev) {

@@ -500,6 +500,28 @@ VfioContext *pci_bus_vfio(PciBus *bus)
     return bus->cfg.vfio;
 }
 
+void pci_bus_set_slow_section(PciBus *bus, void (*leave)(void *opaque),
+                              void (*enter)(void *opaque), void *opaque)
+{
+    bus->slow_leave = leave;
+    bus->slow_enter = enter;
+    bus->slow_opaque = opaque;
+}
+
+void pci_bus_slow_begin(PciBus *bus)
+{
+    if (bus->slow_leave) {
+        bus->slow_leave(bus->slow_opaque);
+    }
+}
+
+void pci_bus_slow_end(PciBus *bus)
+{
+    if (bus->slow_enter) {
+        bus->slow_enter(bus->slow_opaque);
+    }
+}
+
 int pci_bus_apic_pcpu(PciBus *bus, unsigned apic_id)
 {
     return bus->cfg.apic_pcpu ? bus->cfg.apic_pcpu(bus->cfg.apic_opaque, apic_id) : -1;

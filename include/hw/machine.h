@@ -188,4 +188,12 @@ static inline void machine_unlock(Machine *m)
     pthread_mutex_unlock(&m->lock);
 }
 
+/*
+ * Around a device creation made with the machine lock held (device_add,
+ * a failover primary's plug): on, the creation's slow host set-up (VFIO
+ * pinning guest RAM) drops the lock so vCPU exits are not held up for
+ * seconds; off, it no longer does.  Main thread.
+ */
+void machine_pci_slow_section(Machine *m, bool on);
+
 #endif

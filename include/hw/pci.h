@@ -185,6 +185,19 @@ DeviceStateList *pci_bus_device_states(PciBus *bus);
 void pci_bus_kvm_ops(PciBus *bus, const PciKvmOps **ops, void **opaque);
 /* The VFIO context vfio-pci devices open host devices in, or NULL. */
 VfioContext *pci_bus_vfio(PciBus *bus);
+/*
+ * Slow host set-up inside a device's creation (VFIO pins all guest RAM for
+ * DMA: seconds for a large guest) runs between pci_bus_slow_begin and
+ * pci_bus_slow_end.  A caller that creates a device while holding a lock
+ * the vCPUs need (device_add holds the machine lock) installs leave/enter
+ * for the duration, so the guest runs on meanwhile; nothing else on the
+ * bus may change in between (the main thread is the only one that adds
+ * devices).  Without a section installed both calls do nothing.
+ */
+void pci_bus_set_slow_section(PciBus *bus, void (*leave)(void *opaque),
+                              void (*enter)(void *opaque), void *opaque);
+void pci_bus_slow_begin(PciBus *bus);
+void pci_bus_slow_end(PciBus *bus);
 /* The dedicated pCPU of the vCPU whose APIC id is apic_id, or -1. */
 int pci_bus_apic_pcpu(PciBus *bus, unsigned apic_id);
 /* The ISA IRQ (= GSI) dev's INTx pin reaches through the PIRQ routes now, or -1. */
