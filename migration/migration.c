@@ -375,6 +375,11 @@ static bool wait_unplug(MigrationState *ms, GError **errp)
     if (!ms->unplug_asked) {
         return true;
     }
+    if (cancelled(ms)) {
+        /* cancelled during the set-up: the status stays cancelling */
+        error_setg(errp, "cancelled");
+        return false;
+    }
     /* shown even when the guest was quicker than the set-up */
     migration_set_status(ms, MIGRATION_STATUS_WAIT_UNPLUG);
     while (machine_failover_unplug_pending(ms->machine)) {
