@@ -13,6 +13,7 @@
 
 #include "chardev-int.h"
 #include "util/error.h"
+#include "util/fdset.h"
 
 /*
  * The terminal is process-wide state: one saved copy, restored by
@@ -115,7 +116,7 @@ void chardev_stdio_close(Chardev *chr)
 bool chardev_file_open(Chardev *chr, GError **errp)
 {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (chr->file_append ? O_APPEND : O_TRUNC);
-    int fd = open(chr->file_path, flags, 0666);
+    int fd = fdset_open(chr->file_path, flags, 0666);
 
     if (fd < 0) {
         error_setg_errno(errp, errno, "Could not open '%s'", chr->file_path);

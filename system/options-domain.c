@@ -4,6 +4,7 @@
  * -boot, -msg, -audiodev, and the JSON spelling of -object, -device and
  * -netdev.  QEMU 7.2's meaning and error texts.  Main thread, start-up only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "options-int.h"
 #include "system/config.h"
 #include "util/error.h"
+#include "util/fdset.h"
 #include "util/subopt.h"
 
 bool opt_bare_error;
@@ -567,6 +569,47 @@ out:
 bool opt_no_hpet(VmConfig *cfg, const char *arg, GError **errp)
 {
     return true;
+}
+
+/* A signed decimal sub-option (absent: -1), in QEMU's -add-fd wording. */
+static bool add_fd_get_number(SubOpts *o, const char *key, int64_t *out, GError **errp)
+{
+    const char *text = subopts_get(o, key);
+    char *end;
+
+    *out = -1;
+    if (!text) {
+        return true;
+    }
+    errno = 0;
+    *out = strtoll(text, &end, 0);
+    if (errno != 0 || end == text || *end != '\0') {
+        error_setg(errp, "Parameter '%s' expects a number", key);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * -add-fd fd=N,set=S[,opaque=STR]: put (a duplicate of) the inherited
+ * descriptor N into fd set S, to be opened later as "/dev/fdset/S".
+ */
+bool opt_add_fd(VmConfig *cfg, const char *arg, GError **errp)
+{
+    SubOpts *o = subopts_parse(arg, NULL, errp);
+    const char *opaque;
+    int64_t fd, set_id;
+    bool ok;
+
+    if (!o) {
+        return false;
+    }
+    ok = add_fd_get_number(o, "fd", &fd, errp) &&
+         add_fd_get_number(o, "set", &set_id, errp);
+    opaque = subopts_get(o, "opaque");
+    ok = ok && subopts_check_unused(o, errp) && fdset_add_fd(fd, set_id, opaque, errp);
+    subopts_free(o);
+    return ok;
 }
 
 /*

@@ -24,6 +24,7 @@ bool opt_boot(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_msg(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_audiodev(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_no_hpet(VmConfig *cfg, const char *arg, GError **errp);
+bool opt_add_fd(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_global(VmConfig *cfg, const char *arg, GError **errp);
 
 GPtrArray *object_opts_new(void);
