@@ -86,11 +86,17 @@ static void loader_cmd(GByteArray *script, uint32_t cmd, const char *file1,
 
 bool acpi_build(Machine *m, FwCfg *fw, GError **errp)
 {
-    uint8_t *apic_ids = g_new0(uint8_t, m->nr_vcpus);
-    GByteArray *script = g_byte_array_new();
+    uint8_t *apic_ids;
+    GByteArray *script;
     AcpiConfig cfg;
     AcpiTables t;
     bool ok;
+
+    if (m->cfg->no_acpi) {
+        return true; /* -no-acpi: no table files, the firmware builds none */
+    }
+    apic_ids = g_new0(uint8_t, m->nr_vcpus);
+    script = g_byte_array_new();
 
     pc_acpi_config(m, &cfg, apic_ids);
     acpi_tables_build(&cfg, &t);
@@ -123,11 +129,15 @@ bool acpi_build(Machine *m, FwCfg *fw, GError **errp)
 
 bool acpi_place_for_linux_boot(Machine *m, GError **errp)
 {
-    uint8_t *apic_ids = g_new0(uint8_t, m->nr_vcpus);
+    uint8_t *apic_ids;
     AcpiConfig cfg;
     AcpiTables t;
     bool ok;
 
+    if (m->cfg->no_acpi) {
+        return true; /* -no-acpi: the guest finds only the MP table */
+    }
+    apic_ids = g_new0(uint8_t, m->nr_vcpus);
     pc_acpi_config(m, &cfg, apic_ids);
     acpi_tables_build(&cfg, &t);
     ok = acpi_tables_place(&t, &m->mem, ACPI_BOOT_RSDP_ADDR, ACPI_BOOT_TABLES_ADDR,

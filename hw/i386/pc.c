@@ -340,6 +340,9 @@ bool pc_board_power_button(Machine *m)
     if (!b || !b->pm) {
         return false;
     }
+    if (m->cfg->no_acpi) {
+        return true; /* no ACPI: a guest has no power button to see, as QEMU */
+    }
     piix4_pm_power_button(b->pm);
     return true;
 }

@@ -98,6 +98,7 @@ typedef struct VmConfig {
     char *bios; /* -bios: firmware image (default SeaBIOS) */
     bool no_reboot, no_shutdown, nographic, nodefaults, display_none, daemonize;
     bool start_paused; /* -S */
+    bool no_acpi;      /* -no-acpi: no ACPI tables, the power button does nothing */
     char *name, *pidfile;
     GPtrArray *serials;      /* -serial specs, in order ("none" kept) */
     GPtrArray *chardevs;     /* -chardev option strings */

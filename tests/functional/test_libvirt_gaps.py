@@ -85,3 +85,38 @@ def test_serial_file_through_fdset_receives_guest_output():
         assert text.startswith("before\n"), text
         assert "testos: hello" in text, text + p.stderr
         assert "testos: done" in text, text
+
+
+# -no-acpi, which libvirt passes for a domain without <features><acpi/>:
+# no ACPI tables, so the guest finds its CPUs in the MP table, and
+# system_powerdown still gives the POWERDOWN event but the guest sees no
+# button press, as under QEMU without ACPI.
+
+@pytest.mark.vm
+def test_no_acpi_boots_testos_on_two_cpus():
+    p = subprocess.run(
+        [VMM, "-enable-kvm", "-smp", "2", "-m", "128M", "-nodefaults",
+         "-display", "none", "-no-reboot", "-no-acpi", "-serial", "stdio",
+         "-kernel", TESTOS, "-append", "testos.run=smp"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "testos: cpu 1 online" in p.stdout, p.stdout + p.stderr
+    assert "testos: ready cpus=2 mem=128" in p.stdout, p.stdout
+
+
+@pytest.mark.vm
+def test_no_acpi_power_button_does_nothing():
+    from testosguest import TestosGuest
+
+    g = TestosGuest("vmm", "powerdown", ["-no-acpi"])
+    try:
+        g.serial.wait_for(r"testos: powerdown waiting .*\n", 60)
+        assert g.qmp.cmd("system_powerdown") == {"return": {}}
+        assert g.events("POWERDOWN") == [("POWERDOWN", None)]
+        # The guest polls for the press; give it ample time to see one.
+        with pytest.raises(TimeoutError):
+            g.serial.wait_for(r"testos: powerdown button", 3)
+        status = g.qmp.cmd("query-status")["return"]
+        assert status["status"] == "running", status
+    finally:
+        g.close()
