@@ -143,9 +143,10 @@ def _boot_pair(vhost):
                 which, workdir, f"{which}-vhost{vhost}", netns=spaces[which], smp=1,
                 mem="256M", run="net",
                 extra_append=f"dv.ip={GUEST_IP}/24 dv.peer={HOST_IP} dv.net_hold=900",
-                extra=["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,"
+                # the user's guide's two lines, as written there (tap=TAP)
+                extra=["-netdev", f"tap,ifname={TAP},id={TAP},script=no,downscript=no,"
                                   f"vhost={vhost}",
-                       "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}"])
+                       "-device", f"virtio-net,netdev={TAP},mac={GUEST_MAC},id={TAP}"])
         for which, g in guests.items():
             try:
                 g.wait_for(r"^linux: (net iperf3 server port=5201|fail .*)$", BOOT_TIMEOUT)
