@@ -203,8 +203,9 @@ static bool region_place(VfioHostDevice *hdev, unsigned index, uint64_t off, uin
     return true;
 }
 
-static bool host_read(VfioDevice *dev, unsigned index, uint64_t off, void *buf,
-                      size_t len, GError **errp)
+/* Moves len bytes between buf and region index at off, retrying short transfers. */
+static bool host_transfer(VfioDevice *dev, unsigned index, uint64_t off, uint8_t *rbuf,
+                          const uint8_t *wbuf, size_t len, GError **errp)
 {
     VfioHostDevice *hdev = host_device(dev);
     uint64_t pos;
@@ -214,16 +215,18 @@ static bool host_read(VfioDevice *dev, unsigned index, uint64_t off, void *buf,
         return false;
     }
     while (done < len) {
-        ssize_t n = vfio_sys()->pread(hdev->fd, (uint8_t *)buf + done, len - done,
-                                      pos + done);
+        ssize_t n = wbuf ? vfio_sys()->pwrite(hdev->fd, wbuf + done, len - done,
+                                              pos + done)
+                         : vfio_sys()->pread(hdev->fd, rbuf + done, len - done,
+                                             pos + done);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n <= 0) {
             error_setg(errp,
-                       "vfio %s: read of %zu bytes at 0x%" G_GINT64_MODIFIER
+                       "vfio %s: %s of %zu bytes at 0x%" G_GINT64_MODIFIER
                        "x in region %u: %s",
-                       dev->name, len, off, index,
+                       dev->name, wbuf ? "write" : "read", len, off, index,
                        n < 0 ? g_strerror(errno) : "end of region");
             return false;
         }
@@ -232,33 +235,16 @@ static bool host_read(VfioDevice *dev, unsigned index, uint64_t off, void *buf,
     return true;
 }
 
+static bool host_read(VfioDevice *dev, unsigned index, uint64_t off, void *buf,
+                      size_t len, GError **errp)
+{
+    return host_transfer(dev, index, off, buf, NULL, len, errp);
+}
+
 static bool host_write(VfioDevice *dev, unsigned index, uint64_t off, const void *buf,
                        size_t len, GError **errp)
 {
-    VfioHostDevice *hdev = host_device(dev);
-    uint64_t pos;
-    size_t done = 0;
-
-    if (!region_place(hdev, index, off, len, &pos, errp)) {
-        return false;
-    }
-    while (done < len) {
-        ssize_t n = vfio_sys()->pwrite(hdev->fd, (const uint8_t *)buf + done, len - done,
-                                       pos + done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            error_setg(errp,
-                       "vfio %s: write of %zu bytes at 0x%" G_GINT64_MODIFIER
-                       "x in region %u: %s",
-                       dev->name, len, off, index,
-                       n < 0 ? g_strerror(errno) : "end of region");
-            return false;
-        }
-        done += n;
-    }
-    return true;
+    return host_transfer(dev, index, off, NULL, buf, len, errp);
 }
 
 static void *host_mmap(VfioDevice *dev, unsigned index, uint64_t off, uint64_t size,

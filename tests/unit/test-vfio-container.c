@@ -549,6 +549,16 @@ static void teardown(void)
     g_free(fake.root);
 }
 
+/* End of a test: close dev (if it opened), free ctx, check nothing leaked. */
+static void end_test(VfioContext *ctx, VfioDevice *dev)
+{
+    if (dev) {
+        dev->ops->close(dev);
+    }
+    vfio_context_free(ctx);
+    teardown();
+}
+
 /* Open bdf in ctx; NULL with *msg set to the error's text on failure. */
 static VfioDevice *open_dev(VfioContext *ctx, const char *bdf, char **msg)
 {
@@ -682,11 +692,7 @@ UNIT_TEST(devices_of_one_group_share_it)
     CHECK(a != NULL);
     CHECK_EQ(fake.set_iommu_calls, 2);
     CHECK_EQ(fake.nr_maps, 2);
-    if (a) {
-        a->ops->close(a);
-    }
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, a);
 }
 
 UNIT_TEST(no_iommu_group_says_there_is_no_iommu)
@@ -702,8 +708,7 @@ UNIT_TEST(no_iommu_group_says_there_is_no_iommu)
                    "vfio 0000:05:00.0: no iommu_group found: No such file or directory"));
     CHECK(contains(msg, "intel_iommu=on"));
     g_free(msg);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, NULL);
 }
 
 UNIT_TEST(device_not_bound_to_vfio_pci_names_its_driver)
@@ -725,8 +730,7 @@ UNIT_TEST(device_not_bound_to_vfio_pci_names_its_driver)
               "vfio 0000:06:00.1: /dev/vfio/11: No such file or directory (the device "
               "has no driver: bind it to vfio-pci)");
     g_free(msg);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, NULL);
 }
 
 UNIT_TEST(group_not_viable_names_the_devices_in_the_way)
@@ -744,8 +748,7 @@ UNIT_TEST(group_not_viable_names_the_devices_in_the_way)
     CHECK_STR(msg, "vfio 0000:07:00.0: group 10 is not viable: 0000:07:00.1 (bound to "
                    "e1000e); bind every device of the group to vfio-pci");
     g_free(msg);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, NULL);
 }
 
 /* Each ioctl of the open path failing, and what the user reads. */
@@ -793,11 +796,7 @@ UNIT_TEST(every_open_ioctl_failure_is_one_clear_error)
         VfioDevice *dev = open_dev(ctx, DEV_A, &msg);
         CHECK(dev != NULL);
         CHECK_EQ(fake.nr_maps, 2);
-        if (dev) {
-            dev->ops->close(dev);
-        }
-        vfio_context_free(ctx);
-        teardown();
+        end_test(ctx, dev);
     }
 }
 
@@ -817,8 +816,7 @@ UNIT_TEST(container_checks_api_version_and_type1v2)
     CHECK(open_dev(ctx, DEV_A, &msg) == NULL);
     CHECK(contains(msg, "vfio " DEV_A ": the host's VFIO has no Type1 v2 IOMMU"));
     g_free(msg);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, NULL);
 }
 
 UNIT_TEST(memlock_too_low_says_how_much_is_needed)
@@ -836,8 +834,7 @@ UNIT_TEST(memlock_too_low_says_how_much_is_needed)
               "a passthrough device pins all guest RAM, 4096 KiB: raise it to at least "
               "that");
     g_free(msg);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, NULL);
 }
 
 UNIT_TEST(kvm_refusing_the_group_undoes_the_open)
@@ -853,8 +850,7 @@ UNIT_TEST(kvm_refusing_the_group_undoes_the_open)
               "vfio " DEV_A ": group 7: KVM_SET_DEVICE_ATTR (KVM_DEV_VFIO_GROUP_ADD): "
               "No such device");
     g_free(msg);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, NULL);
 }
 
 UNIT_TEST(ram_changes_follow_the_iommu)
@@ -918,11 +914,7 @@ UNIT_TEST(ram_changes_follow_the_iommu)
     CHECK(dev != NULL);
     CHECK_EQ(fake.nr_maps, 2);
     CHECK_EQ(mapped_total(), 4 * MiB);
-    if (dev) {
-        dev->ops->close(dev);
-    }
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, dev);
 }
 
 UNIT_TEST(regions_come_with_their_capabilities)
@@ -1110,9 +1102,7 @@ UNIT_TEST(region_info_retry_is_bounded)
               "vfio " DEV_A
               ": VFIO_DEVICE_GET_REGION_INFO (region 0) asks for 300000 bytes");
     g_clear_error(&err);
-    dev->ops->close(dev);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, dev);
 }
 
 UNIT_TEST(config_space_reads_and_writes_reach_the_region)
@@ -1151,9 +1141,7 @@ UNIT_TEST(config_space_reads_and_writes_reach_the_region)
     CHECK_STR(err ? err->message : NULL,
               "vfio " DEV_A ": write of 2 bytes at 0x4 in region 7: Input/output error");
     g_clear_error(&err);
-    dev->ops->close(dev);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, dev);
 }
 
 UNIT_TEST(bar_areas_are_mmapped)
@@ -1180,9 +1168,7 @@ UNIT_TEST(bar_areas_are_mmapped)
               "vfio " DEV_A ": mmap of 0x11000 bytes at 0xf000 in "
               "region 0: Invalid argument");
     g_clear_error(&err);
-    dev->ops->close(dev);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, dev);
 }
 
 UNIT_TEST(irqs_are_described_and_wired)
@@ -1240,9 +1226,7 @@ UNIT_TEST(irqs_are_described_and_wired)
     CHECK_STR(err ? err->message : NULL,
               "vfio " DEV_A ": VFIO_DEVICE_SET_IRQS: Invalid argument");
     g_clear_error(&err);
-    dev->ops->close(dev);
-    vfio_context_free(ctx);
-    teardown();
+    end_test(ctx, dev);
 }
 
 UNIT_TEST(reset_only_where_the_device_offers_it)
