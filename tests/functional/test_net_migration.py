@@ -93,6 +93,17 @@ def wait_log(d, name, text, timeout=60):
                          f"{log(d, name)}")
 
 
+def migration_end(q_src, poll):
+    """query-migrate every poll s until the migration ends (or 120 s): its last answer."""
+    deadline = time.time() + 120 * SLOW
+    while True:
+        info = q_src.ok("query-migrate")
+        if info.get("status") in ("completed", "failed", "cancelled") or \
+                time.time() >= deadline:
+            return info
+        time.sleep(poll)
+
+
 def probe(ns, *args, timeout=120):
     cmd = ["ip", "netns", "exec", ns, PYTHON, NETPROBE] + [str(a) for a in args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * SLOW)
@@ -127,12 +138,7 @@ def test_guest_answers_on_the_destination_which_announces_its_mac(netns, vhost):
                     wait_for_path(os.path.join(d, "dst.sock"))
                     q_dst = Qmp(os.path.join(d, "dst.sock"))
                     q_src.ok("migrate", uri=uri)
-                    deadline = time.time() + 120 * SLOW
-                    while time.time() < deadline:
-                        info = q_src.ok("query-migrate")
-                        if info.get("status") in ("completed", "failed", "cancelled"):
-                            break
-                        time.sleep(0.1)
+                    info = migration_end(q_src, 0.1)
                     assert info.get("status") == "completed", info
                     out, _ = listener.communicate(timeout=90 * SLOW)
                     assert out.split() == ["rarp", GUEST_MAC, GUEST_MAC], out
@@ -344,12 +350,7 @@ def test_udp_stream_goes_on_across_the_migration(bridged_netns, vhost):
                     q_dst = Qmp(os.path.join(d, "dst.sock"))
                     before = sender.command("mark")
                     q_src.ok("migrate", uri=uri)
-                    deadline = time.time() + 120 * SLOW
-                    while time.time() < deadline:
-                        info = q_src.ok("query-migrate")
-                        if info.get("status") in ("completed", "failed", "cancelled"):
-                            break
-                        time.sleep(0.05)
+                    info = migration_end(q_src, 0.05)
                     assert info.get("status") == "completed", info
                     assert q_dst.ok("query-status")["status"] == "running"
                     assert q_src.ok("query-status")["running"] is False
