@@ -237,6 +237,20 @@ class Guest:
         self.vmm.__exit__(*exc)
 
 
+def tap_netns(name, tap, host_ip):
+    """A fresh network namespace name (an old one of that name deleted) holding
+    an up tap device with host_ip/24: the host side of a guest's -netdev tap."""
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+    for c in (["ip", "netns", "add", name],
+              ["ip", "-n", name, "link", "set", "lo", "up"],
+              ["ip", "-n", name, "tuntap", "add", "dev", tap, "mode", "tap"],
+              ["ip", "-n", name, "link", "set", tap, "up"],
+              ["ip", "-n", name, "addr", "add", f"{host_ip}/24", "dev", tap]):
+        p = subprocess.run(c, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, f"{' '.join(c)}: {p.stderr.strip()}"
+    return name
+
+
 def kmsg(text):
     """[(level, message)] of a `dmesg` scenario's output."""
     return [(int(m.group(1)), m.group(2))

@@ -39,7 +39,7 @@ import time
 
 import pytest
 
-from linuxguest import Guest, initrd
+from linuxguest import Guest, initrd, tap_netns
 
 pytestmark = pytest.mark.hwkvm
 
@@ -138,16 +138,7 @@ def hp_line(slot_in=None, slot_out=None, blk=None, net=None):
 
 
 def make_netns(tag):
-    name = f"dvlhp-{tag}-{os.getpid()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-    for c in (["ip", "netns", "add", name],
-              ["ip", "-n", name, "link", "set", "lo", "up"],
-              ["ip", "-n", name, "tuntap", "add", "dev", TAP, "mode", "tap"],
-              ["ip", "-n", name, "link", "set", TAP, "up"],
-              ["ip", "-n", name, "addr", "add", f"{HOST_IP}/24", "dev", TAP]):
-        p = subprocess.run(c, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, f"{' '.join(c)}: {p.stderr.strip()}"
-    return name
+    return tap_netns(f"dvlhp-{tag}-{os.getpid()}", TAP, HOST_IP)
 
 
 class Session:

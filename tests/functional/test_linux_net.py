@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from linuxguest import Guest
+from linuxguest import Guest, tap_netns
 
 # hwkvm: a stock kernel does not boot on PVM; `make check` runs these in
 # the nested rig, whose L1 has /dev/vhost-net
@@ -62,16 +62,7 @@ def vhost_net():
 
 
 def make_netns(tag):
-    name = f"dvlnet-{tag}-{os.getpid()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-    for c in (["ip", "netns", "add", name],
-              ["ip", "-n", name, "link", "set", "lo", "up"],
-              ["ip", "-n", name, "tuntap", "add", "dev", TAP, "mode", "tap"],
-              ["ip", "-n", name, "link", "set", TAP, "up"],
-              ["ip", "-n", name, "addr", "add", f"{HOST_IP}/24", "dev", TAP]):
-        p = subprocess.run(c, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, f"{' '.join(c)}: {p.stderr.strip()}"
-    return name
+    return tap_netns(f"dvlnet-{tag}-{os.getpid()}", TAP, HOST_IP)
 
 
 def in_ns(ns, cmd, timeout):
