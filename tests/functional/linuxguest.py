@@ -237,6 +237,26 @@ class Guest:
         self.vmm.__exit__(*exc)
 
 
+def sh(*cmd, check=True):
+    """Run a host command (a list of words); its stderr names a failure."""
+    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
+    assert not check or p.returncode == 0, f"{' '.join(cmd)}: {p.stderr.strip()}"
+    return p
+
+
+def module(name):
+    """The module's bytes (uncompressed) from the rig's kernel cache."""
+    kver = open(os.path.join(KERNEL_DIR, "kver")).read().strip()
+    base = os.path.join(KERNEL_DIR, "root", "lib", "modules", kver, "kernel")
+    found = glob.glob(os.path.join(base, "**", name + ".ko*"), recursive=True)
+    assert found, f"{name}.ko is not in the rig's kernel cache (rig.sh --build-only)"
+    data = open(found[0], "rb").read()
+    if found[0].endswith(".xz"):
+        data = subprocess.run(["xz", "-dc"], input=data, capture_output=True,
+                              check=True).stdout
+    return data
+
+
 def tap_netns(name, tap, host_ip):
     """A fresh network namespace name (an old one of that name deleted) holding
     an up tap device with host_ip/24: the host side of a guest's -netdev tap."""

@@ -29,7 +29,7 @@ import time
 import pytest
 
 from harness import BUILD, ROOT, Qmp, wait_for_path
-from linuxguest import KERNEL_DIR, Guest, ensure_initramfs, newc
+from linuxguest import Guest, ensure_initramfs, module, newc, sh
 from test_vfio_backend import bind, e1000e_nics
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "guest"))
@@ -59,25 +59,6 @@ WHICH = os.environ.get("DV_FAILOVER_VMM", "vmm")
 STEP = 120
 APPEND = ("dv.ip=198.18.0.2/24 dv.wss_mib=8 dv.mibps=2 dv.period_ms=500 "
           f"dv.echo_port={PORT} dv.bond_mac={MAC}")
-
-
-def sh(*cmd, check=True):
-    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
-    assert not check or p.returncode == 0, f"{' '.join(cmd)}: {p.stderr.strip()}"
-    return p
-
-
-def module(name):
-    """The module's bytes (uncompressed) from the rig's kernel cache."""
-    kver = open(os.path.join(KERNEL_DIR, "kver")).read().strip()
-    base = os.path.join(KERNEL_DIR, "root", "lib", "modules", kver, "kernel")
-    found = glob.glob(os.path.join(base, "**", name + ".ko*"), recursive=True)
-    assert found, f"{name}.ko is not in the rig's kernel cache (rig.sh --build-only)"
-    data = open(found[0], "rb").read()
-    if found[0].endswith(".xz"):
-        data = subprocess.run(["xz", "-dc"], input=data, capture_output=True,
-                              check=True).stdout
-    return data
 
 
 def initrd(directory):
