@@ -172,7 +172,7 @@ TSAN_CFLAGS = -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE $(INC) \
                $(DEPS_CFLAGS) -MMD -MP $(TSAN_FLAGS)
 TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(TSAN)/%.o) $(TSAN)/qapi/qapi-commands.o
 TSAN_UNIT_BINS := $(TSAN)/tests/unit/test-block $(TSAN)/tests/unit/test-qcow2 \
-                  $(TSAN)/tests/unit/test-virtio-pci
+                  $(TSAN)/tests/unit/test-virtio-pci $(TSAN)/tests/unit/test-kvm-slots
 
 $(TSAN_LIB_OBJS) $(TSAN_UNIT_BINS:%=%.o) $(TSAN)/$(VIRTIO_FAKES): | $(B)/qapi/qapi-commands.h
 

@@ -248,6 +248,7 @@ bool kvm_vm_init(KvmVm *kvm, uint64_t tss_addr, GError **errp)
     memset(kvm, 0, sizeof(*kvm));
     kvm->vm_fd = -1;
     kvm->vfio_dev_fd = -1;
+    kvm_vm_slots_init(kvm);
     kvm->sys_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm->sys_fd < 0) {
         error_setg(errp, "this VMM needs KVM: could not access /dev/kvm: %s",
@@ -327,6 +328,22 @@ void kvm_vm_destroy(KvmVm *kvm)
     kvm->nr_routes = kvm->route_capacity = 0;
 }
 
+/* ---- memory slots [slot_lock] ---- */
+
+void kvm_vm_slots_init(KvmVm *kvm)
+{
+    pthread_mutex_init(&kvm->slot_lock, NULL);
+    kvm->nr_slots_used = 0;
+    kvm->removable_slots = 0;
+    kvm->slot_generation = 0;
+}
+
+static int slot_ioctl(KvmVm *kvm, unsigned long request, void *arg)
+{
+    return kvm->slot_ioctl ? kvm->slot_ioctl(kvm, request, arg)
+                           : ioctl(kvm->vm_fd, request, arg);
+}
+
 /* The lowest slot id free again, or the next new one; -1: none left. */
 static int kvm_vm_free_slot(KvmVm *kvm)
 {
@@ -338,8 +355,8 @@ static int kvm_vm_free_slot(KvmVm *kvm)
     return kvm->nr_slots_used < (int)G_N_ELEMENTS(kvm->slots) ? kvm->nr_slots_used : -1;
 }
 
-static int kvm_vm_slot_add_flags(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
-                                 uint32_t flags, GError **errp)
+static int kvm_vm_slot_add_locked(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
+                                  uint32_t flags, bool removable, GError **errp)
 {
     int slot = kvm_vm_free_slot(kvm);
     struct kvm_userspace_memory_region region = {
@@ -354,7 +371,7 @@ static int kvm_vm_slot_add_flags(KvmVm *kvm, uint64_t gpa, uint64_t size, void *
         error_setg(errp, "no memory slot left for 0x%" G_GINT64_MODIFIER "x", gpa);
         return -1;
     }
-    if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+    if (slot_ioctl(kvm, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         error_setg_errno(errp, errno,
                          "KVM_SET_USER_MEMORY_REGION at 0x%" G_GINT64_MODIFIER "x failed",
                          gpa);
@@ -364,81 +381,111 @@ static int kvm_vm_slot_add_flags(KvmVm *kvm, uint64_t gpa, uint64_t size, void *
     if (slot == kvm->nr_slots_used) {
         kvm->nr_slots_used++;
     }
+    if (removable) {
+        kvm->removable_slots |= 1ULL << slot;
+        kvm->slot_generation++;
+    }
     return slot;
 }
 
 static bool kvm_vm_add_slot(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host,
                             uint32_t flags, GError **errp)
 {
-    return kvm_vm_slot_add_flags(kvm, gpa, size, host, flags, errp) >= 0;
+    int slot;
+
+    pthread_mutex_lock(&kvm->slot_lock);
+    slot = kvm_vm_slot_add_locked(kvm, gpa, size, host, flags, false, errp);
+    pthread_mutex_unlock(&kvm->slot_lock);
+    return slot >= 0;
 }
 
 int kvm_vm_slot_add(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp)
 {
-    return kvm_vm_slot_add_flags(kvm, gpa, size, host, 0, errp);
+    int slot;
+
+    pthread_mutex_lock(&kvm->slot_lock);
+    slot = kvm_vm_slot_add_locked(kvm, gpa, size, host, 0, true, errp);
+    pthread_mutex_unlock(&kvm->slot_lock);
+    return slot;
 }
 
 void kvm_vm_slot_del(KvmVm *kvm, int slot)
 {
     struct kvm_userspace_memory_region region;
 
-    if (slot < 0 || slot >= kvm->nr_slots_used || !kvm->slots[slot].memory_size) {
+    pthread_mutex_lock(&kvm->slot_lock);
+    if (slot < 0 || slot >= kvm->nr_slots_used || !kvm->slots[slot].memory_size ||
+        !(kvm->removable_slots & (1ULL << slot))) {
+        pthread_mutex_unlock(&kvm->slot_lock);
         return;
     }
     region = kvm->slots[slot];
     region.memory_size = 0;
-    if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+    if (slot_ioctl(kvm, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         g_warning("removing memory slot %d failed: %s", slot, g_strerror(errno));
     }
     memset(&kvm->slots[slot], 0, sizeof(kvm->slots[slot]));
+    kvm->removable_slots &= ~(1ULL << slot);
+    kvm->slot_generation++;
+    pthread_mutex_unlock(&kvm->slot_lock);
 }
 
-static struct kvm_userspace_memory_region *slot_at(KvmVm *kvm, uint64_t gpa)
+/* The RAM slot that starts at gpa (never a removable one). */
+static struct kvm_userspace_memory_region *ram_slot_at(KvmVm *kvm, uint64_t gpa,
+                                                       GError **errp)
 {
     for (int i = 0; i < kvm->nr_slots_used; i++) {
-        if (kvm->slots[i].guest_phys_addr == gpa && kvm->slots[i].memory_size) {
+        if (kvm->slots[i].guest_phys_addr == gpa && kvm->slots[i].memory_size &&
+            !(kvm->removable_slots & (1ULL << i))) {
             return &kvm->slots[i];
         }
     }
+    error_setg(errp, "no RAM memory slot at 0x%" G_GINT64_MODIFIER "x", gpa);
     return NULL;
 }
 
 bool kvm_dirty_log_enable(KvmVm *kvm, uint64_t gpa, bool on, GError **errp)
 {
-    struct kvm_userspace_memory_region *slot = slot_at(kvm, gpa);
+    struct kvm_userspace_memory_region *slot;
     struct kvm_userspace_memory_region changed;
+    bool ok = false;
 
-    if (!slot) {
-        error_setg(errp, "no memory slot at 0x%" G_GINT64_MODIFIER "x", gpa);
-        return false;
+    pthread_mutex_lock(&kvm->slot_lock);
+    slot = ram_slot_at(kvm, gpa, errp);
+    if (slot) {
+        changed = *slot;
+        changed.flags = on ? changed.flags | KVM_MEM_LOG_DIRTY_PAGES
+                           : changed.flags & ~KVM_MEM_LOG_DIRTY_PAGES;
+        if (slot_ioctl(kvm, KVM_SET_USER_MEMORY_REGION, &changed) < 0) {
+            error_setg_errno(errp, errno, "dirty logging on slot %u", changed.slot);
+        } else {
+            *slot = changed;
+            ok = true;
+        }
     }
-    changed = *slot;
-    changed.flags = on ? changed.flags | KVM_MEM_LOG_DIRTY_PAGES
-                       : changed.flags & ~KVM_MEM_LOG_DIRTY_PAGES;
-    if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &changed) < 0) {
-        error_setg_errno(errp, errno, "dirty logging on slot %u", changed.slot);
-        return false;
-    }
-    *slot = changed;
-    return true;
+    pthread_mutex_unlock(&kvm->slot_lock);
+    return ok;
 }
 
 bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp)
 {
-    struct kvm_userspace_memory_region *slot = slot_at(kvm, gpa);
+    struct kvm_userspace_memory_region *slot;
     struct kvm_dirty_log log = { 0 };
+    bool ok = false;
 
-    if (!slot) {
-        error_setg(errp, "no memory slot at 0x%" G_GINT64_MODIFIER "x", gpa);
-        return false;
+    pthread_mutex_lock(&kvm->slot_lock);
+    slot = ram_slot_at(kvm, gpa, errp);
+    if (slot) {
+        log.slot = slot->slot;
+        log.dirty_bitmap = bitmap;
+        if (slot_ioctl(kvm, KVM_GET_DIRTY_LOG, &log) < 0) {
+            error_setg_errno(errp, errno, "KVM_GET_DIRTY_LOG on slot %u", log.slot);
+        } else {
+            ok = true;
+        }
     }
-    log.slot = slot->slot;
-    log.dirty_bitmap = bitmap;
-    if (ioctl(kvm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
-        error_setg_errno(errp, errno, "KVM_GET_DIRTY_LOG on slot %u", slot->slot);
-        return false;
-    }
-    return true;
+    pthread_mutex_unlock(&kvm->slot_lock);
+    return ok;
 }
 
 bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp)

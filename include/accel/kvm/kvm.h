@@ -19,8 +19,22 @@ typedef struct KvmVm {
     int sys_fd; /* /dev/kvm */
     int vm_fd;
     int vcpu_mmap_size;
+    /*
+     * Memory slots [slot_lock]: RAM and ROM from the board (never removed)
+     * and removable ones (passed-through BARs, added, moved and removed by
+     * a vCPU or the main thread while the migration thread reads RAM's
+     * dirty log).  The lock covers the table and each slot ioctl, so a
+     * slot id looked up for KVM_GET_DIRTY_LOG is the same slot when the
+     * ioctl runs; removable slots are never dirty-logged.
+     */
+    pthread_mutex_t slot_lock;
     int nr_slots_used; /* slot ids below this have been handed out */
     struct kvm_userspace_memory_region slots[64]; /* as registered; size 0: free */
+    uint64_t removable_slots;                     /* bit n: slot n is a BAR's */
+    uint64_t slot_generation;                     /* +1 at each removable add/del */
+    /* KVM_SET_USER_MEMORY_REGION and KVM_GET_DIRTY_LOG go through this
+     * (unit tests give a fake kernel); NULL: ioctl on vm_fd. */
+    int (*slot_ioctl)(struct KvmVm *kvm, unsigned long request, void *arg);
     struct kvm_cpuid2 *supported_cpuid;
     /* in-kernel irqchip state at power-on, restored by system_reset */
     struct kvm_irqchip initial_pic[2];
@@ -45,10 +59,14 @@ void kvm_vm_destroy(KvmVm *kvm);
 int kvm_check_extension(KvmVm *kvm, int cap);
 /* Map host memory at guest-physical gpa as the next memory slot. */
 bool kvm_vm_add_ram(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp);
+/* The slot table alone (kvm_vm_init does it; unit tests with a fake
+ * slot_ioctl call it instead). */
+void kvm_vm_slots_init(KvmVm *kvm);
 /*
- * Dirty-page logging for migration: turn it on or off for the slot that
- * starts at gpa, and fetch-and-clear its bitmap (one bit per 4 KiB page,
- * bitmap sized for the slot, 64-bit aligned).
+ * Dirty-page logging for migration: turn it on or off for the RAM slot
+ * that starts at gpa, and fetch-and-clear its bitmap (one bit per 4 KiB
+ * page, bitmap sized for the slot, 64-bit aligned).  Any thread (the
+ * migration thread): a removable slot at gpa is not RAM and is refused.
  */
 bool kvm_dirty_log_enable(KvmVm *kvm, uint64_t gpa, bool on, GError **errp);
 bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp);
@@ -58,7 +76,8 @@ bool kvm_vm_add_rom(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError 
 /*
  * A removable slot (a passed-through BAR's mmap at the guest's BAR
  * address): its slot id, or -1 with errp set; kvm_vm_slot_del removes it.
- * Callers serialise them (the machine lock).
+ * Any thread; they wait for a dirty-log read in progress.  The slot has
+ * no dirty log (device memory is not migrated as RAM).
  */
 int kvm_vm_slot_add(KvmVm *kvm, uint64_t gpa, uint64_t size, void *host, GError **errp);
 void kvm_vm_slot_del(KvmVm *kvm, int slot);
