@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,6 +23,7 @@ if SANITIZED:
     os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=0:exitcode=86")
     os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
 TESTOS = os.path.join(BUILD, "tests", "guest", "testos")
+BLKIMAGE = os.path.join(ROOT, "tests", "guest", "blkimage.py")
 QEMU = shutil.which("qemu-system-x86_64", path="/usr/bin")
 
 IAC = 255
@@ -222,6 +224,26 @@ def wait_for_path(path, timeout=20):
         time.sleep(0.005)
 
 
+def serial_log(d, name):
+    """The text so far of d/NAME.log, a VMM's `-serial file:` log ("" while
+    the VMM has not made it yet)."""
+    try:
+        with open(os.path.join(d, name + ".log"), errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_log_count(d, name, text, count, timeout=30):
+    """Wait until text stands count times in d/NAME.log; fails naming what
+    was not seen, with the log's tail."""
+    deadline = time.time() + timeout
+    while serial_log(d, name).count(text) < count:
+        assert time.time() < deadline, \
+            f"{name}: {count} x {text!r} not seen in {timeout} s: {serial_log(d, name)[-2000:]}"
+        time.sleep(0.05)
+
+
 def image_write_locked(image):
     """Does some process hold QEMU's "no other writers" byte (201) of
     image, as QEMU and this VMM do while they may write it?"""
@@ -242,6 +264,30 @@ def wait_image_write_locked(image, proc, timeout=30):
         if time.time() > deadline:
             raise TimeoutError(f"{image} not write-locked after {timeout} s")
         time.sleep(0.01)
+
+
+def pattern_image(d):
+    """d/disk.img: a 16 MiB raw image holding blkimage.py's pattern, which
+    testos's blk scenario reads and checks."""
+    img = os.path.join(d, "disk.img")
+    subprocess.run(["qemu-img", "create", "-f", "raw", img, "16M"], check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, BLKIMAGE, "pattern", img], check=True)
+    return img
+
+
+def check_pattern_image(img):
+    """blkimage.py check: what testos's blk scenario wrote verifies."""
+    check = subprocess.run([sys.executable, BLKIMAGE, "check", img],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def third_writer_refused(args):
+    """A VMM started with args, which open an image another VMM holds for
+    writing, exits 1 naming the lock."""
+    third = subprocess.run([VMM] + list(args), capture_output=True, text=True, timeout=30)
+    assert third.returncode == 1 and "lock" in third.stderr, third.stderr
 
 
 def fd_count(pid):

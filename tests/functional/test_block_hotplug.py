@@ -10,13 +10,13 @@ stream with one clear error while the source runs on."""
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-from harness import ROOT, TESTOS, VMM, Qmp, Vmm, free_port, image_write_locked
+from harness import (TESTOS, Qmp, Vmm, check_pattern_image, free_port, image_write_locked,
+                     pattern_image, serial_log, third_writer_refused, wait_log_count)
 from testosguest import TestosGuest, guest_maker
 
 BOOT_TIMEOUT = 60  # Debian's QEMU boots testos through SeaBIOS: seconds
@@ -296,21 +296,6 @@ def vm_args(d, name, extra=(), mem="128M"):
             "-kernel", TESTOS, "-append", "testos.run=blk", *extra]
 
 
-def log(d, name):
-    try:
-        with open(os.path.join(d, name + ".log"), errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def wait_count(d, name, text, count, timeout=30):
-    deadline = time.time() + timeout
-    while log(d, name).count(text) < count:
-        assert time.time() < deadline, f"{name}: {count} x {text!r} not seen: {log(d, name)[-2000:]}"
-        time.sleep(0.05)
-
-
 def wait_migration(q, timeout=60):
     deadline = time.time() + timeout
     while True:
@@ -332,17 +317,8 @@ def hotplugged_source(d, img):
     q.ok("human-monitor-command",
          **{"command-line": f"drive_add 0 file={img},if=none,id=d1,format=raw"})
     q.ok("device_add", driver="virtio-blk-pci", drive="d1", id="blk1", addr="6")
-    wait_count(d, "src", DONE, 2)
+    wait_log_count(d, "src", DONE, 2)
     return src, q
-
-
-def pattern_image(d):
-    img = os.path.join(d, "disk.img")
-    blkimage = os.path.join(ROOT, "tests", "guest", "blkimage.py")
-    subprocess.run(["qemu-img", "create", "-f", "raw", img, "16M"], check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, blkimage, "pattern", img], check=True)
-    return img, blkimage
 
 
 @pytest.mark.vm
@@ -352,7 +328,7 @@ def test_a_vm_with_a_hotplugged_disk_migrates_and_its_disk_keeps_working():
     testos goes on reading, writing and verifying the disk there, the
     destination holds the image lock, and the disk's data verifies after."""
     with tempfile.TemporaryDirectory() as d:
-        img, blkimage = pattern_image(d)
+        img = pattern_image(d)
         src, q = hotplugged_source(d, img)
         with src:
             dst = Vmm(vm_args(d, "dst", ["-drive", f"file={img},if=none,id=d1,format=raw",
@@ -362,8 +338,8 @@ def test_a_vm_with_a_hotplugged_disk_migrates_and_its_disk_keeps_working():
                 q_dst = Qmp(os.path.join(d, "dst.sock"))
                 q.ok("migrate", uri=f"unix:{d}/m.sock")
                 assert wait_migration(q)["status"] == "completed"
-                wait_count(d, "dst", DONE, log(d, "dst").count(DONE) + 2)
-                assert "FAIL" not in log(d, "src") + log(d, "dst")
+                wait_log_count(d, "dst", DONE, serial_log(d, "dst").count(DONE) + 2)
+                assert "FAIL" not in serial_log(d, "src") + serial_log(d, "dst")
                 blocks = q_dst.ok("query-block")
                 assert [(b["device"], b["qdev"]) for b in blocks] == [
                     ("d1", "/machine/peripheral/blk1/virtio-backend")]
@@ -371,15 +347,12 @@ def test_a_vm_with_a_hotplugged_disk_migrates_and_its_disk_keeps_working():
                          for x in q_dst.ok("query-pci")[0]["devices"] if x["qdev_id"]]
                 assert slots == [(6, "blk1")]
                 # the destination has the image: a third writer is refused
-                third = subprocess.run([VMM] + vm_args(d, "third", ["-drive", f"file={img},if=virtio,format=raw"]),
-                                       capture_output=True, text=True, timeout=30)
-                assert third.returncode == 1 and "lock" in third.stderr
+                third_writer_refused(vm_args(d, "third",
+                                             ["-drive", f"file={img},if=virtio,format=raw"]))
                 q_dst.ok("quit")
                 dst.wait(30)
             q.close()
-        check = subprocess.run([sys.executable, blkimage, "check", img],
-                               capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+        check_pattern_image(img)
 
 
 @pytest.mark.vm
@@ -396,7 +369,7 @@ def test_a_destination_with_other_devices_refuses_and_the_source_runs_on(dst_dev
     with one clear error naming the device; the source's migration fails,
     its guest goes on using its disk, and it holds the image lock again."""
     with tempfile.TemporaryDirectory() as d:
-        img, _ = pattern_image(d)
+        img = pattern_image(d)
         other = os.path.join(d, "other.img")
         with open(other, "wb") as f:
             f.truncate(1 << 20)
@@ -412,9 +385,9 @@ def test_a_destination_with_other_devices_refuses_and_the_source_runs_on(dst_dev
             lines = [line for line in dst.stderr.splitlines() if line.strip()]
             assert lines == [f"qemu-system-x86_64: {error}"], dst.stderr
             assert q.ok("query-status")["status"] == "running"
-            wait_count(d, "src", DONE, log(d, "src").count(DONE) + 2)
+            wait_log_count(d, "src", DONE, serial_log(d, "src").count(DONE) + 2)
             assert image_write_locked(img)
-            assert "FAIL" not in log(d, "src")
+            assert "FAIL" not in serial_log(d, "src")
             q.close()
 
 

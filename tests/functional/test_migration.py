@@ -20,7 +20,8 @@ import zlib
 
 import pytest
 
-from harness import QEMU, ROOT, TESTOS, VMM, Qmp, Vmm, free_port
+from harness import (QEMU, ROOT, TESTOS, VMM, Qmp, Vmm, check_pattern_image, free_port,
+                     pattern_image, serial_log, third_writer_refused, wait_log_count)
 
 
 # Every test but the ten hops runs in the rig too (rig_too).  The ten hops
@@ -44,14 +45,6 @@ def vm_args(d, name, extra=(), mem="128M", append=WORKLOAD):
             "-serial", f"file:{os.path.join(d, name + '.log')}",
             "-qmp", f"unix:{os.path.join(d, name + '.sock')},server,nowait",
             "-kernel", TESTOS, "-append", append, *extra]
-
-
-def log(d, name):
-    try:
-        with open(os.path.join(d, name + ".log"), errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def wait_status(q, want, timeout=60):
@@ -90,7 +83,7 @@ def migration_events(q, timeout=10):
 
 
 def seqs(d, name):
-    return [int(n) for n in re.findall(r"testos: seq (\d+) ", log(d, name))]
+    return [int(n) for n in re.findall(r"testos: seq (\d+) ", serial_log(d, name))]
 
 
 def vcpu_report(q):
@@ -116,7 +109,7 @@ def wait_seq(d, name, target, stall=30, limit=300, q=None):
     start = last_change = time.time()
     seen = None
     while True:
-        text = log(d, name)
+        text = serial_log(d, name)
         if f"testos: seq {target} " in text:
             return
         now = time.time()
@@ -146,7 +139,7 @@ def dirtycheck(d, *names):
 def wait_grows(d, name, count_before, timeout=30):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:
-        if log(d, name).count("testos: hello") > count_before:
+        if serial_log(d, name).count("testos: hello") > count_before:
             return True
         time.sleep(0.05)
     return False
@@ -155,7 +148,7 @@ def wait_grows(d, name, count_before, timeout=30):
 def wait_line(d, name, text, timeout=60):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:
-        if text in log(d, name):
+        if text in serial_log(d, name):
             return True
         time.sleep(0.02)
     return False
@@ -211,7 +204,7 @@ def test_migrate_and_the_guest_goes_on(kind):
                 # the two logs; dirtycheck joins them and checks every seq
                 assert first_dst <= last_src + 2
                 assert not dirtycheck(d, "src", "dst"), dirtycheck(d, "src", "dst")
-                assert "CORRUPT" not in log(d, "dst")
+                assert "CORRUPT" not in serial_log(d, "dst")
                 q_dst.close()
             q_src.close()
 
@@ -232,7 +225,7 @@ def test_cancel_keeps_the_source_running():
                 info = wait_status(q, {"cancelled"})
                 assert info["status"] == "cancelled"
             assert q.ok("query-status")["status"] == "running"
-            before = log(d, "src").count("testos: hello")
+            before = serial_log(d, "src").count("testos: hello")
             assert wait_grows(d, "src", before)
             q.close()
 
@@ -254,7 +247,7 @@ def test_dead_destination_fails_and_the_source_keeps_running():
                 info = wait_status(q, {"failed"})
                 assert info["error-desc"]
             assert q.ok("query-status")["status"] == "running"
-            before = log(d, "src").count("testos: hello")
+            before = serial_log(d, "src").count("testos: hello")
             assert wait_grows(d, "src", before)
             # nobody listening at all
             q.ok("migrate", uri=f"tcp:127.0.0.1:{free_port()}")
@@ -363,9 +356,9 @@ def assert_paused_then_cont(d, name, q, last_seq, why):
     """name's guest is paused (prints nothing), then goes on after cont
     (past last_seq, the last seq line before the switch)."""
     assert wait_runstate_settles(q) == "paused", why
-    before = log(d, name)
+    before = serial_log(d, name)
     time.sleep(0.5)
-    assert log(d, name) == before, f"{why}: a paused guest printed"
+    assert serial_log(d, name) == before, f"{why}: a paused guest printed"
     q.ok("cont")
     wait_seq(d, name, last_seq + 3)
 
@@ -447,11 +440,7 @@ def test_migrate_with_disk_io_and_the_image_lock_moves():
     shared raw image while the VM migrates; the data verifies afterwards
     and the destination holds the image lock."""
     with tempfile.TemporaryDirectory() as d:
-        img = os.path.join(d, "disk.img")
-        blkimage = os.path.join(ROOT, "tests", "guest", "blkimage.py")
-        subprocess.run(["qemu-img", "create", "-f", "raw", img, "16M"], check=True,
-                       capture_output=True)
-        subprocess.run([sys.executable, blkimage, "pattern", img], check=True)
+        img = pattern_image(d)
         drive = ["-drive", f"file={img},if=virtio,format=raw"]
         uri = f"unix:{os.path.join(d, 'm.sock')}"
         with Vmm(vm_args(d, "src", drive, append="testos.run=blk")):
@@ -463,23 +452,15 @@ def test_migrate_with_disk_io_and_the_image_lock_moves():
                 q_dst = Qmp(os.path.join(d, "dst.sock"))
                 q_src.ok("migrate", uri=uri)
                 assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
-                n = log(d, "dst").count("write-ok=64 flush=ok")
-                deadline = time.time() + 30 * SLOW
-                while log(d, "dst").count("write-ok=64 flush=ok") < n + 2:
-                    assert time.time() < deadline, log(d, "dst")
-                    time.sleep(0.05)
-                assert "FAIL" not in log(d, "src") + log(d, "dst")
+                done = "write-ok=64 flush=ok"
+                wait_log_count(d, "dst", done, serial_log(d, "dst").count(done) + 2, 30 * SLOW)
+                assert "FAIL" not in serial_log(d, "src") + serial_log(d, "dst")
                 # a third opener for writing is refused: the destination has it
-                third = subprocess.run(
-                    [VMM] + vm_args(d, "third", drive), capture_output=True, text=True,
-                    timeout=30)
-                assert third.returncode == 1 and "lock" in third.stderr
+                third_writer_refused(vm_args(d, "third", drive))
                 q_dst.ok("quit")
                 dst.wait(30)
             q_src.close()
-        check = subprocess.run([sys.executable, blkimage, "check", img],
-                               capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+        check_pattern_image(img)
 
 
 def hmp(q, line):
@@ -532,8 +513,8 @@ def test_incoming_defer_waits_for_migrate_incoming():
             q_src.ok("migrate", uri=uri)
             assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
             assert wait_runstate_settles(q_dst) == "running"
-            before = log(d, "dst").count("testos: hello")
-            assert wait_grows(d, "dst", before), log(d, "dst")[-500:]
+            before = serial_log(d, "dst").count("testos: hello")
+            assert wait_grows(d, "dst", before), serial_log(d, "dst")[-500:]
             q_src.close()
             q_dst.close()
 
