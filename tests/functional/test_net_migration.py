@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from harness import ROOT, TESTOS, VMM, Qmp, Vmm, wait_for_path
+from harness import ROOT, TESTOS, VMM, Qmp, Vmm, serial_log, wait_for_path
 
 pytestmark = [pytest.mark.vm]
 
@@ -75,22 +75,14 @@ def vm(ns, d, name, tap, vhost, extra=()):
     return Vmm(args, binary="ip")
 
 
-def log(d, name):
-    try:
-        with open(os.path.join(d, name + ".log"), errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
 def wait_log(d, name, text, timeout=60):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:
-        if text in log(d, name):
+        if text in serial_log(d, name):
             return
         time.sleep(0.05)
     raise AssertionError(f"no {text!r} in {name}'s serial within {timeout} s:\n"
-                         f"{log(d, name)}")
+                         f"{serial_log(d, name)}")
 
 
 def migration_end(q_src, poll):
@@ -148,7 +140,7 @@ def test_guest_answers_on_the_destination_which_announces_its_mac(netns, vhost):
                     line = probe(netns, "echo", "dvtap1", GUEST_IP, "--min", 60,
                                  "--max", 1514)
                     assert line.startswith("ok echo icmp=1455 udp=1455 "), line
-                    assert "exception" not in log(d, "dst"), log(d, "dst")
+                    assert "exception" not in serial_log(d, "dst"), serial_log(d, "dst")
                     q_dst.close()
                     q_src.close()
             finally:
@@ -270,42 +262,43 @@ class StreamSender:
             self.lines.put(line.strip())
         self.lines.put(None)
 
+    def _take(self, deadline, silence):
+        """The next line before deadline, or None for an echo or a `bad`
+        line (collected); fails with silence() when none comes."""
+        try:
+            line = self.lines.get(timeout=max(0.01, deadline - time.time()))
+        except queue.Empty:
+            raise AssertionError(silence()) from None
+        if line is None:
+            raise AssertionError("the stream sender ended early")
+        if line.startswith("r "):
+            self.replies.append(int(line.split()[1]))
+        elif line.startswith("bad "):
+            self.bad.append(line)
+        else:
+            return line
+        return None
+
     def line(self, timeout):
         """The next line that is not an echo (echoes are collected)."""
         deadline = time.time() + timeout * SLOW
         while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.time()))
-            except queue.Empty:
-                raise AssertionError(f"the stream sender said nothing for {timeout} s;"
-                                     f" {len(self.replies)} echoes so far") from None
-            if line is None:
-                raise AssertionError("the stream sender ended early")
-            if line.startswith("r "):
-                self.replies.append(int(line.split()[1]))
-            elif line.startswith("bad "):
-                self.bad.append(line)
-            else:
+            line = self._take(deadline, lambda: f"the stream sender said nothing for "
+                              f"{timeout} s; {len(self.replies)} echoes so far")
+            if line is not None:
                 return line
 
     def wait_replies(self, count, at_least_seq, timeout):
         """Until count echoes of sequence numbers >= at_least_seq came back."""
         deadline = time.time() + timeout * SLOW
-        while sum(1 for r in self.replies if r >= at_least_seq) < count:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.time()))
-            except queue.Empty:
-                got = sum(1 for r in self.replies if r >= at_least_seq)
-                raise AssertionError(
-                    f"{got} of {count} echoes from sequence {at_least_seq} on came "
-                    f"back in {timeout} s (last echoed: "
-                    f"{self.replies[-5:] if self.replies else 'none'})") from None
-            if line is None:
-                raise AssertionError("the stream sender ended early")
-            if line.startswith("r "):
-                self.replies.append(int(line.split()[1]))
-            elif line.startswith("bad "):
-                self.bad.append(line)
+
+        def got():
+            return sum(1 for r in self.replies if r >= at_least_seq)
+
+        while got() < count:
+            self._take(deadline, lambda: f"{got()} of {count} echoes from sequence "
+                       f"{at_least_seq} on came back in {timeout} s (last echoed: "
+                       f"{self.replies[-5:] if self.replies else 'none'})")
 
     def command(self, cmd, timeout=30):
         self.proc.stdin.write(cmd + "\n")
@@ -362,7 +355,7 @@ def test_udp_stream_goes_on_across_the_migration(bridged_netns, vhost):
                     sender.wait_replies(200, first_after, 60)
                     out, _ = listener.communicate(timeout=60 * SLOW)
                     assert out.split() == ["announce", "rarp", GUEST_MAC], out
-                    assert "exception" not in log(d, "dst"), log(d, "dst")
+                    assert "exception" not in serial_log(d, "dst"), serial_log(d, "dst")
                     sent = sender.command("stop")
                     q_dst.close()
                     q_src.close()

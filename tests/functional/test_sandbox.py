@@ -31,7 +31,7 @@ import uuid
 
 import pytest
 
-from harness import BUILD, QEMU, TESTOS, VMM, Qmp, Vmm, free_port
+from harness import BUILD, QEMU, TESTOS, VMM, Qmp, Vmm, free_port, serial_log
 from test_testos_net import GUEST_IP, GUEST_MAC, NETPROBE, PYTHON, TAP
 from test_testos_net import netns as tap_netns  # noqa: F401 (a fixture)
 
@@ -253,11 +253,7 @@ def vm_args(d, name, extra=(), append="testos.run=hello", kernel=TESTOS):
 
 
 def hellos(d, name):
-    try:
-        with open(os.path.join(d, name + ".log"), errors="replace") as f:
-            return f.read().count("testos: hello")
-    except FileNotFoundError:
-        return 0
+    return serial_log(d, name).count("testos: hello")
 
 
 def wait_more_hellos(d, name, than, timeout=30):
