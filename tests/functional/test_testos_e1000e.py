@@ -37,6 +37,9 @@ def test_irq_and_dma_through_loopback(machine):
     assert rc == 0, (rc, err, lines)
     assert not [line for line in lines if "FAILED" in line], lines
     assert "testos: vfio irq ok" in lines, lines
+    # a fresh device sends each cause's message once (a NIC a Linux driver
+    # used before may repeat one: tests/guest/e1000e.c, irq_test)
+    assert not [line for line in lines if line.startswith("testos: vfio irq repeated")], lines
     assert "testos: vfio dma ok" in lines, lines
     assert lines[-1] == "testos: done", lines
     device = [line for line in lines if line.startswith("testos: vfio device ")]

@@ -18,12 +18,14 @@
 #define REG_CTRL_EXT 0x00018
 #define REG_MDIC     0x00020
 #define REG_ICR      0x000C0
+#define REG_ITR      0x000C4
 #define REG_ICS      0x000C8
 #define REG_IMS      0x000D0
 #define REG_IMC      0x000D8
 #define REG_EIAC     0x000DC
 #define REG_IAM      0x000E0
 #define REG_IVAR     0x000E4
+#define REG_EITR0    0x000E8 /* EITR of vector n: REG_EITR0 + 4 * n */
 #define REG_RCTL     0x00100
 #define REG_TCTL     0x00400
 #define REG_RDBAL    0x02800
@@ -31,14 +33,18 @@
 #define REG_RDLEN    0x02808
 #define REG_RDH      0x02810
 #define REG_RDT      0x02818
+#define REG_RDTR     0x02820
+#define REG_RADV     0x0282C
 #define REG_TDBAL    0x03800
 #define REG_TDBAH    0x03804
 #define REG_TDLEN    0x03808
 #define REG_TDH      0x03810
 #define REG_TDT      0x03818
 #define REG_TARC0    0x03840
+#define REG_RFCTL    0x05008
 #define REG_RAL0     0x05400
 #define REG_RAH0     0x05404
+#define REG_MRQC     0x05818
 
 #define CTRL_FD              (1u << 0)
 #define CTRL_SLU             (1u << 6)
@@ -46,7 +52,11 @@
 #define CTRL_FRCSPD          (1u << 11)
 #define CTRL_FRCDPX          (1u << 12)
 #define CTRL_RST             (1u << 26)
+#define CTRL_VME             (1u << 30)
 #define STATUS_LU            (1u << 1)
+#define CTRL_EXT_EIAME       (1u << 24) /* IAM bits auto-cleared as messages go */
+#define CTRL_EXT_IAME        (1u << 27) /* IMS bits kept when EIAC clears ICR */
+#define CTRL_EXT_TIMERS_CLR  (1u << 29) /* an IMS write of all causes fires the timers */
 #define CTRL_EXT_PBA_SUPPORT (1u << 31) /* MSI-X pending bits cleared with IMS */
 
 /* Interrupt causes (ICR/ICS/IMS/IMC/EIAC) that have an IVAR field in MSI-X
@@ -288,9 +298,40 @@ static const char *nic_find(E1000e *n, int *absent)
     return NULL;
 }
 
-/* Software reset, interrupts masked and cleared, link up within 3 s. */
+/* One line with what an earlier driver of the NIC left in the registers
+ * this driver relies on (before nic_reset): what to look at when a
+ * scenario fails only after some other user of the same NIC. */
+static void nic_state_print(const E1000e *n)
+{
+    u16 bmcr = 0;
+
+    if (mdic(n, MDIC_OP_READ, PHY_BMCR, &bmcr) < 0) {
+        bmcr = 0xFFFF;
+    }
+    uprintf("vfio found ctrl=0x%x ctrl_ext=0x%x ims=0x%x iam=0x%x eiac=0x%x ivar=0x%x "
+            "eitr=%u,%u,%u,%u,%u rctl=0x%x rfctl=0x%x mrqc=0x%x tctl=0x%x bmcr=0x%x",
+            rd32(n, REG_CTRL), rd32(n, REG_CTRL_EXT), rd32(n, REG_IMS), rd32(n, REG_IAM),
+            rd32(n, REG_EIAC), rd32(n, REG_IVAR), rd32(n, REG_EITR0),
+            rd32(n, REG_EITR0 + 4), rd32(n, REG_EITR0 + 8), rd32(n, REG_EITR0 + 12),
+            rd32(n, REG_EITR0 + 16), rd32(n, REG_RCTL), rd32(n, REG_RFCTL),
+            rd32(n, REG_MRQC), rd32(n, REG_TCTL), bmcr);
+}
+
+/* Software reset, interrupts masked and cleared, receive and transmit off,
+ * legacy receive descriptors on one queue, link up within 3 s.
+ *
+ * CTRL.RST alone does not give a known state on every device that claims
+ * to be an 82574: QEMU 7.2's e1000e (the NIC the rig passes through) only
+ * reloads the MAC address on it, and the reset the host's vfio-pci does
+ * when the device is opened (a PM D3hot-D0 cycle there, it has no FLR)
+ * changes nothing in it. So what an earlier driver programmed stays; Linux's
+ * e1000e leaves extended receive descriptors (RFCTL.EXTEN: the DD bit is
+ * not where a legacy descriptor has it), RSS (MRQC), interrupt auto-masking
+ * (CTRL_EXT, IAM), its own IVAR and interrupt throttling. Every register
+ * this driver relies on is therefore written here or in irq_route. */
 static const char *nic_reset(E1000e *n)
 {
+    nic_state_print(n);
     wr32(n, REG_IMC, 0xFFFFFFFF);
     wr32(n, REG_CTRL, rd32(n, REG_CTRL) | CTRL_RST);
     delay_us(20000); /* the 82574 needs about 1 us; Linux waits 20 ms */
@@ -302,7 +343,14 @@ static const char *nic_reset(E1000e *n)
         cpu_relax();
     }
     wr32(n, REG_IMC, 0xFFFFFFFF);
-    (void)rd32(n, REG_ICR);
+    (void)rd32(n, REG_ICR); /* with every cause masked, the read clears them all */
+    wr32(n, REG_RCTL, 0);
+    wr32(n, REG_TCTL, 0);
+    wr32(n, REG_CTRL, rd32(n, REG_CTRL) & ~CTRL_VME);
+    wr32(n, REG_RFCTL, 0); /* legacy receive descriptors */
+    wr32(n, REG_MRQC, 0);  /* no RSS: every frame to queue 0 */
+    wr32(n, REG_RDTR, 0);  /* no receive interrupt delay */
+    wr32(n, REG_RADV, 0);
     start = rdtsc();
     while (!(rd32(n, REG_STATUS) & STATUS_LU)) {
         if (rdtsc() - start > ms_ticks(3000)) {
@@ -320,15 +368,22 @@ static const char *nic_reset(E1000e *n)
 }
 
 /* IVAR: rxq0, rxq1, txq0, txq1, other -> vectors 0..4; EIAC clears each
- * cause in ICR once its message is sent (so the next ICS of it sends again). */
+ * cause in ICR once its message is sent (so the next ICS of it sends again);
+ * no auto-masking (IAM, CTRL_EXT.EIAME/IAME); throttling as low as the
+ * device allows (QEMU's e1000e keeps every EITR at 500 or more: 128 us). */
 static void irq_route(const E1000e *n)
 {
     u32 ivar = 0;
 
     for (u32 i = 0; i < NVEC; i++) {
         ivar |= (IVAR_VALID | i) << 4 * i;
+        wr32(n, REG_EITR0 + 4 * i, 0);
     }
-    wr32(n, REG_CTRL_EXT, rd32(n, REG_CTRL_EXT) | CTRL_EXT_PBA_SUPPORT);
+    wr32(n, REG_ITR, 0);
+    wr32(n, REG_CTRL_EXT,
+         (rd32(n, REG_CTRL_EXT) &
+          ~(CTRL_EXT_EIAME | CTRL_EXT_IAME | CTRL_EXT_TIMERS_CLR)) |
+             CTRL_EXT_PBA_SUPPORT);
     wr32(n, REG_IAM, 0);
     wr32(n, REG_IVAR, ivar);
     wr32(n, REG_EIAC, CAUSES_MSIX);
@@ -345,7 +400,20 @@ static u32 msix_pba(const E1000e *n)
     return *(volatile u32 *)phys(bar->addr + n->pba_off);
 }
 
-/* Each cause through ICS: its vector (and no other) arrives within 1 s. */
+/* How long after a cause's first message another one may still come: past
+ * the longest throttling interval an 82574 has (EITR 0xFFFF: 16.8 ms). */
+#define IRQ_SETTLE_US 50000u
+
+/* Each cause through ICS: its vector (and no other) arrives within 1 s.
+ *
+ * Its vector may get the message twice: QEMU 7.2's e1000e, once a vector
+ * had a message held back by its throttling timer (two causes on it within
+ * 128 us, as under a Linux driver's traffic), sends that vector again at
+ * the end of every later throttling interval, and nothing short of
+ * restarting QEMU clears that (its eitr_intr_pending). The device sends the
+ * second message, so it is said on a line of its own and not counted as
+ * the VMM's fault; a third, or any message on another vector, is. A fresh
+ * device (testos under Debian's QEMU) sends each exactly once. */
 static int irq_test(E1000e *n)
 {
     u64 before[E1000E_IRQ_STUBS];
@@ -367,9 +435,15 @@ static int irq_test(E1000e *n)
                 cause_names[v], cause, v, VEC_E1000E + v, ims, pba);
             return 0;
         }
-        delay_us(1000); /* a duplicate or misrouted message would land by now */
+        delay_us(IRQ_SETTLE_US); /* a repeated or misrouted message lands by now */
         for (u32 i = 0; i < E1000E_IRQ_STUBS; i++) {
             u64 got = e1000e_irqs[i] - before[i];
+            if (i == v && got == 2) {
+                uprintf("vfio irq repeated: cause %s gave 2 interrupts on its vector %u "
+                        "(the device's throttling timer sent it again)",
+                        cause_names[v], v);
+                continue;
+            }
             if (got != (i == v)) {
                 uprintf("vfio irq FAILED: cause %s (vector %u) gave %lu interrupt(s) on "
                         "IDT 0x%x",
