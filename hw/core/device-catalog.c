@@ -49,6 +49,7 @@ static const QomPropertyInfo vfio_pci_props[] = {
       NULL },
     { "sysfsdev", "str", NULL, NULL },
     { "rombar", "uint32", NULL, "1" },
+    { "romfile", "str", NULL, NULL },
     { "failover_pair_id", "str", NULL, NULL },
     { "bootindex", "int32", NULL, NULL },
     PROP_END,

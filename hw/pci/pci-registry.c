@@ -271,7 +271,7 @@ static PciDevice *virtio_net_pci_from_opts(PciBus *bus, SubOpts *opts,
 
 /*
  * The options of a vfio-pci (QEMU's names: host=, sysfsdev=, rombar=,
- * failover_pair_id=), checked; sysfsdev= wins over host= as in QEMU.
+ * romfile=, failover_pair_id=), checked; sysfsdev= wins over host= as in QEMU.
  * *sysfs_path is the device's sysfs folder (g_free), which must exist.
  */
 static bool vfio_pci_parse(SubOpts *opts, const PciCreateContext *ctx, VfioPciOptions *o,
@@ -285,6 +285,7 @@ static bool vfio_pci_parse(SubOpts *opts, const PciCreateContext *ctx, VfioPciOp
     *sysfs_path = NULL;
     *o = (VfioPciOptions){ .id = subopts_get(opts, "id"),
                            .failover_pair_id = subopts_get(opts, "failover_pair_id"),
+                           .romfile = subopts_get(opts, "romfile"),
                            .rombar = true };
     if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
         !pci_check_unused(opts, ctx, errp)) {

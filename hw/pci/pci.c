@@ -44,6 +44,7 @@ PciDevice *pci_device_new(const char *name, uint16_t vendor, uint16_t device,
     for (int i = 0; i < PCI_BAR_COUNT; i++) {
         dev->bars[i].mapped_addr = PCI_BAR_UNMAPPED;
     }
+    dev->rom.mapped_addr = PCI_BAR_UNMAPPED;
     pci_set_word(dev->config + PCI_VENDOR_ID, vendor);
     pci_set_word(dev->config + PCI_DEVICE_ID, device);
     dev->config[PCI_REVISION_ID] = revision;
@@ -89,6 +90,16 @@ void pci_device_set_bar(PciDevice *dev, int bar, PciBarKind kind, bool prefetch,
     case PCI_BAR_NONE:
         break;
     }
+}
+
+void pci_device_set_rom(PciDevice *dev, uint64_t size, BusIoFn fn, void *opaque)
+{
+    g_assert(size >= 2048 && size <= (1ULL << 31) && !(size & (size - 1)));
+    dev->rom = (PciBar){ PCI_BAR_MEM32, false, size, fn, opaque, PCI_BAR_UNMAPPED };
+    pci_set_long(dev->config + PCI_ROM_ADDRESS, 0);
+    pci_set_long(dev->wmask + PCI_ROM_ADDRESS,
+                 ((uint32_t) ~(size - 1) & PCI_ROM_ADDRESS_MASK) |
+                     PCI_ROM_ADDRESS_ENABLE);
 }
 
 uint8_t pci_device_add_capability(PciDevice *dev, uint8_t cap_id, uint8_t offset,
@@ -147,12 +158,30 @@ static bool pci_mem_range_forbidden(const PciBus *bus, uint64_t addr, uint64_t s
                           PCI_RESERVED_END - PCI_RESERVED_START);
 }
 
+/* BAR bar, or the ROM BAR for bar PCI_ROM_BAR. */
+#define PCI_ROM_BAR PCI_BAR_COUNT
+
+static PciBar *pci_bar(PciDevice *dev, int bar)
+{
+    return bar == PCI_ROM_BAR ? &dev->rom : &dev->bars[bar];
+}
+
 /* Where the BAR should decode now, or PCI_BAR_UNMAPPED. */
 static uint64_t pci_bar_target(PciDevice *dev, int bar)
 {
-    const PciBar *b = &dev->bars[bar];
+    const PciBar *b = pci_bar(dev, bar);
     uint16_t cmd = pci_get_word(dev->config + PCI_COMMAND);
-    uint64_t addr = pci_bar_programmed_address(dev, bar);
+    uint64_t addr;
+
+    if (bar == PCI_ROM_BAR) {
+        uint32_t reg = pci_get_long(dev->config + PCI_ROM_ADDRESS);
+        if (b->kind == PCI_BAR_NONE || !(reg & PCI_ROM_ADDRESS_ENABLE)) {
+            return PCI_BAR_UNMAPPED;
+        }
+        addr = reg & PCI_ROM_ADDRESS_MASK;
+    } else {
+        addr = pci_bar_programmed_address(dev, bar);
+    }
 
     switch (b->kind) {
     case PCI_BAR_IO:
@@ -175,13 +204,13 @@ static uint64_t pci_bar_target(PciDevice *dev, int bar)
 
 static Bus *pci_bar_bus(PciDevice *dev, int bar)
 {
-    return dev->bars[bar].kind == PCI_BAR_IO ? dev->bus->cfg.io_bus
-                                             : dev->bus->cfg.mmio_bus;
+    return pci_bar(dev, bar)->kind == PCI_BAR_IO ? dev->bus->cfg.io_bus
+                                                 : dev->bus->cfg.mmio_bus;
 }
 
 static void pci_bar_unmap(PciDevice *dev, int bar)
 {
-    PciBar *b = &dev->bars[bar];
+    PciBar *b = pci_bar(dev, bar);
     uint64_t addr = b->mapped_addr;
 
     if (addr == PCI_BAR_UNMAPPED) {
@@ -189,7 +218,7 @@ static void pci_bar_unmap(PciDevice *dev, int bar)
     }
     bus_unregister(pci_bar_bus(dev, bar), addr);
     b->mapped_addr = PCI_BAR_UNMAPPED;
-    if (dev->ops && dev->ops->bar_moved) {
+    if (bar != PCI_ROM_BAR && dev->ops && dev->ops->bar_moved) {
         dev->ops->bar_moved(dev, bar, addr, false);
     }
 }
@@ -197,7 +226,7 @@ static void pci_bar_unmap(PciDevice *dev, int bar)
 /* Map at target when the bus has room; a clash leaves it unmapped. */
 static void pci_bar_try_map(PciDevice *dev, int bar, uint64_t target)
 {
-    PciBar *b = &dev->bars[bar];
+    PciBar *b = pci_bar(dev, bar);
 
     if (target == PCI_BAR_UNMAPPED || b->mapped_addr != PCI_BAR_UNMAPPED) {
         return;
@@ -207,14 +236,14 @@ static void pci_bar_try_map(PciDevice *dev, int bar, uint64_t target)
         return;
     }
     b->mapped_addr = target;
-    if (dev->ops && dev->ops->bar_moved) {
+    if (bar != PCI_ROM_BAR && dev->ops && dev->ops->bar_moved) {
         dev->ops->bar_moved(dev, bar, target, true);
     }
 }
 
 void pci_device_unmap_all(PciDevice *dev)
 {
-    for (int i = 0; i < PCI_BAR_COUNT; i++) {
+    for (int i = 0; i <= PCI_ROM_BAR; i++) {
         pci_bar_unmap(dev, i);
     }
 }
@@ -229,9 +258,9 @@ void pci_bus_update_all_mappings(PciBus *bus)
     for (int pass = 0; pass < 2; pass++) {
         for (int devfn = 0; devfn < PCI_DEVFN_COUNT; devfn++) {
             PciDevice *dev = bus->devices[devfn];
-            for (int i = 0; dev && i < PCI_BAR_COUNT; i++) {
+            for (int i = 0; dev && i <= PCI_ROM_BAR; i++) {
                 uint64_t target = pci_bar_target(dev, i);
-                if (pass == 0 && dev->bars[i].mapped_addr != target) {
+                if (pass == 0 && pci_bar(dev, i)->mapped_addr != target) {
                     pci_bar_unmap(dev, i);
                 } else if (pass == 1) {
                     pci_bar_try_map(dev, i, target);
@@ -351,7 +380,9 @@ void pci_config_write(PciDevice *dev, unsigned offset, unsigned len, uint32_t va
         dev->config[o] = v & ~(byte & dev->w1cmask[o]);
     }
     if (ranges_overlap(offset, len, PCI_COMMAND, 2) ||
-        ranges_overlap(offset, len, PCI_BASE_ADDRESS_0, 4 * PCI_BAR_COUNT)) {
+        ranges_overlap(offset, len, PCI_BASE_ADDRESS_0, 4 * PCI_BAR_COUNT) ||
+        (dev->rom.kind != PCI_BAR_NONE &&
+         ranges_overlap(offset, len, PCI_ROM_ADDRESS, 4))) {
         pci_device_update_mappings(dev);
     }
     if (dev->bus && ranges_overlap(offset, len, PCI_COMMAND + 1, 1)) {

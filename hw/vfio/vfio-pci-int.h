@@ -69,6 +69,12 @@ struct VfioPci {
     uint8_t no_write[PCI_CONFIG_SIZE]; /* bytes never written to the device */
     VfioPciBar bars[PCI_BAR_COUNT];
     uint64_t rom_size; /* 0: no ROM BAR shown */
+    /* The ROM's contents, read from the device's ROM region at the first
+     * access (or the romfile=): rom_data_size bytes, all ones past them. */
+    uint8_t *rom_data;
+    uint64_t rom_data_size;
+    uint64_t rom_region_size; /* the device's ROM region; 0: romfile= */
+    bool rom_loaded;
 
     /* interrupts (vfio-pci-irq.c) */
     VfioPciIrqMode mode;

@@ -162,15 +162,93 @@ static void vfio_pci_caps_init(VfioPci *vp, const uint8_t *hw)
 
 /* ---- BARs ---- */
 
+/*
+ * One access of len bytes to device memory mmapped at p, as the guest
+ * made it: a single load or store of that width where there is one (a
+ * misaligned one goes byte by byte).
+ */
+static void vfio_pci_mmio_access(volatile void *p, uint8_t *data, unsigned len,
+                                 bool is_write)
+{
+    switch ((uintptr_t)p & (len - 1) ? 0 : len) {
+    case 1:
+        is_write ? (void)(*(volatile uint8_t *)p = data[0])
+                 : (void)(data[0] = *(volatile uint8_t *)p);
+        return;
+    case 2: {
+        uint16_t v;
+        if (is_write) {
+            memcpy(&v, data, 2);
+            *(volatile uint16_t *)p = v;
+        } else {
+            v = *(volatile uint16_t *)p;
+            memcpy(data, &v, 2);
+        }
+        return;
+    }
+    case 4: {
+        uint32_t v;
+        if (is_write) {
+            memcpy(&v, data, 4);
+            *(volatile uint32_t *)p = v;
+        } else {
+            v = *(volatile uint32_t *)p;
+            memcpy(data, &v, 4);
+        }
+        return;
+    }
+    case 8: {
+        uint64_t v;
+        if (is_write) {
+            memcpy(&v, data, 8);
+            *(volatile uint64_t *)p = v;
+        } else {
+            v = *(volatile uint64_t *)p;
+            memcpy(data, &v, 8);
+        }
+        return;
+    }
+    default:
+        for (unsigned i = 0; i < len; i++) {
+            vfio_pci_mmio_access((volatile uint8_t *)p + i, data + i, 1, is_write);
+        }
+    }
+}
+
+/* Where [offset, offset + len) of the BAR is mmapped, or NULL. */
+static volatile void *vfio_pci_bar_host(VfioPciBar *bar, uint64_t offset, unsigned len)
+{
+    for (unsigned m = 0; m < bar->nr_mmaps; m++) {
+        const VfioPciMmap *map = &bar->mmaps[m];
+        if (offset >= map->offset && offset + len <= map->offset + map->size) {
+            return (volatile uint8_t *)map->host + (offset - map->offset);
+        }
+    }
+    return NULL;
+}
+
+/*
+ * A trapped access: the MSI-X table and PBA are emulated; the rest of
+ * their pages (KVM maps whole pages only), with MSIX_MAPPABLE, and a BAR
+ * whose memory slot KVM refused are reached through the mmap, without a
+ * syscall; what no mmap covers (I/O BARs, sparse holes) through the
+ * backend's pread/pwrite.
+ */
 static void vfio_pci_bar_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
                             bool is_write)
 {
     VfioPciBar *bar = opaque;
     VfioPci *vp = bar->vp;
     VfioDevice *dev = vp->dev;
+    volatile void *host;
     bool ok = false;
 
     if (vfio_pci_msix_access(vp, bar->index, offset, data, len, is_write)) {
+        return;
+    }
+    host = vfio_pci_bar_host(bar, offset, len);
+    if (host) {
+        vfio_pci_mmio_access(host, data, len, is_write);
         return;
     }
     if (offset + len <= bar->region.size) {
@@ -343,10 +421,91 @@ static bool vfio_pci_bars_init(VfioPci *vp, const uint8_t *hw, GError **errp)
     return true;
 }
 
-static bool vfio_pci_rom_init(VfioPci *vp, bool rombar, GError **errp)
+/* The device's ROM, read once (Linux's vfio-pci enables the ROM BAR for it). */
+static void vfio_pci_rom_load(VfioPci *vp)
+{
+    GError *err = NULL;
+
+    vp->rom_loaded = true;
+    if (!vp->rom_region_size) {
+        return;
+    }
+    vp->rom_data = g_malloc(vp->rom_region_size);
+    if (!vp->dev->ops->read(vp->dev, VFIO_PCI_ROM_REGION_INDEX, 0, vp->rom_data,
+                            vp->rom_region_size, &err)) {
+        /* QEMU's advice: the ROM may be unreadable (rombar=0, romfile=) */
+        warn_report("%s: failed to read the device's ROM (%s); "
+                    "the guest reads all ones there (rombar=0 hides it)",
+                    vp->pci->bus_name, err->message);
+        g_clear_error(&err);
+        g_clear_pointer(&vp->rom_data, g_free);
+        return;
+    }
+    vp->rom_data_size = vp->rom_region_size;
+    if (vp->rom_data_size < 2 || vp->rom_data[0] != 0x55 || vp->rom_data[1] != 0xaa) {
+        warn_report("%s: the device's ROM has no 0x55 0xaa signature", vp->pci->bus_name);
+    }
+}
+
+/* Guest accesses to the enabled ROM BAR: reads only. */
+static void vfio_pci_rom_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
+                            bool is_write)
+{
+    VfioPci *vp = opaque;
+
+    if (is_write) {
+        return;
+    }
+    if (!vp->rom_loaded) {
+        vfio_pci_rom_load(vp);
+    }
+    for (unsigned i = 0; i < len; i++) {
+        data[i] = offset + i < vp->rom_data_size ? vp->rom_data[offset + i] : 0xff;
+    }
+}
+
+/*
+ * romfile=: the whole file is the ROM (QEMU's errors).  A bare name is
+ * also looked for where Debian's QEMU finds its firmware.
+ */
+static bool vfio_pci_romfile_load(VfioPci *vp, const char *path, GError **errp)
+{
+    static const char *const firmware_dirs[] = { "/usr/share/qemu", "/usr/share/seabios",
+                                                 "/usr/lib/ipxe/qemu" };
+    gchar *data = NULL;
+    gsize len = 0;
+    bool found = g_file_get_contents(path, &data, &len, NULL);
+
+    for (size_t i = 0; !found && !strchr(path, '/') && i < G_N_ELEMENTS(firmware_dirs);
+         i++) {
+        char *full = g_build_filename(firmware_dirs[i], path, NULL);
+        found = g_file_get_contents(full, &data, &len, NULL);
+        g_free(full);
+    }
+    if (!found) {
+        error_setg(errp, "failed to find romfile \"%s\"", path);
+        return false;
+    }
+    if (!len) {
+        g_free(data);
+        error_setg(errp, "romfile \"%s\" is empty", path);
+        return false;
+    }
+    if (len > (1ULL << 31)) {
+        g_free(data);
+        error_setg(errp, "romfile \"%s\" too large (size cannot exceed 2 GiB)", path);
+        return false;
+    }
+    vp->rom_data = (uint8_t *)data;
+    vp->rom_data_size = len;
+    vp->rom_loaded = true;
+    return true;
+}
+
+static bool vfio_pci_rom_init(VfioPci *vp, const VfioPciOptions *o, GError **errp)
 {
     VfioRegion rom = { 0 };
-    uint8_t *cfg = vp->pci->config;
+    uint64_t size = 0;
 
     if (vp->dev->nr_regions > VFIO_PCI_ROM_REGION_INDEX &&
         !vp->dev->ops->region_info(vp->dev, VFIO_PCI_ROM_REGION_INDEX, &rom, errp)) {
@@ -354,12 +513,27 @@ static bool vfio_pci_rom_init(VfioPci *vp, bool rombar, GError **errp)
     }
     emulate(vp, PCI_ROM_ADDRESS, 4, 0xff);
     memset(vp->no_write + PCI_ROM_ADDRESS, 1, 4);
-    pci_set_long(cfg + PCI_ROM_ADDRESS, 0);
-    if (rombar && rom.size) {
-        vp->rom_size = pow2_at_least(rom.size, 2048);
-        pci_set_long(vp->pci->wmask + PCI_ROM_ADDRESS,
-                     ((uint32_t) ~(vp->rom_size - 1) & PCI_ROM_ADDRESS_MASK) |
-                         PCI_ROM_ADDRESS_ENABLE);
+    pci_set_long(vp->pci->config + PCI_ROM_ADDRESS, 0);
+    if (!o->rombar) {
+        /* none, romfile= or not */
+    } else if (o->romfile) {
+        if (*o->romfile && !vfio_pci_romfile_load(vp, o->romfile, errp)) {
+            vfio_region_clear(&rom);
+            return false;
+        }
+        size = vp->rom_data_size;
+    } else if (rom.size && (rom.flags & VFIO_REGION_INFO_FLAG_READ)) {
+        vp->rom_region_size = size = rom.size;
+    }
+    if (size > (1ULL << 31)) {
+        vfio_region_clear(&rom);
+        error_setg(errp, "vfio %s: ROM of %" G_GUINT64_FORMAT " bytes", vp->dev->name,
+                   size);
+        return false;
+    }
+    if (size) {
+        vp->rom_size = pow2_at_least(size, 2048);
+        pci_device_set_rom(vp->pci, vp->rom_size, vfio_pci_rom_io, vp);
     }
     vfio_region_clear(&rom);
     return true;
@@ -419,6 +593,7 @@ static void vfio_pci_destroy(PciDevice *pci)
     vfio_pci_bars_release(vp);
     vfio_region_clear(&vp->config);
     vp->dev->ops->close(vp->dev);
+    g_free(vp->rom_data);
     g_free(vp->failover_pair_id);
     g_free(vp->proc_root);
     g_free(vp);
@@ -491,7 +666,7 @@ PciDevice *vfio_pci_realize(PciBus *bus, VfioDevice *vdev, const VfioPciOptions 
                    vdev->name);
         goto fail;
     }
-    if (!vfio_pci_bars_init(vp, hw, errp) || !vfio_pci_rom_init(vp, o->rombar, errp) ||
+    if (!vfio_pci_bars_init(vp, hw, errp) || !vfio_pci_rom_init(vp, o, errp) ||
         !vfio_pci_irq_init(vp, errp)) {
         goto fail;
     }

@@ -135,6 +135,7 @@ struct PciDevice {
     uint8_t reset_config[PCI_CONFIG_SIZE]; /* power-on contents */
     uint8_t next_cap;                      /* where the next capability goes */
     PciBar bars[PCI_BAR_COUNT];
+    PciBar rom;     /* the expansion ROM BAR (kind NONE: none) */
     int intx_level; /* [bus INTx lock] */
     MsixState *msix;
     const PciDeviceOps *ops;
@@ -272,6 +273,12 @@ PciDevice *pci_device_new(const char *name, uint16_t vendor, uint16_t device,
 void pci_device_free(PciDevice *dev);
 void pci_device_set_bar(PciDevice *dev, int bar, PciBarKind kind, bool prefetch,
                         uint64_t size, BusIoFn fn, void *opaque);
+/*
+ * An expansion ROM BAR of size bytes (a power of two, 2 KiB at least):
+ * while the guest sets its enable bit and memory decoding, fn serves
+ * accesses at the address it programmed (writes are the model's to drop).
+ */
+void pci_device_set_rom(PciDevice *dev, uint64_t size, BusIoFn fn, void *opaque);
 /* Link a capability of size bytes at offset (0: next free); returns it. */
 uint8_t pci_device_add_capability(PciDevice *dev, uint8_t cap_id, uint8_t offset,
                                   uint8_t size);

@@ -19,6 +19,8 @@ typedef struct VfioPciOptions {
     const char *id;               /* id=, or NULL */
     int devfn;                    /* addr=, or PCI_DEVFN_AUTO */
     bool rombar;                  /* rombar= (default on): show the ROM BAR */
+    const char *romfile;          /* romfile=: the ROM's contents from this
+                                     file instead of the device ("": no ROM) */
     const char *failover_pair_id; /* NULL: the device blocks migration */
     const char *proc_root;        /* where host IRQs are steered; NULL: "/proc" */
 } VfioPciOptions;

@@ -65,6 +65,12 @@ typedef struct FakeVfio {
     int fail_region; /* region_info fails only for this index (-1: any) */
     int fail_irq;    /* SET_IRQS fails only for this index (-1: any) */
     int live_mmaps, resets, config_writes;
+    uint8_t rom[ROM_SIZE]; /* the option ROM: 0x55 0xaa, then byte i = i * 7 */
+    int rom_reads, rom_writes;
+    int bar_preads, bar_pwrites; /* BAR accesses through the backend */
+    /* BAR3 as Linux gives it without MSIX_MAPPABLE: sparse areas around
+     * the MSI-X table and PBA pages (else one area, MSIX_MAPPABLE) */
+    bool msix_sparse;
     bool closed;
 } FakeVfio;
 
@@ -103,11 +109,18 @@ static bool fake_region_info(VfioDevice *dev, unsigned index, VfioRegion *out,
     } else if (index < PCI_BAR_COUNT && f->bar_size[index]) {
         out->size = f->bar_size[index];
         out->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-        if (index != 2) { /* not the I/O BAR */
+        if (index == 3 && f->msix_sparse) {
+            out->flags |= VFIO_REGION_INFO_FLAG_MMAP;
+            out->nr_areas = 2;
+            out->areas = g_new(VfioArea, 2);
+            out->areas[0] = (VfioArea){ 0x1000, 0x1000 };
+            out->areas[1] = (VfioArea){ 0x3000, 0x1000 };
+        } else if (index != 2) { /* not the I/O BAR */
             out->flags |= VFIO_REGION_INFO_FLAG_MMAP;
             out->nr_areas = 1;
             out->areas = g_new(VfioArea, 1);
             out->areas[0] = (VfioArea){ 0, out->size };
+            out->msix_mappable = index == 3;
         }
     }
     return true;
@@ -136,6 +149,9 @@ static uint8_t *fake_region(FakeVfio *f, unsigned index, uint64_t off, size_t le
     if (index < PCI_BAR_COUNT && f->bars[index] && off + len <= f->bar_size[index]) {
         return f->bars[index] + off;
     }
+    if (index == VFIO_PCI_ROM_REGION_INDEX && off + len <= ROM_SIZE) {
+        return f->rom + off;
+    }
     return NULL;
 }
 
@@ -152,6 +168,8 @@ static bool fake_read(VfioDevice *dev, unsigned index, uint64_t off, void *buf,
         g_set_error(errp, g_quark_from_static_string("fake"), 2, "read out of range");
         return false;
     }
+    f->rom_reads += index == VFIO_PCI_ROM_REGION_INDEX;
+    f->bar_preads += index < PCI_BAR_COUNT;
     memcpy(buf, p, len);
     return true;
 }
@@ -170,6 +188,8 @@ static bool fake_write(VfioDevice *dev, unsigned index, uint64_t off, const void
         return false;
     }
     f->config_writes += index == VFIO_PCI_CONFIG_REGION_INDEX;
+    f->rom_writes += index == VFIO_PCI_ROM_REGION_INDEX;
+    f->bar_pwrites += index < PCI_BAR_COUNT;
     memcpy(p, buf, len);
     return true;
 }
@@ -290,6 +310,11 @@ static void fake_init(FakeVfio *f)
     for (int i = 0; i < PCI_BAR_COUNT; i++) {
         f->bars[i] = f->bar_size[i] ? g_malloc0(f->bar_size[i]) : NULL;
     }
+    for (unsigned i = 0; i < ROM_SIZE; i++) {
+        f->rom[i] = i * 7;
+    }
+    f->rom[0] = 0x55;
+    f->rom[1] = 0xaa;
     pci_set_word(c + PCI_VENDOR_ID, 0x8086);
     pci_set_word(c + PCI_DEVICE_ID, 0x10d3);
     pci_set_word(c + PCI_STATUS, PCI_STATUS_CAP_LIST);
@@ -712,6 +737,140 @@ UNIT_TEST(bars_size_from_regions_and_rom_bar)
     rig_teardown(&r);
 }
 
+/* ---- the ROM BAR ---- */
+
+#define ROM_AT 0xe0200000u
+
+UNIT_TEST(rom_bar_serves_the_device_rom_while_enabled)
+{
+    Rig r;
+    Bus *mmio;
+
+    rig_setup(&r);
+    mmio = &r.m.mmio_bus;
+    rig_map_bars(&r);
+    /* an address without the enable bit: nothing there, nothing read */
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, ROM_AT);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT, 2), 0xffff);
+    CHECK_EQ(r.fake.rom_reads, 0);
+    /* enabled: the device's ROM, read from it once */
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, ROM_AT | PCI_ROM_ADDRESS_ENABLE);
+    CHECK_EQ(cfg_read(&r, PCI_ROM_ADDRESS, 4), ROM_AT | PCI_ROM_ADDRESS_ENABLE);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT, 2), 0xaa55);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT + 0x100, 4),
+             (uint8_t)(0x100 * 7) | (uint8_t)(0x101 * 7) << 8 |
+                 (uint32_t)(uint8_t)(0x102 * 7) << 16 |
+                 (uint32_t)(uint8_t)(0x103 * 7) << 24);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT + ROM_SIZE - 1, 1), (uint8_t)((ROM_SIZE - 1) * 7));
+    CHECK_EQ(r.fake.rom_reads, 1);
+    /* a ROM is read-only: the write goes nowhere */
+    bus_write_le(mmio, ROM_AT, 2, 0x1234);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT, 2), 0xaa55);
+    CHECK_EQ(r.fake.rom_writes, 0);
+    CHECK_EQ(r.fake.rom[0], 0x55);
+    /* memory decoding off, then the BAR moved */
+    cfg_write(&r, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT, 2), 0xffff);
+    cfg_write(&r, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, (ROM_AT + ROM_SIZE) | PCI_ROM_ADDRESS_ENABLE);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT, 2), 0xffff);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT + ROM_SIZE, 2), 0xaa55);
+    /* the enable bit off */
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, ROM_AT + ROM_SIZE);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT + ROM_SIZE, 2), 0xffff);
+    /* a reset clears the register: the ROM is gone until programmed again */
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, ROM_AT | PCI_ROM_ADDRESS_ENABLE);
+    pci_pc_reset(r.m.pci);
+    CHECK_EQ(cfg_read(&r, PCI_ROM_ADDRESS, 4), 0);
+    CHECK_EQ(bus_read_le(mmio, ROM_AT, 2), 0xffff);
+    CHECK_EQ(r.fake.rom_reads, 1);
+    rig_teardown(&r);
+}
+
+UNIT_TEST(rom_bar_unreadable_rom_reads_as_ones)
+{
+    Rig r;
+
+    rig_setup(&r);
+    rig_map_bars(&r);
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, ROM_AT | PCI_ROM_ADDRESS_ENABLE);
+    r.fake.fail[OP_READ] = true;
+    CHECK_EQ(bus_read_le(&r.m.mmio_bus, ROM_AT, 4), 0xffffffff);
+    r.fake.fail[OP_READ] = false;
+    /* tried once: the VMM stays up and does not retry at every read */
+    CHECK_EQ(bus_read_le(&r.m.mmio_bus, ROM_AT, 4), 0xffffffff);
+    CHECK_EQ(r.fake.rom_reads, 0);
+    rig_teardown(&r);
+}
+
+UNIT_TEST(rom_bar_romfile)
+{
+    char path[] = "/tmp/test-vfio-romXXXXXX";
+    int fd = mkstemp(path);
+    uint8_t img[3000];
+    VfioPciOptions o = { .devfn = DEVFN, .rombar = true, .romfile = path };
+    GError *err = NULL;
+    Rig r;
+
+    for (unsigned i = 0; i < sizeof(img); i++) {
+        img[i] = 0xa0 ^ i;
+    }
+    CHECK(fd >= 0);
+    CHECK_EQ(write(fd, img, sizeof(img)), sizeof(img));
+    close(fd);
+
+    /* the file, not the device: a 4 KiB BAR, all ones past the file */
+    rig_machine(&r);
+    fake_init(&r.fake);
+    r.dev = rig_plug(&r, &o, NULL);
+    CHECK(r.dev != NULL);
+    rig_map_bars(&r);
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, 0xffffffff);
+    CHECK_EQ(cfg_read(&r, PCI_ROM_ADDRESS, 4), (uint32_t) ~(4096 - 1) | 1);
+    cfg_write(&r, PCI_ROM_ADDRESS, 4, ROM_AT | PCI_ROM_ADDRESS_ENABLE);
+    CHECK_EQ(bus_read_le(&r.m.mmio_bus, ROM_AT + 1, 1), 0xa1);
+    CHECK_EQ(bus_read_le(&r.m.mmio_bus, ROM_AT + 2998, 4),
+             0xffff0000u | (uint32_t)(uint8_t)(0xa0 ^ 2999) << 8 |
+                 (uint8_t)(0xa0 ^ 2998));
+    CHECK_EQ(r.fake.rom_reads, 0);
+    rig_teardown(&r);
+
+    /* romfile= empty: no ROM BAR; rombar=0 wins over a file */
+    for (int i = 0; i < 2; i++) {
+        VfioPciOptions none = { .devfn = DEVFN,
+                                .rombar = i == 1,
+                                .romfile = i ? "" : path };
+        rig_machine(&r);
+        fake_init(&r.fake);
+        r.dev = rig_plug(&r, &none, NULL);
+        CHECK(r.dev != NULL);
+        cfg_write(&r, PCI_ROM_ADDRESS, 4, 0xffffffff);
+        CHECK_EQ(cfg_read(&r, PCI_ROM_ADDRESS, 4), 0);
+        rig_teardown(&r);
+    }
+
+    /* a file that is not there, or empty: QEMU's errors, the device closed */
+    for (int i = 0; i < 2; i++) {
+        VfioPciOptions bad = { .devfn = DEVFN,
+                               .rombar = true,
+                               .romfile = i ? path : "/nonexistent/x.rom" };
+        char *want = i ? g_strdup_printf("romfile \"%s\" is empty", path)
+                       : g_strdup("failed to find romfile \"/nonexistent/x.rom\"");
+        if (i) {
+            CHECK_EQ(truncate(path, 0), 0);
+        }
+        rig_machine(&r);
+        fake_init(&r.fake);
+        r.dev = rig_plug(&r, &bad, &err);
+        CHECK(r.dev == NULL);
+        CHECK_STR(err ? err->message : NULL, want);
+        g_free(want);
+        g_clear_error(&err);
+        rig_teardown(&r);
+    }
+    unlink(path);
+}
+
 /* ---- BARs as memory slots ---- */
 
 UNIT_TEST(bars_become_memory_slots_that_follow_the_guest)
@@ -765,6 +924,59 @@ UNIT_TEST(unmapped_parts_and_io_bars_trap_to_the_device)
     r.fake.bars[0][0x10] = 0x77;
     CHECK_EQ(bus_read_le(&r.m.mmio_bus, BAR0_AT + 0x10, 1), 0x77);
     rig_teardown(&r);
+}
+
+/*
+ * MSIX_MAPPABLE: the mmap covers the table's and PBA's pages too.  They
+ * still trap (KVM maps whole pages, the table is emulated), but the rest
+ * of each page is reached through the mmap without a syscall; without the
+ * capability (sparse areas around them) through pread/pwrite.
+ */
+UNIT_TEST(msix_pages_outside_the_table_use_the_mmap_when_mappable)
+{
+    Rig r;
+    VfioPciOptions o = { .devfn = DEVFN, .rombar = true };
+
+    for (int sparse = 0; sparse < 2; sparse++) {
+        Bus *mmio;
+        int preads, pwrites;
+
+        rig_machine(&r);
+        fake_init(&r.fake);
+        r.fake.msix_sparse = sparse;
+        r.dev = rig_plug(&r, &o, NULL);
+        CHECK(r.dev != NULL);
+        mmio = &r.m.mmio_bus;
+        rig_map_bars(&r);
+        /* the same slots either way: the table's and PBA's pages trap */
+        CHECK(kvm_has_slot(&r.kvm, BAR3_AT + 0x1000, 0x1000));
+        CHECK(kvm_has_slot(&r.kvm, BAR3_AT + 0x3000, 0x1000));
+        CHECK(!kvm_has_slot(&r.kvm, BAR3_AT, 0x1000));
+        CHECK(!kvm_has_slot(&r.kvm, BAR3_AT + 0x2000, 0x1000));
+        CHECK_EQ(r.fake.live_mmaps, sparse ? 4 : 3);
+        preads = r.fake.bar_preads;
+        pwrites = r.fake.bar_pwrites;
+        /* past the table in its page, and past the PBA in its page */
+        bus_write_le(mmio, BAR3_AT + 0x800, 4, 0xcafe);
+        bus_write_le(mmio, BAR3_AT + 0x2100, 2, 0xbeef);
+        bus_write_le(mmio, BAR3_AT + 0x2108, 8, 0x0102030405060708ULL);
+        bus_write_le(mmio, BAR3_AT + 0x2110, 1, 0x99);
+        CHECK_EQ(pci_get_long(r.fake.bars[3] + 0x800), 0xcafe);
+        CHECK_EQ(pci_get_word(r.fake.bars[3] + 0x2100), 0xbeef);
+        CHECK_EQ(pci_get_long(r.fake.bars[3] + 0x2108), 0x05060708);
+        CHECK_EQ(pci_get_long(r.fake.bars[3] + 0x210c), 0x01020304);
+        CHECK_EQ(r.fake.bars[3][0x2110], 0x99);
+        r.fake.bars[3][0xff0] = 0x42;
+        CHECK_EQ(bus_read_le(mmio, BAR3_AT + 0xff0, 1), 0x42);
+        CHECK_EQ(bus_read_le(mmio, BAR3_AT + 0x2108, 8), 0x0102030405060708ULL);
+        CHECK_EQ(r.fake.bar_pwrites - pwrites, sparse ? 4 : 0);
+        CHECK_EQ(r.fake.bar_preads - preads, sparse ? 2 : 0);
+        /* the table itself stays emulated, mmap or not */
+        msix_entry(&r, 1, 0xfee00000, 0x41, true);
+        CHECK_EQ(pci_get_long(r.fake.bars[3] + 16), 0);
+        CHECK_EQ(bus_read_le(mmio, BAR3_AT + 16 + 8, 4), 0x41);
+        rig_teardown(&r);
+    }
 }
 
 /* ---- MSI-X ---- */
