@@ -30,7 +30,7 @@ import pytest
 
 from harness import BUILD, ROOT, Qmp, wait_for_path
 from linuxguest import Guest, ensure_initramfs, module, newc, sh
-from test_vfio_backend import bind, e1000e_nics
+from rignic import bind, e1000e_nics
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "guest"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from linuxguest import KERNEL_DIR, Guest, ensure_initramfs, newc
-from test_vfio_backend import bind, e1000e_nics
+from rignic import bind, e1000e_nics
 
 # the rig's --iommu L1: two e1000e joined only to each other
 pytestmark = pytest.mark.iommu

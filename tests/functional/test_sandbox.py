@@ -527,7 +527,7 @@ def test_vfio_hotplug_under_libvirt_sandbox_with_capabilities_dropped(tmp_path):
     8086:10d3 in its slot, and device_del ejects it again."""
     need_seccomp()
     from harness import SerialClient
-    from test_vfio_backend import bind, driver_of, e1000e_nics, unbind
+    from rignic import bind, driver_of, e1000e_nics, unbind
     nics = e1000e_nics()
     assert nics, "no e1000e behind an IOMMU (the rig's --iommu L1 has two)"
     dev, before = nics[0], driver_of(nics[0])

@@ -12,9 +12,9 @@ import subprocess
 import pytest
 
 from harness import TOOLS
+from rignic import bind, driver_of, e1000e_nics, group_of, unbind
 
 PROBE = os.path.join(TOOLS, "tests", "unit", "vfio-probe")
-E1000E = ("0x8086", "0x10d3")
 
 
 def probe(*args, shell_prefix=None, timeout=60):
@@ -25,50 +25,6 @@ def probe(*args, shell_prefix=None, timeout=60):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
-
-
-def driver_of(dev):
-    link = os.path.join(dev, "driver")
-    return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
-
-
-def group_of(dev):
-    return os.path.basename(os.readlink(os.path.join(dev, "iommu_group")))
-
-
-def e1000e_nics():
-    return sorted(dev for dev in glob.glob("/sys/bus/pci/devices/*")
-                  if (read(f"{dev}/vendor"), read(f"{dev}/device")) == E1000E
-                  and os.path.exists(f"{dev}/iommu_group"))
-
-
-def bind(dev, driver):
-    """Bind dev to driver (rig only: on a real host this could take away
-    the host's own network)."""
-    bdf = os.path.basename(dev)
-    if driver_of(dev) == driver:
-        return
-    if driver_of(dev):
-        with open(f"{dev}/driver/unbind", "w") as f:
-            f.write(bdf)
-    with open(f"{dev}/driver_override", "w") as f:
-        f.write(driver)
-    with open("/sys/bus/pci/drivers_probe", "w") as f:
-        f.write(bdf)
-    assert driver_of(dev) == driver, f"{bdf}: binding to {driver} failed"
-
-
-def unbind(dev):
-    if driver_of(dev):
-        with open(f"{dev}/driver/unbind", "w") as f:
-            f.write(os.path.basename(dev))
-    with open(f"{dev}/driver_override", "w") as f:
-        f.write("\n")
 
 
 @pytest.fixture(scope="module")

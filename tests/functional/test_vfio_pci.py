@@ -13,7 +13,7 @@ import pytest
 
 from harness import (BUILD, QEMU, ROOT, TESTOS, VMM, QmpClient, SerialClient, Vmm, free_port,
                      seed_args)
-from test_vfio_backend import bind, e1000e_nics
+from rignic import bind, e1000e_nics
 
 TIMEOUT = 90
 
