@@ -332,7 +332,8 @@ bool incoming_load_check(IncomingLoad *in, GError **errp)
     }
     for (guint i = 0; i < m->device_states.entries->len; i++) {
         DeviceStateEntry *e = g_ptr_array_index(m->device_states.entries, i);
-        if (!find_section(in, SEC_DEVICE, e->name)) {
+        /* optional state (ops->needed): a source may have had nothing to say */
+        if (!e->ops->needed && !find_section(in, SEC_DEVICE, e->name)) {
             error_setg(errp, "migration stream: device '%s' is missing", e->name);
             return false;
         }
@@ -421,6 +422,8 @@ static gboolean incoming_done_cb(gpointer opaque)
     }
     /* failover: the standbys' state says STANDBY, so their primaries come now */
     machine_failover_loaded(m);
+    /* DID as the source had it (or this VM's own did=on), before RESUME */
+    osnet_incoming_done(&m->osnet);
     /* As QEMU: a guest that was running runs on unless -S; any other state
      * (paused, say) is the state it arrives in, -S or not. */
     m->runstate = in->load.arrives == RUN_STATE_RUNNING ? RUN_STATE_PAUSED

@@ -98,6 +98,9 @@ static gboolean stop_vm_cb(gpointer opaque)
 
     ms->was_running = m->runstate == RUN_STATE_RUNNING;
     ms->state_before = m->runstate;
+    /* DID off before the last pass; finish_cb switches it back on if the
+     * guest stays here (docs/migration.md) */
+    osnet_migration_stop(&m->osnet);
     machine_vm_stop(m);
     machine_settle_reset(m);
     /* disks on shared storage: flushed, and the image locks let go so the
@@ -152,6 +155,8 @@ static gboolean finish_cb(gpointer opaque)
     if (status != MIGRATION_STATUS_COMPLETED) {
         /* failover primaries: a pending eject withdrawn, an ejected one back */
         machine_failover_replug_all(m);
+        /* DID as before the final stop, before the guest runs again */
+        osnet_migration_failed(&m->osnet);
     }
     if (status == MIGRATION_STATUS_COMPLETED) {
         m->runstate = RUN_STATE_POSTMIGRATE;
@@ -290,6 +295,9 @@ static bool send_machine_state(MigrationState *ms, GError **errp)
     }
     for (guint i = 0; ok && i < m->device_states.entries->len; i++) {
         DeviceStateEntry *e = g_ptr_array_index(m->device_states.entries, i);
+        if (e->ops->needed && !e->ops->needed(e->opaque)) {
+            continue; /* optional state with nothing to say */
+        }
         g_byte_array_set_size(buf, 0);
         machine_lock(m);
         ok = e->ops->save(e->opaque, buf, errp);

@@ -165,10 +165,10 @@ static void hmp_info_osnet(Monitor *mon, const char *args)
     if (!hmp_check(mon, stats != NULL, &err)) {
         return;
     }
-    monitor_printf(
-        mon,
-        "DID: %s (mode %s, did at start: %s), exits disabled:", did.active ? "on" : "off",
-        did.kernel_extension ? "directvisor" : "kvm", did.did_at_start ? "yes" : "no");
+    monitor_printf(mon, "DID: %s (mode %s, did at start: %s, reason %s), exits disabled:",
+                   did.active ? "on" : "off",
+                   did.kernel_extension ? "directvisor" : "kvm",
+                   did.did_at_start ? "yes" : "no", osnet_did_reason_name(did.reason));
     for (const MonitorExitName *e = monitor_exit_names; e->name; e++) {
         if (did.exits_disabled & e->bit) {
             monitor_printf(mon, " %s", e->name);

@@ -101,17 +101,17 @@ json_t *qmp_query_osnet_did(QmpContext *ctx, json_t *args, GError **errp)
         }
     }
     return json_pack(
-        "{s:s,s:b,s:b,s:b,s:b,s:b,s:b,s:o,s:I,s:b,s:b,s:b,s:o}", "mode",
-        did.kernel_extension ? "directvisor" : "kvm", "active", did.active,
-        "did-at-start", did.did_at_start, "hlt-exits-disabled",
-        (did.exits_disabled & KVM_X86_DISABLE_EXITS_HLT) != 0, "pause-exits-disabled",
-        (did.exits_disabled & KVM_X86_DISABLE_EXITS_PAUSE) != 0, "mwait-exits-disabled",
-        (did.exits_disabled & KVM_X86_DISABLE_EXITS_MWAIT) != 0, "cstate-exits-disabled",
-        (did.exits_disabled & KVM_X86_DISABLE_EXITS_CSTATE) != 0, "exits-supported",
-        supported, "halt-poll-ns", (json_int_t)did.halt_poll_ns, "posted-interrupts",
-        did.posted_interrupts, "kernel-extension", did.kernel_extension,
-        "cpumap-in-kernel", did.cpumap_in_kernel, "passthrough-vectors",
-        passthrough_vectors(ctx->machine));
+        "{s:s,s:b,s:s,s:b,s:b,s:b,s:b,s:b,s:o,s:I,s:b,s:b,s:b,s:o}", "mode",
+        did.kernel_extension ? "directvisor" : "kvm", "active", did.active, "reason",
+        osnet_did_reason_name(did.reason), "did-at-start", did.did_at_start,
+        "hlt-exits-disabled", (did.exits_disabled & KVM_X86_DISABLE_EXITS_HLT) != 0,
+        "pause-exits-disabled", (did.exits_disabled & KVM_X86_DISABLE_EXITS_PAUSE) != 0,
+        "mwait-exits-disabled", (did.exits_disabled & KVM_X86_DISABLE_EXITS_MWAIT) != 0,
+        "cstate-exits-disabled", (did.exits_disabled & KVM_X86_DISABLE_EXITS_CSTATE) != 0,
+        "exits-supported", supported, "halt-poll-ns", (json_int_t)did.halt_poll_ns,
+        "posted-interrupts", did.posted_interrupts, "kernel-extension",
+        did.kernel_extension, "cpumap-in-kernel", did.cpumap_in_kernel,
+        "passthrough-vectors", passthrough_vectors(ctx->machine));
 }
 
 static json_t *exit_counts(const OsnetExitCounts *c)

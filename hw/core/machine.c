@@ -285,7 +285,8 @@ static bool machine_create_vcpus(Machine *m, GError **errp)
             return false;
         }
     }
-    return osnet_setup_vcpus(&m->osnet, m->vcpus, m->nr_vcpus, errp);
+    return osnet_setup_vcpus(&m->osnet, m->vcpus, m->nr_vcpus, errp) &&
+           osnet_register_state(&m->osnet, &m->device_states, errp);
 }
 
 /* SeaBIOS: its ROM, fw_cfg with what it reads, the ACPI tables. */

@@ -40,6 +40,7 @@ void osnet_query_did(const OsnetState *os, OsnetDidInfo *info)
         .halt_poll_ns = did->halt_poll_ns,
         .posted_interrupts = posted_interrupts_available(),
         .cpumap_in_kernel = os->cpumap_in_kernel,
+        .reason = did->reason,
     };
 }
 

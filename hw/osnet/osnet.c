@@ -46,6 +46,9 @@ bool osnet_configure(OsnetState *os, const VmConfig *cfg, KvmVm *kvm, GError **e
     os->vm_stats.fd = -1;
     /* the options were parsed when read; the map file is read here */
     os->did.requested = cfg->overcommit_cpu_pm || cfg->cpumap_did;
+    os->did.reason = OSNET_DID_NOT_REQUESTED;
+    os->incoming = cfg->incoming != NULL;
+    os->incoming_did = -1;
     if (!cfg->cpumap) {
         return true;
     }
@@ -113,7 +116,9 @@ bool osnet_setup_vm(OsnetState *os, GError **errp)
         }
     }
     did->exits_disabled = mask;
-    did->active = true;
+    /* an incoming VM: on once the stream says so (osnet_incoming_done) */
+    did->active = !os->incoming;
+    did->reason = os->incoming ? OSNET_DID_INCOMING_WAIT : OSNET_DID_START;
     return true;
 }
 
@@ -214,7 +219,7 @@ bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus, GError *
         os->vcpu_stats[i].fd = -1;
     }
     osnet_pass_cpumap(os);
-    if (os->did.requested && os->did.halt_poll_cap && !set_halt_poll(os, 0, errp)) {
+    if (os->did.active && os->did.halt_poll_cap && !set_halt_poll(os, 0, errp)) {
         return false;
     }
     osnet_sample(os);
@@ -326,6 +331,7 @@ bool osnet_did_enable(OsnetState *os, GError **errp)
         return false;
     }
     did->active = true;
+    did->reason = OSNET_DID_COMMAND;
     return true;
 }
 
@@ -339,7 +345,82 @@ bool osnet_did_disable(OsnetState *os, GError **errp)
     }
     /* KVM cannot re-enable exits it was told to leave to the guest */
     did->active = false;
+    did->reason = OSNET_DID_COMMAND;
     return true;
+}
+
+const char *osnet_did_reason_name(OsnetDidReason reason)
+{
+    static const char *const names[OSNET_DID_REASON__MAX] = {
+        [OSNET_DID_NOT_REQUESTED] = "not-requested",
+        [OSNET_DID_START] = "start",
+        [OSNET_DID_COMMAND] = "command",
+        [OSNET_DID_INCOMING_WAIT] = "incoming-wait",
+        [OSNET_DID_MIGRATION_STOP] = "migration-stop",
+        [OSNET_DID_MIGRATION_FAILED] = "migration-failed",
+        [OSNET_DID_INCOMING_SOURCE] = "incoming-source",
+        [OSNET_DID_INCOMING_OWN] = "incoming-own",
+    };
+
+    return reason < OSNET_DID_REASON__MAX ? names[reason] : "not-requested";
+}
+
+void osnet_migration_stop(OsnetState *os)
+{
+    GError *err = NULL;
+
+    os->did.off_for_migration = os->did.active;
+    if (!os->did.active) {
+        return;
+    }
+    /* off even when KVM refuses the default halt polling back: the source
+     * must not claim a dedicated core it is about to give up */
+    if (!osnet_did_disable(os, &err)) {
+        warn_report("osnet: DID off for the migration's final stop: %s", err->message);
+        g_clear_error(&err);
+        os->did.active = false;
+    }
+    os->did.reason = OSNET_DID_MIGRATION_STOP;
+}
+
+void osnet_migration_failed(OsnetState *os)
+{
+    GError *err = NULL;
+
+    if (!os->did.off_for_migration) {
+        return;
+    }
+    os->did.off_for_migration = false;
+    if (!osnet_did_enable(os, &err)) {
+        warn_report("osnet: DID cannot be switched back on after the failed "
+                    "migration: %s",
+                    err->message);
+        g_clear_error(&err);
+        return;
+    }
+    os->did.reason = OSNET_DID_MIGRATION_FAILED;
+}
+
+void osnet_incoming_done(OsnetState *os)
+{
+    OsnetDid *did = &os->did;
+    bool from_source = os->incoming_did >= 0;
+    bool want = from_source ? os->incoming_did == 1 : did->requested;
+    bool was_incoming = os->incoming;
+    GError *err = NULL;
+
+    os->incoming = false;
+    if (!was_incoming || !did->requested) {
+        return; /* nothing to switch (osnet_state_apply refused DID on) */
+    }
+    /* the vCPU threads bound themselves to this VM's map when they started
+     * and are checked again as the guest first runs (kvm-cpu.c) */
+    if (want ? !osnet_did_enable(os, &err) : !osnet_did_disable(os, &err)) {
+        warn_report("osnet: DID after the incoming migration: %s", err->message);
+        g_clear_error(&err);
+        return;
+    }
+    did->reason = from_source ? OSNET_DID_INCOMING_SOURCE : OSNET_DID_INCOMING_OWN;
 }
 
 KvmStatsFd *osnet_vcpu_stats(OsnetState *os, unsigned index, GError **errp)

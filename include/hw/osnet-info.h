@@ -21,6 +21,7 @@ typedef struct OsnetDidInfo {
     int64_t halt_poll_ns;   /* -1 if unknown */
     bool posted_interrupts; /* the host's KVM posts interrupts (APICv/AVIC) */
     bool cpumap_in_kernel;
+    OsnetDidReason reason; /* why active is what it is */
 } OsnetDidInfo;
 
 void osnet_query_did(const OsnetState *os, OsnetDidInfo *info);

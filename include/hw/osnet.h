@@ -14,6 +14,7 @@
 
 #include "accel/kvm/kvm.h"
 #include "accel/kvm/kvm-stats.h"
+#include "hw/vmstate.h"
 #include "system/config.h"
 
 /* A validated vCPU -> pCPU map. */
@@ -49,6 +50,21 @@ struct osnet_kvm_cpumap {
 };
 #define OSNET_KVM_SET_CPUMAP _IOW(0xBE, 0x00, struct osnet_kvm_cpumap)
 
+/* Why DID is in its present state (query-osnet-did's reason). */
+typedef enum OsnetDidReason {
+    OSNET_DID_NOT_REQUESTED,    /* neither did=on nor -overcommit cpu-pm=on */
+    OSNET_DID_START,            /* as the VM was created */
+    OSNET_DID_COMMAND,          /* osnet-did-enable / osnet-did-disable */
+    OSNET_DID_INCOMING_WAIT,    /* -incoming: off until the stream is loaded */
+    OSNET_DID_MIGRATION_STOP,   /* off for an outgoing migration's final stop */
+    OSNET_DID_MIGRATION_FAILED, /* back on: that migration failed or was cancelled */
+    OSNET_DID_INCOMING_SOURCE,  /* as the source had it at its final stop */
+    OSNET_DID_INCOMING_OWN,     /* the stream said nothing: this VM's own did=on */
+    OSNET_DID_REASON__MAX,
+} OsnetDidReason;
+
+const char *osnet_did_reason_name(OsnetDidReason reason);
+
 /* Exit-disabling mechanisms, as KVM_CAP_X86_DISABLE_EXITS bits. */
 typedef struct OsnetDid {
     bool requested; /* did=on or -overcommit cpu-pm=on */
@@ -58,6 +74,8 @@ typedef struct OsnetDid {
     int64_t halt_poll_ns;    /* in force for this VM; -1 if unknown */
     int64_t halt_poll_default;
     bool active; /* the last enable/disable (or start) */
+    OsnetDidReason reason;
+    bool off_for_migration; /* on until an outgoing migration's final stop */
 } OsnetDid;
 
 typedef struct OsnetVcpuRate {
@@ -70,7 +88,9 @@ typedef struct OsnetState {
     KvmVm *kvm;   /* set by osnet_configure (NULL: nothing to clean) */
     VCpu **vcpus; /* the machine's, from osnet_setup_vcpus on */
     unsigned nr_vcpus;
-    OsnetCpuMap map; /* empty (nr_vcpus 0) without -osnet_cpumap */
+    OsnetCpuMap map;  /* empty (nr_vcpus 0) without -osnet_cpumap */
+    bool incoming;    /* -incoming: DID waits for the stream */
+    int incoming_did; /* from the stream: -1 nothing said, else 0/1 */
     bool kernel_checked;
     bool kernel_extension; /* OSNET_KVM_SET_CPUMAP answered */
     bool cpumap_in_kernel; /* the current map was passed to it */
@@ -107,6 +127,38 @@ void osnet_place_main_thread(OsnetState *os);
 bool osnet_reload_cpumap(OsnetState *os, const char *path, GError **errp);
 bool osnet_did_enable(OsnetState *os, GError **errp);
 bool osnet_did_disable(OsnetState *os, GError **errp);
+
+/*
+ * Migration (docs/migration.md, "Dedicated cores and DID").  Source, main
+ * thread: osnet_migration_stop just before the final stop switches DID off
+ * and records that it was on; osnet_migration_failed after a failed or
+ * cancelled migration switches it back on.  Destination, main thread:
+ * osnet_incoming_done once the stream is loaded, before the guest runs:
+ * DID as the source had it, or (the stream said nothing) as this VM's own
+ * did=on asks.
+ */
+void osnet_migration_stop(OsnetState *os);
+void osnet_migration_failed(OsnetState *os);
+void osnet_incoming_done(OsnetState *os);
+
+/*
+ * The "osnet" migration state, an optional section (sent when the source
+ * was started with DID): version 1 is one little-endian u32 of flags.
+ */
+#define OSNET_STATE_VERSION 1
+#define OSNET_STATE_DID_ON  1u /* DID was on at the source's final stop */
+#define OSNET_STATE_KNOWN   OSNET_STATE_DID_ON
+typedef struct OsnetMigState {
+    uint32_t flags;
+} OsnetMigState;
+
+/* Parse a blob completely (pure); false with errp set on anything odd. */
+bool osnet_state_parse(const uint8_t *buf, size_t len, uint32_t version,
+                       OsnetMigState *st, GError **errp);
+/* Take a parsed state; refuses (changing nothing) what this VM cannot do. */
+bool osnet_state_apply(OsnetState *os, const OsnetMigState *st, GError **errp);
+/* Register "osnet" in the machine's device states (after osnet_setup_vcpus). */
+bool osnet_register_state(OsnetState *os, DeviceStateList *states, GError **errp);
 
 /* Read vCPU index's KVM statistics (opening the stats fd on first use). */
 KvmStatsFd *osnet_vcpu_stats(OsnetState *os, unsigned index, GError **errp);

@@ -19,6 +19,15 @@ typedef struct DeviceStateOps {
     bool (*save)(void *opaque, GByteArray *out, GError **errp);
     bool (*load)(void *opaque, const uint8_t *buf, size_t len, uint32_t version,
                  GError **errp);
+    /*
+     * Optional (QEMU's subsection idea): NULL for state that is always
+     * sent and required.  Otherwise the source sends the state only when
+     * needed() says so (asked with the VM stopped), and a destination
+     * accepts a stream without it (load is then not called): a stream from
+     * a VMM that never sent it still loads, and a VMM that does not know
+     * the state still takes a stream in which it was not needed.
+     */
+    bool (*needed)(void *opaque);
 } DeviceStateOps;
 
 typedef struct DeviceStateEntry {

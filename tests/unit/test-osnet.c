@@ -233,4 +233,121 @@ UNIT_TEST(kvm_extension_abi)
     CHECK_EQ(OSNET_KVM_SET_CPUMAP, 0x506CBE00);
 }
 
+/* The "osnet" migration state of a VM: DID asked for at start, or not. */
+static void state_vm(OsnetState *os, DeviceStateList *list, bool requested)
+{
+    memset(os, 0, sizeof(*os));
+    os->did.requested = requested;
+    os->incoming = true;
+    os->incoming_did = -1;
+    device_state_list_init(list);
+    CHECK(osnet_register_state(os, list, NULL));
+}
+
+UNIT_TEST(migration_state_round_trip)
+{
+    OsnetState src, dst;
+    DeviceStateList ls, ld;
+    DeviceStateEntry *es, *ed;
+    GByteArray *blob = g_byte_array_new();
+    GError *err = NULL;
+
+    state_vm(&src, &ls, true);
+    state_vm(&dst, &ld, true);
+    es = device_state_find(&ls, "osnet");
+    ed = device_state_find(&ld, "osnet");
+    CHECK(es && ed && es->ops->needed && es->version == OSNET_STATE_VERSION);
+    /* sent by a source started with DID, whatever its state */
+    CHECK(es->ops->needed(es->opaque));
+    src.did.off_for_migration = true;
+    CHECK(es->ops->save(es->opaque, blob, &err));
+    CHECK_EQ(blob->len, 4);
+    CHECK(ed->ops->load(ed->opaque, blob->data, blob->len, es->version, &err));
+    CHECK_EQ(dst.incoming_did, 1);
+    /* DID off at the source's stop (osnet-did-disable before migrate) */
+    src.did.off_for_migration = false;
+    g_byte_array_set_size(blob, 0);
+    CHECK(es->ops->save(es->opaque, blob, &err));
+    CHECK(ed->ops->load(ed->opaque, blob->data, blob->len, es->version, &err));
+    CHECK_EQ(dst.incoming_did, 0);
+    CHECK(err == NULL);
+    /* a source without DID has nothing to say */
+    src.did.requested = false;
+    CHECK(!es->ops->needed(es->opaque));
+    g_byte_array_free(blob, TRUE);
+    device_state_list_destroy(&ls);
+    device_state_list_destroy(&ld);
+}
+
+/* Each bad blob is refused with a message and leaves the state as it was. */
+UNIT_TEST(migration_state_bad_blobs_change_nothing)
+{
+    static const struct {
+        uint8_t bytes[8];
+        size_t len;
+        uint32_t version;
+        const char *says;
+    } bad[] = {
+        { { 1, 0, 0, 0 }, 3, 1, "3 bytes" },
+        { { 1, 0, 0, 0, 0 }, 5, 1, "5 bytes" },
+        { { 0 }, 0, 1, "0 bytes" },
+        { { 2, 0, 0, 0 }, 4, 1, "unknown flags 0x2" },
+        { { 1, 0, 0, 0x80 }, 4, 1, "unknown flags 0x80000000" },
+        { { 1, 0, 0, 0 }, 4, 2, "version 2" },
+        { { 1, 0, 0, 0 }, 4, 0, "version 0" },
+    };
+    OsnetState os;
+    DeviceStateList list;
+    DeviceStateEntry *e;
+    OsnetMigState st = { .flags = 0xdead };
+
+    state_vm(&os, &list, true);
+    e = device_state_find(&list, "osnet");
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        GError *err = NULL;
+        CHECK(!osnet_state_parse(bad[i].bytes, bad[i].len, bad[i].version, &st, &err));
+        CHECK(err && strstr(err->message, bad[i].says));
+        CHECK_EQ(st.flags, 0xdead); /* the output is untouched too */
+        g_clear_error(&err);
+        CHECK(!e->ops->load(e->opaque, bad[i].bytes, bad[i].len, bad[i].version, &err));
+        CHECK(err != NULL);
+        g_clear_error(&err);
+        CHECK_EQ(os.incoming_did, -1);
+    }
+    device_state_list_destroy(&list);
+}
+
+/* DID on at the source, a destination started without it: refused, as a
+ * machine that differs; DID off at the source loads anywhere. */
+UNIT_TEST(migration_state_needs_did_at_the_destination)
+{
+    OsnetState os;
+    DeviceStateList list;
+    OsnetMigState on = { .flags = OSNET_STATE_DID_ON }, off = { 0 };
+    GError *err = NULL;
+
+    state_vm(&os, &list, false);
+    CHECK(!osnet_state_apply(&os, &on, &err));
+    CHECK(err && strstr(err->message, "did=on") && strstr(err->message, "cpu-pm=on"));
+    g_clear_error(&err);
+    CHECK_EQ(os.incoming_did, -1);
+    CHECK(osnet_state_apply(&os, &off, &err));
+    CHECK_EQ(os.incoming_did, 0);
+    device_state_list_destroy(&list);
+}
+
+UNIT_TEST(did_reason_names)
+{
+    /* as qapi/osnet.json's OsnetDidReason, in order */
+    static const char *const want[] = { "not-requested",   "start",
+                                        "command",         "incoming-wait",
+                                        "migration-stop",  "migration-failed",
+                                        "incoming-source", "incoming-own" };
+
+    CHECK_EQ(G_N_ELEMENTS(want), OSNET_DID_REASON__MAX);
+    for (int r = 0; r < OSNET_DID_REASON__MAX; r++) {
+        CHECK_STR(osnet_did_reason_name(r), want[r]);
+    }
+}
+
 UNIT_MAIN()
