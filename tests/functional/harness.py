@@ -290,6 +290,16 @@ def third_writer_refused(args):
     assert third.returncode == 1 and "lock" in third.stderr, third.stderr
 
 
+def end_process(proc, timeout=20):
+    """Give proc (a Popen) timeout seconds to end by itself, then SIGKILL it;
+    either way it is reaped."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 def fd_count(pid):
     """Number of open file descriptors of process pid."""
     return len(os.listdir(f"/proc/{pid}/fd"))

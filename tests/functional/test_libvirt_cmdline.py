@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from harness import QEMU, ROOT, SANITIZED, TESTOS, VMM, Qmp
+from harness import QEMU, ROOT, SANITIZED, TESTOS, VMM, Qmp, end_process
 
 BLKIMAGE = os.path.join(ROOT, "tests", "guest", "blkimage.py")
 UUID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
@@ -160,11 +160,7 @@ class Domain:
             except (OSError, TimeoutError):
                 pass
             self.qmp.close()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=20)
+        end_process(self.proc)
         self.out.close()
 
 

@@ -32,7 +32,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import linuxguest
-from harness import ROOT, TESTOS, VMM
+from harness import ROOT, TESTOS, VMM, end_process
 from test_libvirt_cmdline import make_qcow2_disk
 
 VIRSH = shutil.which("virsh")
@@ -188,11 +188,7 @@ class Virsh:
             self.proc.stdin.close()
         except (OSError, AssertionError):
             pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+        end_process(self.proc, 30)
 
 
 class Pty:

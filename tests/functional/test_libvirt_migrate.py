@@ -18,6 +18,7 @@ libvirtd.conf and qemu.conf) with its own socket folder and host UUID; the
 domain's serial port is a pty on each side, copied to a file by the test.
 Serial as a file would need -add-fd, which libvirt 9.0 uses for it."""
 import array
+import contextlib
 import os
 import select
 import shlex
@@ -34,9 +35,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, Qmp, Vmm, fd_count, free_port, image_write_locked
+from harness import (QEMU, TESTOS, VMM, Qmp, Vmm, end_process, fd_count, free_port,
+                     image_write_locked)
 from test_migration import (DIRTY, SLOW, dirtycheck, migration_events, seqs,
-                            vm_args, wait_seq, wait_status)
+                            vm_args, wait_runstate_settles, wait_seq, wait_status)
 
 pytestmark = [pytest.mark.vm]
 
@@ -84,6 +86,14 @@ def exe_of(binary):
     if not exe:
         pytest.fail("Debian's qemu-system-x86_64, the oracle here, is not installed")
     return exe
+
+
+def wait_running(q, failure, timeout=30):
+    """Wait until q's VM runs (query-status "running"); else fail with failure."""
+    deadline = time.time() + timeout * SLOW
+    while q.ok("query-status")["status"] != "running":
+        assert time.time() < deadline, failure
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("binary", ["vmm", "qemu"])
@@ -197,10 +207,7 @@ def test_incoming_on_an_inherited_socket(binary):
                 q_src.ok("migrate", uri="fd:out")
                 info = wait_status(q_src, {"completed", "failed", "cancelled"})
                 assert info["status"] == "completed", f"{binary}: {info}"
-                deadline = time.time() + 30 * SLOW
-                while q_dst.ok("query-status")["status"] != "running":
-                    assert time.time() < deadline, f"{binary}: the destination never ran"
-                    time.sleep(0.05)
+                wait_running(q_dst, f"{binary}: the destination never ran")
                 wait_seq(d, "dst", max(seqs(d, "src")) + 20, q=q_dst)
                 problem = dirtycheck(d, "src", "dst")
                 assert not problem, f"{binary}: {problem}"
@@ -208,11 +215,41 @@ def test_incoming_on_an_inherited_socket(binary):
                 q_dst.close()
 
 
-def start_pair(d, exe, src_extra=(), dst_extra=(), append=DIRTY):
+@contextlib.contextmanager
+def pair(d, binary, src_extra=(), dst_extra=(), append=DIRTY, seq=3):
+    """A source and a destination (-incoming defer) under binary, QMP to each:
+    yields (q_src, q_dst) once the source's guest has printed `testos: seq
+    SEQ` (seq None: at once); closes both clients after the test's steps."""
+    exe = exe_of(binary)
     src = Vmm(vm_args(d, "src", list(src_extra), append=append), binary=exe)
     dst = Vmm(vm_args(d, "dst", ["-incoming", "defer", *dst_extra], append=append),
               binary=exe)
-    return src, dst
+    with src, dst:
+        q_src = Qmp(os.path.join(d, "src.sock"))
+        q_dst = Qmp(os.path.join(d, "dst.sock"))
+        if seq is not None:
+            wait_seq(d, "src", seq)
+        yield q_src, q_dst
+        q_src.close()
+        q_dst.close()
+
+
+def migrate_tcp(q_src, q_dst):
+    """The destination listens on a free TCP port (migrate-incoming), the
+    source migrates there."""
+    port = free_port()
+    q_dst.ok("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
+    q_src.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
+
+
+def migrate_to_pre_switchover(q_src, q_dst):
+    """With pause-before-switchover on the source, a migration that stops
+    in pre-switchover."""
+    q_src.ok("migrate-set-capabilities", capabilities=[
+        {"capability": "pause-before-switchover", "state": True}])
+    migrate_tcp(q_src, q_dst)
+    info = wait_status(q_src, {"pre-switchover", "completed", "failed"})
+    assert info["status"] == "pre-switchover", info
 
 
 @pytest.mark.parametrize("binary", ["vmm", "qemu"])
@@ -223,23 +260,12 @@ def test_pause_before_switchover(binary):
     refused with QEMU's text; then device and completed, and the guest goes
     on at the destination having lost nothing.  The MIGRATION events'
     statuses are Debian QEMU's, in the same order."""
-    exe = exe_of(binary)
     with tempfile.TemporaryDirectory() as d:
-        src, dst = start_pair(d, exe)
-        with src, dst:
-            q_src = Qmp(os.path.join(d, "src.sock"))
-            q_dst = Qmp(os.path.join(d, "dst.sock"))
-            wait_seq(d, "src", 3)
+        with pair(d, binary) as (q_src, q_dst):
             for q in (q_src, q_dst):
                 q.ok("migrate-set-capabilities",
                      capabilities=[{"capability": "events", "state": True}])
-            q_src.ok("migrate-set-capabilities", capabilities=[
-                {"capability": "pause-before-switchover", "state": True}])
-            port = free_port()
-            q_dst.ok("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
-            q_src.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
-            info = wait_status(q_src, {"pre-switchover", "completed", "failed"})
-            assert info["status"] == "pre-switchover", info
+            migrate_to_pre_switchover(q_src, q_dst)
             assert q_src.ok("query-status")["status"] == "finish-migrate"
             # it stays there: nothing moves until migrate-continue
             time.sleep(0.5)
@@ -253,45 +279,24 @@ def test_pause_before_switchover(binary):
                         if i == 0 or s != migration_events(q_src)[i - 1]]
             assert statuses == ["setup", "active", "pre-switchover", "device",
                                 "completed"], f"{binary}: {statuses}"
-            deadline = time.time() + 30 * SLOW
-            while q_dst.ok("query-status")["status"] != "running":
-                assert time.time() < deadline, "the destination never ran"
-                time.sleep(0.05)
+            wait_running(q_dst, "the destination never ran")
             wait_seq(d, "dst", max(seqs(d, "src")) + 20, q=q_dst)
             problem = dirtycheck(d, "src", "dst")
             assert not problem, f"{binary}: {problem}"
-            q_src.close()
-            q_dst.close()
 
 
 @pytest.mark.parametrize("binary", ["vmm", "qemu"])
 def test_cancel_in_pre_switchover_resumes_the_source(binary):
     """migrate_cancel while the source waits in pre-switchover: the
     migration ends cancelled and the guest runs on at the source."""
-    exe = exe_of(binary)
     with tempfile.TemporaryDirectory() as d:
-        src, dst = start_pair(d, exe)
-        with src, dst:
-            q_src = Qmp(os.path.join(d, "src.sock"))
-            q_dst = Qmp(os.path.join(d, "dst.sock"))
-            wait_seq(d, "src", 3)
-            q_src.ok("migrate-set-capabilities", capabilities=[
-                {"capability": "pause-before-switchover", "state": True}])
-            port = free_port()
-            q_dst.ok("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
-            q_src.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
-            assert wait_status(q_src, {"pre-switchover", "failed"})["status"] == \
-                "pre-switchover"
+        with pair(d, binary) as (q_src, q_dst):
+            migrate_to_pre_switchover(q_src, q_dst)
             q_src.ok("migrate_cancel")
             info = wait_status(q_src, {"cancelled", "failed", "completed"})
             assert info["status"] == "cancelled", f"{binary}: {info}"
-            deadline = time.time() + 30 * SLOW
-            while q_src.ok("query-status")["status"] != "running":
-                assert time.time() < deadline, "the source never ran again"
-                time.sleep(0.05)
+            wait_running(q_src, "the source never ran again")
             wait_seq(d, "src", max(seqs(d, "src")) + 20, q=q_src)
-            q_src.close()
-            q_dst.close()
 
 
 @pytest.mark.parametrize("binary", ["vmm", "qemu"])
@@ -302,30 +307,20 @@ def test_late_block_activate(binary, late):
     the migration completes, only from cont on; without it, it holds the
     image's write permission at once.  The lock bytes (/proc/locks) are
     Debian QEMU's in each case."""
-    exe = exe_of(binary)
     with tempfile.TemporaryDirectory() as d:
         image = os.path.join(d, "disk.img")
         with open(image, "wb") as f:
             f.truncate(16 << 20)
         drive = ["-drive", f"file={image},format=raw,if=virtio"]
-        src, dst = start_pair(d, exe, drive, ["-S", *drive],
-                              append="testos.run=hello")
-        with src, dst:
-            q_src = Qmp(os.path.join(d, "src.sock"))
-            q_dst = Qmp(os.path.join(d, "dst.sock"))
+        with pair(d, binary, drive, ["-S", *drive], append="testos.run=hello",
+                  seq=None) as (q_src, q_dst):
             assert image_write_locked(image)
             if late:
                 q_dst.ok("migrate-set-capabilities", capabilities=[
                     {"capability": "late-block-activate", "state": True}])
-            port = free_port()
-            q_dst.ok("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
-            q_src.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
+            migrate_tcp(q_src, q_dst)
             assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
-            deadline = time.time() + 30 * SLOW
-            while q_dst.ok("query-status")["status"] == "inmigrate":
-                assert time.time() < deadline, "the destination never loaded"
-                time.sleep(0.05)
-            assert q_dst.ok("query-status")["status"] == "paused"
+            assert wait_runstate_settles(q_dst) == "paused"
             paused = lock_bytes(image)
             q_dst.ok("cont")
             running = lock_bytes(image)
@@ -338,8 +333,6 @@ def test_late_block_activate(binary, late):
                 # leaves "nobody else writes", 201, to the first cont)
                 assert {100, 101} <= paused, why
             assert running == {100, 101, 201}, why
-            q_src.close()
-            q_dst.close()
 
 
 # ---- virsh migrate --live between two libvirt daemons ----
@@ -451,11 +444,7 @@ class Libvirtd:
         if pid and self.domain_pid("dvmig") == pid:
             os.kill(pid, signal.SIGKILL)   # libvirtd leaves its VMs behind
         self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=20)
+        end_process(self.proc)
         self.out.close()
 
 
