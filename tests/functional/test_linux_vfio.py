@@ -5,6 +5,7 @@ MSI-X (and, asked to, with INTx), and pings the other e1000e of L1 (the only pee
 198.18.0.1/24 here), under this VMM and then under Debian's QEMU with the
 same NIC and the same command line.  Timings are printed, never asserted."""
 import glob
+import hashlib
 import os
 import re
 import subprocess
@@ -49,6 +50,12 @@ done
 d=/sys/class/net/$dev/device
 say "vfio dev=$dev id=$(cat $d/vendor):$(cat $d/device) carrier=$(cat /sys/class/net/$dev/carrier)"
 say "vfio irqs=$(grep -c "$dev" /proc/interrupts) msix=$(ls $d/msi_irqs 2>/dev/null | wc -l)"
+if echo 1 > $d/rom 2>/dev/null; then
+    say "vfio rom $(wc -c < $d/rom) $(md5sum < $d/rom | cut -d' ' -f1)"
+    echo 0 > $d/rom
+else
+    say "vfio rom none"
+fi
 dmesg | grep -iE 'e1000e|msi' | tail -n 8 | sed 's/^/linux: dmesg /'
 ping -c 3 -W 3 {HOST_IP} > /tmp/ping 2>&1
 say "vfio ping $(grep -o '[0-9]* packets transmitted, [0-9]* packets received' /tmp/ping)"
@@ -86,6 +93,21 @@ def nics():
     subprocess.run(["ip", "link", "set", dev, "up"], check=True)
     yield os.path.basename(found[0])
     subprocess.run(["ip", "addr", "flush", "dev", dev])
+
+
+def host_rom(bdf):
+    """'SIZE MD5' of the option ROM L1's kernel reads from the NIC (QEMU's
+    efi-e1000e.rom in L1's e1000e), as the guest's scenario prints it."""
+    rom = f"/sys/bus/pci/devices/{bdf}/rom"
+    with open(rom, "w") as f:
+        f.write("1")
+    try:
+        with open(rom, "rb") as f:
+            data = f.read()
+    finally:
+        with open(rom, "w") as f:
+            f.write("0")
+    return f"{len(data)} {hashlib.md5(data).hexdigest()}"
 
 
 def initrd(directory):
@@ -127,6 +149,10 @@ def test_linux_e1000e_driver_pings_through_the_passed_nic(nics, which, intmode):
             assert int(irqs.group(1)) >= 1, g.tail()
             m = re.search(r"(\d+) packets transmitted, (\d+) packets received", line)
             assert m and int(m.group(2)) >= 2, g.tail()
+            # the ROM BAR shows the device's own option ROM, as QEMU shows it
+            rom = g.wait_for(r"^linux: vfio rom (.*)$").group(1)
+            print(f"{which}: guest ROM {rom}")
+            assert rom == host_rom(nics), g.tail()
 
 
 def steered(qmp):
