@@ -162,7 +162,7 @@ fuzz: $(FUZZ_BINS)
 fuzz-replay: $(REPLAY_BINS)
 
 # ThreadSanitizer over the threaded code (the block layer's I/O threads,
-# virtio's I/O thread and workers): those unit tests in build/tsan.  Every
+# virtio's I/O threads and workers): those unit tests in build/tsan.  Every
 # lock there is a pthread mutex, which TSan sees; GLib's are not used.
 TSAN := $(B)/tsan
 # -Wno-tsan: TSan does not model atomic_thread_fence, which the virtqueue
@@ -172,7 +172,8 @@ TSAN_CFLAGS = -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE $(INC) \
                $(DEPS_CFLAGS) -MMD -MP $(TSAN_FLAGS)
 TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(TSAN)/%.o) $(TSAN)/qapi/qapi-commands.o
 TSAN_UNIT_BINS := $(TSAN)/tests/unit/test-block $(TSAN)/tests/unit/test-qcow2 \
-                  $(TSAN)/tests/unit/test-virtio-pci $(TSAN)/tests/unit/test-kvm-slots
+                  $(TSAN)/tests/unit/test-virtio-pci $(TSAN)/tests/unit/test-kvm-slots \
+                  $(TSAN)/tests/unit/test-virtio-net
 
 $(TSAN_LIB_OBJS) $(TSAN_UNIT_BINS:%=%.o) $(TSAN)/$(VIRTIO_FAKES): | $(B)/qapi/qapi-commands.h
 
@@ -191,7 +192,7 @@ $(TSAN)/libvmm.a: $(TSAN_LIB_OBJS)
 $(TSAN)/tests/unit/%: $(TSAN)/tests/unit/%.o $(TSAN)/libvmm.a
 	$(CC) $(TSAN_FLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
-$(TSAN)/tests/unit/test-virtio-pci: $(TSAN)/$(VIRTIO_FAKES)
+$(TSAN)/tests/unit/test-virtio-pci $(TSAN)/tests/unit/test-virtio-net: $(TSAN)/$(VIRTIO_FAKES)
 
 # The ASan + UBSan build of everything: make check runs its unit tests,
 # the corpus replays and the functional tests that need no VM.

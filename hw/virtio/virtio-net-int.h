@@ -37,7 +37,7 @@ typedef struct VirtioNetFilter {
     uint32_t vlans[VNET_VLAN_WORDS];
 } VirtioNetFilter;
 
-/* What watch_fds handed the I/O thread, entry by entry. */
+/* What watch_fds handed a pair's I/O thread, entry by entry. */
 typedef enum VirtioNetWatchKind {
     VNET_WATCH_TAP,
     VNET_WATCH_CALL_RX,
@@ -52,7 +52,8 @@ typedef struct VirtioNetWatch {
 
 /*
  * One queue pair: its tap queue (and vhost-net), and the VMM's data path
- * for it [I/O thread].  Pair i uses tap queue i.
+ * for it [the pair's I/O thread].  Pair i uses tap queue i and I/O thread
+ * i, which also runs the control queue for pair 0.
  */
 typedef struct VirtioNetPair {
     unsigned index;
@@ -69,6 +70,8 @@ typedef struct VirtioNetPair {
     int call_fd[2];  /* vhost's interrupts, relayed by the I/O thread */
     bool vhost_on;   /* [vhost_lock] vhost-net has this pair's rings */
     bool log_active; /* [vhost_lock] vhost-net logs this pair's writes */
+    VirtioNetWatch watching[VIRTIO_MAX_WATCH_FDS]; /* what watch_fds gave */
+    uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
 } VirtioNetPair;
 
 /* The migration state of the model, parsed before it is applied. */
@@ -94,29 +97,30 @@ struct VirtioNet {
     VhostMemRegion ram[VIRTIO_NET_RAM_RANGES];
     unsigned nr_ram;
 
-    /* [machine lock, or the I/O thread while it runs the queues] */
+    /*
+     * [machine lock, or I/O thread 0 while it runs the control queue; the
+     * other pairs' threads read them, and the control queue holds their
+     * busy_locks (virtio_device_lock_others) while it changes them]
+     */
     uint8_t mac[6];          /* the current address (CTRL_MAC_ADDR_SET) */
     bool link_down;          /* atomic */
     bool backend_down;       /* atomic: set_link off on the netdev's id */
     uint64_t guest_offloads; /* GUEST_* bits in force (CTRL_GUEST_OFFLOADS) */
-    VirtioNetFilter filter;  /* [I/O thread; main thread when paused] */
+    VirtioNetFilter filter;  /* [the same; main thread when paused] */
     bool rx_filter_changed;  /* atomic: for NIC_RX_FILTER_CHANGED */
     bool rx_notify_enabled;  /* atomic: the next change is announced */
     char *nic_name;          /* QEMU's name without an id: virtio-net-pci.N */
 
     /*
      * Queue pairs in use: 1 after reset, VQ_PAIRS_SET's count with MQ
-     * [I/O thread, which runs the control queue; main thread when paused].
+     * [the same; main thread when paused].
      */
     unsigned curr_pairs;
 
-    /* the data path [I/O thread] */
-    VirtioNetWatch *watching; /* vdev.max_watch_fds entries */
-    uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
-
     /* vhost-net [vhost_lock] */
     pthread_mutex_t vhost_lock;
-    bool vhost_running; /* the pairs in use are vhost's; also read by the I/O thread */
+    bool vhost_running; /* the pairs in use are vhost's; set with every busy_lock
+                           held (or paused), read by the I/O threads */
     int log_fd;         /* vhost's "I logged a write" eventfd, shared by the pairs */
     bool dirty_logging; /* migration wants DMA logged */
     bool log_active;    /* vhost-net's log is on */

@@ -2,9 +2,11 @@
  * virtio-net (virtio 1.x, 5.1) on a tap: a queue pair per tap queue
  * (VIRTIO_NET_F_MQ with mq=on; the driver picks how many it uses with
  * VQ_PAIRS_SET, and the tap queues of the others are detached) and a
- * control queue.  Pair i moves frames between its rings and tap queue i;
- * one I/O thread serves every pair.  With vhost=off the VMM moves the frames itself on
- * the device's I/O thread: the tap's descriptor is watched beside the queues' kicks,
+ * control queue.  Pair i moves frames between its rings and tap queue i
+ * on I/O thread i of the device (the core's, one per pair), so the pairs
+ * run in parallel; thread 0 also runs the control queue.  With vhost=off
+ * the VMM moves the frames itself: each pair's thread watches its tap
+ * beside its two queues' kicks,
  * received frames go through a buffer of the device's own (the tap drops
  * a frame that does not fit the buffers it is given) into the guest's
  * receive buffers, merged when MRG_RXBUF is negotiated, and every
@@ -18,12 +20,15 @@
  * as the spec says; a frame the guest's buffers cannot hold without
  * MRG_RXBUF is dropped, as QEMU does.
  *
- * Locking: the data path, the control queue and the receive filter belong
- * to the I/O thread while the driver runs the device; the main thread
- * touches them only with the device paused (migration) or reset (the core
- * drains first).  Status changes (offloads, vhost-net) come from vCPU
- * threads with the machine lock held and take the core's busy_lock so the
- * I/O thread is between queues.
+ * Locking: a pair's data path belongs to its I/O thread while the driver
+ * runs the device.  What the pairs share (the receive filter, the MAC,
+ * the pairs in use, vhost_running) changes only with every I/O thread
+ * between queues: the control queue, on thread 0, takes the other
+ * threads' busy_locks around a command (virtio_device_lock_others);
+ * status and link changes (offloads, vhost-net) come from vCPU or main
+ * threads and take them all (virtio_device_lock); the main thread touches
+ * the rest only with the device paused (migration) or reset (the core
+ * takes every busy_lock and drains first).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -277,11 +282,15 @@ static void vnet_filter_reset(VirtioNet *n, bool vlan_filtering)
 
 void virtio_net_rx_filter(VirtioNet *n, VirtioNetRxFilter *out)
 {
-    const VirtioNetFilter *f = &n->filter;
+    VirtioNetFilter copy;
+    const VirtioNetFilter *f = &copy;
 
+    virtio_device_lock(&n->vdev); /* the control queue is between commands */
+    copy = n->filter;
     memset(out, 0, sizeof(*out));
-    out->name = g_strdup(virtio_net_name(n));
     memcpy(out->mac, n->mac, 6);
+    virtio_device_unlock(&n->vdev);
+    out->name = g_strdup(virtio_net_name(n));
     out->promisc = f->promisc;
     out->allmulti = f->allmulti;
     out->alluni = f->alluni;
@@ -296,7 +305,7 @@ void virtio_net_rx_filter(VirtioNet *n, VirtioNetRxFilter *out)
     memcpy(out->multi, f->macs + f->nr_uni, 6 * f->nr_multi);
     out->vlan_filtering = virtio_net_has(n, VIRTIO_NET_F_CTRL_VLAN);
     for (unsigned vid = 0; vid < 4096; vid++) {
-        if (vlan_allowed(n, vid)) {
+        if (f->vlans[vid / 32] & (1u << (vid % 32))) {
             out->vlans[out->nr_vlans++] = vid;
         }
     }
@@ -340,7 +349,7 @@ static RxResult rx_fail(VirtioNet *n, VirtioNetPair *p, VirtQueue *vq, unsigned 
         p->rx_lens[i] = 0;
     }
     virtio_queue_complete_many(vq, p->rx_elems, p->rx_lens, popped);
-    n->rx_dropped++;
+    p->rx_dropped++;
     return RX_DONE;
 }
 
@@ -386,7 +395,7 @@ static RxResult rx_deliver(VirtioNet *n, VirtioNetPair *p, const uint8_t *buf, s
         if (!mergeable && e->in_len < len) {
             /* QEMU's way: the frame is dropped, the buffer stays the driver's */
             virtio_queue_unpop(vq, count);
-            n->rx_dropped++;
+            p->rx_dropped++;
             return RX_DONE;
         }
         take = MIN(len - off, e->in_len);
@@ -398,7 +407,7 @@ static RxResult rx_deliver(VirtioNet *n, VirtioNetPair *p, const uint8_t *buf, s
     iov_from_buf(p->rx_elems[0].iov, p->rx_elems[0].in_num, VNET_HDR_NUM_BUFFERS, &nb,
                  sizeof(nb));
     virtio_queue_complete_many(vq, p->rx_elems, p->rx_lens, count);
-    n->rx_frames++;
+    p->rx_frames++;
     return RX_DONE;
 }
 
@@ -424,7 +433,7 @@ static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
                 return;
             }
             if (r < 0) {
-                n->rx_dropped++;
+                p->rx_dropped++;
                 continue;
             }
             p->rx_len = r;
@@ -433,7 +442,7 @@ static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
             p->rx_len < NET_VNET_HDR_LEN + VNET_MIN_FRAME ||
             !virtio_net_filter_accepts(n, p->rx_buf + NET_VNET_HDR_LEN,
                                        p->rx_len - NET_VNET_HDR_LEN)) {
-            n->rx_dropped++;
+            p->rx_dropped++;
             p->rx_len = 0;
             continue;
         }
@@ -479,9 +488,9 @@ static void vnet_transmit(VirtioNet *n, VirtioNetPair *p)
             break;
         }
         if (r > 0) {
-            n->tx_frames++;
+            p->tx_frames++;
         } else {
-            n->tx_dropped++;
+            p->tx_dropped++;
         }
         p->tx_lens[done++] = 0;
         if (done == VNET_TX_BATCH) {
@@ -587,7 +596,9 @@ static void vnet_handle_queue(VirtioDevice *vdev, VirtQueue *vq)
     VirtioNetPair *p;
 
     if (vq->index == vnet_ctrl_queue(n)) {
+        virtio_device_lock_others(vdev, 0); /* it changes what the pairs share */
         virtio_net_control(n, vq);
+        virtio_device_unlock_others(vdev, 0);
         return;
     }
     if (vq->index >= 2 * n->curr_pairs || n->vhost_running) {
@@ -602,49 +613,62 @@ static void vnet_handle_queue(VirtioDevice *vdev, VirtQueue *vq)
     }
 }
 
-static void watch_add(VirtioNet *n, struct pollfd *fds, unsigned *count, unsigned max,
-                      int fd, short events, VirtioNetWatchKind kind, unsigned pair)
+/* Pair i's queues are I/O thread i's; the control queue is thread 0's. */
+static unsigned vnet_queue_thread(VirtioDevice *vdev, unsigned index)
+{
+    VirtioNet *n = (VirtioNet *)vdev;
+
+    return index < 2 * n->max_pairs ? index / 2 : 0;
+}
+
+static void watch_add(VirtioNetPair *p, struct pollfd *fds, unsigned *count, unsigned max,
+                      int fd, short events, VirtioNetWatchKind kind)
 {
     if (*count < max) {
         fds[*count] = (struct pollfd){ .fd = fd, .events = events };
-        n->watching[(*count)++] = (VirtioNetWatch){ kind, pair };
+        p->watching[(*count)++] = (VirtioNetWatch){ kind, p->index };
     }
 }
 
-/* Each pair in use: its tap, or with vhost-net its two interrupts. */
-static unsigned vnet_watch_fds(VirtioDevice *vdev, struct pollfd *fds, unsigned max)
+/*
+ * For the I/O thread of pair thread, if in use: its tap, or with vhost-net
+ * its two interrupts (and on thread 0 vhost's log).
+ */
+static unsigned vnet_watch_fds(VirtioDevice *vdev, unsigned thread, struct pollfd *fds,
+                               unsigned max)
 {
     VirtioNet *n = (VirtioNet *)vdev;
+    VirtioNetPair *p = &n->pairs[thread];
     unsigned count = 0;
+    short events;
 
-    max = MIN(max, vdev->max_watch_fds);
+    max = MIN(max, G_N_ELEMENTS(p->watching));
     if (n->vhost_running) {
-        for (unsigned i = 0; i < n->curr_pairs; i++) {
-            watch_add(n, fds, &count, max, n->pairs[i].call_fd[VHOST_NET_RING_RX], POLLIN,
-                      VNET_WATCH_CALL_RX, i);
-            watch_add(n, fds, &count, max, n->pairs[i].call_fd[VHOST_NET_RING_TX], POLLIN,
-                      VNET_WATCH_CALL_TX, i);
+        if (thread < n->curr_pairs) {
+            watch_add(p, fds, &count, max, p->call_fd[VHOST_NET_RING_RX], POLLIN,
+                      VNET_WATCH_CALL_RX);
+            watch_add(p, fds, &count, max, p->call_fd[VHOST_NET_RING_TX], POLLIN,
+                      VNET_WATCH_CALL_TX);
         }
-        watch_add(n, fds, &count, max, n->log_fd, POLLIN, VNET_WATCH_LOG, 0);
+        if (thread == 0) {
+            watch_add(p, fds, &count, max, n->log_fd, POLLIN, VNET_WATCH_LOG);
+        }
         return count;
     }
-    for (unsigned i = 0; n->tap && i < n->curr_pairs; i++) {
-        VirtioNetPair *p = &n->pairs[i];
-        short events = (p->rx_wait_buffers ? 0 : POLLIN) |
-                       (p->tx_wait_writable ? POLLOUT : 0);
-        if (events) {
-            watch_add(n, fds, &count, max, net_tap_fd(p->tap), events, VNET_WATCH_TAP, i);
-        }
+    events = (p->rx_wait_buffers ? 0 : POLLIN) | (p->tx_wait_writable ? POLLOUT : 0);
+    if (p->tap && thread < n->curr_pairs && events) {
+        watch_add(p, fds, &count, max, net_tap_fd(p->tap), events, VNET_WATCH_TAP);
     }
     return count;
 }
 
-static void vnet_handle_fd(VirtioDevice *vdev, unsigned index, short revents)
+static void vnet_handle_fd(VirtioDevice *vdev, unsigned thread, unsigned index,
+                           short revents)
 {
     VirtioNet *n = (VirtioNet *)vdev;
-    VirtioNetPair *p = &n->pairs[n->watching[index].pair];
+    VirtioNetPair *p = &n->pairs[thread];
 
-    switch (n->watching[index].kind) {
+    switch (p->watching[index].kind) {
     case VNET_WATCH_CALL_RX:
         virtio_net_vhost_call(n, p, VHOST_NET_RING_RX);
         break;
@@ -683,7 +707,7 @@ static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status,
     VirtioNet *n = (VirtioNet *)vdev;
     uint8_t added = new_status & ~old_status;
 
-    pthread_mutex_lock(&vdev->busy_lock);
+    virtio_device_lock(vdev);
     if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
         virtio_net_apply_offloads(n, vdev->guest_features & VNET_GUEST_OFFLOADS);
         vnet_filter_reset(n, virtio_net_has(n, VIRTIO_NET_F_CTRL_VLAN));
@@ -696,7 +720,7 @@ static void vnet_status_changed(VirtioDevice *vdev, uint8_t old_status,
         }
         pthread_mutex_unlock(&n->vhost_lock);
     }
-    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_device_unlock(vdev);
     if ((added & VIRTIO_CONFIG_S_FEATURES_OK) &&
         virtio_net_has(n, VIRTIO_NET_F_STANDBY)) {
         VirtioNetStandbyFn fn = __atomic_load_n(&vnet_standby_fn, __ATOMIC_ACQUIRE);
@@ -758,7 +782,7 @@ static void vnet_link_vhost(VirtioNet *n)
     if (!n->vhost) {
         return;
     }
-    pthread_mutex_lock(&vdev->busy_lock);
+    virtio_device_lock(vdev);
     pthread_mutex_lock(&n->vhost_lock);
     if (!vnet_frames_pass(n)) {
         virtio_net_vhost_stop(n);
@@ -768,7 +792,7 @@ static void vnet_link_vhost(VirtioNet *n)
         virtio_net_vhost_start(n);
     }
     pthread_mutex_unlock(&n->vhost_lock);
-    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_device_unlock(vdev);
 }
 
 static void vnet_save(VirtioDevice *vdev, GByteArray *out)
@@ -891,6 +915,7 @@ static void vnet_destroy(VirtioDevice *vdev)
 
 static const VirtioDeviceOps virtio_net_ops = {
     .handle_queue = vnet_handle_queue,
+    .queue_thread = vnet_queue_thread,
     .reset = vnet_reset,
     .save = vnet_save,
     .load_check = vnet_load_check,
@@ -988,7 +1013,6 @@ void virtio_net_free(VirtioNet *n)
         vnet_pair_free(&n->pairs[i]);
     }
     g_free(n->pairs);
-    g_free(n->watching);
     if (n->log_fd >= 0) {
         close(n->log_fd);
     }
@@ -1059,9 +1083,8 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o,
     virtio_device_init(&n->vdev, mem, "virtio-net", VIRTIO_ID_NET, 2 * n->max_pairs + 1,
                        VNET_QUEUE_SIZE, vnet_features(n), VNET_CONFIG_LEN,
                        &virtio_net_ops);
-    /* a tap per pair, or with vhost-net two interrupts per pair and the log */
-    n->vdev.max_watch_fds = MAX(2 * n->max_pairs + 1, VIRTIO_MAX_WATCH_FDS);
-    n->watching = g_new0(VirtioNetWatch, n->vdev.max_watch_fds);
+    /* a thread per pair: its tap, or with vhost-net its two interrupts */
+    virtio_device_set_io_threads(&n->vdev, n->max_pairs);
     n->vdev.msix_vectors = o->vectors; /* 0: one per queue and the config */
     memcpy(n->vdev.config, n->mac, 6);
     virtio_net_set_config_status(n, VIRTIO_NET_S_LINK_UP);

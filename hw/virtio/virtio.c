@@ -1,10 +1,11 @@
 /*
  * The virtio device core: feature negotiation (VERSION_1 required), the
- * status state machine, queue enable, reset, the per-device I/O thread
- * that waits on the queues' kick eventfds, and popping and completing
- * requests for device models.  Locking: see include/hw/virtio.h; the
- * I/O thread holds busy_lock while a model handles a queue, so reset and
- * pause wait for it, then for in-flight requests (vq->inflight).
+ * status state machine, queue enable, reset, the device's I/O threads
+ * (one unless the model asks for more) that wait on the queues' kick
+ * eventfds, and popping and completing requests for device models.
+ * Locking: see include/hw/virtio.h; each I/O thread holds its busy_lock
+ * while a model handles a queue, so reset and pause take every busy_lock
+ * to wait for them, then wait for in-flight requests (vq->inflight).
  */
 #include <errno.h>
 #include <poll.h>
@@ -34,10 +35,12 @@ static void eventfd_drain(int fd)
     }
 }
 
-/* Wake the I/O thread: it re-reads every queue (or exits). */
+/* Wake the I/O threads: they re-read every queue (or exit). */
 static void virtio_wake(VirtioDevice *vdev)
 {
-    eventfd_signal(vdev->ctl_fd);
+    for (unsigned t = 0; t < vdev->nr_io; t++) {
+        eventfd_signal(vdev->io[t].ctl_fd);
+    }
 }
 
 void virtio_device_wake(VirtioDevice *vdev)
@@ -65,55 +68,126 @@ void virtio_device_init(VirtioDevice *vdev, const GuestMemory *mem, const char *
     for (unsigned i = 0; i < nr_queues; i++) {
         virtqueue_init(&vdev->vqs[i], mem, vdev, i, queue_size);
     }
-    vdev->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    pthread_mutex_init(&vdev->busy_lock, NULL);
+    vdev->nr_io = 0;
+    virtio_device_set_io_threads(vdev, 1);
 }
 
-static void virtio_process_queue(VirtioDevice *vdev, VirtQueue *vq)
+void virtio_device_set_io_threads(VirtioDevice *vdev, unsigned count)
 {
-    pthread_mutex_lock(&vdev->busy_lock);
-    if (!vdev->paused && !vdev->resetting && vdev->ops->handle_queue &&
-        (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
+    for (unsigned t = count; t < vdev->nr_io; t++) {
+        if (vdev->io[t].ctl_fd >= 0) {
+            close(vdev->io[t].ctl_fd);
+        }
+        pthread_mutex_destroy(&vdev->io[t].busy_lock);
+    }
+    vdev->io = g_renew(VirtioIoThread, vdev->io, count);
+    for (unsigned t = vdev->nr_io; t < count; t++) {
+        VirtioIoThread *io = &vdev->io[t];
+        memset(io, 0, sizeof(*io));
+        io->vdev = vdev;
+        io->index = t;
+        io->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        pthread_mutex_init(&io->busy_lock, NULL);
+    }
+    vdev->nr_io = count;
+}
+
+void virtio_device_lock_others(VirtioDevice *vdev, unsigned self)
+{
+    for (unsigned t = 0; t < vdev->nr_io; t++) {
+        if (t != self) {
+            pthread_mutex_lock(&vdev->io[t].busy_lock);
+        }
+    }
+}
+
+void virtio_device_unlock_others(VirtioDevice *vdev, unsigned self)
+{
+    for (unsigned t = vdev->nr_io; t-- > 0;) {
+        if (t != self) {
+            pthread_mutex_unlock(&vdev->io[t].busy_lock);
+        }
+    }
+}
+
+void virtio_device_lock(VirtioDevice *vdev)
+{
+    virtio_device_lock_others(vdev, vdev->nr_io);
+}
+
+void virtio_device_unlock(VirtioDevice *vdev)
+{
+    virtio_device_unlock_others(vdev, vdev->nr_io);
+}
+
+/* Set paused or resetting with every I/O thread between queues. */
+static void virtio_set_flag(VirtioDevice *vdev, bool *flag, bool value)
+{
+    virtio_device_lock(vdev);
+    *flag = value;
+    virtio_device_unlock(vdev);
+}
+
+/* Does the driver run the device (no pause, no reset)? [a busy_lock] */
+static bool virtio_running(VirtioDevice *vdev)
+{
+    return !vdev->paused && !vdev->resetting &&
+           (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+static void virtio_process_queue(VirtioIoThread *io, VirtQueue *vq)
+{
+    VirtioDevice *vdev = io->vdev;
+
+    pthread_mutex_lock(&io->busy_lock);
+    if (virtio_running(vdev) && vdev->ops->handle_queue) {
         vdev->ops->handle_queue(vdev, vq);
     }
-    pthread_mutex_unlock(&vdev->busy_lock);
+    pthread_mutex_unlock(&io->busy_lock);
 }
 
-static void virtio_process_fd(VirtioDevice *vdev, unsigned index, short revents)
+static void virtio_process_fd(VirtioIoThread *io, unsigned index, short revents)
 {
-    pthread_mutex_lock(&vdev->busy_lock);
-    if (!vdev->paused && !vdev->resetting &&
-        (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
-        vdev->ops->handle_fd(vdev, index, revents);
+    VirtioDevice *vdev = io->vdev;
+
+    pthread_mutex_lock(&io->busy_lock);
+    if (virtio_running(vdev)) {
+        vdev->ops->handle_fd(vdev, io->index, index, revents);
     }
-    pthread_mutex_unlock(&vdev->busy_lock);
+    pthread_mutex_unlock(&io->busy_lock);
 }
 
-/* The model's own descriptors, while the driver runs the device. */
-static unsigned virtio_model_fds(VirtioDevice *vdev, struct pollfd *fds)
+/* The model's own descriptors for this thread, while the driver runs the device. */
+static unsigned virtio_model_fds(VirtioIoThread *io, struct pollfd *fds)
 {
+    VirtioDevice *vdev = io->vdev;
     unsigned n = 0;
 
     if (!vdev->ops->watch_fds || !vdev->ops->handle_fd) {
         return 0;
     }
-    pthread_mutex_lock(&vdev->busy_lock);
-    if (!vdev->paused && !vdev->resetting &&
-        (virtio_get_status(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)) {
-        n = vdev->ops->watch_fds(vdev, fds, vdev->max_watch_fds);
+    pthread_mutex_lock(&io->busy_lock);
+    if (virtio_running(vdev)) {
+        n = vdev->ops->watch_fds(vdev, io->index, fds, vdev->max_watch_fds);
     }
-    pthread_mutex_unlock(&vdev->busy_lock);
+    pthread_mutex_unlock(&io->busy_lock);
     return MIN(n, vdev->max_watch_fds);
 }
 
+static unsigned virtio_queue_thread(VirtioDevice *vdev, unsigned q)
+{
+    return vdev->ops->queue_thread ? vdev->ops->queue_thread(vdev, q) : 0;
+}
+
 /*
- * Wait on the control eventfd, every queue's kick (except those someone
- * else reads) and the model's descriptors; process what fired.  The set
- * is rebuilt on every wake-up.
+ * Wait on the thread's control eventfd, the kicks of its queues (except
+ * those someone else reads) and the model's descriptors; process what
+ * fired.  The set is rebuilt on every wake-up.
  */
 static void *virtio_io_thread(void *opaque)
 {
-    VirtioDevice *vdev = opaque;
+    VirtioIoThread *io = opaque;
+    VirtioDevice *vdev = io->vdev;
     unsigned max = vdev->nr_queues + 1 + vdev->max_watch_fds;
     struct pollfd *fds = g_new0(struct pollfd, max);
     unsigned *queue_of = g_new0(unsigned, max);
@@ -122,15 +196,16 @@ static void *virtio_io_thread(void *opaque)
         unsigned n = 1, first_model;
         bool rescan;
 
-        fds[0] = (struct pollfd){ .fd = vdev->ctl_fd, .events = POLLIN };
+        fds[0] = (struct pollfd){ .fd = io->ctl_fd, .events = POLLIN };
         for (unsigned q = 0; q < vdev->nr_queues; q++) {
-            if (!__atomic_load_n(&vdev->vqs[q].kick_elsewhere, __ATOMIC_ACQUIRE)) {
+            if (virtio_queue_thread(vdev, q) == io->index &&
+                !__atomic_load_n(&vdev->vqs[q].kick_elsewhere, __ATOMIC_ACQUIRE)) {
                 fds[n] = (struct pollfd){ .fd = vdev->vqs[q].kick_fd, .events = POLLIN };
                 queue_of[n++] = q;
             }
         }
         first_model = n;
-        n += virtio_model_fds(vdev, fds + n);
+        n += virtio_model_fds(io, fds + n);
         if (poll(fds, n, -1) < 0) {
             if (errno == EINTR) {
                 continue;
@@ -140,7 +215,7 @@ static void *virtio_io_thread(void *opaque)
         }
         rescan = fds[0].revents & POLLIN;
         if (rescan) {
-            eventfd_drain(vdev->ctl_fd);
+            eventfd_drain(io->ctl_fd);
         }
         for (unsigned i = 1; i < first_model; i++) {
             if (fds[i].revents & POLLIN) {
@@ -148,11 +223,11 @@ static void *virtio_io_thread(void *opaque)
             } else if (!rescan) {
                 continue;
             }
-            virtio_process_queue(vdev, &vdev->vqs[queue_of[i]]);
+            virtio_process_queue(io, &vdev->vqs[queue_of[i]]);
         }
         for (unsigned i = first_model; i < n; i++) {
             if (fds[i].revents) {
-                virtio_process_fd(vdev, i - first_model, fds[i].revents);
+                virtio_process_fd(io, i - first_model, fds[i].revents);
             }
         }
     }
@@ -161,26 +236,52 @@ static void *virtio_io_thread(void *opaque)
     return NULL;
 }
 
+static void virtio_stop_threads(VirtioDevice *vdev)
+{
+    __atomic_store_n(&vdev->exiting, true, __ATOMIC_RELEASE);
+    virtio_wake(vdev);
+    for (unsigned t = 0; t < vdev->nr_io; t++) {
+        if (vdev->io[t].started) {
+            pthread_join(vdev->io[t].thread, NULL);
+            vdev->io[t].started = false;
+        }
+    }
+}
+
 bool virtio_device_start(VirtioDevice *vdev, GError **errp)
 {
     sigset_t all, old;
-    int err;
+    int err = 0;
 
-    if (vdev->ctl_fd < 0 || vdev->vqs[0].kick_fd < 0) {
+    for (unsigned q = 0; q < vdev->nr_queues; q++) {
+        if (vdev->vqs[q].kick_fd < 0) {
+            err = -1;
+        }
+    }
+    for (unsigned t = 0; t < vdev->nr_io; t++) {
+        if (vdev->io[t].ctl_fd < 0) {
+            err = -1;
+        }
+    }
+    if (err) {
         error_setg(errp, "%s: cannot create eventfds", vdev->name);
         return false;
     }
-    /* signals belong to the vCPU and main threads, never to this one */
+    /* signals belong to the vCPU and main threads, never to these */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    err = pthread_create(&vdev->thread, NULL, virtio_io_thread, vdev);
+    for (unsigned t = 0; t < vdev->nr_io && !err; t++) {
+        err = pthread_create(&vdev->io[t].thread, NULL, virtio_io_thread, &vdev->io[t]);
+        vdev->io[t].started = !err;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         error_setg(errp, "%s: cannot start its I/O thread: %s", vdev->name,
                    g_strerror(err));
+        virtio_stop_threads(vdev);
+        __atomic_store_n(&vdev->exiting, false, __ATOMIC_RELEASE);
         return false;
     }
-    vdev->thread_started = true;
     return true;
 }
 
@@ -199,12 +300,7 @@ static void virtio_wait_idle(VirtioDevice *vdev)
 
 void virtio_device_cleanup(VirtioDevice *vdev)
 {
-    if (vdev->thread_started) {
-        __atomic_store_n(&vdev->exiting, true, __ATOMIC_RELEASE);
-        virtio_wake(vdev);
-        pthread_join(vdev->thread, NULL);
-        vdev->thread_started = false;
-    }
+    virtio_stop_threads(vdev);
     virtio_wait_idle(vdev);
     if (vdev->ops && vdev->ops->stop) {
         vdev->ops->stop(vdev);
@@ -212,10 +308,9 @@ void virtio_device_cleanup(VirtioDevice *vdev)
     for (unsigned i = 0; vdev->vqs && i < vdev->nr_queues; i++) {
         virtqueue_destroy(&vdev->vqs[i]);
     }
-    if (vdev->ctl_fd >= 0) {
-        close(vdev->ctl_fd);
-    }
-    pthread_mutex_destroy(&vdev->busy_lock);
+    virtio_device_set_io_threads(vdev, 0);
+    g_free(vdev->io);
+    vdev->io = NULL;
     g_free(vdev->vqs);
     g_free(vdev->config);
     g_free(vdev->name);
@@ -226,9 +321,7 @@ void virtio_device_cleanup(VirtioDevice *vdev)
 
 void virtio_device_pause(VirtioDevice *vdev)
 {
-    pthread_mutex_lock(&vdev->busy_lock); /* the thread is between queues */
-    vdev->paused = true;
-    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_set_flag(vdev, &vdev->paused, true); /* the threads are between queues */
     virtio_wait_idle(vdev);
     if (vdev->ops->pause) {
         vdev->ops->pause(vdev, true);
@@ -240,9 +333,7 @@ void virtio_device_resume(VirtioDevice *vdev)
     if (vdev->ops->pause) {
         vdev->ops->pause(vdev, false);
     }
-    pthread_mutex_lock(&vdev->busy_lock);
-    vdev->paused = false;
-    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_set_flag(vdev, &vdev->paused, false);
     virtio_wake(vdev);
 }
 
@@ -330,9 +421,7 @@ void virtio_set_status(VirtioDevice *vdev, uint8_t val)
 
 void virtio_reset(VirtioDevice *vdev)
 {
-    pthread_mutex_lock(&vdev->busy_lock);
-    vdev->resetting = true;
-    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_set_flag(vdev, &vdev->resetting, true);
     virtio_wait_idle(vdev);
     for (unsigned q = 0; q < vdev->nr_queues; q++) {
         VirtQueue *vq = &vdev->vqs[q];
@@ -354,9 +443,7 @@ void virtio_reset(VirtioDevice *vdev)
     if (vdev->ops->reset) {
         vdev->ops->reset(vdev);
     }
-    pthread_mutex_lock(&vdev->busy_lock);
-    vdev->resetting = false;
-    pthread_mutex_unlock(&vdev->busy_lock);
+    virtio_set_flag(vdev, &vdev->resetting, false);
 }
 
 void virtio_queue_enable(VirtioDevice *vdev, unsigned index)

@@ -9,7 +9,9 @@
  * I/O thread and worker threads take to pop and complete requests; they
  * never take the machine lock.  Reset, pause and migration wait for the
  * I/O thread and for in-flight requests (the "drain") before touching
- * queue state.
+ * queue state.  A device has one I/O thread unless its model asks for
+ * more (virtio_device_set_io_threads): each then serves the queues and
+ * descriptors the model gives it, so they run in parallel.
  */
 #ifndef HW_VIRTIO_H
 #define HW_VIRTIO_H
@@ -137,8 +139,10 @@ bool virtqueue_has_avail(VirtQueue *vq);
 
 /* What a device model provides; machine lock unless said otherwise. */
 typedef struct VirtioDeviceOps {
-    /* A kick on vq: pop and process.  On the device's I/O thread. */
+    /* A kick on vq: pop and process.  On the I/O thread that serves vq. */
     void (*handle_queue)(VirtioDevice *vdev, VirtQueue *vq);
+    /* Which I/O thread serves queue index (below nr_io); optional: 0. */
+    unsigned (*queue_thread)(VirtioDevice *vdev, unsigned index);
     /* The driver wrote the device config; optional (default: ignored). */
     void (*config_write)(VirtioDevice *vdev, unsigned offset, const uint8_t *data,
                          unsigned len);
@@ -157,14 +161,16 @@ typedef struct VirtioDeviceOps {
     /* The driver changed the status (not a reset: see reset); optional. */
     void (*status_changed)(VirtioDevice *vdev, uint8_t old_status, uint8_t new_status);
     /*
-     * The model's own descriptors for the I/O thread to watch besides the
-     * queues' kicks (a tap, eventfds): fill at most max entries, return the
-     * count.  Asked again on every wake-up, with busy_lock held, only while
-     * the driver is running (DRIVER_OK, not paused or resetting); optional.
+     * The model's own descriptors for I/O thread thread to watch besides
+     * its queues' kicks (a tap, eventfds): fill at most max entries, return
+     * the count.  Asked again on every wake-up, with that thread's
+     * busy_lock held, only while the driver is running (DRIVER_OK, not
+     * paused or resetting); optional.
      */
-    unsigned (*watch_fds)(VirtioDevice *vdev, struct pollfd *fds, unsigned max);
-    /* Entry index of watch_fds is ready (revents): on the I/O thread. */
-    void (*handle_fd)(VirtioDevice *vdev, unsigned index, short revents);
+    unsigned (*watch_fds)(VirtioDevice *vdev, unsigned thread, struct pollfd *fds,
+                          unsigned max);
+    /* Entry index of thread's watch_fds is ready (revents): on that thread. */
+    void (*handle_fd)(VirtioDevice *vdev, unsigned thread, unsigned index, short revents);
     /* The VM stops (paused true, after the drain) or runs again; optional. */
     void (*pause)(VirtioDevice *vdev, bool paused);
     /* Migration logs DMA (on) or not: for writes others make; any thread. */
@@ -177,6 +183,16 @@ typedef struct VirtioTransportOps {
     void (*notify_config)(VirtioDevice *vdev);
     void (*mark_dirty)(VirtioDevice *vdev, uint64_t gpa, uint64_t len);
 } VirtioTransportOps;
+
+/* One I/O thread of a device. */
+typedef struct VirtioIoThread {
+    VirtioDevice *vdev;
+    unsigned index;
+    pthread_t thread;
+    bool started;
+    int ctl_fd;                /* eventfd: rescan queues or exit */
+    pthread_mutex_t busy_lock; /* held while the thread handles a queue or fd */
+} VirtioIoThread;
 
 struct VirtioDevice {
     char *name;         /* for messages: "virtio-blk@00:02.0" */
@@ -204,13 +220,11 @@ struct VirtioDevice {
     unsigned msix_vectors;  /* MSI-X vectors the transport offers; 0:
                                nr_queues + 1 (one per queue and the config) */
 
-    /* the I/O thread */
-    pthread_t thread;
-    bool thread_started;
-    int ctl_fd;                /* eventfd: rescan queues or exit */
-    pthread_mutex_t busy_lock; /* held while the thread handles a queue */
-    bool paused;               /* [busy_lock] VM stopped */
-    bool resetting;            /* [busy_lock] reset in progress */
+    /* the I/O threads (one unless the model asks for more) */
+    VirtioIoThread *io;
+    unsigned nr_io;
+    bool paused;    /* [every busy_lock to write, one to read] VM stopped */
+    bool resetting; /* [likewise] reset in progress */
     bool exiting;
     bool error_reported;
 };
@@ -226,6 +240,20 @@ void virtio_device_init(VirtioDevice *vdev, const GuestMemory *mem, const char *
                         uint64_t host_features, unsigned config_len,
                         const VirtioDeviceOps *ops);
 bool virtio_device_start(VirtioDevice *vdev, GError **errp);
+/*
+ * Serve the queues with count I/O threads instead of one (ops->queue_thread
+ * says which serves which queue); after init, before start.
+ */
+void virtio_device_set_io_threads(VirtioDevice *vdev, unsigned count);
+/*
+ * Every I/O thread between queues, or (lock_others, from an I/O thread
+ * that holds its own) every other one: for a model's state its threads
+ * share.  Locks are taken in thread order.
+ */
+void virtio_device_lock(VirtioDevice *vdev);
+void virtio_device_unlock(VirtioDevice *vdev);
+void virtio_device_lock_others(VirtioDevice *vdev, unsigned self);
+void virtio_device_unlock_others(VirtioDevice *vdev, unsigned self);
 /* Stop the thread, drain, ops->stop, free the core (not the model). */
 void virtio_device_cleanup(VirtioDevice *vdev);
 
@@ -239,7 +267,7 @@ void virtio_reset(VirtioDevice *vdev);
 void virtio_queue_enable(VirtioDevice *vdev, unsigned index);
 /* A notify-region write that no ioeventfd caught. */
 void virtio_queue_kick(VirtQueue *vq);
-/* Make the I/O thread look at every queue and ask watch_fds again; any thread. */
+/* Make the I/O threads look at every queue and ask watch_fds again; any thread. */
 void virtio_device_wake(VirtioDevice *vdev);
 
 /* Drain and hold (VM stopped) / let the I/O thread go again. */

@@ -1,7 +1,8 @@
 /*
  * virtio-net without the PCI transport: the model on the fake guest's RAM
  * (virtio-fakes.h), its queues driven the way a driver drives them and its
- * handlers called the way the I/O thread calls them.  Frames go through a
+ * handlers called the way its I/O threads call them (or, in the threads
+ * test, those threads themselves).  Frames go through a
  * real tap in a network namespace of the test's own (raw frames with the
  * IEEE's experimental EtherType; no addresses at all).  Control-queue
  * commands and the receive filter, hostile chains (the device ends in
@@ -136,9 +137,10 @@ static void driver_up(VirtioNet *n, uint64_t features)
                                 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
-static VirtioNet *net_new(Netdev *nd)
+/* The model on netdev nd (or none), VIRTIO_NET_F_MQ offered when mq. */
+static VirtioNet *net_new_mq(Netdev *nd, bool mq)
 {
-    VirtioNetOptions o = { .netdev = nd, .devfn = -1, .has_mac = true };
+    VirtioNetOptions o = { .netdev = nd, .devfn = -1, .has_mac = true, .mq = mq };
     GError *err = NULL;
     VirtioNet *n;
 
@@ -149,6 +151,11 @@ static VirtioNet *net_new(Netdev *nd)
         exit(1);
     }
     return n;
+}
+
+static VirtioNet *net_new(Netdev *nd)
+{
+    return net_new_mq(nd, false);
 }
 
 /* One buffer of len bytes at gpa, alone in its chain, on queue q. */
@@ -174,21 +181,27 @@ static bool wait_fd(int fd, short events)
     return poll(&pfd, 1, WAIT_MS) == 1;
 }
 
-static Netdev *tap_netdev(NetdevSet *set)
+/* The netdev of -netdev spec, its interface ifname up. */
+static Netdev *open_netdev(NetdevSet *set, const char *spec, const char *ifname)
 {
     NetdevConfig cfg;
     GError *err = NULL;
     Netdev *nd;
 
-    CHECK(netdev_parse("tap,id=n0,ifname=dvnet0,script=no,downscript=no", &cfg, &err));
+    CHECK(netdev_parse(spec, &cfg, &err));
     nd = netdev_open(set, &cfg, &err);
     netdev_config_clear(&cfg);
     if (!nd) {
         fprintf(stderr, "netdev_open: %s\n", err->message);
         exit(1);
     }
-    link_up("dvnet0");
+    link_up(ifname);
     return nd;
+}
+
+static Netdev *tap_netdev(NetdevSet *set)
+{
+    return open_netdev(set, "tap,id=n0,ifname=dvnet0,script=no,downscript=no", "dvnet0");
 }
 
 /* A test frame of len bytes to dst whose payload starts with seq. */
@@ -223,19 +236,32 @@ static ssize_t packet_recv(int sock, uint8_t *buf, size_t size)
     }
 }
 
-/* Run the I/O thread's step for the tap once it is readable (or give up). */
+/* Run each I/O thread's step for its tap once it is readable (or give up). */
 static void pump_rx(VirtioNet *n)
 {
-    struct pollfd fds[VIRTIO_MAX_WATCH_FDS];
-    unsigned count = n->vdev.ops->watch_fds(&n->vdev, fds, VIRTIO_MAX_WATCH_FDS);
+    for (unsigned t = 0; t < n->vdev.nr_io; t++) {
+        struct pollfd fds[VIRTIO_MAX_WATCH_FDS];
+        unsigned count = n->vdev.ops->watch_fds(&n->vdev, t, fds, VIRTIO_MAX_WATCH_FDS);
 
-    for (unsigned i = 0; i < count; i++) {
-        if (fds[i].events & POLLIN) {
-            if (wait_fd(fds[i].fd, POLLIN)) {
-                n->vdev.ops->handle_fd(&n->vdev, i, POLLIN);
+        for (unsigned i = 0; i < count; i++) {
+            if ((fds[i].events & POLLIN) && wait_fd(fds[i].fd, POLLIN)) {
+                n->vdev.ops->handle_fd(&n->vdev, t, i, POLLIN);
             }
         }
     }
+}
+
+/* Has the device used queue q up to idx within WAIT_MS (its threads running)? */
+static bool wait_used(unsigned q, uint16_t idx)
+{
+    for (int waited = 0; waited < WAIT_MS; waited++) {
+        if (ring_used(q) == idx) {
+            return true;
+        }
+        usleep(1000);
+    }
+    fprintf(stderr, "queue %u not used up to %u in %d ms\n", q, idx, WAIT_MS);
+    return false;
 }
 
 static void kick(VirtioNet *n, unsigned q)
@@ -438,7 +464,7 @@ UNIT_TEST(small_buffer_without_mrg_rxbuf_drops_the_frame)
     CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
     pump_rx(n);
     CHECK_EQ(ring_used(VNET_RX_QUEUE), 0);
-    CHECK_EQ(n->rx_dropped, 1);
+    CHECK_EQ(n->pairs[0].rx_dropped, 1);
     /* the buffer is still the driver's: a small frame uses it */
     CHECK(send(sock, frame, 100, 0) == 100);
     pump_rx(n);
@@ -474,8 +500,13 @@ static uint8_t ctrl(VirtioNet *n, uint8_t cls, uint8_t cmd, const void *data,
         uint16_t f2[2] = { 0, VRING_DESC_F_WRITE };
         ring_post(ctrl_q, g2, l2, f2, 2);
     }
-    kick(n, ctrl_q);
-    CHECK_EQ(ring_used(ctrl_q), (uint16_t)(used + 1));
+    if (n->vdev.io[0].started) { /* thread 0 runs it */
+        virtio_queue_kick(&n->vdev.vqs[ctrl_q]);
+        CHECK(wait_used(ctrl_q, used + 1));
+    } else {
+        kick(n, ctrl_q);
+        CHECK_EQ(ring_used(ctrl_q), (uint16_t)(used + 1));
+    }
     return m.ram[CTRL_GPA + 0x8000];
 }
 
@@ -791,12 +822,12 @@ static bool page_marked(uint64_t gpa)
 static bool vhost_wait_used(VirtioNet *n, unsigned q, uint16_t idx)
 {
     for (int waited = 0; waited < WAIT_MS; waited += 10) {
-        struct pollfd fds[VIRTIO_MAX_WATCH_FDS];
-        unsigned count = n->vdev.ops->watch_fds(&n->vdev, fds, VIRTIO_MAX_WATCH_FDS);
+        struct pollfd fds[VIRTIO_MAX_WATCH_FDS]; /* one pair: thread 0 */
+        unsigned count = n->vdev.ops->watch_fds(&n->vdev, 0, fds, VIRTIO_MAX_WATCH_FDS);
         if (poll(fds, count, 10) > 0) {
             for (unsigned i = 0; i < count; i++) {
                 if (fds[i].revents) {
-                    n->vdev.ops->handle_fd(&n->vdev, i, fds[i].revents);
+                    n->vdev.ops->handle_fd(&n->vdev, 0, i, fds[i].revents);
                 }
             }
         }
@@ -927,35 +958,8 @@ UNIT_TEST(vhost_on_hands_the_rings_to_vhost_net)
 
 static Netdev *mq_netdev(NetdevSet *set)
 {
-    NetdevConfig cfg;
-    GError *err = NULL;
-    Netdev *nd;
-
-    CHECK(netdev_parse("tap,id=m0,ifname=dvmq0,script=no,downscript=no,queues=2", &cfg,
-                       &err));
-    nd = netdev_open(set, &cfg, &err);
-    netdev_config_clear(&cfg);
-    if (!nd) {
-        fprintf(stderr, "netdev_open: %s\n", err->message);
-        exit(1);
-    }
-    link_up("dvmq0");
-    return nd;
-}
-
-static VirtioNet *net_new_mq(Netdev *nd, bool mq)
-{
-    VirtioNetOptions o = { .netdev = nd, .devfn = -1, .has_mac = true, .mq = mq };
-    GError *err = NULL;
-    VirtioNet *n;
-
-    memcpy(o.mac, our_mac, 6);
-    n = virtio_net_new(&m.mem, &o, &err);
-    if (!n) {
-        fprintf(stderr, "virtio_net_new: %s\n", err->message);
-        exit(1);
-    }
-    return n;
+    return open_netdev(set, "tap,id=m0,ifname=dvmq0,script=no,downscript=no,queues=2",
+                       "dvmq0");
 }
 
 /*
@@ -1188,6 +1192,117 @@ static bool load_state(VirtioNet *n, const uint8_t *buf, size_t len, GError **er
     virtio_device_apply(&n->vdev, snap);
     virtio_snapshot_free(snap);
     return true;
+}
+
+/* The threads of this process (/proc/self/task), as `top -H` counts them. */
+static unsigned thread_count(void)
+{
+    GDir *dir = g_dir_open("/proc/self/task", 0, NULL);
+    unsigned count = 0;
+
+    CHECK(dir != NULL);
+    while (dir && g_dir_read_name(dir)) {
+        count++;
+    }
+    if (dir) {
+        g_dir_close(dir);
+    }
+    return count;
+}
+
+/* A test frame with seq on transmitq(pair+1), kicked the way an ioeventfd does. */
+static void post_tx_kicked(VirtioNet *n, unsigned pair, uint32_t seq)
+{
+    uint64_t gpa[2] = { TXBUF_GPA + 0x1000 * pair, TXBUF_GPA + 0x1000 * pair + 0x100 };
+    uint32_t lens[2] = { NET_VNET_HDR_LEN, 128 };
+    uint16_t flags[2] = { 0, 0 };
+
+    memset(m.ram + gpa[0], 0, NET_VNET_HDR_LEN);
+    make_frame(m.ram + gpa[1], 128, peer_mac, seq);
+    ring_post(VNET_TXQ(pair), gpa, lens, flags, 2);
+    virtio_queue_kick(&n->vdev.vqs[VNET_TXQ(pair)]);
+}
+
+/* Both frames seq0 and seq1 seen on the packet socket (any order)? */
+static bool got_both(int sock, uint32_t seq0, uint32_t seq1)
+{
+    static uint8_t got[2048];
+    bool seen[2] = { false, false };
+
+    for (unsigned i = 0; i < 2; i++) {
+        uint32_t seq;
+        if (packet_recv(sock, got, sizeof(got)) != 128) {
+            return false;
+        }
+        memcpy(&seq, got + 14, 4);
+        seen[0] |= seq == seq0;
+        seen[1] |= seq == seq1;
+    }
+    return seen[0] && seen[1];
+}
+
+/*
+ * With queues=2 each pair has an I/O thread of its own (pair i's queues
+ * on thread i, the control queue on thread 0): two threads run while the
+ * device does, and both pairs move frames through them.  The control
+ * queue changes the pairs in use while pair 1's thread runs, and a reset
+ * and a pause (migration's save) come from another thread in between:
+ * the frames keep flowing and nothing is left half done (make sanitize
+ * runs this under ThreadSanitizer too).
+ */
+UNIT_TEST(mq_pairs_run_on_their_own_io_threads)
+{
+    NetdevSet *set;
+    VirtioNet *n;
+    GByteArray *blob;
+    unsigned running;
+    int sock;
+
+    enter_netns();
+    machine_setup();
+    set = netdev_set_new();
+    n = net_new_mq(mq_netdev(set), true);
+    CHECK_EQ(n->vdev.nr_io, 2);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_RXQ(0)), 0);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_TXQ(0)), 0);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_RXQ(1)), 1);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_TXQ(1)), 1);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, 4), 0); /* the control queue */
+    CHECK(virtio_device_start(&n->vdev, NULL));
+    CHECK(n->vdev.io[0].started && n->vdev.io[1].started);
+    running = thread_count();
+    sock = packet_socket("dvmq0");
+
+    for (unsigned round = 0; round < 3; round++) {
+        driver_up(n, BASE_FEATURES | FEAT(VIRTIO_NET_F_MQ));
+        CHECK_EQ(set_pairs(n, 2), VIRTIO_NET_OK);
+        for (uint32_t i = 0; i < 8; i++) {
+            uint32_t seq = 0x7000 + 0x100 * round + 2 * i;
+            post_tx_kicked(n, 0, seq);
+            post_tx_kicked(n, 1, seq + 1);
+            CHECK(wait_used(VNET_TXQ(0), i + 1) && wait_used(VNET_TXQ(1), i + 1));
+            CHECK(got_both(sock, seq, seq + 1));
+            if (i == 3) { /* back to one pair and up again, from thread 0 */
+                CHECK_EQ(set_pairs(n, 1), VIRTIO_NET_OK);
+                CHECK_EQ(n->curr_pairs, 1);
+                CHECK_EQ(set_pairs(n, 2), VIRTIO_NET_OK);
+            }
+        }
+        /* migration's save: with the threads between queues */
+        virtio_device_pause(&n->vdev);
+        blob = save_state(n);
+        CHECK(blob->len > 0);
+        g_byte_array_free(blob, TRUE);
+        virtio_device_resume(&n->vdev);
+        CHECK(!needs_reset(n));
+        virtio_reset(&n->vdev);
+        CHECK_EQ(n->curr_pairs, 1);
+    }
+    close(sock);
+    net_free(n);
+    CHECK_EQ(thread_count(), running - 2); /* the two ended with the device */
+    netdev_set_free(set);
+    machine_teardown();
 }
 
 UNIT_TEST(state_round_trip_and_corrupt_blobs)
