@@ -191,6 +191,7 @@ void scenario_net_hostile(Cpu *bsp);
 
 /* e1000e.c: the 82574L (QEMU's e1000e, passed through by vfio-pci) */
 void scenario_vfio_e1000e(Cpu *bsp);
+void scenario_vfio_e1000e_msi(Cpu *bsp);
 void scenario_vfio_hostile(Cpu *bsp);
 extern volatile u64 e1000e_irqs[E1000E_IRQ_STUBS]; /* counted by e1000e_irq_entries */
 
