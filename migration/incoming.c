@@ -17,6 +17,7 @@
 #include "hw/devices.h"
 #include "hw/failover.h"
 #include "hw/machine.h"
+#include "hw/machine-net.h"
 #include "migration-int.h"
 #include "accel/kvm/kvm-state.h"
 #include "util/error.h"
@@ -382,6 +383,23 @@ static void incoming_free(Incoming *in)
     g_free(in);
 }
 
+/*
+ * As QEMU after every incoming migration (its announce-* parameters'
+ * defaults): a RARP from each NIC's MAC, and GUEST_ANNOUNCE where the
+ * driver negotiated it, at once and 4 more times 50, 150, 250 and 350 ms
+ * apart, so that the switches learn the guest's new port.  The guest's
+ * own announce is not enough: under net_failover or a bond the virtio-net
+ * is a slave without the addresses its gratuitous ARPs would carry, and
+ * the peer's frames went on to the source's port until the guest sent.
+ */
+static void announce_after_migration(Machine *m)
+{
+    MachineAnnounceParams p = { .initial = 50, .max = 550, .rounds = 5, .step = 100,
+                                .id = "migration" };
+
+    machine_announce_self(m, &p);
+}
+
 static gboolean incoming_done_cb(gpointer opaque)
 {
     Incoming *in = opaque;
@@ -431,6 +449,7 @@ static gboolean incoming_done_cb(gpointer opaque)
     if (in->load.arrives == RUN_STATE_RUNNING && !m->cfg->start_paused) {
         machine_vm_cont(m, NULL);
     }
+    announce_after_migration(m);
     incoming_free(in);
     migration_set_status(ms, MIGRATION_STATUS_COMPLETED);
     return G_SOURCE_REMOVE;

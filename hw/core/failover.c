@@ -9,6 +9,7 @@
 #include "hw/failover.h"
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
+#include "hw/machine-net.h"
 #include "hw/pci.h"
 #include "hw/virtio-net.h"
 #include "util/error.h"
@@ -104,12 +105,11 @@ static bool primary_plug(Machine *m, FailoverPrimary *fp, GError **errp)
     return dev != NULL;
 }
 
-/* STANDBY negotiated by standby_id's driver: the event, its primaries plugged. */
-static void standby_negotiated(Machine *m, const char *standby_id, const char *name)
+/* Plug the hidden primaries of standby_id. */
+static void primaries_plug(Machine *m, const char *standby_id)
 {
     FailoverState *fs = m->failover;
 
-    failover_event(m, MACHINE_EVENT_FAILOVER_NEGOTIATED, name);
     for (guint i = 0; i < fs->primaries->len; i++) {
         FailoverPrimary *fp = g_ptr_array_index(fs->primaries, i);
         GError *err = NULL;
@@ -119,6 +119,13 @@ static void standby_negotiated(Machine *m, const char *standby_id, const char *n
             error_report_err(err, "failover: cannot plug the primary device");
         }
     }
+}
+
+/* STANDBY negotiated by standby_id's driver: the event, its primaries plugged. */
+static void standby_negotiated(Machine *m, const char *standby_id, const char *name)
+{
+    failover_event(m, MACHINE_EVENT_FAILOVER_NEGOTIATED, name);
+    primaries_plug(m, standby_id);
 }
 
 typedef struct Negotiated {
@@ -240,6 +247,23 @@ static gboolean replug_idle(gpointer opaque)
     return G_SOURCE_REMOVE;
 }
 
+/* Main loop: the standby named opaque announces the guest's MAC (below). */
+static gboolean ejected_announce_idle(gpointer opaque)
+{
+    Negotiated *n = opaque;
+    const char *names[] = { n->name, NULL };
+    MachineAnnounceParams p = { .initial = 50, .max = 550, .rounds = 3, .step = 100,
+                                .interfaces = names, .id = "failover" };
+
+    if (n->m->failover) {
+        machine_announce_self(n->m, &p);
+    }
+    g_free(n->standby_id);
+    g_free(n->name);
+    g_free(n);
+    return G_SOURCE_REMOVE;
+}
+
 bool machine_failover_ejected(Machine *m, PciDevice *dev)
 {
     FailoverState *fs = m->failover;
@@ -249,7 +273,24 @@ bool machine_failover_ejected(Machine *m, PciDevice *dev)
         return false;
     }
     if (fp->state == PRIMARY_UNPLUGGING) {
+        VirtioNet *standby = standby_find(m, fp->standby_id);
+
         __atomic_sub_fetch(&fs->pending, 1, __ATOMIC_SEQ_CST);
+        /*
+         * The guest's traffic moves to the standby now, with the same MAC,
+         * but nothing tells the switches: under net_failover the guest
+         * announces nothing (its virtio-net slave holds no address), and
+         * frames for the guest went on to the primary's port until the peer's
+         * ARP entry aged (seconds of a 10 ms stream lost in the rig).  A RARP
+         * from the standby's MAC, as after a migration (QEMU sends none here).
+         */
+        if (standby) {
+            Negotiated *n = g_new0(Negotiated, 1);
+
+            n->m = m;
+            n->name = g_strdup(virtio_net_name(standby));
+            g_idle_add(ejected_announce_idle, n);
+        }
     }
     fp->dev = NULL;
     fp->state = PRIMARY_UNPLUGGED;
@@ -316,6 +357,27 @@ void machine_failover_replug_all(Machine *m)
     }
 }
 
+/* Main loop, once the incoming guest runs: the loaded standbys' primaries. */
+static gboolean loaded_plug_idle(gpointer opaque)
+{
+    Negotiated *n = opaque;
+
+    if (n->m->failover) {
+        primaries_plug(n->m, n->standby_id);
+    }
+    g_free(n->standby_id);
+    g_free(n->name);
+    g_free(n);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * The event now, before RESUME, as QEMU; the plug from the main loop just
+ * after the guest runs (QEMU plugs while loading): creating a vfio-pci pins
+ * all of guest RAM for DMA, seconds in a nested rig, and the guest stood
+ * stopped for all of it.  It runs on its standby meanwhile, as it did
+ * through the pre-copy.
+ */
 void machine_failover_loaded(Machine *m)
 {
     FailoverState *fs = m->failover;
@@ -324,12 +386,17 @@ void machine_failover_loaded(Machine *m)
     for (guint i = 0; fs && i < fs->primaries->len; i++) {
         FailoverPrimary *fp = g_ptr_array_index(fs->primaries, i);
         VirtioNet *standby = standby_find(m, fp->standby_id);
+        Negotiated *n;
 
         if (fp->state == PRIMARY_HIDDEN && standby &&
             virtio_net_standby_negotiated(standby) &&
             !g_hash_table_contains(done, fp->standby_id)) {
             g_hash_table_add(done, fp->standby_id);
-            standby_negotiated(m, fp->standby_id, virtio_net_name(standby));
+            failover_event(m, MACHINE_EVENT_FAILOVER_NEGOTIATED, virtio_net_name(standby));
+            n = g_new0(Negotiated, 1);
+            n->m = m;
+            n->standby_id = g_strdup(fp->standby_id);
+            g_idle_add(loaded_plug_idle, n);
         }
     }
     g_hash_table_destroy(done);

@@ -152,8 +152,9 @@ def test_migration_moves_the_primary(guests):
     """Source: UNPLUG_PRIMARY, wait-unplug until testos ejects slot 6 (no
     DEVICE_DELETED: the device is kept for a replug), then the usual
     statuses to completed.  Destination (same -device lines): the
-    standby's state says STANDBY, so FAILOVER_NEGOTIATED and the primary
-    plugged before RESUME; the guest there sees slot 6 arrive."""
+    standby's state says STANDBY, so FAILOVER_NEGOTIATED before RESUME and
+    the primary plugged once the guest runs; the guest there sees slot 6
+    arrive."""
     src = standby_guest(guests)
     with tempfile.TemporaryDirectory() as d:
         uri = f"unix:{os.path.join(d, 'mig.sock')}"
