@@ -257,13 +257,17 @@ def module(name):
     return data
 
 
-def tap_netns(name, tap, host_ip):
+def tap_netns(name, tap, host_ip, multi_queue=False):
     """A fresh network namespace name (an old one of that name deleted) holding
-    an up tap device with host_ip/24: the host side of a guest's -netdev tap."""
+    an up tap device with host_ip/24: the host side of a guest's -netdev tap.
+    multi_queue: the tap is made with IFF_MULTI_QUEUE, which -netdev
+    tap,queues=N (N > 1) needs (the kernel refuses it on a tap made without,
+    as QEMU reports)."""
     subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
     for c in (["ip", "netns", "add", name],
               ["ip", "-n", name, "link", "set", "lo", "up"],
-              ["ip", "-n", name, "tuntap", "add", "dev", tap, "mode", "tap"],
+              ["ip", "-n", name, "tuntap", "add", "dev", tap, "mode", "tap"]
+              + (["multi_queue"] if multi_queue else []),
               ["ip", "-n", name, "link", "set", tap, "up"],
               ["ip", "-n", name, "addr", "add", f"{host_ip}/24", "dev", tap]):
         p = subprocess.run(c, capture_output=True, text=True, timeout=30)

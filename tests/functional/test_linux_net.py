@@ -61,6 +61,16 @@ def vhost_net():
     return os.path.exists("/dev/vhost-net")
 
 
+def skip_unless_host_ready(vhost):
+    """Skips the test where the host side cannot run (host_missing), or
+    where vhost is "on" and there is no /dev/vhost-net."""
+    why = host_missing()
+    if why:
+        pytest.skip(why)
+    if vhost == "on" and not vhost_net():
+        pytest.skip("no /dev/vhost-net here (the rig's L1 has the vhost_net module)")
+
+
 def make_netns(tag):
     return tap_netns(f"dvlnet-{tag}-{os.getpid()}", TAP, HOST_IP)
 
@@ -73,12 +83,14 @@ def in_ns(ns, cmd, timeout):
         raise AssertionError(f"{' '.join(cmd)} still running after {timeout} s") from None
 
 
-def iperf3(ns, reverse):
+def iperf3(ns, reverse, streams=1):
     """The host's iperf3 client against the guest's server: TCP for
-    IPERF_SECONDS, host to guest (or guest to host with -R).  Returns
-    (bits/s received, bytes received), or raises with iperf3's error."""
-    cmd = ["iperf3", "-c", GUEST_IP, "-t", str(IPERF_SECONDS), "-J",
-           "--connect-timeout", "10000"] + (["-R"] if reverse else [])
+    IPERF_SECONDS, host to guest (or guest to host with -R), in streams
+    parallel streams (-P).  Returns (bits/s received, bytes received), or
+    raises with iperf3's error."""
+    cmd = (["iperf3", "-c", GUEST_IP, "-t", str(IPERF_SECONDS), "-J",
+            "--connect-timeout", "10000"] + (["-R"] if reverse else [])
+           + (["-P", str(streams)] if streams > 1 else []))
     p = in_ns(ns, cmd, IPERF_SECONDS + 60)
     try:
         r = json.loads(p.stdout)
@@ -120,11 +132,7 @@ def runs(vhost, which):
 
 
 def _boot_pair(vhost):
-    why = host_missing()
-    if why:
-        pytest.skip(why)
-    if vhost == "on" and not vhost_net():
-        pytest.skip("no /dev/vhost-net here (the rig's L1 has the vhost_net module)")
+    skip_unless_host_ready(vhost)
     workdir = tempfile.mkdtemp(prefix="dv-linux-net-", dir="/tmp")
     guests, spaces, result = {}, {}, {}
     try:

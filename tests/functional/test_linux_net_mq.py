@@ -16,12 +16,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-from linuxguest import Guest
-from test_linux_net import GUEST_IP, HOST_IP, TAP, host_missing, in_ns, vhost_net
+from linuxguest import Guest, tap_netns
+from test_linux_net import GUEST_IP, HOST_IP, TAP, iperf3, skip_unless_host_ready
 
 # hwkvm: a stock kernel does not boot on PVM; `make check` runs these in
 # the nested rig, whose L1 has /dev/vhost-net
@@ -29,44 +28,14 @@ pytestmark = pytest.mark.hwkvm
 
 GUEST_MAC = "52:54:00:12:34:59"
 BOOT_TIMEOUT = 240
-IPERF_SECONDS = 3
 IPERF_STREAMS = 4
 
 _runs = {}
 
 
 def make_netns(tag, queues):
-    """A namespace with the tap (multi_queue when queues > 1: the kernel
-    refuses IFF_MULTI_QUEUE on a tap made without it, as QEMU reports)."""
-    name = f"dvlnet-{tag}-{os.getpid()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-    for c in (["ip", "netns", "add", name],
-              ["ip", "-n", name, "link", "set", "lo", "up"],
-              ["ip", "-n", name, "tuntap", "add", "dev", TAP, "mode", "tap"]
-              + (["multi_queue"] if queues > 1 else []),
-              ["ip", "-n", name, "link", "set", TAP, "up"],
-              ["ip", "-n", name, "addr", "add", f"{HOST_IP}/24", "dev", TAP]):
-        p = subprocess.run(c, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, f"{' '.join(c)}: {p.stderr.strip()}"
-    return name
-
-
-def iperf3_parallel(ns, reverse):
-    """The host's iperf3 client with IPERF_STREAMS TCP streams: bits/s
-    received, or raises with iperf3's error."""
-    import json
-    cmd = ["iperf3", "-c", GUEST_IP, "-t", str(IPERF_SECONDS), "-P", str(IPERF_STREAMS),
-           "-J", "--connect-timeout", "10000"] + (["-R"] if reverse else [])
-    p = in_ns(ns, cmd, IPERF_SECONDS + 60)
-    try:
-        r = json.loads(p.stdout)
-    except ValueError:
-        raise AssertionError(f"iperf3 gave no JSON (status {p.returncode}): "
-                             f"{p.stdout[-2000:]}{p.stderr}") from None
-    if "error" in r:
-        raise AssertionError(f"iperf3 {'-R ' if reverse else ''}: {r['error']}")
-    s = r["end"]["sum_received"]
-    return s["bits_per_second"], s["bytes"]
+    """A namespace with the tap (multi_queue when queues > 1)."""
+    return tap_netns(f"dvlnet-{tag}-{os.getpid()}", TAP, HOST_IP, multi_queue=queues > 1)
 
 
 class Run:
@@ -94,11 +63,7 @@ def run(vhost, queues):
 
 
 def _boot(vhost, queues):
-    why = host_missing()
-    if why:
-        pytest.skip(why)
-    if vhost == "on" and not vhost_net():
-        pytest.skip("no /dev/vhost-net here (the rig's L1 has the vhost_net module)")
+    skip_unless_host_ready(vhost)
     workdir = tempfile.mkdtemp(prefix="dv-linux-mq-", dir="/tmp")
     ns = make_netns(f"mq{vhost}{queues}", queues)
     g = None
@@ -112,8 +77,8 @@ def _boot(vhost, queues):
                          "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC},mq=on"])
         g.wait_for(r"^linux: (net iperf3 server port=5201|fail .*)$", BOOT_TIMEOUT)
         before = len(re.findall(r"^linux: net queues ", g.complete_lines(), re.M))
-        iperf = {"host-to-guest": iperf3_parallel(ns, False),
-                 "guest-to-host": iperf3_parallel(ns, True)}
+        iperf = {"host-to-guest": iperf3(ns, False, IPERF_STREAMS),
+                 "guest-to-host": iperf3(ns, True, IPERF_STREAMS)}
         # the guest's counters from after both runs (it prints every 2 s)
         m = g.wait_for(r"^linux: net queues (rx=\S* tx=\S*)$", 60, count=before + 2)
         print(f"vhost={vhost} queues={queues}: "
