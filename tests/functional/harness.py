@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -143,6 +144,32 @@ class Vmm:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe:
                 pipe.close()
+
+
+class Captured:
+    """A process (a VMM under `ip netns exec`, say) whose stdout and stderr
+    two threads collect as they come: text() and stderr() so far."""
+
+    def __init__(self, cmd):
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.out, self.err = [], []
+        self.threads = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
+                        for s, b in ((self.proc.stdout, self.out),
+                                     (self.proc.stderr, self.err))]
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream, buf):
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            buf.append(chunk)
+
+    def text(self):
+        return b"".join(self.out).decode(errors="replace")
+
+    def stderr(self):
+        return b"".join(self.err).decode(errors="replace")
 
 
 class SerialClient:

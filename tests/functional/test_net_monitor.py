@@ -11,12 +11,11 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, QmpClient, wait_for_path
+from harness import QEMU, TESTOS, VMM, Captured, QmpClient, wait_for_path
 from test_testos_net import GUEST_IP, GUEST_MAC, NETPROBE, PYTHON, TAP, netns  # noqa: F401
 
 pytestmark = pytest.mark.vm
@@ -26,7 +25,7 @@ TAP2 = "dvtap1"      # a second tap in the namespace, for netdev_add
 BOOT_TIMEOUT = 60    # Debian's QEMU boots testos through SeaBIOS: seconds
 
 
-class Guest:
+class Guest(Captured):
     """testos net (testos.netctl=1: it sets a receive filter and prints the
     link), started stopped (-S) so QMP is there before the guest runs."""
 
@@ -42,28 +41,13 @@ class Guest:
                            f"vhost={'on' if vhost else 'off'}",
                 "-device", device, "-kernel", TESTOS,
                 "-append", f"testos.run=net testos.ip={GUEST_IP} testos.netctl=1"]
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, WHICH[which]] + args,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self.out, self.err = [], []
-        self.threads = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
-                        for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
-        for t in self.threads:
-            t.start()
+        super().__init__(["ip", "netns", "exec", ns, WHICH[which]] + args)
         try:
             wait_for_path(sock)
             self.qmp = QmpClient(sock)
         except BaseException:
             self.close()
             raise
-
-    @staticmethod
-    def _pump(stream, buf):
-        for chunk in iter(lambda: stream.read1(65536), b""):
-            buf.append(chunk)
-
-    def text(self):
-        return b"".join(self.out).decode(errors="replace")
 
     def wait_for(self, pattern, count=1, timeout=BOOT_TIMEOUT):
         """Until pattern has been printed count times."""
@@ -75,7 +59,7 @@ class Guest:
                 break
             time.sleep(0.05)
         raise AssertionError(f"no {pattern!r} (x{count}) within {timeout} s:\n{self.text()}\n"
-                             f"{b''.join(self.err).decode(errors='replace')}")
+                             f"{self.stderr()}")
 
     def run(self):
         """cont, then the guest's filter set and its link reported up."""

@@ -15,12 +15,11 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 
-from harness import QEMU, ROOT, TESTOS, VMM
+from harness import QEMU, ROOT, TESTOS, VMM, Captured
 
 NETPROBE = os.path.join(ROOT, "tests", "guest", "netprobe.py")
 PYTHON = "/usr/bin/python3"
@@ -96,7 +95,7 @@ def netns():
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 
 
-class NetGuest:
+class NetGuest(Captured):
     """testos with a virtio-net NIC on the namespace's tap; serial on stdio."""
 
     def __init__(self, binary, ns, append, vhost=False):
@@ -106,26 +105,7 @@ class NetGuest:
                            f"vhost={'on' if vhost else 'off'}",
                 "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}"]
         # ip netns exec execs the VMM: the pid is the VMM's
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, binary] + args,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self.out, self.err = [], []
-        self.threads = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
-                        for s, b in ((self.proc.stdout, self.out),
-                                     (self.proc.stderr, self.err))]
-        for t in self.threads:
-            t.start()
-
-    @staticmethod
-    def _pump(stream, buf):
-        for chunk in iter(lambda: stream.read1(65536), b""):
-            buf.append(chunk)
-
-    def text(self):
-        return b"".join(self.out).decode(errors="replace")
-
-    def stderr(self):
-        return b"".join(self.err).decode(errors="replace")
+        super().__init__(["ip", "netns", "exec", ns, binary] + args)
 
     def wait_for(self, pattern, timeout=60):
         rx = re.compile(pattern)
