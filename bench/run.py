@@ -5,7 +5,8 @@ build/bench/results.json and docs/benchmarks.md, each section with where it
 was measured (PVM, nested rig, hardware KVM) and the load average.  Start-up
 and memory are measured against every QEMU path that boots testos from
 -kernel (pc with SeaBIOS, pc with qboot, microvm).  BENCH_ONLY=a,b runs only
-those sections (cpu, boot, memory, core, qmp, exits, disk, migration).
+those sections (cpu, boot, memory, core, qmp, exits, disk, migration, net,
+outage, passthrough).
 Timings are measured here, never asserted in tests."""
 import json
 import os
@@ -319,6 +320,30 @@ def render_net(r):
     return net.render(r)
 
 
+def measure_outage():
+    """issue 16's outage table: in the rig's --iommu L1 only (an IOMMU and a
+    NIC to pass); from the host, one rig run does every scenario."""
+    import failover_outage
+    return failover_outage.run_anywhere(int(os.environ.get("BENCH_OUTAGE_RUNS", "2")))
+
+
+def render_outage(r):
+    import failover_outage
+    return failover_outage.render_section(r)
+
+
+def measure_passthrough():
+    """issue 15's passthrough iperf3 table: in the rig's --iommu L1 only;
+    from the host, one rig run."""
+    import passthrough
+    return passthrough.run_anywhere(int(os.environ.get("BENCH_PASSTHROUGH_RUNS", "2")))
+
+
+def render_passthrough(r):
+    import passthrough
+    return passthrough.render_section(r)
+
+
 def render_exits(r):
     import exits
     return exits.render(r)
@@ -345,7 +370,11 @@ SECTIONS = {
     "disk": (measure_disk, render_disk),
     "migration": (measure_migration, render_migration),
     "net": (measure_net, render_net),
+    "outage": (measure_outage, render_outage),
+    "passthrough": (measure_passthrough, render_passthrough),
 }
+# sections measured elsewhere (the rig), whose render gives its own caption
+OWN_CAPTION = {"outage", "passthrough"}
 # sections whose rig figures go to a table of their own ("NAME-rig" in
 # results.json and docs/benchmarks.md), beside the native one
 RIG_TABLES = {"net"}
@@ -378,7 +407,7 @@ def main():
         where = name + "-rig" if name in RIG_TABLES and meta["place_short"] == "rig" \
             else name
         results["sections"][where] = {"measured": meta, "results": data}
-        table = caption + "\n\n" + render_fn(data)
+        table = render_fn(data) if name in OWN_CAPTION else caption + "\n\n" + render_fn(data)
         print(f"== {where}\n{table}\n", flush=True)
         write_doc(where, table)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -1,0 +1,529 @@
+#!/usr/bin/python3
+"""The guest's network outage across a migration with a passthrough NIC
+(issue 16's target), this VMM beside Debian's QEMU 7.2, in the rig's
+--iommu L1 (it needs an IOMMU and a NIC to pass; never on a real host,
+where it would rebind the host's NICs).
+
+One L1, the same L2 Linux guest (tests/guest/linux) and the same VF (L1's
+first e1000e on vfio-pci) for every scenario:
+
+    dv-auto      this VMM on pc: virtio-net failover=on + vfio-pci
+                 failover_pair_id (the guest's net_failover), `migrate`
+    dv-manual    this VMM on pc: the guest bonds the VF and virtio-net
+                 (active-backup); tools/dv-migrate-passthrough (device_del,
+                 migrate, device_add on the destination)
+    qemu-auto    Debian QEMU 7.2 with its failover on q35 (-M q35, the VF
+                 and the virtio-net each on a pcie-root-port)
+    qemu-auto-pciehp  the same with the root ports' native PCIe hot-plug
+                 (ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off) instead
+                 of 7.2's default ACPI hot-plug
+    qemu-manual  Debian QEMU 7.2 on pc, the bond guest and the same script
+
+L1's other e1000e (the VF's only hub peer) and both VMMs' taps are ports of
+one bridge holding 198.18.0.1; bench/outage.py streams UDP (10 ms apart)
+to the guest's dv-udpecho from before the migration until the VF carries
+the stream again on the destination.  Per run: datagrams lost, the longest
+gap between echoes and where it fell, and the phases:
+
+    wait-unplug  the source asks the guest to eject the VF until it has
+                 (auto: the MIGRATION events wait-unplug -> active; manual:
+                 device_del -> DEVICE_DELETED)
+    pre-copy     RAM pre-copy until completed (query-migrate's total-time
+                 less wait-unplug), of which downtime (query-migrate's)
+    replug       the destination's guest runs (RESUME; manual: the
+                 script's device_add) until the VF carries the stream (the
+                 peer's e1000e counts echoes from it again)
+
+    python3 bench/failover_outage.py [--runs N] [--only dv-auto,...]
+        [--json FILE] [--vmm NAME=PATH ...]
+
+prints one markdown table (render()), --json writes every run's figures.
+Inside the rig only (DV_RIG=1); bench/run.py starts the rig for it."""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+FUNC = os.path.join(ROOT, "tests", "functional")
+sys.path[:0] = [BENCH, FUNC]
+import benchenv  # noqa: E402
+
+outage = linuxguest = Qmp = Guest = sh = auto_test = bond_test = None
+
+
+def load():
+    """The test guests' helpers (they need pytest: /usr/bin/python3), only
+    where the scenarios run."""
+    global outage, linuxguest, Qmp, Guest, sh, auto_test, bond_test
+    import outage
+    import linuxguest
+    from harness import Qmp
+    from linuxguest import Guest, sh
+    import test_failover_linux as auto_test
+    import test_failover_manual as bond_test
+
+TOOL = os.path.join(ROOT, "tools", "dv-migrate-passthrough")
+PEER_IP, GUEST_IP, PORT = "198.18.0.1", "198.18.0.2", 7777
+BOND_MAC = "52:54:00:12:34:56"
+BRIDGE, TAPS = "dvobr0", ("dvotap0", "dvotap1")
+INTERVAL_MS = 10.0
+BOOT_TIMEOUT, STEP = 300, 120
+APPEND = (f"dv.ip={GUEST_IP}/24 dv.wss_mib=8 dv.mibps=2 dv.period_ms=500 "
+          f"dv.echo_port={PORT}")
+SCENARIOS = ("dv-auto", "qemu-auto", "qemu-auto-pciehp", "dv-manual", "qemu-manual")
+LABELS = {"dv-auto": "this VMM, failover=on, pc",
+          "qemu-auto": "QEMU 7.2, failover=on, q35",
+          "qemu-auto-pciehp": "QEMU 7.2, failover=on, q35, native PCIe hot-plug",
+          "dv-manual": "this VMM, bond + script, pc",
+          "qemu-manual": "QEMU 7.2, bond + script, pc"}
+
+
+class Net:
+    """The VF on vfio-pci (bdf, its own MAC) and the bridge with the peer
+    e1000e and the two taps."""
+
+    def __enter__(self):
+        assert os.environ.get("DV_RIG") == "1", "rig only: this rebinds NICs"
+        found = auto_test.e1000e_nics()
+        assert len(found) >= 2, "no --iommu L1 (two e1000e joined to each other)"
+        for mod in ("vfio-pci", "e1000e", "bridge", "tun"):
+            sh("modprobe", mod)
+        auto_test.bind(found[0], "e1000e")
+        self.mac = open(f"/sys/class/net/{self.netdev(found[0])}/address").read().strip()
+        auto_test.bind(found[0], "vfio-pci")
+        auto_test.bind(found[1], "e1000e")
+        self.bdf = os.path.basename(found[0])
+        self.peer = self.netdev(found[1])
+        sh("ip", "link", "del", BRIDGE, check=False)
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "flush", "dev", self.peer)
+        sh("ip", "link", "set", self.peer, "master", BRIDGE)
+        for tap in TAPS:
+            sh("ip", "link", "del", tap, check=False)
+            sh("ip", "tuntap", "add", "dev", tap, "mode", "tap")
+            sh("ip", "link", "set", tap, "master", BRIDGE)
+            sh("ip", "link", "set", tap, "up")
+        sh("ip", "link", "set", self.peer, "up")
+        sh("ip", "addr", "add", f"{PEER_IP}/24", "dev", BRIDGE)
+        sh("ip", "link", "set", BRIDGE, "up")
+        return self
+
+    @staticmethod
+    def netdev(dev):
+        deadline = time.time() + 20
+        while not glob.glob(os.path.join(dev, "net", "*")):
+            assert time.time() < deadline, f"L1's e1000e made no interface for {dev}"
+            time.sleep(0.1)
+        return os.path.basename(glob.glob(os.path.join(dev, "net", "*"))[0])
+
+    def __exit__(self, *exc):
+        for tap in TAPS:
+            sh("ip", "link", "del", tap, check=False)
+        sh("ip", "link", "del", BRIDGE, check=False)
+
+
+class Ports(threading.Thread):
+    """Samples the packet counters of the peer's e1000e (frames from the VF)
+    and of both taps every 10 ms: [(monotonic, {name_rx|name_tx: n})]."""
+
+    def __init__(self, net):
+        super().__init__(daemon=True)
+        self.names = {"vf": net.peer, "tap0": TAPS[0], "tap1": TAPS[1]}
+        self.samples = []
+        self.stopping = threading.Event()
+
+    def read(self):
+        out = {}
+        for k, dev in self.names.items():
+            for d in ("rx", "tx"):
+                try:
+                    with open(f"/sys/class/net/{dev}/statistics/{d}_packets") as f:
+                        out[f"{k}_{d}"] = int(f.read())
+                except OSError:
+                    out[f"{k}_{d}"] = 0
+        return out
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.samples.append((time.monotonic(), self.read()))
+            time.sleep(0.01)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(2)
+
+    def flowing(self, key, after, rate=3, window=0.2):
+        """The first time after `after` from which key rises by `rate` within
+        `window` seconds (traffic, not a stray ARP), or None."""
+        s = [(t, c[key]) for t, c in self.samples if t >= after]
+        j = 0
+        for i, (t, n) in enumerate(s):
+            j = max(j, i)
+            while j < len(s) and s[j][0] - t <= window:
+                if s[j][1] - n >= rate:
+                    return t
+                j += 1
+        return None
+
+    def stopped(self, key, before):
+        """The last time before `before` that key rose."""
+        s = [(t, c[key]) for t, c in self.samples if t <= before]
+        for (t0, n0), (t1, n1) in zip(reversed(s[:-1]), reversed(s)):
+            if n1 > n0:
+                return t1
+        return None
+
+    def delta(self, key, t0, t1):
+        """How much key rose between t0 and t1."""
+        vals = [c[key] for t, c in self.samples if t0 <= t <= t1]
+        return vals[-1] - vals[0] if vals else 0
+
+
+def mono(ev):
+    """A QMP event's timestamp on time.monotonic()'s clock."""
+    ts = ev["timestamp"]
+    return ts["seconds"] + ts["microseconds"] / 1e6 - (time.time() - time.monotonic())
+
+
+def binary_for(which, vmms):
+    if which in vmms:
+        linuxguest.BINARIES[which] = vmms[which]
+    return which
+
+
+def auto_vm(which, d, name, net, tap, rd, incoming=None, pciehp=False):
+    sock = os.path.join(d, name + ".qmp")
+    extra = ["-qmp", f"unix:{sock},server,nowait",
+             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]
+    nic = f"virtio-net-pci,netdev=n0,mac={net.mac},id=net1,failover=on"
+    vf = f"vfio-pci,host={net.bdf},id=pnic,failover_pair_id=net1"
+    if which == "peer":
+        # QEMU 7.2 refuses a primary on a conventional PCI bus
+        extra = ["-M", "q35",
+                 "-device", "pcie-root-port,id=rp1,chassis=1",
+                 "-device", "pcie-root-port,id=rp2,chassis=2"] + extra
+        nic += ",bus=rp1"
+        vf += ",bus=rp2"
+        if pciehp:
+            # the root ports' own hot-plug instead of 7.2's default ACPI one
+            extra += ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+    extra += ["-device", nic, "-device", vf]
+    if incoming:
+        extra += ["-incoming", incoming]
+    g = Guest(which, d, name, run="failover,dirty", mem="256M", initrd_path=rd,
+              extra_append=APPEND, extra=extra)
+    return g, sock
+
+
+def bond_vm(which, d, name, net, tap, rd, incoming=None):
+    sock = os.path.join(d, name + ".qmp")
+    extra = ["-qmp", f"unix:{sock},server,nowait",
+             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+             "-device", f"virtio-net-pci,netdev=n0,mac={BOND_MAC},id=net0"]
+    if incoming:
+        extra += ["-incoming", incoming]
+    else:
+        extra += ["-device", f"vfio-pci,host={net.bdf},id=pnic"]
+    g = Guest(which, d, name, run="bond,dirty", mem="256M", initrd_path=rd,
+              extra_append=APPEND + f" dv.bond_mac={BOND_MAC}", extra=extra)
+    return g, sock
+
+
+def pci_ids(buses):
+    """Every device's qdev_id (or class) in a query-pci answer, bridges'
+    buses included."""
+    out = []
+    for bus in buses:
+        for dev in bus.get("devices", []):
+            out.append(dev.get("qdev_id") or dev.get("class_info", {}).get("desc", "?"))
+            br = dev.get("pci_bridge", {}).get("devices")
+            if br:
+                out += pci_ids([{"devices": br}])
+    return out
+
+
+def wait_vf_traffic(ports, after, timeout=STEP):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t = ports.flowing("vf_rx", after)
+        if t:
+            return t
+        time.sleep(0.1)
+    return None
+
+
+def summarize(stream, ports, marks, switch, resume, replug_from):
+    """The figures of one run (stream stopped)."""
+    res = stream.result()
+    res.update(outage.phases(stream, marks))
+    vf_back = ports.flowing("vf_rx", replug_from)
+    g = stream.gaps(1)
+    out = {"lost": res["lost"], "sent": res["sent"],
+           "longest_gap_ms": res["longest_gap_ms"],
+           "replug_s": round(vf_back - replug_from, 3) if vf_back else None,
+           "marks_rel_s": {k: round(v - marks["start"], 3) for k, v in marks.items()},
+           "outage": res}
+    if vf_back:
+        out["marks_rel_s"]["vf-carries"] = round(vf_back - marks["start"], 3)
+    if g:
+        g0, g1 = g[0]
+        out["gap_from_switch_s"] = [round(g0 - switch, 3), round(g1 - switch, 3)]
+        # what each port did during the gap: did the peer's frames go to the
+        # source's tap (the bridge still learning the old port)?
+        out["gap_ports"] = {k: ports.delta(k, g0, g1)
+                            for k in ("vf_rx", "vf_tx", "tap0_rx", "tap0_tx",
+                                      "tap1_rx", "tap1_tx")}
+    return out
+
+
+def run_auto(which, net, d, vmms, pciehp=False):
+    which = binary_for(which, vmms)
+    rd = auto_test.initrd(d)
+    src, src_sock = auto_vm(which, d, "src", net, TAPS[0], rd, pciehp=pciehp)
+    with src:
+        auto_test.boot(src, net.mac)
+        ports = Ports(net)
+        ports.start()
+        stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
+        try:
+            assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
+            assert wait_vf_traffic(ports, time.monotonic()), "the VF carries nothing"
+            time.sleep(2)
+            dst, dst_sock = auto_vm(which, d, "dst", net, TAPS[1], rd,
+                                    incoming=f"unix:{d}/mig.sock", pciehp=pciehp)
+            with dst:
+                dst.qmp(dst_sock, 90).close()   # up, or its stderr
+                with Qmp(src_sock) as qs, Qmp(dst_sock) as qd:
+                    qs.ok("migrate-set-capabilities",
+                          capabilities=[{"capability": "events", "state": True}])
+                    marks = {"start": time.monotonic()}
+                    qs.ok("migrate", uri=f"unix:{d}/mig.sock")
+                    deadline = time.time() + 300
+                    while "completed" not in marks:
+                        assert time.time() < deadline, f"no completed: {marks}"
+                        ev = qs.wait_event("MIGRATION", max(1, deadline - time.time()))
+                        st = ev["data"]["status"]
+                        assert st not in ("failed", "cancelled"), ev
+                        marks.setdefault(st, mono(ev))
+                    info = qs.ok("query-migrate")
+                    try:
+                        marks["src-stop"] = mono(qs.wait_event("STOP", 10))
+                    except TimeoutError:
+                        marks["src-stop"] = marks["completed"] - info.get("downtime", 0) / 1e3
+                    resume = mono(qd.wait_event("RESUME", STEP))
+                    marks["dst-resume"] = resume
+                    back = wait_vf_traffic(ports, resume)
+                    assert back, (f"the VF carries nothing on the destination (its PCI "
+                                  f"devices: {pci_ids(qd.ok('query-pci'))})\n{dst.tail(8)}")
+                time.sleep(3)
+                stream.stop()
+                ports.stop()
+                out = summarize(stream, ports, marks, marks["src-stop"], resume, resume)
+                wu = marks["active"] - marks["wait-unplug"] if "wait-unplug" in marks else 0
+                out.update({
+                    "wait_unplug_s": round(wu, 3),
+                    "precopy_s": round(marks["completed"] - marks["active"], 3),
+                    "downtime_ms": info.get("downtime"),
+                    "total_ms": info.get("total-time"),
+                    "qmp_wait_unplug_ms": info.get("wait-unplug-time"),
+                    # the guest's own stop: the source's STOP to the destination's RESUME
+                    "stopped_s": round(resume - marks["src-stop"], 3)})
+                return out
+        finally:
+            if not stream.stopping.is_set():
+                stream.stop(0)
+            ports.stop()
+
+
+def run_manual(which, net, d, vmms):
+    which = binary_for(which, vmms)
+    rd = bond_test.initrd(d)
+    src, src_sock = bond_vm(which, d, "src", net, TAPS[0], rd)
+    with src:
+        bond_test.boot_with_bond(src)
+        ports = Ports(net)
+        ports.start()
+        stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
+        try:
+            assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
+            assert wait_vf_traffic(ports, time.monotonic()), "the VF carries nothing"
+            time.sleep(2)
+            dst, dst_sock = bond_vm(which, d, "dst", net, TAPS[1], rd,
+                                    incoming=f"unix:{d}/mig.sock")
+            with dst:
+                dst.qmp(dst_sock, 90).close()   # up, or its stderr
+                p = subprocess.run(["/usr/bin/python3", TOOL, "--src", src_sock,
+                                    "--dst", dst_sock, "--uri", f"unix:{d}/mig.sock",
+                                    "--host", net.bdf, "--json"],
+                                   capture_output=True, text=True, timeout=600)
+                assert p.returncode == 0, f"{p.stdout}{p.stderr}\n{dst.tail()}"
+                script = json.loads(p.stdout.strip().splitlines()[-1])
+                marks = dict(script["marks"])
+                back = wait_vf_traffic(ports, marks["running"])
+                assert back, f"the VF carries nothing on the destination\n{dst.tail()}"
+                time.sleep(3)
+                stream.stop()
+                ports.stop()
+                ph = script["phases"]
+                out = summarize(stream, ports, marks, marks["migrated"] - ph["qmp-downtime"],
+                                marks["running"], marks["running"])
+                out.update({
+                    "wait_unplug_s": ph["unplug"],
+                    "precopy_s": ph["qmp-total-time"],
+                    "downtime_ms": round(ph["qmp-downtime"] * 1000),
+                    "total_ms": round(ph["qmp-total-time"] * 1000),
+                    "device_add_s": ph["replug"]})
+                return out
+        finally:
+            if not stream.stopping.is_set():
+                stream.stop(0)
+            ports.stop()
+
+
+RUNNERS = {"dv-auto": (run_auto, "vmm"), "qemu-auto": (run_auto, "peer"),
+           "qemu-auto-pciehp": (lambda *a: run_auto(*a, pciehp=True), "peer"),
+           "dv-manual": (run_manual, "vmm"), "qemu-manual": (run_manual, "peer")}
+
+
+def measure(runs, only, vmms, log=print, save=None):
+    """{scenario: [run figures or {"error": text}]} over `runs` rounds, the
+    scenarios taking turns."""
+    load()
+    res = {s: [] for s in only}
+    with Net() as net:
+        for r in range(runs):
+            for s in only:
+                fn, which = RUNNERS[s]
+                which = s.split("-")[0] if s.split("-")[0] in vmms else which
+                t0 = time.time()
+                with tempfile.TemporaryDirectory(dir="/tmp") as d:
+                    try:
+                        out = fn(which, net, d, vmms)
+                    except (AssertionError, Exception) as e:  # a failed run is a result too
+                        text = str(e)
+                        out = {"error": text if len(text) < 2000
+                               else text[:600] + "\n...\n" + text[-1400:]}
+                out["run_s"] = round(time.time() - t0, 1)
+                res[s].append(out)
+                if save:
+                    save(res)   # so far: a run cut short still leaves its figures
+                log(f"outage: run {r + 1} {s}: " + json.dumps(
+                    {k: v for k, v in out.items() if k != "outage"}), flush=True)
+    return res
+
+
+def span(vals, fmt):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    lo, hi = min(vals), max(vals)
+    return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
+
+
+def render(res):
+    """The table: one column per scenario, ranges over its good runs."""
+    cols = [s for s in SCENARIOS if s in res] + [s for s in res if s not in SCENARIOS]
+    ok = {s: [r for r in res[s] if "error" not in r] for s in cols}
+    sec = lambda v: f"{v:.2f} s"  # noqa: E731
+    rows = [
+        ("runs (good / all)", lambda s: f"{len(ok[s])} / {len(res[s])}"),
+        ("datagrams lost (10 ms stream)", lambda s: span([r["lost"] for r in ok[s]], str)),
+        ("longest gap", lambda s: span([r["longest_gap_ms"] for r in ok[s]],
+                                       lambda v: f"{v:.0f} ms")),
+        ("gap starts, from the switch-over", lambda s: span(
+            [r["gap_from_switch_s"][0] for r in ok[s] if "gap_from_switch_s" in r], sec)),
+        ("wait-unplug (guest ejects the VF)", lambda s: span(
+            [r["wait_unplug_s"] for r in ok[s]], sec)),
+        ("pre-copy and switch-over (migrate's active to completed)", lambda s: span(
+            [r["precopy_s"] for r in ok[s]], sec)),
+        ("downtime (query-migrate)", lambda s: span(
+            [r["downtime_ms"] for r in ok[s] if r.get("downtime_ms") is not None],
+            lambda v: f"{v:.0f} ms")),
+        ("guest stopped (source STOP to destination RESUME)", lambda s: span(
+            [r["stopped_s"] for r in ok[s] if "stopped_s" in r], sec)),
+        ("replug (guest runs on the destination to the VF carrying the stream)",
+         lambda s: span([r["replug_s"] for r in ok[s]], sec)),
+    ]
+    head = "| | " + " | ".join(LABELS.get(s, s) for s in cols) + " |"
+    lines = [head, "|---" * (len(cols) + 1) + "|"]
+    for name, fn in rows:
+        lines.append(f"| {name} | " + " | ".join(fn(s) for s in cols) + " |")
+    errors = [f"- {s} run {i + 1}: {r['error'].strip().splitlines()[0][:200]}"
+              for s in cols for i, r in enumerate(res[s]) if "error" in r]
+    if errors:
+        lines += ["", "Failed runs:", ""] + errors
+    return "\n".join(lines)
+
+
+def run_anywhere(runs, log=print):
+    """For bench/run.py: every scenario `runs` times; in the rig's --iommu
+    L1 directly, elsewhere through one rig run (tests/rig/rig.sh --iommu).
+    {"caption", "interval_ms", "runs"} or {"skipped": why}."""
+    if os.environ.get("DV_RIG") == "1":
+        res = measure(runs, SCENARIOS, {}, log)
+        return {"caption": benchenv.caption(), "interval_ms": INTERVAL_MS, "runs": res}
+    if not os.path.exists(os.path.join(ROOT, "build", "rig", "kernel", "vmlinuz")):
+        return {"skipped": "no rig kernel cache (bash tests/rig/rig.sh --build-only)"}
+    out = os.path.join("build", "bench", "outage.json")
+    os.makedirs(os.path.join(ROOT, "build", "bench"), exist_ok=True)
+    if os.path.exists(os.path.join(ROOT, out)):
+        os.unlink(os.path.join(ROOT, out))
+    budget = 300 + runs * len(SCENARIOS) * 240
+    cmd = ["bash", os.path.join(ROOT, "tests", "rig", "rig.sh"), "--iommu", "--share", ROOT,
+           "--timeout", str(budget), "--",
+           f"/usr/bin/python3 bench/failover_outage.py --runs {runs} --json {out}"]
+    p = subprocess.run(cmd, cwd=ROOT, timeout=budget + 300)
+    if p.returncode != 0 or not os.path.exists(os.path.join(ROOT, out)):
+        return {"skipped": f"the rig run failed (exit {p.returncode}; see build/rig/runs/)"}
+    with open(os.path.join(ROOT, out)) as f:
+        return json.load(f)
+
+
+def render_section(r):
+    """docs/benchmarks.md's outage block: the rig's caption and the table."""
+    if "skipped" in r:
+        return f"_Not measured: {r['skipped']}._"
+    return (r.get("caption", "_Measured in the rig._") + "\n\n" + render(r["runs"]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--only", default=",".join(SCENARIOS),
+                   help="comma-separated scenarios (" + ", ".join(SCENARIOS) + ")")
+    p.add_argument("--json", help="write every run's figures here")
+    p.add_argument("--vmm", action="append", default=[],
+                   help="NAME=PATH: a further binary (scenario NAME-auto / NAME-manual)")
+    args = p.parse_args(argv)
+    vmms = dict(v.split("=", 1) for v in args.vmm)
+    only = [s for s in args.only.split(",") if s]
+    for s in only:
+        kind = s.split("-")[-1]
+        if s not in RUNNERS and (s.split("-")[0] not in vmms or kind not in ("auto", "manual")):
+            p.error(f"unknown scenario {s!r}")
+        if s not in RUNNERS:
+            RUNNERS[s] = (run_auto if kind == "auto" else run_manual, s.split("-")[0])
+            LABELS[s] = f"{s.split('-')[0]}, " + ("failover=on, pc" if kind == "auto"
+                                                  else "bond + script, pc")
+    caption = benchenv.caption()
+
+    def save(res):
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"caption": caption, "interval_ms": INTERVAL_MS, "runs": res}, f,
+                          indent=1)
+    res = measure(args.runs, only, vmms, save=save)
+    save(res)
+    print(render(res), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
