@@ -136,13 +136,24 @@ def dirtycheck(d, *names):
     return "" if check.returncode == 0 else check.stdout + check.stderr
 
 
-def wait_grows(d, name, count_before, timeout=30):
+def wait_grows(d, name, timeout=30):
+    """Whether name's guest prints one more `testos: hello` within timeout."""
+    count_before = serial_log(d, name).count("testos: hello")
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:
         if serial_log(d, name).count("testos: hello") > count_before:
             return True
         time.sleep(0.05)
     return False
+
+
+def start_slow_migration(q, d, port):
+    """Once the destination (listening on port) answers QMP, the source
+    (q) migrates to it at 256 KiB/s, long enough to be caught active."""
+    Qmp(os.path.join(d, "dst.sock")).close()
+    q.ok("migrate-set-parameters", **{"max-bandwidth": 256 * 1024})
+    q.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
+    wait_status(q, {"active"})
 
 
 def wait_line(d, name, text, timeout=60):
@@ -215,18 +226,14 @@ def test_cancel_keeps_the_source_running():
         port = free_port()
         with Vmm(vm_args(d, "src", mem="512M")) as src:
             q = Qmp(os.path.join(d, "src.sock"))
-            q.ok("migrate-set-parameters", **{"max-bandwidth": 256 * 1024})
             with Vmm(vm_args(d, "dst", ["-incoming", f"tcp:127.0.0.1:{port}"],
                              mem="512M")):
-                Qmp(os.path.join(d, "dst.sock")).close()
-                q.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
-                wait_status(q, {"active"})
+                start_slow_migration(q, d, port)
                 q.ok("migrate_cancel")
                 info = wait_status(q, {"cancelled"})
                 assert info["status"] == "cancelled"
             assert q.ok("query-status")["status"] == "running"
-            before = serial_log(d, "src").count("testos: hello")
-            assert wait_grows(d, "src", before)
+            assert wait_grows(d, "src")
             q.close()
 
 
@@ -236,19 +243,15 @@ def test_dead_destination_fails_and_the_source_keeps_running():
         port = free_port()
         with Vmm(vm_args(d, "src", mem="512M")) as src:
             q = Qmp(os.path.join(d, "src.sock"))
-            q.ok("migrate-set-parameters", **{"max-bandwidth": 256 * 1024})
             dst = Vmm(vm_args(d, "dst", ["-incoming", f"tcp:127.0.0.1:{port}"],
                               mem="512M"))
             with dst:
-                Qmp(os.path.join(d, "dst.sock")).close()
-                q.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
-                wait_status(q, {"active"})
+                start_slow_migration(q, d, port)
                 dst.proc.send_signal(signal.SIGKILL)
                 info = wait_status(q, {"failed"})
                 assert info["error-desc"]
             assert q.ok("query-status")["status"] == "running"
-            before = serial_log(d, "src").count("testos: hello")
-            assert wait_grows(d, "src", before)
+            assert wait_grows(d, "src")
             # nobody listening at all
             q.ok("migrate", uri=f"tcp:127.0.0.1:{free_port()}")
             assert wait_status(q, {"failed"})["status"] == "failed"
@@ -513,8 +516,7 @@ def test_incoming_defer_waits_for_migrate_incoming():
             q_src.ok("migrate", uri=uri)
             assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
             assert wait_runstate_settles(q_dst) == "running"
-            before = serial_log(d, "dst").count("testos: hello")
-            assert wait_grows(d, "dst", before), serial_log(d, "dst")[-500:]
+            assert wait_grows(d, "dst"), serial_log(d, "dst")[-500:]
             q_src.close()
             q_dst.close()
 
