@@ -32,6 +32,17 @@ IAC = 255
 RIG_WEDGED = 42
 
 
+def reply_shape(value):
+    """A QMP reply's shape, to compare two VMMs' replies: each dict's keys
+    with their values' shapes, a list as its first item's, any other value
+    its type's name."""
+    if isinstance(value, dict):
+        return {k: reply_shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reply_shape(value[0])] if value else []
+    return type(value).__name__
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from harness import BUILD, ROOT, TESTOS, VMM, wait_image_write_locked
+from harness import BUILD, ROOT, TESTOS, VMM, reply_shape, wait_image_write_locked
 
 # qemu-img is the oracle here: without it these tests fail, never skip.
 # A corrupt image is refused before /dev/kvm is opened: those tests carry no
@@ -190,14 +190,6 @@ def test_second_writer_is_refused():
             first.wait()
 
 
-def shape(value):
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    return type(value).__name__
-
-
 def subset_shape(ours, theirs, path="reply"):
     """Every key we send, QEMU sends too, with the same JSON type."""
     if isinstance(ours, dict):
@@ -234,7 +226,7 @@ def test_query_block_and_info_block_look_like_qemus():
             assert ra[0]["inserted"]["drv"] == "qcow2"
             assert ra[0]["inserted"]["image"]["virtual-size"] == \
                 rb[0]["inserted"]["image"]["virtual-size"]
-            subset_shape(shape(ra[0]), shape(rb[0]))
+            subset_shape(reply_shape(ra[0]), reply_shape(rb[0]))
             text = qa.ok("human-monitor-command", **{"command-line": "info block"})
             assert text.startswith(f"virtio0 (#block") and a in text
             pci = qa.ok("human-monitor-command", **{"command-line": "info pci"})

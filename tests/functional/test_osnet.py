@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import QEMU, TESTOS, VMM, Qmp, Vmm, free_port
+from harness import QEMU, TESTOS, VMM, Qmp, Vmm, free_port, reply_shape
 
 # The cpumap's errors come before /dev/kvm is opened: those tests carry no
 # marker and run on any machine; the others are marked vm.
@@ -264,14 +264,6 @@ def test_exit_counters_rise_while_running_and_stay_flat_when_paused():
             q.close()
 
 
-def shape(value):
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    return type(value).__name__
-
-
 @pytest.mark.vm
 def test_query_stats_keeps_qemus_shape():
     assert QEMU, "Debian's qemu-system-x86_64, the reference here, is not installed"
@@ -294,7 +286,7 @@ def test_query_stats_keeps_qemus_shape():
                     common = set(sa) & set(sb)
                     assert "exits" in common or cmd != "query-stats" or "vcpu" not in str(args)
                     for name in common:
-                        assert shape(sa[name]) == shape(sb[name]), name
+                        assert reply_shape(sa[name]) == reply_shape(sb[name]), name
             r = a.ok("query-stats", target="vcpu",
                      providers=[{"provider": "kvm", "names": ["exits", "halt_exits"]}])
             assert sorted(s["name"] for s in r[0]["stats"]) == ["exits", "halt_exits"]
