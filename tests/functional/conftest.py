@@ -12,7 +12,9 @@ test whose KVM is missing here is not skipped: it fails with the reason, so
 a machine that cannot run it never passes quietly."""
 import glob
 import os
+import signal
 import sys
+import time
 
 import pytest
 
@@ -36,6 +38,9 @@ def iommu_nics():
 
 
 def pytest_configure(config):
+    # Every process this pytest starts inherits the variable, daemonized
+    # VMMs included: how no_vm_left_behind tells its own VMMs from others'.
+    os.environ["DV_PYTEST_PID"] = str(os.getpid())
     config.addinivalue_line("markers", "vm: needs a working /dev/kvm (testos)")
     config.addinivalue_line("markers", "hwkvm: needs a hardware-like KVM (SVM/VMX, not PVM)")
     config.addinivalue_line("markers", "rig_too: also run inside the nested rig by make check")
@@ -56,6 +61,54 @@ def pytest_runtest_setup(item):
     if item.get_closest_marker("vm") and kind == "none":
         pytest.fail("no usable /dev/kvm: run it through `make check`, which runs it "
                     "in the nested rig (tests/rig/rig.sh)", pytrace=False)
+
+
+def own_vmms():
+    """{pid: command line} of the qemu-system processes (this VMM or
+    Debian's QEMU) that this pytest started, however far down."""
+    mark = f"DV_PYTEST_PID={os.getpid()}".encode()
+    found = {}
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(f"{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if not os.path.basename(argv[0]).startswith(b"qemu-system"):
+                continue
+            with open(f"{d}/environ", "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+        except OSError:
+            continue
+        found[int(os.path.basename(d))] = b" ".join(argv).decode(errors="replace")[:200]
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the last test of a module (its module fixtures torn down
+    too), a VMM that any of its tests started and nobody stopped fails it:
+    a leaked VM keeps a CPU busy and a port or a NIC taken, and in the
+    rig's TCG L1 it slows every later test until their guests seem to
+    hang.  Leftovers get 10 s to go, then are killed so that the tests
+    after run as they would have."""
+    yield
+    if nextitem is not None and nextitem.module is item.module:
+        return
+    deadline = time.monotonic() + 10
+    left = own_vmms()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = own_vmms()
+    if not left:
+        return
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    pytest.fail(f"{len(left)} VMM process(es) left running after the tests of "
+                f"{item.module.__name__} (killed): "
+                + "; ".join(f"{p}: {c}" for p, c in left.items()), pytrace=False)
 
 
 def pytest_runtest_logreport(report):
