@@ -142,8 +142,9 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
         if left < 120:
             print(f"check: {label}: no time left for attempt {attempt}", flush=True)
             break
-        if os.path.exists(progress):
-            os.unlink(progress)
+        for stale in (progress, progress + ".state"):
+            if os.path.exists(stale):
+                os.unlink(stale)
         inner = "env " + shlex.join([f"DV_PROGRESS={rel}"] + PYTEST + [
             f"--timeout={RIG_TEST_TIMEOUT}"] + pending)
         name = label if attempt == 1 else f"{label} attempt {attempt}"
@@ -174,6 +175,8 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
                125: " (L1 did not boot or stopped)"}.get(rc, "")
         print(f"check: {name}: {counts[0]} passed, {counts[1]} failed, {counts[2]} skipped "
               f"in {time.time() - t0:.0f} s; exit status {rc}{why}", flush=True)
+        if again:
+            show_state(progress + ".state", [n for n in pending if final[n] == "failed"])
         pending = again
         if not pending:
             break
@@ -185,6 +188,21 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
             print(f"check: {label}: FAILED every time it ran ({fails.get(nodeid, 0)} failures): "
                   f"{nodeid}", flush=True)
     return tuple(totals)
+
+
+def show_state(path, failed):
+    """Print L1's state (conftest.py's machine_state lines) after the first
+    failed test and the last two lines, so a log shows whether a failure
+    came with a loaded, full or leaking L1."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return
+    show = [i for i, line in enumerate(lines) if any(line.endswith(" " + n) for n in failed)][:1]
+    show += [i for i in range(len(lines) - 2, len(lines)) if i >= 0]
+    for i in sorted(set(show)):
+        print(f"check: L1 state, test {i + 1}: {lines[i]}", flush=True)
 
 
 def run_part(name, argv, xml_path, env=None):

@@ -126,3 +126,22 @@ def pytest_runtest_logreport(report):
         f.write(f"{outcome} {report.when} {report.nodeid}\n")
         f.flush()
         os.fsync(f.fileno())
+    if report.when == "teardown":
+        with open(path + ".state", "a") as f:
+            f.write(f"{machine_state()} after {report.nodeid}\n")
+
+
+def machine_state():
+    """Load, free memory, free /tmp and process count, in one line: what
+    scripts/check.py shows of the rig's L1 around a failure."""
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+        with open("/proc/meminfo") as f:
+            avail = next(int(x.split()[1]) for x in f if x.startswith("MemAvailable:"))
+        st = os.statvfs("/tmp")
+        nproc = len(glob.glob("/proc/[0-9]*"))
+    except (OSError, StopIteration, ValueError):
+        return "state unreadable"
+    return (f"load {load}, {avail // 1024} MiB available, "
+            f"/tmp {st.f_bavail * st.f_frsize >> 20} MiB free, {nproc} processes")
