@@ -17,12 +17,17 @@ from harness import (QEMU, TESTOS, VMM, Qmp, SerialClient, Vmm, free_port,
 # no marker and run on any machine.  The others boot testos: marked vm.
 
 
+def seed_testos(scenario, vcpu=2, memory="128M", extra=()):
+    """(port, args): the seed's command line with COM1 on telnet port,
+    booting testos's scenario."""
+    port = free_port()
+    return port, seed_args(port, vcpu, memory) + [
+        "-kernel", TESTOS, "-append", f"testos.run={scenario}", *extra]
+
+
 def run_seed(scenario, vcpu=2, memory="2G", extra=()):
     """Boot testos with the seed's command line; return (serial text, rc)."""
-    port = free_port()
-    args = seed_args(port, vcpu, memory) + [
-        "-kernel", TESTOS, "-append", f"testos.run={scenario}", "-no-reboot",
-        *extra]
+    port, args = seed_testos(scenario, vcpu, memory, ["-no-reboot", *extra])
     with Vmm(args) as vm:
         client = SerialClient(port)
         text = client.read_until_closed(timeout=120)
@@ -62,9 +67,7 @@ def test_memory_sizes(memory, mib):
 
 @pytest.mark.vm
 def test_vcpu_threads_are_named_like_qemu():
-    port = free_port()
-    args = seed_args(port, 2, "128M") + ["-kernel", TESTOS, "-append",
-                                          "testos.run=idle"]
+    port, args = seed_testos("idle")
     with Vmm(args) as vm:
         client = SerialClient(port)
         client.wait_for("testos: idle")
@@ -79,9 +82,7 @@ def test_vcpu_threads_are_named_like_qemu():
 @pytest.mark.vm
 def test_reset_reboots_the_guest():
     """Without -no-reboot the i8042 reset starts the guest again."""
-    port = free_port()
-    args = seed_args(port, 2, "128M") + ["-kernel", TESTOS, "-append",
-                                          "testos.run=hello"]
+    port, args = seed_testos("hello")
     with Vmm(args) as vm:
         client = SerialClient(port)
         client.wait_for(r"(testos: hello[\s\S]*){3}")
@@ -91,9 +92,7 @@ def test_reset_reboots_the_guest():
 
 @pytest.mark.vm
 def test_telnet_client_can_reconnect():
-    port = free_port()
-    args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-append",
-                                         "testos.run=hello"]
+    port, args = seed_testos("hello", 1, "64M")
     with Vmm(args) as vm:
         for _ in range(3):
             client = SerialClient(port)
@@ -310,10 +309,7 @@ def test_initrd_is_loaded():
     with tempfile.NamedTemporaryFile() as rd:
         rd.write(b"\0" * (1 << 20))
         rd.flush()
-        port = free_port()
-        args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-initrd", rd.name,
-                                             "-append", "testos.run=hello",
-                                             "-no-reboot"]
+        port, args = seed_testos("hello", 1, "64M", ["-initrd", rd.name, "-no-reboot"])
         with Vmm(args) as vm:
             client = SerialClient(port)
             assert "testos: hello" in client.read_until_closed(60)
@@ -346,9 +342,7 @@ def test_testos_boots_under_debian_qemu():
 @pytest.mark.vm
 def test_console_opened_after_boot_shows_boot_messages():
     """Output made before any client connects is kept (64 KiB) for the first."""
-    port = free_port()
-    args = seed_args(port, 1, "64M") + ["-kernel", TESTOS, "-append",
-                                         "testos.run=idle"]
+    port, args = seed_testos("idle", 1, "64M")
     with tempfile.TemporaryDirectory() as d:
         sock = os.path.join(d, "qmp.sock")
         with Vmm(args + ["-qmp", f"unix:{sock},server,nowait"]) as vm:
