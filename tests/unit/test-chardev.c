@@ -787,36 +787,75 @@ UNIT_TEST(output_dropped_while_nobody_connected)
     fe_clear(&fe);
 }
 
+/*
+ * A unix-socket server chardev ("unix:DIR/NAME,server,nowait") with the id
+ * given, alone in its set, and a frontend: server_new() makes them,
+ * server_connect() attaches the frontend, opens the set and connects a
+ * client (c), server_free() closes the client (unless the test did: c -1)
+ * and frees everything.
+ */
+typedef struct UnixServer {
+    char *dir;
+    char *path;
+    ChardevSet *set;
+    Chardev *chr;
+    Frontend fe;
+    int c;
+} UnixServer;
+
+static void server_new(UnixServer *s, const char *name, const char *id)
+{
+    g_autofree char *spec = NULL;
+
+    s->dir = tmp_dir();
+    s->path = g_build_filename(s->dir, name, NULL);
+    spec = g_strdup_printf("unix:%s,server,nowait", s->path);
+    s->set = chardev_set_new();
+    s->chr = chardev_new_from_legacy(s->set, spec, id, NULL);
+    s->c = -1;
+    fe_init(&s->fe);
+}
+
+static void server_connect(UnixServer *s)
+{
+    CHECK(chardev_attach(s->chr, &fe_handlers, &s->fe, NULL));
+    CHECK(chardev_set_open_all(s->set, NULL));
+    s->c = unix_connect(s->path);
+    CHECK(pump_until(&s->fe.opened, 1));
+}
+
+static void server_free(UnixServer *s)
+{
+    if (s->c >= 0) {
+        close(s->c);
+    }
+    chardev_set_free(s->set);
+    fe_clear(&s->fe);
+    g_free(s->path);
+    rm_tmp_dir(s->dir);
+}
+
 UNIT_TEST(output_bounded_when_peer_stalls)
 {
-    char *dir = tmp_dir();
-    g_autofree char *path = g_build_filename(dir, "o.sock", NULL);
-    g_autofree char *spec = g_strdup_printf("unix:%s,server,nowait", path);
-    ChardevSet *set = chardev_set_new();
-    Chardev *chr = chardev_new_from_legacy(set, spec, "serial0", NULL);
+    UnixServer s;
     const size_t total = 4 * 1024 * 1024;
     uint8_t *pattern = g_malloc(total);
-    Frontend fe;
     gint64 start;
-    int c;
 
     for (size_t i = 0; i < total; i++) {
         pattern[i] = (uint8_t)(i * 7 + i / 251);
     }
-    fe_init(&fe);
-    CHECK(chardev_attach(chr, &fe_handlers, &fe, NULL));
-    CHECK(chardev_set_open_all(set, NULL));
-    c = unix_connect(path);
-    CHECK(pump_until(&fe.opened, 1));
+    server_new(&s, "o.sock", "serial0");
+    server_connect(&s);
 
     /* The peer reads nothing: writes must still return at once. */
     start = now_ms();
     for (size_t off = 0; off < total; off += 4096) {
-        chardev_write(chr, pattern + off, 4096);
+        chardev_write(s.chr, pattern + off, 4096);
     }
     CHECK(now_ms() - start < 2000);
 
-    GString *got = client_read(c, total, 500, NULL);
+    GString *got = client_read(s.c, total, 500, NULL);
     /* Newest bytes were dropped: the peer sees an intact prefix. */
     CHECK(got->len >= 64 * 1024);
     CHECK(got->len < total);
@@ -824,16 +863,13 @@ UNIT_TEST(output_bounded_when_peer_stalls)
     g_string_free(got, TRUE);
 
     /* Once drained, output flows again. */
-    chardev_write(chr, "tail", 4);
-    got = client_read(c, 4, 2000, NULL);
+    chardev_write(s.chr, "tail", 4);
+    got = client_read(s.c, 4, 2000, NULL);
     CHECK_STR(got->str, "tail");
     g_string_free(got, TRUE);
 
-    close(c);
-    chardev_set_free(set);
+    server_free(&s);
     g_free(pattern);
-    fe_clear(&fe);
-    rm_tmp_dir(dir);
 }
 
 typedef struct WriterArgs {
@@ -855,27 +891,18 @@ static void *writer_thread(void *opaque)
 
 UNIT_TEST(write_from_many_threads)
 {
-    char *dir = tmp_dir();
-    g_autofree char *path = g_build_filename(dir, "t.sock", NULL);
-    g_autofree char *spec = g_strdup_printf("unix:%s,server,nowait", path);
-    ChardevSet *set = chardev_set_new();
-    Chardev *chr = chardev_new_from_legacy(set, spec, "serial0", NULL);
+    UnixServer s;
     pthread_t threads[4];
     WriterArgs args[4];
     int counts[4] = { 0 };
-    Frontend fe;
-    int c;
 
-    fe_init(&fe);
-    CHECK(chardev_attach(chr, &fe_handlers, &fe, NULL));
-    CHECK(chardev_set_open_all(set, NULL));
-    c = unix_connect(path);
-    CHECK(pump_until(&fe.opened, 1));
+    server_new(&s, "t.sock", "serial0");
+    server_connect(&s);
     for (int i = 0; i < 4; i++) {
-        args[i] = (WriterArgs){ chr, i };
+        args[i] = (WriterArgs){ s.chr, i };
         pthread_create(&threads[i], NULL, writer_thread, &args[i]);
     }
-    GString *got = client_read(c, 40000, 2000, NULL);
+    GString *got = client_read(s.c, 40000, 2000, NULL);
     for (int i = 0; i < 4; i++) {
         pthread_join(threads[i], NULL);
     }
@@ -890,55 +917,42 @@ UNIT_TEST(write_from_many_threads)
         }
     }
     g_string_free(got, TRUE);
-    close(c);
-    chardev_set_free(set);
-    fe_clear(&fe);
-    rm_tmp_dir(dir);
+    server_free(&s);
 }
 
 /* ---- input flow control ---- */
 
 UNIT_TEST(input_respects_can_read)
 {
-    char *dir = tmp_dir();
-    g_autofree char *path = g_build_filename(dir, "f.sock", NULL);
-    g_autofree char *spec = g_strdup_printf("unix:%s,server,nowait", path);
-    ChardevSet *set = chardev_set_new();
-    Chardev *chr = chardev_new_from_legacy(set, spec, "serial0", NULL);
+    UnixServer s;
     char msg[100];
-    Frontend fe;
-    int c;
 
     for (size_t i = 0; i < sizeof(msg); i++) {
         msg[i] = 'A' + i % 26;
     }
-    fe_init(&fe);
-    fe.budget = 10;
-    CHECK(chardev_attach(chr, &fe_handlers, &fe, NULL));
-    CHECK(chardev_set_open_all(set, NULL));
-    c = unix_connect(path);
-    CHECK(pump_until(&fe.opened, 1));
-    send_all(c, msg, sizeof(msg));
-    CHECK(pump_until_data(&fe, 10));
+    server_new(&s, "f.sock", "serial0");
+    s.fe.budget = 10;
+    server_connect(&s);
+    send_all(s.c, msg, sizeof(msg));
+    CHECK(pump_until_data(&s.fe, 10));
     pump_for(50);
-    CHECK_EQ(fe.data->len, 10); /* paused at the budget */
+    CHECK_EQ(s.fe.data->len, 10); /* paused at the budget */
 
     for (size_t want = 10; want < sizeof(msg);) {
-        fe.budget = 16;
-        fe.max_read = 0;
-        chardev_accept_input(chr);
+        s.fe.budget = 16;
+        s.fe.max_read = 0;
+        chardev_accept_input(s.chr);
         want = MIN(want + 16, sizeof(msg));
-        CHECK(pump_until_data(&fe, want));
+        CHECK(pump_until_data(&s.fe, want));
         pump_for(5);
-        CHECK_EQ(fe.data->len, want);
-        CHECK(fe.max_read <= 16);
+        CHECK_EQ(s.fe.data->len, want);
+        CHECK(s.fe.max_read <= 16);
     }
-    CHECK(memcmp(fe.data->str, msg, sizeof(msg)) == 0);
-    close(c);
-    CHECK(pump_until(&fe.closed, 1) || fe.budget == 0);
-    chardev_set_free(set);
-    fe_clear(&fe);
-    rm_tmp_dir(dir);
+    CHECK(memcmp(s.fe.data->str, msg, sizeof(msg)) == 0);
+    close(s.c);
+    s.c = -1;
+    CHECK(pump_until(&s.fe.closed, 1) || s.fe.budget == 0);
+    server_free(&s);
 }
 
 static void *accept_input_thread(void *opaque)
@@ -949,76 +963,52 @@ static void *accept_input_thread(void *opaque)
 
 UNIT_TEST(accept_input_from_another_thread)
 {
-    char *dir = tmp_dir();
-    g_autofree char *path = g_build_filename(dir, "a.sock", NULL);
-    g_autofree char *spec = g_strdup_printf("unix:%s,server,nowait", path);
-    ChardevSet *set = chardev_set_new();
-    Chardev *chr = chardev_new_from_legacy(set, spec, "serial0", NULL);
+    UnixServer s;
     pthread_t thread;
-    Frontend fe;
-    int c;
 
-    fe_init(&fe);
-    fe.budget = 0;
-    CHECK(chardev_attach(chr, &fe_handlers, &fe, NULL));
-    CHECK(chardev_set_open_all(set, NULL));
-    c = unix_connect(path);
-    CHECK(pump_until(&fe.opened, 1));
-    send_all(c, "hello", 5);
+    server_new(&s, "a.sock", "serial0");
+    s.fe.budget = 0;
+    server_connect(&s);
+    send_all(s.c, "hello", 5);
     pump_for(30);
-    CHECK_EQ(fe.data->len, 0);
-    fe.budget = 100;
-    pthread_create(&thread, NULL, accept_input_thread, chr);
+    CHECK_EQ(s.fe.data->len, 0);
+    s.fe.budget = 100;
+    pthread_create(&thread, NULL, accept_input_thread, s.chr);
     pthread_join(thread, NULL);
-    CHECK(pump_until_data(&fe, 5));
-    CHECK_STR(fe.data->str, "hello");
-    close(c);
-    chardev_set_free(set);
-    fe_clear(&fe);
-    rm_tmp_dir(dir);
+    CHECK(pump_until_data(&s.fe, 5));
+    CHECK_STR(s.fe.data->str, "hello");
+    server_free(&s);
 }
 
 /* ---- misbehaving and half-closing clients ---- */
 
 UNIT_TEST(half_close_gets_every_reply_then_close)
 {
-    char *dir = tmp_dir();
-    g_autofree char *path = g_build_filename(dir, "h.sock", NULL);
-    g_autofree char *spec = g_strdup_printf("unix:%s,server,nowait", path);
-    ChardevSet *set = chardev_set_new();
-    Chardev *chr = chardev_new_from_legacy(set, spec, "compat_monitor0", NULL);
+    UnixServer s;
     const size_t reply_len = 1024 * 1024;
     char *reply = g_malloc(reply_len);
-    Frontend fe;
     bool eof;
-    int c;
 
     for (size_t i = 0; i < reply_len; i++) {
         reply[i] = 'a' + i % 23;
     }
-    fe_init(&fe);
-    fe.chr = chr;
-    fe.reply = reply;
-    fe.reply_len = reply_len;
-    CHECK(chardev_attach(chr, &fe_handlers, &fe, NULL));
-    CHECK(chardev_set_open_all(set, NULL));
-    c = unix_connect(path);
-    CHECK(pump_until(&fe.opened, 1));
-    send_all(c, "cmd", 3);
-    shutdown(c, SHUT_WR);
+    server_new(&s, "h.sock", "compat_monitor0");
+    s.fe.chr = s.chr;
+    s.fe.reply = reply;
+    s.fe.reply_len = reply_len;
+    server_connect(&s);
+    send_all(s.c, "cmd", 3);
+    shutdown(s.c, SHUT_WR);
     /* The queued part of the reply is flushed before the server closes. */
-    GString *got = client_read(c, SIZE_MAX, 3000, &eof);
+    GString *got = client_read(s.c, SIZE_MAX, 3000, &eof);
     CHECK(eof);
     CHECK(got->len > 64 * 1024);
     CHECK(memcmp(got->str, reply, got->len) == 0);
-    CHECK_STR(fe.data->str, "cmd");
-    CHECK(pump_until(&fe.closed, 1));
+    CHECK_STR(s.fe.data->str, "cmd");
+    CHECK(pump_until(&s.fe.closed, 1));
     g_string_free(got, TRUE);
-    close(c);
-    chardev_set_free(set);
+    server_free(&s);
     g_free(reply);
-    fe_clear(&fe);
-    rm_tmp_dir(dir);
 }
 
 UNIT_TEST(peer_reset_and_epipe_do_not_crash)
