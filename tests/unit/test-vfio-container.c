@@ -576,6 +576,20 @@ static VfioDevice *open_dev(VfioContext *ctx, const char *bdf, char **msg)
     return dev;
 }
 
+/* setup(), a context with ctx_config and DEV_A open in it: the device. */
+static VfioDevice *start_test(VfioContext **ctx)
+{
+    VfioDevice *dev;
+    char *msg;
+
+    setup();
+    *ctx = vfio_context_new(&ctx_config);
+    dev = open_dev(*ctx, DEV_A, &msg);
+    CHECK(dev != NULL);
+    g_free(msg);
+    return dev;
+}
+
 static bool contains(const char *msg, const char *part)
 {
     if (!msg || !strstr(msg, part)) {
@@ -923,11 +937,8 @@ UNIT_TEST(regions_come_with_their_capabilities)
     VfioDevice *dev;
     VfioRegion region;
     GError *err = NULL;
-    char *msg;
 
-    setup();
-    ctx = vfio_context_new(&ctx_config);
-    dev = open_dev(ctx, DEV_A, &msg);
+    dev = start_test(&ctx);
     /* BAR0: too big for the first ask, sparse areas around the MSI-X table */
     CHECK(dev->ops->region_info(dev, 0, &region, &err));
     CHECK_EQ(region.index, 0);
@@ -1088,11 +1099,8 @@ UNIT_TEST(region_info_retry_is_bounded)
     VfioDevice *dev;
     VfioRegion region;
     GError *err = NULL;
-    char *msg;
 
-    setup();
-    ctx = vfio_context_new(&ctx_config);
-    dev = open_dev(ctx, DEV_A, &msg);
+    dev = start_test(&ctx);
     /* a kernel asking for an absurd reply size */
     struct vfio_region_info *info = (void *)fake.region_reply[0];
     info->argsz = 0;
@@ -1111,11 +1119,8 @@ UNIT_TEST(config_space_reads_and_writes_reach_the_region)
     VfioDevice *dev;
     GError *err = NULL;
     uint8_t id[4], cmd[2] = { 0x06, 0x04 };
-    char *msg;
 
-    setup();
-    ctx = vfio_context_new(&ctx_config);
-    dev = open_dev(ctx, DEV_A, &msg);
+    dev = start_test(&ctx);
     /* the fake's pread returns one byte at a time: the backend loops */
     CHECK(dev->ops->read(dev, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 4, &err));
     CHECK_EQ(id[0] | id[1] << 8, 0x8086);
@@ -1149,12 +1154,9 @@ UNIT_TEST(bar_areas_are_mmapped)
     VfioContext *ctx;
     VfioDevice *dev;
     GError *err = NULL;
-    char *msg;
     void *p;
 
-    setup();
-    ctx = vfio_context_new(&ctx_config);
-    dev = open_dev(ctx, DEV_A, &msg);
+    dev = start_test(&ctx);
     p = dev->ops->mmap(dev, 0, 0, 0xe000, &err);
     CHECK(p != NULL);
     CHECK_EQ(fake.open_maps, 1);
@@ -1180,11 +1182,8 @@ UNIT_TEST(irqs_are_described_and_wired)
     struct vfio_irq_set *set = (void *)fake.irq_set;
     int fds[3] = { 40, -1, 42 };
     int32_t data[3];
-    char *msg;
 
-    setup();
-    ctx = vfio_context_new(&ctx_config);
-    dev = open_dev(ctx, DEV_A, &msg);
+    dev = start_test(&ctx);
     CHECK(dev->ops->irq_info(dev, VFIO_PCI_MSIX_IRQ_INDEX, &irq, &err));
     CHECK_EQ(irq.index, VFIO_PCI_MSIX_IRQ_INDEX);
     CHECK_EQ(irq.count, 5);
