@@ -191,23 +191,29 @@ def parse_reply(f, guest_mac, probe_ip, guest_ip):
     return None
 
 
-def cmd_arp(a):
-    tap = Tap(a.tap)
-    mac = arp_resolve(tap, ip4(a.probe_ip), ip4(a.guest_ip))
-    if not mac:
-        print(f"FAIL no ARP reply from {a.guest_ip}")
-        return 1
-    print("ok arp mac=" + ":".join(f"{b:02x}" for b in mac))
-    return 0
+class Failed(Exception):
+    """A command's failure: main prints `FAIL <text>` and exits 1."""
 
 
-def cmd_echo(a):
+def reach_guest(a):
+    """(tap, probe IP, guest IP, guest MAC) with the MAC from ARP; Failed
+    when the guest does not answer."""
     tap = Tap(a.tap)
     probe_ip, guest_ip = ip4(a.probe_ip), ip4(a.guest_ip)
     guest_mac = arp_resolve(tap, probe_ip, guest_ip)
     if not guest_mac:
-        print(f"FAIL no ARP reply from {a.guest_ip}")
-        return 1
+        raise Failed(f"no ARP reply from {a.guest_ip}")
+    return tap, probe_ip, guest_ip, guest_mac
+
+
+def cmd_arp(a):
+    guest_mac = reach_guest(a)[3]
+    print("ok arp mac=" + ":".join(f"{b:02x}" for b in guest_mac))
+    return 0
+
+
+def cmd_echo(a):
+    tap, probe_ip, guest_ip, guest_mac = reach_guest(a)
     kinds = a.kinds.split(",")
     todo = [(k, s) for s in range(a.min, a.max + 1) for k in kinds]
     pending = {}           # (kind, key) -> (size, want, frame, sent_at, tries)
@@ -255,12 +261,7 @@ def cmd_echo(a):
 
 
 def cmd_badsum(a):
-    tap = Tap(a.tap)
-    probe_ip, guest_ip = ip4(a.probe_ip), ip4(a.guest_ip)
-    guest_mac = arp_resolve(tap, probe_ip, guest_ip)
-    if not guest_mac:
-        print(f"FAIL no ARP reply from {a.guest_ip}")
-        return 1
+    tap, probe_ip, guest_ip, guest_mac = reach_guest(a)
     bad = {}
     for kind in ("ip", "icmp", "udp"):
         proto = "udp" if kind == "ip" else kind
@@ -294,12 +295,7 @@ def cmd_badsum(a):
 
 def cmd_odd_frames(a):
     """Runts and oversize frames to the guest's MAC, then a good echo."""
-    tap = Tap(a.tap)
-    probe_ip, guest_ip = ip4(a.probe_ip), ip4(a.guest_ip)
-    guest_mac = arp_resolve(tap, probe_ip, guest_ip)
-    if not guest_mac:
-        print(f"FAIL no ARP reply from {a.guest_ip}")
-        return 1
+    tap, probe_ip, guest_ip, guest_mac = reach_guest(a)
     eth = guest_mac + PROBE_MAC
     good, _ = request("udp", 100, guest_mac, probe_ip, guest_ip)
     frames = [eth + b"\x08\x00",                 # header only
@@ -445,9 +441,14 @@ def main():
     a = p.parse_args()
     if a.cmd == "echo" and not 60 <= a.min <= a.max <= 9014:
         p.error("sizes must lie in 60..9014")
-    return {"arp": cmd_arp, "echo": cmd_echo, "kernel-udp": cmd_kernel_udp,
-            "badsum": cmd_badsum, "odd-frames": cmd_odd_frames,
-            "blast": cmd_blast, "flood": cmd_flood}[a.cmd](a)
+    cmd = {"arp": cmd_arp, "echo": cmd_echo, "kernel-udp": cmd_kernel_udp,
+           "badsum": cmd_badsum, "odd-frames": cmd_odd_frames,
+           "blast": cmd_blast, "flood": cmd_flood}[a.cmd]
+    try:
+        return cmd(a)
+    except Failed as e:
+        print(f"FAIL {e}")
+        return 1
 
 
 if __name__ == "__main__":
