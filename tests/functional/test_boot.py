@@ -1,5 +1,6 @@
 """Booting testos under the VMM from the user's guide's command line, with
 the usual QEMU spellings, and clear failures for bad input."""
+import contextlib
 import os
 import re
 import select
@@ -392,47 +393,48 @@ def read_until(proc, marker, timeout=30):
     return buf
 
 
-@pytest.mark.vm
-def test_ctrl_a_x_on_the_stdio_console_quits():
+@contextlib.contextmanager
+def nographic_idle():
+    """This VMM with -nographic (COM1 and the monitor on stdio) running
+    testos idle: its Popen, killed at the end if still running."""
     proc = subprocess.Popen([VMM, "-enable-kvm", "-m", "64M", "-nographic", "-kernel",
                              TESTOS, "-append", "testos.run=idle"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
-        buf = read_until(proc, b"testos: idle")
-        proc.stdin.write(b"\x01x")
-        proc.stdin.flush()
-        out, _ = proc.communicate(timeout=30)
-        assert b"QEMU: Terminated" in buf + out
-        assert proc.returncode == 0
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def type_in(proc, data):
+    proc.stdin.write(data)
+    proc.stdin.flush()
+
+
+@pytest.mark.vm
+def test_ctrl_a_x_on_the_stdio_console_quits():
+    with nographic_idle() as proc:
+        buf = read_until(proc, b"testos: idle")
+        type_in(proc, b"\x01x")
+        out, _ = proc.communicate(timeout=30)
+        assert b"QEMU: Terminated" in buf + out
+        assert proc.returncode == 0
 
 
 @pytest.mark.vm
 def test_ctrl_a_c_switches_the_stdio_console_to_the_monitor():
     """-nographic's default console is mon:stdio: Ctrl-A c reaches HMP."""
-    proc = subprocess.Popen([VMM, "-enable-kvm", "-m", "64M", "-nographic", "-kernel",
-                             TESTOS, "-append", "testos.run=idle"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-
-    try:
+    with nographic_idle() as proc:
         assert b"testos: idle" in read_until(proc, b"testos: idle")
-        proc.stdin.write(b"\x01c")
-        proc.stdin.flush()
+        type_in(proc, b"\x01c")
         assert b"(qemu) " in read_until(proc, b"(qemu) ")
-        proc.stdin.write(b"info status\r")
-        proc.stdin.flush()
+        type_in(proc, b"info status\r")
         assert b"VM status: running" in read_until(proc, b"VM status: running")
-        proc.stdin.write(b"\x01cq\r\x01x")     # back to the console: 'q' is the guest's
-        proc.stdin.flush()
+        type_in(proc, b"\x01cq\r\x01x")     # back to the console: 'q' is the guest's
         proc.communicate(timeout=30)
         assert proc.returncode == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.mark.vm
