@@ -56,7 +56,13 @@ while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $n -lt 200 
 done
 iperf3 -s -D
 say "pt iperf3 server dev=$dev carrier=$(cat /sys/class/net/$dev/carrier)"
-sleep 900
+n=0
+while [ $n -lt 180 ]; do
+    sleep 5
+    say "pt irqs $(grep "$dev" /proc/interrupts | tr -s ' ' | cut -d' ' -f2,3 | tr '\n' ' ')"
+    dmesg -c 2>/dev/null | grep -iE 'e1000e|hang|reset' | sed 's/^/linux: dmesg /'
+    n=$((n + 1))
+done
 """
 
 
@@ -147,6 +153,7 @@ def passthrough_boot(binary, bdf, workdir, runs):
                             stderr=subprocess.DEVNULL)
     try:
         wait_line(log, "linux: pt iperf3 server", proc, BOOT_TIMEOUT)
+        subprocess.run(["dmesg", "-c"], capture_output=True)
         got = {"host_to_guest_mbps": [], "guest_to_host_mbps": [],
                "host_to_guest_irqs": [], "guest_to_host_irqs": []}
         for _ in range(runs):
@@ -159,6 +166,12 @@ def passthrough_boot(binary, bdf, workdir, runs):
         if proc.poll() is None:
             proc.kill()
         proc.wait(30)
+        keep = os.path.join(ROOT, "build", "bench", f"passthrough-{os.path.basename(binary)}"
+                            f"-{'ours' if binary == benchenv.VMM else 'qemu'}.log")
+        os.makedirs(os.path.dirname(keep), exist_ok=True)
+        with open(log, "rb") as f, open(keep, "wb") as out:
+            out.write(f.read())
+            out.write(subprocess.run(["dmesg"], capture_output=True).stdout[-4000:])
 
 
 def virtio_boot(workdir, runs):
@@ -168,16 +181,20 @@ def virtio_boot(workdir, runs):
         return net.iperf_boot(ns, benchenv.VMM, "off", workdir, runs)
 
 
-def measure(runs, log=print):
+def measure(runs, log=print, peers=None):
     bdf = host_nics()
     out = {"bdf": bdf}
     with tempfile.TemporaryDirectory() as d:
         for name, binary in PEERS.items():
+            if peers and name not in peers:
+                continue
             log(f"passthrough: {name}")
             try:
                 out[name] = passthrough_boot(binary, bdf, d, runs)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 out[name] = {"error": str(e)[:300]}
+        if peers and "virtio" not in peers:
+            return out
         log("passthrough: virtio-net")
         try:
             out["virtio"] = virtio_boot(d, runs)
