@@ -15,24 +15,11 @@
 #define GPE_PCI_HOTPLUG 0x02
 #define GONE_WAIT_MS    5000 /* the host removes the device after the eject */
 
-static inline void outl_port(u16 port, u32 value)
-{
-    __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port));
-}
-
-static inline u32 inl_port(u16 port)
-{
-    u32 value;
-
-    __asm__ volatile("inl %1, %0" : "=a"(value) : "Nd"(port));
-    return value;
-}
-
 static void eject(u32 slot)
 {
     u64 deadline = rdtsc() + GONE_WAIT_MS * boot_info.tsc_khz;
 
-    outl_port(PCIHP_EJ, 1u << slot);
+    outl(PCIHP_EJ, 1u << slot);
     while (pci_read(slot << 3, 0, 2) != 0xFFFF) {
         if (rdtsc() > deadline) {
             kprintf("hotplug FAIL slot %u still present %u ms after its eject", slot,
@@ -46,10 +33,10 @@ static void eject(u32 slot)
 
 void scenario_hotplug(Cpu *bsp)
 {
-    outl_port(PCIHP_SEL, 0);
-    kprintf("hotplug waiting rmv=%x", inl_port(PCIHP_RMV));
+    outl(PCIHP_SEL, 0);
+    kprintf("hotplug waiting rmv=%x", inl(PCIHP_RMV));
     for (;;) {
-        u32 up = inl_port(PCIHP_UP), down = inl_port(PCIHP_DOWN);
+        u32 up = inl(PCIHP_UP), down = inl(PCIHP_DOWN);
 
         if (up | down) {
             outb(GPE0_STS, GPE_PCI_HOTPLUG); /* as the OS does for the SCI */
