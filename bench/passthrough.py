@@ -149,8 +149,8 @@ def passthrough_boot(binary, bdf, workdir, runs):
                    extra=["-device", f"vfio-pci,host={bdf},id=pnic"])
     if binary == benchenv.QEMU:
         args[args.index("-cpu") + 1] = benchenv.cpu_args(binary)[1]
-    proc = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    err = open(os.path.join(workdir, "pt.err"), "wb")
+    proc = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL, stderr=err)
     try:
         wait_line(log, "linux: pt iperf3 server", proc, BOOT_TIMEOUT)
         subprocess.run(["dmesg", "-c"], capture_output=True)
@@ -166,11 +166,15 @@ def passthrough_boot(binary, bdf, workdir, runs):
         if proc.poll() is None:
             proc.kill()
         proc.wait(30)
+        err.close()
         keep = os.path.join(ROOT, "build", "bench", f"passthrough-{os.path.basename(binary)}"
                             f"-{'ours' if binary == benchenv.VMM else 'qemu'}.log")
         os.makedirs(os.path.dirname(keep), exist_ok=True)
         with open(log, "rb") as f, open(keep, "wb") as out:
             out.write(f.read())
+            with open(err.name, "rb") as e:
+                out.write(b"-- the VMM's stderr\n" + e.read()[-4000:])
+            out.write(b"-- L1's dmesg\n")
             out.write(subprocess.run(["dmesg"], capture_output=True).stdout[-4000:])
 
 
