@@ -309,6 +309,8 @@ void machine_devices_remove_slot(Machine *m, unsigned slot)
 
     machine_lock(m);
     pci_foreach_device(m->pci, collect_slot, &s);
+    /* a vfio-pci lets go of guest RAM with the lock released (below) */
+    machine_pci_slow_section(m, true);
     for (guint i = 0; i < s.devices->len; i++) {
         PciDevice *dev = g_ptr_array_index(s.devices, i);
 
@@ -326,6 +328,7 @@ void machine_devices_remove_slot(Machine *m, unsigned slot)
         machine_drives_device_gone(m, dev);
         anon_unregister(m, dev);
     }
+    machine_pci_slow_section(m, false);
     machine_unlock(m);
     for (guint i = 0; i < gone->len; i++) {
         DeletedDevice *d = g_ptr_array_index(gone, i);

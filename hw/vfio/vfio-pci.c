@@ -582,6 +582,7 @@ static void vfio_pci_bars_release(VfioPci *vp)
 static void vfio_pci_destroy(PciDevice *pci)
 {
     VfioPci *vp = pci->opaque;
+    PciBus *bus = pci->bus;
 
     if (!vp) {
         return;
@@ -592,7 +593,20 @@ static void vfio_pci_destroy(PciDevice *pci)
     vfio_pci_irq_cleanup(vp);
     vfio_pci_bars_release(vp);
     vfio_region_clear(&vp->config);
+    /*
+     * Off the bus already.  Closing resets the device and, for the last
+     * one in the container, unpins all guest RAM: seconds in a nested rig,
+     * during which a failover guest's vCPU waited on the machine lock (the
+     * stream stopped in wait-unplug).  The guest runs on meanwhile, as
+     * while device_add pins it.
+     */
+    if (bus) {
+        pci_bus_slow_begin(bus);
+    }
     vp->dev->ops->close(vp->dev);
+    if (bus) {
+        pci_bus_slow_end(bus);
+    }
     g_free(vp->rom_data);
     g_free(vp->failover_pair_id);
     g_free(vp->proc_root);
