@@ -14,6 +14,7 @@
 
 #include "chardev-int.h"
 #include "util/error.h"
+#include "util/fdset.h"
 
 #define WATCH_IN_COND (G_IO_IN | G_IO_HUP | G_IO_ERR)
 
@@ -115,7 +116,7 @@ void chardev_destroy(Chardev *chr)
     remove_source(&chr->in_resume_idle);
     g_mutex_unlock(&chr->lock);
     if (chr->own_out_fd >= 0) {
-        close(chr->own_out_fd);
+        fdset_close(chr->own_out_fd); /* a /dev/fdset duplicate leaves its set */
     }
     if (chr->backlog) {
         g_byte_array_free(chr->backlog, TRUE);

@@ -12,6 +12,7 @@
 #include "migration/migration.h"
 #include "monitor-int.h"
 #include "util/error.h"
+#include "util/fdset.h"
 
 QmpContext monitor_qmp_context(Monitor *mon)
 {
@@ -56,9 +57,40 @@ static void monitor_event(void *opaque, ChardevEvent event)
             hmp_session_greet(mon);
         }
     } else {
+        bool was_connected = mon->connected;
+
         mon->connected = false;
+        /* QEMU's monitor close: fd sets nobody uses may go now */
+        if (was_connected) {
+            fdset_cleanup_all();
+        }
     }
 }
+
+/* What the fd sets' closing rules ask (util/fdset.c). */
+static bool monitor_vm_running(void *opaque)
+{
+    MonitorSet *set = opaque;
+
+    return set->machine->runstate == RUN_STATE_RUNNING;
+}
+
+static bool monitor_any_connected(void *opaque)
+{
+    MonitorSet *set = opaque;
+
+    for (guint i = 0; i < set->monitors->len; i++) {
+        if (((Monitor *)g_ptr_array_index(set->monitors, i))->connected) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const FdSetHooks monitor_fdset_hooks = {
+    .vm_running = monitor_vm_running,
+    .monitors_open = monitor_any_connected,
+};
 
 static const ChardevHandlers monitor_handlers = {
     .can_read = monitor_can_read,
@@ -73,6 +105,7 @@ MonitorSet *monitor_set_new(Machine *m)
     set->machine = m;
     set->monitors = g_ptr_array_new();
     monitor_net_init(set);
+    fdset_set_hooks(&monitor_fdset_hooks, set);
     return set;
 }
 
@@ -82,6 +115,7 @@ void monitor_set_free(MonitorSet *set)
         return;
     }
     monitor_net_fini(set);
+    fdset_set_hooks(NULL, NULL);
     for (guint i = 0; i < set->monitors->len; i++) {
         Monitor *mon = g_ptr_array_index(set->monitors, i);
         qmp_session_free(&mon->qmp);

@@ -19,6 +19,7 @@
 #include "monitor/monitor.h"
 #include "system/config.h"
 #include "util/error.h"
+#include "util/fdset.h"
 #include "sandbox-int.h"
 
 typedef struct SignalContext {
@@ -139,6 +140,8 @@ int main(int argc, char **argv)
         vm_config_free(cfg);
         return 0;
     }
+    /* -add-fd's sets hold copies: the inherited numbers go, as in QEMU */
+    fdset_close_inherited();
     if (cfg->incoming && strcmp(cfg->incoming, "defer") != 0 &&
         !migration_uri_check(cfg->incoming, &err)) {
         error_report("-incoming %s: %s", cfg->incoming, err->message);
