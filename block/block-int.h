@@ -35,18 +35,23 @@ typedef struct BlockFile {
     bool direct;   /* opened with O_DIRECT */
     bool no_flush; /* cache=unsafe: flushes are no-ops */
     bool is_blockdev;
-    size_t align;             /* request and memory alignment, 1 when buffered */
-    pthread_mutex_t rmw_lock; /* serialises read-modify-write of partial blocks */
-    int discard_ok;           /* 1 until PUNCH_HOLE is known not to work */
-    int zero_range_ok;        /* 1 until ZERO_RANGE is known not to work */
+    size_t align;               /* request and memory alignment, 1 when buffered */
+    pthread_mutex_t rmw_lock;   /* serialises read-modify-write of partial blocks */
+    int discard_ok;             /* 1 until PUNCH_HOLE is known not to work */
+    int zero_range_ok;          /* 1 until ZERO_RANGE is known not to work */
+    uint64_t wr_highest_offset; /* end of the highest write (atomic) */
     /* Image locking (lock.c): the permission bits whose bytes we hold. */
     uint64_t locked_perm;
     uint64_t locked_unshared;
 } BlockFile;
 
-/* Open a host file for an image; errors read "Could not open 'F': why". */
-BlockFile *block_file_open(const char *filename, bool read_only, BlockCacheMode cache,
-                           GError **errp);
+/*
+ * Open a host file for an image; errors read "Could not open 'F': why".
+ * auto_read_only: QEMU opens such a file read-only first (a writer reopens
+ * it), so through "/dev/fdset/N" a writable one needs a read-only member too.
+ */
+BlockFile *block_file_open(const char *filename, bool read_only, bool auto_read_only,
+                           BlockCacheMode cache, GError **errp);
 void block_file_close(BlockFile *file);
 /* File size in bytes (block devices through BLKGETSIZE64), or -errno. */
 int64_t block_file_length(BlockFile *file);
@@ -120,7 +125,21 @@ struct BlockDriverState {
     char *backing_format; /* from the image's header, or NULL */
     BlockDriverState *backing;
     pthread_mutex_t sector0_lock; /* serialises the probed-raw check */
+    pthread_mutex_t stats_lock;   /* guards stats */
+    BlockStats stats;             /* idle_time_ns unused: last_access_ns */
+    int64_t last_access_ns;       /* CLOCK_MONOTONIC; 0 before any request */
 };
+
+/* Raise *highest to end if below it (thread-safe). */
+static inline void block_note_write_end(uint64_t *highest, uint64_t end)
+{
+    uint64_t cur = __atomic_load_n(highest, __ATOMIC_RELAXED);
+
+    while (cur < end &&
+           !__atomic_compare_exchange_n(highest, &cur, end, true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+    }
+}
 
 /* True when cached metadata must reach the disk in order (not unsafe). */
 static inline bool bdrv_barriers_enabled(BlockDriverState *bs)

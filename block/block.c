@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "block-int.h"
 #include "util/error.h"
+#include "util/fdset.h"
 
 /* The images already open in one chain, to refuse loops. */
 typedef struct BackingChain {
@@ -108,6 +110,9 @@ static bool chain_add(BackingChain *chain, const char *path, GError **errp)
 {
     struct stat st;
 
+    if (fdset_is_name(path)) {
+        return true; /* a passed descriptor: opening it tells the rest */
+    }
     if (stat(path, &st) < 0) {
         error_setg_errno(errp, errno, "Could not open '%s'", path);
         return false;
@@ -161,7 +166,9 @@ static BlockDriverState *open_node(const char *filename, const char *format,
     bs->discard_unmap = opts->discard_unmap;
     bs->inactive = opts->inactive;
     pthread_mutex_init(&bs->sector0_lock, NULL);
-    bs->file = block_file_open(filename, read_only, opts->cache, errp);
+    pthread_mutex_init(&bs->stats_lock, NULL);
+    bs->file = block_file_open(filename, read_only, opts->auto_read_only, opts->cache,
+                               errp);
     if (!bs->file) {
         goto fail;
     }
@@ -216,6 +223,7 @@ void bdrv_close(BlockDriverState *bs)
     bdrv_close(bs->backing);
     block_file_close(bs->file);
     pthread_mutex_destroy(&bs->sector0_lock);
+    pthread_mutex_destroy(&bs->stats_lock);
     g_free(bs->filename);
     g_free(bs->backing_file);
     g_free(bs->backing_format);
@@ -253,28 +261,102 @@ static int write_done(BlockDriverState *bs, int ret)
     return ret;
 }
 
+/* ---- accounting (QEMU's block_acct_start/done/failed) ---- */
+
+typedef enum BlockAcctKind {
+    BLOCK_ACCT_READ,
+    BLOCK_ACCT_WRITE,
+    BLOCK_ACCT_FLUSH,
+    BLOCK_ACCT_UNMAP,
+} BlockAcctKind;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* One request of kind that began at start_ns ended with ret. */
+static int block_account(BlockDriverState *bs, BlockAcctKind kind, uint64_t bytes,
+                         int64_t start_ns, int ret)
+{
+    int64_t end_ns = now_ns();
+    uint64_t elapsed = end_ns > start_ns ? (uint64_t)(end_ns - start_ns) : 0;
+    BlockStats *st = &bs->stats;
+    uint64_t *ops[] = { &st->rd_operations, &st->wr_operations, &st->flush_operations,
+                        &st->unmap_operations };
+    uint64_t *failed[] = { &st->failed_rd_operations, &st->failed_wr_operations,
+                           &st->failed_flush_operations, &st->failed_unmap_operations };
+    uint64_t *time[] = { &st->rd_total_time_ns, &st->wr_total_time_ns,
+                         &st->flush_total_time_ns, &st->unmap_total_time_ns };
+    uint64_t *byte_count[] = { &st->rd_bytes, &st->wr_bytes, NULL, &st->unmap_bytes };
+
+    pthread_mutex_lock(&bs->stats_lock);
+    if (ret < 0) {
+        (*failed[kind])++;
+    } else {
+        (*ops[kind])++;
+        *time[kind] += elapsed;
+        if (byte_count[kind]) {
+            *byte_count[kind] += bytes;
+        }
+    }
+    bs->last_access_ns = end_ns;
+    pthread_mutex_unlock(&bs->stats_lock);
+    return ret;
+}
+
+void bdrv_get_stats(BlockDriverState *bs, BlockStats *stats)
+{
+    pthread_mutex_lock(&bs->stats_lock);
+    *stats = bs->stats;
+    stats->idle_time_ns = bs->last_access_ns ? now_ns() - bs->last_access_ns : -1;
+    pthread_mutex_unlock(&bs->stats_lock);
+    stats->wr_highest_offset = __atomic_load_n(&bs->stats.wr_highest_offset,
+                                               __ATOMIC_RELAXED);
+    stats->file_wr_highest_offset = bs->file
+                                        ? __atomic_load_n(&bs->file->wr_highest_offset,
+                                                          __ATOMIC_RELAXED)
+                                        : 0;
+}
+
+static int write_finished(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int ret)
+{
+    if (ret == 0) {
+        block_note_write_end(&bs->stats.wr_highest_offset, offset + bytes);
+    }
+    return ret;
+}
+
 int bdrv_preadv(BlockDriverState *bs, uint64_t offset, const struct iovec *iov,
                 int iovcnt)
 {
     uint64_t bytes = iov_total(iov, iovcnt);
+    int64_t start = now_ns();
     int ret = check_range(bs, offset, bytes);
 
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    return bs->drv->preadv(bs, offset, bytes, iov, iovcnt);
+    ret = bs->drv->preadv(bs, offset, bytes, iov, iovcnt);
+    return block_account(bs, BLOCK_ACCT_READ, bytes, start, ret);
 }
 
 int bdrv_pwritev(BlockDriverState *bs, uint64_t offset, const struct iovec *iov,
                  int iovcnt)
 {
     uint64_t bytes = iov_total(iov, iovcnt);
+    int64_t start = now_ns();
     int ret = check_write(bs, offset, bytes);
 
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    return write_done(bs, bs->drv->pwritev(bs, offset, bytes, iov, iovcnt));
+    ret = write_done(bs, bs->drv->pwritev(bs, offset, bytes, iov, iovcnt));
+    write_finished(bs, offset, bytes, ret);
+    return block_account(bs, BLOCK_ACCT_WRITE, bytes, start, ret);
 }
 
 int bdrv_pread(BlockDriverState *bs, uint64_t offset, void *buf, size_t len)
@@ -291,7 +373,7 @@ int bdrv_pwrite(BlockDriverState *bs, uint64_t offset, const void *buf, size_t l
     return bdrv_pwritev(bs, offset, &iov, 1);
 }
 
-int bdrv_flush(BlockDriverState *bs)
+int bdrv_flush_unaccounted(BlockDriverState *bs)
 {
     if (bs->read_only || bs->inactive || bs->cache == BLOCK_CACHE_UNSAFE) {
         return 0;
@@ -299,25 +381,48 @@ int bdrv_flush(BlockDriverState *bs)
     return bs->drv->flush(bs);
 }
 
+int bdrv_flush(BlockDriverState *bs)
+{
+    int64_t start = now_ns();
+
+    return block_account(bs, BLOCK_ACCT_FLUSH, 0, start, bdrv_flush_unaccounted(bs));
+}
+
 int bdrv_discard(BlockDriverState *bs, uint64_t offset, uint64_t len)
 {
+    int64_t start = now_ns();
     int ret = check_write(bs, offset, len);
 
-    if (ret < 0 || len == 0 || !bs->discard_unmap) {
+    if (ret < 0 || len == 0) {
         return ret;
     }
-    return bs->drv->discard(bs, offset, len);
+    if (bs->discard_unmap) {
+        ret = write_finished(bs, offset, len, bs->drv->discard(bs, offset, len));
+    }
+    return block_account(bs, BLOCK_ACCT_UNMAP, len, start, ret);
 }
 
 int bdrv_write_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t len, bool may_unmap)
 {
+    int64_t start = now_ns();
     int ret = check_write(bs, offset, len);
 
     if (ret < 0 || len == 0) {
         return ret;
     }
     ret = bs->drv->write_zeroes(bs, offset, len, may_unmap && bs->discard_unmap);
-    return write_done(bs, ret);
+    ret = write_finished(bs, offset, len, write_done(bs, ret));
+    return block_account(bs, BLOCK_ACCT_WRITE, len, start, ret);
+}
+
+int64_t bdrv_actual_size(BlockDriverState *bs)
+{
+    struct stat st;
+
+    if (fstat(bs->file->fd, &st) < 0) {
+        return -errno;
+    }
+    return (int64_t)st.st_blocks * 512;
 }
 
 bool bdrv_is_read_only(BlockDriverState *bs)

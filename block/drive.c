@@ -138,5 +138,6 @@ BlockOptions drive_block_options(const DriveConfig *d)
         .read_only = d->read_only,
         .cache = d->cache,
         .discard_unmap = d->discard_unmap,
+        .auto_read_only = true, /* QEMU's default for -drive's file */
     };
 }

@@ -16,6 +16,7 @@
 
 #include "block-int.h"
 #include "util/error.h"
+#include "util/fdset.h"
 
 #define ZERO_CHUNK (1024 * 1024)
 
@@ -54,8 +55,8 @@ static size_t probe_direct_alignment(int fd, bool is_blockdev)
     return ret == 512 ? 512 : 4096;
 }
 
-BlockFile *block_file_open(const char *filename, bool read_only, BlockCacheMode cache,
-                           GError **errp)
+BlockFile *block_file_open(const char *filename, bool read_only, bool auto_read_only,
+                           BlockCacheMode cache, GError **errp)
 {
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     bool direct = cache == BLOCK_CACHE_NONE || cache == BLOCK_CACHE_DIRECTSYNC;
@@ -64,20 +65,28 @@ BlockFile *block_file_open(const char *filename, bool read_only, BlockCacheMode 
     int fd;
 
     /* O_NONBLOCK so that a FIFO named as an image can't hang the open. */
-    fd = open(filename, flags | O_NONBLOCK | (direct ? O_DIRECT : 0));
+    /* "/dev/fdset/N": a copy of the manager's descriptor with this mode */
+    if (fdset_is_name(filename) && !read_only && auto_read_only) {
+        fd = fdset_open_image(
+            filename, (flags & ~O_ACCMODE) | O_RDONLY | (direct ? O_DIRECT : 0), errp);
+        if (fd < 0) {
+            return NULL;
+        }
+        fdset_close(fd);
+    }
+    fd = fdset_open_image(filename, flags | O_NONBLOCK | (direct ? O_DIRECT : 0), errp);
     if (fd < 0) {
-        error_setg_errno(errp, errno, "Could not open '%s'", filename);
         return NULL;
     }
     if (fstat(fd, &st) < 0) {
         error_setg_errno(errp, errno, "Could not open '%s'", filename);
-        close(fd);
+        fdset_close(fd);
         return NULL;
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         error_setg(errp, "Could not open '%s': not a regular file or block device",
                    filename);
-        close(fd);
+        fdset_close(fd);
         return NULL;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -101,7 +110,7 @@ void block_file_close(BlockFile *file)
         return;
     }
     block_lock_release(file);
-    close(file->fd);
+    fdset_close(file->fd);
     pthread_mutex_destroy(&file->rmw_lock);
     g_free(file->filename);
     g_free(file);
@@ -242,13 +251,20 @@ int block_file_preadv(BlockFile *file, uint64_t offset, const struct iovec *iov,
 int block_file_pwritev(BlockFile *file, uint64_t offset, const struct iovec *iov,
                        int iovcnt)
 {
+    int ret;
+
     if (file->read_only) {
         return -EPERM;
     }
     if (!request_aligned(file, offset, iov, iovcnt)) {
-        return bounce_write(file, offset, iov, iovcnt);
+        ret = bounce_write(file, offset, iov, iovcnt);
+    } else {
+        ret = rw_full(file, offset, iov, iovcnt, true);
     }
-    return rw_full(file, offset, iov, iovcnt, true);
+    if (ret == 0) {
+        block_note_write_end(&file->wr_highest_offset, offset + iov_total(iov, iovcnt));
+    }
+    return ret;
 }
 
 int block_file_pread(BlockFile *file, uint64_t offset, void *buf, size_t len)
@@ -350,6 +366,9 @@ int block_file_write_zeroes(BlockFile *file, uint64_t offset, uint64_t len,
     }
     if (ret == -ENOTSUP) {
         ret = write_zero_buffers(file, offset, len);
+    }
+    if (ret == 0) {
+        block_note_write_end(&file->wr_highest_offset, offset + len);
     }
     return ret;
 }

@@ -250,14 +250,14 @@ static bool base_options(json_t *args, BlockdevAddOptions *o, GError **errp)
     static const char *const discard[] = { "ignore", "unmap", NULL };
     static const char *const zeroes[] = { "off", "on", "unmap", NULL };
     const char *discard_mode, *detect_zeroes;
-    bool auto_read_only = false, force_share = false;
+    bool force_share = false;
 
     if (!get_enum(args, "", "driver", drivers, &o->driver, errp) ||
         !get_str(args, "", "node-name", false, &o->node_name, errp) ||
         !get_enum(args, "", "discard", discard, &discard_mode, errp) ||
         !cache_options(args, o, errp) ||
         !get_bool(args, "", "read-only", &o->read_only, errp) ||
-        !get_bool(args, "", "auto-read-only", &auto_read_only, errp) ||
+        !get_bool(args, "", "auto-read-only", &o->auto_read_only, errp) ||
         !get_bool(args, "", "force-share", &force_share, errp) ||
         !get_enum(args, "", "detect-zeroes", zeroes, &detect_zeroes, errp)) {
         return false;
@@ -343,36 +343,59 @@ json_t *qmp_query_named_block_nodes(QmpContext *ctx, json_t *args, GError **errp
     return list;
 }
 
-/* The counters: none are kept yet, so all are 0. */
-static json_t *block_stats_json(void)
+/*
+ * BlockDeviceStats as QEMU 7.2 fills them: a backend's record counts its
+ * device's requests (idle_time_ns once there was one); a node's own
+ * record (query-nodes, or a backend's parent) only wr_highest_offset.
+ * -drive's backends account invalid and failed requests (QEMU's default
+ * there), a device's backend over -blockdev nodes does not.
+ */
+static json_t *block_stats_json(const BlockStats *st, bool backend, bool drive)
 {
-    static const char *const counters[] = {
-        "rd_bytes rd_operations rd_total_time_ns rd_merged failed_rd_operations "
-        "invalid_rd_operations wr_bytes wr_operations wr_total_time_ns wr_merged "
-        "wr_highest_offset failed_wr_operations invalid_wr_operations flush_operations "
-        "flush_total_time_ns failed_flush_operations invalid_flush_operations "
-        "unmap_bytes unmap_operations unmap_total_time_ns unmap_merged "
-        "failed_unmap_operations invalid_unmap_operations",
-    };
-    g_auto(GStrv) names = g_strsplit(counters[0], " ", -1);
-    json_t *stats = json_pack("{s:b,s:b,s:[]}", "account_invalid", 0, "account_failed", 0,
-                              "timed_stats");
+    const BlockStats zero = { .idle_time_ns = -1 };
+    const BlockStats *c = backend ? st : &zero;
+    json_t *stats = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:i}", "rd_bytes",
+        (json_int_t)c->rd_bytes, "wr_bytes", (json_int_t)c->wr_bytes, "unmap_bytes",
+        (json_int_t)c->unmap_bytes, "rd_operations", (json_int_t)c->rd_operations,
+        "wr_operations", (json_int_t)c->wr_operations, "flush_operations",
+        (json_int_t)c->flush_operations, "unmap_operations",
+        (json_int_t)c->unmap_operations, "rd_total_time_ns",
+        (json_int_t)c->rd_total_time_ns, "wr_total_time_ns",
+        (json_int_t)c->wr_total_time_ns, "flush_total_time_ns",
+        (json_int_t)c->flush_total_time_ns, "unmap_total_time_ns",
+        (json_int_t)c->unmap_total_time_ns, "wr_highest_offset",
+        (json_int_t)st->wr_highest_offset, "rd_merged", 0, "wr_merged", 0, "unmap_merged",
+        0);
+    json_t *more = json_pack(
+        "{s:I,s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:b,s:b,s:[]}", "failed_rd_operations",
+        (json_int_t)c->failed_rd_operations, "failed_wr_operations",
+        (json_int_t)c->failed_wr_operations, "failed_flush_operations",
+        (json_int_t)c->failed_flush_operations, "failed_unmap_operations",
+        (json_int_t)c->failed_unmap_operations, "invalid_rd_operations", 0,
+        "invalid_wr_operations", 0, "invalid_flush_operations", 0,
+        "invalid_unmap_operations", 0, "account_invalid", drive, "account_failed", drive,
+        "timed_stats");
 
-    for (int i = 0; names[i]; i++) {
-        json_object_set_new(stats, names[i], json_integer(0));
+    json_object_update(stats, more);
+    json_decref(more);
+    if (c->idle_time_ns >= 0) {
+        json_object_set_new(stats, "idle_time_ns", json_integer(c->idle_time_ns));
     }
     return stats;
 }
 
-static json_t *node_stats_json(const MachineDriveInfo *d)
+static json_t *node_stats_json(const MachineDriveInfo *d, bool backend)
 {
     json_t *rec = json_pack("{s:s,s:o}", "node-name", d->node_name, "stats",
-                            block_stats_json());
+                            block_stats_json(&d->stats, backend, d->id[0]));
 
     if (d->file_node_name[0]) {
+        BlockStats file = { .wr_highest_offset = d->stats.file_wr_highest_offset };
+
         json_object_set_new(rec, "parent",
                             json_pack("{s:s,s:o}", "node-name", d->file_node_name,
-                                      "stats", block_stats_json()));
+                                      "stats", block_stats_json(&file, false, false)));
     }
     return rec;
 }
@@ -386,7 +409,7 @@ json_t *qmp_query_blockstats(QmpContext *ctx, json_t *args, GError **errp)
 
     for (guint i = 0; i < drives->len; i++) {
         const MachineDriveInfo *d = &g_array_index(drives, MachineDriveInfo, i);
-        json_t *rec = node_stats_json(d);
+        json_t *rec = node_stats_json(d, !nodes);
 
         if (!nodes) {
             json_object_set_new(rec, "device", json_string(d->id));

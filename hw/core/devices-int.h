@@ -27,6 +27,7 @@ typedef struct MachineDrive {
     DriveConfig cfg; /* a drive's options (owned); a node's: only id unset */
     BlockDriverState *bs;
     bool file_node;            /* blockdev-add driver=file (shown as "file") */
+    bool auto_read_only;       /* its auto-read-only (a format node: its file's) */
     bool lock_while_used;      /* hot-added raw: locked only while a device uses it */
     bool claimed;              /* a device being created has taken it */
     PciDevice *device;         /* the device using it, or NULL */

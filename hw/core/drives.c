@@ -256,7 +256,7 @@ void machine_drives_device_gone(Machine *m, PciDevice *dev)
         if (d->device != dev) {
             continue;
         }
-        bdrv_flush(d->bs);
+        bdrv_flush_unaccounted(d->bs);
         if (d->id) {
             /* QEMU deletes a -drive/drive_add drive with its device */
             g_ptr_array_remove_index(m->drives, i);
@@ -295,7 +295,7 @@ void machine_drives_release(Machine *m)
 {
     for (guint i = 0; m->drives && i < m->drives->len; i++) {
         MachineDrive *d = drive_at(m, i);
-        bdrv_flush(d->bs);
+        bdrv_flush_unaccounted(d->bs);
         if (drive_holds_lock(d)) {
             bdrv_unlock(d->bs);
         }
@@ -320,6 +320,28 @@ static gint by_backend_order(gconstpointer a, gconstpointer b)
     return (x->order > y->order) - (x->order < y->order);
 }
 
+/*
+ * A driver=file node's counters: QEMU counts a node's own requests only
+ * for its user's backend, so all that shows here is the highest write
+ * that reached the file through the format node over it.
+ */
+static BlockStats file_node_stats(Machine *m, MachineDrive *file)
+{
+    BlockStats stats = { .idle_time_ns = -1 };
+
+    for (guint i = 0; i < m->drives->len; i++) {
+        MachineDrive *d = drive_at(m, i);
+        BlockStats user;
+
+        if (d->file == file) {
+            bdrv_get_stats(d->bs, &user);
+            stats.wr_highest_offset = MAX(stats.wr_highest_offset,
+                                          user.file_wr_highest_offset);
+        }
+    }
+    return stats;
+}
+
 /* every_node: nodes without a backend too, in the order they were made. */
 static GArray *query_drives(Machine *m, bool every_node)
 {
@@ -328,7 +350,6 @@ static GArray *query_drives(Machine *m, bool every_node)
     for (guint i = 0; m->drives && i < m->drives->len; i++) {
         MachineDrive *d = drive_at(m, i);
         BlockDriverState *bs = d->bs;
-        struct stat st;
         MachineDriveInfo info = {
             .id = d->id ? d->id : "",
             .attached = d->device != NULL,
@@ -350,8 +371,12 @@ static GArray *query_drives(Machine *m, bool every_node)
             g_strlcpy(info.file_node_name, d->file->node_name,
                       sizeof(info.file_node_name));
         }
-        if (stat(info.filename, &st) == 0) {
-            info.actual_size = (uint64_t)st.st_blocks * 512;
+        if (bdrv_actual_size(bs) >= 0) {
+            info.actual_size = bdrv_actual_size(bs);
+        }
+        bdrv_get_stats(bs, &info.stats);
+        if (d->file_node) {
+            info.stats = file_node_stats(m, d);
         }
         g_array_append_val(list, info);
     }
@@ -504,6 +529,7 @@ bool machine_blockdev_add(Machine *m, const BlockdevAddOptions *o, GError **errp
         .read_only = o->read_only,
         .cache = o->cache,
         .discard_unmap = o->discard_unmap,
+        .auto_read_only = o->auto_read_only,
         .inactive = true, /* hot_added_lock: now or once a device uses it */
     };
 
@@ -525,6 +551,7 @@ bool machine_blockdev_add(Machine *m, const BlockdevAddOptions *o, GError **errp
             return false;
         }
         opts.filename = bdrv_filename(file->bs);
+        opts.auto_read_only = file->auto_read_only;
     }
     d = g_new0(MachineDrive, 1);
     d->bs = bdrv_open(&opts, errp);
@@ -534,6 +561,7 @@ bool machine_blockdev_add(Machine *m, const BlockdevAddOptions *o, GError **errp
     }
     d->node_name = g_strdup(o->node_name);
     d->file_node = file_node;
+    d->auto_read_only = opts.auto_read_only;
     d->file = file;
     if (file) {
         file->file_users++;

@@ -28,9 +28,10 @@ typedef struct BlockOptions {
     const char *format; /* "raw", "qcow2", or NULL to probe */
     bool read_only;
     BlockCacheMode cache;
-    bool discard_unmap; /* discard=unmap: pass guest discards down */
-    bool inactive;      /* -incoming: open unlocked and refuse writes
-                           until bdrv_lock() (QEMU's inactive mode) */
+    bool discard_unmap;  /* discard=unmap: pass guest discards down */
+    bool auto_read_only; /* -drive's, or -blockdev auto-read-only=on */
+    bool inactive;       /* -incoming: open unlocked and refuse writes
+                            until bdrv_lock() (QEMU's inactive mode) */
 } BlockOptions;
 
 /*
@@ -62,6 +63,30 @@ const char *bdrv_filename(BlockDriverState *bs);
 /* The backing file's name as the image stores it, or NULL. */
 const char *bdrv_backing_filename(BlockDriverState *bs);
 BlockCacheMode bdrv_cache_mode(BlockDriverState *bs);
+
+/*
+ * What the requests of the node's user (the guest's device) did, as
+ * QEMU's BlockAcctStats counts them: bytes, operations, failures and time
+ * spent per kind (write zeroes count as writes, discards as unmaps).
+ */
+typedef struct BlockStats {
+    uint64_t rd_bytes, wr_bytes, unmap_bytes;
+    uint64_t rd_operations, wr_operations, flush_operations, unmap_operations;
+    uint64_t failed_rd_operations, failed_wr_operations;
+    uint64_t failed_flush_operations, failed_unmap_operations;
+    uint64_t rd_total_time_ns, wr_total_time_ns, flush_total_time_ns;
+    uint64_t unmap_total_time_ns;
+    uint64_t wr_highest_offset;      /* end of the highest write to the node */
+    uint64_t file_wr_highest_offset; /* the same in the host file below it */
+    int64_t idle_time_ns;            /* since the last request ended; -1: none yet */
+} BlockStats;
+
+void bdrv_get_stats(BlockDriverState *bs, BlockStats *stats);
+/* bdrv_flush for the VMM's own needs (a device going, migration): not counted. */
+int bdrv_flush_unaccounted(BlockDriverState *bs);
+
+/* The image file's allocated bytes (query-block's actual-size), or -errno. */
+int64_t bdrv_actual_size(BlockDriverState *bs);
 
 /*
  * Image locking, as QEMU does it (OFD locks on the image file): a writer

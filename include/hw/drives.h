@@ -34,6 +34,7 @@ typedef struct BlockdevAddOptions {
     bool read_only;
     BlockCacheMode cache;
     bool discard_unmap;
+    bool auto_read_only;
 } BlockdevAddOptions;
 
 bool machine_blockdev_add(Machine *m, const BlockdevAddOptions *opts, GError **errp);

@@ -99,6 +99,11 @@ typedef struct MachineDriveInfo {
     uint64_t actual_size; /* bytes the image takes on the host */
     /* the driver=file node under it, or "" */
     char file_node_name[32];
+    /*
+     * The guest's requests through it (a driver=file node: only
+     * wr_highest_offset, the writes reaching its file through its user).
+     */
+    BlockStats stats;
 } MachineDriveInfo;
 
 GArray *machine_query_drives(Machine *m);
