@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "hw/devices.h"
 #include "hw/machine-info.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
@@ -17,6 +18,7 @@
 #include "util/error.h"
 
 #define PERIPHERAL       "/machine/peripheral"
+#define PERIPHERAL_ANON  "/machine/peripheral-anon"
 #define MACHINE_QOM_TYPE "pc-i440fx-4.2-machine"
 #define CPU_QOM_TYPE     "host-x86_64-cpu"
 
@@ -130,6 +132,47 @@ static bool is_vcpu_path(Machine *m, const char *path)
     return found;
 }
 
+/* The type of /machine/peripheral-anon/device[N], or NULL. */
+static char *anon_device_type(Machine *m, const char *path)
+{
+    GPtrArray *types = machine_query_anon_devices(m);
+    char *type = NULL;
+
+    for (guint i = 0; i < types->len && !type; i++) {
+        char *name = g_strdup_printf(PERIPHERAL_ANON "/device[%u]", i);
+
+        if (g_ptr_array_index(types, i) && strcmp(name, path) == 0) {
+            type = g_strdup(g_ptr_array_index(types, i));
+        }
+        g_free(name);
+    }
+    g_ptr_array_unref(types);
+    return type;
+}
+
+/* The devices made without id: device[N] as QEMU names them. */
+static json_t *anon_device_list(Machine *m)
+{
+    GPtrArray *types = machine_query_anon_devices(m);
+    json_t *list = json_array();
+
+    json_array_append_new(list, property("type", "string"));
+    for (guint i = 0; i < types->len; i++) {
+        const char *type = g_ptr_array_index(types, i);
+
+        if (type) {
+            char *name = g_strdup_printf("device[%u]", i);
+            char *child = g_strdup_printf("child<%s>", type);
+
+            json_array_append_new(list, property(name, child));
+            g_free(name);
+            g_free(child);
+        }
+    }
+    g_ptr_array_unref(types);
+    return list;
+}
+
 json_t *qmp_qom_list(QmpContext *ctx, json_t *args, GError **errp)
 {
     const char *path = json_string_value(json_object_get(args, "path"));
@@ -144,6 +187,9 @@ json_t *qmp_qom_list(QmpContext *ctx, json_t *args, GError **errp)
     if (is_vcpu_path(ctx->machine, path)) {
         return json_pack("[o,o]", property("type", "string"),
                          property("unavailable-features", "strList"));
+    }
+    if (strcmp(path, PERIPHERAL_ANON) == 0) {
+        return anon_device_list(ctx->machine);
     }
     if (strcmp(path, PERIPHERAL) != 0) {
         device_not_found(path, errp);
@@ -175,6 +221,8 @@ json_t *qmp_qom_get(QmpContext *ctx, json_t *args, GError **errp)
         if (strcmp(prop, "unavailable-features") == 0) {
             return json_array();
         }
+    } else if (g_str_has_prefix(path, PERIPHERAL_ANON "/")) {
+        type = anon_device_type(ctx->machine, path);
     } else if (g_str_has_prefix(path, PERIPHERAL "/")) {
         GArray *devices = peripheral_devices(ctx->machine);
         for (guint i = 0; i < devices->len; i++) {

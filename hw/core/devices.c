@@ -58,6 +58,17 @@ static char *device_path(Machine *m, PciDevice *dev)
     return NULL;
 }
 
+GPtrArray *machine_query_anon_devices(Machine *m)
+{
+    GPtrArray *types = g_ptr_array_new_with_free_func(g_free);
+
+    for (guint i = 0; m->anon_devices && i < m->anon_devices->len; i++) {
+        PciDevice *dev = g_ptr_array_index(m->anon_devices, i);
+        g_ptr_array_add(types, dev ? g_strdup(dev->name) : NULL);
+    }
+    return types;
+}
+
 static bool device_is_virtio(PciDevice *dev)
 {
     return g_str_has_prefix(dev->name, "virtio-");

@@ -27,6 +27,11 @@ void machine_devices_cleanup(Machine *m);
  */
 bool machine_device_del(Machine *m, const char *id, GError **errp);
 /*
+ * /machine/peripheral-anon's children: the QOM type of device[N] at index
+ * N (a copy), NULL where that device is gone.  g_ptr_array_unref it.
+ */
+GPtrArray *machine_query_anon_devices(Machine *m);
+/*
  * device_add: create a PCI device from -device's options (driver= among
  * them) while the VM runs and tell the guest through ACPI PCI hot-plug.
  * QEMU's errors (a taken id, the model's own).  The SubOpts are consumed.
