@@ -37,7 +37,7 @@ typedef struct VirtioNetFilter {
     uint32_t vlans[VNET_VLAN_WORDS];
 } VirtioNetFilter;
 
-/* What watch_fds handed a pair's I/O thread, entry by entry. */
+/* What watch_fds handed one of a pair's I/O threads, entry by entry. */
 typedef enum VirtioNetWatchKind {
     VNET_WATCH_TAP,
     VNET_WATCH_CALL_RX,
@@ -52,8 +52,9 @@ typedef struct VirtioNetWatch {
 
 /*
  * One queue pair: its tap queue (and vhost-net), and the VMM's data path
- * for it [the pair's I/O thread].  Pair i uses tap queue i and I/O thread
- * i, which also runs the control queue for pair 0.
+ * for it: the rx_* fields are I/O thread 2i's (receive, which for pair 0
+ * also runs the control queue), the tx_* fields thread 2i + 1's
+ * (transmit).  Pair i uses tap queue i.
  */
 typedef struct VirtioNetPair {
     unsigned index;
@@ -70,7 +71,7 @@ typedef struct VirtioNetPair {
     int call_fd[2];  /* vhost's interrupts, relayed by the I/O thread */
     bool vhost_on;   /* [vhost_lock] vhost-net has this pair's rings */
     bool log_active; /* [vhost_lock] vhost-net logs this pair's writes */
-    VirtioNetWatch watching[VIRTIO_MAX_WATCH_FDS]; /* what watch_fds gave */
+    VirtioNetWatch watching[2][VIRTIO_MAX_WATCH_FDS]; /* watch_fds', receive/transmit */
     uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
 } VirtioNetPair;
 

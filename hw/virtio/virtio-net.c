@@ -3,10 +3,12 @@
  * (VIRTIO_NET_F_MQ with mq=on; the driver picks how many it uses with
  * VQ_PAIRS_SET, and the tap queues of the others are detached) and a
  * control queue.  Pair i moves frames between its rings and tap queue i
- * on I/O thread i of the device (the core's, one per pair), so the pairs
- * run in parallel; thread 0 also runs the control queue.  With vhost=off
- * the VMM moves the frames itself: each pair's thread watches its tap
- * beside its two queues' kicks,
+ * on two I/O threads of the device (the core's): receive on thread 2i,
+ * transmit on thread 2i + 1, so the pairs, and each pair's two
+ * directions, run in parallel; thread 0 also runs the control queue.
+ * With vhost=off the VMM moves the frames itself: each thread watches its
+ * queue's kick and its tap queue (readable; writable again after the tap
+ * refused a frame),
  * received frames go through a buffer of the device's own (the tap drops
  * a frame that does not fit the buffers it is given) into the guest's
  * receive buffers, merged when MRG_RXBUF is negotiated, and every
@@ -20,7 +22,7 @@
  * as the spec says; a frame the guest's buffers cannot hold without
  * MRG_RXBUF is dropped, as QEMU does.
  *
- * Locking: a pair's data path belongs to its I/O thread while the driver
+ * Locking: a queue's data path belongs to its I/O thread while the driver
  * runs the device.  What the pairs share (the receive filter, the MAC,
  * the pairs in use, vhost_running) changes only with every I/O thread
  * between queues: the control queue, on thread 0, takes the other
@@ -613,51 +615,56 @@ static void vnet_handle_queue(VirtioDevice *vdev, VirtQueue *vq)
     }
 }
 
-/* Pair i's queues are I/O thread i's; the control queue is thread 0's. */
+/*
+ * Queue q is I/O thread q's (receiveq of pair i on 2i, its transmitq on
+ * 2i + 1); the control queue is thread 0's.
+ */
 static unsigned vnet_queue_thread(VirtioDevice *vdev, unsigned index)
 {
     VirtioNet *n = (VirtioNet *)vdev;
 
-    return index < 2 * n->max_pairs ? index / 2 : 0;
+    return index < 2 * n->max_pairs ? index : 0;
 }
 
-static void watch_add(VirtioNetPair *p, struct pollfd *fds, unsigned *count, unsigned max,
-                      int fd, short events, VirtioNetWatchKind kind)
+static void watch_add(VirtioNetWatch *w, struct pollfd *fds, unsigned *count,
+                      unsigned max, int fd, short events, VirtioNetWatchKind kind,
+                      unsigned pair)
 {
     if (*count < max) {
         fds[*count] = (struct pollfd){ .fd = fd, .events = events };
-        p->watching[(*count)++] = (VirtioNetWatch){ kind, p->index };
+        w[(*count)++] = (VirtioNetWatch){ kind, pair };
     }
 }
 
 /*
- * For the I/O thread of pair thread, if in use: its tap, or with vhost-net
- * its two interrupts (and on thread 0 vhost's log).
+ * For I/O thread thread, if its pair is in use: the tap, or with
+ * vhost-net its ring's interrupt (and on thread 0 vhost's log).
  */
 static unsigned vnet_watch_fds(VirtioDevice *vdev, unsigned thread, struct pollfd *fds,
                                unsigned max)
 {
     VirtioNet *n = (VirtioNet *)vdev;
-    VirtioNetPair *p = &n->pairs[thread];
+    VirtioNetPair *p = &n->pairs[thread / 2];
+    bool tx = thread % 2;
+    VirtioNetWatch *w = p->watching[tx];
+    bool in_use = p->index < n->curr_pairs;
     unsigned count = 0;
-    short events;
 
-    max = MIN(max, G_N_ELEMENTS(p->watching));
+    max = MIN(max, G_N_ELEMENTS(p->watching[tx]));
     if (n->vhost_running) {
-        if (thread < n->curr_pairs) {
-            watch_add(p, fds, &count, max, p->call_fd[VHOST_NET_RING_RX], POLLIN,
-                      VNET_WATCH_CALL_RX);
-            watch_add(p, fds, &count, max, p->call_fd[VHOST_NET_RING_TX], POLLIN,
-                      VNET_WATCH_CALL_TX);
+        if (in_use) {
+            watch_add(w, fds, &count, max,
+                      p->call_fd[tx ? VHOST_NET_RING_TX : VHOST_NET_RING_RX], POLLIN,
+                      tx ? VNET_WATCH_CALL_TX : VNET_WATCH_CALL_RX, p->index);
         }
         if (thread == 0) {
-            watch_add(p, fds, &count, max, n->log_fd, POLLIN, VNET_WATCH_LOG);
+            watch_add(w, fds, &count, max, n->log_fd, POLLIN, VNET_WATCH_LOG, 0);
         }
         return count;
     }
-    events = (p->rx_wait_buffers ? 0 : POLLIN) | (p->tx_wait_writable ? POLLOUT : 0);
-    if (p->tap && thread < n->curr_pairs && events) {
-        watch_add(p, fds, &count, max, net_tap_fd(p->tap), events, VNET_WATCH_TAP);
+    if (p->tap && in_use && (tx ? p->tx_wait_writable : !p->rx_wait_buffers)) {
+        watch_add(w, fds, &count, max, net_tap_fd(p->tap), tx ? POLLOUT : POLLIN,
+                  VNET_WATCH_TAP, p->index);
     }
     return count;
 }
@@ -666,9 +673,10 @@ static void vnet_handle_fd(VirtioDevice *vdev, unsigned thread, unsigned index,
                            short revents)
 {
     VirtioNet *n = (VirtioNet *)vdev;
-    VirtioNetPair *p = &n->pairs[thread];
+    VirtioNetPair *p = &n->pairs[thread / 2];
+    bool tx = thread % 2;
 
-    switch (p->watching[index].kind) {
+    switch (p->watching[tx][index].kind) {
     case VNET_WATCH_CALL_RX:
         virtio_net_vhost_call(n, p, VHOST_NET_RING_RX);
         break;
@@ -688,11 +696,10 @@ static void vnet_handle_fd(VirtioDevice *vdev, unsigned thread, unsigned index,
         if (n->vhost_running || p->index >= n->curr_pairs) {
             break;
         }
-        if (revents & (POLLOUT | POLLERR | POLLHUP)) {
+        if (tx) { /* writable again (or an error: the send will say) */
             p->tx_wait_writable = false;
             vnet_transmit(n, p);
-        }
-        if (revents & (POLLIN | POLLERR | POLLHUP)) {
+        } else if (revents) {
             vnet_receive(n, p);
         }
         break;
@@ -1083,8 +1090,8 @@ VirtioNet *virtio_net_new(const GuestMemory *mem, const VirtioNetOptions *o,
     virtio_device_init(&n->vdev, mem, "virtio-net", VIRTIO_ID_NET, 2 * n->max_pairs + 1,
                        VNET_QUEUE_SIZE, vnet_features(n), VNET_CONFIG_LEN,
                        &virtio_net_ops);
-    /* a thread per pair: its tap, or with vhost-net its two interrupts */
-    virtio_device_set_io_threads(&n->vdev, n->max_pairs);
+    /* a thread per queue of each pair: its tap, or with vhost-net its interrupt */
+    virtio_device_set_io_threads(&n->vdev, 2 * n->max_pairs);
     n->vdev.msix_vectors = o->vectors; /* 0: one per queue and the config */
     memcpy(n->vdev.config, n->mac, 6);
     virtio_net_set_config_status(n, VIRTIO_NET_S_LINK_UP);

@@ -821,13 +821,16 @@ static bool page_marked(uint64_t gpa)
 /* Wait for vhost-net to use ring q up to idx, relaying its interrupts. */
 static bool vhost_wait_used(VirtioNet *n, unsigned q, uint16_t idx)
 {
-    for (int waited = 0; waited < WAIT_MS; waited += 10) {
-        struct pollfd fds[VIRTIO_MAX_WATCH_FDS]; /* one pair: thread 0 */
-        unsigned count = n->vdev.ops->watch_fds(&n->vdev, 0, fds, VIRTIO_MAX_WATCH_FDS);
-        if (poll(fds, count, 10) > 0) {
-            for (unsigned i = 0; i < count; i++) {
-                if (fds[i].revents) {
-                    n->vdev.ops->handle_fd(&n->vdev, 0, i, fds[i].revents);
+    for (int waited = 0; waited < WAIT_MS; waited += 5 * n->vdev.nr_io) {
+        for (unsigned t = 0; t < n->vdev.nr_io; t++) {
+            struct pollfd fds[VIRTIO_MAX_WATCH_FDS];
+            unsigned count = n->vdev.ops->watch_fds(&n->vdev, t, fds,
+                                                    VIRTIO_MAX_WATCH_FDS);
+            if (poll(fds, count, 5) > 0) {
+                for (unsigned i = 0; i < count; i++) {
+                    if (fds[i].revents) {
+                        n->vdev.ops->handle_fd(&n->vdev, t, i, fds[i].revents);
+                    }
                 }
             }
         }
@@ -1242,9 +1245,10 @@ static bool got_both(int sock, uint32_t seq0, uint32_t seq1)
 }
 
 /*
- * With queues=2 each pair has an I/O thread of its own (pair i's queues
- * on thread i, the control queue on thread 0): two threads run while the
- * device does, and both pairs move frames through them.  The control
+ * With queues=2 each queue of each pair has an I/O thread of its own
+ * (receiveq i on thread 2i, transmitq i on 2i + 1, the control queue on
+ * thread 0): four threads run while the device does, and both pairs move
+ * frames through them.  The control
  * queue changes the pairs in use while pair 1's thread runs, and a reset
  * and a pause (migration's save) come from another thread in between:
  * the frames keep flowing and nothing is left half done (make sanitize
@@ -1262,14 +1266,16 @@ UNIT_TEST(mq_pairs_run_on_their_own_io_threads)
     machine_setup();
     set = netdev_set_new();
     n = net_new_mq(mq_netdev(set), true);
-    CHECK_EQ(n->vdev.nr_io, 2);
+    CHECK_EQ(n->vdev.nr_io, 4);
     CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_RXQ(0)), 0);
-    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_TXQ(0)), 0);
-    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_RXQ(1)), 1);
-    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_TXQ(1)), 1);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_TXQ(0)), 1);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_RXQ(1)), 2);
+    CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, VNET_TXQ(1)), 3);
     CHECK_EQ(n->vdev.ops->queue_thread(&n->vdev, 4), 0); /* the control queue */
     CHECK(virtio_device_start(&n->vdev, NULL));
-    CHECK(n->vdev.io[0].started && n->vdev.io[1].started);
+    for (unsigned t = 0; t < 4; t++) {
+        CHECK(n->vdev.io[t].started);
+    }
     running = thread_count();
     sock = packet_socket("dvmq0");
 
@@ -1300,7 +1306,7 @@ UNIT_TEST(mq_pairs_run_on_their_own_io_threads)
     }
     close(sock);
     net_free(n);
-    CHECK_EQ(thread_count(), running - 2); /* the two ended with the device */
+    CHECK_EQ(thread_count(), running - 4); /* the four ended with the device */
     netdev_set_free(set);
     machine_teardown();
 }
