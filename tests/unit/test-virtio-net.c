@@ -172,6 +172,17 @@ static void net_free(VirtioNet *n)
     virtio_net_free(n);
 }
 
+/* A test's end: its packet socket (or -1), the model, the netdevs, the RAM. */
+static void end_test(VirtioNet *n, int sock, NetdevSet *set)
+{
+    if (sock >= 0) {
+        close(sock);
+    }
+    net_free(n);
+    netdev_set_free(set);
+    machine_teardown();
+}
+
 /* ---- the tap, in a namespace of the test's own (netns.h) ---- */
 
 static bool wait_fd(int fd, short events)
@@ -392,10 +403,7 @@ UNIT_TEST(frames_both_ways_through_a_tap)
     }
     CHECK(!bad);
     CHECK(!needs_reset(n));
-    close(sock);
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, sock, set);
 }
 
 /* MRG_RXBUF: a 1000-byte frame over 256-byte buffers, published at once. */
@@ -440,10 +448,7 @@ UNIT_TEST(merged_receive_buffers)
     CHECK(!needs_reset(n));
 
     /* without MRG_RXBUF, a frame bigger than the buffer is dropped */
-    close(sock);
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, sock, set);
 }
 
 UNIT_TEST(small_buffer_without_mrg_rxbuf_drops_the_frame)
@@ -471,10 +476,7 @@ UNIT_TEST(small_buffer_without_mrg_rxbuf_drops_the_frame)
     CHECK_EQ(ring_used(VNET_RX_QUEUE), 1);
     CHECK_EQ(ring_used_len(VNET_RX_QUEUE, 0), 100 + NET_VNET_HDR_LEN);
     CHECK(!needs_reset(n));
-    close(sock);
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, sock, set);
 }
 
 /* One control command; returns the ack byte (0xee when none was written). */
@@ -642,9 +644,7 @@ UNIT_TEST(guest_offloads_follow_the_driver)
                   ufo, 8),
              VIRTIO_NET_ERR);
     CHECK_EQ(n->guest_offloads, FEAT(VIRTIO_NET_F_GUEST_CSUM));
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, -1, set);
 }
 
 /* ---- hostile chains: NEEDS_RESET, the VMM goes on, a reset recovers ---- */
@@ -740,10 +740,7 @@ UNIT_TEST(hostile_chains_need_a_reset)
     pump_rx(n);
     CHECK_EQ(ring_used(VNET_RX_QUEUE), 1);
     CHECK(!needs_reset(n));
-    close(sock);
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, sock, set);
 }
 
 /* Frames the host sends that a NIC must survive: runts and the largest. */
@@ -770,10 +767,7 @@ UNIT_TEST(runts_and_big_frames_from_the_host)
     pump_rx(n);
     CHECK(ring_used(VNET_RX_QUEUE) >= 1);
     CHECK(!needs_reset(n));
-    close(sock);
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, sock, set);
 }
 
 /* ---- vhost=on ---- */
@@ -951,10 +945,7 @@ UNIT_TEST(vhost_on_hands_the_rings_to_vhost_net)
     CHECK(send(sock, frame, sizeof(frame), 0) == (ssize_t)sizeof(frame));
     CHECK(vhost_wait_used(n, VNET_RX_QUEUE, 3));
     CHECK(!needs_reset(n));
-    close(sock);
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, sock, set);
 }
 
 /* ---- multi-queue ---- */
@@ -1066,9 +1057,7 @@ UNIT_TEST(mq_vq_pairs_set_bounds)
     CHECK_EQ(set_pairs(n, 2), VIRTIO_NET_ERR);
     CHECK_EQ(n->curr_pairs, 1);
     CHECK(!needs_reset(n));
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, -1, set);
 }
 
 /* The guest sends a test frame on transmitq(pair+1); the interface gets it. */
@@ -1161,10 +1150,7 @@ UNIT_TEST(mq_frames_on_pair_1_use_tap_queue_1)
         CHECK_EQ(receive_on_some_pair(n, sock, 0x6100 + round), (int)pair);
     }
     CHECK(!needs_reset(n));
-    close(sock);
-    net_free(n);
-    netdev_set_free(set);
-    machine_teardown();
+    end_test(n, sock, set);
 }
 
 /* ---- migration state ---- */
