@@ -1,6 +1,7 @@
 """ThreadSanitizer over the threaded code: the block layer's concurrent
-I/O (raw and qcow2, metadata updates included) and virtio's I/O thread
-and request workers, and KVM's memory slots (BARs moving while the
+I/O (raw and qcow2, metadata updates included), virtio's I/O threads
+and request workers (virtio-net's thread per queue against VQ_PAIRS_SET,
+pause and reset), and KVM's memory slots (BARs moving while the
 migration thread reads the dirty log), through their unit tests built
 with -fsanitize=thread (build/tsan, `make sanitize-build`), and eight
 threads writing at random into one qcow2 image through the block layer's
@@ -24,7 +25,8 @@ def run(argv, **kw):
     return proc, reports
 
 
-@pytest.mark.parametrize("name", ["test-block", "test-qcow2", "test-virtio-pci", "test-kvm-slots"])
+@pytest.mark.parametrize("name", ["test-block", "test-qcow2", "test-virtio-pci", "test-kvm-slots",
+                                  "test-virtio-net"])
 def test_unit_cases_have_no_data_race(name):
     binary = os.path.join(TSAN, name)
     assert os.path.exists(binary), f"{binary} missing: `make sanitize-build` builds it"
