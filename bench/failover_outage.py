@@ -85,9 +85,21 @@ LABELS = {"dv-auto": "this VMM, failover=on, pc",
           "qemu-manual": "QEMU 7.2, bond + script, pc"}
 
 
+# The L1 QEMU arguments for a third e1000e on the rig's hub with the first
+# one's MAC (QEMU's default for the first NIC without mac=): the source's VF
+# and the destination's are then two NICs, as on two hosts.  QEMU keeps an
+# ejected failover primary open on the source (to plug it back on failure),
+# so its destination cannot open the same BDF in one L1; this VMM closes it.
+RIG_ARGS = ["--qemu-arg", "-device", "--qemu-arg", "pcie-root-port,id=rigport2,chassis=3",
+            "--qemu-arg", "-netdev", "--qemu-arg", "hubport,id=rignic2,hubid=0",
+            "--qemu-arg", "-device",
+            "--qemu-arg", "e1000e,netdev=rignic2,bus=rigport2,mac=52:54:00:12:34:56"]
+
+
 class Net:
-    """The VF on vfio-pci (bdf, its own MAC) and the bridge with the peer
-    e1000e and the two taps."""
+    """The VFs on vfio-pci (bdf for the source, bdf_dst for the
+    destination: two NICs with one MAC where L1 has three e1000e, else the
+    same one), that MAC, and the bridge with the peer e1000e and the taps."""
 
     def __enter__(self):
         assert os.environ.get("DV_RIG") == "1", "rig only: this rebinds NICs"
@@ -95,12 +107,18 @@ class Net:
         assert len(found) >= 2, "no --iommu L1 (two e1000e joined to each other)"
         for mod in ("vfio-pci", "e1000e", "bridge", "tun"):
             sh("modprobe", mod)
-        auto_test.bind(found[0], "e1000e")
-        self.mac = open(f"/sys/class/net/{self.netdev(found[0])}/address").read().strip()
-        auto_test.bind(found[0], "vfio-pci")
-        auto_test.bind(found[1], "e1000e")
-        self.bdf = os.path.basename(found[0])
-        self.peer = self.netdev(found[1])
+        macs = {}
+        for dev in found[:3]:
+            auto_test.bind(dev, "e1000e")
+            macs[dev] = open(f"/sys/class/net/{self.netdev(dev)}/address").read().strip()
+        pair = [d for d in found[:3] if list(macs.values()).count(macs[d]) == 2]
+        vfs = pair if len(found) >= 3 and len(pair) == 2 else [found[0], found[0]]
+        peer = [d for d in found[:3] if d not in vfs][0]
+        self.mac = macs[vfs[0]]
+        for dev in vfs:
+            auto_test.bind(dev, "vfio-pci")
+        self.bdf, self.bdf_dst = os.path.basename(vfs[0]), os.path.basename(vfs[1])
+        self.peer = self.netdev(peer)
         sh("ip", "link", "del", BRIDGE, check=False)
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
         sh("ip", "addr", "flush", "dev", self.peer)
@@ -203,7 +221,7 @@ def auto_vm(which, d, name, net, tap, rd, incoming=None, pciehp=False):
     extra = ["-qmp", f"unix:{sock},server,nowait",
              "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]
     nic = f"virtio-net-pci,netdev=n0,mac={net.mac},id=net1,failover=on"
-    vf = f"vfio-pci,host={net.bdf},id=pnic,failover_pair_id=net1"
+    vf = f"vfio-pci,host={net.bdf_dst if incoming else net.bdf},id=pnic,failover_pair_id=net1"
     if which == "peer":
         # QEMU 7.2 refuses a primary on a conventional PCI bus
         extra = ["-M", "q35",
@@ -259,13 +277,33 @@ def wait_vf_traffic(ports, after, timeout=STEP):
     return None
 
 
+def window_lost(stretches, first, last, sent=False):
+    """Datagrams lost (with sent=True: (lost, sent)) in the stretches from
+    mark `first` up to mark `last` (None: to the end)."""
+    lost = total = 0
+    inside = False
+    for s in stretches:
+        inside = inside or s["from"] == first
+        if inside:
+            lost, total = lost + s["lost"], total + s["sent"]
+        if s["to"] == last:
+            break
+    return (lost, total) if sent else lost
+
+
 def summarize(stream, ports, marks, switch, resume, replug_from):
     """The figures of one run (stream stopped)."""
+    vf_back = ports.flowing("vf_rx", replug_from)
+    if vf_back:
+        marks = dict(marks, **{"vf-carries": vf_back})
     res = stream.result()
     res.update(outage.phases(stream, marks))
-    vf_back = ports.flowing("vf_rx", replug_from)
     g = stream.gaps(1)
     out = {"lost": res["lost"], "sent": res["sent"],
+           # the migration's own: from its first step until the VF carries
+           # the stream again; and the rig's loss before it began
+           "lost_window": window_lost(res["stretches"], "start", "vf-carries"),
+           "baseline": window_lost(res["stretches"], "stream", "start", sent=True),
            "longest_gap_ms": res["longest_gap_ms"],
            "replug_s": round(vf_back - replug_from, 3) if vf_back else None,
            "marks_rel_s": {k: round(v - marks["start"], 3) for k, v in marks.items()},
@@ -361,7 +399,7 @@ def run_manual(which, net, d, vmms):
                 dst.qmp(dst_sock, 90).close()   # up, or its stderr
                 p = subprocess.run(["/usr/bin/python3", TOOL, "--src", src_sock,
                                     "--dst", dst_sock, "--uri", f"unix:{d}/mig.sock",
-                                    "--host", net.bdf, "--json"],
+                                    "--host", net.bdf_dst, "--json"],
                                    capture_output=True, text=True, timeout=600)
                 assert p.returncode == 0, f"{p.stdout}{p.stderr}\n{dst.tail()}"
                 script = json.loads(p.stdout.strip().splitlines()[-1])
@@ -398,6 +436,8 @@ def measure(runs, only, vmms, log=print, save=None):
     load()
     res = {s: [] for s in only}
     with Net() as net:
+        log(f"outage: VF {net.bdf} -> {net.bdf_dst} (MAC {net.mac}), peer {net.peer}",
+            flush=True)
         for r in range(runs):
             for s in only:
                 fn, which = RUNNERS[s]
@@ -419,12 +459,20 @@ def measure(runs, only, vmms, log=print, save=None):
     return res
 
 
+def lost_window(r):
+    """lost_window, or for runs measured before it existed, everything lost
+    from the migration's start to the end of the stream (3 s more)."""
+    if "lost_window" in r:
+        return r["lost_window"]
+    return window_lost(r["outage"]["stretches"], "start", None)
+
+
 def span(vals, fmt):
     vals = [v for v in vals if v is not None]
     if not vals:
         return "-"
-    lo, hi = min(vals), max(vals)
-    return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
+    lo, hi = fmt(min(vals)), fmt(max(vals))
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def render(res):
@@ -434,7 +482,12 @@ def render(res):
     sec = lambda v: f"{v:.2f} s"  # noqa: E731
     rows = [
         ("runs (good / all)", lambda s: f"{len(ok[s])} / {len(res[s])}"),
-        ("datagrams lost (10 ms stream)", lambda s: span([r["lost"] for r in ok[s]], str)),
+        ("datagrams lost, migrate until the VF carries the stream again", lambda s: span(
+            [lost_window(r) for r in ok[s]], str)),
+        ("lost before the migration (the rig's own loss)", lambda s: span(
+            [100.0 * r["outage"]["stretches"][0]["lost"]
+             / max(1, r["outage"]["stretches"][0]["sent"]) for r in ok[s]],
+            lambda v: f"{v:.0f}%")),
         ("longest gap", lambda s: span([r["longest_gap_ms"] for r in ok[s]],
                                        lambda v: f"{v:.0f} ms")),
         ("gap starts, from the switch-over", lambda s: span(
@@ -462,13 +515,18 @@ def render(res):
     return "\n".join(lines)
 
 
+def rig_caption(runs):
+    return (f"_Measured: {benchenv.place()}; {runs} round(s), the scenarios taking "
+            f"turns; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}._")
+
+
 def run_anywhere(runs, log=print):
     """For bench/run.py: every scenario `runs` times; in the rig's --iommu
     L1 directly, elsewhere through one rig run (tests/rig/rig.sh --iommu).
     {"caption", "interval_ms", "runs"} or {"skipped": why}."""
     if os.environ.get("DV_RIG") == "1":
         res = measure(runs, SCENARIOS, {}, log)
-        return {"caption": benchenv.caption(), "interval_ms": INTERVAL_MS, "runs": res}
+        return {"caption": rig_caption(runs), "interval_ms": INTERVAL_MS, "runs": res}
     if not os.path.exists(os.path.join(ROOT, "build", "rig", "kernel", "vmlinuz")):
         return {"skipped": "no rig kernel cache (bash tests/rig/rig.sh --build-only)"}
     out = os.path.join("build", "bench", "outage.json")
@@ -477,7 +535,7 @@ def run_anywhere(runs, log=print):
         os.unlink(os.path.join(ROOT, out))
     budget = 300 + runs * len(SCENARIOS) * 240
     cmd = ["bash", os.path.join(ROOT, "tests", "rig", "rig.sh"), "--iommu", "--share", ROOT,
-           "--timeout", str(budget), "--",
+           "--timeout", str(budget)] + RIG_ARGS + ["--",
            f"/usr/bin/python3 bench/failover_outage.py --runs {runs} --json {out}"]
     p = subprocess.run(cmd, cwd=ROOT, timeout=budget + 300)
     if p.returncode != 0 or not os.path.exists(os.path.join(ROOT, out)):
@@ -512,7 +570,7 @@ def main(argv=None):
             RUNNERS[s] = (run_auto if kind == "auto" else run_manual, s.split("-")[0])
             LABELS[s] = f"{s.split('-')[0]}, " + ("failover=on, pc" if kind == "auto"
                                                   else "bond + script, pc")
-    caption = benchenv.caption()
+    caption = rig_caption(args.runs)
 
     def save(res):
         if args.json:
