@@ -394,8 +394,9 @@ static void incoming_free(Incoming *in)
  */
 static void announce_after_migration(Machine *m)
 {
-    MachineAnnounceParams p = { .initial = 50, .max = 550, .rounds = 5, .step = 100,
-                                .id = "migration" };
+    MachineAnnounceParams p = {
+        .initial = 50, .max = 550, .rounds = 5, .step = 100, .id = "migration"
+    };
 
     machine_announce_self(m, &p);
 }

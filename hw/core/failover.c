@@ -252,8 +252,12 @@ static gboolean ejected_announce_idle(gpointer opaque)
 {
     Negotiated *n = opaque;
     const char *names[] = { n->name, NULL };
-    MachineAnnounceParams p = { .initial = 50, .max = 550, .rounds = 3, .step = 100,
-                                .interfaces = names, .id = "failover" };
+    MachineAnnounceParams p = { .initial = 50,
+                                .max = 550,
+                                .rounds = 3,
+                                .step = 100,
+                                .interfaces = names,
+                                .id = "failover" };
 
     if (n->m->failover) {
         machine_announce_self(n->m, &p);
@@ -392,7 +396,8 @@ void machine_failover_loaded(Machine *m)
             virtio_net_standby_negotiated(standby) &&
             !g_hash_table_contains(done, fp->standby_id)) {
             g_hash_table_add(done, fp->standby_id);
-            failover_event(m, MACHINE_EVENT_FAILOVER_NEGOTIATED, virtio_net_name(standby));
+            failover_event(m, MACHINE_EVENT_FAILOVER_NEGOTIATED,
+                           virtio_net_name(standby));
             n = g_new0(Negotiated, 1);
             n->m = m;
             n->standby_id = g_strdup(fp->standby_id);
