@@ -29,7 +29,8 @@
 #                      A forward's client is closed at once while L1 boots;
 #                      once L1 is up, it waits up to 5 s for L1's end to listen.
 #   --iommu            q35 + intel-iommu (intremap, caching-mode) and two e1000e
-#                      NICs joined only to each other; L1 boots with
+#                      NICs joined only to each other, each alone behind a PCIe
+#                      root port (reset by a secondary bus reset); L1 boots with
 #                      intel_iommu=on iommu=pt; rig-vfio-bind binds the NICs
 #   --nic MODEL        NIC model for --iommu (default e1000e; QEMU 7.2 has no igb)
 #   --cpu MODEL        L1 CPU model (default max; e.g. EPYC,+svm,+npt)
@@ -347,11 +348,23 @@ make_qemu_args() {
     if [ "$IOMMU" = 1 ]; then
         # VT-d with interrupt remapping (VFIO wants it).  The two NICs are the
         # only ports of hub 0: a frame one sends reaches the other and
-        # nothing else, so no traffic leaves L1.
+        # nothing else, so no traffic leaves L1.  Each sits alone behind a
+        # PCIe root port, so that L1 can reset it by a secondary bus reset
+        # (l1-init makes that its reset_method): QEMU 7.2's e1000e has no
+        # FLR and ignores the PM D3hot-D0 cycle the kernel would use instead,
+        # so vfio-pci's reset on open and close, and VFIO_DEVICE_RESET, would
+        # leave it as the last user left it, receive ring and interrupt
+        # set-up included (its DMA then lands in the next guest's RAM).  The
+        # ports' link is 2.5 GT/s x1, as the 82574's own: after a bus reset
+        # of a faster port the kernel waits for Data Link Layer Link Active,
+        # which QEMU 7.2's port did not set within the kernel's 1 s, and
+        # calls the reset failed (vfio-pci then offers no VFIO_DEVICE_RESET).
         QARGS+=(-machine q35,kernel-irqchip=split
             -device intel-iommu,intremap=on,caching-mode=on
-            -netdev hubport,id=rignic0,hubid=0 -device "$NIC,netdev=rignic0"
-            -netdev hubport,id=rignic1,hubid=0 -device "$NIC,netdev=rignic1")
+            -device pcie-root-port,id=rigport0,chassis=1,x-speed=2_5,x-width=1
+            -netdev hubport,id=rignic0,hubid=0 -device "$NIC,netdev=rignic0,bus=rigport0"
+            -device pcie-root-port,id=rigport1,chassis=2,x-speed=2_5,x-width=1
+            -netdev hubport,id=rignic1,hubid=0 -device "$NIC,netdev=rignic1,bus=rigport1")
         KAPPEND="$KAPPEND intel_iommu=on iommu=pt"
     else
         QARGS+=(-machine q35)
