@@ -189,8 +189,36 @@ class Guest:
             if time.time() > deadline:
                 raise AssertionError(
                     f"no {pattern!r} x{count} from {self.which} in {timeout} s:\n"
-                    f"{self.tail()}")
+                    f"{self.tail()}\n{self.threads_report()}")
             time.sleep(0.1)
+
+    def threads_report(self):
+        """For a guest that went quiet: each thread of the VMM with its
+        state and the CPU time it took over one second (a vCPU thread
+        sleeping in KVM_RUN is a halted guest waiting for an interrupt; one
+        running all the second is a guest spinning)."""
+        def sample():
+            out = {}
+            for task in glob.glob(f"/proc/{self.vmm.proc.pid}/task/*"):
+                try:
+                    with open(f"{task}/comm") as f:
+                        comm = f.read().strip()
+                    with open(f"{task}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    with open(f"{task}/wchan") as f:
+                        wchan = f.read().strip()
+                except OSError:
+                    continue
+                out[os.path.basename(task)] = (comm, fields[0], int(fields[11]) + int(fields[12]),
+                                               wchan)
+            return out
+        before = sample()
+        time.sleep(1)
+        after = sample()
+        tick = os.sysconf("SC_CLK_TCK")
+        rows = [f"{comm} {state} {(t - before[tid][2]) * 1000 // tick} ms/s in {wchan or '-'}"
+                for tid, (comm, state, t, wchan) in sorted(after.items()) if tid in before]
+        return f"{self.which}'s threads: " + ("; ".join(rows) or "none (it has ended)")
 
     def tail(self, n=40):
         return "\n".join(self.text().splitlines()[-n:])

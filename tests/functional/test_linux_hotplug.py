@@ -187,7 +187,8 @@ class Session:
                        if silent > 20 else
                        "the guest kept printing but never showed it")
                 raise AssertionError(f"{self.which}: no {step} in {timeout} s ({why}); "
-                                     f"wanted {pattern!r}; guest's last lines:\n{g.tail(15)}")
+                                     f"wanted {pattern!r}; guest's last lines:\n{g.tail(15)}"
+                                     f"\n{g.threads_report()}")
             time.sleep(0.1)
 
     def wait_event(self, name, step, timeout=STEP_TIMEOUT):
