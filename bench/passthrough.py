@@ -37,23 +37,7 @@ BOOT_TIMEOUT = 300
 SCENARIO = f"""\
 . /etc/dv/lib.sh
 insmod /e1000e.ko || {{ fail "pt: insmod e1000e"; exit 1; }}
-dev=
-n=0
-while [ -z "$dev" ] && [ $n -lt 100 ]; do
-    for d in /sys/class/net/*; do
-        drv=$(readlink "$d/device/driver" 2>/dev/null) || continue
-        [ "${{drv##*/}}" = e1000e ] && dev=${{d##*/}}
-    done
-    [ -n "$dev" ] || sleep 0.1
-    n=$((n + 1))
-done
-[ -n "$dev" ] || {{ fail "pt: no e1000e interface"; exit 1; }}
-ip addr add {GUEST_IP}/24 dev "$dev" && ip link set "$dev" up || {{ fail "pt: ip"; exit 1; }}
-n=0
-while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $n -lt 200 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
+dev=$(e1000e_up {GUEST_IP}/24) || {{ fail "pt: no e1000e interface up"; exit 1; }}
 iperf3 -s -D
 say "pt iperf3 server dev=$dev carrier=$(cat /sys/class/net/$dev/carrier)"
 n=0

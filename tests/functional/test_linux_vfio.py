@@ -30,23 +30,7 @@ BOOT_TIMEOUT = 240
 SCENARIO = f"""\
 . /etc/dv/lib.sh
 insmod /e1000e.ko IntMode=$(arg intmode 2) || {{ fail "vfio: insmod e1000e"; exit 1; }}
-dev=
-n=0
-while [ -z "$dev" ] && [ $n -lt 100 ]; do
-    for d in /sys/class/net/*; do
-        drv=$(readlink "$d/device/driver" 2>/dev/null) || continue
-        [ "${{drv##*/}}" = e1000e ] && dev=${{d##*/}}
-    done
-    [ -n "$dev" ] || sleep 0.1
-    n=$((n + 1))
-done
-[ -n "$dev" ] || {{ fail "vfio: no e1000e interface"; exit 1; }}
-ip addr add {GUEST_IP}/24 dev "$dev" && ip link set "$dev" up || {{ fail "vfio: ip"; exit 1; }}
-n=0
-while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $n -lt 200 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
+dev=$(e1000e_up {GUEST_IP}/24) || {{ fail "vfio: no e1000e interface up"; exit 1; }}
 d=/sys/class/net/$dev/device
 say "vfio dev=$dev id=$(cat $d/vendor):$(cat $d/device) carrier=$(cat /sys/class/net/$dev/carrier)"
 say "vfio irqs=$(grep -c "$dev" /proc/interrupts) msix=$(ls $d/msi_irqs 2>/dev/null | wc -l)"

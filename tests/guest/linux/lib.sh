@@ -10,3 +10,26 @@ arg() {
     done
     echo "$v"
 }
+
+# The interface the e1000e driver made (waited for up to 10 s) with the
+# address $1 on it, up, its carrier waited for (up to 20 s); prints its
+# name.  Fails (status 1) when there is none or ip refuses.
+e1000e_up() {
+    local d drv dev= n=0
+    while [ -z "$dev" ] && [ $n -lt 100 ]; do
+        for d in /sys/class/net/*; do
+            drv=$(readlink "$d/device/driver" 2>/dev/null) || continue
+            [ "${drv##*/}" = e1000e ] && dev=${d##*/}
+        done
+        [ -n "$dev" ] || sleep 0.1
+        n=$((n + 1))
+    done
+    [ -n "$dev" ] || return 1
+    ip addr add "$1" dev "$dev" && ip link set "$dev" up || return 1
+    n=0
+    while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $n -lt 200 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    echo "$dev"
+}
