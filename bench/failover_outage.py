@@ -40,7 +40,6 @@ gap between echoes and where it fell, and the phases:
 prints one markdown table (render()), --json writes every run's figures.
 Inside the rig only (DV_RIG=1); bench/run.py starts the rig for it."""
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -110,7 +109,7 @@ class Net:
         macs = {}
         for dev in found[:3]:
             auto_test.bind(dev, "e1000e")
-            macs[dev] = open(f"/sys/class/net/{self.netdev(dev)}/address").read().strip()
+            macs[dev] = open(f"/sys/class/net/{auto_test.netdev(dev)}/address").read().strip()
         pair = [d for d in found[:3] if list(macs.values()).count(macs[d]) == 2]
         vfs = pair if len(found) >= 3 and len(pair) == 2 else [found[0], found[0]]
         peer = [d for d in found[:3] if d not in vfs][0]
@@ -118,33 +117,12 @@ class Net:
         for dev in vfs:
             auto_test.bind(dev, "vfio-pci")
         self.bdf, self.bdf_dst = os.path.basename(vfs[0]), os.path.basename(vfs[1])
-        self.peer = self.netdev(peer)
-        sh("ip", "link", "del", BRIDGE, check=False)
-        sh("ip", "link", "add", BRIDGE, "type", "bridge")
-        sh("ip", "addr", "flush", "dev", self.peer)
-        sh("ip", "link", "set", self.peer, "master", BRIDGE)
-        for tap in TAPS:
-            sh("ip", "link", "del", tap, check=False)
-            sh("ip", "tuntap", "add", "dev", tap, "mode", "tap")
-            sh("ip", "link", "set", tap, "master", BRIDGE)
-            sh("ip", "link", "set", tap, "up")
-        sh("ip", "link", "set", self.peer, "up")
-        sh("ip", "addr", "add", f"{PEER_IP}/24", "dev", BRIDGE)
-        sh("ip", "link", "set", BRIDGE, "up")
+        self.peer = auto_test.netdev(peer)
+        auto_test.bridge_up(BRIDGE, self.peer, TAPS, PEER_IP)
         return self
 
-    @staticmethod
-    def netdev(dev):
-        deadline = time.time() + 20
-        while not glob.glob(os.path.join(dev, "net", "*")):
-            assert time.time() < deadline, f"L1's e1000e made no interface for {dev}"
-            time.sleep(0.1)
-        return os.path.basename(glob.glob(os.path.join(dev, "net", "*"))[0])
-
     def __exit__(self, *exc):
-        for tap in TAPS:
-            sh("ip", "link", "del", tap, check=False)
-        sh("ip", "link", "del", BRIDGE, check=False)
+        auto_test.bridge_down(BRIDGE, TAPS)
 
 
 class Ports(threading.Thread):

@@ -6,6 +6,9 @@ the host's own network away, so the tests that call bind() check DV_RIG
 (or only use a NIC the user bound to vfio-pci already)."""
 import glob
 import os
+import time
+
+from linuxguest import sh
 
 E1000E = ("0x8086", "0x10d3")
 
@@ -56,3 +59,35 @@ def unbind(dev):
             f.write(os.path.basename(dev))
     with open(f"{dev}/driver_override", "w") as f:
         f.write("\n")
+
+
+def netdev(dev, timeout=20):
+    """The interface name L1's driver made for dev (waited for)."""
+    deadline = time.time() + timeout
+    while not glob.glob(os.path.join(dev, "net", "*")):
+        assert time.time() < deadline, f"L1's e1000e made no interface for {dev}"
+        time.sleep(0.1)
+    return os.path.basename(glob.glob(os.path.join(dev, "net", "*"))[0])
+
+
+def bridge_up(bridge, peer, taps, ip):
+    """A bridge holding ip/24 with the interface peer and new taps in it
+    (rig only: the peer loses its own addresses)."""
+    sh("ip", "link", "del", bridge, check=False)
+    sh("ip", "link", "add", bridge, "type", "bridge")
+    sh("ip", "addr", "flush", "dev", peer)
+    sh("ip", "link", "set", peer, "master", bridge)
+    for tap in taps:
+        sh("ip", "link", "del", tap, check=False)
+        sh("ip", "tuntap", "add", "dev", tap, "mode", "tap")
+        sh("ip", "link", "set", tap, "master", bridge)
+        sh("ip", "link", "set", tap, "up")
+    sh("ip", "link", "set", peer, "up")
+    sh("ip", "addr", "add", f"{ip}/24", "dev", bridge)
+    sh("ip", "link", "set", bridge, "up")
+
+
+def bridge_down(bridge, taps):
+    for tap in taps:
+        sh("ip", "link", "del", tap, check=False)
+    sh("ip", "link", "del", bridge, check=False)

@@ -14,9 +14,8 @@ import time
 import pytest
 
 from harness import Qmp, wait_for_path
-from linuxguest import Guest
 import test_failover_linux as fl
-from test_failover_linux import APPEND, BOOT_TIMEOUT, STEP, TAPS, boot, initrd
+from test_failover_linux import BOOT_TIMEOUT, STEP, TAPS, boot, initrd
 from test_failover_linux import migration_statuses
 
 pytestmark = pytest.mark.iommu
@@ -27,21 +26,11 @@ net = fl.net  # the fixture: the VF on vfio-pci, the peer's bridge and the taps
 
 
 def vm(d, name, nic, tap, rd, pcpu, incoming=None):
-    bdf, mac = nic
-    sock = os.path.join(d, name + ".qmp")
     path = os.path.join(d, name + ".map")
     with open(path, "w") as f:
         f.write(f"0 {pcpu}\n")
-    extra = ["-qmp", f"unix:{sock},server,nowait",
-             "-osnet_cpumap", f"path={path},did=on",
-             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-             "-device", f"virtio-net-pci,netdev=n0,mac={mac},id=net1,failover=on",
-             "-device", f"vfio-pci,host={bdf},id=pnic,failover_pair_id=net1"]
-    if incoming:
-        extra += ["-incoming", incoming]
-    g = Guest("vmm", d, name, run="failover,dirty", mem="256M", initrd_path=rd,
-              extra_append=APPEND, extra=extra)
-    return g, sock
+    return fl.vm(d, name, nic, tap, rd, incoming=incoming,
+                 more=["-osnet_cpumap", f"path={path},did=on"])
 
 
 def steered_vectors(q, g, timeout=STEP):

@@ -18,7 +18,6 @@ memory check passes; migrate_cancel right at UNPLUG_PRIMARY leaves the
 source's guest running with its e1000e carrying the stream.  Lost packets
 and the longest gap are printed and written to
 build/failover-linux-*.json, never asserted."""
-import glob
 import json
 import os
 import re
@@ -31,7 +30,7 @@ import pytest
 
 from harness import BUILD, ROOT, Qmp, wait_for_path
 from linuxguest import Guest, ensure_initramfs, module, newc, sh
-from rignic import bind, e1000e_nics
+from rignic import bind, bridge_down, bridge_up, e1000e_nics, netdev
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "guest"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -166,44 +165,25 @@ def net():
     for mod in ("vfio-pci", "e1000e", "bridge", "tun"):
         sh("modprobe", mod)
 
-    def netdev(dev):
-        deadline = time.time() + 20
-        while not glob.glob(os.path.join(dev, "net", "*")):
-            assert time.time() < deadline, f"L1's e1000e made no interface for {dev}"
-            time.sleep(0.1)
-        return os.path.basename(glob.glob(os.path.join(dev, "net", "*"))[0])
-
     bind(found[0], "e1000e")
     mac = open(f"/sys/class/net/{netdev(found[0])}/address").read().strip()
     bind(found[0], "vfio-pci")
     bind(found[1], "e1000e")
     peer = netdev(found[1])
-    sh("ip", "link", "del", BRIDGE, check=False)
-    sh("ip", "link", "add", BRIDGE, "type", "bridge")
-    sh("ip", "addr", "flush", "dev", peer)
-    sh("ip", "link", "set", peer, "master", BRIDGE)
-    for tap in TAPS:
-        sh("ip", "link", "del", tap, check=False)
-        sh("ip", "tuntap", "add", "dev", tap, "mode", "tap")
-        sh("ip", "link", "set", tap, "master", BRIDGE)
-        sh("ip", "link", "set", tap, "up")
-    sh("ip", "link", "set", peer, "up")
-    sh("ip", "addr", "add", f"{PEER_IP}/24", "dev", BRIDGE)
-    sh("ip", "link", "set", BRIDGE, "up")
+    bridge_up(BRIDGE, peer, TAPS, PEER_IP)
     try:
         yield os.path.basename(found[0]), mac
     finally:
-        for tap in TAPS:
-            sh("ip", "link", "del", tap, check=False)
-        sh("ip", "link", "del", BRIDGE, check=False)
+        bridge_down(BRIDGE, TAPS)
 
 
-def vm(d, name, net, tap, rd, incoming=None, append=APPEND):
-    """A VMM with the failover pair; the guest runs the failover scenario,
-    then dv-dirty (which never ends: the guest stays up)."""
+def vm(d, name, net, tap, rd, incoming=None, append=APPEND, more=()):
+    """A VMM with the failover pair (and the options more); the guest runs
+    the failover scenario, then dv-dirty (which never ends: the guest stays
+    up)."""
     bdf, mac = net
     sock = os.path.join(d, name + ".qmp")
-    extra = ["-qmp", f"unix:{sock},server,nowait",
+    extra = ["-qmp", f"unix:{sock},server,nowait", *more,
              "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
              "-device", f"virtio-net-pci,netdev=n0,mac={mac},id=net1,failover=on",
              "-device", f"vfio-pci,host={bdf},id=pnic,failover_pair_id=net1"]

@@ -17,7 +17,6 @@ script plugs the NIC back on the source, where the bond takes it back and
 its counters rise.  Lost packets, the longest gap and the phases' times
 are printed (and written to build/failover-manual-*.json), never
 asserted."""
-import glob
 import json
 import os
 import re
@@ -30,7 +29,7 @@ import pytest
 
 from harness import BUILD, ROOT, Qmp, wait_for_path
 from linuxguest import Guest, ensure_initramfs, module, newc, sh
-from rignic import bind, e1000e_nics
+from rignic import bind, bridge_down, bridge_up, e1000e_nics, netdev
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "guest"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -86,29 +85,12 @@ def net():
         sh("modprobe", mod)
     bind(found[0], "vfio-pci")
     bind(found[1], "e1000e")
-    deadline = time.time() + 20
-    while not glob.glob(os.path.join(found[1], "net", "*")):
-        assert time.time() < deadline, "L1's e1000e made no interface"
-        time.sleep(0.1)
-    peer = os.path.basename(glob.glob(os.path.join(found[1], "net", "*"))[0])
-    sh("ip", "link", "del", BRIDGE, check=False)
-    sh("ip", "link", "add", BRIDGE, "type", "bridge")
-    sh("ip", "addr", "flush", "dev", peer)
-    sh("ip", "link", "set", peer, "master", BRIDGE)
-    for tap in TAPS:
-        sh("ip", "link", "del", tap, check=False)
-        sh("ip", "tuntap", "add", "dev", tap, "mode", "tap")
-        sh("ip", "link", "set", tap, "master", BRIDGE)
-        sh("ip", "link", "set", tap, "up")
-    sh("ip", "link", "set", peer, "up")
-    sh("ip", "addr", "add", f"{PEER_IP}/24", "dev", BRIDGE)
-    sh("ip", "link", "set", BRIDGE, "up")
+    peer = netdev(found[1])
+    bridge_up(BRIDGE, peer, TAPS, PEER_IP)
     try:
         yield os.path.basename(found[0])
     finally:
-        for tap in TAPS:
-            sh("ip", "link", "del", tap, check=False)
-        sh("ip", "link", "del", BRIDGE, check=False)
+        bridge_down(BRIDGE, TAPS)
 
 
 def vm(d, name, bdf, tap, incoming=None, rd=None):
