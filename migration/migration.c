@@ -23,6 +23,7 @@
 #define PAGES_PER_SECTION 256
 #define MAX_PASSES        30
 #define UNPLUG_POLL_US    10000 /* how often wait-unplug looks at the guest */
+#define RELEASE_WAIT_MS   60000 /* the longest wait for an ejected primary's close */
 
 const char *migration_status_name(MigrationStatus status)
 {
@@ -405,6 +406,37 @@ static bool wait_unplug(MigrationState *ms, GError **errp)
 }
 
 /*
+ * Before the final stop: a failover primary the guest ejected may still be
+ * closing in the background (the host resets it and unpins guest RAM,
+ * seconds in a nested rig).  The destination plugs the same host device
+ * once it runs, and the kernel refuses it while this process holds it, so
+ * the switch-over waits (up to RELEASE_WAIT_MS) with the guest running;
+ * what it dirtied meanwhile is sent before the stop.
+ */
+static bool wait_released(MigrationState *ms, RamState *rs, GError **errp)
+{
+    int64_t t0 = now_ms();
+
+    if (!machine_failover_releasing(ms->machine)) {
+        return true;
+    }
+    while (machine_failover_releasing(ms->machine)) {
+        if (cancelled(ms)) {
+            error_setg(errp, "cancelled");
+            return false;
+        }
+        if (now_ms() - t0 > RELEASE_WAIT_MS) {
+            warn_report("migration: a failover primary is still being closed after "
+                        "%d s; the destination may not get it", RELEASE_WAIT_MS / 1000);
+            break;
+        }
+        g_usleep(UNPLUG_POLL_US);
+    }
+    return send_dirty_pages(ms, rs, false, false, errp) &&
+           ram_sync_dirty(rs, ms->machine, errp);
+}
+
+/*
  * pause-before-switchover: with the VM stopped, wait in pre-switchover
  * until migrate-continue (the management tool does its own switch-over
  * work meanwhile) or a cancel, which ends the migration and lets the
@@ -475,7 +507,7 @@ void *migration_thread(void *opaque)
     }
     if (ok) {
         migration_set_status(ms, MIGRATION_STATUS_ACTIVE);
-        ok = run_passes(ms, &rs, &err);
+        ok = run_passes(ms, &rs, &err) && wait_released(ms, &rs, &err);
     }
     if (ok) {
         migration_stop_vm(ms);

@@ -13,6 +13,7 @@
 #include "hw/i386/pc.h"
 #include "hw/machine.h"
 #include "hw/pci.h"
+#include "hw/vfio.h"
 #include "hw/virtio.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -313,6 +314,25 @@ static void deleted_device_free(gpointer p)
     g_free(d);
 }
 
+static void deleted_emit(Machine *m, GPtrArray *gone)
+{
+    for (guint i = 0; i < gone->len; i++) {
+        DeletedDevice *d = g_ptr_array_index(gone, i);
+        machine_device_deleted(m, d->id, d->path, d->virtio);
+    }
+}
+
+void machine_devices_released(Machine *m)
+{
+    GPtrArray *later = m->deleted_later;
+
+    if (later && (!m->vfio || vfio_context_closing(m->vfio) == 0)) {
+        m->deleted_later = NULL;
+        deleted_emit(m, later);
+        g_ptr_array_free(later, TRUE);
+    }
+}
+
 void machine_devices_remove_slot(Machine *m, unsigned slot)
 {
     SlotDevices s = { slot, g_ptr_array_new() };
@@ -341,10 +361,22 @@ void machine_devices_remove_slot(Machine *m, unsigned slot)
     }
     machine_pci_slow_section(m, false);
     machine_unlock(m);
-    for (guint i = 0; i < gone->len; i++) {
-        DeletedDevice *d = g_ptr_array_index(gone, i);
-        machine_device_deleted(m, d->id, d->path, d->virtio);
+    /*
+     * A vfio-pci's host device closes in the background: DEVICE_DELETED
+     * once it is let go, as QEMU (whose close is part of the removal), so
+     * that what follows the event (binding it to a host driver, a
+     * device_add elsewhere) finds it free.
+     */
+    if (gone->len && m->vfio && vfio_context_closing(m->vfio) > 0) {
+        if (!m->deleted_later) {
+            m->deleted_later = g_ptr_array_new_with_free_func(deleted_device_free);
+        }
+        while (gone->len) {
+            g_ptr_array_add(m->deleted_later, g_ptr_array_steal_index(gone, 0));
+        }
+        machine_devices_released(m); /* the close may have finished already */
     }
+    deleted_emit(m, gone);
     g_ptr_array_free(s.devices, TRUE);
     g_ptr_array_free(gone, TRUE);
 }
@@ -356,6 +388,10 @@ void machine_devices_cleanup(Machine *m)
     }
     machine_drives_free(m);
     machine_failover_cleanup(m);
+    if (m->deleted_later) {
+        g_ptr_array_free(m->deleted_later, TRUE);
+        m->deleted_later = NULL;
+    }
     if (m->anon_devices) {
         g_ptr_array_free(m->anon_devices, TRUE);
         m->anon_devices = NULL;

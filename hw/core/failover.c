@@ -11,6 +11,7 @@
 #include "hw/machine.h"
 #include "hw/machine-net.h"
 #include "hw/pci.h"
+#include "hw/vfio.h"
 #include "hw/virtio-net.h"
 #include "util/error.h"
 #include "util/subopt.h"
@@ -334,6 +335,11 @@ unsigned machine_failover_unplug_all(Machine *m)
 unsigned machine_failover_unplug_pending(Machine *m)
 {
     return m->failover ? __atomic_load_n(&m->failover->pending, __ATOMIC_SEQ_CST) : 0;
+}
+
+bool machine_failover_releasing(Machine *m)
+{
+    return m->failover && m->vfio && vfio_context_closing(m->vfio) > 0;
 }
 
 void machine_failover_replug_all(Machine *m)

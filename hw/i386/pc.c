@@ -92,6 +92,19 @@ bool pci_pc_init_with_ops(Machine *m, const PciKvmOps *ops, void *ops_opaque,
     return m->pci != NULL;
 }
 
+/* Main loop: a vfio-pci's host device is let go (its close ran apart). */
+static gboolean pc_vfio_released_idle(gpointer opaque)
+{
+    machine_devices_released(opaque);
+    return G_SOURCE_REMOVE;
+}
+
+/* The close's own thread. */
+static void pc_vfio_closed(void *opaque)
+{
+    g_idle_add(pc_vfio_released_idle, opaque);
+}
+
 bool pci_pc_init(Machine *m, GError **errp)
 {
     /* guest RAM for passed-through devices' DMA; nothing opens before one */
@@ -104,6 +117,10 @@ bool pci_pc_init(Machine *m, GError **errp)
         .nr_ram = m->above_4g ? 2 : 1,
         .kvm_group = kvm_vfio_group_fn,
         .kvm_opaque = &m->kvm,
+        /* off the main loop: QMP, HMP and a migration go on meanwhile */
+        .close_in_background = true,
+        .closed = pc_vfio_closed,
+        .closed_opaque = m,
     };
 
     m->vfio = vfio_context_new(&vfio);

@@ -2,10 +2,14 @@
  * The VFIO backend of Linux's container/group API (6.1): a VfioContext
  * owns one container (/dev/vfio/vfio, the Type1 v2 IOMMU, guest RAM mapped
  * for DMA), opened with its first device and closed with its last, and
- * the IOMMU groups (/dev/vfio/N) its devices come from.  Main thread only.
+ * the IOMMU groups (/dev/vfio/N) its devices come from.  Main thread only,
+ * but for closes in the background (close_in_background): each runs on a
+ * thread of its own, one at a time, and every other entry point waits for
+ * them before it touches the context.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -21,7 +25,12 @@ struct VfioContext {
     GPtrArray *groups;  /* VfioGroup */
     GPtrArray *devices; /* VfioHostDevice, open */
     int container_fd;   /* -1 until the first device */
+    pthread_mutex_t close_lock; /* a background close's turn */
+    GArray *closers;            /* pthread_t: closes not joined yet */
+    unsigned closing;           /* closes not finished; atomic */
 };
+
+static void context_settle(VfioContext *ctx);
 
 /* ---- the system calls ---- */
 
@@ -486,6 +495,7 @@ VfioDevice *vfio_device_open(VfioContext *ctx, const char *sysfs_path, GError **
     VfioHostDevice *hdev;
     int id;
 
+    context_settle(ctx); /* the same device may be closing still */
     if (syscalls->access(sysfs_path, F_OK) < 0) {
         error_setg_errno(errp, errno, "vfio %s: no such host device", sysfs_path);
         g_free(name);
@@ -550,6 +560,62 @@ void vfio_context_device_gone(VfioHostDevice *hdev)
     vfio_group_put(hdev->group);
 }
 
+typedef struct Closer {
+    VfioHostDevice *hdev;
+    void (*release)(VfioHostDevice *hdev);
+} Closer;
+
+static void *closer_run(void *opaque)
+{
+    Closer *c = opaque;
+    VfioContext *ctx = c->hdev->group->ctx;
+
+    pthread_mutex_lock(&ctx->close_lock);
+    c->release(c->hdev);
+    pthread_mutex_unlock(&ctx->close_lock);
+    g_free(c);
+    __atomic_sub_fetch(&ctx->closing, 1, __ATOMIC_SEQ_CST);
+    if (ctx->cfg.closed) {
+        ctx->cfg.closed(ctx->cfg.closed_opaque); /* ctx lives until joined */
+    }
+    return NULL;
+}
+
+void vfio_context_device_close(VfioHostDevice *hdev, void (*release)(VfioHostDevice *hdev))
+{
+    VfioContext *ctx = hdev->group->ctx;
+    Closer *c;
+    pthread_t thread;
+
+    if (!ctx->cfg.close_in_background) {
+        release(hdev);
+        return;
+    }
+    c = g_new0(Closer, 1);
+    c->hdev = hdev;
+    c->release = release;
+    __atomic_add_fetch(&ctx->closing, 1, __ATOMIC_SEQ_CST);
+    if (pthread_create(&thread, NULL, closer_run, c) != 0) {
+        closer_run(c); /* no thread: here, then */
+        return;
+    }
+    g_array_append_val(ctx->closers, thread);
+}
+
+/* Wait for the background closes (main thread). */
+static void context_settle(VfioContext *ctx)
+{
+    for (guint i = 0; i < ctx->closers->len; i++) {
+        pthread_join(g_array_index(ctx->closers, pthread_t, i), NULL);
+    }
+    g_array_set_size(ctx->closers, 0);
+}
+
+unsigned vfio_context_closing(VfioContext *ctx)
+{
+    return __atomic_load_n(&ctx->closing, __ATOMIC_SEQ_CST);
+}
+
 /* ---- the context ---- */
 
 VfioContext *vfio_context_new(const VfioContextConfig *cfg)
@@ -566,6 +632,8 @@ VfioContext *vfio_context_new(const VfioContextConfig *cfg)
     ctx->groups = g_ptr_array_new();
     ctx->devices = g_ptr_array_new();
     ctx->container_fd = -1;
+    pthread_mutex_init(&ctx->close_lock, NULL);
+    ctx->closers = g_array_new(false, false, sizeof(pthread_t));
     return ctx;
 }
 
@@ -574,7 +642,10 @@ void vfio_context_free(VfioContext *ctx)
     if (!ctx) {
         return;
     }
+    context_settle(ctx);
     g_assert(ctx->devices->len == 0 && ctx->groups->len == 0);
+    g_array_free(ctx->closers, true);
+    pthread_mutex_destroy(&ctx->close_lock);
     g_array_free(ctx->ram, true);
     g_ptr_array_free(ctx->groups, true);
     g_ptr_array_free(ctx->devices, true);
@@ -590,6 +661,7 @@ bool vfio_context_map(VfioContext *ctx, const VfioRamRange *range, GError **errp
 {
     GError *err = NULL;
 
+    context_settle(ctx);
     if (range->size == 0 || range->gpa + range->size < range->gpa) {
         error_setg(errp,
                    "vfio: cannot map 0x%" G_GINT64_MODIFIER
@@ -621,6 +693,7 @@ bool vfio_context_unmap(VfioContext *ctx, uint64_t gpa, uint64_t size, GError **
     GError *err = NULL;
     bool any = false;
 
+    context_settle(ctx);
     /* Type1 v2 never splits a mapping: every range touched goes whole */
     for (guint i = 0; i < ctx->ram->len; i++) {
         const VfioRamRange *r = &g_array_index(ctx->ram, VfioRamRange, i);

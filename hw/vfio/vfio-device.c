@@ -360,15 +360,19 @@ static bool host_reset(VfioDevice *dev, GError **errp)
     return true;
 }
 
-static void host_close(VfioDevice *dev)
+/* The slow half of a close: the kernel resets the device, maybe unpins RAM. */
+static void host_release(VfioHostDevice *hdev)
 {
-    VfioHostDevice *hdev = host_device(dev);
-
     vfio_sys()->close(hdev->fd);
     vfio_context_device_gone(hdev);
     g_free(hdev->places);
-    g_free(dev->name);
+    g_free(hdev->dev.name);
     g_free(hdev);
+}
+
+static void host_close(VfioDevice *dev)
+{
+    vfio_context_device_close(host_device(dev), host_release);
 }
 
 const VfioDeviceOps vfio_host_device_ops = {

@@ -39,6 +39,11 @@ GPtrArray *machine_query_anon_devices(Machine *m);
 bool machine_device_add(Machine *m, SubOpts *opts, GError **errp);
 /* The guest ejected slot: its devices go, each with a DEVICE_DELETED. */
 void machine_devices_remove_slot(Machine *m, unsigned slot);
+/*
+ * Main loop: a host device closing in the background is done; the
+ * DEVICE_DELETED events that waited for every such close go out.
+ */
+void machine_devices_released(Machine *m);
 
 /* Migration source, VM stopped: flush every image and give up its lock
  * (hw/core/drives.c). */

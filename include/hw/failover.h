@@ -45,6 +45,11 @@ unsigned machine_failover_unplug_all(Machine *m);
 /* Any thread: primaries asked to go that the guest has not ejected yet. */
 unsigned machine_failover_unplug_pending(Machine *m);
 /*
+ * Any thread: an ejected primary's host device is still being closed in
+ * the background (the destination cannot open it before that is done).
+ */
+bool machine_failover_releasing(Machine *m);
+/*
  * The migration failed or was cancelled: an eject request still pending
  * is withdrawn, an ejected primary is plugged back.
  */

@@ -96,6 +96,7 @@ typedef struct Machine {
     struct MigrationState *migration;
     GPtrArray *drives;         /* hw/core/drives.c: drives and blockdev nodes */
     GPtrArray *anon_devices;   /* hw/core/devices.c: peripheral-anon device[N] */
+    GPtrArray *deleted_later;  /* hw/core/devices.c: DEVICE_DELETED after a close */
     struct NetdevSet *netdevs; /* net/: -netdev backends, by id */
     ChardevSet *chardevs;
     SerialPort *serial[4];

@@ -89,7 +89,8 @@ typedef struct VfioDeviceOps {
     /* VFIO_DEVICE_RESET. */
     bool (*reset)(VfioDevice *dev, GError **errp);
     /* Close the device (and, for the backend, drop its group when it was
-     * the group's last device).  The handle is freed. */
+     * the group's last device).  The handle is freed; the caller lets go
+     * of it at once (it may be closed in the background). */
     void (*close)(VfioDevice *dev);
 } VfioDeviceOps;
 
@@ -119,12 +120,29 @@ typedef struct VfioContextConfig {
     unsigned nr_ram;
     bool (*kvm_group)(void *opaque, int group_fd, bool add, GError **errp);
     void *kvm_opaque;
+    /*
+     * Close devices on a thread of their own: closing resets the device
+     * (Linux 6.1 waits for the bus reset) and the last one unpins all of
+     * guest RAM, seconds in a nested rig, which the caller's thread (the
+     * main loop) need not wait for.  The device is already off the guest
+     * by then.  closed, when set, is called on that thread once a close is
+     * done and vfio_context_closing() counts it no more.
+     */
+    bool close_in_background;
+    void (*closed)(void *opaque);
+    void *closed_opaque;
 } VfioContextConfig;
 
 /* Nothing is opened until the first device: a VM without vfio-pci never
  * touches /dev/vfio. */
 VfioContext *vfio_context_new(const VfioContextConfig *cfg);
 void vfio_context_free(VfioContext *ctx); /* after every device is closed */
+/*
+ * Any thread: closes still running in the background.  Every call below
+ * (and vfio_context_free) waits for them first, so that a device opened
+ * again after its close finds it finished.
+ */
+unsigned vfio_context_closing(VfioContext *ctx);
 /* Guest RAM changed: keep the IOMMU's mappings right (all or nothing). */
 bool vfio_context_map(VfioContext *ctx, const VfioRamRange *range, GError **errp);
 bool vfio_context_unmap(VfioContext *ctx, uint64_t gpa, uint64_t size, GError **errp);

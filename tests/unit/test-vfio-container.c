@@ -5,6 +5,7 @@
  * clear error and leaves no descriptor open.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -56,7 +57,13 @@ static struct Fake {
     int nr_maps;
     uint8_t irq_set[sizeof(struct vfio_irq_set) + 64] __attribute__((aligned(8)));
     int kvm_adds, kvm_dels;
+    /* a device fd's close waits here while held (the kernel's bus reset) */
+    bool hold_device_close;
+    int in_device_close; /* atomic: a close is waiting */
 } fake;
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 
 static FdKind fd_kind(int fd)
 {
@@ -105,6 +112,15 @@ static int fake_close(int fd)
         unit_failed = 1;
         errno = EBADF;
         return -1;
+    }
+    if (fd_kind(fd) == FD_DEVICE) {
+        pthread_mutex_lock(&gate_lock);
+        __atomic_store_n(&fake.in_device_close, 1, __ATOMIC_SEQ_CST);
+        while (fake.hold_device_close) {
+            pthread_cond_wait(&gate_cond, &gate_lock);
+        }
+        __atomic_store_n(&fake.in_device_close, 0, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&gate_lock);
     }
     fake.fds[fd - FAKE_FD_BASE] = FD_FREE;
     fake.open_fds--;
@@ -1256,6 +1272,80 @@ UNIT_TEST(reset_only_where_the_device_offers_it)
     CHECK_EQ(fake.resets, 1);
     dev->ops->close(dev);
     vfio_context_free(ctx);
+    teardown();
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    fake.hold_device_close = false;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void *gate_open_later(void *opaque)
+{
+    (void)opaque;
+    g_usleep(100 * 1000);
+    gate_open();
+    return NULL;
+}
+
+static int closed_calls; /* atomic */
+
+static void count_closed(void *opaque)
+{
+    (void)opaque;
+    __atomic_add_fetch(&closed_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * close_in_background: the close op returns while the kernel still holds
+ * the device (its fd's close waits, as for a bus reset); the context
+ * counts it as closing, and opening the same device again waits for that
+ * close instead of finding it attached, so the new open comes after it
+ * (the container closed and set up again, the group left KVM and came back).
+ */
+UNIT_TEST(background_close_runs_apart_and_a_reopen_waits_for_it)
+{
+    VfioContextConfig cfg = ctx_config;
+    VfioContext *ctx;
+    VfioDevice *dev;
+    pthread_t opener;
+    char *msg;
+    int waited = 0;
+
+    setup();
+    cfg.close_in_background = true;
+    cfg.closed = count_closed;
+    closed_calls = 0;
+    ctx = vfio_context_new(&cfg);
+    dev = open_dev(ctx, DEV_A, &msg);
+    CHECK(dev != NULL);
+    fake.hold_device_close = true;
+    dev->ops->close(dev); /* returns with the device's close held */
+    while (!__atomic_load_n(&fake.in_device_close, __ATOMIC_SEQ_CST) && waited++ < 5000) {
+        g_usleep(1000);
+    }
+    CHECK(__atomic_load_n(&fake.in_device_close, __ATOMIC_SEQ_CST));
+    CHECK_EQ(vfio_context_closing(ctx), 1);
+    CHECK_EQ(__atomic_load_n(&closed_calls, __ATOMIC_SEQ_CST), 0);
+    CHECK_EQ(pthread_create(&opener, NULL, gate_open_later, NULL), 0);
+    dev = open_dev(ctx, DEV_A, &msg);
+    CHECK(dev != NULL);
+    CHECK(msg == NULL);
+    g_free(msg);
+    pthread_join(opener, NULL);
+    CHECK_EQ(vfio_context_closing(ctx), 0);
+    CHECK_EQ(__atomic_load_n(&closed_calls, __ATOMIC_SEQ_CST), 1);
+    CHECK_EQ(fake.kvm_dels, 1);
+    CHECK_EQ(fake.kvm_adds, 2);
+    CHECK_EQ(fake.set_iommu_calls, 2);
+    CHECK_EQ(fake.open_fds, 3);
+    /* freeing the context waits for a close still running too */
+    dev->ops->close(dev);
+    vfio_context_free(ctx);
+    CHECK_EQ(__atomic_load_n(&closed_calls, __ATOMIC_SEQ_CST), 2);
     teardown();
 }
 
