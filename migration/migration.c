@@ -427,7 +427,8 @@ static bool wait_released(MigrationState *ms, RamState *rs, GError **errp)
         }
         if (now_ms() - t0 > RELEASE_WAIT_MS) {
             warn_report("migration: a failover primary is still being closed after "
-                        "%d s; the destination may not get it", RELEASE_WAIT_MS / 1000);
+                        "%d s; the destination may not get it",
+                        RELEASE_WAIT_MS / 1000);
             break;
         }
         g_usleep(UNPLUG_POLL_US);

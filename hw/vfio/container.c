@@ -21,10 +21,10 @@
 
 struct VfioContext {
     VfioContextConfig cfg;
-    GArray *ram;        /* VfioRamRange: what the IOMMU maps (or will) */
-    GPtrArray *groups;  /* VfioGroup */
-    GPtrArray *devices; /* VfioHostDevice, open */
-    int container_fd;   /* -1 until the first device */
+    GArray *ram;                /* VfioRamRange: what the IOMMU maps (or will) */
+    GPtrArray *groups;          /* VfioGroup */
+    GPtrArray *devices;         /* VfioHostDevice, open */
+    int container_fd;           /* -1 until the first device */
     pthread_mutex_t close_lock; /* a background close's turn */
     GArray *closers;            /* pthread_t: closes not joined yet */
     unsigned closing;           /* closes not finished; atomic */
@@ -581,7 +581,8 @@ static void *closer_run(void *opaque)
     return NULL;
 }
 
-void vfio_context_device_close(VfioHostDevice *hdev, void (*release)(VfioHostDevice *hdev))
+void vfio_context_device_close(VfioHostDevice *hdev,
+                               void (*release)(VfioHostDevice *hdev))
 {
     VfioContext *ctx = hdev->group->ctx;
     Closer *c;

@@ -70,7 +70,8 @@ void vfio_context_device_gone(VfioHostDevice *hdev);
  * The close op: release(hdev) (close the fd, vfio_context_device_gone,
  * free) now, or on a thread of its own with close_in_background.
  */
-void vfio_context_device_close(VfioHostDevice *hdev, void (*release)(VfioHostDevice *hdev));
+void vfio_context_device_close(VfioHostDevice *hdev,
+                               void (*release)(VfioHostDevice *hdev));
 
 /*
  * VFIO_DEVICE_GET_REGION_INFO's reply (buf, len bytes, as the kernel wrote
