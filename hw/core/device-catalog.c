@@ -13,9 +13,11 @@
         NULL, NULL, NULL, NULL                                                           \
     }
 
-/* addr= and bootindex=, which every PCI model here takes */
+/* addr=, rombar= and romfile=, which every PCI model here takes */
 static const QomPropertyInfo pci_device_props[] = {
     { "addr", "int32", "Slot and optional function number, example: 06.0 or 06", "-1" },
+    { "rombar", "uint32", NULL, "1" },
+    { "romfile", "str", NULL, NULL },
     PROP_END,
 };
 
@@ -48,8 +50,6 @@ static const QomPropertyInfo vfio_pci_props[] = {
     { "host", "str", "Address (bus/device/function) of the host device, example: 04:10.0",
       NULL },
     { "sysfsdev", "str", NULL, NULL },
-    { "rombar", "uint32", NULL, "1" },
-    { "romfile", "str", NULL, NULL },
     { "failover_pair_id", "str", NULL, NULL },
     { "bootindex", "int32", NULL, NULL },
     PROP_END,

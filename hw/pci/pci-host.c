@@ -351,13 +351,22 @@ static gint bar_slot_larger_first(gconstpointer a, gconstpointer b)
                                           : x->bar - y->bar;
 }
 
-/* Write addr into a BAR register (both halves of a 64-bit one). */
+/*
+ * Write addr into a BAR register (both halves of a 64-bit one).  A ROM BAR
+ * is left disabled, as SeaBIOS leaves it: the guest sets the enable bit
+ * when it reads the ROM.
+ */
 static void pci_bar_program(PciDevice *dev, int bar, uint64_t addr)
 {
     uint8_t *reg = dev->config + PCI_BASE_ADDRESS_0 + 4 * bar;
-    uint32_t low_bits = pci_get_long(reg) &
-                        ~pci_get_long(dev->wmask + 4 * bar + PCI_BASE_ADDRESS_0);
+    uint32_t low_bits;
 
+    if (bar == PCI_ROM_BAR) {
+        pci_set_long(dev->config + PCI_ROM_ADDRESS, (uint32_t)addr);
+        return;
+    }
+    low_bits = pci_get_long(reg) &
+               ~pci_get_long(dev->wmask + 4 * bar + PCI_BASE_ADDRESS_0);
     pci_set_long(reg, (uint32_t)addr | low_bits);
     if (dev->bars[bar].kind == PCI_BAR_MEM64) {
         pci_set_long(reg + 4, addr >> 32);
@@ -420,6 +429,10 @@ void pci_pc_assign_resources(PciBus *bus)
             } else if (dev->bars[i].kind != PCI_BAR_NONE) {
                 g_array_append_val(mem, s);
             }
+        }
+        if (dev && dev->rom.kind != PCI_BAR_NONE) {
+            BarSlot s = { dev, PCI_ROM_BAR, dev->rom.size };
+            g_array_append_val(mem, s);
         }
     }
     pci_assign_bars(mem, PCI_DEFAULT_MMIO_START, PCI_DEFAULT_MMIO_END);

@@ -58,6 +58,15 @@ static void pci_add_device_info(PciDevice *dev, void *opaque)
             };
         }
     }
+    if (dev->rom.kind != PCI_BAR_NONE) {
+        /* QEMU's bar 6; a disabled ROM shows no address (-1), as there */
+        info.regions[info.nr_regions++] = (PciRegionInfo){
+            .bar = PCI_ROM_BAR,
+            .kind = PCI_BAR_MEM32,
+            .size = dev->rom.size,
+            .address = dev->rom.mapped_addr,
+        };
+    }
     g_array_append_val(list, info);
 }
 

@@ -82,6 +82,53 @@ static bool pci_common_options(SubOpts *opts, const PciCreateContext *ctx, int *
     return true;
 }
 
+/* romfile= and rombar= (QEMU's properties of every PCI device). */
+typedef struct PciRomOptions {
+    const char *romfile; /* NULL: the model's default (none here), "": none */
+    bool rombar;         /* false: no ROM BAR, whatever the file */
+} PciRomOptions;
+
+static bool pci_rom_options(SubOpts *opts, PciRomOptions *rom, GError **errp)
+{
+    const char *rombar = subopts_get(opts, "rombar");
+    char *end = NULL;
+
+    rom->romfile = subopts_get(opts, "romfile");
+    rom->rombar = true;
+    if (rombar) {
+        unsigned long long v = strtoull(rombar, &end, 0);
+        if (!*rombar || *end || v > UINT32_MAX) {
+            error_setg(errp, "Parameter 'rombar' expects integer");
+            return false;
+        }
+        rom->rombar = v != 0;
+    }
+    return true;
+}
+
+/* The image an emulated device's ROM BAR shows (*data NULL: no ROM BAR). */
+static bool pci_rom_image(const PciRomOptions *rom, uint8_t **data, uint64_t *len,
+                          GError **errp)
+{
+    *data = NULL;
+    *len = 0;
+    if (!rom->rombar || !rom->romfile || !*rom->romfile) {
+        return true;
+    }
+    return pci_romfile_load(rom->romfile, data, len, errp);
+}
+
+/* The ROM checked before the VM exists: the file can be read. */
+static bool pci_rom_check(const PciRomOptions *rom, GError **errp)
+{
+    uint8_t *data;
+    uint64_t len;
+    bool ok = pci_rom_image(rom, &data, &len, errp);
+
+    g_free(data);
+    return ok;
+}
+
 /* Every key must have been read: QEMU's message for the first stray one. */
 static bool pci_check_unused(SubOpts *opts, const PciCreateContext *ctx, GError **errp)
 {
@@ -118,7 +165,8 @@ static bool virtio_pci_legacy_options(SubOpts *opts, const PciCreateContext *ctx
 
 /* The options of a virtio-blk-pci, checked; the drive looked up. */
 static bool virtio_blk_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
-                                 VirtioBlkOptions *o, int *bootindex, GError **errp)
+                                 VirtioBlkOptions *o, int *bootindex, PciRomOptions *rom,
+                                 GError **errp)
 {
     const char *drive = subopts_get(opts, "drive");
     uint64_t num_queues = 1, queue_size = 256;
@@ -126,6 +174,7 @@ static bool virtio_blk_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
     *o = (VirtioBlkOptions){ .id = subopts_get(opts, "id"),
                              .serial = subopts_get(opts, "serial") };
     if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
+        !pci_rom_options(opts, rom, errp) ||
         !virtio_pci_legacy_options(opts, ctx, errp) ||
         !subopts_get_uint(opts, "num-queues", &num_queues, errp) ||
         !subopts_get_uint(opts, "queue-size", &queue_size, errp) ||
@@ -153,24 +202,35 @@ static bool virtio_blk_pci_check(SubOpts *opts, const PciCreateContext *ctx,
                                  GError **errp)
 {
     VirtioBlkOptions o;
+    PciRomOptions rom;
     int bootindex;
 
-    return virtio_blk_pci_parse(opts, ctx, &o, &bootindex, errp);
+    return virtio_blk_pci_parse(opts, ctx, &o, &bootindex, &rom, errp) &&
+           pci_rom_check(&rom, errp);
 }
 
 static PciDevice *virtio_blk_pci_from_opts(PciBus *bus, SubOpts *opts,
                                            const PciCreateContext *ctx, GError **errp)
 {
     VirtioBlkOptions o;
+    PciRomOptions rom;
+    uint8_t *image;
+    uint64_t image_len;
     int bootindex;
     PciDevice *dev;
 
-    if (!virtio_blk_pci_parse(opts, ctx, &o, &bootindex, errp)) {
+    if (!virtio_blk_pci_parse(opts, ctx, &o, &bootindex, &rom, errp) ||
+        !pci_rom_image(&rom, &image, &image_len, errp)) {
         return NULL;
     }
     dev = virtio_blk_pci_create_opts(bus, &o, errp);
     if (dev) {
         dev->bootindex = bootindex;
+        if (image) {
+            pci_device_set_rom_image(dev, image, image_len);
+        }
+    } else {
+        g_free(image);
     }
     return dev;
 }
@@ -183,7 +243,7 @@ static PciDevice *virtio_blk_pci_from_opts(PciBus *bus, SubOpts *opts,
  */
 static bool virtio_net_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
                                  VirtioNetOptions *o, const char **netdev, int *bootindex,
-                                 GError **errp)
+                                 PciRomOptions *rom, GError **errp)
 {
     const char *mac = subopts_get(opts, "mac");
     const char *vectors_arg = subopts_get(opts, "vectors");
@@ -192,6 +252,7 @@ static bool virtio_net_pci_parse(SubOpts *opts, const PciCreateContext *ctx,
     *o = (VirtioNetOptions){ .id = subopts_get(opts, "id") };
     *netdev = subopts_get(opts, "netdev");
     if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
+        !pci_rom_options(opts, rom, errp) ||
         !virtio_pci_legacy_options(opts, ctx, errp) ||
         !subopts_get_bool(opts, "failover", &o->failover, errp) ||
         !subopts_get_bool(opts, "mq", &o->mq, errp) ||
@@ -225,22 +286,26 @@ static bool virtio_net_pci_check(SubOpts *opts, const PciCreateContext *ctx,
                                  GError **errp)
 {
     VirtioNetOptions o;
+    PciRomOptions rom;
     const char *netdev;
     int bootindex;
 
-    return virtio_net_pci_parse(opts, ctx, &o, &netdev, &bootindex, errp);
+    return virtio_net_pci_parse(opts, ctx, &o, &netdev, &bootindex, &rom, errp) &&
+           pci_rom_check(&rom, errp);
 }
 
 static PciDevice *virtio_net_pci_from_opts(PciBus *bus, SubOpts *opts,
                                            const PciCreateContext *ctx, GError **errp)
 {
     VirtioNetOptions o;
+    PciRomOptions rom;
     const char *netdev;
-    uint64_t below, above;
+    uint64_t below, above, image_len;
+    uint8_t *image;
     int bootindex;
     PciDevice *dev;
 
-    if (!virtio_net_pci_parse(opts, ctx, &o, &netdev, &bootindex, errp)) {
+    if (!virtio_net_pci_parse(opts, ctx, &o, &netdev, &bootindex, &rom, errp)) {
         return NULL;
     }
     if (netdev) {
@@ -262,9 +327,17 @@ static PciDevice *virtio_net_pci_from_opts(PciBus *bus, SubOpts *opts,
             guest_memory_hva(pci_bus_memory(bus), 1ULL << 32, above)
         };
     }
+    if (!pci_rom_image(&rom, &image, &image_len, errp)) {
+        return NULL;
+    }
     dev = virtio_net_pci_create(bus, &o, errp);
     if (dev) {
         dev->bootindex = bootindex;
+        if (image) {
+            pci_device_set_rom_image(dev, image, image_len);
+        }
+    } else {
+        g_free(image);
     }
     return dev;
 }
@@ -279,26 +352,17 @@ static bool vfio_pci_parse(SubOpts *opts, const PciCreateContext *ctx, VfioPciOp
 {
     const char *host = subopts_get(opts, "host");
     const char *sysfsdev = subopts_get(opts, "sysfsdev");
-    const char *rombar = subopts_get(opts, "rombar");
-    char *end = NULL;
+    PciRomOptions rom;
 
     *sysfs_path = NULL;
     *o = (VfioPciOptions){ .id = subopts_get(opts, "id"),
-                           .failover_pair_id = subopts_get(opts, "failover_pair_id"),
-                           .romfile = subopts_get(opts, "romfile"),
-                           .rombar = true };
+                           .failover_pair_id = subopts_get(opts, "failover_pair_id") };
     if (!pci_common_options(opts, ctx, &o->devfn, bootindex, errp) ||
-        !pci_check_unused(opts, ctx, errp)) {
+        !pci_rom_options(opts, &rom, errp) || !pci_check_unused(opts, ctx, errp)) {
         return false;
     }
-    if (rombar) {
-        unsigned long long v = strtoull(rombar, &end, 0);
-        if (!*rombar || *end || v > UINT32_MAX) {
-            error_setg(errp, "Parameter 'rombar' expects integer");
-            return false;
-        }
-        o->rombar = v != 0;
-    }
+    o->romfile = rom.romfile;
+    o->rombar = rom.rombar;
     /* the host device first, as QEMU's realize checks it */
     if (sysfsdev) {
         if (!g_file_test(sysfsdev, G_FILE_TEST_EXISTS)) {

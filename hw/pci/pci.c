@@ -102,6 +102,61 @@ void pci_device_set_rom(PciDevice *dev, uint64_t size, BusIoFn fn, void *opaque)
                      PCI_ROM_ADDRESS_ENABLE);
 }
 
+bool pci_romfile_load(const char *path, uint8_t **data, uint64_t *len, GError **errp)
+{
+    static const char *const firmware_dirs[] = { "/usr/share/qemu", "/usr/share/seabios",
+                                                 "/usr/lib/ipxe/qemu" };
+    gchar *contents = NULL;
+    gsize size = 0;
+    bool found = g_file_get_contents(path, &contents, &size, NULL);
+
+    for (size_t i = 0; !found && !strchr(path, '/') && i < G_N_ELEMENTS(firmware_dirs);
+         i++) {
+        char *full = g_build_filename(firmware_dirs[i], path, NULL);
+        found = g_file_get_contents(full, &contents, &size, NULL);
+        g_free(full);
+    }
+    if (!found) {
+        error_setg(errp, "failed to find romfile \"%s\"", path);
+        return false;
+    }
+    if (!size || size > (1ULL << 31)) {
+        g_free(contents);
+        error_setg(errp,
+                   size ? "romfile \"%s\" too large (size cannot exceed 2 GiB)"
+                        : "romfile \"%s\" is empty",
+                   path);
+        return false;
+    }
+    *data = (uint8_t *)contents;
+    *len = size;
+    return true;
+}
+
+/* Guest reads of a ROM image (writes to a ROM go nowhere). */
+static void pci_rom_image_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
+                             bool is_write)
+{
+    PciDevice *dev = opaque;
+
+    for (unsigned i = 0; !is_write && i < len; i++) {
+        data[i] = offset + i < dev->rom_image_size ? dev->rom_image[offset + i] : 0xff;
+    }
+}
+
+void pci_device_set_rom_image(PciDevice *dev, uint8_t *data, uint64_t len)
+{
+    uint64_t size = 2048;
+
+    while (size < len) {
+        size <<= 1;
+    }
+    g_free(dev->rom_image);
+    dev->rom_image = data;
+    dev->rom_image_size = len;
+    pci_device_set_rom(dev, size, pci_rom_image_io, dev);
+}
+
 uint8_t pci_device_add_capability(PciDevice *dev, uint8_t cap_id, uint8_t offset,
                                   uint8_t size)
 {
@@ -159,8 +214,6 @@ static bool pci_mem_range_forbidden(const PciBus *bus, uint64_t addr, uint64_t s
 }
 
 /* BAR bar, or the ROM BAR for bar PCI_ROM_BAR. */
-#define PCI_ROM_BAR PCI_BAR_COUNT
-
 static PciBar *pci_bar(PciDevice *dev, int bar)
 {
     return bar == PCI_ROM_BAR ? &dev->rom : &dev->bars[bar];
@@ -493,6 +546,7 @@ void pci_device_free(PciDevice *dev)
     if (dev->msix) {
         msix_free(dev);
     }
+    g_free(dev->rom_image);
     g_free(dev->name);
     g_free(dev->qdev_id);
     g_free(dev->bus_name);

@@ -464,40 +464,12 @@ static void vfio_pci_rom_io(void *opaque, uint64_t offset, uint8_t *data, unsign
     }
 }
 
-/*
- * romfile=: the whole file is the ROM (QEMU's errors).  A bare name is
- * also looked for where Debian's QEMU finds its firmware.
- */
+/* romfile=: the whole file is the ROM (hw/pci's loader, QEMU's errors). */
 static bool vfio_pci_romfile_load(VfioPci *vp, const char *path, GError **errp)
 {
-    static const char *const firmware_dirs[] = { "/usr/share/qemu", "/usr/share/seabios",
-                                                 "/usr/lib/ipxe/qemu" };
-    gchar *data = NULL;
-    gsize len = 0;
-    bool found = g_file_get_contents(path, &data, &len, NULL);
-
-    for (size_t i = 0; !found && !strchr(path, '/') && i < G_N_ELEMENTS(firmware_dirs);
-         i++) {
-        char *full = g_build_filename(firmware_dirs[i], path, NULL);
-        found = g_file_get_contents(full, &data, &len, NULL);
-        g_free(full);
-    }
-    if (!found) {
-        error_setg(errp, "failed to find romfile \"%s\"", path);
+    if (!pci_romfile_load(path, &vp->rom_data, &vp->rom_data_size, errp)) {
         return false;
     }
-    if (!len) {
-        g_free(data);
-        error_setg(errp, "romfile \"%s\" is empty", path);
-        return false;
-    }
-    if (len > (1ULL << 31)) {
-        g_free(data);
-        error_setg(errp, "romfile \"%s\" too large (size cannot exceed 2 GiB)", path);
-        return false;
-    }
-    vp->rom_data = (uint8_t *)data;
-    vp->rom_data_size = len;
     vp->rom_loaded = true;
     return true;
 }

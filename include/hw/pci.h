@@ -34,6 +34,7 @@ typedef struct VfioContext VfioContext;
 
 #define PCI_CONFIG_SIZE          256
 #define PCI_BAR_COUNT            6
+#define PCI_ROM_BAR              PCI_BAR_COUNT /* the ROM BAR's index (query-pci's bar 6) */
 #define PCI_SLOT_COUNT           32
 #define PCI_DEVFN_COUNT          256
 #define PCI_DEVFN_AUTO           (-1)
@@ -135,7 +136,10 @@ struct PciDevice {
     uint8_t reset_config[PCI_CONFIG_SIZE]; /* power-on contents */
     uint8_t next_cap;                      /* where the next capability goes */
     PciBar bars[PCI_BAR_COUNT];
-    PciBar rom;     /* the expansion ROM BAR (kind NONE: none) */
+    PciBar rom; /* the expansion ROM BAR (kind NONE: none) */
+    /* pci_device_set_rom_image's bytes (all ones past them), or NULL */
+    uint8_t *rom_image;
+    uint64_t rom_image_size;
     int intx_level; /* [bus INTx lock] */
     MsixState *msix;
     const PciDeviceOps *ops;
@@ -205,7 +209,8 @@ int pci_bus_apic_pcpu(PciBus *bus, unsigned apic_id);
 int pci_device_intx_irq(PciDevice *dev);
 /*
  * Do what firmware would for a boot without it (-kernel): place every BAR
- * (MMIO from PCI_DEFAULT_MMIO_START, ports from PCI_DEFAULT_IO_START),
+ * (MMIO from PCI_DEFAULT_MMIO_START, ports from PCI_DEFAULT_IO_START) and
+ * ROM BAR (in the MMIO window, aligned to its size, left disabled),
  * enable decode and bus mastering, route PIRQA-D to IRQ 10/10/11/11 and
  * write each device's interrupt line.  Main thread, vCPUs not running.
  */
@@ -279,6 +284,17 @@ void pci_device_set_bar(PciDevice *dev, int bar, PciBarKind kind, bool prefetch,
  * accesses at the address it programmed (writes are the model's to drop).
  */
 void pci_device_set_rom(PciDevice *dev, uint64_t size, BusIoFn fn, void *opaque);
+/*
+ * romfile=: the whole file (a bare name is also looked for where Debian's
+ * QEMU keeps its option ROMs) into *data (g_free it), with QEMU's errors
+ * for a missing, empty or over-2-GiB file.
+ */
+bool pci_romfile_load(const char *path, uint8_t **data, uint64_t *len, GError **errp);
+/*
+ * A read-only ROM BAR holding data (len bytes, taken over and freed with the
+ * device): the next power of two of len, 2 KiB at least, all ones past len.
+ */
+void pci_device_set_rom_image(PciDevice *dev, uint8_t *data, uint64_t len);
 /* Link a capability of size bytes at offset (0: next free); returns it. */
 uint8_t pci_device_add_capability(PciDevice *dev, uint8_t cap_id, uint8_t offset,
                                   uint8_t size);
@@ -392,7 +408,7 @@ typedef struct PciDeviceInfo {
     char *qdev_id; /* "" without -device id= */
     char *model;   /* the -device driver: "virtio-blk-pci" (QOM type) */
     unsigned nr_regions;
-    PciRegionInfo regions[PCI_BAR_COUNT];
+    PciRegionInfo regions[PCI_BAR_COUNT + 1]; /* and the ROM BAR */
 } PciDeviceInfo;
 
 /* QEMU's name of a class code ("Host bridge"), or NULL. */

@@ -269,3 +269,43 @@ int pci_enable(u32 bdf, PciBar bars[6])
               cmd | PCI_CMD_MEMORY | PCI_CMD_MASTER | PCI_CMD_INTX_DISABLE);
     return 0;
 }
+
+#define PCI_ROM 0x30
+#define PCI_ROM_ENABLE 1u
+#define PCI_ROM_MASK 0xFFFFF800u
+
+/* One function's expansion ROM BAR: where it was found, its size, whether
+ * it was enabled, and its first two bytes read with the BAR enabled (0xaa55
+ * begins an option ROM); the registers are put back after. */
+static void rom_visit(u32 bdf, void *ctx)
+{
+    u32 reg, mask, sig = 0;
+
+    if ((pci_read(bdf, PCI_HEADER_TYPE, 1) & 0x7F) != 0) {
+        return; /* a bridge keeps its ROM BAR elsewhere */
+    }
+    reg = pci_read(bdf, PCI_ROM, 4);
+    pci_write(bdf, PCI_ROM, 4, PCI_ROM_MASK);
+    mask = pci_read(bdf, PCI_ROM, 4) & PCI_ROM_MASK;
+    pci_write(bdf, PCI_ROM, 4, reg);
+    if (!mask) {
+        return; /* no ROM BAR */
+    }
+    if (reg & PCI_ROM_MASK) {
+        u32 cmd = pci_read(bdf, PCI_COMMAND, 2);
+        pci_write(bdf, PCI_COMMAND, 2, cmd | PCI_CMD_MEMORY);
+        pci_write(bdf, PCI_ROM, 4, (reg & PCI_ROM_MASK) | PCI_ROM_ENABLE);
+        sig = *(volatile u16 *)phys(reg & PCI_ROM_MASK);
+        pci_write(bdf, PCI_ROM, 4, reg);
+        pci_write(bdf, PCI_COMMAND, 2, cmd);
+    }
+    kprintf("pci-rom %x:%x.%x addr=%x size=%x enabled=%u sig=%x", bdf >> 8, (bdf >> 3) & 0x1F,
+            bdf & 7, reg & PCI_ROM_MASK, ~mask + 1, reg & PCI_ROM_ENABLE, sig);
+}
+
+/* Every bus-0 function's ROM BAR as the firmware (or the VMM, for a
+ * -kernel boot) left it. */
+void scenario_pci_rom(Cpu *bsp)
+{
+    pci_each(rom_visit, 0);
+}

@@ -347,7 +347,7 @@ static const struct {
     {"net-hostile", scenario_net_hostile}, {"powerdown", scenario_powerdown},
     {"hotplug", scenario_hotplug},       {"failover", scenario_failover},
     {"vfio-e1000e", scenario_vfio_e1000e}, {"vfio-hostile", scenario_vfio_hostile},
-    {"vfio-e1000e-msi", scenario_vfio_e1000e_msi},
+    {"vfio-e1000e-msi", scenario_vfio_e1000e_msi}, {"pci-rom", scenario_pci_rom},
 };
 
 static int scenario_find(const char *name)

@@ -199,6 +199,8 @@ extern volatile u64 e1000e_irqs[E1000E_IRQ_STUBS]; /* counted by e1000e_irq_entr
 void scenario_dirty(Cpu *bsp);
 /* hotplug.c: ACPI PCI hot-plug by polling its registers */
 void scenario_hotplug(Cpu *bsp);
+/* pci.c: the expansion ROM BARs as found at boot */
+void scenario_pci_rom(Cpu *bsp);
 void scenario_failover(Cpu *bsp);
 
 /* A pointer to physical address addr (identity mapped). The empty asm keeps

@@ -597,6 +597,130 @@ UNIT_TEST(assign_resources_like_firmware)
     machine_teardown(&m);
 }
 
+/* Whether [addr, addr + size) meets a memory BAR of d's. */
+static bool meets_a_bar(PciDevice *d, uint64_t addr, uint64_t size)
+{
+    for (int i = 0; i < PCI_BAR_COUNT; i++) {
+        uint64_t b = pci_bar_programmed_address(d, i);
+        if (d->bars[i].kind >= PCI_BAR_MEM32 && addr < b + d->bars[i].size &&
+            b < addr + size) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A ROM image of len bytes: the 0x55 0xaa signature, then a count. */
+static uint8_t *rom_image(uint64_t len)
+{
+    uint8_t *data = g_malloc(len);
+
+    for (uint64_t i = 0; i < len; i++) {
+        data[i] = i;
+    }
+    data[0] = 0x55;
+    data[1] = 0xaa;
+    return data;
+}
+
+UNIT_TEST(assign_resources_places_rom_bars_disabled)
+{
+    Machine m;
+    TestDev a = { 0 }, b = { 0 };
+    PciDevice *d2, *d3, *devs[2];
+    uint64_t rom[2], sizes[2] = { 4096, 256 << 10 };
+    GArray *devices;
+    char *text;
+
+    machine_setup(&m, 256 << 20);
+    devs[0] = d2 = test_device(&m, 2, &a);
+    devs[1] = d3 = test_device(&m, 3, &b);
+    pci_device_set_rom_image(d2, rom_image(3000), 3000);     /* a 4 KiB BAR */
+    pci_device_set_rom_image(d3, rom_image(200000), 200000); /* 256 KiB */
+    pci_pc_assign_resources(m.pci);
+    for (int i = 0; i < 2; i++) {
+        uint32_t reg = conf_read(&m, devs[i]->devfn, PCI_ROM_ADDRESS, 4);
+        rom[i] = reg & PCI_ROM_ADDRESS_MASK;
+        CHECK_EQ(devs[i]->rom.size, sizes[i]);
+        /* in the MMIO window, aligned to its size, left disabled */
+        CHECK(rom[i] >= PCI_DEFAULT_MMIO_START &&
+              rom[i] + sizes[i] <= PCI_DEFAULT_MMIO_END);
+        CHECK_EQ(rom[i] % sizes[i], 0);
+        CHECK_EQ(reg & PCI_ROM_ADDRESS_ENABLE, 0);
+        CHECK(bus_find(&m.mmio_bus, rom[i]) == NULL);
+        CHECK(!meets_a_bar(d2, rom[i], sizes[i]) && !meets_a_bar(d3, rom[i], sizes[i]));
+    }
+    CHECK(rom[0] + sizes[0] <= rom[1] || rom[1] + sizes[1] <= rom[0]);
+    /* query-pci: QEMU's bar 6, no address while disabled */
+    devices = machine_query_pci(&m);
+    for (guint i = 0; i < devices->len; i++) {
+        const PciDeviceInfo *info = &g_array_index(devices, PciDeviceInfo, i);
+        if (info->slot == 3) {
+            const PciRegionInfo *r = &info->regions[info->nr_regions - 1];
+            CHECK_EQ(r->bar, 6);
+            CHECK_EQ(r->size, 256 << 10);
+            CHECK_EQ(r->address, PCI_BAR_UNMAPPED);
+        }
+    }
+    text = hmp_format_pci(devices);
+    g_array_unref(devices);
+    CHECK(
+        strstr(text, "      BAR6: 32 bit memory at 0xffffffffffffffff [0x00000ffe].\n"));
+    g_free(text);
+    /* the guest sets the enable bit: the image, all ones past it, no writes */
+    conf_write(&m, d2->devfn, PCI_ROM_ADDRESS, 4, rom[0] | PCI_ROM_ADDRESS_ENABLE);
+    CHECK_EQ(mmio_read(&m, rom[0], 2), 0xaa55);
+    CHECK_EQ(mmio_read(&m, rom[0] + 2999, 1), 2999 & 0xff);
+    CHECK_EQ(mmio_read(&m, rom[0] + 3000, 4), 0xffffffff);
+    mmio_write(&m, rom[0] + 4, 1, 0);
+    CHECK_EQ(mmio_read(&m, rom[0] + 4, 1), 4);
+    devices = machine_query_pci(&m);
+    CHECK_EQ(g_array_index(devices, PciDeviceInfo, 2).regions[3].address, rom[0]);
+    g_array_unref(devices);
+    /* reset clears them; the next -kernel boot places them again, the same */
+    pci_pc_reset(m.pci);
+    CHECK_EQ(conf_read(&m, d2->devfn, PCI_ROM_ADDRESS, 4), 0);
+    pci_pc_assign_resources(m.pci);
+    CHECK_EQ(conf_read(&m, d2->devfn, PCI_ROM_ADDRESS, 4), rom[0]);
+    CHECK_EQ(conf_read(&m, d3->devfn, PCI_ROM_ADDRESS, 4), rom[1]);
+    machine_teardown(&m);
+}
+
+UNIT_TEST(romfile_load_errors_are_qemus)
+{
+    GError *err = NULL;
+    uint8_t *data = NULL;
+    uint64_t len = 0;
+    char *dir = g_dir_make_tmp("test-pci-XXXXXX", NULL);
+    char *empty = g_build_filename(dir, "empty.rom", NULL);
+    char *one = g_build_filename(dir, "one.rom", NULL);
+
+    CHECK(g_file_set_contents(empty, "", 0, NULL));
+    CHECK(g_file_set_contents(one, "\x55\xaa\x01", 3, NULL));
+    CHECK(!pci_romfile_load("/nonexistent/x.rom", &data, &len, &err));
+    CHECK_STR(err->message, "failed to find romfile \"/nonexistent/x.rom\"");
+    g_clear_error(&err);
+    CHECK(!pci_romfile_load(empty, &data, &len, &err));
+    CHECK(g_str_has_prefix(err->message, "romfile \"") &&
+          g_str_has_suffix(err->message, "empty.rom\" is empty"));
+    g_clear_error(&err);
+    CHECK(pci_romfile_load(one, &data, &len, &err));
+    CHECK(len == 3 && data[0] == 0x55 && data[2] == 1);
+    g_free(data);
+    /* a bare name: also where Debian's QEMU keeps its ROMs */
+    if (g_file_test("/usr/lib/ipxe/qemu/efi-virtio.rom", G_FILE_TEST_EXISTS)) {
+        CHECK(pci_romfile_load("efi-virtio.rom", &data, &len, &err));
+        CHECK(len > 2 && data[0] == 0x55 && data[1] == 0xaa);
+        g_free(data);
+    }
+    unlink(empty);
+    unlink(one);
+    rmdir(dir);
+    g_free(empty);
+    g_free(one);
+    g_free(dir);
+}
+
 UNIT_TEST(slot_allocation_and_clashes)
 {
     Machine m;
