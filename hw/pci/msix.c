@@ -22,6 +22,7 @@
 #define MSIX_CAP_SIZE      12
 #define MSI_ADDR_MASK      0xfff00000u
 #define MSI_ADDR_BASE      0xfee00000u /* the LAPIC window */
+#define MSIX_VECTOR_USERS  8           /* device eventfds bound to one vector */
 
 typedef struct MsixVector {
     uint32_t entry[4];   /* address low/high, data, vector control */
@@ -29,6 +30,14 @@ typedef struct MsixVector {
     int fd;              /* eventfd bound to gsi with an irqfd, or -1 */
     uint64_t route_addr; /* what the route delivers */
     uint32_t route_data;
+    /*
+     * Eventfds a device's kernel back end (vhost) signals to raise this
+     * vector: bound to gsi by their own irqfds while the vector is unmasked
+     * and routed (users_bound), unbound while masked, so that a signal
+     * waits in the eventfd and KVM delivers it at the unmask.
+     */
+    int users[MSIX_VECTOR_USERS]; /* -1: free slot */
+    int users_gsi;                /* the gsi they are bound to, or -1 */
 } MsixVector;
 
 struct MsixState {
@@ -75,6 +84,35 @@ static void msix_warn(PciDevice *dev, GError *err)
     g_error_free(err);
 }
 
+/* Bind the vector's user eventfds to gsi (>= 0) or unbind them (-1); lock held. */
+static void msix_vector_bind_users(PciDevice *dev, unsigned n, int gsi)
+{
+    const PciKvmOps *ops = dev->bus->cfg.ops;
+    void *kvm = dev->bus->cfg.ops_opaque;
+    MsixVector *v = &dev->msix->vectors[n];
+    GError *err = NULL;
+
+    if (v->users_gsi == gsi) {
+        return;
+    }
+    for (unsigned i = 0; i < MSIX_VECTOR_USERS; i++) {
+        if (v->users[i] >= 0 && v->users_gsi >= 0) {
+            ops->irqfd(kvm, v->users[i], v->users_gsi, false, NULL);
+        }
+    }
+    v->users_gsi = -1;
+    if (gsi < 0) {
+        return;
+    }
+    for (unsigned i = 0; i < MSIX_VECTOR_USERS; i++) {
+        if (v->users[i] >= 0 && !ops->irqfd(kvm, v->users[i], gsi, true, &err)) {
+            msix_warn(dev, err);
+            err = NULL;
+        }
+    }
+    v->users_gsi = gsi;
+}
+
 /* Make the vector's KVM route say what its table entry says; lock held. */
 static void msix_vector_sync_route(PciDevice *dev, unsigned n)
 {
@@ -113,6 +151,7 @@ static void msix_vector_drop_route(PciDevice *dev, unsigned n)
 {
     MsixVector *v = &dev->msix->vectors[n];
 
+    msix_vector_bind_users(dev, n, -1);
     if (v->fd >= 0) {
         dev->bus->cfg.ops->irqfd(dev->bus->cfg.ops_opaque, v->fd, v->gsi, false, NULL);
         close(v->fd);
@@ -143,16 +182,26 @@ static void msix_vector_deliver(PciDevice *dev, unsigned n)
                                   v->entry[MSIX_ENTRY_DATA], NULL);
 }
 
-/* An unmasked vector: route up to date, and a pending message goes out. */
+/*
+ * An unmasked vector: route up to date, its users bound, and a pending
+ * message goes out; a masked one: its users unbound.
+ */
 static void msix_vector_update(PciDevice *dev, unsigned n)
 {
     MsixState *ms = dev->msix;
+    MsixVector *v = &ms->vectors[n];
     uint64_t bit = 1ULL << (n % 64);
 
     if (msix_vector_masked(ms, n)) {
+        msix_vector_bind_users(dev, n, -1);
         return;
     }
     msix_vector_sync_route(dev, n);
+    msix_vector_bind_users(dev, n,
+                           msix_vector_addr_valid(v) && v->route_addr == msix_vector_addr(v) &&
+                                   v->route_data == v->entry[MSIX_ENTRY_DATA]
+                               ? v->gsi
+                               : -1);
     if (ms->pba[n / 64] & bit) {
         ms->pba[n / 64] &= ~bit;
         msix_vector_deliver(dev, n);
@@ -227,6 +276,10 @@ bool msix_init(PciDevice *dev, unsigned nr_vectors, int bar, uint8_t cap_offset,
     for (unsigned i = 0; i < nr_vectors; i++) {
         ms->vectors[i].entry[MSIX_ENTRY_CTRL] = PCI_MSIX_ENTRY_CTRL_MASKBIT;
         ms->vectors[i].gsi = ms->vectors[i].fd = -1;
+        ms->vectors[i].users_gsi = -1;
+        for (unsigned u = 0; u < MSIX_VECTOR_USERS; u++) {
+            ms->vectors[i].users[u] = -1;
+        }
     }
     dev->msix = ms;
     ms->cap = pci_device_add_capability(dev, PCI_CAP_ID_MSIX, cap_offset, MSIX_CAP_SIZE);
@@ -270,6 +323,56 @@ bool msix_enabled(PciDevice *dev)
         pthread_mutex_unlock(&dev->msix->lock);
     }
     return on;
+}
+
+bool msix_vector_use_fd(PciDevice *dev, unsigned vector, int fd)
+{
+    MsixState *ms = dev->msix;
+    bool ok = false;
+
+    if (!ms || vector >= ms->nr_vectors || fd < 0) {
+        return false;
+    }
+    pthread_mutex_lock(&ms->lock);
+    if (ms->enabled) {
+        MsixVector *v = &ms->vectors[vector];
+        for (unsigned i = 0; i < MSIX_VECTOR_USERS && !ok; i++) {
+            if (v->users[i] < 0) {
+                int gsi = v->users_gsi;
+                msix_vector_bind_users(dev, vector, -1);
+                v->users[i] = fd;
+                ok = true;
+                if (gsi >= 0) {
+                    msix_vector_bind_users(dev, vector, gsi);
+                } else {
+                    msix_vector_update(dev, vector);
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&ms->lock);
+    return ok;
+}
+
+void msix_vector_release_fd(PciDevice *dev, unsigned vector, int fd)
+{
+    MsixState *ms = dev->msix;
+
+    if (!ms || vector >= ms->nr_vectors) {
+        return;
+    }
+    pthread_mutex_lock(&ms->lock);
+    MsixVector *v = &ms->vectors[vector];
+    for (unsigned i = 0; i < MSIX_VECTOR_USERS; i++) {
+        if (v->users[i] == fd) {
+            int gsi = v->users_gsi;
+            msix_vector_bind_users(dev, vector, -1);
+            v->users[i] = -1;
+            msix_vector_bind_users(dev, vector, gsi);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ms->lock);
 }
 
 unsigned msix_nr_vectors(PciDevice *dev)

@@ -1,9 +1,12 @@
 /*
  * virtio-net's queue pairs on vhost-net: each pair in use hands its two
  * rings to its own vhost-net instance (memory table, ring addresses, the
- * ioeventfd kicks and the eventfds whose interrupts the I/O thread
- * relays), takes them back where vhost-net left them, and runs vhost-net's
- * dirty log while migration wants it.
+ * ioeventfd kicks and the interrupt eventfds), takes them back where
+ * vhost-net left them, and runs vhost-net's dirty log while migration
+ * wants it.  A ring's interrupt eventfd is bound by KVM to its MSI-X
+ * vector (an irqfd, as QEMU does), so vhost-net interrupts the guest
+ * without the VMM; where the transport cannot (INTx, no vector, MSI-X
+ * off) the pair's I/O thread relays it.
  *
  * Locking: every function here runs with the device's vhost_lock held
  * (see virtio-net.c), except virtio_net_vhost_dirty_log, which takes it.
@@ -108,6 +111,46 @@ static void vhost_pair_kicks_elsewhere(VirtioNet *n, VirtioNetPair *p, bool else
                      __ATOMIC_RELEASE);
 }
 
+static VirtQueue *vhost_pair_vq(VirtioNet *n, VirtioNetPair *p, unsigned ring)
+{
+    return &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RXQ(p->index) : VNET_TXQ(p->index)];
+}
+
+/* Each ring's interrupt eventfd straight to KVM where the transport can. */
+static void vhost_pair_irqfds_use(VirtioNet *n, VirtioNetPair *p)
+{
+    const VirtioTransportOps *t = n->vdev.transport;
+
+    for (unsigned ring = 0; ring < 2; ring++) {
+        p->call_irqfd[ring] = -1;
+        if (t && t->queue_irqfd_use) {
+            p->call_irqfd[ring] = t->queue_irqfd_use(&n->vdev, vhost_pair_vq(n, p, ring),
+                                                     p->call_fd[ring]);
+        }
+    }
+}
+
+/*
+ * Back to relaying: unbind, and an interrupt vhost-net signalled but KVM
+ * did not deliver (a masked vector) goes out the transport's way.
+ */
+static void vhost_pair_irqfds_release(VirtioNet *n, VirtioNetPair *p)
+{
+    const VirtioTransportOps *t = n->vdev.transport;
+
+    for (unsigned ring = 0; ring < 2; ring++) {
+        uint64_t count;
+        if (p->call_irqfd[ring] < 0) {
+            continue;
+        }
+        t->queue_irqfd_release(&n->vdev, p->call_irqfd[ring], p->call_fd[ring]);
+        p->call_irqfd[ring] = -1;
+        if (read(p->call_fd[ring], &count, sizeof(count)) == sizeof(count)) {
+            t->notify_queue(&n->vdev, vhost_pair_vq(n, p, ring));
+        }
+    }
+}
+
 /* One pair's rings to its vhost-net. */
 static bool vhost_start_pair(VirtioNet *n, VirtioNetPair *p, GError **errp)
 {
@@ -125,6 +168,7 @@ static bool vhost_start_pair(VirtioNet *n, VirtioNetPair *p, GError **errp)
         vhost_pair_kicks_elsewhere(n, p, false);
         return false;
     }
+    vhost_pair_irqfds_use(n, p);
     p->vhost_on = true;
     return true;
 }
@@ -156,6 +200,7 @@ static void vhost_stop_pair(VirtioNet *n, VirtioNetPair *p)
             g_clear_error(&err);
         }
     }
+    vhost_pair_irqfds_release(n, p);
     vhost_pair_kicks_elsewhere(n, p, false);
     if (p->log_active) {
         vhost_net_log_sync(p->vhost, vhost_log_mark, n); /* its last writes */

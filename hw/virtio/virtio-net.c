@@ -638,7 +638,8 @@ static void watch_add(VirtioNetWatch *w, struct pollfd *fds, unsigned *count,
 
 /*
  * For I/O thread thread, if its pair is in use: the tap, or with
- * vhost-net its ring's interrupt (and on thread 0 vhost's log).
+ * vhost-net its ring's interrupt unless KVM takes it (and on thread 0
+ * vhost's log).
  */
 static unsigned vnet_watch_fds(VirtioDevice *vdev, unsigned thread, struct pollfd *fds,
                                unsigned max)
@@ -652,7 +653,7 @@ static unsigned vnet_watch_fds(VirtioDevice *vdev, unsigned thread, struct pollf
 
     max = MIN(max, G_N_ELEMENTS(p->watching[tx]));
     if (n->vhost_running) {
-        if (in_use) {
+        if (in_use && p->call_irqfd[tx ? VHOST_NET_RING_TX : VHOST_NET_RING_RX] < 0) {
             watch_add(w, fds, &count, max,
                       p->call_fd[tx ? VHOST_NET_RING_TX : VHOST_NET_RING_RX], POLLIN,
                       tx ? VNET_WATCH_CALL_TX : VNET_WATCH_CALL_RX, p->index);
@@ -991,6 +992,7 @@ static bool vnet_pair_init(VirtioNet *n, unsigned i, GError **errp)
 
     p->index = i;
     p->call_fd[0] = p->call_fd[1] = -1;
+    p->call_irqfd[0] = p->call_irqfd[1] = -1;
     if (n->netdev) {
         p->tap = netdev_tap(n->netdev, i);
         p->vhost = netdev_vhost(n->netdev, i);

@@ -294,10 +294,33 @@ static void virtio_pci_mark_dirty(VirtioDevice *vdev, uint64_t gpa, uint64_t len
     pci_dma_mark_dirty(vp->pci, gpa, len);
 }
 
+/* The handle is the MSI-X vector the eventfd was bound to. */
+static int virtio_pci_queue_irqfd_use(VirtioDevice *vdev, VirtQueue *vq, int fd)
+{
+    VirtioPci *vp = vdev->transport_opaque;
+    uint16_t vector = __atomic_load_n(&vq->msix_vector, __ATOMIC_ACQUIRE);
+
+    if (vector == VIRTIO_NO_VECTOR || !msix_vector_use_fd(vp->pci, vector, fd)) {
+        return -1;
+    }
+    return vector;
+}
+
+static void virtio_pci_queue_irqfd_release(VirtioDevice *vdev, int handle, int fd)
+{
+    VirtioPci *vp = vdev->transport_opaque;
+
+    if (handle >= 0) {
+        msix_vector_release_fd(vp->pci, handle, fd);
+    }
+}
+
 static const VirtioTransportOps virtio_pci_transport = {
     .notify_queue = virtio_pci_notify_queue,
     .notify_config = virtio_pci_notify_config,
     .mark_dirty = virtio_pci_mark_dirty,
+    .queue_irqfd_use = virtio_pci_queue_irqfd_use,
+    .queue_irqfd_release = virtio_pci_queue_irqfd_release,
 };
 
 /* Kicks go straight to the queue's eventfd; without one they exit to us. */

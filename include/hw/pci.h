@@ -348,6 +348,17 @@ bool msix_enabled(PciDevice *dev);
 unsigned msix_nr_vectors(PciDevice *dev);
 /* False when MSI-X is disabled (the caller uses INTx instead). */
 bool msix_notify(PciDevice *dev, unsigned vector);
+/*
+ * Let eventfd fd raise vector without the VMM (a kernel back end such as
+ * vhost-net signals it): KVM binds it to the vector's route by an irqfd
+ * while the vector is unmasked; while masked a signal waits in the eventfd
+ * and is delivered at the unmask (it does not show in the PBA).  False
+ * when MSI-X is disabled, vector is out of range or the vector has too
+ * many such eventfds: the caller relays signals with msix_notify.
+ * Release before closing fd.
+ */
+bool msix_vector_use_fd(PciDevice *dev, unsigned vector, int fd);
+void msix_vector_release_fd(PciDevice *dev, unsigned vector, int fd);
 
 /*
  * Device state for migration: config space (and MSI-X table and pending

@@ -182,6 +182,13 @@ typedef struct VirtioTransportOps {
     void (*notify_queue)(VirtioDevice *vdev, VirtQueue *vq);
     void (*notify_config)(VirtioDevice *vdev);
     void (*mark_dirty)(VirtioDevice *vdev, uint64_t gpa, uint64_t len);
+    /*
+     * Optional: let eventfd fd raise vq's interrupt directly (KVM irqfd on
+     * its MSI-X vector): returns the handle to release it with, or -1 where
+     * the transport cannot (INTx, no vector): the caller relays instead.
+     */
+    int (*queue_irqfd_use)(VirtioDevice *vdev, VirtQueue *vq, int fd);
+    void (*queue_irqfd_release)(VirtioDevice *vdev, int handle, int fd);
 } VirtioTransportOps;
 
 /* One I/O thread of a device. */

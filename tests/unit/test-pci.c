@@ -32,6 +32,7 @@ typedef struct FakeKvm {
         int irqfd;
     } routes[32];
     int adds, updates, dels, signals;
+    int extra_fd[8], extra_gsi[8]; /* irqfds beyond each route's first */
     uint64_t signal_addr;
     uint32_t signal_data;
 } FakeKvm;
@@ -87,9 +88,31 @@ static void fake_route_del(void *opaque, int gsi)
 static bool fake_irqfd(void *opaque, int fd, int gsi, bool assign, GError **errp)
 {
     FakeKvm *k = opaque;
+    int *first = &k->routes[gsi - FAKE_GSI_BASE].irqfd;
 
-    k->routes[gsi - FAKE_GSI_BASE].irqfd = assign ? fd : -1;
-    return true;
+    if (assign ? *first < 0 : *first == fd) {
+        *first = assign ? fd : -1;
+        return true;
+    }
+    for (int i = 0; i < 8; i++) {
+        if (assign ? k->extra_fd[i] == 0 : k->extra_fd[i] == fd && k->extra_gsi[i] == gsi) {
+            k->extra_fd[i] = assign ? fd : 0;
+            k->extra_gsi[i] = assign ? gsi : 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The gsi fd is bound to beyond a route's first irqfd, or -1. */
+static int fake_extra_gsi(FakeKvm *k, int fd)
+{
+    for (int i = 0; i < 8; i++) {
+        if (k->extra_fd[i] == fd) {
+            return k->extra_gsi[i];
+        }
+    }
+    return -1;
 }
 
 static bool fake_ioeventfd(void *opaque, int fd, uint64_t addr, unsigned len, bool is_pio,
@@ -491,6 +514,47 @@ UNIT_TEST(msix_masked_vector_sets_pending_bit)
     CHECK(!msix_notify(dev, 0));
     CHECK(!msix_enabled(dev));
     machine_teardown(&m);
+}
+
+UNIT_TEST(msix_vector_user_fd_bound_while_unmasked)
+{
+    Machine m;
+    PciDevice *dev;
+    uint64_t table = 0xe0000000;
+    uint8_t cap;
+    int user = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), gsi;
+
+    CHECK(user >= 0);
+    machine_setup(&m, 256 << 20);
+    dev = msix_device(&m, 4);
+    cap = msix_device_setup(&m, dev, table);
+    CHECK(!msix_vector_use_fd(dev, 4, user)); /* no such vector */
+    /* masked: accepted, not bound yet */
+    CHECK(msix_vector_use_fd(dev, 1, user));
+    CHECK_EQ(fake_extra_gsi(&kvm, user), -1);
+    mmio_write(&m, table + 16, 4, 0xfee01000);
+    mmio_write(&m, table + 16 + 8, 4, 0x4041);
+    mmio_write(&m, table + 16 + 12, 4, 0); /* unmask: bound to the route */
+    gsi = fake_extra_gsi(&kvm, user);
+    CHECK_EQ(gsi, FAKE_GSI_BASE);
+    CHECK(kvm.routes[0].irqfd >= 0 && kvm.routes[0].irqfd != user);
+    mmio_write(&m, table + 16 + 12, 4, 1); /* masked: unbound */
+    CHECK_EQ(fake_extra_gsi(&kvm, user), -1);
+    mmio_write(&m, table + 16 + 12, 4, 0);
+    CHECK_EQ(fake_extra_gsi(&kvm, user), gsi);
+    /* the function mask and MSI-X off unbind it too */
+    conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2,
+               PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+    CHECK_EQ(fake_extra_gsi(&kvm, user), -1);
+    conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+    CHECK_EQ(fake_extra_gsi(&kvm, user), gsi);
+    msix_vector_release_fd(dev, 1, user);
+    CHECK_EQ(fake_extra_gsi(&kvm, user), -1);
+    /* MSI-X off: refused (the caller relays by INTx) */
+    conf_write(&m, dev->devfn, cap + PCI_MSIX_FLAGS, 2, 0);
+    CHECK(!msix_vector_use_fd(dev, 1, user));
+    machine_teardown(&m);
+    close(user);
 }
 
 UNIT_TEST(msix_bad_address_and_vector_go_nowhere)
