@@ -30,6 +30,10 @@ QEMU = shutil.which("qemu-system-x86_64", path="/usr/bin")
 IAC = 255
 # pytest's exit status when the rig's L1 is wedged (scripts/check.py)
 RIG_WEDGED = 42
+# how much longer waits may take in the nested rig (TCG-emulated L1) than here
+SLOW = 5 if os.environ.get("DV_RIG") == "1" else 1
+# query-migrate's statuses once a migration is over
+MIGRATION_ENDS = ("completed", "failed", "cancelled")
 
 
 def reply_shape(value):
@@ -280,6 +284,19 @@ def wait_log_count(d, name, text, count, timeout=30):
         assert time.time() < deadline, \
             f"{name}: {count} x {text!r} not seen in {timeout} s: {serial_log(d, name)[-2000:]}"
         time.sleep(0.05)
+
+
+def wait_migration_status(q, want=MIGRATION_ENDS, timeout=60 * SLOW, poll=0.05):
+    """query-migrate (q a Qmp or QmpClient with ok()) until its status is
+    one of want; its reply, or a failure naming the last one seen."""
+    deadline = time.time() + timeout
+    while True:
+        info = q.ok("query-migrate")
+        if info.get("status") in want:
+            return info
+        assert time.time() < deadline, \
+            f"migration never reached {'/'.join(sorted(want))} in {timeout} s: {info}"
+        time.sleep(poll)
 
 
 def image_write_locked(image):

@@ -265,6 +265,15 @@ class Guest:
         self.vmm.__exit__(*exc)
 
 
+def close_all(guests):
+    """A test's clean-up: kill every guest's VMM and reap it (None is
+    skipped), so that none outlives the test whatever failed."""
+    for g in guests:
+        if g is not None:
+            g.kill()
+            g.__exit__(None, None, None)
+
+
 def sh(*cmd, check=True):
     """Run a host command (a list of words); its stderr names a failure."""
     p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)

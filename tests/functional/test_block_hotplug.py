@@ -16,7 +16,8 @@ import time
 import pytest
 
 from harness import (TESTOS, Qmp, Vmm, check_pattern_image, free_port, image_write_locked,
-                     pattern_image, serial_log, third_writer_refused, wait_log_count)
+                     pattern_image, serial_log, third_writer_refused, wait_log_count,
+                     wait_migration_status)
 from testosguest import TestosGuest, guest_maker
 
 BOOT_TIMEOUT = 60  # Debian's QEMU boots testos through SeaBIOS: seconds
@@ -296,16 +297,6 @@ def vm_args(d, name, extra=(), mem="128M"):
             "-kernel", TESTOS, "-append", "testos.run=blk", *extra]
 
 
-def wait_migration(q, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        info = q.ok("query-migrate")
-        if info.get("status") in ("completed", "failed", "cancelled"):
-            return info
-        assert time.time() < deadline, f"migration still {info} after {timeout} s"
-        time.sleep(0.05)
-
-
 DONE = "write-ok=64 flush=ok"
 
 
@@ -337,7 +328,7 @@ def test_a_vm_with_a_hotplugged_disk_migrates_and_its_disk_keeps_working():
             with dst:
                 q_dst = Qmp(os.path.join(d, "dst.sock"))
                 q.ok("migrate", uri=f"unix:{d}/m.sock")
-                assert wait_migration(q)["status"] == "completed"
+                assert wait_migration_status(q)["status"] == "completed"
                 wait_log_count(d, "dst", DONE, serial_log(d, "dst").count(DONE) + 2)
                 assert "FAIL" not in serial_log(d, "src") + serial_log(d, "dst")
                 blocks = q_dst.ok("query-block")
@@ -379,7 +370,7 @@ def test_a_destination_with_other_devices_refuses_and_the_source_runs_on(dst_dev
             dst = Vmm(vm_args(d, "dst", args + ["-incoming", f"unix:{d}/m.sock"]))
             Qmp(os.path.join(d, "dst.sock")).close()
             q.ok("migrate", uri=f"unix:{d}/m.sock")
-            info = wait_migration(q)
+            info = wait_migration_status(q)
             assert info["status"] == "failed", info
             assert dst.wait(30) == 1
             lines = [line for line in dst.stderr.splitlines() if line.strip()]

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from harness import TESTOS, Qmp, Vmm, free_port
+from harness import (SLOW, TESTOS, Qmp, Vmm, free_port, serial_log, wait_log_count,
+                     wait_migration_status)
 
 pytestmark = [pytest.mark.vm, pytest.mark.rig_too]
 
-SLOW = 5 if os.environ.get("DV_RIG") == "1" else 1
 CPUS = sorted(os.sched_getaffinity(0))
 
 
@@ -45,32 +45,12 @@ def vm_args(d, name, cpumap=None, extra=()):
 
 
 def hellos(d, name):
-    try:
-        with open(os.path.join(d, name + ".log"), errors="replace") as f:
-            return f.read().count("testos: hello")
-    except FileNotFoundError:
-        return 0
+    return serial_log(d, name).count("testos: hello")
 
 
 def wait_hellos(d, name, more_than, timeout=30):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if hellos(d, name) > more_than:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{name}'s guest printed no new hello line in "
-                         f"{timeout * SLOW} s (still {hellos(d, name)})")
-
-
-def wait_status(q, want, timeout=60):
-    deadline = time.time() + timeout * SLOW
-    info = None
-    while time.time() < deadline:
-        info = q.ok("query-migrate")
-        if info.get("status") in want:
-            return info
-        time.sleep(0.05)
-    raise AssertionError(f"migration never reached {want} in {timeout * SLOW} s: {info}")
+    """name's guest printed a hello line more than more_than."""
+    wait_log_count(d, name, "testos: hello", more_than + 1, timeout * SLOW)
 
 
 def wait_running(q, timeout=30):
@@ -111,7 +91,7 @@ def test_did_moves_with_the_guest_and_follows_the_destinations_map():
             assert did(q_dst) == (False, "incoming-wait")
             wait_hellos(d, "src", 0)
             q_src.ok("migrate", uri=uri)
-            info = wait_status(q_src, {"completed", "failed", "cancelled"})
+            info = wait_migration_status(q_src, {"completed", "failed", "cancelled"})
             assert info["status"] == "completed", info
             wait_running(q_dst)
             # the source gave its dedicated cores up: stopped, DID off
@@ -144,18 +124,18 @@ def test_source_gets_did_back_when_the_migration_ends_after_the_switch_off(how):
                 {"capability": "pause-before-switchover", "state": True}])
             wait_hellos(d, "src", 0)
             q_src.ok("migrate", uri=uri)
-            wait_status(q_src, {"pre-switchover"})
+            wait_migration_status(q_src, {"pre-switchover"})
             assert q_src.ok("query-status")["status"] == "finish-migrate"
             assert did(q_src) == (False, "migration-stop")
             if how == "cancel":
                 q_src.ok("migrate_cancel")
-                info = wait_status(q_src, {"cancelled", "failed", "completed"})
+                info = wait_migration_status(q_src, {"cancelled", "failed", "completed"})
                 assert info["status"] == "cancelled", info
             else:
                 dst.proc.send_signal(signal.SIGKILL)
                 dst.proc.wait(timeout=30)
                 q_src.ok("migrate-continue", state="pre-switchover")
-                info = wait_status(q_src, {"cancelled", "failed", "completed"})
+                info = wait_migration_status(q_src, {"cancelled", "failed", "completed"})
                 assert info["status"] == "failed", info
             wait_running(q_src)
             assert did(q_src) == (True, "migration-failed")
@@ -178,7 +158,7 @@ def test_destination_without_did_refuses_a_guest_that_had_it():
             q_dst.close()
             wait_hellos(d, "src", 0)
             q_src.ok("migrate", uri=uri)
-            info = wait_status(q_src, {"completed", "failed", "cancelled"})
+            info = wait_migration_status(q_src, {"completed", "failed", "cancelled"})
             assert info["status"] == "failed", info
             assert dst.wait(timeout=30 * SLOW) == 1
             assert "did=on" in dst.stderr and "direct interrupt delivery" in dst.stderr, \
@@ -202,7 +182,7 @@ def test_a_source_without_did_leaves_the_destination_to_its_own_command_line(
             assert did(q_src) == (False, "not-requested")
             wait_hellos(d, "src", 0)
             q_src.ok("migrate", uri=uri)
-            info = wait_status(q_src, {"completed", "failed", "cancelled"})
+            info = wait_migration_status(q_src, {"completed", "failed", "cancelled"})
             assert info["status"] == "completed", info
             wait_running(q_dst)
             assert did(q_src) == (False, "not-requested")

@@ -35,10 +35,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import (QEMU, TESTOS, VMM, Qmp, Vmm, end_process, fd_count, free_port,
-                     image_write_locked)
-from test_migration import (DIRTY, SLOW, dirtycheck, migration_events, seqs,
-                            vm_args, wait_runstate_settles, wait_seq, wait_status)
+from harness import (QEMU, SLOW, TESTOS, VMM, Qmp, Vmm, end_process, fd_count, free_port,
+                     image_write_locked, wait_migration_status)
+from test_migration import (DIRTY, dirtycheck, migration_events, seqs, vm_args,
+                            wait_runstate_settles, wait_seq)
 
 pytestmark = [pytest.mark.vm]
 
@@ -163,7 +163,7 @@ def test_migrate_over_descriptors_passed_with_getfd():
                 assert getfd(q_src, b.fileno(), "out") == {"return": {}}
             q_dst.ok("migrate-incoming", uri="fd:in")
             q_src.ok("migrate", uri="fd:out")
-            info = wait_status(q_src, {"completed", "failed", "cancelled"})
+            info = wait_migration_status(q_src, {"completed", "failed", "cancelled"})
             assert info["status"] == "completed", info
             assert q_src.ok("query-status")["status"] == "postmigrate"
             assert q_dst.ok("query-status")["status"] == "running"
@@ -205,7 +205,7 @@ def test_incoming_on_an_inherited_socket(binary):
                 wait_seq(d, "src", 5)
                 assert getfd(q_src, b.fileno(), "out") == {"return": {}}
                 q_src.ok("migrate", uri="fd:out")
-                info = wait_status(q_src, {"completed", "failed", "cancelled"})
+                info = wait_migration_status(q_src, {"completed", "failed", "cancelled"})
                 assert info["status"] == "completed", f"{binary}: {info}"
                 wait_running(q_dst, f"{binary}: the destination never ran")
                 wait_seq(d, "dst", max(seqs(d, "src")) + 20, q=q_dst)
@@ -248,7 +248,7 @@ def migrate_to_pre_switchover(q_src, q_dst):
     q_src.ok("migrate-set-capabilities", capabilities=[
         {"capability": "pause-before-switchover", "state": True}])
     migrate_tcp(q_src, q_dst)
-    info = wait_status(q_src, {"pre-switchover", "completed", "failed"})
+    info = wait_migration_status(q_src, {"pre-switchover", "completed", "failed"})
     assert info["status"] == "pre-switchover", info
 
 
@@ -273,7 +273,7 @@ def test_pause_before_switchover(binary):
             wrong = error_of(q_src.cmd("migrate-continue", {"state": "active"}))
             assert wrong == "Migration not in expected state: pre-switchover", wrong
             q_src.ok("migrate-continue", state="pre-switchover")
-            info = wait_status(q_src, {"completed", "failed"})
+            info = wait_migration_status(q_src, {"completed", "failed"})
             assert info["status"] == "completed", info
             statuses = [s for i, s in enumerate(migration_events(q_src))
                         if i == 0 or s != migration_events(q_src)[i - 1]]
@@ -293,7 +293,7 @@ def test_cancel_in_pre_switchover_resumes_the_source(binary):
         with pair(d, binary) as (q_src, q_dst):
             migrate_to_pre_switchover(q_src, q_dst)
             q_src.ok("migrate_cancel")
-            info = wait_status(q_src, {"cancelled", "failed", "completed"})
+            info = wait_migration_status(q_src, {"cancelled", "failed", "completed"})
             assert info["status"] == "cancelled", f"{binary}: {info}"
             wait_running(q_src, "the source never ran again")
             wait_seq(d, "src", max(seqs(d, "src")) + 20, q=q_src)
@@ -319,7 +319,7 @@ def test_late_block_activate(binary, late):
                 q_dst.ok("migrate-set-capabilities", capabilities=[
                     {"capability": "late-block-activate", "state": True}])
             migrate_tcp(q_src, q_dst)
-            assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
+            assert wait_migration_status(q_src, {"completed", "failed"})["status"] == "completed"
             assert wait_runstate_settles(q_dst) == "paused"
             paused = lock_bytes(image)
             q_dst.ok("cont")

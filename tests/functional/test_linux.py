@@ -13,12 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
-from harness import ROOT, free_port
-from linuxguest import Guest, kmsg
+from harness import ROOT, free_port, wait_migration_status
+from linuxguest import Guest, close_all, kmsg
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "guest"))
 import dirtycheck  # noqa: E402
@@ -121,9 +120,7 @@ def _boot_pair(workdir, cfg):
                 result[which] = e
         return result
     finally:
-        for g in guests.values():
-            g.kill()
-            g.__exit__(None, None, None)
+        close_all(guests.values())
 
 
 # ---- a) CPUs and memory ----
@@ -225,9 +222,7 @@ def reboots(workdir):
             except AssertionError as e:
                 result[w] = (str(e), g.vmm.proc.poll())
     finally:
-        for g in guests.values():
-            g.kill()
-            g.__exit__(None, None, None)
+        close_all(guests.values())
     return result
 
 
@@ -261,9 +256,7 @@ def poweroffs(workdir):
             except AssertionError as e:
                 result[w] = (g.vmm.proc.poll(), str(e))
     finally:
-        for g in guests.values():
-            g.kill()
-            g.__exit__(None, None, None)
+        close_all(guests.values())
     return result
 
 
@@ -279,17 +272,6 @@ def test_poweroff_ends_the_vmm(poweroffs, which):
 
 
 # ---- d) live migration ----
-
-def wait_status(q, want, timeout=240):
-    deadline = time.time() + timeout
-    info = None
-    while time.time() < deadline:
-        info = q.ok("query-migrate")
-        if info.get("status") in want:
-            return info
-        time.sleep(0.2)
-    raise AssertionError(f"migration never reached {want}: {info}")
-
 
 def seqs(text):
     return [int(n) for n in re.findall(r"^linux: seq (\d+) sum ", text, re.M)]
@@ -315,7 +297,7 @@ def test_migration_keeps_the_guest_running(workdir, which):
             q_src, q_dst = src.qmp(src_sock), dst.qmp(dst_sock)
             try:
                 q_src.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
-                info = wait_status(q_src, {"completed", "failed", "cancelled"})
+                info = wait_migration_status(q_src, timeout=240, poll=0.2)
                 assert info["status"] == "completed", info
                 last_src = max(seqs(src.text()))
                 dst.wait_for(rf"^linux: seq {last_src + 6} sum ", timeout=120)

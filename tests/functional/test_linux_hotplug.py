@@ -39,7 +39,7 @@ import time
 
 import pytest
 
-from linuxguest import Guest, initrd, tap_netns
+from linuxguest import Guest, close_all, initrd, tap_netns
 
 pytestmark = pytest.mark.hwkvm
 
@@ -334,8 +334,7 @@ class Session:
         finally:
             if self.g:
                 self.fails = self.g.fails()
-                self.g.kill()
-                self.g.__exit__(None, None, None)
+            close_all([self.g])
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
         print(f"{self.which}: boot {self.times.get('boot', 0):.1f} s, "
               + ", ".join(f"{self.cycles} {k} cycles {v:.1f} s ({v / self.cycles:.2f} s each)"

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from linuxguest import Guest, tap_netns
+from linuxguest import Guest, close_all, tap_netns
 
 # hwkvm: a stock kernel does not boot on PVM; `make check` runs these in
 # the nested rig, whose L1 has /dev/vhost-net
@@ -165,9 +165,7 @@ def _boot_pair(vhost):
                 result[which] = e
         return result
     finally:
-        for g in guests.values():
-            g.kill()
-            g.__exit__(None, None, None)
+        close_all(guests.values())
         for ns in spaces.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)

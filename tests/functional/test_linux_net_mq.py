@@ -19,7 +19,7 @@ import tempfile
 
 import pytest
 
-from linuxguest import Guest, tap_netns
+from linuxguest import Guest, close_all, tap_netns
 from test_linux_net import GUEST_IP, HOST_IP, TAP, iperf3, skip_unless_host_ready
 
 # hwkvm: a stock kernel does not boot on PVM; `make check` runs these in
@@ -87,9 +87,7 @@ def _boot(vhost, queues):
               flush=True)
         return Run(g.text(), iperf, m.group(1))
     finally:
-        if g:
-            g.kill()
-            g.__exit__(None, None, None)
+        close_all([g])
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from linuxguest import Guest
+from linuxguest import Guest, close_all
 
 pytestmark = pytest.mark.hwkvm
 
@@ -79,9 +79,7 @@ def results():
                     out[which] = e
                 print(f"{which}: {out[which]}", flush=True)
         finally:
-            for g in guests.values():
-                g.kill()
-                g.__exit__(None, None, None)
+            close_all(guests.values())
         yield out
 
 

@@ -20,8 +20,9 @@ import zlib
 
 import pytest
 
-from harness import (QEMU, ROOT, TESTOS, VMM, Qmp, Vmm, check_pattern_image, free_port,
-                     pattern_image, serial_log, third_writer_refused, wait_log_count)
+from harness import (QEMU, ROOT, SLOW, TESTOS, VMM, Qmp, Vmm, check_pattern_image,
+                     free_port, pattern_image, serial_log, third_writer_refused,
+                     wait_log_count, wait_migration_status)
 
 
 # Every test but the ten hops runs in the rig too (rig_too).  The ten hops
@@ -31,8 +32,6 @@ from harness import (QEMU, ROOT, TESTOS, VMM, Qmp, Vmm, check_pattern_image, fre
 # run for reasons outside this VMM.
 pytestmark = [pytest.mark.vm]
 
-# Nested TCG runs the guest and both VMMs tens of times slower.
-SLOW = 5 if os.environ.get("DV_RIG") == "1" else 1
 DIRTY = "testos.run=dirty testos.mibps=50 testos.wss_mib=64"
 
 # testos's hello scenario resets and starts again forever without
@@ -45,16 +44,6 @@ def vm_args(d, name, extra=(), mem="128M", append=WORKLOAD):
             "-serial", f"file:{os.path.join(d, name + '.log')}",
             "-qmp", f"unix:{os.path.join(d, name + '.sock')},server,nowait",
             "-kernel", TESTOS, "-append", append, *extra]
-
-
-def wait_status(q, want, timeout=60):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        info = q.ok("query-migrate")
-        if info.get("status") in want:
-            return info
-        time.sleep(0.05)
-    raise TimeoutError(f"migration never reached {want} in {timeout * SLOW} s: {info}")
 
 
 def wait_runstate_settles(q, timeout=30):
@@ -153,7 +142,7 @@ def start_slow_migration(q, d, port):
     Qmp(os.path.join(d, "dst.sock")).close()
     q.ok("migrate-set-parameters", **{"max-bandwidth": 256 * 1024})
     q.ok("migrate", uri=f"tcp:127.0.0.1:{port}")
-    wait_status(q, {"active"})
+    wait_migration_status(q, {"active"})
 
 
 def wait_line(d, name, text, timeout=60):
@@ -172,7 +161,7 @@ def migrate_once(d, src_name, dst_name, uri, dst_uri=None, src_q=None,
     q_dst = Qmp(os.path.join(d, dst_name + ".sock"))
     q_src = src_q
     q_src.ok("migrate", uri=uri)
-    info = wait_status(q_src, {"completed", "failed", "cancelled"})
+    info = wait_migration_status(q_src, {"completed", "failed", "cancelled"})
     return dst, q_dst, info
 
 
@@ -230,7 +219,7 @@ def test_cancel_keeps_the_source_running():
                              mem="512M")):
                 start_slow_migration(q, d, port)
                 q.ok("migrate_cancel")
-                info = wait_status(q, {"cancelled"})
+                info = wait_migration_status(q, {"cancelled"})
                 assert info["status"] == "cancelled"
             assert q.ok("query-status")["status"] == "running"
             assert wait_grows(d, "src")
@@ -248,13 +237,13 @@ def test_dead_destination_fails_and_the_source_keeps_running():
             with dst:
                 start_slow_migration(q, d, port)
                 dst.proc.send_signal(signal.SIGKILL)
-                info = wait_status(q, {"failed"})
+                info = wait_migration_status(q, {"failed"})
                 assert info["error-desc"]
             assert q.ok("query-status")["status"] == "running"
             assert wait_grows(d, "src")
             # nobody listening at all
             q.ok("migrate", uri=f"tcp:127.0.0.1:{free_port()}")
-            assert wait_status(q, {"failed"})["status"] == "failed"
+            assert wait_migration_status(q, {"failed"})["status"] == "failed"
             assert q.ok("query-status")["status"] == "running"
             q.close()
 
@@ -312,7 +301,7 @@ def test_corrupt_and_truncated_streams_are_refused():
             q = Qmp(os.path.join(d, "src.sock"))
             q.ok("stop")
             q.ok("migrate", uri=f"exec:cat > {good}")
-            assert wait_status(q, {"completed", "failed"})["status"] == "completed"
+            assert wait_migration_status(q, {"completed", "failed"})["status"] == "completed"
             q.close()
         data = open(good, "rb").read()
         assert len(data) > 4096
@@ -394,7 +383,7 @@ def test_paused_guest_arrives_paused(binary):
                                        append=dirty), binary=exe))
                 q_dst = Qmp(os.path.join(d, f"vm{i}.sock"))
                 q.ok("migrate", uri=uri)
-                assert wait_status(q, {"completed", "failed"})["status"] == "completed", why
+                assert wait_migration_status(q, {"completed", "failed"})["status"] == "completed", why
                 q.close()
                 vms[-2].kill()
                 q = q_dst
@@ -454,7 +443,7 @@ def test_migrate_with_disk_io_and_the_image_lock_moves():
             with dst:
                 q_dst = Qmp(os.path.join(d, "dst.sock"))
                 q_src.ok("migrate", uri=uri)
-                assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
+                assert wait_migration_status(q_src, {"completed", "failed"})["status"] == "completed"
                 done = "write-ok=64 flush=ok"
                 wait_log_count(d, "dst", done, serial_log(d, "dst").count(done) + 2, 30 * SLOW)
                 assert "FAIL" not in serial_log(d, "src") + serial_log(d, "dst")
@@ -514,7 +503,7 @@ def test_incoming_defer_waits_for_migrate_incoming():
             assert wait_line(d, "src", "testos: hello")
             q_dst.ok("migrate-incoming", uri=uri)
             q_src.ok("migrate", uri=uri)
-            assert wait_status(q_src, {"completed", "failed"})["status"] == "completed"
+            assert wait_migration_status(q_src, {"completed", "failed"})["status"] == "completed"
             assert wait_runstate_settles(q_dst) == "running"
             assert wait_grows(d, "dst"), serial_log(d, "dst")[-500:]
             q_src.close()

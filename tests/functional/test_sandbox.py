@@ -31,15 +31,14 @@ import uuid
 
 import pytest
 
-from harness import BUILD, QEMU, TESTOS, VMM, Qmp, Vmm, free_port, serial_log
+from harness import (BUILD, QEMU, SLOW, TESTOS, VMM, Qmp, Vmm, free_port, serial_log,
+                     wait_log_count, wait_migration_status)
 from test_testos_net import GUEST_IP, GUEST_MAC, NETPROBE, PYTHON, TAP
 from test_testos_net import netns as tap_netns  # noqa: F401 (a fixture)
 
 LIBVIRT_SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 CAP_NET_ADMIN, CAP_IPC_LOCK = 12, 14
 KEPT = (1 << CAP_NET_ADMIN) | (1 << CAP_IPC_LOCK)
-# Nested TCG runs guests and both VMMs tens of times slower.
-SLOW = 5 if os.environ.get("DV_RIG") == "1" else 1
 
 
 def need_seccomp():
@@ -258,23 +257,7 @@ def hellos(d, name):
 
 def wait_more_hellos(d, name, than, timeout=30):
     """The guest goes on: its hello count grows past `than`."""
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        if hellos(d, name) > than:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{name}: no new 'testos: hello' after {timeout * SLOW} s "
-                         f"(still {hellos(d, name)})")
-
-
-def wait_migration(q, timeout=60):
-    deadline = time.time() + timeout * SLOW
-    while time.time() < deadline:
-        info = q.ok("query-migrate")
-        if info.get("status") in ("completed", "failed", "cancelled"):
-            return info
-        time.sleep(0.05)
-    raise AssertionError(f"migration not over after {timeout * SLOW} s: {info}")
+    wait_log_count(d, name, "testos: hello", than + 1, timeout * SLOW)
 
 
 def quit_cleanly(vm, q):
@@ -310,7 +293,7 @@ def test_libvirt_sandbox_vm_runs_migrates_and_quits(kind):
                 q_dst = Qmp(os.path.join(d, "dst.sock"))
                 assert_sandboxed(dst.pid)
                 q_src.ok("migrate", uri=uri)
-                info = wait_migration(q_src)
+                info = wait_migration_status(q_src)
                 assert info["status"] == "completed", info
                 before = hellos(d, "dst")
                 wait_more_hellos(d, "dst", before)
@@ -352,7 +335,7 @@ def test_spawn_deny_refuses_exec_migration_and_tap_scripts(netns):
             out = os.path.join(d, "stream")
             reply = q.execute("migrate", uri=f"exec:cat > {out}")
             if "error" not in reply:
-                info = wait_migration(q)
+                info = wait_migration_status(q)
                 assert info["status"] == "failed", info
                 why = info.get("error-desc", "")
             else:
