@@ -31,6 +31,20 @@ void net_tap_release_fd(NetTap *tap);
 void vhost_net_release_fd(VhostNet *vn);
 /* TUNSETSNDBUF; 0 means INT_MAX (QEMU's default). */
 bool net_tap_set_sndbuf(NetTap *tap, uint64_t sndbuf, GError **errp);
+/*
+ * io_uring for batched tap writes (tap-uring.c): NULL where the kernel has
+ * none (or it is disabled).  net_uring_writev writes n (at most
+ * net_uring_entries) frames to fd with one system call, results[i] as
+ * writev's (bytes or -errno); false when the ring broke (frames without a
+ * result say -EIO): free it and write frame by frame.
+ */
+#define NET_TAP_BATCH 64 /* frames per io_uring system call */
+typedef struct NetUring NetUring;
+NetUring *net_uring_new(unsigned entries);
+unsigned net_uring_entries(NetUring *u);
+bool net_uring_writev(NetUring *u, int fd, const NetTapFrame *frames, unsigned n,
+                      ssize_t *results);
+void net_uring_free(NetUring *u);
 /* The interface name the kernel gave it. */
 const char *net_tap_ifname(NetTap *tap);
 /* Close the queue. NULL is a no-op. */

@@ -25,6 +25,9 @@ struct NetTap {
     bool vnet_hdr; /* frames on fd carry virtio_net_hdr */
     bool has_ufo;
     bool enabled; /* attached (TUNSETQUEUE); a queue starts attached */
+    bool sndbuf_unlimited; /* TUNSETSNDBUF INT_MAX: a write is never refused */
+    NetUring *uring;       /* net_tap_send_batch's, made at its first batch */
+    bool uring_failed;     /* no io_uring here: write frame by frame */
 };
 
 int net_tap_fd(NetTap *tap)
@@ -179,6 +182,7 @@ bool net_tap_set_sndbuf(NetTap *tap, uint64_t sndbuf, GError **errp)
         error_setg_errno(errp, errno, "TUNSETSNDBUF ioctl failed");
         return false;
     }
+    tap->sndbuf_unlimited = value == INT_MAX;
     return true;
 }
 
@@ -247,6 +251,78 @@ ssize_t net_tap_send(NetTap *tap, const struct iovec *iov, int iovcnt)
     return n;
 }
 
+/*
+ * The batch through io_uring: true when it went (results set).  Its
+ * writes run in order inside one system call but do not stop at a refused
+ * one, so only a tap whose send buffer never fills uses it (a refusal
+ * there would let later frames pass an earlier one); should the kernel
+ * refuse some anyway, the refused frames before the last one it took are
+ * dropped (-ENOBUFS), the ones after it are refused as the rest of the
+ * batch.
+ */
+static bool tap_send_batch_uring(NetTap *tap, const NetTapFrame *frames, unsigned n,
+                                 ssize_t *results)
+{
+    unsigned max, last_taken = 0;
+    bool taken = false;
+
+    if (!tap->vnet_hdr || !tap->sndbuf_unlimited || tap->uring_failed) {
+        return false;
+    }
+    if (!tap->uring) {
+        tap->uring = net_uring_new(NET_TAP_BATCH);
+        if (!tap->uring) {
+            tap->uring_failed = true;
+            return false;
+        }
+    }
+    max = net_uring_entries(tap->uring);
+    for (unsigned start = 0; start < n; start += max) {
+        unsigned count = MIN(max, n - start);
+        if (!net_uring_writev(tap->uring, tap->fd, frames + start, count, results + start)) {
+            net_uring_free(tap->uring); /* results say -EIO: those frames are lost */
+            tap->uring = NULL;
+            tap->uring_failed = true;
+            return true;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (results[i] != -EAGAIN) {
+            last_taken = i;
+            taken = true;
+        }
+    }
+    for (unsigned i = 0; taken && i < last_taken; i++) {
+        if (results[i] == -EAGAIN) {
+            results[i] = -ENOBUFS;
+        }
+    }
+    return true;
+}
+
+void net_tap_send_batch(NetTap *tap, const NetTapFrame *frames, unsigned n, ssize_t *results)
+{
+    unsigned i = 0;
+
+    for (unsigned k = 0; k < n; k++) {
+        if (iov_total(frames[k].iov, frames[k].iovcnt) < NET_VNET_HDR_LEN) {
+            break; /* net_tap_send's -EINVAL: frame by frame */
+        }
+        if (k == n - 1 && tap_send_batch_uring(tap, frames, n, results)) {
+            return;
+        }
+    }
+    for (; i < n; i++) {
+        results[i] = net_tap_send(tap, frames[i].iov, frames[i].iovcnt);
+        if (results[i] == -EAGAIN) {
+            break;
+        }
+    }
+    for (; i < n; i++) {
+        results[i] = -EAGAIN;
+    }
+}
+
 ssize_t net_tap_receive(NetTap *tap, const struct iovec *iov, int iovcnt)
 {
     size_t total = iov_total(iov, iovcnt);
@@ -281,6 +357,7 @@ void net_tap_free(NetTap *tap)
     if (!tap) {
         return;
     }
+    net_uring_free(tap->uring);
     if (tap->fd >= 0) {
         close(tap->fd);
     }

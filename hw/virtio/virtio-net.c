@@ -459,53 +459,74 @@ static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
 /* ---- transmit: guest -> tap ---- */
 
 /*
- * Transmit chains to the tap, completing them in batches (one used-index
- * update and at most one interrupt for up to VNET_TX_BATCH frames).
+ * Transmit chains to the tap in batches of up to VNET_TX_BATCH: popped,
+ * sent with one net_tap_send_batch (one system call where io_uring is
+ * there), completed together (one used-index update and at most one
+ * interrupt).  A tap that refuses a frame gets it again, and the ones
+ * after it, once it is writable.
  */
 static void vnet_transmit(VirtioNet *n, VirtioNetPair *p)
 {
     VirtQueue *vq = &n->vdev.vqs[VNET_TXQ(p->index)];
-    unsigned done = 0;
+    NetTapFrame frames[VNET_TX_BATCH];
+    ssize_t results[VNET_TX_BATCH];
+    int frame_of[VNET_TX_BATCH]; /* chain i went out as frames[frame_of[i]], or -1 */
+    unsigned total = 0;
 
-    for (unsigned budget = VNET_BUDGET; budget; budget--) {
-        VirtQueueElement *e = &p->tx_elems[done];
-        ssize_t r = 0;
+    while (total < VNET_BUDGET) {
+        unsigned popped = 0, nframes = 0, done;
+        bool bad = false;
 
-        if (!virtio_queue_pop(vq, e)) {
-            break;
+        while (popped < VNET_TX_BATCH && total + popped < VNET_BUDGET) {
+            VirtQueueElement *e = &p->tx_elems[popped];
+            if (!virtio_queue_pop(vq, e)) {
+                break;
+            }
+            p->tx_lens[popped] = 0;
+            frame_of[popped++] = -1;
+            if (e->bad_address || e->out_len < NET_VNET_HDR_LEN) {
+                virtio_error(&n->vdev, vq, "transmit queue: %s",
+                             e->bad_address ? "a buffer outside guest RAM"
+                                            : "a chain shorter than the virtio-net header");
+                bad = true;
+                break;
+            }
+            /* link down, no tap or oversized: dropped */
+            if (p->tap && vnet_frames_pass(n) && e->out_len <= NET_TAP_MAX_FRAME) {
+                frames[nframes] = (NetTapFrame){ e->iov, e->out_num };
+                frame_of[popped - 1] = nframes++;
+            }
         }
-        if (e->bad_address || e->out_len < NET_VNET_HDR_LEN) {
-            virtio_error(&n->vdev, vq, "transmit queue: %s",
-                         e->bad_address ? "a buffer outside guest RAM"
-                                        : "a chain shorter than the virtio-net header");
-            p->tx_lens[done++] = 0;
-            break;
+        if (!popped) {
+            return;
         }
-        if (p->tap && vnet_frames_pass(n) && e->out_len <= NET_TAP_MAX_FRAME) {
-            r = net_tap_send(p->tap, e->iov, e->out_num);
+        if (nframes) {
+            net_tap_send_batch(p->tap, frames, nframes, results);
         }
-        if (r == -EAGAIN) {
-            virtio_queue_unpop(vq, 1);
-            p->tx_wait_writable = true;
-            break;
+        for (done = 0; done < popped; done++) {
+            int f = frame_of[done];
+            if (f >= 0 && results[f] == -EAGAIN) {
+                p->tx_wait_writable = true; /* this chain and the rest wait */
+                break;
+            }
+            if (f >= 0 && results[f] > 0) {
+                p->tx_frames++;
+            } else if (!(bad && done == popped - 1)) {
+                p->tx_dropped++;
+            }
         }
-        if (r > 0) {
-            p->tx_frames++;
-        } else {
-            p->tx_dropped++;
+        if (done < popped) {
+            virtio_queue_unpop(vq, popped - done);
         }
-        p->tx_lens[done++] = 0;
-        if (done == VNET_TX_BATCH) {
+        if (done) {
             virtio_queue_complete_many(vq, p->tx_elems, p->tx_lens, done);
-            done = 0;
         }
-        if (budget == 1) {
-            virtio_queue_kick(vq); /* more later: let the rest have a turn */
+        total += done;
+        if (bad || p->tx_wait_writable) {
+            return;
         }
     }
-    if (done) {
-        virtio_queue_complete_many(vq, p->tx_elems, p->tx_lens, done);
-    }
+    virtio_queue_kick(vq); /* more later: let the rest have a turn */
 }
 
 /* TUNSETOFFLOAD from the GUEST_* bits in force, on every tap queue. */

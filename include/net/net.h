@@ -98,6 +98,19 @@ int net_tap_fd(NetTap *tap);
 ssize_t net_tap_send(NetTap *tap, const struct iovec *iov, int iovcnt);
 
 /*
+ * Send n frames in order as net_tap_send would, results[i] its return for
+ * frames[i]; a tap that refuses a frame (-EAGAIN) refuses the rest of the
+ * batch too (they say -EAGAIN, none of them was sent).  Where the kernel
+ * has io_uring and the tap's send buffer is unlimited (sndbuf=0, the
+ * default) the whole batch is one system call; otherwise one writev each.
+ */
+typedef struct NetTapFrame {
+    const struct iovec *iov;
+    int iovcnt;
+} NetTapFrame;
+void net_tap_send_batch(NetTap *tap, const NetTapFrame *frames, unsigned n, ssize_t *results);
+
+/*
  * Receive one frame into iov: the virtio_net_hdr (num_buffers 0, for the
  * device to fill), then the frame.  Returns its length, header
  * included, or -EAGAIN when none waits, or another -errno.  iov should hold

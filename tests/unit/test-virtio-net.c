@@ -406,6 +406,64 @@ UNIT_TEST(frames_both_ways_through_a_tap)
     end_test(n, sock, set);
 }
 
+/*
+ * Chains posted together go out in one batch (one io_uring system call
+ * with the default unlimited sndbuf, one writev each with a sndbuf set):
+ * all of them, in the guest's order, counted once.
+ */
+UNIT_TEST(transmit_batches_keep_the_guests_order)
+{
+    static const char *const specs[] = {
+        "tap,id=n0,ifname=dvnet0,script=no,downscript=no",
+        "tap,id=n0,ifname=dvnet0,script=no,downscript=no,sndbuf=4194304",
+    };
+    static uint8_t got[2048];
+
+    for (unsigned s = 0; s < G_N_ELEMENTS(specs); s++) {
+        const unsigned count = NQ - 2;
+        NetdevSet *set;
+        VirtioNet *n;
+        uint16_t used;
+        uint64_t frames_before;
+        int sock, bad = 0;
+
+        enter_netns();
+        machine_setup();
+        set = netdev_set_new();
+        n = net_new(open_netdev(set, specs[s], "dvnet0"));
+        driver_up(n, BASE_FEATURES);
+        sock = packet_socket("dvnet0");
+        used = ring_used(VNET_TX_QUEUE);
+        frames_before = n->pairs[0].tx_frames;
+        for (unsigned i = 0; i < count; i++) {
+            uint64_t gpa = TXBUF_GPA + 0x800 * i;
+            uint32_t len = NET_VNET_HDR_LEN + 60 + 7 * i;
+            uint16_t flags = 0;
+            memset(m.ram + gpa, 0, NET_VNET_HDR_LEN);
+            make_frame(m.ram + gpa + NET_VNET_HDR_LEN, 60 + 7 * i, peer_mac, 1000 + i);
+            ring_post(VNET_TX_QUEUE, &gpa, &len, &flags, 1);
+        }
+        kick(n, VNET_TX_QUEUE);
+        CHECK_EQ(ring_used(VNET_TX_QUEUE), (uint16_t)(used + count));
+        CHECK_EQ(n->pairs[0].tx_frames - frames_before, count);
+        for (unsigned i = 0; i < count && !bad; i++) {
+            uint32_t seq = 0;
+            ssize_t r = packet_recv(sock, got, sizeof(got));
+            if (r >= 18) {
+                memcpy(&seq, got + 14, 4);
+            }
+            if (r != (ssize_t)(60 + 7 * i) || seq != 1000 + i ||
+                memcmp(got, m.ram + TXBUF_GPA + 0x800 * i + NET_VNET_HDR_LEN, r) != 0) {
+                fprintf(stderr, "%s: frame %u: got %zd bytes, seq %u\n", specs[s], i, r, seq);
+                bad = 1;
+            }
+        }
+        CHECK(!bad);
+        CHECK(!needs_reset(n));
+        end_test(n, sock, set);
+    }
+}
+
 /* MRG_RXBUF: a 1000-byte frame over 256-byte buffers, published at once. */
 UNIT_TEST(merged_receive_buffers)
 {
