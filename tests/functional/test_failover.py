@@ -239,6 +239,30 @@ def test_destination_killed_mid_migration_source_replugs(guests):
     src.alive_after(1)
 
 
+@pytest.mark.rig_too
+def test_destination_killed_at_pre_switchover_source_replugs(guests):
+    """pause-before-switchover: the source's guest is stopped at
+    pre-switchover when the destination dies; migrate-continue fails the
+    migration, and the source's guest runs again with its primary back."""
+    src = standby_guest(guests)
+    src.qmp.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "pause-before-switchover", "state": True}]})
+    with tempfile.TemporaryDirectory() as d:
+        uri = f"unix:{os.path.join(d, 'mig.sock')}"
+        dst = guests("vmm", "failover testos.standby=1", ["-incoming", uri])
+        assert src.qmp.cmd("migrate", {"uri": uri}) == {"return": {}}
+        src.serial.wait_for(r"testos: ejected 6\n", 20)
+        src.wait_status({"pre-switchover"}, 60)
+        assert src.qmp.cmd("query-status")["return"]["status"] != "running"
+        dst.vm.kill()
+        assert src.qmp.cmd("migrate-continue", {"state": "pre-switchover"}) == {"return": {}}
+        assert src.wait_status({"failed", "completed"}, 60) == "failed"
+    src.serial.wait_for(r"testos: ejected 6\n(.*\n)*testos: plugged 6 1af4:1041\n", 20)
+    assert src.slots() == {5: "net1", 6: "pnic"}
+    assert src.qmp.cmd("query-status")["return"]["status"] == "running"
+    src.alive_after(2)
+
+
 def test_debian_qemu_on_pc_negotiates_but_refuses_the_primary(guests):
     """The same guest and -device lines under Debian's QEMU 7.2 on pc: the
     same FAILOVER_NEGOTIATED, then QEMU's warning "failover primary device
