@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -87,6 +88,16 @@ if [ "$(arg late_virtio 0)" = 1 ]; then
     sleep "$(arg late_s 5)"
     say "fo before-virtio pci=$(e1000e_pci) netdevs=$(dev_of e1000e | wc -w)"
     modprobe virtio_net || { fail "fo: modprobe virtio_net"; exit 1; }
+fi
+if [ "$(arg rescan 0)" = 1 ]; then
+    # acpiphp.disable=1: no ACPI hot-plug, so the primary plugged at the
+    # STANDBY negotiation is found by a rescan (and never ejected)
+    n=0
+    while [ "$(e1000e_pci)" = 0 ] && [ $n -lt 150 ]; do
+        echo 1 > /sys/bus/pci/rescan
+        sleep 0.2
+        n=$((n + 1))
+    done
 fi
 m=
 n=0
@@ -194,6 +205,63 @@ def vm(d, name, net, tap, rd, incoming=None, append=APPEND, more=()):
     return g, sock
 
 
+def vfio_group(bdf):
+    return os.path.basename(os.readlink(f"/sys/bus/pci/devices/{bdf}/iommu_group"))
+
+
+class CloseProbe(threading.Thread):
+    """Asks the source (on a monitor of its own) for query-pci over and
+    over while a migration runs, and after each answer looks whether the
+    VMM still holds the VF's IOMMU group (/dev/vfio/N among its fds).  An
+    answer without pnic given while the group was still held came while
+    the ejected VF was being closed: the main loop answered meanwhile.
+    The longest wait for an answer is the main loop's longest stall seen
+    from QMP."""
+
+    def __init__(self, sock, pid, group):
+        super().__init__(daemon=True)
+        self.sock, self.pid, self.node = sock, pid, f"/dev/vfio/{group}"
+        self.samples = []  # (asked, answered, pnic on the bus, group held after)
+        self.stopping = threading.Event()
+        self.error = None
+
+    def held(self):
+        fds = f"/proc/{self.pid}/fd"
+        for fd in os.listdir(fds):
+            try:
+                if os.readlink(os.path.join(fds, fd)) == self.node:
+                    return True
+            except OSError:
+                pass  # closed meanwhile
+        return False
+
+    def run(self):
+        try:
+            with Qmp(self.sock) as q:
+                while not self.stopping.is_set():
+                    t0 = time.monotonic()
+                    devices = [dev.get("qdev_id") for bus in q.ok("query-pci")
+                               for dev in bus["devices"]]
+                    t1 = time.monotonic()
+                    self.samples.append((t0, t1, "pnic" in devices, self.held()))
+                    time.sleep(0.02)
+        except Exception as e:  # reported by stop()
+            self.error = e
+
+    def stop(self):
+        self.stopping.set()
+        self.join(30)
+        assert not self.is_alive(), "the QMP probe did not end in 30 s"
+        assert self.error is None, f"the QMP probe failed: {self.error!r}"
+        gone = [s for s in self.samples if not s[2]]
+        closing = [s for s in gone if s[3]]
+        return {"qmp_answers": len(self.samples),
+                "qmp_longest_ms": round(max(b - a for a, b, _, _ in self.samples) * 1000, 1),
+                "answers_while_closing": len(closing),
+                "closing_seen_s": round(closing[-1][1] - gone[0][0], 2) if closing else 0,
+                "released_seen": any(not s[3] for s in gone)}
+
+
 STAT = re.compile(r"^linux: fo stat vf=(\S+) enslaved=(\d) vf_rx=(\d+) vf_tx=(\d+) "
                   r"sb_rx=(\d+) sb_tx=(\d+)$", re.M)
 
@@ -288,7 +356,8 @@ def test_failover_migration_keeps_the_stream(net):
     with tempfile.TemporaryDirectory() as d:
         rd = initrd(d)
         t0 = time.time()
-        src, src_sock = vm(d, "src", net, TAPS[0], rd)
+        src, src_sock = vm(d, "src", net, TAPS[0], rd,
+                           more=["-qmp", f"unix:{os.path.join(d, 'src-probe.qmp')},server,nowait"])
         with src:
             boot(src, mac)
             stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
@@ -301,6 +370,8 @@ def test_failover_migration_keeps_the_stream(net):
                 dst, dst_sock = vm(d, "dst", net, TAPS[1], rd, incoming=f"unix:{d}/mig.sock")
                 with dst:
                     wait_for_path(dst_sock, 60)
+                    probe = CloseProbe(os.path.join(d, "src-probe.qmp"), src.vmm.proc.pid,
+                                       vfio_group(bdf))
                     with Qmp(src_sock) as qs, Qmp(dst_sock) as qd:
                         qs.ok("migrate-set-capabilities",
                               capabilities=[{"capability": "events", "state": True}])
@@ -308,12 +379,21 @@ def test_failover_migration_keeps_the_stream(net):
                         src_mark = len(src.complete_lines())
                         t1 = time.time()
                         marks["migrate"] = time.monotonic()
+                        probe.start()
                         qs.ok("migrate", uri=f"unix:{d}/mig.sock")
                         ev = qs.wait_event("UNPLUG_PRIMARY", STEP)
                         assert ev["data"] == {"device-id": "pnic"}, ev
                         statuses = migration_statuses(qs, "completed", 300)
                         marks["completed"] = time.monotonic()
                         migrate_s = time.time() - t1
+                        qmp = probe.stop()
+                        print(f"\nQMP during the migration: {qmp}", flush=True)
+                        # the destination got the same BDF, so the source's
+                        # close was over by then; while it ran (seconds in
+                        # the rig: a bus reset, RAM unpinned) QMP answered
+                        assert qmp["released_seen"], qmp
+                        assert qmp["answers_while_closing"] > 0, (
+                            f"no QMP answer while the ejected VF was being closed: {qmp}")
                         assert statuses[:3] == ["setup", "wait-unplug", "active"], statuses
                         info = qs.ok("query-migrate")
                         ev = qd.wait_event("FAILOVER_NEGOTIATED", STEP)
@@ -343,7 +423,7 @@ def test_failover_migration_keeps_the_stream(net):
                         "wait_unplug_ms": info.get("wait-unplug-time"),
                         "setup_ms": info.get("setup-time"),
                         "downtime_ms": info.get("downtime"),
-                        "total_ms": info.get("total-time"),
+                        "total_ms": info.get("total-time"), "qmp": qmp,
                         "vf_before": vf_before, "vf_after": vf_after[1]})
             finally:
                 if not stream.stopping.is_set():
@@ -403,3 +483,118 @@ def test_cancel_at_unplug_keeps_the_vf(net):
                 if not stream.stopping.is_set():
                     stream.stop(0)
             assert boot_ok and not src.fails(), src.tail()
+
+
+def pnic_back(q, timeout=STEP):
+    """Waits until query-pci shows pnic on the source's bus again."""
+    deadline = time.time() + timeout
+    while True:
+        devices = [dev.get("qdev_id") for bus in q.ok("query-pci") for dev in bus["devices"]]
+        if "pnic" in devices:
+            return
+        assert time.time() < deadline, f"pnic not back in {timeout} s: {devices}"
+        time.sleep(0.5)
+
+
+def test_destination_killed_in_each_phase_source_replugs(net):
+    """The destination is killed while RAM is being sent (1 MiB/s), and
+    then, with a second destination, at pre-switchover (the source's guest
+    stopped, pause-before-switchover) before migrate-continue: each time
+    the migration fails on the source, whose guest runs on and gets its
+    e1000e back, which carries the stream again."""
+    bdf, mac = net
+    with tempfile.TemporaryDirectory() as d:
+        rd = initrd(d)
+        src, src_sock = vm(d, "src", net, TAPS[0], rd)
+        with src:
+            boot(src, mac)
+            stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
+            try:
+                assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
+                vf_carries_traffic(src, 0, stream)
+                with Qmp(src_sock) as qs:
+                    qs.ok("migrate-set-capabilities",
+                          capabilities=[{"capability": "events", "state": True}])
+                    for phase in ("active", "pre-switchover"):
+                        pause = phase == "pre-switchover"
+                        qs.ok("migrate-set-capabilities", capabilities=[
+                            {"capability": "pause-before-switchover", "state": pause}])
+                        qs.ok("migrate-set-parameters",
+                              **{"max-bandwidth": (128 << 20) if pause else (1 << 20)})
+                        path = os.path.join(d, f"mig-{phase}.sock")
+                        dst, dst_sock = vm(d, "dst-" + phase, net, TAPS[1], rd,
+                                           incoming="unix:" + path)
+                        with dst:
+                            wait_for_path(dst_sock, 60)
+                            wait_for_path(path, 60)
+                            mark = len(src.complete_lines())
+                            qs.ok("migrate", uri="unix:" + path)
+                            try:
+                                statuses = migration_statuses(qs, phase, 300)
+                            except AssertionError as e:
+                                raise AssertionError(f"{e}: {qs.ok('query-migrate')}") from e
+                            dst.kill()
+                            if pause:
+                                qs.ok("migrate-continue", state="pre-switchover")
+                            statuses += migration_statuses(qs, "failed", STEP)
+                        print(f"\nkilled at {phase}: {statuses}", flush=True)
+                        assert statuses[:3] == ["setup", "wait-unplug", "active"], statuses
+                        assert qs.ok("query-status")["status"] == "running"
+                        pnic_back(qs)
+                        # the guest had ejected it, and runs on (dv-dirty's
+                        # lines go on; a report of the VMM's threads if not)
+                        assert re.search(r"^linux: fo vf=none$", src.complete_lines()[mark:],
+                                         re.M), src.tail()
+                        last = max(int(x) for x in re.findall(r"^linux: seq (\d+) sum ",
+                                                              src.complete_lines(), re.M))
+                        src.wait_for(rf"^linux: seq {last + 3} sum ", STEP)
+                        vf_carries_traffic(src, len(src.complete_lines()), stream)
+                result = stream.stop()
+                save("dst-killed", {"outage": result})
+            finally:
+                if not stream.stopping.is_set():
+                    stream.stop(0)
+            assert not src.fails(), src.tail()
+
+
+def test_guest_that_never_ejects_cancel_keeps_the_vf(net):
+    """acpiphp.disable=1: the guest handles no ACPI hot-plug (it finds the
+    primary by a PCI rescan), so it never ejects it.  The migration stays
+    in wait-unplug while the guest runs on with the e1000e carrying the
+    stream; migrate_cancel ends it (cancelled), the e1000e stays and still
+    carries the stream."""
+    bdf, mac = net
+    with tempfile.TemporaryDirectory() as d:
+        src, src_sock = vm(d, "src", net, TAPS[0], initrd(d),
+                           append=APPEND + " dv.rescan=1 acpiphp.disable=1")
+        with src:
+            boot(src, mac)
+            stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
+            try:
+                assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
+                vf_carries_traffic(src, 0, stream)
+                with Qmp(src_sock) as q:
+                    q.ok("migrate-set-capabilities",
+                         capabilities=[{"capability": "events", "state": True}])
+                    q.ok("migrate", uri="exec:cat > /dev/null")
+                    q.wait_event("UNPLUG_PRIMARY", STEP)
+                    statuses = migration_statuses(q, "wait-unplug", STEP)
+                    # the guest goes on with its VF while the migration waits
+                    vf_carries_traffic(src, len(src.complete_lines()), stream)
+                    assert q.ok("query-migrate")["status"] == "wait-unplug"
+                    q.ok("migrate_cancel")
+                    statuses += migration_statuses(q, "cancelled", STEP)
+                    assert statuses == ["setup", "wait-unplug", "cancelling", "cancelled"], \
+                        statuses
+                    assert q.ok("query-status")["status"] == "running"
+                    devices = [dev.get("qdev_id") for bus in q.ok("query-pci")
+                               for dev in bus["devices"]]
+                    assert "pnic" in devices, devices
+                assert not re.search(r"^linux: fo vf=none$", src.complete_lines(), re.M), \
+                    "the guest lost its e1000e"
+                vf_carries_traffic(src, len(src.complete_lines()), stream)
+                save("never-ejects", {"outage": stream.stop(), "statuses": statuses})
+            finally:
+                if not stream.stopping.is_set():
+                    stream.stop(0)
+            assert not src.fails(), src.tail()
