@@ -36,11 +36,17 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def caption():
-    """One line above each table: where, on how many CPUs, at what load."""
+def caption(began=None):
+    """One line above each table: where, on how many CPUs, at what load.
+    began: (load average, date) taken when the runs began, for a caption
+    written once they are over (it gives the load at both ends)."""
+    now = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    if began:
+        return (f"_Measured: {place()}; {os.cpu_count()} host CPUs; "
+                f"load average {began[0]} (1/5/15 min) when this table's runs began, "
+                f"{began[1]}, and {loadavg()} when they ended, {now}._")
     return (f"_Measured: {place()}; {os.cpu_count()} host CPUs; "
-            f"load average {loadavg()} (1/5/15 min) when this table's runs began, "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}._")
+            f"load average {loadavg()} (1/5/15 min) when this table's runs began, {now}._")
 
 
 _qemu_cpu = None

@@ -402,8 +402,9 @@ def main():
         if only and name not in only:
             continue
         meta = section_meta()
-        caption = benchenv.caption()
         data = measure()
+        meta["loadavg_end"] = benchenv.loadavg()
+        caption = benchenv.caption(began=(meta["loadavg"], meta["date"]))
         where = name + "-rig" if name in RIG_TABLES and meta["place_short"] == "rig" \
             else name
         results["sections"][where] = {"measured": meta, "results": data}
