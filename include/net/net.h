@@ -13,9 +13,9 @@
  * How a virtio-net device drives a netdev (netdev=ID):
  *  - netdev_find() + netdev_claim(); queue pair i uses netdev_tap(nd, i).
  *  - vhost=off: watch net_tap_fd() for input and call net_tap_receive()
- *    until -EAGAIN; net_tap_send() each transmitted chain (header
- *    included).  On FEATURES_OK, net_tap_set_offload() from the GUEST_*
- *    bits, on every queue.
+ *    until -EAGAIN; net_tap_send_batch() the transmitted chains (header
+ *    included; net_tap_send() one).  On FEATURES_OK, net_tap_set_offload()
+ *    from the GUEST_* bits, on every queue.
  *  - vhost=on (netdev_vhost(nd, i) != NULL): on DRIVER_OK,
  *    vhost_net_set_features() (the guest's features; VHOST_NET_F_VIRTIO_NET_HDR
  *    only when !net_tap_has_vnet_hdr()), vhost_net_set_mem_table(),
