@@ -115,6 +115,18 @@ for l in /sys/class/net/$m/lower_*; do
     [ "${drv##*/}" = virtio_net ] && sb=${l##*/lower_}
 done
 ip addr add "$ip" dev "$m" && ip link set "$m" up || { fail "fo: ip"; exit 1; }
+# Linux 6.1 gives net_failover's standby IPv6 of its own (DAD, MLD, router
+# solicitations with backoff) and answers ARP for the master's address on it
+# (arp_ignore=0): those frames leave through the standby with the VF's MAC and
+# move the switch's entry for that MAC to the standby's port, where
+# net_failover drops what arrives while the VF is primary (frames on the
+# standby go to the standby alone), until the guest sends through the VF
+# again: 2% to 45% of the stream lost in steady state, under both VMMs.
+# dv.fo_quiet_standby=0 keeps the kernel's defaults.
+if [ "$(arg fo_quiet_standby 1)" = 1 ] && [ -n "$sb" ]; then
+    echo 1 > /proc/sys/net/ipv6/conf/$sb/disable_ipv6
+    echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore
+fi
 say "fo up master=$m standby=$sb mac=$(cat /sys/class/net/$m/address)"
 [ -x /bin/dv-udpecho ] && /bin/dv-udpecho "$port" &
 (
