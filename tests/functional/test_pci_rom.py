@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 from harness import QEMU, TESTOS, VMM, QmpClient, Vmm, wait_for_path
+from test_vfio_pci import bdf  # noqa: F401 (a fixture)
 
 WHICH = {"vmm": VMM, "qemu": QEMU}
 ROM = "efi-virtio.rom"               # Debian's ipxe-qemu: QEMU's default for virtio-net-pci
@@ -30,26 +31,51 @@ def binary(which):
     return WHICH[which]
 
 
+def guest_roms(which, devices):
+    """testos pci-rom under which: {slot: (addr, size, enabled, first two
+    bytes)} for each function with a ROM BAR, and the serial text."""
+    cmd = [binary(which), "-enable-kvm", "-m", "128M", "-display", "none", "-nodefaults",
+           "-serial", "stdio", "-no-reboot", "-kernel", TESTOS,
+           "-append", "testos.run=pci-rom", *devices]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
+                          stdin=subprocess.DEVNULL)
+    assert "testos: done" in proc.stdout, proc.stdout + proc.stderr
+    return {int(m.group(1), 16): (int(m.group(2), 16), int(m.group(3), 16), m.group(4),
+                                  m.group(5)) for m in re.finditer(
+        r"^testos: pci-rom 0:(\w+)\.0 addr=(\w+) size=(\w+) enabled=(\d) sig=(\w+)$",
+        proc.stdout, re.M)}, proc.stdout
+
+
+def check_placed(rom, size, text):
+    """A ROM BAR as SeaBIOS leaves it: placed, aligned, disabled, a ROM there."""
+    addr, got_size, enabled, sig = rom
+    assert got_size == size, text
+    assert addr != 0 and addr % size == 0, f"ROM BAR at {addr:#x}:\n{text}"
+    assert enabled == "0", text
+    assert sig == "aa55", f"the guest read {sig} at the ROM's start:\n{text}"
+
+
 @pytest.mark.vm
 @pytest.mark.parametrize("which", WHICH)
 def test_guest_finds_the_rom_bar_placed_disabled_and_reads_the_rom(which):
-    cmd = [binary(which), "-enable-kvm", "-m", "128M", "-display", "none", "-nodefaults",
-           "-serial", "stdio", "-no-reboot", "-kernel", TESTOS,
-           "-append", "testos.run=pci-rom", *DEVICES]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-    assert "testos: done" in proc.stdout, proc.stdout + proc.stderr
-    roms = {int(m.group(1), 16): m.groups()[1:] for m in re.finditer(
-        r"^testos: pci-rom 0:(\w+)\.0 addr=(\w+) size=(\w+) enabled=(\d) sig=(\w+)$",
-        proc.stdout, re.M)}
+    roms, text = guest_roms(which, DEVICES)
     # only slot 4 has one: romfile= (empty) and rombar=0 show none
-    assert set(roms) == {4}, proc.stdout
-    addr, size, enabled, sig = roms[4]
-    addr, size = int(addr, 16), int(size, 16)
-    assert size == ROM_BAR, proc.stdout
-    assert addr != 0 and addr % size == 0, f"ROM BAR at {addr:#x}:\n{proc.stdout}"
-    assert enabled == "0", proc.stdout
-    assert sig == "aa55", f"the guest read {sig} at the ROM's start:\n{proc.stdout}"
+    assert set(roms) == {4}, text
+    check_placed(roms[4], ROM_BAR, text)
+
+
+@pytest.mark.iommu
+@pytest.mark.parametrize("which", WHICH)
+def test_passed_through_nic_rom_bar_placed_as_seabios_does(bdf, which):  # noqa: F811
+    """vfio-pci: the host NIC's own ROM (QEMU 7.2's e1000e in the rig has
+    efi-e1000e.rom, 256 KiB), placed and disabled, read through VFIO when
+    the guest enables it; rombar=0 hides it."""
+    host_rom = os.path.getsize(f"/sys/bus/pci/devices/{bdf}/rom")
+    roms, text = guest_roms(which, ["-device", f"vfio-pci,host={bdf},addr=4"])
+    assert set(roms) == {4}, text
+    check_placed(roms[4], host_rom, text)
+    roms, text = guest_roms(which, ["-device", f"vfio-pci,host={bdf},addr=4,rombar=0"])
+    assert roms == {}, text
 
 
 def rom_regions(which):
