@@ -105,10 +105,39 @@ void *machine_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
+/*
+ * Guest RAM starts on a 2 MiB boundary of the host's address space, so
+ * that every 2 MiB-aligned guest-physical range is one transparent huge
+ * page of the host.  KVM maps a huge page into the guest (NPT/EPT) only
+ * where the host address and the guest frame are aligned alike, and
+ * VFIO's DMA mapping of RAM is physically contiguous per 2 MiB only then:
+ * with RAM at a 4 KiB offset (what a plain mmap gives on Linux 6.1), the
+ * last 2 MiB were 4 KiB pages and a passthrough NIC's TSO buffers that
+ * crossed a page there were dropped by QEMU's emulated e1000e in the rig
+ * (docs/architecture.md, Guest RAM).
+ */
+#define RAM_ALIGN (2u << 20)
+
+static void *ram_map_aligned(uint64_t size)
+{
+    uint8_t *base = mmap(NULL, size + RAM_ALIGN, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    uint8_t *ram;
+
+    if (base == MAP_FAILED) {
+        return MAP_FAILED;
+    }
+    ram = (uint8_t *)(((uintptr_t)base + RAM_ALIGN - 1) & ~(uintptr_t)(RAM_ALIGN - 1));
+    if (ram > base) {
+        munmap(base, ram - base);
+    }
+    munmap(ram + size, base + RAM_ALIGN - ram);
+    return ram;
+}
+
 static bool machine_init_ram(Machine *m, GError **errp)
 {
-    m->ram = mmap(NULL, m->ram_size, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    m->ram = ram_map_aligned(m->ram_size);
     if (m->ram == MAP_FAILED) {
         m->ram = NULL;
         error_setg_errno(errp, errno,
