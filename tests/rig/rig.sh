@@ -35,6 +35,9 @@
 #   --nic MODEL        NIC model for --iommu (default e1000e; QEMU 7.2 has no igb)
 #   --cpu MODEL        L1 CPU model (default max; e.g. EPYC,+svm,+npt)
 #   --smp N            L1 vCPUs (default: the host's CPUs)
+#   --tcg-thread MODE  multi: one host thread per L1 vCPU (MTTCG); single: all
+#                      L1 vCPUs take turns on one host thread (default: multi,
+#                      or $RIG_TCG_THREAD)
 #   --mem SIZE         L1 memory (default 4G)
 #   --append WORDS     extra L1 kernel command-line words (e.g. loglevel=7)
 #   --qemu-arg ARG     extra argument for the L1 QEMU (repeatable)
@@ -93,6 +96,7 @@ overlay tun vhost_net loop ext4 crc32c_generic crc32c_intel af_packet
 bonding net_failover failover bridge veth button evdev"
 
 SHARE="" IOMMU=0 NIC=e1000e CPU=max SMP=$(nproc) MEM=4G APPEND="" TIMEOUT=1800 WEDGE=180
+TCG_THREAD=${RIG_TCG_THREAD:-multi}
 SCRATCH=16G SHELL_MODE=0 BUILD_ONLY=0 REBUILD=0 QUIET=0 CMD=""
 QEMU_EXTRA=() FWD_TCP=() FWD_UNIX=()
 
@@ -117,6 +121,7 @@ parse_args() {
         --nic) NIC=$2; shift 2 ;;
         --cpu) CPU=$2; shift 2 ;;
         --smp) SMP=$2; shift 2 ;;
+        --tcg-thread) TCG_THREAD=$2; shift 2 ;;
         --mem) MEM=$2; shift 2 ;;
         --append) APPEND="$APPEND $2"; shift 2 ;;
         --qemu-arg) QEMU_EXTRA+=("$2"); shift 2 ;;
@@ -137,6 +142,7 @@ parse_args() {
         die "no command: give -- 'command', --shell or --build-only"
     [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout $TIMEOUT: not a number of seconds"
     [[ "$WEDGE" =~ ^[0-9]+$ ]] || die "--wedge $WEDGE: not a number of seconds"
+    case "$TCG_THREAD" in single|multi) ;; *) die "--tcg-thread $TCG_THREAD: single or multi" ;; esac
     [ -z "$SHARE" ] || [ -d "$SHARE" ] || die "--share $SHARE: not a directory"
     case "$SHARE" in *,*) die "--share: the path must not hold a comma" ;; esac
     if [ "$SHELL_MODE" = 1 ] && [ ${#FWD_UNIX[@]} -gt 0 ]; then
@@ -342,7 +348,7 @@ make_run_initrd() {
 make_qemu_args() {
     local i fwd="" gport hport
     KAPPEND="console=ttyS0 panic=-1 rig.usr=1 quiet loglevel=4"
-    QARGS=(-accel tcg -cpu "$CPU" -smp "$SMP" -m "$MEM" -nodefaults -display none
+    QARGS=(-accel "tcg,thread=$TCG_THREAD" -cpu "$CPU" -smp "$SMP" -m "$MEM" -nodefaults -display none
         -no-reboot -kernel "$RUN/kernel" -initrd "$RUN/initrd"
         -virtfs "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on")
     if [ "$IOMMU" = 1 ]; then
@@ -502,7 +508,7 @@ main() {
     : > "$RUN/heartbeat.log"
     QARGS+=(-serial "file:$RUN/console.log" -serial "file:$RUN/out.log"
             -serial "file:$RUN/heartbeat.log")
-    say "booting L1 ($CPU, smp $SMP, $MEM$([ "$IOMMU" = 0 ] || echo ', iommu + 2 NICs')); logs in $RUN"
+    say "booting L1 ($CPU, smp $SMP, tcg $TCG_THREAD, $MEM$([ "$IOMMU" = 0 ] || echo ', iommu + 2 NICs')); logs in $RUN"
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
