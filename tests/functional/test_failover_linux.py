@@ -65,6 +65,9 @@ APPEND = (f"dv.ip={GUEST_IP}/24 dv.wss_mib=8 dv.mibps=2 dv.period_ms=500 "
 #                                               the shell's forks on one vCPU
 #                                               cost the UDP echo datagrams)
 #   linux: fo stat vf=DEV enslaved=0|1 vf_rx=N vf_tx=N sb_rx=N sb_tx=N  (every 2 s)
+#   linux: fo garp vf=DEV                      (a gratuitous ARP sent through
+#                                               the master once the VF is
+#                                               enslaved with carrier)
 SCENARIO = r"""
 . /etc/dv/lib.sh
 ip=$(arg ip 198.18.0.2/24)
@@ -132,12 +135,24 @@ say "fo up master=$m standby=$sb mac=$(cat /sys/class/net/$m/address)"
 (
     prev=x
     ticks=0
+    garp=
     s=/sys/class/net
     while :; do
         vf=$(dev_of e1000e)
         if [ "${vf:-none}" != "$prev" ]; then
             say "fo vf=${vf:-none}"
             prev=${vf:-none}
+            garp=
+        fi
+        # Once the VF is enslaved with carrier (net_failover then sends
+        # through it), one gratuitous ARP through the master moves the
+        # switch's entry for the MAC to the VF's port at once, instead of at
+        # the guest's next frame: after boot and after the replug.
+        if [ -z "$garp" ] && [ -n "$vf" ] && [ -e "$s/$m/lower_$vf" ] &&
+           [ "$(cat $s/$vf/carrier 2>/dev/null)" = 1 ]; then
+            garp=1
+            arping -U -c 1 -I "$m" "${ip%/*}" > /dev/null 2>&1 &
+            say "fo garp vf=$vf"
         fi
         ticks=$((ticks + 1))
         if [ $ticks -ge 4 ]; then
