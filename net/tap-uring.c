@@ -35,8 +35,8 @@ static int uring_setup(unsigned entries, struct io_uring_params *p)
 
 static int uring_enter(int fd, unsigned to_submit, unsigned min_complete)
 {
-    return syscall(__NR_io_uring_enter, fd, to_submit, min_complete, IORING_ENTER_GETEVENTS,
-                   NULL, 0);
+    return syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+                   IORING_ENTER_GETEVENTS, NULL, 0);
 }
 
 void net_uring_free(NetUring *u)
@@ -73,15 +73,15 @@ NetUring *net_uring_new(unsigned entries)
     u->entries = p.sq_entries;
     u->rings_size = MAX(p.sq_off.array + p.sq_entries * sizeof(unsigned),
                         p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe));
-    map = mmap(NULL, u->rings_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
-               IORING_OFF_SQ_RING);
+    map = mmap(NULL, u->rings_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+               u->fd, IORING_OFF_SQ_RING);
     if (map == MAP_FAILED) {
         goto fail;
     }
     u->rings = map;
     u->sqes_size = p.sq_entries * sizeof(struct io_uring_sqe);
-    map = mmap(NULL, u->sqes_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
-               IORING_OFF_SQES);
+    map = mmap(NULL, u->sqes_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+               u->fd, IORING_OFF_SQES);
     if (map == MAP_FAILED) {
         goto fail;
     }

@@ -24,7 +24,7 @@ struct NetTap {
     char ifname[IFNAMSIZ];
     bool vnet_hdr; /* frames on fd carry virtio_net_hdr */
     bool has_ufo;
-    bool enabled; /* attached (TUNSETQUEUE); a queue starts attached */
+    bool enabled;          /* attached (TUNSETQUEUE); a queue starts attached */
     bool sndbuf_unlimited; /* TUNSETSNDBUF INT_MAX: a write is never refused */
     NetUring *uring;       /* net_tap_send_batch's, made at its first batch */
     bool uring_failed;     /* no io_uring here: write frame by frame */
@@ -279,7 +279,8 @@ static bool tap_send_batch_uring(NetTap *tap, const NetTapFrame *frames, unsigne
     max = net_uring_entries(tap->uring);
     for (unsigned start = 0; start < n; start += max) {
         unsigned count = MIN(max, n - start);
-        if (!net_uring_writev(tap->uring, tap->fd, frames + start, count, results + start)) {
+        if (!net_uring_writev(tap->uring, tap->fd, frames + start, count,
+                              results + start)) {
             net_uring_free(tap->uring); /* results say -EIO: those frames are lost */
             tap->uring = NULL;
             tap->uring_failed = true;
@@ -300,7 +301,8 @@ static bool tap_send_batch_uring(NetTap *tap, const NetTapFrame *frames, unsigne
     return true;
 }
 
-void net_tap_send_batch(NetTap *tap, const NetTapFrame *frames, unsigned n, ssize_t *results)
+void net_tap_send_batch(NetTap *tap, const NetTapFrame *frames, unsigned n,
+                        ssize_t *results)
 {
     unsigned i = 0;
 

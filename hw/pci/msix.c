@@ -198,7 +198,8 @@ static void msix_vector_update(PciDevice *dev, unsigned n)
     }
     msix_vector_sync_route(dev, n);
     msix_vector_bind_users(dev, n,
-                           msix_vector_addr_valid(v) && v->route_addr == msix_vector_addr(v) &&
+                           msix_vector_addr_valid(v) &&
+                                   v->route_addr == msix_vector_addr(v) &&
                                    v->route_data == v->entry[MSIX_ENTRY_DATA]
                                ? v->gsi
                                : -1);

@@ -68,10 +68,10 @@ typedef struct VirtioNetPair {
     uint32_t *rx_lens;
     VirtQueueElement tx_elems[VNET_TX_BATCH]; /* popped, sent, to complete */
     uint32_t tx_lens[VNET_TX_BATCH];
-    int call_fd[2];  /* vhost's interrupts: irqfds, or relayed by the I/O thread */
+    int call_fd[2];    /* vhost's interrupts: irqfds, or relayed by the I/O thread */
     int call_irqfd[2]; /* the transport's handle while call_fd is an irqfd, or -1 */
-    bool vhost_on;   /* [vhost_lock] vhost-net has this pair's rings */
-    bool log_active; /* [vhost_lock] vhost-net logs this pair's writes */
+    bool vhost_on;     /* [vhost_lock] vhost-net has this pair's rings */
+    bool log_active;   /* [vhost_lock] vhost-net logs this pair's writes */
     VirtioNetWatch watching[2][VIRTIO_MAX_WATCH_FDS]; /* watch_fds', receive/transmit */
     uint64_t rx_dropped, tx_dropped, rx_frames, tx_frames;
 } VirtioNetPair;

@@ -113,7 +113,8 @@ static void vhost_pair_kicks_elsewhere(VirtioNet *n, VirtioNetPair *p, bool else
 
 static VirtQueue *vhost_pair_vq(VirtioNet *n, VirtioNetPair *p, unsigned ring)
 {
-    return &n->vdev.vqs[ring == VHOST_NET_RING_RX ? VNET_RXQ(p->index) : VNET_TXQ(p->index)];
+    return &n->vdev
+                .vqs[ring == VHOST_NET_RING_RX ? VNET_RXQ(p->index) : VNET_TXQ(p->index)];
 }
 
 /* Each ring's interrupt eventfd straight to KVM where the transport can. */

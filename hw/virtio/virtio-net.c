@@ -486,8 +486,9 @@ static void vnet_transmit(VirtioNet *n, VirtioNetPair *p)
             frame_of[popped++] = -1;
             if (e->bad_address || e->out_len < NET_VNET_HDR_LEN) {
                 virtio_error(&n->vdev, vq, "transmit queue: %s",
-                             e->bad_address ? "a buffer outside guest RAM"
-                                            : "a chain shorter than the virtio-net header");
+                             e->bad_address
+                                 ? "a buffer outside guest RAM"
+                                 : "a chain shorter than the virtio-net header");
                 bad = true;
                 break;
             }

@@ -108,7 +108,8 @@ typedef struct NetTapFrame {
     const struct iovec *iov;
     int iovcnt;
 } NetTapFrame;
-void net_tap_send_batch(NetTap *tap, const NetTapFrame *frames, unsigned n, ssize_t *results);
+void net_tap_send_batch(NetTap *tap, const NetTapFrame *frames, unsigned n,
+                        ssize_t *results);
 
 /*
  * Receive one frame into iov: the virtio_net_hdr (num_buffers 0, for the

@@ -95,7 +95,8 @@ static bool fake_irqfd(void *opaque, int fd, int gsi, bool assign, GError **errp
         return true;
     }
     for (int i = 0; i < 8; i++) {
-        if (assign ? k->extra_fd[i] == 0 : k->extra_fd[i] == fd && k->extra_gsi[i] == gsi) {
+        if (assign ? k->extra_fd[i] == 0
+                   : k->extra_fd[i] == fd && k->extra_gsi[i] == gsi) {
             k->extra_fd[i] = assign ? fd : 0;
             k->extra_gsi[i] = assign ? gsi : 0;
             return true;

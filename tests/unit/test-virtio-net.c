@@ -454,7 +454,8 @@ UNIT_TEST(transmit_batches_keep_the_guests_order)
             }
             if (r != (ssize_t)(60 + 7 * i) || seq != 1000 + i ||
                 memcmp(got, m.ram + TXBUF_GPA + 0x800 * i + NET_VNET_HDR_LEN, r) != 0) {
-                fprintf(stderr, "%s: frame %u: got %zd bytes, seq %u\n", specs[s], i, r, seq);
+                fprintf(stderr, "%s: frame %u: got %zd bytes, seq %u\n", specs[s], i, r,
+                        seq);
                 bad = 1;
             }
         }
