@@ -18,6 +18,7 @@ memory check passes; migrate_cancel right at UNPLUG_PRIMARY leaves the
 source's guest running with its e1000e carrying the stream.  Lost packets
 and the longest gap are printed and written to
 build/failover-linux-*.json, never asserted."""
+import contextlib
 import json
 import os
 import re
@@ -523,65 +524,74 @@ def pnic_back(q, timeout=STEP):
         time.sleep(0.5)
 
 
+@contextlib.contextmanager
+def source_with_stream(net, d, rd, append=APPEND):
+    """The source VMM booted with its e1000e, the peer's stream to the guest
+    running and carried by the e1000e: (guest, QMP socket, stream).  The
+    stream is stopped if the body did not stop it; the guest must not have
+    failed."""
+    src, src_sock = vm(d, "src", net, TAPS[0], rd, append=append)
+    with src:
+        boot(src, net[1])
+        stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
+        try:
+            assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
+            vf_carries_traffic(src, 0, stream)
+            yield src, src_sock, stream
+        finally:
+            if not stream.stopping.is_set():
+                stream.stop(0)
+        assert not src.fails(), src.tail()
+
+
 def test_destination_killed_in_each_phase_source_replugs(net):
     """The destination is killed while RAM is being sent (1 MiB/s), and
     then, with a second destination, at pre-switchover (the source's guest
     stopped, pause-before-switchover) before migrate-continue: each time
     the migration fails on the source, whose guest runs on and gets its
     e1000e back, which carries the stream again."""
-    bdf, mac = net
     with tempfile.TemporaryDirectory() as d:
         rd = initrd(d)
-        src, src_sock = vm(d, "src", net, TAPS[0], rd)
-        with src:
-            boot(src, mac)
-            stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
-            try:
-                assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
-                vf_carries_traffic(src, 0, stream)
-                with Qmp(src_sock) as qs:
-                    qs.ok("migrate-set-capabilities",
-                          capabilities=[{"capability": "events", "state": True}])
-                    for phase in ("active", "pre-switchover"):
-                        pause = phase == "pre-switchover"
-                        qs.ok("migrate-set-capabilities", capabilities=[
-                            {"capability": "pause-before-switchover", "state": pause}])
-                        qs.ok("migrate-set-parameters",
-                              **{"max-bandwidth": (128 << 20) if pause else (1 << 20)})
-                        path = os.path.join(d, f"mig-{phase}.sock")
-                        dst, dst_sock = vm(d, "dst-" + phase, net, TAPS[1], rd,
-                                           incoming="unix:" + path)
-                        with dst:
-                            wait_for_path(dst_sock, 60)
-                            wait_for_path(path, 60)
-                            mark = len(src.complete_lines())
-                            qs.ok("migrate", uri="unix:" + path)
-                            try:
-                                statuses = migration_statuses(qs, phase, 300)
-                            except AssertionError as e:
-                                raise AssertionError(f"{e}: {qs.ok('query-migrate')}") from e
-                            dst.kill()
-                            if pause:
-                                qs.ok("migrate-continue", state="pre-switchover")
-                            statuses += migration_statuses(qs, "failed", STEP)
-                        print(f"\nkilled at {phase}: {statuses}", flush=True)
-                        assert statuses[:3] == ["setup", "wait-unplug", "active"], statuses
-                        assert qs.ok("query-status")["status"] == "running"
-                        pnic_back(qs)
-                        # the guest had ejected it, and runs on (dv-dirty's
-                        # lines go on; a report of the VMM's threads if not)
-                        assert re.search(r"^linux: fo vf=none$", src.complete_lines()[mark:],
-                                         re.M), src.tail()
-                        last = max(int(x) for x in re.findall(r"^linux: seq (\d+) sum ",
-                                                              src.complete_lines(), re.M))
-                        src.wait_for(rf"^linux: seq {last + 3} sum ", STEP)
-                        vf_carries_traffic(src, len(src.complete_lines()), stream)
-                result = stream.stop()
-                save("dst-killed", {"outage": result})
-            finally:
-                if not stream.stopping.is_set():
-                    stream.stop(0)
-            assert not src.fails(), src.tail()
+        with source_with_stream(net, d, rd) as (src, src_sock, stream):
+            with Qmp(src_sock) as qs:
+                qs.ok("migrate-set-capabilities",
+                      capabilities=[{"capability": "events", "state": True}])
+                for phase in ("active", "pre-switchover"):
+                    pause = phase == "pre-switchover"
+                    qs.ok("migrate-set-capabilities", capabilities=[
+                        {"capability": "pause-before-switchover", "state": pause}])
+                    qs.ok("migrate-set-parameters",
+                          **{"max-bandwidth": (128 << 20) if pause else (1 << 20)})
+                    path = os.path.join(d, f"mig-{phase}.sock")
+                    dst, dst_sock = vm(d, "dst-" + phase, net, TAPS[1], rd,
+                                       incoming="unix:" + path)
+                    with dst:
+                        wait_for_path(dst_sock, 60)
+                        wait_for_path(path, 60)
+                        mark = len(src.complete_lines())
+                        qs.ok("migrate", uri="unix:" + path)
+                        try:
+                            statuses = migration_statuses(qs, phase, 300)
+                        except AssertionError as e:
+                            raise AssertionError(f"{e}: {qs.ok('query-migrate')}") from e
+                        dst.kill()
+                        if pause:
+                            qs.ok("migrate-continue", state="pre-switchover")
+                        statuses += migration_statuses(qs, "failed", STEP)
+                    print(f"\nkilled at {phase}: {statuses}", flush=True)
+                    assert statuses[:3] == ["setup", "wait-unplug", "active"], statuses
+                    assert qs.ok("query-status")["status"] == "running"
+                    pnic_back(qs)
+                    # the guest had ejected it, and runs on (dv-dirty's
+                    # lines go on; a report of the VMM's threads if not)
+                    assert re.search(r"^linux: fo vf=none$", src.complete_lines()[mark:],
+                                     re.M), src.tail()
+                    last = max(int(x) for x in re.findall(r"^linux: seq (\d+) sum ",
+                                                          src.complete_lines(), re.M))
+                    src.wait_for(rf"^linux: seq {last + 3} sum ", STEP)
+                    vf_carries_traffic(src, len(src.complete_lines()), stream)
+            result = stream.stop()
+            save("dst-killed", {"outage": result})
 
 
 def test_guest_that_never_ejects_cancel_keeps_the_vf(net):
@@ -590,38 +600,27 @@ def test_guest_that_never_ejects_cancel_keeps_the_vf(net):
     in wait-unplug while the guest runs on with the e1000e carrying the
     stream; migrate_cancel ends it (cancelled), the e1000e stays and still
     carries the stream."""
-    bdf, mac = net
+    append = APPEND + " dv.rescan=1 acpiphp.disable=1"
     with tempfile.TemporaryDirectory() as d:
-        src, src_sock = vm(d, "src", net, TAPS[0], initrd(d),
-                           append=APPEND + " dv.rescan=1 acpiphp.disable=1")
-        with src:
-            boot(src, mac)
-            stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
-            try:
-                assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
-                vf_carries_traffic(src, 0, stream)
-                with Qmp(src_sock) as q:
-                    q.ok("migrate-set-capabilities",
-                         capabilities=[{"capability": "events", "state": True}])
-                    q.ok("migrate", uri="exec:cat > /dev/null")
-                    q.wait_event("UNPLUG_PRIMARY", STEP)
-                    statuses = migration_statuses(q, "wait-unplug", STEP)
-                    # the guest goes on with its VF while the migration waits
-                    vf_carries_traffic(src, len(src.complete_lines()), stream)
-                    assert q.ok("query-migrate")["status"] == "wait-unplug"
-                    q.ok("migrate_cancel")
-                    statuses += migration_statuses(q, "cancelled", STEP)
-                    assert statuses == ["setup", "wait-unplug", "cancelling", "cancelled"], \
-                        statuses
-                    assert q.ok("query-status")["status"] == "running"
-                    devices = [dev.get("qdev_id") for bus in q.ok("query-pci")
-                               for dev in bus["devices"]]
-                    assert "pnic" in devices, devices
-                assert not re.search(r"^linux: fo vf=none$", src.complete_lines(), re.M), \
-                    "the guest lost its e1000e"
+        with source_with_stream(net, d, initrd(d), append) as (src, src_sock, stream):
+            with Qmp(src_sock) as q:
+                q.ok("migrate-set-capabilities",
+                     capabilities=[{"capability": "events", "state": True}])
+                q.ok("migrate", uri="exec:cat > /dev/null")
+                q.wait_event("UNPLUG_PRIMARY", STEP)
+                statuses = migration_statuses(q, "wait-unplug", STEP)
+                # the guest goes on with its VF while the migration waits
                 vf_carries_traffic(src, len(src.complete_lines()), stream)
-                save("never-ejects", {"outage": stream.stop(), "statuses": statuses})
-            finally:
-                if not stream.stopping.is_set():
-                    stream.stop(0)
-            assert not src.fails(), src.tail()
+                assert q.ok("query-migrate")["status"] == "wait-unplug"
+                q.ok("migrate_cancel")
+                statuses += migration_statuses(q, "cancelled", STEP)
+                assert statuses == ["setup", "wait-unplug", "cancelling", "cancelled"], \
+                    statuses
+                assert q.ok("query-status")["status"] == "running"
+                devices = [dev.get("qdev_id") for bus in q.ok("query-pci")
+                           for dev in bus["devices"]]
+                assert "pnic" in devices, devices
+            assert not re.search(r"^linux: fo vf=none$", src.complete_lines(), re.M), \
+                "the guest lost its e1000e"
+            vf_carries_traffic(src, len(src.complete_lines()), stream)
+            save("never-ejects", {"outage": stream.stop(), "statuses": statuses})
