@@ -304,17 +304,16 @@ static bool tap_send_batch_uring(NetTap *tap, const NetTapFrame *frames, unsigne
 void net_tap_send_batch(NetTap *tap, const NetTapFrame *frames, unsigned n,
                         ssize_t *results)
 {
-    unsigned i = 0;
+    bool whole = n > 0; /* every frame has its header (else net_tap_send's -EINVAL) */
+    unsigned i;
 
-    for (unsigned k = 0; k < n; k++) {
-        if (iov_total(frames[k].iov, frames[k].iovcnt) < NET_VNET_HDR_LEN) {
-            break; /* net_tap_send's -EINVAL: frame by frame */
-        }
-        if (k == n - 1 && tap_send_batch_uring(tap, frames, n, results)) {
-            return;
-        }
+    for (i = 0; whole && i < n; i++) {
+        whole = iov_total(frames[i].iov, frames[i].iovcnt) >= NET_VNET_HDR_LEN;
     }
-    for (; i < n; i++) {
+    if (whole && tap_send_batch_uring(tap, frames, n, results)) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
         results[i] = net_tap_send(tap, frames[i].iov, frames[i].iovcnt);
         if (results[i] == -EAGAIN) {
             break;

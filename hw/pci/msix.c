@@ -329,47 +329,51 @@ bool msix_enabled(PciDevice *dev)
 bool msix_vector_use_fd(PciDevice *dev, unsigned vector, int fd)
 {
     MsixState *ms = dev->msix;
-    bool ok = false;
+    const PciKvmOps *ops;
+    GError *err = NULL;
+    MsixVector *v;
+    int slot = -1;
 
     if (!ms || vector >= ms->nr_vectors || fd < 0) {
         return false;
     }
+    ops = dev->bus->cfg.ops;
     pthread_mutex_lock(&ms->lock);
-    if (ms->enabled) {
-        MsixVector *v = &ms->vectors[vector];
-        for (unsigned i = 0; i < MSIX_VECTOR_USERS && !ok; i++) {
-            if (v->users[i] < 0) {
-                int gsi = v->users_gsi;
-                msix_vector_bind_users(dev, vector, -1);
-                v->users[i] = fd;
-                ok = true;
-                if (gsi >= 0) {
-                    msix_vector_bind_users(dev, vector, gsi);
-                } else {
-                    msix_vector_update(dev, vector);
-                }
-            }
+    v = &ms->vectors[vector];
+    for (unsigned i = 0; ms->enabled && slot < 0 && i < MSIX_VECTOR_USERS; i++) {
+        if (v->users[i] < 0) {
+            slot = i;
+        }
+    }
+    if (slot >= 0) {
+        v->users[slot] = fd;
+        if (v->users_gsi < 0) {
+            msix_vector_update(dev, vector); /* binds the users if it is unmasked */
+        } else if (!ops->irqfd(dev->bus->cfg.ops_opaque, fd, v->users_gsi, true, &err)) {
+            msix_warn(dev, err);
         }
     }
     pthread_mutex_unlock(&ms->lock);
-    return ok;
+    return slot >= 0;
 }
 
 void msix_vector_release_fd(PciDevice *dev, unsigned vector, int fd)
 {
     MsixState *ms = dev->msix;
+    MsixVector *v;
 
     if (!ms || vector >= ms->nr_vectors) {
         return;
     }
     pthread_mutex_lock(&ms->lock);
-    MsixVector *v = &ms->vectors[vector];
+    v = &ms->vectors[vector];
     for (unsigned i = 0; i < MSIX_VECTOR_USERS; i++) {
         if (v->users[i] == fd) {
-            int gsi = v->users_gsi;
-            msix_vector_bind_users(dev, vector, -1);
+            if (v->users_gsi >= 0) {
+                dev->bus->cfg.ops->irqfd(dev->bus->cfg.ops_opaque, fd, v->users_gsi,
+                                         false, NULL);
+            }
             v->users[i] = -1;
-            msix_vector_bind_users(dev, vector, gsi);
             break;
         }
     }
