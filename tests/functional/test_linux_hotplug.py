@@ -69,16 +69,12 @@ ip=$(arg ip 198.18.0.2/24)
 peer=$(arg peer 198.18.0.1)
 pings=$(arg pings_first 3)
 nic_up() {
-    local d=$1 pci drv n out sent got
+    local d=$1 pci drv out sent got
     pci=$(readlink -f /sys/class/net/$d/device/..)
     drv=$(readlink /sys/class/net/$d/device/driver)
     ip addr add "$ip" dev "$d" || fail "hp: ip addr add $ip dev $d"
     ip link set "$d" up || fail "hp: ip link set $d up"
-    n=0
-    while [ "$(cat /sys/class/net/$d/carrier 2>/dev/null)" != 1 ] && [ $n -lt 100 ]; do
-        sleep 0.1
-        n=$((n + 1))
-    done
+    wait_carrier "$d" 100
     out=$(ping -c "$pings" -W 5 "$peer" 2>&1)
     sent=$(echo "$out" | sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p')
     got=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')

@@ -11,6 +11,15 @@ arg() {
     echo "$v"
 }
 
+# Wait until interface $1 has carrier, at most $2 tenths of a second.
+wait_carrier() {
+    local n=0
+    while [ "$(cat /sys/class/net/$1/carrier 2>/dev/null)" != 1 ] && [ $n -lt "$2" ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+}
+
 # The interface the e1000e driver made (waited for up to 10 s) with the
 # address $1 on it, up, its carrier waited for (up to 20 s); prints its
 # name.  Fails (status 1) when there is none or ip refuses.
@@ -26,10 +35,6 @@ e1000e_up() {
     done
     [ -n "$dev" ] || return 1
     ip addr add "$1" dev "$dev" && ip link set "$dev" up || return 1
-    n=0
-    while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $n -lt 200 ]; do
-        sleep 0.1
-        n=$((n + 1))
-    done
+    wait_carrier "$dev" 200
     echo "$dev"
 }

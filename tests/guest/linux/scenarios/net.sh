@@ -33,11 +33,7 @@ say "net dev=$dev driver=virtio_net mac=$(cat /sys/class/net/$dev/address)"
 say "net features=$(cat /sys/class/net/$dev/device/features)"
 ip addr add "$ip" dev "$dev" || { fail "net: ip addr add $ip"; exit 1; }
 ip link set "$dev" up || { fail "net: ip link set $dev up"; exit 1; }
-n=0
-while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $n -lt 100 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
+wait_carrier "$dev" 100
 say "net up dev=$dev ip=$ip carrier=$(cat /sys/class/net/$dev/carrier 2>/dev/null)"
 on=$(/usr/sbin/ethtool -k "$dev" | sed -n 's/^\([a-z0-9-]*\): on.*/\1/p' | tr '\n' ',')
 say "net offloads on=${on%,}"
