@@ -18,6 +18,7 @@ with a real (SVM) /dev/kvm: nothing is skipped for lack of KVM.  The last
 line printed is "N passed, N failed" over both runs."""
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -78,6 +79,56 @@ def rig_argv(inner, timeout, extra=()):
             *extra, "--", inner]
 
 
+# The first line of an L1 kernel's own failure in its console.log (the
+# rig's ttyS0): a die() header (`stack guard page: 0000 [#1]`, `general
+# protection fault, ...: 0000 [#1]`, `Oops: 0002 [#1]`, `invalid opcode`,
+# `double fault`), a `BUG: ...` (the stack-guard line, a soft lockup, a NULL
+# dereference), `kernel BUG at`, `Kernel panic - not syncing`, an RCU
+# stall.  Only lines the kernel stamped (`[  301.123456] `, six decimals)
+# count: l1-init's own lines there say `rig: [12.34]`, and L2 guests'
+# consoles go to their VMMs' chardevs and the tests' output (out.log),
+# never to this file.  A WARNING (whose trace also shows `RIP:`) is not
+# one: a VMM's misuse of an ioctl can cause it, so it must not excuse a
+# failure.
+L1_OOPS = re.compile(r"\[\s*\d+\.\d{6}\]\s+(?:\[\s*[CT]\d+\]\s*)?(?:[\w.-]+: )?"
+                     r"(BUG: .*|kernel BUG at .*|Kernel panic - not syncing.*"
+                     r"|INFO: \S+ (?:self-)?detected stall.*"
+                     r"|[A-Za-z][\w ,.()-]*?: [0-9a-f]{4} \[#\d+\].*)")
+
+
+def l1_oops(console_log):
+    """The first line of L1's own kernel failure (L1_OOPS) in console_log,
+    as the kernel wrote it, or None (no such line, no such file)."""
+    try:
+        with open(console_log, errors="replace") as f:
+            for line in f:
+                m = L1_OOPS.search(line)
+                if m:
+                    return line[m.start():].strip()[:200]
+    except OSError:
+        pass
+    return None
+
+
+RUN_DIR = re.compile(r"logs in (\S+/runs/run\.\w+)")
+
+
+def run_l1(argv):
+    """Run rig.sh (argv), its output passed on as it comes; return its exit
+    status and its run directory (console.log, out.log), or None where it
+    named none."""
+    run_dir = None
+    proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            errors="replace")
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        m = RUN_DIR.search(line)
+        if m and run_dir is None:
+            run_dir = m.group(1)
+    return proc.wait(), run_dir
+
+
 def collect(sel, tests):
     """The node ids pytest selects with `-m sel`, collected here (fast)."""
     out = subprocess.run(PYTEST + ["--collect-only", "-m", sel] + tests, cwd=ROOT,
@@ -126,8 +177,11 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
     so the flakiness stays visible; one that failed RIG_ATTEMPTS times
     counts as failed (a wedged L1 is the rig's failure, not the test's:
     a test it cut short runs again without losing an attempt, within
-    RIG_BOOTS L1s).  All attempts together get budget seconds (default
-    RIG_TIMEOUT).  extra: more rig.sh options (--iommu); label names the
+    RIG_BOOTS L1s; so do the failures of an L1 whose own kernel oopsed,
+    panicked or locked up (L1_OOPS in its console.log), named in one line
+    with the log and the kernel's first such line, while an L1 without one
+    keeps its failures as failures).  All attempts together get budget
+    seconds (default RIG_TIMEOUT).  extra: more rig.sh options (--iommu); label names the
     part in what it prints."""
     share = collect(rig_sel, tests)
     if not share:
@@ -136,7 +190,7 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
     progress = os.path.join(RESULTS, f"{label}-progress.txt")
     rel = os.path.relpath(progress, ROOT)
     deadline = time.time() + (budget or RIG_TIMEOUT)
-    final, fails, pending = {}, {}, list(share)
+    final, fails, in_oops, pending = {}, {}, {}, list(share)
     for attempt in range(1, RIG_BOOTS + 1):
         left = deadline - time.time()
         if left < 120:
@@ -150,8 +204,15 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
         name = label if attempt == 1 else f"{label} attempt {attempt}"
         print(f"check: {name}: {len(pending)} test(s) in a fresh L1", flush=True)
         t0 = time.time()
-        rc = subprocess.call(rig_argv(inner, left, extra), cwd=ROOT)
+        rc, run_dir = run_l1(rig_argv(inner, left, extra))
         ended = read_progress(progress)
+        console = os.path.join(run_dir, "console.log") if run_dir else None
+        oops = l1_oops(console) if console else None
+        if oops:
+            failed_here = sum(1 for n in pending if ended.get(n) == "failed")
+            print(f"check: {name}: L1's own kernel failed ({os.path.relpath(console, ROOT)}: "
+                  f"\"{oops}\"): its {failed_here} failed test(s) run again in a fresh L1 "
+                  f"without losing an attempt", flush=True)
         again = []
         for nodeid in pending:
             outcome = ended.get(nodeid)
@@ -159,6 +220,8 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
                 final[nodeid] = "failed"
                 if outcome is None:
                     print(f"check: {name}: never ended: {nodeid}", flush=True)
+                elif oops:
+                    in_oops[nodeid] = in_oops.get(nodeid, 0) + 1
                 else:
                     fails[nodeid] = fails.get(nodeid, 0) + 1
                 if fails.get(nodeid, 0) < RIG_ATTEMPTS:
@@ -168,6 +231,9 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
             if fails.get(nodeid):
                 print(f"check: FLAKY in the rig (failed, then {outcome}): {nodeid}",
                       flush=True)
+            elif in_oops.get(nodeid):
+                print(f"check: {name}: {outcome} in a fresh L1 after failing in one whose "
+                      f"kernel failed: {nodeid}", flush=True)
         counts = [0, 0, 0]
         for nodeid in pending:
             counts[COUNTED[final[nodeid]]] += 1
@@ -185,8 +251,10 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
         totals[COUNTED[final.get(nodeid, "failed")]] += 1
     for nodeid in share:
         if final.get(nodeid, "failed") == "failed":
-            print(f"check: {label}: FAILED every time it ran ({fails.get(nodeid, 0)} failures): "
-                  f"{nodeid}", flush=True)
+            also = (f", {in_oops[nodeid]} more in L1s whose kernel failed"
+                    if in_oops.get(nodeid) else "")
+            print(f"check: {label}: FAILED every time it ran ({fails.get(nodeid, 0)} failures"
+                  f"{also}): {nodeid}", flush=True)
     return tuple(totals)
 
 
