@@ -269,8 +269,44 @@ def window_lost(stretches, first, last, sent=False):
     return (lost, total) if sent else lost
 
 
-def summarize(stream, ports, marks, switch, resume, replug_from):
-    """The figures of one run (stream stopped)."""
+# Where the datagrams were lost: the phases of a run, each from its mark to
+# the next phase's (a mark missing from a run: the phase is left out).
+PHASES = (("before", "stream"),        # the stream's start to migrate
+          ("wait-unplug", "start"),    # migrate (device_del) until ejected
+          ("pre-copy", "precopy"),     # RAM sent, the guest on its standby
+          ("stopped", "src-stop"),     # the source's STOP to the destination's run
+          ("replug", "dst-run"),       # the guest runs until the VF carries the stream
+          ("after", "vf-carries"))     # to the end of the stream
+
+
+def phase_loss(stream, marks):
+    """{phase: [lost, sent]} of the datagrams sent in each phase (PHASES)."""
+    at = dict(marks, stream=stream.started)
+    bounds = [(name, at[m]) for name, m in PHASES if m in at]
+    out = {}
+    for (name, t0), (_, t1) in zip(bounds, bounds[1:] + [("end", float("inf"))]):
+        w = stream.window(t0, t1)
+        out[name] = [w["lost"], w["sent"]]
+    return out
+
+
+def loss_timeline(stream, t0, step=0.5):
+    """Datagrams lost in each `step` seconds of the stream, from 2 s before
+    t0 (the migrate): [[seconds from t0, lost, sent], ...] with losses only."""
+    out = []
+    t = t0 - 2.0
+    end = stream.send_times[stream.sent - 1] if stream.sent else t0
+    while t < end:
+        w = stream.window(t, t + step)
+        if w["lost"]:
+            out.append([round(t - t0, 2), w["lost"], w["sent"]])
+        t += step
+    return out
+
+
+def summarize(stream, ports, marks, switch, resume, replug_from, phase_marks=None):
+    """The figures of one run (stream stopped).  phase_marks: the marks of
+    PHASES (start, precopy, src-stop, dst-run) by monotonic time."""
     vf_back = ports.flowing("vf_rx", replug_from)
     if vf_back:
         marks = dict(marks, **{"vf-carries": vf_back})
@@ -286,6 +322,10 @@ def summarize(stream, ports, marks, switch, resume, replug_from):
            "replug_s": round(vf_back - replug_from, 3) if vf_back else None,
            "marks_rel_s": {k: round(v - marks["start"], 3) for k, v in marks.items()},
            "outage": res}
+    if phase_marks:
+        pm = dict(phase_marks, **({"vf-carries": vf_back} if vf_back else {}))
+        out["phase_loss"] = phase_loss(stream, pm)
+        out["loss_timeline"] = loss_timeline(stream, marks["start"])
     if vf_back:
         out["marks_rel_s"]["vf-carries"] = round(vf_back - marks["start"], 3)
     if g:
@@ -341,7 +381,11 @@ def run_auto(which, net, d, vmms, pciehp=False):
                 time.sleep(3)
                 stream.stop()
                 ports.stop()
-                out = summarize(stream, ports, marks, marks["src-stop"], resume, resume)
+                out = summarize(stream, ports, marks, marks["src-stop"], resume, resume,
+                                phase_marks={"start": marks["start"],
+                                             "precopy": marks.get("active", marks["start"]),
+                                             "src-stop": marks["src-stop"],
+                                             "dst-run": resume})
                 wu = marks["active"] - marks["wait-unplug"] if "wait-unplug" in marks else 0
                 out.update({
                     "wait_unplug_s": round(wu, 3),
@@ -388,8 +432,12 @@ def run_manual(which, net, d, vmms):
                 stream.stop()
                 ports.stop()
                 ph = script["phases"]
-                out = summarize(stream, ports, marks, marks["migrated"] - ph["qmp-downtime"],
-                                marks["running"], marks["running"])
+                stop = marks["migrated"] - ph["qmp-downtime"]
+                out = summarize(stream, ports, marks, stop, marks["running"], marks["running"],
+                                phase_marks={"start": marks["start"],
+                                             "precopy": marks["unplugged"],
+                                             "src-stop": stop,
+                                             "dst-run": marks["migrated"]})
                 out.update({
                     "wait_unplug_s": ph["unplug"],
                     "precopy_s": ph["qmp-total-time"],
@@ -466,6 +514,12 @@ def render(res):
             [100.0 * r["outage"]["stretches"][0]["lost"]
              / max(1, r["outage"]["stretches"][0]["sent"]) for r in ok[s]],
             lambda v: f"{v:.0f}%")),
+    ] + [
+        (f"lost in {name}", lambda s, name=name: span(
+            [r["phase_loss"][name][0] for r in ok[s] if name in r.get("phase_loss", {})],
+            str))
+        for name, _ in PHASES if name not in ("before", "after")
+    ] + [
         ("longest gap", lambda s: span([r["longest_gap_ms"] for r in ok[s]],
                                        lambda v: f"{v:.0f} ms")),
         ("gap starts, from the switch-over", lambda s: span(
