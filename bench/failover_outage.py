@@ -280,26 +280,29 @@ PHASES = (("before", "stream"),        # the stream's start to migrate
 
 
 def phase_loss(stream, marks):
-    """{phase: [lost, sent]} of the datagrams sent in each phase (PHASES)."""
+    """{phase: [lost, sent, late, late_lost]} of the datagrams sent in each
+    phase (PHASES); late: sent in a catch-up burst, the peer stalled
+    (outage.LATE_S)."""
     at = dict(marks, stream=stream.started)
     bounds = [(name, at[m]) for name, m in PHASES if m in at]
     out = {}
     for (name, t0), (_, t1) in zip(bounds, bounds[1:] + [("end", float("inf"))]):
         w = stream.window(t0, t1)
-        out[name] = [w["lost"], w["sent"]]
+        out[name] = [w["lost"], w["sent"], w["late"], w["late_lost"]]
     return out
 
 
 def loss_timeline(stream, t0, step=0.5):
     """Datagrams lost in each `step` seconds of the stream, from 2 s before
-    t0 (the migrate): [[seconds from t0, lost, sent], ...] with losses only."""
+    t0 (the migrate): [[seconds from t0, lost, sent, sent late], ...] with
+    losses only."""
     out = []
     t = t0 - 2.0
     end = stream.send_times[stream.sent - 1] if stream.sent else t0
     while t < end:
         w = stream.window(t, t + step)
         if w["lost"]:
-            out.append([round(t - t0, 2), w["lost"], w["sent"]])
+            out.append([round(t - t0, 2), w["lost"], w["sent"], w["late"]])
         t += step
     return out
 
@@ -520,6 +523,9 @@ def render(res):
             str))
         for name, _ in PHASES if name not in ("before", "after")
     ] + [
+        ("of the lost, sent late (the peer in L1 stalled > 50 ms)", lambda s: span(
+            [sum(v[3] for p, v in r["phase_loss"].items() if p not in ("before", "after"))
+             for r in ok[s] if len(r.get("phase_loss", {}).get("before", [])) > 3], str)),
         ("longest gap", lambda s: span([r["longest_gap_ms"] for r in ok[s]],
                                        lambda v: f"{v:.0f} ms")),
         ("gap starts, from the switch-over", lambda s: span(

@@ -29,6 +29,9 @@ import threading
 import time
 
 MAGIC = b"DVOU"
+# A datagram sent this much after its due time went out in a catch-up
+# burst: the peer itself (this process) was not scheduled meanwhile.
+LATE_S = 0.05
 HEADER = struct.Struct("!4sQd")     # magic, sequence, send time (monotonic)
 
 
@@ -47,6 +50,7 @@ class Stream:
         self.send_errors = 0
         self.seen = set()
         self.send_times = []        # monotonic time each seq was sent
+        self.late = set()           # seqs sent LATE_S or more after their time
         self.arrivals = []          # (monotonic time, seq) of each first echo
         self.lock = threading.Lock()
         self.started = None
@@ -64,6 +68,8 @@ class Stream:
                     self.sock.sendto(HEADER.pack(MAGIC, self.sent, now) + pad, self.dest)
                 except OSError:
                     self.send_errors += 1
+                if now - next_at >= LATE_S:
+                    self.late.add(self.sent)
                 self.send_times.append(now)
                 self.sent += 1
                 next_at += self.interval
@@ -138,7 +144,9 @@ class Stream:
             seen = set(self.seen)
         seqs = [s for s, t in enumerate(self.send_times[:self.sent]) if t0 <= t < t1]
         got = sum(1 for s in seqs if s in seen)
-        return {"sent": len(seqs), "received": got, "lost": len(seqs) - got}
+        late = [s for s in seqs if s in self.late]
+        return {"sent": len(seqs), "received": got, "lost": len(seqs) - got,
+                "late": len(late), "late_lost": sum(1 for s in late if s not in seen)}
 
     def gaps(self, n=5):
         """The n longest gaps between echoes in a row: (start, end) in
@@ -163,6 +171,7 @@ class Stream:
         return {"interval_ms": self.interval * 1000.0, "sent": self.sent,
                 "received": len(seqs), "lost": self.sent - len(seqs),
                 "send_errors": self.send_errors,
+                "sent_late": len(self.late),
                 "longest_gap_ms": round(gap * 1000.0, 1),
                 "longest_gap_ended_s": round(gap_at - self.started, 3) if gap_at else None,
                 "longest_loss_run": run,
