@@ -30,6 +30,7 @@ typedef struct FailoverPrimary {
     SubOpts *opts;  /* a copy of the -device options, to create it again */
     PciDevice *dev; /* while on the bus */
     PrimaryState state;
+    bool announced; /* the standby's RARPs sent for this unplug */
 } FailoverPrimary;
 
 typedef struct FailoverState FailoverState;
@@ -269,6 +270,74 @@ static gboolean ejected_announce_idle(gpointer opaque)
     return G_SOURCE_REMOVE;
 }
 
+/*
+ * The guest's traffic moves to the standby once its driver let go of the
+ * primary, with the same MAC, but nothing tells the switches: under
+ * net_failover the guest announces nothing (its virtio-net slave holds no
+ * address), and frames for the guest went on to the primary's port until
+ * the peer's ARP entry aged (seconds of a 10 ms stream lost in the rig).
+ * RARPs from the standby's MAC, as after a migration (QEMU sends none
+ * here), once per unplug.  Main loop.
+ */
+static void primary_gone_announce(Machine *m, FailoverPrimary *fp)
+{
+    VirtioNet *standby = standby_find(m, fp->standby_id);
+
+    if (standby && !fp->announced) {
+        Negotiated *n = g_new0(Negotiated, 1);
+
+        fp->announced = true;
+        n->m = m;
+        n->name = g_strdup(virtio_net_name(standby));
+        g_idle_add(ejected_announce_idle, n);
+    }
+}
+
+typedef struct MasterOff {
+    Machine *m;
+    PciDevice *dev; /* compared, never dereferenced: it may be gone */
+} MasterOff;
+
+/* Main loop: a primary being unplugged lost Bus Master Enable (below). */
+static gboolean master_off_idle(gpointer opaque)
+{
+    MasterOff *mo = opaque;
+    FailoverState *fs = mo->m->failover;
+
+    for (guint i = 0; fs && i < fs->primaries->len; i++) {
+        FailoverPrimary *fp = g_ptr_array_index(fs->primaries, i);
+
+        if (fp->dev == mo->dev && fp->state == PRIMARY_UNPLUGGING) {
+            primary_gone_announce(mo->m, fp);
+        }
+    }
+    g_free(mo);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * vCPU thread, machine lock held: the guest's driver cleared a device's
+ * Bus Master Enable.  Linux does it at the end of the driver's remove,
+ * after the netdev is unregistered, so net_failover already sends and
+ * takes frames on the standby; the eject itself comes later (the rest of
+ * the ACPI hot-plug, then the device's removal on this side: hundreds of
+ * ms nested), and every frame meanwhile went to the primary's port.  The
+ * announce goes now when the device is a primary being unplugged.
+ */
+static void failover_master_off(void *opaque, PciDevice *dev)
+{
+    Machine *m = opaque;
+    MasterOff *mo;
+
+    if (!m->failover || !machine_failover_unplug_pending(m)) {
+        return;
+    }
+    mo = g_new0(MasterOff, 1);
+    mo->m = m;
+    mo->dev = dev;
+    g_idle_add(master_off_idle, mo);
+}
+
 bool machine_failover_ejected(Machine *m, PciDevice *dev)
 {
     FailoverState *fs = m->failover;
@@ -278,24 +347,8 @@ bool machine_failover_ejected(Machine *m, PciDevice *dev)
         return false;
     }
     if (fp->state == PRIMARY_UNPLUGGING) {
-        VirtioNet *standby = standby_find(m, fp->standby_id);
-
         __atomic_sub_fetch(&fs->pending, 1, __ATOMIC_SEQ_CST);
-        /*
-         * The guest's traffic moves to the standby now, with the same MAC,
-         * but nothing tells the switches: under net_failover the guest
-         * announces nothing (its virtio-net slave holds no address), and
-         * frames for the guest went on to the primary's port until the peer's
-         * ARP entry aged (seconds of a 10 ms stream lost in the rig).  A RARP
-         * from the standby's MAC, as after a migration (QEMU sends none here).
-         */
-        if (standby) {
-            Negotiated *n = g_new0(Negotiated, 1);
-
-            n->m = m;
-            n->name = g_strdup(virtio_net_name(standby));
-            g_idle_add(ejected_announce_idle, n);
-        }
+        primary_gone_announce(m, fp);
     }
     fp->dev = NULL;
     fp->state = PRIMARY_UNPLUGGED;
@@ -322,7 +375,9 @@ unsigned machine_failover_unplug_all(Machine *m)
             continue;
         }
         fp->state = PRIMARY_UNPLUGGING;
+        fp->announced = false;
         __atomic_add_fetch(&fs->pending, 1, __ATOMIC_SEQ_CST);
+        pci_bus_set_master_off(m->pci, failover_master_off, m);
         machine_lock(m);
         pc_board_unplug_request(m, PCI_DEVFN_SLOT(fp->dev->devfn));
         machine_unlock(m);

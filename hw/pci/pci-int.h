@@ -41,6 +41,8 @@ struct PciBus {
     void (*slow_leave)(void *opaque); /* pci_bus_set_slow_section */
     void (*slow_enter)(void *opaque);
     void *slow_opaque;
+    PciMasterOffFn master_off_fn; /* pci_bus_set_master_off */
+    void *master_off_opaque;
 
     pthread_mutex_t intx_lock;
     uint8_t pirq[4];                       /* [intx_lock] copy of PIRQRC[A:D] */

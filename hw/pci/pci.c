@@ -449,6 +449,20 @@ void pci_config_write(PciDevice *dev, unsigned offset, unsigned len, uint32_t va
     if (dev->ops && dev->ops->config_write) {
         dev->ops->config_write(dev, offset, len, val);
     }
+    if (ranges_overlap(offset, len, PCI_COMMAND, 1)) {
+        /* as the guest wrote it: a vfio-pci's bit lives in the host device */
+        bool master = (val >> (8 * (PCI_COMMAND - offset))) & PCI_COMMAND_MASTER;
+        if (dev->master_written && !master && dev->bus && dev->bus->master_off_fn) {
+            dev->bus->master_off_fn(dev->bus->master_off_opaque, dev);
+        }
+        dev->master_written = master;
+    }
+}
+
+void pci_bus_set_master_off(PciBus *bus, PciMasterOffFn fn, void *opaque)
+{
+    bus->master_off_opaque = opaque;
+    bus->master_off_fn = fn;
 }
 
 static int pci_find_free_slot(PciBus *bus)

@@ -140,7 +140,8 @@ struct PciDevice {
     /* pci_device_set_rom_image's bytes (all ones past them), or NULL */
     uint8_t *rom_image;
     uint64_t rom_image_size;
-    int intx_level; /* [bus INTx lock] */
+    int intx_level;      /* [bus INTx lock] */
+    bool master_written; /* Bus Master Enable as the guest last wrote it */
     MsixState *msix;
     const PciDeviceOps *ops;
     void *opaque; /* the model's state */
@@ -203,6 +204,14 @@ void pci_bus_set_slow_section(PciBus *bus, void (*leave)(void *opaque),
                               void (*enter)(void *opaque), void *opaque);
 void pci_bus_slow_begin(PciBus *bus);
 void pci_bus_slow_end(PciBus *bus);
+/*
+ * fn hears of every guest config write that clears a device's Bus Master
+ * Enable (a driver letting go of it, as Linux's pci_disable_device at the
+ * end of a remove); vCPU thread, machine lock held: fn only hands work to
+ * the main loop.  NULL: none.
+ */
+typedef void (*PciMasterOffFn)(void *opaque, PciDevice *dev);
+void pci_bus_set_master_off(PciBus *bus, PciMasterOffFn fn, void *opaque);
 /* The dedicated pCPU of the vCPU whose APIC id is apic_id, or -1. */
 int pci_bus_apic_pcpu(PciBus *bus, unsigned apic_id);
 /* The ISA IRQ (= GSI) dev's INTx pin reaches through the PIRQ routes now, or -1. */

@@ -946,3 +946,42 @@ UNIT_TEST(query_pci_has_qemus_shape)
     json_decref(ret);
     machine_teardown(&m);
 }
+
+static void count_master_off(void *opaque, PciDevice *dev)
+{
+    PciDevice **seen = opaque;
+
+    seen[0] = dev;
+    seen[1] = (PciDevice *)((uintptr_t)seen[1] + 1);
+}
+
+/* Failover's cue that a guest driver let go of its primary (failover.c). */
+UNIT_TEST(master_off_heard_once_a_driver_clears_bus_master)
+{
+    Machine m;
+    TestDev td = { 0 };
+    int devfn = PCI_MAKE_DEVFN(3, 0);
+    PciDevice *seen[2] = { NULL, NULL };
+    PciDevice *dev;
+
+    machine_setup(&m, 256 << 20);
+    dev = test_device(&m, 3, &td);
+    pci_bus_set_master_off(m.pci, count_master_off, seen);
+    /* never enabled: a write without the bit is no news */
+    conf_write(&m, devfn, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    CHECK_EQ((uintptr_t)seen[1], 0);
+    conf_write(&m, devfn, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    conf_write(&m, devfn, PCI_STATUS, 2, 0xffff);    /* beside it: nothing */
+    conf_write(&m, devfn, PCI_COMMAND + 1, 1, 0x04); /* INTx disable byte alone */
+    CHECK_EQ((uintptr_t)seen[1], 0);
+    conf_write(&m, devfn, PCI_COMMAND, 4, PCI_COMMAND_MEMORY); /* dword, bit clear */
+    CHECK(seen[0] == dev);
+    CHECK_EQ((uintptr_t)seen[1], 1);
+    conf_write(&m, devfn, PCI_COMMAND, 2, 0); /* cleared again: once per enable */
+    CHECK_EQ((uintptr_t)seen[1], 1);
+    pci_bus_set_master_off(m.pci, NULL, NULL);
+    conf_write(&m, devfn, PCI_COMMAND, 1, PCI_COMMAND_MASTER);
+    conf_write(&m, devfn, PCI_COMMAND, 1, 0);
+    CHECK_EQ((uintptr_t)seen[1], 1);
+    machine_teardown(&m);
+}
