@@ -210,9 +210,10 @@ def run_rig(rig_sel, tests, label="rig", extra=(), budget=None):
         oops = l1_oops(console) if console else None
         if oops:
             failed_here = sum(1 for n in pending if ended.get(n) == "failed")
+            then = (f"its {failed_here} failed test(s) run again in a fresh L1 without "
+                    f"losing an attempt" if failed_here else "no test failed in it")
             print(f"check: {name}: L1's own kernel failed ({os.path.relpath(console, ROOT)}: "
-                  f"\"{oops}\"): its {failed_here} failed test(s) run again in a fresh L1 "
-                  f"without losing an attempt", flush=True)
+                  f"\"{oops}\"): {then}", flush=True)
         again = []
         for nodeid in pending:
             outcome = ended.get(nodeid)

@@ -19,12 +19,16 @@
 # the host's clock (L1's own clock is unreliable under TCG).  Each round's
 # pytest output and, at the end, L1's kernel log (console.log) are kept in
 # build/rig/soak/STAMP/; a failing round's FAILED lines are printed.  The last line:
-#   soak: R of N rounds passed, P in a row[, L1 lost: WHY]
+#   soak: R of N rounds passed, P in a row[, L1 lost: WHY][, L1 kernel: LINE]
+# (LINE: the first oops, panic, soft lockup or RCU stall of L1's own kernel
+# in its console.log, as scripts/check.py finds them).
 # Exit status 0 only when every round passed.
 #
-# Example (the migration tests, the ten hops included, ten rounds):
-#   tests/rig/soak.sh --marks 'vm or hwkvm' -- tests/functional/test_migration.py \
-#       tests/functional/test_linux.py -k migrat
+# Example (the migration tests, the ten hops included, ten rounds: 24
+# tests a round, the --iommu ones apart):
+#   tests/rig/soak.sh --marks '(vm or hwkvm) and not iommu' -- \
+#       tests/functional/test_migration.py tests/functional/test_net_migration.py \
+#       tests/functional/test_did_migration.py tests/functional/test_linux.py -k migrat
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -86,5 +90,12 @@ case $rig_rc in
 *) lost=", rig exit status $rig_rc" ;;
 esac
 [ "$done_rounds" = "$ROUNDS" ] || lost="$lost, $((ROUNDS - done_rounds)) round(s) not run"
+# L1's own kernel failure, if any: the first line scripts/check.py's L1_OOPS
+# finds in its console.log (an oops, a panic, a soft lockup, an RCU stall)
+oops=$(/usr/bin/python3 -c 'import importlib.util as u, sys
+s = u.spec_from_file_location("check", sys.argv[1]); m = u.module_from_spec(s)
+s.loader.exec_module(m); print(m.l1_oops(sys.argv[2]) or "")' \
+    "$ROOT/scripts/check.py" "$ROOT/$keep/console.log" 2> /dev/null)
+[ -z "$oops" ] || lost="$lost, L1 kernel: $oops"
 echo "soak: $passed of $ROUNDS rounds passed, $best in a row$lost"
 [ "$passed" = "$ROUNDS" ]
