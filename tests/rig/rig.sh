@@ -475,6 +475,8 @@ explain_failure() {
     if [ ! -s "$RUN/console.log" ] && [ -s "$RUN/qemu.log" ]; then
         echo "rig: L1's QEMU did not start: $(head -n 1 "$RUN/qemu.log") (log: $RUN/qemu.log)" >&2
     elif grep -q 'running the command' "$RUN/console.log"; then
+        ! grep -q 'Triple fault' "$RUN/qemu-debug.log" 2> /dev/null ||
+            qrc="$qrc, L1 took a triple fault: $RUN/qemu-debug.log"
         echo "rig: L1 stopped before the command ended (QEMU status $qrc; last L1 line: \"$last\"; L1 kernel log: $RUN/console.log)" >&2
     else
         echo "rig: L1 did not boot (QEMU status $qrc; last L1 line: \"$last\"; L1 kernel log: $RUN/console.log)" >&2
@@ -512,8 +514,10 @@ main() {
     : > "$RUN/out.log"
     : > "$RUN/helpers"
     : > "$RUN/heartbeat.log"
+    # cpu_reset: QEMU logs "Triple fault" when L1 takes one (an L1 that
+    # dies with nothing in console.log: QEMU status 0 under -no-reboot)
     QARGS+=(-serial "file:$RUN/console.log" -serial "file:$RUN/out.log"
-            -serial "file:$RUN/heartbeat.log")
+            -serial "file:$RUN/heartbeat.log" -d cpu_reset -D "$RUN/qemu-debug.log")
     say "booting L1 ($CPU, smp $SMP, tcg $TCG_THREAD, $MEM$([ "$IOMMU" = 0 ] || echo ', iommu + 2 NICs')); logs in $RUN"
     trap cleanup EXIT
     trap 'exit 130' INT
