@@ -84,8 +84,11 @@ fi
     per=$((stat_s * 5))
     while :; do
         vf=$(dev_of e1000e)
+        # quiet: a NIC being unplugged can vanish between dev_of and the
+        # write ("sh: write error: No such device" on the console, where
+        # it broke into the memory check's lines); the next pass sees it gone
         if [ -n "$vf" ] && ! grep -qw "$vf" $B/slaves; then
-            enslave "$vf" primary && say "bond enslaved $vf"
+            enslave "$vf" primary 2>/dev/null && say "bond enslaved $vf"
         fi
         act=$(cat $B/active_slave)
         if [ "$act" != "$prev" ]; then
