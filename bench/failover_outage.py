@@ -496,52 +496,51 @@ def lost_window(r):
     return window_lost(r["outage"]["stretches"], "start", None)
 
 
-def window_gap(r):
-    """(ms, start from the switch-over in s) of window_gap_ms's gap, or None."""
+def window_longest(r):
+    """(length, start) in seconds from the migrate of the longest gap between
+    echoes inside the migration's window (from the migrate until the VF
+    carries the stream again), a gap that crosses its ends clipped to them:
+    of the run's five longest gaps (outage.phases), so a window whose own
+    longest is not among them reads low (never seen: the window holds the
+    run's worst); (0.0, None) when none falls in it, None without the marks."""
     rel = r.get("marks_rel_s", {})
     end = rel.get("vf-carries")
     st = r.get("outage", {}).get("stretches", [])
-    if "src-stop" in rel:
-        switch = rel["src-stop"]
-    elif "migrated" in rel and r.get("downtime_ms") is not None:
-        switch = rel["migrated"] - r["downtime_ms"] / 1000.0
-    else:
-        return None
     if end is None or not st:
         return None
     at = dict(rel, stream=-st[0]["seconds"])
-    best = None
+    best = (0.0, None)
     for g in r["outage"].get("gaps", []):
         if g["after"] not in at:
             continue
         g0 = at[g["after"]] + g["starts_s_after_mark"]
         g1 = g0 + g["ms"] / 1000.0
         length = min(g1, end) - max(g0, 0.0)
-        if length > 0 and (best is None or length > best[0]):
-            best = (length, max(g0, 0.0) - switch)
-    return (round(best[0] * 1000.0, 1), round(best[1], 3)) if best else None
+        if length > best[0]:
+            best = (length, max(g0, 0.0))
+    return best
 
 
 def window_gap_ms(r):
-    """The longest gap between echoes inside the migration's window (from
-    the migrate until the VF carries the stream again), a gap that crosses
-    its ends clipped to them: of the run's five longest gaps (outage.phases),
-    so a window whose own longest is not among them reads low (never seen:
-    the window holds the run's worst).  None without the marks."""
+    """window_longest's length in ms, or None without the marks."""
+    w = window_longest(r)
+    return None if w is None else round(w[0] * 1000.0, 1)
+
+
+def window_gap(r):
+    """(ms, start from the switch-over in s) of window_longest's gap, or
+    None (no switch-over mark, no gap in the window)."""
     rel = r.get("marks_rel_s", {})
-    end = rel.get("vf-carries")
-    st = r.get("outage", {}).get("stretches", [])
-    if end is None or not st:
+    if "src-stop" in rel:
+        switch = rel["src-stop"]
+    elif "migrated" in rel and r.get("downtime_ms") is not None:
+        switch = rel["migrated"] - r["downtime_ms"] / 1000.0
+    else:
         return None
-    at = dict(rel, stream=-st[0]["seconds"])
-    best = 0.0
-    for g in r["outage"].get("gaps", []):
-        if g["after"] not in at:
-            continue
-        g0 = at[g["after"]] + g["starts_s_after_mark"]
-        g1 = g0 + g["ms"] / 1000.0
-        best = max(best, min(g1, end) - max(g0, 0.0))
-    return round(best * 1000.0, 1)
+    w = window_longest(r)
+    if w is None or w[1] is None:
+        return None
+    return (round(w[0] * 1000.0, 1), round(w[1] - switch, 3))
 
 
 def span(vals, fmt):
