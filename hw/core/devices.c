@@ -207,8 +207,11 @@ bool machine_devices_prepare(Machine *m, GError **errp)
 
 bool machine_devices_init(Machine *m, GError **errp)
 {
+    if (!pci_pc_init(m, errp)) {
+        return false;
+    }
     machine_failover_init(m);
-    if (!pci_pc_init(m, errp) || !create_devices(m, errp)) {
+    if (!create_devices(m, errp)) {
         return false;
     }
     if (m->cfg->kernel) {

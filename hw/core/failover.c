@@ -163,11 +163,16 @@ static void standby_notify(void *opaque, VirtioNet *vn)
     g_idle_add(negotiated_idle, n);
 }
 
+static void failover_master_off(void *opaque, PciDevice *dev);
+
+/* After the PCI bus exists: its Bus Master hook is set once, before any
+ * vCPU runs (they read it under the machine lock in pci_config_write). */
 void machine_failover_init(Machine *m)
 {
     m->failover = g_new0(FailoverState, 1);
     m->failover->primaries = g_ptr_array_new_with_free_func(primary_free);
     virtio_net_set_standby_notifier(standby_notify, m);
+    pci_bus_set_master_off(m->pci, failover_master_off, m);
 }
 
 void machine_failover_cleanup(Machine *m)
@@ -377,7 +382,6 @@ unsigned machine_failover_unplug_all(Machine *m)
         fp->state = PRIMARY_UNPLUGGING;
         fp->announced = false;
         __atomic_add_fetch(&fs->pending, 1, __ATOMIC_SEQ_CST);
-        pci_bus_set_master_off(m->pci, failover_master_off, m);
         machine_lock(m);
         pc_board_unplug_request(m, PCI_DEVFN_SLOT(fp->dev->devfn));
         machine_unlock(m);
