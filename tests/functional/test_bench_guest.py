@@ -1,7 +1,8 @@
 """What the benchmarks (bench/, `make bench`) rely on: testos's `cpuid`
 scenario, testos booting under Debian QEMU's fastest -kernel paths (qboot,
-microvm), and the migration benchmark's guest-seen gap across a switch-over
-that cuts a line in two."""
+microvm), the migration benchmark's guest-seen gap across a switch-over
+that cuts a line in two, and the network table's verdict on runs that
+scatter (the rig's iperf3)."""
 import os
 import select
 import subprocess
@@ -14,6 +15,7 @@ from harness import QEMU, ROOT, TESTOS, VMM
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import migration  # noqa: E402
+import net  # noqa: E402
 
 QBOOT = "/usr/share/qemu/qboot.rom"
 MICROVM_BIOS = "/usr/share/qemu/bios-microvm.bin"
@@ -95,3 +97,31 @@ def test_migration_gap_is_measured_across_a_line_cut_by_the_switch():
     assert [s for _, s, _ in lines] == [7, 8, 9, 10]
     switch, during, continuous = migration.guest_gaps(lines, 0.0, 1.3)
     assert switch == 240.0 and during == 240.0 and continuous
+
+
+def test_net_table_says_when_scattered_iperf_runs_cannot_tell_the_vmms_apart():
+    # every split of 3 + 3 ranks: 2 of the 20 are as extreme as 1,2,3 / 4,5,6
+    assert abs(net.rank_test([1, 2, 3], [4, 5, 6]) - 0.1) < 1e-9
+    assert net.rank_test([5, 5], [5, 5]) == 1.0
+    low, high = list(range(1, 13)), list(range(20, 32))     # 12 + 12: the approximation
+    assert net.rank_test(low, high) < 0.001
+    # the rig's 11 + 11 vhost=on runs of 2026-12-07 (Mbit/s, guest to host)
+    ours = [103, 272, 41, 48, 77, 37, 17, 38, 16, 98, 40]
+    qemu = [191, 218, 119, 16, 59, 73, 54, 55, 78, 25, 42]
+    res = {"vhost": ["on"], "blast": {}, "iperf": {
+        "directvisor vhost=on": {"host_to_guest_mbps": 30.0, "guest_to_host_mbps": 40.0,
+                                 "runs": {"host_to_guest_mbps": low,
+                                          "guest_to_host_mbps": ours},
+                                 "boots_failed": 1},
+        "qemu vhost=on": {"host_to_guest_mbps": 60.0, "guest_to_host_mbps": 58.0,
+                          "runs": {"host_to_guest_mbps": high, "guest_to_host_mbps": qemu},
+                          "boots_failed": 0}}}
+    rows = {line.split(" | ")[1]: line for line in net.render(res).splitlines()
+            if "iperf3" in line}
+    h2g = rows["Linux iperf3 TCP host to guest (Mbit/s)"]
+    g2h = rows["Linux iperf3 TCP guest to host (Mbit/s)"]
+    assert "| no (p=0.00) |" in h2g and "12 runs: 1-12, 1 boot(s) failed" in h2g
+    assert "cannot tell (rank test p=0.38)" in g2h and "11 runs: 16-218" in g2h
+    # 1.3 times QEMU's median but within the scatter: not met, not missed
+    assert net.iperf_verdict(1.5, 1.3, ours, qemu).startswith("cannot tell")
+    assert net.iperf_verdict(1.5, 1.3, high, low).startswith("yes")
