@@ -516,6 +516,33 @@ bool opt_msg(VmConfig *cfg, const char *arg, GError **errp)
     return ok;
 }
 
+/*
+ * -d: QEMU's log items.  cpu_reset is the one this VMM has: each reset or
+ * power off the guest asks for is said on stderr with what the guest did
+ * (a triple fault, port 0xcf9, the i8042...) and every vCPU's registers.
+ * QEMU's other items (TCG's) are refused by name.
+ */
+bool opt_log(VmConfig *cfg, const char *arg, GError **errp)
+{
+    g_auto(GStrv) items = g_strsplit(arg, ",", -1);
+
+    for (char **it = items; *it; it++) {
+        if (g_str_equal(*it, "help")) {
+            printf(
+                "Log items (comma separated):\n"
+                "cpu_reset  say each guest reset's cause, with the vCPUs' registers\n");
+            exit(0);
+        } else if (g_str_equal(*it, "cpu_reset")) {
+            cfg->log_cpu_reset = true;
+        } else {
+            error_setg(errp, "log item '%s' is not one this VMM has (cpu_reset, help)",
+                       *it);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool opt_audiodev(VmConfig *cfg, const char *arg, GError **errp)
 {
     static const char *const other_drivers[] = { "alsa",  "coreaudio", "dbus", "dsound",

@@ -22,6 +22,7 @@ bool opt_uuid(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_rtc(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_boot(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_msg(VmConfig *cfg, const char *arg, GError **errp);
+bool opt_log(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_audiodev(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_no_hpet(VmConfig *cfg, const char *arg, GError **errp);
 bool opt_add_fd(VmConfig *cfg, const char *arg, GError **errp);

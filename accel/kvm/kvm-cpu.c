@@ -208,6 +208,76 @@ static void vcpu_fatal(VCpu *cpu, const char *what)
     cpu->ops->fatal(cpu->opaque);
 }
 
+void vcpu_dump_state(VCpu *cpu, FILE *out)
+{
+    struct kvm_regs r;
+    struct kvm_sregs s;
+    struct kvm_vcpu_events ev;
+    struct kvm_mp_state mp;
+
+    if (ioctl(cpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(cpu->fd, KVM_GET_SREGS, &s) < 0) {
+        fprintf(out, "vCPU %u: registers unreadable: %s\n", cpu->index,
+                g_strerror(errno));
+        return;
+    }
+    fprintf(out,
+            "RAX=%016llx RBX=%016llx RCX=%016llx RDX=%016llx\n"
+            "RSI=%016llx RDI=%016llx RBP=%016llx RSP=%016llx\n"
+            "R8 =%016llx R9 =%016llx R10=%016llx R11=%016llx\n"
+            "R12=%016llx R13=%016llx R14=%016llx R15=%016llx\n"
+            "RIP=%016llx RFL=%08llx\n"
+            "CS =%04x %016llx %08x %02x SS =%04x %016llx\n"
+            "GDT=%016llx %04x IDT=%016llx %04x TR=%04x %016llx\n"
+            "CR0=%08llx CR2=%016llx CR3=%016llx CR4=%08llx\n"
+            "EFER=%016llx APIC_BASE=%016llx\n",
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10,
+            r.r11, r.r12, r.r13, r.r14, r.r15, r.rip, r.rflags, s.cs.selector, s.cs.base,
+            s.cs.limit, s.cs.type | (s.cs.l << 5) | (s.cs.db << 6) | (s.cs.dpl << 7),
+            s.ss.selector, s.ss.base, s.gdt.base, s.gdt.limit, s.idt.base, s.idt.limit,
+            s.tr.selector, s.tr.base, s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.apic_base);
+    if (ioctl(cpu->fd, KVM_GET_VCPU_EVENTS, &ev) == 0) {
+        if (ev.exception.injected || ev.exception.pending) {
+            fprintf(out, "exception %s: vector %u error code %#x\n",
+                    ev.exception.injected ? "injected" : "pending", ev.exception.nr,
+                    ev.exception.has_error_code ? ev.exception.error_code : 0);
+        }
+        fprintf(out, "NMI pending %u, interrupt %s %u, shadow %u\n", ev.nmi.pending,
+                ev.interrupt.injected ? "injected" : "none", ev.interrupt.nr,
+                ev.interrupt.shadow);
+    }
+    if (ioctl(cpu->fd, KVM_GET_MP_STATE, &mp) == 0) {
+        fprintf(out, "mp_state %u\n", mp.mp_state);
+    }
+    /* AMD's SVM leaves the VMCB undefined at a shutdown: KVM INITs the vCPU */
+    if (r.rip == 0xfff0 && s.cs.selector == 0xf000 && s.cs.base == 0xffff0000) {
+        fprintf(out,
+                "(vCPU %u is at the reset vector: KVM re-initialises an AMD vCPU at a "
+                "shutdown, so these are not the faulting state)\n",
+                cpu->index);
+    }
+}
+
+/*
+ * A triple fault: always said on stderr, as a KVM internal error is (a
+ * guest that resets with no message otherwise leaves nothing to go on),
+ * with the registers KVM still has.
+ */
+static void vcpu_report_triple_fault(VCpu *cpu)
+{
+    /* a guest that triple-faults at every boot: said a few times, then not
+     * (stderr may be a pipe nobody reads) */
+    static unsigned said;
+    unsigned n = __atomic_add_fetch(&said, 1, __ATOMIC_RELAXED);
+
+    if (n > 8) {
+        return;
+    }
+    error_report("vCPU %u: triple fault (KVM_EXIT_SHUTDOWN): the guest resets%s",
+                 cpu->index, n == 8 ? " (the next ones are not said)" : "");
+    vcpu_dump_state(cpu, stderr);
+    fflush(stderr);
+}
+
 /* Returns false when the vCPU must stop running (the VM is going down). */
 static bool vcpu_handle_exit(VCpu *cpu)
 {
@@ -229,14 +299,15 @@ static bool vcpu_handle_exit(VCpu *cpu)
     case KVM_EXIT_SHUTDOWN:
         /* a triple fault resets the PC (or ends it under -no-reboot) */
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
-        cpu->ops->reset(cpu->opaque);
+        vcpu_report_triple_fault(cpu);
+        cpu->ops->reset(cpu->opaque, "triple fault (KVM_EXIT_SHUTDOWN)");
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
         vcpu_count_exit(cpu, VCPU_EXIT_OTHER);
         if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
-            cpu->ops->reset(cpu->opaque);
+            cpu->ops->reset(cpu->opaque, "KVM_SYSTEM_EVENT_RESET");
         } else {
-            cpu->ops->shutdown(cpu->opaque);
+            cpu->ops->shutdown(cpu->opaque, "KVM system event (shutdown or crash)");
         }
         return false;
     case KVM_EXIT_INTERNAL_ERROR:

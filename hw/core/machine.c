@@ -267,14 +267,14 @@ static void machine_vcpu_mmio(void *opaque, uint64_t addr, uint8_t *data, unsign
     machine_unlock(m);
 }
 
-static void machine_vcpu_reset(void *opaque)
+static void machine_vcpu_reset(void *opaque, const char *why)
 {
-    machine_request_reset(opaque, SHUTDOWN_CAUSE_GUEST_RESET);
+    machine_request_reset_why(opaque, SHUTDOWN_CAUSE_GUEST_RESET, why);
 }
 
-static void machine_vcpu_shutdown(void *opaque)
+static void machine_vcpu_shutdown(void *opaque, const char *why)
 {
-    machine_request_shutdown(opaque, SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
+    machine_request_shutdown_why(opaque, SHUTDOWN_CAUSE_GUEST_SHUTDOWN, why);
 }
 
 static void machine_vcpu_fatal(void *opaque)
@@ -591,9 +591,45 @@ void machine_device_deleted(Machine *m, const char *id, const char *path, bool v
     m->event_device_id = m->event_device_path = NULL;
 }
 
+/*
+ * -d cpu_reset: what the guest did to reset or power off the machine, and
+ * each vCPU's registers as it stopped (QEMU's "CPU Reset" dumps).
+ */
+#define RESET_LOG_LINES 64 /* then nothing: stderr may be a pipe nobody reads */
+#define RESET_LOG_DUMPS 4  /* resets whose registers are dumped */
+
+static void machine_log_request(Machine *m, bool reset, ShutdownCause cause,
+                                const char *why, const char *what_now)
+{
+    static unsigned said;
+
+    if (!m->cfg->log_cpu_reset || !shutdown_cause_is_guest(cause) ||
+        said > RESET_LOG_LINES) {
+        return;
+    }
+    if (++said > RESET_LOG_LINES) {
+        error_report("-d cpu_reset: %u guest resets said, the next ones are not",
+                     RESET_LOG_LINES);
+        return;
+    }
+    error_report("guest %s (%s): %s%s", reset ? "reset" : "shutdown",
+                 shutdown_cause_name(cause), why ? why : "cause not recorded", what_now);
+    for (unsigned i = 0; m->vcpus && said <= RESET_LOG_DUMPS && i < m->nr_vcpus; i++) {
+        fprintf(stderr, "CPU Reset (CPU %u)\n", i);
+        vcpu_dump_state(m->vcpus[i], stderr);
+    }
+    fflush(stderr);
+}
+
 void machine_settle_reset(Machine *m)
 {
     int reset = __atomic_exchange_n(&m->reset_pending, 0, __ATOMIC_SEQ_CST);
+
+    if (reset) {
+        machine_log_request(m, true, reset - 1, m->reset_why,
+                            m->cfg->no_reboot ? " (pending as the VM stops: left pending)"
+                                              : " (pending as the VM stops: done now)");
+    }
 
     if (reset && !m->cfg->no_reboot) {
         /* runstate is not "running": the reset leaves the vCPUs parked */
@@ -611,10 +647,14 @@ static gboolean machine_handle_requests(gpointer opaque)
     int shutdown = __atomic_exchange_n(&m->shutdown_pending, 0, __ATOMIC_SEQ_CST);
 
     if (shutdown) {
+        machine_log_request(m, false, shutdown - 1, m->shutdown_why, "");
         machine_shutdown_requested(m, shutdown - 1);
     } else if (reset && m->cfg->no_reboot) {
+        machine_log_request(m, true, reset - 1, m->reset_why,
+                            " (-no-reboot: shutting down)");
         machine_shutdown_requested(m, reset - 1);
     } else if (reset) {
+        machine_log_request(m, true, reset - 1, m->reset_why, "");
         machine_system_reset(m, reset - 1);
     }
     return G_SOURCE_REMOVE;
@@ -628,16 +668,28 @@ static void machine_request_pause_all(Machine *m)
     }
 }
 
-void machine_request_reset(Machine *m, ShutdownCause cause)
+void machine_request_reset_why(Machine *m, ShutdownCause cause, const char *why)
 {
+    __atomic_store_n(&m->reset_why, why, __ATOMIC_SEQ_CST);
     __atomic_store_n(&m->reset_pending, cause + 1, __ATOMIC_SEQ_CST);
     machine_request_pause_all(m);
     g_idle_add(machine_handle_requests, m);
 }
 
-void machine_request_shutdown(Machine *m, ShutdownCause cause)
+void machine_request_shutdown_why(Machine *m, ShutdownCause cause, const char *why)
 {
+    __atomic_store_n(&m->shutdown_why, why, __ATOMIC_SEQ_CST);
     __atomic_store_n(&m->shutdown_pending, cause + 1, __ATOMIC_SEQ_CST);
     machine_request_pause_all(m);
     g_idle_add(machine_handle_requests, m);
+}
+
+void machine_request_reset(Machine *m, ShutdownCause cause)
+{
+    machine_request_reset_why(m, cause, NULL);
+}
+
+void machine_request_shutdown(Machine *m, ShutdownCause cause)
+{
+    machine_request_shutdown_why(m, cause, NULL);
 }

@@ -45,13 +45,15 @@ static void pc_i8042_reset_line(void *opaque)
 {
     PcBoard *b = opaque;
 
-    machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
+    machine_request_reset_why(b->machine, SHUTDOWN_CAUSE_GUEST_RESET,
+                              "i8042 reset line (port 0x64: pulse 0xfe or output port)");
 }
 
 /* The PIIX3's reset control register asks for a reset. */
 static void pc_pci_reset_request(void *opaque)
 {
-    machine_request_reset(opaque, SHUTDOWN_CAUSE_GUEST_RESET);
+    machine_request_reset_why(opaque, SHUTDOWN_CAUSE_GUEST_RESET,
+                              "PIIX3 reset control register (port 0xcf9)");
 }
 
 /* The dedicated pCPU of the vCPU with this APIC id: vfio-pci steers the
@@ -147,7 +149,8 @@ static void port92_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len
     }
     if ((data[0] & 1) && !(b->port92 & 1)) {
         b->port92 = data[0] & ~1;
-        machine_request_reset(b->machine, SHUTDOWN_CAUSE_GUEST_RESET);
+        machine_request_reset_why(b->machine, SHUTDOWN_CAUSE_GUEST_RESET,
+                                  "fast reset (port 0x92 bit 0)");
         return;
     }
     b->port92 = data[0] & ~1;
@@ -264,7 +267,8 @@ static void pc_soft_off(void *opaque)
 {
     PcBoard *b = opaque;
 
-    machine_request_shutdown(b->machine, SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
+    machine_request_shutdown_why(b->machine, SHUTDOWN_CAUSE_GUEST_SHUTDOWN,
+                                 "ACPI soft off (PIIX4 PM SLP_EN, \\_S5)");
 }
 
 static void pc_hotplug_gpe(void *opaque)

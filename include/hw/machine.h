@@ -107,6 +107,8 @@ typedef struct Machine {
 
     RunState runstate;
     int reset_pending, shutdown_pending; /* ShutdownCause + 1, or 0 */
+    /* what the guest did to ask for them (static strings, for the report) */
+    const char *reset_why, *shutdown_why;
     MachineEventFn event_fn;
     void *event_opaque;
     const char *event_device_id;   /* during MACHINE_EVENT_DEVICE_DELETED only: */
@@ -177,6 +179,14 @@ void machine_device_deleted(Machine *m, const char *id, const char *path, bool v
  */
 void machine_request_reset(Machine *m, ShutdownCause cause);
 void machine_request_shutdown(Machine *m, ShutdownCause cause);
+/*
+ * The same, naming what the guest did (a static string such as "PIIX3
+ * reset control register (port 0xcf9)").  With -d cpu_reset the main loop
+ * says it on stderr, with each vCPU's registers, when it carries the
+ * request out (a triple fault is said at once, always: kvm-cpu.c).
+ */
+void machine_request_reset_why(Machine *m, ShutdownCause cause, const char *why);
+void machine_request_shutdown_why(Machine *m, ShutdownCause cause, const char *why);
 
 /* Lock helpers for the machine lock. */
 static inline void machine_lock(Machine *m)

@@ -97,8 +97,9 @@ typedef struct VmConfig {
     char *kernel, *initrd, *append;
     char *bios; /* -bios: firmware image (default SeaBIOS) */
     bool no_reboot, no_shutdown, nographic, nodefaults, display_none, daemonize;
-    bool start_paused; /* -S */
-    bool no_acpi;      /* -no-acpi: no ACPI tables, the power button does nothing */
+    bool start_paused;  /* -S */
+    bool log_cpu_reset; /* -d cpu_reset: say each guest reset's cause, dump the vCPUs */
+    bool no_acpi;       /* -no-acpi: no ACPI tables, the power button does nothing */
     char *name, *pidfile;
     GPtrArray *serials;      /* -serial specs, in order ("none" kept) */
     GPtrArray *chardevs;     /* -chardev option strings */

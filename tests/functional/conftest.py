@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import harness  # noqa: E402
 from harness import kvm_kind  # noqa: E402
 
 
@@ -129,6 +130,32 @@ def pytest_runtest_logreport(report):
     if report.when == "teardown":
         with open(path + ".state", "a") as f:
             f.write(f"{machine_state()} after {report.nodeid}\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.dv_first_vmm = len(harness.STARTED)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report gets the stderr of each VMM it started
+    (harness.Vmm) that said something: the cause of any guest reset (`-d
+    cpu_reset`, a triple fault's registers), an error it died of."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for n, vmm in enumerate(harness.STARTED[getattr(item, "dv_first_vmm", 0):]):
+        text = "".join(t for t in (getattr(vmm, "stderr", None), vmm.stderr_tail) if t)
+        if vmm.stderr_tail is None:
+            text += vmm.unread_stderr()
+        if text.strip():
+            name = next((a for a in vmm.args if a.endswith(".log") or a.endswith(".sock")),
+                        vmm.args[0])
+            report.sections.append((f"VMM {n} stderr (pid {vmm.pid}, {name})",
+                                    text[-6000:]))
 
 
 def machine_state():

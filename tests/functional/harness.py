@@ -116,11 +116,30 @@ def strip_telnet(data):
     return bytes(out)
 
 
+# Every Vmm the tests started, in order: conftest.py adds a failed test's
+# VMMs' stderr (each guest reset's cause, below) to its report.
+STARTED = []
+
+
+def with_reset_log(argv):
+    """argv with `-d cpu_reset` after this VMM's path where it runs a VM
+    (directly or under `ip netns exec`): each reset or power off the guest
+    asks for is said on stderr with its cause (a triple fault, port 0xcf9,
+    the i8042...) and the vCPUs' registers, so a guest that resets with no
+    message (seen in the rig) says why.  Debian's QEMU is left alone."""
+    if "-enable-kvm" not in argv or "-d" in argv or VMM not in argv:
+        return argv
+    i = argv.index(VMM) + 1
+    return argv[:i] + ["-d", "cpu_reset"] + argv[i:]
+
+
 class Vmm:
     """A running VMM process with its stderr captured."""
 
     def __init__(self, args, binary=VMM, env=None):
-        self.args = [binary] + list(args)
+        self.args = with_reset_log([binary] + list(args))
+        self.stderr_tail = None
+        STARTED.append(self)
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env)
@@ -156,9 +175,28 @@ class Vmm:
 
     def __exit__(self, *exc):
         self.kill()
+        self.stderr_tail = self.unread_stderr()
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe:
                 pipe.close()
+
+    def unread_stderr(self, limit=16384):
+        """What is left in the stderr pipe of an ended VMM, without
+        waiting (a child such as `exec:cat` may still hold the pipe)."""
+        pipe = self.proc.stderr
+        if not pipe or pipe.closed or self.proc.poll() is None:
+            return ""
+        chunks = []
+        try:
+            os.set_blocking(pipe.fileno(), False)
+            while sum(map(len, chunks)) < 4 * limit:
+                chunk = pipe.read1(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (OSError, ValueError, TypeError):
+            pass
+        return b"".join(chunks).decode(errors="replace")[-limit:]
 
 
 class Captured:

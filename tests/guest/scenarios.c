@@ -333,6 +333,36 @@ static void scenario_powerdown(Cpu *bsp)
     cpu_halt_forever(); /* the VM is off, or stopped under -no-shutdown */
 }
 
+/* The reset scenarios: the guest resets the machine in one way each, to
+ * show the VMM names the cause (-d cpu_reset, the triple fault report). */
+static void scenario_triple_fault(Cpu *bsp)
+{
+    struct __attribute__((packed)) {
+        u16 limit;
+        u64 base;
+    } no_idt = {0, 0};
+
+    kprintf("triple-fault now");
+    /* no IDT: ud2's #UD cannot be delivered (#GP), nor that (#DF): shutdown */
+    __asm__ volatile("lidt %0; ud2" : : "m"(no_idt));
+    cpu_halt_forever();
+}
+
+static void scenario_reset_cf9(Cpu *bsp)
+{
+    kprintf("reset-cf9 now");
+    outb(0xcf9, 0x02); /* SYS_RST: a hard reset when RST_CPU goes 0 to 1 */
+    outb(0xcf9, 0x06);
+    cpu_halt_forever();
+}
+
+static void scenario_reset_92(Cpu *bsp)
+{
+    kprintf("reset-92 now");
+    outb(0x92, inb(0x92) | 1);
+    cpu_halt_forever();
+}
+
 static const struct {
     const char *name;
     void (*run)(Cpu *bsp);
@@ -348,6 +378,8 @@ static const struct {
     {"hotplug", scenario_hotplug},       {"failover", scenario_failover},
     {"vfio-e1000e", scenario_vfio_e1000e}, {"vfio-hostile", scenario_vfio_hostile},
     {"vfio-e1000e-msi", scenario_vfio_e1000e_msi}, {"pci-rom", scenario_pci_rom},
+    {"triple-fault", scenario_triple_fault}, {"reset-cf9", scenario_reset_cf9},
+    {"reset-92", scenario_reset_92},
 };
 
 static int scenario_find(const char *name)

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <linux/kvm.h>
@@ -164,8 +165,9 @@ typedef struct VCpuOps {
     void (*pio)(void *opaque, uint16_t port, uint8_t *data, unsigned size, unsigned count,
                 bool is_write);
     void (*mmio)(void *opaque, uint64_t addr, uint8_t *data, unsigned len, bool is_write);
-    void (*reset)(void *opaque);
-    void (*shutdown)(void *opaque);
+    /* why: what the guest did, for the reset's report (a static string) */
+    void (*reset)(void *opaque, const char *why);
+    void (*shutdown)(void *opaque, const char *why);
     void (*fatal)(void *opaque);
 } VCpuOps;
 
@@ -239,5 +241,8 @@ void vcpu_snapshot(VCpu *cpu, VCpuSnapshot *snap);
 
 /* Back to power-on state; the vCPU must be paused. */
 bool vcpu_reset(VCpu *cpu, GError **errp);
+/* Its registers, segments, control registers, events and MP state, as
+ * lines on out (a triple fault's report, -d cpu_reset); a stopped vCPU. */
+void vcpu_dump_state(VCpu *cpu, FILE *out);
 
 #endif
