@@ -133,6 +133,31 @@ def with_reset_log(argv):
     return argv[:i] + ["-d", "cpu_reset"] + argv[i:]
 
 
+RESET_NOTES = os.path.join(BUILD, "diag", "resets.log")
+
+
+def note_resets(args, stderr):
+    """Appends the guest resets a VMM's stderr names (with_reset_log) to
+    build/diag/resets.log with the test and the time, passed tests too:
+    a soak (tests/rig/soak.sh) then counts the resets nobody asked for.
+    A triple fault or a cause other than testos's i8042 reset at `done`
+    comes with the whole stderr (its registers); the rest in one line."""
+    lines = [ln for ln in stderr.splitlines()
+             if "guest reset (" in ln or "guest shutdown (" in ln or "triple fault" in ln]
+    if not lines:
+        return
+    whole = any("i8042" not in ln and "ACPI soft off" not in ln for ln in lines)
+    try:
+        os.makedirs(os.path.dirname(RESET_NOTES), exist_ok=True)
+        with open(RESET_NOTES, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} "
+                    f"{os.environ.get('PYTEST_CURRENT_TEST', '?')} "
+                    f"{' '.join(a for a in args if a.endswith('.log'))}\n")
+            f.write((stderr[-6000:] if whole else "\n".join(lines)).rstrip("\n") + "\n")
+    except OSError:
+        pass
+
+
 class Vmm:
     """A running VMM process with its stderr captured."""
 
@@ -176,6 +201,7 @@ class Vmm:
     def __exit__(self, *exc):
         self.kill()
         self.stderr_tail = self.unread_stderr()
+        note_resets(self.args, (getattr(self, "stderr", None) or "") + self.stderr_tail)
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe:
                 pipe.close()

@@ -148,10 +148,13 @@ class Guest:
         if (os.environ.get("DV_RIG") != "1" or self.rebooted_silent
                 or self.vmm.proc.returncode != 0 or self.text()):
             return False
-        print(f"rig: {self.which} reset before its first output byte (TCG): "
-              "booting it once more", file=sys.stderr, flush=True)
-        self.rebooted_silent = True
         self.vmm.__exit__(None, None, None)
+        cause = [ln for ln in (self.vmm.stderr_tail or "").splitlines()
+                 if "guest reset (" in ln or "triple fault" in ln]
+        print(f"rig: {self.which} reset before its first output byte (TCG): "
+              f"{'; '.join(cause) or 'no cause said'}: booting it once more",
+              file=sys.stderr, flush=True)
+        self.rebooted_silent = True
         open(self.log, "wb").close()
         self.started = time.time()
         self.vmm = self._start()
