@@ -38,6 +38,18 @@ gap between echoes and where it fell, and the phases:
         [--json FILE] [--vmm NAME=PATH ...]
 
 prints one markdown table (render()), --json writes every run's figures.
+The stream starts once the guest's VF has carrier and its gratuitous ARP
+(failover=on), and "before" (the rig's own loss) counts from the moment
+the VF carries it: what is lost until then ("bring-up", net_failover
+dropping what still arrives on the standby while the VF's link comes up)
+is the guest's boot, not a steady state (until 2026-12-07 it was counted
+in "before", 26-29% for this VMM, whose VF comes up later in the boot
+than QEMU's: it plugs the primary from its main loop, QEMU in the vCPU's
+feature write).  failover=on runs also keep, to tell where L1's CPUs
+went before the migrate: "cpu" (each VMM's and the bench's CPU time per
+thread and L1's /proc/stat every 0.5 s), "src_lines" (the guest's
+`linux: fo` lines as read), "ports_before" (the bridge ports' counters
+every 0.1 s until the destination starts) and "before_marks_s".
 Inside the rig only (DV_RIG=1); bench/run.py starts the rig for it."""
 import argparse
 import json
@@ -182,6 +194,105 @@ class Ports(threading.Thread):
         return vals[-1] - vals[0] if vals else 0
 
 
+class Cpu(threading.Thread):
+    """Samples every 0.5 s the CPU time (utime + stime, in clock ticks) of
+    named processes in L1, each thread's by its comm, and L1's /proc/stat
+    cpu line: where L1's two CPUs went while the guest streamed.
+    [(monotonic, {"l1": [user, nice, system, idle, ...],
+                  name: {"total": ticks, comm: ticks, ...}})]"""
+
+    def __init__(self, pids):
+        super().__init__(daemon=True)
+        self.pids = dict(pids)
+        self.samples = []
+        self.stopping = threading.Event()
+
+    @staticmethod
+    def ticks(path):
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            return None, None
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        f = text[text.rindex(")") + 2:].split()
+        return comm, int(f[11]) + int(f[12])
+
+    def read(self):
+        out = {}
+        with open("/proc/stat") as f:
+            out["l1"] = [int(v) for v in f.readline().split()[1:]]
+        for name, pid in list(self.pids.items()):
+            per = {}
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                comm, n = self.ticks(f"/proc/{pid}/task/{tid}/stat")
+                if comm is not None:
+                    per[comm] = per.get(comm, 0) + n
+            _, total = self.ticks(f"/proc/{pid}/stat")
+            if total is not None:
+                per["total"] = total
+                out[name] = per
+        return out
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.samples.append((time.monotonic(), self.read()))
+            self.stopping.wait(0.5)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(2)
+
+    def rel(self, t0):
+        """The samples with times in seconds from t0."""
+        return [[round(t - t0, 2), c] for t, c in self.samples]
+
+
+class Lines(threading.Thread):
+    """The guest's `linux: fo ...` console lines (its failover watcher: the
+    VF appearing, its gratuitous ARP once it has carrier, its counters),
+    each with the monotonic time this thread first read it (0.1 s steps)."""
+
+    def __init__(self, path, prefix="linux: fo "):
+        super().__init__(daemon=True)
+        self.path, self.prefix = path, prefix
+        self.lines = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        pos, part = 0, b""
+        while not self.stopping.is_set():
+            try:
+                if os.path.getsize(self.path) < pos:    # the guest booted again
+                    pos, part = 0, b""
+                with open(self.path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read()
+            except OSError:
+                data = b""
+            pos += len(data)
+            part += data
+            *done, part = part.split(b"\n")
+            now = time.monotonic()
+            for raw in done:
+                line = raw.decode(errors="replace").strip("\r")
+                if line.startswith(self.prefix):
+                    self.lines.append((now, line))
+            self.stopping.wait(0.1)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(2)
+
+    def rel(self, t0):
+        """The lines with times in seconds from t0."""
+        return [[round(t - t0, 2), line] for t, line in self.lines]
+
+
 def mono(ev):
     """A QMP event's timestamp on time.monotonic()'s clock."""
     ts = ev["timestamp"]
@@ -271,12 +382,28 @@ def window_lost(stretches, first, last, sent=False):
 
 # Where the datagrams were lost: the phases of a run, each from its mark to
 # the next phase's (a mark missing from a run: the phase is left out).
-PHASES = (("before", "stream"),        # the stream's start to migrate
+PHASES = (("bring-up", "stream"),      # the stream's start until the VF first carries it
+          ("before", "vf-up"),         # the VF carrying the stream, to migrate
           ("wait-unplug", "start"),    # migrate (device_del) until ejected
           ("pre-copy", "precopy"),     # RAM sent, the guest on its standby
           ("stopped", "src-stop"),     # the source's STOP to the destination's run
           ("replug", "dst-run"),       # the guest runs until the VF carries the stream
           ("after", "vf-carries"))     # to the end of the stream
+
+
+# the phases outside the migration's window
+OUTSIDE = ("bring-up", "before", "after")
+
+
+def before_loss(r):
+    """(lost, sent) before the migration once the VF carried the stream;
+    for runs measured before the bring-up was split off (no "vf-up" mark),
+    from the stream's start."""
+    pl = r.get("phase_loss", {})
+    if "bring-up" in pl and "before" in pl:
+        return pl["before"][0], pl["before"][1]
+    st = r["outage"]["stretches"][0]
+    return st["lost"], st["sent"]
 
 
 def phase_loss(stream, marks):
@@ -293,11 +420,11 @@ def phase_loss(stream, marks):
 
 
 def loss_timeline(stream, t0, step=0.5):
-    """Datagrams lost in each `step` seconds of the stream, from 2 s before
-    t0 (the migrate): [[seconds from t0, lost, sent, sent late], ...] with
+    """Datagrams lost in each `step` seconds of the stream, from its start:
+    [[seconds from t0 (the migrate), lost, sent, sent late], ...] with
     losses only."""
     out = []
-    t = t0 - 2.0
+    t = stream.started
     end = stream.send_times[stream.sent - 1] if stream.sent else t0
     while t < end:
         w = stream.window(t, t + step)
@@ -309,7 +436,7 @@ def loss_timeline(stream, t0, step=0.5):
 
 def summarize(stream, ports, marks, switch, resume, replug_from, phase_marks=None):
     """The figures of one run (stream stopped).  phase_marks: the marks of
-    PHASES (start, precopy, src-stop, dst-run) by monotonic time."""
+    PHASES (vf-up, start, precopy, src-stop, dst-run) by monotonic time."""
     vf_back = ports.flowing("vf_rx", replug_from)
     if vf_back:
         marks = dict(marks, **{"vf-carries": vf_back})
@@ -347,18 +474,36 @@ def run_auto(which, net, d, vmms, pciehp=False):
     rd = auto_test.initrd(d)
     src, src_sock = auto_vm(which, d, "src", net, TAPS[0], rd, pciehp=pciehp)
     with src:
-        auto_test.boot(src, net.mac)
+        lines = Lines(src.log)
+        lines.start()
+        try:
+            auto_test.boot(src, net.mac)
+            # the VF with carrier and the guest's gratuitous ARP through it:
+            # the stream then starts on the VF, not in its bring-up (the
+            # bring-up phase still counts what is lost before it carries)
+            src.wait_for(r"^linux: fo garp vf=\S+$", STEP)
+        except BaseException:
+            lines.stop()
+            raise
         ports = Ports(net)
         ports.start()
+        cpu = Cpu({"src": src.vmm.proc.pid, "bench": os.getpid()})
+        cpu.start()
         stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
         try:
             assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
-            assert wait_vf_traffic(ports, time.monotonic()), "the VF carries nothing"
+            pre = {"echoes": time.monotonic()}
+            vf_up = wait_vf_traffic(ports, stream.started)
+            assert vf_up, "the VF carries nothing"
+            pre["vf-up"] = vf_up
             time.sleep(2)
+            pre["dst-spawn"] = time.monotonic()
             dst, dst_sock = auto_vm(which, d, "dst", net, TAPS[1], rd,
                                     incoming=f"unix:{d}/mig.sock", pciehp=pciehp)
+            cpu.pids["dst"] = dst.vmm.proc.pid
             with dst:
                 dst.qmp(dst_sock, 90).close()   # up, or its stderr
+                pre["dst-up"] = time.monotonic()
                 with Qmp(src_sock) as qs, Qmp(dst_sock) as qd:
                     qs.ok("migrate-set-capabilities",
                           capabilities=[{"capability": "events", "state": True}])
@@ -384,8 +529,10 @@ def run_auto(which, net, d, vmms, pciehp=False):
                 time.sleep(3)
                 stream.stop()
                 ports.stop()
+                cpu.stop()
+                lines.stop()
                 out = summarize(stream, ports, marks, marks["src-stop"], resume, resume,
-                                phase_marks={"start": marks["start"],
+                                phase_marks={"vf-up": vf_up, "start": marks["start"],
                                              "precopy": marks.get("active", marks["start"]),
                                              "src-stop": marks["src-stop"],
                                              "dst-run": resume})
@@ -397,12 +544,22 @@ def run_auto(which, net, d, vmms, pciehp=False):
                     "total_ms": info.get("total-time"),
                     "qmp_wait_unplug_ms": info.get("wait-unplug-time"),
                     # the guest's own stop: the source's STOP to the destination's RESUME
-                    "stopped_s": round(resume - marks["src-stop"], 3)})
+                    "stopped_s": round(resume - marks["src-stop"], 3),
+                    # before the migrate, from it: echoes back, the VF
+                    # carrying them, the destination started and answering
+                    "before_marks_s": {k: round(v - marks["start"], 3) for k, v in
+                                       dict(pre, stream=stream.started).items()},
+                    "cpu": cpu.rel(marks["start"]),
+                    "src_lines": lines.rel(marks["start"]),
+                    "ports_before": [[round(t - marks["start"], 2), c] for t, c in
+                                     ports.samples[::10] if t < pre["dst-spawn"]]})
                 return out
         finally:
             if not stream.stopping.is_set():
                 stream.stop(0)
             ports.stop()
+            cpu.stop()
+            lines.stop()
 
 
 def run_manual(which, net, d, vmms):
@@ -416,7 +573,8 @@ def run_manual(which, net, d, vmms):
         stream = outage.Stream(GUEST_IP, PORT, INTERVAL_MS).start()
         try:
             assert stream.wait_received(20, STEP), f"no echoes\n{src.tail()}"
-            assert wait_vf_traffic(ports, time.monotonic()), "the VF carries nothing"
+            vf_up = wait_vf_traffic(ports, stream.started)
+            assert vf_up, "the VF carries nothing"
             time.sleep(2)
             dst, dst_sock = bond_vm(which, d, "dst", net, TAPS[1], rd,
                                     incoming=f"unix:{d}/mig.sock")
@@ -437,7 +595,7 @@ def run_manual(which, net, d, vmms):
                 ph = script["phases"]
                 stop = marks["migrated"] - ph["qmp-downtime"]
                 out = summarize(stream, ports, marks, stop, marks["running"], marks["running"],
-                                phase_marks={"start": marks["start"],
+                                phase_marks={"vf-up": vf_up, "start": marks["start"],
                                              "precopy": marks["unplugged"],
                                              "src-stop": stop,
                                              "dst-run": marks["migrated"]})
@@ -560,18 +718,20 @@ def render(res):
         ("runs (good / all)", lambda s: f"{len(ok[s])} / {len(res[s])}"),
         ("datagrams lost, migrate until the VF carries the stream again", lambda s: span(
             [lost_window(r) for r in ok[s]], str)),
-        ("lost before the migration (the rig's own loss)", lambda s: span(
-            [100.0 * r["outage"]["stretches"][0]["lost"]
-             / max(1, r["outage"]["stretches"][0]["sent"]) for r in ok[s]],
+        ("lost at the stream's start, until the VF first carries it", lambda s: span(
+            [r["phase_loss"]["bring-up"][0] for r in ok[s]
+             if "bring-up" in r.get("phase_loss", {})], str)),
+        ("lost before the migration, the VF carrying (the rig's own loss)", lambda s: span(
+            [100.0 * before_loss(r)[0] / max(1, before_loss(r)[1]) for r in ok[s]],
             lambda v: f"{v:.0f}%")),
     ] + [
         (f"lost in {name}", lambda s, name=name: span(
             [r["phase_loss"][name][0] for r in ok[s] if name in r.get("phase_loss", {})],
             str))
-        for name, _ in PHASES if name not in ("before", "after")
+        for name, _ in PHASES if name not in OUTSIDE
     ] + [
         ("of the lost, sent late (the peer in L1 stalled > 50 ms)", lambda s: span(
-            [sum(v[3] for p, v in r["phase_loss"].items() if p not in ("before", "after"))
+            [sum(v[3] for p, v in r["phase_loss"].items() if p not in OUTSIDE)
              for r in ok[s] if len(r.get("phase_loss", {}).get("before", [])) > 3], str)),
         ("longest gap, migrate until the VF carries the stream again", lambda s: span(
             [window_gap_ms(r) for r in ok[s]], lambda v: f"{v:.0f} ms")),
