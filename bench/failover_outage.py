@@ -31,8 +31,10 @@ gap between echoes and where it fell, and the phases:
     pre-copy     RAM pre-copy until completed (query-migrate's total-time
                  less wait-unplug), of which downtime (query-migrate's)
     replug       the destination's guest runs (RESUME; manual: the
-                 script's device_add) until the VF carries the stream (the
-                 peer's e1000e counts echoes from it again)
+                 script's device_add) until the VF carries the stream to
+                 stay (the peer's e1000e counts echoes from it again, and
+                 no 0.5 s after without, the stream going to a standby's
+                 tap: Ports.carrying)
 
     python3 bench/failover_outage.py [--runs N] [--only dv-auto,...]
         [--json FILE] [--vmm NAME=PATH ...]
@@ -179,6 +181,28 @@ class Ports(threading.Thread):
                     return t
                 j += 1
         return None
+
+    def carrying(self, key, after, quiet=0.5, away=10):
+        """The first time after `after` from which key kept rising (the VF
+        carries the stream to stay): flowing() from the end of the last
+        stretch of `quiet` seconds in which key did not rise while the
+        bridge sent `away` frames or more to the taps (the stream went to a
+        standby, where net_failover drops it once the VF is registered:
+        the bridge's entry moved back by the guest's announce through the
+        standby), or None.  A stall with nothing sent to the taps (the
+        guest or the peer not scheduled in a loaded L1) is not the
+        migration's and does not count."""
+        start, rise, prev = after, None, None
+        for t, c in self.samples:
+            if t < after:
+                continue
+            n, taps = c[key], c["tap0_tx"] + c["tap1_tx"]
+            if prev is None or n > prev:
+                rise = (t, taps)
+            elif t - rise[0] >= quiet and taps - rise[1] >= away:
+                start = t
+            prev = n
+        return self.flowing(key, start)
 
     def stopped(self, key, before):
         """The last time before `before` that key rose."""
@@ -356,6 +380,23 @@ def pci_ids(buses):
     return out
 
 
+def wait_vf_settled(ports, after, hold=3.0, timeout=STEP, settle=30.0):
+    """Waits until the VF has carried the stream for `hold` seconds without
+    a stall (Ports.carrying): its onset; at most `timeout` seconds for the
+    first traffic on it and `settle` more from then, after which the latest
+    onset seen (None: the VF never carried it)."""
+    deadline = time.monotonic() + timeout
+    t = None
+    while time.monotonic() < deadline:
+        t = ports.carrying("vf_rx", after)
+        if t:
+            if time.monotonic() - t >= hold:
+                return t
+            deadline = min(deadline, t + settle)
+        time.sleep(0.25)
+    return t
+
+
 def wait_vf_traffic(ports, after, timeout=STEP):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -437,7 +478,7 @@ def loss_timeline(stream, t0, step=0.5):
 def summarize(stream, ports, marks, switch, resume, replug_from, phase_marks=None):
     """The figures of one run (stream stopped).  phase_marks: the marks of
     PHASES (vf-up, start, precopy, src-stop, dst-run) by monotonic time."""
-    vf_back = ports.flowing("vf_rx", replug_from)
+    vf_back = ports.carrying("vf_rx", replug_from)
     if vf_back:
         marks = dict(marks, **{"vf-carries": vf_back})
     res = stream.result()
@@ -523,10 +564,9 @@ def run_auto(which, net, d, vmms, pciehp=False):
                         marks["src-stop"] = marks["completed"] - info.get("downtime", 0) / 1e3
                     resume = mono(qd.wait_event("RESUME", STEP))
                     marks["dst-resume"] = resume
-                    back = wait_vf_traffic(ports, resume)
+                    back = wait_vf_settled(ports, resume)
                     assert back, (f"the VF carries nothing on the destination (its PCI "
                                   f"devices: {pci_ids(qd.ok('query-pci'))})\n{dst.tail(8)}")
-                time.sleep(3)
                 stream.stop()
                 ports.stop()
                 cpu.stop()
@@ -587,9 +627,8 @@ def run_manual(which, net, d, vmms):
                 assert p.returncode == 0, f"{p.stdout}{p.stderr}\n{dst.tail()}"
                 script = json.loads(p.stdout.strip().splitlines()[-1])
                 marks = dict(script["marks"])
-                back = wait_vf_traffic(ports, marks["running"])
+                back = wait_vf_settled(ports, marks["running"])
                 assert back, f"the VF carries nothing on the destination\n{dst.tail()}"
-                time.sleep(3)
                 stream.stop()
                 ports.stop()
                 ph = script["phases"]
