@@ -5,12 +5,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -282,6 +284,66 @@ bool chan_read(int fd, void *buf, size_t len, GError **errp)
         }
         p += n;
         len -= n;
+    }
+    return true;
+}
+
+/* Drop n bytes done from the front of iov[0..*cnt); returns the new front. */
+static struct iovec *iov_advance(struct iovec *iov, int *cnt, size_t n)
+{
+    while (*cnt && n >= iov->iov_len) {
+        n -= iov->iov_len;
+        iov++;
+        (*cnt)--;
+    }
+    if (*cnt) {
+        iov->iov_base = (uint8_t *)iov->iov_base + n;
+        iov->iov_len -= n;
+    }
+    return iov;
+}
+
+bool chan_writev(int fd, struct iovec *iov, int iovcnt, GError **errp)
+{
+    while (iovcnt && !iov->iov_len) {
+        iov++;
+        iovcnt--;
+    }
+    while (iovcnt) {
+        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = MIN(iovcnt, IOV_MAX) };
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) {
+            n = writev(fd, iov, MIN(iovcnt, IOV_MAX));
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            error_setg(errp, "migration channel: write failed: %s", g_strerror(errno));
+            return false;
+        }
+        iov = iov_advance(iov, &iovcnt, n);
+    }
+    return true;
+}
+
+bool chan_readv(int fd, struct iovec *iov, int iovcnt, GError **errp)
+{
+    while (iovcnt && !iov->iov_len) {
+        iov++;
+        iovcnt--;
+    }
+    while (iovcnt) {
+        ssize_t n = readv(fd, iov, MIN(iovcnt, IOV_MAX));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            error_setg(errp, "migration stream: %s",
+                       n == 0 ? "unexpected end of stream" : g_strerror(errno));
+            return false;
+        }
+        iov = iov_advance(iov, &iovcnt, n);
     }
     return true;
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <glib-unix.h>
@@ -67,51 +68,94 @@ static bool take_untouched(IncomingLoad *in, uint64_t gpa, bool clear)
     return false;
 }
 
-static bool load_ram(IncomingLoad *in, Machine *m, const MigSection *s, GError **errp)
+/*
+ * A RAM section (migration-int.h), its payload still on fd: the records are
+ * read and every one checked first (a page inside this guest's RAM, a known
+ * kind, the data's length what the section says), the zero pages cleared,
+ * then the data read straight into the guest's pages and the checksum
+ * compared.  A section that fails any of it fails the load, and this guest
+ * never runs: what was written into its RAM by then does not matter.
+ */
+static bool load_ram(IncomingLoad *in, Machine *m, int fd, MigSection *s, GError **errp)
 {
-    const uint8_t *payload = s->payload->data;
-    size_t len = s->payload->len, pos = 0;
+    uint64_t count, *rec = NULL, nr_data = 0;
+    struct iovec *iov = NULL;
+    bool ok = false;
 
-    while (pos < len) {
-        uint64_t rec, gpa;
+    if (s->version != MIG_RAM_VERSION) {
+        error_setg(errp, "migration stream: RAM section version %u, this VMM reads %u",
+                   s->version, MIG_RAM_VERSION);
+        return false;
+    }
+    if (s->len < 8) {
+        goto bad;
+    }
+    if (!chan_read(fd, &count, 8, errp)) {
+        return false;
+    }
+    mig_hash_update(&s->hash, &count, 8);
+    count = GUINT64_FROM_LE(count);
+    if (count > MIG_RAM_MAX_RECORDS || count > (s->len - 8) / 8) {
+        goto bad;
+    }
+    rec = g_new(uint64_t, count);
+    iov = g_new(struct iovec, count);
+    if (!chan_read(fd, rec, 8 * count, errp)) {
+        goto out;
+    }
+    mig_hash_update(&s->hash, rec, 8 * count);
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t gpa, kind;
         uint8_t *dst;
 
-        if (len - pos < 8) {
-            goto bad;
-        }
-        memcpy(&rec, payload + pos, 8);
-        rec = GUINT64_FROM_LE(rec);
-        pos += 8;
-        gpa = rec & ~RAM_FLAG_MASK;
+        rec[i] = GUINT64_FROM_LE(rec[i]);
+        gpa = rec[i] & ~RAM_FLAG_MASK;
+        kind = rec[i] & RAM_FLAG_MASK;
         dst = machine_gpa_to_hva(m, gpa, MIG_PAGE_SIZE);
         if (!dst) {
             error_setg(errp,
                        "migration stream: page 0x%" G_GINT64_MODIFIER "x is "
                        "outside this guest's RAM",
                        gpa);
-            return false;
+            goto out;
         }
-        if ((rec & RAM_FLAG_MASK) == RAM_FLAG_ZERO) {
-            /* a page never touched here is zero already: leave it unallocated */
-            if (!take_untouched(in, gpa, false)) {
-                memset(dst, 0, MIG_PAGE_SIZE);
-            }
-        } else if ((rec & RAM_FLAG_MASK) == RAM_FLAG_PAGE) {
-            if (len - pos < MIG_PAGE_SIZE) {
-                goto bad;
-            }
-            take_untouched(in, gpa, true);
-            memcpy(dst, payload + pos, MIG_PAGE_SIZE);
-            pos += MIG_PAGE_SIZE;
-        } else {
+        if (kind == RAM_FLAG_PAGE) {
+            iov[nr_data++] = (struct iovec){ dst, MIG_PAGE_SIZE };
+        } else if (kind != RAM_FLAG_ZERO) {
             goto bad;
         }
-        in->ram_pages++;
     }
-    return true;
+    if (s->len - 8 - 8 * count != nr_data * MIG_PAGE_SIZE) {
+        goto bad;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t gpa = rec[i] & ~RAM_FLAG_MASK;
+        if ((rec[i] & RAM_FLAG_MASK) == RAM_FLAG_PAGE) {
+            take_untouched(in, gpa, true);
+        } else if (!take_untouched(in, gpa, false)) {
+            /* a page never touched here is zero already: left unallocated */
+            memset(machine_gpa_to_hva(m, gpa, MIG_PAGE_SIZE), 0, MIG_PAGE_SIZE);
+        }
+    }
+    if (!chan_readv(fd, iov, nr_data, errp)) {
+        goto out;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t gpa = rec[i] & ~RAM_FLAG_MASK;
+        if ((rec[i] & RAM_FLAG_MASK) == RAM_FLAG_PAGE) {
+            mig_hash_update(&s->hash, machine_gpa_to_hva(m, gpa, MIG_PAGE_SIZE),
+                            MIG_PAGE_SIZE);
+        }
+    }
+    ok = mig_read_section_end(fd, s, errp);
+    in->ram_pages += ok ? count : 0;
+    goto out;
 bad:
     error_setg(errp, "migration stream: malformed RAM section");
-    return false;
+out:
+    g_free(rec);
+    g_free(iov);
+    return ok;
 }
 
 void incoming_load_init(IncomingLoad *ld, Machine *m)
@@ -192,19 +236,22 @@ bool incoming_load_stream(IncomingLoad *ld, int fd, GError **errp)
     bool seen_config = false, ok = mig_read_header(fd, errp);
 
     while (ok) {
-        MigSection *s = mig_read_section(fd, errp);
+        MigSection *s = mig_read_section_head(fd, errp);
         if (!s) {
             return false;
         }
         ld->nr_sections++;
-        if (!seen_config && s->type != SEC_CONFIG) {
+        if (s->type != SEC_RAM && (!mig_read_section_payload(fd, s, errp) ||
+                                   !mig_read_section_end(fd, s, errp))) {
+            ok = false;
+        } else if (!seen_config && s->type != SEC_CONFIG) {
             error_setg(errp, "migration stream: no machine description first");
             ok = false;
         } else if (s->type == SEC_CONFIG) {
             ok = migration_config_check(m, s, errp);
             seen_config = true;
         } else if (s->type == SEC_RAM) {
-            ok = load_ram(ld, m, s, errp);
+            ok = load_ram(ld, m, fd, s, errp);
         } else if (s->type == SEC_END) {
             mig_section_free(s);
             return true;

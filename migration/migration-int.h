@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <glib.h>
 #include <jansson.h>
 
@@ -31,7 +32,7 @@
 #include "migration/migration.h"
 
 #define MIG_MAGIC       "DVMIGRAT"
-#define MIG_VERSION     1
+#define MIG_VERSION     2
 #define MIG_PAGE_SIZE   4096ULL
 #define MIG_MAX_SECTION (64ULL << 20)
 #define MIG_ACK_OK      'A'
@@ -50,9 +51,12 @@ enum {
 
 #define MIG_GLOBAL_VERSION 1
 
-#define RAM_FLAG_ZERO 1ULL
-#define RAM_FLAG_PAGE 2ULL
-#define RAM_FLAG_MASK 0xfffULL
+#define RAM_FLAG_ZERO   1ULL
+#define RAM_FLAG_PAGE   2ULL
+#define RAM_FLAG_MASK   0xfffULL
+#define MIG_RAM_VERSION 2
+/* Records in one RAM section at most (the source sends 256). */
+#define MIG_RAM_MAX_RECORDS 4096
 
 typedef enum MigUriKind {
     MIG_URI_TCP,
@@ -71,21 +75,71 @@ int migration_connect(const MigrationUri *uri, pid_t *child, GError **errp);
 int migration_listen(const MigrationUri *uri, pid_t *child, GError **errp);
 bool chan_write(int fd, const void *buf, size_t len, GError **errp);
 bool chan_read(int fd, void *buf, size_t len, GError **errp);
+/* All of the iovecs (which it may change), in as few calls as it can. */
+bool chan_writev(int fd, struct iovec *iov, int iovcnt, GError **errp);
+bool chan_readv(int fd, struct iovec *iov, int iovcnt, GError **errp);
 bool chan_wait_readable(int fd, int timeout_ms);
+
+/*
+ * The section checksum (checksum.c): XXH64 with seed 0, of the bytes fed
+ * to mig_hash_update in order (any split gives the same value).
+ */
+typedef struct MigHash {
+    uint64_t v[4];
+    uint8_t buf[32];
+    size_t buffered;
+    uint64_t total;
+} MigHash;
+
+void mig_hash_init(MigHash *h);
+void mig_hash_update(MigHash *h, const void *data, size_t len);
+/* mig_hash_update of src, copying it to dst in the same pass. */
+void mig_hash_copy(MigHash *h, void *dst, const void *src, size_t len);
+uint64_t mig_hash_final(const MigHash *h);
+uint64_t mig_hash(const void *data, size_t len);
 
 /* One section on the wire (stream.c). */
 typedef struct MigSection {
     uint8_t type;
     char *name;
     uint32_t version;
-    GByteArray *payload;
+    uint64_t len;        /* the payload's length */
+    GByteArray *payload; /* NULL until read (RAM: never, incoming.c reads it) */
+    MigHash hash;        /* of the section's bytes read so far */
 } MigSection;
 
 bool mig_write_header(int fd, GError **errp);
 bool mig_read_header(int fd, GError **errp);
+/*
+ * Writing a section whose payload the caller hashes itself (as it copies
+ * it): start builds the head and hashes it; the caller feeds o->hash the
+ * payload, len bytes in order; send writes head, payload and checksum.
+ */
+typedef struct MigSectionOut {
+    uint8_t *head;
+    size_t head_len;
+    MigHash hash;
+} MigSectionOut;
+
+void mig_section_start(MigSectionOut *o, uint8_t type, const char *name, uint32_t version,
+                       uint64_t len);
+bool mig_section_send(int fd, MigSectionOut *o, const struct iovec *iov, int iovcnt,
+                      GError **errp);
+/* One section, its payload the iovecs in order, in one gathered write. */
+bool mig_write_sectionv(int fd, uint8_t type, const char *name, uint32_t version,
+                        const struct iovec *iov, int iovcnt, GError **errp);
 bool mig_write_section(int fd, uint8_t type, const char *name, uint32_t version,
                        const uint8_t *payload, size_t len, GError **errp);
-/* Read one section and check its CRC; NULL with errp set otherwise. */
+/*
+ * Reading a section in steps: its head (type, name, version, length;
+ * checked for a known type and at most MIG_MAX_SECTION bytes), then its
+ * payload (into s->payload, or by the caller, who feeds s->hash every byte
+ * in order), then its checksum.  mig_read_section does all three; NULL
+ * with errp set when any fails.
+ */
+MigSection *mig_read_section_head(int fd, GError **errp);
+bool mig_read_section_payload(int fd, MigSection *s, GError **errp);
+bool mig_read_section_end(int fd, MigSection *s, GError **errp);
 MigSection *mig_read_section(int fd, GError **errp);
 void mig_section_free(MigSection *s);
 

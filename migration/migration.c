@@ -208,21 +208,62 @@ static void throttle(MigrationState *ms, uint64_t sent, int64_t t0)
     }
 }
 
+/*
+ * A RAM section (migration-int.h): the record count, the records, then the
+ * data of its PAGE records in order, so that the destination can read the
+ * data straight into its guest.  The records are gathered first; then each
+ * data page is copied into a buffer and hashed in the same pass, and the
+ * buffer is sent: the checksum has to be of the bytes sent, and a running
+ * guest may write a page between a checksum over guest memory and the
+ * socket's own copy of it.  (A page that changed since it was found zero
+ * or not is dirty again and goes in a later pass.)
+ */
+typedef struct RamBatch {
+    uint64_t rec[1 + PAGES_PER_SECTION]; /* [0]: the count */
+    const uint8_t *page[PAGES_PER_SECTION];
+    uint8_t *data; /* PAGES_PER_SECTION pages */
+    unsigned nr, nr_data;
+} RamBatch;
+
+static bool ram_batch_send(MigrationState *ms, RamBatch *b, GError **errp)
+{
+    struct iovec iov[2] = {
+        { b->rec, 8 * (1 + b->nr) },
+        { b->data, b->nr_data * MIG_PAGE_SIZE },
+    };
+    MigSectionOut o;
+    bool ok;
+
+    b->rec[0] = GUINT64_TO_LE(b->nr);
+    mig_section_start(&o, SEC_RAM, "ram", MIG_RAM_VERSION,
+                      iov[0].iov_len + iov[1].iov_len);
+    mig_hash_update(&o.hash, iov[0].iov_base, iov[0].iov_len);
+    for (unsigned i = 0; i < b->nr_data; i++) {
+        mig_hash_copy(&o.hash, b->data + i * MIG_PAGE_SIZE, b->page[i], MIG_PAGE_SIZE);
+    }
+    ok = mig_section_send(ms->fd, &o, iov, 2, errp);
+    pthread_mutex_lock(&ms->lock);
+    ms->transferred += iov[0].iov_len + iov[1].iov_len;
+    pthread_mutex_unlock(&ms->lock);
+    b->nr = b->nr_data = 0;
+    return ok;
+}
+
 /* Send every page whose bit is set, clearing the bits. */
 static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
                              bool first_pass, GError **errp)
 {
-    GByteArray *buf = g_byte_array_new();
-    unsigned in_section = 0;
+    RamBatch *b = g_new0(RamBatch, 1);
     uint64_t sent = 0;
     int64_t t0 = now_ms();
     bool ok = true;
 
+    b->data = g_malloc(PAGES_PER_SECTION * MIG_PAGE_SIZE);
     for (unsigned i = 0; ok && i < rs->nr_regions; i++) {
         RamRegion *r = &rs->region[i];
         uint64_t pages = r->size / MIG_PAGE_SIZE;
         for (uint64_t p = 0; ok && p < pages; p++) {
-            uint64_t bit = 1ULL << (p % 64), rec;
+            uint64_t bit = 1ULL << (p % 64), gpa = r->gpa + p * MIG_PAGE_SIZE;
             const uint8_t *page;
             if (!(__atomic_load_n(&r->bitmap[p / 64], __ATOMIC_RELAXED) & bit)) {
                 continue;
@@ -230,24 +271,16 @@ static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
             __atomic_and_fetch(&r->bitmap[p / 64], ~bit, __ATOMIC_RELAXED);
             page = r->hva + p * MIG_PAGE_SIZE;
             if ((first_pass && (r->untouched[p / 64] & bit)) || page_is_zero(page)) {
-                rec = GUINT64_TO_LE((r->gpa + p * MIG_PAGE_SIZE) | RAM_FLAG_ZERO);
-                g_byte_array_append(buf, (guint8 *)&rec, 8);
+                b->rec[1 + b->nr++] = GUINT64_TO_LE(gpa | RAM_FLAG_ZERO);
                 ms->duplicate++;
             } else {
-                rec = GUINT64_TO_LE((r->gpa + p * MIG_PAGE_SIZE) | RAM_FLAG_PAGE);
-                g_byte_array_append(buf, (guint8 *)&rec, 8);
-                g_byte_array_append(buf, page, MIG_PAGE_SIZE);
+                b->rec[1 + b->nr++] = GUINT64_TO_LE(gpa | RAM_FLAG_PAGE);
+                b->page[b->nr_data++] = page;
                 ms->normal++;
             }
-            if (++in_section == PAGES_PER_SECTION) {
-                ok = mig_write_section(ms->fd, SEC_RAM, "ram", 1, buf->data, buf->len,
-                                       errp);
-                sent += buf->len;
-                pthread_mutex_lock(&ms->lock);
-                ms->transferred += buf->len;
-                pthread_mutex_unlock(&ms->lock);
-                g_byte_array_set_size(buf, 0);
-                in_section = 0;
+            if (b->nr == PAGES_PER_SECTION) {
+                sent += 8 * (1 + b->nr) + b->nr_data * MIG_PAGE_SIZE;
+                ok = ram_batch_send(ms, b, errp);
                 if (ok && !final) {
                     throttle(ms, sent, t0);
                     if (cancelled(ms)) {
@@ -258,13 +291,11 @@ static bool send_dirty_pages(MigrationState *ms, RamState *rs, bool final,
             }
         }
     }
-    if (ok && buf->len) {
-        ok = mig_write_section(ms->fd, SEC_RAM, "ram", 1, buf->data, buf->len, errp);
-        pthread_mutex_lock(&ms->lock);
-        ms->transferred += buf->len;
-        pthread_mutex_unlock(&ms->lock);
+    if (ok && b->nr) {
+        ok = ram_batch_send(ms, b, errp);
     }
-    g_byte_array_free(buf, TRUE);
+    g_free(b->data);
+    g_free(b);
     return ok;
 }
 
@@ -494,7 +525,10 @@ static void migration_dma_dirty(void *opaque, uint64_t gpa, uint64_t len)
  * CPU while RAM is copied is (in the nested rig, where the L2 guest, this
  * thread and the destination share L1's two vCPUs, the guest lost half of
  * a 10 ms UDP stream during pre-copy under load).  Linux's nice is per
- * thread; a sandbox that denies it leaves the priority as it is.
+ * thread; a sandbox that denies it leaves the priority as it is.  The
+ * destination's incoming thread keeps its priority: between two hosts it
+ * never competes with this guest, and a lower priority there would only
+ * stretch the downtime on a busy destination.
  */
 static void migration_thread_yield_to_guest(void)
 {

@@ -16,10 +16,10 @@ import time
 import json
 import re
 import sys
-import zlib
 
 import pytest
 
+import migstream
 from harness import (QEMU, ROOT, SLOW, TESTOS, VMM, Qmp, Vmm, check_pattern_image,
                      free_port, pattern_image, serial_log, third_writer_refused,
                      wait_log_count, wait_migration_status)
@@ -268,26 +268,11 @@ def run_destination_on(d, stream_cmd):
 def stream_sections(data):
     """Split a stream (docs/migration.md) into its header and its sections
     as [type, name, version, payload]."""
-    pos, out = 16, []
-    while pos < len(data):
-        kind, name_len = data[pos], int.from_bytes(data[pos + 1:pos + 3], "little")
-        name = data[pos + 3:pos + 3 + name_len]
-        pos += 3 + name_len
-        version = int.from_bytes(data[pos:pos + 4], "little")
-        size = int.from_bytes(data[pos + 4:pos + 12], "little")
-        out.append([kind, name, version, data[pos + 12:pos + 12 + size]])
-        pos += 12 + size + 4
-    return data[:16], out
+    return migstream.split(data)
 
 
 def stream_join(header, sections):
-    data = header
-    for kind, name, version, payload in sections:
-        sec = (bytes([kind]) + len(name).to_bytes(2, "little") + name
-               + version.to_bytes(4, "little") + len(payload).to_bytes(8, "little") + payload)
-        # an empty section (END) carries CRC 0 (docs/migration.md)
-        data += sec + (zlib.crc32(sec) if payload else 0).to_bytes(4, "little")
-    return data
+    return migstream.join(header, sections)
 
 
 SEC_GLOBAL = 7
@@ -325,8 +310,36 @@ def test_corrupt_and_truncated_streams_are_refused():
             return stream_join(header, [[k, n, version, payload] if k == SEC_GLOBAL
                                         else [k, n, v, p] for k, n, v, p in sections])
 
+        def with_ram(payload):
+            """The stream with its first RAM section's payload replaced (the
+            checksum put right)."""
+            first = next(i for i, sec in enumerate(sections) if sec[0] == migstream.SEC_RAM)
+            return stream_join(header, [[k, n, v, payload if i == first else p]
+                                        for i, (k, n, v, p) in enumerate(sections)])
+
+        # one byte of a page's data changed, the checksum left as it was
+        pos = 16
+        for kind, name, version, payload in sections:
+            head = 3 + len(name) + 12
+            if kind == migstream.SEC_RAM and any(d for _, d in migstream.ram_records(payload)):
+                count = int.from_bytes(payload[:8], "little")
+                page_byte = pos + head + 8 + 8 * count + 100
+                break
+            pos += head + len(payload) + 8
+        ram = next(p for k, _, _, p in sections if k == migstream.SEC_RAM)
+        recs = migstream.ram_records(ram)
         cases = {
             "garbage": (os.urandom(20000), ""),
+            "version 1": (data[:8] + (1).to_bytes(4, "little") + data[12:],
+                          "migration stream version 1, this VMM reads version 2"),
+            "page data flipped": (data[:page_byte] + bytes([data[page_byte] ^ 1])
+                                  + data[page_byte + 1:],
+                                  "checksum mismatch in section 'ram'"),
+            "RAM count too large": (with_ram((len(recs) + 1).to_bytes(8, "little") + ram[8:]),
+                                    "malformed RAM section"),
+            "RAM data cut": (with_ram(ram[:-1]), "malformed RAM section"),
+            "page outside RAM": (with_ram(migstream.ram_payload(
+                [((1 << 40) | migstream.RAM_ZERO, b"")])), "outside this guest's RAM"),
             "truncated": (data[: len(data) // 2], ""),
             "flipped": (data[:3000] + bytes([data[3000] ^ 0xff]) + data[3001:], ""),
             "empty": (b"", ""),

@@ -1,6 +1,6 @@
 /*
  * Fuzz target for the incoming migration stream: each input is the whole
- * stream a source would send (header, sections, CRCs; migration-int.h),
+ * stream a source would send (header, sections, checksums; migration-int.h),
  * loaded into a pc machine built without KVM: 8 MiB of RAM, one vCPU, the
  * PCI host bridge and PIIX3, a virtio-blk disk (at 00:02.0, on a fake
  * backend), the i8042, the RTC and COM1, exactly what a -kernel testos
@@ -11,9 +11,9 @@
  * its blob.  The machine is built once (virtio-blk's threads make building
  * it slow) and reset to power-on state before each input.
  *
- * The input's first byte is a mode: bit 0 set, every section's CRC is put
- * right before the load (so that the fuzzer can change what is inside a
- * section and still get past the CRC); the rest is the stream.
+ * The input's first byte is a mode: bit 0 set, every section's checksum is
+ * put right before the load (so that the fuzzer can change what is inside
+ * a section and still get past the checksum); the rest is the stream.
  *
  * Outcome: "ok: sections=N ram_pages=N arrives=STATE" or "refused: ERROR".
  * Seeds: tests/fuzz/corpus-migration/, made by make-corpus-migration.py.
@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "hw/i386/i8042.h"
 #include "hw/i386/pc.h"
@@ -120,19 +119,18 @@ static void machine_reset(FuzzMachine *f)
 }
 
 /*
- * Put right the CRC of every section that the stream holds whole (the
- * framing of migration-int.h; an empty payload's CRC is 0, as stream.c
- * has it).  Stops at the first section that does not fit.
+ * Put right the checksum of every section that the stream holds whole (the
+ * framing of migration-int.h).  Stops at the first section that does not
+ * fit.
  */
-static void fix_crcs(uint8_t *s, size_t size)
+static void fix_checksums(uint8_t *s, size_t size)
 {
     size_t pos = 16;
 
     while (size - pos >= 3 && pos <= size) {
         uint16_t name_len = s[pos + 1] | s[pos + 2] << 8;
         size_t head = 3 + (size_t)name_len + 12;
-        uint64_t len = 0;
-        uint32_t crc;
+        uint64_t len = 0, sum;
 
         if (size - pos < head) {
             return;
@@ -140,14 +138,14 @@ static void fix_crcs(uint8_t *s, size_t size)
         for (int i = 7; i >= 0; i--) {
             len = len << 8 | s[pos + head - 8 + i];
         }
-        if (len > size - pos - head || size - pos - head - len < 4) {
+        if (len > size - pos - head || size - pos - head - len < 8) {
             return;
         }
-        crc = len ? crc32(crc32(0, s + pos, head), s + pos + head, len) : 0;
-        for (int i = 0; i < 4; i++) {
-            s[pos + head + len + i] = crc >> (8 * i);
+        sum = mig_hash(s + pos, head + len);
+        for (int i = 0; i < 8; i++) {
+            s[pos + head + len + i] = sum >> (8 * i);
         }
-        pos += head + len + 4;
+        pos += head + len + 8;
     }
 }
 
@@ -179,7 +177,7 @@ void fuzz_target(const uint8_t *data, size_t size, FILE *report)
     }
     copy = g_memdup2(data + 1, size - 1);
     if (data[0] & 1) {
-        fix_crcs(copy, size - 1);
+        fix_checksums(copy, size - 1);
     }
     if (ftruncate(fd, 0) < 0 || pwrite(fd, copy, size - 1, 0) != (ssize_t)size - 1 ||
         lseek(fd, 0, SEEK_SET) != 0) {

@@ -13,17 +13,20 @@ one vCPU, one virtio drive, COM1), paused, migrated to a file:
 then:  tests/fuzz/make-corpus-migration.py /tmp/stream.bin tests/fuzz/corpus-migration
 
 Each seed is one mode byte (0: the stream as it is; 1: the target puts
-right every section's CRC first, so that the fuzzer can change what is
+right every section's checksum first, so that the fuzzer can change what is
 inside a section) and then the stream.  To keep the seeds small, the vCPU
 blob is cut down to the records a load needs (the FPU record instead of
 XSAVE, four MSRs) and RAM to a few records; only `valid-real` keeps the
-source's vCPU blob whole.  Every seed but `crc-*` carries right CRCs.
+source's vCPU blob whole.  Every seed but `checksum-*` carries right checksums.
 """
 import json
 import os
 import struct
 import sys
-import zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "functional"))
+import migstream  # noqa: E402
 
 SEC_CONFIG, SEC_RAM, SEC_KVM, SEC_CPU, SEC_DEVICE, SEC_END, SEC_GLOBAL = 1, 2, 3, 4, 5, 6, 7
 TAG_REGS, TAG_SREGS, TAG_XSAVE, TAG_XCRS, TAG_MSRS = 1, 2, 3, 4, 5
@@ -34,27 +37,15 @@ RAM_ZERO, RAM_PAGE = 1, 2
 
 
 def parse(data):
-    pos, out = 16, []
-    while pos < len(data):
-        kind, name_len = data[pos], struct.unpack_from("<H", data, pos + 1)[0]
-        name = data[pos + 3:pos + 3 + name_len]
-        pos += 3 + name_len
-        version, size = struct.unpack_from("<IQ", data, pos)
-        out.append([kind, name, version, data[pos + 12:pos + 12 + size]])
-        pos += 12 + size + 4
-    return data[:16], out
+    return migstream.split(data)
 
 
-def section(kind, name, version, payload, crc=None):
-    sec = (bytes([kind]) + struct.pack("<H", len(name)) + name
-           + struct.pack("<IQ", version, len(payload)) + payload)
-    if crc is None:
-        crc = zlib.crc32(sec) if payload else 0
-    return sec + struct.pack("<I", crc)
+def section(kind, name, version, payload, checksum=None):
+    return migstream.section(kind, name, version, payload, checksum)
 
 
 def join(header, sections):
-    return header + b"".join(section(*s) for s in sections)
+    return migstream.join(header, sections)
 
 
 def records(blob):
@@ -85,21 +76,9 @@ def small_cpu(blob):
     return unrecords(keep)
 
 
-def ram_records(payload):
-    pos, out = 0, []
-    while pos < len(payload):
-        rec = struct.unpack_from("<Q", payload, pos)[0]
-        pos += 8
-        if rec & 0xfff == RAM_PAGE:
-            out.append((rec, payload[pos:pos + 4096]))
-            pos += 4096
-        else:
-            out.append((rec, b""))
-    return out
-
-
-def ram_payload(recs):
-    return b"".join(struct.pack("<Q", r) + d for r, d in recs)
+ram_records = migstream.ram_records
+ram_payload = migstream.ram_payload
+RAM_V = 2
 
 
 def main():
@@ -108,16 +87,19 @@ def main():
     by_name = {s[1]: s for s in secs}
     config = by_name[b"config"]
     kvm, cpu = by_name[b"kvm"], by_name[b"cpu0"]
-    devices = [s for s in secs if s[0] == SEC_DEVICE]
+    # the devices of the target's machine (a source sends more since: the
+    # ACPI PM device and its PCI hot-plug, which the target does not build)
+    devices = [s for s in secs if s[0] == SEC_DEVICE and s[1] not in (b"piix4_pm",
+                                                                      b"acpi-pcihp")]
     glob = by_name[b"globalstate"]
     end = [SEC_END, b"end", 1, b""]
     pages = [r for s in secs if s[0] == SEC_RAM for r in ram_records(s[3])]
     data_pages = [r for r in pages if r[1]]
     # one page with data (the first the source sent), three zero pages
-    ram_small = [SEC_RAM, b"ram", 1,
+    ram_small = [SEC_RAM, b"ram", RAM_V,
                  ram_payload(data_pages[:1] + [(0x1000 | RAM_ZERO, b""), (0x2000 | RAM_ZERO, b""),
                                                (0x7ff000 | RAM_ZERO, b"")])]
-    ram_zero = [SEC_RAM, b"ram", 1, ram_payload([(0x3000 | RAM_ZERO, b"")])]
+    ram_zero = [SEC_RAM, b"ram", RAM_V, ram_payload([(0x3000 | RAM_ZERO, b"")])]
     cpu_small = [SEC_CPU, b"cpu0", 1, small_cpu(cpu[3])]
 
     def base(ram=ram_zero, cpu_sec=cpu_small, kvm_sec=kvm, devs=None, glob_sec=glob,
@@ -163,16 +145,19 @@ def main():
     stream["empty"] = b""
     stream["header-short"] = header[:10]
     stream["header-bad-magic"] = b"DVMIGRAX" + header[8:]
-    stream["header-version-2"] = header[:8] + struct.pack("<I", 2) + header[12:]
+    stream["header-version-1"] = header[:8] + struct.pack("<I", 1) + header[12:]
     stream["header-only"] = header
     stream["section-bad-type"] = join(header, [[9, b"x", 1, b"{}"]])
     stream["section-too-long"] = header + section(SEC_CONFIG, b"config", 1, b"")[:13] + \
         struct.pack("<Q", (64 << 20) + 1)
     stream["section-truncated"] = join(header, [config])[:-10]
-    stream["crc-flipped"] = join(header, [config])[:-1] + b"\xee"
-    stream["crc-wrong-fixed-by-mode1"] = header + section(*config, crc=0x12345678) + \
-        section(*ram_zero, crc=0) + section(*end)
-    mode1.add("crc-wrong-fixed-by-mode1")
+    stream["checksum-flipped"] = join(header, [config])[:-1] + b"\xee"
+    stream["checksum-wrong-fixed-by-mode1"] = header + section(*config, checksum=0x12345678) + \
+        section(*ram_zero, checksum=0) + section(*end)
+    mode1.add("checksum-wrong-fixed-by-mode1")
+    flipped = section(*ram_small)   # the last byte of its page's data
+    stream["checksum-page-data-flipped"] = join(header, [config]) + flipped[:-9] + \
+        bytes([flipped[-9] ^ 1]) + flipped[-8:]
     stream["no-end"] = join(header, base())[:-len(section(*end))]
     # CONFIG and RAM
     stream["config-not-first"] = join(header, [ram_zero, config])
@@ -180,15 +165,26 @@ def main():
         dict(json.loads(config[3]), **{"ram-size": 16 << 20}),
         separators=(",", ":")).encode()]])
     stream["config-not-json"] = join(header, [[SEC_CONFIG, b"config", 1, b"{ram"]])
-    stream["ram-record-short"] = join(header, [config, [SEC_RAM, b"ram", 1, b"\x01\x10\0\0"]])
-    stream["ram-bad-flags"] = join(header, [config, [SEC_RAM, b"ram", 1,
-                                                     struct.pack("<Q", 0x1003)]])
-    stream["ram-page-short"] = join(header, [config, [SEC_RAM, b"ram", 1, struct.pack(
-        "<Q", 0x1000 | RAM_PAGE) + bytes(100)]])
-    stream["ram-outside-guest"] = join(header, [config, [SEC_RAM, b"ram", 1, struct.pack(
-        "<Q", 0x800000 | RAM_ZERO)]])
-    stream["ram-last-page-wraps"] = join(header, [config, [SEC_RAM, b"ram", 1, struct.pack(
-        "<Q", 0xfffffffffffff000 | RAM_ZERO)]])
+    stream["ram-count-short"] = join(header, [config, [SEC_RAM, b"ram", RAM_V, b"\x01\x10\0\0"]])
+    stream["ram-count-beyond-payload"] = join(header, [config, [SEC_RAM, b"ram", RAM_V,
+                                                                struct.pack("<QQ", 2, 0x1001)]])
+    stream["ram-count-huge"] = join(header, [config, [SEC_RAM, b"ram", RAM_V,
+                                                      struct.pack("<Q", 1 << 62) + bytes(64)]])
+    stream["ram-old-version"] = join(header, [config, [SEC_RAM, b"ram", 1,
+                                                       ram_payload([(0x1000 | RAM_ZERO, b"")])]])
+    # (kept from version 1, where an empty section's checksum was special)
+    stream["regress-empty-ram-section"] = join(header, [config, [SEC_RAM, b"ram", RAM_V, b""],
+                                                        end])
+    stream["ram-bad-flags"] = join(header, [config, [SEC_RAM, b"ram", RAM_V,
+                                                     struct.pack("<QQ", 1, 0x1003)]])
+    stream["ram-page-short"] = join(header, [config, [SEC_RAM, b"ram", RAM_V, struct.pack(
+        "<QQ", 1, 0x1000 | RAM_PAGE) + bytes(100)]])
+    stream["ram-data-left-over"] = join(header, [config, [SEC_RAM, b"ram", RAM_V, struct.pack(
+        "<QQ", 1, 0x1000 | RAM_ZERO) + bytes(4096)]])
+    stream["ram-outside-guest"] = join(header, [config, [SEC_RAM, b"ram", RAM_V, struct.pack(
+        "<QQ", 1, 0x800000 | RAM_ZERO)]])
+    stream["ram-last-page-wraps"] = join(header, [config, [SEC_RAM, b"ram", RAM_V, struct.pack(
+        "<QQ", 1, 0xfffffffffffff000 | RAM_ZERO)]])
     # GLOBAL
     stream["global-newer"] = join(header, base(glob_sec=global_with(glob[3], 2)))
     stream["global-unknown-state"] = join(header, base(glob_sec=global_with(
