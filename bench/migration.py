@@ -8,7 +8,10 @@ each line's newline arrives, give the gap across the switch (last line from
 the source to the first from the destination).  The VMMs' own downtime
 counters are shown beside it but start at different points.  Every run is
 checked by tests/guest/dirtycheck.py (seq continuous, every sum right, no
-CORRUPT line); each figure is the median of at least 3 runs.  Used by
+CORRUPT line); each figure is the median of at least 3 runs.  CPU seconds
+per VMM process over the migration (CpuMeter): all its threads' user +
+system time from the migrate command to completion, its vCPU threads'
+left out (the guest's own work).  Used by
 bench/run.py; standalone it prints the table."""
 import json
 import os
@@ -121,7 +124,66 @@ def guest_gaps(lines, t_start, t_done):
     return round((b[0] - a[0]) * 1000, 1), round(during * 1000, 1), b[1] == a[1] + 1
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(stat):
+    """utime + stime from a /proc stat line (the name may hold spaces)."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_sample(pid):
+    """(the process's CPU ticks, exited threads included; {tid: (name,
+    ticks)} of its live threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        total = _ticks(f.read())
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        threads[tid] = (st[st.index("(") + 1:st.rindex(")")], _ticks(st))
+    return total, threads
+
+
+class CpuMeter:
+    """CPU seconds a VMM process spends on the migration: its whole CPU time
+    over the window less its vCPU threads' ("CPU N/KVM" in both VMMs: the
+    testos guest checks memory in every spare moment, which is no migration
+    cost), and the busiest other thread's (sampled while it lives: the
+    migration thread exits at the end)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.t0, self.threads0 = cpu_sample(pid)
+        self.last = dict(self.threads0)
+
+    def poll(self):
+        try:
+            self.total, threads = cpu_sample(self.pid)
+        except OSError:
+            return
+        self.last.update(threads)
+        self.live = threads
+
+    def result(self):
+        self.poll()
+        vcpu = sum(t - self.threads0.get(tid, (n, 0))[1]
+                   for tid, (n, t) in self.live.items() if n.startswith("CPU "))
+        busiest = max(((t - self.threads0.get(tid, (n, 0))[1], n)
+                       for tid, (n, t) in self.last.items() if not n.startswith("CPU ")),
+                      default=(0, "-"))
+        return {"cpu_s": round((self.total - self.t0 - vcpu) / TICK, 2),
+                "thread_cpu_s": round(busiest[0] / TICK, 2), "thread": busiest[1]}
+
+
 def vm(binary, mem, append, sock, extra=()):
+    if os.path.realpath(binary) == os.path.realpath(QEMU):
+        # thread names ("CPU 0/KVM"), which CpuMeter needs; nothing else
+        extra = ["-name", "debug-threads=on", *extra]
     return subprocess.Popen(
         [binary, "-enable-kvm", *benchenv.cpu_args(binary), "-m", mem, "-smp", "1",
          "-display", "none", "-nodefaults", "-serial", "stdio",
@@ -141,12 +203,12 @@ def dirtycheck(d, src, dst):
     return "ok" if proc.returncode == 0 else (proc.stdout.strip() or proc.stderr.strip())
 
 
-def migrate_once(binary, mibps):
+def migrate_once(binary, mibps, on_start=None, mem="1G"):
     append = f"testos.run=dirty testos.mibps={mibps}"
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
-        src = vm(binary, "1G", append, os.path.join(d, "s.sock"))
-        dst = vm(binary, "1G", append, os.path.join(d, "d.sock"),
+        src = vm(binary, mem, append, os.path.join(d, "s.sock"))
+        dst = vm(binary, mem, append, os.path.join(d, "d.sock"),
                  ["-incoming", f"tcp:127.0.0.1:{port}"])
         try:
             ls, ld = Stream(src), Stream(dst)
@@ -158,15 +220,21 @@ def migrate_once(binary, mibps):
             if ls.seq_count() < 100:
                 raise RuntimeError("the source guest printed fewer than 100 seq lines")
             qs.cmd("migrate-set-parameters", **{"max-bandwidth": BANDWIDTH})
+            meters = CpuMeter(src.pid), CpuMeter(dst.pid)
+            if on_start:
+                on_start(src, dst)
             t_start = time.monotonic()
             qs.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
             info = {}
             while time.time() < deadline:
+                for mt in meters:
+                    mt.poll()
                 info = qs.cmd("query-migrate")
                 if info.get("status") in ("completed", "failed", "cancelled"):
                     break
                 time.sleep(0.05)
             t_done = time.monotonic()
+            cpu = [mt.result() for mt in meters]
             # the destination runs on for a second (its check cursor covers
             # the working set many times), then both stop
             while time.monotonic() < t_done + 1.0:
@@ -181,6 +249,9 @@ def migrate_once(binary, mibps):
                     "total_ms": info.get("total-time"),
                     "downtime_ms": info.get("downtime"),
                     "transferred": info.get("ram", {}).get("transferred"),
+                    "src_cpu_s": cpu[0]["cpu_s"], "dst_cpu_s": cpu[1]["cpu_s"],
+                    "src_thread": [cpu[0]["thread"], cpu[0]["thread_cpu_s"]],
+                    "dst_thread": [cpu[1]["thread"], cpu[1]["thread_cpu_s"]],
                     "switch_gap_ms": switch, "max_gap_ms": during,
                     "seq_continuous": seq_ok, "dirtycheck": dirtycheck(d, ls, ld)}
         finally:
@@ -190,7 +261,8 @@ def migrate_once(binary, mibps):
                 p.wait()
 
 
-FIGURES = ("switch_gap_ms", "max_gap_ms", "total_ms", "downtime_ms", "transferred")
+FIGURES = ("switch_gap_ms", "max_gap_ms", "total_ms", "downtime_ms", "transferred",
+           "src_cpu_s", "dst_cpu_s")
 
 
 def median(values):
@@ -228,8 +300,9 @@ def run(repeat=3):
 def render(results):
     rows = ["| peer | dirtied | completed | guest-seen downtime: gap across the switch (ms) "
             "| largest guest gap during migration (ms) | total (ms) "
-            "| VMM's own downtime counter (ms) | MiB sent | dirtycheck + seq continuous |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| VMM's own downtime counter (ms) | MiB sent | CPU s, source | CPU s, destination "
+            "| dirtycheck + seq continuous |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(v, fmt="{:.0f}"):
         return "-" if v is None else fmt.format(v)
@@ -240,7 +313,8 @@ def render(results):
             sent = cell(m["transferred"] and m["transferred"] / (1 << 20), "{:.1f}")
             rows.append(f"| {peer} | {rate} | {m['completed']} | {cell(m['switch_gap_ms'], '{:.1f}')} | "
                         f"{cell(m['max_gap_ms'], '{:.1f}')} | {cell(m['total_ms'])} | "
-                        f"{cell(m['downtime_ms'])} | {sent} | {m['checks']} |")
+                        f"{cell(m['downtime_ms'])} | {sent} | {cell(m['src_cpu_s'], '{:.2f}')} | "
+                        f"{cell(m['dst_cpu_s'], '{:.2f}')} | {m['checks']} |")
     return "\n".join(rows)
 
 
