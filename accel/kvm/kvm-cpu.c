@@ -272,8 +272,9 @@ static void vcpu_report_triple_fault(VCpu *cpu)
     if (n > 8) {
         return;
     }
-    error_report("vCPU %u: triple fault (KVM_EXIT_SHUTDOWN): the guest resets%s",
-                 cpu->index, n == 8 ? " (the next ones are not said)" : "");
+    error_report("vCPU %u: triple fault (KVM_EXIT_SHUTDOWN): the guest resets%s%s",
+                 cpu->index, kvm_dirty_logging(cpu->kvm) ? " (dirty logging on)" : "",
+                 n == 8 ? " (the next ones are not said)" : "");
     vcpu_dump_state(cpu, stderr);
     fflush(stderr);
 }

@@ -467,6 +467,18 @@ bool kvm_dirty_log_enable(KvmVm *kvm, uint64_t gpa, bool on, GError **errp)
     return ok;
 }
 
+bool kvm_dirty_logging(KvmVm *kvm)
+{
+    bool on = false;
+
+    pthread_mutex_lock(&kvm->slot_lock);
+    for (int i = 0; i < kvm->nr_slots_used && !on; i++) {
+        on = kvm->slots[i].memory_size && (kvm->slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES);
+    }
+    pthread_mutex_unlock(&kvm->slot_lock);
+    return on;
+}
+
 bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp)
 {
     struct kvm_userspace_memory_region *slot;

@@ -451,6 +451,7 @@ void machine_pause(Machine *m)
 void machine_resume(Machine *m)
 {
     m->runstate = RUN_STATE_RUNNING;
+    m->resumed_at = g_get_monotonic_time();
     if (m->pci) {
         pci_pc_resume(m->pci);
     }
@@ -612,8 +613,14 @@ static void machine_log_request(Machine *m, bool reset, ShutdownCause cause,
                      RESET_LOG_LINES);
         return;
     }
-    error_report("guest %s (%s): %s%s", reset ? "reset" : "shutdown",
-                 shutdown_cause_name(cause), why ? why : "cause not recorded", what_now);
+    /* when: a reset just after an incoming migration's resume, or while
+     * the source logs dirty pages, says where to look */
+    error_report("guest %s (%s): %s%s; %.3f s after the vCPUs last started%s%s",
+                 reset ? "reset" : "shutdown", shutdown_cause_name(cause),
+                 why ? why : "cause not recorded", what_now,
+                 (g_get_monotonic_time() - m->resumed_at) / 1e6,
+                 m->cfg->incoming ? ", the guest came in by migration" : "",
+                 kvm_dirty_logging(&m->kvm) ? ", dirty logging on" : "");
     for (unsigned i = 0; m->vcpus && said <= RESET_LOG_DUMPS && i < m->nr_vcpus; i++) {
         fprintf(stderr, "CPU Reset (CPU %u)\n", i);
         vcpu_dump_state(m->vcpus[i], stderr);

@@ -115,7 +115,8 @@ typedef struct Machine {
     const char *event_device_path; /* its id (or NULL) and QOM path */
     bool event_device_virtio;
     int exit_status;
-    bool exiting; /* the main loop is ending: monitors stop reading */
+    int64_t resumed_at; /* g_get_monotonic_time() at the last resume, for reports */
+    bool exiting;       /* the main loop is ending: monitors stop reading */
     GMainLoop *main_loop;
     /* hw/core/failover.c: the failover primaries, hidden or plugged */
     struct FailoverState *failover;

@@ -145,17 +145,26 @@ def pytest_runtest_makereport(item, call):
     cpu_reset`, a triple fault's registers), an error it died of."""
     outcome = yield
     report = outcome.get_result()
+    mine = harness.STARTED[getattr(item, "dv_first_vmm", 0):]
+    if call.when == "teardown":
+        for vmm in mine:
+            vmm.collect(item.nodeid)  # the ended ones: resets into build/diag/resets.log
     if not report.failed:
         return
-    for n, vmm in enumerate(harness.STARTED[getattr(item, "dv_first_vmm", 0):]):
+    triple = False
+    for n, vmm in enumerate(mine):
         text = "".join(t for t in (getattr(vmm, "stderr", None), vmm.stderr_tail) if t)
         if vmm.stderr_tail is None:
-            text += vmm.unread_stderr()
+            vmm.collect(item.nodeid)  # an ended VMM the test did not close: noted too
+            text += vmm.stderr_tail or ""
+        triple = triple or "triple fault" in text
         if text.strip():
             name = next((a for a in vmm.args if a.endswith(".log") or a.endswith(".sock")),
                         vmm.args[0])
             report.sections.append((f"VMM {n} stderr (pid {vmm.pid}, {name})",
                                     text[-6000:]))
+    if triple and harness.kvm_shutdown_trace():
+        report.sections.append(("L1's KVM trace", harness.kvm_shutdown_trace()))
 
 
 def machine_state():

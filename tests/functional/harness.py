@@ -136,7 +136,7 @@ def with_reset_log(argv):
 RESET_NOTES = os.path.join(BUILD, "diag", "resets.log")
 
 
-def note_resets(args, stderr):
+def note_resets(args, stderr, test=None):
     """Appends the guest resets a VMM's stderr names (with_reset_log) to
     build/diag/resets.log with the test and the time, passed tests too:
     a soak (tests/rig/soak.sh) then counts the resets nobody asked for.
@@ -151,11 +151,28 @@ def note_resets(args, stderr):
         os.makedirs(os.path.dirname(RESET_NOTES), exist_ok=True)
         with open(RESET_NOTES, "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} "
-                    f"{os.environ.get('PYTEST_CURRENT_TEST', '?')} "
+                    f"{test or os.environ.get('PYTEST_CURRENT_TEST', '?')} "
                     f"{' '.join(a for a in args if a.endswith('.log'))}\n")
             f.write((stderr[-6000:] if whole else "\n".join(lines)).rstrip("\n") + "\n")
+            if "triple fault" in stderr:
+                f.write(kvm_shutdown_trace())
     except OSError:
         pass
+
+
+def kvm_shutdown_trace(lines=40):
+    """In the rig, the tail of L1's KVM trace (tests/rig/l1-init enables
+    kvm_exit for SVM_EXIT_SHUTDOWN and kvm_inj_exception): the guest's RIP
+    at a triple fault, which the VMM's own report no longer has on AMD."""
+    if os.environ.get("DV_RIG") != "1":
+        return ""
+    try:
+        with open("/sys/kernel/tracing/trace") as f:
+            tail = [ln for ln in f.read().splitlines() if not ln.startswith("#")][-lines:]
+    except OSError as e:
+        return f"(L1's KVM trace: {e})\n"
+    return "L1's KVM trace (kvm_exit shutdown, kvm_inj_exception), last lines:\n" + \
+        "".join(ln + "\n" for ln in tail)
 
 
 class Vmm:
@@ -200,11 +217,19 @@ class Vmm:
 
     def __exit__(self, *exc):
         self.kill()
-        self.stderr_tail = self.unread_stderr()
-        note_resets(self.args, (getattr(self, "stderr", None) or "") + self.stderr_tail)
+        self.collect()
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe:
                 pipe.close()
+
+    def collect(self, test=None):
+        """Once the VMM has ended: keep what is left of its stderr
+        (stderr_tail) and note the resets it names (note_resets).  Called
+        by __exit__ and, after a test's teardown, by conftest."""
+        if self.stderr_tail is not None or self.proc.poll() is None:
+            return
+        self.stderr_tail = self.unread_stderr()
+        note_resets(self.args, (getattr(self, "stderr", None) or "") + self.stderr_tail, test)
 
     def unread_stderr(self, limit=16384):
         """What is left in the stderr pipe of an ended VMM, without
@@ -222,6 +247,11 @@ class Vmm:
                 chunks.append(chunk)
         except (OSError, ValueError, TypeError):
             pass
+        finally:
+            try:
+                os.set_blocking(pipe.fileno(), True)
+            except (OSError, ValueError):
+                pass
         return b"".join(chunks).decode(errors="replace")[-limit:]
 
 

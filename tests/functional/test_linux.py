@@ -317,8 +317,16 @@ def test_migration_keeps_the_guest_running(workdir, which):
 # without an RSDP the kernel says so (an error), then runs without ACPI.
 # Said by either VMM's guest, or not, depending on how busy the nested
 # host is: not a difference between the VMMs.
+# "Long readout interval, skipping watchdog check": the clocksource
+# watchdog's timer ran more than a second late (the guest's vCPU was not
+# run: the L1 under TCG was busy) and the kernel skipped its check; seen
+# under this VMM in the rig (soak of 2026-12-07, round 1, load 4-7), it
+# says how loaded the host was, not what the VMM offers.  A skew the
+# watchdog does measure ("Marking clocksource 'tsc' as unstable") is not
+# in this list: that one still fails.
 TIMING_NOISE = [
     "hrtimer: interrupt took",
+    "clocksource: Long readout interval, skipping watchdog check",
 ]
 
 

@@ -70,6 +70,8 @@ void kvm_vm_slots_init(KvmVm *kvm);
  * migration thread): a removable slot at gpa is not RAM and is refused.
  */
 bool kvm_dirty_log_enable(KvmVm *kvm, uint64_t gpa, bool on, GError **errp);
+/* Whether any slot logs dirty pages now (a migration runs): for reports. */
+bool kvm_dirty_logging(KvmVm *kvm);
 bool kvm_dirty_log_get(KvmVm *kvm, uint64_t gpa, uint64_t *bitmap, GError **errp);
 
 /* The same, read-only (a ROM): guest writes exit as MMIO writes. */
