@@ -168,11 +168,17 @@ def kvm_shutdown_trace(lines=40):
         return ""
     try:
         with open("/sys/kernel/tracing/trace") as f:
-            tail = [ln for ln in f.read().splitlines() if not ln.startswith("#")][-lines:]
+            events = [ln for ln in f.read().splitlines() if not ln.startswith("#")]
     except OSError as e:
         return f"(L1's KVM trace: {e})\n"
-    return "L1's KVM trace (kvm_exit shutdown, kvm_inj_exception), last lines:\n" + \
-        "".join(ln + "\n" for ln in tail)
+    # testos's ring 3 asks ring 0 for service with ud2: a #UD per line it
+    # prints, which would push the shutdowns out of a plain tail
+    exits = [ln for ln in events if "kvm_exit:" in ln][-lines // 2:]
+    injected = [ln for ln in events if "kvm_exit:" not in ln][-lines // 2:]
+    return ("L1's KVM trace: the last shutdown exits (kvm_exit, the guest's RIP):\n" +
+            "".join(ln + "\n" for ln in exits) +
+            "the last exceptions KVM injected (kvm_inj_exception):\n" +
+            "".join(ln + "\n" for ln in injected))
 
 
 class Vmm:
