@@ -59,7 +59,9 @@ class FakeQmp:
                                                     "query-migrate")]
 
 
-def source(migrate_outcome="completed", eject=True):
+def source(migrate_outcome="completed", eject=True, zero_times=0):
+    """zero_times: how many "completed" answers come before total-time and
+    downtime are set (QEMU 7.2 says completed a moment before)."""
     polls = {"n": 0}
 
     def handler(cmd, args):
@@ -76,6 +78,9 @@ def source(migrate_outcome="completed", eject=True):
             polls["n"] += 1
             if polls["n"] < 3:
                 return {"return": {"status": "active"}}, []
+            if migrate_outcome == "completed" and polls["n"] < 3 + zero_times:
+                return {"return": {"status": "completed", "total-time": 0,
+                                   "downtime": 0, "setup-time": 0}}, []
             if migrate_outcome == "completed":
                 return {"return": {"status": "completed", "total-time": 1200,
                                    "downtime": 40, "setup-time": 3}}, []
@@ -124,6 +129,17 @@ def test_unplug_migrate_replug_in_order():
         assert out["outcome"] == "completed"
         assert out["phases"]["qmp-downtime"] == 0.04
         assert set(out["marks"]) == {"start", "unplugged", "migrated", "running", "replugged"}
+
+
+def test_times_are_read_once_qemu_has_set_them():
+    # QEMU 7.2's query-migrate: "completed" with total-time and downtime 0
+    # for a moment; the tool's phases must not report a 0 ms migration
+    with tempfile.TemporaryDirectory() as d:
+        p, src, dst = run(d, source(zero_times=3), destination(), "--json")
+        assert p.returncode == 0, p.stderr
+        out = json.loads(p.stdout)
+        assert out["phases"]["qmp-total-time"] == 1.2
+        assert out["phases"]["qmp-downtime"] == 0.04
 
 
 def test_failed_migration_plugs_the_nic_back_on_the_source():
