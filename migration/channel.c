@@ -288,7 +288,8 @@ bool chan_read(int fd, void *buf, size_t len, GError **errp)
     return true;
 }
 
-/* Drop n bytes done from the front of iov[0..*cnt); returns the new front. */
+/* Drop n bytes done from the front of iov[0..*cnt), and the empty entries
+ * there; returns the new front. */
 static struct iovec *iov_advance(struct iovec *iov, int *cnt, size_t n)
 {
     while (*cnt && n >= iov->iov_len) {
@@ -305,10 +306,7 @@ static struct iovec *iov_advance(struct iovec *iov, int *cnt, size_t n)
 
 bool chan_writev(int fd, struct iovec *iov, int iovcnt, GError **errp)
 {
-    while (iovcnt && !iov->iov_len) {
-        iov++;
-        iovcnt--;
-    }
+    iov = iov_advance(iov, &iovcnt, 0); /* empty entries first */
     while (iovcnt) {
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = MIN(iovcnt, IOV_MAX) };
         ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
@@ -329,10 +327,7 @@ bool chan_writev(int fd, struct iovec *iov, int iovcnt, GError **errp)
 
 bool chan_readv(int fd, struct iovec *iov, int iovcnt, GError **errp)
 {
-    while (iovcnt && !iov->iov_len) {
-        iov++;
-        iovcnt--;
-    }
+    iov = iov_advance(iov, &iovcnt, 0); /* empty entries first */
     while (iovcnt) {
         ssize_t n = readv(fd, iov, MIN(iovcnt, IOV_MAX));
         if (n < 0 && errno == EINTR) {
