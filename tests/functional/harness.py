@@ -184,13 +184,13 @@ def kvm_shutdown_trace(lines=40):
 class Vmm:
     """A running VMM process with its stderr captured."""
 
-    def __init__(self, args, binary=VMM, env=None):
+    def __init__(self, args, binary=VMM, env=None, pass_fds=()):
         self.args = with_reset_log([binary] + list(args))
         self.stderr_tail = None
         STARTED.append(self)
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env)
+                                     env=env, pass_fds=pass_fds)
 
     @property
     def pid(self):

@@ -182,10 +182,7 @@ class InheritingVmm(Vmm):
     """A VMM started with some descriptors of the test's left open."""
 
     def __init__(self, args, pass_fds, binary=VMM):
-        self.args = [binary] + list(args)
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     pass_fds=pass_fds)
+        super().__init__(args, binary=binary, pass_fds=pass_fds)
 
 
 @pytest.mark.parametrize("binary", ["vmm", "qemu"])
