@@ -246,48 +246,6 @@ int migration_listen(const MigrationUri *uri, pid_t *child, GError **errp)
     }
 }
 
-bool chan_write(int fd, const void *buf, size_t len, GError **errp)
-{
-    const uint8_t *p = buf;
-
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == ENOTSOCK) {
-            n = write(fd, p, len);
-        }
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            error_setg(errp, "migration channel: write failed: %s", g_strerror(errno));
-            return false;
-        }
-        p += n;
-        len -= n;
-    }
-    return true;
-}
-
-bool chan_read(int fd, void *buf, size_t len, GError **errp)
-{
-    uint8_t *p = buf;
-
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            error_setg(errp, "migration stream: %s",
-                       n == 0 ? "unexpected end of stream" : g_strerror(errno));
-            return false;
-        }
-        p += n;
-        len -= n;
-    }
-    return true;
-}
-
 /* Drop n bytes done from the front of iov[0..*cnt), and the empty entries
  * there; returns the new front. */
 static struct iovec *iov_advance(struct iovec *iov, int *cnt, size_t n)
@@ -348,4 +306,19 @@ bool chan_wait_readable(int fd, int timeout_ms)
     struct pollfd p = { .fd = fd, .events = POLLIN };
 
     return poll(&p, 1, timeout_ms) > 0;
+}
+
+/* One buffer: the vectored calls with a single entry. */
+bool chan_write(int fd, const void *buf, size_t len, GError **errp)
+{
+    struct iovec iov = { (void *)buf, len };
+
+    return chan_writev(fd, &iov, 1, errp);
+}
+
+bool chan_read(int fd, void *buf, size_t len, GError **errp)
+{
+    struct iovec iov = { buf, len };
+
+    return chan_readv(fd, &iov, 1, errp);
 }
