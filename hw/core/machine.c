@@ -599,6 +599,13 @@ void machine_device_deleted(Machine *m, const char *id, const char *path, bool v
 #define RESET_LOG_LINES 64 /* then nothing: stderr may be a pipe nobody reads */
 #define RESET_LOG_DUMPS 4  /* resets whose registers are dumped */
 
+/* vcpu_run_on work: the registers read where the vCPU cannot be in KVM_RUN
+ * (a running vCPU holds them, and a halted one may never give them back) */
+static void machine_dump_vcpu(VCpu *cpu, void *opaque)
+{
+    vcpu_dump_state(cpu, opaque);
+}
+
 static void machine_log_request(Machine *m, bool reset, ShutdownCause cause,
                                 const char *why, const char *what_now)
 {
@@ -623,7 +630,7 @@ static void machine_log_request(Machine *m, bool reset, ShutdownCause cause,
                  kvm_dirty_logging(&m->kvm) ? ", dirty logging on" : "");
     for (unsigned i = 0; m->vcpus && said <= RESET_LOG_DUMPS && i < m->nr_vcpus; i++) {
         fprintf(stderr, "CPU Reset (CPU %u)\n", i);
-        vcpu_dump_state(m->vcpus[i], stderr);
+        vcpu_run_on(m->vcpus[i], machine_dump_vcpu, stderr);
     }
     fflush(stderr);
 }

@@ -214,9 +214,15 @@ bool osnet_setup_vcpus(OsnetState *os, VCpu **vcpus, unsigned nr_vcpus, GError *
     os->vcpus = vcpus;
     os->nr_vcpus = nr_vcpus;
     os->vcpu_stats = g_new0(KvmStatsFd, nr_vcpus);
+    os->vcpu_stats_error = g_new0(char *, nr_vcpus + 1);
     os->rates = g_new0(OsnetVcpuRate, nr_vcpus);
     for (unsigned i = 0; i < nr_vcpus; i++) {
-        os->vcpu_stats[i].fd = -1;
+        GError *err = NULL;
+
+        if (!kvm_stats_open(&os->vcpu_stats[i], vcpus[i]->fd, &err)) {
+            os->vcpu_stats_error[i] = g_strdup(err->message);
+            g_error_free(err);
+        }
     }
     osnet_pass_cpumap(os);
     if (os->did.active && os->did.halt_poll_cap && !set_halt_poll(os, 0, errp)) {
@@ -241,6 +247,8 @@ void osnet_cleanup(OsnetState *os)
     }
     g_free(os->vcpu_stats);
     os->vcpu_stats = NULL;
+    g_strfreev(os->vcpu_stats_error);
+    os->vcpu_stats_error = NULL;
     if (os->vm_stats.fd >= 0) {
         kvm_stats_close(&os->vm_stats);
     }
@@ -432,7 +440,11 @@ KvmStatsFd *osnet_vcpu_stats(OsnetState *os, unsigned index, GError **errp)
         return NULL;
     }
     s = &os->vcpu_stats[index];
-    if (s->fd < 0 && !kvm_stats_open(s, os->vcpus[index]->fd, errp)) {
+    if (s->fd < 0) {
+        /* not tried again here: the vCPU may be in KVM_RUN (see osnet.h) */
+        error_setg(errp, "vCPU %u: %s", index,
+                   os->vcpu_stats_error[index] ? os->vcpu_stats_error[index]
+                                               : "no statistics fd");
         return NULL;
     }
     return kvm_stats_refresh(s, errp) ? s : NULL;

@@ -95,7 +95,11 @@ typedef struct OsnetState {
     bool kernel_extension; /* OSNET_KVM_SET_CPUMAP answered */
     bool cpumap_in_kernel; /* the current map was passed to it */
     OsnetDid did;
-    KvmStatsFd *vcpu_stats; /* one per vCPU, opened lazily */
+    /* one per vCPU, opened in osnet_setup_vcpus before the vCPUs run: a
+     * vCPU ioctl waits for KVM_RUN to return, which a halted vCPU with HLT
+     * exits disabled may never do */
+    KvmStatsFd *vcpu_stats;
+    char **vcpu_stats_error; /* why a vCPU's stats fd could not be opened */
     KvmStatsFd vm_stats;
     OsnetVcpuRate *rates;
     gint64 last_sample_us;
