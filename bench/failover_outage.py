@@ -139,17 +139,48 @@ class Net:
         auto_test.bridge_down(BRIDGE, TAPS)
 
 
-class Ports(threading.Thread):
-    """Samples the packet counters of the peer's e1000e (frames from the VF)
-    and of both taps every 10 ms: [(monotonic, {name_rx|name_tx: n})]."""
+class Sampler(threading.Thread):
+    """A daemon thread that calls sample() every `period` seconds until
+    stop() and keeps [(monotonic, what sample() returned)]; a sample() of
+    None keeps nothing."""
 
-    def __init__(self, net):
+    period = 0.5
+
+    def __init__(self):
         super().__init__(daemon=True)
-        self.names = {"vf": net.peer, "tap0": TAPS[0], "tap1": TAPS[1]}
         self.samples = []
         self.stopping = threading.Event()
 
-    def read(self):
+    def sample(self):
+        raise NotImplementedError
+
+    def run(self):
+        while not self.stopping.is_set():
+            got = self.sample()
+            if got is not None:
+                self.samples.append((time.monotonic(), got))
+            self.stopping.wait(self.period)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(2)
+
+    def rel(self, t0):
+        """The samples with times in seconds from t0."""
+        return [[round(t - t0, 2), v] for t, v in self.samples]
+
+
+class Ports(Sampler):
+    """Samples the packet counters of the peer's e1000e (frames from the VF)
+    and of both taps every 10 ms: [(monotonic, {name_rx|name_tx: n})]."""
+
+    period = 0.01
+
+    def __init__(self, net):
+        super().__init__()
+        self.names = {"vf": net.peer, "tap0": TAPS[0], "tap1": TAPS[1]}
+
+    def sample(self):
         out = {}
         for k, dev in self.names.items():
             for d in ("rx", "tx"):
@@ -159,15 +190,6 @@ class Ports(threading.Thread):
                 except OSError:
                     out[f"{k}_{d}"] = 0
         return out
-
-    def run(self):
-        while not self.stopping.is_set():
-            self.samples.append((time.monotonic(), self.read()))
-            time.sleep(0.01)
-
-    def stop(self):
-        self.stopping.set()
-        self.join(2)
 
     def flowing(self, key, after, rate=3, window=0.2):
         """The first time after `after` from which key rises by `rate` within
@@ -218,7 +240,7 @@ class Ports(threading.Thread):
         return vals[-1] - vals[0] if vals else 0
 
 
-class Cpu(threading.Thread):
+class Cpu(Sampler):
     """Samples every 0.5 s the CPU time (utime + stime, in clock ticks) of
     named processes in L1, each thread's by its comm, and L1's /proc/stat
     cpu line: where L1's two CPUs went while the guest streamed.
@@ -226,10 +248,8 @@ class Cpu(threading.Thread):
                   name: {"total": ticks, comm: ticks, ...}})]"""
 
     def __init__(self, pids):
-        super().__init__(daemon=True)
+        super().__init__()
         self.pids = dict(pids)
-        self.samples = []
-        self.stopping = threading.Event()
 
     @staticmethod
     def ticks(path):
@@ -242,7 +262,7 @@ class Cpu(threading.Thread):
         f = text[text.rindex(")") + 2:].split()
         return comm, int(f[11]) + int(f[12])
 
-    def read(self):
+    def sample(self):
         out = {}
         with open("/proc/stat") as f:
             out["l1"] = [int(v) for v in f.readline().split()[1:]]
@@ -262,59 +282,39 @@ class Cpu(threading.Thread):
                 out[name] = per
         return out
 
-    def run(self):
-        while not self.stopping.is_set():
-            self.samples.append((time.monotonic(), self.read()))
-            self.stopping.wait(0.5)
 
-    def stop(self):
-        self.stopping.set()
-        self.join(2)
-
-    def rel(self, t0):
-        """The samples with times in seconds from t0."""
-        return [[round(t - t0, 2), c] for t, c in self.samples]
-
-
-class Lines(threading.Thread):
+class Lines(Sampler):
     """The guest's `linux: fo ...` console lines (its failover watcher: the
     VF appearing, its gratuitous ARP once it has carrier, its counters),
     each with the monotonic time this thread first read it (0.1 s steps)."""
 
+    period = 0.1
+
     def __init__(self, path, prefix="linux: fo "):
-        super().__init__(daemon=True)
+        super().__init__()
         self.path, self.prefix = path, prefix
-        self.lines = []
-        self.stopping = threading.Event()
+        self.pos, self.part = 0, b""
 
     def run(self):
-        pos, part = 0, b""
         while not self.stopping.is_set():
-            try:
-                if os.path.getsize(self.path) < pos:    # the guest booted again
-                    pos, part = 0, b""
-                with open(self.path, "rb") as f:
-                    f.seek(pos)
-                    data = f.read()
-            except OSError:
-                data = b""
-            pos += len(data)
-            part += data
-            *done, part = part.split(b"\n")
             now = time.monotonic()
-            for raw in done:
-                line = raw.decode(errors="replace").strip("\r")
-                if line.startswith(self.prefix):
-                    self.lines.append((now, line))
-            self.stopping.wait(0.1)
+            self.samples += [(now, line) for line in self.read_lines()]
+            self.stopping.wait(self.period)
 
-    def stop(self):
-        self.stopping.set()
-        self.join(2)
-
-    def rel(self, t0):
-        """The lines with times in seconds from t0."""
-        return [[round(t - t0, 2), line] for t, line in self.lines]
+    def read_lines(self):
+        """The whole lines with the prefix written since the last call."""
+        try:
+            if os.path.getsize(self.path) < self.pos:    # the guest booted again
+                self.pos, self.part = 0, b""
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except OSError:
+            data = b""
+        self.pos += len(data)
+        *done, self.part = (self.part + data).split(b"\n")
+        lines = (raw.decode(errors="replace").strip("\r") for raw in done)
+        return [line for line in lines if line.startswith(self.prefix)]
 
 
 def mono(ev):
