@@ -401,6 +401,8 @@ make_qemu_args() {
     if [ -n "$SHARE" ]; then
         QARGS+=(-virtfs "local,path=$SHARE,mount_tag=share,security_model=none")
         KAPPEND="$KAPPEND rig.share=1"
+        # l1-init writes L1's kallsyms there (wedge_report)
+        case "$RUN" in "$SHARE"/*) KAPPEND="$KAPPEND rig.run=${RUN#"$SHARE"/}" ;; esac
     fi
     if [ "$SCRATCH" != 0 ]; then
         truncate -s "$SCRATCH" "$RUN/scratch.img"
@@ -438,6 +440,7 @@ watch_heartbeat() {
         if [ "$size" != "$last" ]; then
             last=$size since=$SECONDS
         elif [ "$size" -gt 0 ] && [ $((SECONDS - since)) -ge "$WEDGE" ]; then
+            wedge_report > "$RUN/wedge.txt" 2>&1
             echo "$((SECONDS - since))" > "$RUN/wedged"
             kill -TERM "$QPID" 2> /dev/null
             sleep 15
@@ -445,6 +448,64 @@ watch_heartbeat() {
             return
         fi
     done
+}
+
+# Where a wedged L1's CPUs are: QEMU's `info registers -a` three times,
+# 2 s apart, through L1's monitor socket (no answer: QEMU itself is stuck),
+# each vCPU's RIP named from the kallsyms l1-init wrote into $RUN (with
+# --share of a folder that holds $RUN).  Written to $RUN/wedge.txt.
+wedge_report() {
+    python3 - "$RUN/monitor.sock" "$RUN/kallsyms" <<'PY'
+import bisect, re, socket, sys, time
+sock_path, syms_path = sys.argv[1:3]
+syms = []
+try:
+    with open(syms_path) as f:
+        for line in f:
+            addr, _, name = line.split()[:3]
+            syms.append((int(addr, 16), name))
+except (OSError, ValueError):
+    pass
+syms.sort()
+addrs = [a for a, _ in syms]
+
+def name(rip):
+    i = bisect.bisect_right(addrs, rip) - 1
+    if i < 0 or rip - addrs[i] > 0x100000:
+        return "?"
+    return f"{syms[i][1]}+{rip - addrs[i]:#x}"
+
+def hmp(cmd):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(sock_path)
+    buf = b""
+    while not buf.endswith(b"(qemu) "):
+        buf += s.recv(65536)
+    s.sendall(cmd.encode() + b"\n")
+    buf = b""
+    while not buf.endswith(b"(qemu) "):
+        buf += s.recv(65536)
+    s.close()
+    return buf.decode(errors="replace")
+
+print(f"{len(syms)} L1 code symbols" if syms else "no L1 symbols (rig.sh --share of a folder that holds the run)")
+for n in range(3):
+    try:
+        out = hmp("info registers -a")
+    except OSError as e:
+        print(f"sample {n + 1}: L1's monitor did not answer ({e}): QEMU itself is stuck")
+        break
+    rips = re.findall(r"RIP=([0-9a-f]{16})", out)
+    flags = re.findall(r"RFL=([0-9a-f]+)", out)
+    cpl = re.findall(r"CPL=(\d)", out)
+    print(f"sample {n + 1}: " + "; ".join(
+        f"CPU {i} RIP {r} {name(int(r, 16))} RFL {f} CPL {c}"
+        for i, (r, f, c) in enumerate(zip(rips, flags, cpl))))
+    with open(sock_path + f".regs{n + 1}", "w") as f:
+        f.write(out)
+    time.sleep(2)
+PY
 }
 
 cleanup() {
@@ -517,7 +578,8 @@ main() {
     # cpu_reset: QEMU logs "Triple fault" when L1 takes one (an L1 that
     # dies with nothing in console.log: QEMU status 0 under -no-reboot)
     QARGS+=(-serial "file:$RUN/console.log" -serial "file:$RUN/out.log"
-            -serial "file:$RUN/heartbeat.log" -d cpu_reset -D "$RUN/qemu-debug.log")
+            -serial "file:$RUN/heartbeat.log" -d cpu_reset -D "$RUN/qemu-debug.log"
+            -monitor "unix:$RUN/monitor.sock,server,nowait")
     say "booting L1 ($CPU, smp $SMP, tcg $TCG_THREAD, $MEM$([ "$IOMMU" = 0 ] || echo ', iommu + 2 NICs')); logs in $RUN"
     trap cleanup EXIT
     trap 'exit 130' INT
@@ -543,7 +605,8 @@ main() {
     rc=$(sed -n 's/.*@@RIG_RC=\([0-9]*\)$/\1/p' "$RUN/out.log" | tail -n 1)
     if [ -z "$rc" ]; then
         if [ -s "$RUN/wedged" ]; then
-            echo "rig: L1 wedged: no heartbeat for $(cat "$RUN/wedged") s; L1 stopped (L1 kernel log: $RUN/console.log)" >&2
+            echo "rig: L1 wedged: no heartbeat for $(cat "$RUN/wedged") s; L1 stopped (L1 kernel log: $RUN/console.log; its CPUs: $RUN/wedge.txt)" >&2
+            grep -m 1 '^sample 1' "$RUN/wedge.txt" 2> /dev/null | sed 's/^/rig: wedged L1, /' >&2
             exit 124
         fi
         if [ "$TIMEOUT" != 0 ] && [ "$qrc" = 124 ]; then
