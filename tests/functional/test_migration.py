@@ -429,8 +429,8 @@ def test_back_and_forth_ten_times():
                 q = q_dst
                 assert q.ok("query-status")["status"] == "running"
                 # each destination prints before it moves on
-                wait_seq(d, f"vm{i}", max(seqs(d, f"vm{i - 1}") or [0]) + 3)
-            wait_seq(d, "vm10", max(seqs(d, "vm10")) + 50)
+                wait_seq(d, f"vm{i}", max(seqs(d, f"vm{i - 1}") or [0]) + 3, q=q)
+            wait_seq(d, "vm10", max(seqs(d, "vm10")) + 50, q=q)
             problem = dirtycheck(d, *[f"vm{i}" for i in range(11)])
             assert not problem, problem
         finally:
