@@ -110,6 +110,11 @@ void mig_hash_update(MigHash *h, const void *data, size_t len)
 /*
  * Copy and hash in one pass over src (a plain loop of 64-bit loads and
  * stores: under TCG, glibc's memcpy ran at a third of this loop's speed).
+ * src is guest memory a vCPU may be writing: every byte of it is read
+ * once, and what is hashed is what was stored in dst.  The partial stripes
+ * at either end are hashed from dst; in the loop, the empty asm makes the
+ * four loaded words opaque, so the compiler cannot load them from src a
+ * second time for the hash.
  */
 void mig_hash_copy(MigHash *h, void *dst, const void *src, size_t len)
 {
@@ -120,7 +125,7 @@ void mig_hash_copy(MigHash *h, void *dst, const void *src, size_t len)
     if (h->buffered) {
         size_t take = MIN(len, 32 - h->buffered);
         memcpy(d, s, take);
-        mig_hash_update(h, s, take);
+        mig_hash_update(h, d, take);
         s += take;
         d += take;
         len -= take;
@@ -139,6 +144,7 @@ void mig_hash_copy(MigHash *h, void *dst, const void *src, size_t len)
         memcpy(&w1, s + 8, 8);
         memcpy(&w2, s + 16, 8);
         memcpy(&w3, s + 24, 8);
+        __asm__("" : "+r"(w0), "+r"(w1), "+r"(w2), "+r"(w3));
         memcpy(d, &w0, 8);
         memcpy(d + 8, &w1, 8);
         memcpy(d + 16, &w2, 8);
@@ -153,7 +159,7 @@ void mig_hash_copy(MigHash *h, void *dst, const void *src, size_t len)
     h->v[2] = v2;
     h->v[3] = v3;
     memcpy(d, s, len);
-    mig_hash_update(h, s, len);
+    mig_hash_update(h, d, len);
 }
 
 uint64_t mig_hash_final(const MigHash *h)
