@@ -442,9 +442,9 @@ KvmStatsFd *osnet_vcpu_stats(OsnetState *os, unsigned index, GError **errp)
     s = &os->vcpu_stats[index];
     if (s->fd < 0) {
         /* not tried again here: the vCPU may be in KVM_RUN (see osnet.h) */
-        error_setg(errp, "vCPU %u: %s", index,
-                   os->vcpu_stats_error[index] ? os->vcpu_stats_error[index]
-                                               : "no statistics fd");
+        const char *why = os->vcpu_stats_error ? os->vcpu_stats_error[index] : NULL;
+
+        error_setg(errp, "vCPU %u: %s", index, why ? why : "no statistics fd");
         return NULL;
     }
     return kvm_stats_refresh(s, errp) ? s : NULL;
