@@ -21,6 +21,7 @@
 #include "util/error.h"
 #include "util/fdset.h"
 #include "sandbox-int.h"
+#include "stall-int.h"
 
 typedef struct SignalContext {
     Machine *machine;
@@ -235,7 +236,12 @@ int main(int argc, char **argv)
         sig_ctx[i] = (SignalContext){ &machine, term_signals[i] };
         g_unix_signal_add(term_signals[i], on_terminate_signal, &sig_ctx[i]);
     }
+    if (cfg->log_stall && !stall_watch_start(&err)) {
+        error_report_err(err, NULL);
+        exit(1);
+    }
     g_main_loop_run(machine.main_loop);
+    stall_watch_end();
     status = machine.exit_status;
 
     machine_pause(&machine);

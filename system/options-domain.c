@@ -517,9 +517,11 @@ bool opt_msg(VmConfig *cfg, const char *arg, GError **errp)
 }
 
 /*
- * -d: QEMU's log items.  cpu_reset is the one this VMM has: each reset or
- * power off the guest asks for is said on stderr with what the guest did
- * (a triple fault, port 0xcf9, the i8042...) and every vCPU's registers.
+ * -d: QEMU's log items.  cpu_reset is the one this VMM shares with QEMU:
+ * each reset or power off the guest asks for is said on stderr with what
+ * the guest did (a triple fault, port 0xcf9, the i8042...) and every
+ * vCPU's registers.  stall is this VMM's own (system/stall.c): the main
+ * loop's stints of 200 ms or more without polling, and what it sat in.
  * QEMU's other items (TCG's) are refused by name.
  */
 bool opt_log(VmConfig *cfg, const char *arg, GError **errp)
@@ -528,14 +530,18 @@ bool opt_log(VmConfig *cfg, const char *arg, GError **errp)
 
     for (char **it = items; *it; it++) {
         if (g_str_equal(*it, "help")) {
-            printf(
-                "Log items (comma separated):\n"
-                "cpu_reset  say each guest reset's cause, with the vCPUs' registers\n");
+            printf("Log items (comma separated):\n"
+                   "cpu_reset  say each guest reset's cause, with the vCPUs' registers\n"
+                   "stall      say each time the main loop went 200 ms or more without\n"
+                   "           polling, and the system calls it was seen in\n");
             exit(0);
         } else if (g_str_equal(*it, "cpu_reset")) {
             cfg->log_cpu_reset = true;
+        } else if (g_str_equal(*it, "stall")) {
+            cfg->log_stall = true;
         } else {
-            error_setg(errp, "log item '%s' is not one this VMM has (cpu_reset, help)",
+            error_setg(errp,
+                       "log item '%s' is not one this VMM has (cpu_reset, stall, help)",
                        *it);
             return false;
         }

@@ -99,6 +99,7 @@ typedef struct VmConfig {
     bool no_reboot, no_shutdown, nographic, nodefaults, display_none, daemonize;
     bool start_paused;  /* -S */
     bool log_cpu_reset; /* -d cpu_reset: say each guest reset's cause, dump the vCPUs */
+    bool log_stall;     /* -d stall: say the main loop's long stints (system/stall.c) */
     bool no_acpi;       /* -no-acpi: no ACPI tables, the power button does nothing */
     char *name, *pidfile;
     GPtrArray *serials;      /* -serial specs, in order ("none" kept) */

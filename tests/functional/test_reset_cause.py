@@ -119,7 +119,7 @@ def test_d_refuses_what_it_does_not_have():
     """QEMU's TCG log items are not this VMM's: refused by name, not ignored."""
     vm = Vmm(["-d", "in_asm", "-machine", "none"], binary=VMM)
     assert vm.wait(30) == 1
-    assert "log item 'in_asm' is not one this VMM has (cpu_reset, help)" in vm.stderr
+    assert "log item 'in_asm' is not one this VMM has (cpu_reset, stall, help)" in vm.stderr
     vm = Vmm(["-d", "help"], binary=VMM)
     assert vm.wait(30) == 0
     assert "cpu_reset" in vm.stdout
