@@ -357,6 +357,28 @@ import json  # noqa: E402
 from qmpcheck import QmpChecker  # noqa: E402
 
 
+def libvirt_user_binds(folder):
+    """libvirt's QEMU driver parses its built-in user (libvirt-qemu)
+    before it reads qemu.conf: where that user is missing (the rig's L1
+    knows only root), /etc/passwd and /etc/group with it added, written
+    into folder, as (file, /etc/file) pairs to bind-mount in a private
+    mount namespace; [] where the host has the user."""
+    import pwd
+    try:
+        pwd.getpwnam("libvirt-qemu")
+        return []
+    except KeyError:
+        pass
+    binds = []
+    for name, line in (("passwd", "libvirt-qemu:x:64055:64055::/nonexistent:/bin/false\n"),
+                       ("group", "libvirt-qemu:x:64055:\n")):
+        path = os.path.join(folder, name)
+        with open(f"/etc/{name}") as src, open(path, "w") as f:
+            f.write(src.read() + line)
+        binds.append((path, f"/etc/{name}"))
+    return binds
+
+
 def wait_for_path(path, timeout=20):
     """Wait until path exists (a unix socket a VMM is about to create)."""
     deadline = time.time() + timeout

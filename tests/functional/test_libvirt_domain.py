@@ -17,7 +17,6 @@ threads' affinity in /proc, the VMM's own monitor commands through
 rig's L1."""
 import json
 import os
-import pwd
 import queue
 import re
 import select
@@ -32,7 +31,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import linuxguest
-from harness import ROOT, TESTOS, VMM, end_process
+from harness import ROOT, TESTOS, VMM, end_process, libvirt_user_binds
 from test_libvirt_cmdline import make_qcow2_disk
 
 VIRSH = shutil.which("virsh")
@@ -107,23 +106,12 @@ class Virsh:
         threading.Thread(target=self._pump, daemon=True).start()
 
     def users_prefix(self):
-        """libvirt's QEMU driver parses its built-in user (libvirt-qemu)
-        before it reads qemu.conf: where that user is missing (the rig's
-        L1 knows only root), virsh runs in a mount namespace whose
-        /etc/passwd and /etc/group have it too."""
-        try:
-            pwd.getpwnam("libvirt-qemu")
+        """virsh in a mount namespace with the libvirt-qemu user where the
+        host lacks it (harness.libvirt_user_binds)."""
+        binds = libvirt_user_binds(os.path.join(self.root, "etc"))
+        if not binds:
             return []
-        except KeyError:
-            pass
-        files = []
-        for name, line in (("passwd", "libvirt-qemu:x:64055:64055::/nonexistent:/bin/false\n"),
-                           ("group", "libvirt-qemu:x:64055:\n")):
-            path = os.path.join(self.root, "etc", name)
-            with open(f"/etc/{name}") as src, open(path, "w") as f:
-                f.write(src.read() + line)
-            files.append((path, f"/etc/{name}"))
-        mounts = " && ".join(f"mount --bind {a} {b}" for a, b in files)
+        mounts = " && ".join(f"mount --bind {a} {b}" for a, b in binds)
         return ["unshare", "-m", "--propagation", "private", "sh", "-c",
                 f'{mounts} && exec "$@"', "sh"]
 

@@ -36,7 +36,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness import (QEMU, SLOW, TESTOS, VMM, Qmp, Vmm, end_process, fd_count, free_port,
-                     image_write_locked, wait_migration_status)
+                     image_write_locked, libvirt_user_binds, serial_log,
+                     wait_migration_status)
 from test_migration import (DIRTY, dirtycheck, migration_events, seqs, vm_args,
                             wait_runstate_settles, wait_seq)
 
@@ -392,8 +393,12 @@ class Libvirtd:
                     'log_filters = "1:qemu.qemu_monitor 3:*"\n')
         with open(os.path.join(etc, "qemu.conf"), "w") as f:
             f.write(QEMU_CONF.format(port=port, port_max=port + 20))
-        mounts = " && ".join(f"mount -t tmpfs none {p}" for p in PRIVATE)
-        script = (f"{mounts} && mount --bind {etc} /etc/libvirt && exec {LIBVIRTD} "
+        # the rig's L1 has none of these folders, nor the libvirt-qemu user
+        binds = [(etc, "/etc/libvirt")] + libvirt_user_binds(etc)
+        mounts = " && ".join([f"mkdir -p {' '.join(PRIVATE)} /etc/libvirt"] +
+                             [f"mount -t tmpfs none {p}" for p in PRIVATE] +
+                             [f"mount --bind {a} {b}" for a, b in binds])
+        script = (f"{mounts} && exec {LIBVIRTD} "
                   f"-f /etc/libvirt/libvirtd.conf -p {folder}/libvirtd.pid")
         self.uri = f"qemu+unix:///system?socket={folder}/sock/libvirt-sock"
         self.out = open(os.path.join(folder, "out"), "w")
@@ -401,11 +406,13 @@ class Libvirtd:
         self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
                                       "--", "sh", "-c", "exec sh -c " + shlex.quote(script)],
                                      stdout=self.out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
+        deadline = time.time() + 30 * SLOW
         while self.virsh("version").returncode != 0:
             if self.proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"libvirtd in {folder} did not start: "
-                                     f"{self.tail()}")
+                with open(os.path.join(folder, "out"), errors="replace") as f:
+                    out = f.read()[-1500:]
+                raise AssertionError(f"libvirtd in {folder} did not start "
+                                     f"(exit {self.proc.poll()}): {out}{self.tail()}")
             time.sleep(0.2)
 
     def virsh(self, *args, timeout=120):
@@ -527,6 +534,7 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                 src_log = PtyLog(pty_path(src), os.path.join(d, "src.log"))
                 src.ok("resume", "dvmig")
                 wait_seq(d, "src", 20)
+                t_migrate = time.time()
                 migrate = subprocess.Popen(
                     [VIRSH, "-c", src.uri, "migrate", "--live",
                      *(["--p2p"] if mode == "p2p" else []),
@@ -537,18 +545,21 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                     # the destination's pty, read before its guest runs: a pty
                     # nobody reads holds only a few KiB of output
                     dst_log = None
-                    deadline = time.time() + 120
+                    deadline = time.time() + 120 * SLOW
                     while dst_log is None:
-                        assert time.time() < deadline, "no destination pty in 120 s"
+                        assert time.time() < deadline, \
+                            f"no destination pty in {120 * SLOW} s"
                         assert migrate.poll() is None or migrate.returncode == 0, \
                             f"{migrate.stdout.read()}{src.tail()}{dst.tail()}"
                         if dst.virsh("domstate", "dvmig", timeout=30).returncode == 0:
                             try:
                                 dst_log = PtyLog(pty_path(dst), os.path.join(d, "dst.log"))
+                                dst_opened = time.time()
                             except AssertionError:
                                 pass   # not started far enough yet
                         time.sleep(0.05)
-                    out, _ = migrate.communicate(timeout=180)
+                    out, _ = migrate.communicate(timeout=180 * SLOW)
+                    t_done = time.time()
                 finally:
                     if migrate.poll() is None:
                         migrate.kill()
@@ -559,7 +570,12 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                 if mode == "disk":
                     assert lock_bytes(image) == {100, 101, 201}, sorted(lock_bytes(image))
                 wait_seq(d, "dst", max(seqs(d, "src")) + 50, limit=60)
-                assert min(seqs(d, "dst")) <= max(seqs(d, "src")) + 2
+                assert min(seqs(d, "dst")) <= max(seqs(d, "src")) + 2, (
+                    f"the serial output has a gap across the switch: the source's pty "
+                    f"ends {serial_log(d, 'src')[-300:]!r}, the destination's begins "
+                    f"{serial_log(d, 'dst')[:300]!r} (its pty read from "
+                    f"{dst_opened - t_migrate:.1f} s after virsh migrate started, which "
+                    f"ended after {t_done - t_migrate:.1f} s)")
                 src_log.stop()
                 dst_log.stop()
                 problem = dirtycheck(d, "src", "dst")
