@@ -312,6 +312,17 @@ def hotplugged_source(d, img):
     return src, q
 
 
+def since_the_disk(d, name):
+    """name's log from testos's first pass that found the disk: the passes
+    before the device_add came (seen in the rig, where testos boots before
+    QMP is there) say `blk FAIL no virtio-blk device`, as they should."""
+    text = serial_log(d, name)
+    first = text.find(DONE)
+    if first < 0:
+        return text
+    return text[max(0, text.rfind("testos: ready", 0, first)):]
+
+
 @pytest.mark.vm
 def test_a_vm_with_a_hotplugged_disk_migrates_and_its_disk_keeps_working():
     """The destination, started with the hot-plugged disk on its command
@@ -330,7 +341,7 @@ def test_a_vm_with_a_hotplugged_disk_migrates_and_its_disk_keeps_working():
                 q.ok("migrate", uri=f"unix:{d}/m.sock")
                 assert wait_migration_status(q)["status"] == "completed"
                 wait_log_count(d, "dst", DONE, serial_log(d, "dst").count(DONE) + 2)
-                assert "FAIL" not in serial_log(d, "src") + serial_log(d, "dst")
+                assert "FAIL" not in since_the_disk(d, "src") + serial_log(d, "dst")
                 blocks = q_dst.ok("query-block")
                 assert [(b["device"], b["qdev"]) for b in blocks] == [
                     ("d1", "/machine/peripheral/blk1/virtio-backend")]
@@ -378,7 +389,7 @@ def test_a_destination_with_other_devices_refuses_and_the_source_runs_on(dst_dev
             assert q.ok("query-status")["status"] == "running"
             wait_log_count(d, "src", DONE, serial_log(d, "src").count(DONE) + 2)
             assert image_write_locked(img)
-            assert "FAIL" not in serial_log(d, "src")
+            assert "FAIL" not in since_the_disk(d, "src")
             q.close()
 
 
