@@ -453,11 +453,12 @@ watch_heartbeat() {
 # Where a wedged L1's CPUs are: QEMU's `info registers -a` three times,
 # 2 s apart, through L1's monitor socket (no answer: QEMU itself is stuck),
 # each vCPU's RIP named from the kallsyms l1-init wrote into $RUN (with
-# --share of a folder that holds $RUN).  Written to $RUN/wedge.txt.
+# --share of a folder that holds $RUN), then the last static branches L1
+# patched (l1-init's jump-labels.log).  Written to $RUN/wedge.txt.
 wedge_report() {
-    python3 - "$RUN/monitor.sock" "$RUN/kallsyms" <<'PY'
+    python3 - "$RUN/monitor.sock" "$RUN/kallsyms" "$RUN/jump-labels.log" <<'PY'
 import bisect, re, socket, sys, time
-sock_path, syms_path = sys.argv[1:3]
+sock_path, syms_path, jl_path = sys.argv[1:4]
 syms = []
 try:
     with open(syms_path) as f:
@@ -505,6 +506,16 @@ for n in range(3):
     with open(sock_path + f".regs{n + 1}", "w") as f:
         f.write(out)
     time.sleep(2)
+try:
+    with open(jl_path, errors="replace") as f:
+        patches = re.findall(r"^\s*(\S+)\s.*?\s([\d.]+): rig_jl: .*entry=0x([0-9a-f]+) "
+                             r"code=(-?\d+) type=(\d+)", f.read(), re.M)
+    print(f"{len(patches)} static branch sites patched since L1 started; the last:")
+    for task, t, entry, code, kind in patches[-8:]:
+        site = int(entry, 16) + int(code)
+        print(f"  {t} s {task}: {name(site)} ({'jump' if kind == '1' else 'nop'})")
+except OSError:
+    print("no jump-labels.log (l1-init could not set the kprobe)")
 PY
 }
 
