@@ -13,8 +13,6 @@
  * stderr with those counts, most seen first.  Diagnosis only: the samples
  * see system calls, not which handler made them.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,88 +36,76 @@ typedef struct StallKind {
 } StallKind;
 
 static struct {
-    GPollFunc poll;     /* GLib's own */
+    GPollFunc poll;     /* GLib's own; NULL until -d stall starts */
     pid_t tid;          /* the main thread's */
     int64_t busy_since; /* g_get_monotonic_time() when poll returned; 0 in poll */
     pthread_mutex_t lock;
     int64_t stint; /* the busy_since the kinds below were seen in */
     StallKind kinds[STALL_KINDS];
     unsigned other;
-    bool started;
 } stall = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* A system call's name, for the ones a main loop sits in. */
-static const char *syscall_name(long nr)
+/* The system calls a main loop sits in: a name, and whether the first
+ * argument is a descriptor worth naming. */
+typedef struct SyscallInfo {
+    long nr;
+    const char *name;
+    bool fd;
+} SyscallInfo;
+
+static const SyscallInfo *syscall_info(long nr)
 {
-    static const struct {
-        long nr;
-        const char *name;
-    } names[] = {
-        { SYS_read, "read" },
-        { SYS_write, "write" },
-        { SYS_openat, "openat" },
-        { SYS_close, "close" },
-        { SYS_ioctl, "ioctl" },
-        { SYS_pread64, "pread64" },
-        { SYS_pwrite64, "pwrite64" },
-        { SYS_readv, "readv" },
-        { SYS_writev, "writev" },
-        { SYS_fsync, "fsync" },
-        { SYS_fdatasync, "fdatasync" },
-        { SYS_wait4, "wait4" },
-        { SYS_futex, "futex" },
-        { SYS_poll, "poll" },
-        { SYS_ppoll, "ppoll" },
-        { SYS_nanosleep, "nanosleep" },
-        { SYS_clock_nanosleep, "clock_nanosleep" },
-        { SYS_munmap, "munmap" },
-        { SYS_mmap, "mmap" },
-        { SYS_madvise, "madvise" },
-        { SYS_connect, "connect" },
-        { SYS_sendmsg, "sendmsg" },
-        { SYS_recvmsg, "recvmsg" },
-        { SYS_fallocate, "fallocate" },
-        { SYS_ftruncate, "ftruncate" },
-        { SYS_clone, "clone" },
-        { SYS_clone3, "clone3" },
-        { SYS_execve, "execve" },
-        { SYS_vfork, "vfork" },
+    static const SyscallInfo calls[] = {
+        { SYS_read, "read", true },
+        { SYS_write, "write", true },
+        { SYS_openat, "openat", false },
+        { SYS_close, "close", true },
+        { SYS_ioctl, "ioctl", true },
+        { SYS_pread64, "pread64", true },
+        { SYS_pwrite64, "pwrite64", true },
+        { SYS_readv, "readv", true },
+        { SYS_writev, "writev", true },
+        { SYS_fsync, "fsync", true },
+        { SYS_fdatasync, "fdatasync", true },
+        { SYS_wait4, "wait4", false },
+        { SYS_futex, "futex", false },
+        { SYS_poll, "poll", false },
+        { SYS_ppoll, "ppoll", false },
+        { SYS_nanosleep, "nanosleep", false },
+        { SYS_clock_nanosleep, "clock_nanosleep", false },
+        { SYS_munmap, "munmap", false },
+        { SYS_mmap, "mmap", false },
+        { SYS_madvise, "madvise", false },
+        { SYS_connect, "connect", true },
+        { SYS_sendmsg, "sendmsg", true },
+        { SYS_recvmsg, "recvmsg", true },
+        { SYS_fallocate, "fallocate", true },
+        { SYS_ftruncate, "ftruncate", true },
+        { SYS_clone, "clone", false },
+        { SYS_clone3, "clone3", false },
+        { SYS_execve, "execve", false },
+        { SYS_vfork, "vfork", false },
     };
 
-    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
-        if (names[i].nr == nr) {
-            return names[i].name;
+    for (size_t i = 0; i < G_N_ELEMENTS(calls); i++) {
+        if (calls[i].nr == nr) {
+            return &calls[i];
         }
     }
     return NULL;
 }
 
-/* System calls whose first argument is a descriptor worth naming. */
-static bool syscall_takes_fd(long nr)
+/* The main thread's /proc/self/task/TID/FILE, without its newline. */
+static char *task_file(const char *file, GError **errp)
 {
-    return nr == SYS_read || nr == SYS_write || nr == SYS_close || nr == SYS_ioctl ||
-           nr == SYS_pread64 || nr == SYS_pwrite64 || nr == SYS_readv ||
-           nr == SYS_writev || nr == SYS_fsync || nr == SYS_fdatasync ||
-           nr == SYS_sendmsg || nr == SYS_recvmsg || nr == SYS_fallocate ||
-           nr == SYS_ftruncate || nr == SYS_connect;
-}
+    g_autofree char *path = g_strdup_printf("/proc/self/task/%d/%s", (int)stall.tid,
+                                            file);
+    char *text = NULL;
 
-static bool read_small(const char *path, char *buf, size_t size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-
-    if (fd < 0) {
-        return false;
+    if (!g_file_get_contents(path, &text, NULL, errp)) {
+        return NULL;
     }
-    n = read(fd, buf, size - 1);
-    close(fd);
-    if (n <= 0) {
-        return false;
-    }
-    buf[n] = '\0';
-    g_strchomp(buf);
-    return true;
+    return g_strchomp(text);
 }
 
 /*
@@ -129,46 +115,50 @@ static bool read_small(const char *path, char *buf, size_t size)
  */
 static void stall_describe(char *out, size_t size)
 {
-    char path[64], text[256], wchan[64] = "", target[96];
+    GError *err = NULL;
+    g_autofree char *text = task_file("syscall", &err);
+    g_autofree char *wchan = NULL;
     unsigned long args[2] = { 0, 0 };
-    const char *name;
+    const SyscallInfo *call;
     long nr;
 
-    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)stall.tid);
-    if (!read_small(path, text, sizeof(text))) {
-        snprintf(out, size, "unreadable (%s)", g_strerror(errno));
+    if (!text) {
+        snprintf(out, size, "unreadable (%s)", err->message);
+        g_error_free(err);
         return;
     }
     if (g_str_equal(text, "running")) {
         snprintf(out, size, "running");
         return;
     }
-    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)stall.tid);
-    if (!read_small(path, wchan, sizeof(wchan)) || g_str_equal(wchan, "0")) {
-        wchan[0] = '\0';
+    wchan = task_file("wchan", NULL);
+    if (wchan && (!wchan[0] || g_str_equal(wchan, "0"))) {
+        g_clear_pointer(&wchan, g_free);
     }
     if (sscanf(text, "%ld %lx %lx", &nr, &args[0], &args[1]) < 1 || nr < 0) {
         snprintf(out, size, "in the kernel, not in a system call%s%s%s",
-                 wchan[0] ? " [wchan " : "", wchan, wchan[0] ? "]" : "");
+                 wchan ? " [wchan " : "", wchan ? wchan : "", wchan ? "]" : "");
         return;
     }
-    name = syscall_name(nr);
-    if (syscall_takes_fd(nr)) {
+    call = syscall_info(nr);
+    if (call && call->fd) {
+        char path[64], target[96];
         ssize_t n;
+
         snprintf(path, sizeof(path), "/proc/self/fd/%lu", args[0]);
         n = readlink(path, target, sizeof(target) - 1);
         target[n > 0 ? n : 0] = '\0';
         if (nr == SYS_ioctl) {
             snprintf(out, size, "ioctl(fd %lu %s, 0x%lx)", args[0], target, args[1]);
         } else {
-            snprintf(out, size, "%s(fd %lu %s)", name, args[0], target);
+            snprintf(out, size, "%s(fd %lu %s)", call->name, args[0], target);
         }
-    } else if (name) {
-        snprintf(out, size, "%s", name);
+    } else if (call) {
+        snprintf(out, size, "%s", call->name);
     } else {
         snprintf(out, size, "system call %ld", nr);
     }
-    if (wchan[0]) {
+    if (wchan) {
         size_t len = strlen(out);
         snprintf(out + len, size - len, " [wchan %s]", wchan);
     }
@@ -295,14 +285,13 @@ bool stall_watch_start(GError **errp)
         return false;
     }
     pthread_detach(thread);
-    stall.started = true;
     g_main_context_set_poll_func(NULL, stall_poll);
     return true;
 }
 
 void stall_watch_end(void)
 {
-    if (stall.started) {
+    if (stall.poll) {      /* started */
         stall_end_stint(); /* the loop's last dispatch (a quit) polls no more */
     }
 }
