@@ -170,17 +170,18 @@ class Guest:
         text = self.text()
         return text[:text.rfind("\n") + 1]
 
-    def wait_for(self, pattern, timeout=180, count=1):
-        """Waits until pattern (a regex) has matched count times in the log;
-        returns the last match.  Fails at once if the VMM exits first."""
+    def wait_for(self, pattern, timeout=180, count=1, after=0):
+        """Waits until pattern (a regex) has matched count times in the log
+        from offset after on; returns the last match.  Fails at once if the
+        VMM exits first."""
         deadline = time.time() + timeout
         rx = re.compile(pattern, re.M)
         while True:
-            found = list(rx.finditer(self.complete_lines()))
+            found = list(rx.finditer(self.complete_lines()[after:]))
             if len(found) >= count:
                 return found[count - 1]
             if self.vmm.proc.poll() is not None:
-                found = list(rx.finditer(self.text()))
+                found = list(rx.finditer(self.text()[after:]))
                 if len(found) >= count:
                     return found[count - 1]
                 if self._silent_reset_in_rig():

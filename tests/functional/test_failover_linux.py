@@ -517,16 +517,6 @@ def test_cancel_at_unplug_keeps_the_vf(net):
             assert boot_ok and not src.fails(), src.tail()
 
 
-def wait_after(g, mark, pattern, timeout):
-    """Waits until pattern matches a whole line g printed after offset mark
-    of its log."""
-    deadline = time.time() + timeout
-    while not re.search(pattern, g.complete_lines()[mark:], re.M):
-        assert g.vmm.proc.poll() is None, f"the VMM exited:\n{g.tail()}"
-        assert time.time() < deadline, f"no {pattern!r} in {timeout} s:\n{g.tail()}"
-        time.sleep(0.2)
-
-
 def pnic_back(q, timeout=STEP):
     """Waits until query-pci shows pnic on the source's bus again."""
     deadline = time.time() + timeout
@@ -600,7 +590,7 @@ def test_destination_killed_in_each_phase_source_replugs(net):
                     # after QMP shows pnic back: the guest's serial output
                     # lags), and runs on (dv-dirty's lines go on; a report
                     # of the VMM's threads if not)
-                    wait_after(src, mark, r"^linux: fo vf=none$", STEP)
+                    src.wait_for(r"^linux: fo vf=none$", STEP, after=mark)
                     last = max(int(x) for x in re.findall(r"^linux: seq (\d+) sum ",
                                                           src.complete_lines(), re.M))
                     src.wait_for(rf"^linux: seq {last + 3} sum ", STEP)
