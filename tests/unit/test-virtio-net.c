@@ -446,6 +446,8 @@ UNIT_TEST(transmit_batches_keep_the_guests_order)
         kick(n, VNET_TX_QUEUE);
         CHECK_EQ(ring_used(VNET_TX_QUEUE), (uint16_t)(used + count));
         CHECK_EQ(n->pairs[0].tx_frames - frames_before, count);
+        /* the ring is empty again: the driver must kick for the next chain */
+        CHECK_EQ(get16(rings[VNET_TX_QUEUE].used) & VRING_USED_F_NO_NOTIFY, 0);
         for (unsigned i = 0; i < count && !bad; i++) {
             uint32_t seq = 0;
             ssize_t r = packet_recv(sock, got, sizeof(got));
