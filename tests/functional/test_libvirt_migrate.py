@@ -484,6 +484,19 @@ class PtyLog(threading.Thread):
         self.join(timeout=10)
 
 
+def status_pty(daemon, name="dvmig"):
+    """The domain's serial pty as the daemon's status file names it (what
+    dumpxml says, without two virsh round trips, which in the rig's L1 take
+    a second or more), or None while it names none."""
+    path = f"/proc/{daemon.proc.pid}/root/run/libvirt/qemu/{name}.xml"
+    try:
+        source = ET.parse(path).getroot().find(".//domain/devices/serial/source")
+    except (OSError, ET.ParseError):   # not there yet, or being rewritten
+        return None
+    pty = source.get("path", "") if source is not None else ""
+    return pty if pty.startswith("/dev/pts/") else None
+
+
 def pty_path(daemon):
     xml = ET.fromstring(daemon.ok("dumpxml", "dvmig"))
     source = xml.find("./devices/serial/source")
@@ -542,22 +555,31 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                      "--migrateuri", "tcp://127.0.0.1"],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
-                    # the destination's pty, read before its guest runs: a pty
-                    # nobody reads holds only a few KiB of output
+                    # the destination's pty, read before its guest runs: a VMM
+                    # drops what it writes to a pty nobody has open (QEMU's
+                    # pty chardev too).  Its status file, looked at every
+                    # 20 ms, names the pty as soon as libvirt knows it; a
+                    # virsh dumpxml each second besides, in case it does not.
                     dst_log = None
                     deadline = time.time() + 120 * SLOW
+                    asked = time.time()
                     while dst_log is None:
                         assert time.time() < deadline, \
                             f"no destination pty in {120 * SLOW} s"
                         assert migrate.poll() is None or migrate.returncode == 0, \
                             f"{migrate.stdout.read()}{src.tail()}{dst.tail()}"
-                        if dst.virsh("domstate", "dvmig", timeout=30).returncode == 0:
-                            try:
-                                dst_log = PtyLog(pty_path(dst), os.path.join(d, "dst.log"))
-                                dst_opened = time.time()
-                            except AssertionError:
-                                pass   # not started far enough yet
-                        time.sleep(0.05)
+                        pty = status_pty(dst)
+                        if pty is None and time.time() - asked > 1:
+                            asked = time.time()
+                            if dst.virsh("domstate", "dvmig", timeout=30).returncode == 0:
+                                try:
+                                    pty = pty_path(dst)
+                                except AssertionError:
+                                    pass   # not started far enough yet
+                        if pty:
+                            dst_log = PtyLog(pty, os.path.join(d, "dst.log"))
+                            dst_opened = time.time()
+                        time.sleep(0.02)
                     out, _ = migrate.communicate(timeout=180 * SLOW)
                     t_done = time.time()
                 finally:
