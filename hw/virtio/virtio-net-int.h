@@ -62,7 +62,6 @@ typedef struct VirtioNetPair {
     VhostNet *vhost;            /* vhost=on */
     uint8_t *rx_buf;            /* one frame from the tap, header first */
     ssize_t rx_len;             /* > 0: a frame waits for guest buffers */
-    unsigned rx_unsignalled;    /* frames delivered since the last interrupt check */
     bool rx_wait_buffers;       /* the tap is not watched until a kick */
     bool tx_wait_writable;      /* the tap refused a frame: wait for POLLOUT */
     VirtQueueElement *rx_elems; /* scratch for one merged frame (kept allocated) */

@@ -48,9 +48,8 @@
 #define VNET_STATE_VERSION         2           /* 2: the queue pairs in use */
 #define VNET_CONFIG_LEN            10          /* mac, status, max_virtqueue_pairs */
 #define VNET_BUDGET                256         /* frames per wake-up each way */
-#define VNET_RX_SIGNAL             32 /* received frames per interrupt, at most */
-#define VNET_MIN_FRAME             14 /* an Ethernet header */
-#define VNET_HDR_NUM_BUFFERS       10 /* offset of num_buffers */
+#define VNET_MIN_FRAME             14          /* an Ethernet header */
+#define VNET_HDR_NUM_BUFFERS       10          /* offset of num_buffers */
 #define PCI_CLASS_NETWORK_ETHERNET 0x020000
 #define VNET_MAX_VECTORS           2048 /* MSI-X's table size limit */
 
@@ -359,8 +358,7 @@ static RxResult rx_fail(VirtioNet *n, VirtioNetPair *p, VirtQueue *vq, unsigned 
 /*
  * One frame (header included) into the guest's buffers: one buffer that
  * holds it all, or with MRG_RXBUF as many as it takes, published together
- * with num_buffers in the first.  No interrupt yet: vnet_receive raises one
- * for the frames it delivered (p->rx_unsignalled), as vhost-net does.
+ * with num_buffers in the first.
  */
 static RxResult rx_deliver(VirtioNet *n, VirtioNetPair *p, const uint8_t *buf, size_t len)
 {
@@ -410,9 +408,8 @@ static RxResult rx_deliver(VirtioNet *n, VirtioNetPair *p, const uint8_t *buf, s
     nb = GUINT16_TO_LE(count);
     iov_from_buf(p->rx_elems[0].iov, p->rx_elems[0].in_num, VNET_HDR_NUM_BUFFERS, &nb,
                  sizeof(nb));
-    virtio_queue_complete_many_quiet(vq, p->rx_elems, p->rx_lens, count);
+    virtio_queue_complete_many(vq, p->rx_elems, p->rx_lens, count);
     p->rx_frames++;
-    p->rx_unsignalled++;
     return RX_DONE;
 }
 
@@ -423,23 +420,15 @@ static bool rx_queue_ready(VirtioNet *n, VirtioNetPair *p)
     return vq->enabled && !(virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
-/* The interrupt for the frames delivered since the last one, if the driver wants it. */
-static void rx_signal(VirtioNet *n, VirtioNetPair *p)
-{
-    if (p->rx_unsignalled) {
-        p->rx_unsignalled = 0;
-        virtio_queue_notify_used(&n->vdev.vqs[VNET_RXQ(p->index)]);
-    }
-}
-
-static void vnet_receive_frames(VirtioNet *n, VirtioNetPair *p)
+/* Frames from the tap until it is empty, the budget is spent or buffers run out. */
+static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
 {
     struct iovec iov = { p->rx_buf, NET_TAP_MAX_FRAME };
 
+    if (!p->tap || n->vhost_running) {
+        return;
+    }
     for (unsigned budget = VNET_BUDGET; budget; budget--) {
-        if (p->rx_unsignalled >= VNET_RX_SIGNAL) {
-            rx_signal(n, p);
-        }
         if (p->rx_len <= 0) {
             ssize_t r = net_tap_receive(p->tap, &iov, 1);
             if (r == -EAGAIN) {
@@ -465,21 +454,6 @@ static void vnet_receive_frames(VirtioNet *n, VirtioNetPair *p)
         }
         p->rx_len = 0;
     }
-}
-
-/*
- * Frames from the tap until it is empty, the budget is spent or buffers
- * run out; one interrupt for every VNET_RX_SIGNAL of them and one at the
- * end, rather than one a frame (a frame that finds the tap empty behind it
- * is signalled at once).
- */
-static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
-{
-    if (!p->tap || n->vhost_running) {
-        return;
-    }
-    vnet_receive_frames(n, p);
-    rx_signal(n, p);
 }
 
 /* ---- transmit: guest -> tap ---- */

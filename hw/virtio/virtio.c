@@ -549,9 +549,8 @@ void virtio_queue_complete(VirtQueue *vq, VirtQueueElement *elem, uint32_t len)
     pthread_mutex_unlock(&vq->lock);
 }
 
-/* The chains go to the used ring; the interrupt too when notify says so. */
-static void complete_many(VirtQueue *vq, VirtQueueElement *elems, const uint32_t *lens,
-                          unsigned n, bool notify_now)
+void virtio_queue_complete_many(VirtQueue *vq, VirtQueueElement *elems,
+                                const uint32_t *lens, unsigned n)
 {
     VirtioDevice *vdev = vq->vdev;
     bool notify = false;
@@ -562,7 +561,7 @@ static void complete_many(VirtQueue *vq, VirtQueueElement *elems, const uint32_t
             virtqueue_fill(vq, &elems[i], lens[i], i);
         }
         virtqueue_flush(vq, n);
-        notify = notify_now && virtqueue_should_notify(vq);
+        notify = virtqueue_should_notify(vq);
         for (unsigned i = 0; i < n; i++) {
             virtio_mark_dirty(vq, &elems[i]);
         }
@@ -577,31 +576,6 @@ static void complete_many(VirtQueue *vq, VirtQueueElement *elems, const uint32_t
         pthread_cond_broadcast(&vq->idle);
     }
     pthread_mutex_unlock(&vq->lock);
-}
-
-void virtio_queue_complete_many(VirtQueue *vq, VirtQueueElement *elems,
-                                const uint32_t *lens, unsigned n)
-{
-    complete_many(vq, elems, lens, n, true);
-}
-
-void virtio_queue_complete_many_quiet(VirtQueue *vq, VirtQueueElement *elems,
-                                      const uint32_t *lens, unsigned n)
-{
-    complete_many(vq, elems, lens, n, false);
-}
-
-void virtio_queue_notify_used(VirtQueue *vq)
-{
-    VirtioDevice *vdev = vq->vdev;
-    bool notify;
-
-    pthread_mutex_lock(&vq->lock);
-    notify = vq->ready && virtqueue_should_notify(vq);
-    pthread_mutex_unlock(&vq->lock);
-    if (notify && vdev && vdev->transport) {
-        vdev->transport->notify_queue(vdev, vq);
-    }
 }
 
 void virtio_queue_unpop(VirtQueue *vq, unsigned n)

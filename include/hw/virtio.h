@@ -298,14 +298,6 @@ void virtio_queue_complete(VirtQueue *vq, VirtQueueElement *elem, uint32_t len);
 /* Complete n popped chains together (one used-index update, one interrupt). */
 void virtio_queue_complete_many(VirtQueue *vq, VirtQueueElement *elems,
                                 const uint32_t *lens, unsigned n);
-/*
- * The same without the interrupt: the caller completes more, then calls
- * virtio_queue_notify_used once for all of them (the interrupt if the
- * driver wants one for any chain used since the last).
- */
-void virtio_queue_complete_many_quiet(VirtQueue *vq, VirtQueueElement *elems,
-                                      const uint32_t *lens, unsigned n);
-void virtio_queue_notify_used(VirtQueue *vq);
 /* Give back the last n popped chains, unused, newest first. */
 void virtio_queue_unpop(VirtQueue *vq, unsigned n);
 /* Set DEVICE_NEEDS_RESET (and stop vq, if given); tell the driver. */
