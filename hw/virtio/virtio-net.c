@@ -463,10 +463,7 @@ static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
  * sent with one net_tap_send_batch (one system call where io_uring is
  * there), completed together (one used-index update and at most one
  * interrupt).  A tap that refuses a frame gets it again, and the ones
- * after it, once it is writable.  The driver's kicks stay off while a batch
- * goes out (what it adds meanwhile is the next batch, without a VM exit);
- * only a ring found empty with nothing in hand turns them on, as QEMU's
- * transmit bottom half does.
+ * after it, once it is writable.
  */
 static void vnet_transmit(VirtioNet *n, VirtioNetPair *p)
 {
@@ -482,7 +479,7 @@ static void vnet_transmit(VirtioNet *n, VirtioNetPair *p)
 
         while (popped < VNET_TX_BATCH && total + popped < VNET_BUDGET) {
             VirtQueueElement *e = &p->tx_elems[popped];
-            if (!virtio_queue_pop_held(vq, e) && (popped || !virtio_queue_pop(vq, e))) {
+            if (!virtio_queue_pop(vq, e)) {
                 break;
             }
             p->tx_lens[popped] = 0;

@@ -474,15 +474,14 @@ void virtio_queue_kick(VirtQueue *vq)
     eventfd_signal(vq->kick_fd);
 }
 
-/* rearm: an empty ring asks for kicks again (and is looked at once more). */
-static bool queue_pop(VirtQueue *vq, VirtQueueElement *elem, bool rearm)
+bool virtio_queue_pop(VirtQueue *vq, VirtQueueElement *elem)
 {
     const char *why = NULL;
     int r;
 
     pthread_mutex_lock(&vq->lock);
     r = virtqueue_pop(vq, elem, &why);
-    if (r == 0 && rearm && vq->ready && !vq->broken && !vq->notification_on) {
+    if (r == 0 && vq->ready && !vq->broken && !vq->notification_on) {
         /* empty: ask for kicks again, then look once more (no lost kick) */
         virtqueue_set_notification(vq, true);
         r = virtqueue_pop(vq, elem, &why);
@@ -500,16 +499,6 @@ static bool queue_pop(VirtQueue *vq, VirtQueueElement *elem, bool rearm)
         virtio_error(vq->vdev, NULL, "queue %u: %s", vq->index, why);
     }
     return r > 0;
-}
-
-bool virtio_queue_pop(VirtQueue *vq, VirtQueueElement *elem)
-{
-    return queue_pop(vq, elem, true);
-}
-
-bool virtio_queue_pop_held(VirtQueue *vq, VirtQueueElement *elem)
-{
-    return queue_pop(vq, elem, false);
 }
 
 /* Guest memory the device wrote: the used ring and the writable buffers. */

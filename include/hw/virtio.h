@@ -288,12 +288,6 @@ void virtio_device_resume(VirtioDevice *vdev);
  * the interrupt if the driver wants one.
  */
 bool virtio_queue_pop(VirtQueue *vq, VirtQueueElement *elem);
-/*
- * pop, but an empty ring leaves the driver's kicks off (as the first chain
- * popped turned them off): for a device that handles what it popped before
- * it looks again, with virtio_queue_pop, which turns them back on.
- */
-bool virtio_queue_pop_held(VirtQueue *vq, VirtQueueElement *elem);
 void virtio_queue_complete(VirtQueue *vq, VirtQueueElement *elem, uint32_t len);
 /* Complete n popped chains together (one used-index update, one interrupt). */
 void virtio_queue_complete_many(VirtQueue *vq, VirtQueueElement *elems,
