@@ -347,7 +347,11 @@ make_run_initrd() {
 # Sets QARGS and KAPPEND for L1; writes $RUN/forwards for l1-init.
 make_qemu_args() {
     local i fwd="" gport hport
-    KAPPEND="console=ttyS0 panic=-1 rig.usr=1 quiet loglevel=4"
+    # clocksource=acpi_pm: L1's TSCs fail the kernel's sync check under
+    # TCG, so it would read the HPET, whose reader lock (read_hpet) once
+    # held an L1 CPU spinning with interrupts off for good (a wedge,
+    # tests/rig/README.md, Stability); the PM timer's read takes no lock
+    KAPPEND="console=ttyS0 panic=-1 rig.usr=1 quiet loglevel=4 clocksource=acpi_pm"
     QARGS=(-accel "tcg,thread=$TCG_THREAD" -cpu "$CPU" -smp "$SMP" -m "$MEM" -nodefaults -display none
         -no-reboot -kernel "$RUN/kernel" -initrd "$RUN/initrd"
         -virtfs "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on")
