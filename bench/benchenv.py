@@ -15,11 +15,31 @@ QBOOT = "/usr/share/qemu/qboot.rom"
 MICROVM_BIOS = "/usr/share/qemu/bios-microvm.bin"
 
 
+def rig_settings():
+    """In the rig's L1: the kvm_amd options and clock source that shape its
+    timings ("npt=0, clock source acpi_pm"), or what could not be read."""
+    parts = []
+    for name, path in (("npt", "/sys/module/kvm_amd/parameters/npt"),
+                       ("clock source",
+                        "/sys/devices/system/clocksource/clocksource0/current_clocksource")):
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+        except OSError:
+            value = "?"
+        if name == "npt":
+            value = {"Y": "1", "N": "0"}.get(value, value)
+            parts.append(f"npt={value}")
+        else:
+            parts.append(f"{name} {value}")
+    return ", ".join(parts)
+
+
 def place():
     """Where the figures come from, in words: never mix two places in a ratio."""
     if os.environ.get("DV_RIG") == "1":
-        return ("nested rig (L2 guest under L1's kvm_amd, L1 under Debian QEMU TCG): "
-                "not comparable with native figures")
+        return (f"nested rig (L2 guest under L1's kvm_amd, L1 under Debian QEMU TCG; "
+                f"L1's {rig_settings()}): not comparable with native figures")
     if os.path.isdir("/sys/module/kvm_pvm"):
         return "PVM (kvm_pvm: guest kernel mode emulated), this host natively"
     return "hardware-backed KVM, this host natively"
