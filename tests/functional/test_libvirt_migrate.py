@@ -432,12 +432,16 @@ class Libvirtd:
         except FileNotFoundError:
             return ""
 
+    def run_file(self, name):
+        """A file of the daemon's QEMU driver state (run/libvirt/qemu), as
+        seen from here through its private mount namespace."""
+        return f"/proc/{self.proc.pid}/root/run/libvirt/qemu/{name}"
+
     def domain_pid(self, name):
         """The domain's VMM process, from the pid file in the daemon's
         namespace (None when it has none)."""
-        path = f"/proc/{self.proc.pid}/root/run/libvirt/qemu/{name}.pid"
         try:
-            with open(path) as f:
+            with open(self.run_file(f"{name}.pid")) as f:
                 return int(f.read().strip())
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
@@ -488,9 +492,8 @@ def status_pty(daemon, name="dvmig"):
     """The domain's serial pty as the daemon's status file names it (what
     dumpxml says, without two virsh round trips, which in the rig's L1 take
     a second or more), or None while it names none."""
-    path = f"/proc/{daemon.proc.pid}/root/run/libvirt/qemu/{name}.xml"
     try:
-        source = ET.parse(path).getroot().find(".//domain/devices/serial/source")
+        source = ET.parse(daemon.run_file(f"{name}.xml")).getroot().find(".//domain/devices/serial/source")
     except (OSError, ET.ParseError):   # not there yet, or being rewritten
         return None
     pty = source.get("path", "") if source is not None else ""
