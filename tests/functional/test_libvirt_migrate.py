@@ -500,6 +500,32 @@ def status_pty(daemon, name="dvmig"):
     return pty if pty.startswith("/dev/pts/") else None
 
 
+class DumpxmlPty(threading.Thread):
+    """Asks the daemon with virsh, once a second, for the domain's pty
+    until it names one (self.pty) or stop() is called."""
+
+    def __init__(self, daemon):
+        super().__init__(daemon=True)
+        self.daemon_ = daemon
+        self.pty = None
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.stopping.wait(1):
+            try:
+                if self.daemon_.virsh("domstate", "dvmig", timeout=30).returncode != 0:
+                    continue
+                self.pty = pty_path(self.daemon_)
+                return
+            except (AssertionError, subprocess.TimeoutExpired):
+                pass   # not started far enough yet, or the daemon slow
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=60)
+
+
 def pty_path(daemon):
     xml = ET.fromstring(daemon.ok("dumpxml", "dvmig"))
     source = xml.find("./devices/serial/source")
@@ -561,28 +587,31 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                     # the destination's pty, read before its guest runs: a VMM
                     # drops what it writes to a pty nobody has open (QEMU's
                     # pty chardev too).  Its status file, looked at every
-                    # 20 ms, names the pty as soon as libvirt knows it; a
-                    # virsh dumpxml each second besides, in case it does not.
+                    # 20 ms, names the pty as soon as libvirt knows it; virsh
+                    # dumpxml besides, on a thread of its own (a virsh round
+                    # trip takes a second or more in the rig's L1, and must
+                    # not hold up the status file's reading).
+                    fallback = DumpxmlPty(dst)
                     dst_log = None
                     deadline = time.time() + 120 * SLOW
-                    asked = time.time()
-                    while dst_log is None:
-                        assert time.time() < deadline, \
-                            f"no destination pty in {120 * SLOW} s"
-                        assert migrate.poll() is None or migrate.returncode == 0, \
-                            f"{migrate.stdout.read()}{src.tail()}{dst.tail()}"
-                        pty = status_pty(dst)
-                        if pty is None and time.time() - asked > 1:
-                            asked = time.time()
-                            if dst.virsh("domstate", "dvmig", timeout=30).returncode == 0:
-                                try:
-                                    pty = pty_path(dst)
-                                except AssertionError:
-                                    pass   # not started far enough yet
-                        if pty:
-                            dst_log = PtyLog(pty, os.path.join(d, "dst.log"))
-                            dst_opened = time.time()
-                        time.sleep(0.02)
+                    seen = {}   # when the destination's VMM had a pid, a pty
+                    try:
+                        while dst_log is None:
+                            assert time.time() < deadline, \
+                                f"no destination pty in {120 * SLOW} s"
+                            assert migrate.poll() is None or migrate.returncode == 0, \
+                                f"{migrate.stdout.read()}{src.tail()}{dst.tail()}"
+                            if "pid" not in seen and dst.domain_pid("dvmig"):
+                                seen["pid"] = time.time()
+                            pty, found_by = status_pty(dst), "status file"
+                            if pty is None and fallback.pty:
+                                pty, found_by = fallback.pty, "virsh dumpxml"
+                            if pty:
+                                dst_log = PtyLog(pty, os.path.join(d, "dst.log"))
+                                dst_opened = time.time()
+                            time.sleep(0.02)
+                    finally:
+                        fallback.stop()
                     out, _ = migrate.communicate(timeout=180 * SLOW)
                     t_done = time.time()
                 finally:
@@ -598,9 +627,11 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                 assert min(seqs(d, "dst")) <= max(seqs(d, "src")) + 2, (
                     f"the serial output has a gap across the switch: the source's pty "
                     f"ends {serial_log(d, 'src')[-300:]!r}, the destination's begins "
-                    f"{serial_log(d, 'dst')[:300]!r} (its pty read from "
-                    f"{dst_opened - t_migrate:.1f} s after virsh migrate started, which "
-                    f"ended after {t_done - t_migrate:.1f} s)")
+                    f"{serial_log(d, 'dst')[:300]!r} (its pty, found by {found_by}, "
+                    f"read from {dst_opened - t_migrate:.1f} s after virsh migrate "
+                    f"started, which ended after {t_done - t_migrate:.1f} s; the "
+                    f"destination's VMM had a pid file from "
+                    f"{seen.get('pid', float('nan')) - t_migrate:.1f} s)")
                 src_log.stop()
                 dst_log.stop()
                 problem = dirtycheck(d, "src", "dst")
