@@ -16,8 +16,9 @@ MICROVM_BIOS = "/usr/share/qemu/bios-microvm.bin"
 
 
 def rig_settings():
-    """In the rig's L1: the kvm_amd options and clock source that shape its
-    timings ("npt=0, clock source acpi_pm"), or what could not be read."""
+    """In the rig's L1: the kvm_amd options, clock source and idle tick that
+    shape its timings ("npt=0, clock source acpi_pm, nohz=off"), or what
+    could not be read."""
     parts = []
     for name, path in (("npt", "/sys/module/kvm_amd/parameters/npt"),
                        ("clock source",
@@ -32,6 +33,12 @@ def rig_settings():
             parts.append(f"npt={value}")
         else:
             parts.append(f"{name} {value}")
+    try:
+        with open("/proc/cmdline") as f:
+            words = f.read().split()
+        parts.append(next((w for w in words if w.startswith("nohz=")), "nohz=on"))
+    except OSError:
+        parts.append("nohz=?")
     return ", ".join(parts)
 
 

@@ -350,8 +350,12 @@ make_qemu_args() {
     # clocksource=acpi_pm: L1's TSCs fail the kernel's sync check under
     # TCG, so it would read the HPET, whose reader lock (read_hpet) once
     # held an L1 CPU spinning with interrupts off for good (a wedge,
-    # tests/rig/README.md, Stability); the PM timer's read takes no lock
-    KAPPEND="console=ttyS0 panic=-1 rig.usr=1 quiet loglevel=4 clocksource=acpi_pm"
+    # tests/rig/README.md, Stability); the PM timer's read takes no lock.
+    # nohz=off: an idle L1 CPU still takes its 250 Hz tick, so an IPI that
+    # TCG latched without waking the CPU from HLT is taken within 4 ms (an
+    # L1 wedged with CPU 0 halted and CPU 1 waiting for it to answer a TLB
+    # shootdown, khugepaged's, for minutes: tests/rig/README.md, Stability)
+    KAPPEND="console=ttyS0 panic=-1 rig.usr=1 quiet loglevel=4 clocksource=acpi_pm nohz=off"
     QARGS=(-accel "tcg,thread=$TCG_THREAD" -cpu "$CPU" -smp "$SMP" -m "$MEM" -nodefaults -display none
         -no-reboot -kernel "$RUN/kernel" -initrd "$RUN/initrd"
         -virtfs "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on")
@@ -509,6 +513,19 @@ for n in range(3):
         for i, (r, f, c) in enumerate(zip(rips, flags, cpl))))
     with open(sock_path + f".regs{n + 1}", "w") as f:
         f.write(out)
+    # each CPU's local APIC: an interrupt (an IPI) latched in IRR on a
+    # CPU that sleeps in HLT is a wake-up TCG lost; none there, a lost IPI
+    # (ICR: the last IPI that CPU sent)
+    for i in range(len(rips)):
+        try:
+            lapic = hmp(f"info lapic {i}")
+        except OSError:
+            break
+        regs = {k: v.strip() for k, v in re.findall(r"^(ISR|IRR|ICR)\s+(.*)$", lapic, re.M)}
+        print(f"  CPU {i} local APIC: ISR {regs.get('ISR', '?')}; IRR {regs.get('IRR', '?')}; "
+              f"ICR {regs.get('ICR', '?')}")
+        with open(sock_path + f".lapic{n + 1}", "a") as f:
+            f.write(lapic)
     time.sleep(2)
 try:
     with open(jl_path, errors="replace") as f:
