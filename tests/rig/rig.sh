@@ -43,7 +43,7 @@
 #   --qemu-arg ARG     extra argument for the L1 QEMU (repeatable)
 #   --timeout SEC      stop L1 after SEC seconds, exit 124 (default 1800; 0: none)
 #   --wedge SEC        stop L1 once its heartbeat (a line on its ttyS2 every
-#                      10 s while the command runs) has been missing for SEC
+#                      10 s from early in l1-init) has been missing for SEC
 #                      seconds, exit 124 (default 180; 0: never)
 #   --scratch SIZE     sparse scratch disk holding L1's /tmp as ext4 (default
 #                      16G; 0: /tmp on tmpfs); empty on every run
@@ -436,8 +436,8 @@ serve_unix_forwards() {
 
 # Stops L1 and the host-side helpers, removes the forwarded unix sockets.
 # Runs on every exit, Ctrl-C and kill included.
-# L1's heartbeat (l1-init writes its uptime to ttyS2 every 10 s while the
-# command runs): once it has started, WEDGE seconds without a beat mean
+# L1's heartbeat (l1-init writes its uptime to ttyS2 every 10 s, from just
+# after its pseudo file systems are mounted): once it has started, WEDGE seconds without a beat mean
 # L1's CPUs no longer run its tasks (seen under TCG's SVM emulation: soft
 # lockups, a VMM SIGKILL cannot end); stop L1 rather than wait for --timeout.
 watch_heartbeat() {
