@@ -36,7 +36,8 @@ def rig_settings():
     try:
         with open("/proc/cmdline") as f:
             words = f.read().split()
-        parts.append(next((w for w in words if w.startswith("nohz=")), "nohz=on"))
+        # the kernel takes the last nohz= (rig.sh --append can add one)
+        parts.append(([w for w in words if w.startswith("nohz=")] or ["nohz=on"])[-1])
     except OSError:
         parts.append("nohz=?")
     return ", ".join(parts)
