@@ -594,15 +594,15 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                     fallback = DumpxmlPty(dst)
                     dst_log = None
                     deadline = time.time() + 120 * SLOW
-                    seen = {}   # when the destination's VMM had a pid, a pty
+                    dst_pid_at = None   # when the destination's VMM had a pid
                     try:
                         while dst_log is None:
                             assert time.time() < deadline, \
                                 f"no destination pty in {120 * SLOW} s"
                             assert migrate.poll() is None or migrate.returncode == 0, \
                                 f"{migrate.stdout.read()}{src.tail()}{dst.tail()}"
-                            if "pid" not in seen and dst.domain_pid("dvmig"):
-                                seen["pid"] = time.time()
+                            if dst_pid_at is None and dst.domain_pid("dvmig"):
+                                dst_pid_at = time.time()
                             pty, found_by = status_pty(dst), "status file"
                             if pty is None and fallback.pty:
                                 pty, found_by = fallback.pty, "virsh dumpxml"
@@ -631,7 +631,7 @@ def test_virsh_migrate_live_between_two_daemons(mode):
                     f"read from {dst_opened - t_migrate:.1f} s after virsh migrate "
                     f"started, which ended after {t_done - t_migrate:.1f} s; the "
                     f"destination's VMM had a pid file from "
-                    f"{seen.get('pid', float('nan')) - t_migrate:.1f} s)")
+                    f"{(dst_pid_at or float('nan')) - t_migrate:.1f} s)")
                 src_log.stop()
                 dst_log.stop()
                 problem = dirtycheck(d, "src", "dst")

@@ -434,12 +434,11 @@ serve_unix_forwards() {
     done
 }
 
-# Stops L1 and the host-side helpers, removes the forwarded unix sockets.
-# Runs on every exit, Ctrl-C and kill included.
 # L1's heartbeat (l1-init writes its uptime to ttyS2 every 10 s, from just
-# after its pseudo file systems are mounted): once it has started, WEDGE seconds without a beat mean
-# L1's CPUs no longer run its tasks (seen under TCG's SVM emulation: soft
-# lockups, a VMM SIGKILL cannot end); stop L1 rather than wait for --timeout.
+# after its pseudo file systems are mounted): once it has started, WEDGE
+# seconds without a beat mean L1's CPUs no longer run its tasks (seen under
+# TCG's SVM emulation: soft lockups, a VMM SIGKILL cannot end); stop L1
+# rather than wait for --timeout.
 watch_heartbeat() {
     local size last=-1 since=$SECONDS
     while kill -0 "$QPID" 2> /dev/null; do
@@ -540,6 +539,8 @@ except OSError:
 PY
 }
 
+# Stops L1 and the host-side helpers, removes the forwarded unix sockets.
+# Runs on every exit, Ctrl-C and kill included.
 cleanup() {
     local pid path
     set +e
