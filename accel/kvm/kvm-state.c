@@ -378,7 +378,10 @@ bool kvm_vm_state_save(KvmVm *kvm, GByteArray *out, GError **errp)
         return false;
     }
     put_record(out, TAG_PIT, &pit, sizeof(pit));
-    if (ioctl(kvm->vm_fd, KVM_GET_CLOCK, &clock) == 0) {
+    if (kvm->stopped_clock_valid) {
+        /* the guest's time when it stopped, not the time of this save */
+        put_record(out, TAG_CLOCK, &kvm->stopped_clock, sizeof(kvm->stopped_clock));
+    } else if (ioctl(kvm->vm_fd, KVM_GET_CLOCK, &clock) == 0) {
         put_record(out, TAG_CLOCK, &clock, sizeof(clock));
     }
     return true;
@@ -437,10 +440,49 @@ bool kvm_vm_state_load(KvmVm *kvm, const uint8_t *buf, size_t len, GError **errp
         if (ioctl(kvm->vm_fd, KVM_SET_CLOCK, &clock) < 0) {
             error_setg_errno(errp, errno, "KVM_SET_CLOCK");
             ok = false;
+        } else {
+            /* set again when the guest runs: the wait is not its time */
+            kvm->stopped_clock = clock;
+            kvm->stopped_clock_valid = true;
         }
     }
     if (recs) {
         g_array_free(recs, TRUE);
     }
     return ok;
+}
+
+void kvm_clock_stop(KvmVm *kvm)
+{
+    if (kvm->stopped_clock_valid) {
+        return; /* stopped already: that value stands */
+    }
+    memset(&kvm->stopped_clock, 0, sizeof(kvm->stopped_clock));
+    kvm->stopped_clock_valid = ioctl(kvm->vm_fd, KVM_GET_CLOCK, &kvm->stopped_clock) == 0;
+}
+
+bool kvm_clock_resume(KvmVm *kvm, VCpu *const *vcpus, unsigned nr_vcpus, GError **errp)
+{
+    struct kvm_clock_data clock = { 0 };
+
+    if (!kvm->stopped_clock_valid) {
+        return true;
+    }
+    kvm->stopped_clock_valid = false;
+    clock.clock = kvm->stopped_clock.clock;
+    if (ioctl(kvm->vm_fd, KVM_SET_CLOCK, &clock) < 0) {
+        error_setg_errno(errp, errno, "KVM_SET_CLOCK");
+        return false;
+    }
+    if (!kvm_check_extension(kvm, KVM_CAP_KVMCLOCK_CTRL)) {
+        return true;
+    }
+    for (unsigned i = 0; i < nr_vcpus; i++) {
+        /* EINVAL: this vCPU's guest has not turned its kvmclock on */
+        if (ioctl(vcpus[i]->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL) {
+            error_setg_errno(errp, errno, "KVM_KVMCLOCK_CTRL on vCPU %u", i);
+            return false;
+        }
+    }
+    return true;
 }

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include "accel/kvm/kvm-state.h"
 #include "hw/devices.h"
 #include "hw/i386/fw_cfg.h"
 #include "hw/i386/pc.h"
@@ -492,12 +493,15 @@ void machine_vm_stop(Machine *m)
         return;
     }
     machine_pause(m);
+    kvm_clock_stop(&m->kvm);
     m->runstate = RUN_STATE_PAUSED;
     machine_notify(m, MACHINE_EVENT_STOP, SHUTDOWN_CAUSE_NONE);
 }
 
 bool machine_vm_cont(Machine *m, GError **errp)
 {
+    GError *err = NULL;
+
     switch (m->runstate) {
     case RUN_STATE_RUNNING:
         return true;
@@ -507,6 +511,10 @@ bool machine_vm_cont(Machine *m, GError **errp)
         return false;
     default:
         break;
+    }
+    if (!kvm_clock_resume(&m->kvm, m->vcpus, m->nr_vcpus, &err)) {
+        /* the guest runs on, its clock counting the time it was stopped */
+        error_report_err(err, "kvmclock");
     }
     machine_resume(m);
     machine_notify(m, MACHINE_EVENT_RESUME, SHUTDOWN_CAUSE_NONE);

@@ -3,14 +3,14 @@
  * in ring 3 with run_user(); kmain prints "done" and resets afterwards. */
 #include "testos.h"
 
-#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_LVT_TIMER     0x320
 #define LAPIC_TIMER_INITIAL 0x380
 #define LAPIC_TIMER_CURRENT 0x390
-#define LAPIC_TIMER_DIVIDE 0x3E0
-#define LVT_MASKED 0x10000
-#define LVT_PERIODIC 0x20000
-#define DIVIDE_BY_1 0xB
-#define ARM_WINDOW_US 20 /* most TSC time around one timed LAPIC access */
+#define LAPIC_TIMER_DIVIDE  0x3E0
+#define LVT_MASKED          0x10000
+#define LVT_PERIODIC        0x20000
+#define DIVIDE_BY_1         0xB
+#define ARM_WINDOW_US       20 /* most TSC time around one timed LAPIC access */
 
 volatile u64 timer_ticks;   /* incremented by timer_entry (entry.S) */
 volatile u64 latency_stamp; /* the TSC, stored by latency_entry (entry.S) */
@@ -268,13 +268,16 @@ static void scenario_pio(Cpu *bsp)
 
 static void cpuid_count(u32 leaf, u32 sub, u32 r[4])
 {
-    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
+    __asm__ volatile("cpuid"
+                     : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+                     : "a"(leaf), "c"(sub));
 }
 
 /* Leaves whose ECX picks a subleaf: their first 16 subleaves are printed. */
 static int cpuid_has_subleaves(u32 leaf)
 {
-    static const u32 subleafed[] = {4, 7, 0xb, 0xd, 0xf, 0x10, 0x12, 0x14, 0x17, 0x18, 0x1d, 0x1f};
+    static const u32 subleafed[] = { 4,    7,    0xb,  0xd,  0xf,  0x10,
+                                     0x12, 0x14, 0x17, 0x18, 0x1d, 0x1f };
 
     for (u32 i = 0; i < ARRAY_SIZE(subleafed); i++) {
         if (subleafed[i] == leaf) {
@@ -288,7 +291,7 @@ static int cpuid_has_subleaves(u32 leaf)
  * ranges (each range up to its own maximum, at most 64 leaves). */
 static void scenario_cpuid(Cpu *bsp)
 {
-    static const u32 bases[] = {0, 0x40000000, 0x80000000};
+    static const u32 bases[] = { 0, 0x40000000, 0x80000000 };
 
     for (u32 b = 0; b < ARRAY_SIZE(bases); b++) {
         u32 r[4];
@@ -308,13 +311,13 @@ static void scenario_cpuid(Cpu *bsp)
 /* The PIIX4 PM block: QEMU's pc has it at 0x600 (SeaBIOS places it there
  * when QEMU serves ACPI tables; this VMM's -kernel boot too), as the
  * FADT's PM1a_EVT_BLK and PM1a_CNT_BLK say. */
-#define PM1A_STS 0x600
-#define PM1A_EN 0x602
-#define PM1A_CNT 0x604
+#define PM1A_STS       0x600
+#define PM1A_EN        0x602
+#define PM1A_CNT       0x604
 #define PM1_PWRBTN_STS 0x100
-#define PM1_SLP_EN 0x2000 /* with SLP_TYP 0: \_S5, soft off */
-#define APM_CNT 0xb2
-#define ACPI_ENABLE 0xf1
+#define PM1_SLP_EN     0x2000 /* with SLP_TYP 0: \_S5, soft off */
+#define APM_CNT        0xb2
+#define ACPI_ENABLE    0xf1
 
 /* Waits for the power button, then powers off through PM1a_CNT.  Polls:
  * the SCI stays masked (testos has no IRQ 9 handler).  PWRBTN_EN must be
@@ -323,7 +326,8 @@ static void scenario_powerdown(Cpu *bsp)
 {
     outb(APM_CNT, ACPI_ENABLE);
     outw(PM1A_EN, PM1_PWRBTN_STS);
-    kprintf("powerdown waiting sts=%x en=%x cnt=%x", inw(PM1A_STS), inw(PM1A_EN), inw(PM1A_CNT));
+    kprintf("powerdown waiting sts=%x en=%x cnt=%x", inw(PM1A_STS), inw(PM1A_EN),
+            inw(PM1A_CNT));
     while (!(inw(PM1A_STS) & PM1_PWRBTN_STS)) {
         __asm__ volatile("pause");
     }
@@ -340,7 +344,7 @@ static void scenario_triple_fault(Cpu *bsp)
     struct __attribute__((packed)) {
         u16 limit;
         u64 base;
-    } no_idt = {0, 0};
+    } no_idt = { 0, 0 };
 
     kprintf("triple-fault now");
     /* no IDT: ud2's #UD cannot be delivered (#GP), nor that (#DF): shutdown */
@@ -367,19 +371,32 @@ static const struct {
     const char *name;
     void (*run)(Cpu *bsp);
 } scenarios[] = {
-    {"hello", scenario_hello},       {"smp", scenario_smp},
-    {"idle", scenario_idle},         {"ticks", scenario_ticks},
-    {"pio", scenario_pio},           {"ticks-idle", scenario_ticks_idle},
-    {"latency", scenario_latency},   {"blk", scenario_blk},
-    {"blk-perf", scenario_blk_perf}, {"blk-hostile", scenario_blk_hostile},
-    {"dirty", scenario_dirty},       {"cpuid", scenario_cpuid},
-    {"net", scenario_net},           {"net-blast", scenario_net_blast},
-    {"net-hostile", scenario_net_hostile}, {"powerdown", scenario_powerdown},
-    {"hotplug", scenario_hotplug},       {"failover", scenario_failover},
-    {"vfio-e1000e", scenario_vfio_e1000e}, {"vfio-hostile", scenario_vfio_hostile},
-    {"vfio-e1000e-msi", scenario_vfio_e1000e_msi}, {"pci-rom", scenario_pci_rom},
-    {"triple-fault", scenario_triple_fault}, {"reset-cf9", scenario_reset_cf9},
-    {"reset-92", scenario_reset_92},
+    { "hello", scenario_hello },
+    { "smp", scenario_smp },
+    { "idle", scenario_idle },
+    { "ticks", scenario_ticks },
+    { "pio", scenario_pio },
+    { "ticks-idle", scenario_ticks_idle },
+    { "latency", scenario_latency },
+    { "blk", scenario_blk },
+    { "blk-perf", scenario_blk_perf },
+    { "blk-hostile", scenario_blk_hostile },
+    { "dirty", scenario_dirty },
+    { "cpuid", scenario_cpuid },
+    { "net", scenario_net },
+    { "net-blast", scenario_net_blast },
+    { "net-hostile", scenario_net_hostile },
+    { "powerdown", scenario_powerdown },
+    { "hotplug", scenario_hotplug },
+    { "failover", scenario_failover },
+    { "vfio-e1000e", scenario_vfio_e1000e },
+    { "vfio-hostile", scenario_vfio_hostile },
+    { "vfio-e1000e-msi", scenario_vfio_e1000e_msi },
+    { "pci-rom", scenario_pci_rom },
+    { "triple-fault", scenario_triple_fault },
+    { "reset-cf9", scenario_reset_cf9 },
+    { "reset-92", scenario_reset_92 },
+    { "kvmclock", scenario_kvmclock },
 };
 
 static int scenario_find(const char *name)

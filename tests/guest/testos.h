@@ -202,6 +202,7 @@ void scenario_hotplug(Cpu *bsp);
 /* pci.c: the expansion ROM BARs as found at boot */
 void scenario_pci_rom(Cpu *bsp);
 void scenario_failover(Cpu *bsp);
+void scenario_kvmclock(Cpu *bsp);
 
 /* A pointer to physical address addr (identity mapped). The empty asm keeps
  * the compiler from reasoning about small constant addresses. */

@@ -23,6 +23,17 @@ bool vcpu_state_load(VCpu *cpu, const uint8_t *buf, size_t len, GError **errp);
 bool kvm_vm_state_save(KvmVm *kvm, GByteArray *out, GError **errp);
 bool kvm_vm_state_load(KvmVm *kvm, const uint8_t *buf, size_t len, GError **errp);
 
+/*
+ * The KVM clock across a stop, as QEMU's kvmclock device does it: stop
+ * reads the clock once (a later stop or a migration's save keeps that
+ * value); resume sets it back, so the guest's kvmclock does not count the
+ * time the VM was stopped, then tells each vCPU (KVM_KVMCLOCK_CTRL) that
+ * the guest was paused, so its soft-lockup watchdog does not fire.  A
+ * migration's load counts as a stop at the loaded value.  vCPUs paused.
+ */
+void kvm_clock_stop(KvmVm *kvm);
+bool kvm_clock_resume(KvmVm *kvm, VCpu *const *vcpus, unsigned nr_vcpus, GError **errp);
+
 /* The check half of the loads above, without a vCPU or a VM (no ioctl). */
 bool vcpu_state_check(const uint8_t *buf, size_t len, GError **errp);
 bool kvm_vm_state_check(const uint8_t *buf, size_t len, GError **errp);

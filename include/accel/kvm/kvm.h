@@ -47,6 +47,13 @@ typedef struct KvmVm {
     unsigned nr_routes, route_capacity;
     uint32_t next_msi_gsi;
     int vfio_dev_fd; /* KVM_DEV_TYPE_VFIO, made by the first group added; -1 */
+    /*
+     * The guest's kvmclock while the VM is stopped (kvm_clock_stop), set
+     * back when it runs again (kvm_clock_resume): time the VM spends
+     * stopped is not guest time, as with QEMU's kvmclock device.
+     */
+    struct kvm_clock_data stopped_clock;
+    bool stopped_clock_valid;
 } KvmVm;
 
 /*
