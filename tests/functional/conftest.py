@@ -142,7 +142,9 @@ def pytest_runtest_protocol(item, nextitem):
 def pytest_runtest_makereport(item, call):
     """A failed test's report gets the stderr of each VMM it started
     (harness.Vmm) that said something: the cause of any guest reset (`-d
-    cpu_reset`, a triple fault's registers), an error it died of."""
+    cpu_reset`, a triple fault's registers), an error it died of; and how
+    each one that ended before the test stopped it ended (an exit status,
+    a signal such as SIGSEGV)."""
     outcome = yield
     report = outcome.get_result()
     mine = harness.STARTED[getattr(item, "dv_first_vmm", 0):]
@@ -158,11 +160,12 @@ def pytest_runtest_makereport(item, call):
             vmm.collect(item.nodeid)  # an ended VMM the test did not close: noted too
             text += vmm.stderr_tail or ""
         triple = triple or "triple fault" in text
-        if text.strip():
+        ended = vmm.how_it_ended()
+        if text.strip() or ended:
             name = next((a for a in vmm.args if a.endswith(".log") or a.endswith(".sock")),
                         vmm.args[0])
-            report.sections.append((f"VMM {n} stderr (pid {vmm.pid}, {name})",
-                                    text[-6000:]))
+            report.sections.append((f"VMM {n} stderr (pid {vmm.pid}, {name}"
+                                    f"{'; ' + ended if ended else ''})", text[-6000:]))
     if triple and harness.kvm_shutdown_trace():
         report.sections.append(("L1's KVM trace", harness.kvm_shutdown_trace()))
 

@@ -203,7 +203,10 @@ class Vmm:
         return self.proc.returncode
 
     def kill(self):
-        if self.proc.poll() is None:
+        # how it ended, where it did before the test stopped it (a crash, an
+        # exit of its own): a failed test's report says (conftest.py)
+        self.ended_alone = self.proc.poll()
+        if self.ended_alone is None:
             self.proc.send_signal(signal.SIGKILL)
             try:
                 self.proc.wait(timeout=60)
@@ -227,6 +230,21 @@ class Vmm:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe:
                 pipe.close()
+
+    def how_it_ended(self):
+        """'' while it runs or when the test stopped it; else its exit
+        status or the signal that ended it."""
+        rc = getattr(self, "ended_alone", None)
+        if rc is None:
+            rc = self.proc.poll()
+            if rc is None or rc == -signal.SIGKILL:
+                return ""
+        if rc < 0:
+            try:
+                return f"ended by itself: killed by {signal.Signals(-rc).name}"
+            except ValueError:
+                return f"ended by itself: killed by signal {-rc}"
+        return f"ended by itself: exit status {rc}"
 
     def collect(self, test=None):
         """Once the VMM has ended: keep what is left of its stderr
