@@ -166,6 +166,10 @@ def pytest_runtest_makereport(item, call):
                         vmm.args[0])
             report.sections.append((f"VMM {n} stderr (pid {vmm.pid}, {name}"
                                     f"{'; ' + ended if ended else ''})", text[-6000:]))
+        if "killed by" in ended:
+            bt = vmm.core_backtrace()
+            if bt:
+                report.sections.append((f"VMM {n}'s threads at its death (its core)", bt))
     if triple and harness.kvm_shutdown_trace():
         report.sections.append(("L1's KVM trace", harness.kvm_shutdown_trace()))
 

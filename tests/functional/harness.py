@@ -246,6 +246,26 @@ class Vmm:
                 return f"ended by itself: killed by signal {-rc}"
         return f"ended by itself: exit status {rc}"
 
+    def core_backtrace(self, limit=12000):
+        """Every thread's backtrace from the core of a VMM that died of a
+        signal, where the system keeps cores as the rig does
+        (/tmp/cores/core.PID, tests/rig/l1-init); the core is removed."""
+        core = f"/tmp/cores/core.{self.proc.pid}"
+        if not os.path.exists(core):
+            return ""
+        try:
+            out = subprocess.run(["gdb", "-batch", "-nx", "-ex", "thread apply all bt 30",
+                                  self.args[0], core], capture_output=True, text=True,
+                                 timeout=120).stdout
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out = f"gdb on {core}: {e}"
+        finally:
+            try:
+                os.unlink(core)
+            except OSError:
+                pass
+        return out[-limit:]
+
     def collect(self, test=None):
         """Once the VMM has ended: keep what is left of its stderr
         (stderr_tail) and note the resets it names (note_resets).  Called
