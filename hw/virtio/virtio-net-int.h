@@ -66,11 +66,6 @@ typedef struct VirtioNetPair {
     bool tx_wait_writable;      /* the tap refused a frame: wait for POLLOUT */
     VirtQueueElement *rx_elems; /* scratch for one merged frame (kept allocated) */
     uint32_t *rx_lens;
-    unsigned rx_pooled;    /* rx_elems[0..rx_pooled): popped for a direct read */
-    size_t rx_pool_bytes;  /* what they hold */
-    struct iovec *rx_iov;  /* their writable segments, for the tap's readv */
-    uint64_t rx_direct;    /* frames read straight into the guest's buffers */
-    unsigned rx_small_run; /* small frames in a row (the direct path's switch) */
     VirtQueueElement tx_elems[VNET_TX_BATCH]; /* popped, sent, to complete */
     uint32_t tx_lens[VNET_TX_BATCH];
     int call_fd[2];    /* vhost's interrupts: irqfds, or relayed by the I/O thread */

@@ -49,10 +49,6 @@
 #define VNET_CONFIG_LEN            10          /* mac, status, max_virtqueue_pairs */
 #define VNET_BUDGET                256         /* frames per wake-up each way */
 #define VNET_MIN_FRAME             14          /* an Ethernet header */
-#define VNET_RX_POOL_MAX           64          /* buffers popped ahead (MRG_RXBUF) */
-#define VNET_RX_IOV_MAX            1024        /* their segments (UIO_MAXIOV) */
-#define VNET_RX_DIRECT_MIN         4096        /* a large frame, for the direct path */
-#define VNET_RX_SMALL_RUN          32          /* small frames that end it */
 #define VNET_HDR_NUM_BUFFERS       10          /* offset of num_buffers */
 #define PCI_CLASS_NETWORK_ETHERNET 0x020000
 #define VNET_MAX_VECTORS           2048 /* MSI-X's table size limit */
@@ -424,163 +420,15 @@ static bool rx_queue_ready(VirtioNet *n, VirtioNetPair *p)
     return vq->enabled && !(virtio_get_status(&n->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
-/*
- * The direct path: the tap reads a frame straight into the guest's
- * buffers, one copy as under vhost-net, where the path above reads it into
- * rx_buf and copies it again.  Buffers are popped ahead into a pool that
- * holds the largest frame the tap can hand over (NET_TAP_MAX_FRAME: one
- * buffer without MRG_RXBUF, up to VNET_RX_POOL_MAX with it); a frame takes
- * the first of them, the rest wait for the next one, and whatever is left
- * goes back to the ring (the last popped, so virtio_queue_unpop) before
- * vnet_receive returns: nothing is held while the thread sleeps, so a
- * reset, a pause or a migration finds no buffer in flight.  A ring that
- * cannot fill the pool, or a buffer the device may not write whole, takes
- * the copying path, which keeps its checks and errors.  Popping a pool
- * costs more than copying a small frame, so the direct path is taken only
- * while frames are large: after a frame of over VNET_RX_DIRECT_MIN bytes,
- * until VNET_RX_SMALL_RUN smaller ones in a row (a TCP stream's data one
- * way, its acknowledgements the other).
- */
-static void rx_pool_release(VirtioNet *n, VirtioNetPair *p)
-{
-    if (p->rx_pooled) {
-        virtio_queue_unpop(&n->vdev.vqs[VNET_RXQ(p->index)], p->rx_pooled);
-        p->rx_pooled = 0;
-        p->rx_pool_bytes = 0;
-    }
-}
-
-/* Pop until the pool holds a largest frame: true, or false (released). */
-static bool rx_pool_fill(VirtioNet *n, VirtioNetPair *p)
-{
-    VirtQueue *vq = &n->vdev.vqs[VNET_RXQ(p->index)];
-    unsigned most = virtio_net_has(n, VIRTIO_NET_F_MRG_RXBUF) ? VNET_RX_POOL_MAX : 1;
-
-    while (p->rx_pool_bytes < NET_TAP_MAX_FRAME) {
-        VirtQueueElement *e = &p->rx_elems[p->rx_pooled];
-
-        if (p->rx_pooled >= MIN(most, vq->size) || !virtio_queue_pop(vq, e)) {
-            break;
-        }
-        p->rx_pooled++;
-        if (e->out_num || !e->in_num || e->bad_address || e->in_len < NET_VNET_HDR_LEN) {
-            break; /* the copying path says what is wrong with it */
-        }
-        p->rx_pool_bytes += e->in_len;
-    }
-    if (p->rx_pool_bytes < NET_TAP_MAX_FRAME) {
-        rx_pool_release(n, p);
-        return false;
-    }
-    return true;
-}
-
-/* The pool's writable segments in p->rx_iov: their count, or 0 (too many). */
-static int rx_pool_iov(VirtioNetPair *p)
-{
-    int count = 0;
-
-    for (unsigned i = 0; i < p->rx_pooled; i++) {
-        VirtQueueElement *e = &p->rx_elems[i];
-
-        if (count + e->in_num > VNET_RX_IOV_MAX) {
-            return 0;
-        }
-        memcpy(&p->rx_iov[count], &e->iov[e->out_num], e->in_num * sizeof(struct iovec));
-        count += e->in_num;
-    }
-    return count;
-}
-
-typedef enum RxDirect {
-    RX_DIRECT_DONE,  /* a frame was read: delivered or dropped */
-    RX_DIRECT_EMPTY, /* nothing to read */
-    RX_DIRECT_NO,    /* the pool cannot be had: the copying path */
-} RxDirect;
-
-/* After a frame of len bytes (header included) from the tap. */
-static void rx_note_size(VirtioNetPair *p, ssize_t len)
-{
-    if (len > VNET_RX_DIRECT_MIN) {
-        p->rx_small_run = 0;
-    } else if (p->rx_small_run < VNET_RX_SMALL_RUN) {
-        p->rx_small_run++;
-    }
-}
-
-static RxDirect rx_direct(VirtioNet *n, VirtioNetPair *p)
-{
-    VirtQueue *vq = &n->vdev.vqs[VNET_RXQ(p->index)];
-    uint8_t head[NET_VNET_HDR_LEN + 16];
-    unsigned count = 0;
-    size_t left;
-    ssize_t r;
-    int iovcnt;
-    uint16_t nb;
-
-    if (!rx_pool_fill(n, p)) {
-        return RX_DIRECT_NO;
-    }
-    if (!(iovcnt = rx_pool_iov(p))) {
-        rx_pool_release(n, p);
-        return RX_DIRECT_NO;
-    }
-    r = net_tap_receive(p->tap, p->rx_iov, iovcnt);
-    if (r == -EAGAIN) {
-        return RX_DIRECT_EMPTY;
-    }
-    if (r < 0) {
-        p->rx_dropped++;
-        return RX_DIRECT_DONE;
-    }
-    rx_note_size(p, r);
-    iov_to_buf(p->rx_iov, iovcnt, 0, head, MIN((size_t)r, sizeof(head)));
-    if (r < NET_VNET_HDR_LEN + VNET_MIN_FRAME ||
-        !virtio_net_filter_accepts(n, head + NET_VNET_HDR_LEN, r - NET_VNET_HDR_LEN)) {
-        p->rx_dropped++; /* the buffers stay in the pool, unpublished */
-        return RX_DIRECT_DONE;
-    }
-    for (left = r; left; count++) {
-        uint32_t take = MIN(left, p->rx_elems[count].in_len);
-        p->rx_lens[count] = take;
-        left -= take;
-    }
-    nb = GUINT16_TO_LE(count);
-    iov_from_buf(p->rx_elems[0].iov, p->rx_elems[0].in_num, VNET_HDR_NUM_BUFFERS, &nb,
-                 sizeof(nb));
-    virtio_queue_complete_many(vq, p->rx_elems, p->rx_lens, count);
-    for (unsigned i = 0; i < count; i++) {
-        p->rx_pool_bytes -= p->rx_elems[i].in_len;
-    }
-    /* the rest to the front, in order (the used ones' arrays behind them) */
-    for (unsigned i = count; i < p->rx_pooled; i++) {
-        VirtQueueElement spare = p->rx_elems[i - count];
-        p->rx_elems[i - count] = p->rx_elems[i];
-        p->rx_elems[i] = spare;
-    }
-    p->rx_pooled -= count;
-    p->rx_frames++;
-    p->rx_direct++;
-    return RX_DIRECT_DONE;
-}
-
 /* Frames from the tap until it is empty, the budget is spent or buffers run out. */
-static void vnet_receive_frames(VirtioNet *n, VirtioNetPair *p)
+static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
 {
     struct iovec iov = { p->rx_buf, NET_TAP_MAX_FRAME };
 
+    if (!p->tap || n->vhost_running) {
+        return;
+    }
     for (unsigned budget = VNET_BUDGET; budget; budget--) {
-        if (p->rx_len <= 0 && p->rx_small_run < VNET_RX_SMALL_RUN &&
-            vnet_frames_pass(n) && rx_queue_ready(n, p)) {
-            RxDirect d = rx_direct(n, p);
-            if (d == RX_DIRECT_EMPTY) {
-                return;
-            }
-            if (d == RX_DIRECT_DONE) {
-                continue;
-            }
-        }
-        rx_pool_release(n, p); /* the copying path pops its own */
         if (p->rx_len <= 0) {
             ssize_t r = net_tap_receive(p->tap, &iov, 1);
             if (r == -EAGAIN) {
@@ -590,7 +438,6 @@ static void vnet_receive_frames(VirtioNet *n, VirtioNetPair *p)
                 p->rx_dropped++;
                 continue;
             }
-            rx_note_size(p, r);
             p->rx_len = r;
         }
         if (!vnet_frames_pass(n) || !rx_queue_ready(n, p) ||
@@ -607,15 +454,6 @@ static void vnet_receive_frames(VirtioNet *n, VirtioNetPair *p)
         }
         p->rx_len = 0;
     }
-}
-
-static void vnet_receive(VirtioNet *n, VirtioNetPair *p)
-{
-    if (!p->tap || n->vhost_running) {
-        return;
-    }
-    vnet_receive_frames(n, p);
-    rx_pool_release(n, p);
 }
 
 /* ---- transmit: guest -> tap ---- */
@@ -1167,7 +1005,6 @@ static void vnet_pair_free(VirtioNetPair *p)
     }
     g_free(p->rx_elems);
     g_free(p->rx_lens);
-    g_free(p->rx_iov);
 }
 
 /* Pair i on the netdev's queue i; with vhost-net, its interrupt eventfds. */
@@ -1192,8 +1029,6 @@ static bool vnet_pair_init(VirtioNet *n, unsigned i, GError **errp)
     p->rx_buf = g_malloc(NET_TAP_MAX_FRAME);
     p->rx_elems = g_new0(VirtQueueElement, VNET_QUEUE_SIZE);
     p->rx_lens = g_new0(uint32_t, VNET_QUEUE_SIZE);
-    p->rx_iov = g_new0(struct iovec, VNET_RX_IOV_MAX);
-    p->rx_small_run = VNET_RX_SMALL_RUN; /* the copying path until a large frame */
     return true;
 }
 
