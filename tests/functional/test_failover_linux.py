@@ -50,7 +50,10 @@ STEP = 120
 # 10 ms: in the rig a 1 ms stream loses most of its packets before any
 # migration (see test_failover_manual.py)
 INTERVAL_MS = float(os.environ.get("DV_OUTAGE_MS", "10"))
-APPEND = (f"dv.ip={GUEST_IP}/24 dv.wss_mib=8 dv.mibps=2 dv.period_ms=500 "
+# loglevel=5: the kernel's warnings on the console too (quiet shows errors
+# only): two source guests that double-faulted after a failed or cancelled
+# migration were tainted by a warning (W) their consoles did not show
+APPEND = (f"loglevel=5 dv.ip={GUEST_IP}/24 dv.wss_mib=8 dv.mibps=2 dv.period_ms=500 "
           f"dv.echo_port={PORT}")
 
 # The guest's side.  e1000e is loaded first (the initramfs loads virtio
