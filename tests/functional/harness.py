@@ -232,8 +232,9 @@ class Vmm:
                 pipe.close()
 
     def how_it_ended(self):
-        """'' while it runs or when the test stopped it; else its exit
-        status or the signal that ended it."""
+        """'' while it runs or where the test's SIGKILL ended it; else its
+        exit status (a QMP or HMP quit the test sent too) or the signal
+        that ended it."""
         rc = getattr(self, "ended_alone", None)
         if rc is None:
             rc = self.proc.poll()
@@ -241,10 +242,10 @@ class Vmm:
                 return ""
         if rc < 0:
             try:
-                return f"ended by itself: killed by {signal.Signals(-rc).name}"
+                return f"it had ended: killed by {signal.Signals(-rc).name}"
             except ValueError:
-                return f"ended by itself: killed by signal {-rc}"
-        return f"ended by itself: exit status {rc}"
+                return f"it had ended: killed by signal {-rc}"
+        return f"it had ended: exit status {rc}"
 
     def core_backtrace(self, limit=12000):
         """Every thread's backtrace from the core of a VMM that died of a
