@@ -166,8 +166,8 @@ def pytest_runtest_makereport(item, call):
                         vmm.args[0])
             report.sections.append((f"VMM {n} stderr (pid {vmm.pid}, {name}"
                                     f"{'; ' + ended if ended else ''})", text[-6000:]))
-        if "killed by" in ended:
-            bt = vmm.core_backtrace()
+        if ended:
+            bt = vmm.core_backtrace()  # "" unless it left a core
             if bt:
                 report.sections.append((f"VMM {n}'s threads at its death (its core)", bt))
     if triple and harness.kvm_shutdown_trace():

@@ -187,6 +187,7 @@ class Vmm:
     def __init__(self, args, binary=VMM, env=None, pass_fds=()):
         self.args = with_reset_log([binary] + list(args))
         self.stderr_tail = None
+        self.ended_alone = None  # its exit status where kill() found it ended
         STARTED.append(self)
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -235,7 +236,7 @@ class Vmm:
         """'' while it runs or where the test's SIGKILL ended it; else its
         exit status (a QMP or HMP quit the test sent too) or the signal
         that ended it."""
-        rc = getattr(self, "ended_alone", None)
+        rc = self.ended_alone
         if rc is None:
             rc = self.proc.poll()
             if rc is None or rc == -signal.SIGKILL:
